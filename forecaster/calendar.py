@@ -1,0 +1,97 @@
+"""Days, reporting periods and commission periods of a horizon.
+
+Day indices count from ``start`` (day 0) to ``end`` (day D - 1). Periods are calendar
+periods (weeks start on Monday; quarters on 1 January, April, July, October) cut to the
+horizon: each is named by its first day *within* the horizon.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+
+
+def period_start(day: date, kind: str) -> date:
+    """First calendar day of the ``kind`` period holding ``day``."""
+    if kind == "day":
+        return day
+    if kind == "week":
+        return day - timedelta(days=day.weekday())
+    if kind == "month":
+        return day.replace(day=1)
+    if kind == "quarter":
+        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    raise ValueError(kind)
+
+
+def period_end(day: date, kind: str) -> date:
+    """Last calendar day of the ``kind`` period holding ``day``."""
+    if kind == "day":
+        return day
+    if kind == "week":
+        return period_start(day, kind) + timedelta(days=6)
+    months = 1 if kind == "month" else 3
+    first = period_start(day, kind)
+    y, m = divmod(first.month - 1 + months, 12)
+    return date(first.year + y, m + 1, 1) - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """A partition of the horizon's days into calendar periods.
+
+    Attributes
+    ----------
+    starts : list of date
+        First day of each period within the horizon, shape (periods,).
+    of_day : ndarray of int64
+        Period index of each day, shape (days,).
+    last_day : ndarray of int64
+        Index of each period's last day within the horizon, shape (periods,).
+    """
+
+    starts: list
+    of_day: np.ndarray
+    last_day: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def datetimes(self) -> np.ndarray:
+        return np.array(self.starts, dtype="datetime64[ns]")
+
+
+def periods(start: date, end: date, kind: str) -> Periods:
+    """Partition ``start..end`` (inclusive) into ``kind`` periods."""
+    n = (end - start).days + 1
+    starts, of_day, last = [], np.empty(n, dtype=np.int64), []
+    day, i = start, 0
+    while day <= end:
+        stop = min(period_end(day, kind), end)
+        length = (stop - day).days + 1
+        of_day[i:i + length] = len(starts)
+        starts.append(day)
+        i += length
+        last.append(i - 1)
+        day = stop + timedelta(days=1)
+    return Periods(starts, of_day, np.array(last, dtype=np.int64))
+
+
+def days_in_month(day: date) -> int:
+    return (period_end(day, "month") - day.replace(day=1)).days + 1
+
+
+def day_calendar(start: date, end: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day of the horizon: calendar month (1-12), days in that month, and whole months
+    elapsed since ``start``'s month (the growth exponent k). Each shape (days,)."""
+    n = (end - start).days + 1
+    month = np.empty(n, dtype=np.int64)
+    month_len = np.empty(n, dtype=np.int64)
+    elapsed = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        d = start + timedelta(days=i)
+        month[i] = d.month
+        month_len[i] = days_in_month(d)
+        elapsed[i] = (d.year - start.year) * 12 + d.month - start.month
+    return month, month_len, elapsed

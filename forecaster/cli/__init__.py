@@ -1,0 +1,60 @@
+"""The ``forecaster`` command line: one module per command, errors turned into messages.
+
+Exit status: 0 success, 2 bad input or usage (a message, no traceback, nothing written),
+1 internal error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import ForecasterError
+
+
+class BadInput(click.ClickException):
+    """A user's input is wrong: exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+class ForecasterGroup(click.Group):
+    """Turns forecaster's own errors into clean messages and anything else into status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ForecasterError as exc:
+            raise BadInput(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing was written.", err=True)
+            sys.exit(130)
+        except Exception as exc:  # an internal error: say so plainly
+            if os.environ.get("FORECASTER_DEBUG"):
+                raise
+            click.echo(f"Internal error: {type(exc).__name__}: {exc}\n"
+                       "This is a bug in forecaster; set FORECASTER_DEBUG=1 to see the traceback "
+                       "and please report it.", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=ForecasterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="forecaster")
+def main():
+    """Monte Carlo revenue and commission forecasts for sales funnels.
+
+    \b
+    Example:
+      forecaster validate scenarios/saas-quarter.yaml
+      forecaster run scenarios/saas-quarter.yaml --out out/saas
+    """
+
+
+from . import run as _run, schema as _schema, validate as _validate  # noqa: E402,F401

@@ -1,0 +1,14 @@
+"""Options shared by several commands."""
+from __future__ import annotations
+
+import click
+
+scenario_argument = click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
+trials_option = click.option("--trials", type=click.IntRange(min=1), default=None,
+                             help="Number of trials (default: the scenario's `trials`, else 10000).")
+seed_option = click.option("--seed", type=click.IntRange(min=0), default=None,
+                           help="Random seed (default: the scenario's `seed`, else 0).")
+threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
+                              help="Threads to use (default: all cores, or NUMBA_NUM_THREADS). "
+                                   "The numbers do not depend on it.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; no progress bar.")

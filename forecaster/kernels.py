@@ -1,0 +1,396 @@
+r"""Simulation kernels: arrays and generators in, arrays out; no I/O, no validation.
+
+The model
+---------
+Time runs in days from the beginning of ``start`` (t = 0) to the end of ``end`` (t = D).
+For a segment g and a trial, the *rates and probabilities* are drawn once:
+
+    theta = (r, gamma, p_1, ..., p_S)     lead rate (or cost per lead), monthly growth, conversions
+
+The mean number of leads arriving on day d is
+
+    m_d = r * f_d * (1 + gamma)^{k_d}     (or  B * f_d / c * (1 + gamma)^{k_d}  for bought leads)
+
+with f_d the day's share of the rate's unit times its seasonality, and k_d whole calendar
+months since ``start``'s month. Day d's arrivals are N_d ~ Poisson(m_d G_d), where G_d = 1,
+or G_d ~ Gamma(1/delta, delta) (mean 1, variance delta) for dispersion delta > 0, which
+makes N_d negative binomial with variance m_d + delta m_d^2.
+
+A lead converts through every stage with probability P = p_1 ... p_S, independently of
+the others, and only such leads can touch an output. By Poisson thinning the leads of day
+d that will be won are exactly
+
+    W_d ~ Poisson(m_d G_d P),
+
+so the kernel never draws the leads that are lost: its cost follows the won deals, not the
+width of the funnel's mouth. A won lead spends X_s ~ ``days_s`` in each stage (drawn per
+deal) and is won at time T = d + X_1 + ... + X_S, on day floor(T), which counts when
+T < D. Its value V ~ ``deal_value`` and its rep is uniform among the segment's reps.
+Drawing the X_s stops as soon as T >= D: the rest cannot change an output.
+
+An open pipeline deal in stage s0 with age a (whole days) converts out of s0 with
+
+    q = p S(a) / (p S(a) + (1 - p) S_lost(a)),
+
+S and S_lost the survival functions of ``days`` and ``days_lost`` (prepared by the caller
+as the odds ratio S_lost(a) / S(a) and a mode for the degenerate cases). If it converts,
+its remaining time in s0 is X - a given X > a (drawn by :func:`draw_above`), and it goes on
+through stages s0 + 1 ... S as a new deal would.
+
+Randomness enters only through the ``numpy.random.Generator`` arguments; a kernel given
+the same generators and arrays returns the same numbers, with or without the JIT.
+
+Distribution encoding
+---------------------
+A distribution is a family code and four parameters ``par``:
+
+============  ========================================================
+FIXED         value
+UNIFORM       low, high
+TRIANGULAR    low, mode, high
+PERT          low, high, alpha, beta   (beta shapes on [low, high])
+NORMAL        mean, sd, a, b           (truncated to [mean + a sd, mean + b sd])
+LOGNORMAL     mu = log(median), sigma
+GAMMA         shape k, scale
+EXPONENTIAL   mean
+WEIBULL       shape, scale
+BETA          alpha, beta
+EMPIRICAL     offset, length           (into ``pool``, each run of values sorted)
+============  ========================================================
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._numba import jit
+
+FIXED, UNIFORM, TRIANGULAR, PERT, NORMAL, LOGNORMAL, GAMMA, EXPONENTIAL, WEIBULL, BETA, EMPIRICAL = range(11)
+
+# pipeline deal modes (how the age conditions the conversion out of its stage)
+ORDINARY = 0   # S(a) > 0 and S_lost(a) > 0: q = p / (p + (1 - p) * odds)
+NO_MASS = 1    # S(a) = S_lost(a) = 0: leaves at time 0, converts with p
+LOST_ONLY = 2  # S(a) = 0 < S_lost(a): cannot still be converting, so it is lost (unless p = 1)
+WON_ONLY = 3   # S_lost(a) = 0 < S(a): cannot still be losing, so it converts (unless p = 0)
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+@jit
+def _normal_mass(a, b):
+    """P(a <= Z <= b) for a standard normal Z."""
+    return 0.5 * (math.erfc(-b * _SQRT_HALF) - math.erfc(-a * _SQRT_HALF))
+
+
+@jit
+def truncated_standard_normal(gen, a, b):
+    """Z ~ N(0, 1) conditioned on a <= Z <= b (b may be inf). Exact.
+
+    Naive rejection when [a, b] holds at least a quarter of the mass; otherwise a uniform
+    proposal on a narrow interval, or Robert's (1995) exponential proposal in a tail.
+    """
+    if a == -math.inf and b == math.inf:
+        return gen.standard_normal()
+    if b < 0.0:  # mirror into the right half
+        return -truncated_standard_normal(gen, -b, -a)
+    if _normal_mass(a, b) >= 0.25:
+        while True:
+            z = gen.standard_normal()
+            if a <= z <= b:
+                return z
+    if a <= 0.0:  # narrow interval around 0: density at most 1 (unnormalised)
+        while True:
+            z = a + (b - a) * gen.random()
+            if gen.random() <= math.exp(-0.5 * z * z):
+                return z
+    if a * (b - a) < 1.0:  # narrow interval in the right tail: density at most exp(-a^2/2)
+        while True:
+            z = a + (b - a) * gen.random()
+            if gen.random() <= math.exp(0.5 * (a * a - z * z)):
+                return z
+    lam = 0.5 * (a + math.sqrt(a * a + 4.0))
+    while True:
+        z = a + gen.standard_exponential() / lam
+        if z <= b and gen.random() <= math.exp(-0.5 * (z - lam) ** 2):
+            return z
+
+
+@jit
+def draw(gen, code, par, pool):
+    """One draw from the distribution ``(code, par)``; see the module docstring."""
+    if code == FIXED:
+        return par[0]
+    if code == LOGNORMAL:
+        return math.exp(par[0] + par[1] * gen.standard_normal())
+    if code == GAMMA:
+        return par[1] * gen.standard_gamma(par[0])
+    if code == EXPONENTIAL:
+        return par[0] * gen.standard_exponential()
+    if code == UNIFORM:
+        return par[0] + (par[1] - par[0]) * gen.random()
+    if code == TRIANGULAR:
+        return _triangular_quantile(par[0], par[1], par[2], gen.random())
+    if code == PERT:
+        return par[0] + (par[1] - par[0]) * gen.beta(par[2], par[3])
+    if code == NORMAL:
+        return par[0] + par[1] * truncated_standard_normal(gen, par[2], par[3])
+    if code == WEIBULL:
+        return par[1] * gen.standard_exponential() ** (1.0 / par[0])
+    if code == BETA:
+        return gen.beta(par[0], par[1])
+    if code == EMPIRICAL:
+        n = int(par[1])
+        i = int(gen.random() * n)
+        return pool[int(par[0]) + min(i, n - 1)]
+    raise ValueError("unknown distribution code")
+
+
+@jit
+def _triangular_quantile(low, mode, high, u):
+    c = (mode - low) / (high - low)
+    if u < c:
+        return low + math.sqrt(u * (high - low) * (mode - low))
+    return high - math.sqrt((1.0 - u) * (high - low) * (high - mode))
+
+
+@jit
+def _triangular_cdf(low, mode, high, x):
+    if x <= low:
+        return 0.0
+    if x >= high:
+        return 1.0
+    if x <= mode:
+        return (x - low) ** 2 / ((high - low) * (mode - low))
+    return 1.0 - (high - x) ** 2 / ((high - low) * (high - mode))
+
+
+@jit
+def _beta_log_kernel(y, al, be):
+    """log(y^(al-1) (1-y)^(be-1)), with 0 log 0 = 0."""
+    out = 0.0
+    if al != 1.0:
+        out += (al - 1.0) * math.log(y)
+    if be != 1.0:
+        out += (be - 1.0) * math.log1p(-y)
+    return out
+
+
+@jit
+def draw_above(gen, code, par, pool, a, sf):
+    """One draw of X conditioned on X > a, where P(X > a) = ``sf`` > 0. Exact.
+
+    Rejection from the unconditional law while ``sf`` >= 0.25 (at most 4 tries on average);
+    in the tail, a method of the family: truncated normal (normal, lognormal on the log
+    scale), memorylessness (exponential), closed-form inversion (Weibull, uniform,
+    triangular), an exponential proposal (gamma), a uniform proposal under the bounded
+    density (PERT), or resampling the values above a (empirical).
+    """
+    if sf >= 0.25 or code == FIXED or code == BETA:
+        while True:
+            x = draw(gen, code, par, pool)
+            if x > a:
+                return x
+    if code == LOGNORMAL:
+        z = truncated_standard_normal(gen, (math.log(a) - par[0]) / par[1], math.inf)
+        return max(math.exp(par[0] + par[1] * z), a)
+    if code == NORMAL:
+        lo = max(par[2], (a - par[0]) / par[1])
+        return max(par[0] + par[1] * truncated_standard_normal(gen, lo, par[3]), a)
+    if code == EXPONENTIAL:
+        return a + par[0] * gen.standard_exponential()
+    if code == WEIBULL:
+        k, scale = par[0], par[1]
+        return scale * ((a / scale) ** k + gen.standard_exponential()) ** (1.0 / k)
+    if code == UNIFORM:
+        lo = max(a, par[0])
+        return lo + (par[1] - lo) * gen.random()
+    if code == TRIANGULAR:
+        fa = _triangular_cdf(par[0], par[1], par[2], a)
+        return max(_triangular_quantile(par[0], par[1], par[2], fa + (1.0 - fa) * gen.random()), a)
+    if code == GAMMA:
+        k, x0 = par[0], a / par[1]  # in units of the scale; target density ~ x^(k-1) e^(-x) on x > x0
+        if k < 1.0:  # (x / x0)^(k-1) <= 1 bounds the ratio to the Exp(1) tail
+            while True:
+                x = x0 + gen.standard_exponential()
+                if gen.random() <= (x / x0) ** (k - 1.0):
+                    return x * par[1]
+        lam = 1.0 - (k - 1.0) / x0 if x0 > k - 1.0 else 0.5  # ratio maximal at x0 for this rate
+        if lam < 1e-3:
+            lam = 1e-3
+        xm = max(x0, (k - 1.0) / (1.0 - lam)) if lam < 1.0 else x0
+        log_m = (k - 1.0) * math.log(xm) - (1.0 - lam) * xm
+        while True:
+            x = x0 + gen.standard_exponential() / lam
+            if math.log(gen.random()) <= (k - 1.0) * math.log(x) - (1.0 - lam) * x - log_m:
+                return x * par[1]
+    if code == PERT:
+        low, high, al, be = par[0], par[1], par[2], par[3]
+        y0 = (a - low) / (high - low)
+        ym = max(y0, (al - 1.0) / (al + be - 2.0))  # alpha, beta >= 1: density largest at ym on [y0, 1]
+        log_m = _beta_log_kernel(ym, al, be)
+        while True:
+            y = y0 + (1.0 - y0) * gen.random()
+            if y >= 1.0 or y <= 0.0:
+                continue
+            if math.log(gen.random()) <= _beta_log_kernel(y, al, be) - log_m:
+                return low + (high - low) * y
+    if code == EMPIRICAL:
+        off, n = int(par[0]), int(par[1])
+        first = np.searchsorted(pool[off:off + n], a, side="right")
+        i = first + int(gen.random() * (n - first))
+        return pool[off + min(i, n - 1)]
+    raise ValueError("unknown distribution code")
+
+
+@jit
+def draw_parameters(gen, codes, pars, pool, theta, segment):
+    """Per-trial draws of a segment's rates and probabilities.
+
+    Parameters
+    ----------
+    codes : int64 array, shape (k,)
+    pars : float64 array, shape (k, 4)
+        The k quantities: rate (or cost per lead), growth, then each stage's convert.
+    theta : float64 array, shape (trials, segments, k_max)
+        Written: ``theta[:, segment, :k]``.
+    """
+    for t in range(theta.shape[0]):
+        for j in range(codes.shape[0]):
+            theta[t, segment, j] = draw(gen, codes[j], pars[j], pool)
+
+
+@jit
+def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings):
+    p = period_of_day[day]
+    revenue[t, p, segment] += value
+    won[t, p, segment] += 1
+    if rep >= 0:
+        bookings[t, cperiod_of_day[day], rep] += value
+
+
+@jit
+def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, day_mean, elapsed_months,
+                       dispersion, days_codes, days_pars, value_code, value_par, pool, reps,
+                       period_of_day, cperiod_of_day, revenue, won, bookings):
+    """Won deals from one segment's new leads, for a block of trials.
+
+    Parameters
+    ----------
+    theta : float64, shape (trials, segments, k)
+        Per-trial draws (see :func:`draw_parameters`).
+    rate_is_cost : bool
+        theta[..., 0] is a cost per lead (mean = f_d / c) rather than a rate (r f_d).
+    day_mean : float64, shape (days,)
+        f_d: the day's share of the rate's unit times seasonality (times the budget for
+        bought leads). [leads per rate unit]
+    elapsed_months : int64, shape (days,)
+        k_d, whole calendar months since start's month.
+    days_codes, days_pars : shape (stages,), (stages, 4)
+        Each stage's ``days``.
+    reps : int64, shape (n,)
+        Rep indices covering the segment (n = 0 without a team).
+    period_of_day, cperiod_of_day : int64, shape (days,)
+        Reporting and commission period of each day.
+    revenue : float64, shape (trials, periods, segments)   [currency], added to
+    won : int64, shape (trials, periods, segments)          [deals], added to
+    bookings : float64, shape (trials, commission periods, reps)  [currency], added to
+    """
+    n_days = day_mean.shape[0]
+    horizon = float(n_days)
+    n_stages = days_codes.shape[0]
+    n_reps = reps.shape[0]
+    growth = np.empty(elapsed_months[n_days - 1] + 1)
+    for t in range(theta.shape[0]):
+        base = theta[t, segment, 0]
+        p_win = 1.0
+        for s in range(n_stages):
+            p_win *= theta[t, segment, 2 + s]
+        scale = (1.0 / base if rate_is_cost else base) * p_win
+        if not scale > 0.0:
+            continue
+        growth[0] = 1.0
+        for k in range(1, growth.shape[0]):
+            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, 1])
+        for d in range(n_days):
+            lam = scale * day_mean[d] * growth[elapsed_months[d]]
+            if dispersion > 0.0:
+                lam *= gen_arrivals.standard_gamma(1.0 / dispersion) * dispersion
+            for _ in range(gen_arrivals.poisson(lam)):
+                time = float(d)
+                for s in range(n_stages):
+                    time += draw(gen_deals, days_codes[s], days_pars[s], pool)
+                    if time >= horizon:
+                        break
+                if time >= horizon:
+                    continue
+                value = draw(gen_deals, value_code, value_par, pool)
+                rep = -1
+                if n_reps > 0:
+                    rep = reps[min(int(gen_deals.random() * n_reps), n_reps - 1)]
+                _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+
+
+@jit
+def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf,
+                      deal_amount, deal_owner, days_codes, days_pars, value_codes, value_pars, pool,
+                      segment_reps, segment_n_reps, period_of_day, cperiod_of_day, revenue, won, bookings):
+    """Won deals from the open pipeline, for a block of trials.
+
+    Parameters
+    ----------
+    deal_segment, deal_stage : int64, shape (deals,)
+    deal_age : float64, shape (deals,)
+        Whole days each deal has been in its stage at start. [days]
+    deal_mode : int64, shape (deals,)
+        ORDINARY, NO_MASS, LOST_ONLY or WON_ONLY (see the module constants).
+    deal_odds : float64, shape (deals,)
+        S_lost(a) / S(a) for ORDINARY deals.
+    deal_sf : float64, shape (deals,)
+        S(a) = P(days > a) in the deal's stage.
+    deal_amount : float64, shape (deals,)
+        The deal's value, or -1 to draw it. [currency]
+    deal_owner : int64, shape (deals,)
+        Rep index, or -1 to assign one as for a new deal.
+    days_codes, days_pars : shape (segments, stages), (segments, stages, 4)
+    value_codes, value_pars : shape (segments,), (segments, 4)
+    segment_reps, segment_n_reps : shape (segments, max reps), (segments,)
+    revenue, won, bookings : as in :func:`simulate_new_leads`, added to
+    """
+    horizon = float(period_of_day.shape[0])
+    n_stages = days_codes.shape[1]
+    for t in range(theta.shape[0]):
+        for i in range(deal_segment.shape[0]):
+            g, s0, mode = deal_segment[i], deal_stage[i], deal_mode[i]
+            p = theta[t, g, 2 + s0]
+            if mode == ORDINARY:
+                q = p / (p + (1.0 - p) * deal_odds[i])
+            elif mode == WON_ONLY:
+                q = 1.0 if p > 0.0 else 0.0
+            elif mode == LOST_ONLY and p < 1.0:
+                q = 0.0
+            else:  # NO_MASS, or LOST_ONLY with p = 1: leaves at time 0 with its conversion
+                q = p
+                mode = NO_MASS
+            for s in range(s0 + 1, n_stages):
+                q *= theta[t, g, 2 + s]
+            if not gen.random() < q:
+                continue
+            time = 0.0
+            if mode != NO_MASS:
+                a = deal_age[i]
+                time = draw_above(gen, days_codes[g, s0], days_pars[g, s0], pool, a, deal_sf[i]) - a
+            for s in range(s0 + 1, n_stages):
+                if time >= horizon:
+                    break
+                time += draw(gen, days_codes[g, s], days_pars[g, s], pool)
+            if time >= horizon:
+                continue
+            value = deal_amount[i]
+            if value < 0.0:
+                value = draw(gen, value_codes[g], value_pars[g], pool)
+            rep = deal_owner[i]
+            n_reps = segment_n_reps[g]
+            if rep < 0 and n_reps > 0:
+                rep = segment_reps[g, min(int(gen.random() * n_reps), n_reps - 1)]
+            _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)

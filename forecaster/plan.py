@@ -1,0 +1,162 @@
+"""The kernels' view of a scenario: every quantity encoded as flat numpy arrays.
+
+Built once per run by :func:`build_plan`; the kernels read nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .calendar import Periods, day_calendar, periods
+from .distributions import Distribution
+from .scenario import Scenario
+
+
+class _Encoder:
+    """Encodes distributions, appending empirical values to one shared pool."""
+
+    def __init__(self):
+        self.pool: list[np.ndarray] = []
+        self.size = 0
+
+    def __call__(self, dist: Distribution) -> tuple[int, np.ndarray]:
+        code, par, values = dist.encode()
+        if code == kernels.EMPIRICAL:
+            par[0], par[1] = self.size, len(values)
+            self.pool.append(values)
+            self.size += len(values)
+        return code, par
+
+    def pool_array(self) -> np.ndarray:
+        return np.concatenate(self.pool) if self.pool else np.zeros(1)
+
+
+@dataclass
+class Plan:
+    """Arrays for the kernels. Shapes: G segments, S stages, D days, R reps, N pipeline deals.
+
+    ``param_codes``/``param_pars`` (G, S+2)/(G, S+2, 4): per-trial quantities of each segment
+    in the order rate (or cost per lead), growth, convert of each stage.
+    """
+
+    days: int
+    periods: Periods
+    quota_periods: Periods          # commission periods with a plan, else the reporting periods
+    earn_period: np.ndarray         # (C,) reporting period in which each commission period pays
+    segment_names: tuple
+    rep_names: tuple
+    quotas: np.ndarray              # (R,)
+    pool: np.ndarray
+    param_codes: np.ndarray
+    param_pars: np.ndarray
+    rate_is_cost: np.ndarray        # (G,) bool
+    day_mean: np.ndarray            # (G, D)
+    elapsed_months: np.ndarray      # (D,)
+    dispersion: np.ndarray          # (G,)
+    days_codes: np.ndarray          # (G, S)
+    days_pars: np.ndarray           # (G, S, 4)
+    value_codes: np.ndarray         # (G,)
+    value_pars: np.ndarray          # (G, 4)
+    segment_reps: np.ndarray        # (G, max(1, max reps per segment))
+    segment_n_reps: np.ndarray      # (G,)
+    deal_segment: np.ndarray        # (N,) and the rest of the pipeline arrays
+    deal_stage: np.ndarray
+    deal_age: np.ndarray
+    deal_mode: np.ndarray
+    deal_odds: np.ndarray
+    deal_sf: np.ndarray
+    deal_amount: np.ndarray
+    deal_owner: np.ndarray
+
+
+def build_plan(sc: Scenario) -> Plan:
+    """Encode a scenario for the kernels."""
+    enc = _Encoder()
+    G, S, D = len(sc.segments), len(sc.stages), sc.days
+    rep_index = {name: i for i, name in enumerate(sc.rep_names)}
+    month, month_len, elapsed = day_calendar(sc.start, sc.end)
+    report = periods(sc.start, sc.end, sc.report_by)
+    quota = periods(sc.start, sc.end, sc.commission.period) if sc.commission else report
+
+    param_codes = np.zeros((G, S + 2), dtype=np.int64)
+    param_pars = np.zeros((G, S + 2, 4))
+    rate_is_cost = np.zeros(G, dtype=np.bool_)
+    day_mean = np.zeros((G, D))
+    dispersion = np.zeros(G)
+    days_codes = np.zeros((G, S), dtype=np.int64)
+    days_pars = np.zeros((G, S, 4))
+    value_codes = np.zeros(G, dtype=np.int64)
+    value_pars = np.zeros((G, 4))
+    covering = [[rep_index[r.name] for r in sc.reps if seg in r.segments] for seg in sc.segments]
+    segment_reps = np.full((G, max([1, *map(len, covering)])), -1, dtype=np.int64)
+    segment_n_reps = np.zeros(G, dtype=np.int64)
+
+    for g, (name, seg) in enumerate(sc.segments.items()):
+        leads = seg.leads
+        source = leads.source
+        rate = leads.cost_per_lead if source == "budget_per_month" else getattr(leads, source)
+        growth = leads.growth_per_month or Distribution.fixed(0.0)
+        quantities = [rate, growth, *(stage.convert for stage in seg.funnel.values())]
+        for j, q in enumerate(quantities):
+            param_codes[g, j], param_pars[g, j] = enc(q)
+        rate_is_cost[g] = source == "budget_per_month"
+        unit = {"per_day": np.ones(D), "per_week": np.full(D, 1 / 7), "per_month": 1.0 / month_len,
+                "budget_per_month": leads.budget_per_month / month_len if leads.budget_per_month else
+                np.zeros(D)}[source]
+        season = np.array([leads.seasonality.get(int(m), 1.0) for m in month])
+        day_mean[g] = unit * season
+        dispersion[g] = leads.dispersion
+        for s, stage in enumerate(seg.funnel.values()):
+            days_codes[g, s], days_pars[g, s] = enc(stage.days)
+        value_codes[g], value_pars[g] = enc(seg.deal_value)
+        segment_n_reps[g] = len(covering[g])
+        segment_reps[g, :len(covering[g])] = covering[g]
+
+    pipe = _pipeline_arrays(sc, enc, rep_index)
+    return Plan(
+        days=D, periods=report, quota_periods=quota,
+        earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names,
+        rep_names=sc.rep_names, quotas=np.array([r.quota for r in sc.reps], dtype=float),
+        pool=enc.pool_array(), param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
+        day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
+        days_pars=days_pars, value_codes=value_codes, value_pars=value_pars,
+        segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe)
+
+
+def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
+    """Pipeline deals as arrays, with the survival of each stage's times at the deal's age."""
+    seg_index = {n: i for i, n in enumerate(sc.segments)}
+    stage_index = {n: i for i, n in enumerate(sc.stages)}
+    n = len(sc.pipeline)
+    out = {"deal_segment": np.zeros(n, dtype=np.int64), "deal_stage": np.zeros(n, dtype=np.int64),
+           "deal_age": np.zeros(n), "deal_mode": np.zeros(n, dtype=np.int64), "deal_odds": np.zeros(n),
+           "deal_sf": np.zeros(n), "deal_amount": np.full(n, -1.0), "deal_owner": np.full(n, -1, dtype=np.int64)}
+    survival_cache: dict = {}
+    for i, deal in enumerate(sc.pipeline):
+        age = (sc.start - deal.entered_stage).days
+        key = (deal.segment, deal.stage, age)
+        if key not in survival_cache:
+            stage = sc.segments[deal.segment].funnel[deal.stage]
+            survival_cache[key] = (stage.days.survival(age), stage.lost_days.survival(age))
+        s_won, s_lost = survival_cache[key]
+        if s_won > 0 and s_lost > 0:
+            mode, odds = kernels.ORDINARY, s_lost / s_won
+        elif s_won > 0:
+            mode, odds = kernels.WON_ONLY, 0.0
+        elif s_lost > 0:
+            mode, odds = kernels.LOST_ONLY, np.inf
+        else:
+            mode, odds = kernels.NO_MASS, 1.0
+        out["deal_segment"][i] = seg_index[deal.segment]
+        out["deal_stage"][i] = stage_index[deal.stage]
+        out["deal_age"][i] = age
+        out["deal_mode"][i] = mode
+        out["deal_odds"][i] = odds
+        out["deal_sf"][i] = s_won
+        if deal.amount is not None:
+            out["deal_amount"][i] = deal.amount
+        if deal.owner is not None:
+            out["deal_owner"][i] = rep_index[deal.owner]
+    return out

@@ -1,0 +1,386 @@
+"""Declarative validation: nodes that check plain YAML values and describe themselves.
+
+Each node knows three things: how to check a value (collecting *every* problem with its key
+path), how to say what it expects (for messages), and how to write itself as JSON Schema.
+The scenario format in :mod:`forecaster.schema` is one table built from these nodes, so the
+messages, the checks and ``forecaster schema`` can never disagree.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable
+
+from .errors import Problem
+from .yamlio import Path, format_path
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+"""Returned by a node whose value had a problem (already recorded)."""
+
+
+class Context:
+    """Collects problems while a document is checked.
+
+    Parameters
+    ----------
+    lines : dict
+        1-based line of each value by key path (from :func:`forecaster.yamlio.load_yaml`).
+    """
+
+    def __init__(self, lines: dict[Path, int] | None = None):
+        self.lines = lines or {}
+        self.problems: list[Problem] = []
+
+    def line(self, path: Path) -> int | None:
+        while True:
+            if path in self.lines:
+                return self.lines[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def error(self, path: Path, message: str) -> Any:
+        self.problems.append(Problem(format_path(path), message, self.line(path)))
+        return INVALID
+
+
+def show(value: Any) -> str:
+    """How a found value is quoted in a message."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value) if value else "an empty text"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value)) if abs(value) >= 1 else repr(value)
+    return repr(value)
+
+
+def suggest(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the nearest choice, or nothing."""
+    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def fmt_number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+class Node:
+    """Base of every validation node."""
+
+    doc: str = ""
+
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def expected(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def json_schema(self) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def _schema(self, schema: dict) -> dict:
+        if self.doc:
+            schema["description"] = self.doc
+        return schema
+
+
+@dataclass
+class Num(Node):
+    """A plain number, optionally an integer, within an interval.
+
+    ``lo``/``hi`` are the bounds (None: unbounded), ``lo_open``/``hi_open`` whether they are
+    excluded. Integral floats (``1e4``) are accepted where an integer is asked for.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    what: str | None = None  # e.g. "a probability"
+    doc: str = ""
+
+    def interval(self) -> str:
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None:
+            return (("(" if self.lo_open else "[") + f"{fmt_number(lo)}, {fmt_number(hi)}"
+                    + (")" if self.hi_open else "]"))
+        if lo is not None:
+            return f"{'>' if self.lo_open else '>='} {fmt_number(lo)}"
+        if hi is not None:
+            return f"{'<' if self.hi_open else '<='} {fmt_number(hi)}"
+        return ""
+
+    def expected(self) -> str:
+        noun = self.what or ("an integer" if self.integer else "a number")
+        iv = self.interval()
+        if not iv:
+            return noun
+        return f"{noun} in {iv}" if iv[0] in "[(" else f"{noun} {iv}"
+
+    def contains(self, x: float) -> bool:
+        if self.lo is not None and (x < self.lo or (self.lo_open and x == self.lo)):
+            return False
+        if self.hi is not None and (x > self.hi or (self.hi_open and x == self.hi)):
+            return False
+        return True
+
+    def validate(self, value, path, ctx):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+        if self.integer:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+                value = int(value)
+        else:
+            value = float(value)
+        if not self.contains(value):
+            return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+        return value
+
+    def json_schema(self):
+        s: dict = {"type": "integer" if self.integer else "number"}
+        if self.lo is not None:
+            s["exclusiveMinimum" if self.lo_open else "minimum"] = self.lo
+        if self.hi is not None:
+            s["exclusiveMaximum" if self.hi_open else "maximum"] = self.hi
+        return self._schema(s)
+
+
+@dataclass
+class Text(Node):
+    """Non-empty text."""
+
+    doc: str = ""
+
+    def expected(self):
+        return "a text"
+
+    def validate(self, value, path, ctx):
+        if not isinstance(value, str) or not value.strip():
+            return ctx.error(path, f"must be a non-empty text; got {show(value)}")
+        return value
+
+    def json_schema(self):
+        return self._schema({"type": "string", "minLength": 1})
+
+
+@dataclass
+class Date(Node):
+    """An ISO calendar date, ``YYYY-MM-DD``."""
+
+    doc: str = ""
+
+    def expected(self):
+        return "an ISO date (YYYY-MM-DD)"
+
+    def validate(self, value, path, ctx):
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+
+    def json_schema(self):
+        return self._schema({"type": "string", "format": "date",
+                             "pattern": r"^\d{4}-\d{2}-\d{2}$"})
+
+
+@dataclass
+class Choice(Node):
+    """One of a fixed set of words."""
+
+    options: tuple
+    doc: str = ""
+
+    def expected(self):
+        return "one of " + ", ".join(map(str, self.options))
+
+    def validate(self, value, path, ctx):
+        if isinstance(value, str) and value in self.options:
+            return value
+        hint = suggest(value, self.options) if isinstance(value, str) else ""
+        return ctx.error(path, f"must be {self.expected()}; got {show(value)}{hint}")
+
+    def json_schema(self):
+        return self._schema({"enum": list(self.options)})
+
+
+@dataclass
+class ListOf(Node):
+    """A list of items of one kind."""
+
+    item: Node
+    min_items: int = 0
+    unique: bool = False
+    doc: str = ""
+
+    def expected(self):
+        return f"a list of {self.item.expected()}s" if self.min_items == 0 else \
+            f"a list of at least {self.min_items} ({self.item.expected()})"
+
+    def validate(self, value, path, ctx):
+        if not isinstance(value, list):
+            return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+        if len(value) < self.min_items:
+            return ctx.error(path, f"must have at least {self.min_items} item"
+                                   f"{'s' if self.min_items > 1 else ''}; got {len(value)}")
+        out = [self.item.validate(v, path + (i,), ctx) for i, v in enumerate(value)]
+        if self.unique:
+            seen: set = set()
+            for i, v in enumerate(out):
+                if v is not INVALID and v in seen:
+                    ctx.error(path + (i,), f"repeats {show(v)}; each item must appear once")
+                seen.add(v) if v is not INVALID else None
+        return INVALID if any(v is INVALID for v in out) else out
+
+    def json_schema(self):
+        s = {"type": "array", "items": self.item.json_schema()}
+        if self.min_items:
+            s["minItems"] = self.min_items
+        if self.unique:
+            s["uniqueItems"] = True
+        return self._schema(s)
+
+
+@dataclass
+class Field:
+    """A key of a :class:`Record`."""
+
+    node: Node
+    required: bool = False
+    default: Any = None
+
+
+@dataclass
+class Record(Node):
+    """A mapping with known keys; unknown keys are errors with the nearest key suggested.
+
+    ``checks`` are functions ``(values, path, ctx)`` for rules that join several keys; they
+    run only when every key they read is valid. ``make`` builds the typed object.
+    """
+
+    fields: dict[str, Field]
+    make: Callable[..., Any] | None = None
+    checks: tuple = ()
+    name: str = "a mapping"
+    doc: str = ""
+    schema_extra: dict = field(default_factory=dict)
+
+    def expected(self):
+        return f"{self.name} with keys " + ", ".join(self.fields)
+
+    def validate(self, value, path, ctx):
+        if not isinstance(value, dict):
+            return ctx.error(path, f"must be {self.name} (keys: {', '.join(self.fields)}); "
+                                   f"got {show(value)}")
+        ok = True
+        for key in value:
+            if key not in self.fields:
+                ok = False
+                ctx.error(path + (key,), f"is not a known key here{suggest(key, self.fields)}; "
+                                         f"valid keys: {', '.join(self.fields)}")
+        out = {}
+        for key, f in self.fields.items():
+            if key in value:
+                got = f.node.validate(value[key], path + (key,), ctx)
+                ok = ok and got is not INVALID
+                out[key] = got
+            elif f.required:
+                ok = False
+                ctx.error(path + (key,), f"is missing: it is required ({f.node.expected()})")
+                out[key] = INVALID
+            else:
+                out[key] = f.default
+        for check in self.checks:
+            if not check(out, path, ctx):
+                ok = False
+        if not ok:
+            return INVALID
+        return self.make(**out) if self.make else out
+
+    def json_schema(self):
+        s = {"type": "object",
+             "properties": {k: f.node.json_schema() for k, f in self.fields.items()},
+             "additionalProperties": False}
+        req = [k for k, f in self.fields.items() if f.required]
+        if req:
+            s["required"] = req
+        s.update(self.schema_extra)
+        return self._schema(s)
+
+
+@dataclass
+class MapOf(Node):
+    """A mapping from user-chosen keys to values of one kind."""
+
+    key: Node
+    value: Node
+    min_items: int = 0
+    key_pattern: str | None = None  # JSON Schema propertyNames pattern
+    doc: str = ""
+
+    def expected(self):
+        return "a mapping"
+
+    def validate(self, value, path, ctx):
+        if not isinstance(value, dict):
+            return ctx.error(path, f"must be a mapping; got {show(value)}")
+        if len(value) < self.min_items:
+            return ctx.error(path, f"must have at least {self.min_items} entr"
+                                   f"{'ies' if self.min_items > 1 else 'y'}; got none")
+        out, ok = {}, True
+        for k, v in value.items():
+            key = self.key.validate(k, path + (k,), ctx)
+            got = self.value.validate(v, path + (k,), ctx)
+            ok = ok and key is not INVALID and got is not INVALID
+            out[key] = got
+        return out if ok else INVALID
+
+    def json_schema(self):
+        s: dict = {"type": "object", "additionalProperties": self.value.json_schema()}
+        if self.min_items:
+            s["minProperties"] = self.min_items
+        if self.key_pattern:
+            s["propertyNames"] = {"pattern": self.key_pattern}
+        return self._schema(s)
+
+
+@dataclass
+class Name(Node):
+    """A user-chosen name (segment, stage, rep): non-empty text without surrounding spaces."""
+
+    what: str = "a name"
+    doc: str = ""
+
+    def expected(self):
+        return self.what
+
+    def validate(self, value, path, ctx):
+        if not isinstance(value, str) or not value or value != value.strip():
+            return ctx.error(path, f"must be {self.what} (non-empty text); got {show(value)}")
+        return value
+
+    def json_schema(self):
+        return self._schema({"type": "string", "minLength": 1})
