@@ -16,7 +16,7 @@ from .scenario import Scenario  # noqa: E402
 
 def __getattr__(name):  # heavy parts (numba, xarray) load on first use
     if name == "simulate":
-        from .simulate import simulate
+        from .simulation import simulate
         return simulate
     if name == "summarize":
         from .summary import summarize

@@ -271,7 +271,7 @@ class Quantity(Node):
         for key in value:
             if key != "dist" and key not in spec:
                 ok = False
-                ctx.error(path + (key,), f"is not a parameter of {name}{suggest(key, spec)}; "
+                ctx.error(path + (str(key),), f"is not a parameter of {name}{suggest(key, spec)}; "
                                          f"{name} takes: {', '.join(spec)}")
         params = {}
         for key, node in spec.items():

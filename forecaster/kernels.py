@@ -85,35 +85,38 @@ def _normal_mass(a, b):
 
 @jit
 def truncated_standard_normal(gen, a, b):
-    """Z ~ N(0, 1) conditioned on a <= Z <= b (b may be inf). Exact.
+    """Z ~ N(0, 1) conditioned on a <= Z <= b (either may be infinite). Exact.
 
     Naive rejection when [a, b] holds at least a quarter of the mass; otherwise a uniform
-    proposal on a narrow interval, or Robert's (1995) exponential proposal in a tail.
+    proposal on a narrow interval, or Robert's (1995) exponential proposal in a tail. An
+    interval left of 0 is mirrored to the right.
     """
-    if a == -math.inf and b == math.inf:
+    lo, hi = float(a), float(b)
+    if lo == -math.inf and hi == math.inf:
         return gen.standard_normal()
-    if b < 0.0:  # mirror into the right half
-        return -truncated_standard_normal(gen, -b, -a)
-    if _normal_mass(a, b) >= 0.25:
+    sign = 1.0
+    if hi < 0.0:
+        lo, hi, sign = -hi, -lo, -1.0
+    if _normal_mass(lo, hi) >= 0.25:
         while True:
             z = gen.standard_normal()
-            if a <= z <= b:
-                return z
-    if a <= 0.0:  # narrow interval around 0: density at most 1 (unnormalised)
+            if lo <= z <= hi:
+                return sign * z
+    if lo <= 0.0:  # narrow interval around 0: density at most 1 (unnormalised)
         while True:
-            z = a + (b - a) * gen.random()
+            z = lo + (hi - lo) * gen.random()
             if gen.random() <= math.exp(-0.5 * z * z):
-                return z
-    if a * (b - a) < 1.0:  # narrow interval in the right tail: density at most exp(-a^2/2)
+                return sign * z
+    if lo * (hi - lo) < 1.0:  # narrow interval in the right tail: density at most exp(-lo^2/2)
         while True:
-            z = a + (b - a) * gen.random()
-            if gen.random() <= math.exp(0.5 * (a * a - z * z)):
-                return z
-    lam = 0.5 * (a + math.sqrt(a * a + 4.0))
+            z = lo + (hi - lo) * gen.random()
+            if gen.random() <= math.exp(0.5 * (lo * lo - z * z)):
+                return sign * z
+    lam = 0.5 * (lo + math.sqrt(lo * lo + 4.0))
     while True:
-        z = a + gen.standard_exponential() / lam
-        if z <= b and gen.random() <= math.exp(-0.5 * (z - lam) ** 2):
-            return z
+        z = lo + gen.standard_exponential() / lam
+        if z <= hi and gen.random() <= math.exp(-0.5 * (z - lam) ** 2):
+            return sign * z
 
 
 @jit
@@ -394,3 +397,24 @@ def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode,
             if rep < 0 and n_reps > 0:
                 rep = segment_reps[g, min(int(gen.random() * n_reps), n_reps - 1)]
             _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+
+
+@jit
+def draw_many(gen, code, par, pool, out):
+    """Fill ``out`` with independent draws of ``(code, par)`` (tests and benchmarks)."""
+    for i in range(out.shape[0]):
+        out[i] = draw(gen, code, par, pool)
+
+
+@jit
+def draw_above_many(gen, code, par, pool, a, sf, out):
+    """Fill ``out`` with draws conditioned on exceeding ``a`` (tests and benchmarks)."""
+    for i in range(out.shape[0]):
+        out[i] = draw_above(gen, code, par, pool, a, sf)
+
+
+@jit
+def truncated_standard_normal_many(gen, a, b, out):
+    """Fill ``out`` with standard normals conditioned on [a, b] (tests)."""
+    for i in range(out.shape[0]):
+        out[i] = truncated_standard_normal(gen, a, b)

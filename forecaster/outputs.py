@@ -68,7 +68,7 @@ def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None
         threads: int | None = None) -> dict:
     """Load, simulate, summarise and write, as ``forecaster run`` does. Returns the summary."""
     from .loading import load_scenario
-    from .simulate import simulate
+    from .simulation import simulate
     from .summary import summarize
 
     sc = load_scenario(scenario_path).with_run(trials, seed)

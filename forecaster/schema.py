@@ -187,7 +187,7 @@ def _funnels_match_stages(v, path, ctx):
 def _team_and_plan(v, path, ctx):
     team, plan, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
     ok = True
-    if plan is not None and plan is not INVALID and team is None:
+    if plan is not None and team is None:
         ok = False
         ctx.error(path + ("commission",), "needs a team: add team.reps (name, segments, quota) "
                                           "for the plan to pay")

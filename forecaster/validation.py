@@ -299,7 +299,7 @@ class Record(Node):
         for key in value:
             if key not in self.fields:
                 ok = False
-                ctx.error(path + (key,), f"is not a known key here{suggest(key, self.fields)}; "
+                ctx.error(path + (str(key),), f"is not a known key here{suggest(key, self.fields)}; "
                                          f"valid keys: {', '.join(self.fields)}")
         out = {}
         for key, f in self.fields.items():
@@ -352,8 +352,8 @@ class MapOf(Node):
                                    f"{'ies' if self.min_items > 1 else 'y'}; got none")
         out, ok = {}, True
         for k, v in value.items():
-            key = self.key.validate(k, path + (k,), ctx)
-            got = self.value.validate(v, path + (k,), ctx)
+            key = self.key.validate(k, path + (str(k),), ctx)
+            got = self.value.validate(v, path + (str(k),), ctx)
             ok = ok and key is not INVALID and got is not INVALID
             out[key] = got
         return out if ok else INVALID

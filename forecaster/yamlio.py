@@ -86,12 +86,12 @@ class _Builder:
                     continue
                 key = self.scalar(key_node, path)
                 if key in out or key in first_line:
-                    self.fail(path + (key,), f"is given twice in one mapping (lines "
+                    self.fail(path + (str(key),), f"is given twice in one mapping (lines "
                                              f"{first_line[key]} and {key_node.start_mark.line + 1}); "
                                              "keep one", key_node)
                     continue
                 first_line[key] = key_node.start_mark.line + 1
-                out[key] = self.build(value_node, path + (key,))
+                out[key] = self.build(value_node, path + (str(key),))
             return out
         raise AssertionError(f"unknown YAML node {node!r}")  # pragma: no cover
 

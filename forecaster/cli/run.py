@@ -31,7 +31,7 @@ def run_command(scenario, out, trials, seed, threads, quiet):
     from ..console import LazyProgress, print_summary
     from ..loading import load_scenario
     from ..outputs import write_outputs
-    from ..simulate import simulate
+    from ..simulation import simulate
     from ..summary import summarize
 
     sc = load_scenario(scenario).with_run(trials, seed)

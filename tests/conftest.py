@@ -1,0 +1,47 @@
+"""Shared helpers: scenarios written from text, and the example files."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import forecaster as fc
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+HEAD = """\
+name: {name}
+start: 2027-01-01
+end: 2027-03-31
+trials: {trials}
+seed: {seed}
+"""
+D = 90  # days from 2027-01-01 to 2027-03-31
+MONTH_DAYS = (31, 28, 31)
+
+
+def scenario_text(body: str, name: str = "t", trials: int = 4000, seed: int = 1) -> str:
+    return HEAD.format(name=name, trials=trials, seed=seed) + textwrap.dedent(body)
+
+
+@pytest.fixture
+def make(tmp_path):
+    """``make(body, **head)`` writes a scenario into tmp_path and loads it."""
+    count = [0]
+
+    def _make(body: str, *, files: dict | None = None, **head) -> fc.Scenario:
+        count[0] += 1
+        for name, text in (files or {}).items():
+            (tmp_path / name).write_text(text)
+        path = tmp_path / f"s{count[0]}.yaml"
+        path.write_text(scenario_text(body, **head))
+        return fc.load_scenario(path)
+
+    return _make
+
+
+def within(got: float, expected: float, se: float, k: float = 5.0) -> None:
+    """|got - expected| <= k standard errors."""
+    assert abs(got - expected) <= k * se, f"{got} vs expected {expected}: {abs(got - expected) / se:.1f} SE"
