@@ -69,13 +69,15 @@ def _build(data, lines, shown: str, *, base_dir: Path, raw: bytes, source: Path 
         raise ScenarioError(shown, [Problem("", "is empty; expected a scenario mapping (name, start, end, "
                                                 "stages, segments, ...)")])
     ctx = Context(lines)
-    values = SCENARIO.validate(data, (), ctx)
+    values, _ = SCENARIO.check(data, (), ctx)
     digest = hashlib.sha256(raw)
     deals: tuple = ()
-    pipe = values["pipeline"] if values is not INVALID else (data.get("pipeline") if isinstance(data, dict) else None)
-    if isinstance(pipe, dict) and isinstance(pipe.get("file"), str) and values is not INVALID:
+    # the pipeline is checked whenever what it refers to is valid, so that its problems are
+    # reported together with any others in the scenario
+    needed = [values[k] for k in ("pipeline", "start", "segments", "stages", "team")]
+    if values["pipeline"] and all(v is not INVALID for v in needed):
+        pipe, team = values["pipeline"], values["team"]
         file = base_dir / pipe["file"]
-        team = values["team"]
         deals, problems = read_pipeline(
             file, pipe["file"], start=values["start"], segments=values["segments"], stages=values["stages"],
             reps=[r.name for r in team["reps"]] if team else [], line=ctx.line(("pipeline", "file")))

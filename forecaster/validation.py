@@ -292,9 +292,17 @@ class Record(Node):
         return f"{self.name} with keys " + ", ".join(self.fields)
 
     def validate(self, value, path, ctx):
+        out, ok = self.check(value, path, ctx)
+        if not ok:
+            return INVALID
+        return self.make(**out) if self.make else out
+
+    def check(self, value, path, ctx) -> tuple[dict, bool]:
+        """Check every key; return the values found (INVALID where a key was wrong) and
+        whether all of them, and the cross-key checks, passed."""
         if not isinstance(value, dict):
-            return ctx.error(path, f"must be {self.name} (keys: {', '.join(self.fields)}); "
-                                   f"got {show(value)}")
+            ctx.error(path, f"must be {self.name} (keys: {', '.join(self.fields)}); got {show(value)}")
+            return {k: INVALID for k in self.fields}, False
         ok = True
         for key in value:
             if key not in self.fields:
@@ -316,9 +324,7 @@ class Record(Node):
         for check in self.checks:
             if not check(out, path, ctx):
                 ok = False
-        if not ok:
-            return INVALID
-        return self.make(**out) if self.make else out
+        return out, ok
 
     def json_schema(self):
         s = {"type": "object",

@@ -219,3 +219,10 @@ def test_json_schema_accepts_the_examples_and_refuses_broken_files():
         data = json.loads(json.dumps(base))
         mutate(data)
         assert list(validator.iter_errors(data)), "schema accepted a broken scenario"
+
+
+def test_pipeline_problems_are_reported_with_the_scenarios_own(tmp_path):
+    csv = "deal_id,segment,stage,entered_stage\nx,retail,proposal,2026-12-01\n"
+    text, found = problems(tmp_path, VALID.replace("trials: 100", "trials: 0") + "pipeline: {file: p.csv}\n",
+                           files={"p.csv": csv})
+    assert len(found) == 2 and "trials must be" in text and "segment 'retail'" in text
