@@ -181,12 +181,29 @@ class Distribution:
         return float(self._scipy().sf(x))
 
     def mean(self) -> float:
-        """Expected value (of the truncated distribution for normal)."""
-        if self.dist == "fixed":
-            return self.params["value"]
-        if self.dist == "empirical":
-            return float(np.mean(self.params["values"]))
-        return float(self._scipy().mean())
+        """Expected value (of the truncated distribution for normal), in closed form."""
+        p, d = self.params, self.dist
+        if d == "fixed":
+            return p["value"]
+        if d == "uniform":
+            return (p["low"] + p["high"]) / 2
+        if d == "triangular":
+            return (p["low"] + p["mode"] + p["high"]) / 3
+        if d == "pert":
+            return (p["low"] + 4 * p["mode"] + p["high"]) / 6
+        if d == "normal":  # mean + sd (phi(a) - phi(b)) / (Phi(b) - Phi(a)), a, b the standardised bounds
+            m, sd = p["mean"], p["sd"]
+            a, b = (self.lower - m) / sd, (self.upper - m) / sd
+            phi = lambda z: 0.0 if math.isinf(z) else math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+            mass = 0.5 * (math.erfc(-b / math.sqrt(2)) - math.erfc(-a / math.sqrt(2)))
+            return m + sd * (phi(a) - phi(b)) / mass
+        if d == "lognormal":
+            return p["median"] * math.exp(p["sigma"] ** 2 / 2)
+        if d in ("gamma", "exponential", "beta"):
+            return p["mean"]
+        if d == "weibull":
+            return p["scale"] * math.gamma(1 + 1 / p["shape"])
+        return float(np.mean(p["values"]))  # empirical
 
     def encode(self) -> tuple[int, np.ndarray, np.ndarray]:
         """The kernel's encoding: family code, 4 parameters, and the empirical values.

@@ -77,13 +77,13 @@ WON_ONLY = 3   # S_lost(a) = 0 < S(a): cannot still be losing, so it converts (u
 _SQRT_HALF = math.sqrt(0.5)
 
 
-@jit
+@jit(inline="always")
 def _normal_mass(a, b):
     """P(a <= Z <= b) for a standard normal Z."""
     return 0.5 * (math.erfc(-b * _SQRT_HALF) - math.erfc(-a * _SQRT_HALF))
 
 
-@jit
+@jit(inline="always")
 def truncated_standard_normal(gen, a, b):
     """Z ~ N(0, 1) conditioned on a <= Z <= b (either may be infinite). Exact.
 
@@ -119,37 +119,37 @@ def truncated_standard_normal(gen, a, b):
             return sign * z
 
 
-@jit
-def draw(gen, code, par, pool):
+@jit(inline="always")
+def draw(gen, code, p0, p1, p2, p3, pool):
     """One draw from the distribution ``(code, par)``; see the module docstring."""
     if code == FIXED:
-        return par[0]
+        return p0
     if code == LOGNORMAL:
-        return math.exp(par[0] + par[1] * gen.standard_normal())
+        return math.exp(p0 + p1 * gen.standard_normal())
     if code == GAMMA:
-        return par[1] * gen.standard_gamma(par[0])
+        return p1 * gen.standard_gamma(p0)
     if code == EXPONENTIAL:
-        return par[0] * gen.standard_exponential()
+        return p0 * gen.standard_exponential()
     if code == UNIFORM:
-        return par[0] + (par[1] - par[0]) * gen.random()
+        return p0 + (p1 - p0) * gen.random()
     if code == TRIANGULAR:
-        return _triangular_quantile(par[0], par[1], par[2], gen.random())
+        return _triangular_quantile(p0, p1, p2, gen.random())
     if code == PERT:
-        return par[0] + (par[1] - par[0]) * gen.beta(par[2], par[3])
+        return p0 + (p1 - p0) * gen.beta(p2, p3)
     if code == NORMAL:
-        return par[0] + par[1] * truncated_standard_normal(gen, par[2], par[3])
+        return p0 + p1 * truncated_standard_normal(gen, p2, p3)
     if code == WEIBULL:
-        return par[1] * gen.standard_exponential() ** (1.0 / par[0])
+        return p1 * gen.standard_exponential() ** (1.0 / p0)
     if code == BETA:
-        return gen.beta(par[0], par[1])
+        return gen.beta(p0, p1)
     if code == EMPIRICAL:
-        n = int(par[1])
+        n = int(p1)
         i = int(gen.random() * n)
-        return pool[int(par[0]) + min(i, n - 1)]
+        return pool[int(p0) + min(i, n - 1)]
     raise ValueError("unknown distribution code")
 
 
-@jit
+@jit(inline="always")
 def _triangular_quantile(low, mode, high, u):
     c = (mode - low) / (high - low)
     if u < c:
@@ -157,7 +157,7 @@ def _triangular_quantile(low, mode, high, u):
     return high - math.sqrt((1.0 - u) * (high - low) * (high - mode))
 
 
-@jit
+@jit(inline="always")
 def _triangular_cdf(low, mode, high, x):
     if x <= low:
         return 0.0
@@ -168,7 +168,7 @@ def _triangular_cdf(low, mode, high, x):
     return 1.0 - (high - x) ** 2 / ((high - low) * (high - mode))
 
 
-@jit
+@jit(inline="always")
 def _beta_log_kernel(y, al, be):
     """log(y^(al-1) (1-y)^(be-1)), with 0 log 0 = 0."""
     out = 0.0
@@ -179,8 +179,8 @@ def _beta_log_kernel(y, al, be):
     return out
 
 
-@jit
-def draw_above(gen, code, par, pool, a, sf):
+@jit(inline="always")
+def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
     """One draw of X conditioned on X > a, where P(X > a) = ``sf`` > 0. Exact.
 
     Rejection from the unconditional law while ``sf`` >= 0.25 (at most 4 tries on average);
@@ -191,33 +191,33 @@ def draw_above(gen, code, par, pool, a, sf):
     """
     if sf >= 0.25 or code == FIXED or code == BETA:
         while True:
-            x = draw(gen, code, par, pool)
+            x = draw(gen, code, p0, p1, p2, p3, pool)
             if x > a:
                 return x
     if code == LOGNORMAL:
-        z = truncated_standard_normal(gen, (math.log(a) - par[0]) / par[1], math.inf)
-        return max(math.exp(par[0] + par[1] * z), a)
+        z = truncated_standard_normal(gen, (math.log(a) - p0) / p1, math.inf)
+        return max(math.exp(p0 + p1 * z), a)
     if code == NORMAL:
-        lo = max(par[2], (a - par[0]) / par[1])
-        return max(par[0] + par[1] * truncated_standard_normal(gen, lo, par[3]), a)
+        lo = max(p2, (a - p0) / p1)
+        return max(p0 + p1 * truncated_standard_normal(gen, lo, p3), a)
     if code == EXPONENTIAL:
-        return a + par[0] * gen.standard_exponential()
+        return a + p0 * gen.standard_exponential()
     if code == WEIBULL:
-        k, scale = par[0], par[1]
+        k, scale = p0, p1
         return scale * ((a / scale) ** k + gen.standard_exponential()) ** (1.0 / k)
     if code == UNIFORM:
-        lo = max(a, par[0])
-        return lo + (par[1] - lo) * gen.random()
+        lo = max(a, p0)
+        return lo + (p1 - lo) * gen.random()
     if code == TRIANGULAR:
-        fa = _triangular_cdf(par[0], par[1], par[2], a)
-        return max(_triangular_quantile(par[0], par[1], par[2], fa + (1.0 - fa) * gen.random()), a)
+        fa = _triangular_cdf(p0, p1, p2, a)
+        return max(_triangular_quantile(p0, p1, p2, fa + (1.0 - fa) * gen.random()), a)
     if code == GAMMA:
-        k, x0 = par[0], a / par[1]  # in units of the scale; target density ~ x^(k-1) e^(-x) on x > x0
+        k, x0 = p0, a / p1  # in units of the scale; target density ~ x^(k-1) e^(-x) on x > x0
         if k < 1.0:  # (x / x0)^(k-1) <= 1 bounds the ratio to the Exp(1) tail
             while True:
                 x = x0 + gen.standard_exponential()
                 if gen.random() <= (x / x0) ** (k - 1.0):
-                    return x * par[1]
+                    return x * p1
         lam = 1.0 - (k - 1.0) / x0 if x0 > k - 1.0 else 0.5  # ratio maximal at x0 for this rate
         if lam < 1e-3:
             lam = 1e-3
@@ -226,9 +226,9 @@ def draw_above(gen, code, par, pool, a, sf):
         while True:
             x = x0 + gen.standard_exponential() / lam
             if math.log(gen.random()) <= (k - 1.0) * math.log(x) - (1.0 - lam) * x - log_m:
-                return x * par[1]
+                return x * p1
     if code == PERT:
-        low, high, al, be = par[0], par[1], par[2], par[3]
+        low, high, al, be = p0, p1, p2, p3
         y0 = (a - low) / (high - low)
         ym = max(y0, (al - 1.0) / (al + be - 2.0))  # alpha, beta >= 1: density largest at ym on [y0, 1]
         log_m = _beta_log_kernel(ym, al, be)
@@ -239,7 +239,7 @@ def draw_above(gen, code, par, pool, a, sf):
             if math.log(gen.random()) <= _beta_log_kernel(y, al, be) - log_m:
                 return low + (high - low) * y
     if code == EMPIRICAL:
-        off, n = int(par[0]), int(par[1])
+        off, n = int(p0), int(p1)
         first = np.searchsorted(pool[off:off + n], a, side="right")
         i = first + int(gen.random() * (n - first))
         return pool[off + min(i, n - 1)]
@@ -260,10 +260,10 @@ def draw_parameters(gen, codes, pars, pool, theta, segment):
     """
     for t in range(theta.shape[0]):
         for j in range(codes.shape[0]):
-            theta[t, segment, j] = draw(gen, codes[j], pars[j], pool)
+            theta[t, segment, j] = draw(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
 
 
-@jit
+@jit(inline="always")
 def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings):
     p = period_of_day[day]
     revenue[t, p, segment] += value
@@ -277,6 +277,12 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
                        dispersion, days_codes, days_pars, value_code, value_par, pool, reps,
                        period_of_day, cperiod_of_day, revenue, won, bookings):
     """Won deals from one segment's new leads, for a block of trials.
+
+    Without dispersion the won leads of the whole horizon are one Poisson draw,
+    W ~ Poisson(sum_d m_d P), each given its arrival day d with probability
+    m_d / sum_d m_d (by Poisson superposition this is exactly independent daily counts);
+    the day is found through a guide table in O(1). With dispersion each day draws its own
+    gamma multiplier and count.
 
     Parameters
     ----------
@@ -296,7 +302,7 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
     period_of_day, cperiod_of_day : int64, shape (days,)
         Reporting and commission period of each day.
     revenue : float64, shape (trials, periods, segments)   [currency], added to
-    won : int64, shape (trials, periods, segments)          [deals], added to
+    won : int32, shape (trials, periods, segments)          [deals], added to
     bookings : float64, shape (trials, commission periods, reps)  [currency], added to
     """
     n_days = day_mean.shape[0]
@@ -304,6 +310,9 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
     n_stages = days_codes.shape[0]
     n_reps = reps.shape[0]
     growth = np.empty(elapsed_months[n_days - 1] + 1)
+    cum = np.empty(n_days)
+    guide = np.empty(n_days, dtype=np.int64)
+    arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
     for t in range(theta.shape[0]):
         base = theta[t, segment, 0]
         p_win = 1.0
@@ -315,23 +324,57 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
         growth[0] = 1.0
         for k in range(1, growth.shape[0]):
             growth[k] = growth[k - 1] * (1.0 + theta[t, segment, 1])
-        for d in range(n_days):
-            lam = scale * day_mean[d] * growth[elapsed_months[d]]
-            if dispersion > 0.0:
+        n_won = 0
+        if dispersion > 0.0:
+            for d in range(n_days):
+                lam = scale * day_mean[d] * growth[elapsed_months[d]]
                 lam *= gen_arrivals.standard_gamma(1.0 / dispersion) * dispersion
-            for _ in range(gen_arrivals.poisson(lam)):
-                time = float(d)
-                for s in range(n_stages):
-                    time += draw(gen_deals, days_codes[s], days_pars[s], pool)
-                    if time >= horizon:
-                        break
+                count = gen_arrivals.poisson(lam)
+                if n_won + count > arrivals.shape[0]:
+                    arrivals = _grown(arrivals, n_won + count)
+                for _ in range(count):
+                    arrivals[n_won] = d
+                    n_won += 1
+        else:
+            total = 0.0
+            for d in range(n_days):
+                total += scale * day_mean[d] * growth[elapsed_months[d]]
+                cum[d] = total
+            n_won = gen_arrivals.poisson(total)
+            if n_won > arrivals.shape[0]:
+                arrivals = _grown(arrivals, n_won)
+            if n_won > 0:
+                d = 0
+                for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
+                    while d < n_days - 1 and cum[d] <= j * total / n_days:
+                        d += 1
+                    guide[j] = d
+            for i in range(n_won):
+                u = gen_arrivals.random() * total
+                d = guide[min(int(u / total * n_days), n_days - 1)]
+                while d < n_days - 1 and cum[d] <= u:
+                    d += 1
+                arrivals[i] = d
+        for i in range(n_won):
+            time = float(arrivals[i])
+            for s in range(n_stages):
+                time += draw(gen_deals, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool)
                 if time >= horizon:
-                    continue
-                value = draw(gen_deals, value_code, value_par, pool)
-                rep = -1
-                if n_reps > 0:
-                    rep = reps[min(int(gen_deals.random() * n_reps), n_reps - 1)]
-                _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+                    break
+            if time >= horizon:
+                continue
+            value = draw(gen_deals, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
+            rep = -1
+            if n_reps > 0:
+                rep = reps[min(int(gen_deals.random() * n_reps), n_reps - 1)]
+            _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+
+
+@jit
+def _grown(a, need):
+    out = np.empty(max(need, 2 * a.shape[0]), dtype=a.dtype)
+    out[:a.shape[0]] = a
+    return out
 
 
 @jit
@@ -382,16 +425,17 @@ def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode,
             time = 0.0
             if mode != NO_MASS:
                 a = deal_age[i]
-                time = draw_above(gen, days_codes[g, s0], days_pars[g, s0], pool, a, deal_sf[i]) - a
+                time = draw_above(gen, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1], days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a,
+                                  deal_sf[i]) - a
             for s in range(s0 + 1, n_stages):
                 if time >= horizon:
                     break
-                time += draw(gen, days_codes[g, s], days_pars[g, s], pool)
+                time += draw(gen, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1], days_pars[g, s, 2], days_pars[g, s, 3], pool)
             if time >= horizon:
                 continue
             value = deal_amount[i]
             if value < 0.0:
-                value = draw(gen, value_codes[g], value_pars[g], pool)
+                value = draw(gen, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2], value_pars[g, 3], pool)
             rep = deal_owner[i]
             n_reps = segment_n_reps[g]
             if rep < 0 and n_reps > 0:
@@ -403,14 +447,14 @@ def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode,
 def draw_many(gen, code, par, pool, out):
     """Fill ``out`` with independent draws of ``(code, par)`` (tests and benchmarks)."""
     for i in range(out.shape[0]):
-        out[i] = draw(gen, code, par, pool)
+        out[i] = draw(gen, code, par[0], par[1], par[2], par[3], pool)
 
 
 @jit
 def draw_above_many(gen, code, par, pool, a, sf, out):
     """Fill ``out`` with draws conditioned on exceeding ``a`` (tests and benchmarks)."""
     for i in range(out.shape[0]):
-        out[i] = draw_above(gen, code, par, pool, a, sf)
+        out[i] = draw_above(gen, code, par[0], par[1], par[2], par[3], pool, a, sf)
 
 
 @jit

@@ -55,8 +55,10 @@ class Plan:
     day_mean: np.ndarray            # (G, D)
     elapsed_months: np.ndarray      # (D,)
     dispersion: np.ndarray          # (G,)
-    days_codes: np.ndarray          # (G, S)
+    days_codes: np.ndarray          # (G, S) in stage order (the pipeline's view)
     days_pars: np.ndarray           # (G, S, 4)
+    lead_days_codes: np.ndarray     # (G, S) the same, longest mean first (the new leads' view)
+    lead_days_pars: np.ndarray      # (G, S, 4)
     value_codes: np.ndarray         # (G,)
     value_pars: np.ndarray          # (G, 4)
     segment_reps: np.ndarray        # (G, max(1, max reps per segment))
@@ -114,6 +116,13 @@ def build_plan(sc: Scenario) -> Plan:
         segment_n_reps[g] = len(covering[g])
         segment_reps[g, :len(covering[g])] = covering[g]
 
+    # A new lead's time to win is a sum over stages, so the order of its draws does not
+    # matter; drawing the longest stage first lets the kernel stop sooner for deals that
+    # end after the horizon.
+    order = np.array([np.argsort([-st.days.mean() for st in seg.funnel.values()], kind="stable")
+                      for seg in sc.segments.values()])
+    lead_days_codes = np.take_along_axis(days_codes, order, axis=1)
+    lead_days_pars = np.take_along_axis(days_pars, order[:, :, None], axis=1)
     pipe = _pipeline_arrays(sc, enc, rep_index)
     return Plan(
         days=D, periods=report, quota_periods=quota,
@@ -121,7 +130,7 @@ def build_plan(sc: Scenario) -> Plan:
         rep_names=sc.rep_names, quotas=np.array([r.quota for r in sc.reps], dtype=float),
         pool=enc.pool_array(), param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
         day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
-        days_pars=days_pars, value_codes=value_codes, value_pars=value_pars,
+        days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, value_codes=value_codes, value_pars=value_pars,
         segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe)
 
 

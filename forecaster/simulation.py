@@ -98,7 +98,7 @@ def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings)
         kernels.simulate_new_leads(
             generator(seed, block, f"segment/{name}/arrivals"), generator(seed, block, f"segment/{name}/deals"),
             theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months, plan.dispersion[g],
-            plan.days_codes[g], plan.days_pars[g], plan.value_codes[g], plan.value_pars[g], plan.pool,
+            plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g], plan.value_pars[g], plan.pool,
             plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day, plan.quota_periods.of_day,
             revenue, won, bookings)
     if plan.deal_segment.size:

@@ -146,3 +146,9 @@ def test_draw_above_empirical_and_fixed():
     assert set(np.unique(x)) == {9.0, 12.0}
     assert abs((x == 9.0).mean() - 0.5) < 5 * math.sqrt(0.25 / 30_000)
     assert np.all(sample_above(dist(7.0), 3.0, n=10) == 7.0)
+
+
+@pytest.mark.parametrize("spec", CONTINUOUS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_closed_form_means_match_scipy(spec):
+    d = dist(spec)
+    assert math.isclose(d.mean(), d._scipy().mean(), rel_tol=1e-9)
