@@ -1,7 +1,9 @@
 """Writing a run's results: ``forecast.nc`` and ``summary.json``, whole or not at all.
 
-Each file is written to a temporary name in the output folder and renamed into place, so
-a reader never sees a half-written file and a failed run leaves the previous results.
+Each file is written under a temporary name in the output folder and renamed into place
+once complete, so a reader never sees a half-written file and a failed or interrupted run
+leaves the previous results. :func:`run_to_folder` streams trials into the NetCDF file in
+chunks (memory bounded whatever the trial count) and summarises them from there.
 """
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ import os
 import tempfile
 from pathlib import Path
 
-import xarray as xr
-
 from .errors import OutputError
+from .scenario import Scenario
 
 FORECAST = "forecast.nc"
 SUMMARY = "summary.json"
 
 
-def _prepare(out: Path) -> Path:
+def prepare_folder(out: str | Path) -> Path:
+    """Create the output folder if needed; refuse a file in its place."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a folder")
     try:
@@ -34,45 +37,87 @@ def _temp_in(out: Path, name: str) -> Path:
     return Path(tmp)
 
 
-def write_outputs(out: str | Path, ds: xr.Dataset, summary: dict) -> dict[str, Path]:
-    """Write ``forecast.nc`` and ``summary.json`` into the folder ``out`` atomically.
+class _Staged:
+    """Temporary files in the output folder, renamed into place together by :meth:`publish`."""
 
-    Returns
-    -------
-    dict
-        File role -> path written.
-    """
-    out = _prepare(Path(out))
-    written: dict[str, Path] = {}
-    temps: list[Path] = []
-    try:
-        nc_tmp = _temp_in(out, FORECAST)
-        temps.append(nc_tmp)
-        ds.to_netcdf(nc_tmp, engine="h5netcdf")
-        js_tmp = _temp_in(out, SUMMARY)
-        temps.append(js_tmp)
-        js_tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        for tmp, name in ((nc_tmp, FORECAST), (js_tmp, SUMMARY)):
+    def __init__(self, out: Path):
+        self.out = out
+        self.files: dict[str, Path] = {}
+
+    def path(self, name: str) -> Path:
+        try:
+            self.files[name] = _temp_in(self.out, name)
+        except OSError as exc:
+            raise OutputError(f"--out {self.out}: cannot write there: {exc.strerror}") from None
+        return self.files[name]
+
+    def publish(self) -> dict[str, Path]:
+        written = {}
+        for name, tmp in self.files.items():  # summary.json last: it marks a finished run
             os.chmod(tmp, 0o644)
-            os.replace(tmp, out / name)
-            written[name] = out / name
+            os.replace(tmp, self.out / name)
+            written[name] = self.out / name
+        self.files = {}
+        return written
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for tmp in self.files.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _dump(summary: dict) -> str:
+    return json.dumps(summary, indent=2, allow_nan=False) + "\n"
+
+
+def write_outputs(out: str | Path, ds, summary: dict) -> dict[str, Path]:
+    """Write an in-memory Dataset and its summary into the folder ``out`` atomically."""
+    out = prepare_folder(out)
+    try:
+        with _Staged(out) as staged:
+            ds.to_netcdf(staged.path(FORECAST), engine="h5netcdf")
+            staged.path(SUMMARY).write_text(_dump(summary))
+            return staged.publish()
     except OSError as exc:
         raise OutputError(f"--out {out}: cannot write the results: {exc}") from None
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-    return written
+
+
+def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, progress=None) -> dict:
+    """Simulate ``sc`` straight into ``out/forecast.nc``, summarise it, and publish both files.
+
+    Only one chunk of trials is in memory at a time (see
+    :func:`forecaster.simulation.chunk_trials_for`); the summary reads the file back one
+    column of trials at a time, so its quantiles are exact. Returns the summary.
+    """
+    from .plan import build_plan
+    from .results import Layout, NetCDFSink
+    from .simulation import chunk_trials_for, run_trials
+    from .summary import Meta, summarize_columns
+
+    plan = build_plan(sc)
+    layout = Layout.of(sc, plan)
+    out = prepare_folder(out)
+    try:
+        with _Staged(out) as staged:
+            chunk = chunk_trials_for(layout)
+            sink = NetCDFSink(layout, staged.path(FORECAST), chunk)
+            try:
+                run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress)
+                summary = summarize_columns(sink.columns(), Meta.of_layout(layout))
+            finally:
+                sink.close()
+            staged.path(SUMMARY).write_text(_dump(summary))
+            staged.publish()
+            return summary
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot write the results: {exc}") from None
 
 
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,
         threads: int | None = None) -> dict:
     """Load, simulate, summarise and write, as ``forecaster run`` does. Returns the summary."""
     from .loading import load_scenario
-    from .simulation import simulate
-    from .summary import summarize
 
-    sc = load_scenario(scenario_path).with_run(trials, seed)
-    ds = simulate(sc, threads=threads)
-    summary = summarize(ds, sc)
-    write_outputs(out, ds, summary)
-    return summary
+    return run_to_folder(load_scenario(scenario_path).with_run(trials, seed), out, threads=threads)

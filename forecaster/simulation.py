@@ -1,8 +1,9 @@
-"""The orchestrator: a Scenario, a seed and a trial count in; an xarray Dataset out.
+"""The orchestrator: a Scenario, a seed and a trial count in; per-trial results out.
 
 Trials run in fixed blocks (see :mod:`forecaster.seeding`) on a pool of threads; each
 block draws from its own streams and writes its own rows of the outputs, so the numbers do
-not depend on the number of threads.
+not depend on the number of threads. Blocks are grouped into chunks of consecutive trials
+that a sink (:mod:`forecaster.results`) keeps in memory or writes to a file.
 """
 from __future__ import annotations
 
@@ -10,21 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
-import xarray as xr
 
 from . import kernels
 from ._numba import default_threads
-from .commission import commission_by_period, commission_per_quota_period
 from .plan import Plan, build_plan
+from .results import Layout, MemorySink
 from .scenario import Scenario
-from .seeding import blocks, generator
+from .seeding import BLOCK_TRIALS, blocks, generator
 
 Progress = Callable[[int], None]
 
 
 def simulate(scenario: Scenario, *, trials: int | None = None, seed: int | None = None,
-             threads: int | None = None, progress: Progress | None = None) -> xr.Dataset:
-    """Run the Monte Carlo forecast of a scenario.
+             threads: int | None = None, progress: Progress | None = None):
+    """Run the Monte Carlo forecast of a scenario, keeping every trial in memory.
 
     Parameters
     ----------
@@ -48,43 +48,53 @@ def simulate(scenario: Scenario, *, trials: int | None = None, seed: int | None 
     """
     sc = scenario.with_run(trials, seed)
     plan = build_plan(sc)
-    revenue, won, bookings = run_trials(plan, sc, threads=threads, progress=progress)
-    return to_dataset(sc, plan, revenue, won, bookings)
+    sink = MemorySink(Layout.of(sc, plan))
+    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=threads, progress=progress)
+    return sink.to_dataset()
 
 
-def run_trials(plan: Plan, sc: Scenario, *, threads: int | None = None, progress: Progress | None = None):
-    """Run every block of trials.
+CHUNK_BYTES = 64 << 20
+"""Memory for one chunk of trials when results are streamed to a file."""
 
-    Returns
-    -------
-    revenue : float64, shape (trials, periods, segments)  [currency]
-    won : int64, shape (trials, periods, segments)        [deals]
-    bookings : float64, shape (trials, quota periods, reps)  [currency]
+
+def chunk_trials_for(layout: Layout) -> int:
+    """Trials per streamed chunk: a whole number of blocks within :data:`CHUNK_BYTES`."""
+    per_trial = sum(8 * int(np.prod([layout.sizes()[d] for d in v.dims[1:]])) for v in layout.variables())
+    blocks_per_chunk = max(1, CHUNK_BYTES // max(1, 2 * per_trial * BLOCK_TRIALS))
+    return int(blocks_per_chunk * BLOCK_TRIALS)
+
+
+def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: int | None = None,
+               progress: Progress | None = None) -> None:
+    """Run every block of trials, handing the sink one chunk of consecutive trials at a time.
+
+    Blocks of a chunk run on a pool of threads, each into its own rows of the chunk's
+    buffers; ``sink.commit`` follows once the whole chunk is done.
     """
-    T, P, G = sc.trials, len(plan.periods), len(plan.segment_names)
-    revenue = np.zeros((T, P, G))
-    won = np.zeros((T, P, G), dtype=np.int64)
-    bookings = np.zeros((T, len(plan.quota_periods), len(plan.rep_names)))
-    work = blocks(T)
+    work = blocks(sc.trials)
+    per_chunk = max(1, chunk_trials // BLOCK_TRIALS)
+    threads = max(1, min(threads or default_threads(), len(work)))
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        for i in range(0, len(work), per_chunk):
+            group = work[i:i + per_chunk]
+            lo = group[0][1]
+            n = group[-1][1] + group[-1][2] - lo
+            revenue, won, bookings = sink.buffers(lo, n)
 
-    def one(block):
-        b, lo, n = block
-        sl = slice(lo, lo + n)
-        run_block(plan, sc.seed, b, n, revenue[sl], won[sl], bookings[sl])
-        return n
+            def one(block, lo=lo, revenue=revenue, won=won, bookings=bookings):
+                b, first, count = block
+                sl = slice(first - lo, first - lo + count)
+                run_block(plan, sc.seed, b, count, revenue[sl], won[sl], bookings[sl])
+                return count
 
-    threads = min(threads or default_threads(), len(work))
-    if threads <= 1:
-        for block in work:
-            done = one(block)
-            if progress:
-                progress(done)
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            for done in pool.map(one, work):
+            for done in (pool.map(one, group) if pool else map(one, group)):
                 if progress:
                     progress(done)
-    return revenue, won, bookings
+            sink.commit(lo, n, (revenue, won, bookings))
+    finally:
+        if pool:
+            pool.shutdown()
 
 
 def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings) -> None:
@@ -107,43 +117,3 @@ def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings)
             plan.deal_mode, plan.deal_odds, plan.deal_sf, plan.deal_amount, plan.deal_owner, plan.days_codes,
             plan.days_pars, plan.value_codes, plan.value_pars, plan.pool, plan.segment_reps,
             plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day, revenue, won, bookings)
-
-
-def to_dataset(sc: Scenario, plan: Plan, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray) -> xr.Dataset:
-    """Wrap the kernels' arrays as a Dataset with coordinates, units and provenance."""
-    from . import __version__
-
-    unit = sc.currency or "currency"
-    coords = {"trial": np.arange(sc.trials), "period": plan.periods.datetimes(),
-              "segment": list(plan.segment_names)}
-    data = {
-        "revenue": (("trial", "period"), revenue.sum(axis=2), {"units": unit, "long_name": "value of deals won"}),
-        "won_deals": (("trial", "period"), won.sum(axis=2), {"units": "deals", "long_name": "deals won"}),
-        "revenue_by_segment": (("trial", "period", "segment"), revenue, {"units": unit}),
-        "won_deals_by_segment": (("trial", "period", "segment"), won, {"units": "deals"}),
-    }
-    if plan.rep_names:
-        coords["rep"] = list(plan.rep_names)
-        quota_dim = "quota_period" if sc.commission else "period"
-        if sc.commission:
-            coords["quota_period"] = plan.quota_periods.datetimes()
-        data["bookings"] = ((("trial", quota_dim, "rep")), bookings,
-                            {"units": unit, "long_name": "value of deals won by each rep"})
-        data["quota"] = (("rep",), plan.quotas, {"units": unit, "long_name": "quota per commission period"})
-    if sc.commission:
-        earned = commission_per_quota_period(bookings, plan.quotas, sc.commission)
-        data["commission"] = (("trial", "period", "rep"), commission_by_period(earned, plan.earn_period,
-                                                                                len(plan.periods)),
-                              {"units": unit, "long_name": "commission paid, in the period it is earned"})
-        data["commission_by_quota_period"] = (("trial", "quota_period", "rep"), earned, {"units": unit})
-    ds = xr.Dataset({k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in data.items()},
-                    coords=coords)
-    ds["period"].attrs["long_name"] = f"first day of the {sc.report_by} within the horizon"
-    seed_attr = sc.seed if sc.seed < 2 ** 63 else str(sc.seed)
-    ds.attrs.update({"scenario": sc.name, "seed": seed_attr, "trials": sc.trials,
-                     "start": sc.start.isoformat(), "end": sc.end.isoformat(), "report_by": sc.report_by,
-                     "currency": sc.currency or "", "scenario_sha256": sc.sha256,
-                     "forecaster_version": __version__})
-    if sc.commission:
-        ds.attrs["commission_period"] = sc.commission.period
-    return ds

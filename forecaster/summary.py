@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import xarray as xr
+from dataclasses import dataclass
 
+import numpy as np
+
+from .results import Columns
 from .scenario import Scenario
 
 Z975 = 1.959963984540054
@@ -48,16 +50,59 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def metric_summary(per_trial: np.ndarray, period_labels: list[str]) -> dict:
-    """``{"total": stats, "by_period": [stats + period, ...]}`` of a (trials, periods) array."""
-    per_trial = np.asarray(per_trial)
-    total = describe(per_trial.sum(axis=1)[:, None])[0]
-    by_period = [{"period": label, **stats} for label, stats in zip(period_labels, describe(per_trial))]
-    return {"total": total, "by_period": by_period}
+@dataclass(frozen=True)
+class Meta:
+    """What a summary needs to know besides the per-trial numbers."""
+
+    attrs: dict
+    periods: list          # ISO labels of the reporting periods
+    segments: tuple
+    reps: tuple
+    quota_periods: list    # ISO labels of the periods each quota is for
+    quotas: tuple
+    commission: bool
+    targets: dict
+    currency: str | None
+
+    @classmethod
+    def of_layout(cls, layout) -> "Meta":
+        sc = layout.scenario
+        return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
+                   tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
+                   tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency)
+
+    @classmethod
+    def of_dataset(cls, ds, scenario: Scenario) -> "Meta":
+        def labels(dim):
+            return [str(np.datetime_as_string(p, unit="D")) for p in ds[dim].values]
+
+        reps = tuple(str(r) for r in ds["rep"].values) if "rep" in ds.dims else ()
+        quota_dim = "quota_period" if "quota_period" in ds.dims else "period"
+        return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
+                   labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
+                   "commission" in ds, dict(scenario.targets), scenario.currency)
 
 
-def summarize(ds: xr.Dataset, scenario: Scenario) -> dict:
-    """The contents of ``summary.json`` for a simulated Dataset.
+def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
+    """``{"total": stats, "by_period": [stats + period, ...]}`` of a per-trial variable.
+
+    ``index(p)`` selects period p (``None``: all periods) among the variable's other dims.
+    """
+    by_period = [{"period": label, **describe(cols.column(name, index(p))[:, None])[0]}
+                 for p, label in enumerate(periods)]
+    return {"total": describe(cols.column(name, index(None))[:, None])[0], "by_period": by_period}
+
+
+def summarize(ds, scenario: Scenario) -> dict:
+    """The contents of ``summary.json`` for a simulated Dataset."""
+    names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
+                         "commission") if n in ds]
+    cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
+    return summarize_columns(cols, Meta.of_dataset(ds, scenario))
+
+
+def summarize_columns(cols: Columns, meta: Meta) -> dict:
+    """The contents of ``summary.json``, reading per-trial results one column at a time.
 
     Beyond the contract's ``scenario``, ``seed``, ``trials``, ``metrics`` and ``targets``, it
     holds the horizon, per-segment totals and, with a team, each rep's commission, bookings
@@ -65,50 +110,38 @@ def summarize(ds: xr.Dataset, scenario: Scenario) -> dict:
     """
     from . import __version__
 
-    labels = [str(np.datetime_as_string(p, unit="D")) for p in ds["period"].values]
-    metrics = {"revenue": metric_summary(ds["revenue"].values, labels),
-               "won_deals": metric_summary(ds["won_deals"].values, labels)}
-    if "commission" in ds:
-        metrics["commission"] = metric_summary(ds["commission"].sum("rep").values, labels)
-    out = {"scenario": ds.attrs["scenario"], "seed": ds.attrs["seed"], "trials": int(ds.attrs["trials"]),
-           "metrics": metrics}
-    if scenario.targets:
+    metrics = {"revenue": metric_summary(cols, "revenue", meta.periods),
+               "won_deals": metric_summary(cols, "won_deals", meta.periods)}
+    if meta.commission:
+        metrics["commission"] = metric_summary(cols, "commission", meta.periods, lambda p: (p, None))
+    a = meta.attrs
+    out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
+    if meta.targets:
         out["targets"] = {}
-        for metric, threshold in scenario.targets.items():
-            totals = metric_total(ds, metric)
+        for metric, threshold in meta.targets.items():
+            totals = cols.column(metric, (None, None) if metric == "commission" else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
-    out["horizon"] = {"start": ds.attrs["start"], "end": ds.attrs["end"], "report_by": ds.attrs["report_by"],
-                      "currency": scenario.currency}
+    out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
     out["segments"] = {
-        name: {"revenue": {"total": describe(ds["revenue_by_segment"].sel(segment=name).sum("period").values[:, None])[0]},
-               "won_deals": {"total": describe(ds["won_deals_by_segment"].sel(segment=name).sum("period").values[:, None])[0]}}
-        for name in ds["segment"].values}
-    if "rep" in ds.dims:
-        out["reps"] = {name: rep_summary(ds, name) for name in ds["rep"].values}
+        seg: {"revenue": {"total": describe(cols.column("revenue_by_segment", (None, g))[:, None])[0]},
+              "won_deals": {"total": describe(cols.column("won_deals_by_segment", (None, g))[:, None])[0]}}
+        for g, seg in enumerate(meta.segments)}
+    if meta.reps:
+        out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
-    out["scenario_sha256"] = ds.attrs.get("scenario_sha256", "")
+    out["scenario_sha256"] = a.get("scenario_sha256", "")
     return out
 
 
-def metric_total(ds: xr.Dataset, metric: str) -> np.ndarray:
-    """Per-trial total of a metric over the horizon, shape (trials,)."""
-    if metric == "commission":
-        return ds["commission"].sum(("period", "rep")).values
-    return ds[metric].sum("period").values
-
-
-def rep_summary(ds: xr.Dataset, rep: str) -> dict:
+def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
     """One rep's bookings, commission and chance of reaching quota in each quota period."""
-    booked = ds["bookings"].sel(rep=rep)
-    dim = booked.dims[1]
-    quota = float(ds["quota"].sel(rep=rep))
-    item = {"quota": quota,
-            "bookings": {"total": describe(booked.sum(dim).values[:, None])[0]}}
-    if "commission" in ds:
-        item["commission"] = {"total": describe(ds["commission"].sel(rep=rep).sum("period").values[:, None])[0]}
-        item["quota_attainment"] = [
-            {"period": str(np.datetime_as_string(p, unit="D")),
-             "probability": float(np.mean(booked.isel({dim: i}).values >= quota)),
-             "attainment_p50": float(np.median(booked.isel({dim: i}).values) / quota)}
-            for i, p in enumerate(ds[dim].values)]
+    quota = meta.quotas[r]
+    item = {"quota": quota, "bookings": {"total": describe(cols.column("bookings", (None, r))[:, None])[0]}}
+    if meta.commission:
+        item["commission"] = {"total": describe(cols.column("commission", (None, r))[:, None])[0]}
+        item["quota_attainment"] = []
+        for c, label in enumerate(meta.quota_periods):
+            booked = cols.column("bookings", (c, r))
+            item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
+                                             "attainment_p50": float(np.median(booked) / quota)})
     return item

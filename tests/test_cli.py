@@ -61,12 +61,12 @@ def test_usage_errors_exit_2():
 
 
 def test_internal_errors_exit_1_without_traceback(tmp_path, monkeypatch):
-    import forecaster.simulation as simulation
+    import forecaster.outputs as outputs
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(simulation, "simulate", boom)
+    monkeypatch.setattr(outputs, "run_to_folder", boom)
     res = CliRunner().invoke(main, ["run", str(SCENARIOS / "minimal.yaml"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "Internal error: RuntimeError: kaboom" in res.output and "Traceback" not in res.output

@@ -128,3 +128,36 @@ def test_outputs_refuse_a_file_in_place_of_the_folder(tmp_path):
     ds = fc.simulate(sc, trials=10)
     with pytest.raises(fc.OutputError, match="exists and is not a folder"):
         write_outputs(tmp_path / "taken", ds, fc.summarize(ds, sc))
+
+
+def test_streamed_file_equals_the_in_memory_dataset_whatever_the_chunking(tmp_path, monkeypatch):
+    import xarray as xr
+    from forecaster import simulation
+    from forecaster.outputs import run_to_folder
+
+    sc = fc.load_scenario(SCENARIOS / "saas-quarter.yaml").with_run(trials=1700, seed=9)
+    mem = fc.simulate(sc)
+    expected = fc.summarize(mem, sc)
+    for chunk_bytes in (simulation.CHUNK_BYTES, 1):  # one chunk; then one block (500 trials) per chunk
+        monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
+        out = tmp_path / f"c{chunk_bytes}"
+        summary = run_to_folder(sc, out)
+        assert summary == expected
+        assert json.loads((out / "summary.json").read_text()) == expected
+        with xr.open_dataset(out / "forecast.nc") as back:
+            back = back.load()
+        assert set(back.data_vars) == set(mem.data_vars)
+        for name in mem.variables:
+            assert np.array_equal(back[name].values, mem[name].values), name
+            assert back[name].dims == mem[name].dims, name
+        assert back.attrs == mem.attrs
+
+
+def test_columns_select_and_sum():
+    from forecaster.results import Columns
+
+    x = np.arange(5 * 3 * 2, dtype=float).reshape(5, 3, 2)
+    cols = Columns({"x": x}, 5, rows=2)
+    assert np.array_equal(cols.column("x", (1, 0)), x[:, 1, 0])
+    assert np.array_equal(cols.column("x", (None, 1)), x[:, :, 1].sum(axis=1))
+    assert np.array_equal(cols.column("x", (None, None)), x.sum(axis=(1, 2)))

@@ -30,15 +30,11 @@ def run_command(scenario, out, trials, seed, threads, quiet):
     """
     from ..console import LazyProgress, print_summary
     from ..loading import load_scenario
-    from ..outputs import write_outputs
-    from ..simulation import simulate
-    from ..summary import summarize
+    from ..outputs import run_to_folder
 
     sc = load_scenario(scenario).with_run(trials, seed)
     with LazyProgress(sc.trials, f"{sc.name}: trials", enabled=not quiet and sys.stderr.isatty()) as progress:
-        ds = simulate(sc, threads=threads, progress=progress)
-    summary = summarize(ds, sc)
-    write_outputs(out, ds, summary)
+        summary = run_to_folder(sc, out, threads=threads, progress=progress)
     if not quiet:
         print_summary(summary, sc)
         click.echo(f"Wrote {out}/forecast.nc and {out}/summary.json")

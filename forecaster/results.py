@@ -1,0 +1,262 @@
+"""Per-trial results: what a run produces, and where its blocks of trials go.
+
+The kernels write three arrays per chunk of trials (revenue and won deals by segment,
+bookings by rep). :class:`Layout` names every output variable, its dimensions and
+coordinates; a *sink* receives the chunks:
+
+* :class:`MemorySink` keeps every trial in memory, for :func:`forecaster.simulate` and its
+  xarray Dataset;
+* :class:`NetCDFSink` writes each chunk straight into a NetCDF4 file (through h5netcdf), so
+  a run of any number of trials holds only one chunk in memory.
+
+Summaries read results back one column of trials at a time through :class:`Columns`, from
+memory or from the file alike, so quantiles stay exact and memory stays bounded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from .commission import commission_by_period, commission_per_quota_period
+from .plan import Plan
+from .scenario import Scenario
+
+EPOCH = date(1970, 1, 1)
+TIME_UNITS = "days since 1970-01-01"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One output variable: dimensions (``trial`` first when per trial), dtype and attributes."""
+
+    name: str
+    dims: tuple
+    dtype: str
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Layout:
+    """Names, coordinates and shapes of a run's outputs.
+
+    Attributes
+    ----------
+    trials : int
+    periods, quota_periods : list of date
+        First day within the horizon of each reporting period and commission period.
+    segments, reps : tuple of str
+    quotas : ndarray, shape (reps,)  [currency]
+    """
+
+    scenario: Scenario
+    trials: int
+    periods: list
+    quota_periods: list
+    segments: tuple
+    reps: tuple
+    quotas: np.ndarray
+    earn_period: np.ndarray
+    attrs: dict
+
+    @classmethod
+    def of(cls, sc: Scenario, plan: Plan) -> "Layout":
+        from . import __version__
+
+        attrs = {"scenario": sc.name, "seed": sc.seed if sc.seed < 2 ** 63 else str(sc.seed),
+                 "trials": sc.trials, "start": sc.start.isoformat(), "end": sc.end.isoformat(),
+                 "report_by": sc.report_by, "currency": sc.currency or "", "scenario_sha256": sc.sha256,
+                 "forecaster_version": __version__}
+        if sc.commission:
+            attrs["commission_period"] = sc.commission.period
+        return cls(scenario=sc, trials=sc.trials, periods=list(plan.periods.starts),
+                   quota_periods=list(plan.quota_periods.starts), segments=plan.segment_names,
+                   reps=plan.rep_names, quotas=plan.quotas, earn_period=plan.earn_period, attrs=attrs)
+
+    @property
+    def quota_dim(self) -> str:
+        return "quota_period" if self.scenario.commission else "period"
+
+    @property
+    def unit(self) -> str:
+        return self.scenario.currency or "currency"
+
+    def variables(self) -> list[Variable]:
+        """The per-trial variables, in the order they are written."""
+        u = self.unit
+        out = [Variable("revenue", ("trial", "period"), "f8", {"units": u, "long_name": "value of deals won"}),
+               Variable("won_deals", ("trial", "period"), "i4", {"units": "deals", "long_name": "deals won"}),
+               Variable("revenue_by_segment", ("trial", "period", "segment"), "f8", {"units": u}),
+               Variable("won_deals_by_segment", ("trial", "period", "segment"), "i4", {"units": "deals"})]
+        if self.reps:
+            out.append(Variable("bookings", ("trial", self.quota_dim, "rep"), "f8",
+                                {"units": u, "long_name": "value of deals won by each rep"}))
+        if self.scenario.commission:
+            out.append(Variable("commission", ("trial", "period", "rep"), "f8",
+                                {"units": u, "long_name": "commission paid, in the period it is earned"}))
+            out.append(Variable("commission_by_quota_period", ("trial", "quota_period", "rep"), "f8", {"units": u}))
+        return out
+
+    def sizes(self) -> dict:
+        sizes = {"trial": self.trials, "period": len(self.periods), "segment": len(self.segments)}
+        if self.reps:
+            sizes["rep"] = len(self.reps)
+        if self.scenario.commission:
+            sizes["quota_period"] = len(self.quota_periods)
+        return sizes
+
+    def coords(self) -> dict:
+        """Coordinate variables without the trial one: name -> (values, attrs).
+
+        Dates are days since 1970-01-01 (CF convention), which xarray reads as datetime64.
+        """
+        def days(ds):
+            return np.array([(d - EPOCH).days for d in ds], dtype=np.int64)
+
+        time_attrs = {"units": TIME_UNITS, "calendar": "proleptic_gregorian"}
+        out = {"period": (days(self.periods), {**time_attrs,
+                                               "long_name": f"first day of the {self.scenario.report_by} "
+                                                            "within the horizon"}),
+               "segment": (list(self.segments), {})}
+        if self.reps:
+            out["rep"] = (list(self.reps), {})
+        if self.scenario.commission:
+            out["quota_period"] = (days(self.quota_periods), {**time_attrs, "long_name": "first day of the "
+                                   f"{self.scenario.commission.period} of each quota within the horizon"})
+        return out
+
+    def statics(self) -> dict:
+        """Variables without a trial dimension: name -> (dims, values, attrs)."""
+        if not self.reps:
+            return {}
+        return {"quota": (("rep",), self.quotas, {"units": self.unit, "long_name": "quota per commission period"})}
+
+    def kernel_buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Zeroed arrays the kernels add a chunk of ``n`` trials into."""
+        P, G = len(self.periods), len(self.segments)
+        return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
+                np.zeros((n, len(self.quota_periods), len(self.reps))))
+
+    def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray) -> dict:
+        """Every per-trial variable of a chunk, from the kernels' three arrays."""
+        out = {"revenue": revenue.sum(axis=2), "won_deals": won.sum(axis=2, dtype=np.int32),
+               "revenue_by_segment": revenue, "won_deals_by_segment": won}
+        if self.reps:
+            out["bookings"] = bookings
+        plan = self.scenario.commission
+        if plan:
+            earned = commission_per_quota_period(bookings, self.quotas, plan)
+            out["commission"] = commission_by_period(earned, self.earn_period, len(self.periods))
+            out["commission_by_quota_period"] = earned
+        return out
+
+
+class MemorySink:
+    """Keeps every trial in memory; the kernels write straight into its arrays."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.revenue, self.won, self.bookings = layout.kernel_buffers(layout.trials)
+
+    def buffers(self, lo: int, n: int):
+        sl = slice(lo, lo + n)
+        return self.revenue[sl], self.won[sl], self.bookings[sl]
+
+    def commit(self, lo: int, n: int, buffers) -> None:
+        pass
+
+    def arrays(self) -> dict:
+        return self.layout.derive(self.revenue, self.won, self.bookings)
+
+    def to_dataset(self):
+        """The results as an xarray Dataset (imports xarray)."""
+        import xarray as xr
+
+        lay = self.layout
+        arrays = self.arrays()
+        coords = {"trial": np.arange(lay.trials)}
+        for name, (values, attrs) in lay.coords().items():
+            if attrs.get("units") == TIME_UNITS:
+                values = np.datetime64("1970-01-01", "ns") + values.astype("timedelta64[D]")
+                attrs = {k: v for k, v in attrs.items() if k not in ("units", "calendar")}
+            coords[name] = xr.Variable((name,), values, attrs)
+        data = {v.name: xr.Variable(v.dims, arrays[v.name], v.attrs) for v in lay.variables()}
+        data.update({k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in lay.statics().items()})
+        return xr.Dataset(data, coords=coords, attrs=dict(lay.attrs))
+
+
+class NetCDFSink:
+    """Writes each chunk of trials into a NetCDF4 file as it is committed.
+
+    The file is complete only after :meth:`close`; callers write it under a temporary name.
+    """
+
+    def __init__(self, layout: Layout, path: str | Path, chunk_trials: int):
+        import h5netcdf
+        import h5py
+
+        self.layout = layout
+        self.file = h5netcdf.File(path, "w")
+        f = self.file
+        f.dimensions = layout.sizes()
+        f.attrs.update(layout.attrs)
+        trial = f.create_variable("trial", ("trial",), "i8")
+        trial[:] = np.arange(layout.trials)
+        for name, (values, attrs) in layout.coords().items():
+            if isinstance(values, list):
+                var = f.create_variable(name, (name,), dtype=h5py.string_dtype())
+                var[:] = np.array(values, dtype=object)
+            else:
+                var = f.create_variable(name, (name,), data=values)
+            var.attrs.update(attrs)
+        for name, (dims, values, attrs) in layout.statics().items():
+            f.create_variable(name, dims, data=values).attrs.update(attrs)
+        self.vars = {}
+        sizes = layout.sizes()
+        for v in layout.variables():
+            chunks = (max(1, min(chunk_trials, layout.trials)),) + tuple(sizes[d] or 1 for d in v.dims[1:])
+            var = f.create_variable(v.name, v.dims, v.dtype, chunks=chunks if all(chunks) else None)
+            var.attrs.update(v.attrs)
+            self.vars[v.name] = var
+
+    def buffers(self, lo: int, n: int):
+        return self.layout.kernel_buffers(n)
+
+    def commit(self, lo: int, n: int, buffers) -> None:
+        for name, values in self.layout.derive(*buffers).items():
+            if values.size:
+                self.vars[name][lo:lo + n] = values
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def columns(self) -> "Columns":
+        return Columns({name: var for name, var in self.vars.items()}, self.layout.trials)
+
+
+class Columns:
+    """Reads per-trial columns from arrays or NetCDF variables, a chunk of trials at a time.
+
+    ``column(name, index)`` returns a float64 array of shape (trials,): ``index`` has one
+    entry per non-trial dimension, an int to select or ``None`` to sum over it.
+    """
+
+    def __init__(self, arrays: dict, trials: int, rows: int = 1 << 18):
+        self.arrays, self.trials, self.rows = arrays, trials, rows
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays
+
+    def column(self, name: str, index: tuple) -> np.ndarray:
+        source = self.arrays[name]
+        out = np.empty(self.trials)
+        for lo in range(0, self.trials, self.rows):
+            hi = min(self.trials, lo + self.rows)
+            sel = tuple(slice(None) if i is None else i for i in index)
+            block = np.asarray(source[(slice(lo, hi), *sel)], dtype=float)
+            out[lo:hi] = block.reshape(hi - lo, -1).sum(axis=1)
+        return out
