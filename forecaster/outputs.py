@@ -84,12 +84,14 @@ def write_outputs(out: str | Path, ds, summary: dict) -> dict[str, Path]:
         raise OutputError(f"--out {out}: cannot write the results: {exc}") from None
 
 
-def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, progress=None) -> dict:
+def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, progress=None,
+                  runner=None) -> dict:
     """Simulate ``sc`` straight into ``out/forecast.nc``, summarise it, and publish both files.
 
     Only one chunk of trials is in memory at a time (see
     :func:`forecaster.simulation.chunk_trials_for`); the summary reads the file back one
-    column of trials at a time, so its quantiles are exact. Returns the summary.
+    column of trials at a time, so its quantiles are exact. ``runner`` (a
+    :class:`forecaster.cluster.DaskRunner`) runs the blocks on a cluster. Returns the summary.
     """
     from .plan import build_plan
     from .results import Layout, NetCDFSink
@@ -104,7 +106,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
             chunk = chunk_trials_for(layout)
             sink = NetCDFSink(layout, staged.path(FORECAST), chunk)
             try:
-                run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress)
+                run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
                 summary = summarize_columns(sink.columns(), Meta.of_layout(layout))
             finally:
                 sink.close()

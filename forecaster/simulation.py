@@ -23,7 +23,7 @@ Progress = Callable[[int], None]
 
 
 def simulate(scenario: Scenario, *, trials: int | None = None, seed: int | None = None,
-             threads: int | None = None, progress: Progress | None = None):
+             threads: int | None = None, progress: Progress | None = None, client=None):
     """Run the Monte Carlo forecast of a scenario, keeping every trial in memory.
 
     Parameters
@@ -37,6 +37,8 @@ def simulate(scenario: Scenario, *, trials: int | None = None, seed: int | None 
         cores). The numbers do not depend on it.
     progress : callable, optional
         Called with the number of trials finished after each block.
+    client : distributed.Client, optional
+        Run the blocks on this Dask cluster instead; the numbers are the same.
 
     Returns
     -------
@@ -49,7 +51,11 @@ def simulate(scenario: Scenario, *, trials: int | None = None, seed: int | None 
     sc = scenario.with_run(trials, seed)
     plan = build_plan(sc)
     sink = MemorySink(Layout.of(sc, plan))
-    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=threads, progress=progress)
+    runner = None
+    if client is not None:
+        from .cluster import DaskRunner
+        runner = DaskRunner(client)
+    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=threads, progress=progress, runner=runner)
     return sink.to_dataset()
 
 
@@ -65,22 +71,27 @@ def chunk_trials_for(layout: Layout) -> int:
 
 
 def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: int | None = None,
-               progress: Progress | None = None) -> None:
+               progress: Progress | None = None, runner=None) -> None:
     """Run every block of trials, handing the sink one chunk of consecutive trials at a time.
 
     Blocks of a chunk run on a pool of threads, each into its own rows of the chunk's
-    buffers; ``sink.commit`` follows once the whole chunk is done.
+    buffers, or on a cluster through ``runner`` (a :class:`forecaster.cluster.DaskRunner`);
+    ``sink.commit`` follows once the whole chunk is done.
     """
     work = blocks(sc.trials)
     per_chunk = max(1, chunk_trials // BLOCK_TRIALS)
     threads = max(1, min(threads or default_threads(), len(work)))
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    pool = ThreadPoolExecutor(threads) if threads > 1 and runner is None else None
     try:
         for i in range(0, len(work), per_chunk):
             group = work[i:i + per_chunk]
             lo = group[0][1]
             n = group[-1][1] + group[-1][2] - lo
             revenue, won, bookings = sink.buffers(lo, n)
+            if runner is not None:
+                runner.run_chunk(plan, sc.seed, group, lo, (revenue, won, bookings), progress)
+                sink.commit(lo, n, (revenue, won, bookings))
+                continue
 
             def one(block, lo=lo, revenue=revenue, won=won, bookings=bookings):
                 b, first, count = block

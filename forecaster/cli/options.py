@@ -12,3 +12,7 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
                               help="Threads to use (default: all cores, or NUMBA_NUM_THREADS). "
                                    "The numbers do not depend on it.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; no progress bar.")
+scheduler_option = click.option("--scheduler", metavar="ADDRESS", default=None,
+                                help="Run the trials on this Dask distributed scheduler (e.g. tcp://10.0.0.5:8786).")
+workers_option = click.option("--workers", type=click.IntRange(min=1), default=None,
+                              help="Start a local Dask cluster of N worker processes and run the trials on it.")
