@@ -313,6 +313,7 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
     cum = np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)
     arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
+    times = np.empty(256)  # their time so far [days]
     for t in range(theta.shape[0]):
         base = theta[t, segment, 0]
         p_win = 1.0
@@ -355,19 +356,27 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
                 while d < n_days - 1 and cum[d] <= u:
                     d += 1
                 arrivals[i] = d
+        # stage by stage over all of this trial's deals (independent draws pipeline well),
+        # keeping only those still inside the horizon
+        if n_won > times.shape[0]:
+            times = np.empty(max(n_won, 2 * times.shape[0]))
         for i in range(n_won):
-            time = float(arrivals[i])
-            for s in range(n_stages):
-                time += draw(gen_deals, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool)
-                if time >= horizon:
-                    break
-            if time >= horizon:
-                continue
+            times[i] = arrivals[i]
+        alive = n_won
+        for s in range(n_stages):
+            c, q0, q1, q2, q3 = days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3]
+            kept = 0
+            for i in range(alive):
+                x = times[i] + draw(gen_deals, c, q0, q1, q2, q3, pool)
+                times[kept] = x
+                kept += x < horizon
+            alive = kept
+        for i in range(alive):
             value = draw(gen_deals, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
             rep = -1
             if n_reps > 0:
                 rep = reps[min(int(gen_deals.random() * n_reps), n_reps - 1)]
-            _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+            _book(t, int(times[i]), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 
 @jit
