@@ -202,8 +202,7 @@ class NetCDFSink:
         f = self.file
         f.dimensions = layout.sizes()
         f.attrs.update(layout.attrs)
-        trial = f.create_variable("trial", ("trial",), "i8")
-        trial[:] = np.arange(layout.trials)
+        self.trial = f.create_variable("trial", ("trial",), "i8")  # written chunk by chunk, as the rest
         for name, (values, attrs) in layout.coords().items():
             if isinstance(values, list):
                 var = f.create_variable(name, (name,), dtype=h5py.string_dtype())
@@ -225,6 +224,7 @@ class NetCDFSink:
         return self.layout.kernel_buffers(n)
 
     def commit(self, lo: int, n: int, buffers) -> None:
+        self.trial[lo:lo + n] = np.arange(lo, lo + n)
         for name, values in self.layout.derive(*buffers).items():
             if values.size:
                 self.vars[name][lo:lo + n] = values
@@ -241,22 +241,34 @@ class NetCDFSink:
 class Columns:
     """Reads per-trial columns from arrays or NetCDF variables, a chunk of trials at a time.
 
-    ``column(name, index)`` returns a float64 array of shape (trials,): ``index`` has one
-    entry per non-trial dimension, an int to select or ``None`` to sum over it.
+    A column is selected by ``index``: one entry per non-trial dimension, an int to select
+    or ``None`` to sum over it. :meth:`columns` reads each chunk of trials once for several
+    columns, as many at a time as fit in ``budget`` bytes of float64.
     """
 
-    def __init__(self, arrays: dict, trials: int, rows: int = 1 << 18):
-        self.arrays, self.trials, self.rows = arrays, trials, rows
+    def __init__(self, arrays: dict, trials: int, rows: int = 1 << 16, budget: int = 256 << 20):
+        self.arrays, self.trials, self.rows, self.budget = arrays, trials, rows, budget
 
     def __contains__(self, name: str) -> bool:
         return name in self.arrays
 
     def column(self, name: str, index: tuple) -> np.ndarray:
+        """One column, shape (trials,)."""
+        return self.columns(name, [index])[:, 0]
+
+    def columns(self, name: str, indexes: list) -> np.ndarray:
+        """Several columns of one variable, shape (trials, len(indexes))."""
+        out = np.empty((self.trials, len(indexes)))
         source = self.arrays[name]
-        out = np.empty(self.trials)
         for lo in range(0, self.trials, self.rows):
             hi = min(self.trials, lo + self.rows)
-            sel = tuple(slice(None) if i is None else i for i in index)
-            block = np.asarray(source[(slice(lo, hi), *sel)], dtype=float)
-            out[lo:hi] = block.reshape(hi - lo, -1).sum(axis=1)
+            block = np.asarray(source[lo:hi], dtype=float)
+            for j, index in enumerate(indexes):
+                sel = block[(slice(None), *(slice(None) if i is None else i for i in index))]
+                out[lo:hi, j] = sel.reshape(hi - lo, -1).sum(axis=1)
         return out
+
+    def groups(self, indexes: list) -> list:
+        """``indexes`` split so that each group's columns fit in the budget together."""
+        per = max(1, self.budget // max(1, 8 * self.trials))
+        return [indexes[i:i + per] for i in range(0, len(indexes), per)]

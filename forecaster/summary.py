@@ -20,7 +20,7 @@ PERCENTILES = (5, 10, 50, 90, 95)
 
 
 def describe(x: np.ndarray) -> list[dict]:
-    """Statistics of each column of ``x``.
+    """Statistics of each column of ``x`` (which may be reordered in place).
 
     Parameters
     ----------
@@ -35,13 +35,21 @@ def describe(x: np.ndarray) -> list[dict]:
     mean = x.mean(axis=0)
     std = x.std(axis=0, ddof=1) if n > 1 else np.full(x.shape[1], np.nan)
     half = Z975 * std / math.sqrt(n)
-    q = np.percentile(x, PERCENTILES, axis=0)
+    q = np.percentile(x, PERCENTILES, axis=0, overwrite_input=True)
     out = []
     for j in range(x.shape[1]):
         item = {"mean": mean[j], "std": std[j]}
         item.update({f"p{p}": q[i, j] for i, p in enumerate(PERCENTILES)})
         item["mean_ci_low"], item["mean_ci_high"] = mean[j] - half[j], mean[j] + half[j]
         out.append({k: _num(v) for k, v in item.items()})
+    return out
+
+
+def describe_columns(cols: Columns, name: str, indexes: list) -> list[dict]:
+    """:func:`describe` of several columns of a per-trial variable, within the memory budget."""
+    out = []
+    for group in cols.groups(indexes):
+        out += describe(cols.columns(name, group))
     return out
 
 
@@ -88,9 +96,8 @@ def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)
 
     ``index(p)`` selects period p (``None``: all periods) among the variable's other dims.
     """
-    by_period = [{"period": label, **describe(cols.column(name, index(p))[:, None])[0]}
-                 for p, label in enumerate(periods)]
-    return {"total": describe(cols.column(name, index(None))[:, None])[0], "by_period": by_period}
+    stats = describe_columns(cols, name, [index(p) for p in range(len(periods))] + [index(None)])
+    return {"total": stats[-1], "by_period": [{"period": label, **s} for label, s in zip(periods, stats)]}
 
 
 def summarize(ds, scenario: Scenario) -> dict:
@@ -122,10 +129,11 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
             totals = cols.column(metric, (None, None) if metric == "commission" else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
-    out["segments"] = {
-        seg: {"revenue": {"total": describe(cols.column("revenue_by_segment", (None, g))[:, None])[0]},
-              "won_deals": {"total": describe(cols.column("won_deals_by_segment", (None, g))[:, None])[0]}}
-        for g, seg in enumerate(meta.segments)}
+    seg_index = [(None, g) for g in range(len(meta.segments))]
+    revenue = describe_columns(cols, "revenue_by_segment", seg_index)
+    won = describe_columns(cols, "won_deals_by_segment", seg_index)
+    out["segments"] = {seg: {"revenue": {"total": revenue[g]}, "won_deals": {"total": won[g]}}
+                       for g, seg in enumerate(meta.segments)}
     if meta.reps:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
