@@ -72,13 +72,18 @@ class DaskRunner:
     def run_chunk(self, plan, seed: int, group: list, lo: int, buffers, progress) -> None:
         from distributed import as_completed
 
-        if self._plan is None:
-            [self._plan] = self.client.scatter([plan], broadcast=True)
+        if self._plan is None:  # a key of its own: an identical plan of another run must not share it
+            [self._plan] = self.client.scatter([plan], broadcast=True, hash=False)
         k = self.blocks_per_task
         tasks = [group[i:i + k] for i in range(0, len(group), k)]
         futures = [self.client.submit(compute_blocks, self._plan, seed, task, pure=False) for task in tasks]
         where = {f.key: task for f, task in zip(futures, tasks)}
-        for future, arrays in as_completed(futures, with_results=True):
+        for future in as_completed(futures):
+            try:
+                arrays = future.result()
+            except Exception as exc:
+                raise ClusterError(f"a task on the cluster failed ({type(exc).__name__}: {exc}); "
+                                   "nothing was written") from None
             task = where[future.key]
             first = task[0][1] - lo
             n = sum(count for _, _, count in task)

@@ -62,3 +62,13 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
                                     "--scheduler", "tcp://127.0.0.1:9"])
     assert res.exit_code == 2 and "--scheduler tcp://127.0.0.1:9: cannot connect" in res.output
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_consecutive_runs_of_the_same_plan_on_one_client(client):
+    """Each run scatters its plan under a key of its own: releasing one run's plan must not
+    cancel the next run's tasks."""
+    sc = fc.load_scenario(SCENARIOS / "minimal.yaml").with_run(trials=3000, seed=2)
+    first = fc.simulate(sc, client=client)
+    for _ in range(3):
+        again = fc.simulate(sc, client=client)
+        assert np.array_equal(again["revenue"].values, first["revenue"].values)
