@@ -161,10 +161,14 @@ def main() -> None:
 
     # --- lower bound -------------------------------------------------------------------------
     out = np.empty(4_000_000)
-    bare_lognormal(np.random.default_rng(0), math.log(10.0), 0.6, out[:10])
-    t0 = time.perf_counter()
-    bare_lognormal(np.random.default_rng(0), math.log(10.0), 0.6, out)
-    t_draw = (time.perf_counter() - t0) / out.size
+    gen = np.random.default_rng(0)
+    bare_lognormal(gen, math.log(10.0), 0.6, out)  # compiles, and touches every page of `out`
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        bare_lognormal(gen, math.log(10.0), 0.6, out)
+        times.append(time.perf_counter() - t0)
+    t_draw = min(times) / out.size  # a floor: the fastest pass
     in_horizon = float(fc.simulate(sc, trials=5000, seed=4)["won_deals"].sum("period").mean())
     eventually, floor_draws = 0.0, 0.0
     for seg in sc.segments.values():
