@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
-
 from .errors import ForecasterError
 
 BLOCKS_PER_TASK = 8
@@ -41,24 +39,20 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         yield client
 
 
-def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, ...]:
     """Run consecutive blocks ``work`` = [(block, first_trial, n), ...] on this process.
 
-    Returns the kernels' three arrays for those trials, in order.
+    Returns the kernels' arrays for those trials, in order (see
+    :meth:`forecaster.plan.Plan.kernel_buffers`).
     """
     from .simulation import run_block
 
-    n = sum(count for _, _, count in work)
-    P, G = len(plan.periods), len(plan.segment_names)
-    revenue = np.zeros((n, P, G))
-    won = np.zeros((n, P, G), dtype=np.int32)
-    bookings = np.zeros((n, len(plan.quota_periods), len(plan.rep_names)))
+    arrays = plan.kernel_buffers(sum(count for _, _, count in work))
     at = 0
     for b, _, count in work:
-        sl = slice(at, at + count)
-        run_block(plan, seed, b, count, revenue[sl], won[sl], bookings[sl])
+        run_block(plan, seed, b, count, *(a[at:at + count] for a in arrays))
         at += count
-    return revenue, won, bookings
+    return arrays
 
 
 class DaskRunner:

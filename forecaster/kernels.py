@@ -247,19 +247,23 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
 
 
 @jit
-def draw_parameters(gen, codes, pars, pool, theta, segment):
-    """Per-trial draws of a segment's rates and probabilities.
+def draw_parameters(gens, codes, pars, pool, theta, segment):
+    """Per-trial draws of a segment's rates and probabilities, each from its own stream.
 
     Parameters
     ----------
+    gens : tuple of k Generators
+        One stream per quantity, so that changing one quantity leaves the others' draws
+        unchanged (common random numbers between scenarios).
     codes : int64 array, shape (k,)
     pars : float64 array, shape (k, 4)
         The k quantities: rate (or cost per lead), growth, then each stage's convert.
     theta : float64 array, shape (trials, segments, k_max)
         Written: ``theta[:, segment, :k]``.
     """
-    for t in range(theta.shape[0]):
-        for j in range(codes.shape[0]):
+    for j in range(codes.shape[0]):
+        gen = gens[j]
+        for t in range(theta.shape[0]):
             theta[t, segment, j] = draw(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
 
 
@@ -273,9 +277,9 @@ def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, w
 
 
 @jit
-def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, day_mean, elapsed_months,
-                       dispersion, days_codes, days_pars, value_code, value_par, pool, reps,
-                       period_of_day, cperiod_of_day, revenue, won, bookings):
+def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, theta, segment,
+                       rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars, value_code,
+                       value_par, pool, reps, period_of_day, cperiod_of_day, revenue, won, bookings):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -284,8 +288,17 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
     the day is found through a guide table in O(1). With dispersion each day draws its own
     gamma multiplier and count.
 
+    Each kind of draw has its own stream, and the i-th lead to be won draws the i-th
+    arrival day and its stage times in index order, so two scenarios that differ in a
+    conversion share every common lead's draws (common random numbers).
+
     Parameters
     ----------
+    gen_count, gen_mixing, gen_arrival : Generator
+        Streams of the won-lead counts, the daily gamma multipliers, the arrival days.
+    gen_days : tuple of Generators, one per stage (in the order of ``days_codes``)
+    gen_value, gen_rep : Generator
+        Streams of deal values and rep assignments.
     theta : float64, shape (trials, segments, k)
         Per-trial draws (see :func:`draw_parameters`).
     rate_is_cost : bool
@@ -296,7 +309,7 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
     elapsed_months : int64, shape (days,)
         k_d, whole calendar months since start's month.
     days_codes, days_pars : shape (stages,), (stages, 4)
-        Each stage's ``days``.
+        Each stage's ``days``, longest mean first (the order draws are made in).
     reps : int64, shape (n,)
         Rep indices covering the segment (n = 0 without a team).
     period_of_day, cperiod_of_day : int64, shape (days,)
@@ -329,8 +342,8 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
         if dispersion > 0.0:
             for d in range(n_days):
                 lam = scale * day_mean[d] * growth[elapsed_months[d]]
-                lam *= gen_arrivals.standard_gamma(1.0 / dispersion) * dispersion
-                count = gen_arrivals.poisson(lam)
+                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+                count = gen_count.poisson(lam)
                 if n_won + count > arrivals.shape[0]:
                     arrivals = _grown(arrivals, n_won + count)
                 for _ in range(count):
@@ -341,7 +354,7 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
             for d in range(n_days):
                 total += scale * day_mean[d] * growth[elapsed_months[d]]
                 cum[d] = total
-            n_won = gen_arrivals.poisson(total)
+            n_won = gen_count.poisson(total)
             if n_won > arrivals.shape[0]:
                 arrivals = _grown(arrivals, n_won)
             if n_won > 0:
@@ -351,7 +364,7 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
                         d += 1
                     guide[j] = d
             for i in range(n_won):
-                u = gen_arrivals.random() * total
+                u = gen_arrival.random() * total
                 d = guide[min(int(u / total * n_days), n_days - 1)]
                 while d < n_days - 1 and cum[d] <= u:
                     d += 1
@@ -365,17 +378,18 @@ def simulate_new_leads(gen_arrivals, gen_deals, theta, segment, rate_is_cost, da
         alive = n_won
         for s in range(n_stages):
             c, q0, q1, q2, q3 = days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3]
+            gen = gen_days[s]
             kept = 0
             for i in range(alive):
-                x = times[i] + draw(gen_deals, c, q0, q1, q2, q3, pool)
+                x = times[i] + draw(gen, c, q0, q1, q2, q3, pool)
                 times[kept] = x
                 kept += x < horizon
             alive = kept
         for i in range(alive):
-            value = draw(gen_deals, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
+            value = draw(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
             rep = -1
             if n_reps > 0:
-                rep = reps[min(int(gen_deals.random() * n_reps), n_reps - 1)]
+                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
             _book(t, int(times[i]), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 
@@ -387,13 +401,21 @@ def _grown(a, need):
 
 
 @jit
-def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf,
-                      deal_amount, deal_owner, days_codes, days_pars, value_codes, value_pars, pool,
-                      segment_reps, segment_n_reps, period_of_day, cperiod_of_day, revenue, won, bookings):
+def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, theta, deal_segment, deal_stage, deal_age,
+                      deal_mode, deal_odds, deal_sf, deal_amount, deal_owner, days_codes, days_pars, value_codes,
+                      value_pars, pool, segment_reps, segment_n_reps, period_of_day, cperiod_of_day, revenue, won,
+                      bookings):
     """Won deals from the open pipeline, for a block of trials.
+
+    Every deal draws its conversion, its times through every remaining stage, its value
+    (unless given) and its rep in every trial, whether it is won or not: then a change to
+    one deal's chances cannot shift the draws of the deals after it (common random
+    numbers between scenarios).
 
     Parameters
     ----------
+    gen_convert, gen_days, gen_value, gen_rep : Generator
+        Streams of the conversion uniforms, stage times, values and rep assignments.
     deal_segment, deal_stage : int64, shape (deals,)
     deal_age : float64, shape (deals,)
         Whole days each deal has been in its stage at start. [days]
@@ -429,27 +451,27 @@ def simulate_pipeline(gen, theta, deal_segment, deal_stage, deal_age, deal_mode,
                 mode = NO_MASS
             for s in range(s0 + 1, n_stages):
                 q *= theta[t, g, 2 + s]
-            if not gen.random() < q:
-                continue
+            converts = gen_convert.random() < q
             time = 0.0
             if mode != NO_MASS:
                 a = deal_age[i]
-                time = draw_above(gen, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1], days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a,
-                                  deal_sf[i]) - a
+                time = draw_above(gen_days, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1],
+                                  days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, deal_sf[i]) - a
             for s in range(s0 + 1, n_stages):
-                if time >= horizon:
-                    break
-                time += draw(gen, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1], days_pars[g, s, 2], days_pars[g, s, 3], pool)
-            if time >= horizon:
-                continue
+                time += draw(gen_days, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1], days_pars[g, s, 2],
+                             days_pars[g, s, 3], pool)
             value = deal_amount[i]
             if value < 0.0:
-                value = draw(gen, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2], value_pars[g, 3], pool)
+                value = draw(gen_value, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2],
+                             value_pars[g, 3], pool)
             rep = deal_owner[i]
             n_reps = segment_n_reps[g]
-            if rep < 0 and n_reps > 0:
-                rep = segment_reps[g, min(int(gen.random() * n_reps), n_reps - 1)]
-            _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+            if n_reps > 0:
+                pick = segment_reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
+                if rep < 0:
+                    rep = pick
+            if converts and time < horizon:
+                _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 
 @jit

@@ -46,6 +46,8 @@ class Plan:
     quota_periods: Periods          # commission periods with a plan, else the reporting periods
     earn_period: np.ndarray         # (C,) reporting period in which each commission period pays
     segment_names: tuple
+    stage_names: tuple
+    quantity_names: tuple           # (S+2,) per-trial quantities: leads, growth_per_month, convert.<stage>
     rep_names: tuple
     quotas: np.ndarray              # (R,)
     pool: np.ndarray
@@ -59,6 +61,7 @@ class Plan:
     days_pars: np.ndarray           # (G, S, 4)
     lead_days_codes: np.ndarray     # (G, S) the same, longest mean first (the new leads' view)
     lead_days_pars: np.ndarray      # (G, S, 4)
+    lead_days_order: np.ndarray     # (G, S) stage index of each column of lead_days_*
     value_codes: np.ndarray         # (G,)
     value_pars: np.ndarray          # (G, 4)
     segment_reps: np.ndarray        # (G, max(1, max reps per segment))
@@ -71,6 +74,22 @@ class Plan:
     deal_sf: np.ndarray
     deal_amount: np.ndarray
     deal_owner: np.ndarray
+
+
+    def kernel_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """Zeroed arrays the kernels write a block or chunk of ``n`` trials into.
+
+        Returns
+        -------
+        revenue : float64, shape (n, periods, segments)  [currency]
+        won : int32, shape (n, periods, segments)        [deals]
+        bookings : float64, shape (n, quota periods, reps)  [currency]
+        inputs : float64, shape (n, segments, S + 2)     the per-trial draws (theta)
+        """
+        P, G = len(self.periods), len(self.segment_names)
+        return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
+                np.zeros((n, len(self.quota_periods), len(self.rep_names))),
+                np.zeros((n, G, len(self.quantity_names))))
 
 
 def build_plan(sc: Scenario) -> Plan:
@@ -126,11 +145,12 @@ def build_plan(sc: Scenario) -> Plan:
     pipe = _pipeline_arrays(sc, enc, rep_index)
     return Plan(
         days=D, periods=report, quota_periods=quota,
-        earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names,
+        earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
+        quantity_names=("leads", "growth_per_month", *(f"convert.{s}" for s in sc.stages)),
         rep_names=sc.rep_names, quotas=np.array([r.quota for r in sc.reps], dtype=float),
         pool=enc.pool_array(), param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
         day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
-        days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, value_codes=value_codes, value_pars=value_pars,
+        days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, lead_days_order=order, value_codes=value_codes, value_pars=value_pars,
         segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe)
 
 

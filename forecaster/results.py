@@ -60,6 +60,8 @@ class Layout:
     quotas: np.ndarray
     earn_period: np.ndarray
     attrs: dict
+    quantities: tuple
+    plan: Plan
 
     @classmethod
     def of(cls, sc: Scenario, plan: Plan) -> "Layout":
@@ -73,7 +75,8 @@ class Layout:
             attrs["commission_period"] = sc.commission.period
         return cls(scenario=sc, trials=sc.trials, periods=list(plan.periods.starts),
                    quota_periods=list(plan.quota_periods.starts), segments=plan.segment_names,
-                   reps=plan.rep_names, quotas=plan.quotas, earn_period=plan.earn_period, attrs=attrs)
+                   reps=plan.rep_names, quotas=plan.quotas, earn_period=plan.earn_period, attrs=attrs,
+                   quantities=plan.quantity_names, plan=plan)
 
     @property
     def quota_dim(self) -> str:
@@ -89,7 +92,10 @@ class Layout:
         out = [Variable("revenue", ("trial", "period"), "f8", {"units": u, "long_name": "value of deals won"}),
                Variable("won_deals", ("trial", "period"), "i4", {"units": "deals", "long_name": "deals won"}),
                Variable("revenue_by_segment", ("trial", "period", "segment"), "f8", {"units": u}),
-               Variable("won_deals_by_segment", ("trial", "period", "segment"), "i4", {"units": "deals"})]
+               Variable("won_deals_by_segment", ("trial", "period", "segment"), "i4", {"units": "deals"}),
+               Variable("inputs", ("trial", "segment", "quantity"), "f8",
+                        {"long_name": "rates and probabilities drawn for each trial (leads: the per_day, "
+                                      "per_week or per_month rate, or the cost per lead)"})]
         if self.reps:
             out.append(Variable("bookings", ("trial", self.quota_dim, "rep"), "f8",
                                 {"units": u, "long_name": "value of deals won by each rep"}))
@@ -100,7 +106,8 @@ class Layout:
         return out
 
     def sizes(self) -> dict:
-        sizes = {"trial": self.trials, "period": len(self.periods), "segment": len(self.segments)}
+        sizes = {"trial": self.trials, "period": len(self.periods), "segment": len(self.segments),
+                 "quantity": len(self.quantities)}
         if self.reps:
             sizes["rep"] = len(self.reps)
         if self.scenario.commission:
@@ -119,7 +126,7 @@ class Layout:
         out = {"period": (days(self.periods), {**time_attrs,
                                                "long_name": f"first day of the {self.scenario.report_by} "
                                                             "within the horizon"}),
-               "segment": (list(self.segments), {})}
+               "segment": (list(self.segments), {}), "quantity": (list(self.quantities), {})}
         if self.reps:
             out["rep"] = (list(self.reps), {})
         if self.scenario.commission:
@@ -133,16 +140,10 @@ class Layout:
             return {}
         return {"quota": (("rep",), self.quotas, {"units": self.unit, "long_name": "quota per commission period"})}
 
-    def kernel_buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Zeroed arrays the kernels add a chunk of ``n`` trials into."""
-        P, G = len(self.periods), len(self.segments)
-        return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
-                np.zeros((n, len(self.quota_periods), len(self.reps))))
-
-    def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray) -> dict:
-        """Every per-trial variable of a chunk, from the kernels' three arrays."""
+    def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray, inputs: np.ndarray) -> dict:
+        """Every per-trial variable of a chunk, from the kernels' arrays."""
         out = {"revenue": revenue.sum(axis=2), "won_deals": won.sum(axis=2, dtype=np.int32),
-               "revenue_by_segment": revenue, "won_deals_by_segment": won}
+               "revenue_by_segment": revenue, "won_deals_by_segment": won, "inputs": inputs}
         if self.reps:
             out["bookings"] = bookings
         plan = self.scenario.commission
@@ -158,17 +159,16 @@ class MemorySink:
 
     def __init__(self, layout: Layout):
         self.layout = layout
-        self.revenue, self.won, self.bookings = layout.kernel_buffers(layout.trials)
+        self.kernel_arrays = layout.plan.kernel_buffers(layout.trials)
 
     def buffers(self, lo: int, n: int):
-        sl = slice(lo, lo + n)
-        return self.revenue[sl], self.won[sl], self.bookings[sl]
+        return tuple(a[lo:lo + n] for a in self.kernel_arrays)
 
     def commit(self, lo: int, n: int, buffers) -> None:
         pass
 
     def arrays(self) -> dict:
-        return self.layout.derive(self.revenue, self.won, self.bookings)
+        return self.layout.derive(*self.kernel_arrays)
 
     def to_dataset(self):
         """The results as an xarray Dataset (imports xarray)."""
@@ -221,7 +221,7 @@ class NetCDFSink:
             self.vars[v.name] = var
 
     def buffers(self, lo: int, n: int):
-        return self.layout.kernel_buffers(n)
+        return self.layout.plan.kernel_buffers(n)
 
     def commit(self, lo: int, n: int, buffers) -> None:
         self.trial[lo:lo + n] = np.arange(lo, lo + n)

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-BLOCK_TRIALS = 500
+BLOCK_TRIALS = 1000
 """Trials per block. Changing it changes every forecast's numbers: it is part of the seed."""
 
 

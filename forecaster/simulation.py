@@ -87,44 +87,53 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
             group = work[i:i + per_chunk]
             lo = group[0][1]
             n = group[-1][1] + group[-1][2] - lo
-            revenue, won, bookings = sink.buffers(lo, n)
+            buffers = sink.buffers(lo, n)
             if runner is not None:
-                runner.run_chunk(plan, sc.seed, group, lo, (revenue, won, bookings), progress)
-                sink.commit(lo, n, (revenue, won, bookings))
+                runner.run_chunk(plan, sc.seed, group, lo, buffers, progress)
+                sink.commit(lo, n, buffers)
                 continue
 
-            def one(block, lo=lo, revenue=revenue, won=won, bookings=bookings):
+            def one(block, lo=lo, buffers=buffers):
                 b, first, count = block
                 sl = slice(first - lo, first - lo + count)
-                run_block(plan, sc.seed, b, count, revenue[sl], won[sl], bookings[sl])
+                run_block(plan, sc.seed, b, count, *(buf[sl] for buf in buffers))
                 return count
 
             for done in (pool.map(one, group) if pool else map(one, group)):
                 if progress:
                     progress(done)
-            sink.commit(lo, n, (revenue, won, bookings))
+            sink.commit(lo, n, buffers)
     finally:
         if pool:
             pool.shutdown()
 
 
-def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings) -> None:
-    """Simulate one block of ``n`` trials into the given output rows (added to)."""
-    G = len(plan.segment_names)
-    theta = np.zeros((n, G, plan.param_codes.shape[1]))
+def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings, theta) -> None:
+    """Simulate one block of ``n`` trials into the given output rows (added to).
+
+    Every kind of draw has a stream named after what it draws (see
+    :mod:`forecaster.seeding`), so that scenarios compared with the same seed share the
+    draws of everything they have in common.
+    """
     for g, name in enumerate(plan.segment_names):
-        kernels.draw_parameters(generator(seed, block, f"segment/{name}/parameters"),
-                                plan.param_codes[g], plan.param_pars[g], plan.pool, theta, g)
+        gens = tuple(generator(seed, block, f"segment/{name}/{q}") for q in plan.quantity_names)
+        kernels.draw_parameters(gens, plan.param_codes[g], plan.param_pars[g], plan.pool, theta, g)
     for g, name in enumerate(plan.segment_names):
+        def stream(what, name=name):
+            return generator(seed, block, f"segment/{name}/{what}")
+
+        days = tuple(stream(f"days/{plan.stage_names[s]}") for s in plan.lead_days_order[g])
         kernels.simulate_new_leads(
-            generator(seed, block, f"segment/{name}/arrivals"), generator(seed, block, f"segment/{name}/deals"),
-            theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months, plan.dispersion[g],
-            plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g], plan.value_pars[g], plan.pool,
-            plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day, plan.quota_periods.of_day,
-            revenue, won, bookings)
+            stream("arrival-count"), stream("arrival-mixing"), stream("arrival-day"), days, stream("deal-value"),
+            stream("rep"), theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months,
+            plan.dispersion[g], plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g],
+            plan.value_pars[g], plan.pool, plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day,
+            plan.quota_periods.of_day, revenue, won, bookings)
     if plan.deal_segment.size:
         kernels.simulate_pipeline(
-            generator(seed, block, "pipeline"), theta, plan.deal_segment, plan.deal_stage, plan.deal_age,
-            plan.deal_mode, plan.deal_odds, plan.deal_sf, plan.deal_amount, plan.deal_owner, plan.days_codes,
-            plan.days_pars, plan.value_codes, plan.value_pars, plan.pool, plan.segment_reps,
-            plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day, revenue, won, bookings)
+            generator(seed, block, "pipeline/convert"), generator(seed, block, "pipeline/days"),
+            generator(seed, block, "pipeline/deal-value"), generator(seed, block, "pipeline/rep"), theta,
+            plan.deal_segment, plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf,
+            plan.deal_amount, plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars,
+            plan.pool, plan.segment_reps, plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day,
+            revenue, won, bookings)

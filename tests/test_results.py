@@ -138,7 +138,7 @@ def test_streamed_file_equals_the_in_memory_dataset_whatever_the_chunking(tmp_pa
     sc = fc.load_scenario(SCENARIOS / "saas-quarter.yaml").with_run(trials=1700, seed=9)
     mem = fc.simulate(sc)
     expected = fc.summarize(mem, sc)
-    for chunk_bytes in (simulation.CHUNK_BYTES, 1):  # one chunk; then one block (500 trials) per chunk
+    for chunk_bytes in (simulation.CHUNK_BYTES, 1):  # one chunk; then one block (1,000 trials) per chunk
         monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
         out = tmp_path / f"c{chunk_bytes}"
         summary = run_to_folder(sc, out)
