@@ -69,6 +69,88 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         console.print(table)
 
 
+def _signed(fmt, x):
+    return "-" if x is None else ("+" if x > 0 else "") + fmt(x)
+
+
+def print_comparison(summary: dict, currency: str | None, console: Console | None = None) -> None:
+    """Each metric's total per scenario, and each variant's paired difference from the base."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    cur = f" [{currency}]" if currency else ""
+    console.print(f"[bold]compare[/bold]: base {summary['base']}, {summary['trials']:,} trials, seed {summary['seed']}, "
+                  "common random numbers", highlight=False)
+    base = summary["base"]
+    for metric in summary["scenarios"][base]:
+        fmt = _count if metric == "won_deals" else _money
+        title = {"revenue": f"Revenue{cur}", "won_deals": "Won deals", "commission": f"Commission{cur}"}[metric]
+        table = Table(title=f"{title}, total over the horizon", title_justify="left", show_edge=False, pad_edge=False)
+        for col, just in (("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
+                          ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
+                          ("CI if independent", "right")):
+            table.add_column(col, justify=just)
+        for name, scen in summary["scenarios"].items():
+            s = scen[metric]["total"]
+            if name == base:
+                table.add_row(name, fmt(s["mean"]), "base", "", "", "")
+                continue
+            d = summary["differences"][name][metric]["total"]
+            table.add_row(name, fmt(s["mean"]),
+                          f"{_signed(fmt, d['mean'])} ({_signed(fmt, d['mean_ci_low'])} – {_signed(fmt, d['mean_ci_high'])})",
+                          f"{_signed(fmt, d['p10'])} / {_signed(fmt, d['p50'])} / {_signed(fmt, d['p90'])}",
+                          f"{d['probability_higher']:.0%}",
+                          "±" + fmt(d["unpaired_ci_half_width"]) if d["unpaired_ci_half_width"] is not None else "-")
+        console.print(table)
+
+
+def print_sensitivity(summary: dict, console: Console | None = None) -> None:
+    """The tornado table, the three moves side by side, and the variance shares."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    step = f"{summary['step']:.0%}"
+    base = summary["base"]["revenue"]
+    console.print(f"[bold]sensitivity[/bold] of {summary['scenario']}: each lever -{step} / +{step}, "
+                  f"{summary['trials']:,} trials, seed {summary['seed']}; base revenue {_money(base['mean'])}",
+                  highlight=False)
+
+    def cell(effect):
+        if effect is None:
+            return "-"
+        r = effect["revenue"]
+        return f"{_signed(_money, r['mean'])} ({_signed(_money, r['mean_ci_low'])} – {_signed(_money, r['mean_ci_high'])})"
+
+    table = Table(title="Effect on total revenue, largest first", title_justify="left", show_edge=False,
+                  pad_edge=False)
+    for col, just in (("lever", "left"), (f"-{step} (95% CI)", "right"), (f"+{step} (95% CI)", "right")):
+        table.add_column(col, justify=just)
+    by_name = {e["lever"]: e for e in summary["levers"]}
+    for name in summary["ranking"]:
+        e = by_name[name]
+        table.add_row(name, cell(e.get("minus")), cell(e.get("plus")))
+    console.print(table)
+    table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
+    for col, just in (("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right")):
+        table.add_column(col, justify=just)
+    for move, label in (("expansion", "expansion: more leads at the top"),
+                        ("stretching", "stretching: every stage converts better"),
+                        ("key_level", "key level: the one stage that pays most")):
+        m = summary["three_moves"][move]
+        won = m.get("won_deals")
+        table.add_row(label, str(m.get("lever")), cell(m if "revenue" in m else None),
+                      _signed(_count, won["mean"]) if won else "-")
+    console.print(table)
+    if summary["variance_shares"]:
+        table = Table(title="Share of the variance of total revenue (first-order Sobol index)", title_justify="left",
+                      show_edge=False, pad_edge=False)
+        table.add_column("per-trial input")
+        table.add_column("share", justify="right")
+        for item in summary["variance_shares"]:
+            table.add_row(item["input"], f"{item['share']:.1%}")
+        rest = 1 - sum(i["share"] for i in summary["variance_shares"])
+        table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
+        console.print(table)
+    for item in summary["skipped"]:
+        console.print(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}", style="dim")
+
+
 class LazyProgress:
     """A progress bar on stderr that appears only if a run lasts longer than a moment."""
 

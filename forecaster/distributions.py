@@ -171,14 +171,17 @@ class Distribution:
             return stats.beta(a, b)
         raise ValueError(d)
 
-    def survival(self, x: float) -> float:
-        """P(X > x), exactly (strictly greater)."""
+    def survival(self, x):
+        """P(X > x), exactly (strictly greater); ``x`` a number or an array."""
+        x = np.asarray(x, dtype=float)
         if self.dist == "fixed":
-            return float(self.params["value"] > x)
-        if self.dist == "empirical":
-            v = np.asarray(self.params["values"])
-            return float(np.mean(v > x))
-        return float(self._scipy().sf(x))
+            out = (self.params["value"] > x).astype(float)
+        elif self.dist == "empirical":
+            v = np.sort(np.asarray(self.params["values"], dtype=float))
+            out = 1.0 - np.searchsorted(v, x, side="right") / v.size
+        else:
+            out = np.asarray(self._scipy().sf(x), dtype=float)
+        return float(out) if out.ndim == 0 else out
 
     def mean(self) -> float:
         """Expected value (of the truncated distribution for normal), in closed form."""

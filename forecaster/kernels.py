@@ -288,9 +288,10 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
     the day is found through a guide table in O(1). With dispersion each day draws its own
     gamma multiplier and count.
 
-    Each kind of draw has its own stream, and the i-th lead to be won draws the i-th
-    arrival day and its stage times in index order, so two scenarios that differ in a
-    conversion share every common lead's draws (common random numbers).
+    Each kind of draw has its own stream, consumed trial after trial in index order: in a
+    trial where two scenarios have the same streams' positions, the i-th lead to be won
+    draws the same arrival uniform and stage times in both. A trial in which they win a
+    different number of leads moves those streams' positions for the rest of the block.
 
     Parameters
     ----------

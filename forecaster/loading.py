@@ -16,6 +16,25 @@ from .validation import INVALID, Context
 from .yamlio import load_yaml
 
 
+def read_document(path: str | Path) -> tuple[object, dict, bytes]:
+    """Read a YAML file: its data, the line of each value by key path, and its bytes."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ScenarioError(shown, [Problem("", "does not exist")]) from None
+    except IsADirectoryError:
+        raise ScenarioError(shown, [Problem("", "is a folder; expected a YAML file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(shown, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ScenarioError(shown, [Problem("", f"cannot be read: {exc.strerror}")]) from None
+    data, lines = load_yaml(text, shown)
+    return data, lines, raw
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read, check and build a scenario from a YAML file.
 
@@ -30,20 +49,8 @@ def load_scenario(path: str | Path) -> Scenario:
         With every problem found, each naming the file, the key path and what was expected.
     """
     path = Path(path)
-    shown = str(path)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ScenarioError(shown, [Problem("", "does not exist")]) from None
-    except IsADirectoryError:
-        raise ScenarioError(shown, [Problem("", "is a folder; expected a scenario YAML file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(shown, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    except OSError as exc:
-        raise ScenarioError(shown, [Problem("", f"cannot be read: {exc.strerror}")]) from None
-    data, lines = load_yaml(text, shown)
-    return _build(data, lines, shown, base_dir=path.parent, raw=raw, source=path)
+    data, lines, raw = read_document(path)
+    return build_scenario(data, lines, str(path), base_dir=path.parent, raw=raw, source=path)
 
 
 def scenario_from_dict(data: dict, *, base_dir: str | Path = ".", name: str = "<scenario>") -> Scenario:
@@ -61,10 +68,12 @@ def scenario_from_dict(data: dict, *, base_dir: str | Path = ".", name: str = "<
     import json
 
     raw = json.dumps(data, sort_keys=True, default=str).encode()
-    return _build(data, {}, name, base_dir=Path(base_dir), raw=raw, source=None)
+    return build_scenario(data, {}, name, base_dir=Path(base_dir), raw=raw, source=None)
 
 
-def _build(data, lines, shown: str, *, base_dir: Path, raw: bytes, source: Path | None) -> Scenario:
+def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, source: Path | None) -> Scenario:
+    """Check ``data`` (a loaded YAML document) and build the Scenario; ``shown`` names it in
+    messages, ``base_dir`` is where its pipeline file is looked for."""
     if data is None:
         raise ScenarioError(shown, [Problem("", "is empty; expected a scenario mapping (name, start, end, "
                                                 "stages, segments, ...)")])

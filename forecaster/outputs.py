@@ -117,6 +117,18 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
         raise OutputError(f"--out {out}: cannot write the results: {exc}") from None
 
 
+def write_comparison(out: str | Path, ds, summary: dict, stem: str = "compare") -> dict[str, Path]:
+    """Write ``<stem>.nc`` (per-trial values and differences) and ``<stem>.json`` atomically."""
+    out = prepare_folder(out)
+    try:
+        with _Staged(out) as staged:
+            ds.to_netcdf(staged.path(f"{stem}.nc"), engine="h5netcdf")
+            staged.path(f"{stem}.json").write_text(_dump(summary))
+            return staged.publish()
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot write the results: {exc}") from None
+
+
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,
         threads: int | None = None) -> dict:
     """Load, simulate, summarise and write, as ``forecaster run`` does. Returns the summary."""

@@ -162,28 +162,29 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     out = {"deal_segment": np.zeros(n, dtype=np.int64), "deal_stage": np.zeros(n, dtype=np.int64),
            "deal_age": np.zeros(n), "deal_mode": np.zeros(n, dtype=np.int64), "deal_odds": np.zeros(n),
            "deal_sf": np.zeros(n), "deal_amount": np.full(n, -1.0), "deal_owner": np.full(n, -1, dtype=np.int64)}
-    survival_cache: dict = {}
+    ages = np.array([(sc.start - d.entered_stage).days for d in sc.pipeline], dtype=float)
+    s_won, s_lost = np.zeros(n), np.zeros(n)
+    keys = [(d.segment, d.stage) for d in sc.pipeline]
+    for key in set(keys):  # one vectorised survival per (segment, stage)
+        rows = np.array([i for i, k in enumerate(keys) if k == key])
+        stage = sc.segments[key[0]].funnel[key[1]]
+        s_won[rows] = stage.days.survival(ages[rows])
+        s_lost[rows] = stage.lost_days.survival(ages[rows])
     for i, deal in enumerate(sc.pipeline):
-        age = (sc.start - deal.entered_stage).days
-        key = (deal.segment, deal.stage, age)
-        if key not in survival_cache:
-            stage = sc.segments[deal.segment].funnel[deal.stage]
-            survival_cache[key] = (stage.days.survival(age), stage.lost_days.survival(age))
-        s_won, s_lost = survival_cache[key]
-        if s_won > 0 and s_lost > 0:
-            mode, odds = kernels.ORDINARY, s_lost / s_won
-        elif s_won > 0:
+        if s_won[i] > 0 and s_lost[i] > 0:
+            mode, odds = kernels.ORDINARY, s_lost[i] / s_won[i]
+        elif s_won[i] > 0:
             mode, odds = kernels.WON_ONLY, 0.0
-        elif s_lost > 0:
+        elif s_lost[i] > 0:
             mode, odds = kernels.LOST_ONLY, np.inf
         else:
             mode, odds = kernels.NO_MASS, 1.0
         out["deal_segment"][i] = seg_index[deal.segment]
         out["deal_stage"][i] = stage_index[deal.stage]
-        out["deal_age"][i] = age
+        out["deal_age"][i] = ages[i]
         out["deal_mode"][i] = mode
         out["deal_odds"][i] = odds
-        out["deal_sf"][i] = s_won
+        out["deal_sf"][i] = s_won[i]
         if deal.amount is not None:
             out["deal_amount"][i] = deal.amount
         if deal.owner is not None:

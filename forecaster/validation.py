@@ -66,6 +66,8 @@ def show(value: Any) -> str:
         return repr(value) if value else "an empty text"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value)) if abs(value) >= 1 else repr(value)
+    if isinstance(value, float):
+        return format(value, ".12g")  # 0.35 * 3 reads 1.05, not 1.0499999999999998
     return repr(value)
 
 

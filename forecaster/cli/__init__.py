@@ -57,4 +57,4 @@ def main():
     """
 
 
-from . import run as _run, schema as _schema, validate as _validate  # noqa: E402,F401
+from . import compare as _compare, run as _run, schema as _schema, sensitivity as _sensitivity, validate as _validate  # noqa: E402,F401,E501

@@ -1,0 +1,45 @@
+"""``forecaster compare``: variants against a base, on common random numbers."""
+from __future__ import annotations
+
+import click
+
+from . import main
+from .options import quiet_option, seed_option, threads_option, trials_option
+
+
+@main.command("compare")
+@click.argument("base", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("variants", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for compare.json and compare.nc (created if needed).")
+@trials_option
+@seed_option
+@threads_option
+@quiet_option
+def compare_command(base, variants, out, trials, seed, threads, quiet):
+    """Compare VARIANTS with BASE: the difference of each metric, with its interval.
+
+    A variant is a whole scenario, or a variant file of changes to BASE (`set:` and
+    `scale:` by key path, see the README). All run with BASE's seed and trials on common
+    random numbers, so each difference is paired trial by trial. Writes DIR/compare.json
+    (summaries and differences, in total and by period) and DIR/compare.nc (every trial,
+    with a `scenario` dimension).
+
+    \b
+    Example:
+      forecaster compare scenarios/saas-quarter.yaml scenarios/variants/saas-budget-up-60.yaml --out out/cmp
+    """
+    from ..compare import compare, compare_summary
+    from ..console import print_comparison
+    from ..loading import load_scenario
+    from ..outputs import write_comparison
+    from ..variants import load_variant
+
+    base_sc = load_scenario(base)
+    others = [load_variant(v, base) for v in variants]
+    ds = compare(base_sc, others, trials=trials, seed=seed, threads=threads)
+    summary = compare_summary(ds)
+    write_comparison(out, ds, summary)
+    if not quiet:
+        print_comparison(summary, base_sc.currency)
+        click.echo(f"Wrote {out}/compare.json and {out}/compare.nc")
