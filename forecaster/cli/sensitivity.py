@@ -34,6 +34,7 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
     Levers: each segment's leads (rate or budget), each stage's conversion, each stage's
     time (days and days_lost), each deal value; and each across all segments. All runs
     share the base's random numbers, so effects are paired differences with 95% intervals.
+    Each run uses the scenario's trials, at most 5,000 unless --trials says otherwise.
     Prints a tornado table, the three moves (expansion, stretching, the key level) side by
     side, and the share of the revenue variance due to each uncertain per-trial input.
 
