@@ -4,14 +4,13 @@ from __future__ import annotations
 import click
 
 from . import main
-from .options import quiet_option, seed_option, threads_option, trials_option
+from .options import out_option, quiet_option, seed_option, threads_option, trials_option
 
 
 @main.command("compare")
 @click.argument("base", type=click.Path(dir_okay=False, path_type=str))
 @click.argument("variants", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder for compare.json and compare.nc (created if needed).")
+@out_option("compare.json and compare.nc")
 @trials_option
 @seed_option
 @threads_option

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import click
 
+def out_option(files: str):
+    """``--out DIR``, the folder a command writes ``files`` into."""
+    return click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
+                        help=f"Folder for {files} (created if needed).")
+
+
 scenario_argument = click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
 trials_option = click.option("--trials", type=click.IntRange(min=1), default=None,
                              help="Number of trials (default: the scenario's `trials`, else 10000).")

@@ -7,14 +7,13 @@ import sys
 import click
 
 from . import main
-from .options import (quiet_option, scenario_argument, scheduler_option, seed_option, threads_option,
+from .options import (out_option, quiet_option, scenario_argument, scheduler_option, seed_option, threads_option,
                       trials_option, workers_option)
 
 
 @main.command("run")
 @scenario_argument
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder for forecast.nc and summary.json (created if needed).")
+@out_option("forecast.nc and summary.json")
 @trials_option
 @seed_option
 @threads_option

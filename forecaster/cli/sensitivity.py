@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from . import main
-from .options import quiet_option, scenario_argument, seed_option, threads_option, trials_option
+from .options import out_option, quiet_option, scenario_argument, seed_option, threads_option, trials_option
 
 
 def _step(ctx, param, value: str) -> float:
@@ -20,8 +20,7 @@ def _step(ctx, param, value: str) -> float:
 
 @main.command("sensitivity")
 @scenario_argument
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Folder for sensitivity.json and sensitivity.nc (created if needed).")
+@out_option("sensitivity.json and sensitivity.nc")
 @click.option("--step", default="10%", callback=_step, show_default=True,
               help="How far each lever moves, down and up (e.g. 10% or 0.1).")
 @trials_option
