@@ -45,12 +45,14 @@ def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, ...]:
     Returns the kernels' arrays for those trials, in order (see
     :meth:`forecaster.plan.Plan.kernel_buffers`).
     """
+    from .seeding import stream_keys
     from .simulation import run_block
 
+    keys = stream_keys(plan, seed)
     arrays = plan.kernel_buffers(sum(count for _, _, count in work))
     at = 0
-    for b, _, count in work:
-        run_block(plan, seed, b, count, *(a[at:at + count] for a in arrays))
+    for _, first, count in work:
+        run_block(plan, keys, first, count, *(a[at:at + count] for a in arrays))
         at += count
     return arrays
 

@@ -5,19 +5,22 @@ draw has its own stream (:mod:`forecaster.seeding`), so the same random numbers 
 same parts of each model. The difference *variant - base* is taken trial by trial: it
 keeps the effect of the change and loses the noise the two runs share.
 
-What is shared, in every trial:
+Every stream is reseeded for every trial from the seed, its name and the trial's index
+(:mod:`forecaster.seeding`), so in every trial:
 
-* each per-trial rate and probability (one stream per quantity): unchanged quantities
-  are drawn identically, and a changed one from the same random numbers;
-* everything about a segment the variant does not change (its own streams);
-* the open pipeline: every deal draws its conversion, times, value and rep in every trial,
-  so its streams stay aligned whatever the conversions.
+* each per-trial rate and probability is drawn from the same random numbers: unchanged
+  quantities identically, a changed one from the same uniforms and normals;
+* everything about a segment the variant does not change is identical, bit for bit;
+* the i-th lead a segment wins draws the same arrival day and, stage by stage, the same
+  times in both scenarios; a variant with more won leads adds them after the common ones;
+  values and reps are drawn in the order of the deals that close inside the horizon;
+* every open pipeline deal draws its conversion, times, value and rep in every trial.
 
-What is shared only in part: within a segment the variant changes, the won leads' arrival
-days, stage times, values and reps come from streams consumed trial after trial in blocks
-of 1,000 trials; the first trial in which the two scenarios win a different number of
-leads there shifts those streams for the rest of the block. Scenarios must share the
-horizon and reporting periods.
+What cannot be shared: leads that exist in one scenario only have no partner; a changed
+distribution's draws change with it (a Poisson count drawn by rejection from a larger
+mean may take a different path); when stage times change, which deals close inside the
+horizon changes, and the values and reps after the first such deal are drawn in a
+different order. Scenarios must share the horizon and reporting periods.
 """
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ as the odds ratio S_lost(a) / S(a) and a mode for the degenerate cases). If it c
 its remaining time in s0 is X - a given X > a (drawn by :func:`draw_above`), and it goes on
 through stages s0 + 1 ... S as a new deal would.
 
-Randomness enters only through the ``numpy.random.Generator`` arguments; a kernel given
-the same generators and arrays returns the same numbers, with or without the JIT.
+Randomness enters only through the ``numpy.random.Generator`` arguments, each reseeded at
+the start of every trial from a key and the trial's index (:mod:`forecaster._streams`): a
+trial's numbers depend on the seed, the stream and its index only, with or without the JIT.
 
 Distribution encoding
 ---------------------
@@ -65,6 +66,7 @@ import math
 import numpy as np
 
 from ._numba import jit
+from ._streams import reseed
 
 FIXED, UNIFORM, TRIANGULAR, PERT, NORMAL, LOGNORMAL, GAMMA, EXPONENTIAL, WEIBULL, BETA, EMPIRICAL = range(11)
 
@@ -247,24 +249,29 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
 
 
 @jit
-def draw_parameters(gens, codes, pars, pool, theta, segment):
+def draw_parameters(gens, addresses, keys, trial0, codes, pars, pool, theta, segment):
     """Per-trial draws of a segment's rates and probabilities, each from its own stream.
 
     Parameters
     ----------
     gens : tuple of k Generators
-        One stream per quantity, so that changing one quantity leaves the others' draws
-        unchanged (common random numbers between scenarios).
+        One stream per quantity; reseeded for every trial from ``keys`` (see
+        :func:`forecaster._streams.reseed`), so a trial's draws depend only on the seed,
+        the quantity and the trial's index.
+    addresses, keys : int64, uint64 arrays, shape (k,)
+        The streams' state addresses and keys.
+    trial0 : int
+        Index of the block's first trial in the run.
     codes : int64 array, shape (k,)
     pars : float64 array, shape (k, 4)
         The k quantities: rate (or cost per lead), growth, then each stage's convert.
     theta : float64 array, shape (trials, segments, k_max)
         Written: ``theta[:, segment, :k]``.
     """
-    for j in range(codes.shape[0]):
-        gen = gens[j]
-        for t in range(theta.shape[0]):
-            theta[t, segment, j] = draw(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
+    for t in range(theta.shape[0]):
+        for j in range(codes.shape[0]):
+            reseed(addresses[j], keys[j], trial0 + t)
+            theta[t, segment, j] = draw(gens[j], codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
 
 
 @jit(inline="always")
@@ -277,8 +284,8 @@ def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, w
 
 
 @jit
-def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, theta, segment,
-                       rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars, value_code,
+def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, addresses, keys, trial0,
+                       theta, segment, rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars, value_code,
                        value_par, pool, reps, period_of_day, cperiod_of_day, revenue, won, bookings):
     """Won deals from one segment's new leads, for a block of trials.
 
@@ -288,10 +295,10 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
     the day is found through a guide table in O(1). With dispersion each day draws its own
     gamma multiplier and count.
 
-    Each kind of draw has its own stream, consumed trial after trial in index order: in a
-    trial where two scenarios have the same streams' positions, the i-th lead to be won
-    draws the same arrival uniform and stage times in both. A trial in which they win a
-    different number of leads moves those streams' positions for the rest of the block.
+    Each kind of draw has its own stream, reseeded for every trial from the seed, the
+    stream and the trial's index; within a trial the i-th lead to be won draws its arrival
+    day and stage times in index order. Two scenarios run with the same seed therefore
+    share, trial by trial, every draw of every lead they both win (common random numbers).
 
     Parameters
     ----------
@@ -300,6 +307,11 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
     gen_days : tuple of Generators, one per stage (in the order of ``days_codes``)
     gen_value, gen_rep : Generator
         Streams of deal values and rep assignments.
+    addresses, keys : int64, uint64 arrays, shape (5 + stages,)
+        State addresses and keys of the streams, in the order count, mixing, arrival,
+        value, rep, then each of ``gen_days``.
+    trial0 : int
+        Index of the block's first trial in the run.
     theta : float64, shape (trials, segments, k)
         Per-trial draws (see :func:`draw_parameters`).
     rate_is_cost : bool
@@ -329,6 +341,8 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
     arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
     times = np.empty(256)  # their time so far [days]
     for t in range(theta.shape[0]):
+        for k in range(addresses.shape[0]):
+            reseed(addresses[k], keys[k], trial0 + t)
         base = theta[t, segment, 0]
         p_win = 1.0
         for s in range(n_stages):
@@ -402,7 +416,8 @@ def _grown(a, need):
 
 
 @jit
-def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, theta, deal_segment, deal_stage, deal_age,
+def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, addresses, keys, trial0, theta, deal_segment,
+                      deal_stage, deal_age,
                       deal_mode, deal_odds, deal_sf, deal_amount, deal_owner, days_codes, days_pars, value_codes,
                       value_pars, pool, segment_reps, segment_n_reps, period_of_day, cperiod_of_day, revenue, won,
                       bookings):
@@ -417,6 +432,10 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, theta, deal_seg
     ----------
     gen_convert, gen_days, gen_value, gen_rep : Generator
         Streams of the conversion uniforms, stage times, values and rep assignments.
+    addresses, keys : int64, uint64 arrays, shape (4,)
+        Their state addresses and keys; each is reseeded for every trial.
+    trial0 : int
+        Index of the block's first trial in the run.
     deal_segment, deal_stage : int64, shape (deals,)
     deal_age : float64, shape (deals,)
         Whole days each deal has been in its stage at start. [days]
@@ -438,6 +457,8 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, theta, deal_seg
     horizon = float(period_of_day.shape[0])
     n_stages = days_codes.shape[1]
     for t in range(theta.shape[0]):
+        for k in range(addresses.shape[0]):
+            reseed(addresses[k], keys[k], trial0 + t)
         for i in range(deal_segment.shape[0]):
             g, s0, mode = deal_segment[i], deal_stage[i], deal_mode[i]
             p = theta[t, g, 2 + s0]

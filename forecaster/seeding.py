@@ -1,31 +1,82 @@
-"""Random streams: one per block of trials and model component, from SeedSequence.
+"""Random streams: named, keyed by the seed, reseeded for every trial.
 
-Trials run in fixed blocks of :data:`BLOCK_TRIALS`. Each (block, component) pair has its
-own ``numpy.random.Generator`` whose SeedSequence is ``SeedSequence(seed,
-spawn_key=(block, component_key))``. The numbers therefore cannot depend on how many
-threads or machines run the blocks, and the first N trials of a run are the same for any
-larger trial count. Component keys are derived from names (a CRC-32 of e.g.
-``"segment/smb/arrivals"``), so adding a segment does not move another segment's streams.
+Every kind of draw has its own stream, named after what it draws: ``segment/smb/leads``,
+``segment/smb/convert.mql``, ``segment/smb/days/opportunity``, ``pipeline/convert``, ...
+A stream's key is a hash of the run's seed (through ``numpy.random.SeedSequence``) and
+its name; at the start of every trial the kernels reseed each stream from its key and the
+trial's index (:mod:`forecaster._streams`). So a trial's numbers depend only on the seed
+and the trial's index: not on the number of threads, workers or blocks, nor on the trials
+before it; the first N trials of a run are the same for any larger trial count; and two
+scenarios run with the same seed draw the same random numbers for everything they share,
+trial by trial.
+
+Trials are still run in blocks of :data:`BLOCK_TRIALS`, but only for scheduling: each
+thread reuses a small pool of generators whose states the kernels overwrite.
 """
 from __future__ import annotations
 
-import zlib
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 
+from ._streams import address, run_key, stream_key
+
 BLOCK_TRIALS = 1000
-"""Trials per block. Changing it changes every forecast's numbers: it is part of the seed."""
+"""Trials per block of work (scheduling only: the numbers do not depend on it)."""
+
+LEAD_STREAMS = ("arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep")
+PIPELINE_STREAMS = ("convert", "days", "deal-value", "rep")
 
 
-def component_key(name: str) -> int:
-    """Stable 32-bit key of a named random stream."""
-    return zlib.crc32(name.encode("utf-8"))
+@dataclass(frozen=True)
+class StreamKeys:
+    """The keys of a run's streams, in the order the kernels take them.
+
+    Attributes
+    ----------
+    parameters : list of uint64 arrays, shape (S + 2,) per segment
+        One per per-trial quantity (``Plan.quantity_names``).
+    leads : list of uint64 arrays, shape (5 + S,) per segment
+        :data:`LEAD_STREAMS`, then each stage's days in the kernel's stage order.
+    pipeline : uint64 array, shape (4,)
+        :data:`PIPELINE_STREAMS`.
+    """
+
+    parameters: list
+    leads: list
+    pipeline: np.ndarray
 
 
-def generator(seed: int, block: int, component: str) -> np.random.Generator:
-    """The generator of one component's stream in one block of trials."""
-    ss = np.random.SeedSequence(seed, spawn_key=(block, component_key(component)))
-    return np.random.Generator(np.random.PCG64(ss))
+def stream_keys(plan, seed: int) -> StreamKeys:
+    """Keys of every stream of a run of ``plan`` with ``seed``."""
+    root = run_key(seed)
+
+    def keys(names):
+        return np.array([stream_key(root, n) for n in names], dtype=np.uint64)
+
+    params, leads = [], []
+    for g, name in enumerate(plan.segment_names):
+        params.append(keys([f"segment/{name}/{q}" for q in plan.quantity_names]))
+        leads.append(keys([f"segment/{name}/{s}" for s in LEAD_STREAMS]
+                          + [f"segment/{name}/days/{plan.stage_names[s]}" for s in plan.lead_days_order[g]]))
+    return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]))
+
+
+_local = threading.local()
+
+
+def thread_generators(n: int) -> tuple[list, np.ndarray]:
+    """``n`` distinct generators owned by the calling thread, and their state addresses.
+
+    Their seeds do not matter: the kernels overwrite their states before every draw.
+    """
+    pool = getattr(_local, "pool", None)
+    if pool is None or len(pool[0]) < n:
+        gens = [np.random.Generator(np.random.PCG64(i)) for i in range(max(n, 16))]
+        pool = (gens, np.array([address(g) for g in gens], dtype=np.int64))
+        _local.pool = pool
+    return pool
 
 
 def blocks(trials: int) -> list[tuple[int, int, int]]:

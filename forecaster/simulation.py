@@ -17,7 +17,7 @@ from ._numba import default_threads
 from .plan import Plan, build_plan
 from .results import Layout, MemorySink
 from .scenario import Scenario
-from .seeding import BLOCK_TRIALS, blocks, generator
+from .seeding import BLOCK_TRIALS, StreamKeys, blocks, stream_keys, thread_generators
 
 Progress = Callable[[int], None]
 
@@ -79,6 +79,7 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
     ``sink.commit`` follows once the whole chunk is done.
     """
     work = blocks(sc.trials)
+    keys = stream_keys(plan, sc.seed)
     per_chunk = max(1, chunk_trials // BLOCK_TRIALS)
     threads = max(1, min(threads or default_threads(), len(work)))
     pool = ThreadPoolExecutor(threads) if threads > 1 and runner is None else None
@@ -96,7 +97,7 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
             def one(block, lo=lo, buffers=buffers):
                 b, first, count = block
                 sl = slice(first - lo, first - lo + count)
-                run_block(plan, sc.seed, b, count, *(buf[sl] for buf in buffers))
+                run_block(plan, keys, first, count, *(buf[sl] for buf in buffers))
                 return count
 
             for done in (pool.map(one, group) if pool else map(one, group)):
@@ -108,32 +109,29 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
             pool.shutdown()
 
 
-def run_block(plan: Plan, seed: int, block: int, n: int, revenue, won, bookings, theta) -> None:
-    """Simulate one block of ``n`` trials into the given output rows (added to).
+def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta) -> None:
+    """Simulate trials ``first .. first + n - 1`` into the given output rows (added to).
 
-    Every kind of draw has a stream named after what it draws (see
-    :mod:`forecaster.seeding`), so that scenarios compared with the same seed share the
-    draws of everything they have in common.
+    Every stream is reseeded for every trial from its key (see :mod:`forecaster.seeding`),
+    so the rows depend on the trials' indices only.
     """
-    for g, name in enumerate(plan.segment_names):
-        gens = tuple(generator(seed, block, f"segment/{name}/{q}") for q in plan.quantity_names)
-        kernels.draw_parameters(gens, plan.param_codes[g], plan.param_pars[g], plan.pool, theta, g)
-    for g, name in enumerate(plan.segment_names):
-        def stream(what, name=name):
-            return generator(seed, block, f"segment/{name}/{what}")
-
-        days = tuple(stream(f"days/{plan.stage_names[s]}") for s in plan.lead_days_order[g])
+    S = len(plan.stage_names)
+    gens, addresses = thread_generators(S + 5)
+    for g in range(len(plan.segment_names)):
+        k = plan.param_codes.shape[1]
+        kernels.draw_parameters(tuple(gens[:k]), addresses[:k], keys.parameters[g], first, plan.param_codes[g],
+                                plan.param_pars[g], plan.pool, theta, g)
+    for g in range(len(plan.segment_names)):
         kernels.simulate_new_leads(
-            stream("arrival-count"), stream("arrival-mixing"), stream("arrival-day"), days, stream("deal-value"),
-            stream("rep"), theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months,
-            plan.dispersion[g], plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g],
-            plan.value_pars[g], plan.pool, plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day,
-            plan.quota_periods.of_day, revenue, won, bookings)
+            gens[0], gens[1], gens[2], tuple(gens[5:5 + S]), gens[3], gens[4], addresses[:5 + S], keys.leads[g],
+            first, theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months, plan.dispersion[g],
+            plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g], plan.value_pars[g], plan.pool,
+            plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day, plan.quota_periods.of_day,
+            revenue, won, bookings)
     if plan.deal_segment.size:
         kernels.simulate_pipeline(
-            generator(seed, block, "pipeline/convert"), generator(seed, block, "pipeline/days"),
-            generator(seed, block, "pipeline/deal-value"), generator(seed, block, "pipeline/rep"), theta,
-            plan.deal_segment, plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf,
-            plan.deal_amount, plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars,
-            plan.pool, plan.segment_reps, plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day,
-            revenue, won, bookings)
+            gens[0], gens[1], gens[2], gens[3], addresses[:4], keys.pipeline, first, theta, plan.deal_segment,
+            plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf, plan.deal_amount,
+            plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars, plan.pool,
+            plan.segment_reps, plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day, revenue, won,
+            bookings)
