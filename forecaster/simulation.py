@@ -1,9 +1,10 @@
 """The orchestrator: a Scenario, a seed and a trial count in; per-trial results out.
 
-Trials run in fixed blocks (see :mod:`forecaster.seeding`) on a pool of threads; each
-block draws from its own streams and writes its own rows of the outputs, so the numbers do
-not depend on the number of threads. Blocks are grouped into chunks of consecutive trials
-that a sink (:mod:`forecaster.results`) keeps in memory or writes to a file.
+Trials run in blocks on a pool of threads; each block writes its own rows of the outputs,
+and every random stream is reseeded for every trial from the trial's index (see
+:mod:`forecaster.seeding`), so the numbers do not depend on threads or blocks. Blocks are
+grouped into chunks of consecutive trials that a sink (:mod:`forecaster.results`) keeps
+in memory or writes to a file.
 """
 from __future__ import annotations
 
