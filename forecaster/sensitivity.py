@@ -172,11 +172,11 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                 progress(1)
         effects.append(item)
 
-    def size(item):
-        return max(abs(item[k]["revenue"]["mean"]) for k in ("minus", "plus") if k in item) \
-            if any(k in item for k in ("minus", "plus")) else 0.0
-
-    ranking = sorted((e for e in effects if e["scope"] != "all segments"), key=lambda e: -size(e))
+    def ranked(metric):
+        def size(item):
+            moved = [abs(item[k][metric]["mean"]) for k in ("minus", "plus") if k in item]
+            return max(moved) if moved else 0.0
+        return [e["lever"] for e in sorted((e for e in effects if e["scope"] != "all segments"), key=lambda e: -size(e))]
 
     def plus(name):
         e = next(e for e in effects if e["lever"] == name)
@@ -191,7 +191,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
              "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}
     summary = {"scenario": base_sc.name, "seed": seed, "trials": trials, "step": step, "base": base_stats,
-               "levers": effects, "ranking": [e["lever"] for e in ranking], "three_moves": moves,
+               "levers": effects, "ranking": ranked("revenue"),
+               "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
                "variance_shares": variance_shares(base_ds, base_sc), "skipped": skipped}
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},
                     coords={"lever": [lv.name for lv in all_levers], "direction": ["minus", "plus"],

@@ -161,6 +161,12 @@ def test_raising_any_stage_by_x_percent_raises_won_deals_by_x_percent(tmp_path):
     for stage in "abc":
         assert effects[f"s: {stage} days"]["plus"]["won_deals"]["mean"] == 0
     assert ds["revenue_difference"].dims == ("lever", "direction", "trial")
+    assert summary["ranking_commission"] is None  # no plan here
+
+
+def test_sensitivity_ranks_commission_too():
+    summary, _ = sensitivity(SAAS, trials=300)
+    assert summary["ranking_commission"] and set(summary["ranking_commission"]) == set(summary["ranking"])
 
 
 def test_sensitivity_command_prints_the_tornado_and_the_three_moves(tmp_path):
