@@ -185,3 +185,36 @@ class LazyProgress:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class BatchProgress:
+    """Scenario n of N, and the trials of the current one, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.overall = self.bar.add_task("scenarios", total=None)
+            self.current = self.bar.add_task("trials", total=None)
+        return self
+
+    def start(self, index: int, total: int, name: str) -> None:
+        if self.bar:
+            self.bar.update(self.overall, completed=index, total=total,
+                            description=f"scenario {index + 1} of {total}")
+            self.bar.reset(self.current, description=name, total=None)
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.current, n)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()

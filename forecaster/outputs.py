@@ -96,7 +96,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
     from .plan import build_plan
     from .results import Layout, NetCDFSink
     from .simulation import chunk_trials_for, run_trials
-    from .summary import Meta, summarize_columns
+    from .summary import Meta, funnel_expectation, summarize_columns
 
     plan = build_plan(sc)
     layout = Layout.of(sc, plan)
@@ -108,6 +108,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
             try:
                 run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
                 summary = summarize_columns(sink.columns(), Meta.of_layout(layout))
+                summary["funnel"] = funnel_expectation(plan, sink.vars["inputs"][:])
             finally:
                 sink.close()
             staged.path(SUMMARY).write_text(_dump(summary))

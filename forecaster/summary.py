@@ -71,13 +71,15 @@ class Meta:
     commission: bool
     targets: dict
     currency: str | None
+    description: str | None = None
 
     @classmethod
     def of_layout(cls, layout) -> "Meta":
         sc = layout.scenario
         return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
                    tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
-                   tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency)
+                   tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency,
+                   sc.description)
 
     @classmethod
     def of_dataset(cls, ds, scenario: Scenario) -> "Meta":
@@ -88,7 +90,7 @@ class Meta:
         quota_dim = "quota_period" if "quota_period" in ds.dims else "period"
         return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
                    labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
-                   "commission" in ds, dict(scenario.targets), scenario.currency)
+                   "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description)
 
 
 def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
@@ -105,7 +107,11 @@ def summarize(ds, scenario: Scenario) -> dict:
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
                          "commission") if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
-    return summarize_columns(cols, Meta.of_dataset(ds, scenario))
+    summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
+    from .plan import build_plan
+
+    summary["funnel"] = funnel_expectation(build_plan(scenario), ds["inputs"].values)
+    return summary
 
 
 def summarize_columns(cols: Columns, meta: Meta) -> dict:
@@ -129,6 +135,8 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
             totals = cols.column(metric, (None, None) if metric == "commission" else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
+    if meta.description:
+        out["description"] = meta.description
     seg_index = [(None, g) for g in range(len(meta.segments))]
     revenue = describe_columns(cols, "revenue_by_segment", seg_index)
     won = describe_columns(cols, "won_deals_by_segment", seg_index)
@@ -153,3 +161,33 @@ def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
             item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
                                              "attainment_p50": float(np.median(booked) / quota)})
     return item
+
+
+def funnel_expectation(plan, inputs: np.ndarray) -> dict:
+    """Expected new leads entering each stage over the horizon, per segment.
+
+    Averages, over the trials' own draws of rates and probabilities ``inputs`` (shape
+    (trials, segments, S + 2)), the mean arrivals sum_d m_d and their products with the
+    conversions of the stages before; dispersion does not change these means.
+
+    Returns
+    -------
+    dict
+        segment -> {"stages": [{"stage", "entering"}...], "won_eventually", "open_pipeline"}
+    """
+    out = {}
+    k = plan.elapsed_months
+    for g, name in enumerate(plan.segment_names):
+        base, growth = inputs[:, g, 0], inputs[:, g, 1]
+        weights = np.bincount(k, weights=plan.day_mean[g])  # sum of f_d over the days of month k
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / base if plan.rate_is_cost[g] else base
+        arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
+        stages, reach = [], arrivals.copy()
+        for s, stage in enumerate(plan.stage_names):
+            stages.append({"stage": stage, "entering": float(reach.mean())})
+            reach = reach * inputs[:, g, 2 + s]
+        out[name] = {"stages": stages, "won_eventually": float(reach.mean()),
+                     "open_pipeline": {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
+                                       for s, stage in enumerate(plan.stage_names)}}
+    return out

@@ -161,3 +161,28 @@ def test_columns_select_and_sum():
     assert np.array_equal(cols.column("x", (1, 0)), x[:, 1, 0])
     assert np.array_equal(cols.column("x", (None, 1)), x[:, :, 1].sum(axis=1))
     assert np.array_equal(cols.column("x", (None, None)), x.sum(axis=(1, 2)))
+
+
+def test_funnel_expectation_matches_the_closed_form(tmp_path):
+    text = """\
+    name: f
+    start: 2027-01-01
+    end: 2027-03-31
+    trials: 20000
+    stages: [a, b]
+    segments:
+      s:
+        leads: {per_month: 300, growth_per_month: 0.1, seasonality: {2: 2}}
+        funnel:
+          a: {convert: {dist: beta, mean: 0.4, concentration: 10}, days: 3}
+          b: {convert: 0.5, days: 3}
+        deal_value: 1
+    """
+    import textwrap
+    (tmp_path / "f.yaml").write_text(textwrap.dedent(text))
+    sc = fc.load_scenario(tmp_path / "f.yaml")
+    funnel = fc.summarize(fc.simulate(sc), sc)["funnel"]["s"]
+    arrivals = 300 * (1 + 2 * 1.1 + 1.21)
+    assert funnel["stages"][0]["entering"] == pytest.approx(arrivals, rel=1e-9)
+    assert funnel["stages"][1]["entering"] == pytest.approx(arrivals * 0.4, rel=0.01)  # beta mean, 20,000 draws
+    assert funnel["won_eventually"] == pytest.approx(arrivals * 0.2, rel=0.01)

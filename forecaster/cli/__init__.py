@@ -57,4 +57,5 @@ def main():
     """
 
 
-from . import compare as _compare, run as _run, schema as _schema, sensitivity as _sensitivity, validate as _validate  # noqa: E402,F401,E501
+from . import (batch as _batch, compare as _compare, report as _report, run as _run,  # noqa: E402,F401
+               schema as _schema, sensitivity as _sensitivity, validate as _validate)

@@ -19,8 +19,9 @@ from .options import (out_option, quiet_option, scenario_argument, scheduler_opt
 @threads_option
 @scheduler_option
 @workers_option
+@click.option("--report", is_flag=True, help="Also write report.html and report.md (see `forecaster report`).")
 @quiet_option
-def run_command(scenario, out, trials, seed, threads, scheduler, workers, quiet):
+def run_command(scenario, out, trials, seed, threads, scheduler, workers, report, quiet):
     """Forecast SCENARIO and write its results to --out.
 
     Prints revenue, won deals and commission per period with intervals, each rep's chance of
@@ -47,6 +48,9 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, quiet)
         progress = stack.enter_context(LazyProgress(sc.trials, f"{sc.name}: trials",
                                                     enabled=not quiet and sys.stderr.isatty()))
         summary = run_to_folder(sc, out, threads=threads, progress=progress, runner=runner)
+    if report:
+        from ..report import write_report
+        write_report(out)
     if not quiet:
         print_summary(summary, sc)
-        click.echo(f"Wrote {out}/forecast.nc and {out}/summary.json")
+        click.echo(f"Wrote {out}/forecast.nc and {out}/summary.json" + (" and the report" if report else ""))

@@ -1,0 +1,53 @@
+"""``forecaster batch``: every scenario of a folder, for scheduled jobs."""
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from . import main
+from .options import out_option, quiet_option, threads_option, trials_option
+
+
+@main.command("batch")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@out_option("one folder per scenario, manifest.json and summaries.csv")
+@click.option("--force", is_flag=True, help="Run every scenario, even those whose inputs did not change.")
+@trials_option
+@threads_option
+@quiet_option
+def batch_command(folder, out, force, trials, threads, quiet):
+    """Run every scenario (*.yaml) in FOLDER into OUT/<name>/, with a report each.
+
+    Writes OUT/manifest.json (per scenario: status, input hash, forecaster version, seed,
+    trials, timings, the error of a failure) and OUT/summaries.csv. A bad scenario fails
+    alone; re-running skips scenarios whose inputs and version did not change; an
+    interrupted batch keeps what it finished and the next run completes it. Exit status:
+    0 all ran (or were unchanged), 2 some failed.
+
+    \b
+    Example (a nightly cron job):
+      forecaster batch scenarios/ --out /srv/forecasts/latest --quiet
+    """
+    from ..batch import run_batch
+    from ..console import BatchProgress
+
+    def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
+        manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
+                             on_start=display.start, progress=display.advance)
+    entries, actions = manifest["scenarios"], manifest["last_run"]
+    failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
+    if not quiet:
+        for name, action in actions.items():
+            e = entries[name]
+            click.echo(f"{action:>9}  {name}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
+        click.echo(f"Wrote {out}/manifest.json and {out}/summaries.csv")
+    for name, e in failed.items():
+        click.echo(f"Error: {name}: {e['error']}", err=True)
+    if failed:
+        sys.exit(2)

@@ -1,0 +1,25 @@
+"""``forecaster report``: a self-contained HTML page and a Markdown summary of a run."""
+from __future__ import annotations
+
+import click
+
+from . import main
+
+
+@main.command("report")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+def report_command(folder):
+    """Write FOLDER/report.html and FOLDER/report.md for the run in FOLDER.
+
+    The page needs no network to view (inline CSS and SVG): headline numbers, a fan chart
+    of revenue per period, a histogram of total revenue with the target, the funnel per
+    segment, a table per segment, and commission per rep.
+
+    \b
+    Example:
+      forecaster run scenarios/saas-quarter.yaml --out out/saas && forecaster report out/saas
+    """
+    from ..report import write_report
+
+    written = write_report(folder)
+    click.echo("Wrote " + " and ".join(str(p) for p in written.values()))

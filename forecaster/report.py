@@ -1,0 +1,253 @@
+"""Reports people read: one self-contained HTML page, and the same summary in Markdown.
+
+:func:`write_report` reads a run's folder (``summary.json`` and ``forecast.nc``) and writes
+``report.html`` (inline CSS and SVG: it needs no network to view) and ``report.md``.
+Every name that comes from a scenario is escaped: a segment called ``<script>`` is text.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OutputError
+
+W, H, PAD = 720, 300, 56
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:960px;color:#222}
+h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}
+.meta{color:#666;font-size:.9rem}table{border-collapse:collapse;margin:.5rem 0}
+td,th{padding:.25rem .6rem;text-align:right;border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}
+.big{display:flex;gap:2rem;flex-wrap:wrap}.big div{background:#f5f7fa;padding:.8rem 1.2rem;border-radius:6px}
+.big b{display:block;font-size:1.4rem}svg text{font-size:11px;fill:#444}
+"""
+
+
+def esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def money(x) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def compact(x: float) -> str:
+    """Axis labels: 2.5M, 480k, 75."""
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.1f}M"
+    if abs(x) >= 1e3:
+        return f"{x / 1e3:.0f}k"
+    return f"{x:.0f}"
+
+
+def _scale(lo: float, hi: float, a: float, b: float):
+    span = (hi - lo) or 1.0
+    return lambda v: a + (v - lo) / span * (b - a)
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    step = 10 ** math.floor(math.log10((hi - lo) / n))
+    for m in (1, 2, 5, 10):
+        if (hi - lo) / (step * m) <= n:
+            step *= m
+            break
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+
+
+def _axis_y(y, ticks, fmt=compact) -> str:
+    return "".join(f'<line x1="{PAD}" x2="{W - 10}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>'
+                   f'<text x="{PAD - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>' for t in ticks)
+
+
+def fan_chart(labels: list[str], q: np.ndarray, title: str) -> str:
+    """Bands P10–P90 and P25–P75 and the median per period; ``q`` shape (5, periods)."""
+    n = len(labels)
+    x = _scale(0, max(n - 1, 1), PAD + 20, W - 50)
+    lo, hi = 0.0, float(q.max()) * 1.05 or 1.0
+    y = _scale(lo, hi, H - 30, 20)
+
+    def band(a, b):
+        pts = [f"{x(i):.1f},{y(q[a, i]):.1f}" for i in range(n)] + [f"{x(i):.1f},{y(q[b, i]):.1f}" for i in reversed(range(n))]
+        return " ".join(pts)
+
+    out = [f'<svg class="chart fan" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}">',
+           _axis_y(y, _ticks(lo, hi)),
+           f'<polygon points="{band(0, 4)}" fill="#c6dbef"/><polygon points="{band(1, 3)}" fill="#6baed6"/>',
+           '<polyline fill="none" stroke="#08306b" stroke-width="2" points="'
+           + " ".join(f"{x(i):.1f},{y(q[2, i]):.1f}" for i in range(n)) + '"/>']
+    every = max(1, n // 12)
+    out += [f'<text x="{x(i):.1f}" y="{H - 10}" text-anchor="middle">{esc(labels[i])}</text>' for i in range(0, n, every)]
+    out.append("</svg>")
+    return "".join(out)
+
+
+def histogram(values: np.ndarray, marks: dict, title: str) -> str:
+    """A histogram of ``values`` with vertical lines at ``marks`` (label -> value)."""
+    lo, hi = float(values.min()), float(values.max())
+    lo, hi = min([lo, *marks.values()]), max([hi, *marks.values()])
+    counts, edges = np.histogram(values, bins=40, range=(lo, hi if hi > lo else lo + 1))
+    x = _scale(edges[0], edges[-1], PAD, W - 10)
+    y = _scale(0, counts.max() or 1, H - 30, 20)
+    out = [f'<svg class="chart histogram" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}">']
+    out += [f'<rect x="{x(edges[i]):.1f}" y="{y(c):.1f}" width="{max(x(edges[i + 1]) - x(edges[i]) - 1, 0.5):.1f}" '
+            f'height="{H - 30 - y(c):.1f}" fill="#6baed6"/>' for i, c in enumerate(counts)]
+    out += [f'<text x="{x(t):.1f}" y="{H - 10}" text-anchor="middle">{esc(compact(t))}</text>'
+            for t in _ticks(edges[0], edges[-1], 6)]
+    for label, v in marks.items():
+        out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="15" y2="{H - 30}" stroke="#d62728" stroke-width="2"/>'
+                   f'<text x="{x(v) + 4:.1f}" y="28" fill="#d62728">{esc(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def bars(rows: list[tuple[str, float]], title: str, fmt=money) -> str:
+    """Horizontal bars, one per (label, value)."""
+    h = 22 * len(rows) + 20
+    top = max([v for _, v in rows] + [1e-9])
+    x = _scale(0, top, 200, W - 80)
+    out = [f'<svg class="chart bars" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
+    for i, (label, v) in enumerate(rows):
+        yy = 10 + 22 * i
+        out.append(f'<text x="195" y="{yy + 14}" text-anchor="end">{esc(label)}</text>'
+                   f'<rect x="200" y="{yy}" width="{max(x(v) - 200, 0):.1f}" height="16" fill="#6baed6"/>'
+                   f'<text x="{x(v) + 4:.1f}" y="{yy + 13}">{esc(fmt(v))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def ranges(rows: list[tuple[str, float, float, float]], title: str) -> str:
+    """P10–P90 range bars with the P50 marked, one per (label, p10, p50, p90)."""
+    h = 22 * len(rows) + 20
+    top = max([r[3] for r in rows] + [1e-9])
+    x = _scale(0, top, 200, W - 80)
+    out = [f'<svg class="chart ranges" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
+    for i, (label, p10, p50, p90) in enumerate(rows):
+        yy = 10 + 22 * i
+        out.append(f'<text x="195" y="{yy + 14}" text-anchor="end">{esc(label)}</text>'
+                   f'<rect x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" height="10" fill="#9ecae1"/>'
+                   f'<rect x="{x(p50) - 1.5:.1f}" y="{yy}" width="3" height="16" fill="#08306b"/>'
+                   f'<text x="{x(p90) + 4:.1f}" y="{yy + 13}">{esc(money(p50))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
+def _read_run(folder: Path) -> tuple[dict, dict]:
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{folder}: no summary.json; expected the --out folder of `forecaster run`") from None
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{folder}/summary.json cannot be read: {exc}") from None
+    import h5netcdf
+
+    arrays = {}
+    try:
+        with h5netcdf.File(folder / "forecast.nc", "r") as f:
+            arrays["revenue"] = np.asarray(f.variables["revenue"][:], dtype=float)
+            if "commission" in f.variables:
+                arrays["commission"] = np.asarray(f.variables["commission"][:], dtype=float)
+    except (OSError, KeyError) as exc:
+        raise OutputError(f"{folder}/forecast.nc cannot be read: {exc}") from None
+    return summary, arrays
+
+
+def render_html(summary: dict, arrays: dict, when: str) -> str:
+    """The report page for a run's summary and per-trial arrays."""
+    m, h = summary["metrics"], summary["horizon"]
+    cur = h.get("currency") or ""
+    rev = m["revenue"]["total"]
+    labels = [p["period"] for p in m["revenue"]["by_period"]]
+    per_trial = arrays["revenue"]
+    q = np.percentile(per_trial, [10, 25, 50, 75, 90], axis=0)
+    totals = per_trial.sum(axis=1)
+    targets = summary.get("targets", {})
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(summary['scenario'])} – forecast"
+             f"</title><style>{CSS}</style></head><body>",
+             f"<h1>{esc(summary['scenario'])}</h1>"]
+    if summary.get("description"):
+        parts.append(f"<p>{esc(summary['description'])}</p>")
+    parts.append(f'<p class="meta">{esc(h["start"])} to {esc(h["end"])}, by {esc(h["report_by"])} · '
+                 f'{summary["trials"]:,} trials · seed {esc(summary["seed"])} · forecaster {esc(summary.get("forecaster_version"))}'
+                 f' · inputs sha256 {esc(summary.get("scenario_sha256", "")[:16])} · {esc(when)}</p>')
+    big = [("Revenue P50", money(rev["p50"])), ("P10 – P90", f"{money(rev['p10'])} – {money(rev['p90'])}"),
+           ("Mean (95% CI)", f"{money(rev['mean'])} ({money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})")]
+    big += [(f"P({t} ≥ {money(v['threshold'])})", f"{v['probability']:.0%}") for t, v in targets.items()]
+    parts.append('<div class="big">' + "".join(f"<div>{esc(a)}<b>{esc(b)}</b></div>" for a, b in big) + "</div>")
+    parts.append(f"<h2>Revenue per {esc(h['report_by'])} {esc(cur)}</h2>")
+    parts.append(fan_chart(labels, q, "revenue per period: P10-P90 and P25-P75 bands, median line"))
+    parts.append(_table(["period", "mean", "P10", "P50", "P90"],
+                        [[p["period"], money(p["mean"]), money(p["p10"]), money(p["p50"]), money(p["p90"])]
+                         for p in m["revenue"]["by_period"]]))
+    parts.append("<h2>Total revenue over the horizon</h2>")
+    marks = {"target": targets["revenue"]["threshold"]} if "revenue" in targets else {}
+    parts.append(histogram(totals, marks, "histogram of total revenue"))
+    if summary.get("funnel"):
+        parts.append("<h2>Expected new leads entering each stage</h2>")
+        for seg, f in summary["funnel"].items():
+            parts.append(f"<h3>{esc(seg)}</h3>")
+            rows = [(s["stage"], s["entering"]) for s in f["stages"]] + [("won (eventually)", f["won_eventually"])]
+            parts.append(bars(rows, f"funnel of {seg}", fmt=lambda v: f"{v:,.1f}"))
+    parts.append("<h2>By segment</h2>")
+    parts.append(_table(["segment", "revenue mean", "P10", "P50", "P90", "won deals mean"],
+                        [[seg, money(s["revenue"]["total"]["mean"]), money(s["revenue"]["total"]["p10"]),
+                          money(s["revenue"]["total"]["p50"]), money(s["revenue"]["total"]["p90"]),
+                          f"{s['won_deals']['total']['mean']:,.1f}"] for seg, s in summary["segments"].items()]))
+    if summary.get("reps") and "commission" in m:
+        parts.append(f"<h2>Commission per rep {esc(cur)}</h2>")
+        reps = summary["reps"]
+        parts.append(ranges([(r, v["commission"]["total"]["p10"], v["commission"]["total"]["p50"],
+                              v["commission"]["total"]["p90"]) for r, v in reps.items()], "commission per rep, P10-P90"))
+        parts.append(_table(["rep", "quota", "commission mean", "P10", "P90", "P(reach quota)"],
+                            [[r, money(v["quota"]), money(v["commission"]["total"]["mean"]),
+                              money(v["commission"]["total"]["p10"]), money(v["commission"]["total"]["p90"]),
+                              " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"])]
+                             for r, v in reps.items()]))
+    parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
+                 "The 95% CI describes how precisely the trials pin down the mean.</p></body></html>")
+    return "".join(parts)
+
+
+def render_markdown(summary: dict, when: str) -> str:
+    """The same headline numbers as plain Markdown, for e-mail."""
+    m, h = summary["metrics"], summary["horizon"]
+    rev = m["revenue"]["total"]
+    lines = [f"# {summary['scenario']}: forecast", "",
+             f"{h['start']} to {h['end']} · {summary['trials']:,} trials · seed {summary['seed']} · {when}", "",
+             f"- Revenue: P50 {money(rev['p50'])}, P10–P90 {money(rev['p10'])} – {money(rev['p90'])}, "
+             f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
+    for t, v in summary.get("targets", {}).items():
+        lines.append(f"- P({t} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
+    lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {p['period']} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |"
+              for p in m["revenue"]["by_period"]]
+    if summary.get("reps") and "commission" in m:
+        lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
+        lines += [f"| {r.replace('|', '/')} | {money(v['commission']['total']['p50'])} | "
+                  + " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"]) + " |"
+                  for r, v in summary["reps"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folder: str | Path) -> dict[str, Path]:
+    """Write ``report.html`` and ``report.md`` into a run's folder, atomically."""
+    from .outputs import _Staged
+
+    folder = Path(folder)
+    summary, arrays = _read_run(folder)
+    when = datetime.fromtimestamp((folder / "summary.json").stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with _Staged(folder) as staged:
+        staged.path("report.html").write_text(render_html(summary, arrays, when), encoding="utf-8")
+        staged.path("report.md").write_text(render_markdown(summary, when), encoding="utf-8")
+        return staged.publish()

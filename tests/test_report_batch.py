@@ -1,0 +1,163 @@
+"""Reports (HTML in a real headless browser, Markdown) and batch runs."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+import forecaster as fc
+from conftest import SCENARIOS
+from forecaster.batch import run_batch, safe_cell
+from forecaster.cli import main
+from forecaster.outputs import run_to_folder
+from forecaster.report import write_report
+
+EVIL = """\
+name: "<b>evil</b>"
+description: "<script>alert('x')</script> & co"
+start: 2027-01-01
+end: 2027-03-31
+trials: 300
+stages: [a]
+segments:
+  "<script>alert(1)</script>":
+    leads: {per_day: 5}
+    funnel: {a: {convert: 0.5, days: 2}}
+    deal_value: 100
+team:
+  reps:
+    - {name: "<img src=x onerror=alert(2)>", segments: ["<script>alert(1)</script>"], quota: 1000}
+commission: {period: month, tiers: [{rate: 0.1}]}
+targets: {revenue: 10000}
+"""
+
+
+@pytest.fixture
+def evil_run(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text(EVIL)
+    run_to_folder(fc.load_scenario(path), tmp_path / "out")
+    write_report(tmp_path / "out")
+    return tmp_path / "out"
+
+
+def test_report_has_its_parts_and_escapes_every_name(evil_run):
+    page = (evil_run / "report.html").read_text()
+    for part in ('class="chart fan"', 'class="chart histogram"', 'class="chart bars"', 'class="chart ranges"',
+                 "Revenue P50", "P(revenue ≥ 10,000)", "By segment", "Commission per rep"):
+        assert part in page, part
+    assert "<script" not in page and "<img" not in page and "<b>evil" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch: self-contained
+    md = (evil_run / "report.md").read_text()
+    assert md.startswith("# <b>evil</b>: forecast") and "| period | mean |" in md
+
+
+def test_report_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "no summary.json" in res.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(not CHROMIUM and os.environ.get("FORECASTER_REQUIRE_BROWSER") != "1",
+                                   reason="no chromium here (.ci/run installs it and requires this test)")
+
+
+@needs_browser
+def test_report_renders_in_headless_chromium_without_console_errors(evil_run, tmp_path):
+    assert CHROMIUM, "FORECASTER_REQUIRE_BROWSER=1 but chromium is not installed"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    url = (evil_run / "report.html").as_uri()
+    shot = tmp_path / "report.png"
+    run = subprocess.run([CHROMIUM, *flags, "--window-size=1000,2400", f"--screenshot={shot}", url],
+                         capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<svg") >= 4 and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    shutil.copy(shot, evil_run / "screenshot.png")  # kept with the run, for a look
+
+
+# --- batch ---------------------------------------------------------------------------------
+
+def _folder(tmp_path):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "minimal.yaml")
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "=HYPERLINK(1).yaml")
+    (folder / "broken.yaml").write_text("name: broken\nstart: 2027-01-01\n")
+    (folder / "v.yaml").write_text("scale:\n  segments.direct.leads.per_week: 2\n")
+    return folder
+
+
+def test_batch_runs_each_scenario_and_one_bad_one_fails_alone(tmp_path):
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--trials", "500"])
+    assert res.exit_code == 2, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = manifest["scenarios"]
+    assert entries["minimal"]["status"] == "ok" and entries["=HYPERLINK(1)"]["status"] == "ok"
+    assert entries["broken"]["status"] == "failed" and "end is missing" in entries["broken"]["error"]
+    assert entries["v"]["status"] == "skipped"
+    ok = entries["minimal"]
+    assert ok["trials"] == 500 and ok["seed"] == 0 and len(ok["input_sha256"]) == 64 and ok["seconds"] > 0
+    assert {"forecast.nc", "summary.json", "report.html", "report.md"} <= {p.name for p in (out / "minimal").iterdir()}
+    rows = list(csv.DictReader((out / "summaries.csv").open()))
+    assert {r["scenario"] for r in rows} == {"minimal", "'=HYPERLINK(1)"}  # no formula reaches a spreadsheet
+    assert {r["period"] for r in rows} == {"total", "2027-01-01", "2027-02-01", "2027-03-01"}
+    assert "Error: broken:" in res.output
+
+
+def test_batch_skips_what_did_not_change_and_reruns_what_did(tmp_path):
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    run_batch(folder, out, trials=300)
+    stamp = (out / "minimal" / "forecast.nc").stat().st_mtime_ns
+    again = run_batch(folder, out, trials=300)
+    assert again["last_run"]["minimal"] == "unchanged"
+    assert (out / "minimal" / "forecast.nc").stat().st_mtime_ns == stamp
+    (folder / "minimal.yaml").write_text((folder / "minimal.yaml").read_text().replace("per_week: 120", "per_week: 130"))
+    changed = run_batch(folder, out, trials=300)
+    assert changed["last_run"]["minimal"] == "ran" and changed["last_run"]["=HYPERLINK(1)"] == "unchanged"
+    forced = run_batch(folder, out, trials=300, force=True)
+    assert forced["last_run"]["=HYPERLINK(1)"] == "ran"
+
+
+def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(tmp_path, monkeypatch):
+    import forecaster.report as report
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    real = report.write_report
+    calls = []
+
+    def interrupt_second(target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(target)
+
+    monkeypatch.setattr(report, "write_report", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(folder, out, trials=300)
+    first = calls[0].name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scenarios"][first]["status"] == "ok"
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "half-written files left behind"
+    monkeypatch.setattr(report, "write_report", real)
+    done = run_batch(folder, out, trials=300)
+    assert done["last_run"][first] == "unchanged"
+    assert all(done["scenarios"][n]["status"] == "ok" for n in ("minimal", "=HYPERLINK(1)"))
+
+
+@pytest.mark.parametrize("text,safe", [("=1+1", "'=1+1"), ("+x", "'+x"), ("-x", "'-x"), ("@x", "'@x"),
+                                       ("\tx", "'\tx"), ("plain", "plain"), ("a=b", "a=b")])
+def test_csv_cells_cannot_become_formulas(text, safe):
+    assert safe_cell(text) == safe
