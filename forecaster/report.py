@@ -138,6 +138,77 @@ def ranges(rows: list[tuple[str, float, float, float]], title: str) -> str:
     return "".join(out)
 
 
+def signed_bars(rows: list[tuple[str, float, float]], title: str, interval: bool = False) -> str:
+    """Around a zero line, one row per (label, a, b): two bars from zero (a tornado: the
+    effects of -step and +step), or with ``interval`` one bar from a to b (P10 to P90)."""
+    h = 22 * len(rows) + 30
+    extent = max([abs(v) for _, a, b in rows for v in (a, b)] + [1e-9])
+    x = _scale(-extent, extent, 230, W - 20)
+    out = [f'<svg class="chart signed" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">',
+           f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="5" y2="{h - 20}" stroke="#999"/>']
+    for i, (label, a, b) in enumerate(rows):
+        yy = 10 + 22 * i
+        out.append(f'<text x="225" y="{yy + 13}" text-anchor="end">{esc(label)}</text>')
+        spans = [((a, b), "#6baed6")] if interval else [((0.0, a), "#fc9272"), ((0.0, b), "#6baed6")]
+        for (u, v), colour in spans:
+            left, right = sorted((x(u), x(v)))
+            out.append(f'<rect x="{left:.1f}" y="{yy}" width="{max(right - left, 0.5):.1f}" height="16" fill="{colour}"/>')
+    out += [f'<text x="{x(t):.1f}" y="{h - 5}" text-anchor="middle">{esc(compact(t))}</text>'
+            for t in _ticks(-extent, extent, 6)]
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
+            f"<style>{CSS}</style></head><body>" + "".join(body) + "</body></html>")
+
+
+def render_compare(summary: dict, when: str) -> str:
+    """Paired differences of each variant from the base (``compare.json``)."""
+    body = [f"<h1>Compared with {esc(summary['base'])}</h1>",
+            f'<p class="meta">{summary["trials"]:,} trials · seed {esc(summary["seed"])} · common random numbers · '
+            f"{esc(when)}</p>"]
+    for metric in summary["scenarios"][summary["base"]]:
+        fmt = (lambda v: f"{v:,.1f}") if metric == "won_deals" else money
+        body.append(f"<h2>{esc(metric)}: variant − base, total</h2>")
+        rows = [(name, d[metric]["total"]["p10"], d[metric]["total"]["p90"]) for name, d in summary["differences"].items()]
+        body.append(signed_bars(rows, f"{metric} difference per trial, P10 to P90", interval=True))
+        body.append(_table(["variant", "difference", "95% CI", "P10 / P50 / P90", "P(higher)", "CI if independent"],
+                           [[name, fmt(t["mean"]), f"{fmt(t['mean_ci_low'])} – {fmt(t['mean_ci_high'])}",
+                             f"{fmt(t['p10'])} / {fmt(t['p50'])} / {fmt(t['p90'])}", f"{t['probability_higher']:.0%}",
+                             "±" + fmt(t["unpaired_ci_half_width"])]
+                            for name, d in summary["differences"].items() for t in [d[metric]["total"]]]))
+    return _page(f"compare {summary['base']}", body)
+
+
+def render_sensitivity(summary: dict, when: str) -> str:
+    """The tornado, the three moves and the variance shares (``sensitivity.json``)."""
+    step = f"{summary['step']:.0%}"
+    levers = {e["lever"]: e for e in summary["levers"]}
+
+    def effect(e, k):
+        return e[k]["revenue"]["mean"] if k in e else 0.0
+
+    body = [f"<h1>Sensitivity of {esc(summary['scenario'])}</h1>",
+            f'<p class="meta">each lever −{esc(step)} / +{esc(step)} · {summary["trials"]:,} trials · seed '
+            f'{esc(summary["seed"])} · {esc(when)}</p>', "<h2>Effect on total revenue (tornado)</h2>",
+            signed_bars([(n, effect(levers[n], "minus"), effect(levers[n], "plus")) for n in summary["ranking"]],
+                        "tornado of revenue effects")]
+    moves = summary["three_moves"]
+    body.append("<h2>The three moves</h2>")
+    body.append(_table(["move", "lever", f"revenue +{step}", "95% CI", "won deals"],
+                       [[m, moves[m].get("lever"), money(moves[m]["revenue"]["mean"]),
+                         f"{money(moves[m]['revenue']['mean_ci_low'])} – {money(moves[m]['revenue']['mean_ci_high'])}",
+                         f"{moves[m]['won_deals']['mean']:+,.1f}"]
+                        for m in ("expansion", "stretching", "key_level") if "revenue" in moves[m]]))
+    if summary["variance_shares"]:
+        body.append("<h2>Share of the variance of total revenue</h2>")
+        body.append(bars([(v["input"], v["share"]) for v in summary["variance_shares"]], "variance shares",
+                         fmt=lambda v: f"{v:.1%}"))
+    return _page(f"sensitivity {summary['scenario']}", body)
+
+
 def _table(head: list[str], rows: list[list]) -> str:
     return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
@@ -173,9 +244,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
     q = np.percentile(per_trial, [10, 25, 50, 75, 90], axis=0)
     totals = per_trial.sum(axis=1)
     targets = summary.get("targets", {})
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(summary['scenario'])} – forecast"
-             f"</title><style>{CSS}</style></head><body>",
-             f"<h1>{esc(summary['scenario'])}</h1>"]
+    parts = [f"<h1>{esc(summary['scenario'])}</h1>"]
     if summary.get("description"):
         parts.append(f"<p>{esc(summary['description'])}</p>")
     parts.append(f'<p class="meta">{esc(h["start"])} to {esc(h["end"])}, by {esc(h["report_by"])} · '
@@ -215,8 +284,8 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                               " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"])]
                              for r, v in reps.items()]))
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
-                 "The 95% CI describes how precisely the trials pin down the mean.</p></body></html>")
-    return "".join(parts)
+                 "The 95% CI describes how precisely the trials pin down the mean.</p>")
+    return _page(f"{summary['scenario']} – forecast", parts)
 
 
 def render_markdown(summary: dict, when: str) -> str:
@@ -241,13 +310,30 @@ def render_markdown(summary: dict, when: str) -> str:
 
 
 def write_report(folder: str | Path) -> dict[str, Path]:
-    """Write ``report.html`` and ``report.md`` into a run's folder, atomically."""
+    """Write the reports of whatever ``folder`` holds, atomically: ``report.html`` and
+    ``report.md`` for a run, ``compare.html`` for a comparison, ``sensitivity.html`` for a
+    sensitivity."""
     from .outputs import _Staged
 
     folder = Path(folder)
-    summary, arrays = _read_run(folder)
-    when = datetime.fromtimestamp((folder / "summary.json").stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    kinds = [f for f in ("summary.json", "compare.json", "sensitivity.json") if (folder / f).exists()]
+    if not kinds:
+        raise OutputError(f"{folder}: no summary.json, compare.json or sensitivity.json; expected the --out "
+                          "folder of `forecaster run`, `compare` or `sensitivity`")
+
+    def stamp(name):
+        return datetime.fromtimestamp((folder / name).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
     with _Staged(folder) as staged:
-        staged.path("report.html").write_text(render_html(summary, arrays, when), encoding="utf-8")
-        staged.path("report.md").write_text(render_markdown(summary, when), encoding="utf-8")
+        if "summary.json" in kinds:
+            summary, arrays = _read_run(folder)
+            staged.path("report.html").write_text(render_html(summary, arrays, stamp("summary.json")), encoding="utf-8")
+            staged.path("report.md").write_text(render_markdown(summary, stamp("summary.json")), encoding="utf-8")
+        for kind, render in (("compare", render_compare), ("sensitivity", render_sensitivity)):
+            if f"{kind}.json" in kinds:
+                try:
+                    data = json.loads((folder / f"{kind}.json").read_text())
+                except (OSError, ValueError) as exc:
+                    raise OutputError(f"{folder}/{kind}.json cannot be read: {exc}") from None
+                staged.path(f"{kind}.html").write_text(render(data, stamp(f"{kind}.json")), encoding="utf-8")
         return staged.publish()

@@ -161,3 +161,20 @@ def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(
                                        ("\tx", "'\tx"), ("plain", "plain"), ("a=b", "a=b")])
 def test_csv_cells_cannot_become_formulas(text, safe):
     assert safe_cell(text) == safe
+
+
+def test_compare_and_sensitivity_folders_get_their_charts(tmp_path):
+    folder = tmp_path / "f.yaml"
+    folder.write_text((SCENARIOS / "minimal.yaml").read_text().replace("name: minimal", "name: m") + "trials: 400\n")
+    (tmp_path / "v.yaml").write_text("name: more\nscale:\n  segments.direct.leads.per_week: 1.5\n")
+    runner = CliRunner()
+    assert runner.invoke(main, ["compare", str(folder), str(tmp_path / "v.yaml"), "--out", str(tmp_path / "c"),
+                                "--quiet"]).exit_code == 0
+    assert runner.invoke(main, ["sensitivity", str(folder), "--out", str(tmp_path / "s"), "--quiet"]).exit_code == 0
+    for sub, page in (("c", "compare.html"), ("s", "sensitivity.html")):
+        res = runner.invoke(main, ["report", str(tmp_path / sub)])
+        assert res.exit_code == 0, res.output
+        html_text = (tmp_path / sub / page).read_text()
+        assert 'class="chart signed"' in html_text
+    assert "tornado" in (tmp_path / "s" / "sensitivity.html").read_text()
+    assert "P(higher)" in (tmp_path / "c" / "compare.html").read_text()

@@ -9,7 +9,7 @@ from . import main
 @main.command("report")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
 def report_command(folder):
-    """Write FOLDER/report.html and FOLDER/report.md for the run in FOLDER.
+    """Write the reports of FOLDER: a run (report.html, report.md), compare.html, sensitivity.html.
 
     The page needs no network to view (inline CSS and SVG): headline numbers, a fan chart
     of revenue per period, a histogram of total revenue with the target, the funnel per
