@@ -178,3 +178,48 @@ def test_compare_and_sensitivity_folders_get_their_charts(tmp_path):
         assert 'class="chart signed"' in html_text
     assert "tornado" in (tmp_path / "s" / "sensitivity.html").read_text()
     assert "P(higher)" in (tmp_path / "c" / "compare.html").read_text()
+
+
+def test_a_killed_batch_leaves_no_half_written_file_and_the_next_run_completes_it(tmp_path):
+    import signal
+    import sys
+    import time
+
+    folder, out = tmp_path / "many", tmp_path / "out"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"s{i}.yaml").write_text((SCENARIOS / "minimal.yaml").read_text().replace("name: minimal", f"name: s{i}"))
+    cmd = [sys.executable, "-m", "forecaster", "batch", str(folder), "--out", str(out), "--trials", "200000", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # wait until one scenario is finished
+        try:
+            if json.loads((out / "manifest.json").read_text())["scenarios"]:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the batch finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "half-written files left behind"
+    finished = json.loads((out / "manifest.json").read_text())["scenarios"]
+    assert finished and all(e["status"] == "ok" for e in finished.values())
+    assert len(finished) < 6
+    for name in finished:
+        assert json.loads((out / name / "summary.json").read_text())["trials"] == 200000
+    again = run_batch(folder, out, trials=200000)
+    assert all(again["last_run"][n] == "unchanged" for n in finished)
+    assert all(e["status"] == "ok" for e in again["scenarios"].values()) and len(again["scenarios"]) == 6
+
+
+def test_batch_progress_shows_scenario_n_of_n():
+    from forecaster.console import BatchProgress
+
+    with BatchProgress(enabled=True) as display:
+        display.start(1, 3, "second")
+        display.advance(500)
+        tasks = display.bar.tasks
+        assert tasks[0].description == "scenario 2 of 3" and tasks[0].total == 3
+        assert tasks[1].description == "second" and tasks[1].completed == 500
