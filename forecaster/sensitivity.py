@@ -127,6 +127,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                 threads: int | None = None, progress=None) -> tuple[dict, "object"]:
     """Run every lever at ±step on common random numbers.
 
+    ``progress(done, total)`` is called after each run, with runs done and runs in all.
+
     Returns
     -------
     summary : dict
@@ -149,6 +151,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     base = _totals(base_ds)
     metrics = [m for m in METRICS if m in base]
     all_levers = levers(doc, base_sc)
+    total_runs, done_runs = 2 * len(all_levers), 0
     diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
     effects, skipped = [], []
     for i, lever in enumerate(all_levers):
@@ -168,8 +171,9 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
             item[key] = {m: difference_stats(base[m], run[m]) for m in metrics}
             for m in metrics:
                 diffs[m][i, j] = run[m] - base[m]
+            done_runs += 1
             if progress:
-                progress(1)
+                progress(done_runs, total_runs)
         effects.append(item)
 
     def ranked(metric):

@@ -372,6 +372,8 @@ class MapOf(Node):
             s["minProperties"] = self.min_items
         if self.key_pattern:
             s["propertyNames"] = {"pattern": self.key_pattern}
+        elif isinstance(self.key, Choice):
+            s["propertyNames"] = {"enum": list(self.key.options)}
         return self._schema(s)
 
 

@@ -215,7 +215,8 @@ def test_json_schema_accepts_the_examples_and_refuses_broken_files():
     for mutate in (lambda d: d.pop("stages"), lambda d: d.update(colour="blue"),
                    lambda d: d["segments"]["direct"]["funnel"]["lead"].update(convert=1.5),
                    lambda d: d["segments"]["direct"]["funnel"]["lead"].update(convert={"dist": "gamma", "mean": 1, "cv": 1}),
-                   lambda d: d["segments"]["direct"]["leads"].update(seasonality={"13": 1.0})):
+                   lambda d: d["segments"]["direct"]["leads"].update(seasonality={"13": 1.0}),
+                   lambda d: d.update(targets={"revnue": 5})):
         data = json.loads(json.dumps(base))
         mutate(data)
         assert list(validator.iter_errors(data)), "schema accepted a broken scenario"

@@ -46,8 +46,18 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
     from ..sensitivity import sensitivity
     import sys
 
-    with LazyProgress(0, "levers", enabled=not quiet and sys.stderr.isatty()) as progress:
-        summary, ds = sensitivity(scenario, step=step, trials=trials, seed=seed, threads=threads)
+    bar: list = []
+
+    def progress(done, total):
+        if not bar:
+            bar.append(LazyProgress(total, "runs (each lever -step and +step)", enabled=not quiet and sys.stderr.isatty()))
+        bar[0](1)
+
+    try:
+        summary, ds = sensitivity(scenario, step=step, trials=trials, seed=seed, threads=threads, progress=progress)
+    finally:
+        if bar:
+            bar[0].close()
     write_comparison(out, ds, summary, stem="sensitivity")
     if not quiet:
         print_sensitivity(summary)
