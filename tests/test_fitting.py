@@ -1,0 +1,124 @@
+"""Censored maximum-likelihood fits of a stage recover known truths (synthetic histories)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from forecaster.fitting import StageData, fit_stage
+
+
+def synthetic(rng, n, p, won, lost, horizon, lost_observed=True):
+    """Deals entering uniformly over ``horizon`` days, observed at its end.
+
+    ``won``/``lost``: callables drawing durations [days]. Returns StageData in whole days.
+    """
+    entered = rng.uniform(0, horizon, n)
+    age = horizon - entered
+    converts = rng.random(n) < p
+    t = np.where(converts, won(n), lost(n))
+    done = t < age
+    day = np.floor(t)
+    return StageData(converted=day[converts & done], lost=day[~converts & done] if lost_observed else np.zeros(0),
+                     open_ages=np.floor(age[~done | (~converts & (not lost_observed))]),
+                     lost_observed=lost_observed)
+
+
+def test_conversion_and_times_are_recovered_with_censoring():
+    rng = np.random.default_rng(1)
+    data = synthetic(rng, 6000, 0.35, lambda n: rng.lognormal(math.log(30), 0.6, n),
+                     lambda n: rng.gamma(2.0, 6.0, n), horizon=120)
+    assert data.open_ages.size > 500  # plenty of deals still open: censoring matters
+    naive = data.converted.size / (data.converted.size + data.lost.size)
+    fit = fit_stage(data)
+    assert abs(fit.p - 0.35) < 4 * fit.p_se, (fit.p, fit.p_se)
+    assert abs(naive - 0.35) > 4 * fit.p_se  # counting open deals as lost (or ignoring them) would be wrong
+    family, params = fit.days
+    assert family == "lognormal"
+    assert params["median"] == pytest.approx(30, rel=0.08) and params["sigma"] == pytest.approx(0.6, rel=0.1)
+    lost_family, lost_params = fit.days_lost
+    mean_lost = {"gamma": lambda q: q["mean"], "lognormal": lambda q: q["median"] * math.exp(q["sigma"] ** 2 / 2),
+                 "weibull": lambda q: q["scale"] * math.gamma(1 + 1 / q["shape"]),
+                 "exponential": lambda q: q["mean"]}[lost_family](lost_params)
+    assert mean_lost == pytest.approx(12.0, rel=0.1)
+    beta = fit.convert_beta()
+    assert beta["mean"] == pytest.approx(fit.p) and beta["concentration"] > 100
+
+
+def test_a_cure_model_when_losses_are_never_recorded():
+    """Leads that are never won stay open for ever (a marketing-lead export)."""
+    rng = np.random.default_rng(2)
+    data = synthetic(rng, 8000, 0.12, lambda n: rng.weibull(0.9, n) * 25, lambda n: np.full(n, np.inf),
+                     horizon=300, lost_observed=False)
+    fit = fit_stage(data)
+    assert fit.days_lost is None
+    assert abs(fit.p - 0.12) < 4 * fit.p_se
+    assert fit.days[0] in ("weibull", "exponential", "gamma")
+
+
+def test_nothing_converted_is_a_clear_error():
+    with pytest.raises(ValueError, match="no deal converted"):
+        fit_stage(StageData(np.zeros(0), np.array([1.0, 2.0]), np.array([5.0])))
+
+
+# --- calibrate ----------------------------------------------------------------------------
+
+def _history(tmp_path, rng):
+    """Two segments over a year: 'big' (many deals) and 'thin' (few), two stages."""
+    from datetime import date, timedelta
+
+    rows = ["deal_id,segment,lead,proposal,outcome,closed,amount"]
+    start = date(2026, 1, 1)
+    truth = {"big": (0.5, 0.4, 6.0), "thin": (0.5, 0.4, 0.2)}  # p(lead->proposal), p(proposal->won), leads a day
+    i = 0
+    for seg, (p1, p2, rate) in truth.items():
+        for day in range(365):
+            for _ in range(rng.poisson(rate)):
+                i += 1
+                entered = start + timedelta(days=day)
+                t1 = rng.lognormal(math.log(10), 0.5)
+                if rng.random() < p1:
+                    prop = entered + timedelta(days=int(t1))
+                    t2 = rng.gamma(4.0, 5.0)  # mean 20 days
+                    if rng.random() < p2:
+                        rows.append(f"d{i},{seg},{entered},{prop},won,{prop + timedelta(days=int(t2))},"
+                                    f"{round(rng.lognormal(8, 0.5), 2)}")
+                    else:
+                        rows.append(f"d{i},{seg},{entered},{prop},lost,{prop + timedelta(days=int(rng.exponential(8)))},")
+                else:
+                    rows.append(f"d{i},{seg},{entered},,lost,{entered + timedelta(days=int(rng.exponential(5)))},")
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_path):
+    from click.testing import CliRunner
+
+    import forecaster as fc
+    from forecaster.cli import main
+
+    path = _history(tmp_path, np.random.default_rng(5))
+    out = tmp_path / "cal" / "fit.yaml"
+    res = CliRunner().invoke(main, ["calibrate", str(path), "--stages", "lead,proposal", "--segment-column", "segment",
+                                    "--as-of", "2026-10-31", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "thin, proposal: only" in res.output  # thin data is flagged
+    text = out.read_text()
+    assert text.startswith("# Calibrated by forecaster") and "open (censored)" in text
+    sc = fc.load_scenario(out)  # valid, pipeline included
+    assert sc.start.isoformat() == "2026-11-01" and len(sc.pipeline) > 50
+    big = sc.segments["big"]
+    lead, prop = big.funnel["lead"], big.funnel["proposal"]
+    for q, truth in ((lead.convert, 0.5), (prop.convert, 0.4)):
+        sd = math.sqrt(q["mean"] * (1 - q["mean"]) / (q["concentration"] + 1))
+        assert abs(q["mean"] - truth) < 4 * sd, (q.params, truth)
+    assert lead.days.dist == "lognormal" and lead.days["median"] == pytest.approx(10.5, rel=0.1)
+    assert prop.days.mean() == pytest.approx(20.5, rel=0.1)  # whole-day records: +0.5 day on average
+    rate = big.leads.per_month
+    assert rate["mean"] == pytest.approx(6 * 30.4375, rel=0.1)
+    thin = sc.segments["thin"].funnel["proposal"].convert  # shrunk toward the pooled rate
+    assert 0.25 < thin["mean"] < 0.55
+    ds = fc.simulate(sc, trials=300)
+    assert float(ds["won_deals"].sum("period").mean()) > 0
