@@ -122,3 +122,44 @@ def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_
     assert 0.25 < thin["mean"] < 0.55
     ds = fc.simulate(sc, trials=300)
     assert float(ds["won_deals"].sum("period").mean()) > 0
+
+
+# --- backtest -----------------------------------------------------------------------------
+
+def test_crps_of_samples_matches_the_normal_closed_form():
+    from scipy import stats
+
+    from forecaster.backtest import crps_samples, pinball, point_score
+
+    x = np.random.default_rng(3).normal(10, 2, 200_000)
+    for y in (10.0, 13.0, 4.0):
+        z = (y - 10) / 2
+        exact = 2 * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / math.sqrt(math.pi))
+        assert crps_samples(x, y) == pytest.approx(exact, rel=0.01)
+    assert crps_samples(np.full(10, 3.0), 5.0) == pytest.approx(2.0)  # a point forecast: the absolute error
+    assert point_score(3.0, 5.0)["crps"] == 2.0
+    assert pinball(8.0, 10.0, 0.9) == pytest.approx(1.8) and pinball(12.0, 10.0, 0.9) == pytest.approx(0.2)
+
+
+def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
+    from datetime import date
+
+    from forecaster.backtest import actuals, backtest, weighted_pipeline
+    from forecaster.calibrate import read_history
+
+    deals = read_history(_history(tmp_path, np.random.default_rng(9)), ["lead", "proposal"], {}, None, "segment")
+    months = [date(2026, 8, 1), date(2026, 9, 1)]
+    truth = actuals(deals, months)
+    by_hand = sum(1 for d in deals if d.outcome == "won" and d.closed and d.closed.month == 8 and d.closed.year == 2026)
+    assert truth["won_deals"][0] == by_hand
+    wp = weighted_pipeline(deals, ["lead", "proposal"], date(2026, 7, 31))
+    assert wp["won_deals"] > 0 and wp["revenue"] > wp["won_deals"]
+    result = backtest(deals, ["lead", "proposal"], [date(2026, 6, 30), date(2026, 7, 31)], months=2, trials=1000)
+    assert len(result["cutoffs"]) == 2
+    f = result["cutoffs"][0]["metrics"]["won_deals"]["forecaster"]
+    assert len(f["by_month"]) == 2 and f["by_month"][0]["actual"] == actuals(deals, [date(2026, 7, 1)])["won_deals"][0]
+    avg = result["average"]["won_deals"]["forecaster"]
+    # a stationary process calibrated on itself: the intervals are not far off (4 months scored)
+    assert avg["coverage_p5_p95_month"] >= 0.5
+    with pytest.raises(ValueError, match="last day of a month"):
+        backtest(deals, ["lead", "proposal"], [date(2026, 6, 15)])

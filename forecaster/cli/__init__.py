@@ -57,5 +57,6 @@ def main():
     """
 
 
-from . import (batch as _batch, calibrate as _calibrate, compare as _compare, report as _report,  # noqa: E402,F401
-               run as _run, schema as _schema, sensitivity as _sensitivity, validate as _validate)
+from . import (backtest as _backtest, batch as _batch, calibrate as _calibrate, compare as _compare,  # noqa: E402,F401
+               report as _report, run as _run, schema as _schema, sensitivity as _sensitivity,
+               validate as _validate)
