@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Problem, ScenarioError
-from .fitting import StageData, fit_stage
+from .fitting import StageData, fit_conversion, fit_stage
 
 MIN_CONVERTED = 30
+DRIFT_MONTHS = 12
+"""Monthly entry cohorts (the last ones before the as-of date) that measure drift."""
 PRIOR_WEIGHT = 30.0
 LOOKBACK_DAYS = 90
 AVG_MONTH_DAYS = 30.4375
@@ -174,6 +176,11 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
             if data.converted.size >= MIN_CONVERTED:
                 fit = fit_stage(data)
                 beta = fit.convert_beta()
+                drift = conversion_drift(mine, s, S, as_of, lost_observed, fit)
+                if drift is not None and drift < beta["concentration"]:
+                    beta["concentration"] = round(drift, 3)
+                    cal.notes.append(f"{seg}, {stage}: conversion drifts between monthly cohorts: "
+                                     f"concentration {drift:.1f}")
                 entry = {"convert": beta, "days": fit.days[1]}
                 if fit.days_lost:
                     entry["days_lost"] = fit.days_lost[1]
@@ -211,6 +218,37 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     return cal
 
 
+def conversion_drift(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool, fit) -> float | None:
+    """Beta concentration matching how much the conversion moves between monthly cohorts.
+
+    Each of the last :data:`DRIFT_MONTHS` monthly cohorts of deals entering the stage gets
+    its own conversion (times held at the stage's fit); the variance of those estimates
+    beyond their sampling variance is the drift, and kappa = p(1 - p) / drift - 1 a beta
+    with that spread. None when the cohorts show no drift beyond noise.
+    """
+    cohorts: dict = {}
+    for d in deals:
+        e = d.entered[s]
+        if e is not None and e <= as_of:
+            cohorts.setdefault((e.year, e.month), []).append(d)
+    ps, variances = [], []
+    for key in sorted(cohorts)[-DRIFT_MONTHS:]:
+        data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
+        if data.converted.size < 5:
+            continue
+        p, se = fit_conversion(data, fit)
+        if math.isfinite(se):
+            ps.append(p)
+            variances.append(se ** 2)
+    if len(ps) < 4:
+        return None
+    drift = float(np.var(ps, ddof=1) - np.mean(variances))
+    if drift <= 0:
+        return None
+    p = float(np.mean(ps))
+    return max(p * (1 - p) / drift - 1.0, 2.0)
+
+
 def _counts(fit) -> str:
     c = fit.counts
     return f"{c['converted']} converted, {c['lost']} lost, {c['open']} open (censored) -> p = {fit.p:.4f} ± {fit.p_se:.4f}"
@@ -229,7 +267,18 @@ def _lead_rate(deals: list[Deal], as_of: date, cal: Calibration, seg: str) -> di
     cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {per_month:.1f} a month")
     if count < 10:
         cal.warnings.append(f"{seg}: only {count} new deals in the last {days} days: the lead rate is uncertain")
-    return {"per_month": {"dist": "gamma", "mean": round(per_month, 4), "cv": round(1 / math.sqrt(max(count, 1)), 4)}}
+    cv = 1 / math.sqrt(max(count, 1))  # what the count alone says about the rate
+    monthly = {}
+    for e in first:  # whole months before the as-of date: how much the rate moves from month to month
+        if (e.year, e.month) < (as_of.year, as_of.month) and (as_of - e).days < 366:
+            monthly[(e.year, e.month)] = monthly.get((e.year, e.month), 0) + 1
+    if len(monthly) >= 4:
+        counts = np.array(list(monthly.values()), dtype=float)
+        extra = counts.var(ddof=1) / counts.mean() ** 2 - 1 / counts.mean()
+        if extra > cv ** 2:
+            cv = math.sqrt(extra)
+            cal.notes.append(f"{seg}: monthly arrivals vary beyond counting noise: cv {cv:.2f}")
+    return {"per_month": {"dist": "gamma", "mean": round(per_month, 4), "cv": round(cv, 4)}}
 
 
 def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str):

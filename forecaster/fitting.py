@@ -57,6 +57,8 @@ class StageFit:
     days_lost: tuple | None
     aic: float
     counts: dict = field(default_factory=dict)
+    families: tuple = ()
+    theta: np.ndarray | None = None  # the optimiser's parameters: logit p, then the families' (log scale)
 
     def convert_beta(self) -> dict:
         """``{dist: beta, mean, concentration}`` with the estimate's mean and standard error."""
@@ -180,4 +182,25 @@ def fit_stage(data: StageData, families=FAMILIES) -> StageFit:
     return StageFit(p=p, p_se=p_se, days=(wf, scenario_params(wf, x[1:1 + kw])),
                     days_lost=(lf, scenario_params(lf, x[1 + kw:])) if lf else None, aic=aic,
                     counts={"converted": int(data.converted.size), "lost": int(data.lost.size),
-                            "open": int(data.open_ages.size)})
+                            "open": int(data.open_ages.size)}, families=(wf, lf), theta=x)
+
+
+def fit_conversion(data: StageData, fit: StageFit) -> tuple[float, float]:
+    """The conversion alone (times held at ``fit``'s), by maximum likelihood: (p, its se)."""
+    from scipy.optimize import minimize_scalar
+
+    wf, lf = fit.families
+    tallies = (_tally(data.converted), _tally(data.lost), _tally(data.open_ages))
+
+    def nll(logit):
+        x = fit.theta.copy()
+        x[0] = logit
+        v = -_loglik(data, wf, lf, x, tallies)
+        return v if math.isfinite(v) else 1e300
+
+    res = minimize_scalar(nll, bounds=(-12, 12), method="bounded")
+    p = 1 / (1 + math.exp(-res.x))
+    h = 1e-3
+    curv = (nll(res.x + h) - 2 * res.fun + nll(res.x - h)) / h ** 2
+    se = p * (1 - p) / math.sqrt(curv) if curv > 0 else float("inf")
+    return p, se

@@ -163,3 +163,30 @@ def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     assert avg["coverage_p5_p95_month"] >= 0.5
     with pytest.raises(ValueError, match="last day of a month"):
         backtest(deals, ["lead", "proposal"], [date(2026, 6, 15)])
+
+
+def test_conversion_drift_widens_the_beta_only_when_cohorts_move():
+    from datetime import date, timedelta
+
+    from forecaster.calibrate import Deal, conversion_drift, stage_data
+
+    def history(rng, p_of_month):
+        deals = []
+        for month in range(1, 13):
+            for k in range(400):
+                entered = date(2025, month, 1) + timedelta(days=int(rng.integers(0, 28)))
+                won = rng.random() < p_of_month(month)
+                closed = entered + timedelta(days=int(rng.exponential(6)))
+                deals.append(Deal(f"{month}-{k}", "all", [entered], "won" if won else "lost", closed, 1.0))
+        return deals
+
+    as_of = date(2026, 3, 31)  # every cohort resolved
+    rng = np.random.default_rng(4)
+    for p_of_month, moves in ((lambda m: 0.3 if m % 2 else 0.6, True), (lambda m: 0.45, False)):
+        deals = history(rng, p_of_month)
+        fit = fit_stage(stage_data(deals, 0, 1, as_of, True))
+        kappa = conversion_drift(deals, 0, 1, as_of, True, fit)
+        if moves:  # p alternates 0.3 / 0.6: sd 0.15 about 0.45, so kappa = 0.2475 / 0.0225 - 1 ~ 10
+            assert kappa is not None and 6 < kappa < 16, kappa
+        else:
+            assert kappa is None or kappa > 300, kappa
