@@ -278,7 +278,40 @@ def _lead_rate(deals: list[Deal], as_of: date, cal: Calibration, seg: str) -> di
         if extra > cv ** 2:
             cv = math.sqrt(extra)
             cal.notes.append(f"{seg}: monthly arrivals vary beyond counting noise: cv {cv:.2f}")
-    return {"per_month": {"dist": "gamma", "mean": round(per_month, 4), "cv": round(cv, 4)}}
+    leads = {"per_month": {"dist": "gamma", "mean": round(per_month, 4), "cv": round(cv, 4)}}
+    season = seasonality(first, as_of)
+    if season:
+        leads["seasonality"] = season
+        cal.notes.append(f"{seg}: monthly seasonality from {SEASON_MONTHS}+ months of arrivals")
+    else:
+        cal.notes.append(f"{seg}: no seasonality: fewer than {SEASON_MONTHS} whole months of arrivals")
+    return leads
+
+
+SEASON_MONTHS = 24
+"""Whole months of arrivals needed (two of each calendar month) before seasonality is fitted."""
+
+
+def seasonality(entries: list, as_of: date) -> dict:
+    """Calendar month -> multiplier: each month's mean arrivals over the mean of all months,
+    from the whole months before ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`).
+    The rate is the recent level; multipliers are normalised so the months average 1."""
+    counts: dict = {}
+    for e in entries:
+        if (e.year, e.month) < (as_of.year, as_of.month):
+            counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    if not counts:
+        return {}
+    first = min(counts)
+    months = [(first[0] + (first[1] - 1 + k) // 12, (first[1] - 1 + k) % 12 + 1)
+              for k in range((as_of.year - first[0]) * 12 + as_of.month - first[1])]
+    if len(months) < SEASON_MONTHS:
+        return {}
+    by_month = {m: np.mean([counts.get(ym, 0) for ym in months if ym[1] == m]) for m in range(1, 13)}
+    level = np.mean(list(by_month.values()))
+    if level <= 0:
+        return {}
+    return {m: round(float(v / level), 4) for m, v in by_month.items()}
 
 
 def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str):

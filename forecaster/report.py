@@ -209,6 +209,42 @@ def render_sensitivity(summary: dict, when: str) -> str:
     return _page(f"sensitivity {summary['scenario']}", body)
 
 
+def render_backtest(result: dict, when: str) -> str:
+    """Each cutoff's monthly intervals against what happened (``backtest.json``)."""
+    body = [f"<h1>Backtest: {len(result['cutoffs'])} cutoffs</h1>", f'<p class="meta">{esc(when)}</p>']
+    for metric, avg in result["average"].items():
+        fmt = (lambda v: f"{v:,.1f}") if metric == "won_deals" else money
+        f, naive = avg["forecaster"], avg["seasonal_naive"]
+        body.append(f"<h2>{esc(metric)}</h2>")
+        body.append(_table(["", "P10–P90 coverage (months)", "P5–P95", "CRPS month", "CRPS total"],
+                           [["forecaster", f"{f['coverage_p10_p90_month']:.0%}", f"{f['coverage_p5_p95_month']:.0%}",
+                             fmt(f["crps_month"]), fmt(f["crps_total"])],
+                            ["seasonal naive", "–", "–", fmt(naive["crps_month"]), fmt(naive["crps_total"])],
+                            ["weighted pipeline", "–", "–", "–", fmt(avg["weighted_pipeline"]["crps_total"])]]))
+        rows = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
+                for c in result["cutoffs"] for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
+        body.append(interval_chart(rows, f"{metric}: P10–P90 per forecast month, with the actual"))
+    return _page("backtest", body)
+
+
+def interval_chart(rows: list[tuple[str, float, float, float, float]], title: str) -> str:
+    """One row per forecast: the P10–P90 bar, the P50 tick, and the actual as a red dot."""
+    h = 22 * len(rows) + 30
+    top = max([max(r[3], r[4]) for r in rows] + [1e-9])
+    x = _scale(0, top * 1.05, 200, W - 20)
+    out = [f'<svg class="chart intervals" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
+    for i, (label, p10, p50, p90, actual) in enumerate(rows):
+        yy = 10 + 22 * i
+        out.append(f'<text x="195" y="{yy + 13}" text-anchor="end">{esc(label)}</text>'
+                   f'<rect x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" height="10" fill="#9ecae1"/>'
+                   f'<rect x="{x(p50) - 1:.1f}" y="{yy}" width="2" height="16" fill="#08306b"/>'
+                   f'<circle cx="{x(actual):.1f}" cy="{yy + 8}" r="4" fill="#d62728"/>')
+    out += [f'<text x="{x(t):.1f}" y="{h - 5}" text-anchor="middle">{esc(compact(t))}</text>'
+            for t in _ticks(0, top * 1.05, 6)]
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _table(head: list[str], rows: list[list]) -> str:
     return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
@@ -316,10 +352,10 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     from .outputs import _Staged
 
     folder = Path(folder)
-    kinds = [f for f in ("summary.json", "compare.json", "sensitivity.json") if (folder / f).exists()]
+    kinds = [f for f in ("summary.json", "compare.json", "sensitivity.json", "backtest.json") if (folder / f).exists()]
     if not kinds:
-        raise OutputError(f"{folder}: no summary.json, compare.json or sensitivity.json; expected the --out "
-                          "folder of `forecaster run`, `compare` or `sensitivity`")
+        raise OutputError(f"{folder}: no summary.json, compare.json, sensitivity.json or backtest.json; expected the "
+                          "--out folder of `forecaster run`, `compare`, `sensitivity` or `backtest`")
 
     def stamp(name):
         return datetime.fromtimestamp((folder / name).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -329,7 +365,8 @@ def write_report(folder: str | Path) -> dict[str, Path]:
             summary, arrays = _read_run(folder)
             staged.path("report.html").write_text(render_html(summary, arrays, stamp("summary.json")), encoding="utf-8")
             staged.path("report.md").write_text(render_markdown(summary, stamp("summary.json")), encoding="utf-8")
-        for kind, render in (("compare", render_compare), ("sensitivity", render_sensitivity)):
+        for kind, render in (("compare", render_compare), ("sensitivity", render_sensitivity),
+                             ("backtest", render_backtest)):
             if f"{kind}.json" in kinds:
                 try:
                     data = json.loads((folder / f"{kind}.json").read_text())

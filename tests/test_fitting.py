@@ -190,3 +190,35 @@ def test_conversion_drift_widens_the_beta_only_when_cohorts_move():
             assert kappa is not None and 6 < kappa < 16, kappa
         else:
             assert kappa is None or kappa > 300, kappa
+
+
+def test_seasonality_needs_two_years_and_finds_the_peak():
+    from datetime import date, timedelta
+
+    from forecaster.calibrate import seasonality
+
+    rng = np.random.default_rng(8)
+    entries = []
+    for k in range(30 * 30):  # 30 months of days
+        d = date(2024, 1, 1) + timedelta(days=k)
+        entries += [d] * rng.poisson(10 * (2.0 if d.month == 11 else 1.0))
+    season = seasonality(entries, date(2026, 5, 31))
+    assert season[11] == pytest.approx(2 / (13 / 12), rel=0.1) and season[5] == pytest.approx(1 / (13 / 12), rel=0.1)
+    assert seasonality(entries[: len(entries) // 3], date(2024, 10, 31)) == {}
+
+
+def test_backtest_folder_gets_its_chart(tmp_path):
+    import json
+    from datetime import date
+
+    from forecaster.backtest import backtest
+    from forecaster.calibrate import read_history
+    from forecaster.report import write_report
+
+    deals = read_history(_history(tmp_path, np.random.default_rng(11)), ["lead", "proposal"], {}, None, "segment")
+    (tmp_path / "bt").mkdir()
+    (tmp_path / "bt" / "backtest.json").write_text(json.dumps(backtest(deals, ["lead", "proposal"],
+                                                                        [date(2026, 7, 31)], months=2, trials=500)))
+    written = write_report(tmp_path / "bt")
+    page = written["backtest.html"].read_text()
+    assert 'class="chart intervals"' in page and "seasonal naive" in page
