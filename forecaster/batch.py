@@ -15,11 +15,17 @@ import csv
 import io
 import json
 import os
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import ForecasterError, OutputError
+
+STOP = threading.Event()
+"""Set by a signal handler: the batch stops at the next scenario boundary even if the
+KeyboardInterrupt the handler raised was swallowed (Python ignores exceptions raised
+inside garbage-collection callbacks)."""
 
 MANIFEST = "manifest.json"
 CSV_FILE = "summaries.csv"
@@ -94,7 +100,10 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
                          "scenarios": entries})
         _write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
 
+    STOP.clear()
     for i, path in enumerate(files):
+        if STOP.is_set():
+            raise KeyboardInterrupt
         name = path.stem
         if on_start:
             on_start(i, len(files), name)
@@ -139,6 +148,8 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
                          "seconds": round(time.perf_counter() - t0, 3)}
         actions[name] = "ran"
         save()
+    if STOP.is_set():
+        raise KeyboardInterrupt
     summaries = {}
     for name, e in entries.items():
         if e.get("status") == "ok" and (out / name / "summary.json").exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 from .errors import OutputError
@@ -31,10 +31,9 @@ def prepare_folder(out: str | Path) -> Path:
     return out
 
 
-def _temp_in(out: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-    os.close(fd)
-    return Path(tmp)
+def _temp_name(out: Path, name: str) -> Path:
+    """A fresh hidden temporary name beside ``name`` (the file is not created)."""
+    return out / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
 
 
 class _Staged:
@@ -45,11 +44,13 @@ class _Staged:
         self.files: dict[str, Path] = {}
 
     def path(self, name: str) -> Path:
+        # registered before it exists: an interruption at any point leaves nothing behind
+        tmp = self.files[name] = _temp_name(self.out, name)
         try:
-            self.files[name] = _temp_in(self.out, name)
+            tmp.touch(mode=0o600, exist_ok=False)
         except OSError as exc:
             raise OutputError(f"--out {self.out}: cannot write there: {exc.strerror}") from None
-        return self.files[name]
+        return tmp
 
     def publish(self) -> dict[str, Path]:
         written = {}

@@ -201,9 +201,10 @@ def test_a_killed_batch_leaves_no_half_written_file_and_the_next_run_completes_i
         time.sleep(0.05)
     assert proc.poll() is None, "the batch finished before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    assert proc.returncode != 0
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "half-written files left behind"
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0, stderr
+    left = [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not left, f"half-written files left behind: {left}\n{stderr}"
     finished = json.loads((out / "manifest.json").read_text())["scenarios"]
     assert finished and all(e["status"] == "ok" for e in finished.values())
     assert len(finished) < 6
@@ -223,3 +224,21 @@ def test_batch_progress_shows_scenario_n_of_n():
         tasks = display.bar.tasks
         assert tasks[0].description == "scenario 2 of 3" and tasks[0].total == 3
         assert tasks[1].description == "second" and tasks[1].completed == 500
+
+
+def test_a_stop_request_ends_the_batch_at_the_next_scenario_even_if_the_interrupt_was_lost(tmp_path, monkeypatch):
+    import forecaster.batch as batch
+    import forecaster.report as report
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    real = report.write_report
+
+    def lose_the_interrupt(target):  # a signal arrives, but its exception is swallowed
+        batch.STOP.set()
+        return real(target)
+
+    monkeypatch.setattr(report, "write_report", lose_the_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(folder, out, trials=300)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [e["status"] for e in manifest["scenarios"].values()].count("ok") == 1  # it stopped after one

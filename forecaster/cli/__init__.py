@@ -34,7 +34,7 @@ class ForecasterGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            click.echo("Interrupted; nothing was written.", err=True)
+            click.echo("Interrupted: finished results are kept, unfinished ones were not written.", err=True)
             sys.exit(130)
         except Exception as exc:  # an internal error: say so plainly
             if os.environ.get("FORECASTER_DEBUG"):

@@ -30,13 +30,15 @@ def batch_command(folder, out, force, trials, threads, quiet):
     Example (a nightly cron job):
       forecaster batch scenarios/ --out /srv/forecasts/latest --quiet
     """
-    from ..batch import run_batch
+    from ..batch import STOP, run_batch
     from ..console import BatchProgress
 
     def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
+        STOP.set()  # also stops at the next scenario if the exception below lands where Python ignores it
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
         manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
                              on_start=display.start, progress=display.advance)
