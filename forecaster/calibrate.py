@@ -121,6 +121,33 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
     return deals
 
 
+def load_deals(history: Path, preset: str, stages: str | None = None, segment_column: str | None = None,
+               mapping=()) -> tuple[list[Deal], list[str], bool]:
+    """Deals, stage names and whether losses are recorded, for a history and a preset.
+
+    ``stages``: comma-separated stage columns (for the generic preset); ``mapping``:
+    ``NAME=SOURCE`` items mapping our column names to the file's.
+
+    Raises
+    ------
+    ValueError
+        When the stages are not known or a mapping item is malformed.
+    """
+    if preset == "olist":
+        return read_olist(history), ["lead"], False
+    spec = PRESETS[preset]
+    stage_list = stages.split(",") if stages else spec["stages"]
+    if not stage_list:
+        raise ValueError("give --stages (the stage columns, in order) or a --preset")
+    columns = dict(spec["columns"])
+    for item in mapping:
+        key, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"--column expects NAME=SOURCE; got {item!r}")
+        columns[key] = value
+    return read_history(history, stage_list, columns, spec.get("outcomes"), segment_column), stage_list, True
+
+
 def read_olist(folder: Path) -> list[Deal]:
     """The Olist marketing funnel: MQLs (one stage, ``lead``) won when they appear in the
     closed deals; never-won leads are open (the data records no losses). Segment: origin."""

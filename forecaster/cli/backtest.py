@@ -40,20 +40,15 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, t
           --cutoffs 2017-03-31,2017-06-30,2017-09-30 --out out/backtest
     """
     from ..backtest import backtest
-    from ..calibrate import PRESETS, read_history, read_olist
+    from ..calibrate import load_deals
     from ..console import print_backtest
     from ..errors import ForecasterError
     from ..outputs import _Staged, prepare_folder
 
-    if preset == "olist":
-        deals, stage_list, lost_observed = read_olist(history), ["lead"], False
-    else:
-        spec = PRESETS[preset]
-        stage_list = stages.split(",") if stages else spec["stages"]
-        if not stage_list:
-            raise click.UsageError("give --stages (the stage columns, in order) or a --preset")
-        deals = read_history(history, stage_list, dict(spec["columns"]), spec.get("outcomes"), segment_column)
-        lost_observed = True
+    try:
+        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed)
     except ValueError as exc:

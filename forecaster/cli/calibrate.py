@@ -45,27 +45,16 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     """
     import yaml
 
-    from ..calibrate import PRESETS, calibrate, read_history, read_olist
+    from ..calibrate import calibrate, load_deals
     from ..errors import ForecasterError
     from ..loading import load_scenario
     from ..outputs import _Staged, prepare_folder
 
     name = output.stem
-    if preset == "olist":
-        deals, stage_list, lost_observed = read_olist(history), ["lead"], False
-    else:
-        spec = PRESETS[preset]
-        stage_list = stages.split(",") if stages else spec["stages"]
-        if not stage_list:
-            raise click.UsageError("give --stages (the stage columns, in order) or a --preset")
-        columns = dict(spec["columns"])
-        for item in mapping:
-            key, _, value = item.partition("=")
-            if not value:
-                raise click.UsageError(f"--column expects NAME=SOURCE; got {item!r}")
-            columns[key] = value
-        deals = read_history(history, stage_list, columns, spec.get("outcomes"), segment_column)
-        lost_observed = True
+    try:
+        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon, name=name, lost_observed=lost_observed,
                         pipeline_file=f"{name}-pipeline.csv")
