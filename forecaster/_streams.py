@@ -105,3 +105,25 @@ def stream_key(seed_key: int, name: str) -> np.uint64:
 def address(gen: np.random.Generator) -> int:
     """Where a PCG64 generator's state lives (what :func:`reseed` overwrites)."""
     return int(gen.bit_generator.ctypes.state_address)
+
+
+def check_layout() -> None:
+    """Refuse to run if numpy's PCG64 state is not laid out as :func:`reseed` expects.
+
+    Reads the four words :func:`reseed` would overwrite and compares them with the state
+    numpy reports, in either order of a 128-bit number's halves. A numpy release that moved
+    the fields would make this fail loudly instead of writing into the wrong memory.
+    """
+    gen = np.random.Generator(np.random.PCG64(12345))
+    st = gen.bit_generator.state["state"]
+    mask = (1 << 64) - 1
+    want = [st["state"] & mask, st["state"] >> 64, st["inc"] & mask, st["inc"] >> 64]
+    base = int(ctypes.c_uint64.from_address(address(gen)).value)
+    words = [ctypes.c_uint64.from_address(base + 8 * i).value for i in range(4)]
+    swapped = [want[1], want[0], want[3], want[2]]
+    if words != want and words != swapped:
+        raise RuntimeError("numpy's PCG64 state layout is not the one forecaster reseeds in place "
+                           f"(numpy {np.__version__}); please report this")
+
+
+check_layout()
