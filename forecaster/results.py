@@ -40,28 +40,25 @@ class Variable:
 
 @dataclass
 class Layout:
-    """Names, coordinates and shapes of a run's outputs.
+    """Names, coordinates and shapes of a run's outputs, read from its scenario and plan.
 
-    Attributes
-    ----------
-    trials : int
-    periods, quota_periods : list of date
-        First day within the horizon of each reporting period and commission period.
-    segments, reps : tuple of str
-    quotas : ndarray, shape (reps,)  [currency]
+    ``trials``, ``periods`` and ``quota_periods`` (first day within the horizon of each
+    reporting and commission period), ``segments``, ``reps``, ``quotas`` [currency],
+    ``earn_period`` and ``quantities`` come from the plan; ``attrs`` name the run.
     """
 
     scenario: Scenario
-    trials: int
-    periods: list
-    quota_periods: list
-    segments: tuple
-    reps: tuple
-    quotas: np.ndarray
-    earn_period: np.ndarray
-    attrs: dict
-    quantities: tuple
     plan: Plan
+    attrs: dict
+
+    trials = property(lambda self: self.scenario.trials)
+    periods = property(lambda self: list(self.plan.periods.starts))
+    quota_periods = property(lambda self: list(self.plan.quota_periods.starts))
+    segments = property(lambda self: self.plan.segment_names)
+    reps = property(lambda self: self.plan.rep_names)
+    quotas = property(lambda self: self.plan.quotas)
+    earn_period = property(lambda self: self.plan.earn_period)
+    quantities = property(lambda self: self.plan.quantity_names)
 
     @classmethod
     def of(cls, sc: Scenario, plan: Plan) -> "Layout":
@@ -73,10 +70,7 @@ class Layout:
                  "forecaster_version": __version__}
         if sc.commission:
             attrs["commission_period"] = sc.commission.period
-        return cls(scenario=sc, trials=sc.trials, periods=list(plan.periods.starts),
-                   quota_periods=list(plan.quota_periods.starts), segments=plan.segment_names,
-                   reps=plan.rep_names, quotas=plan.quotas, earn_period=plan.earn_period, attrs=attrs,
-                   quantities=plan.quantity_names, plan=plan)
+        return cls(scenario=sc, plan=plan, attrs=attrs)
 
     @property
     def quota_dim(self) -> str:
