@@ -17,14 +17,13 @@ same month of the previous quarter).
 """
 from __future__ import annotations
 
-import csv
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from .calibrate import Deal, calibrate
+from .calibrate import Deal, calibrate, pipeline_csv
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -113,10 +112,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
                         lost_observed=lost_observed)
         with tempfile.TemporaryDirectory() as tmp:
             if cal.pipeline:
-                with open(Path(tmp) / "pipeline.csv", "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=["deal_id", "segment", "stage", "entered_stage", "amount"])
-                    w.writeheader()
-                    w.writerows(cal.pipeline)
+                (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline))
             sc = fc.scenario_from_dict(cal.scenario, base_dir=tmp, name=f"calibrated on {cutoff}")
             ds = fc.simulate(sc, trials=trials, seed=0)
         truth = actuals(deals, month_list)

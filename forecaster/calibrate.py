@@ -276,6 +276,20 @@ def conversion_drift(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     return max(p * (1 - p) / drift - 1.0, 2.0)
 
 
+PIPELINE_COLUMNS = ("deal_id", "segment", "stage", "entered_stage", "amount")
+
+
+def pipeline_csv(rows: list) -> str:
+    """The open deals of a calibration, as a pipeline CSV (the contract's columns)."""
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PIPELINE_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def _counts(fit) -> str:
     c = fit.counts
     return f"{c['converted']} converted, {c['lost']} lost, {c['open']} open (censored) -> p = {fit.p:.4f} ± {fit.p_se:.4f}"

@@ -1,8 +1,6 @@
 """``forecaster calibrate``: a scenario fitted from a deal history, as known on a date."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from pathlib import Path
 
@@ -45,7 +43,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     """
     import yaml
 
-    from ..calibrate import calibrate, load_deals
+    from ..calibrate import calibrate, load_deals, pipeline_csv
     from ..errors import ForecasterError
     from ..loading import load_scenario
     from ..outputs import _Staged, prepare_folder
@@ -68,12 +66,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     with _Staged(folder) as staged:
         staged.path(output.name).write_text(text)
         if cal.pipeline:
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=["deal_id", "segment", "stage", "entered_stage", "amount"],
-                               lineterminator="\n")
-            w.writeheader()
-            w.writerows(cal.pipeline)
-            staged.path(f"{name}-pipeline.csv").write_text(buf.getvalue())
+            staged.path(f"{name}-pipeline.csv").write_text(pipeline_csv(cal.pipeline))
         written = staged.publish()
     load_scenario(output)  # what we wrote is a valid scenario
     for w in cal.warnings:
