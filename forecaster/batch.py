@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -36,13 +35,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_atomic(folder: Path, name: str, text: str) -> None:
+    from .outputs import _Staged
+
+    with _Staged(folder) as staged:
+        staged.path(name).write_text(text, encoding="utf-8")
+        staged.publish()
 
 
 def safe_cell(value) -> str:
@@ -98,7 +96,7 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     def save():
         manifest.update({"forecaster_version": __version__, "updated": _now(), "folder": str(folder),
                          "scenarios": entries})
-        _write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+        _write_atomic(out, MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
     STOP.clear()
     for i, path in enumerate(files):
@@ -154,7 +152,7 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     for name, e in entries.items():
         if e.get("status") == "ok" and (out / name / "summary.json").exists():
             summaries[name] = json.loads((out / name / "summary.json").read_text())
-    _write_atomic(out / CSV_FILE, summaries_csv(summaries))
+    _write_atomic(out, CSV_FILE, summaries_csv(summaries))
     manifest["last_run"] = actions
     save()
     return manifest

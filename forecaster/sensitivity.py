@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import difference_stats
+from .compare import difference_stats, per_trial_metrics
 from .errors import ScenarioError
 from .loading import build_scenario, read_document
 from .scenario import LEAD_SOURCES, Scenario
@@ -117,10 +117,8 @@ def variance_shares(ds, scenario: Scenario) -> list[dict]:
 
 
 def _totals(ds) -> dict:
-    out = {"revenue": ds["revenue"].sum("period").values, "won_deals": ds["won_deals"].sum("period").values.astype(float)}
-    if "commission" in ds:
-        out["commission"] = ds["commission"].sum(("period", "rep")).values
-    return out
+    """Per-trial totals over the horizon of each metric, shape (trials,)."""
+    return {metric: values.sum(axis=1) for metric, values in per_trial_metrics(ds).items()}
 
 
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
