@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Problem, ScenarioError
-from .fitting import StageData, fit_conversion, fit_stage
+from .fitting import StageData, conversion_exposure, fit_conversion, fit_stage
 
 MIN_CONVERTED = 30
 DRIFT_MONTHS = 12
@@ -163,11 +163,12 @@ def read_olist(folder: Path) -> list[Deal]:
 
 def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool) -> StageData:
     """What was known on ``as_of`` about the deals that entered stage ``s``."""
-    conv, lost, open_ = [], [], []
+    conv, lost, open_, ages = [], [], [], []
     for d in deals:
         e = d.entered[s]
         if e is None or e > as_of:
             continue
+        ages.append((as_of - e).days)
         nxt = d.entered[s + 1] if s + 1 < n_stages else None
         closed = d.closed if d.closed is not None and d.closed <= as_of else None
         if nxt is not None and nxt <= as_of:
@@ -179,7 +180,8 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
         else:
             open_.append((as_of - e).days)
     as_array = lambda v: np.maximum(np.asarray(v, dtype=float), 0.0)  # noqa: E731 (a same-day data-entry slip)
-    return StageData(as_array(conv), as_array(lost), as_array(open_), lost_observed=lost_observed)
+    return StageData(as_array(conv), as_array(lost), as_array(open_), lost_observed=lost_observed,
+                     ages=as_array(ages))
 
 
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
@@ -213,11 +215,13 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                     entry["days_lost"] = fit.days_lost[1]
                 cal.notes.append(f"{seg}, {stage}: {_counts(fit)}; days {fit.days[0]}")
             else:
-                # shrink toward the pooled conversion: beta prior worth PRIOR_WEIGHT resolved deals
-                resolved = data.converted.size + data.lost.size
-                p = (data.converted.size + PRIOR_WEIGHT * base.p) / (resolved + PRIOR_WEIGHT) if resolved else base.p
+                # shrink toward the pooled conversion: a beta prior worth PRIOR_WEIGHT resolved deals,
+                # updated with the conversions seen and their exposure (open deals only count for
+                # the chance that a converting one would already show: they are not lost)
+                exposure = conversion_exposure(data, base)
+                p = (data.converted.size + PRIOR_WEIGHT * base.p) / (exposure + PRIOR_WEIGHT)
                 entry = {"convert": {"dist": "beta", "mean": round(p, 6),
-                                     "concentration": round(resolved + PRIOR_WEIGHT, 3)},
+                                     "concentration": round(exposure + PRIOR_WEIGHT, 3)},
                          "days": base.days[1]}
                 if base.days_lost:
                     entry["days_lost"] = base.days_lost[1]

@@ -34,13 +34,16 @@ _NPARAMS = {"lognormal": 2, "gamma": 2, "weibull": 2, "exponential": 1}
 class StageData:
     """Durations in whole days since a stage was entered (each array shape (n,)).
 
-    ``converted``/``lost``: day of the event; ``open_ages``: age of deals still open.
+    ``converted``/``lost``: day of the event; ``open_ages``: age of deals still open;
+    ``ages``: optional, the age on the as-of date of every deal that entered (converted,
+    lost and open alike), for :func:`conversion_exposure`.
     """
 
     converted: np.ndarray
     lost: np.ndarray
     open_ages: np.ndarray
     lost_observed: bool = True
+    ages: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -204,3 +207,18 @@ def fit_conversion(data: StageData, fit: StageFit) -> tuple[float, float]:
     curv = (nll(res.x + h) - 2 * res.fun + nll(res.x - h)) / h ** 2
     se = p * (1 - p) / math.sqrt(curv) if curv > 0 else float("inf")
     return p, se
+
+
+def conversion_exposure(data: StageData, fit: StageFit) -> float:
+    """Expected share-weighted count of the deals whose conversion would already show.
+
+    A deal of age a (whole days) that converts is seen converted by the as-of date with
+    probability F(a + 1), F the CDF of ``fit``'s ``days``; so the conversions observed have
+    mean p * sum F(a_i + 1) over every deal that entered, whatever the losses. That sum is
+    the exposure: conversions / exposure estimates p without counting open deals as lost,
+    and it equals the number of deals when none is still open. Needs ``data.ages``.
+    """
+    if data.ages is None:
+        raise ValueError("conversion_exposure needs the ages of every deal (StageData.ages)")
+    wf = fit.families[0]
+    return float(np.sum(_cdf(wf, fit.theta[1:1 + _NPARAMS[wf]], data.ages + 1.0)))

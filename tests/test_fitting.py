@@ -22,7 +22,7 @@ def synthetic(rng, n, p, won, lost, horizon, lost_observed=True):
     day = np.floor(t)
     return StageData(converted=day[converts & done], lost=day[~converts & done] if lost_observed else np.zeros(0),
                      open_ages=np.floor(age[~done | (~converts & (not lost_observed))]),
-                     lost_observed=lost_observed)
+                     lost_observed=lost_observed, ages=np.floor(age))
 
 
 def test_conversion_and_times_are_recovered_with_censoring():
@@ -55,6 +55,25 @@ def test_a_cure_model_when_losses_are_never_recorded():
     assert fit.days_lost is None
     assert abs(fit.p - 0.12) < 4 * fit.p_se
     assert fit.days[0] in ("weibull", "exponential", "gamma")
+
+
+@pytest.mark.parametrize("lost_observed", [True, False])
+def test_conversion_exposure_estimates_p_without_counting_open_deals_as_lost(lost_observed):
+    """A thin segment's conversions over its exposure (times known from a pooled fit)."""
+    from forecaster.fitting import conversion_exposure
+
+    rng = np.random.default_rng(11)
+    won = lambda n: rng.lognormal(math.log(20), 0.7, n)  # noqa: E731
+    lost = (lambda n: rng.exponential(10, n)) if lost_observed else (lambda n: np.full(n, np.inf))
+    pooled = fit_stage(synthetic(rng, 20000, 0.1, won, lost, horizon=200, lost_observed=lost_observed))
+    estimates = []
+    for _ in range(200):  # many thin samples, half their deals entered in the last 30 days
+        data = synthetic(rng, 120, 0.1, won, lost, horizon=60, lost_observed=lost_observed)
+        estimates.append(data.converted.size / conversion_exposure(data, pooled))
+    se = np.std(estimates, ddof=1) / math.sqrt(len(estimates))
+    assert abs(np.mean(estimates) - 0.1) < 4 * se + 0.004, (np.mean(estimates), se)
+    data = synthetic(rng, 5000, 0.1, won, lost, horizon=60, lost_observed=lost_observed)
+    assert data.converted.size / data.n < 0.07  # counting open deals as lost is far below the truth
 
 
 def test_nothing_converted_is_a_clear_error():
