@@ -274,6 +274,55 @@ def draw_parameters(gens, addresses, keys, trial0, codes, pars, pool, theta, seg
             theta[t, segment, j] = draw(gens[j], codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
 
 
+@jit
+def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, rate_is_cost, theta):
+    """Shocks shared by every segment (the scenario's ``shocks``), applied to drawn theta.
+
+    For each trial one standard normal Z_0 multiplies every segment's lead rate by
+    exp(sigma_leads Z_0 - sigma_leads^2 / 2) (mean 1; a cost per lead is divided by it),
+    and one Z_s per stage shifts every segment's conversion of stage s on the log-odds
+    scale: p -> 1 / (1 + (1 - p) / p * exp(-sigma_s Z_s)). Z_j comes from its own stream
+    (``keys[j]``: leads, then each stage), reseeded for every trial.
+
+    Parameters
+    ----------
+    sigma_convert : float64, shape (S,)
+    rate_is_cost : bool, shape (segments,)
+    theta : float64, shape (trials, segments, S + 2), changed in place
+    """
+    n_seg = theta.shape[1]
+    for t in range(theta.shape[0]):
+        if sigma_leads > 0.0:
+            reseed(address, keys[0], trial0 + t)
+            factor = math.exp(sigma_leads * gen.standard_normal() - 0.5 * sigma_leads * sigma_leads)
+            for g in range(n_seg):
+                if rate_is_cost[g]:
+                    theta[t, g, 0] /= factor
+                else:
+                    theta[t, g, 0] *= factor
+        for s in range(sigma_convert.shape[0]):
+            if sigma_convert[s] > 0.0:
+                reseed(address, keys[1 + s], trial0 + t)
+                odds = math.exp(sigma_convert[s] * gen.standard_normal())
+                for g in range(n_seg):
+                    p = theta[t, g, 2 + s]
+                    if 0.0 < p < 1.0:
+                        theta[t, g, 2 + s] = p * odds / (1.0 - p + p * odds)
+
+
+@jit(inline="always")
+def _slipped(gen, time, slip_prob, slip_lo, slip_hi):
+    """A deal's time after quarter-end slipping (``closing``); two uniforms always drawn, so
+    the draws of later deals do not depend on this one. Times past the horizon stay."""
+    u = gen.random()
+    v = gen.random()
+    if time < slip_prob.shape[0] and u < slip_prob[int(time)]:
+        day = int(time)
+        lo = max(time, slip_lo[day])
+        return lo + (slip_hi[day] - lo) * v
+    return time
+
+
 @jit(inline="always")
 def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings):
     p = period_of_day[day]
@@ -284,9 +333,10 @@ def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, w
 
 
 @jit
-def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, addresses, keys, trial0,
-                       theta, segment, rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars, value_code,
-                       value_par, pool, reps, period_of_day, cperiod_of_day, revenue, won, bookings):
+def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, gen_slip, addresses, keys,
+                       trial0, theta, segment, rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars,
+                       value_code, value_par, pool, reps, slip_prob, slip_lo, slip_hi, period_of_day, cperiod_of_day,
+                       revenue, won, bookings):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -305,11 +355,11 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
     gen_count, gen_mixing, gen_arrival : Generator
         Streams of the won-lead counts, the daily gamma multipliers, the arrival days.
     gen_days : tuple of Generators, one per stage (in the order of ``days_codes``)
-    gen_value, gen_rep : Generator
-        Streams of deal values and rep assignments.
-    addresses, keys : int64, uint64 arrays, shape (5 + stages,)
+    gen_value, gen_rep, gen_slip : Generator
+        Streams of deal values, rep assignments and quarter-end slips.
+    addresses, keys : int64, uint64 arrays, shape (6 + stages,)
         State addresses and keys of the streams, in the order count, mixing, arrival,
-        value, rep, then each of ``gen_days``.
+        value, rep, slip, then each of ``gen_days``.
     trial0 : int
         Index of the block's first trial in the run.
     theta : float64, shape (trials, segments, k)
@@ -325,6 +375,9 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
         Each stage's ``days``, longest mean first (the order draws are made in).
     reps : int64, shape (n,)
         Rep indices covering the segment (n = 0 without a team).
+    slip_prob, slip_lo, slip_hi : float64, shape (days,) or (0,) without ``closing``
+        Per day a deal is due: the chance it slips, and the window [lo, hi) it then
+        lands in (uniformly from max(due, lo)). [days from start]
     period_of_day, cperiod_of_day : int64, shape (days,)
         Reporting and commission period of each day.
     revenue : float64, shape (trials, periods, segments)   [currency], added to
@@ -400,12 +453,18 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
                 times[kept] = x
                 kept += x < horizon
             alive = kept
+        closing = slip_prob.shape[0] > 0
         for i in range(alive):
             value = draw(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
             rep = -1
             if n_reps > 0:
                 rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
-            _book(t, int(times[i]), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+            time = times[i]
+            if closing:
+                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
+                if time >= horizon:
+                    continue
+            _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 
 @jit
@@ -416,11 +475,10 @@ def _grown(a, need):
 
 
 @jit
-def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, addresses, keys, trial0, theta, deal_segment,
-                      deal_stage, deal_age,
-                      deal_mode, deal_odds, deal_sf, deal_amount, deal_owner, days_codes, days_pars, value_codes,
-                      value_pars, pool, segment_reps, segment_n_reps, period_of_day, cperiod_of_day, revenue, won,
-                      bookings):
+def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addresses, keys, trial0, theta,
+                      deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf, deal_amount, deal_owner,
+                      days_codes, days_pars, value_codes, value_pars, pool, segment_reps, segment_n_reps, slip_prob,
+                      slip_lo, slip_hi, period_of_day, cperiod_of_day, revenue, won, bookings):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -430,9 +488,10 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, addresses, keys
 
     Parameters
     ----------
-    gen_convert, gen_days, gen_value, gen_rep : Generator
-        Streams of the conversion uniforms, stage times, values and rep assignments.
-    addresses, keys : int64, uint64 arrays, shape (4,)
+    gen_convert, gen_days, gen_value, gen_rep, gen_slip : Generator
+        Streams of the conversion uniforms, stage times, values, rep assignments and
+        quarter-end slips.
+    addresses, keys : int64, uint64 arrays, shape (5,)
         Their state addresses and keys; each is reseeded for every trial.
     trial0 : int
         Index of the block's first trial in the run.
@@ -452,9 +511,11 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, addresses, keys
     days_codes, days_pars : shape (segments, stages), (segments, stages, 4)
     value_codes, value_pars : shape (segments,), (segments, 4)
     segment_reps, segment_n_reps : shape (segments, max reps), (segments,)
+    slip_prob, slip_lo, slip_hi : as in :func:`simulate_new_leads`
     revenue, won, bookings : as in :func:`simulate_new_leads`, added to
     """
     horizon = float(period_of_day.shape[0])
+    closing = slip_prob.shape[0] > 0
     n_stages = days_codes.shape[1]
     for t in range(theta.shape[0]):
         for k in range(addresses.shape[0]):
@@ -492,6 +553,8 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, addresses, keys
                 pick = segment_reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
                 if rep < 0:
                     rep = pick
+            if closing:
+                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
             if converts and time < horizon:
                 _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 

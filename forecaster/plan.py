@@ -74,7 +74,19 @@ class Plan:
     deal_sf: np.ndarray
     deal_amount: np.ndarray
     deal_owner: np.ndarray
+    shock_leads: float = 0.0        # sigma of the shared lead-rate shock (0: none)
+    shock_convert: np.ndarray | None = None  # (S,) sigma of each stage's shared log-odds shock
+    slip_prob: np.ndarray | None = None      # (D,) chance a deal due that day slips (closing), or None
+    slip_lo: np.ndarray | None = None        # (D,) start of that day's quarter-end window [days from start]
+    slip_hi: np.ndarray | None = None        # (D,) end of that day's quarter [days from start]
 
+    @property
+    def has_shocks(self) -> bool:
+        return self.shock_leads > 0 or bool(np.any(self.shock_convert > 0))
+
+    @property
+    def has_closing(self) -> bool:
+        return self.slip_prob is not None
 
     def kernel_buffers(self, n: int) -> tuple[np.ndarray, ...]:
         """Zeroed arrays the kernels write a block or chunk of ``n`` trials into.
@@ -143,6 +155,11 @@ def build_plan(sc: Scenario) -> Plan:
     lead_days_codes = np.take_along_axis(days_codes, order, axis=1)
     lead_days_pars = np.take_along_axis(days_pars, order[:, :, None], axis=1)
     pipe = _pipeline_arrays(sc, enc, rep_index)
+    shocks = sc.shocks
+    pipe["shock_leads"] = shocks.leads if shocks else 0.0
+    pipe["shock_convert"] = np.array([shocks.convert.get(s, 0.0) if shocks else 0.0 for s in sc.stages])
+    if sc.closing is not None:
+        pipe["slip_prob"], pipe["slip_lo"], pipe["slip_hi"] = _closing_arrays(sc)
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
@@ -152,6 +169,23 @@ def build_plan(sc: Scenario) -> Plan:
         day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
         days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, lead_days_order=order, value_codes=value_codes, value_pars=value_pars,
         segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe)
+
+
+def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per day: the chance a deal due then slips, and its quarter's end window [days from start]."""
+    from datetime import timedelta
+
+    from .calendar import period_end
+
+    D, slip, window = sc.days, sc.closing.slip, sc.closing.window_days
+    prob, lo, hi = np.zeros(D), np.zeros(D), np.zeros(D)
+    for d in range(D):
+        day = sc.start + timedelta(days=d)
+        end = (period_end(day, "quarter") - sc.start).days + 1.0  # the quarter's end, exclusive
+        prob[d] = slip.get((day.month - 1) % 3 + 1, 0.0)
+        hi[d] = end
+        lo[d] = end - window
+    return prob, lo, hi
 
 
 def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:

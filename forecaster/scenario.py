@@ -91,6 +91,34 @@ class Commission:
 
 
 @dataclass(frozen=True)
+class Shocks:
+    """Shocks shared by every segment, drawn once per trial (an extension of the format).
+
+    ``leads``: sigma of a lognormal multiplier with mean 1 on every segment's lead rate
+    (divides the cost per lead of bought leads); ``convert``: stage name -> sigma of a
+    normal shift on the log-odds of that stage's conversion in every segment.
+    """
+
+    leads: float = 0.0
+    convert: dict = field(default_factory=dict, hash=False)
+
+    def __bool__(self) -> bool:
+        return self.leads > 0 or any(v > 0 for v in self.convert.values())
+
+
+@dataclass(frozen=True)
+class Closing:
+    """Calendar-dependent closing (an extension of the format): quarter-end bunching.
+
+    ``slip``: month of the quarter (1-3) -> probability that a deal due to be won then is
+    pushed to the quarter's last ``window_days`` days (uniformly, never earlier than due).
+    """
+
+    slip: dict = field(hash=False)
+    window_days: int = 10
+
+
+@dataclass(frozen=True)
 class PipelineDeal:
     """One open deal at ``start`` (a row of the pipeline CSV). ``amount`` None: drawn."""
 
@@ -125,6 +153,8 @@ class Scenario:
     reps: tuple = ()
     commission: Commission | None = None
     targets: dict = field(default_factory=dict, hash=False)
+    shocks: Shocks | None = None
+    closing: Closing | None = None
     source: Path | None = None
     sha256: str = ""
 

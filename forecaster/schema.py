@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Quantity
-from .scenario import LEAD_SOURCES, Commission, Leads, Rep, Segment, Stage, Tier
+from .scenario import LEAD_SOURCES, Closing, Commission, Leads, Rep, Segment, Shocks, Stage, Tier
 from .validation import (INVALID, Choice, Date, Field, ListOf, MapOf, Name, Num, Record,
                          Text, fmt_number, show, suggest)
 
@@ -151,6 +151,47 @@ COMMISSION = Record(
 )
 
 
+SHOCKS = Record(
+    name="a shocks mapping",
+    doc="Shocks shared by every segment, drawn once per trial (what moves the whole business at once).",
+    make=lambda leads, convert: Shocks(leads, dict(convert)),
+    fields={
+        "leads": Field(Num(lo=0.0, doc="Sigma of a lognormal multiplier (mean 1) on every segment's lead rate."),
+                       default=0.0),
+        "convert": Field(MapOf(Name("a stage name"), Num(lo=0.0, what="a sigma of log-odds"),
+                               doc="Stage -> sigma of a normal shift of its conversion's log-odds, "
+                                   "the same shift in every segment."), default={}),
+    },
+)
+
+CLOSING = Record(
+    name="a closing mapping",
+    doc="Calendar-dependent closing: deals pushed to the end of the quarter.",
+    make=lambda slip, window_days: Closing(dict(slip), window_days),
+    fields={
+        "slip": Field(MapOf(Num(lo=1, hi=3, integer=True, what="a month of the quarter"),
+                            Num(lo=0.0, hi=1.0, what="a probability"), key_pattern="^[1-3]$",
+                            doc="Month of the quarter (1-3) -> probability that a deal due to be won then "
+                                "slips to the quarter's last window_days days."), required=True),
+        "window_days": Field(Num(lo=1, hi=90, integer=True, doc="The quarter's last days slipped deals land in."),
+                             default=10),
+    },
+)
+
+
+def _shocked_stages(v, path, ctx):
+    shocks, stages = v["shocks"], v["stages"]
+    if shocks in (None, INVALID) or stages is INVALID:
+        return True
+    ok = True
+    for stage in shocks.convert:
+        if stage not in stages:
+            ok = False
+            ctx.error(path + ("shocks", "convert", stage),
+                      f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    return ok
+
+
 def _horizon(v, path, ctx):
     if v["start"] is INVALID or v["end"] is INVALID:
         return True
@@ -215,7 +256,7 @@ def _team_and_plan(v, path, ctx):
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_plan),
+    checks=(_horizon, _funnels_match_stages, _team_and_plan, _shocked_stages),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},
     fields={
@@ -239,6 +280,8 @@ SCENARIO = Record(
         "commission": Field(COMMISSION),
         "targets": Field(MapOf(Choice(METRICS), Num(what="a threshold"),
                                doc="Metric -> threshold; reports P(total >= threshold)."), default={}),
+        "shocks": Field(SHOCKS),
+        "closing": Field(CLOSING),
     },
 )
 

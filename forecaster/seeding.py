@@ -25,8 +25,8 @@ from ._streams import address, run_key, stream_key
 BLOCK_TRIALS = 1000
 """Trials per block of work (scheduling only: the numbers do not depend on it)."""
 
-LEAD_STREAMS = ("arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep")
-PIPELINE_STREAMS = ("convert", "days", "deal-value", "rep")
+LEAD_STREAMS = ("arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep", "closing")
+PIPELINE_STREAMS = ("convert", "days", "deal-value", "rep", "closing")
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,18 @@ class StreamKeys:
     ----------
     parameters : list of uint64 arrays, shape (S + 2,) per segment
         One per per-trial quantity (``Plan.quantity_names``).
-    leads : list of uint64 arrays, shape (5 + S,) per segment
+    leads : list of uint64 arrays, shape (6 + S,) per segment
         :data:`LEAD_STREAMS`, then each stage's days in the kernel's stage order.
-    pipeline : uint64 array, shape (4,)
+    pipeline : uint64 array, shape (5,)
         :data:`PIPELINE_STREAMS`.
+    shocks : uint64 array, shape (1 + S,)
+        The shared shocks: ``shocks/leads``, then ``shocks/convert.<stage>``.
     """
 
     parameters: list
     leads: list
     pipeline: np.ndarray
+    shocks: np.ndarray
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -60,7 +63,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
         params.append(keys([f"segment/{name}/{q}" for q in plan.quantity_names]))
         leads.append(keys([f"segment/{name}/{s}" for s in LEAD_STREAMS]
                           + [f"segment/{name}/days/{plan.stage_names[s]}" for s in plan.lead_days_order[g]]))
-    return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]))
+    return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]),
+                      keys(["shocks/leads", *(f"shocks/convert.{s}" for s in plan.stage_names)]))
 
 
 _local = threading.local()

@@ -117,22 +117,30 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     so the rows depend on the trials' indices only.
     """
     S = len(plan.stage_names)
-    gens, addresses = thread_generators(S + 5)
+    gens, addresses = thread_generators(S + 6)
     for g in range(len(plan.segment_names)):
         k = plan.param_codes.shape[1]
         kernels.draw_parameters(tuple(gens[:k]), addresses[:k], keys.parameters[g], first, plan.param_codes[g],
                                 plan.param_pars[g], plan.pool, theta, g)
+    if plan.has_shocks:
+        kernels.apply_shocks(gens[0], addresses[0], keys.shocks, first, plan.shock_leads, plan.shock_convert,
+                             plan.rate_is_cost, theta)
+    slips = (plan.slip_prob, plan.slip_lo, plan.slip_hi) if plan.has_closing else (_NONE,) * 3
     for g in range(len(plan.segment_names)):
         kernels.simulate_new_leads(
-            gens[0], gens[1], gens[2], tuple(gens[5:5 + S]), gens[3], gens[4], addresses[:5 + S], keys.leads[g],
-            first, theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months, plan.dispersion[g],
-            plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g], plan.value_pars[g], plan.pool,
-            plan.segment_reps[g, :plan.segment_n_reps[g]], plan.periods.of_day, plan.quota_periods.of_day,
-            revenue, won, bookings)
+            gens[0], gens[1], gens[2], tuple(gens[6:6 + S]), gens[3], gens[4], gens[5], addresses[:6 + S],
+            keys.leads[g], first, theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months,
+            plan.dispersion[g], plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g],
+            plan.value_pars[g], plan.pool, plan.segment_reps[g, :plan.segment_n_reps[g]], *slips,
+            plan.periods.of_day, plan.quota_periods.of_day, revenue, won, bookings)
     if plan.deal_segment.size:
         kernels.simulate_pipeline(
-            gens[0], gens[1], gens[2], gens[3], addresses[:4], keys.pipeline, first, theta, plan.deal_segment,
-            plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf, plan.deal_amount,
-            plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars, plan.pool,
-            plan.segment_reps, plan.segment_n_reps, plan.periods.of_day, plan.quota_periods.of_day, revenue, won,
-            bookings)
+            gens[0], gens[1], gens[2], gens[3], gens[4], addresses[:5], keys.pipeline, first, theta,
+            plan.deal_segment, plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf,
+            plan.deal_amount, plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars,
+            plan.pool, plan.segment_reps, plan.segment_n_reps, *slips, plan.periods.of_day,
+            plan.quota_periods.of_day, revenue, won, bookings)
+
+
+_NONE = np.zeros(0)
+"""Stands for the per-day slip arrays of a scenario without ``closing``."""

@@ -377,14 +377,27 @@ np.savez(sys.argv[3], revenue=ds["revenue_by_segment"].values, won=ds["won_deals
 """
 
 
+EXTENSIONS = """
+shocks: {leads: 0.2, convert: {sql: 0.3, opportunity: 0.4}}
+closing: {slip: {1: 0.25, 2: 0.1}, window_days: 12}
+"""
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["saas", "saas+shocks+closing"])
 @pytest.mark.parametrize("jit_off", ["0", "1"])
-def test_kernels_give_the_same_numbers_without_the_jit(tmp_path, jit_off):
-    """The saas example (every lead source, many families, pipeline, team) with and without numba."""
+def test_kernels_give_the_same_numbers_without_the_jit(tmp_path, jit_off, extended):
+    """The saas example (every lead source, many families, pipeline, team) with and without
+    numba, and with the format's extensions (shared shocks, quarter-end closing)."""
     trials = 30
-    ref = fc.simulate(fc.load_scenario(SCENARIOS / "saas-quarter.yaml"), trials=trials, seed=3, threads=1)
+    path = SCENARIOS / "saas-quarter.yaml"
+    if extended:
+        (tmp_path / "saas-quarter-pipeline.csv").write_text((SCENARIOS / "saas-quarter-pipeline.csv").read_text())
+        path = tmp_path / "saas-extended.yaml"
+        path.write_text((SCENARIOS / "saas-quarter.yaml").read_text() + EXTENSIONS)
+    ref = fc.simulate(fc.load_scenario(path), trials=trials, seed=3, threads=1)
     out = tmp_path / "o.npz"
     env = dict(os.environ, NUMBA_DISABLE_JIT=jit_off)
-    subprocess.run([sys.executable, "-c", _PARITY, str(SCENARIOS / "saas-quarter.yaml"), str(trials), str(out)],
+    subprocess.run([sys.executable, "-c", _PARITY, str(path), str(trials), str(out)],
                    check=True, env=env, timeout=600)
     got = np.load(out)
     assert np.array_equal(got["won"], ref["won_deals_by_segment"].values)

@@ -1,0 +1,166 @@
+"""Format extensions (`shocks`, `closing`) against closed forms, with fixed seeds.
+
+Every check allows 5 Monte Carlo standard errors (or a variance ratio within 10%).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.polynomial.hermite_e import hermegauss
+
+import forecaster as fc
+from conftest import D, within
+from forecaster.errors import ScenarioError
+
+
+def shifted_moments(p: float, sigma: float) -> tuple[float, float]:
+    """E[P] and Var[P] for P = expit(logit(p) + sigma Z), Z standard normal (quadrature)."""
+    z, w = hermegauss(80)
+    w = w / w.sum()
+    x = 1 / (1 + (1 - p) / p * np.exp(-sigma * z))
+    mean = float(w @ x)
+    return mean, float(w @ x ** 2) - mean ** 2
+
+
+def by_segment(ds, seg):
+    return ds["won_deals_by_segment"].sel(segment=seg).sum("period").values.astype(float)
+
+
+def test_a_lead_shock_is_shared_by_every_segment_and_keeps_the_mean(make):
+    sigma = 0.3
+    sc = make(f"""\
+    stages: [x]
+    shocks: {{leads: {sigma}}}
+    segments:
+      a: {{leads: {{per_day: 10}}, funnel: {{x: {{convert: 1, days: 0}}}}, deal_value: 1}}
+      b: {{leads: {{budget_per_month: 3100, cost_per_lead: 10}}, funnel: {{x: {{convert: 1, days: 0}}}}, deal_value: 1}}
+    """)
+    ds = fc.simulate(sc)
+    a, b = by_segment(ds, "a"), by_segment(ds, "b")
+    lam_a, lam_b = 10.0 * D, 310.0 * 3
+    extra = math.exp(sigma ** 2) - 1  # Var of the multiplier (mean 1)
+    for won, lam in ((a, lam_a), (b, lam_b)):
+        var = lam + lam ** 2 * extra
+        within(won.mean(), lam, math.sqrt(var / won.size))
+        assert 0.9 < won.var(ddof=1) / var < 1.1
+    cov = lam_a * lam_b * extra  # one multiplier for both: bought leads' cost is divided by it
+    corr = cov / math.sqrt((lam_a + lam_a ** 2 * extra) * (lam_b + lam_b ** 2 * extra))
+    assert np.corrcoef(a, b)[0, 1] == pytest.approx(corr, abs=0.03)
+
+
+def test_a_conversion_shock_shifts_every_segment_and_the_pipeline_together(make):
+    p, sigma, lam, n_open = 0.3, 0.8, 20.0 * D, 200
+    rows = "".join(f"d{i},open,x,2027-01-01\n" for i in range(n_open))
+    sc = make(f"""\
+    stages: [x]
+    shocks: {{convert: {{x: {sigma}}}}}
+    segments:
+      a: {{leads: {{per_day: 20}}, funnel: {{x: {{convert: {p}, days: 0}}}}, deal_value: 1}}
+      b: {{leads: {{per_day: 20}}, funnel: {{x: {{convert: {p}, days: 0}}}}, deal_value: 1}}
+      open: {{leads: {{per_day: 0}}, funnel: {{x: {{convert: {p}, days: 0}}}}, deal_value: 1}}
+    pipeline: {{file: p.csv}}
+    """, files={"p.csv": "deal_id,segment,stage,entered_stage\n" + rows})
+    ds = fc.simulate(sc)
+    mean, var_p = shifted_moments(p, sigma)
+    assert abs(mean - p) > 0.01  # the shift keeps the median, not the mean: the test can tell
+    a, b, o = by_segment(ds, "a"), by_segment(ds, "b"), by_segment(ds, "open")
+    var = lam * mean + lam ** 2 * var_p
+    for won in (a, b):
+        within(won.mean(), lam * mean, math.sqrt(var / won.size))
+        assert 0.9 < won.var(ddof=1) / var < 1.1
+    assert np.cov(a, b)[0, 1] / (lam ** 2 * var_p) == pytest.approx(1.0, abs=0.1)
+    var_o = n_open * mean * (1 - mean) + n_open * (n_open - 1) * var_p  # binomial given P, P shared
+    within(o.mean(), n_open * mean, math.sqrt(var_o / o.size))
+    assert 0.9 < o.var(ddof=1) / var_o < 1.1
+
+
+def test_without_shocks_the_numbers_do_not_move(make):
+    body = """\
+    stages: [x]
+    segments:
+      a: {leads: {per_day: {dist: gamma, mean: 5, cv: 0.2}}, funnel: {x: {convert: 0.4, days: 3}}, deal_value: 2}
+    """
+    plain = fc.simulate(make(body, trials=500))
+    zero = fc.simulate(make(body + "shocks: {leads: 0, convert: {x: 0}}\n", trials=500))
+    assert np.array_equal(plain["revenue"].values, zero["revenue"].values)
+
+
+def test_closing_slips_deals_to_the_quarter_end(make):
+    sc = make("""\
+    stages: [x]
+    closing: {slip: {1: 0.3, 2: 0.1}, window_days: 10}
+    segments:
+      a: {leads: {per_day: 10}, funnel: {x: {convert: 1, days: 0}}, deal_value: 1}
+    """)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)  # (trial, month)
+    jan, feb = 310 * 0.3, 280 * 0.1
+    expected = [310 - jan, 280 - feb, 310 + jan + feb]  # nothing is lost: slipped deals land in March
+    for k, e in enumerate(expected):  # each month's count is Poisson (a thinning of Poisson arrivals)
+        within(won[:, k].mean(), e, math.sqrt(e / won.shape[0]))
+        assert 0.9 < won[:, k].var(ddof=1) / e < 1.1
+
+
+def test_closing_lands_in_the_window_never_earlier_and_can_leave_the_horizon(make):
+    sc = make("""\
+    stages: [x]
+    report_by: day
+    closing: {slip: {3: 1.0}, window_days: 10}
+    segments:
+      a: {leads: {per_day: 10}, funnel: {x: {convert: 1, days: 0}}, deal_value: 1}
+    """, trials=1000)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)  # (trial, day)
+    march = slice(31 + 28, D)
+    assert won[:, 31 + 28:D - 10].sum() == 0  # every March deal slipped into the last 10 days
+    assert won[:, :31 + 28].mean() == pytest.approx(10, rel=0.02)
+    within(won[:, march].sum(axis=1).mean(), 310, math.sqrt(310 / 1000))
+    # deals due inside the window land uniformly between their day and the quarter's end:
+    # the last day gets 21 days' deals over 10, plus 1/10 .. 1/1 of each window day's own
+    last = (21 * 10) / 10 + sum(10 / k for k in range(1, 11))
+    within(won[:, D - 1].mean(), last, math.sqrt(last / 1000))
+
+
+def test_deals_slipping_past_the_end_are_not_counted():
+    sc = fc.scenario_from_dict({
+        "name": "cut", "start": "2027-01-01", "end": "2027-02-15", "trials": 2000, "seed": 3, "stages": ["x"],
+        "closing": {"slip": {1: 0.3}},  # window_days defaults to 10
+        "segments": {"a": {"leads": {"per_day": 10}, "funnel": {"x": {"convert": 1, "days": 0}}, "deal_value": 1}}})
+    assert sc.closing.window_days == 10
+    won = fc.simulate(sc)["won_deals"].values.astype(float).sum(axis=1)
+    expected = 310 * 0.7 + 150  # January's slipped deals land after the end; February does not slip
+    within(won.mean(), expected, math.sqrt(expected / won.size))
+
+
+def test_pipeline_deals_slip_too(make):
+    n = 400
+    rows = "".join(f"d{i},a,x,2027-01-01\n" for i in range(n))
+    sc = make("""\
+    stages: [x]
+    closing: {slip: {1: 0.5}, window_days: 5}
+    segments:
+      a: {leads: {per_day: 0}, funnel: {x: {convert: 1, days: 5}}, deal_value: 1}
+    pipeline: {file: p.csv}
+    """, files={"p.csv": "deal_id,segment,stage,entered_stage\n" + rows}, trials=2000)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)
+    within(won[:, 0].mean(), n / 2, math.sqrt(n / 4 / won.shape[0]))
+    assert np.array_equal(won[:, 0] + won[:, 2], np.full(won.shape[0], n))  # slipped to March, none lost
+
+
+@pytest.mark.parametrize("extra, path, words", [
+    ("shocks: {convert: {y: 0.2}}", "shocks.convert.y", "is not one of the stages"),
+    ("shocks: {leads: -1}", "shocks.leads", ">= 0"),
+    ("shocks: {lead: 0.1}", "shocks.lead", "leads"),
+    ("closing: {slip: {4: 0.2}}", "closing.slip", "month of the quarter"),
+    ("closing: {slip: {1: 1.5}}", "closing.slip.1", "in [0, 1]"),
+    ("closing: {window_days: 5}", "closing.slip", "missing"),
+])
+def test_bad_extensions_name_their_key(make, extra, path, words):
+    with pytest.raises(ScenarioError) as err:
+        make("""\
+        stages: [x]
+        segments:
+          a: {leads: {per_day: 1}, funnel: {x: {convert: 1, days: 0}}, deal_value: 1}
+        """ + extra + "\n")
+    text = str(err.value)
+    assert path in text and words in text, text
