@@ -12,14 +12,29 @@ amount        the deal's value (needed for won deals; optional)
 ============  =============================================================================
 
 For an as-of date T, only dates on or before T count: a deal closed after T was still open
-on T. Each stage is fitted by censored maximum likelihood (:mod:`forecaster.fitting`):
-deals still open are unfinished, not lost. Segments with fewer than
-:data:`MIN_CONVERTED` conversions in a stage borrow strength from the whole: their
-conversion is shrunk toward the pooled one (a beta prior with the pooled mean and a
-concentration of :data:`PRIOR_WEIGHT` resolved deals) and they use the pooled times.
-Lead arrivals are the deals that entered the first stage in the :data:`LOOKBACK_DAYS`
-before T, per segment, as a gamma rate (Poisson-gamma: cv = 1/sqrt(count)). Deal values
-are the won amounts, resampled (``empirical``). The deals open on T become the pipeline.
+on T. What is fitted, and how:
+
+* **Times.** Each stage's ``days`` (and ``days_lost``) by censored maximum likelihood
+  (:mod:`forecaster.fitting`): deals still open are unfinished, not lost. Segments with
+  fewer than :data:`MIN_CONVERTED` conversions in a stage use the pooled times.
+* **Conversion, level and drift.** Conversions are counted against their exposure (each
+  deal weighted by the chance that its conversion would already show, from the
+  nonparametric time to convert), for the whole and for each monthly entry cohort. The
+  cohorts' log-odds go through a local-level model (:mod:`forecaster.drift`) from the
+  month the history is steady (:func:`steady_start`): its latest level is the
+  conversion, and its uncertainty over the horizon (level, drift, jumps) becomes the
+  stage's ``shocks.convert``, shared by every segment.
+* **Segments** keep their conversion relative to the whole (on the log-odds scale),
+  shrunk toward it by a beta prior worth :data:`PRIOR_WEIGHT` deals at the pooled rate;
+  their beta's concentration is that prior plus their exposure.
+* **Lead arrivals.** The whole's monthly arrivals go through the same local-level model
+  on the log scale: the latest level is shared out by each segment's part of the last
+  :data:`LOOKBACK_DAYS` days' arrivals (a gamma whose cv is the share's sampling error),
+  the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
+  Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
+* **Quarter-end closing** (:func:`quarter_end_closing`) from the last whole quarters of wins.
+* **Deal values** are the won amounts, resampled (``empirical``); the deals open on T
+  become the pipeline.
 """
 from __future__ import annotations
 
@@ -31,8 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .calendar import days_in_month
+from .drift import Level, empirical_logit, expit, local_level, logit
 from .errors import Problem, ScenarioError
-from .fitting import StageData, conversion_exposure, fit_conversion, fit_stage
+from .fitting import StageData, conversion_cdf, conversion_exposure, fit_stage
 
 MIN_CONVERTED = 30
 DRIFT_MONTHS = 12
@@ -190,53 +207,78 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     S = len(stages)
     segments = sorted({d.segment for d in deals})
     cal = Calibration(scenario={}, pipeline=[])
-    pooled = []
+    ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
+    shocks: dict = {"convert": {}}
+    since = steady_start(deals, as_of)
+    if since is not None:
+        cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
+                         "ramp-up, below half the median month's arrivals)")
+    pooled, cdfs, centre, p_all = [], [], [], []
     for s in range(S):
         data = stage_data(deals, s, S, as_of, lost_observed)
-        pooled.append(fit_stage(data))
-        cal.notes.append(f"all segments, {stages[s]}: {_counts(pooled[s])}; days {pooled[s].days[0]} (lowest AIC)")
+        fit = fit_stage(data)
+        pooled.append(fit)
+        cdfs.append(conversion_cdf(data))
+        exposure = conversion_exposure(data, cdfs[s])
+        p_all.append(data.converted.size / max(exposure, 1e-9))
+        cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC); "
+                         f"{data.converted.size} conversions over an exposure of {exposure:.1f} deals "
+                         f"-> p = {p_all[s]:.4f}")
+        level = conversion_level(deals, s, S, as_of, lost_observed, cdfs[s], since)
+        if level is None:
+            centre.append(logit(p_all[s]))
+            cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
+            continue
+        sd = math.sqrt(level.variance(ahead))
+        centre.append(level.m)
+        shocks["convert"][stages[s]] = round(sd, 4)
+        cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
+                         f"p = {expit(level.m):.4f}, drift sd {math.sqrt(level.q):.3f} a month (log-odds); "
+                         f"shared shock sd {sd:.3f} for leads {ahead:.1f} months ahead")
+    lead_level = arrival_level(deals, as_of, cal, since)
     seg_docs = {}
     for seg in segments:
         mine = [d for d in deals if d.segment == seg]
         funnel = {}
         for s, stage in enumerate(stages):
             data = stage_data(mine, s, S, as_of, lost_observed)
-            base = pooled[s]
+            fit = pooled[s]
             if data.converted.size >= MIN_CONVERTED:
                 fit = fit_stage(data)
-                beta = fit.convert_beta()
-                drift = conversion_drift(mine, s, S, as_of, lost_observed, fit)
-                if drift is not None and drift < beta["concentration"]:
-                    beta["concentration"] = round(drift, 3)
-                    cal.notes.append(f"{seg}, {stage}: conversion drifts between monthly cohorts: "
-                                     f"concentration {drift:.1f}")
-                entry = {"convert": beta, "days": fit.days[1]}
-                if fit.days_lost:
-                    entry["days_lost"] = fit.days_lost[1]
                 cal.notes.append(f"{seg}, {stage}: {_counts(fit)}; days {fit.days[0]}")
             else:
-                # shrink toward the pooled conversion: a beta prior worth PRIOR_WEIGHT resolved deals,
-                # updated with the conversions seen and their exposure (open deals only count for
-                # the chance that a converting one would already show: they are not lost)
-                exposure = conversion_exposure(data, base)
-                p = (data.converted.size + PRIOR_WEIGHT * base.p) / (exposure + PRIOR_WEIGHT)
-                entry = {"convert": {"dist": "beta", "mean": round(p, 6),
-                                     "concentration": round(exposure + PRIOR_WEIGHT, 3)},
-                         "days": base.days[1]}
-                if base.days_lost:
-                    entry["days_lost"] = base.days_lost[1]
                 cal.warnings.append(f"{seg}, {stage}: only {data.converted.size} conversions by {as_of}: conversion "
-                                    f"shrunk toward the pooled {base.p:.3f}, pooled times used")
+                                    f"shrunk toward the pooled {p_all[s]:.3f}, pooled times used")
+            # the segment's conversion relative to the whole, shrunk toward it: a beta prior worth
+            # PRIOR_WEIGHT deals at the pooled rate, updated with the segment's conversions and
+            # their exposure (open deals count only for the chance that a converting one would
+            # already show: they are not lost); moved to the latest level of the whole
+            exposure = conversion_exposure(data, cdfs[s])
+            p_seg = (data.converted.size + PRIOR_WEIGHT * p_all[s]) / (exposure + PRIOR_WEIGHT)
+            mean = expit(centre[s] + logit(p_seg) - logit(p_all[s]))
+            entry = {"convert": {"dist": "beta", "mean": round(mean, 6),
+                                 "concentration": round(exposure + PRIOR_WEIGHT, 3)},
+                     "days": fit.days[1]}
+            if fit.days_lost:
+                entry["days_lost"] = fit.days_lost[1]
             funnel[stage] = _rounded(entry)
         if not lost_observed:  # leads that are never won stay in their stage (the data records no losses)
             for entry in funnel.values():
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
-        seg_docs[seg] = {"leads": _lead_rate(mine, as_of, cal, seg), "funnel": funnel,
+        seg_docs[seg] = {"leads": _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead), "funnel": funnel,
                          "deal_value": _deal_value(mine, as_of, cal, seg)}
+    if lead_level is not None:
+        shocks["leads"] = round(math.sqrt(lead_level.variance(ahead)), 4)
     start = as_of + timedelta(days=1)
     cal.scenario = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
                     "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
                     "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
+    shocks = {k: v for k, v in shocks.items() if v}
+    if shocks:
+        cal.scenario["shocks"] = shocks
+    closing = quarter_end_closing(deals, as_of, cal)
+    if closing:
+        cal.scenario["closing"] = closing
     for d in deals:
         known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
         closed = d.closed is not None and d.closed <= as_of
@@ -249,35 +291,155 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     return cal
 
 
-def conversion_drift(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool, fit) -> float | None:
-    """Beta concentration matching how much the conversion moves between monthly cohorts.
+def steady_start(deals: list[Deal], as_of: date) -> date | None:
+    """The first month of the history's steady part: the months before it, while arrivals
+    (entries to the first stage) stay below half of the median month's, are the ramp-up of
+    the export (a CRM being adopted, a dataset's first weeks), not the business drifting.
+    None without arrivals."""
+    counts: dict = {}
+    for d in deals:
+        e = d.entered[0]
+        if e is not None and e <= as_of:
+            counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    if not counts:
+        return None
+    months = _months_until(date(*min(counts), 1), as_of)
+    whole = [counts.get(m, 0) for m in months[:-1]] or [counts.get(months[-1], 0)]
+    half = 0.5 * float(np.median(whole))
+    for ym in months:
+        if counts.get(ym, 0) >= half:
+            return date(*ym, 1)
+    return date(*months[-1], 1)
 
-    Each of the last :data:`DRIFT_MONTHS` monthly cohorts of deals entering the stage gets
-    its own conversion (times held at the stage's fit); the variance of those estimates
-    beyond their sampling variance is the drift, and kappa = p(1 - p) / drift - 1 a beta
-    with that spread. None when the cohorts show no drift beyond noise.
-    """
+
+def _months_until(first: date, as_of: date) -> list[tuple[int, int]]:
+    """(year, month) from ``first``'s month to ``as_of``'s, inclusive."""
+    out, y, m = [], first.year, first.month
+    while (y, m) <= (as_of.year, as_of.month):
+        out.append((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
+                     cdf: np.ndarray, since: date | None = None) -> Level | None:
+    """The drifting conversion of stage ``s``: a local level (:mod:`forecaster.drift`) over
+    the last :data:`DRIFT_MONTHS` monthly entry cohorts, each measured as its conversions
+    over its exposure (``cdf``: the pooled time to convert) on the log-odds scale, from the
+    month ``since`` on. Young cohorts have little exposure, so they weigh little. None with
+    fewer than 3 cohorts."""
     cohorts: dict = {}
     for d in deals:
         e = d.entered[s]
         if e is not None and e <= as_of:
             cohorts.setdefault((e.year, e.month), []).append(d)
-    ps, variances = [], []
-    for key in sorted(cohorts)[-DRIFT_MONTHS:]:
-        data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
-        if data.converted.size < 5:
-            continue
-        p, se = fit_conversion(data, fit)
-        if math.isfinite(se):
-            ps.append(p)
-            variances.append(se ** 2)
-    if len(ps) < 4:
+    if not cohorts:
         return None
-    drift = float(np.var(ps, ddof=1) - np.mean(variances))
-    if drift <= 0:
+    months = _months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
+    y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    for k, key in enumerate(months):
+        if key in cohorts:
+            data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
+            y[k], v[k] = empirical_logit(data.converted.size, conversion_exposure(data, cdf))
+    return local_level(y, v)
+
+
+def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date | None = None) -> Level | None:
+    """The drifting lead flow of the whole: a local level of log daily arrivals per month
+    (seasonality divided out when it is fitted), over the last :data:`DRIFT_MONTHS` months
+    from ``since`` on, and never the first month, which the history's start likely cuts.
+    None with fewer than 3 months."""
+    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    if not first:
         return None
-    p = float(np.mean(ps))
-    return max(p * (1 - p) / drift - 1.0, 2.0)
+    counts: dict = {}
+    for e in first:
+        counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    season = seasonality(first, as_of)
+    months = [m for m in _months_until(min(first), as_of)[1:] if since is None or m >= (since.year, since.month)]
+    months = months[-DRIFT_MONTHS:]
+    y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    for k, (yr, mo) in enumerate(months):
+        n = counts.get((yr, mo), 0)
+        days = as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
+        if n > 0:
+            y[k], v[k] = math.log(n / days / season.get(mo, 1.0)), 1.0 / n
+    level = local_level(y, v)
+    if level is not None:
+        cal.notes.append(f"all segments: {level.months} months of arrivals; latest level "
+                         f"{math.exp(level.m) * AVG_MONTH_DAYS:.1f} a month, drift sd {math.sqrt(level.q):.3f} "
+                         f"a month (log)")
+    return level
+
+
+CLOSING_QUARTERS = 4
+"""Whole quarters of wins (the latest before the as-of date) that measure quarter-end bunching."""
+WINDOWS = (5, 10, 15, 20, 30)
+
+
+def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
+    """Quarter-end bunching of wins, as the format's ``closing`` (None when there is none).
+
+    From the last :data:`CLOSING_QUARTERS` whole quarters of wins (quarters that start on
+    or after the month of the first win and end by ``as_of``): the daily win rate of each
+    month of the quarter against the quarters' average b. When a chi-square test rejects an
+    even spread (p < 0.01) and the third month is the busiest, months 1 and 2 slip with
+    1 - rate_k / b, and the window is the one of :data:`WINDOWS` under which the daily wins
+    of the third months are most likely (Poisson).
+    """
+    from scipy import stats
+
+    wins = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
+    if not wins:
+        return None
+    quarters = []
+    y, q = wins[0].year, (wins[0].month - 1) // 3
+    if wins[0].month - 1 != 3 * q:  # the first win's quarter is cut by the history
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    while True:
+        first = date(y, 3 * q + 1, 1)
+        last = (date(y + 1, 1, 1) if q == 3 else date(y, 3 * q + 4, 1)) - timedelta(days=1)
+        if last > as_of:
+            break
+        quarters.append((first, last))
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    quarters = quarters[-CLOSING_QUARTERS:]
+    if not quarters:
+        cal.notes.append("closing: no whole quarter of wins yet: quarter-end bunching not measured")
+        return None
+    counts, days = np.zeros(3), np.zeros(3)
+    by_day_before_end = np.zeros(31)
+    for first, last in quarters:
+        for k in range(3):
+            m0 = date(first.year, first.month + k, 1)
+            days[k] += days_in_month(m0)
+        for w in wins:
+            if first <= w <= last:
+                counts[(w.month - 1) % 3] += 1
+                if (w.month - 1) % 3 == 2:
+                    by_day_before_end[min((last - w).days, 30)] += 1
+    total = counts.sum()
+    if total < 60:
+        return None
+    b = total / days.sum()
+    p_value = stats.chisquare(counts, days / days.sum() * total).pvalue
+    note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "
+            f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))} (chi-square p = {p_value:.2g})")
+    rate = counts / days
+    if p_value >= 0.01 or rate[2] <= rate.max() - 1e-12:
+        cal.notes.append(note + ": no quarter-end bunching")
+        return None
+    slip = {k + 1: round(float(max(0.0, 1 - rate[k] / b)), 4) for k in range(2)}
+    extra = sum(slip[k + 1] * b * days[k] for k in range(2))  # slipped wins landing in third months
+    best = None
+    for w in WINDOWS:  # third-month wins by days before the quarter's end (day 31 and on pooled)
+        mean = np.array([len(quarters) * b + (extra / w if j < w else 0.0) for j in range(31)])
+        ll = float(np.sum(by_day_before_end * np.log(mean) - mean))
+        if best is None or ll > best[0]:
+            best = (ll, w)
+    cal.notes.append(note + f": months 1 and 2 slip {slip[1]:.2f} and {slip[2]:.2f} into the last "
+                            f"{best[1]} days")
+    return {"slip": slip, "window_days": best[1]}
 
 
 PIPELINE_COLUMNS = ("deal_id", "segment", "stage", "entered_stage", "amount")
@@ -303,27 +465,35 @@ def _rounded(entry: dict) -> dict:
     return {k: {kk: (round(v, 6) if isinstance(v, float) else v) for kk, v in q.items()} for k, q in entry.items()}
 
 
-def _lead_rate(deals: list[Deal], as_of: date, cal: Calibration, seg: str) -> dict:
-    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
-    span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1))
+def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibration, seg: str,
+               level: Level | None, ahead: float) -> dict:
+    """A segment's arrivals: its share of the whole's latest level (the level's uncertainty
+    is the shared ``shocks.leads``), or, without a level, its own recent rate."""
+    def recent(ds):
+        first = [d.entered[0] for d in ds if d.entered[0] is not None and d.entered[0] <= as_of]
+        span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1))
+        return first, span_start, sum(1 for e in first if e >= span_start)
+
+    first, span_start, count = recent(deals)
+    _, _, total = recent(everyone)
     days = (as_of - span_start).days + 1
-    count = sum(1 for e in first if e >= span_start)
-    per_month = max(count, 0.5) / days * AVG_MONTH_DAYS
-    cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {per_month:.1f} a month")
     if count < 10:
         cal.warnings.append(f"{seg}: only {count} new deals in the last {days} days: the lead rate is uncertain")
-    cv = 1 / math.sqrt(max(count, 1))  # what the count alone says about the rate
-    monthly = {}
-    for e in first:  # whole months before the as-of date: how much the rate moves from month to month
-        if (e.year, e.month) < (as_of.year, as_of.month) and (as_of - e).days < 366:
-            monthly[(e.year, e.month)] = monthly.get((e.year, e.month), 0) + 1
-    if len(monthly) >= 4:
-        counts = np.array(list(monthly.values()), dtype=float)
-        extra = counts.var(ddof=1) / counts.mean() ** 2 - 1 / counts.mean()
-        if extra > cv ** 2:
-            cv = math.sqrt(extra)
-            cal.notes.append(f"{seg}: monthly arrivals vary beyond counting noise: cv {cv:.2f}")
-    leads = {"per_month": {"dist": "gamma", "mean": round(per_month, 4), "cv": round(cv, 4)}}
+    if level is not None:
+        share = max(count, 0.5) / max(total, 1)
+        mean = share * math.exp(level.m + level.variance(ahead) / 2) * AVG_MONTH_DAYS
+        cv = math.sqrt(max(1 - share, 0.0) / max(count, 0.5))  # what the counts say about the share
+        cal.notes.append(f"{seg}: {count} of the {total} deals entered in the {days} days before {as_of} "
+                         f"(share {share:.3f}): {mean:.1f} a month")
+    else:
+        mean = max(count, 0.5) / days * AVG_MONTH_DAYS
+        cv = 1 / math.sqrt(max(count, 1))
+        cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {mean:.1f} a month")
+    leads = {"per_month": {"dist": "gamma", "mean": round(mean, 4), "cv": round(max(cv, 1e-3), 4)}}
+    if level is not None and level.r > 0:
+        # months vary around the level beyond counting noise: daily negative-binomial
+        # arrivals with d = r * days a month give a month's count the variance m + r m^2
+        leads["dispersion"] = round(level.r * AVG_MONTH_DAYS, 4)
     season = seasonality(first, as_of)
     if season:
         leads["seasonality"] = season

@@ -16,8 +16,13 @@ lost deals stay open for ever: 1 - G = 1, a cure model.
 
 :func:`fit_stage` maximises the likelihood for each family of ``days`` (and of
 ``days_lost``) among lognormal, gamma, Weibull and exponential, and keeps the pair with
-the lowest AIC. The conversion's uncertainty becomes a beta with the estimate's mean and a
-concentration matching its standard error (from the observed information).
+the lowest AIC (the conversion's standard error comes from the observed information).
+
+A family can be wrong where it matters most, at young ages: Maven's deals close either
+within two weeks or after two to four months, which no single family fits. So counts of
+conversions are turned into rates without one: :func:`conversion_cdf` estimates the time
+to convert nonparametrically (Aalen-Johansen), and :func:`conversion_exposure` weighs each
+deal by the chance that its conversion, if any, would already show.
 """
 from __future__ import annotations
 
@@ -62,13 +67,6 @@ class StageFit:
     counts: dict = field(default_factory=dict)
     families: tuple = ()
     theta: np.ndarray | None = None  # the optimiser's parameters: logit p, then the families' (log scale)
-
-    def convert_beta(self) -> dict:
-        """``{dist: beta, mean, concentration}`` with the estimate's mean and standard error."""
-        p = min(max(self.p, 1e-6), 1 - 1e-6)
-        var = max(self.p_se ** 2, 1e-12)
-        concentration = max(p * (1 - p) / var - 1.0, 1.0)
-        return {"dist": "beta", "mean": round(p, 6), "concentration": round(concentration, 3)}
 
 
 def _cdf(family: str, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -188,37 +186,40 @@ def fit_stage(data: StageData, families=FAMILIES) -> StageFit:
                             "open": int(data.open_ages.size)}, families=(wf, lf), theta=x)
 
 
-def fit_conversion(data: StageData, fit: StageFit) -> tuple[float, float]:
-    """The conversion alone (times held at ``fit``'s), by maximum likelihood: (p, its se)."""
-    from scipy.optimize import minimize_scalar
+def conversion_cdf(data: StageData) -> np.ndarray:
+    """The time to convert among converting deals, without assuming a family.
 
-    wf, lf = fit.families
-    tallies = (_tally(data.converted), _tally(data.lost), _tally(data.open_ages))
+    The Aalen-Johansen estimate of the cumulative incidence of conversion (losses compete,
+    open deals are censored), divided by its final value: ``F[k]`` is the probability that
+    a deal that converts does so on day k or before. A deal open at age a has come through
+    days 0..a. Shape (T + 1,), T the longest duration or age seen.
+    """
+    conv = data.converted.astype(np.int64)
+    lost = data.lost.astype(np.int64) if data.lost_observed else np.zeros(0, dtype=np.int64)
+    ages = data.open_ages.astype(np.int64)
+    T = int(max(conv.max(initial=0), lost.max(initial=0), ages.max(initial=0)))
+    c = np.bincount(conv, minlength=T + 1)
+    lo = np.bincount(lost, minlength=T + 1)
+    leaving = c + lo + np.bincount(ages, minlength=T + 1)  # at risk on day t: events on t or later, ages >= t
+    at_risk = np.cumsum(leaving[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h_c = np.where(at_risk > 0, c / at_risk, 0.0)
+        h_l = np.where(at_risk > 0, lo / at_risk, 0.0)
+    surv = np.concatenate([[1.0], np.cumprod(1 - h_c - h_l)[:-1]])  # open at the start of day t
+    cif = np.cumsum(surv * h_c)
+    return cif / cif[-1] if cif[-1] > 0 else np.ones(T + 1)
 
-    def nll(logit):
-        x = fit.theta.copy()
-        x[0] = logit
-        v = -_loglik(data, wf, lf, x, tallies)
-        return v if math.isfinite(v) else 1e300
 
-    res = minimize_scalar(nll, bounds=(-12, 12), method="bounded")
-    p = 1 / (1 + math.exp(-res.x))
-    h = 1e-3
-    curv = (nll(res.x + h) - 2 * res.fun + nll(res.x - h)) / h ** 2
-    se = p * (1 - p) / math.sqrt(curv) if curv > 0 else float("inf")
-    return p, se
-
-
-def conversion_exposure(data: StageData, fit: StageFit) -> float:
-    """Expected share-weighted count of the deals whose conversion would already show.
+def conversion_exposure(data: StageData, cdf: np.ndarray) -> float:
+    """How many deals' conversions could already show, counting each by its chance.
 
     A deal of age a (whole days) that converts is seen converted by the as-of date with
-    probability F(a + 1), F the CDF of ``fit``'s ``days``; so the conversions observed have
-    mean p * sum F(a_i + 1) over every deal that entered, whatever the losses. That sum is
-    the exposure: conversions / exposure estimates p without counting open deals as lost,
-    and it equals the number of deals when none is still open. Needs ``data.ages``.
+    probability F(a) (``cdf``, from :func:`conversion_cdf`; 1 beyond its end); so the
+    conversions observed have mean p * sum F(a_i) over every deal that entered, whatever
+    the losses. That sum is the exposure: conversions / exposure estimates p without
+    counting open deals as lost, and it equals the number of deals when none is still
+    open. Needs ``data.ages``.
     """
     if data.ages is None:
         raise ValueError("conversion_exposure needs the ages of every deal (StageData.ages)")
-    wf = fit.families[0]
-    return float(np.sum(_cdf(wf, fit.theta[1:1 + _NPARAMS[wf]], data.ages + 1.0)))
+    return float(np.sum(cdf[np.minimum(data.ages.astype(np.int64), cdf.size - 1)]))

@@ -42,8 +42,6 @@ def test_conversion_and_times_are_recovered_with_censoring():
                  "weibull": lambda q: q["scale"] * math.gamma(1 + 1 / q["shape"]),
                  "exponential": lambda q: q["mean"]}[lost_family](lost_params)
     assert mean_lost == pytest.approx(12.0, rel=0.1)
-    beta = fit.convert_beta()
-    assert beta["mean"] == pytest.approx(fit.p) and beta["concentration"] > 100
 
 
 def test_a_cure_model_when_losses_are_never_recorded():
@@ -60,16 +58,20 @@ def test_a_cure_model_when_losses_are_never_recorded():
 @pytest.mark.parametrize("lost_observed", [True, False])
 def test_conversion_exposure_estimates_p_without_counting_open_deals_as_lost(lost_observed):
     """A thin segment's conversions over its exposure (times known from a pooled fit)."""
-    from forecaster.fitting import conversion_exposure
+    from scipy import stats
+
+    from forecaster.fitting import conversion_cdf, conversion_exposure
 
     rng = np.random.default_rng(11)
     won = lambda n: rng.lognormal(math.log(20), 0.7, n)  # noqa: E731
     lost = (lambda n: rng.exponential(10, n)) if lost_observed else (lambda n: np.full(n, np.inf))
-    pooled = fit_stage(synthetic(rng, 20000, 0.1, won, lost, horizon=200, lost_observed=lost_observed))
+    cdf = conversion_cdf(synthetic(rng, 20000, 0.1, won, lost, horizon=200, lost_observed=lost_observed))
+    truth = stats.lognorm(0.7, scale=20).cdf(np.arange(cdf.size) + 1.0)  # converted on day k: time < k + 1
+    assert np.max(np.abs(cdf - truth)) < 0.03  # no family assumed, and still the right law
     estimates = []
     for _ in range(200):  # many thin samples, half their deals entered in the last 30 days
         data = synthetic(rng, 120, 0.1, won, lost, horizon=60, lost_observed=lost_observed)
-        estimates.append(data.converted.size / conversion_exposure(data, pooled))
+        estimates.append(data.converted.size / conversion_exposure(data, cdf))
     se = np.std(estimates, ddof=1) / math.sqrt(len(estimates))
     assert abs(np.mean(estimates) - 0.1) < 4 * se + 0.004, (np.mean(estimates), se)
     data = synthetic(rng, 5000, 0.1, won, lost, horizon=60, lost_observed=lost_observed)
@@ -184,31 +186,75 @@ def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
         backtest(deals, ["lead", "proposal"], [date(2026, 6, 15)])
 
 
-def test_conversion_drift_widens_the_beta_only_when_cohorts_move():
+def _drifting_history(rng, p_of_month, leads_of_month, months=12, slip=None):
+    """One stage entered daily; each deal won (with p of its entry month) or lost after an
+    exponential time, mean 6 days. ``slip``: month of the quarter -> chance that a win due
+    then moves to a uniform day of the quarter's last 10 days."""
     from datetime import date, timedelta
 
-    from forecaster.calibrate import Deal, conversion_drift, stage_data
+    from forecaster.calibrate import Deal
 
-    def history(rng, p_of_month):
-        deals = []
-        for month in range(1, 13):
-            for k in range(400):
-                entered = date(2025, month, 1) + timedelta(days=int(rng.integers(0, 28)))
-                won = rng.random() < p_of_month(month)
-                closed = entered + timedelta(days=int(rng.exponential(6)))
-                deals.append(Deal(f"{month}-{k}", "all", [entered], "won" if won else "lost", closed, 1.0))
-        return deals
+    deals, start = [], date(2025, 1, 1)
+    for month in range(months):
+        first = date(2025 + month // 12, month % 12 + 1, 1)
+        days = ((date(first.year + (first.month == 12), first.month % 12 + 1, 1)) - first).days
+        for k in range(rng.poisson(leads_of_month(month))):
+            entered = first + timedelta(days=int(rng.integers(0, days)))
+            won = rng.random() < p_of_month(month)
+            closed = entered + timedelta(days=int(rng.exponential(6)))
+            if won and slip and rng.random() < slip.get((closed.month - 1) % 3 + 1, 0.0):
+                q_end = date(closed.year + (closed.month > 9), (3 * ((closed.month - 1) // 3) + 3) % 12 + 1, 1)
+                closed = max(closed, q_end - timedelta(days=int(rng.integers(1, 11))))
+            deals.append(Deal(f"{month}-{k}", "all", [entered], "won" if won else "lost", closed, 1.0))
+    assert start.day == 1
+    return deals
 
-    as_of = date(2026, 3, 31)  # every cohort resolved
-    rng = np.random.default_rng(4)
-    for p_of_month, moves in ((lambda m: 0.3 if m % 2 else 0.6, True), (lambda m: 0.45, False)):
-        deals = history(rng, p_of_month)
-        fit = fit_stage(stage_data(deals, 0, 1, as_of, True))
-        kappa = conversion_drift(deals, 0, 1, as_of, True, fit)
-        if moves:  # p alternates 0.3 / 0.6: sd 0.15 about 0.45, so kappa = 0.2475 / 0.0225 - 1 ~ 10
-            assert kappa is not None and 6 < kappa < 16, kappa
-        else:
-            assert kappa is None or kappa > 300, kappa
+
+def _convert_interval(cal, stage="x"):
+    """Median and 80% interval of the calibrated conversion (its beta mean moved by the shock)."""
+    from forecaster.drift import expit, logit
+
+    mean = cal.scenario["segments"]["all"]["funnel"][stage]["convert"]["mean"]
+    sd = cal.scenario.get("shocks", {}).get("convert", {}).get(stage, 0.0)
+    return mean, expit(logit(mean) - 1.2816 * sd), expit(logit(mean) + 1.2816 * sd)
+
+
+def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_not():
+    from datetime import date
+
+    from forecaster.calibrate import calibrate
+
+    as_of = date(2025, 12, 31)
+    jump = _drifting_history(np.random.default_rng(3), lambda m: 0.2 if m < 8 else 0.45, lambda m: 400)
+    cal = calibrate(jump, ["x"], as_of)
+    mean, lo, hi = _convert_interval(cal)
+    assert lo <= 0.45 <= hi and abs(mean - 0.45) < 0.06  # the latest level, not the year's ~0.28
+    steady = _drifting_history(np.random.default_rng(4), lambda m: 0.3, lambda m: 400)
+    cal = calibrate(steady, ["x"], as_of)
+    mean, lo, hi = _convert_interval(cal)
+    assert abs(mean - 0.3) < 0.02 and lo <= 0.3 <= hi
+    assert hi - lo < 0.2  # no drift: only the chance of a jump (1 in 24 months) widens it
+    # arrivals: a steady flow is read as such, a doubled one is followed
+    rate = cal.scenario["segments"]["all"]["leads"]["per_month"]["mean"]
+    assert rate == pytest.approx(400 / 31 * 30.4375, rel=0.1) and cal.scenario["shocks"]["leads"] < 0.3
+    doubled = _drifting_history(np.random.default_rng(5), lambda m: 0.3, lambda m: 400 if m < 9 else 800)
+    rate = calibrate(doubled, ["x"], as_of).scenario["segments"]["all"]["leads"]["per_month"]["mean"]
+    assert rate == pytest.approx(800 / 31 * 30.4375, rel=0.2)
+
+
+def test_quarter_end_bunching_is_recovered_from_wins():
+    from datetime import date
+
+    from forecaster.calibrate import calibrate
+
+    deals = _drifting_history(np.random.default_rng(6), lambda m: 0.6, lambda m: 600, months=15,
+                              slip={1: 0.4})
+    cal = calibrate(deals, ["x"], date(2026, 3, 31))
+    closing = cal.scenario["closing"]
+    assert closing["slip"][1] == pytest.approx(0.4, abs=0.06) and closing["slip"][2] < 0.06
+    assert closing["window_days"] == 10
+    steady = _drifting_history(np.random.default_rng(7), lambda m: 0.6, lambda m: 600, months=15)
+    assert "closing" not in calibrate(steady, ["x"], date(2026, 3, 31)).scenario
 
 
 def test_seasonality_needs_two_years_and_finds_the_peak():
