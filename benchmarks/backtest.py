@@ -36,19 +36,34 @@ def main(folder: Path) -> None:
              "calibrates on what was known then (`forecaster calibrate`), forecasts with 4,000 trials and is scored "
              "against the deals actually won. Coverage is the share of months (or horizon totals) whose actual value "
              "fell inside the interval; CRPS and bias are averages (lower CRPS is better).", ""]
+    no_amounts = {"olist (2 months ahead)": "Olist records no deal amounts, so revenue would only repeat won deals."}
     for name, result in runs.items():
         cut = ", ".join(c["cutoff"] for c in result["cutoffs"])
-        lines += [f"## {name}", "", f"Cutoffs: {cut}.", "",
-                  "| metric | method | P10–P90 coverage, month / total | P5–P95, month | CRPS month | CRPS total | bias month |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"## {name}", "", f"Cutoffs: {cut}. {no_amounts.get(name, '')}".rstrip(), "",
+                  "| metric | method | P10–P90 coverage, month / total | P5–P95, month | CRPS month | CRPS month, "
+                  "where the naive has data | CRPS total | bias month |",
+                  "|---|---|---|---|---|---|---|---|"]
         for metric, avg in result["average"].items():
+            if metric == "revenue" and name in no_amounts:
+                continue
             f, n, w = avg["forecaster"], avg["seasonal_naive"], avg["weighted_pipeline"]
+            fair = f"({n['months_naive_has_data']} months)"
             lines.append(f"| {metric} | forecaster | {f['coverage_p10_p90_month']:.0%} / {f['coverage_p10_p90_total']:.0%} | "
-                         f"{f['coverage_p5_p95_month']:.0%} | {f['crps_month']:,.1f} | {f['crps_total']:,.1f} | "
+                         f"{f['coverage_p5_p95_month']:.0%} | {f['crps_month']:,.1f} | "
+                         f"{f['crps_month_naive_has_data']:,.1f} {fair} | {f['crps_total']:,.1f} | "
                          f"{f['bias_month']:+,.1f} |")
-            lines.append(f"| {metric} | seasonal naive | – | – | {n['crps_month']:,.1f} | {n['crps_total']:,.1f} | "
+            lines.append(f"| {metric} | seasonal naive | – | – | {n['crps_month']:,.1f} | "
+                         f"{n['crps_month_naive_has_data']:,.1f} {fair} | {n['crps_total']:,.1f} | "
                          f"{n['bias_month']:+,.1f} |")
-            lines.append(f"| {metric} | weighted pipeline | – | – | – | {w['crps_total']:,.1f} | – |")
+            lines.append(f"| {metric} | weighted pipeline | – | – | – | – | {w['crps_total']:,.1f} | – |")
+        lines += ["", "Won deals month by month: the forecast's P10 / P50 / P90, what happened, and the seasonal "
+                  "naive forecast.", "", "| cutoff | month | P10 | P50 | P90 | actual | inside P10–P90 | naive |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in result["cutoffs"]:
+            won = c["metrics"]["won_deals"]
+            for month, f, n in zip(c["months"], won["forecaster"]["by_month"], won["seasonal_naive"]["by_month"]):
+                lines.append(f"| {c['cutoff']} | {month[:7]} | {f['p10']:,.0f} | {f['p50']:,.0f} | {f['p90']:,.0f} | "
+                             f"{f['actual']:,.0f} | {'yes' if f['in_p10_p90'] else 'no'} | {n['forecast']:,.0f} |")
         lines.append("")
     (HERE / "BACKTEST.md").write_text("\n".join(lines))
     (HERE / "backtest.json").write_text(json.dumps(runs, indent=2) + "\n")

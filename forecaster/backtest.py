@@ -13,7 +13,9 @@ alike). Scores, per metric (won deals, revenue), per month and for the horizon's
 Baselines scored the same way (as point forecasts): the **weighted pipeline** that CRMs
 show (each deal open on T times the historical win rate of its stage, at its value; the
 whole amount counted in the horizon) and a **seasonal naive** forecast (each month as the
-same month of the previous quarter).
+same month of the previous quarter). Where that month precedes the history's first win the
+naive forecast is 0 through no fault of its own, so its CRPS is also averaged over the
+months it could see (``crps_month_naive_has_data``), beside forecaster's on the same months.
 """
 from __future__ import annotations
 
@@ -102,6 +104,8 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     import forecaster as fc
 
     results = []
+    won_dates = [d.closed for d in deals if d.outcome == "won" and d.closed is not None]
+    first_win = month_start(min(won_dates)) if won_dates else date.max
     for cutoff in cutoffs:
         first = cutoff + timedelta(days=1)
         if first.day != 1:
@@ -125,7 +129,9 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             item["metrics"][metric] = {
                 "forecaster": {"by_month": [score(per_trial[:, k], y[k]) for k in range(months)],
                                "total": score(per_trial.sum(axis=1), sum(y))},
-                "seasonal_naive": {"by_month": [point_score(previous[metric][k], y[k]) for k in range(months)],
+                "seasonal_naive": {"by_month": [{**point_score(previous[metric][k], y[k]),
+                                                 "has_data": add_months(month_list[k], -3) >= first_win}
+                                                for k in range(months)],
                                    "total": point_score(sum(previous[metric]), sum(y))},
                 "weighted_pipeline": {"total": point_score(pipeline[metric], sum(y))}}
         results.append(item)
@@ -143,16 +149,20 @@ def average(results: list[dict]) -> dict:
         n_month = [s for r in results for s in r["metrics"][metric]["seasonal_naive"]["by_month"]]
         n_total = [r["metrics"][metric]["seasonal_naive"]["total"] for r in results]
         w_total = [r["metrics"][metric]["weighted_pipeline"]["total"] for r in results]
-        mean = lambda xs, k: float(np.mean([x[k] for x in xs]))  # noqa: E731
+        mean = lambda xs, k: float(np.mean([x[k] for x in xs])) if xs else float("nan")  # noqa: E731
+        fair = [i for i, x in enumerate(n_month) if x.get("has_data", True)]  # months the naive could see
+        f_fair, n_fair = [f_month[i] for i in fair], [n_month[i] for i in fair]
         out[metric] = {
             "forecaster": {"coverage_p10_p90_month": mean(f_month, "in_p10_p90"),
                            "coverage_p5_p95_month": mean(f_month, "in_p5_p95"),
                            "coverage_p10_p90_total": mean(f_total, "in_p10_p90"),
                            "crps_month": mean(f_month, "crps"), "crps_total": mean(f_total, "crps"),
+                           "crps_month_naive_has_data": mean(f_fair, "crps"),
                            "pinball_month": {p: float(np.mean([x["pinball"][p] for x in f_month]))
                                              for p in ("p10", "p50", "p90")},
                            "bias_month": mean(f_month, "bias"), "bias_total": mean(f_total, "bias")},
             "seasonal_naive": {"crps_month": mean(n_month, "crps"), "crps_total": mean(n_total, "crps"),
+                               "crps_month_naive_has_data": mean(n_fair, "crps"), "months_naive_has_data": len(fair),
                                "bias_month": mean(n_month, "bias")},
             "weighted_pipeline": {"crps_total": mean(w_total, "crps"), "bias_total": mean(w_total, "bias")}}
     return out

@@ -230,13 +230,15 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
         fmt = _count if metric == "won_deals" else _money
         f, naive, pipe = avg["forecaster"], avg["seasonal_naive"], avg["weighted_pipeline"]
         table = Table(title=f"{metric}: averages over cutoffs", title_justify="left", show_edge=False, pad_edge=False)
+        fair = f"CRPS month, where the naive has data ({naive['months_naive_has_data']})"
         for col, just in (("method", "left"), ("P10–P90 coverage (month / total)", "right"), ("P5–P95 (month)", "right"),
-                          ("CRPS month", "right"), ("CRPS total", "right"), ("bias month", "right")):
+                          ("CRPS month", "right"), (fair, "right"), ("CRPS total", "right"), ("bias month", "right")):
             table.add_column(col, justify=just)
         table.add_row("forecaster", f"{f['coverage_p10_p90_month']:.0%} / {f['coverage_p10_p90_total']:.0%}",
-                      f"{f['coverage_p5_p95_month']:.0%}", fmt(f["crps_month"]), fmt(f["crps_total"]),
-                      _signed(fmt, f["bias_month"]))
+                      f"{f['coverage_p5_p95_month']:.0%}", fmt(f["crps_month"]), fmt(f["crps_month_naive_has_data"]),
+                      fmt(f["crps_total"]), _signed(fmt, f["bias_month"]))
         table.add_row("seasonal naive (same month last quarter)", "-", "-", fmt(naive["crps_month"]),
-                      fmt(naive["crps_total"]), _signed(fmt, naive["bias_month"]))
-        table.add_row("weighted pipeline (CRM)", "-", "-", "-", fmt(pipe["crps_total"]), "-")
+                      fmt(naive["crps_month_naive_has_data"]), fmt(naive["crps_total"]),
+                      _signed(fmt, naive["bias_month"]))
+        table.add_row("weighted pipeline (CRM)", "-", "-", "-", "-", fmt(pipe["crps_total"]), "-")
         console.print(table)

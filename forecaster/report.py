@@ -216,11 +216,13 @@ def render_backtest(result: dict, when: str) -> str:
         fmt = (lambda v: f"{v:,.1f}") if metric == "won_deals" else money
         f, naive = avg["forecaster"], avg["seasonal_naive"]
         body.append(f"<h2>{esc(metric)}</h2>")
-        body.append(_table(["", "P10–P90 coverage (months)", "P5–P95", "CRPS month", "CRPS total"],
+        body.append(_table(["", "P10–P90 coverage (months)", "P5–P95", "CRPS month",
+                            f"CRPS month, where the naive has data ({naive['months_naive_has_data']})", "CRPS total"],
                            [["forecaster", f"{f['coverage_p10_p90_month']:.0%}", f"{f['coverage_p5_p95_month']:.0%}",
-                             fmt(f["crps_month"]), fmt(f["crps_total"])],
-                            ["seasonal naive", "–", "–", fmt(naive["crps_month"]), fmt(naive["crps_total"])],
-                            ["weighted pipeline", "–", "–", "–", fmt(avg["weighted_pipeline"]["crps_total"])]]))
+                             fmt(f["crps_month"]), fmt(f["crps_month_naive_has_data"]), fmt(f["crps_total"])],
+                            ["seasonal naive", "–", "–", fmt(naive["crps_month"]), fmt(naive["crps_month_naive_has_data"]),
+                             fmt(naive["crps_total"])],
+                            ["weighted pipeline", "–", "–", "–", "–", fmt(avg["weighted_pipeline"]["crps_total"])]]))
         rows = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
                 for c in result["cutoffs"] for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
         body.append(interval_chart(rows, f"{metric}: P10–P90 per forecast month, with the actual"))

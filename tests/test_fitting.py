@@ -182,6 +182,11 @@ def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     avg = result["average"]["won_deals"]["forecaster"]
     # a stationary process calibrated on itself: the intervals are not far off (4 months scored)
     assert avg["coverage_p5_p95_month"] >= 0.5
+    assert result["average"]["won_deals"]["seasonal_naive"]["months_naive_has_data"] == 4
+    early = backtest(deals, ["lead", "proposal"], [date(2026, 2, 28)], months=2, trials=200)
+    naive = early["cutoffs"][0]["metrics"]["won_deals"]["seasonal_naive"]["by_month"]
+    assert [m["has_data"] for m in naive] == [False, True]  # March looks back to December 2025: no history
+    assert early["average"]["won_deals"]["seasonal_naive"]["months_naive_has_data"] == 1
     with pytest.raises(ValueError, match="last day of a month"):
         backtest(deals, ["lead", "proposal"], [date(2026, 6, 15)])
 
