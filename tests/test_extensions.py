@@ -11,7 +11,7 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 
 import forecaster as fc
-from conftest import D, within
+from conftest import D, SCENARIOS, within
 from forecaster.errors import ScenarioError
 
 
@@ -164,3 +164,9 @@ def test_bad_extensions_name_their_key(make, extra, path, words):
         """ + extra + "\n")
     text = str(err.value)
     assert path in text and words in text, text
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.yaml")))
+def test_every_example_scenario_runs(name):
+    ds = fc.simulate(fc.load_scenario(SCENARIOS / name), trials=300, seed=1)
+    assert float(ds["won_deals"].sum("period").mean()) > 0
