@@ -141,8 +141,16 @@ def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_
     assert rate["mean"] == pytest.approx(6 * 30.4375, rel=0.1)
     thin = sc.segments["thin"].funnel["proposal"].convert  # shrunk toward the pooled rate
     assert 0.25 < thin["mean"] < 0.55
+    assert sc.end.isoformat() == "2027-01-31"  # the default horizon: three whole months
     ds = fc.simulate(sc, trials=300)
     assert float(ds["won_deals"].sum("period").mean()) > 0
+    for horizon, end in (("45", "2026-12-15"), ("45d", "2026-12-15"), ("1m", "2026-11-30")):
+        res = CliRunner().invoke(main, ["calibrate", str(path), "--stages", "lead,proposal", "--as-of", "2026-10-31",
+                                        "-o", str(out), "--horizon", horizon])
+        assert res.exit_code == 0 and fc.load_scenario(out).end.isoformat() == end, (horizon, res.output)
+    res = CliRunner().invoke(main, ["calibrate", str(path), "--stages", "lead,proposal", "--as-of", "2026-10-31",
+                                    "-o", str(out), "--horizon", "0m"])
+    assert res.exit_code == 2 and "expected days (90 or 90d) or months (3m)" in res.output
 
 
 # --- backtest -----------------------------------------------------------------------------

@@ -9,6 +9,16 @@ import click
 from . import main
 
 
+def _horizon(ctx, param, value):
+    """``90`` or ``90d`` (days) or ``3m`` (whole calendar months after the as-of date)."""
+    text = str(value).strip().lower()
+    unit = text[-1] if text[-1:] in ("d", "m") else "d"
+    number = text[:-1] if text[-1:] in ("d", "m") else text
+    if not number.isdigit() or int(number) < 1:
+        raise click.BadParameter(f"expected days (90 or 90d) or months (3m), at least 1; got {value!r}")
+    return int(number), unit
+
+
 def _as_of(ctx, param, value):
     try:
         return date.fromisoformat(value)
@@ -27,7 +37,8 @@ def _as_of(ctx, param, value):
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
 @click.option("--column", "mapping", multiple=True, metavar="NAME=SOURCE",
               help="Map one of deal_id, outcome, closed, amount, segment or a stage to the file's column.")
-@click.option("--horizon", default=90, show_default=True, type=click.IntRange(min=1), help="Days to forecast.")
+@click.option("--horizon", default="3m", show_default=True, callback=_horizon,
+              help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m).")
 def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, horizon):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
@@ -49,12 +60,18 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     from ..outputs import _Staged, prepare_folder
 
     name = output.stem
+    count, unit = horizon
+    if unit == "m":  # to the end of the count-th month after as_of's month
+        from ..backtest import add_months
+        horizon_days = (add_months(as_of.replace(day=1), count + 1) - as_of).days - 1
+    else:
+        horizon_days = count
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        cal = calibrate(deals, stage_list, as_of, horizon_days=horizon, name=name, lost_observed=lost_observed,
+        cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                         pipeline_file=f"{name}-pipeline.csv")
     except ValueError as exc:
         raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
