@@ -208,54 +208,33 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     segments = sorted({d.segment for d in deals})
     cal = Calibration(scenario={}, pipeline=[])
     ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
-    shocks: dict = {"convert": {}}
     since = steady_start(deals, as_of)
     if since is not None:
         cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
                          "ramp-up, below half the median month's arrivals)")
-    pooled, cdfs, centre, p_all = [], [], [], []
-    for s in range(S):
-        data = stage_data(deals, s, S, as_of, lost_observed)
-        fit = fit_stage(data)
-        pooled.append(fit)
-        cdfs.append(conversion_cdf(data))
-        exposure = conversion_exposure(data, cdfs[s])
-        p_all.append(data.converted.size / max(exposure, 1e-9))
-        cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC); "
-                         f"{data.converted.size} conversions over an exposure of {exposure:.1f} deals "
-                         f"-> p = {p_all[s]:.4f}")
-        level = conversion_level(deals, s, S, as_of, lost_observed, cdfs[s], since)
-        if level is None:
-            centre.append(logit(p_all[s]))
-            cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
-            continue
-        sd = math.sqrt(level.variance(ahead))
-        centre.append(level.m)
-        shocks["convert"][stages[s]] = round(sd, 4)
-        cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
-                         f"p = {expit(level.m):.4f}, drift sd {math.sqrt(level.q):.3f} a month (log-odds); "
-                         f"shared shock sd {sd:.3f} for leads {ahead:.1f} months ahead")
+    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, ahead, cal) for s in range(S)]
+    shocks: dict = {"convert": {stages[s]: w.shock for s, w in enumerate(whole) if w.shock is not None}}
     lead_level = arrival_level(deals, as_of, cal, since)
     seg_docs = {}
     for seg in segments:
         mine = [d for d in deals if d.segment == seg]
         funnel = {}
         for s, stage in enumerate(stages):
-            data = stage_data(mine, s, S, as_of, lost_observed)
-            fit = pooled[s]
+            data, w = stage_data(mine, s, S, as_of, lost_observed), whole[s]
+            fit = w.fit
             if data.converted.size >= MIN_CONVERTED:
                 fit = fit_stage(data)
                 cal.notes.append(f"{seg}, {stage}: {_counts(fit)}; days {fit.days[0]}")
             else:
                 cal.warnings.append(f"{seg}, {stage}: only {data.converted.size} conversions by {as_of}: conversion "
-                                    f"shrunk toward the pooled {p_all[s]:.3f}, pooled times used")
+                                    f"shrunk toward the pooled {w.p:.3f}, pooled times used")
             # the segment's conversion relative to the whole, shrunk toward it: a beta prior worth
             # PRIOR_WEIGHT deals at the pooled rate, updated with the segment's conversions and
             # their exposure (open deals count only for the chance that a converting one would
             # already show: they are not lost); moved to the latest level of the whole
-            exposure = conversion_exposure(data, cdfs[s])
-            p_seg = (data.converted.size + PRIOR_WEIGHT * p_all[s]) / (exposure + PRIOR_WEIGHT)
-            mean = expit(centre[s] + logit(p_seg) - logit(p_all[s]))
+            exposure = conversion_exposure(data, w.cdf)
+            p_seg = (data.converted.size + PRIOR_WEIGHT * w.p) / (exposure + PRIOR_WEIGHT)
+            mean = expit(w.centre + logit(p_seg) - logit(w.p))
             entry = {"convert": {"dist": "beta", "mean": round(mean, 6),
                                  "concentration": round(exposure + PRIOR_WEIGHT, 3)},
                      "days": fit.days[1]}
@@ -289,6 +268,39 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     if cal.pipeline:
         cal.scenario["pipeline"] = {"file": pipeline_file}
     return cal
+
+
+@dataclass
+class WholeStage:
+    """A stage fitted on every segment at once: the times (``fit``), the nonparametric time
+    to convert (``cdf``), the conversion over the history (``p``), its latest level on the
+    log-odds scale (``centre``) and the shared shock's sd (None without a drift model)."""
+
+    fit: object
+    cdf: np.ndarray
+    p: float
+    centre: float
+    shock: float | None
+
+
+def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
+                 since: date | None, ahead: float, cal: Calibration) -> WholeStage:
+    data = stage_data(deals, s, len(stages), as_of, lost_observed)
+    fit = fit_stage(data)
+    cdf = conversion_cdf(data)
+    exposure = conversion_exposure(data, cdf)
+    p = data.converted.size / max(exposure, 1e-9)
+    cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC); "
+                     f"{data.converted.size} conversions over an exposure of {exposure:.1f} deals -> p = {p:.4f}")
+    level = conversion_level(deals, s, len(stages), as_of, lost_observed, cdf, since)
+    if level is None:
+        cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
+        return WholeStage(fit, cdf, p, logit(p), None)
+    sd = math.sqrt(level.variance(ahead))
+    cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
+                     f"p = {expit(level.m):.4f}, drift sd {math.sqrt(level.q):.3f} a month (log-odds); "
+                     f"shared shock sd {sd:.3f} for leads {ahead:.1f} months ahead")
+    return WholeStage(fit, cdf, p, level.m, round(sd, 4))
 
 
 def steady_start(deals: list[Deal], as_of: date) -> date | None:
