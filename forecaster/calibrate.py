@@ -23,7 +23,8 @@ on T. What is fitted, and how:
   cohorts' log-odds go through a local-level model (:mod:`forecaster.drift`) from the
   month the history is steady (:func:`steady_start`): its latest level is the
   conversion, and its uncertainty over the horizon (level, drift, jumps) becomes the
-  stage's ``shocks.convert``, shared by every segment.
+  stage's ``shocks.convert``, shared by every segment, sized for the horizon's mix of
+  expected wins from new leads (months ahead) and open deals (cohorts already seen).
 * **Segments** keep their conversion relative to the whole (on the log-odds scale),
   shrunk toward it by a beta prior worth :data:`PRIOR_WEIGHT` deals at the pooled rate;
   their beta's concentration is that prior plus their exposure.
@@ -212,8 +213,7 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     if since is not None:
         cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
                          "ramp-up, below half the median month's arrivals)")
-    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, ahead, cal) for s in range(S)]
-    shocks: dict = {"convert": {stages[s]: w.shock for s, w in enumerate(whole) if w.shock is not None}}
+    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, cal) for s in range(S)]
     lead_level = arrival_level(deals, as_of, cal, since)
     seg_docs = {}
     for seg in segments:
@@ -246,18 +246,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
         seg_docs[seg] = {"leads": _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead), "funnel": funnel,
                          "deal_value": _deal_value(mine, as_of, cal, seg)}
-    if lead_level is not None:
-        shocks["leads"] = round(math.sqrt(lead_level.variance(ahead)), 4)
     start = as_of + timedelta(days=1)
     cal.scenario = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
                     "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
                     "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
-    shocks = {k: v for k, v in shocks.items() if v}
-    if shocks:
-        cal.scenario["shocks"] = shocks
-    closing = quarter_end_closing(deals, as_of, cal)
-    if closing:
-        cal.scenario["closing"] = closing
     for d in deals:
         known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
         closed = d.closed is not None and d.closed <= as_of
@@ -267,24 +259,60 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                                  "entered_stage": e.isoformat(), "amount": ""})
     if cal.pipeline:
         cal.scenario["pipeline"] = {"file": pipeline_file}
+    shocks: dict = {}
+    if lead_level is not None:
+        shocks["leads"] = round(math.sqrt(lead_level.variance(ahead)), 4)
+    if any(w.level is not None for w in whole):
+        # one shock moves new leads (``ahead`` months from the last cohort) and open deals
+        # (from cohorts already seen: the level now) alike: sized for their mix of wins
+        new = _new_lead_share(cal)
+        months = new * ahead
+        cal.notes.append(f"all segments: {new:.0%} of the horizon's expected wins come from new leads, the rest from "
+                         f"the open pipeline: conversion shocks sized for {months:.1f} months past the last cohort")
+        shocks["convert"] = {stage: round(math.sqrt(w.level.variance(months)), 4)
+                             for stage, w in zip(stages, whole) if w.level is not None}
+    if shocks:
+        cal.scenario["shocks"] = shocks
+    closing = quarter_end_closing(deals, as_of, cal)
+    if closing:
+        cal.scenario["closing"] = closing
     return cal
+
+
+def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
+    """Expected share of the horizon's won deals that come from new leads (not the pipeline),
+    from a short simulation of the calibrated scenario without shocks."""
+    import tempfile
+
+    from .loading import scenario_from_dict
+    from .simulation import simulate
+
+    if not cal.pipeline:
+        return 1.0
+    doc = {k: v for k, v in cal.scenario.items() if k not in ("shocks", "closing")}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
+        both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())
+    doc.pop("pipeline")
+    new = float(simulate(scenario_from_dict(doc), trials=trials)["won_deals"].sum())
+    return min(new / both, 1.0) if both > 0 else 1.0
 
 
 @dataclass
 class WholeStage:
     """A stage fitted on every segment at once: the times (``fit``), the nonparametric time
     to convert (``cdf``), the conversion over the history (``p``), its latest level on the
-    log-odds scale (``centre``) and the shared shock's sd (None without a drift model)."""
+    log-odds scale (``centre``) and the drift model behind it (``level``, None without one)."""
 
     fit: object
     cdf: np.ndarray
     p: float
     centre: float
-    shock: float | None
+    level: Level | None
 
 
 def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
-                 since: date | None, ahead: float, cal: Calibration) -> WholeStage:
+                 since: date | None, cal: Calibration) -> WholeStage:
     data = stage_data(deals, s, len(stages), as_of, lost_observed)
     fit = fit_stage(data)
     cdf = conversion_cdf(data)
@@ -296,11 +324,10 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
-    sd = math.sqrt(level.variance(ahead))
     cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
-                     f"p = {expit(level.m):.4f}, drift sd {math.sqrt(level.q):.3f} a month (log-odds); "
-                     f"shared shock sd {sd:.3f} for leads {ahead:.1f} months ahead")
-    return WholeStage(fit, cdf, p, level.m, round(sd, 4))
+                     f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
+                     f"{math.sqrt(level.q):.3f} a month (log-odds)")
+    return WholeStage(fit, cdf, p, level.m, level)
 
 
 def steady_start(deals: list[Deal], as_of: date) -> date | None:

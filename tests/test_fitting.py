@@ -128,6 +128,7 @@ def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_
     assert "thin, proposal: only" in res.output  # thin data is flagged
     text = out.read_text()
     assert text.startswith("# Calibrated by forecaster") and "open (censored)" in text
+    assert "of the horizon's expected wins come from new leads" in text and "shocks:" in text
     sc = fc.load_scenario(out)  # valid, pipeline included
     assert sc.start.isoformat() == "2026-11-01" and len(sc.pipeline) > 50
     big = sc.segments["big"]
