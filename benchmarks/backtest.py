@@ -36,7 +36,7 @@ def main(folder: Path) -> None:
              "calibrates on what was known then (`forecaster calibrate`), forecasts with 4,000 trials and is scored "
              "against the deals actually won. Coverage is the share of months (or horizon totals) whose actual value "
              "fell inside the interval; CRPS and bias are averages (lower CRPS is better).", ""]
-    no_amounts = {"olist (2 months ahead)": "Olist records no deal amounts, so revenue would only repeat won deals."}
+    no_amounts = {"olist (2 months ahead)": "Olist records no deal amounts: only won deals are scored."}
     for name, result in runs.items():
         cut = ", ".join(c["cutoff"] for c in result["cutoffs"])
         lines += [f"## {name}", "", f"Cutoffs: {cut}. {no_amounts.get(name, '')}".rstrip(), "",
@@ -44,8 +44,6 @@ def main(folder: Path) -> None:
                   "where the naive has data | CRPS total | bias month |",
                   "|---|---|---|---|---|---|---|---|"]
         for metric, avg in result["average"].items():
-            if metric == "revenue" and name in no_amounts:
-                continue
             f, n, w = avg["forecaster"], avg["seasonal_naive"], avg["weighted_pipeline"]
             fair = f"({n['months_naive_has_data']} months)"
             lines.append(f"| {metric} | forecaster | {f['coverage_p10_p90_month']:.0%} / {f['coverage_p10_p90_total']:.0%} | "

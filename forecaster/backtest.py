@@ -104,6 +104,8 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     import forecaster as fc
 
     results = []
+    # a history without amounts has no revenue to score (it would repeat won deals)
+    metrics = ("won_deals", "revenue") if any(d.amount for d in deals) else ("won_deals",)
     won_dates = [d.closed for d in deals if d.outcome == "won" and d.closed is not None]
     first_win = month_start(min(won_dates)) if won_dates else date.max
     for cutoff in cutoffs:
@@ -123,7 +125,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         previous = actuals(deals, [add_months(m, -3) for m in month_list])
         pipeline = weighted_pipeline(deals, stages, cutoff)
         item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {}}
-        for metric in ("won_deals", "revenue"):
+        for metric in metrics:
             per_trial = ds[metric].values.astype(float)
             y = truth[metric]
             item["metrics"][metric] = {
@@ -137,13 +139,13 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         results.append(item)
         if progress:
             progress(cutoff)
-    return {"cutoffs": results, "average": average(results)}
+    return {"cutoffs": results, "average": average(results, metrics)}
 
 
-def average(results: list[dict]) -> dict:
+def average(results: list[dict], metrics=("won_deals", "revenue")) -> dict:
     """Coverage rates and mean scores over cutoffs (and months), per metric and method."""
     out = {}
-    for metric in ("won_deals", "revenue"):
+    for metric in metrics:
         f_month = [s for r in results for s in r["metrics"][metric]["forecaster"]["by_month"]]
         f_total = [r["metrics"][metric]["forecaster"]["total"] for r in results]
         n_month = [s for r in results for s in r["metrics"][metric]["seasonal_naive"]["by_month"]]

@@ -301,3 +301,15 @@ def test_backtest_folder_gets_its_chart(tmp_path):
     written = write_report(tmp_path / "bt")
     page = written["backtest.html"].read_text()
     assert 'class="chart intervals"' in page and "seasonal naive" in page
+
+
+def test_a_history_without_amounts_scores_won_deals_only():
+    from dataclasses import replace
+    from datetime import date
+
+    from forecaster.backtest import backtest
+
+    deals = [replace(d, amount=None) for d in _drifting_history(np.random.default_rng(8), lambda m: 0.3, lambda m: 200)]
+    result = backtest(deals, ["x"], [date(2025, 10, 31)], months=2, trials=200)
+    assert list(result["average"]) == ["won_deals"]
+    assert list(result["cutoffs"][0]["metrics"]) == ["won_deals"]
