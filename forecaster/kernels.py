@@ -37,6 +37,13 @@ as the odds ratio S_lost(a) / S(a) and a mode for the degenerate cases). If it c
 its remaining time in s0 is X - a given X > a (drawn by :func:`draw_above`), and it goes on
 through stages s0 + 1 ... S as a new deal would.
 
+Two extensions of the format act on these. ``shocks`` (:func:`apply_shocks`) moves theta
+after it is drawn, with one draw per trial shared by every segment: r times
+exp(sigma Z - sigma^2 / 2) (c divided by it), and each p_s shifted on the log-odds scale
+by sigma_s Z_s. ``closing`` (:func:`_slipped`) moves a won deal's time T: with the chance
+of the month of the quarter that holds T, to a uniform time between max(T, the quarter's
+end - w) and the quarter's end (w = ``window_days``), for new and pipeline deals alike.
+
 Randomness enters only through the ``numpy.random.Generator`` arguments, each reseeded at
 the start of every trial from a key and the trial's index (:mod:`forecaster._streams`): a
 trial's numbers depend on the seed, the stream and its index only, with or without the JIT.
