@@ -259,18 +259,23 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                                  "entered_stage": e.isoformat(), "amount": ""})
     if cal.pipeline:
         cal.scenario["pipeline"] = {"file": pipeline_file}
-    shocks: dict = {}
+    # the level's uncertainty in the horizon's first month is a shock drawn once per trial;
+    # each month after adds the level's monthly drift (``shocks.drift``)
+    shocks: dict = {"drift": {}}
     if lead_level is not None:
-        shocks["leads"] = round(math.sqrt(lead_level.variance(ahead)), 4)
+        shocks["leads"] = round(math.sqrt(lead_level.variance(1)), 4)
+        shocks["drift"]["leads"] = round(math.sqrt(lead_level.variance(2) - lead_level.variance(1)), 4)
     if any(w.level is not None for w in whole):
-        # one shock moves new leads (``ahead`` months from the last cohort) and open deals
+        # the conversion shock moves new leads (a month past the last cohort) and open deals
         # (from cohorts already seen: the level now) alike: sized for their mix of wins
         new = _new_lead_share(cal)
-        months = new * ahead
         cal.notes.append(f"all segments: {new:.0%} of the horizon's expected wins come from new leads, the rest from "
-                         f"the open pipeline: conversion shocks sized for {months:.1f} months past the last cohort")
-        shocks["convert"] = {stage: round(math.sqrt(w.level.variance(months)), 4)
-                             for stage, w in zip(stages, whole) if w.level is not None}
+                         "the open pipeline: the conversion shocks are sized for that mix")
+        levels = [(stage, w.level) for stage, w in zip(stages, whole) if w.level is not None]
+        shocks["convert"] = {stage: round(math.sqrt(level.variance(new)), 4) for stage, level in levels}
+        shocks["drift"]["convert"] = {stage: round(math.sqrt(level.variance(1) - level.variance(0)), 4)
+                                      for stage, level in levels}
+    shocks = {k: v for k, v in shocks.items() if v}
     if shocks:
         cal.scenario["shocks"] = shocks
     closing = quarter_end_closing(deals, as_of, cal)

@@ -282,22 +282,32 @@ def draw_parameters(gens, addresses, keys, trial0, codes, pars, pool, theta, seg
 
 
 @jit
-def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, rate_is_cost, theta):
+def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, drift_leads, drift_convert, rate_is_cost,
+                 theta, month_factor):
     """Shocks shared by every segment (the scenario's ``shocks``), applied to drawn theta.
 
     For each trial one standard normal Z_0 multiplies every segment's lead rate by
     exp(sigma_leads Z_0 - sigma_leads^2 / 2) (mean 1; a cost per lead is divided by it),
     and one Z_s per stage shifts every segment's conversion of stage s on the log-odds
-    scale: p -> 1 / (1 + (1 - p) / p * exp(-sigma_s Z_s)). Z_j comes from its own stream
-    (``keys[j]``: leads, then each stage), reseeded for every trial.
+    scale: p -> 1 / (1 + (1 - p) / p * exp(-sigma_s Z_s)). Each Z comes from its own stream
+    (``keys``: leads, each stage, then the drift's leads and stages), reseeded per trial.
+
+    With ``drift``, random walks by calendar month k after start's (k = 0 unmoved) go on
+    from there: W_k = sum of k standard normals per walk. New leads of month k then arrive
+    at exp(drift_leads W_k - k drift_leads^2 / 2) times the rate and convert through stage
+    s with p_s shifted by drift_convert_s W_{s,k} on the log-odds scale; what that does to
+    the won leads of month k is written as one factor into ``month_factor``.
 
     Parameters
     ----------
-    sigma_convert : float64, shape (S,)
+    sigma_convert, drift_convert : float64, shape (S,)
     rate_is_cost : bool, shape (segments,)
     theta : float64, shape (trials, segments, S + 2), changed in place
+    month_factor : float64, shape (trials, segments, months), written (months = 0: no drift)
     """
-    n_seg = theta.shape[1]
+    n_seg, n_stages, n_months = theta.shape[1], sigma_convert.shape[0], month_factor.shape[2]
+    lead_walk = np.zeros(n_months)
+    walks = np.zeros((n_stages, n_months))
     for t in range(theta.shape[0]):
         if sigma_leads > 0.0:
             reseed(address, keys[0], trial0 + t)
@@ -307,7 +317,7 @@ def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, rate_is
                     theta[t, g, 0] /= factor
                 else:
                     theta[t, g, 0] *= factor
-        for s in range(sigma_convert.shape[0]):
+        for s in range(n_stages):
             if sigma_convert[s] > 0.0:
                 reseed(address, keys[1 + s], trial0 + t)
                 odds = math.exp(sigma_convert[s] * gen.standard_normal())
@@ -315,6 +325,32 @@ def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, rate_is
                     p = theta[t, g, 2 + s]
                     if 0.0 < p < 1.0:
                         theta[t, g, 2 + s] = p * odds / (1.0 - p + p * odds)
+        if n_months == 0:
+            continue
+        if drift_leads > 0.0:
+            reseed(address, keys[1 + n_stages], trial0 + t)
+        w = 0.0
+        for k in range(n_months):
+            if k > 0 and drift_leads > 0.0:
+                w += gen.standard_normal()
+            lead_walk[k] = math.exp(drift_leads * w - 0.5 * k * drift_leads * drift_leads)
+        for s in range(n_stages):
+            if drift_convert[s] > 0.0:
+                reseed(address, keys[2 + n_stages + s], trial0 + t)
+            w = 0.0
+            for k in range(n_months):
+                if k > 0 and drift_convert[s] > 0.0:
+                    w += gen.standard_normal()
+                walks[s, k] = drift_convert[s] * w
+        for g in range(n_seg):
+            for k in range(n_months):
+                f = lead_walk[k]
+                for s in range(n_stages):
+                    p = theta[t, g, 2 + s]
+                    if 0.0 < p < 1.0 and walks[s, k] != 0.0:
+                        odds = math.exp(walks[s, k])
+                        f *= odds / (1.0 - p + p * odds)  # (p shifted) / p
+                month_factor[t, g, k] = f
 
 
 @jit(inline="always")
@@ -341,9 +377,9 @@ def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, w
 
 @jit
 def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, gen_slip, addresses, keys,
-                       trial0, theta, segment, rate_is_cost, day_mean, elapsed_months, dispersion, days_codes, days_pars,
-                       value_code, value_par, pool, reps, slip_prob, slip_lo, slip_hi, period_of_day, cperiod_of_day,
-                       revenue, won, bookings):
+                       trial0, theta, month_factor, segment, rate_is_cost, day_mean, elapsed_months, dispersion,
+                       days_codes, days_pars, value_code, value_par, pool, reps, slip_prob, slip_lo, slip_hi,
+                       period_of_day, cperiod_of_day, revenue, won, bookings):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -371,6 +407,8 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
         Index of the block's first trial in the run.
     theta : float64, shape (trials, segments, k)
         Per-trial draws (see :func:`draw_parameters`).
+    month_factor : float64, shape (trials, segments, months) or (trials, segments, 0)
+        The drift's factor on the won leads of each calendar month (see :func:`apply_shocks`).
     rate_is_cost : bool
         theta[..., 0] is a cost per lead (mean = f_d / c) rather than a rate (r f_d).
     day_mean : float64, shape (days,)
@@ -413,6 +451,9 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
         growth[0] = 1.0
         for k in range(1, growth.shape[0]):
             growth[k] = growth[k - 1] * (1.0 + theta[t, segment, 1])
+        if month_factor.shape[2] > 0:
+            for k in range(growth.shape[0]):
+                growth[k] *= month_factor[t, segment, k]
         n_won = 0
         if dispersion > 0.0:
             for d in range(n_days):

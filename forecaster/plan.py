@@ -76,13 +76,24 @@ class Plan:
     deal_owner: np.ndarray
     shock_leads: float = 0.0        # sigma of the shared lead-rate shock (0: none)
     shock_convert: np.ndarray | None = None  # (S,) sigma of each stage's shared log-odds shock
+    drift_leads: float = 0.0                 # sd per month of the lead rates' shared random walk (log)
+    drift_convert: np.ndarray | None = None  # (S,) sd per month of each stage's walk (log-odds)
     slip_prob: np.ndarray | None = None      # (D,) chance a deal due that day slips (closing), or None
     slip_lo: np.ndarray | None = None        # (D,) start of that day's quarter-end window [days from start]
     slip_hi: np.ndarray | None = None        # (D,) end of that day's quarter [days from start]
 
     @property
     def has_shocks(self) -> bool:
-        return self.shock_leads > 0 or bool(np.any(self.shock_convert > 0))
+        return self.shock_leads > 0 or bool(np.any(self.shock_convert > 0)) or self.has_drift
+
+    @property
+    def has_drift(self) -> bool:
+        return self.drift_leads > 0 or bool(np.any(self.drift_convert > 0))
+
+    @property
+    def months(self) -> int:
+        """Calendar months the horizon touches."""
+        return int(self.elapsed_months[-1]) + 1
 
     @property
     def has_closing(self) -> bool:
@@ -102,6 +113,11 @@ class Plan:
         return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
                 np.zeros((n, len(self.quota_periods), len(self.rep_names))),
                 np.zeros((n, G, len(self.quantity_names))))
+
+    def month_factors(self, n: int) -> np.ndarray:
+        """Buffer of the drift's factor on each month's won new leads, shape (n, segments,
+        months), or (n, segments, 0) without drift."""
+        return np.ones((n, len(self.segment_names), self.months if self.has_drift else 0))
 
 
 def build_plan(sc: Scenario) -> Plan:
@@ -158,6 +174,8 @@ def build_plan(sc: Scenario) -> Plan:
     shocks = sc.shocks
     pipe["shock_leads"] = shocks.leads if shocks else 0.0
     pipe["shock_convert"] = np.array([shocks.convert.get(s, 0.0) if shocks else 0.0 for s in sc.stages])
+    pipe["drift_leads"] = shocks.drift_leads if shocks else 0.0
+    pipe["drift_convert"] = np.array([shocks.drift_convert.get(s, 0.0) if shocks else 0.0 for s in sc.stages])
     if sc.closing is not None:
         pipe["slip_prob"], pipe["slip_lo"], pipe["slip_hi"] = _closing_arrays(sc)
     return Plan(

@@ -97,13 +97,18 @@ class Shocks:
     ``leads``: sigma of a lognormal multiplier with mean 1 on every segment's lead rate
     (divides the cost per lead of bought leads); ``convert``: stage name -> sigma of a
     normal shift on the log-odds of that stage's conversion in every segment.
+    ``drift_leads``, ``drift_convert``: the same, per calendar month after ``start``'s, as a
+    random walk (sd per month) that moves new leads by the month they arrive in.
     """
 
     leads: float = 0.0
     convert: dict = field(default_factory=dict, hash=False)
+    drift_leads: float = 0.0
+    drift_convert: dict = field(default_factory=dict, hash=False)
 
     def __bool__(self) -> bool:
-        return self.leads > 0 or any(v > 0 for v in self.convert.values())
+        return (self.leads > 0 or self.drift_leads > 0 or any(v > 0 for v in self.convert.values())
+                or any(v > 0 for v in self.drift_convert.values()))
 
 
 @dataclass(frozen=True)

@@ -151,16 +151,29 @@ COMMISSION = Record(
 )
 
 
+DRIFT = Record(
+    name="a drift mapping",
+    doc="Random walks by calendar month from start's month on, shared by every segment.",
+    fields={
+        "leads": Field(Num(lo=0.0, doc="Sd per month of the walk of every lead rate's log (mean kept)."),
+                       default=0.0),
+        "convert": Field(MapOf(Name("a stage name"), Num(lo=0.0, what="a sd of log-odds per month"),
+                               doc="Stage -> sd per month of the walk of its conversion's log-odds."), default={}),
+    },
+)
+
 SHOCKS = Record(
     name="a shocks mapping",
     doc="Shocks shared by every segment, drawn once per trial (what moves the whole business at once).",
-    make=lambda leads, convert: Shocks(leads, dict(convert)),
+    make=lambda leads, convert, drift: Shocks(leads, dict(convert), drift["leads"] if drift else 0.0,
+                                              dict(drift["convert"]) if drift else {}),
     fields={
         "leads": Field(Num(lo=0.0, doc="Sigma of a lognormal multiplier (mean 1) on every segment's lead rate."),
                        default=0.0),
         "convert": Field(MapOf(Name("a stage name"), Num(lo=0.0, what="a sigma of log-odds"),
                                doc="Stage -> sigma of a normal shift of its conversion's log-odds, "
                                    "the same shift in every segment."), default={}),
+        "drift": Field(DRIFT),
     },
 )
 
@@ -184,11 +197,12 @@ def _shocked_stages(v, path, ctx):
     if shocks in (None, INVALID) or stages is INVALID:
         return True
     ok = True
-    for stage in shocks.convert:
-        if stage not in stages:
-            ok = False
-            ctx.error(path + ("shocks", "convert", stage),
-                      f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    for keys, named in ((("shocks", "convert"), shocks.convert), (("shocks", "drift", "convert"), shocks.drift_convert)):
+        for stage in named:
+            if stage not in stages:
+                ok = False
+                ctx.error(path + keys + (stage,),
+                          f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
     return ok
 
 

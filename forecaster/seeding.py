@@ -41,8 +41,9 @@ class StreamKeys:
         :data:`LEAD_STREAMS`, then each stage's days in the kernel's stage order.
     pipeline : uint64 array, shape (5,)
         :data:`PIPELINE_STREAMS`.
-    shocks : uint64 array, shape (1 + S,)
-        The shared shocks: ``shocks/leads``, then ``shocks/convert.<stage>``.
+    shocks : uint64 array, shape (2 + 2 S,)
+        The shared shocks: ``shocks/leads``, ``shocks/convert.<stage>`` for each stage, then
+        the drift's ``shocks/drift/leads`` and ``shocks/drift/convert.<stage>``.
     """
 
     parameters: list
@@ -64,7 +65,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
         leads.append(keys([f"segment/{name}/{s}" for s in LEAD_STREAMS]
                           + [f"segment/{name}/days/{plan.stage_names[s]}" for s in plan.lead_days_order[g]]))
     return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]),
-                      keys(["shocks/leads", *(f"shocks/convert.{s}" for s in plan.stage_names)]))
+                      keys(["shocks/leads", *(f"shocks/convert.{s}" for s in plan.stage_names),
+                            "shocks/drift/leads", *(f"shocks/drift/convert.{s}" for s in plan.stage_names)]))
 
 
 _local = threading.local()

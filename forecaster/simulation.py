@@ -122,14 +122,15 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         k = plan.param_codes.shape[1]
         kernels.draw_parameters(tuple(gens[:k]), addresses[:k], keys.parameters[g], first, plan.param_codes[g],
                                 plan.param_pars[g], plan.pool, theta, g)
+    month_factor = plan.month_factors(n)
     if plan.has_shocks:
         kernels.apply_shocks(gens[0], addresses[0], keys.shocks, first, plan.shock_leads, plan.shock_convert,
-                             plan.rate_is_cost, theta)
+                             plan.drift_leads, plan.drift_convert, plan.rate_is_cost, theta, month_factor)
     slips = (plan.slip_prob, plan.slip_lo, plan.slip_hi) if plan.has_closing else (_NONE,) * 3
     for g in range(len(plan.segment_names)):
         kernels.simulate_new_leads(
             gens[0], gens[1], gens[2], tuple(gens[6:6 + S]), gens[3], gens[4], gens[5], addresses[:6 + S],
-            keys.leads[g], first, theta, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months,
+            keys.leads[g], first, theta, month_factor, g, plan.rate_is_cost[g], plan.day_mean[g], plan.elapsed_months,
             plan.dispersion[g], plan.lead_days_codes[g], plan.lead_days_pars[g], plan.value_codes[g],
             plan.value_pars[g], plan.pool, plan.segment_reps[g, :plan.segment_n_reps[g]], *slips,
             plan.periods.of_day, plan.quota_periods.of_day, revenue, won, bookings)

@@ -378,7 +378,7 @@ np.savez(sys.argv[3], revenue=ds["revenue_by_segment"].values, won=ds["won_deals
 
 
 EXTENSIONS = """
-shocks: {leads: 0.2, convert: {sql: 0.3, opportunity: 0.4}}
+shocks: {leads: 0.2, convert: {sql: 0.3, opportunity: 0.4}, drift: {leads: 0.05, convert: {opportunity: 0.1}}}
 closing: {slip: {1: 0.25, 2: 0.1}, window_days: 12}
 """
 

@@ -87,6 +87,48 @@ def test_without_shocks_the_numbers_do_not_move(make):
     assert np.array_equal(plain["revenue"].values, zero["revenue"].values)
 
 
+def test_a_lead_drift_walks_month_by_month_and_keeps_the_mean(make):
+    delta = 0.3
+    sc = make(f"""\
+    stages: [x]
+    shocks: {{drift: {{leads: {delta}}}}}
+    segments:
+      a: {{leads: {{per_day: 10}}, funnel: {{x: {{convert: 1, days: 0}}}}, deal_value: 1}}
+    """)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)  # (trial, month)
+    for k, lam in enumerate((310.0, 280.0, 310.0)):  # month k's multiplier: exp(delta W_k - k delta^2 / 2)
+        var = lam + lam ** 2 * (math.exp(k * delta ** 2) - 1)
+        within(won[:, k].mean(), lam, math.sqrt(var / won.shape[0]))
+        assert 0.9 < won[:, k].var(ddof=1) / var < 1.1, k
+    cov = 280.0 * 310.0 * (math.exp(delta ** 2) - 1)  # months 1 and 2 share the walk's first step
+    assert np.cov(won[:, 1], won[:, 2])[0, 1] / cov == pytest.approx(1.0, abs=0.12)
+
+
+def test_a_conversion_drift_moves_new_leads_by_month_and_leaves_the_pipeline(make):
+    p, delta, n_open = 0.3, 0.5, 200
+    rows = "".join(f"d{i},b,x,2027-01-01\n" for i in range(n_open))
+    sc = make(f"""\
+    stages: [x]
+    shocks: {{drift: {{convert: {{x: {delta}}}}}}}
+    segments:
+      a: {{leads: {{per_day: 20}}, funnel: {{x: {{convert: {p}, days: 0}}}}, deal_value: 1}}
+      b: {{leads: {{per_day: 0}}, funnel: {{x: {{convert: {p}, days: 0}}}}, deal_value: 1}}
+    pipeline: {{file: p.csv}}
+    """, files={"p.csv": "deal_id,segment,stage,entered_stage\n" + rows})
+    ds = fc.simulate(sc)
+    new = ds["won_deals_by_segment"].sel(segment="a").values.astype(float)  # (trial, month)
+    for k, days in enumerate((31, 28, 31)):
+        lam = 20.0 * days
+        mean, var_p = shifted_moments(p, delta * math.sqrt(k)) if k else (p, 0.0)
+        var = lam * mean + lam ** 2 * var_p
+        within(new[:, k].mean(), lam * mean, math.sqrt(var / new.shape[0]))
+        assert 0.9 < new[:, k].var(ddof=1) / var < 1.1, k
+    old = by_segment(ds, "b")  # pipeline deals are decided at start's month: no drift
+    var = n_open * p * (1 - p)
+    within(old.mean(), n_open * p, math.sqrt(var / old.size))
+    assert 0.9 < old.var(ddof=1) / var < 1.1
+
+
 def test_closing_slips_deals_to_the_quarter_end(make):
     sc = make("""\
     stages: [x]
@@ -151,6 +193,8 @@ def test_pipeline_deals_slip_too(make):
     ("shocks: {convert: {y: 0.2}}", "shocks.convert.y", "is not one of the stages"),
     ("shocks: {leads: -1}", "shocks.leads", ">= 0"),
     ("shocks: {lead: 0.1}", "shocks.lead", "leads"),
+    ("shocks: {drift: {convert: {y: 0.2}}}", "shocks.drift.convert.y", "is not one of the stages"),
+    ("shocks: {drift: {leads: -0.1}}", "shocks.drift.leads", ">= 0"),
     ("closing: {slip: {4: 0.2}}", "closing.slip", "month of the quarter"),
     ("closing: {slip: {1: 1.5}}", "closing.slip.1", "in [0, 1]"),
     ("closing: {window_days: 5}", "closing.slip", "missing"),

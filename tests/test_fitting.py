@@ -243,11 +243,13 @@ def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_no
     cal = calibrate(jump, ["x"], as_of)
     mean, lo, hi = _convert_interval(cal)
     assert lo <= 0.45 <= hi and abs(mean - 0.45) < 0.06  # the latest level, not the year's ~0.28
+    jump_drift = cal.scenario["shocks"]["drift"]["convert"]["x"]
     steady = _drifting_history(np.random.default_rng(4), lambda m: 0.3, lambda m: 400)
     cal = calibrate(steady, ["x"], as_of)
     mean, lo, hi = _convert_interval(cal)
     assert abs(mean - 0.3) < 0.02 and lo <= 0.3 <= hi
     assert hi - lo < 0.2  # no drift: only the chance of a jump (1 in 24 months) widens it
+    assert cal.scenario["shocks"]["drift"]["convert"]["x"] < jump_drift  # and it walks less month by month
     # arrivals: a steady flow is read as such, a doubled one is followed
     rate = cal.scenario["segments"]["all"]["leads"]["per_month"]["mean"]
     assert rate == pytest.approx(400 / 31 * 30.4375, rel=0.1) and cal.scenario["shocks"]["leads"] < 0.3
