@@ -42,10 +42,13 @@ def _as_of(ctx, param, value):
 def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, horizon):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
-    Conversion and time in each stage are fitted by maximum likelihood with deals still
-    open treated as unfinished (censored), not lost; thin segments borrow from the whole.
-    Writes the scenario (with the counts behind each estimate as comments) and the open
-    pipeline on the as-of date. See the README for the history format.
+    Times in each stage are fitted by maximum likelihood with deals still open treated as
+    unfinished (censored), not lost; conversions are counted against their exposure, and
+    their drift between monthly cohorts (like that of arrivals) becomes shared `shocks`
+    with a monthly `drift`; wins bunched at quarter end become `closing`; thin segments
+    borrow from the whole. Writes the scenario (with the counts behind each estimate as
+    comments) and the open pipeline on the as-of date. See the README for the history
+    format.
 
     \b
     Example:
