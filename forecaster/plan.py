@@ -11,7 +11,7 @@ import numpy as np
 from . import kernels
 from .calendar import Periods, day_calendar, periods
 from .distributions import Distribution
-from .scenario import Scenario
+from .scenario import Scenario, Shocks
 
 
 class _Encoder:
@@ -171,13 +171,12 @@ def build_plan(sc: Scenario) -> Plan:
     lead_days_codes = np.take_along_axis(days_codes, order, axis=1)
     lead_days_pars = np.take_along_axis(days_pars, order[:, :, None], axis=1)
     pipe = _pipeline_arrays(sc, enc, rep_index)
-    shocks = sc.shocks
-    pipe["shock_leads"] = shocks.leads if shocks else 0.0
-    pipe["shock_convert"] = np.array([shocks.convert.get(s, 0.0) if shocks else 0.0 for s in sc.stages])
-    pipe["drift_leads"] = shocks.drift_leads if shocks else 0.0
-    pipe["drift_convert"] = np.array([shocks.drift_convert.get(s, 0.0) if shocks else 0.0 for s in sc.stages])
+    shocks = sc.shocks or Shocks()
+    extensions = {"shock_leads": shocks.leads, "drift_leads": shocks.drift_leads,
+                  "shock_convert": np.array([shocks.convert.get(s, 0.0) for s in sc.stages]),
+                  "drift_convert": np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages])}
     if sc.closing is not None:
-        pipe["slip_prob"], pipe["slip_lo"], pipe["slip_hi"] = _closing_arrays(sc)
+        extensions["slip_prob"], extensions["slip_lo"], extensions["slip_hi"] = _closing_arrays(sc)
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
@@ -186,7 +185,7 @@ def build_plan(sc: Scenario) -> Plan:
         pool=enc.pool_array(), param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
         day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
         days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, lead_days_order=order, value_codes=value_codes, value_pars=value_pars,
-        segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe)
+        segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe, **extensions)
 
 
 def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
