@@ -27,8 +27,10 @@ def main(folder: Path) -> None:
     maven = PRESETS["maven"]
     deals = read_history(folder / "maven-crm-sales-opportunities" / "sales_pipeline.csv", maven["stages"],
                          maven["columns"], maven["outcomes"])
-    runs["maven (3 months ahead)"] = backtest(deals, maven["stages"],
-                                              month_ends(*[(2017, m) for m in range(3, 10)]), months=3)
+    cutoffs = month_ends(*[(2017, m) for m in range(3, 10)])
+    runs["maven (3 months ahead)"] = backtest(deals, maven["stages"], cutoffs, months=3)
+    runs["maven, with the team's capacity (3 months ahead)"] = backtest(deals, maven["stages"], cutoffs, months=3,
+                                                                         capacity=True)
     olist = read_olist(folder / "olist-marketing-funnel")
     runs["olist (2 months ahead)"] = backtest(olist, ["lead"], month_ends((2018, 1), (2018, 2), (2018, 3)),
                                               months=2, lost_observed=False)

@@ -99,7 +99,7 @@ def weighted_pipeline(deals: list[Deal], stages: list[str], cutoff: date) -> dic
 
 
 def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, months: int = 3, trials: int = 4000,
-             lost_observed: bool = True, progress=None) -> dict:
+             lost_observed: bool = True, capacity: bool = False, progress=None) -> dict:
     """Walk forward through ``cutoffs``; returns per-cutoff scores and their averages."""
     import forecaster as fc
 
@@ -115,7 +115,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         month_list = [add_months(first, k) for k in range(months)]
         horizon_days = (add_months(first, months) - first).days
         cal = calibrate(deals, stages, cutoff, horizon_days=horizon_days, name=f"backtest-{cutoff}",
-                        lost_observed=lost_observed)
+                        lost_observed=lost_observed, capacity=capacity)
         with tempfile.TemporaryDirectory() as tmp:
             if cal.pipeline:
                 (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline))

@@ -203,8 +203,12 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
 
 
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
-              lost_observed: bool = True, pipeline_file: str = "pipeline.csv") -> Calibration:
-    """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring)."""
+              lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False) -> Calibration:
+    """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring).
+
+    ``capacity``: also fit the team's capacity (:func:`team_capacity`), for a team whose
+    deals wait for it (the analyst's call: see the README).
+    """
     S = len(stages)
     segments = sorted({d.segment for d in deals})
     cal = Calibration(scenario={}, pipeline=[])
@@ -281,6 +285,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     closing = quarter_end_closing(deals, as_of, cal)
     if closing:
         cal.scenario["closing"] = closing
+    if capacity:
+        fitted = team_capacity(deals, as_of, cal)
+        if fitted:
+            cal.scenario["capacity"] = fitted
     return cal
 
 
@@ -416,6 +424,57 @@ def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date 
     return level
 
 
+def _whole_quarters(wins: list, as_of: date) -> list[tuple[date, date]]:
+    """(first, last day) of the whole quarters from the first win's on (a quarter the first
+    win falls inside of is cut by the history, so it is left out), ending by ``as_of``; the
+    latest :data:`CLOSING_QUARTERS`."""
+    if not wins:
+        return []
+    quarters = []
+    y, q = wins[0].year, (wins[0].month - 1) // 3
+    if wins[0] != date(y, 3 * q + 1, 1):
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    while True:
+        first = date(y, 3 * q + 1, 1)
+        last = (date(y + 1, 1, 1) if q == 3 else date(y, 3 * q + 4, 1)) - timedelta(days=1)
+        if last > as_of:
+            break
+        quarters.append((first, last))
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    return quarters[-CLOSING_QUARTERS:]
+
+
+def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
+    """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
+
+    For a team whose deals wait for it, what it won is what it can win: ``won_per_month``
+    is the mean of those months, ``quarter_shape`` each month of the quarter's mean over
+    it (per day, so February is not short-changed), and ``cv`` what the months vary around
+    that shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
+    quarter.
+    """
+    wins = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
+    quarters = _whole_quarters(wins, as_of)
+    if not quarters:
+        cal.warnings.append("capacity: no whole quarter of wins yet: not fitted")
+        return None
+    rates = np.zeros((len(quarters), 3))  # wins per day, by quarter and month of the quarter
+    for i, (first, last) in enumerate(quarters):
+        for k in range(3):
+            month = date(first.year, first.month + k, 1)
+            n = sum(1 for w in wins if w.year == month.year and w.month == month.month)
+            rates[i, k] = n / days_in_month(month)
+    shape = rates.mean(axis=0) / rates.mean()
+    per_month = float(rates.mean()) * AVG_MONTH_DAYS
+    ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
+    spread = float(np.var(ratios.ravel(), ddof=1)) if len(quarters) > 1 else 0.0
+    cv = math.sqrt(1 / max(per_month, 1.0) + spread)
+    cal.notes.append(f"capacity: {per_month:.1f} wins a month over the last {len(quarters)} whole quarters, by month "
+                     f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f}, cv {cv:.3f}")
+    return {"won_per_month": round(per_month, 2),
+            "quarter_shape": {k + 1: round(float(shape[k]), 4) for k in range(3)}, "cv": round(cv, 4)}
+
+
 CLOSING_QUARTERS = 4
 """Whole quarters of wins (the latest before the as-of date) that measure quarter-end bunching."""
 WINDOWS = (5, 10, 15, 20, 30)
@@ -434,20 +493,7 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     from scipy import stats
 
     wins = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
-    if not wins:
-        return None
-    quarters = []
-    y, q = wins[0].year, (wins[0].month - 1) // 3
-    if wins[0].month - 1 != 3 * q:  # the first win's quarter is cut by the history
-        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
-    while True:
-        first = date(y, 3 * q + 1, 1)
-        last = (date(y + 1, 1, 1) if q == 3 else date(y, 3 * q + 4, 1)) - timedelta(days=1)
-        if last > as_of:
-            break
-        quarters.append((first, last))
-        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
-    quarters = quarters[-CLOSING_QUARTERS:]
+    quarters = _whole_quarters(wins, as_of)
     if not quarters:
         cal.notes.append("closing: no whole quarter of wins yet: quarter-end bunching not measured")
         return None

@@ -80,7 +80,8 @@ def _cdf(family: str, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
         shape = math.exp(theta[1])
         return special.gammainc(shape, x * shape / math.exp(theta[0]))
     if family == "weibull":
-        return -np.expm1(-((x / math.exp(theta[0])) ** math.exp(theta[1])))
+        with np.errstate(over="ignore"):  # an overflow is a CDF of 1, as it should be
+            return -np.expm1(-((x / math.exp(theta[0])) ** math.exp(theta[1])))
     return -np.expm1(-x / math.exp(theta[0]))
 
 

@@ -607,6 +607,114 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                 _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 
+@jit(inline="always")
+def _share_out(taken, counts, out):
+    """Split ``taken`` deals among segments holding ``counts`` (sum >= taken): in proportion,
+    whole deals by largest remainder, ties to the first segment. Writes ``out``."""
+    total = 0
+    for g in range(counts.shape[0]):
+        total += counts[g]
+    given = 0
+    for g in range(counts.shape[0]):
+        out[g] = (taken * counts[g]) // total if total > 0 else 0
+        given += out[g]
+    while given < taken:
+        best, best_rem = -1, -1.0
+        for g in range(counts.shape[0]):
+            if out[g] < counts[g]:
+                rem = taken * counts[g] / total - out[g]
+                if rem > best_rem:
+                    best, best_rem = g, rem
+        out[best] += 1
+        given += 1
+
+
+@jit
+def apply_capacity(gen, address, key, trial0, capacity_of_day, month_of_day, cv, day_revenue, day_won,
+                   day_bookings, period_of_day, cperiod_of_day, revenue, won, bookings):
+    """The team's capacity (``capacity``): deals due beyond a month's room wait, oldest first.
+
+    The kernels booked each trial's won deals by the day they were due (``day_*``). Day by
+    day, deals carried over from earlier days are won first, then the day's own, while the
+    month has room: C_k = capacity_k * Gamma(1/cv^2, cv^2) (drawn per trial and month, from
+    its own stream), rounded to whole deals. The rest are carried to the next day. When
+    only some of the waiting deals fit, they are shared among segments in proportion
+    (whole deals); each segment's value moves with its share taken, and each rep's bookings
+    with the share of the value taken (so bookings still add up to revenue). What still
+    waits at ``end`` is not won within the horizon.
+
+    Parameters
+    ----------
+    capacity_of_day : float64, shape (days,)   the capacity of the day's month [deals]
+    month_of_day : int64, shape (days,)        the day's month, counted from start's
+    day_revenue, day_won : shape (trials, days, segments); day_bookings : (trials, days, reps)
+    period_of_day, cperiod_of_day : int64, shape (days,)
+    revenue, won, bookings : the outputs, added to
+    """
+    n_days, n_seg, n_reps = day_won.shape[1], day_won.shape[2], day_bookings.shape[2]
+    carry_n = np.zeros(n_seg, dtype=np.int64)
+    carry_v = np.zeros(n_seg)
+    carry_b = np.zeros(n_reps)
+    due = np.zeros(n_seg, dtype=np.int64)
+    take = np.zeros(n_seg, dtype=np.int64)
+    for t in range(day_won.shape[0]):
+        reseed(address, key, trial0 + t)
+        carry_n[:] = 0
+        carry_v[:] = 0.0
+        carry_b[:] = 0.0
+        room = 0
+        for d in range(n_days):
+            if d == 0 or month_of_day[d] != month_of_day[d - 1]:
+                c = capacity_of_day[d]
+                if cv > 0.0:
+                    c *= gen.standard_gamma(1.0 / (cv * cv)) * cv * cv
+                room = int(c + 0.5)
+            p, cp = period_of_day[d], cperiod_of_day[d]
+            for g in range(n_seg):
+                due[g] = day_won[t, d, g]
+            # the waiting deals first, then today's: both in proportion when they do not all fit
+            for phase in range(2):
+                counts = carry_n if phase == 0 else due
+                total = 0
+                for g in range(n_seg):
+                    total += counts[g]
+                if total == 0:
+                    continue
+                taken = min(room, total)
+                _share_out(taken, counts, take)
+                queued_value, taken_value = 0.0, 0.0
+                for g in range(n_seg):
+                    if counts[g] > 0:
+                        value = carry_v[g] if phase == 0 else day_revenue[t, d, g]
+                        queued_value += value
+                        taken_value += value * take[g] / counts[g]
+                # reps' bookings move with the value taken, so that they still add up to revenue
+                frac_all = taken_value / queued_value if queued_value > 0.0 else taken / total
+                for g in range(n_seg):
+                    if counts[g] == 0:
+                        continue
+                    frac = take[g] / counts[g]
+                    value = carry_v[g] if phase == 0 else day_revenue[t, d, g]
+                    won[t, p, g] += take[g]
+                    revenue[t, p, g] += value * frac
+                    if phase == 0:
+                        carry_n[g] -= take[g]
+                        carry_v[g] -= value * frac
+                    else:
+                        carry_n[g] += counts[g] - take[g]
+                        carry_v[g] += value * (1.0 - frac)
+                for r in range(n_reps):
+                    b = carry_b[r] if phase == 0 else day_bookings[t, d, r]
+                    if b == 0.0:
+                        continue
+                    bookings[t, cp, r] += b * frac_all
+                    if phase == 0:
+                        carry_b[r] -= b * frac_all
+                    else:
+                        carry_b[r] += b * (1.0 - frac_all)
+                room -= taken
+
+
 @jit
 def draw_many(gen, code, par, pool, out):
     """Fill ``out`` with independent draws of ``(code, par)`` (tests and benchmarks)."""

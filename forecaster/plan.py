@@ -81,6 +81,9 @@ class Plan:
     slip_prob: np.ndarray | None = None      # (D,) chance a deal due that day slips (closing), or None
     slip_lo: np.ndarray | None = None        # (D,) start of that day's quarter-end window [days from start]
     slip_hi: np.ndarray | None = None        # (D,) end of that day's quarter [days from start]
+    capacity_of_day: np.ndarray | None = None  # (D,) capacity of the day's month, pro rata [deals], or None
+    month_of_day: np.ndarray | None = None     # (D,) index of the day's calendar month in the horizon
+    capacity_cv: float = 0.0
 
     @property
     def has_shocks(self) -> bool:
@@ -98,6 +101,10 @@ class Plan:
     @property
     def has_closing(self) -> bool:
         return self.slip_prob is not None
+
+    @property
+    def has_capacity(self) -> bool:
+        return self.capacity_of_day is not None
 
     def kernel_buffers(self, n: int) -> tuple[np.ndarray, ...]:
         """Zeroed arrays the kernels write a block or chunk of ``n`` trials into.
@@ -177,6 +184,13 @@ def build_plan(sc: Scenario) -> Plan:
                   "drift_convert": np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages])}
     if sc.closing is not None:
         extensions["slip_prob"], extensions["slip_lo"], extensions["slip_hi"] = _closing_arrays(sc)
+    if sc.capacity is not None:
+        cap = sc.capacity
+        shape = np.array([cap.quarter_shape.get((int(m) - 1) % 3 + 1, 1.0) for m in month])
+        extensions["capacity_of_day"] = cap.won_per_month * shape * (
+            np.bincount(elapsed)[elapsed] / month_len)  # pro rata: the month's days inside the horizon
+        extensions["month_of_day"] = elapsed.astype(np.int64)
+        extensions["capacity_cv"] = cap.cv
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,

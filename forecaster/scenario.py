@@ -124,6 +124,21 @@ class Closing:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """How many deals the team can win in a calendar month (an extension of the format).
+
+    ``won_per_month`` [deals] times ``quarter_shape`` of the month of the quarter (1-3,
+    default 1), times a gamma with mean 1 and ``cv`` drawn per trial and month; pro rata
+    for a month the horizon cuts. Deals due beyond it wait, oldest first, for a month
+    with room.
+    """
+
+    won_per_month: float
+    quarter_shape: dict = field(default_factory=dict, hash=False)
+    cv: float = 0.0
+
+
+@dataclass(frozen=True)
 class PipelineDeal:
     """One open deal at ``start`` (a row of the pipeline CSV). ``amount`` None: drawn."""
 
@@ -160,6 +175,7 @@ class Scenario:
     targets: dict = field(default_factory=dict, hash=False)
     shocks: Shocks | None = None
     closing: Closing | None = None
+    capacity: Capacity | None = None
     source: Path | None = None
     sha256: str = ""
 

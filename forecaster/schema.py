@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Quantity
-from .scenario import LEAD_SOURCES, Closing, Commission, Leads, Rep, Segment, Shocks, Stage, Tier
+from .scenario import LEAD_SOURCES, Capacity, Closing, Commission, Leads, Rep, Segment, Shocks, Stage, Tier
 from .validation import (INVALID, Choice, Date, Field, ListOf, MapOf, Name, Num, Record,
                          Text, fmt_number, show, suggest)
 
@@ -192,6 +192,23 @@ CLOSING = Record(
 )
 
 
+CAPACITY = Record(
+    name="a capacity mapping",
+    doc="How many deals the team can win in a calendar month; the rest wait, oldest first.",
+    make=lambda won_per_month, quarter_shape, cv: Capacity(won_per_month, dict(quarter_shape), cv),
+    fields={
+        "won_per_month": Field(Num(lo=0.0, doc="Most deals won in a calendar month (all segments). [deals]"),
+                               required=True),
+        "quarter_shape": Field(MapOf(Num(lo=1, hi=3, integer=True, what="a month of the quarter"),
+                                     Num(lo=0.0, what="a multiplier"), key_pattern="^[1-3]$",
+                                     doc="Month of the quarter (1-3) -> multiplier on won_per_month (default 1)."),
+                               default={}),
+        "cv": Field(Num(lo=0.0, doc="Coefficient of variation of each month's capacity (gamma, per trial "
+                                    "and month)."), default=0.0),
+    },
+)
+
+
 def _shocked_stages(v, path, ctx):
     shocks, stages = v["shocks"], v["stages"]
     if shocks in (None, INVALID) or stages is INVALID:
@@ -296,6 +313,7 @@ SCENARIO = Record(
                                doc="Metric -> threshold; reports P(total >= threshold)."), default={}),
         "shocks": Field(SHOCKS),
         "closing": Field(CLOSING),
+        "capacity": Field(CAPACITY),
     },
 )
 

@@ -44,12 +44,15 @@ class StreamKeys:
     shocks : uint64 array, shape (2 + 2 S,)
         The shared shocks: ``shocks/leads``, ``shocks/convert.<stage>`` for each stage, then
         the drift's ``shocks/drift/leads`` and ``shocks/drift/convert.<stage>``.
+    capacity : uint64
+        The key of ``capacity``, each month's draw of the team's capacity.
     """
 
     parameters: list
     leads: list
     pipeline: np.ndarray
     shocks: np.ndarray
+    capacity: int = 0
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -66,7 +69,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                           + [f"segment/{name}/days/{plan.stage_names[s]}" for s in plan.lead_days_order[g]]))
     return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]),
                       keys(["shocks/leads", *(f"shocks/convert.{s}" for s in plan.stage_names),
-                            "shocks/drift/leads", *(f"shocks/drift/convert.{s}" for s in plan.stage_names)]))
+                            "shocks/drift/leads", *(f"shocks/drift/convert.{s}" for s in plan.stage_names)]),
+                      keys(["capacity"])[0])
 
 
 _local = threading.local()

@@ -380,14 +380,15 @@ np.savez(sys.argv[3], revenue=ds["revenue_by_segment"].values, won=ds["won_deals
 EXTENSIONS = """
 shocks: {leads: 0.2, convert: {sql: 0.3, opportunity: 0.4}, drift: {leads: 0.05, convert: {opportunity: 0.1}}}
 closing: {slip: {1: 0.25, 2: 0.1}, window_days: 12}
+capacity: {won_per_month: 60, quarter_shape: {3: 1.3}, cv: 0.1}
 """
 
 
-@pytest.mark.parametrize("extended", [False, True], ids=["saas", "saas+shocks+closing"])
+@pytest.mark.parametrize("extended", [False, True], ids=["saas", "saas+shocks+closing+capacity"])
 @pytest.mark.parametrize("jit_off", ["0", "1"])
 def test_kernels_give_the_same_numbers_without_the_jit(tmp_path, jit_off, extended):
     """The saas example (every lead source, many families, pipeline, team) with and without
-    numba, and with the format's extensions (shared shocks, quarter-end closing)."""
+    numba, and with the format's extensions (shocks, drift, closing, a capacity that binds)."""
     trials = 30
     path = SCENARIOS / "saas-quarter.yaml"
     if extended:

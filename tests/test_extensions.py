@@ -198,6 +198,8 @@ def test_pipeline_deals_slip_too(make):
     ("closing: {slip: {4: 0.2}}", "closing.slip", "month of the quarter"),
     ("closing: {slip: {1: 1.5}}", "closing.slip.1", "in [0, 1]"),
     ("closing: {window_days: 5}", "closing.slip", "missing"),
+    ("capacity: {cv: 0.1}", "capacity.won_per_month", "missing"),
+    ("capacity: {won_per_month: 10, quarter_shape: {5: 1}}", "capacity.quarter_shape", "month of the quarter"),
 ])
 def test_bad_extensions_name_their_key(make, extra, path, words):
     with pytest.raises(ScenarioError) as err:
@@ -214,3 +216,78 @@ def test_bad_extensions_name_their_key(make, extra, path, words):
 def test_every_example_scenario_runs(name):
     ds = fc.simulate(fc.load_scenario(SCENARIOS / name), trials=300, seed=1)
     assert float(ds["won_deals"].sum("period").mean()) > 0
+
+
+# --- capacity -------------------------------------------------------------------------------
+
+def test_capacity_caps_each_month_and_carries_the_rest(make):
+    sc = make("""\
+    stages: [x]
+    capacity: {won_per_month: 200}
+    segments:
+      a: {leads: {per_day: 10}, funnel: {x: {convert: 1, days: 0}}, deal_value: 5}
+    """, trials=500)
+    ds = fc.simulate(sc)
+    assert (ds["won_deals"].values == 200).all()  # demand (310, 280, 310 on average) always exceeds it
+    assert np.allclose(ds["revenue"].values, 1000)
+
+
+def test_capacity_that_never_binds_changes_nothing(make):
+    body = """\
+    stages: [x]
+    segments:
+      a: {leads: {per_day: 10}, funnel: {x: {convert: 0.5, days: {dist: gamma, mean: 9, cv: 0.5}}},
+          deal_value: {dist: lognormal, median: 100, sigma: 0.5}}
+    """
+    plain = fc.simulate(make(body, trials=300))
+    capped = fc.simulate(make(body + "capacity: {won_per_month: 100000}\n", trials=300))
+    assert np.array_equal(plain["won_deals"].values, capped["won_deals"].values)
+    assert np.allclose(plain["revenue"].values, capped["revenue"].values)
+
+
+def test_waiting_deals_go_first_and_segments_share_in_proportion(make):
+    rows = "".join(f"a{i},a,x,2027-01-01,10,ana\n" for i in range(200))
+    rows += "".join(f"b{i},b,x,2027-01-01,20,ben\n" for i in range(100))
+    sc = make("""\
+    stages: [x]
+    capacity: {won_per_month: 100}
+    segments:
+      a: {leads: {per_day: 0}, funnel: {x: {convert: 1, days: 5}}, deal_value: 1}
+      b: {leads: {per_day: 0}, funnel: {x: {convert: 1, days: 5}}, deal_value: 1}
+    pipeline: {file: p.csv}
+    team:
+      reps: [{name: ana, segments: [a], quota: 1000}, {name: ben, segments: [b], quota: 1000}]
+    commission: {period: month, tiers: [{rate: 0.1}]}
+    """, files={"p.csv": "deal_id,segment,stage,entered_stage,amount,owner\n" + rows}, trials=50)
+    ds = fc.simulate(sc)
+    won = ds["won_deals_by_segment"].values  # (trial, month, segment): 300 deals due on 6 January
+    # 100 a month, shared in proportion to what waits (whole deals, largest remainder, ties
+    # to the first): 200:100 -> 67:33, then 133:67 -> 67:33 (a tie at .5), then 66:34
+    assert (won[:, :, 0] == [67, 67, 66]).all() and (won[:, :, 1] == [33, 33, 34]).all()
+    rev = ds["revenue"].values
+    assert np.allclose(rev, [1330, 1330, 1340])  # each deal's value moves with it (10 and 20 here)
+    assert np.allclose(ds["bookings"].values.sum(axis=2), rev)
+
+
+def test_capacity_follows_the_quarter_shape_pro_rata():
+    sc = fc.scenario_from_dict({
+        "name": "cap", "start": "2027-01-16", "end": "2027-03-31", "trials": 200, "seed": 2, "stages": ["x"],
+        "capacity": {"won_per_month": 310, "quarter_shape": {3: 2.0}},
+        "segments": {"a": {"leads": {"per_day": 20}, "funnel": {"x": {"convert": 1, "days": 0}}, "deal_value": 1}}})
+    won = fc.simulate(sc)["won_deals"].values
+    assert (won[:, 0] == 160).all()  # 16 of January's 31 days: 310 * 16 / 31
+    assert (won[:, 1] == 310).all() and (won[:, 2] == 620).all()
+
+
+def test_a_capacity_cv_varies_each_month(make):
+    sc = make("""\
+    stages: [x]
+    capacity: {won_per_month: 200, cv: 0.1}
+    segments:
+      a: {leads: {per_day: 20}, funnel: {x: {convert: 1, days: 0}}, deal_value: 1}
+    """)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)
+    for k in range(3):  # demand (about 600 a month) always binds: the month's draw, rounded
+        within(won[:, k].mean(), 200, math.sqrt(400 / won.shape[0]))
+        assert 0.85 < won[:, k].var(ddof=1) / (400 + 1 / 12) < 1.15
+    assert abs(np.corrcoef(won[:, 0], won[:, 1])[0, 1]) < 0.06  # a draw per month

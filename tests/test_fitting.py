@@ -315,3 +315,33 @@ def test_a_history_without_amounts_scores_won_deals_only():
     result = backtest(deals, ["x"], [date(2025, 10, 31)], months=2, trials=200)
     assert list(result["average"]) == ["won_deals"]
     assert list(result["cutoffs"][0]["metrics"]) == ["won_deals"]
+
+
+def test_team_capacity_is_read_from_whole_quarters_of_wins():
+    from datetime import date, timedelta
+
+    from forecaster.calibrate import Calibration, Deal, calibrate, team_capacity
+
+    rng = np.random.default_rng(12)
+    deals, i = [], 0
+    for month in range(14):  # Jan 2025 .. Feb 2026: a saturated team wins 100 / 150 / 200 a month
+        first = date(2025 + month // 12, month % 12 + 1, 1)
+        days = (date(first.year + (first.month == 12), first.month % 12 + 1, 1) - first).days
+        for _ in range((100, 150, 200)[month % 3]):
+            closed = first + timedelta(days=int(rng.integers(0, days)))
+            deals.append(Deal(f"w{i}", "all", [closed - timedelta(days=30)], "won", closed, 1.0))
+            i += 1
+        for _ in range(400):  # and deals keep arriving, most of them waiting
+            deals.append(Deal(f"o{i}", "all", [first + timedelta(days=int(rng.integers(0, days)))], "open", None, None))
+            i += 1
+    cal = Calibration({}, [])
+    cap = team_capacity(deals, date(2025, 12, 31), cal)
+    lengths = np.array([[31, 28, 31], [30, 31, 30], [31, 31, 30], [31, 30, 31]])  # the months of 2025's quarters
+    rates = np.array([100, 150, 200]) / lengths  # wins a day, by quarter and month of the quarter
+    assert cap["won_per_month"] == pytest.approx(rates.mean() * 30.4375, abs=0.01)
+    assert [cap["quarter_shape"][k] for k in (1, 2, 3)] == pytest.approx(list(rates.mean(0) / rates.mean()), abs=1e-4)
+    assert cap["cv"] == pytest.approx(1 / math.sqrt(cap["won_per_month"]), rel=0.2)  # nothing beyond counting
+    assert team_capacity(deals, date(2025, 2, 28), Calibration({}, [])) is None  # no whole quarter yet
+    scenario = calibrate(deals, ["x"], date(2025, 12, 31), capacity=True).scenario
+    assert scenario["capacity"] == cap
+    assert "capacity" not in calibrate(deals, ["x"], date(2025, 12, 31)).scenario  # only when asked for

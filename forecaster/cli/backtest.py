@@ -26,8 +26,9 @@ def _dates(ctx, param, value):
 @click.option("--stages", default=None, help="Stage columns, in order (generic preset).")
 @click.option("--segment-column", default=None)
 @click.option("--trials", default=4000, show_default=True, type=click.IntRange(min=100))
+@click.option("--capacity", is_flag=True, help="Fit the team's capacity at each cutoff (see calibrate --capacity).")
 @out_option("backtest.json")
-def backtest_command(history, cutoffs, months, preset, stages, segment_column, trials, out):
+def backtest_command(history, cutoffs, months, preset, stages, segment_column, trials, capacity, out):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -50,7 +51,8 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, t
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed)
+        result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed,
+                          capacity=capacity)
     except ValueError as exc:
         raise ForecasterError(f"{history}: {exc}") from None
     folder = prepare_folder(out)

@@ -39,7 +39,10 @@ def _as_of(ctx, param, value):
               help="Map one of deal_id, outcome, closed, amount, segment or a stage to the file's column.")
 @click.option("--horizon", default="3m", show_default=True, callback=_horizon,
               help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m).")
-def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, horizon):
+@click.option("--capacity", is_flag=True,
+              help="Also fit the team's capacity from its last whole quarters of wins: for a team whose deals wait "
+                   "for it (the open backlog grows while wins stay flat).")
+def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, horizon, capacity):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
     Times in each stage are fitted by maximum likelihood with deals still open treated as
@@ -75,7 +78,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         raise click.UsageError(str(exc)) from None
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
-                        pipeline_file=f"{name}-pipeline.csv")
+                        capacity=capacity, pipeline_file=f"{name}-pipeline.csv")
     except ValueError as exc:
         raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
     folder = prepare_folder(output.parent)
