@@ -22,6 +22,10 @@ def month_ends(*pairs):
     return [date(y + (m == 12), m % 12 + 1, 1) - timedelta(days=1) for y, m in pairs]
 
 
+def num(x) -> str:
+    return "–" if x is None else f"{x:,.1f}"
+
+
 def main(folder: Path) -> None:
     runs = {}
     maven = PRESETS["maven"]
@@ -43,19 +47,20 @@ def main(folder: Path) -> None:
         cut = ", ".join(c["cutoff"] for c in result["cutoffs"])
         lines += [f"## {name}", "", f"Cutoffs: {cut}. {no_amounts.get(name, '')}".rstrip(), "",
                   "| metric | method | P10–P90 coverage, month / total | P5–P95, month | CRPS month | CRPS month, "
-                  "where the naive has data | CRPS total | bias month |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "where the naive has data | CRPS month, from cutoffs with a whole quarter of wins | CRPS total "
+                  "| bias month |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for metric, avg in result["average"].items():
             f, n, w = avg["forecaster"], avg["seasonal_naive"], avg["weighted_pipeline"]
-            fair = f"({n['months_naive_has_data']} months)"
+            fair, whole = f"({n['months_naive_has_data']} months)", f"({n['months_whole_quarter']} months)"
             lines.append(f"| {metric} | forecaster | {f['coverage_p10_p90_month']:.0%} / {f['coverage_p10_p90_total']:.0%} | "
                          f"{f['coverage_p5_p95_month']:.0%} | {f['crps_month']:,.1f} | "
-                         f"{f['crps_month_naive_has_data']:,.1f} {fair} | {f['crps_total']:,.1f} | "
-                         f"{f['bias_month']:+,.1f} |")
+                         f"{num(f['crps_month_naive_has_data'])} {fair} | {num(f['crps_month_whole_quarter'])} {whole} | "
+                         f"{f['crps_total']:,.1f} | {f['bias_month']:+,.1f} |")
             lines.append(f"| {metric} | seasonal naive | – | – | {n['crps_month']:,.1f} | "
-                         f"{n['crps_month_naive_has_data']:,.1f} {fair} | {n['crps_total']:,.1f} | "
-                         f"{n['bias_month']:+,.1f} |")
-            lines.append(f"| {metric} | weighted pipeline | – | – | – | – | {w['crps_total']:,.1f} | – |")
+                         f"{num(n['crps_month_naive_has_data'])} {fair} | {num(n['crps_month_whole_quarter'])} {whole} | "
+                         f"{n['crps_total']:,.1f} | {n['bias_month']:+,.1f} |")
+            lines.append(f"| {metric} | weighted pipeline | – | – | – | – | – | {w['crps_total']:,.1f} | – |")
         lines += ["", "Won deals month by month: the forecast's P10 / P50 / P90, what happened, and the seasonal "
                   "naive forecast.", "", "| cutoff | month | P10 | P50 | P90 | actual | inside P10–P90 | naive |",
                   "|---|---|---|---|---|---|---|---|"]

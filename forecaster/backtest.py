@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import Deal, calibrate, pipeline_csv
+from .calibrate import Deal, _whole_quarters, calibrate, pipeline_csv
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -124,7 +124,9 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         truth = actuals(deals, month_list)
         previous = actuals(deals, [add_months(m, -3) for m in month_list])
         pipeline = weighted_pipeline(deals, stages, cutoff)
-        item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {}}
+        seen = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= cutoff)
+        item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {},
+                "whole_quarter": bool(_whole_quarters(seen, cutoff))}
         for metric in metrics:
             per_trial = ds[metric].values.astype(float)
             y = truth[metric]
@@ -151,20 +153,26 @@ def average(results: list[dict], metrics=("won_deals", "revenue")) -> dict:
         n_month = [s for r in results for s in r["metrics"][metric]["seasonal_naive"]["by_month"]]
         n_total = [r["metrics"][metric]["seasonal_naive"]["total"] for r in results]
         w_total = [r["metrics"][metric]["weighted_pipeline"]["total"] for r in results]
-        mean = lambda xs, k: float(np.mean([x[k] for x in xs])) if xs else float("nan")  # noqa: E731
+        mean = lambda xs, k: float(np.mean([x[k] for x in xs])) if xs else None  # noqa: E731 (None: no month)
         fair = [i for i, x in enumerate(n_month) if x.get("has_data", True)]  # months the naive could see
         f_fair, n_fair = [f_month[i] for i in fair], [n_month[i] for i in fair]
+        # months forecast from cutoffs with a whole quarter of wins behind them (closing, capacity)
+        f_whole = [s for r in results if r.get("whole_quarter") for s in r["metrics"][metric]["forecaster"]["by_month"]]
+        n_whole = [s for r in results if r.get("whole_quarter")
+                   for s in r["metrics"][metric]["seasonal_naive"]["by_month"]]
         out[metric] = {
             "forecaster": {"coverage_p10_p90_month": mean(f_month, "in_p10_p90"),
                            "coverage_p5_p95_month": mean(f_month, "in_p5_p95"),
                            "coverage_p10_p90_total": mean(f_total, "in_p10_p90"),
                            "crps_month": mean(f_month, "crps"), "crps_total": mean(f_total, "crps"),
                            "crps_month_naive_has_data": mean(f_fair, "crps"),
+                           "crps_month_whole_quarter": mean(f_whole, "crps"),
                            "pinball_month": {p: float(np.mean([x["pinball"][p] for x in f_month]))
                                              for p in ("p10", "p50", "p90")},
                            "bias_month": mean(f_month, "bias"), "bias_total": mean(f_total, "bias")},
             "seasonal_naive": {"crps_month": mean(n_month, "crps"), "crps_total": mean(n_total, "crps"),
                                "crps_month_naive_has_data": mean(n_fair, "crps"), "months_naive_has_data": len(fair),
+                               "crps_month_whole_quarter": mean(n_whole, "crps"), "months_whole_quarter": len(n_whole),
                                "bias_month": mean(n_month, "bias")},
             "weighted_pipeline": {"crps_total": mean(w_total, "crps"), "bias_total": mean(w_total, "bias")}}
     return out

@@ -170,7 +170,7 @@ def render_compare(summary: dict, when: str) -> str:
             f'<p class="meta">{summary["trials"]:,} trials · seed {esc(summary["seed"])} · common random numbers · '
             f"{esc(when)}</p>"]
     for metric in summary["scenarios"][summary["base"]]:
-        fmt = (lambda v: f"{v:,.1f}") if metric == "won_deals" else money
+        fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" else money
         body.append(f"<h2>{esc(metric)}: variant − base, total</h2>")
         rows = [(name, d[metric]["total"]["p10"], d[metric]["total"]["p90"]) for name, d in summary["differences"].items()]
         body.append(signed_bars(rows, f"{metric} difference per trial, P10 to P90", interval=True))
@@ -213,7 +213,7 @@ def render_backtest(result: dict, when: str) -> str:
     """Each cutoff's monthly intervals against what happened (``backtest.json``)."""
     body = [f"<h1>Backtest: {len(result['cutoffs'])} cutoffs</h1>", f'<p class="meta">{esc(when)}</p>']
     for metric, avg in result["average"].items():
-        fmt = (lambda v: f"{v:,.1f}") if metric == "won_deals" else money
+        fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" else money
         f, naive = avg["forecaster"], avg["seasonal_naive"]
         body.append(f"<h2>{esc(metric)}</h2>")
         body.append(_table(["", "P10–P90 coverage (months)", "P5–P95", "CRPS month",

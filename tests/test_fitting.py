@@ -196,6 +196,8 @@ def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     naive = early["cutoffs"][0]["metrics"]["won_deals"]["seasonal_naive"]["by_month"]
     assert [m["has_data"] for m in naive] == [False, True]  # March looks back to December 2025: no history
     assert early["average"]["won_deals"]["seasonal_naive"]["months_naive_has_data"] == 1
+    assert result["average"]["won_deals"]["seasonal_naive"]["months_whole_quarter"] == 4
+    assert early["average"]["won_deals"]["forecaster"]["crps_month_whole_quarter"] is None  # no whole quarter yet
     with pytest.raises(ValueError, match="last day of a month"):
         backtest(deals, ["lead", "proposal"], [date(2026, 6, 15)])
 
