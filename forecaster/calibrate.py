@@ -34,6 +34,8 @@ on T. What is fitted, and how:
   the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
   Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
 * **Quarter-end closing** (:func:`quarter_end_closing`) from the last whole quarters of wins.
+* **Capacity**, when asked for (:func:`team_capacity`): what a saturated team won in its
+  last whole quarters is what it can win.
 * **Deal values** are the won amounts, resampled (``empirical``); the deals open on T
   become the pipeline.
 """
