@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import Deal, _whole_quarters, calibrate, pipeline_csv
+from .calibrate import Deal, _whole_quarters, calibrate, pipeline_csv, won_dates
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -106,8 +106,8 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     results = []
     # a history without amounts has no revenue to score (it would repeat won deals)
     metrics = ("won_deals", "revenue") if any(d.amount for d in deals) else ("won_deals",)
-    won_dates = [d.closed for d in deals if d.outcome == "won" and d.closed is not None]
-    first_win = month_start(min(won_dates)) if won_dates else date.max
+    every_win = won_dates(deals, date.max)
+    first_win = month_start(every_win[0]) if every_win else date.max
     for cutoff in cutoffs:
         first = cutoff + timedelta(days=1)
         if first.day != 1:
@@ -124,9 +124,8 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         truth = actuals(deals, month_list)
         previous = actuals(deals, [add_months(m, -3) for m in month_list])
         pipeline = weighted_pipeline(deals, stages, cutoff)
-        seen = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= cutoff)
         item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {},
-                "whole_quarter": bool(_whole_quarters(seen, cutoff))}
+                "whole_quarter": bool(_whole_quarters(won_dates(deals, cutoff), cutoff))}
         for metric in metrics:
             per_trial = ds[metric].values.astype(float)
             y = truth[metric]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -350,11 +351,7 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
     (entries to the first stage) stay below half of the median month's, are the ramp-up of
     the export (a CRM being adopted, a dataset's first weeks), not the business drifting.
     None without arrivals."""
-    counts: dict = {}
-    for d in deals:
-        e = d.entered[0]
-        if e is not None and e <= as_of:
-            counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    counts = _monthly_counts(d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of)
     if not counts:
         return None
     months = _months_until(date(*min(counts), 1), as_of)
@@ -364,6 +361,16 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
         if counts.get(ym, 0) >= half:
             return date(*ym, 1)
     return date(*months[-1], 1)
+
+
+def _monthly_counts(dates) -> Counter:
+    """How many of ``dates`` fall in each (year, month)."""
+    return Counter((e.year, e.month) for e in dates)
+
+
+def won_dates(deals: list[Deal], as_of: date) -> list[date]:
+    """The dates of the wins known on ``as_of``, in order."""
+    return sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
 
 
 def _months_until(first: date, as_of: date) -> list[tuple[int, int]]:
@@ -406,9 +413,7 @@ def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date 
     first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not first:
         return None
-    counts: dict = {}
-    for e in first:
-        counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    counts = _monthly_counts(first)
     season = seasonality(first, as_of)
     months = [m for m in _months_until(min(first), as_of)[1:] if since is None or m >= (since.year, since.month)]
     months = months[-DRIFT_MONTHS:]
@@ -446,6 +451,17 @@ def _whole_quarters(wins: list, as_of: date) -> list[tuple[date, date]]:
     return quarters[-CLOSING_QUARTERS:]
 
 
+def _quarter_months(wins: list[date], quarters: list[tuple[date, date]]) -> tuple[np.ndarray, np.ndarray]:
+    """Wins and days in each month of each quarter: two arrays of shape (quarters, 3)."""
+    by_month = _monthly_counts(wins)
+    counts, days = np.zeros((len(quarters), 3)), np.zeros((len(quarters), 3))
+    for i, (first, _) in enumerate(quarters):
+        for k in range(3):
+            counts[i, k] = by_month[(first.year, first.month + k)]
+            days[i, k] = days_in_month(date(first.year, first.month + k, 1))
+    return counts, days
+
+
 def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
     """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
 
@@ -455,17 +471,13 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     that shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
     quarter.
     """
-    wins = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
+    wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of)
     if not quarters:
         cal.warnings.append("capacity: no whole quarter of wins yet: not fitted")
         return None
-    rates = np.zeros((len(quarters), 3))  # wins per day, by quarter and month of the quarter
-    for i, (first, last) in enumerate(quarters):
-        for k in range(3):
-            month = date(first.year, first.month + k, 1)
-            n = sum(1 for w in wins if w.year == month.year and w.month == month.month)
-            rates[i, k] = n / days_in_month(month)
+    counts, days = _quarter_months(wins, quarters)
+    rates = counts / days  # wins per day, by quarter and month of the quarter
     shape = rates.mean(axis=0) / rates.mean()
     per_month = float(rates.mean()) * AVG_MONTH_DAYS
     ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
@@ -494,22 +506,17 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     """
     from scipy import stats
 
-    wins = sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
+    wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of)
     if not quarters:
         cal.notes.append("closing: no whole quarter of wins yet: quarter-end bunching not measured")
         return None
-    counts, days = np.zeros(3), np.zeros(3)
+    counts, days = (a.sum(axis=0) for a in _quarter_months(wins, quarters))
     by_day_before_end = np.zeros(31)
     for first, last in quarters:
-        for k in range(3):
-            m0 = date(first.year, first.month + k, 1)
-            days[k] += days_in_month(m0)
         for w in wins:
-            if first <= w <= last:
-                counts[(w.month - 1) % 3] += 1
-                if (w.month - 1) % 3 == 2:
-                    by_day_before_end[min((last - w).days, 30)] += 1
+            if (w.month - 1) % 3 == 2 and first <= w <= last:
+                by_day_before_end[min((last - w).days, 30)] += 1
     total = counts.sum()
     if total < 60:
         return None
@@ -603,15 +610,10 @@ def seasonality(entries: list, as_of: date) -> dict:
     """Calendar month -> multiplier: each month's mean arrivals over the mean of all months,
     from the whole months before ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`).
     The rate is the recent level; multipliers are normalised so the months average 1."""
-    counts: dict = {}
-    for e in entries:
-        if (e.year, e.month) < (as_of.year, as_of.month):
-            counts[(e.year, e.month)] = counts.get((e.year, e.month), 0) + 1
+    counts = _monthly_counts(e for e in entries if (e.year, e.month) < (as_of.year, as_of.month))
     if not counts:
         return {}
-    first = min(counts)
-    months = [(first[0] + (first[1] - 1 + k) // 12, (first[1] - 1 + k) % 12 + 1)
-              for k in range((as_of.year - first[0]) * 12 + as_of.month - first[1])]
+    months = _months_until(date(*min(counts), 1), as_of)[:-1]  # the whole months before as_of's
     if len(months) < SEASON_MONTHS:
         return {}
     by_month = {m: np.mean([counts.get(ym, 0) for ym in months if ym[1] == m]) for m in range(1, 13)}
