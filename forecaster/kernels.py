@@ -652,9 +652,8 @@ def apply_capacity(gen, address, key, trial0, capacity_of_day, month_of_day, cv,
     revenue, won, bookings : the outputs, added to
     """
     n_days, n_seg, n_reps = day_won.shape[1], day_won.shape[2], day_bookings.shape[2]
-    carry_n = np.zeros(n_seg, dtype=np.int64)
-    carry_v = np.zeros(n_seg)
-    carry_b = np.zeros(n_reps)
+    carry_n, carry_v, carry_b = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg), np.zeros(n_reps)
+    old_n, old_v, old_b = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg), np.zeros(n_reps)
     due = np.zeros(n_seg, dtype=np.int64)
     take = np.zeros(n_seg, dtype=np.int64)
     for t in range(day_won.shape[0]):
@@ -670,49 +669,56 @@ def apply_capacity(gen, address, key, trial0, capacity_of_day, month_of_day, cv,
                     c *= gen.standard_gamma(1.0 / (cv * cv)) * cv * cv
                 room = int(c + 0.5)
             p, cp = period_of_day[d], cperiod_of_day[d]
+            # the deals already waiting go first, then the day's own; what is not taken waits
+            old_n[:] = carry_n
+            old_v[:] = carry_v
+            old_b[:] = carry_b
+            carry_n[:] = 0
+            carry_v[:] = 0.0
+            carry_b[:] = 0.0
+            room -= _admit(room, old_n, old_v, old_b, take, t, p, cp, won, revenue, bookings,
+                           carry_n, carry_v, carry_b)
             for g in range(n_seg):
                 due[g] = day_won[t, d, g]
-            # the waiting deals first, then today's: both in proportion when they do not all fit
-            for phase in range(2):
-                counts = carry_n if phase == 0 else due
-                total = 0
-                for g in range(n_seg):
-                    total += counts[g]
-                if total == 0:
-                    continue
-                taken = min(room, total)
-                _share_out(taken, counts, take)
-                queued_value, taken_value = 0.0, 0.0
-                for g in range(n_seg):
-                    if counts[g] > 0:
-                        value = carry_v[g] if phase == 0 else day_revenue[t, d, g]
-                        queued_value += value
-                        taken_value += value * take[g] / counts[g]
-                # reps' bookings move with the value taken, so that they still add up to revenue
-                frac_all = taken_value / queued_value if queued_value > 0.0 else taken / total
-                for g in range(n_seg):
-                    if counts[g] == 0:
-                        continue
-                    frac = take[g] / counts[g]
-                    value = carry_v[g] if phase == 0 else day_revenue[t, d, g]
-                    won[t, p, g] += take[g]
-                    revenue[t, p, g] += value * frac
-                    if phase == 0:
-                        carry_n[g] -= take[g]
-                        carry_v[g] -= value * frac
-                    else:
-                        carry_n[g] += counts[g] - take[g]
-                        carry_v[g] += value * (1.0 - frac)
-                for r in range(n_reps):
-                    b = carry_b[r] if phase == 0 else day_bookings[t, d, r]
-                    if b == 0.0:
-                        continue
-                    bookings[t, cp, r] += b * frac_all
-                    if phase == 0:
-                        carry_b[r] -= b * frac_all
-                    else:
-                        carry_b[r] += b * (1.0 - frac_all)
-                room -= taken
+            room -= _admit(room, due, day_revenue[t, d], day_bookings[t, d], take, t, p, cp, won, revenue, bookings,
+                           carry_n, carry_v, carry_b)
+
+
+@jit(inline="always")
+def _admit(room, counts, values, rep_values, take, t, p, cp, won, revenue, bookings, left_n, left_v, left_b):
+    """Win up to ``room`` of a queue of deals (``counts`` and ``values`` by segment, the reps'
+    bookings ``rep_values``) in reporting period ``p`` and commission period ``cp``: in
+    proportion among segments (whole deals), values with their share, reps' bookings with
+    the share of the value taken. What is not taken is added to ``left_*``. Returns how
+    many deals were taken."""
+    n_seg = counts.shape[0]
+    total = 0
+    for g in range(n_seg):
+        total += counts[g]
+    if total == 0:
+        return 0
+    taken = min(room, total)
+    _share_out(taken, counts, take)
+    queued_value, taken_value = 0.0, 0.0
+    for g in range(n_seg):
+        if counts[g] > 0:
+            queued_value += values[g]
+            taken_value += values[g] * take[g] / counts[g]
+    # reps' bookings move with the value taken, so that they still add up to revenue
+    frac_all = taken_value / queued_value if queued_value > 0.0 else taken / total
+    for g in range(n_seg):
+        if counts[g] == 0:
+            continue
+        frac = take[g] / counts[g]
+        won[t, p, g] += take[g]
+        revenue[t, p, g] += values[g] * frac
+        left_n[g] += counts[g] - take[g]
+        left_v[g] += values[g] * (1.0 - frac)
+    for r in range(rep_values.shape[0]):
+        if rep_values[r] != 0.0:
+            bookings[t, cp, r] += rep_values[r] * frac_all
+            left_b[r] += rep_values[r] * (1.0 - frac_all)
+    return taken
 
 
 @jit
