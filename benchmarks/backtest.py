@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from forecaster.backtest import backtest
-from forecaster.calibrate import PRESETS, read_history, read_olist
+from forecaster.history import PRESETS, read_history, read_olist
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import Deal, _whole_quarters, calibrate, pipeline_csv, won_dates
+from .calibrate import _whole_quarters, calibrate, pipeline_csv
+from .history import Deal, won_dates
 
 QUANTILES = (0.1, 0.5, 0.9)
 

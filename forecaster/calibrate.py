@@ -1,15 +1,6 @@
 """Calibration: from a deal history to a scenario, using only what was known on a date.
 
-The history is a CSV with one row per deal (column names mappable, see :data:`PRESETS`):
-
-============  =============================================================================
-deal_id       unique id
-segment       optional; the segment the deal belongs to (default: one segment, ``all``)
-<stage>       one column per stage (``--stages``): the date the deal entered it, blank if not
-outcome       ``won``, ``lost`` or ``open`` (case-insensitive)
-closed        the date it was won or lost
-amount        the deal's value (needed for won deals; optional)
-============  =============================================================================
+The history is read by :mod:`forecaster.history` (one :class:`Deal` per row).
 
 For an as-of date T, only dates on or before T count: a deal closed after T was still open
 on T. What is fitted, and how:
@@ -52,8 +43,8 @@ import numpy as np
 
 from .calendar import days_in_month
 from .drift import Level, empirical_logit, expit, local_level, logit
-from .errors import Problem, ScenarioError
 from .fitting import StageData, conversion_cdf, conversion_exposure, fit_stage
+from .history import PRESETS, Deal, load_deals, read_history, read_olist, won_dates  # noqa: F401 (re-exported)
 
 MIN_CONVERTED = 30
 DRIFT_MONTHS = 12
@@ -61,31 +52,6 @@ DRIFT_MONTHS = 12
 PRIOR_WEIGHT = 30.0
 LOOKBACK_DAYS = 90
 AVG_MONTH_DAYS = 30.4375
-
-PRESETS = {
-    "generic": {"stages": None, "columns": {}},
-    # Maven Analytics CRM opportunities (sales_pipeline.csv): one dated stage, engaging
-    "maven": {"stages": ["engaging"], "columns": {"deal_id": "opportunity_id", "engaging": "engage_date",
-                                                  "outcome": "deal_stage", "closed": "close_date",
-                                                  "amount": "close_value", "segment": None},
-              "outcomes": {"won": "won", "lost": "lost", "engaging": "open", "prospecting": "open"}},
-    # a typical CRM opportunity export (Salesforce-style field names): one stage, from creation
-    "crm": {"stages": ["opportunity"], "columns": {"deal_id": "Id", "opportunity": "CreatedDate",
-                                                   "outcome": "StageName", "closed": "CloseDate",
-                                                   "amount": "Amount", "segment": None},
-            "outcomes": {"closed won": "won", "closed lost": "lost"}},
-}
-
-
-@dataclass
-class Deal:
-    deal_id: str
-    segment: str
-    entered: list          # date or None, one per stage
-    outcome: str           # won | lost | open
-    closed: date | None
-    amount: float | None
-
 
 @dataclass
 class Calibration:
@@ -95,91 +61,6 @@ class Calibration:
     pipeline: list
     notes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
-
-
-def _date(text: str) -> date | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    return date.fromisoformat(text[:10])
-
-
-def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | None = None,
-                 segment_column: str | None = None) -> list[Deal]:
-    """Read a history CSV into deals; ``columns`` maps our names to the file's."""
-    shown = str(path)
-    try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
-    except OSError as exc:
-        raise ScenarioError(shown, [Problem("", f"cannot be read: {exc}")]) from None
-    if not rows:
-        raise ScenarioError(shown, [Problem("", "has no rows")])
-    col = {name: columns.get(name, name) for name in ("deal_id", "outcome", "closed", "amount", *stages)}
-    col["segment"] = segment_column or columns.get("segment", "segment")
-    header = rows[0].keys()
-    missing = [f"{k} (column {v!r})" for k, v in col.items() if v and v not in header and k not in ("segment", "amount")]
-    if missing:
-        raise ScenarioError(shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: {', '.join(header)}")])
-    outcomes = {**{"won": "won", "lost": "lost", "open": "open"}, **(outcomes or {})}
-    deals, problems = [], []
-    for line, row in enumerate(rows, start=2):
-        try:
-            raw = (row.get(col["outcome"]) or "").strip().lower()
-            outcome = outcomes.get(raw)
-            if outcome is None:
-                raise ValueError(f"outcome {raw!r} is not one of {', '.join(sorted(outcomes))}")
-            amount_text = (row.get(col["amount"]) or "").strip() if col["amount"] in header else ""
-            deals.append(Deal(row[col["deal_id"]], (row.get(col["segment"]) or "all").strip() or "all"
-                              if col["segment"] in header else "all",
-                              [_date(row.get(col[s], "")) for s in stages], outcome, _date(row.get(col["closed"], "")),
-                              float(amount_text) if amount_text else None))
-        except ValueError as exc:
-            problems.append(Problem("", f"line {line}: {exc}"))
-            if len(problems) > 20:
-                break
-    if problems:
-        raise ScenarioError(shown, problems)
-    return deals
-
-
-def load_deals(history: Path, preset: str, stages: str | None = None, segment_column: str | None = None,
-               mapping=()) -> tuple[list[Deal], list[str], bool]:
-    """Deals, stage names and whether losses are recorded, for a history and a preset.
-
-    ``stages``: comma-separated stage columns (for the generic preset); ``mapping``:
-    ``NAME=SOURCE`` items mapping our column names to the file's.
-
-    Raises
-    ------
-    ValueError
-        When the stages are not known or a mapping item is malformed.
-    """
-    if preset == "olist":
-        return read_olist(history), ["lead"], False
-    spec = PRESETS[preset]
-    stage_list = stages.split(",") if stages else spec["stages"]
-    if not stage_list:
-        raise ValueError("give --stages (the stage columns, in order) or a --preset")
-    columns = dict(spec["columns"])
-    for item in mapping:
-        key, _, value = item.partition("=")
-        if not value:
-            raise ValueError(f"--column expects NAME=SOURCE; got {item!r}")
-        columns[key] = value
-    return read_history(history, stage_list, columns, spec.get("outcomes"), segment_column), stage_list, True
-
-
-def read_olist(folder: Path) -> list[Deal]:
-    """The Olist marketing funnel: MQLs (one stage, ``lead``) won when they appear in the
-    closed deals; never-won leads are open (the data records no losses). Segment: origin."""
-    mqls = list(csv.DictReader((folder / "olist_marketing_qualified_leads_dataset.csv").read_text().splitlines()))
-    won = {r["mql_id"]: r for r in csv.DictReader((folder / "olist_closed_deals_dataset.csv").read_text().splitlines())}
-    deals = []
-    for r in mqls:
-        w = won.get(r["mql_id"])
-        deals.append(Deal(r["mql_id"], (r["origin"] or "unknown").replace(" ", "_"), [_date(r["first_contact_date"])],
-                          "won" if w else "open", _date(w["won_date"]) if w else None, None))
-    return deals
 
 
 def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool) -> StageData:
@@ -366,11 +247,6 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
 def _monthly_counts(dates) -> Counter:
     """How many of ``dates`` fall in each (year, month)."""
     return Counter((e.year, e.month) for e in dates)
-
-
-def won_dates(deals: list[Deal], as_of: date) -> list[date]:
-    """The dates of the wins known on ``as_of``, in order."""
-    return sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
 
 
 def _months_until(first: date, as_of: date) -> list[tuple[int, int]]:

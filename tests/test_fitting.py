@@ -175,7 +175,7 @@ def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     from datetime import date
 
     from forecaster.backtest import actuals, backtest, weighted_pipeline
-    from forecaster.calibrate import read_history
+    from forecaster.history import read_history
 
     deals = read_history(_history(tmp_path, np.random.default_rng(9)), ["lead", "proposal"], {}, None, "segment")
     months = [date(2026, 8, 1), date(2026, 9, 1)]
@@ -208,7 +208,7 @@ def _drifting_history(rng, p_of_month, leads_of_month, months=12, slip=None):
     then moves to a uniform day of the quarter's last 10 days."""
     from datetime import date, timedelta
 
-    from forecaster.calibrate import Deal
+    from forecaster.history import Deal
 
     deals, start = [], date(2025, 1, 1)
     for month in range(months):
@@ -295,7 +295,7 @@ def test_backtest_folder_gets_its_chart(tmp_path):
     from datetime import date
 
     from forecaster.backtest import backtest
-    from forecaster.calibrate import read_history
+    from forecaster.history import read_history
     from forecaster.report import write_report
 
     deals = read_history(_history(tmp_path, np.random.default_rng(11)), ["lead", "proposal"], {}, None, "segment")

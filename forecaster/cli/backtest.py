@@ -41,7 +41,7 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, t
           --cutoffs 2017-03-31,2017-06-30,2017-09-30 --out out/backtest
     """
     from ..backtest import backtest
-    from ..calibrate import load_deals
+    from ..history import load_deals
     from ..console import print_backtest
     from ..errors import ForecasterError
     from ..outputs import _Staged, prepare_folder

@@ -60,7 +60,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     """
     import yaml
 
-    from ..calibrate import calibrate, load_deals, pipeline_csv
+    from ..calibrate import calibrate, pipeline_csv
+    from ..history import load_deals
     from ..errors import ForecasterError
     from ..loading import load_scenario
     from ..outputs import _Staged, prepare_folder
