@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from .calendar import days_in_month
-from .drift import Level, empirical_logit, expit, local_level, logit
-from .fitting import StageData, conversion_cdf, conversion_exposure, fit_stage
+from .drift import Level, expit, local_level, local_trend, logit
+from .fitting import StageData, cohort_conversion, conversion_cdf, conversion_exposure, fit_stage
 from .history import PRESETS, Deal, load_deals, read_history, read_olist, won_dates  # noqa: F401 (re-exported)
 
 MIN_CONVERTED = 30
@@ -61,70 +62,190 @@ class Calibration:
     pipeline: list
     notes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    base: dict = field(default_factory=dict)          # the scenario without any optional part
+    mechanisms: dict = field(default_factory=dict)    # name -> Mechanism, the optional parts fitted
+    kept: list = field(default_factory=list)          # the names of those kept
+    families: dict = field(default_factory=dict)      # stage -> (family of days, of days_lost)
+    evidence: dict = field(default_factory=dict)      # the in-history walk-forward behind the choice
 
 
-def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool) -> StageData:
-    """What was known on ``as_of`` about the deals that entered stage ``s``."""
-    conv, lost, open_, ages = [], [], [], []
+def observed_from(deals: list[Deal], as_of: date) -> date | None:
+    """The first day the history saw a deal close (won or lost) by ``as_of``, or None.
+
+    An export that starts mid-stream holds the deals that entered before that day only
+    because they were still open on it (left truncation): their times are fitted with
+    delayed entry, and they are left out of conversion counts.
+    """
+    closed = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
+    return min(closed, default=None)
+
+
+def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
+               first_seen: date | None = None, untruncated: bool = False) -> StageData:
+    """What was known on ``as_of`` about the deals that entered stage ``s``.
+
+    ``first_seen``: the history's first close (:func:`observed_from`); a deal that entered
+    before it is under delayed entry from its age on that day, or left out with
+    ``untruncated`` (for counting conversions, which it would bias).
+    """
+    conv, lost, open_, ages, other = [], [], [], [], []
+    entry: dict = {"conv": [], "lost": [], "open": []}
     for d in deals:
         e = d.entered[s]
         if e is None or e > as_of:
+            continue
+        late = (first_seen - e).days if first_seen is not None and e < first_seen else 0
+        if late and untruncated:
             continue
         ages.append((as_of - e).days)
         nxt = d.entered[s + 1] if s + 1 < n_stages else None
         closed = d.closed if d.closed is not None and d.closed <= as_of else None
         if nxt is not None and nxt <= as_of:
             conv.append((nxt - e).days)
-        elif d.outcome == "won" and closed is not None:
+            entry["conv"].append(late)
+            continue
+        if d.outcome == "won" and closed is not None:
             conv.append((closed - e).days)
-        elif d.outcome == "lost" and closed is not None:
+            entry["conv"].append(late)
+            continue
+        if d.outcome == "lost" and closed is not None:
             lost.append((closed - e).days)
+            entry["lost"].append(late)
         else:
             open_.append((as_of - e).days)
+            entry["open"].append(late)
+        other.append((as_of - e).days)
     as_array = lambda v: np.maximum(np.asarray(v, dtype=float), 0.0)  # noqa: E731 (a same-day data-entry slip)
-    return StageData(as_array(conv), as_array(lost), as_array(open_), lost_observed=lost_observed,
-                     ages=as_array(ages))
+    conv_a, lost_a, open_a = as_array(conv), as_array(lost), as_array(open_)
+    # an event cannot come before the deal was first seen (a data-entry slip): seen from then
+    clip = lambda ev, en: np.minimum(as_array(en), ev)  # noqa: E731
+    return StageData(conv_a, lost_a, open_a, lost_observed=lost_observed, ages=as_array(ages),
+                     other_ages=as_array(other), converted_entry=clip(conv_a, entry["conv"]),
+                     lost_entry=clip(lost_a, entry["lost"]), open_entry=clip(open_a, entry["open"]))
+
+
+@dataclass
+class Mechanism:
+    """An optional part of a calibrated scenario, fitted but kept only on evidence.
+
+    ``apply`` adds it to a scenario document (in place); ``summary`` says what was fitted.
+    """
+
+    name: str
+    apply: Callable[[dict], None]
+    summary: str
+
+
+MECHANISMS = ("shocks", "stalled", "speed", "trend", "seasonality", "closing", "capacity")
+"""The optional parts of a calibrated scenario, in the order they are applied."""
 
 
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
-              lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False) -> Calibration:
+              lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False,
+              force: dict | None = None, select: bool = True, families: dict | None = None) -> Calibration:
     """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring).
 
-    ``capacity``: also fit the team's capacity (:func:`team_capacity`), for a team whose
-    deals wait for it (the analyst's call: see the README).
+    Every optional part (:data:`MECHANISMS`) is fitted, then kept only when a walk-forward
+    inside the history known on ``as_of`` shows that it improves the out-of-sample CRPS
+    (:func:`forecaster.selection.select_mechanisms`); the shared shocks are then widened
+    until that walk-forward's P10-P90 covers 80% of its months.
+
+    ``force``: mechanism name -> True (always keep) or False (never); ``capacity=True`` is
+    ``force={"capacity": True}``. ``select=False`` keeps the defaults without evidence (the
+    shocks and stalled deals), as the walk-forward's own calibrations do. ``families``:
+    stage -> (family of days, family of days_lost) to fit instead of choosing by AIC.
     """
+    from .selection import select_mechanisms
+
+    force = dict(force or {})
+    if capacity:
+        force["capacity"] = True
+    cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
+                         pipeline_file=pipeline_file, families=families)
+    fitted = [m for m in MECHANISMS if m in cal.mechanisms]
+    forced_on = [m for m in fitted if force.get(m) is True]
+    if select:
+        kept, widen = select_mechanisms(deals, stages, as_of, cal, horizon_days=horizon_days,
+                                        lost_observed=lost_observed, forced_on=forced_on,
+                                        forced_off=[m for m in fitted if force.get(m) is False])
+    else:
+        kept, widen = [m for m in fitted if (m in ("shocks", "stalled") and force.get(m) is not False)
+                       or m in forced_on], 1.0
+    cal.kept = kept
+    cal.scenario = build_scenario(cal, kept, widen)
+    for m in fitted:
+        cal.notes.append(f"{m}: {'kept' if m in kept else 'left out'} ({cal.mechanisms[m].summary})")
+    return cal
+
+
+def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
+    """The base scenario of ``cal`` with the mechanisms ``kept`` applied (in the order of
+    :data:`MECHANISMS`), the shared shocks multiplied by ``widen``."""
+    import copy
+
+    doc = copy.deepcopy(cal.base)
+    for m in MECHANISMS:
+        if m in kept and m in cal.mechanisms:
+            cal.mechanisms[m].apply(doc)
+    if widen != 1.0 and "shocks" in doc:
+        sh = doc["shocks"]
+        for key in ("leads",):
+            if key in sh:
+                sh[key] = round(sh[key] * widen, 4)
+        if "convert" in sh:
+            sh["convert"] = {k: round(v * widen, 4) for k, v in sh["convert"].items()}
+        for key, v in sh.get("drift", {}).items():
+            sh["drift"][key] = ({k: round(x * widen, 4) for k, x in v.items()} if isinstance(v, dict)
+                                else round(v * widen, 4))
+    return doc
+
+
+def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90,
+                   name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
+                   families: dict | None = None) -> Calibration:
+    """The base scenario (no optional part) and every optional part that can be fitted."""
     S = len(stages)
     segments = sorted({d.segment for d in deals})
     cal = Calibration(scenario={}, pipeline=[])
     ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
     since = steady_start(deals, as_of)
+    first_seen = observed_from(deals, as_of)
     if since is not None:
         cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
                          "ramp-up, below half the median month's arrivals)")
-    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, cal) for s in range(S)]
+    if first_seen is not None:
+        early = sum(1 for d in deals if d.entered[0] is not None and d.entered[0] < first_seen)
+        if early:
+            cal.notes.append(f"all segments: the first close is on {first_seen}; the {early} deals that entered "
+                             "before it are fitted with delayed entry (seen only because still open then) and "
+                             "left out of conversion counts")
+    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, first_seen, cal,
+                          (families or {}).get(stages[s])) for s in range(S)]
+    cal.families = {stages[s]: whole[s].fit.families for s in range(S)}
     lead_level = arrival_level(deals, as_of, cal, since)
-    seg_docs = {}
+    seg_docs, shares = {}, {}
     for seg in segments:
         mine = [d for d in deals if d.segment == seg]
         funnel = {}
         for s, stage in enumerate(stages):
-            data, w = stage_data(mine, s, S, as_of, lost_observed), whole[s]
+            data, w = stage_data(mine, s, S, as_of, lost_observed, first_seen), whole[s]
+            counted = stage_data(mine, s, S, as_of, lost_observed, first_seen, untruncated=True)
             fit = w.fit
-            if data.converted.size >= MIN_CONVERTED:
-                fit = fit_stage(data)
+            if data.converted.size >= MIN_CONVERTED and len(segments) > 1:
+                wf, lf = w.fit.families
+                fit = fit_stage(data, families=(wf,), lost_families=(lf,) if lf else None)
                 cal.notes.append(f"{seg}, {stage}: {_counts(fit)}; days {fit.days[0]}")
-            else:
+            elif len(segments) > 1:
                 cal.warnings.append(f"{seg}, {stage}: only {data.converted.size} conversions by {as_of}: conversion "
                                     f"shrunk toward the pooled {w.p:.3f}, pooled times used")
             # the segment's conversion relative to the whole, shrunk toward it: a beta prior worth
             # PRIOR_WEIGHT deals at the pooled rate, updated with the segment's conversions and
             # their exposure (open deals count only for the chance that a converting one would
             # already show: they are not lost); moved to the latest level of the whole
-            exposure = conversion_exposure(data, w.cdf)
-            p_seg = (data.converted.size + PRIOR_WEIGHT * w.p) / (exposure + PRIOR_WEIGHT)
+            exposure = conversion_exposure(counted, w.cdf)
+            p_seg = (counted.converted.size + PRIOR_WEIGHT * w.p) / (exposure + PRIOR_WEIGHT)
             mean = expit(w.centre + logit(p_seg) - logit(w.p))
-            entry = {"convert": {"dist": "beta", "mean": round(mean, 6),
-                                 "concentration": round(exposure + PRIOR_WEIGHT, 3)},
+            entry = {"convert": {"dist": "beta", "mean": mean, "concentration": exposure + PRIOR_WEIGHT},
                      "days": fit.days[1]}
             if fit.days_lost:
                 entry["days_lost"] = fit.days_lost[1]
@@ -132,12 +253,12 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
         if not lost_observed:  # leads that are never won stay in their stage (the data records no losses)
             for entry in funnel.values():
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
-        seg_docs[seg] = {"leads": _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead), "funnel": funnel,
-                         "deal_value": _deal_value(mine, as_of, cal, seg)}
+        leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead)
+        seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg)}
     start = as_of + timedelta(days=1)
-    cal.scenario = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
-                    "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
-                    "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
+    cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
+                "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
+                "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
     for d in deals:
         known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
         closed = d.closed is not None and d.closed <= as_of
@@ -146,9 +267,28 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
             cal.pipeline.append({"deal_id": d.deal_id, "segment": d.segment, "stage": stages[i],
                                  "entered_stage": e.isoformat(), "amount": ""})
     if cal.pipeline:
-        cal.scenario["pipeline"] = {"file": pipeline_file}
-    # the level's uncertainty in the horizon's first month is a shock drawn once per trial;
-    # each month after adds the level's monthly drift (``shocks.drift``)
+        cal.base["pipeline"] = {"file": pipeline_file}
+    cal.scenario = cal.base
+    _shock_mechanism(cal, stages, whole, lead_level)
+    _stall_mechanism(cal, stages, whole)
+    _speed_mechanism(cal, stages, whole)
+    _trend_mechanism(deals, as_of, cal, since, shares, horizon_days)
+    _season_mechanism(deals, as_of, cal, segments)
+    closing = quarter_end_closing(deals, as_of, cal)
+    if closing:
+        cal.mechanisms["closing"] = Mechanism("closing", lambda doc: doc.__setitem__("closing", closing),
+                                              f"months 1 and 2 slip {closing['slip'][1]:.2f} and "
+                                              f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days")
+    fitted = team_capacity(deals, as_of, cal)
+    if fitted:
+        cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
+                                               f"{fitted['won_per_month']:.1f} wins a month")
+    return cal
+
+
+def _shock_mechanism(cal: Calibration, stages, whole, lead_level) -> None:
+    """Shared shocks: the levels' uncertainty in the horizon's first month, drawn once per
+    trial, and each month after the levels' monthly drift (``shocks.drift``)."""
     shocks: dict = {"drift": {}}
     if lead_level is not None:
         shocks["leads"] = round(math.sqrt(lead_level.variance(1)), 4)
@@ -165,15 +305,85 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                                       for stage, level in levels}
     shocks = {k: v for k, v in shocks.items() if v}
     if shocks:
-        cal.scenario["shocks"] = shocks
-    closing = quarter_end_closing(deals, as_of, cal)
-    if closing:
-        cal.scenario["closing"] = closing
-    if capacity:
-        fitted = team_capacity(deals, as_of, cal)
-        if fitted:
-            cal.scenario["capacity"] = fitted
-    return cal
+        import copy
+
+        def apply(doc, shocks=shocks):
+            doc["shocks"] = copy.deepcopy(shocks)
+        cal.mechanisms["shocks"] = Mechanism("shocks", apply, f"leads {shocks.get('leads', 0)}, convert "
+                                             f"{shocks.get('convert', {})}")
+
+
+def _stall_mechanism(cal: Calibration, stages, whole) -> None:
+    """Stalled deals: the share of a stage's non-converting leads that never leave (fitted
+    with the stage's times, :func:`forecaster.fitting.fit_stage`)."""
+    stalled = {stage: round(w.fit.stalled, 4) for stage, w in zip(stages, whole) if w.fit.stalled >= 0.005}
+    if stalled:
+        cal.mechanisms["stalled"] = Mechanism("stalled", lambda doc: doc.__setitem__("stalled", dict(stalled)),
+                                              ", ".join(f"{k} {v:.1%}" for k, v in stalled.items()))
+
+
+def _speed_mechanism(cal: Calibration, stages, whole) -> None:
+    """Cycle speed that drifts: each stage's ``days`` stretched by the latest level of its
+    cohorts' time scale against the pooled time (:func:`forecaster.fitting.cohort_conversion`)."""
+    factors = {stage: math.exp(w.speed.m) for stage, w in zip(stages, whole)
+               if w.speed is not None and abs(w.speed.m) > 0.05}
+    if not factors:
+        return
+
+    def apply(doc):
+        for seg in doc["segments"].values():
+            for stage, f in factors.items():
+                seg["funnel"][stage]["days"] = _stretched(seg["funnel"][stage]["days"], f)
+    cal.mechanisms["speed"] = Mechanism("speed", apply, ", ".join(f"{k} x{v:.2f}" for k, v in factors.items()))
+
+
+def _stretched(dist: dict, factor: float) -> dict:
+    """A time distribution stretched by ``factor`` (its scale parameter multiplied)."""
+    out = dict(dist)
+    key = {"lognormal": "median", "gamma": "mean", "weibull": "scale", "exponential": "mean"}[dist["dist"]]
+    out[key] = _sig(dist[key] * factor)
+    return out
+
+
+def _trend_mechanism(deals, as_of: date, cal: Calibration, since, shares: dict, horizon_days: int) -> None:
+    """A trend in arrivals: a local linear trend of the monthly arrivals (log scale); the
+    lead rate becomes its level in the horizon's first month, ``growth_per_month`` its slope
+    and the slope's uncertainty widens the shared drift of the lead rate."""
+    y, v = _arrival_series(deals, as_of, since)
+    if y is None:
+        return
+    trend = local_trend(y, v)
+    if trend is None or abs(trend.slope) < 0.01:
+        return
+    months = max(horizon_days / AVG_MONTH_DAYS, 1.0)
+    growth = math.expm1(trend.slope)
+    level = trend.mean(1) + trend.variance(1) / 2
+    drift = math.sqrt(max(trend.variance(months) - trend.variance(1), 0.0) / max(months - 1, 1.0))
+    shock = math.sqrt(trend.variance(1))
+
+    def apply(doc):
+        for seg, d in doc["segments"].items():
+            d["leads"]["per_month"]["mean"] = _sig(shares[seg] * math.exp(level) * AVG_MONTH_DAYS)
+            d["leads"]["growth_per_month"] = round(growth, 4)
+        if "shocks" in doc:
+            doc["shocks"]["leads"] = round(shock, 4)
+            doc["shocks"].setdefault("drift", {})["leads"] = round(drift, 4)
+    cal.mechanisms["trend"] = Mechanism("trend", apply, f"arrivals {growth:+.1%} a month (sd of the monthly log "
+                                                        f"slope {trend.slope_sd:.3f})")
+
+
+def _season_mechanism(deals, as_of: date, cal: Calibration, segments) -> None:
+    season = {seg: seasonality([d.entered[0] for d in deals if d.segment == seg and d.entered[0] is not None
+                                and d.entered[0] <= as_of], as_of) for seg in segments}
+    season = {k: v for k, v in season.items() if v}
+    if not season:
+        cal.notes.append(f"no seasonality: fewer than {SEASON_MONTHS} whole months of arrivals")
+        return
+
+    def apply(doc):
+        for seg, m in season.items():
+            doc["segments"][seg]["leads"]["seasonality"] = dict(m)
+    cal.mechanisms["seasonality"] = Mechanism("seasonality", apply, f"monthly, from {SEASON_MONTHS}+ months")
 
 
 def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
@@ -199,32 +409,38 @@ def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
 class WholeStage:
     """A stage fitted on every segment at once: the times (``fit``), the nonparametric time
     to convert (``cdf``), the conversion over the history (``p``), its latest level on the
-    log-odds scale (``centre``) and the drift model behind it (``level``, None without one)."""
+    log-odds scale (``centre``), the drift models behind it (``level``) and behind the
+    cohorts' time scale (``speed``), None without them."""
 
     fit: object
     cdf: np.ndarray
     p: float
     centre: float
     level: Level | None
+    speed: Level | None = None
 
 
 def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
-                 since: date | None, cal: Calibration) -> WholeStage:
-    data = stage_data(deals, s, len(stages), as_of, lost_observed)
-    fit = fit_stage(data)
+                 since: date | None, first_seen: date | None, cal: Calibration, families=None) -> WholeStage:
+    data = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen)
+    fit = (fit_stage(data, families=(families[0],), lost_families=(families[1],) if families[1] else None)
+           if families else fit_stage(data))
     cdf = conversion_cdf(data)
-    exposure = conversion_exposure(data, cdf)
-    p = data.converted.size / max(exposure, 1e-9)
-    cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC); "
-                     f"{data.converted.size} conversions over an exposure of {exposure:.1f} deals -> p = {p:.4f}")
-    level = conversion_level(deals, s, len(stages), as_of, lost_observed, cdf, since)
+    counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
+    exposure = conversion_exposure(counted, cdf)
+    p = (counted.converted.size + 0.5) / (max(exposure, 0.0) + 1.0)
+    cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC)"
+                     + (f"; {fit.stalled:.1%} of the leads that do not convert never leave" if fit.stalled else "")
+                     + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
+                       f"-> p = {p:.4f}")
+    level, speed = conversion_level(deals, s, len(stages), as_of, lost_observed, cdf, since, first_seen)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
     cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
                      f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
-                     f"{math.sqrt(level.q):.3f} a month (log-odds)")
-    return WholeStage(fit, cdf, p, level.m, level)
+                     f"{math.sqrt(level.q):.3f} a month (log-odds); cycle x{math.exp(speed.m):.2f} the pooled one")
+    return WholeStage(fit, cdf, p, level.m, level, speed)
 
 
 def steady_start(deals: list[Deal], as_of: date) -> date | None:
@@ -259,36 +475,41 @@ def _months_until(first: date, as_of: date) -> list[tuple[int, int]]:
 
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
-                     cdf: np.ndarray, since: date | None = None) -> Level | None:
-    """The drifting conversion of stage ``s``: a local level (:mod:`forecaster.drift`) over
-    the last :data:`DRIFT_MONTHS` monthly entry cohorts, each measured as its conversions
-    over its exposure (``cdf``: the pooled time to convert) on the log-odds scale, from the
-    month ``since`` on. Young cohorts have little exposure, so they weigh little. None with
+                     cdf: np.ndarray, since: date | None = None,
+                     first_seen: date | None = None) -> tuple[Level | None, Level | None]:
+    """The drifting conversion of stage ``s``, and its drifting speed: local levels
+    (:mod:`forecaster.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
+    the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
+    the pooled time to convert ``cdf``) estimated together
+    (:func:`forecaster.fitting.cohort_conversion`), so that faster closing is not read as
+    higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
+    before the history's first close (``first_seen``) are left out. (None, None) with
     fewer than 3 cohorts."""
     cohorts: dict = {}
     for d in deals:
         e = d.entered[s]
-        if e is not None and e <= as_of:
+        if e is not None and e <= as_of and (first_seen is None or e >= first_seen):
             cohorts.setdefault((e.year, e.month), []).append(d)
     if not cohorts:
-        return None
+        return None, None
     months = _months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
     y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
     for k, key in enumerate(months):
         if key in cohorts:
-            data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
-            y[k], v[k] = empirical_logit(data.converted.size, conversion_exposure(data, cdf))
-    return local_level(y, v)
+            est = cohort_conversion(stage_data(cohorts[key], s, n_stages, as_of, lost_observed), cdf)
+            y[k], v[k], ys[k], vs[k] = est.logit_p, est.var_logit_p, est.log_scale, est.var_log_scale
+    return local_level(y, v), local_level(ys, vs)
 
 
-def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date | None = None) -> Level | None:
-    """The drifting lead flow of the whole: a local level of log daily arrivals per month
-    (seasonality divided out when it is fitted), over the last :data:`DRIFT_MONTHS` months
-    from ``since`` on, and never the first month, which the history's start likely cuts.
-    None with fewer than 3 months."""
+def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
+    """Log daily arrivals per month (seasonality divided out when it is fitted) and their
+    variances, over the last :data:`DRIFT_MONTHS` months from ``since`` on, never the first
+    month, which the history's start likely cuts: two arrays of shape (months,), NaN where
+    a month has none; (None, None) without arrivals."""
     first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not first:
-        return None
+        return None, None
     counts = _monthly_counts(first)
     season = seasonality(first, as_of)
     months = [m for m in _months_until(min(first), as_of)[1:] if since is None or m >= (since.year, since.month)]
@@ -299,6 +520,15 @@ def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date 
         days = as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
         if n > 0:
             y[k], v[k] = math.log(n / days / season.get(mo, 1.0)), 1.0 / n
+    return y, v
+
+
+def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date | None = None) -> Level | None:
+    """The drifting lead flow of the whole: a local level of :func:`_arrival_series`. None
+    with fewer than 3 months."""
+    y, v = _arrival_series(deals, as_of, since)
+    if y is None:
+        return None
     level = local_level(y, v)
     if level is not None:
         cal.notes.append(f"all segments: {level.months} months of arrivals; latest level "
@@ -350,7 +580,7 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of)
     if not quarters:
-        cal.warnings.append("capacity: no whole quarter of wins yet: not fitted")
+        cal.notes.append("capacity: no whole quarter of wins yet: not fitted")
         return None
     counts, days = _quarter_months(wins, quarters)
     rates = counts / days  # wins per day, by quarter and month of the quarter
@@ -374,20 +604,23 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     """Quarter-end bunching of wins, as the format's ``closing`` (None when there is none).
 
     From the last :data:`CLOSING_QUARTERS` whole quarters of wins (quarters that start on
-    or after the month of the first win and end by ``as_of``): the daily win rate of each
-    month of the quarter against the quarters' average b. When a chi-square test rejects an
-    even spread (p < 0.01) and the third month is the busiest, months 1 and 2 slip with
-    1 - rate_k / b, and the window is the one of :data:`WINDOWS` under which the daily wins
-    of the third months are most likely (Poisson).
+    or after the month of the first win and end by ``as_of``), at least two: the daily win
+    rate of each month of the quarter against a log-linear trend over the months (Poisson
+    regression), relative to the quarter's average day. When a likelihood-ratio test rejects
+    "no month-of-quarter effect" (p < 0.01) and the third month is the busiest, months 1 and
+    2 slip with 1 - rate_k, and the window is the one of :data:`WINDOWS` under which the
+    daily wins of the third months are most likely (Poisson). A growing team's wins rise
+    month by month; that is a trend, not quarter-end bunching.
     """
     from scipy import stats
 
     wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of)
-    if not quarters:
-        cal.notes.append("closing: no whole quarter of wins yet: quarter-end bunching not measured")
+    if len(quarters) < 2:
+        cal.notes.append("closing: fewer than two whole quarters of wins: quarter-end bunching not measured")
         return None
-    counts, days = (a.sum(axis=0) for a in _quarter_months(wins, quarters))
+    by_quarter, day_table = _quarter_months(wins, quarters)
+    counts, days = by_quarter.sum(axis=0), day_table.sum(axis=0)
     by_day_before_end = np.zeros(31)
     for first, last in quarters:
         for w in wins:
@@ -397,14 +630,26 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     if total < 60:
         return None
     b = total / days.sum()
-    p_value = stats.chisquare(counts, days / days.sum() * total).pvalue
+    # months of the quarter against a trend: wins that grow (or shrink) month by month are not
+    # bunching, so the test compares Poisson models with and without month-of-quarter effects,
+    # both with a log-linear trend over the months (likelihood ratio, 2 degrees of freedom)
+    y, exposure = by_quarter.ravel(), day_table.ravel()
+    t = np.arange(y.size, dtype=float) - (y.size - 1) / 2
+    month = np.tile(np.arange(3), len(quarters))
+    trend_only = np.stack([np.ones(y.size), t], axis=1)
+    with_months = np.column_stack([trend_only, month == 0, month == 1]).astype(float)
+    ll0, _ = _poisson_fit(y, exposure, trend_only)
+    ll1, beta = _poisson_fit(y, exposure, with_months)
+    p_value = float(stats.chi2.sf(max(2 * (ll1 - ll0), 0.0), 2))
+    effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
+    rate = effect / (effect @ days / days.sum())        # relative to the quarter's average day
     note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "
-            f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))} (chi-square p = {p_value:.2g})")
-    rate = counts / days
+            f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))}; against their trend x"
+            f"{' / x'.join(f'{r:.2f}' for r in rate)} (likelihood ratio p = {p_value:.2g})")
     if p_value >= 0.01 or rate[2] <= rate.max() - 1e-12:
         cal.notes.append(note + ": no quarter-end bunching")
         return None
-    slip = {k + 1: round(float(max(0.0, 1 - rate[k] / b)), 4) for k in range(2)}
+    slip = {k + 1: round(float(max(0.0, 1 - rate[k])), 4) for k in range(2)}
     extra = sum(slip[k + 1] * b * days[k] for k in range(2))  # slipped wins landing in third months
     best = None
     for w in WINDOWS:  # third-month wins by days before the quarter's end (day 31 and on pooled)
@@ -415,6 +660,21 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     cal.notes.append(note + f": months 1 and 2 slip {slip[1]:.2f} and {slip[2]:.2f} into the last "
                             f"{best[1]} days")
     return {"slip": slip, "window_days": best[1]}
+
+
+def _poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[float, np.ndarray]:
+    """Poisson regression of counts ``y`` (shape (n,)) on ``X`` (shape (n, k)) with log
+    ``exposure`` as offset, by Newton's method: (log-likelihood, coefficients)."""
+    beta = np.zeros(X.shape[1])
+    beta[0] = math.log(max(y.sum(), 0.5) / exposure.sum())
+    for _ in range(50):
+        mu = exposure * np.exp(np.clip(X @ beta, -50, 50))
+        step = np.linalg.lstsq(X.T @ (X * mu[:, None]) + 1e-9 * np.eye(X.shape[1]), X.T @ (y - mu), rcond=None)[0]
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    mu = exposure * np.exp(np.clip(X @ beta, -50, 50))
+    return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu)), beta
 
 
 PIPELINE_COLUMNS = ("deal_id", "segment", "stage", "entered_stage", "amount")
@@ -436,14 +696,20 @@ def _counts(fit) -> str:
     return f"{c['converted']} converted, {c['lost']} lost, {c['open']} open (censored) -> p = {fit.p:.4f} ± {fit.p_se:.4f}"
 
 
+def _sig(v: float) -> float:
+    """``v`` to 6 significant digits (rounding to decimals would write a tiny median as 0)."""
+    return float(f"{v:.6g}")
+
+
 def _rounded(entry: dict) -> dict:
-    return {k: {kk: (round(v, 6) if isinstance(v, float) else v) for kk, v in q.items()} for k, q in entry.items()}
+    return {k: {kk: (_sig(v) if isinstance(v, float) else v) for kk, v in q.items()} for k, q in entry.items()}
 
 
 def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibration, seg: str,
-               level: Level | None, ahead: float) -> dict:
+               level: Level | None, ahead: float) -> tuple[dict, float]:
     """A segment's arrivals: its share of the whole's latest level (the level's uncertainty
-    is the shared ``shocks.leads``), or, without a level, its own recent rate."""
+    is the shared ``shocks.leads``), or, without a level, its own recent rate; and its share
+    of the whole's recent arrivals."""
     def recent(ds):
         first = [d.entered[0] for d in ds if d.entered[0] is not None and d.entered[0] <= as_of]
         span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1))
@@ -469,13 +735,7 @@ def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibr
         # months vary around the level beyond counting noise: daily negative-binomial
         # arrivals with d = r * days a month give a month's count the variance m + r m^2
         leads["dispersion"] = round(level.r * AVG_MONTH_DAYS, 4)
-    season = seasonality(first, as_of)
-    if season:
-        leads["seasonality"] = season
-        cal.notes.append(f"{seg}: monthly seasonality from {SEASON_MONTHS}+ months of arrivals")
-    else:
-        cal.notes.append(f"{seg}: no seasonality: fewer than {SEASON_MONTHS} whole months of arrivals")
-    return leads
+    return leads, max(count, 0.5) / max(total, 1)
 
 
 SEASON_MONTHS = 24

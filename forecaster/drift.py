@@ -147,3 +147,93 @@ def expit(x: float) -> float:
 def logit(p: float) -> float:
     p = min(max(p, 1e-9), 1 - 1e-9)
     return math.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A fitted local linear trend, averaged over the grid of (q, r) like :class:`Level`.
+
+    The level moves by a constant slope b each month, plus the drift and jumps of the local
+    level; ``ms``, ``bs``: each grid point's last level and slope, ``Pmm``, ``Pmb``, ``Pbb``
+    their covariance; ``weights`` the grid's posterior weights.
+    """
+
+    weights: np.ndarray
+    ms: np.ndarray
+    bs: np.ndarray
+    Pmm: np.ndarray
+    Pmb: np.ndarray
+    Pbb: np.ndarray
+    qs: np.ndarray
+    months: int
+
+    @property
+    def slope(self) -> float:
+        """Posterior mean of the monthly slope (log scale)."""
+        return float(self.weights @ self.bs)
+
+    @property
+    def slope_sd(self) -> float:
+        b = self.slope
+        return math.sqrt(float(self.weights @ (self.Pbb + (self.bs - b) ** 2)))
+
+    def mean(self, h: float) -> float:
+        """Mean of the level ``h`` months after the last one."""
+        return float(self.weights @ (self.ms + h * self.bs))
+
+    def variance(self, h: float) -> float:
+        """Variance of the level ``h`` months after the last one (slope, drift, jumps)."""
+        step = self.qs + JUMP_PROB * JUMP_VAR
+        own = self.Pmm + 2 * h * self.Pmb + h * h * self.Pbb + h * step
+        return float(self.weights @ (own + (self.ms + h * self.bs - self.mean(h)) ** 2))
+
+
+def _trend_filter(y: np.ndarray, v: np.ndarray, q: float, r: float) -> tuple:
+    """Kalman filter of a local linear trend (state: level, slope; the slope fixed but unknown)
+    with the level's jumps as in :func:`_filter`. The first two observations start it (a
+    diffuse start) and do not count in the likelihood. Returns (m, b, Pmm, Pmb, Pbb, ll)."""
+    x, P, ll, seen = np.zeros(2), np.diag([1e6, 1e6]), 0.0, 0
+    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    for k, (yk, vk) in enumerate(zip(y, v)):
+        if k > 0:
+            x = F @ x
+            P = F @ P @ F.T + np.diag([q, 0.0])
+        if not np.isfinite(yk):
+            continue
+        R = vk + r
+        e = yk - x[0]
+        comps = []
+        for prob, extra in ((1 - JUMP_PROB, 0.0), (JUMP_PROB, JUMP_VAR)):
+            Pk = P + np.diag([extra, 0.0])
+            S = Pk[0, 0] + R
+            K = Pk[:, 0] / S
+            comps.append((math.log(prob) - 0.5 * (math.log(2 * math.pi * S) + e * e / S), x + K * e,
+                          Pk - np.outer(K, Pk[0, :])))
+        logw = [c[0] for c in comps]
+        top = max(logw)
+        w = np.exp(np.array(logw) - top)
+        if seen >= 2:
+            ll += top + math.log(w.sum())
+        w /= w.sum()
+        x_new = w[0] * comps[0][1] + w[1] * comps[1][1]
+        P = sum(wi * (c[2] + np.outer(c[1] - x_new, c[1] - x_new)) for wi, c in zip(w, comps))
+        x, seen = x_new, seen + 1
+    return x[0], x[1], P[0, 0], P[0, 1], P[1, 1], ll
+
+
+def local_trend(y, v) -> Trend | None:
+    """Fit a local linear trend to monthly estimates ``y`` with sampling variances ``v``
+    (shape (months,), NaN where a month has none), averaged over the (q, r) grid.
+
+    Returns None with fewer than 4 months observed.
+    """
+    y, v = np.asarray(y, dtype=float), np.asarray(v, dtype=float)
+    if np.isfinite(y).sum() < 4:
+        return None
+    grid = GRID[::2]  # a coarser grid: the trend's filter is a 2-state one
+    qs, rs = (g.ravel() for g in np.meshgrid(grid, grid))
+    out = np.array([_trend_filter(y, v, q, r) for q, r in zip(qs, rs)]).T
+    ms, bs, Pmm, Pmb, Pbb, ll = out
+    weights = np.exp(ll - ll.max())
+    weights /= weights.sum()
+    return Trend(weights=weights, ms=ms, bs=bs, Pmm=Pmm, Pmb=Pmb, Pbb=Pbb, qs=qs, months=int(np.isfinite(y).sum()))

@@ -41,7 +41,12 @@ class StageData:
 
     ``converted``/``lost``: day of the event; ``open_ages``: age of deals still open;
     ``ages``: optional, the age on the as-of date of every deal that entered (converted,
-    lost and open alike), for :func:`conversion_exposure`.
+    lost and open alike), for :func:`conversion_exposure`; ``other_ages``: optional, the
+    age on the as-of date of the deals that did not convert (lost and open), for
+    :func:`cohort_conversion`. ``*_entry``: optional, the age at
+    which each deal came under observation (delayed entry: a history that starts mid-stream
+    holds a deal that entered before its start only because it was still open then); None
+    or 0 = observed from entry.
     """
 
     converted: np.ndarray
@@ -49,15 +54,34 @@ class StageData:
     open_ages: np.ndarray
     lost_observed: bool = True
     ages: np.ndarray | None = None
+    other_ages: np.ndarray | None = None
+    converted_entry: np.ndarray | None = None
+    lost_entry: np.ndarray | None = None
+    open_entry: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.converted.size + self.lost.size + self.open_ages.size
 
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Entry ages of the converted, lost and open deals (zeros where not given)."""
+        return tuple(np.zeros(x.size) if e is None else np.asarray(e, dtype=float)
+                     for x, e in ((self.converted, self.converted_entry), (self.lost, self.lost_entry),
+                                  (self.open_ages, self.open_entry)))
+
+    @property
+    def truncated(self) -> bool:
+        """Whether any deal came under observation after it entered (delayed entry)."""
+        return any(float(np.max(e, initial=0.0)) > 0 for e in self.entries())
+
 
 @dataclass
 class StageFit:
-    """A fitted stage: conversion and the time families, with what they came from."""
+    """A fitted stage: conversion and the time families, with what they came from.
+
+    ``stalled``: the share of the leads that do not convert that never leave (stay open for
+    ever), 0 when not fitted.
+    """
 
     p: float
     p_se: float
@@ -66,7 +90,16 @@ class StageFit:
     aic: float
     counts: dict = field(default_factory=dict)
     families: tuple = ()
-    theta: np.ndarray | None = None  # the optimiser's parameters: logit p, then the families' (log scale)
+    theta: np.ndarray | None = None  # the optimiser's parameters: logit p, the families' (log scale), logit stalled
+    stalled: float = 0.0
+
+
+BOUNDS = {"lognormal": ((-7.0, 12.0), (-4.0, 2.5)), "gamma": ((-7.0, 12.0), (-4.0, 8.0)),
+          "weibull": ((-7.0, 12.0), (-2.3, 4.0)), "exponential": ((-7.0, 12.0),)}
+"""Bounds of each family's parameters on the optimiser's (log) scale: a degenerate history
+(every conversion on the day of entry) must give a valid, sampleable distribution, not a
+median of 0 or a sigma of 40 (lognormal sigma <= 12, Weibull shape >= 0.1, gamma cv <= 7.4)."""
+LOGIT_BOUND = 30.0
 
 
 def _cdf(family: str, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -100,42 +133,66 @@ def _start(family: str, durations: np.ndarray) -> np.ndarray:
     d = durations + 0.5 if durations.size else np.array([10.0])
     m = max(float(np.mean(d)), 0.5)
     if family == "exponential":
-        return np.array([math.log(m)])
-    if family == "lognormal":
+        x = np.array([math.log(m)])
+    elif family == "lognormal":
         logs = np.log(d)
-        return np.array([float(np.median(logs)), math.log(max(float(np.std(logs)), 0.2))])
-    cv = max(float(np.std(d)) / m, 0.2)
-    if family == "gamma":
-        return np.array([math.log(m), math.log(1 / cv ** 2)])
-    return np.array([math.log(m), math.log(max(1.2 / cv, 0.3))])
+        x = np.array([float(np.median(logs)), math.log(max(float(np.std(logs)), 0.2))])
+    else:
+        cv = max(float(np.std(d)) / m, 0.2)
+        x = (np.array([math.log(m), math.log(1 / cv ** 2)]) if family == "gamma"
+             else np.array([math.log(m), math.log(max(1.2 / cv, 0.3))]))
+    lo, hi = np.array(BOUNDS[family]).T
+    return np.clip(x, lo + 1e-3, hi - 1e-3)
 
 
-def _tally(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-day durations as (distinct values, counts): the likelihood is the same."""
-    return np.unique(x, return_counts=True) if x.size else (x, np.zeros(0, dtype=int))
+def _tally(x: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-day durations with their entry ages as (distinct durations, entry ages, counts):
+    the likelihood is the same."""
+    if not x.size:
+        return x, x, np.zeros(0, dtype=int)
+    rows, counts = np.unique(np.stack([x, e], axis=1), axis=0, return_counts=True)
+    return rows[:, 0], rows[:, 1], counts
 
 
-def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, tallies) -> float:
-    (kc, nc), (kl, nl), (ko, no) = tallies
-    logit, rest = x[0], x[1:]
-    p = 1.0 / (1.0 + math.exp(-logit))
+def _in_bounds(x: np.ndarray, wf: str, lf: str | None, stall: bool) -> bool:
+    bounds = [(-LOGIT_BOUND, LOGIT_BOUND), *BOUNDS[wf], *(BOUNDS[lf] if lf else ()),
+              *([(-LOGIT_BOUND, LOGIT_BOUND)] if stall else [])]
+    return all(lo <= v <= hi for v, (lo, hi) in zip(x, bounds))
+
+
+def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, tallies, stall: bool = False) -> float:
+    """Log-likelihood of the stage model (module docstring) at the optimiser's ``x``.
+
+    With ``stall``, the last entry of ``x`` is logit sigma: a share sigma of the leads that do
+    not convert never leave (open at every age). A deal first observed at age e > 0 (delayed
+    entry) has its likelihood divided by the chance to be open at e.
+    """
+    (kc, ec, nc), (kl, el, nl), (ko, eo, no) = tallies
+    p = 1.0 / (1.0 + math.exp(-x[0]))
     kw = _NPARAMS[wf]
-    won, lost = rest[:kw], rest[kw:]
+    won = x[1:1 + kw]
+    lost = x[1 + kw:1 + kw + _NPARAMS[lf]] if lf else None
+    sigma = 1.0 / (1.0 + math.exp(-x[-1])) if stall else 0.0
     tiny = 1e-300
+
+    def open_at(a: np.ndarray) -> np.ndarray:
+        s_won = 1.0 - _cdf(wf, won, a)
+        s_lost = sigma + (1 - sigma) * (1.0 - _cdf(lf, lost, a)) if lf is not None else np.ones_like(s_won)
+        return p * s_won + (1 - p) * s_lost
+
     ll = 0.0
     if kc.size:
         ll += nc.sum() * math.log(max(p, tiny))
         ll += float(np.sum(nc * np.log(np.maximum(_cdf(wf, won, kc + 1.0) - _cdf(wf, won, kc), tiny))))
-    s_won = 1.0 - _cdf(wf, won, ko) if ko.size else np.zeros(0)
-    if lf is not None:
-        if kl.size:
-            ll += nl.sum() * math.log(max(1 - p, tiny))
-            ll += float(np.sum(nl * np.log(np.maximum(_cdf(lf, lost, kl + 1.0) - _cdf(lf, lost, kl), tiny))))
-        s_lost = 1.0 - _cdf(lf, lost, ko) if ko.size else np.zeros(0)
-    else:
-        s_lost = np.ones_like(s_won)
+    if lf is not None and kl.size:
+        ll += nl.sum() * math.log(max((1 - p) * (1 - sigma), tiny))
+        ll += float(np.sum(nl * np.log(np.maximum(_cdf(lf, lost, kl + 1.0) - _cdf(lf, lost, kl), tiny))))
     if ko.size:
-        ll += float(np.sum(no * np.log(np.maximum(p * s_won + (1 - p) * s_lost, tiny))))
+        ll += float(np.sum(no * np.log(np.maximum(open_at(ko), tiny))))
+    for e, n in ((ec, nc), (el, nl), (eo, no)):  # delayed entry: conditioned on being open at e
+        late = e > 0
+        if np.any(late):
+            ll -= float(np.sum(n[late] * np.log(np.maximum(open_at(e[late]), tiny))))
     return ll
 
 
@@ -147,44 +204,58 @@ def _se_of_logit_p(f, x: np.ndarray) -> float:
     up[0] += h
     dn[0] -= h
     curv = (f(up) - 2 * fx + f(dn)) / h ** 2  # of the negative log-likelihood
-    return 1 / math.sqrt(curv) if curv > 0 else float("inf")
+    return 1 / math.sqrt(curv) if curv > 0 and math.isfinite(curv) else float("inf")
 
 
-def fit_stage(data: StageData, families=FAMILIES) -> StageFit:
-    """Maximum-likelihood fit of one stage (see the module docstring)."""
+def fit_stage(data: StageData, families=FAMILIES, lost_families=None) -> StageFit:
+    """Maximum-likelihood fit of one stage (see the module docstring).
+
+    The family of ``days`` is chosen first (among ``families``, with a lognormal
+    ``days_lost``), then that of ``days_lost`` (among ``lost_families``, default the same),
+    each by the lowest AIC. When losses are recorded and some deals are still open, the
+    share of the non-converting leads that never leave (``stalled``) is fitted too: deals
+    open far beyond every recorded cycle are read as stalled, not as late wins.
+    """
     from scipy.optimize import minimize
 
     if data.converted.size == 0:
         raise ValueError("no deal converted out of this stage: its conversion and time cannot be fitted")
-    best = None
-    tallies = (_tally(data.converted), _tally(data.lost), _tally(data.open_ages))
-    lost_families = list(families) if data.lost_observed and data.lost.size else [None]
-    for wf in families:
-        for lf in lost_families:
-            resolved = data.converted.size + (data.lost.size if data.lost_observed else 0)
-            p0 = min(max(data.converted.size / max(resolved, 1), 0.02), 0.98)
-            x0 = np.concatenate([[math.log(p0 / (1 - p0))], _start(wf, data.converted.astype(float)),
-                                 _start(lf, data.lost.astype(float)) if lf else []])
+    ce, le, oe = data.entries()
+    tallies = (_tally(data.converted, ce), _tally(data.lost, le), _tally(data.open_ages, oe))
+    recorded_losses = data.lost_observed and data.lost.size > 0
+    stall = recorded_losses and data.open_ages.size > 0
+    resolved = data.converted.size + (data.lost.size if data.lost_observed else 0)
+    p0 = min(max(data.converted.size / max(resolved, 1), 0.02), 0.98)
 
-            def nll(x, wf=wf, lf=lf):
-                v = -_loglik(data, wf, lf, x, tallies)
-                return v if math.isfinite(v) else 1e300
+    def fit(wf: str, lf: str | None):
+        x0 = np.concatenate([[math.log(p0 / (1 - p0))], _start(wf, data.converted.astype(float)),
+                             _start(lf, data.lost.astype(float)) if lf else [], [-3.0] if stall else []])
 
-            res = minimize(nll, x0, method="Nelder-Mead",
-                           options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})
-            k = len(x0)
-            aic = 2 * k + 2 * res.fun
-            if best is None or aic < best[0]:
-                best = (aic, wf, lf, res.x, nll)
+        def nll(x):
+            if not _in_bounds(x, wf, lf, stall):
+                return 1e300
+            v = -_loglik(data, wf, lf, x, tallies, stall)
+            return v if math.isfinite(v) else 1e300
+
+        res = minimize(nll, x0, method="Nelder-Mead",
+                       options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8, "adaptive": len(x0) > 4})
+        return 2 * len(x0) + 2 * res.fun, wf, lf, res.x, nll
+
+    default_lost = "lognormal" if recorded_losses else None
+    best = min((fit(wf, default_lost) for wf in families), key=lambda r: r[0])
+    if recorded_losses:
+        candidates = [best] + [fit(best[1], lf) for lf in (lost_families or families) if lf != default_lost]
+        best = min(candidates, key=lambda r: r[0])
     aic, wf, lf, x, nll = best
     p = 1 / (1 + math.exp(-x[0]))
     se_logit = _se_of_logit_p(nll, x)
     p_se = p * (1 - p) * se_logit
     kw = _NPARAMS[wf]
     return StageFit(p=p, p_se=p_se, days=(wf, scenario_params(wf, x[1:1 + kw])),
-                    days_lost=(lf, scenario_params(lf, x[1 + kw:])) if lf else None, aic=aic,
+                    days_lost=(lf, scenario_params(lf, x[1 + kw:1 + kw + _NPARAMS[lf]])) if lf else None, aic=aic,
                     counts={"converted": int(data.converted.size), "lost": int(data.lost.size),
-                            "open": int(data.open_ages.size)}, families=(wf, lf), theta=x)
+                            "open": int(data.open_ages.size)}, families=(wf, lf), theta=x,
+                    stalled=1 / (1 + math.exp(-x[-1])) if stall else 0.0)
 
 
 def conversion_cdf(data: StageData) -> np.ndarray:
@@ -193,7 +264,8 @@ def conversion_cdf(data: StageData) -> np.ndarray:
     The Aalen-Johansen estimate of the cumulative incidence of conversion (losses compete,
     open deals are censored), divided by its final value: ``F[k]`` is the probability that
     a deal that converts does so on day k or before. A deal open at age a has come through
-    days 0..a. Shape (T + 1,), T the longest duration or age seen.
+    days 0..a; one first seen at age e (delayed entry) is at risk from day e on. Shape
+    (T + 1,), T the longest duration or age seen.
     """
     conv = data.converted.astype(np.int64)
     lost = data.lost.astype(np.int64) if data.lost_observed else np.zeros(0, dtype=np.int64)
@@ -202,7 +274,14 @@ def conversion_cdf(data: StageData) -> np.ndarray:
     c = np.bincount(conv, minlength=T + 1)
     lo = np.bincount(lost, minlength=T + 1)
     leaving = c + lo + np.bincount(ages, minlength=T + 1)  # at risk on day t: events on t or later, ages >= t
-    at_risk = np.cumsum(leaving[::-1])[::-1]
+    at_risk = np.cumsum(leaving[::-1])[::-1].astype(float)
+    # delayed entry: a deal first seen at age e is not at risk before day e
+    ce, le, oe = data.entries()
+    late = np.concatenate([ce, le if data.lost_observed else np.zeros(0), oe]).astype(np.int64)
+    late = np.minimum(late[late > 0], T + 1)
+    if late.size:
+        entering = np.bincount(late, minlength=T + 2)[:T + 2]
+        at_risk -= late.size - np.cumsum(entering)[:T + 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         h_c = np.where(at_risk > 0, c / at_risk, 0.0)
         h_l = np.where(at_risk > 0, lo / at_risk, 0.0)
@@ -224,3 +303,70 @@ def conversion_exposure(data: StageData, cdf: np.ndarray) -> float:
     if data.ages is None:
         raise ValueError("conversion_exposure needs the ages of every deal (StageData.ages)")
     return float(np.sum(cdf[np.minimum(data.ages.astype(np.int64), cdf.size - 1)]))
+
+
+LOG_SCALES = np.linspace(-1.6, 1.6, 33)
+"""Grid of a cohort's time scale log(lambda) against the pooled time to convert (x0.2 to x5)."""
+SCALE_PRIOR_SD = 0.5
+"""Prior sd of a cohort's log time scale: cycles that halve or double are within 1.4 sd."""
+LOGITS = np.linspace(-9.0, 9.0, 361)
+"""Grid of a cohort's conversion on the log-odds scale."""
+
+
+@dataclass(frozen=True)
+class CohortEstimate:
+    """A cohort's conversion and speed, separated: posterior mean and variance of logit p
+    and of log lambda (its time to convert is the pooled one stretched by lambda)."""
+
+    logit_p: float
+    var_logit_p: float
+    log_scale: float
+    var_log_scale: float
+
+
+def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
+    """A monthly cohort's conversion, with its own speed, so that faster closing cannot pass
+    for higher conversion.
+
+    Each deal of the cohort that converts does so with chance p, at a time T whose law is the
+    pooled time to convert (``cdf``, from :func:`conversion_cdf`, joined linearly between
+    whole days) stretched by the cohort's factor lambda: P(T <= t) = F0(t / lambda). A deal
+    of age a seen converting on day k contributes p (F(k + 1) - F(k)); any other deal
+    1 - p F(a + 1) (its conversion, if any, would not show yet). Young cohorts tell little
+    about either, and the two are confounded: a few early conversions are a fast cohort or
+    a strong one. So both are integrated over a grid (flat prior on logit p, normal prior
+    with sd :data:`SCALE_PRIOR_SD` on log lambda), and the returned variances carry the
+    confounding to the drift model, which then weighs such cohorts little.
+
+    Parameters
+    ----------
+    data : StageData
+        The cohort's deals (``other_ages`` needed); deals under delayed entry must be left out.
+    cdf : ndarray, shape (T + 1,)
+        Pooled time to convert by whole days.
+    """
+    grid_t = np.arange(cdf.size + 1, dtype=float)
+    grid_f = np.concatenate([[0.0], cdf])
+    if data.other_ages is None:
+        raise ValueError("cohort_conversion needs the ages of the deals that did not convert (StageData.other_ages)")
+    conv_days, conv_n = np.unique(data.converted.astype(np.int64), return_counts=True)
+    other_ages, other_n = np.unique(data.other_ages.astype(float), return_counts=True)
+    scales = np.exp(LOG_SCALES)[:, None]
+    F = lambda t: np.interp(t[None, :] / scales, grid_t, grid_f)  # noqa: E731 (shape (scales, t))
+    p = (1.0 / (1.0 + np.exp(-LOGITS)))[None, :]
+    ll = np.zeros((LOG_SCALES.size, LOGITS.size))
+    if conv_days.size:
+        dens = np.maximum(F(conv_days + 1.0) - F(conv_days.astype(float)), 1e-300)
+        ll += (conv_n * np.log(dens)).sum(axis=1)[:, None] + conv_n.sum() * np.log(p)
+    if other_ages.size:
+        seen = F(other_ages + 1.0)  # (scales, ages)
+        ll += np.einsum("j,sjk->sk", other_n, np.log(np.maximum(1.0 - seen[:, :, None] * p[None, :, :], 1e-300)))
+    ll += -0.5 * (LOG_SCALES[:, None] / SCALE_PRIOR_SD) ** 2
+    w = np.exp(ll - ll.max())
+    w /= w.sum()
+    wp, ws = w.sum(axis=0), w.sum(axis=1)
+    mp, ms = float(wp @ LOGITS), float(ws @ LOG_SCALES)
+    # a posterior on a single grid point still has the grid's own resolution (step^2 / 12)
+    floor_p, floor_s = (LOGITS[1] - LOGITS[0]) ** 2 / 12, (LOG_SCALES[1] - LOG_SCALES[0]) ** 2 / 12
+    return CohortEstimate(mp, max(float(wp @ (LOGITS - mp) ** 2), floor_p), ms,
+                          max(float(ws @ (LOG_SCALES - ms) ** 2), floor_s))

@@ -102,5 +102,5 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
         stages=tuple(v["stages"]), segments=v["segments"],
         pipeline_file=v["pipeline"]["file"] if v["pipeline"] else None, pipeline=deals,
         reps=tuple(v["team"]["reps"]) if v["team"] else (), commission=v["commission"],
-        targets=dict(v["targets"]), shocks=v["shocks"], closing=v["closing"],
+        targets=dict(v["targets"]), shocks=v["shocks"], closing=v["closing"], stalled=dict(v["stalled"]),
         capacity=v["capacity"], source=source, sha256=digest.hexdigest())

@@ -220,7 +220,13 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
-    """Pipeline deals as arrays, with the survival of each stage's times at the deal's age."""
+    """Pipeline deals as arrays, with the survival of each stage's times at the deal's age.
+
+    With the extension ``stalled`` (a share sigma of the leads that do not convert out of a
+    stage never leave it: they stay open for ever), the leads that do not convert are open at
+    age a with S_lost'(a) = sigma + (1 - sigma) S_lost(a), so a deal of age a converts with
+    p S(a) / (p S(a) + (1 - p) S_lost'(a)): old stuck deals stop looking like wins.
+    """
     seg_index = {n: i for i, n in enumerate(sc.segments)}
     stage_index = {n: i for i, n in enumerate(sc.stages)}
     n = len(sc.pipeline)
@@ -234,7 +240,10 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         rows = np.array([i for i, k in enumerate(keys) if k == key])
         stage = sc.segments[key[0]].funnel[key[1]]
         s_won[rows] = stage.days.survival(ages[rows])
-        s_lost[rows] = stage.lost_days.survival(ages[rows])
+        # a share ``stalled`` of the stage's leads neither convert nor are given up: they
+        # are open at every age, as if their days_lost were infinite
+        stalled = sc.stalled.get(key[1], 0.0)
+        s_lost[rows] = stalled + (1.0 - stalled) * stage.lost_days.survival(ages[rows])
     for i, deal in enumerate(sc.pipeline):
         if s_won[i] > 0 and s_lost[i] > 0:
             mode, odds = kernels.ORDINARY, s_lost[i] / s_won[i]

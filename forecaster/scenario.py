@@ -176,6 +176,7 @@ class Scenario:
     shocks: Shocks | None = None
     closing: Closing | None = None
     capacity: Capacity | None = None
+    stalled: dict = field(default_factory=dict, hash=False)
     source: Path | None = None
     sha256: str = ""
 

@@ -209,11 +209,22 @@ CAPACITY = Record(
 )
 
 
+STALLED = MapOf(Name("a stage name"), Num(lo=0.0, hi=1.0, what="a share"),
+                doc="Stage -> share of the leads that do not convert out of it that are never given up: they "
+                    "stay open for ever (an open pipeline deal's chance of converting is conditioned on it).")
+
+
 def _shocked_stages(v, path, ctx):
     shocks, stages = v["shocks"], v["stages"]
-    if shocks in (None, INVALID) or stages is INVALID:
-        return True
     ok = True
+    if stages is not INVALID and v["stalled"] is not INVALID:
+        for stage in v["stalled"]:
+            if stage not in stages:
+                ok = False
+                ctx.error(path + ("stalled", stage),
+                          f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    if shocks in (None, INVALID) or stages is INVALID:
+        return ok
     for keys, named in ((("shocks", "convert"), shocks.convert), (("shocks", "drift", "convert"), shocks.drift_convert)):
         for stage in named:
             if stage not in stages:
@@ -314,6 +325,7 @@ SCENARIO = Record(
         "shocks": Field(SHOCKS),
         "closing": Field(CLOSING),
         "capacity": Field(CAPACITY),
+        "stalled": Field(STALLED, default={}),
     },
 )
 

@@ -242,12 +242,12 @@ def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_no
 
     as_of = date(2025, 12, 31)
     jump = _drifting_history(np.random.default_rng(3), lambda m: 0.2 if m < 8 else 0.45, lambda m: 400)
-    cal = calibrate(jump, ["x"], as_of)
+    cal = calibrate(jump, ["x"], as_of, select=False)  # the shocks as fitted (whether to keep them: selection)
     mean, lo, hi = _convert_interval(cal)
     assert lo <= 0.45 <= hi and abs(mean - 0.45) < 0.06  # the latest level, not the year's ~0.28
     jump_drift = cal.scenario["shocks"]["drift"]["convert"]["x"]
     steady = _drifting_history(np.random.default_rng(4), lambda m: 0.3, lambda m: 400)
-    cal = calibrate(steady, ["x"], as_of)
+    cal = calibrate(steady, ["x"], as_of, select=False)
     mean, lo, hi = _convert_interval(cal)
     assert abs(mean - 0.3) < 0.02 and lo <= 0.3 <= hi
     assert hi - lo < 0.2  # no drift: only the chance of a jump (1 in 24 months) widens it
@@ -256,7 +256,7 @@ def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_no
     rate = cal.scenario["segments"]["all"]["leads"]["per_month"]["mean"]
     assert rate == pytest.approx(400 / 31 * 30.4375, rel=0.1) and cal.scenario["shocks"]["leads"] < 0.3
     doubled = _drifting_history(np.random.default_rng(5), lambda m: 0.3, lambda m: 400 if m < 9 else 800)
-    rate = calibrate(doubled, ["x"], as_of).scenario["segments"]["all"]["leads"]["per_month"]["mean"]
+    rate = calibrate(doubled, ["x"], as_of, select=False).scenario["segments"]["all"]["leads"]["per_month"]["mean"]
     assert rate == pytest.approx(800 / 31 * 30.4375, rel=0.2)
 
 
@@ -267,12 +267,12 @@ def test_quarter_end_bunching_is_recovered_from_wins():
 
     deals = _drifting_history(np.random.default_rng(6), lambda m: 0.6, lambda m: 600, months=15,
                               slip={1: 0.4})
-    cal = calibrate(deals, ["x"], date(2026, 3, 31))
+    cal = calibrate(deals, ["x"], date(2026, 3, 31), force={"closing": True})
     closing = cal.scenario["closing"]
     assert closing["slip"][1] == pytest.approx(0.4, abs=0.06) and closing["slip"][2] < 0.06
     assert closing["window_days"] == 10
     steady = _drifting_history(np.random.default_rng(7), lambda m: 0.6, lambda m: 600, months=15)
-    assert "closing" not in calibrate(steady, ["x"], date(2026, 3, 31)).scenario
+    assert "closing" not in calibrate(steady, ["x"], date(2026, 3, 31)).mechanisms
 
 
 def test_seasonality_needs_two_years_and_finds_the_peak():
@@ -346,4 +346,21 @@ def test_team_capacity_is_read_from_whole_quarters_of_wins():
     assert team_capacity(deals, date(2025, 2, 28), Calibration({}, [])) is None  # no whole quarter yet
     scenario = calibrate(deals, ["x"], date(2025, 12, 31), capacity=True).scenario
     assert scenario["capacity"] == cap
-    assert "capacity" not in calibrate(deals, ["x"], date(2025, 12, 31)).scenario  # only when asked for
+    # on a saturated team the in-history walk-forward keeps it unasked; forced off, it is left out
+    assert "capacity" in calibrate(deals, ["x"], date(2025, 12, 31)).kept
+    assert "capacity" not in calibrate(deals, ["x"], date(2025, 12, 31), force={"capacity": False}).scenario
+
+
+def test_a_growth_ramp_is_not_read_as_quarter_end_bunching():
+    """Wins growing 8% a month rise within every quarter; the old evenness test called that
+    bunching. Against a trend there is none; a real 40% slip on the same ramp is still found."""
+    from datetime import date
+
+    from forecaster.calibrate import Calibration, quarter_end_closing
+
+    ramp = _drifting_history(np.random.default_rng(8), lambda m: 0.6, lambda m: 300 * 1.08 ** m, months=15)
+    assert quarter_end_closing(ramp, date(2026, 3, 31), Calibration({}, [])) is None
+    pushed = _drifting_history(np.random.default_rng(9), lambda m: 0.6, lambda m: 300 * 1.08 ** m, months=15,
+                               slip={1: 0.4})
+    closing = quarter_end_closing(pushed, date(2026, 3, 31), Calibration({}, []))
+    assert closing is not None and closing["slip"][1] == pytest.approx(0.4, abs=0.08)

@@ -1,0 +1,190 @@
+"""Which optional parts of a calibrated scenario to keep: evidence from inside the history.
+
+Calibration fits every optional part it can (:data:`forecaster.calibrate.MECHANISMS`:
+shared shocks, stalled deals, drifting cycle speed, a trend in arrivals, seasonality,
+quarter-end slips, team capacity). Each helps on some histories and hurts on others (slips
+fitted to a growth ramp, a capacity read from a ramp), so none is switched on by default.
+Instead, a walk-forward *inside the history known on the as-of date* decides:
+
+1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends whose whole horizon
+   (``min(3, the horizon's months)`` calendar months) ends by the as-of date, each at least
+   :data:`MIN_HISTORY_MONTHS` months after the history's first deal.
+2. At each, the scenario is calibrated on what was known then (same families as the outer
+   fit, no selection of its own), and every candidate set of parts is simulated
+   (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the CRPS of
+   each month's won deals, and revenue when the history has amounts, each divided by the
+   mean actual so the two weigh alike.
+3. Forward selection: starting from the parts forced on, the part whose addition lowers the
+   mean score most is added, while it lowers it by at least :data:`MIN_GAIN` (relative).
+4. Honesty check: if the chosen set's P10-P90 covers fewer than 80% of the inner months'
+   won deals, the shared shocks are multiplied by the first of :data:`WIDEN` that reaches
+   80% (or the last, with a warning); without fitted shocks nothing can be widened.
+
+Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
+(both fitted from the history's own variation) are kept, plus what is forced on.
+"""
+from __future__ import annotations
+
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+INNER_CUTOFFS = 5
+MIN_HISTORY_MONTHS = 4
+TRIALS = 600
+MIN_GAIN = 0.01
+WIDEN = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+NOMINAL = 0.8
+
+
+def _month_end(y: int, m: int) -> date:
+    return (date(y + (m == 12), m % 12 + 1, 1)) - timedelta(days=1)
+
+
+def inner_cutoffs(deals, as_of: date, months: int) -> list[date]:
+    """Month ends c (latest first) with c + ``months`` calendar months <= ``as_of``'s month end
+    ... precisely: the forecast months after c all end on or before ``as_of``."""
+    firsts = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    if not firsts:
+        return []
+    first = min(firsts)
+    y, m = as_of.year, as_of.month
+    if _month_end(y, m) != as_of:  # as_of inside a month: the last whole month is the one before
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    out = []
+    for k in range(months, months + INNER_CUTOFFS):
+        yy, mm = divmod(m - 1 - k, 12)
+        c = _month_end(y + yy, mm + 1)
+        if (c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS:
+            break
+        out.append(c)
+    return out
+
+
+def _months_after(c: date, n: int) -> list[date]:
+    out, d = [], c + timedelta(days=1)
+    for _ in range(n):
+        out.append(d)
+        d = _month_end(d.year, d.month) + timedelta(days=1)
+    return out
+
+
+def _actuals(deals, months: list[date]) -> tuple[np.ndarray, np.ndarray]:
+    """Won deals and their value in each month: two arrays of shape (months,)."""
+    index = {(m.year, m.month): k for k, m in enumerate(months)}
+    won, value = np.zeros(len(months)), np.zeros(len(months))
+    for d in deals:
+        if d.outcome == "won" and d.closed is not None and (d.closed.year, d.closed.month) in index:
+            k = index[(d.closed.year, d.closed.month)]
+            won[k] += 1
+            value[k] += d.amount or 0.0
+    return won, value
+
+
+def crps(samples: np.ndarray, y: float) -> float:
+    """CRPS of an empirical forecast distribution (shape (n,)) at the outcome ``y``."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = x.size
+    return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
+
+
+def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, lost_observed: bool,
+                      forced_on=(), forced_off=()) -> tuple[list[str], float]:
+    """The parts of ``cal`` to keep and the factor on the shared shocks (module docstring).
+
+    Records what it tried, the scores and the in-history coverage in ``cal.evidence``.
+    """
+    from .calibrate import MECHANISMS, build_scenario, calibrate, pipeline_csv
+    from .loading import scenario_from_dict
+    from .simulation import simulate
+
+    fitted = [m for m in MECHANISMS if m in cal.mechanisms]
+    months = max(1, min(3, round(horizon_days / 30.4375)))
+    cuts = inner_cutoffs(deals, as_of, months)
+    default = [m for m in fitted if m in ("shocks", "stalled") and m not in forced_off]
+    if len(cuts) < 2:
+        cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "fewer than 2 inner cutoffs: no evidence"}
+        cal.notes.append("selection: fewer than 2 month ends inside the history with a whole horizon after them: "
+                         "the optional parts are not tested; kept the shared shocks and stalled deals")
+        return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
+    revenue = any(d.amount for d in deals)
+    inner = []
+    for c in cuts:
+        try:
+            icalib = calibrate(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
+                               name="inner", lost_observed=lost_observed, select=False, families=cal.families)
+        except ValueError:
+            continue
+        won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of], _months_after(c, months))
+        inner.append((c, icalib, won, value))
+    if len(inner) < 2:
+        cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "inner calibrations failed"}
+        return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
+    scale_won = max(float(np.mean([w.mean() for _, _, w, _ in inner])), 1.0)
+    scale_value = max(float(np.mean([v.mean() for _, _, _, v in inner])), 1e-9)
+    cache: dict = {}
+
+    def samples(kept: tuple, widen: float = 1.0):
+        key = (kept, widen)
+        if key not in cache:
+            out = []
+            for c, icalib, _, _ in inner:
+                doc = build_scenario(icalib, kept, widen)
+                with tempfile.TemporaryDirectory() as tmp:
+                    if icalib.pipeline:
+                        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+                    ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
+                out.append((ds["won_deals"].values.astype(float)[:, :months],
+                            ds["revenue"].values.astype(float)[:, :months]))
+            cache[key] = out
+        return cache[key]
+
+    def score(kept: tuple, widen: float = 1.0) -> float:
+        total, n = 0.0, 0
+        for (won_s, value_s), (_, _, won, value) in zip(samples(kept, widen), inner):
+            for k in range(months):
+                total += crps(won_s[:, k], won[k]) / scale_won
+                if revenue:
+                    total += crps(value_s[:, k], value[k]) / scale_value
+                n += 1
+        return total / n
+
+    def coverage(kept: tuple, widen: float = 1.0) -> float:
+        inside = [bool(np.percentile(won_s[:, k], 10) <= won[k] <= np.percentile(won_s[:, k], 90))
+                  for (won_s, _), (_, _, won, _) in zip(samples(kept, widen), inner) for k in range(months)]
+        return float(np.mean(inside))
+
+    order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
+    kept = order(forced_on)
+    steps = [{"kept": list(kept), "score": score(kept)}]
+    candidates = [m for m in fitted if m not in kept and m not in forced_off]
+    while candidates:
+        tries = {m: score(order(kept + (m,))) for m in candidates}
+        best = min(tries, key=tries.get)
+        steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best})
+        if tries[best] > score(kept) * (1 - MIN_GAIN):
+            break
+        kept = order(kept + (best,))
+        candidates.remove(best)
+    widen, reached = 1.0, coverage(kept)
+    can_widen = "shocks" in fitted and "shocks" not in forced_off
+    if reached < NOMINAL and can_widen:
+        with_shocks = order(set(kept) | {"shocks"})
+        for f in WIDEN:
+            reached = coverage(with_shocks, f)
+            if reached >= NOMINAL:
+                break
+        kept, widen = with_shocks, f
+        if reached < NOMINAL:
+            cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared shocks x{f}: "
+                                "the intervals are likely too narrow")
+    cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "months": months, "steps": steps,
+                    "kept": list(kept), "score": score(kept, widen), "score_base": score(()),
+                    "widen": widen, "coverage_p10_p90": reached, "coverage_before_widening": coverage(kept)}
+    cal.notes.append(f"selection: walk-forward inside the history from {len(inner)} month ends "
+                     f"({', '.join(c.isoformat() for c, *_ in inner)}), {months} months each: kept "
+                     f"{', '.join(kept) or 'nothing optional'}; relative CRPS {score(kept, widen):.4f} against "
+                     f"{score(()):.4f} with none; shared shocks x{widen}; in-history P10-P90 coverage {reached:.0%}")
+    return list(kept), widen
