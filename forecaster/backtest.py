@@ -63,6 +63,10 @@ BOOTSTRAP_SEED = 0
 PIT_BINS = 10                # equal bins on [0, 1] of the PIT histogram
 MONTH_BASELINES = ("seasonal_naive", "last_month_naive", "trailing_mean")  # scored month by month
 DISTRIBUTIONAL = ("forecaster", "trailing_mean")                          # with samples: coverage and PIT
+#: how the console, the report and BACKTEST.md name each method
+LABELS = {"forecaster": "forecaster", "seasonal_naive": "seasonal naive (same month last quarter)",
+          "last_month_naive": "last-month naive", "trailing_mean": "trailing 3-month mean (compound Poisson)",
+          "weighted_pipeline": "weighted pipeline (CRM, no look-ahead)"}
 
 
 def month_start(d: date) -> date:
@@ -261,7 +265,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         for metric in metrics:
             y = truth[metric]
 
-            def distribution(per_trial):
+            def distribution(per_trial, y=y):
                 return {"by_month": [score(per_trial[:, k], y[k]) for k in range(months)],
                         "total": score(per_trial.sum(axis=1), sum(y))}
 
@@ -307,10 +311,10 @@ def average(results: list[dict], metrics=("won_deals", "revenue")) -> dict:
     """
     out = {}
     for metric in metrics:
-        def by_month(method, rs=results):
+        def by_month(method, rs=results, metric=metric):
             return [s for r in rs for s in r["metrics"][metric][method]["by_month"]]
 
-        def totals(method):
+        def totals(method, metric=metric):
             return [r["metrics"][metric][method]["total"] for r in results]
 
         fair = [i for i, x in enumerate(by_month("seasonal_naive")) if x.get("has_data", True)]
