@@ -221,24 +221,49 @@ class BatchProgress:
 
 
 def print_backtest(result: dict, console: Console | None = None) -> None:
-    """Coverage and scores of forecaster beside the baselines, averaged over cutoffs."""
-    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    """Coverage and scores of forecaster beside every baseline, averaged over cutoffs; then
+    forecaster's paired CRPS difference from each baseline with its 90% bootstrap interval
+    (negative: forecaster better), and the histogram of its months' PIT values."""
+    from .backtest import LABELS, MONTH_BASELINES
+
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     n = len(result["cutoffs"])
     console.print(f"[bold]backtest[/bold]: {n} cutoff{'s' * (n != 1)}, "
                   f"{', '.join(c['cutoff'] for c in result['cutoffs'])}", highlight=False)
+
+    def share(x):
+        return "-" if x is None else f"{x:.0%}"
+
     for metric, avg in result["average"].items():
         fmt = _count if metric == "won_deals" else _money
-        f, naive, pipe = avg["forecaster"], avg["seasonal_naive"], avg["weighted_pipeline"]
-        table = Table(title=f"{metric}: averages over cutoffs", title_justify="left", show_edge=False, pad_edge=False)
-        fair = f"CRPS month, where the naive has data ({naive['months_naive_has_data']})"
-        for col, just in (("method", "left"), ("P10–P90 coverage (month / total)", "right"), ("P5–P95 (month)", "right"),
+        unit = "deals" if metric == "won_deals" else "revenue"
+        naive = avg["seasonal_naive"]
+        table = Table(title=f"{metric}: averages over cutoffs (CRPS and bias in {unit} a month or a horizon)",
+                      title_justify="left", show_edge=False, pad_edge=False)
+        fair = f"CRPS month, where the seasonal naive has data ({naive['months_naive_has_data']})"
+        for col, just in (("method", "left"), ("coverage 50 / 80 / 90% (month)", "right"), ("80% (total)", "right"),
                           ("CRPS month", "right"), (fair, "right"), ("CRPS total", "right"), ("bias month", "right")):
             table.add_column(col, justify=just)
-        table.add_row("forecaster", f"{f['coverage_p10_p90_month']:.0%} / {f['coverage_p10_p90_total']:.0%}",
-                      f"{f['coverage_p5_p95_month']:.0%}", fmt(f["crps_month"]), fmt(f["crps_month_naive_has_data"]),
-                      fmt(f["crps_total"]), _signed(fmt, f["bias_month"]))
-        table.add_row("seasonal naive (same month last quarter)", "-", "-", fmt(naive["crps_month"]),
-                      fmt(naive["crps_month_naive_has_data"]), fmt(naive["crps_total"]),
-                      _signed(fmt, naive["bias_month"]))
-        table.add_row("weighted pipeline (CRM)", "-", "-", "-", "-", fmt(pipe["crps_total"]), "-")
+        for method in ("forecaster", *MONTH_BASELINES):
+            m = avg.get(method)
+            if m is None:  # a backtest.json written before this baseline existed
+                continue
+            coverage = ("-", "-")
+            if "coverage_p10_p90_month" in m:
+                coverage = (" / ".join(share(m.get(f"coverage_{k}_month")) for k in ("p25_p75", "p10_p90", "p5_p95")),
+                            share(m.get("coverage_p10_p90_total")))
+            table.add_row(LABELS[method], *coverage, fmt(m["crps_month"]), fmt(m["crps_month_naive_has_data"]),
+                          fmt(m["crps_total"]), _signed(fmt, m["bias_month"]))
+        table.add_row(LABELS["weighted_pipeline"], "-", "-", "-", "-", fmt(avg["weighted_pipeline"]["crps_total"]), "-")
         console.print(table)
+        for base, p in avg.get("paired", {}).items():
+            what, diff = ("CRPS month", p["crps_month_diff"]) if "crps_month_diff" in p else ("CRPS total",
+                                                                                            p["crps_total_diff"])
+            lo, hi = p["ci90"]
+            console.print(f"  forecaster − {LABELS[base]}: {what} {_signed(fmt, diff)} "
+                          f"(90% CI {_signed(fmt, lo)} to {_signed(fmt, hi)}, bootstrap over {p['cutoffs']} cutoffs)",
+                          highlight=False)
+        pit = avg["forecaster"].get("pit_histogram")
+        if pit:
+            console.print(f"  PIT of the actuals in forecaster's months, 10 bins from 0 to 1: {' '.join(map(str, pit))} "
+                          f"(calibrated: about {sum(pit) / len(pit):.1f} a bin)", highlight=False)
