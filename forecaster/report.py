@@ -210,39 +210,118 @@ def render_sensitivity(summary: dict, when: str) -> str:
 
 
 def render_backtest(result: dict, when: str) -> str:
-    """Each cutoff's monthly intervals against what happened (``backtest.json``)."""
+    """Each cutoff's monthly intervals against what happened, every baseline's scores,
+    forecaster's paired differences from them and the PIT histogram (``backtest.json``)."""
+    from .backtest import LABELS, MONTH_BASELINES
+
     body = [f"<h1>Backtest: {len(result['cutoffs'])} cutoffs</h1>", f'<p class="meta">{esc(when)}</p>']
+
+    def share(x):
+        return "–" if x is None else f"{x:.0%}"
+
     for metric, avg in result["average"].items():
         fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" else money
-        f, naive = avg["forecaster"], avg["seasonal_naive"]
+        unit = "won deals" if metric == "won_deals" else "revenue"
+        naive = avg["seasonal_naive"]
         body.append(f"<h2>{esc(metric)}</h2>")
-        body.append(_table(["", "P10–P90 coverage (months)", "P5–P95", "CRPS month",
-                            f"CRPS month, where the naive has data ({naive['months_naive_has_data']})", "CRPS total"],
-                           [["forecaster", f"{f['coverage_p10_p90_month']:.0%}", f"{f['coverage_p5_p95_month']:.0%}",
-                             fmt(f["crps_month"]), fmt(f["crps_month_naive_has_data"]), fmt(f["crps_total"])],
-                            ["seasonal naive", "–", "–", fmt(naive["crps_month"]), fmt(naive["crps_month_naive_has_data"]),
-                             fmt(naive["crps_total"])],
-                            ["weighted pipeline", "–", "–", "–", "–", fmt(avg["weighted_pipeline"]["crps_total"])]]))
+        rows = []
+        for method in ("forecaster", *MONTH_BASELINES):
+            m = avg.get(method)
+            if m is None:  # a backtest.json written before this baseline existed
+                continue
+            rows.append([LABELS[method], *(share(m.get(f"coverage_{k}_month")) for k in ("p25_p75", "p10_p90", "p5_p95")),
+                         share(m.get("coverage_p10_p90_total")), fmt(m["crps_month"]),
+                         fmt(m["crps_month_naive_has_data"]), fmt(m["crps_total"])])
+        rows.append([LABELS["weighted_pipeline"], "–", "–", "–", "–", "–", "–", fmt(avg["weighted_pipeline"]["crps_total"])])
+        body.append(_table(["", "50% coverage (months)", "80% (P10–P90)", "90% (P5–P95)", "80%, totals", "CRPS month",
+                            f"CRPS month, where the seasonal naive has data ({naive['months_naive_has_data']})",
+                            "CRPS total"], rows))
+        if avg.get("paired"):
+            body.append(f"<h3>Forecaster − baseline, CRPS ({esc(unit)}; negative: forecaster better)</h3>")
+            body.append(_table(["baseline", "scored on", "difference", "90% interval (bootstrap over cutoffs)", "cutoffs"],
+                               [[LABELS[base], "months" if "crps_month_diff" in p else "horizon totals",
+                                 fmt(p.get("crps_month_diff", p.get("crps_total_diff"))),
+                                 f"{fmt(p['ci90'][0])} to {fmt(p['ci90'][1])}", p["cutoffs"]]
+                                for base, p in avg["paired"].items()]))
         rows = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
                 for c in result["cutoffs"] for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
-        body.append(interval_chart(rows, f"{metric}: P10–P90 per forecast month, with the actual"))
+        body.append(interval_chart(rows, f"{metric}: P10–P90 per forecast month, with the actual",
+                                   axis=f"{unit} in the month"))
+        pit = avg["forecaster"].get("pit_histogram")
+        if pit:
+            body.append(f"<h3>PIT histogram of forecaster's months ({esc(unit)})</h3>")
+            body.append(pit_chart(pit, f"{metric}: PIT of each month's actual in forecaster's samples"))
+            body.append('<p class="meta">PIT: where the actual fell in the forecast (0: below every trial, 1: above '
+                        "all). A calibrated forecast spreads the months evenly; a hump in the middle means intervals "
+                        "too wide, piles at the ends too narrow, a slope a bias.</p>")
     return _page("backtest", body)
 
 
-def interval_chart(rows: list[tuple[str, float, float, float, float]], title: str) -> str:
-    """One row per forecast: the P10–P90 bar, the P50 tick, and the actual as a red dot."""
-    h = 22 * len(rows) + 30
+def _legend(items: list[tuple[str, str]], x0: float, y0: float) -> str:
+    """A legend row at (x0, y0): per item, an SVG swatch (drawn with its top-left corner at
+    the origin, 16 × 10 px) and its label."""
+    out, xx = [], x0
+    for swatch, label in items:
+        out.append(f'<g transform="translate({xx:.1f},{y0 - 9:.1f})">{swatch}</g>'
+                   f'<text x="{xx + 20:.1f}" y="{y0:.1f}">{esc(label)}</text>')
+        xx += 34 + 6.2 * len(label)
+    return '<g class="legend">' + "".join(out) + "</g>"
+
+
+def interval_chart(rows: list[tuple[str, float, float, float, float]], title: str, axis: str = "") -> str:
+    """One row per forecast (label, p10, p50, p90, actual): the P10–P90 bar, the P50 tick
+    and the actual as a red dot, on an axis titled ``axis`` (the metric and its unit)."""
+    h = 22 * len(rows) + 75
     top = max([max(r[3], r[4]) for r in rows] + [1e-9])
     x = _scale(0, top * 1.05, 200, W - 20)
-    out = [f'<svg class="chart intervals" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
+    out = [f'<svg class="chart intervals" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">',
+           _legend([('<rect y="2" width="16" height="8" fill="#9ecae1"/>', "P10–P90"),
+                    ('<rect x="7" width="2" height="12" fill="#08306b"/>', "P50"),
+                    ('<circle cx="8" cy="6" r="4" fill="#d62728"/>', "actual")], 200, 14)]
     for i, (label, p10, p50, p90, actual) in enumerate(rows):
-        yy = 10 + 22 * i
+        yy = 30 + 22 * i
         out.append(f'<text x="195" y="{yy + 13}" text-anchor="end">{esc(label)}</text>'
                    f'<rect x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" height="10" fill="#9ecae1"/>'
                    f'<rect x="{x(p50) - 1:.1f}" y="{yy}" width="2" height="16" fill="#08306b"/>'
                    f'<circle cx="{x(actual):.1f}" cy="{yy + 8}" r="4" fill="#d62728"/>')
-    out += [f'<text x="{x(t):.1f}" y="{h - 5}" text-anchor="middle">{esc(compact(t))}</text>'
+    out += [f'<text x="{x(t):.1f}" y="{h - 28}" text-anchor="middle">{esc(compact(t))}</text>'
             for t in _ticks(0, top * 1.05, 6)]
+    out.append(f'<text class="axis-title" x="{(200 + W - 20) / 2:.1f}" y="{h - 8}" text-anchor="middle">{esc(axis)}</text>'
+               f'<text class="axis-title" x="195" y="{h - 8}" text-anchor="end">cutoff → month</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def pit_chart(counts: list[int], title: str) -> str:
+    """A PIT histogram: ``counts`` of months per equal bin of [0, 1] (shape (bins,)), a
+    dashed line at the count a calibrated forecast expects in every bin (months / bins),
+    the axes titled (x: PIT, unitless 0–1; y: months) and a legend."""
+    bins, total = len(counts), sum(counts)
+    expect = total / bins if bins else 0.0
+    h, bottom, left, right = H + 30, H - 20, PAD, W - 10
+    x = _scale(0.0, 1.0, left, right)
+    peak = max([*counts, expect, 1]) * 1.15
+    y = _scale(0.0, peak, bottom, 40)
+    ticks = [t for t in _ticks(0.0, peak, 5) if float(t).is_integer()]
+    out = [f'<svg class="chart pit" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">',
+           "".join(f'<line x1="{left}" x2="{right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:.0f}</text>' for t in ticks)]
+    for i, c in enumerate(counts):
+        x0, x1 = x(i / bins), x((i + 1) / bins)
+        out.append(f'<rect x="{x0 + 1:.1f}" y="{y(c):.1f}" width="{max(x1 - x0 - 2, 0.5):.1f}" '
+                   f'height="{bottom - y(c):.1f}" fill="#6baed6"><title>{i / bins:.1f}–{(i + 1) / bins:.1f}: '
+                   f'{c} month{"s" * (c != 1)}</title></rect>')
+    out.append(f'<line x1="{left}" x2="{right}" y1="{y(expect):.1f}" y2="{y(expect):.1f}" stroke="#d62728" '
+               f'stroke-width="2" stroke-dasharray="6 4"/>'
+               f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#999"/>')
+    out += [f'<text x="{x(k / 5):.1f}" y="{bottom + 16}" text-anchor="middle">{k / 5:.1f}</text>' for k in range(6)]
+    out.append(f'<text class="axis-title" x="{(left + right) / 2:.1f}" y="{h - 12}" text-anchor="middle">'
+               "PIT of the actual in the forecast</text>"
+               f'<text class="axis-title" transform="rotate(-90)" x="{-(bottom + 40) / 2:.1f}" y="14" '
+               'text-anchor="middle">months</text>')
+    out.append(_legend([('<rect y="1" width="16" height="10" fill="#6baed6"/>', "forecaster's months per PIT bin"),
+                        ('<line x1="0" x2="16" y1="5" y2="5" stroke="#d62728" stroke-width="2" stroke-dasharray="6 4"/>',
+                         f"uniform: what a calibrated forecast expects ({expect:.1f} a bin)")], left + 10, 20))
     out.append("</svg>")
     return "".join(out)
 
