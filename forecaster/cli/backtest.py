@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
-from .options import out_option
+from .options import column_option, out_option, outcome_option
 
 
 def _dates(ctx, param, value):
@@ -24,11 +24,14 @@ def _dates(ctx, param, value):
 @click.option("--months", default=3, show_default=True, type=click.IntRange(min=1), help="Months forecast from each cutoff.")
 @click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True)
 @click.option("--stages", default=None, help="Stage columns, in order (generic preset).")
-@click.option("--segment-column", default=None)
+@click.option("--segment-column", default=None, help="Column that names each deal's segment.")
+@column_option
+@outcome_option
 @click.option("--trials", default=4000, show_default=True, type=click.IntRange(min=100))
 @click.option("--capacity", is_flag=True, help="Fit the team's capacity at each cutoff (see calibrate --capacity).")
 @out_option("backtest.json")
-def backtest_command(history, cutoffs, months, preset, stages, segment_column, trials, capacity, out):
+def backtest_command(history, cutoffs, months, preset, stages, segment_column, mapping, outcomes, trials,
+                     capacity, out):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -41,15 +44,21 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, t
           --cutoffs 2017-03-31,2017-06-30,2017-09-30 --out out/backtest
     """
     from ..backtest import backtest
-    from ..history import load_deals
     from ..console import print_backtest
     from ..errors import ForecasterError
+    from ..history import load_deals
     from ..outputs import _Staged, prepare_folder
 
+    warnings: list[str] = []
     try:
-        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column)
+        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
+                                                      warnings=warnings)
+    except ForecasterError:
+        raise
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     try:
         result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed,
                           capacity=capacity)

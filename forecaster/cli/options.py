@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+
 def out_option(files: str):
     """``--out DIR``, the folder a command writes ``files`` into."""
     return click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=str),
@@ -22,3 +23,32 @@ scheduler_option = click.option("--scheduler", metavar="ADDRESS", default=None,
                                 help="Run the trials on this Dask distributed scheduler (e.g. tcp://10.0.0.5:8786).")
 workers_option = click.option("--workers", type=click.IntRange(min=1), default=None,
                               help="Start a local Dask cluster of N worker processes and run the trials on it.")
+
+
+def _outcomes(ctx, param, value) -> dict:
+    from ..history import parse_outcomes
+
+    try:
+        return parse_outcomes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _columns(ctx, param, value) -> tuple:
+    for item in value:
+        name, eq, source = item.partition("=")
+        if not eq or not name.strip() or not source.strip():
+            raise click.BadParameter(f"expected NAME=SOURCE (our name, e.g. deal_id, and the file's column, e.g. "
+                                     f"Id); got {item!r}")
+    return value
+
+
+# a history's columns and outcome values (calibrate, backtest)
+column_option = click.option(
+    "--column", "mapping", multiple=True, metavar="NAME=SOURCE", callback=_columns,
+    help="Map one of deal_id, outcome, closed, amount, segment or a stage to the file's column, e.g. "
+         "--column deal_id=Id. Repeatable.")
+outcome_option = click.option(
+    "--outcome", "outcomes", multiple=True, metavar="OUTCOME=VALUES", callback=_outcomes,
+    help="Map the file's outcome values to won, lost or open (case and surrounding spaces ignored), over the "
+         "preset's map, e.g. --outcome won=\"Closed Won\" --outcome open=\"In Progress,Prospecting\". Repeatable.")
