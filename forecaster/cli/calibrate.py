@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import main
+from .options import column_option, outcome_option
 
 
 def _horizon(ctx, param, value):
@@ -35,14 +36,15 @@ def _as_of(ctx, param, value):
               help="Column names of a known export (olist: HISTORY is the dataset's folder).")
 @click.option("--stages", default=None, help="Stage columns, in order, e.g. lead,mql,sql (generic preset).")
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
-@click.option("--column", "mapping", multiple=True, metavar="NAME=SOURCE",
-              help="Map one of deal_id, outcome, closed, amount, segment or a stage to the file's column.")
+@column_option
+@outcome_option
 @click.option("--horizon", default="3m", show_default=True, callback=_horizon,
               help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m).")
 @click.option("--capacity", is_flag=True,
               help="Also fit the team's capacity from its last whole quarters of wins: for a team whose deals wait "
                    "for it (the open backlog grows while wins stay flat).")
-def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, horizon, capacity):
+def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, outcomes, horizon,
+                      capacity):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
     Times in each stage are fitted by maximum likelihood with deals still open treated as
@@ -50,20 +52,21 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     their drift between monthly cohorts (like that of arrivals) becomes shared `shocks`
     with a monthly `drift`; wins bunched at quarter end become `closing`; thin segments
     borrow from the whole. Writes the scenario (with the counts behind each estimate as
-    comments) and the open pipeline on the as-of date. See the README for the history
-    format.
+    comments) and the open pipeline on the as-of date, once the scenario is checked (an
+    invalid one is reported and nothing is written). See the README for the history format.
 
     \b
     Example:
       forecaster calibrate ../shared/data/maven-crm-sales-opportunities/sales_pipeline.csv \\
           --preset maven --as-of 2017-06-30 -o out/maven-q3.yaml
+      forecaster calibrate opportunities.csv --preset crm --as-of 2026-06-30 -o out/q3.yaml \\
+          --outcome open="Prospecting,Qualification,Needs Analysis,Negotiation/Review"
     """
     import yaml
 
     from ..calibrate import calibrate, pipeline_csv
+    from ..errors import ForecasterError, ScenarioError
     from ..history import load_deals
-    from ..errors import ForecasterError
-    from ..loading import load_scenario
     from ..outputs import _Staged, prepare_folder
 
     name = output.stem
@@ -73,26 +76,77 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         horizon_days = (add_months(as_of.replace(day=1), count + 1) - as_of).days - 1
     else:
         horizon_days = count
+    warnings: list[str] = []
     try:
-        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping)
+        deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
+                                                      warnings=warnings)
+    except ForecasterError:
+        raise
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    pipeline_file = f"{name}-pipeline.csv"
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
-                        capacity=capacity, pipeline_file=f"{name}-pipeline.csv")
+                        capacity=capacity, pipeline_file=pipeline_file)
+    except ScenarioError as exc:  # calibration builds its scenario to size the shocks
+        raise _refused(exc, output=output, history=history, as_of=as_of) from None
     except ValueError as exc:
         raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
-    folder = prepare_folder(output.parent)
     header = ["# Calibrated by forecaster from " + str(history) + f", as known on {as_of}.",
               "# Counts behind each estimate:"] + [f"#   {n}" for n in cal.notes]
     header += ["# Warnings:"] + [f"#   {w}" for w in cal.warnings] if cal.warnings else []
     text = "\n".join(header) + "\n" + yaml.safe_dump(cal.scenario, sort_keys=False, default_flow_style=None, width=120)
+    pipeline = pipeline_csv(cal.pipeline) if cal.pipeline else None
+    check_scenario(text, pipeline_file, pipeline, output=output, history=history, as_of=as_of)
+    folder = prepare_folder(output.parent)
     with _Staged(folder) as staged:
         staged.path(output.name).write_text(text)
-        if cal.pipeline:
-            staged.path(f"{name}-pipeline.csv").write_text(pipeline_csv(cal.pipeline))
+        if pipeline is not None:
+            staged.path(pipeline_file).write_text(pipeline)
         written = staged.publish()
-    load_scenario(output)  # what we wrote is a valid scenario
     for w in cal.warnings:
         click.echo(f"warning: {w}", err=True)
     click.echo("Wrote " + " and ".join(str(p) for p in written.values()))
+
+
+def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, output: Path, history: Path,
+                   as_of: date) -> None:
+    """Check a calibrated scenario as ``forecaster validate`` would read it, before anything
+    is written: ``text`` is the YAML file, ``pipeline`` the CSV it names as ``pipeline_file``
+    (None when there is none), checked in a temporary folder.
+
+    Raises
+    ------
+    ForecasterError
+        Listing the problems, when the scenario is refused.
+    """
+    import tempfile
+
+    from ..errors import ScenarioError
+    from ..loading import build_scenario
+    from ..yamlio import load_yaml
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="forecaster-calibrate-") as tmp:
+            if pipeline is not None:
+                (Path(tmp) / pipeline_file).write_text(pipeline)
+            data, lines = load_yaml(text, output.name)
+            build_scenario(data, lines, output.name, base_dir=Path(tmp), raw=text.encode(), source=None)
+    except ScenarioError as exc:
+        raise _refused(exc, output=output, history=history, as_of=as_of) from None
+
+
+def _refused(exc, *, output: Path, history: Path, as_of: date):
+    """The error for a calibrated scenario that the format refuses (a ScenarioError ``exc``)."""
+    from dataclasses import replace
+
+    from ..errors import ForecasterError
+
+    # no line numbers: they would point into a file that is not there
+    problems = "\n".join(f"  {replace(p, line=None).render(output.name)}" for p in exc.problems)
+    return ForecasterError(
+        f"{history}: the scenario calibrated on {as_of} is not valid, so nothing was written ({output} is as it "
+        f"was):\n{problems}\nThis is a bug in calibration (what it fitted on this history breaks the format); "
+        "please report it.")
