@@ -160,39 +160,51 @@ def _in_bounds(x: np.ndarray, wf: str, lf: str | None, stall: bool) -> bool:
     return all(lo <= v <= hi for v, (lo, hi) in zip(x, bounds))
 
 
-def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, tallies, stall: bool = False) -> float:
+class _Points:
+    """The durations a likelihood needs, evaluated once per call: every distinct point of
+    the tallies (events k and k + 1, open ages, entry ages) and where each tally's are."""
+
+    def __init__(self, tallies):
+        (kc, ec, nc), (kl, el, nl), (ko, eo, no) = tallies
+        parts = [kc, kc + 1.0, kl, kl + 1.0, ko, ec, el, eo]
+        self.x, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+        bounds = np.cumsum([0] + [p.size for p in parts])
+        idx = [inverse[bounds[k]:bounds[k + 1]] for k in range(len(parts))]
+        self.kc, self.kc1, self.kl, self.kl1, self.ko, self.ec, self.el, self.eo = idx
+        self.nc, self.nl, self.no = nc, nl, no
+        self.late = [(self.ec[ec > 0], nc[ec > 0]), (self.el[el > 0], nl[el > 0]), (self.eo[eo > 0], no[eo > 0])]
+
+
+def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, pts: _Points, stall: bool = False) -> float:
     """Log-likelihood of the stage model (module docstring) at the optimiser's ``x``.
 
     With ``stall``, the last entry of ``x`` is logit sigma: a share sigma of the leads that do
     not convert never leave (open at every age). A deal first observed at age e > 0 (delayed
     entry) has its likelihood divided by the chance to be open at e.
     """
-    (kc, ec, nc), (kl, el, nl), (ko, eo, no) = tallies
     p = 1.0 / (1.0 + math.exp(-x[0]))
     kw = _NPARAMS[wf]
-    won = x[1:1 + kw]
-    lost = x[1 + kw:1 + kw + _NPARAMS[lf]] if lf else None
+    Fw = _cdf(wf, x[1:1 + kw], pts.x)
+    Fl = _cdf(lf, x[1 + kw:1 + kw + _NPARAMS[lf]], pts.x) if lf else None
     sigma = 1.0 / (1.0 + math.exp(-x[-1])) if stall else 0.0
     tiny = 1e-300
 
-    def open_at(a: np.ndarray) -> np.ndarray:
-        s_won = 1.0 - _cdf(wf, won, a)
-        s_lost = sigma + (1 - sigma) * (1.0 - _cdf(lf, lost, a)) if lf is not None else np.ones_like(s_won)
-        return p * s_won + (1 - p) * s_lost
+    def open_at(i: np.ndarray) -> np.ndarray:
+        s_lost = sigma + (1 - sigma) * (1.0 - Fl[i]) if Fl is not None else 1.0
+        return p * (1.0 - Fw[i]) + (1 - p) * s_lost
 
     ll = 0.0
-    if kc.size:
-        ll += nc.sum() * math.log(max(p, tiny))
-        ll += float(np.sum(nc * np.log(np.maximum(_cdf(wf, won, kc + 1.0) - _cdf(wf, won, kc), tiny))))
-    if lf is not None and kl.size:
-        ll += nl.sum() * math.log(max((1 - p) * (1 - sigma), tiny))
-        ll += float(np.sum(nl * np.log(np.maximum(_cdf(lf, lost, kl + 1.0) - _cdf(lf, lost, kl), tiny))))
-    if ko.size:
-        ll += float(np.sum(no * np.log(np.maximum(open_at(ko), tiny))))
-    for e, n in ((ec, nc), (el, nl), (eo, no)):  # delayed entry: conditioned on being open at e
-        late = e > 0
-        if np.any(late):
-            ll -= float(np.sum(n[late] * np.log(np.maximum(open_at(e[late]), tiny))))
+    if pts.nc.size:
+        ll += pts.nc.sum() * math.log(max(p, tiny))
+        ll += float(np.sum(pts.nc * np.log(np.maximum(Fw[pts.kc1] - Fw[pts.kc], tiny))))
+    if Fl is not None and pts.nl.size:
+        ll += pts.nl.sum() * math.log(max((1 - p) * (1 - sigma), tiny))
+        ll += float(np.sum(pts.nl * np.log(np.maximum(Fl[pts.kl1] - Fl[pts.kl], tiny))))
+    if pts.no.size:
+        ll += float(np.sum(pts.no * np.log(np.maximum(open_at(pts.ko), tiny))))
+    for i, n in pts.late:  # delayed entry: conditioned on being open at e
+        if i.size:
+            ll -= float(np.sum(n * np.log(np.maximum(open_at(i), tiny))))
     return ll
 
 
@@ -221,7 +233,7 @@ def fit_stage(data: StageData, families=FAMILIES, lost_families=None) -> StageFi
     if data.converted.size == 0:
         raise ValueError("no deal converted out of this stage: its conversion and time cannot be fitted")
     ce, le, oe = data.entries()
-    tallies = (_tally(data.converted, ce), _tally(data.lost, le), _tally(data.open_ages, oe))
+    pts = _Points((_tally(data.converted, ce), _tally(data.lost, le), _tally(data.open_ages, oe)))
     recorded_losses = data.lost_observed and data.lost.size > 0
     stall = recorded_losses and data.open_ages.size > 0
     resolved = data.converted.size + (data.lost.size if data.lost_observed else 0)
@@ -234,7 +246,7 @@ def fit_stage(data: StageData, families=FAMILIES, lost_families=None) -> StageFi
         def nll(x):
             if not _in_bounds(x, wf, lf, stall):
                 return 1e300
-            v = -_loglik(data, wf, lf, x, tallies, stall)
+            v = -_loglik(data, wf, lf, x, pts, stall)
             return v if math.isfinite(v) else 1e300
 
         res = minimize(nll, x0, method="Nelder-Mead",

@@ -33,7 +33,7 @@ import numpy as np
 
 INNER_CUTOFFS = 5
 MIN_HISTORY_MONTHS = 4
-TRIALS = 600
+TRIALS = 400
 MIN_GAIN = 0.01
 WIDEN = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 NOMINAL = 0.8
