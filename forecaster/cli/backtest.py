@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
-from .options import column_option, out_option, outcome_option
+from .options import column_option, mechanism_option, out_option, outcome_option
 
 
 def _dates(ctx, param, value):
@@ -28,10 +28,11 @@ def _dates(ctx, param, value):
 @column_option
 @outcome_option
 @click.option("--trials", default=4000, show_default=True, type=click.IntRange(min=100))
-@click.option("--capacity", is_flag=True, help="Fit the team's capacity at each cutoff (see calibrate --capacity).")
+@click.option("--capacity", is_flag=True, help="Keep the team's capacity at each cutoff (see calibrate --capacity).")
+@mechanism_option
 @out_option("backtest.json")
 def backtest_command(history, cutoffs, months, preset, stages, segment_column, mapping, outcomes, trials,
-                     capacity, out):
+                     capacity, mechanisms, out):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -61,7 +62,7 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
         click.echo(f"warning: {w}", err=True)
     try:
         result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed,
-                          capacity=capacity)
+                          capacity=capacity, calibrate_options={"force": mechanisms} if mechanisms else None)
     except ValueError as exc:
         raise ForecasterError(f"{history}: {exc}") from None
     folder = prepare_folder(out)

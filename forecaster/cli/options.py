@@ -52,3 +52,24 @@ outcome_option = click.option(
     "--outcome", "outcomes", multiple=True, metavar="OUTCOME=VALUES", callback=_outcomes,
     help="Map the file's outcome values to won, lost or open (case and surrounding spaces ignored), over the "
          "preset's map, e.g. --outcome won=\"Closed Won\" --outcome open=\"In Progress,Prospecting\". Repeatable.")
+
+
+def _mechanisms(ctx, param, value) -> dict:
+    """``NAME=on|off`` items -> {name: True/False} for calibrate's optional parts."""
+    from ..calibrate import MECHANISMS
+
+    out = {}
+    for item in value:
+        name, _, state = item.partition("=")
+        name, state = name.strip().lower(), state.strip().lower()
+        if name not in MECHANISMS or state not in ("on", "off"):
+            raise click.BadParameter(f"expected NAME=on or NAME=off with NAME one of {', '.join(MECHANISMS)}; "
+                                     f"got {item!r}")
+        out[name] = state == "on"
+    return out
+
+
+mechanism_option = click.option(
+    "--mechanism", "mechanisms", multiple=True, metavar="NAME=on|off", callback=_mechanisms,
+    help="Force an optional part of the calibrated scenario on or off instead of letting the in-history "
+         "walk-forward decide: shocks, stalled, speed, trend, seasonality, closing, capacity (repeatable).")
