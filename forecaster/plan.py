@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from . import kernels
@@ -219,6 +221,9 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return prob, lo, hi
 
 
+_UNBOUNDED = ("lognormal", "gamma", "exponential", "weibull")
+
+
 def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     """Pipeline deals as arrays, with the survival of each stage's times at the deal's age.
 
@@ -244,8 +249,23 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         # are open at every age, as if their days_lost were infinite
         stalled = sc.stalled.get(key[1], 0.0)
         s_lost[rows] = stalled + (1.0 - stalled) * stage.lost_days.survival(ages[rows])
+    underflow = {}
+    for i in np.flatnonzero((s_won == 0) & (s_lost == 0)):
+        # both survivals underflow: unbounded families still have mass above a, so the odds
+        # come from their log-survivals (the contract's "no mass" case is for bounded times)
+        stage = sc.segments[keys[i][0]].funnel[keys[i][1]]
+        if stage.days.dist in _UNBOUNDED and stage.lost_days.dist in _UNBOUNDED:
+            with np.errstate(divide="ignore"):
+                log_won = float(stage.days._scipy().logsf(ages[i]))
+                log_lost = float(stage.lost_days._scipy().logsf(ages[i]))
+            if math.isfinite(log_won) or math.isfinite(log_lost):
+                diff = log_lost - log_won if math.isfinite(log_won) else math.inf
+                underflow[i] = ((kernels.WON_ONLY, 0.0) if diff == -math.inf else (kernels.LOST_ONLY, np.inf)
+                                if diff > 700 else (kernels.ORDINARY, math.exp(diff)))
     for i, deal in enumerate(sc.pipeline):
-        if s_won[i] > 0 and s_lost[i] > 0:
+        if i in underflow:
+            mode, odds = underflow[i]
+        elif s_won[i] > 0 and s_lost[i] > 0:
             mode, odds = kernels.ORDINARY, s_lost[i] / s_won[i]
         elif s_won[i] > 0:
             mode, odds = kernels.WON_ONLY, 0.0

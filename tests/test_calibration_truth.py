@@ -152,3 +152,21 @@ def test_local_trend_covers_the_next_level():
     assert np.mean(inside) >= 0.75
     assert abs(np.mean(errors)) < 0.02
     assert np.mean(np.abs(errors)) < np.mean(np.abs(flat_errors))
+
+
+def test_a_deal_far_older_than_any_cycle_is_not_an_instant_win():
+    """Lognormal times whose survivals both underflow at a 6-year-old deal: the lost tail is
+    the heavier, so the deal cannot still be converting (the contract's "no mass: converts
+    with p at time 0" rule is for bounded times; before, it was won half the time on day 0)."""
+    doc = {"name": "t", "start": "2026-01-01", "end": "2026-03-31", "stages": ["s"],
+           "segments": {"a": {"leads": {"per_day": 0.0}, "deal_value": 1,
+                              "funnel": {"s": {"convert": 0.5, "days": {"dist": "lognormal", "median": 10, "sigma": 0.3},
+                                               "days_lost": {"dist": "lognormal", "median": 10, "sigma": 0.6}}}}},
+           "pipeline": {"file": "p.csv"}}
+    means = []
+    for rows in ("d1,a,s,2020-01-01\nd2,a,s,2025-12-20\n", "d2,a,s,2025-12-20\n"):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "p.csv").write_text("deal_id,segment,stage,entered_stage\n" + rows)
+            won = fc.simulate(fc.scenario_from_dict(doc, base_dir=tmp), trials=4000, seed=1)["won_deals"].values
+            means.append(won.sum(axis=1).mean())
+    assert abs(means[0] - means[1]) < 4 * math.sqrt(0.25 / 4000)
