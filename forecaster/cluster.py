@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from .errors import ForecasterError
 
 BLOCKS_PER_TASK = 8

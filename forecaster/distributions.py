@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validation import INVALID, Choice, Context, ListOf, Node, Num, fmt_number, show, suggest
+from .validation import INVALID, Context, ListOf, Node, Num, fmt_number, show, suggest
 
 _POS = dict(lo=0.0, lo_open=True)
 

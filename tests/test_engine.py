@@ -4,7 +4,6 @@ Every check allows 5 Monte Carlo standard errors with a fixed seed.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -13,7 +12,7 @@ from datetime import date
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import stats
 
 import forecaster as fc
 from conftest import D, MONTH_DAYS, SCENARIOS, within
