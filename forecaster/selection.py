@@ -17,8 +17,9 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
 3. Forward selection: starting from the parts forced on, the part whose addition lowers the
    mean score most is added, while it lowers it by at least :data:`MIN_GAIN` (relative).
 4. Honesty check: if the chosen set's P10-P90 covers fewer than 80% of the inner months'
-   won deals, the shared shocks are multiplied by the first of :data:`WIDEN` that reaches
-   80% (or the last, with a warning); without fitted shocks nothing can be widened.
+   won deals, the shared shocks (added if they were left out) and a kept capacity's cv are
+   multiplied by the first of :data:`WIDEN` that reaches 80% (or the last, with a
+   warning); without either nothing can be widened.
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
@@ -169,9 +170,9 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         kept = order(kept + (best,))
         candidates.remove(best)
     widen, reached = 1.0, coverage(kept)
-    can_widen = "shocks" in fitted and "shocks" not in forced_off
+    can_widen = ("shocks" in fitted and "shocks" not in forced_off) or "capacity" in kept
     if reached < NOMINAL and can_widen:
-        with_shocks = order(set(kept) | {"shocks"})
+        with_shocks = order(set(kept) | ({"shocks"} if "shocks" in fitted and "shocks" not in forced_off else set()))
         for f in WIDEN:
             reached = coverage(with_shocks, f)
             if reached >= NOMINAL:
