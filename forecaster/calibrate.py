@@ -51,6 +51,10 @@ MIN_CONVERTED = 30
 DRIFT_MONTHS = 12
 """Monthly entry cohorts (the last ones before the as-of date) that measure drift."""
 PRIOR_WEIGHT = 30.0
+IMMATURE_VAR = 1.0
+"""Extra variance (log-odds) of a monthly cohort's conversion per unit of (1 - seen) / seen,
+seen being the share of its conversions that could already show: a cohort half seen gets
++1, one 90% seen +0.11 (see :func:`conversion_level`)."""
 LOOKBACK_DAYS = 90
 AVG_MONTH_DAYS = 30.4375
 
@@ -100,6 +104,10 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
         ages.append((as_of - e).days)
         nxt = d.entered[s + 1] if s + 1 < n_stages else None
         closed = d.closed if d.closed is not None and d.closed <= as_of else None
+        if late:
+            left = nxt if nxt is not None and nxt <= as_of else closed
+            if left is not None and left < first_seen:
+                continue  # it left this stage before the history saw any: kept for a later stage only
         if nxt is not None and nxt <= as_of:
             conv.append((nxt - e).days)
             entry["conv"].append(late)
@@ -207,7 +215,9 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                    families: dict | None = None) -> Calibration:
     """The base scenario (no optional part) and every optional part that can be fitted."""
     S = len(stages)
-    segments = sorted({d.segment for d in deals})
+    segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
+    if not segments:
+        raise ValueError(f"no deal had entered any stage by {as_of}")
     cal = Calibration(scenario={}, pipeline=[])
     ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
     since = steady_start(deals, as_of)
@@ -431,6 +441,11 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
     counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
     exposure = conversion_exposure(counted, cdf)
     p = (counted.converted.size + 0.5) / (max(exposure, 0.0) + 1.0)
+    if data.truncated:
+        # deals seen only from the history's first close count in the delayed-entry likelihood,
+        # not in the exposure: with little exposure left, its p carries the estimate
+        w = exposure / (exposure + PRIOR_WEIGHT)
+        p = expit(w * logit(p) + (1 - w) * logit(fit.p))
     cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC)"
                      + (f"; {fit.stalled:.1%} of the leads that do not convert never leave" if fit.stalled else "")
                      + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
@@ -499,8 +514,16 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
     for k, key in enumerate(months):
         if key in cohorts:
-            est = cohort_conversion(stage_data(cohorts[key], s, n_stages, as_of, lost_observed), cdf)
-            y[k], v[k], ys[k], vs[k] = est.logit_p, est.var_logit_p, est.log_scale, est.var_log_scale
+            data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
+            est = cohort_conversion(data, cdf)
+            # a young cohort's count depends on more than its conversion and speed (a queue in
+            # front of the team, wins pushed to a quarter's end that the as-of date falls on):
+            # what it says is trusted in proportion to how much of it could already show
+            seen = conversion_exposure(data, cdf) / max(data.ages.size, 1)
+            immature = IMMATURE_VAR * (1 - seen) / max(seen, 1e-3)
+            y[k], v[k] = est.logit_p, est.var_logit_p + immature
+            if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
+                ys[k], vs[k] = est.log_scale, est.var_log_scale
     return local_level(y, v), local_level(ys, vs)
 
 
@@ -586,6 +609,9 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
         return None
     counts, days = _quarter_months(wins, quarters)
     rates = counts / days  # wins per day, by quarter and month of the quarter
+    if np.any(rates.mean(axis=0) <= 0) or np.any(rates.mean(axis=1) <= 0):
+        cal.notes.append("capacity: a month of the quarter (or a quarter) without wins: not fitted")
+        return None
     shape = rates.mean(axis=0) / rates.mean()
     per_month = float(rates.mean()) * AVG_MONTH_DAYS
     ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
@@ -608,8 +634,8 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     From the last :data:`CLOSING_QUARTERS` whole quarters of wins (quarters that start on
     or after the month of the first win and end by ``as_of``), at least two: the daily win
     rate of each month of the quarter against a log-linear trend over the months (Poisson
-    regression), relative to the quarter's average day. When a likelihood-ratio test rejects
-    "no month-of-quarter effect" (p < 0.01) and the third month is the busiest, months 1 and
+    regression), relative to the quarter's average day. When a likelihood-ratio test (scaled
+    by the months' overdispersion, an F test) rejects "no month-of-quarter effect" (p < 0.01) and the third month is the busiest, months 1 and
     2 slip with 1 - rate_k, and the window is the one of :data:`WINDOWS` under which the
     daily wins of the third months are most likely (Poisson). A growing team's wins rise
     month by month; that is a trend, not quarter-end bunching.
@@ -642,7 +668,12 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     with_months = np.column_stack([trend_only, month == 0, month == 1]).astype(float)
     ll0, _ = _poisson_fit(y, exposure, trend_only)
     ll1, beta = _poisson_fit(y, exposure, with_months)
-    p_value = float(stats.chi2.sf(max(2 * (ll1 - ll0), 0.0), 2))
+    # months vary more than Poisson counts (a busy month, a holiday): the likelihood ratio is
+    # scaled by the full model's Pearson dispersion and read as F(2, n - 4) (quasi-Poisson)
+    mu = exposure * np.exp(with_months @ beta)
+    dof = y.size - with_months.shape[1]
+    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
+    p_value = float(stats.f.sf(max(ll1 - ll0, 0.0) / dispersion, 2, dof))
     effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
     rate = effect / (effect @ days / days.sum())        # relative to the quarter's average day
     note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "

@@ -97,7 +97,7 @@ def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0) -> tuple[flo
         e = yk - m
         logw, means, variances = [], [], []
         for prob, var in ((1 - JUMP_PROB, P + gap * q), (JUMP_PROB, P + gap * q + JUMP_VAR)):
-            F = var + vk
+            F = max(var + vk, 1e-12)  # a month known exactly (v = 0) must not divide by zero
             logw.append(math.log(prob) - 0.5 * (math.log(2 * math.pi * F) + e * e / F))
             means.append(m + var / F * e)
             variances.append(var * vk / F)

@@ -165,8 +165,10 @@ class _Points:
     the tallies (events k and k + 1, open ages, entry ages) and where each tally's are."""
 
     def __init__(self, tallies):
+        """An open deal of age a has come through day a (events on the as-of day are
+        recorded): it is open at a + 1, so its points are ko + 1."""
         (kc, ec, nc), (kl, el, nl), (ko, eo, no) = tallies
-        parts = [kc, kc + 1.0, kl, kl + 1.0, ko, ec, el, eo]
+        parts = [kc, kc + 1.0, kl, kl + 1.0, ko + 1.0, ec, el, eo]
         self.x, inverse = np.unique(np.concatenate(parts), return_inverse=True)
         bounds = np.cumsum([0] + [p.size for p in parts])
         idx = [inverse[bounds[k]:bounds[k + 1]] for k in range(len(parts))]
@@ -202,7 +204,9 @@ def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, pts: _Point
         ll += float(np.sum(pts.nl * np.log(np.maximum(Fl[pts.kl1] - Fl[pts.kl], tiny))))
     if pts.no.size:
         ll += float(np.sum(pts.no * np.log(np.maximum(open_at(pts.ko), tiny))))
-    for i, n in pts.late:  # delayed entry: conditioned on being open at e
+    for j, (i, n) in enumerate(pts.late):  # delayed entry: conditioned on being open at e
+        if j == 1 and Fl is None:  # losses not modelled: their rows are not in the likelihood
+            continue
         if i.size:
             ll -= float(np.sum(n * np.log(np.maximum(open_at(i), tiny))))
     return ll
@@ -327,8 +331,9 @@ LOGITS = np.linspace(-9.0, 9.0, 361)
 
 @dataclass(frozen=True)
 class CohortEstimate:
-    """A cohort's conversion and speed, separated: posterior mean and variance of logit p
-    and of log lambda (its time to convert is the pooled one stretched by lambda)."""
+    """A cohort's conversion and speed, separated: posterior mean and variance of logit p,
+    and what the cohort's own data say of log lambda (its time to convert is the pooled one
+    stretched by lambda), the prior divided out: variance inf when they say nothing."""
 
     logit_p: float
     var_logit_p: float
@@ -380,5 +385,14 @@ def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
     mp, ms = float(wp @ LOGITS), float(ws @ LOG_SCALES)
     # a posterior on a single grid point still has the grid's own resolution (step^2 / 12)
     floor_p, floor_s = (LOGITS[1] - LOGITS[0]) ** 2 / 12, (LOG_SCALES[1] - LOG_SCALES[0]) ** 2 / 12
-    return CohortEstimate(mp, max(float(wp @ (LOGITS - mp) ** 2), floor_p), ms,
-                          max(float(ws @ (LOG_SCALES - ms) ** 2), floor_s))
+    var_s = max(float(ws @ (LOG_SCALES - ms) ** 2), floor_s)
+    # the speed's prior is the same for every cohort: divide it out (Gaussian approximation)
+    # so that the drift model, which pools the cohorts, counts it once, not once a cohort; a
+    # cohort that says nothing of its speed gets an infinite variance
+    precision = 1 / var_s - 1 / SCALE_PRIOR_SD ** 2
+    if precision <= 1e-6:
+        own_s, own_var = 0.0, math.inf
+    else:
+        own_var = 1 / precision
+        own_s = own_var * ms / var_s
+    return CohortEstimate(mp, max(float(wp @ (LOGITS - mp) ** 2), floor_p), own_s, own_var)

@@ -224,6 +224,21 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _UNBOUNDED = ("lognormal", "gamma", "exponential", "weibull")
 
 
+def _log_survival(dist: Distribution, x: np.ndarray) -> np.ndarray:
+    """log P(X > x) for an unbounded family far in its tail, where P underflows (shape of
+    ``x``); -inf or NaN where it cannot be told (then the contract's "no mass" case)."""
+    from scipy import special
+
+    p = dist.params
+    x = np.asarray(x, dtype=float)
+    if dist.dist == "gamma":  # log Gamma(k, y) ~ (k - 1) log y - y - log Gamma(k) + log(1 + (k - 1) / y)
+        k = 1.0 / p["cv"] ** 2
+        y = x * k / p["mean"]
+        return (k - 1) * np.log(y) - y - special.gammaln(k) + np.log1p(np.maximum((k - 1) / y, -0.5))
+    with np.errstate(divide="ignore"):
+        return np.asarray(dist._scipy().logsf(x), dtype=float)
+
+
 def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     """Pipeline deals as arrays, with the survival of each stage's times at the deal's age.
 
@@ -249,19 +264,20 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         # are open at every age, as if their days_lost were infinite
         stalled = sc.stalled.get(key[1], 0.0)
         s_lost[rows] = stalled + (1.0 - stalled) * stage.lost_days.survival(ages[rows])
+    # both survivals underflow: unbounded families still have mass above a, so the odds come
+    # from their log-survivals (the contract's "no mass" case is for bounded times)
     underflow = {}
-    for i in np.flatnonzero((s_won == 0) & (s_lost == 0)):
-        # both survivals underflow: unbounded families still have mass above a, so the odds
-        # come from their log-survivals (the contract's "no mass" case is for bounded times)
-        stage = sc.segments[keys[i][0]].funnel[keys[i][1]]
-        if stage.days.dist in _UNBOUNDED and stage.lost_days.dist in _UNBOUNDED:
-            with np.errstate(divide="ignore"):
-                log_won = float(stage.days._scipy().logsf(ages[i]))
-                log_lost = float(stage.lost_days._scipy().logsf(ages[i]))
-            if math.isfinite(log_won) or math.isfinite(log_lost):
-                diff = log_lost - log_won if math.isfinite(log_won) else math.inf
-                underflow[i] = ((kernels.WON_ONLY, 0.0) if diff == -math.inf else (kernels.LOST_ONLY, np.inf)
-                                if diff > 700 else (kernels.ORDINARY, math.exp(diff)))
+    both = (s_won == 0) & (s_lost == 0)
+    for key in {keys[i] for i in np.flatnonzero(both)}:
+        stage = sc.segments[key[0]].funnel[key[1]]
+        if stage.days.dist not in _UNBOUNDED or stage.lost_days.dist not in _UNBOUNDED:
+            continue
+        rows = np.array([i for i in np.flatnonzero(both) if keys[i] == key])
+        diff = _log_survival(stage.lost_days, ages[rows]) - _log_survival(stage.days, ages[rows])
+        for i, d in zip(rows, diff):
+            if math.isfinite(d):
+                underflow[i] = ((kernels.WON_ONLY, 0.0) if d < -700 else (kernels.LOST_ONLY, np.inf)
+                                if d > 700 else (kernels.ORDINARY, math.exp(d)))
     for i, deal in enumerate(sc.pipeline):
         if i in underflow:
             mode, odds = underflow[i]

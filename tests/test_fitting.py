@@ -344,8 +344,9 @@ def test_team_capacity_is_read_from_whole_quarters_of_wins():
     assert [cap["quarter_shape"][k] for k in (1, 2, 3)] == pytest.approx(list(rates.mean(0) / rates.mean()), abs=1e-4)
     assert cap["cv"] == pytest.approx(1 / math.sqrt(cap["won_per_month"]), rel=0.2)  # nothing beyond counting
     assert team_capacity(deals, date(2025, 2, 28), Calibration({}, [])) is None  # no whole quarter yet
-    scenario = calibrate(deals, ["x"], date(2025, 12, 31), capacity=True).scenario
-    assert scenario["capacity"] == cap
+    forced = calibrate(deals, ["x"], date(2025, 12, 31), capacity=True)
+    widen = forced.evidence.get("widen", 1.0)  # the honesty check scales the shared spread, the cv with it
+    assert forced.scenario["capacity"] == {**cap, "cv": round(cap["cv"] * widen, 4)}
     # on a saturated team the in-history walk-forward keeps it unasked; forced off, it is left out
     assert "capacity" in calibrate(deals, ["x"], date(2025, 12, 31)).kept
     assert "capacity" not in calibrate(deals, ["x"], date(2025, 12, 31), force={"capacity": False}).scenario
