@@ -170,3 +170,47 @@ def test_a_deal_far_older_than_any_cycle_is_not_an_instant_win():
             won = fc.simulate(fc.scenario_from_dict(doc, base_dir=tmp), trials=4000, seed=1)["won_deals"].values
             means.append(won.sum(axis=1).mean())
     assert abs(means[0] - means[1]) < 4 * math.sqrt(0.25 / 4000)
+
+
+def test_quarter_end_bunching_is_not_read_from_noisy_months():
+    """Months that vary 10% beyond Poisson, no quarter-end effect: slips are fitted in about
+    1% of histories at most (a plain Poisson likelihood ratio fitted them in 9%)."""
+    from forecaster.calibrate import Calibration, quarter_end_closing
+
+    rng = np.random.default_rng(1)
+    hits, n = 0, 120
+    for _ in range(n):
+        deals = []
+        for mi in range(24):
+            first = date(2022 + mi // 12, mi % 12 + 1, 1)
+            days = ((date(first.year + (first.month == 12), first.month % 12 + 1, 1)) - first).days
+            for k in range(rng.poisson(10.0 * days * rng.lognormal(-0.005, 0.1))):
+                won = first + timedelta(days=int(rng.integers(days)))
+                deals.append(Deal(f"{mi}-{k}", "all", [won - timedelta(days=20)], "won", won, 1.0))
+        hits += quarter_end_closing(deals, date(2023, 12, 31), Calibration({}, [])) is not None
+    assert hits <= 4  # 1% of 120 is 1.2; 4 or more has probability < 3% under the test's level
+
+
+def test_an_export_whose_every_deal_entered_before_its_first_close_is_calibrated_from_the_likelihood():
+    """No deal counts in the exposure (all under delayed entry): the delayed-entry
+    likelihood's p carries the estimate, not a prior of 0.5."""
+    from forecaster.calibrate import calibrate
+
+    rng = np.random.default_rng(0)
+    deals = []
+    for i in range(2000):
+        e = date(2024, 1, 1) + timedelta(days=int(rng.integers(31)))
+        t = 35 + int(rng.exponential(20))  # nothing closes within 35 days
+        won = rng.random() < 0.1
+        deals.append(Deal(str(i), "all", [e], "won" if won else "lost", e + timedelta(days=t), 100.0))
+    cal = calibrate(deals, ["opportunity"], date(2024, 6, 30), select=False)
+    assert cal.scenario["segments"]["all"]["funnel"]["opportunity"]["convert"]["mean"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_capacity_is_not_fitted_when_a_month_of_the_quarter_has_no_wins():
+    from forecaster.calibrate import Calibration, team_capacity
+
+    deals = [Deal(f"{q}-{k}", "all", [date(2024, 3 * q + 3, 1)], "won", date(2024, 3 * q + 3, 10 + k % 15), 1.0)
+             for q in range(4) for k in range(50)]  # every win in the quarter's third month
+    cal = Calibration({}, [])
+    assert team_capacity(deals, date(2024, 12, 31), cal) is None and "without wins" in cal.notes[-1]
