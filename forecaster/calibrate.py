@@ -288,9 +288,19 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     _season_mechanism(deals, as_of, cal, segments)
     closing = quarter_end_closing(deals, as_of, cal)
     if closing:
-        cal.mechanisms["closing"] = Mechanism("closing", lambda doc: doc.__setitem__("closing", closing),
+        last = stages[-1]
+        entries = [d.entered[-1] for d in deals if d.outcome == "won" and d.entered[-1] is not None
+                   and d.closed is not None and d.closed <= as_of]
+        factor = unslipped_factor(whole[-1].fit.days[1], closing, entries)
+
+        def apply_closing(doc, closing=closing, factor=factor):
+            doc["closing"] = closing
+            for seg in doc["segments"].values():  # the fitted times hold the slips already
+                seg["funnel"][last]["days"] = _stretched(seg["funnel"][last]["days"], factor)
+        cal.mechanisms["closing"] = Mechanism("closing", apply_closing,
                                               f"months 1 and 2 slip {closing['slip'][1]:.2f} and "
-                                              f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days")
+                                              f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days; "
+                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)")
     fitted = team_capacity(deals, as_of, cal)
     if fitted:
         cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
@@ -693,6 +703,55 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     cal.notes.append(note + f": months 1 and 2 slip {slip[1]:.2f} and {slip[2]:.2f} into the last "
                             f"{best[1]} days")
     return {"slip": slip, "window_days": best[1]}
+
+
+def unslipped_factor(days: dict, closing: dict, entries: list, draws: int = 20000) -> float:
+    """The factor on a fitted time to win that, once slipped by ``closing``, gives back the
+    fitted time's median: the times were fitted from wins that had already slipped, so
+    applying the slips to them again would push the forecast's wins late twice.
+
+    ``days``: the scenario's spelling of the fitted distribution (lognormal, gamma, Weibull or
+    exponential); ``entries``: the dates the won deals entered the last stage (a sample of
+    the calendar the slips act on). Found by bisection on [0.2, 1] with fixed random draws.
+    """
+    if not entries:
+        return 1.0
+    rng = np.random.default_rng(0)
+    fam = days["dist"]
+    if fam == "lognormal":
+        base = days["median"] * np.exp(days["sigma"] * rng.standard_normal(draws))
+    elif fam == "gamma":
+        k = 1 / days["cv"] ** 2
+        base = rng.gamma(k, days["mean"] / k, draws)
+    elif fam == "weibull":
+        base = days["scale"] * rng.weibull(days["shape"], draws)
+    elif fam == "exponential":
+        base = rng.exponential(days["mean"], draws)
+    else:
+        return 1.0
+    start = np.array([e.toordinal() for e in entries], dtype=float)[rng.integers(len(entries), size=draws)]
+    u, v = rng.random(draws), rng.random(draws)
+    target = float(np.median(base))
+    slip = np.array([0.0, closing["slip"].get(1, 0.0), closing["slip"].get(2, 0.0), 0.0])
+    window = closing["window_days"]
+
+    def slipped_median(f: float) -> float:
+        due = start + f * base
+        dates = [date.fromordinal(int(x)) for x in due]
+        month = np.array([(d.month - 1) % 3 + 1 for d in dates])
+        q_end = np.array([date(d.year + (d.month > 9), (3 * ((d.month - 1) // 3) + 3) % 12 + 1, 1).toordinal()
+                          for d in dates], dtype=float)  # the day after the quarter's last
+        moves = u < slip[month]
+        lo = np.maximum(due, q_end - window)
+        return float(np.median(np.where(moves, lo + (q_end - lo) * v, due) - start))
+
+    lo, hi = 0.2, 1.0
+    if slipped_median(hi) <= target:
+        return 1.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if slipped_median(mid) < target else (lo, mid)
+    return round((lo + hi) / 2, 4)
 
 
 def _poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[float, np.ndarray]:

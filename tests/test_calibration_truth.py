@@ -214,3 +214,29 @@ def test_capacity_is_not_fitted_when_a_month_of_the_quarter_has_no_wins():
              for q in range(4) for k in range(50)]  # every win in the quarter's third month
     cal = Calibration({}, [])
     assert team_capacity(deals, date(2024, 12, 31), cal) is None and "without wins" in cal.notes[-1]
+
+
+def test_times_fitted_from_slipped_wins_are_unslipped_before_slipping_again():
+    """Wins due in months 1 and 2 of a quarter slip (40%) to its last 10 days: the observed
+    times are longer than the true ones (median 45 days). The closing part shrinks the fitted
+    times so that slipping them again gives back what was seen, i.e. the true median."""
+    from forecaster.calibrate import unslipped_factor
+
+    rng = np.random.default_rng(3)
+    n = 20000
+    entries = [date(2024, 1, 1) + timedelta(days=int(x)) for x in rng.integers(0, 366, n)]
+    true = 45 * np.exp(0.8 * rng.standard_normal(n))
+    seen = []
+    for e, t in zip(entries, true):
+        due = e + timedelta(days=float(t))
+        q_end = date(due.year + (due.month > 9), (3 * ((due.month - 1) // 3) + 3) % 12 + 1, 1)
+        if (due.month - 1) % 3 < 2 and rng.random() < 0.4:
+            lo = max(due, q_end - timedelta(days=10))
+            due = lo + (q_end - lo) * rng.random()
+        seen.append((due - e).total_seconds() / 86400)
+    seen = np.array(seen)
+    assert np.median(seen) > 52  # the slips lengthen what is seen
+    days = {"dist": "lognormal", "median": float(np.median(seen)), "sigma": float(np.std(np.log(seen)))}
+    factor = unslipped_factor(days, {"slip": {1: 0.4, 2: 0.4}, "window_days": 10}, entries)
+    assert factor * np.median(seen) == pytest.approx(45, rel=0.06)
+    assert unslipped_factor(days, {"slip": {1: 0.0, 2: 0.0}, "window_days": 10}, entries) == 1.0
