@@ -6,16 +6,21 @@ For an as-of date T, only dates on or before T count: a deal closed after T was 
 on T. What is fitted, and how:
 
 * **Times.** Each stage's ``days`` (and ``days_lost``) by censored maximum likelihood
-  (:mod:`forecaster.fitting`): deals still open are unfinished, not lost. Segments with
-  fewer than :data:`MIN_CONVERTED` conversions in a stage use the pooled times.
+  (:mod:`forecaster.fitting`): deals still open are unfinished, not lost; the share of
+  non-converting leads that never leave is fitted too (``stalled``). The history's first
+  close (:func:`observed_from`) is where it starts seeing deals: those that entered before
+  it are fitted with delayed entry and left out of conversion counts. Segments with fewer
+  than :data:`MIN_CONVERTED` conversions in a stage use the pooled times.
 * **Conversion, level and drift.** Conversions are counted against their exposure (each
   deal weighted by the chance that its conversion would already show, from the
-  nonparametric time to convert), for the whole and for each monthly entry cohort. The
-  cohorts' log-odds go through a local-level model (:mod:`forecaster.drift`) from the
-  month the history is steady (:func:`steady_start`): its latest level is the
-  conversion, and its uncertainty over the horizon (level, drift, jumps) becomes the
-  stage's ``shocks.convert``, shared by every segment, sized for the horizon's mix of
-  expected wins from new leads (months ahead) and open deals (cohorts already seen).
+  nonparametric time to convert). Each monthly entry cohort's conversion and speed are
+  estimated together (:func:`forecaster.fitting.cohort_conversion`), its conversion
+  trusted in proportion to what could already show (:data:`IMMATURE_VAR`), and go through
+  local-level models (:mod:`forecaster.drift`) from the month the history is steady
+  (:func:`steady_start`): the latest level is the conversion, its uncertainty over the
+  horizon (level, drift, jumps) the stage's ``shocks.convert``, shared by every segment,
+  sized for the horizon's mix of expected wins from new leads and open deals; the latest
+  speed is the ``speed`` part.
 * **Segments** keep their conversion relative to the whole (on the log-odds scale),
   shrunk toward it by a beta prior worth :data:`PRIOR_WEIGHT` deals at the pooled rate;
   their beta's concentration is that prior plus their exposure.
@@ -24,9 +29,12 @@ on T. What is fitted, and how:
   :data:`LOOKBACK_DAYS` days' arrivals (a gamma whose cv is the share's sampling error),
   the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
   Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
-* **Quarter-end closing** (:func:`quarter_end_closing`) from the last whole quarters of wins.
-* **Capacity**, when asked for (:func:`team_capacity`): what a saturated team won in its
-  last whole quarters is what it can win.
+  A local linear trend is the ``trend`` part.
+* **Quarter-end closing** (:func:`quarter_end_closing`, against a trend) and **capacity**
+  (:func:`team_capacity`) from the last whole quarters of wins; seasonality from 24
+  months of arrivals.
+* **Which optional parts are kept** (:data:`MECHANISMS`), and how wide the shared spread
+  is, is decided by a walk-forward inside the history (:mod:`forecaster.selection`).
 * **Deal values** are the won amounts, resampled (``empirical``); the deals open on T
   become the pipeline.
 """
