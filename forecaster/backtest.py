@@ -52,6 +52,7 @@ import numpy as np
 
 from .calibrate import _whole_quarters, calibrate, pipeline_csv
 from .history import Deal, won_dates
+from .selection import crps as crps_samples  # one CRPS for the backtest and calibration
 
 QUANTILES = (0.1, 0.5, 0.9)
 #: central intervals scored for coverage: name -> (lower, upper) percentile; 50%, 80%, 90%
@@ -76,16 +77,6 @@ def month_start(d: date) -> date:
 def add_months(d: date, k: int) -> date:
     y, m = divmod(d.month - 1 + k, 12)
     return date(d.year + y, m + 1, 1)
-
-
-def crps_samples(samples: np.ndarray, y: float) -> float:
-    """CRPS of an empirical forecast distribution at the outcome ``y``.
-
-    ``samples``: shape (n,), in the metric's unit; the CRPS is in the same unit.
-    """
-    x = np.sort(np.asarray(samples, dtype=float))
-    n = x.size
-    return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
 
 
 def mid_pit(samples: np.ndarray, y: float) -> float:

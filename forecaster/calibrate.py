@@ -206,15 +206,9 @@ def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
     if widen != 1.0 and "capacity" in doc:  # the capacity's monthly variation is shared by every segment too
         doc["capacity"] = {**doc["capacity"], "cv": round(doc["capacity"]["cv"] * widen, 4)}
     if widen != 1.0 and "shocks" in doc:
-        sh = doc["shocks"]
-        for key in ("leads",):
-            if key in sh:
-                sh[key] = round(sh[key] * widen, 4)
-        if "convert" in sh:
-            sh["convert"] = {k: round(v * widen, 4) for k, v in sh["convert"].items()}
-        for key, v in sh.get("drift", {}).items():
-            sh["drift"][key] = ({k: round(x * widen, 4) for k, x in v.items()} if isinstance(v, dict)
-                                else round(v * widen, 4))
+        def scaled(v):  # a sigma, or a mapping stage -> sigma
+            return {k: scaled(x) for k, x in v.items()} if isinstance(v, dict) else round(v * widen, 4)
+        doc["shocks"] = scaled(doc["shocks"])
     return doc
 
 
@@ -288,7 +282,6 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                                  "entered_stage": e.isoformat(), "amount": ""})
     if cal.pipeline:
         cal.base["pipeline"] = {"file": pipeline_file}
-    cal.scenario = cal.base
     _shock_mechanism(cal, stages, whole, lead_level)
     _stall_mechanism(cal, stages, whole)
     _speed_mechanism(cal, stages, whole)
@@ -418,7 +411,7 @@ def _season_mechanism(deals, as_of: date, cal: Calibration, segments) -> None:
 
 def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
     """Expected share of the horizon's won deals that come from new leads (not the pipeline),
-    from a short simulation of the calibrated scenario without shocks."""
+    from a short simulation of the base scenario (without any optional part)."""
     import tempfile
 
     from .loading import scenario_from_dict
@@ -426,7 +419,7 @@ def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
 
     if not cal.pipeline:
         return 1.0
-    doc = {k: v for k, v in cal.scenario.items() if k not in ("shocks", "closing")}
+    doc = dict(cal.base)  # the base has no optional part: no shocks, no slips
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
         both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())

@@ -91,7 +91,11 @@ def _actuals(deals, months: list[date]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def crps(samples: np.ndarray, y: float) -> float:
-    """CRPS of an empirical forecast distribution (shape (n,)) at the outcome ``y``."""
+    """CRPS of an empirical forecast distribution at the outcome ``y`` (the backtest's too).
+
+    ``samples``: shape (n,), in the metric's unit; the CRPS is in the same unit: mean |X - y|
+    minus half the mean |X - X'|, the latter from the sorted samples.
+    """
     x = np.sort(np.asarray(samples, dtype=float))
     n = x.size
     return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
