@@ -467,7 +467,9 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
         return WholeStage(fit, cdf, p, logit(p), None)
     cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
                      f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
-                     f"{math.sqrt(level.q):.3f} a month (log-odds); cycle x{math.exp(speed.m):.2f} the pooled one")
+                     f"{math.sqrt(level.q):.3f} a month (log-odds)"
+                     + (f"; cycle x{math.exp(speed.m):.2f} the pooled one" if speed is not None
+                        else "; too few cohorts old enough to measure their speed"))
     return WholeStage(fit, cdf, p, level.m, level, speed)
 
 

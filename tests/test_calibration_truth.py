@@ -240,3 +240,21 @@ def test_times_fitted_from_slipped_wins_are_unslipped_before_slipping_again():
     factor = unslipped_factor(days, {"slip": {1: 0.4, 2: 0.4}, "window_days": 10}, entries)
     assert factor * np.median(seen) == pytest.approx(45, rel=0.06)
     assert unslipped_factor(days, {"slip": {1: 0.0, 2: 0.0}, "window_days": 10}, entries) == 1.0
+
+
+def test_cohorts_that_say_nothing_of_their_speed_do_not_break_calibration():
+    """Three monthly cohorts, only the first with conversions: conversion has a level, the
+    cycle's speed has none (two cohorts carry no information on it)."""
+    from forecaster.calibrate import calibrate
+
+    rng = np.random.default_rng(4)
+    deals = []
+    for m, p in ((1, 0.4), (2, 0.0), (3, 0.0)):
+        for k in range(300):
+            e = date(2025, m, 1) + timedelta(days=int(rng.integers(0, 28)))
+            won = rng.random() < p
+            closed = e + timedelta(days=int(rng.integers(1, 6)))
+            deals.append(Deal(f"{m}-{k}", "all", [e], "won" if won else "lost", closed, 1.0))
+    cal = calibrate(deals, ["x"], date(2025, 3, 31), select=False)
+    assert any("too few cohorts old enough to measure their speed" in n for n in cal.notes)
+    assert "speed" not in cal.mechanisms
