@@ -150,6 +150,7 @@ class Mechanism:
     name: str
     apply: Callable[[dict], None]
     summary: str
+    fitted: dict = field(default_factory=dict)  # what the part adds, as the format spells it
 
 
 MECHANISMS = ("shocks", "stalled", "speed", "trend", "seasonality", "closing", "capacity")
@@ -158,7 +159,8 @@ MECHANISMS = ("shocks", "stalled", "speed", "trend", "seasonality", "closing", "
 
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
               lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False,
-              force: dict | None = None, select: bool = True, families: dict | None = None) -> Calibration:
+              force: dict | None = None, select: bool = True, families: dict | None = None,
+              like: Calibration | None = None) -> Calibration:
     """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring).
 
     Every optional part (:data:`MECHANISMS`) is fitted, then kept only when a walk-forward
@@ -170,6 +172,11 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     ``force={"capacity": True}``. ``select=False`` keeps the defaults without evidence (the
     shocks and stalled deals), as the walk-forward's own calibrations do. ``families``:
     stage -> (family of days, family of days_lost) to fit instead of choosing by AIC.
+    ``like``: a calibration on a later as-of date whose parts are to be measured here (the
+    in-history walk-forward): a part it found is fitted here without its own significance
+    test (quarter-end slips; a capacity's quarter shape exactly when it has one), since the
+    question here is whether the part forecasts well, not whether this shorter history
+    shows it.
     """
     from .selection import select_mechanisms
 
@@ -177,7 +184,7 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     if capacity:
         force["capacity"] = True
     cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
-                         pipeline_file=pipeline_file, families=families)
+                         pipeline_file=pipeline_file, families=families, like=like)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
     if select:
@@ -214,8 +221,9 @@ def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
 
 def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90,
                    name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
-                   families: dict | None = None) -> Calibration:
-    """The base scenario (no optional part) and every optional part that can be fitted."""
+                   families: dict | None = None, like: Calibration | None = None) -> Calibration:
+    """The base scenario (no optional part) and every optional part that can be fitted
+    (``like``: as in :func:`calibrate`)."""
     S = len(stages)
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
@@ -287,7 +295,8 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     _speed_mechanism(cal, stages, whole)
     _trend_mechanism(deals, as_of, cal, since, shares, horizon_days)
     _season_mechanism(deals, as_of, cal, segments)
-    closing = quarter_end_closing(deals, as_of, cal)
+    closing = quarter_end_closing(deals, as_of, cal, gate=like is None) \
+        if like is None or "closing" in like.mechanisms else None
     if closing:
         last = stages[-1]
         entries = [d.entered[-1] for d in deals if d.outcome == "won" and d.entered[-1] is not None
@@ -301,11 +310,15 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         cal.mechanisms["closing"] = Mechanism("closing", apply_closing,
                                               f"months 1 and 2 slip {closing['slip'][1]:.2f} and "
                                               f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days; "
-                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)")
-    fitted = team_capacity(deals, as_of, cal)
+                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)",
+                                              {"closing": closing})
+    shaped = None
+    if like is not None and "capacity" in like.mechanisms:
+        shaped = set(like.mechanisms["capacity"].fitted["capacity"]["quarter_shape"].values()) != {1.0}
+    fitted = team_capacity(deals, as_of, cal, shaped)
     if fitted:
         cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
-                                               f"{fitted['won_per_month']:.1f} wins a month")
+                                               f"{fitted['won_per_month']:.1f} wins a month", {"capacity": fitted})
     return cal
 
 
@@ -575,15 +588,34 @@ def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date 
     return level
 
 
-def _whole_quarters(wins: list, as_of: date) -> list[tuple[date, date]]:
+def wins_steady_from(deals: list[Deal], as_of: date) -> date | None:
+    """The day from which the history's monthly wins are no longer ramping up, or None.
+
+    A history that starts when its first leads arrive wins little at first: its wins fill
+    up over a cycle. So wins count as steady from the first deal's entry plus the 80th
+    percentile of the days from entry to win of the wins known on ``as_of``. An export
+    that starts mid-stream (deals that entered long before its first close) is steady from
+    its first win on already.
+    """
+    entries = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    spans = [(d.closed - d.entered[0]).days for d in deals if d.outcome == "won" and d.closed is not None
+             and d.closed <= as_of and d.entered[0] is not None]
+    if not entries or not spans:
+        return None
+    return min(entries) + timedelta(days=int(np.percentile(spans, 80)))
+
+
+def _whole_quarters(wins: list, as_of: date, since: date | None = None) -> list[tuple[date, date]]:
     """(first, last day) of the whole quarters from the first win's on (a quarter the first
-    win falls inside of is cut by the history, so it is left out), ending by ``as_of``; the
-    latest :data:`CLOSING_QUARTERS`."""
+    win falls inside of is cut by the history, so it is left out), and starting on or after
+    ``since`` when given (:func:`wins_steady_from`: quarters of a ramp-up are not the team's
+    pattern), ending by ``as_of``; the latest :data:`CLOSING_QUARTERS`."""
     if not wins:
         return []
     quarters = []
-    y, q = wins[0].year, (wins[0].month - 1) // 3
-    if wins[0] != date(y, 3 * q + 1, 1):
+    start = max(wins[0], since) if since is not None else wins[0]
+    y, q = start.year, (start.month - 1) // 3
+    if start != date(y, 3 * q + 1, 1):
         y, q = (y + 1, 0) if q == 3 else (y, q + 1)
     while True:
         first = date(y, 3 * q + 1, 1)
@@ -606,17 +638,21 @@ def _quarter_months(wins: list[date], quarters: list[tuple[date, date]]) -> tupl
     return counts, days
 
 
-def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
+def team_capacity(deals: list[Deal], as_of: date, cal: Calibration, shaped: bool | None = None) -> dict | None:
     """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
 
     For a team whose deals wait for it, what it won is what it can win: ``won_per_month``
-    is the mean of those months, ``quarter_shape`` each month of the quarter's mean over
-    it (per day, so February is not short-changed), and ``cv`` what the months vary around
-    that shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
-    quarter.
+    is the mean of those months (whole quarters after the wins' ramp-up,
+    :func:`wins_steady_from`), ``quarter_shape`` each month of the quarter's mean over it
+    (per day, so February is not short-changed) when the months of the quarter differ beyond
+    a trend (:func:`month_of_quarter_effect`, p < 0.01; flat otherwise, and with a single
+    quarter: a noisy month is not a pattern), and ``cv`` what the months vary around that
+    shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
+    quarter. ``shaped``: True or False decides the shape without the test (the in-history
+    walk-forward measuring the whole history's capacity).
     """
     wins = won_dates(deals, as_of)
-    quarters = _whole_quarters(wins, as_of)
+    quarters = _whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
     if not quarters:
         cal.notes.append("capacity: no whole quarter of wins yet: not fitted")
         return None
@@ -626,6 +662,10 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
         cal.notes.append("capacity: a month of the quarter (or a quarter) without wins: not fitted")
         return None
     shape = rates.mean(axis=0) / rates.mean()
+    if shaped is None:
+        shaped = len(quarters) >= 2 and month_of_quarter_effect(counts, days)[0] < 0.01
+    if not shaped:
+        shape = np.ones(3)
     per_month = float(rates.mean()) * AVG_MONTH_DAYS
     ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
     spread = float(np.var(ratios.ravel(), ddof=1)) if len(quarters) > 1 else 0.0
@@ -641,22 +681,52 @@ CLOSING_QUARTERS = 4
 WINDOWS = (5, 10, 15, 20, 30)
 
 
-def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
-    """Quarter-end bunching of wins, as the format's ``closing`` (None when there is none).
+def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tuple[float, np.ndarray]:
+    """Whether wins depend on the month of the quarter, beyond a trend: (p-value, rates).
 
-    From the last :data:`CLOSING_QUARTERS` whole quarters of wins (quarters that start on
-    or after the month of the first win and end by ``as_of``), at least two: the daily win
-    rate of each month of the quarter against a log-linear trend over the months (Poisson
-    regression), relative to the quarter's average day. When a likelihood-ratio test (scaled
-    by the months' overdispersion, an F test) rejects "no month-of-quarter effect" (p < 0.01) and the third month is the busiest, months 1 and
-    2 slip with 1 - rate_k, and the window is the one of :data:`WINDOWS` under which the
-    daily wins of the third months are most likely (Poisson). A growing team's wins rise
-    month by month; that is a trend, not quarter-end bunching.
+    ``by_quarter``, ``day_table``: wins and days in each month of each whole quarter, shape
+    (quarters, 3), at least two quarters. Wins that grow (or shrink) month by month are not
+    a quarterly pattern, so Poisson models with and without month-of-quarter effects are
+    compared, both with a log-linear trend over the months (likelihood ratio, 2 degrees of
+    freedom). Months vary more than Poisson counts (a busy month, a holiday): the ratio is
+    scaled by the full model's Pearson dispersion and read as F(2, n - 4) (quasi-Poisson).
+    ``rates``, shape (3,): each month's daily rate with the trend removed, relative to the
+    quarter's average day.
     """
     from scipy import stats
 
+    days = day_table.sum(axis=0)
+    y, exposure = by_quarter.ravel(), day_table.ravel()
+    t = np.arange(y.size, dtype=float) - (y.size - 1) / 2
+    month = np.tile(np.arange(3), by_quarter.shape[0])
+    trend_only = np.stack([np.ones(y.size), t], axis=1)
+    with_months = np.column_stack([trend_only, month == 0, month == 1]).astype(float)
+    ll0, _ = _poisson_fit(y, exposure, trend_only)
+    ll1, beta = _poisson_fit(y, exposure, with_months)
+    mu = exposure * np.exp(with_months @ beta)
+    dof = y.size - with_months.shape[1]
+    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
+    p_value = float(stats.f.sf(max(ll1 - ll0, 0.0) / dispersion, 2, dof))
+    effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
+    return p_value, effect / (effect @ days / days.sum())
+
+
+def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: bool = True) -> dict | None:
+    """Quarter-end bunching of wins, as the format's ``closing`` (None when there is none).
+
+    From the last :data:`CLOSING_QUARTERS` whole quarters of steady wins (quarters after the
+    first win and after the wins' ramp-up, :func:`wins_steady_from`, ending by ``as_of``),
+    at least two: the daily win rate of each month of the quarter against a log-linear trend
+    over the months (:func:`month_of_quarter_effect`). When the test rejects "no
+    month-of-quarter effect" (p < 0.01; skipped with ``gate=False``, as the in-history
+    walk-forward does to measure a part the whole history showed) and the third month is the
+    busiest, months 1 and 2 slip with 1 - rate_k, and the window is the one of
+    :data:`WINDOWS` under which the daily wins of the third months are most likely
+    (Poisson). A growing team's wins rise month by month; that is a trend, not quarter-end
+    bunching.
+    """
     wins = won_dates(deals, as_of)
-    quarters = _whole_quarters(wins, as_of)
+    quarters = _whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
     if len(quarters) < 2:
         cal.notes.append("closing: fewer than two whole quarters of wins: quarter-end bunching not measured")
         return None
@@ -671,28 +741,11 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration) -> dic
     if total < 60:
         return None
     b = total / days.sum()
-    # months of the quarter against a trend: wins that grow (or shrink) month by month are not
-    # bunching, so the test compares Poisson models with and without month-of-quarter effects,
-    # both with a log-linear trend over the months (likelihood ratio, 2 degrees of freedom)
-    y, exposure = by_quarter.ravel(), day_table.ravel()
-    t = np.arange(y.size, dtype=float) - (y.size - 1) / 2
-    month = np.tile(np.arange(3), len(quarters))
-    trend_only = np.stack([np.ones(y.size), t], axis=1)
-    with_months = np.column_stack([trend_only, month == 0, month == 1]).astype(float)
-    ll0, _ = _poisson_fit(y, exposure, trend_only)
-    ll1, beta = _poisson_fit(y, exposure, with_months)
-    # months vary more than Poisson counts (a busy month, a holiday): the likelihood ratio is
-    # scaled by the full model's Pearson dispersion and read as F(2, n - 4) (quasi-Poisson)
-    mu = exposure * np.exp(with_months @ beta)
-    dof = y.size - with_months.shape[1]
-    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
-    p_value = float(stats.f.sf(max(ll1 - ll0, 0.0) / dispersion, 2, dof))
-    effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
-    rate = effect / (effect @ days / days.sum())        # relative to the quarter's average day
+    p_value, rate = month_of_quarter_effect(by_quarter, day_table)
     note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "
             f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))}; against their trend x"
             f"{' / x'.join(f'{r:.2f}' for r in rate)} (likelihood ratio p = {p_value:.2g})")
-    if p_value >= 0.01 or rate[2] <= rate.max() - 1e-12:
+    if (gate and p_value >= 0.01) or rate[2] <= rate.max() - 1e-12:
         cal.notes.append(note + ": no quarter-end bunching")
         return None
     slip = {k + 1: round(float(max(0.0, 1 - rate[k])), 4) for k in range(2)}

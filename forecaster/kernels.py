@@ -524,9 +524,10 @@ def _grown(a, need):
 
 @jit
 def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addresses, keys, trial0, theta,
-                      deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf, deal_amount, deal_owner,
-                      days_codes, days_pars, value_codes, value_pars, pool, segment_reps, segment_n_reps, slip_prob,
-                      slip_lo, slip_hi, period_of_day, cperiod_of_day, revenue, won, bookings):
+                      deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf, deal_pending, pending_lo,
+                      pending_hi, deal_amount, deal_owner, days_codes, days_pars, value_codes, value_pars, pool,
+                      segment_reps, segment_n_reps, slip_prob, slip_lo, slip_hi, period_of_day, cperiod_of_day,
+                      revenue, won, bookings):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -552,6 +553,11 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
         S_lost(a) / S(a) for ORDINARY deals.
     deal_sf : float64, shape (deals,)
         S(a) = P(days > a) in the deal's stage.
+    deal_pending : float64, shape (deals,)
+        With ``closing``: the chance that a deal open at ``start`` that will be won is a win
+        already due that slipped and still waits for its quarter's end (then it closes
+        uniformly in [pending_lo, pending_hi) days from start, without slipping again); 0
+        otherwise. The same two slip uniforms decide it, so a deal with 0 draws as before.
     deal_amount : float64, shape (deals,)
         The deal's value, or -1 to draw it. [currency]
     deal_owner : int64, shape (deals,)
@@ -583,8 +589,13 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
             for s in range(s0 + 1, n_stages):
                 q *= theta[t, g, 2 + s]
             converts = gen_convert.random() < q
+            u = v = 1.0
+            if closing:  # the slip's two uniforms, drawn for every deal
+                u = gen_slip.random()
+                v = gen_slip.random()
+            waiting = u < deal_pending[i]
             time = 0.0
-            if mode != NO_MASS:
+            if mode != NO_MASS and not (waiting and deal_sf[i] <= 0.0):
                 a = deal_age[i]
                 time = draw_above(gen_days, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1],
                                   days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, deal_sf[i]) - a
@@ -601,8 +612,13 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                 pick = segment_reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
                 if rep < 0:
                     rep = pick
-            if closing:
-                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
+            if waiting:  # a slipped win still to land in this quarter's window
+                time = pending_lo + (pending_hi - pending_lo) * v
+            elif closing and time < slip_prob.shape[0]:
+                u = (u - deal_pending[i]) / (1.0 - deal_pending[i])  # uniform again, given not waiting
+                if u < slip_prob[int(time)]:
+                    lo = max(time, slip_lo[int(time)])
+                    time = lo + (slip_hi[int(time)] - lo) * v
             if converts and time < horizon:
                 _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 

@@ -74,6 +74,7 @@ class Plan:
     deal_mode: np.ndarray
     deal_odds: np.ndarray
     deal_sf: np.ndarray
+    deal_pending: np.ndarray        # (N,) P(slipped win waiting for its quarter's end | won, open)
     deal_amount: np.ndarray
     deal_owner: np.ndarray
     shock_leads: float = 0.0        # sigma of the shared lead-rate shock (0: none)
@@ -83,6 +84,8 @@ class Plan:
     slip_prob: np.ndarray | None = None      # (D,) chance a deal due that day slips (closing), or None
     slip_lo: np.ndarray | None = None        # (D,) start of that day's quarter-end window [days from start]
     slip_hi: np.ndarray | None = None        # (D,) end of that day's quarter [days from start]
+    pending_lo: float = 0.0                  # a waiting slipped win closes uniformly in [lo, hi) [days from start]
+    pending_hi: float = 0.0
     capacity_of_day: np.ndarray | None = None  # (D,) capacity of the day's month, pro rata [deals], or None
     month_of_day: np.ndarray | None = None     # (D,) index of the day's calendar month in the horizon
     capacity_cv: float = 0.0
@@ -186,6 +189,7 @@ def build_plan(sc: Scenario) -> Plan:
                   "drift_convert": np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages])}
     if sc.closing is not None:
         extensions["slip_prob"], extensions["slip_lo"], extensions["slip_hi"] = _closing_arrays(sc)
+        extensions["pending_lo"], extensions["pending_hi"] = _pending_window(sc)
     if sc.capacity is not None:
         cap = sc.capacity
         shape = np.array([cap.quarter_shape.get((int(m) - 1) % 3 + 1, 1.0) for m in month])
@@ -221,6 +225,47 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return prob, lo, hi
 
 
+def _pending_window(sc: Scenario) -> tuple[float, float]:
+    """Where a slipped win still waiting on ``start`` closes: uniformly in [lo, hi) days
+    from start, the part after ``start`` of the window of the quarter holding the day before
+    (hi = lo = 0 when ``start`` opens a quarter: every slip before it has landed)."""
+    from datetime import timedelta
+
+    from .calendar import period_end
+
+    end = (period_end(sc.start - timedelta(days=1), "quarter") - sc.start).days + 1.0  # exclusive
+    return (max(0.0, end - sc.closing.window_days), end) if end > 0 else (0.0, 0.0)
+
+
+def _pending_slips(sc: Scenario, stage, ages: np.ndarray) -> np.ndarray:
+    """P(T <= a and the win slipped to a time at or after ``start``) for deals of age ``a``
+    in the last stage, under ``closing``: shape of ``ages``.
+
+    A win due on day d (T in [d - e, d - e + 1) for a deal that entered on e) in the
+    quarter holding ``start - 1`` slips with the chance of its month of the quarter to a
+    time uniform on [max(d, quarter end - window), quarter end); the part of that interval
+    from ``start`` on is still to come. Such a deal is open on ``start`` although its time
+    to win has passed, so it counts toward its survival.
+    """
+    from datetime import timedelta
+
+    from .calendar import period_start
+
+    lo, end = _pending_window(sc)
+    if end <= 0:
+        return np.zeros(ages.shape)
+    first = period_start(sc.start - timedelta(days=1), "quarter")
+    back = (sc.start - first).days                        # due days d = start - back .. start - 1
+    offsets = np.arange(-back, 0, dtype=float)            # d - start
+    slip = np.array([sc.closing.slip.get(((sc.start + timedelta(days=int(o))).month - 1) % 3 + 1, 0.0)
+                     for o in offsets])
+    window_lo = np.maximum(offsets, end - sc.closing.window_days)
+    still = np.clip((end - np.maximum(0.0, window_lo)) / (end - window_lo), 0.0, 1.0)
+    t = ages[:, None] + offsets[None, :]                  # T of a deal due on d, shape (deals, days)
+    mass = np.where(t >= 0, stage.days.survival(np.maximum(t, 0)) - stage.days.survival(t + 1), 0.0)
+    return np.maximum(mass, 0.0) @ (slip * still)
+
+
 _UNBOUNDED = ("lognormal", "gamma", "exponential", "weibull")
 
 
@@ -252,14 +297,16 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     n = len(sc.pipeline)
     out = {"deal_segment": np.zeros(n, dtype=np.int64), "deal_stage": np.zeros(n, dtype=np.int64),
            "deal_age": np.zeros(n), "deal_mode": np.zeros(n, dtype=np.int64), "deal_odds": np.zeros(n),
-           "deal_sf": np.zeros(n), "deal_amount": np.full(n, -1.0), "deal_owner": np.full(n, -1, dtype=np.int64)}
+           "deal_sf": np.zeros(n), "deal_pending": np.zeros(n), "deal_amount": np.full(n, -1.0), "deal_owner": np.full(n, -1, dtype=np.int64)}
     ages = np.array([(sc.start - d.entered_stage).days for d in sc.pipeline], dtype=float)
-    s_won, s_lost = np.zeros(n), np.zeros(n)
+    s_won, s_lost, pending = np.zeros(n), np.zeros(n), np.zeros(n)
     keys = [(d.segment, d.stage) for d in sc.pipeline]
     for key in set(keys):  # one vectorised survival per (segment, stage)
         rows = np.array([i for i, k in enumerate(keys) if k == key])
         stage = sc.segments[key[0]].funnel[key[1]]
         s_won[rows] = stage.days.survival(ages[rows])
+        if sc.closing is not None and key[1] == sc.stages[-1]:  # slips act on the time to win
+            pending[rows] = _pending_slips(sc, stage, ages[rows])
         # a share ``stalled`` of the stage's leads neither convert nor are given up: they
         # are open at every age, as if their days_lost were infinite
         stalled = sc.stalled.get(key[1], 0.0)
@@ -267,7 +314,8 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     # both survivals underflow: unbounded families still have mass above a, so the odds come
     # from their log-survivals (the contract's "no mass" case is for bounded times)
     underflow = {}
-    both = (s_won == 0) & (s_lost == 0)
+    won_open = s_won + pending  # P(not won yet | won in the end): not due yet, or a slip still to land
+    both = (won_open == 0) & (s_lost == 0)
     for key in {keys[i] for i in np.flatnonzero(both)}:
         stage = sc.segments[key[0]].funnel[key[1]]
         if stage.days.dist not in _UNBOUNDED or stage.lost_days.dist not in _UNBOUNDED:
@@ -281,9 +329,9 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     for i, deal in enumerate(sc.pipeline):
         if i in underflow:
             mode, odds = underflow[i]
-        elif s_won[i] > 0 and s_lost[i] > 0:
-            mode, odds = kernels.ORDINARY, s_lost[i] / s_won[i]
-        elif s_won[i] > 0:
+        elif won_open[i] > 0 and s_lost[i] > 0:
+            mode, odds = kernels.ORDINARY, s_lost[i] / won_open[i]
+        elif won_open[i] > 0:
             mode, odds = kernels.WON_ONLY, 0.0
         elif s_lost[i] > 0:
             mode, odds = kernels.LOST_ONLY, np.inf
@@ -295,6 +343,7 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         out["deal_mode"][i] = mode
         out["deal_odds"][i] = odds
         out["deal_sf"][i] = s_won[i]
+        out["deal_pending"][i] = pending[i] / won_open[i] if won_open[i] > 0 else 0.0
         if deal.amount is not None:
             out["deal_amount"][i] = deal.amount
         if deal.owner is not None:

@@ -10,7 +10,8 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
    (``min(3, the horizon's months)`` calendar months) ends by the as-of date, each at least
    :data:`MIN_HISTORY_MONTHS` months after the history's first deal.
 2. At each, the scenario is calibrated on what was known then (same families as the outer
-   fit, no selection of its own), and every candidate set of parts is simulated
+   fit, no selection of its own, and the parts the outer fit found fitted without their own
+   significance tests: ``calibrate(like=...)``), and every candidate set of parts is simulated
    (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the CRPS of
    each month's won deals, and revenue when the history has amounts, each divided by the
    mean actual so the two weigh alike.
@@ -126,7 +127,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     for c in cuts:
         try:
             icalib = calibrate(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
-                               name="inner", lost_observed=lost_observed, select=False, families=cal.families)
+                               name="inner", lost_observed=lost_observed, select=False, families=cal.families,
+                               like=cal)
         except ValueError:
             continue
         won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of], _months_after(c, months))

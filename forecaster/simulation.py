@@ -144,7 +144,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         kernels.simulate_pipeline(
             gens[0], gens[1], gens[2], gens[3], gens[4], addresses[:5], keys.pipeline, first, theta,
             plan.deal_segment, plan.deal_stage, plan.deal_age, plan.deal_mode, plan.deal_odds, plan.deal_sf,
-            plan.deal_amount, plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars,
+            plan.deal_pending, plan.pending_lo, plan.pending_hi, plan.deal_amount, plan.deal_owner, plan.days_codes, plan.days_pars, plan.value_codes, plan.value_pars,
             plan.pool, plan.segment_reps, plan.segment_n_reps, *slips, of_day, cof_day, *out)
     if plan.has_capacity:
         kernels.apply_capacity(gens[0], addresses[0], keys.capacity, first, plan.capacity_of_day, plan.month_of_day,
