@@ -17,7 +17,7 @@ the order numpy's build stores the two halves of a 128-bit number in.
 from __future__ import annotations
 
 import ctypes
-import zlib
+import hashlib
 
 import numpy as np
 from llvmlite import ir
@@ -29,6 +29,7 @@ from ._numba import jit
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
+MASK64 = (1 << 64) - 1
 S30, S27, S31, ONE, ZERO = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(1), np.uint64(0)
 
 
@@ -97,9 +98,17 @@ def run_key(seed: int) -> int:
 
 
 def stream_key(seed_key: int, name: str) -> np.uint64:
-    """The key of the stream called ``name`` (e.g. ``segment/smb/days/lead``) in a run."""
-    with np.errstate(over="ignore"):
-        return mix(np.uint64(seed_key) ^ mix(np.uint64(zlib.crc32(name.encode("utf-8")))))
+    """The key of the stream called ``name`` (e.g. ``segment/smb/days/lead``) in a run.
+
+    The whole name counts: its UTF-8 bytes are hashed to 128 bits (BLAKE2b), and those
+    with the run's key seed a ``SeedSequence``, whose first 64-bit word is the key. Two
+    names share a stream only if their keys collide, about one chance in 2^64 a pair (a
+    32-bit hash of the name made known pairs such as ``plumless`` and ``buckeroo`` share
+    every draw).
+    """
+    digest = int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest(), "little")
+    words = [int(seed_key) & MASK64, digest & MASK64, digest >> 64]
+    return np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
 
 
 def address(gen: np.random.Generator) -> int:

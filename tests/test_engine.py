@@ -267,6 +267,20 @@ def test_pipeline_continues_through_later_stages_with_amounts_and_owners(make):
     assert first_day.max() == 0  # 31 fixed days in the second stage: the first win is on 1 February
 
 
+def test_pipeline_amount_zero_is_kept_not_redrawn(make):
+    # a deal whose amount is 0 is worth 0 (a free pilot); only an empty amount draws deal_value
+    rows = [("s", "x", _entered(0), 0, "")] * 40 + [("s", "x", _entered(0), "", "")] * 10
+    sc = make("""\
+    stages: [x]
+    segments:
+      s: {leads: {per_day: 0}, funnel: {x: {convert: 1, days: 5}}, deal_value: 1000}
+    pipeline: {file: p.csv}
+    """, files={"p.csv": _csv(rows)}, trials=50)
+    ds = fc.simulate(sc)
+    assert (totals(ds) == 50).all()
+    assert np.allclose(totals(ds, "revenue"), 10 * 1000)
+
+
 # --- team and commission --------------------------------------------------------------------
 
 def test_reps_share_their_segments_deals(make):

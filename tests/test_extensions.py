@@ -269,6 +269,29 @@ def test_waiting_deals_go_first_and_segments_share_in_proportion(make):
     assert np.allclose(ds["bookings"].values.sum(axis=2), rev)
 
 
+def test_deals_waiting_from_an_earlier_month_go_before_deals_newly_due():
+    # 150 deals of a due on 6 January against room for 100: 50 wait for February. 100 deals of b
+    # fall due on 1 February, the day February's room opens: the waiting ones go first.
+    rows = "".join(f"a{i},a,x,2027-01-01,1\n" for i in range(150))
+    rows += "".join(f"b{i},b,y,2027-01-01,1\n" for i in range(100))
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "p.csv").write_text("deal_id,segment,stage,entered_stage,amount\n" + rows)
+        sc = fc.scenario_from_dict({
+            "name": "wait", "start": "2027-01-01", "end": "2027-03-31", "trials": 20, "seed": 3, "stages": ["x", "y"],
+            "capacity": {"won_per_month": 100},
+            "segments": {"a": {"leads": {"per_day": 0}, "funnel": {"x": {"convert": 1, "days": 5},
+                                                                   "y": {"convert": 1, "days": 0}}, "deal_value": 1},
+                         "b": {"leads": {"per_day": 0}, "funnel": {"x": {"convert": 1, "days": 0},
+                                                                   "y": {"convert": 1, "days": 31}}, "deal_value": 1}},
+            "pipeline": {"file": "p.csv"}}, base_dir=tmp)
+        won = fc.simulate(sc)["won_deals_by_segment"].values  # (trial, month, segment)
+    assert (won[:, 0, 0] == 100).all() and (won[:, 0, 1] == 0).all()
+    assert (won[:, 1, 0] == 50).all() and (won[:, 1, 1] == 50).all()  # newly due first would give 0 and 100
+    assert (won[:, 2, 1] == 50).all()
+
+
 def test_capacity_follows_the_quarter_shape_pro_rata():
     sc = fc.scenario_from_dict({
         "name": "cap", "start": "2027-01-16", "end": "2027-03-31", "trials": 200, "seed": 2, "stages": ["x"],

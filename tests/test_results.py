@@ -93,6 +93,17 @@ def test_describe_matches_its_definition():
     assert math.isclose(s["mean_ci_high"] - s["mean"], 1.959963984540054 * s["std"] / math.sqrt(1001))
 
 
+def test_percentiles_interpolate_linearly_where_methods_differ():
+    # 11 values 0, 10, ..., 100 and 4 values: with few trials "lower", "nearest", "higher" and
+    # "linear" give different percentiles; the contract says linear (numpy's default)
+    s = describe(np.arange(0.0, 101.0, 10.0)[:, None])[0]
+    assert (s["p5"], s["p10"], s["p50"], s["p90"], s["p95"]) == pytest.approx((5.0, 10.0, 50.0, 90.0, 95.0))
+    s = describe(np.array([[1.0], [2.0], [4.0], [8.0]]))[0]
+    # linear: position q (n - 1) / 100 between order statistics
+    assert s["p10"] == pytest.approx(1.3) and s["p50"] == pytest.approx(3.0) and s["p90"] == pytest.approx(6.8)
+    assert s["p5"] == pytest.approx(1.15) and s["p95"] == pytest.approx(7.4)
+
+
 def test_one_trial_has_no_standard_deviation_and_still_writes_json(tmp_path):
     sc = fc.load_scenario(SCENARIOS / "minimal.yaml")
     ds = fc.simulate(sc, trials=1)
