@@ -5,6 +5,7 @@ Every check allows 5 Monte Carlo standard errors (or a variance ratio within 10%
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import pytest
@@ -187,6 +188,34 @@ def test_pipeline_deals_slip_too(make):
     won = fc.simulate(sc)["won_deals"].values.astype(float)
     within(won[:, 0].mean(), n / 2, math.sqrt(n / 4 / won.shape[0]))
     assert np.array_equal(won[:, 0] + won[:, 2], np.full(won.shape[0], n))  # slipped to March, none lost
+
+
+def test_an_open_deal_past_its_due_day_may_be_a_slip_still_waiting(tmp_path):
+    # On 1 February (month 2 of the quarter), a deal that entered its last stage on 10 January
+    # with 10 fixed days was due on 20 January, in month 1, where every win slips to the last
+    # 10 days of March. Open on 1 February, it is either lost-to-be (open: its 100 days to lose
+    # are not over) or a slipped win waiting: P(won | open) = p S'(a) / (p S'(a) + (1 - p) S_L(a))
+    # with S'(22) = P(slipped and still to land) = 1, so 0.5; it lands from 22 to 31 March.
+    # A deal due in month 2 (entered 27 January, due 6 February) does not slip: won on 6 February.
+    n = 300
+    rows = "".join(f"late{i},a,x,2027-01-10\n" for i in range(n)) + "".join(f"due{i},a,x,2027-01-27\n" for i in range(n))
+    (tmp_path / "p.csv").write_text("deal_id,segment,stage,entered_stage\n" + rows)
+    sc = fc.scenario_from_dict({
+        "name": "wait", "start": "2027-02-01", "end": "2027-03-31", "trials": 2000, "seed": 4, "stages": ["x"],
+        "report_by": "day", "closing": {"slip": {1: 1.0}, "window_days": 10},
+        "segments": {"a": {"leads": {"per_day": 0}, "funnel": {"x": {"convert": 0.5, "days": 10,
+                                                                     "days_lost": 100}}, "deal_value": 1}},
+        "pipeline": {"file": "p.csv"}}, base_dir=tmp_path)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)  # (trial, day from 1 February)
+    feb6 = 5
+    march22 = (date(2027, 3, 22) - date(2027, 2, 1)).days
+    # the deals due on 6 February: p S(5) / (p S(5) + (1 - p) S_L(5)) = 0.5 each, won that day
+    within(won[:, feb6].mean(), n * 0.5, math.sqrt(n * 0.25 / won.shape[0]))
+    late = won[:, march22:].sum(axis=1)
+    within(late.mean(), n * 0.5, math.sqrt(n * 0.25 / won.shape[0]))
+    assert won.sum(axis=1).mean() == pytest.approx(late.mean() + won[:, feb6].mean())  # nothing elsewhere
+    per_day = won[:, march22:].mean(axis=0)  # uniform over the 10 days
+    assert np.all(np.abs(per_day - n * 0.5 / 10) < 5 * math.sqrt(n * 0.5 / 10 / won.shape[0]))
 
 
 @pytest.mark.parametrize("extra, path, words", [
