@@ -64,6 +64,10 @@ def _ordered(values: dict, path, ctx: Context) -> bool:
 
 CHECKS = {"uniform": _ordered, "triangular": _ordered, "pert": _ordered}
 
+MIN_GAMMA_CV = 1e-6
+"""The smallest gamma ``cv`` accepted: its shape 1 / cv^2 is then 1e12; below, the shape
+overflows toward infinity (a cv of 1e-200 would be a shape of 1e400)."""
+
 
 @dataclass(frozen=True)
 class Role:
@@ -194,18 +198,15 @@ class Distribution:
             return (p["low"] + p["mode"] + p["high"]) / 3
         if d == "pert":
             return (p["low"] + 4 * p["mode"] + p["high"]) / 6
-        if d == "normal":  # mean + sd (phi(a) - phi(b)) / (Phi(b) - Phi(a)), a, b the standardised bounds
+        if d == "normal":
             m, sd = p["mean"], p["sd"]
-            a, b = (self.lower - m) / sd, (self.upper - m) / sd
-            phi = lambda z: 0.0 if math.isinf(z) else math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-            mass = 0.5 * (math.erfc(-b / math.sqrt(2)) - math.erfc(-a / math.sqrt(2)))
-            return m + sd * (phi(a) - phi(b)) / mass
-        if d == "lognormal":
-            return p["median"] * math.exp(p["sigma"] ** 2 / 2)
+            return m + sd * truncated_normal_mean((self.lower - m) / sd, (self.upper - m) / sd)
+        if d == "lognormal":  # inf where it overflows (sigma near 38 and above)
+            return _exp_times(p["median"], p["sigma"] ** 2 / 2)
         if d in ("gamma", "exponential", "beta"):
             return p["mean"]
         if d == "weibull":
-            return p["scale"] * math.gamma(1 + 1 / p["shape"])
+            return _exp_times(p["scale"], math.lgamma(1 + 1 / p["shape"]))
         return float(np.mean(p["values"]))  # empirical
 
     def encode(self) -> tuple[int, np.ndarray, np.ndarray]:
@@ -245,6 +246,35 @@ class Distribution:
         else:  # pragma: no cover
             raise ValueError(d)
         return code, par, values
+
+
+def _exp_times(x: float, log_factor: float) -> float:
+    """x * exp(log_factor) for x > 0, inf where it overflows."""
+    log = math.log(x) + log_factor
+    return math.inf if log > 709.0 else math.exp(log)
+
+
+def truncated_normal_mean(a: float, b: float) -> float:
+    """E[Z | a <= Z <= b] for Z ~ N(0, 1), a < b (either may be infinite), in closed form
+    that holds far in the tails: (phi(a) - phi(b)) / (Phi(b) - Phi(a)), written with the
+    scaled complementary error function where the interval lies in a tail (a = 100 gives
+    100.00999..., where the plain formula is 0 / 0)."""
+    from scipy.special import erfcx
+
+    if b <= 0.0:  # mirror the left tail to the right
+        return -truncated_normal_mean(-b, -a)
+    if a < 0.0:  # the interval holds a good share of the mass around 0: the plain formula
+        phi = lambda z: 0.0 if math.isinf(z) else math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+        mass = 0.5 * (math.erfc(-b / math.sqrt(2)) - math.erfc(-a / math.sqrt(2)))
+        return (phi(a) - phi(b)) / mass
+    # 0 <= a < b: phi(x) = exp(-x^2/2) / sqrt(2 pi), Q(x) = exp(-x^2/2) erfcx(x / sqrt 2) / 2;
+    # divide numerator and denominator by exp(-a^2/2)
+    r = 0.0 if math.isinf(b) else math.exp(-(b - a) * (b + a) / 2)
+    num = (1.0 - r) / math.sqrt(2 * math.pi)
+    den = 0.5 * (float(erfcx(a / math.sqrt(2))) - (0.0 if math.isinf(b) else r * float(erfcx(b / math.sqrt(2)))))
+    if den <= 0.0:  # a narrow interval far out: its mean is its middle, to rounding
+        return (a + b) / 2
+    return min(max(num / den, a), b)
 
 
 def pert_shapes(low: float, mode: float, high: float) -> tuple[float, float]:
@@ -306,6 +336,10 @@ class Quantity(Node):
             return INVALID
         if name in CHECKS and not CHECKS[name](params, path, ctx):
             return INVALID
+        if name == "gamma" and params["cv"] < MIN_GAMMA_CV:  # shape 1 / cv^2 past 1e12
+            return ctx.error(path + ("cv",), f"must be at least {MIN_GAMMA_CV:g}, the smallest the engine "
+                                             f"samples (use a fixed value for a quantity that does not vary); "
+                                             f"got {fmt_number(params['cv'])}")
         if name == "normal":
             return Distribution(name, params, lower=role.lo, upper=role.hi)
         dist = Distribution(name, params)

@@ -150,12 +150,31 @@ def draw(gen, code, p0, p1, p2, p3, pool):
     if code == WEIBULL:
         return p1 * gen.standard_exponential() ** (1.0 / p0)
     if code == BETA:
-        return gen.beta(p0, p1)
+        return _beta(gen, p0, p1)
     if code == EMPIRICAL:
         n = int(p1)
         i = int(gen.random() * n)
         return pool[int(p0) + min(i, n - 1)]
     raise ValueError("unknown distribution code")
+
+
+@jit(inline="always")
+def _beta(gen, a, b):
+    """Beta(a, b). Exact at any shapes: for a, b <= 1, Johnk's algorithm on the log scale
+    (X = U^(1/a), Y = V^(1/b), kept when X + Y <= 1, returns X / (X + Y)): numba's
+    version draws X and Y directly, which underflow to 0 for small shapes, and then rejects
+    for ever (a concentration of 1e-300) or is biased; larger shapes through two gammas."""
+    if a > 1.0 or b > 1.0:
+        return gen.beta(a, b)
+    while True:
+        lx = math.log(gen.random()) / a if a > 0.0 else -math.inf
+        ly = math.log(gen.random()) / b if b > 0.0 else -math.inf
+        m = max(lx, ly)
+        if m == -math.inf:  # both underflow in any precision: a, b astronomically small
+            continue
+        lse = m + math.log(math.exp(lx - m) + math.exp(ly - m))  # log(X + Y)
+        if lse <= 0.0:
+            return math.exp(lx - lse)
 
 
 @jit(inline="always")

@@ -1,0 +1,132 @@
+"""The largest inputs the engine guarantees to compute exactly, checked before a run.
+
+The format lets any non-negative rate, value or growth through; the engine counts won deals
+in 32-bit integers, adds values in 64-bit floats and draws every lead one by one. So a
+scenario whose *expected* sizes pass these limits is refused up front, with the key path,
+instead of returning zeros, overflowed infinities or ``null`` statistics:
+
+* :data:`MAX_LEADS` expected leads a trial over the horizon, all segments together (rates
+  with their growth compounded, seasonality and bought leads at the mean cost per lead);
+* :data:`MAX_VALUE` for the mean of a deal value, a pipeline deal's amount, a lead budget
+  a month, a quota and a commission cap [currency];
+* :data:`MAX_RATE` for a commission tier's rate (a fraction of bookings);
+* :data:`MAX_TRIALS` trials.
+
+Expected sizes are used, so a heavy-tailed rate whose mean passes may still draw a rare
+large trial; means that are infinite (a lognormal value with sigma 40) are refused.
+"""
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+from .validation import INVALID, Context, fmt_number
+
+MAX_LEADS = 1e9
+"""Expected leads a trial over the horizon, all segments (won deals are 32-bit counts)."""
+MAX_VALUE = 1e15
+"""Largest mean deal value, pipeline amount, monthly budget, quota or cap [currency]."""
+MAX_RATE = 10.0
+"""Largest commission rate (1000% of bookings)."""
+MAX_TRIALS = 100_000_000
+"""Most trials a run may ask for."""
+
+AVG_MONTH_DAYS = 30.4375
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=k) for k in range((end - start).days + 1)]
+
+
+def expected_leads(leads, days: list[date]) -> float:
+    """Expected leads of one segment over ``days`` (the horizon): the mean rate per day,
+    times the calendar month's seasonality, compounded by the mean growth from the first
+    month; bought leads at budget / mean cost. inf where it overflows."""
+    src = leads.source
+    if src == "budget_per_month":
+        cost = leads.cost_per_lead.mean()
+        per_month = leads.budget_per_month / cost if cost > 0 else math.inf
+    else:
+        per_month = None
+    growth = leads.growth_per_month.mean() if leads.growth_per_month is not None else 0.0
+    log_growth = math.log1p(growth) if growth > -1 else -math.inf
+    first = days[0]
+    total = 0.0
+    for day in days:
+        if src == "per_day":
+            rate = leads.per_day.mean()
+        elif src == "per_week":
+            rate = leads.per_week.mean() / 7
+        else:
+            month_days = ((date(day.year + (day.month == 12), day.month % 12 + 1, 1)) - day.replace(day=1)).days
+            rate = (leads.per_month.mean() if per_month is None else per_month) / month_days
+        rate *= leads.seasonality.get(day.month, 1.0)
+        if rate <= 0:
+            continue
+        months = (day.year - first.year) * 12 + day.month - first.month
+        log = math.log(rate) + months * log_growth if months else math.log(rate)
+        if log > 700:
+            return math.inf
+        total += math.exp(log)
+    return total
+
+
+def check_limits(values: dict, deals, ctx: Context) -> None:
+    """Report, on ``ctx``, every part of a validated scenario past the engine's limits.
+
+    ``values``: the checked top-level values (:data:`forecaster.schema.SCENARIO`); parts
+    already invalid are skipped. ``deals``: the pipeline's deals (their ``amount``).
+    """
+    trials = values.get("trials")
+    if isinstance(trials, int) and trials > MAX_TRIALS:
+        ctx.error(("trials",), f"must be at most {MAX_TRIALS:,}; got {trials:,}")
+    segments, start, end = values.get("segments"), values.get("start"), values.get("end")
+    if isinstance(segments, dict) and isinstance(start, date) and isinstance(end, date) and start <= end:
+        days = _days(start, end)
+        total, worst = 0.0, None
+        for name, seg in segments.items():
+            if seg is INVALID:
+                continue
+            n = expected_leads(seg.leads, days)
+            total += n
+            if worst is None or n > worst[1]:
+                worst = (name, n)
+            value = seg.deal_value.mean()
+            if not value <= MAX_VALUE:
+                ctx.error(("segments", name, "deal_value"),
+                          f"has a mean of {_show(value)}; the engine adds values exactly up to a mean deal "
+                          f"value of {MAX_VALUE:g} (a larger one would overflow the revenue)")
+            budget = seg.leads.budget_per_month
+            if budget is not None and budget > MAX_VALUE:
+                ctx.error(("segments", name, "leads", "budget_per_month"),
+                          f"must be at most {MAX_VALUE:g}; got {fmt_number(budget)}")
+        if not total <= MAX_LEADS and worst is not None:
+            key = worst[0]
+            ctx.error(("segments", key, "leads"),
+                      f"brings {_show(worst[1])} leads a trial over the horizon on average (all segments: "
+                      f"{_show(total)}); the engine draws every lead and counts won deals in 32-bit integers, "
+                      f"so it takes at most {MAX_LEADS:g} a trial (check the rate, its unit, growth_per_month "
+                      f"and cost_per_lead)")
+    for i, deal in enumerate(deals or ()):
+        if deal.amount is not None and not abs(deal.amount) <= MAX_VALUE:
+            ctx.error(("pipeline", "file"), f"deal {deal.deal_id!r} has an amount of {_show(deal.amount)}; "
+                                            f"the engine takes amounts up to {MAX_VALUE:g}")
+            break
+    team = values.get("team")
+    if team and team is not INVALID:
+        for i, rep in enumerate(team.get("reps") or ()):
+            if rep is not INVALID and rep.quota > MAX_VALUE:
+                ctx.error(("team", "reps", i, "quota"), f"must be at most {MAX_VALUE:g}; got {fmt_number(rep.quota)}")
+    plan = values.get("commission")
+    if plan and plan is not INVALID:
+        for i, tier in enumerate(plan.tiers):
+            if tier.rate > MAX_RATE:
+                ctx.error(("commission", "tiers", i, "rate"),
+                          f"must be at most {MAX_RATE:g} (a fraction of bookings: 0.1 is 10%); got "
+                          f"{fmt_number(tier.rate)}")
+        if plan.cap is not None and plan.cap > MAX_VALUE:
+            ctx.error(("commission", "cap"), f"must be at most {MAX_VALUE:g}; got {fmt_number(plan.cap)}")
+
+
+def _show(x: float) -> str:
+    return "infinity" if math.isinf(x) else f"{x:.3g}"

@@ -1,0 +1,120 @@
+"""Extreme but legal input: correct numbers or a clear refusal with the key path, never
+silent zeros, overflowed infinities or a hang (forecaster.limits, the distributions' tails)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import forecaster as fc
+from conftest import D, within
+from forecaster.distributions import truncated_normal_mean
+from forecaster.errors import ScenarioError
+from forecaster.limits import MAX_LEADS, MAX_VALUE
+
+
+def _one(days="0", convert="1", value="1", leads="{per_day: 1}", extra="", **head):
+    return f"""\
+    stages: [x]
+    segments:
+      s: {{leads: {leads}, funnel: {{x: {{convert: {convert}, days: {days}}}}}, deal_value: {value}}}
+    {extra}"""
+
+
+@pytest.mark.parametrize("body, path, words, head", [
+    (_one(leads="{per_day: 1e18}"), "segments.s.leads", "leads a trial", {}),
+    (_one(leads="{per_month: 15, growth_per_month: 1e6}"), "segments.s.leads", "growth_per_month", {}),
+    (_one(leads="{budget_per_month: 1e6, cost_per_lead: 1e-9}"), "segments.s.leads", "cost_per_lead", {}),
+    (_one(value="1e308"), "segments.s.deal_value", "mean", {}),
+    (_one(value="{dist: lognormal, median: 100, sigma: 40}"), "segments.s.deal_value", "infinity", {}),
+    (_one(value="{dist: weibull, shape: 0.005, scale: 100}"), "segments.s.deal_value", "infinity", {}),
+    (_one(days="{dist: gamma, mean: 5, cv: 1e-200}"), "segments.s.funnel.x.days.cv", "at least", {}),
+    (_one(extra="team: {reps: [{name: a, segments: [s], quota: 1}]}\n    "
+                "commission: {period: quarter, tiers: [{rate: 1e300}]}"),
+     "commission.tiers[0].rate", "at most", {}),
+    (_one(extra="team: {reps: [{name: a, segments: [s], quota: 1e300}]}"), "team.reps[0].quota", "at most", {}),
+])
+def test_sizes_past_the_engine_are_refused_with_the_key_path(make, body, path, words, head):
+    with pytest.raises(ScenarioError) as err:
+        make(body, trials=10, **head)
+    text = str(err.value)
+    assert path in text and words in text, text
+
+
+def test_growth_over_ten_years_is_refused_not_zero():
+    # 100% a month for ten years: 15 leads in the first month, 2^119 times that in the last
+    with pytest.raises(ScenarioError, match="growth_per_month"):
+        fc.scenario_from_dict({"name": "t", "start": "2027-01-01", "end": "2036-12-31", "trials": 10, "seed": 1,
+                               "stages": ["x"], "segments": {"s": {
+                                   "leads": {"per_month": 15, "growth_per_month": 1.0},
+                                   "funnel": {"x": {"convert": 1, "days": 0}}, "deal_value": 1}}})
+
+
+def test_the_largest_accepted_sizes_still_run(make):
+    per_day = MAX_LEADS / D / 1e4  # well inside the limits, a big but quick run
+    ds = fc.simulate(make(_one(leads=f"{{per_day: {per_day}}}", value=str(MAX_VALUE)), trials=2))
+    assert np.all(np.isfinite(ds["revenue"].values))
+    assert ds["won_deals"].values.sum() > 0
+
+
+def test_a_pipeline_amount_past_the_limit_is_refused(make):
+    with pytest.raises(ScenarioError, match="amount"):
+        make(_one(extra="pipeline: {file: p.csv}"),
+             files={"p.csv": "deal_id,segment,stage,entered_stage,amount\nd1,s,x,2026-12-01,1e300\n"})
+
+
+def test_lognormal_days_with_sigma_40_are_sampled_correctly(make):
+    # P(T <= t) = Phi(log(t / 5) / 40); a lead of day k (0-based) is won in the horizon if T < D - k
+    won = fc.simulate(make(_one(days="{dist: lognormal, median: 5, sigma: 40}", leads="{per_day: 20}"),
+                           trials=2000))["won_deals"].sum("period").values
+    p = [stats.norm.cdf(math.log((D - k) / 5) / 40) for k in range(D)]  # days are continuous, won before D - k
+    expected = 20 * sum(p)
+    within(won.mean(), expected, math.sqrt(expected / won.size) * 1.1)
+
+
+def test_weibull_days_with_shape_0_005_are_sampled_correctly(make):
+    won = fc.simulate(make(_one(days="{dist: weibull, shape: 0.005, scale: 5}", leads="{per_day: 20}"),
+                           trials=2000))["won_deals"].sum("period").values
+    expected = 20 * sum(1 - math.exp(-((D - k) / 5) ** 0.005) for k in range(D))
+    within(won.mean(), expected, math.sqrt(expected / won.size) * 1.1)
+
+
+def test_normal_days_far_below_zero_are_conditioned_not_refused(make):
+    # mean -100, sd 1 conditioned on >= 0: an exponential-like law with mean about 0.01 days
+    ds = fc.simulate(make(_one(days="{dist: normal, mean: -100, sd: 1}", leads="{per_day: 20}"), trials=500))
+    won = ds["won_deals"].sum("period").values
+    within(won.mean(), 20 * D, math.sqrt(20 * D / won.size))
+
+
+def test_beta_with_a_vanishing_concentration_is_a_coin_with_its_mean(make):
+    # concentration 1e-300: p is 0 or 1, 1 with chance 0.3 (the mean), once per trial
+    won = fc.simulate(make(_one(convert="{dist: beta, mean: 0.3, concentration: 1e-300}", leads="{per_day: 5}"),
+                           trials=3000))["won_deals"].sum("period").values
+    ones = won > 0
+    within(ones.mean(), 0.3, math.sqrt(0.21 / won.size))
+    assert set(np.unique(won[~ones])) == {0}
+    within(won[ones].mean(), 5 * D, math.sqrt(5 * D / ones.sum()))
+
+
+def test_far_truncated_normal_conversion_is_near_its_bound(make):
+    won = fc.simulate(make(_one(convert="{dist: normal, mean: 1000, sd: 1}", leads="{per_day: 5}"),
+                           trials=200))["won_deals"].sum("period").values
+    within(won.mean(), 5 * D, math.sqrt(5 * D / won.size))  # conditioned on [0, 1]: p is 1 to within 1e-3
+
+
+@pytest.mark.parametrize("a, b", [(0.5, 2.0), (-1.0, 3.0), (-3.0, -1.0), (5.0, math.inf), (2.0, 2.5)])
+def test_truncated_normal_mean_matches_scipy_where_scipy_is_exact(a, b):
+    assert truncated_normal_mean(a, b) == pytest.approx(stats.truncnorm(a, b).mean(), rel=1e-10)
+
+
+def test_truncated_normal_mean_far_in_the_tails():
+    # E[Z | Z > a] = a + 1/a - 2/a^3 + 10/a^5 - ... (the Mills ratio's expansion)
+    for a in (100.0, 1e4, 1e6):
+        assert truncated_normal_mean(a, math.inf) == pytest.approx(a + 1 / a - 2 / a ** 3 + 10 / a ** 5, rel=1e-12)
+        assert truncated_normal_mean(-math.inf, -a) == pytest.approx(-(a + 1 / a - 2 / a ** 3 + 10 / a ** 5), rel=1e-12)
+    # a narrow interval [a, a + w] far out: the density falls like exp(-a x) across it, so the
+    # mean is a + w (1 / (a w) - 1 / (exp(a w) - 1)); a w = 1 here
+    a, w = 1e6, 1e-6
+    assert truncated_normal_mean(a, a + w) == pytest.approx(a + w * (1 - 1 / (math.e - 1)), abs=3e-10)  # doubles near 1e6 are 1.2e-10 apart
