@@ -11,6 +11,9 @@ from datetime import date, timedelta
 
 import numpy as np
 
+_NS_FIRST = np.datetime64("1677-09-22", "D")
+_NS_LAST = np.datetime64("2262-04-11", "D")
+
 
 def period_start(day: date, kind: str) -> date:
     """First calendar day of the ``kind`` period holding ``day``."""
@@ -26,15 +29,23 @@ def period_start(day: date, kind: str) -> date:
 
 
 def period_end(day: date, kind: str) -> date:
-    """Last calendar day of the ``kind`` period holding ``day``."""
+    """Last calendar day of the ``kind`` period holding ``day``.
+
+    A week holding the last days of 9999 ends on ``date.max`` (9999-12-31): past it there
+    are no dates, and every period is cut to the horizon anyway.
+    """
     if kind == "day":
         return day
     if kind == "week":
-        return period_start(day, kind) + timedelta(days=6)
-    months = 1 if kind == "month" else 3
+        first = period_start(day, kind)
+        return first + timedelta(days=6) if (date.max - first).days >= 6 else date.max
+    if kind not in ("month", "quarter"):
+        raise ValueError(kind)
     first = period_start(day, kind)
-    y, m = divmod(first.month - 1 + months, 12)
-    return date(first.year + y, m + 1, 1) - timedelta(days=1)
+    last_month = first.month + (0 if kind == "month" else 2)
+    if last_month == 12:
+        return date(first.year, 12, 31)
+    return date(first.year, last_month + 1, 1) - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,13 @@ class Periods:
         return len(self.starts)
 
     def datetimes(self) -> np.ndarray:
-        return np.array(self.starts, dtype="datetime64[ns]")
+        """The period starts as datetime64[ns], which holds 1677-09-22 to 2262-04-11 only
+        (numpy would wrap a date outside silently): raises OverflowError then."""
+        days = np.array(self.starts, dtype="datetime64[D]")
+        if len(days) and (days.min() < _NS_FIRST or days.max() > _NS_LAST):
+            raise OverflowError(f"periods from {self.starts[0]} to {self.starts[-1]} cannot be held as "
+                                "nanosecond datetimes (1677-09-22 to 2262-04-11)")
+        return days.astype("datetime64[ns]")
 
 
 def periods(start: date, end: date, kind: str) -> Periods:
@@ -74,6 +91,8 @@ def periods(start: date, end: date, kind: str) -> Periods:
         starts.append(day)
         i += length
         last.append(i - 1)
+        if stop == end:  # also where end is date.max and there is no next day
+            break
         day = stop + timedelta(days=1)
     return Periods(starts, of_day, np.array(last, dtype=np.int64))
 

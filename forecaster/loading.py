@@ -6,31 +6,60 @@ CSV it names) is collected and raised together as one :class:`~forecaster.errors
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from pathlib import Path
 
 from .errors import Problem, ScenarioError
 from .pipeline import read_pipeline
 from .scenario import Scenario
 from .schema import SCENARIO
+from .limits import check_limits
 from .validation import INVALID, Context
-from .yamlio import load_yaml
+from .yamlio import NotRegularFile, format_size, load_yaml, read_limited
+
+MAX_SCENARIO_BYTES = 16 * 1024 * 1024
+"""The most a scenario file may hold [bytes]: a real one is a few kilobytes."""
+
+# the outputs hold period dates as nanosecond datetimes (numpy/xarray's datetime64[ns])
+FIRST_DAY = date(1677, 9, 22)
+LAST_DAY = date(2262, 4, 11)
 
 
 def read_document(path: str | Path) -> tuple[object, dict, bytes]:
-    """Read a YAML file: its data, the line of each value by key path, and its bytes."""
+    """Read a YAML file: its data, the line of each value by key path, and its bytes.
+
+    Only a regular file of at most :data:`MAX_SCENARIO_BYTES` is read: a folder, FIFO,
+    device or socket is refused without waiting on it, and so is a larger file.
+    """
     path = Path(path)
     shown = str(path)
+
+    def refuse(message: str, line: int | None = None):
+        return ScenarioError(shown, [Problem("", message, line)])
+
     try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8-sig")
+        raw = read_limited(path, MAX_SCENARIO_BYTES)
     except FileNotFoundError:
-        raise ScenarioError(shown, [Problem("", "does not exist")]) from None
+        raise refuse("does not exist") from None
+    except NotRegularFile as exc:
+        raise refuse(f"is {exc.kind}; expected a YAML file") from None
     except IsADirectoryError:
-        raise ScenarioError(shown, [Problem("", "is a folder; expected a YAML file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(shown, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raise refuse("is a folder; expected a YAML file") from None
+    except ValueError:  # a NUL in the path
+        raise refuse("is not a usable file name (it holds a NUL character)") from None
     except OSError as exc:
-        raise ScenarioError(shown, [Problem("", f"cannot be read: {exc.strerror}")]) from None
+        raise refuse(f"cannot be read: {exc.strerror or exc}") from None
+    if raw is None:
+        raise refuse(f"is larger than {format_size(MAX_SCENARIO_BYTES)}, the most a scenario file may hold; "
+                     "is it the right file?")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise refuse("is UTF-16 text; save it as UTF-8", 1)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise refuse(f"is not UTF-8 text: line {line} holds the byte 0x{raw[exc.start]:02x} ({exc.reason}); "
+                     "save it as UTF-8", line) from None
     data, lines = load_yaml(text, shown)
     return data, lines, raw
 
@@ -79,6 +108,7 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
                                                 "stages, segments, ...)")])
     ctx = Context(lines)
     values, _ = SCENARIO.check(data, (), ctx)
+    dates_ok = _check_date_range(values, ctx)
     digest = hashlib.sha256(raw)
     deals: tuple = ()
     # the pipeline is checked whenever what it refers to is valid, so that its problems are
@@ -89,10 +119,11 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
         file = base_dir / pipe["file"]
         deals, problems = read_pipeline(
             file, pipe["file"], start=values["start"], segments=values["segments"], stages=values["stages"],
-            reps=[r.name for r in team["reps"]] if team else [], line=ctx.line(("pipeline", "file")))
+            reps=[r.name for r in team["reps"]] if team else [], line=ctx.line(("pipeline", "file")),
+            digest=digest)
         ctx.problems.extend(problems)
-        if file.is_file():
-            digest.update(file.read_bytes())
+    if dates_ok:  # limits walk the horizon day by day: not one of thousands of years
+        check_limits(values, deals, ctx)  # the engine's largest exact sizes (forecaster.limits)
     if ctx.problems:
         raise ScenarioError(shown, ctx.problems)
     v = values
@@ -104,3 +135,22 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
         reps=tuple(v["team"]["reps"]) if v["team"] else (), commission=v["commission"],
         targets=dict(v["targets"]), shocks=v["shocks"], closing=v["closing"], stalled=dict(v["stalled"]),
         capacity=v["capacity"], source=source, sha256=digest.hexdigest())
+
+
+def _check_date_range(values: dict, ctx: Context) -> bool:
+    """Refuse a horizon the outputs cannot date: their period coordinates are nanosecond
+    datetimes, which end on 2262-04-11 (and a date past it would wrap around silently).
+    False when refused."""
+    ok = True
+    for key in ("start", "end"):
+        day = values.get(key)
+        if not isinstance(day, date):
+            continue
+        ok = ok and FIRST_DAY <= day <= LAST_DAY
+        if day < FIRST_DAY:
+            ctx.error((key,), f"must be on or after {FIRST_DAY.isoformat()}, the first day the outputs can "
+                              f"date; got {day.isoformat()}")
+        elif day > LAST_DAY:
+            ctx.error((key,), f"must be on or before {LAST_DAY.isoformat()}, the last day the outputs can "
+                              f"date; got {day.isoformat()}")
+    return ok
