@@ -51,6 +51,7 @@ def _norm(name: str) -> str:
 
 
 _KNOWN = {_norm(c) for c in (*REQUIRED, *OPTIONAL)}
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # not the week dates Python also reads
 _NAME_LIKE = re.compile(r"^[\w .()\[\]/#%&+\-]{0,64}$")
 
 
@@ -233,7 +234,7 @@ def _read_rows(lines, shown_as: str, *, start: date, segments, stages, reps, bad
                                 f"{_suggest(stage, stages)}; stages: {', '.join(stages)}")
         entered = None
         try:
-            entered = date.fromisoformat(cells["entered_stage"]) if len(cells["entered_stage"]) == 10 else None
+            entered = date.fromisoformat(cells["entered_stage"]) if _ISO_DATE.match(cells["entered_stage"]) else None
         except ValueError:
             pass
         if entered is None:

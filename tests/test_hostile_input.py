@@ -313,10 +313,11 @@ def test_a_plausible_header_is_echoed_bounded_and_escaped(tmp_path):
     (HEADER + f"D1,\x1b[2J{'s' * 500},lead,2026-12-01,1\n", "segment '\\x1b[2Jsssss"),
     (HEADER + "D1,direct,lead,2026-12-01,1e999\n", "amount must be a number >= 0 or empty; got '1e999'"),
     (HEADER + "D1,direct,lead,2026-12-01,nan\n", "got 'nan'"),
+    (HEADER + "D1,direct,lead,2026-W48-1,1\n", "entered_stage must be an ISO date (YYYY-MM-DD); got '2026-W48-1'"),
     ("", "is empty"),
     ("\n" + HEADER, "is empty or starts with a blank line"),
 ], ids=["semicolons", "duplicate column", "unquoted comma", "unclosed quote", "escape codes in a cell",
-        "inf amount", "nan amount", "empty", "blank first line"])
+        "inf amount", "nan amount", "week date", "empty", "blank first line"])
 def test_pipeline_problems(tmp_path, data, fragment):
     message = pipeline_problem(tmp_path, data)
     assert fragment in message, message
