@@ -8,12 +8,19 @@ and each task's results travel over the network.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
 
 import numpy as np
 
 from .errors import ForecasterError
 
 BLOCKS_PER_TASK = 8
+STALL_SECONDS = 600.0
+"""A run on a cluster fails, with a message, when no task finishes for this long (a frozen
+or lost worker); ``FORECASTER_TASK_TIMEOUT`` (seconds) overrides it."""
+_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s/]+(:\d{1,5})?/?$")
 
 
 class ClusterError(ForecasterError, RuntimeError):
@@ -23,21 +30,26 @@ class ClusterError(ForecasterError, RuntimeError):
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None):
     """A ``distributed.Client``: connected to ``scheduler``, or to a local cluster of
-    ``workers`` single-threaded worker processes on the loopback interface."""
+    ``workers`` single-threaded worker processes on the loopback interface. The local
+    cluster serves no dashboard on a fixed port: its scheduler's HTTP endpoint (health
+    checks; the dashboard only if bokeh is installed) listens on a free loopback port."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise ClusterError("running on a cluster needs Dask distributed: pip install 'forecaster[cluster]'") from None
-    if scheduler:
+    if scheduler is not None:
+        if not _ADDRESS.match(scheduler):
+            raise ClusterError(f"--scheduler {scheduler!r}: expected a scheduler address such as "
+                               "tcp://10.0.0.5:8786 (tcp, tls, ucx, ws or wss)")
         try:
             client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"--scheduler {scheduler}: cannot connect: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is the user's address or network
+            raise ClusterError(f"--scheduler {scheduler}: cannot connect: {type(exc).__name__}: {exc}") from None
         with client:
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         yield client
 
 
@@ -62,13 +74,14 @@ def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, ...]:
 class DaskRunner:
     """Runs each chunk's blocks as tasks on a Dask client and copies the results back."""
 
-    def __init__(self, client, blocks_per_task: int = BLOCKS_PER_TASK):
+    def __init__(self, client, blocks_per_task: int = BLOCKS_PER_TASK, stall_seconds: float | None = None):
         self.client = client
         self.blocks_per_task = blocks_per_task
+        self.stall_seconds = stall_seconds if stall_seconds is not None else _stall_from_env()
         self._plan = None
 
     def run_chunk(self, plan, seed: int, group: list, lo: int, buffers, progress) -> None:
-        from distributed import as_completed
+        from distributed import wait
 
         if self._plan is None:  # a key of its own: an identical plan of another run must not share it
             [self._plan] = self.client.scatter([plan], broadcast=True, hash=False)
@@ -76,16 +89,43 @@ class DaskRunner:
         tasks = [group[i:i + k] for i in range(0, len(group), k)]
         futures = [self.client.submit(compute_blocks, self._plan, seed, task, pure=False) for task in tasks]
         where = {f.key: task for f, task in zip(futures, tasks)}
-        for future in as_completed(futures):
+        pending = set(futures)
+        while pending:  # the clock restarts whenever a task finishes
             try:
-                arrays = future.result()
-            except Exception as exc:
-                raise ClusterError(f"a task on the cluster failed ({type(exc).__name__}: {exc}); "
-                                   "nothing was written") from None
-            task = where[future.key]
-            first = task[0][1] - lo
-            n = sum(count for _, _, count in task)
-            for buf, values in zip(buffers, arrays):
-                buf[first:first + n] = values
-            if progress:
-                progress(n)
+                done, pending = wait(list(pending), timeout=self.stall_seconds, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                for f in pending:
+                    f.cancel()
+                raise ClusterError(f"no task on the cluster finished in {self.stall_seconds:g} s ({len(pending)} of "
+                                   f"{len(futures)} still running): a worker may be frozen or lost; nothing was "
+                                   "written (FORECASTER_TASK_TIMEOUT sets the wait, in seconds)") from None
+            for future in done:
+                self._collect(future, where[future.key], lo, buffers, progress)
+
+    @staticmethod
+    def _collect(future, task, lo: int, buffers, progress) -> None:
+        """Copy a finished task's arrays into the chunk's buffers."""
+        try:
+            arrays = future.result()
+        except Exception as exc:
+            raise ClusterError(f"a task on the cluster failed ({type(exc).__name__}: {exc}); "
+                               "nothing was written") from None
+        first = task[0][1] - lo
+        n = sum(count for _, _, count in task)
+        for buf, values in zip(buffers, arrays):
+            buf[first:first + n] = values
+        if progress:
+            progress(n)
+
+
+def _stall_from_env() -> float:
+    raw = os.environ.get("FORECASTER_TASK_TIMEOUT")
+    if raw is None:
+        return STALL_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ClusterError(f"FORECASTER_TASK_TIMEOUT must be a positive number of seconds; got {raw!r}")
+    return value

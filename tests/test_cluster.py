@@ -72,3 +72,58 @@ def test_consecutive_runs_of_the_same_plan_on_one_client(client):
     for _ in range(3):
         again = fc.simulate(sc, client=client)
         assert np.array_equal(again["revenue"].values, first["revenue"].values)
+
+
+@pytest.mark.parametrize("address", ["garbage://", "tcp://", "not an address", "tcp://host:port", "tcp://h:99999x"])
+def test_a_malformed_scheduler_address_is_a_clear_error(tmp_path, address):
+    res = CliRunner().invoke(main, ["run", str(SCENARIOS / "minimal.yaml"), "--out", str(tmp_path / "o"),
+                                    "--scheduler", address])
+    assert res.exit_code == 2, res.output
+    assert "--scheduler" in res.output and "Traceback" not in res.output and "Internal error" not in res.output
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_a_local_cluster_serves_nothing_on_the_dashboard_port():
+    import socket
+
+    from forecaster.cluster import dask_client
+
+    def listening(port):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    before = listening(8787)
+    with dask_client(workers=1) as c:
+        info = c.scheduler_info()
+        assert info["address"].startswith("tcp://127.0.0.1:")
+        assert listening(8787) == before  # nothing new on 8787 (the default dashboard port)
+        for port in info.get("services", {}).values():  # whatever HTTP it serves is on loopback only
+            with socket.socket() as s:
+                assert s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _sleep_forever(*args):
+    import time
+    time.sleep(3600)
+
+
+def test_a_frozen_worker_ends_the_run_with_a_clear_error(client, monkeypatch):
+    import forecaster.cluster as cluster
+    from forecaster.cluster import ClusterError
+
+    sc = fc.load_scenario(SCENARIOS / "minimal.yaml").with_run(trials=1000, seed=2)
+    plan = build_plan(sc)
+    sink = MemorySink(Layout.of(sc, plan))
+    monkeypatch.setattr(cluster, "compute_blocks", _sleep_forever)  # the task never returns
+    runner = DaskRunner(client, stall_seconds=2.0)
+    with pytest.raises(ClusterError, match="no task on the cluster finished in 2 s"):
+        run_trials(plan, sc, sink, chunk_trials=1000, runner=runner)
+
+
+def test_the_stall_timeout_comes_from_the_environment(monkeypatch, client):
+    from forecaster.cluster import ClusterError
+    monkeypatch.setenv("FORECASTER_TASK_TIMEOUT", "12.5")
+    assert DaskRunner(client).stall_seconds == 12.5
+    monkeypatch.setenv("FORECASTER_TASK_TIMEOUT", "soon")
+    with pytest.raises(ClusterError, match="FORECASTER_TASK_TIMEOUT"):
+        DaskRunner(client)
