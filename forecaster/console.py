@@ -1,13 +1,48 @@
-"""The terminal summary a finance user reads at a glance, and the progress bar."""
+"""The terminal summary a finance user reads at a glance, and the progress bar.
+
+Every name that comes from a scenario (scenario, segment, stage, rep, variant, currency,
+lever) reaches rich as :class:`rich.text.Text`, never as markup: a name like ``[/]`` or
+``[link=...]`` is text, and control characters (ESC, bidi overrides, newlines) are shown
+as visible escapes by :func:`printable`, so nothing from a scenario can drive the terminal.
+"""
 from __future__ import annotations
 
 import sys
 import time
+import unicodedata
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .scenario import Scenario
+
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), lone surrogates, line breaks
+
+
+def printable(value, newlines: bool = False) -> str:
+    """``value`` as text a terminal, a page or a file name shows literally: every control
+    character (ESC, BEL, CR, tab...), format character (bidi overrides, zero-width marks),
+    lone surrogate and line or paragraph separator becomes a visible escape such as
+    ``\\x1b`` or ``\\u202e``. ``newlines`` keeps ``\\n`` (for multi-line messages)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" and newlines:
+            out.append(ch)
+        elif unicodedata.category(ch) in _HIDDEN:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def as_text(value) -> Text:
+    """A name from a scenario as rich Text: never read as markup or emoji, no control codes."""
+    return Text(printable(value))
 
 
 def _money(x: float | None) -> str:
@@ -23,13 +58,13 @@ def _count(x: float | None) -> str:
 
 
 def _metric_table(title: str, metric: dict, fmt) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("period")
     for col in ("mean", "95% CI of mean", "P10", "P50", "P90"):
         table.add_column(col, justify="right")
     rows = [(item["period"], item) for item in metric["by_period"]] + [("total", metric["total"])]
     for i, (label, s) in enumerate(rows):
-        table.add_row(label, fmt(s["mean"]), f"{fmt(s['mean_ci_low'])} – {fmt(s['mean_ci_high'])}",
+        table.add_row(as_text(label), fmt(s["mean"]), f"{fmt(s['mean_ci_low'])} – {fmt(s['mean_ci_high'])}",
                       fmt(s["p10"]), fmt(s["p50"]), fmt(s["p90"]), end_section=i == len(rows) - 2,
                       style="bold" if label == "total" else None)
     return table
@@ -38,24 +73,25 @@ def _metric_table(title: str, metric: dict, fmt) -> Table:
 def print_summary(summary: dict, scenario: Scenario, console: Console | None = None) -> None:
     """Print per-period and total revenue, won deals, commission per rep and targets."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
-    cur = f" [{scenario.currency}]" if scenario.currency else ""
+    cur = f" [{printable(scenario.currency)}]" if scenario.currency else ""
     h = summary["horizon"]
-    console.print(f"[bold]{summary['scenario']}[/bold]: {summary['trials']:,} trials, seed {summary['seed']}, "
-                  f"{h['start']} to {h['end']}, by {h['report_by']}", highlight=False, markup=True)
+    console.print(Text.assemble((printable(summary["scenario"]), "bold"),
+                                printable(f": {summary['trials']:,} trials, seed {summary['seed']}, "
+                                          f"{h['start']} to {h['end']}, by {h['report_by']}")), highlight=False)
     m = summary["metrics"]
     console.print(_metric_table(f"Revenue{cur}", m["revenue"], _money))
     console.print(_metric_table("Won deals", m["won_deals"], _count))
     if "commission" in m:
         console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money))
     if "reps" in summary and "commission" in m:
-        table = Table(title=f"Commission by rep{cur}", title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(title=as_text(f"Commission by rep{cur}"), title_justify="left", show_edge=False, pad_edge=False)
         for col, just in (("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
                           ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right")):
             table.add_column(col, justify=just)
         for name, r in summary["reps"].items():
             c = r["commission"]["total"]
             chances = " / ".join(f"{q['probability']:.0%}" for q in r["quota_attainment"])
-            table.add_row(name, _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
+            table.add_row(as_text(name), _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
                           _money(c["p10"]), _money(c["p50"]), _money(c["p90"]), chances)
         console.print(table)
         if any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values()):
@@ -65,7 +101,7 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         for col, just in (("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right")):
             table.add_column(col, justify=just)
         for metric, t in summary["targets"].items():
-            table.add_row(metric, _money(t["threshold"]), f"{t['probability']:.1%}")
+            table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
         console.print(table)
 
 
@@ -76,14 +112,16 @@ def _signed(fmt, x):
 def print_comparison(summary: dict, currency: str | None, console: Console | None = None) -> None:
     """Each metric's total per scenario, and each variant's paired difference from the base."""
     console = console or Console(width=None if sys.stdout.isatty() else 140)
-    cur = f" [{currency}]" if currency else ""
-    console.print(f"[bold]compare[/bold]: base {summary['base']}, {summary['trials']:,} trials, seed {summary['seed']}, "
-                  "common random numbers", highlight=False)
+    cur = f" [{printable(currency)}]" if currency else ""
+    console.print(Text.assemble(("compare", "bold"), printable(
+        f": base {summary['base']}, {summary['trials']:,} trials, seed {summary['seed']}, common random numbers")),
+        highlight=False)
     base = summary["base"]
     for metric in summary["scenarios"][base]:
         fmt = _count if metric == "won_deals" else _money
         title = {"revenue": f"Revenue{cur}", "won_deals": "Won deals", "commission": f"Commission{cur}"}[metric]
-        table = Table(title=f"{title}, total over the horizon", title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(title=as_text(f"{title}, total over the horizon"), title_justify="left", show_edge=False,
+                      pad_edge=False)
         for col, just in (("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
                           ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
                           ("CI if independent", "right")):
@@ -91,10 +129,10 @@ def print_comparison(summary: dict, currency: str | None, console: Console | Non
         for name, scen in summary["scenarios"].items():
             s = scen[metric]["total"]
             if name == base:
-                table.add_row(name, fmt(s["mean"]), "base", "", "", "")
+                table.add_row(as_text(name), fmt(s["mean"]), "base", "", "", "")
                 continue
             d = summary["differences"][name][metric]["total"]
-            table.add_row(name, fmt(s["mean"]),
+            table.add_row(as_text(name), fmt(s["mean"]),
                           f"{_signed(fmt, d['mean'])} ({_signed(fmt, d['mean_ci_low'])} – {_signed(fmt, d['mean_ci_high'])})",
                           f"{_signed(fmt, d['p10'])} / {_signed(fmt, d['p50'])} / {_signed(fmt, d['p90'])}",
                           f"{d['probability_higher']:.0%}",
@@ -107,9 +145,9 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 140)
     step = f"{summary['step']:.0%}"
     base = summary["base"]["revenue"]
-    console.print(f"[bold]sensitivity[/bold] of {summary['scenario']}: each lever -{step} / +{step}, "
-                  f"{summary['trials']:,} trials, seed {summary['seed']}; base revenue {_money(base['mean'])}",
-                  highlight=False)
+    console.print(Text.assemble(("sensitivity", "bold"), printable(
+        f" of {summary['scenario']}: each lever -{step} / +{step}, {summary['trials']:,} trials, "
+        f"seed {summary['seed']}; base revenue {_money(base['mean'])}")), highlight=False)
 
     def cell(effect):
         if effect is None:
@@ -124,7 +162,7 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
     by_name = {e["lever"]: e for e in summary["levers"]}
     for name in summary["ranking"]:
         e = by_name[name]
-        table.add_row(name, cell(e.get("minus")), cell(e.get("plus")))
+        table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
     console.print(table)
     table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
     for col, just in (("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right")):
@@ -134,7 +172,7 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
                         ("key_level", "key level: the one stage that pays most")):
         m = summary["three_moves"][move]
         won = m.get("won_deals")
-        table.add_row(label, str(m.get("lever")), cell(m if "revenue" in m else None),
+        table.add_row(label, as_text(m.get("lever")), cell(m if "revenue" in m else None),
                       _signed(_count, won["mean"]) if won else "-")
     console.print(table)
     if summary["variance_shares"]:
@@ -143,12 +181,20 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
         table.add_column("per-trial input")
         table.add_column("share", justify="right")
         for item in summary["variance_shares"]:
-            table.add_row(item["input"], f"{item['share']:.1%}")
+            table.add_row(as_text(item["input"]), f"{item['share']:.1%}")
         rest = 1 - sum(i["share"] for i in summary["variance_shares"])
         table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
         console.print(table)
     for item in summary["skipped"]:
-        console.print(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}", style="dim")
+        console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
+                      highlight=False)
+
+
+def _description():
+    """A progress bar's description column that shows the text as it is (no markup, no emoji)."""
+    from rich.progress import TextColumn
+
+    return TextColumn("{task.description}", style="progress.description", markup=False)
 
 
 class LazyProgress:
@@ -168,10 +214,10 @@ class LazyProgress:
         if self.bar is None and time.monotonic() - self.t0 >= self.delay and self.done < self.total:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(_description(), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total, completed=self.done)
+            self.task = self.bar.add_task(printable(self.label), total=self.total, completed=self.done)
         elif self.bar is not None:
             self.bar.update(self.task, completed=self.done)
 
@@ -198,7 +244,7 @@ class BatchProgress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(_description(), BarColumn(), MofNCompleteColumn(),
                                 console=Console(stderr=True), transient=True)
             self.bar.start()
             self.overall = self.bar.add_task("scenarios", total=None)
@@ -209,7 +255,7 @@ class BatchProgress:
         if self.bar:
             self.bar.update(self.overall, completed=index, total=total,
                             description=f"scenario {index + 1} of {total}")
-            self.bar.reset(self.current, description=name, total=None)
+            self.bar.reset(self.current, description=printable(name), total=None)
 
     def advance(self, n: int) -> None:
         if self.bar:
@@ -228,8 +274,8 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     n = len(result["cutoffs"])
-    console.print(f"[bold]backtest[/bold]: {n} cutoff{'s' * (n != 1)}, "
-                  f"{', '.join(c['cutoff'] for c in result['cutoffs'])}", highlight=False)
+    console.print(Text.assemble(("backtest", "bold"), printable(
+        f": {n} cutoff{'s' * (n != 1)}, {', '.join(str(c['cutoff']) for c in result['cutoffs'])}")), highlight=False)
 
     def share(x):
         return "-" if x is None else f"{x:.0%}"

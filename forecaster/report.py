@@ -2,19 +2,25 @@
 
 :func:`write_report` reads a run's folder (``summary.json`` and ``forecast.nc``) and writes
 ``report.html`` (inline CSS and SVG: it needs no network to view) and ``report.md``.
-Every name that comes from a scenario is escaped: a segment called ``<script>`` is text.
+Every name that comes from a scenario is escaped: a segment called ``<script>`` is text in
+the page, and ``**bold** | <b>`` is text in the Markdown (its table keeps its columns);
+control and bidi characters are shown as visible escapes (:func:`forecaster.console.printable`).
+A folder whose files are missing, corrupt or of the wrong shape is an
+:class:`~forecaster.errors.OutputError` naming the file, never a crash.
 """
 from __future__ import annotations
 
 import html
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
+from .console import printable
+from .errors import ForecasterError, OutputError
 
 W, H, PAD = 720, 300, 56
 CSS = """
@@ -28,7 +34,19 @@ td,th{padding:.25rem .6rem;text-align:right;border-bottom:1px solid #eee}td:firs
 
 
 def esc(x) -> str:
-    return html.escape(str(x), quote=True)
+    """Text for HTML (an element's text or an attribute's value)."""
+    return html.escape(printable(x, newlines=True), quote=True)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#$])")
+
+
+def md(x) -> str:
+    """Text for Markdown, on one line, where it never starts a line: the characters that
+    Markdown (or GitHub's flavour: tables, strikethrough, math) reads as syntax in the middle
+    of a line are backslash-escaped, so names render literally, never as links, HTML,
+    entities, code, emphasis or extra table cells."""
+    return _MD_SPECIAL.sub(r"\\\1", printable(" ".join(str(x).splitlines())))
 
 
 def money(x) -> str:
@@ -331,23 +349,116 @@ def _table(head: list[str], rows: list[list]) -> str:
             + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
 
-def _read_run(folder: Path) -> tuple[dict, dict]:
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``, or an OutputError naming the file and what is wrong."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise OutputError(f"{folder}: no summary.json; expected the --out folder of `forecaster run`") from None
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{folder}/summary.json cannot be read: {exc}") from None
+        raise OutputError(f"{path}: does not exist; expected {what}") from None
+    except IsADirectoryError:
+        raise OutputError(f"{path}: is a folder; expected {what}") from None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise OutputError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}); expected {what}") from None
+    except ValueError as exc:
+        raise OutputError(f"{path}: is not valid JSON ({exc}); expected {what}") from None
+    except RecursionError:
+        raise OutputError(f"{path}: is nested too deeply to read; expected {what}") from None
+    if not isinstance(data, dict):
+        raise OutputError(f"{path}: holds a JSON {type(data).__name__}, not an object; expected {what}")
+    return data
+
+
+# The shape of summary.json that the reports read. A dict is an object with those keys (a
+# key ending in "?" may be missing; "*" stands for every key, e.g. each segment's name); a
+# one-item list is a list of such items; a tuple lists the types allowed.
+_NUM, _OPT_NUM, _TEXT = ("number",), ("number", None), (str,)
+_STATS = {k: _OPT_NUM for k in ("mean", "p10", "p50", "p90", "mean_ci_low", "mean_ci_high")}
+_METRIC = {"total": _STATS, "by_period": [{"period": _TEXT, **_STATS}]}
+_SUMMARY = {
+    "scenario": (str, int, float), "seed": (int, str), "trials": (int,), "description?": (str, None),
+    "forecaster_version?": (str, None), "scenario_sha256?": (str,),
+    "metrics": {"revenue": _METRIC, "won_deals?": _METRIC, "commission?": _METRIC},
+    "horizon": {"start": _TEXT, "end": _TEXT, "report_by": _TEXT, "currency?": (str, None)},
+    "targets?": {"*": {"threshold": _NUM, "probability": _NUM}},
+    "segments": {"*": {"revenue": {"total": _STATS}, "won_deals": {"total": _STATS}}},
+    "funnel?": {"*": {"stages": [{"stage": _TEXT, "entering": _NUM}], "won_eventually": _NUM}},
+    "reps?": {"*": {"quota": _OPT_NUM, "commission?": {"total": _STATS},
+                    "quota_attainment?": [{"probability": _NUM}]}},
+}
+
+
+def _check(value, spec, where: str, file: Path) -> None:
+    """Raise an OutputError naming ``file`` and the key path where ``value`` breaks ``spec``."""
+    def wrong(expected):
+        found = "null" if value is None else type(value).__name__
+        raise OutputError(f"{file}: {printable(where) or 'the document'} must be {expected}; found {found}. Is it a "
+                          "file written by forecaster (and not edited since)?")
+
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            wrong("an object")
+        for key, sub in spec.items():
+            if key == "*":
+                for k, v in value.items():
+                    _check(v, sub, f"{where}.{k}" if where else k, file)
+                continue
+            name = key.rstrip("?")
+            if name not in value:
+                if key.endswith("?"):
+                    continue
+                raise OutputError(f"{file}: {printable(where + '.' if where else '')}{name} is missing. Is it a file "
+                                  "written by forecaster (and not edited since)?")
+            _check(value[name], sub, f"{where}.{name}" if where else name, file)
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            wrong("a list")
+        for i, item in enumerate(value):
+            _check(item, spec[0], f"{where}[{i}]", file)
+    else:
+        ok = any((t is None and value is None)
+                 or (t == "number" and isinstance(value, (int, float)) and not isinstance(value, bool)
+                     and math.isfinite(value))
+                 or (isinstance(t, type) and isinstance(value, t) and not isinstance(value, bool))
+                 for t in spec)
+        if not ok:
+            names = {"number": "a finite number", None: "null", str: "text", int: "an integer", float: "a number"}
+            wrong(" or ".join(dict.fromkeys(names[t] for t in spec)))
+
+
+def _read_run(folder: Path) -> tuple[dict, dict]:
+    what = "the summary.json that `forecaster run` writes"
+    if not (folder / "summary.json").exists():
+        raise OutputError(f"{folder}: no summary.json; expected the --out folder of `forecaster run`")
+    summary = _read_json(folder / "summary.json", what)
+    _check(summary, _SUMMARY, "", folder / "summary.json")
     import h5netcdf
 
+    nc = folder / "forecast.nc"
+    if not nc.exists():
+        raise OutputError(f"{nc}: does not exist; the report needs the forecast.nc that `forecaster run` writes beside "
+                          "summary.json")
+    if not nc.is_file():
+        raise OutputError(f"{nc}: is not a file; the report needs the forecast.nc that `forecaster run` writes")
     arrays = {}
     try:
-        with h5netcdf.File(folder / "forecast.nc", "r") as f:
-            arrays["revenue"] = np.asarray(f.variables["revenue"][:], dtype=float)
-            if "commission" in f.variables:
-                arrays["commission"] = np.asarray(f.variables["commission"][:], dtype=float)
-    except (OSError, KeyError) as exc:
-        raise OutputError(f"{folder}/forecast.nc cannot be read: {exc}") from None
+        with h5netcdf.File(nc, "r") as f:
+            for name in ("revenue", "commission"):
+                if name in f.variables:
+                    arrays[name] = np.asarray(f.variables[name][:], dtype=float)
+    except Exception as exc:  # whatever a corrupt or foreign file makes h5py raise
+        detail = (str(exc).splitlines() or [""])[0]
+        raise OutputError(f"{nc}: cannot be read as a forecast ({type(exc).__name__}: {detail})") from None
+    periods = len(summary["metrics"]["revenue"]["by_period"])
+    revenue = arrays.get("revenue")
+    if revenue is None:
+        raise OutputError(f"{nc}: has no variable `revenue`; expected the forecast.nc that `forecaster run` writes")
+    if revenue.ndim != 2 or revenue.shape[0] < 1 or revenue.shape[1] != periods:
+        raise OutputError(f"{nc}: `revenue` must have the dimensions (trial, period) with at least one trial and the "
+                          f"{periods} periods of summary.json; found the shape {revenue.shape}")
+    if not np.isfinite(revenue).all():
+        raise OutputError(f"{nc}: `revenue` holds values that are not finite numbers (NaN or infinite)")
     return summary, arrays
 
 
@@ -409,18 +520,19 @@ def render_markdown(summary: dict, when: str) -> str:
     """The same headline numbers as plain Markdown, for e-mail."""
     m, h = summary["metrics"], summary["horizon"]
     rev = m["revenue"]["total"]
-    lines = [f"# {summary['scenario']}: forecast", "",
-             f"{h['start']} to {h['end']} · {summary['trials']:,} trials · seed {summary['seed']} · {when}", "",
+    lines = [f"# {md(summary['scenario'])}: forecast", "",
+             f"{md(h['start'])} to {md(h['end'])} · {summary['trials']:,} trials · seed {md(summary['seed'])} · "
+             f"{md(when)}", "",
              f"- Revenue: P50 {money(rev['p50'])}, P10–P90 {money(rev['p10'])} – {money(rev['p90'])}, "
              f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
     for t, v in summary.get("targets", {}).items():
-        lines.append(f"- P({t} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
+        lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
     lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {p['period']} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |"
+    lines += [f"| {md(p['period'])} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |"
               for p in m["revenue"]["by_period"]]
     if summary.get("reps") and "commission" in m:
         lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
-        lines += [f"| {r.replace('|', '/')} | {money(v['commission']['total']['p50'])} | "
+        lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | "
                   + " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"]) + " |"
                   for r, v in summary["reps"].items()]
     return "\n".join(lines) + "\n"
@@ -433,25 +545,54 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     from .outputs import _Staged
 
     folder = Path(folder)
+    if not folder.exists():
+        raise OutputError(f"{folder}: does not exist; expected the --out folder of `forecaster run`, `compare`, "
+                          "`sensitivity` or `backtest`")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: is a file, not a folder; expected the --out folder of `forecaster run`, "
+                          "`compare`, `sensitivity` or `backtest`")
     kinds = [f for f in ("summary.json", "compare.json", "sensitivity.json", "backtest.json") if (folder / f).exists()]
     if not kinds:
         raise OutputError(f"{folder}: no summary.json, compare.json, sensitivity.json or backtest.json; expected the "
                           "--out folder of `forecaster run`, `compare`, `sensitivity` or `backtest`")
 
     def stamp(name):
-        return datetime.fromtimestamp((folder / name).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        try:
+            mtime = (folder / name).stat().st_mtime
+        except OSError as exc:
+            raise OutputError(f"{folder / name}: cannot be read: {exc.strerror or exc}") from None
+        return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
-    with _Staged(folder) as staged:
-        if "summary.json" in kinds:
-            summary, arrays = _read_run(folder)
-            staged.path("report.html").write_text(render_html(summary, arrays, stamp("summary.json")), encoding="utf-8")
-            staged.path("report.md").write_text(render_markdown(summary, stamp("summary.json")), encoding="utf-8")
-        for kind, render in (("compare", render_compare), ("sensitivity", render_sensitivity),
-                             ("backtest", render_backtest)):
-            if f"{kind}.json" in kinds:
-                try:
-                    data = json.loads((folder / f"{kind}.json").read_text())
-                except (OSError, ValueError) as exc:
-                    raise OutputError(f"{folder}/{kind}.json cannot be read: {exc}") from None
-                staged.path(f"{kind}.html").write_text(render(data, stamp(f"{kind}.json")), encoding="utf-8")
-        return staged.publish()
+    pages = {}  # rendered before anything is written: a bad file leaves the folder as it was
+    if "summary.json" in kinds:
+        summary, arrays = _read_run(folder)
+        when = stamp("summary.json")
+        pages["report.html"] = _render(folder / "summary.json", render_html, summary, arrays, when)
+        pages["report.md"] = _render(folder / "summary.json", render_markdown, summary, when)
+    for kind, render in (("compare", render_compare), ("sensitivity", render_sensitivity),
+                         ("backtest", render_backtest)):
+        if f"{kind}.json" in kinds:
+            data = _read_json(folder / f"{kind}.json", f"the {kind}.json that `forecaster {kind}` writes")
+            pages[f"{kind}.html"] = _render(folder / f"{kind}.json", render, data, stamp(f"{kind}.json"))
+    try:
+        with _Staged(folder) as staged:
+            for name, page in pages.items():
+                staged.path(name).write_text(page, encoding="utf-8")
+            return staged.publish()
+    except ForecasterError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write the reports: {exc.strerror or exc}") from None
+
+
+def _render(file: Path, render, *args) -> str:
+    """``render(*args)``, with a file of the wrong shape (a key missing, a list where an
+    object belongs, text where a number does) reported as an OutputError naming ``file``."""
+    try:
+        return render(*args)
+    except (KeyError, IndexError) as exc:
+        problem = f"{exc.args[0]!r} is missing" if isinstance(exc, KeyError) and exc.args else "an item is missing"
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError) as exc:
+        problem = f"a value has the wrong type or is out of range ({exc})"
+    raise OutputError(f"{file}: does not have the shape forecaster writes: {printable(problem)}. Is it a file "
+                      "written by this version of forecaster (and not edited since)?")

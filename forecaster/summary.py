@@ -158,8 +158,10 @@ def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
         item["quota_attainment"] = []
         for c, label in enumerate(meta.quota_periods):
             booked = cols.column("bookings", (c, r))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                attainment = np.median(booked) / quota
             item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
-                                             "attainment_p50": float(np.median(booked) / quota)})
+                                             "attainment_p50": _num(attainment)})  # None, not inf: valid JSON
     return item
 
 

@@ -23,15 +23,17 @@ def batch_command(folder, out, force, trials, threads, quiet):
     Writes OUT/manifest.json (per scenario: status, input hash, forecaster version, seed,
     trials, timings, the error of a failure) and OUT/summaries.csv. A bad scenario fails
     alone; re-running skips scenarios whose inputs and version did not change; an
-    interrupted batch keeps what it finished and the next run completes it. Exit status:
-    0 all ran (or were unchanged), 2 some failed.
+    interrupted batch keeps what it finished and the next run completes it. OUT/<name> is
+    the file name made safe and unique; nothing is written outside OUT, nor through a
+    symbolic link inside it. Exit status: 0 all ran (or were unchanged), 2 some failed,
+    1 some failed on a bug in forecaster (the others are still written).
 
     \b
     Example (a nightly cron job):
       forecaster batch scenarios/ --out /srv/forecasts/latest --quiet
     """
     from ..batch import STOP, run_batch
-    from ..console import BatchProgress
+    from ..console import BatchProgress, printable
 
     def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
         STOP.set()  # also stops at the next scenario if the exception below lands where Python ignores it
@@ -47,9 +49,12 @@ def batch_command(folder, out, force, trials, threads, quiet):
     if not quiet:
         for name, action in actions.items():
             e = entries[name]
-            click.echo(f"{action:>9}  {name}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
-        click.echo(f"Wrote {out}/manifest.json and {out}/summaries.csv")
+            click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
+        click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
     for name, e in failed.items():
-        click.echo(f"Error: {name}: {e['error']}", err=True)
+        click.echo(f"{'Internal error' if e.get('internal_error') else 'Error'}: {printable(name)}: "
+                   f"{printable(e['error'], newlines=True)}", err=True)
+    if any(e.get("internal_error") for e in failed.values()):
+        sys.exit(1)
     if failed:
         sys.exit(2)

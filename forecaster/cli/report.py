@@ -13,13 +13,15 @@ def report_command(folder):
 
     The page needs no network to view (inline CSS and SVG): headline numbers, a fan chart
     of revenue per period, a histogram of total revenue with the target, the funnel per
-    segment, a table per segment, and commission per rep.
+    segment, a table per segment, and commission per rep. A folder whose files are missing,
+    corrupt or not of the shape forecaster writes is an error naming the file (exit 2).
 
     \b
     Example:
       forecaster run scenarios/saas-quarter.yaml --out out/saas && forecaster report out/saas
     """
+    from ..console import printable
     from ..report import write_report
 
     written = write_report(folder)
-    click.echo("Wrote " + " and ".join(str(p) for p in written.values()))
+    click.echo("Wrote " + " and ".join(printable(p) for p in written.values()))
