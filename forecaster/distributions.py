@@ -202,7 +202,7 @@ class Distribution:
             m, sd = p["mean"], p["sd"]
             return m + sd * truncated_normal_mean((self.lower - m) / sd, (self.upper - m) / sd)
         if d == "lognormal":  # inf where it overflows (sigma near 38 and above)
-            return _exp_times(p["median"], p["sigma"] ** 2 / 2)
+            return _exp_times(p["median"], p["sigma"] * p["sigma"] / 2)
         if d in ("gamma", "exponential", "beta"):
             return p["mean"]
         if d == "weibull":

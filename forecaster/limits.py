@@ -34,37 +34,44 @@ MAX_TRIALS = 100_000_000
 AVG_MONTH_DAYS = 30.4375
 
 
-def _days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=k) for k in range((end - start).days + 1)]
+def _months(start: date, end: date) -> list[tuple[int, int, int]]:
+    """(year, month, days of the horizon in it) for each calendar month the horizon touches."""
+    out, day = [], start
+    while day <= end:
+        last = (date(day.year, day.month + 1, 1) - timedelta(days=1)) if day.month < 12 else date(day.year, 12, 31)
+        upto = min(last, end)
+        out.append((day.year, day.month, (upto - day).days + 1))
+        if upto == date.max:
+            break
+        day = upto + timedelta(days=1)
+    return out
 
 
-def expected_leads(leads, days: list[date]) -> float:
-    """Expected leads of one segment over ``days`` (the horizon): the mean rate per day,
-    times the calendar month's seasonality, compounded by the mean growth from the first
-    month; bought leads at budget / mean cost. inf where it overflows."""
+def expected_leads(leads, start: date, end: date) -> float:
+    """Expected leads of one segment from ``start`` to ``end``: month by month, the mean
+    rate per day times the month's days in the horizon and its seasonality, compounded by
+    the mean growth from the first month; bought leads at budget / mean cost. inf where it
+    overflows."""
     src = leads.source
-    if src == "budget_per_month":
-        cost = leads.cost_per_lead.mean()
-        per_month = leads.budget_per_month / cost if cost > 0 else math.inf
-    else:
-        per_month = None
     growth = leads.growth_per_month.mean() if leads.growth_per_month is not None else 0.0
     log_growth = math.log1p(growth) if growth > -1 else -math.inf
-    first = days[0]
     total = 0.0
-    for day in days:
+    for k, (year, month, days) in enumerate(_months(start, end)):
+        month_days = ((date(year, month + 1, 1) if month < 12 else date(year, 12, 31) + timedelta(days=1))
+                      - date(year, month, 1)).days if (year, month) != (9999, 12) else 31
         if src == "per_day":
             rate = leads.per_day.mean()
         elif src == "per_week":
             rate = leads.per_week.mean() / 7
+        elif src == "per_month":
+            rate = leads.per_month.mean() / month_days
         else:
-            month_days = ((date(day.year + (day.month == 12), day.month % 12 + 1, 1)) - day.replace(day=1)).days
-            rate = (leads.per_month.mean() if per_month is None else per_month) / month_days
-        rate *= leads.seasonality.get(day.month, 1.0)
+            cost = leads.cost_per_lead.mean()
+            rate = (leads.budget_per_month / cost if cost > 0 else math.inf) / month_days
+        rate *= leads.seasonality.get(month, 1.0) * days
         if rate <= 0:
             continue
-        months = (day.year - first.year) * 12 + day.month - first.month
-        log = math.log(rate) + months * log_growth if months else math.log(rate)
+        log = math.log(rate) + (k * log_growth if k else 0.0)
         if log > 700:
             return math.inf
         total += math.exp(log)
@@ -82,12 +89,11 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
         ctx.error(("trials",), f"must be at most {MAX_TRIALS:,}; got {trials:,}")
     segments, start, end = values.get("segments"), values.get("start"), values.get("end")
     if isinstance(segments, dict) and isinstance(start, date) and isinstance(end, date) and start <= end:
-        days = _days(start, end)
         total, worst = 0.0, None
         for name, seg in segments.items():
             if seg is INVALID:
                 continue
-            n = expected_leads(seg.leads, days)
+            n = expected_leads(seg.leads, start, end)
             total += n
             if worst is None or n > worst[1]:
                 worst = (name, n)

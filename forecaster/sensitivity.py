@@ -29,7 +29,7 @@ from .compare import difference_stats, per_trial_metrics
 from .errors import ScenarioError
 from .loading import build_scenario, read_document
 from .scenario import LEAD_SOURCES, Scenario
-from .variants import apply_changes
+from .variants import Literal, apply_changes
 
 METRICS = ("revenue", "won_deals", "commission")
 DEFAULT_TRIALS = 5000
@@ -52,32 +52,39 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     out = []
     stages = list(scenario.stages)
 
+    # paths as literal keys: a segment or stage may be named "eu.north" or "[new]"
     def lead_path(name):
         source = next(k for k in LEAD_SOURCES if k in doc["segments"][name]["leads"])
-        return f"segments.{name}.leads.{source}"
+        return Literal(("segments", name, "leads", source))
 
     def day_paths(name, stage):
         entry = doc["segments"][name]["funnel"][stage]
-        return tuple(f"segments.{name}.funnel.{stage}.{k}" for k in ("days", "days_lost") if k in entry)
+        return tuple(Literal(("segments", name, "funnel", stage, k)) for k in ("days", "days_lost") if k in entry)
+
+    def convert_path(name, stage):
+        return Literal(("segments", name, "funnel", stage, "convert"))
+
+    def value_path(name):
+        return Literal(("segments", name, "deal_value"))
 
     for name in scenario.segments:
         out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
         for stage in stages:
-            out.append(Lever(f"{name}: {stage} convert", "convert", name, (f"segments.{name}.funnel.{stage}.convert",)))
+            out.append(Lever(f"{name}: {stage} convert", "convert", name, (convert_path(name, stage),)))
         for stage in stages:
             out.append(Lever(f"{name}: {stage} days", "days", name, day_paths(name, stage)))
-        out.append(Lever(f"{name}: deal value", "deal_value", name, (f"segments.{name}.deal_value",)))
+        out.append(Lever(f"{name}: deal value", "deal_value", name, (value_path(name),)))
     names = list(scenario.segments)
     everywhere = "all segments"  # kept even for one segment: the three moves are read from these
     out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(lead_path(n) for n in names)))
     for stage in stages:
         out.append(Lever(f"all: {stage} convert", "convert", everywhere,
-                         tuple(f"segments.{n}.funnel.{stage}.convert" for n in names)))
+                         tuple(convert_path(n, stage) for n in names)))
     out.append(Lever("all: every stage convert (stretching)", "convert", everywhere,
-                     tuple(f"segments.{n}.funnel.{s}.convert" for n in names for s in stages)))
+                     tuple(convert_path(n, s) for n in names for s in stages)))
     out.append(Lever("all: every stage days", "days", everywhere,
                      tuple(p for n in names for s in stages for p in day_paths(n, s))))
-    out.append(Lever("all: deal value", "deal_value", everywhere, tuple(f"segments.{n}.deal_value" for n in names)))
+    out.append(Lever("all: deal value", "deal_value", everywhere, tuple(value_path(n) for n in names)))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable
@@ -63,12 +64,38 @@ def show(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return repr(value) if value else "an empty text"
+        if not value:
+            return "an empty text"
+        return repr(value[:60]) + (f"... ({len(value):,} characters)" if len(value) > 60 else "")
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value)) if abs(value) >= 1 else repr(value)
     if isinstance(value, float):
         return format(value, ".12g")  # 0.35 * 3 reads 1.05, not 1.0499999999999998
     return repr(value)
+
+
+MAX_NAME = 200
+"""Longest name (segment, stage, rep, variant) accepted [characters]."""
+MAX_TEXT = 100_000
+"""Longest free text (a description) accepted [characters]."""
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def unsafe_character(text: str, allowed: str = "") -> str | None:
+    """A description of the first character of ``text`` that must not reach a terminal or a
+    report (control characters, line breaks, bidirectional overrides), else None."""
+    import unicodedata
+
+    for i, ch in enumerate(text):
+        if ch in allowed:
+            continue
+        if ch in _BIDI:
+            return f"a bidirectional override (U+{ord(ch):04X}, character {i + 1})"
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cs") or ch in "\u2028\u2029\x85":
+            what = "a line break" if ch in "\n\r\u2028\u2029\x85\x0b\x0c" else "a control character"
+            return f"{what} (U+{ord(ch):04X}, character {i + 1})"
+    return None
 
 
 def suggest(word: str, choices) -> str:
@@ -169,7 +196,9 @@ class Num(Node):
 
 @dataclass
 class Text(Node):
-    """Non-empty text."""
+    """Non-empty text, at most :data:`MAX_TEXT` characters, without control characters
+    other than line breaks and tabs, nor bidirectional overrides (which reorder what a
+    terminal or a report shows)."""
 
     doc: str = ""
 
@@ -179,10 +208,18 @@ class Text(Node):
     def validate(self, value, path, ctx):
         if not isinstance(value, str) or not value.strip():
             return ctx.error(path, f"must be a non-empty text; got {show(value)}")
+        bad = unsafe_character(value, allowed="\n\t")
+        if bad:
+            return ctx.error(path, f"must not hold {bad}")
+        if len(value) > MAX_TEXT:
+            return ctx.error(path, f"must be at most {MAX_TEXT:,} characters; got {len(value):,}")
         return value
 
     def json_schema(self):
         return self._schema({"type": "string", "minLength": 1})
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -197,7 +234,7 @@ class Date(Node):
     def validate(self, value, path, ctx):
         if isinstance(value, date):
             return value
-        if isinstance(value, str) and len(value) == 10:
+        if isinstance(value, str) and len(value) == 10 and _ISO_DATE.match(value):
             try:
                 return date.fromisoformat(value)
             except ValueError:
@@ -390,6 +427,11 @@ class Name(Node):
     def validate(self, value, path, ctx):
         if not isinstance(value, str) or not value or value != value.strip():
             return ctx.error(path, f"must be {self.what} (non-empty text); got {show(value)}")
+        bad = unsafe_character(value)
+        if bad:
+            return ctx.error(path, f"must be {self.what} without {bad}; got {show(value)}")
+        if len(value) > MAX_NAME:
+            return ctx.error(path, f"must be {self.what} of at most {MAX_NAME} characters; got {len(value):,}")
         return value
 
     def json_schema(self):

@@ -43,23 +43,31 @@ def is_variant(data) -> bool:
     return isinstance(data, dict) and not ({"stages", "segments"} & set(data)) and bool({"set", "scale"} & set(data))
 
 
-def parse_path(text: str) -> list:
+class Literal(tuple):
+    """A key path already split into its keys, each taken literally (no ``*``, ``.`` or
+    ``[i]`` read in them): how forecaster itself names a quantity whose segment or stage
+    name holds such characters."""
+
+
+def parse_path(text) -> list:
     """``segments.smb.funnel.*.days`` -> ['segments', 'smb', 'funnel', '*', 'days'];
-    ``team.reps[0].quota`` -> ['team', 'reps', 0, 'quota']."""
+    ``team.reps[0].quota`` -> ['team', 'reps', 0, 'quota']; a :class:`Literal` as it is."""
+    if isinstance(text, Literal):
+        return list(text)
     parts = []
     for name, index in _PART.findall(text):
         parts.append(int(index) if index else name)
     return parts
 
 
-def _targets(doc, parts: list, where: str, problems: list, create_last: bool) -> list:
-    """(container, key) pairs a key path (with ``*``) points at in ``doc``."""
+def _targets(doc, parts: list, where: str, problems: list, create_last: bool, literal: bool = False) -> list:
+    """(container, key) pairs a key path (with ``*``, unless ``literal``) points at in ``doc``."""
     found = [(None, None, doc)]
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         nxt = []
         for _, _, node in found:
-            if part == "*":
+            if part == "*" and not literal:
                 if isinstance(node, dict):
                     nxt += [(node, k, v) for k, v in node.items()]
                 elif isinstance(node, list):
@@ -114,14 +122,15 @@ def apply_changes(base: dict, variant: dict, where: str) -> tuple[dict, list]:
             problems.append(Problem(section, f"must be a mapping of key path -> value; got {show(changes)}"))
             continue
         for path, value in changes.items():
-            at = f"{section}.{path}"
-            if not isinstance(path, str) or not parse_path(path):
+            at = f"{section}.{'.'.join(map(str, path)) if isinstance(path, Literal) else path}"
+            if not isinstance(path, (str, Literal)) or not parse_path(path):
                 problems.append(Problem(at, "must be a key path such as segments.smb.funnel.lead.convert"))
                 continue
             if section == "scale" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 problems.append(Problem(at, f"must be a factor >= 0 (1.1 raises by 10%); got {show(value)}"))
                 continue
-            for container, key in _targets(doc, parse_path(path), at, problems, create_last=section == "set"):
+            for container, key in _targets(doc, parse_path(path), at, problems, create_last=section == "set",
+                                           literal=isinstance(path, Literal)):
                 if section == "set":
                     container[key] = copy.deepcopy(value)
                     continue

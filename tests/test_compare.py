@@ -182,6 +182,25 @@ def test_sensitivity_command_prints_the_tornado_and_the_three_moves(tmp_path):
     assert res.exit_code == 2 and "between 0% and 100%" in res.output
 
 
+def test_sensitivity_moves_segments_and_stages_whose_names_look_like_paths(tmp_path):
+    # names holding ".", "[0]" or "*" must name themselves, not be read as key-path syntax
+    body = """\
+    stages: ["st.a"]
+    segments:
+      "eu.north": {leads: {per_day: 10}, funnel: {"st.a": {convert: 0.5, days: 0}}, deal_value: 1}
+      "[0]": {leads: {per_day: 10}, funnel: {"st.a": {convert: 0.5, days: 0}}, deal_value: 1}
+      "*": {leads: {per_day: 10}, funnel: {"st.a": {convert: 0.5, days: 0}}, deal_value: 1}
+    """
+    path = write(tmp_path, "odd.yaml", scenario_text(body, trials=300))
+    summary, _ = sensitivity(path, trials=300, step=0.2)
+    assert not summary["skipped"], summary["skipped"]
+    effects = {e["lever"]: e for e in summary["levers"]}
+    base = summary["base"]["won_deals"]["mean"] / 3  # each segment's share
+    for name in ("eu.north", "[0]", "*"):  # one segment's leads +20%: its wins +20%, only its own
+        moved = effects[f"{name}: leads"]["plus"]["won_deals"]["mean"]
+        assert abs(moved - 0.2 * base) < 0.35 * 0.2 * base, (name, moved, base)
+
+
 def test_first_order_indices_match_the_closed_form(tmp_path):
     """Won deals W ~ Poisson(R p D) with R ~ gamma and p ~ beta drawn per trial."""
     body = """\

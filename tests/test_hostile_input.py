@@ -191,8 +191,12 @@ def test_many_problems_are_summarised(tmp_path):
 
 
 def test_long_lines_are_read(tmp_path):
+    from forecaster.validation import MAX_TEXT
+    path = write(tmp_path, VALID + "description: " + "y" * MAX_TEXT + "  # " + "z" * 2_000_000 + "\n")
+    assert len(fc.load_scenario(path).description) == MAX_TEXT
     path = write(tmp_path, VALID + "description: " + "y" * 2_000_000 + "\n")
-    assert len(fc.load_scenario(path).description) == 2_000_000
+    with pytest.raises(fc.ScenarioError, match="description must be at most 100,000 characters; got 2,000,000"):
+        fc.load_scenario(path)
 
 
 def test_load_yaml_api_refuses_too():

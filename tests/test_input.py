@@ -227,3 +227,27 @@ def test_pipeline_problems_are_reported_with_the_scenarios_own(tmp_path):
     text, found = problems(tmp_path, VALID.replace("trials: 100", "trials: 0") + "pipeline: {file: p.csv}\n",
                            files={"p.csv": csv})
     assert len(found) == 2 and "trials must be" in text and "segment 'retail'" in text
+
+
+@pytest.mark.parametrize("name, words", [
+    ("a\nb", "line break"), ("evil\u202egnp", "bidirectional override"), ("x\x1b[31m", "control character"),
+    ("n" * 201, "at most 200 characters"),
+])
+def test_names_refuse_what_would_garble_a_terminal_or_a_report(tmp_path, name, words):
+    import json
+    doc = {"name": "t", "start": "2027-01-01", "end": "2027-03-31", "stages": ["x"], "segments": {"s": {
+        "leads": {"per_day": 1}, "funnel": {"x": {"convert": 0.5, "days": 1}}, "deal_value": 1}},
+        "team": {"reps": [{"name": name, "segments": ["s"], "quota": 10}]}}
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(fc.ScenarioError) as err:
+        fc.load_scenario(path)
+    assert "team.reps[0].name" in str(err.value) and words in str(err.value)
+
+
+def test_week_dates_are_not_iso_calendar_dates(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text('name: t\nstart: "2027-W01-1"\nend: 2027-03-31\nstages: [x]\nsegments: {s: {leads: {per_day: 1}, '
+                    'funnel: {x: {convert: 0.5, days: 1}}, deal_value: 1}}\n')
+    with pytest.raises(fc.ScenarioError, match="start must be an ISO date"):
+        fc.load_scenario(path)

@@ -20,7 +20,9 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
-        click.echo(f"Error: {self.format_message()}", err=True)
+        from ..console import printable  # a message quotes names and keys from the user's files
+
+        click.echo(f"Error: {printable(self.format_message(), newlines=True)}", err=True)
 
 
 class ForecasterGroup(click.Group):
@@ -39,7 +41,9 @@ class ForecasterGroup(click.Group):
         except Exception as exc:  # an internal error: say so plainly
             if os.environ.get("FORECASTER_DEBUG"):
                 raise
-            click.echo(f"Internal error: {type(exc).__name__}: {exc}\n"
+            from ..console import printable
+
+            click.echo(f"Internal error: {type(exc).__name__}: {printable(exc, newlines=True)}\n"
                        "This is a bug in forecaster; set FORECASTER_DEBUG=1 to see the traceback "
                        "and please report it.", err=True)
             sys.exit(1)

@@ -16,6 +16,7 @@ def validate_command(scenario):
     Example:
       forecaster validate scenarios/saas-quarter.yaml
     """
+    from ..console import printable
     from ..loading import load_scenario
 
     sc = load_scenario(scenario)
@@ -25,4 +26,4 @@ def validate_command(scenario):
         parts.append(f"{len(sc.pipeline)} pipeline deals")
     if sc.reps:
         parts.append(f"{len(sc.reps)} reps")
-    click.echo(f"{scenario}: valid ({sc.name}: {', '.join(parts)})")
+    click.echo(printable(f"{scenario}: valid ({sc.name}: {', '.join(parts)})"))
