@@ -2,37 +2,59 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from . import main
+from .calibrate import check_outputs, drop_option, history_inputs, parse_day, write_together
 from .options import column_option, mechanism_option, out_option, outcome_option
+
+MAX_MONTHS = 120
+MAX_TRIALS = 1_000_000
 
 
 def _dates(ctx, param, value):
-    try:
-        return [date.fromisoformat(v.strip()) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected ISO dates separated by commas (month ends); got {value!r}")
+    """Month ends, in any order, each once."""
+    expected = "expected ISO dates separated by commas, each the last day of a month (e.g. 2017-03-31,2017-06-30)"
+    days = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            day = parse_day(item)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc} (cutoffs are month ends separated by commas, e.g. "
+                                     "2017-03-31,2017-06-30)") from None
+        if (day + timedelta(days=1)).day != 1:
+            raise click.BadParameter(f"{expected}; got {item.strip()!r}, which is not a month's last day")
+        if day in days:
+            raise click.BadParameter(f"{expected}; got {day} twice")
+        days.append(day)
+    if not days:
+        raise click.BadParameter(f"{expected}; got {value!r}")
+    return days
 
 
 @main.command("backtest")
 @click.argument("history", type=click.Path(exists=True, path_type=Path))
 @click.option("--cutoffs", required=True, callback=_dates, help="Month ends to forecast from, e.g. 2017-03-31,2017-06-30.")
-@click.option("--months", default=3, show_default=True, type=click.IntRange(min=1), help="Months forecast from each cutoff.")
+@click.option("--months", default=3, show_default=True, type=click.IntRange(1, MAX_MONTHS),
+              help="Months forecast from each cutoff.")
 @click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True)
 @click.option("--stages", default=None, help="Stage columns, in order (generic preset).")
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
 @column_option
 @outcome_option
-@click.option("--trials", default=4000, show_default=True, type=click.IntRange(min=100))
+@drop_option
+@click.option("--trials", default=4000, show_default=True, type=click.IntRange(100, MAX_TRIALS))
 @click.option("--capacity", is_flag=True, help="Keep the team's capacity at each cutoff (see calibrate --capacity).")
 @mechanism_option
 @out_option("backtest.json")
-def backtest_command(history, cutoffs, months, preset, stages, segment_column, mapping, outcomes, trials,
-                     capacity, mechanisms, out):
+def backtest_command(history, cutoffs, months, preset, stages, segment_column, mapping, outcomes, drop_bad_rows,
+                     trials, capacity, mechanisms, out):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -48,12 +70,17 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
     from ..console import print_backtest
     from ..errors import ForecasterError
     from ..history import load_deals
-    from ..outputs import _Staged, prepare_folder
 
+    folder = Path(os.path.realpath(out))  # as the system will find it once created
+    target = [(f"--out {out}", folder / "backtest.json")]
+    inputs = history_inputs(history, preset)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ForecasterError(f"--out {out}: exists and is not a folder; nothing was written")
+    check_outputs(target, inputs)  # before the work, so a mistyped --out costs nothing
     warnings: list[str] = []
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
-                                                      warnings=warnings)
+                                                      warnings=warnings, drop_bad_rows=drop_bad_rows)
     except ForecasterError:
         raise
     except ValueError as exc:
@@ -65,9 +92,8 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
                           capacity=capacity, calibrate_options={"force": mechanisms} if mechanisms else None)
     except ValueError as exc:
         raise ForecasterError(f"{history}: {exc}") from None
-    folder = prepare_folder(out)
-    with _Staged(folder) as staged:
-        staged.path("backtest.json").write_text(json.dumps(result, indent=2) + "\n")
-        staged.publish()
+    text = json.dumps(result, indent=2) + "\n"
+    check_outputs(target, inputs)
+    write_together(folder, {"backtest.json": text}, f"--out {out}")
     print_backtest(result)
     click.echo(f"Wrote {out}/backtest.json")

@@ -1,6 +1,15 @@
-"""``forecaster calibrate``: a scenario fitted from a deal history, as known on a date."""
+"""``forecaster calibrate``: a scenario fitted from a deal history, as known on a date.
+
+Also the command line's guards for a history and the files made from it, shared with
+``backtest``: dates and horizons within bounds, outputs that never overwrite an input, and
+files written whole or not at all.
+"""
 from __future__ import annotations
 
+import os
+import re
+import stat
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -9,37 +18,216 @@ import click
 from . import main
 from .options import column_option, mechanism_option, outcome_option
 
+MAX_HORIZON_MONTHS = 120
+MAX_HORIZON_DAYS = 3660
+"""The longest ``--horizon``: ten years, in months or days."""
+
 
 def _horizon(ctx, param, value):
     """``90`` or ``90d`` (days) or ``3m`` (whole calendar months after the as-of date)."""
-    text = str(value).strip().lower()
-    unit = text[-1] if text[-1:] in ("d", "m") else "d"
-    number = text[:-1] if text[-1:] in ("d", "m") else text
-    if not number.isdigit() or int(number) < 1:
-        raise click.BadParameter(f"expected days (90 or 90d) or months (3m), at least 1; got {value!r}")
-    return int(number), unit
+    m = re.fullmatch(r"(\d{1,9})\s*([dm]?)", str(value).strip().lower(), re.ASCII)
+    number, unit = (int(m.group(1)), m.group(2) or "d") if m else (0, "")
+    most = MAX_HORIZON_MONTHS if unit == "m" else MAX_HORIZON_DAYS
+    if not m or not 1 <= number <= most:
+        raise click.BadParameter(f"expected days (90 or 90d) or months (3m), from 1 to {MAX_HORIZON_DAYS} days or "
+                                 f"{MAX_HORIZON_MONTHS} months; got {value!r}")
+    return number, unit
+
+
+def parse_day(value: str) -> date:
+    """An ISO date within the dates a history may hold; ValueError saying what was expected."""
+    from ..history import FIRST_DATE, LAST_DATE
+
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"expected an ISO date (YYYY-MM-DD); got {value!r}") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise ValueError(f"expected a date from {FIRST_DATE} to {LAST_DATE}; got {value!r}")
+    return day
 
 
 def _as_of(ctx, param, value):
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected an ISO date (YYYY-MM-DD); got {value!r}")
+        return parse_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+drop_option = click.option(
+    "--drop-bad-rows", "drop_bad_rows", is_flag=True,
+    help="Leave out the rows that cannot be read as a deal (a blank deal id; a segment name holding a control "
+         "character, line break or bidirectional override, or longer than 200; a date unreadable or outside "
+         "1900-2199; an amount negative, not a number or above 1e15; a won or lost deal without a close date or "
+         "closed before its first stage), counted by reason in a warning, instead of refusing the file.")
+
+
+def history_inputs(history: Path, preset: str) -> list[Path]:
+    """The files read for ``history`` (the Olist folder's files for ``--preset olist``)."""
+    if preset == "olist":
+        from ..history import OLIST_FILES
+
+        return [Path(history) / name for name in OLIST_FILES]
+    return [Path(history)]
+
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "not a regular file")
+
+
+def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
+    """Refuse, before any work, output files that would overwrite an input (the same file
+    by any path: a symlink, a hard link, ``./``) or that cannot be files: an existing folder,
+    device or FIFO in their place, or a file where their folder should be.
+
+    ``targets``: (how the user named it, e.g. ``-o q1.yaml``, path) pairs.
+
+    Raises
+    ------
+    OutputError
+        Saying which output, what is in the way, and that nothing was written.
+    """
+    from ..errors import OutputError
+
+    read = []
+    for p in inputs:
+        try:
+            read.append((p, os.stat(p)))
+        except OSError:
+            pass
+    for shown, target in targets:
+        if not target.name or target.name in (".", ".."):
+            raise OutputError(f"{shown}: expected a file name; nothing was written")
+        folder = target.parent
+        while not os.path.lexists(folder) and folder != folder.parent:
+            folder = folder.parent
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise OutputError(f"{shown}: {folder} is a file, not a folder, so {target} cannot be written; "
+                              "nothing was written")
+        try:
+            st = os.stat(target)
+        except OSError:  # not there (or a dangling link, which is replaced)
+            continue
+        for p, ist in read:
+            if os.path.samestat(st, ist):
+                raise OutputError(f"{shown}: {target} is the history {p} (the same file), which writing it would "
+                                  "destroy; choose another output name (nothing was written)")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{shown}: {target} is {_kind(st.st_mode)}; expected a file name to write (nothing "
+                              "was written)")
+
+
+def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path]:
+    """Write ``files`` (name -> text) into ``folder`` all or none: each into a temporary file
+    in the folder, flushed to disk (fsync), then renamed over its name; a failure at any
+    point removes the temporary files, puts back the files already replaced (kept as hard
+    links until the end) and removes the folders created for them. ``shown`` names the
+    output in messages.
+
+    Raises
+    ------
+    OutputError
+        When the folder cannot be created or the files cannot be written.
+    """
+    from ..errors import OutputError
+
+    created = []
+    d = folder
+    while not os.path.lexists(d) and d != d.parent:
+        created.append(d)
+        d = d.parent
+    temps: dict[str, Path] = {}
+    backups: dict[str, Path] = {}
+    done: list[str] = []
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    try:
+        for d in reversed(created):
+            d.mkdir()
+        for name, text in files.items():
+            tmp = temps[name] = folder / f".{name}.{tag}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with open(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for name, tmp in temps.items():
+            target = folder / name
+            if os.path.lexists(target):
+                backup = folder / f".{name}.{tag}.old"
+                try:
+                    os.link(target, backup, follow_symlinks=False)
+                    backups[name] = backup
+                except OSError:
+                    pass  # no hard links here: the old file cannot be put back
+            os.replace(tmp, target)
+            done.append(name)
+        _fsync_folder(folder)
+        return [folder / name for name in files]
+    except BaseException as exc:
+        for name in reversed(done):
+            try:
+                if name in backups:
+                    os.replace(backups.pop(name), folder / name)
+                else:
+                    os.unlink(folder / name)
+            except OSError:
+                pass
+        done.clear()
+        if isinstance(exc, OSError):
+            raise OutputError(f"{shown}: cannot write {folder}: {exc.strerror or exc}; nothing was written") from None
+        raise
+    finally:
+        for p in (*temps.values(), *backups.values()):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        if not done:
+            for d in created:  # deepest first; only if still empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (where the system allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _comment(text: str) -> str:
+    """``text`` made safe for one line of a YAML comment: line breaks and other control
+    characters (which could end the comment and inject keys) written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 @main.command("calibrate")
 @click.argument("history", type=click.Path(exists=True, path_type=Path))
 @click.option("--as-of", "as_of", required=True, callback=_as_of, help="Use only what was known on this date.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Scenario file to write (its pipeline CSV is written beside it).")
+              help="Scenario file to write (its pipeline CSV is written beside it; the folder is created if "
+                   "needed). Never the history itself.")
 @click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True,
               help="Column names of a known export (olist: HISTORY is the dataset's folder).")
 @click.option("--stages", default=None, help="Stage columns, in order, e.g. lead,mql,sql (generic preset).")
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
 @column_option
 @outcome_option
+@drop_option
 @click.option("--horizon", default="3m", show_default=True, callback=_horizon,
-              help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m).")
+              help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m); at most "
+                   "ten years.")
 @click.option("--capacity", is_flag=True,
               help="Keep the team's capacity (fitted from its last whole quarters of wins) whatever the evidence: "
                    "for a team whose deals wait for it (the open backlog grows while wins stay flat). Same as "
@@ -48,8 +236,8 @@ def _as_of(ctx, param, value):
 @click.option("--report", "report", is_flag=True,
               help="Also write NAME-calibration.md beside the scenario: the optional parts tried in the in-history "
                    "walk-forward, their scores, which were kept, and the in-history coverage.")
-def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, outcomes, horizon,
-                      capacity, mechanisms, report):
+def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, outcomes, drop_bad_rows,
+                      horizon, capacity, mechanisms, report):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
     Times in each stage are fitted by maximum likelihood with deals still open treated as
@@ -60,7 +248,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     only when a walk-forward inside the history shows it improves the forecast; the shocks
     are then widened until that walk-forward's P10-P90 covers 80% of its months. Writes the scenario (with the counts behind each estimate as
     comments) and the open pipeline on the as-of date, once the scenario is checked (an
-    invalid one is reported and nothing is written). See the README for the history format.
+    invalid one is reported and nothing is written); the files are written whole or not at
+    all, and never over the history. See the README for the history format.
 
     \b
     Example:
@@ -74,9 +263,17 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     from ..calibrate import calibrate, pipeline_csv
     from ..errors import ForecasterError, ScenarioError
     from ..history import load_deals
-    from ..outputs import _Staged, prepare_folder
 
     name = output.stem
+    pipeline_file = f"{name}-pipeline.csv"
+    report_file = f"{name}-calibration.md"
+    # the folder as the system will find it once created (``new/../h.csv`` is ``h.csv``)
+    folder = Path(os.path.realpath(output.parent))
+    targets = [(f"-o {output}", folder / output.name), (f"-o {output} (its pipeline)", folder / pipeline_file)]
+    if report:
+        targets.append((f"-o {output} --report", folder / report_file))
+    inputs = history_inputs(history, preset)
+    check_outputs(targets, inputs)  # before the work, so a mistyped -o costs nothing
     count, unit = horizon
     if unit == "m":  # to the end of the count-th month after as_of's month
         from ..backtest import add_months
@@ -86,14 +283,13 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     warnings: list[str] = []
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
-                                                      warnings=warnings)
+                                                      warnings=warnings, drop_bad_rows=drop_bad_rows)
     except ForecasterError:
         raise
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    pipeline_file = f"{name}-pipeline.csv"
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                         capacity=capacity, force=mechanisms, pipeline_file=pipeline_file)
@@ -101,22 +297,21 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         raise _refused(exc, output=output, history=history, as_of=as_of) from None
     except ValueError as exc:
         raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
-    header = ["# Calibrated by forecaster from " + str(history) + f", as known on {as_of}.",
-              "# Counts behind each estimate:"] + [f"#   {n}" for n in cal.notes]
+    header = ["# Calibrated by forecaster from " + _comment(history) + f", as known on {as_of}.",
+              "# Counts behind each estimate:"] + [f"#   {_comment(n)}" for n in cal.notes]
     header += ["# Evidence for the optional parts (in-history walk-forward):"] + [
-        f"#   {line}" for line in evidence_lines(cal)]
-    header += ["# Warnings:"] + [f"#   {w}" for w in cal.warnings] if cal.warnings else []
+        f"#   {_comment(line)}" for line in evidence_lines(cal)]
+    header += ["# Warnings:"] + [f"#   {_comment(w)}" for w in cal.warnings] if cal.warnings else []
     text = "\n".join(header) + "\n" + yaml.safe_dump(cal.scenario, sort_keys=False, default_flow_style=None, width=120)
     pipeline = pipeline_csv(cal.pipeline) if cal.pipeline else None
     check_scenario(text, pipeline_file, pipeline, output=output, history=history, as_of=as_of)
-    folder = prepare_folder(output.parent)
-    with _Staged(folder) as staged:
-        staged.path(output.name).write_text(text)
-        if pipeline is not None:
-            staged.path(pipeline_file).write_text(pipeline)
-        if report:
-            staged.path(f"{name}-calibration.md").write_text(calibration_report(cal, history, as_of))
-        written = staged.publish()
+    files = {output.name: text}
+    if pipeline is not None:
+        files[pipeline_file] = pipeline
+    if report:
+        files[report_file] = calibration_report(cal, history, as_of)
+    check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
+    write_together(folder, files, f"-o {output}")
     for w in cal.warnings:
         click.echo(f"warning: {w}", err=True)
     ev = cal.evidence
@@ -126,7 +321,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
                    f"(shared shocks x{ev['widen']:g}).")
     else:
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; {ev.get('note', 'no in-history evidence')}.")
-    click.echo("Wrote " + " and ".join(str(p) for p in written.values()))
+    click.echo("Wrote " + " and ".join(str(output.parent / name) for name in files))
 
 
 def evidence_lines(cal) -> list[str]:
@@ -148,7 +343,7 @@ def evidence_lines(cal) -> list[str]:
 
 def calibration_report(cal, history: Path, as_of: date) -> str:
     """A short Markdown report of a calibration: the parts fitted and kept, and the evidence."""
-    out = [f"# Calibration of {history} as known on {as_of}", "",
+    out = [f"# Calibration of {_comment(history)} as known on {as_of}", "",
            "| optional part | fitted | kept |", "|---|---|---|"]
     from ..calibrate import MECHANISMS
 
@@ -156,10 +351,10 @@ def calibration_report(cal, history: Path, as_of: date) -> str:
         fitted = cal.mechanisms.get(m)
         out.append(f"| {m} | {fitted.summary if fitted else 'not fitted (no basis in the history)'} | "
                    f"{'yes' if m in cal.kept else 'no'} |")
-    out += ["", "## Evidence (walk-forward inside the history)", ""] + [f"- {x}" for x in evidence_lines(cal)]
-    out += ["", "## What was fitted", ""] + [f"- {n}" for n in cal.notes]
+    out += ["", "## Evidence (walk-forward inside the history)", ""] + [f"- {_comment(x)}" for x in evidence_lines(cal)]
+    out += ["", "## What was fitted", ""] + [f"- {_comment(n)}" for n in cal.notes]
     if cal.warnings:
-        out += ["", "## Warnings", ""] + [f"- {w}" for w in cal.warnings]
+        out += ["", "## Warnings", ""] + [f"- {_comment(w)}" for w in cal.warnings]
     return "\n".join(out) + "\n"
 
 
@@ -183,7 +378,7 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
     try:
         with tempfile.TemporaryDirectory(prefix="forecaster-calibrate-") as tmp:
             if pipeline is not None:
-                (Path(tmp) / pipeline_file).write_text(pipeline)
+                (Path(tmp) / pipeline_file).write_text(pipeline, encoding="utf-8", newline="")
             data, lines = load_yaml(text, output.name)
             build_scenario(data, lines, output.name, base_dir=Path(tmp), raw=text.encode(), source=None)
     except ScenarioError as exc:

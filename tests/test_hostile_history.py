@@ -1,0 +1,391 @@
+"""calibrate and backtest on hostile histories and hostile options: each ends in exit 0 with
+a valid scenario, or exit 2 naming the file (and line) and what was expected, with nothing
+written, no traceback and the history untouched.
+
+The histories are tiny (three months, so calibrate's in-history walk-forward has no month
+end to simulate from and stays fast)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from forecaster.cli import main
+
+HEADER = "deal_id,lead,outcome,closed,amount"
+AS_OF = "2025-03-31"
+
+
+def rows(n: int = 45) -> list[str]:
+    """``n`` deals over January to March 2025: won, lost and open in turn."""
+    out = []
+    for i in range(n):
+        month, outcome = 1 + i % 3, ("won", "lost", "open")[i % 3]
+        closed = "" if outcome == "open" else f"2025-{month:02d}-28"
+        out.append(f"d{i},2025-{month:02d}-{1 + i % 27:02d},{outcome},{closed},{100 + i}")
+    return out
+
+
+def write(path: Path, lines: list[str], header: str = HEADER) -> Path:
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def calibrate(history, out, *extra):
+    return invoke("calibrate", history, "--stages", "lead", "--as-of", AS_OF, "-o", out, *extra)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden temporaries included) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_fifo()}
+
+
+def assert_refused(res, *fragments):
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "Internal error" not in res.output, res.output
+    for f in fragments:
+        assert f in res.output, (f, res.output)
+
+
+def assert_valid(path):
+    res = invoke("validate", path)
+    assert res.exit_code == 0 and "valid" in res.output, res.output
+
+
+@pytest.fixture
+def good(tmp_path):
+    return write(tmp_path / "h.csv", rows())
+
+
+# --- 1. nothing is written unless all of it is valid, and then all at once ------------------
+
+def test_a_one_row_history_never_leaves_an_invalid_scenario(tmp_path):
+    history = write(tmp_path / "one.csv", ["d1,2025-01-05,won,2025-01-20,100"])
+    out = tmp_path / "o" / "one.yaml"
+    res = calibrate(history, out, "--report")
+    assert "Traceback" not in res.output and "Internal error" not in res.output, res.output
+    if res.exit_code == 0:  # a sane scenario
+        assert_valid(out)
+    else:
+        assert_refused(res, "nothing was written")
+        assert not out.parent.exists()
+
+
+def test_an_invalid_calibration_writes_neither_scenario_nor_pipeline_nor_report(tmp_path, good, monkeypatch):
+    import forecaster.calibrate as calibration
+
+    real = calibration.calibrate
+
+    def broken(*args, **kwargs):
+        cal = real(*args, **kwargs)
+        cal.scenario["segments"]["all"]["funnel"]["lead"]["convert"] = 1.5
+        return cal
+
+    monkeypatch.setattr(calibration, "calibrate", broken)
+    res = calibrate(good, tmp_path / "new" / "deeper" / "s.yaml", "--report")
+    assert_refused(res, "is not valid, so nothing was written", "segments.all.funnel.lead.convert")
+    assert not (tmp_path / "new").exists()  # the folders made for it are gone too
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    before = {"s.yaml": b"earlier\n", "s-pipeline.csv": b"deal_id\n", "s-calibration.md": b"# earlier\n"}
+    for name, data in before.items():
+        (kept / name).write_bytes(data)
+    assert_refused(calibrate(good, kept / "s.yaml", "--report"))
+    assert files_under(kept) == before
+
+
+def test_scenario_pipeline_and_report_are_written_whole_into_a_new_folder(tmp_path, good):
+    out = tmp_path / "a" / "b" / "q1.yaml"
+    res = calibrate(good, out, "--report")
+    assert res.exit_code == 0, res.output
+    assert sorted(files_under(tmp_path / "a")) == ["b/q1-calibration.md", "b/q1-pipeline.csv", "b/q1.yaml"]
+    assert_valid(out)
+    assert "q1-pipeline.csv" in out.read_text()
+
+
+def test_write_together_puts_back_what_it_replaced_when_a_rename_fails(tmp_path, monkeypatch):
+    from forecaster.cli.calibrate import write_together
+    from forecaster.errors import OutputError
+
+    (tmp_path / "a.yaml").write_text("old a\n")
+    real = os.replace
+
+    def failing(src, dst):  # the second file's rename fails, after the first's went through
+        if Path(dst).name == "b.csv":
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OutputError, match="No space left on device; nothing was written"):
+        write_together(tmp_path, {"a.yaml": "new a\n", "b.csv": "new b\n"}, "-o a.yaml")
+    assert files_under(tmp_path) == {"a.yaml": b"old a\n"}  # a put back, b not written, no temporaries
+    with pytest.raises(OutputError):
+        write_together(tmp_path / "x" / "y", {"a.yaml": "1\n", "b.csv": "2\n"}, "-o x/y/a.yaml")
+    assert not (tmp_path / "x").exists()
+    monkeypatch.setattr(os, "replace", real)
+    assert write_together(tmp_path / "x" / "y", {"a.yaml": "1\n"}, "-o x/y/a.yaml") == [tmp_path / "x" / "y" / "a.yaml"]
+    assert (tmp_path / "x" / "y" / "a.yaml").read_text() == "1\n"
+
+
+# --- 2. an output never overwrites an input ---------------------------------------------------
+
+@pytest.mark.parametrize("case", ["itself", "symlink", "hard link", "dot-dot", "pipeline", "report"])
+def test_an_output_that_is_the_history_is_refused_before_any_work(tmp_path, case):
+    history = write(tmp_path / ("q-pipeline.csv" if case == "pipeline" else
+                                "q-calibration.md" if case == "report" else "h.csv"), rows())
+    out = {"itself": history, "symlink": tmp_path / "link.yaml", "hard link": tmp_path / "hard.yaml",
+           "dot-dot": tmp_path / "not-yet" / ".." / "h.csv", "pipeline": tmp_path / "q.yaml",
+           "report": tmp_path / "q.yaml"}[case]
+    if case == "symlink":
+        out.symlink_to(history)
+    if case == "hard link":
+        os.link(history, out)
+    before = files_under(tmp_path)
+    res = calibrate(history, out, *(["--report"] if case == "report" else []))
+    assert_refused(res, "is the history", "(the same file)", "choose another output name")
+    assert files_under(tmp_path) == before and not (tmp_path / "not-yet").exists()
+
+
+def test_outputs_that_cannot_be_files_are_refused(tmp_path, good):
+    (tmp_path / "folder.yaml").mkdir()
+    assert_refused(calibrate(good, tmp_path / "folder.yaml"), "is a directory")
+    (tmp_path / "s-pipeline.csv").mkdir()  # where the pipeline would go
+    assert_refused(calibrate(good, tmp_path / "s.yaml"), "s-pipeline.csv is a folder")
+    assert_refused(calibrate(good, good / "s.yaml"), "h.csv is a file, not a folder")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    assert_refused(calibrate(good, tmp_path / "fifo.yaml"), "fifo.yaml is a FIFO")
+    assert_refused(calibrate(good, ""), "expected a file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.yaml", "folder.yaml", "h.csv", "s-pipeline.csv"]
+
+
+def test_backtest_never_writes_over_its_history(tmp_path):
+    folder = tmp_path / "bt"
+    folder.mkdir()
+    history = write(folder / "backtest.json", rows())
+    before = history.read_bytes()
+    common = ["--stages", "lead", "--cutoffs", "2025-02-28", "--trials", 100]
+    assert_refused(invoke("backtest", history, *common, "--out", folder), "is the history", "(the same file)")
+    assert_refused(invoke("backtest", history, *common, "--out", history), "is a file")
+    assert history.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["backtest.json"]
+
+
+# --- 3. amounts and dates: a clear rule ------------------------------------------------------
+
+@pytest.mark.parametrize("amount, found", [
+    ("-5", "found '-5'"), ("nan", "found 'nan'"), ("inf", "found 'inf'"), ("-inf", "found '-inf'"),
+    ("1e400", "found '1e400'"), ("1e16", "expected a deal value of at most 1e+15; found '1e16'"),
+])
+def test_an_amount_that_is_not_a_value_is_refused_with_its_line(tmp_path, amount, found):
+    lines = rows()
+    lines[3] = lines[3].rsplit(",", 1)[0] + f",{amount}"  # line 5 of the file
+    res = calibrate(write(tmp_path / "h.csv", lines), tmp_path / "o" / "s.yaml")
+    assert_refused(res, "h.csv:5: amount (column 'amount'):", found)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_deal_closed_before_it_was_created_is_refused_with_both_dates(tmp_path):
+    lines = rows()
+    lines[0] = "d0,2025-01-20,won,2025-01-05,100"  # line 2
+    history = write(tmp_path / "h.csv", lines, header="deal_id,Created,outcome,Closed On,amount")
+    res = invoke("calibrate", history, "--stages", "lead", "--column", "lead=Created", "--column", "closed=Closed On",
+                 "--as-of", AS_OF, "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "h.csv:2: closed 2025-01-05 (column 'Closed On') is before lead 2025-01-20 (column "
+                        "'Created'); expected a deal to close on or after it entered its first stage")
+    assert not (tmp_path / "o").exists()
+
+
+def test_drop_bad_rows_leaves_them_out_and_counts_them_by_reason(tmp_path):
+    lines = rows()
+    lines[0] = "d0,2025-01-20,won,2025-01-05,100"   # line 2: closed before created
+    lines[3] = "d3,2025-01-04,won,2025-01-28,-70"   # line 5: a negative amount
+    lines[6] = "d6,2025-01-07,won,2025-01-28,nan"   # line 8: not a number
+    lines[9] = "d9,0025-01-10,won,2025-01-28,10"    # line 11: year 25
+    history = write(tmp_path / "h.csv", lines)
+    out = tmp_path / "o" / "s.yaml"
+    res = calibrate(history, out, "--drop-bad-rows")
+    assert res.exit_code == 0, res.output
+    assert ("h.csv: left out 4 rows that cannot be read as a deal (--drop-bad-rows): 1 with a close before its "
+            "first stage (line 2); 1 with a negative amount (line 5); 1 with an amount that is not a number "
+            "(line 8); 1 with a date outside 1900-01-01 to 2199-12-31 (line 11)") in res.output
+    assert_valid(out)
+    res = calibrate(write(tmp_path / "all.csv", ["d1,2025-01-05,won,2025-01-20,-1"]), out, "--drop-bad-rows")
+    assert_refused(res, "all.csv: has no deal left: left out 1 row")
+
+
+@pytest.mark.parametrize("cell, found", [
+    ("0001-01-05", "expected a date from 1900-01-01 to 2199-12-31; found '0001-01-05'"),
+    ("9999-12-31", "expected a date from 1900-01-01 to 2199-12-31; found '9999-12-31'"),
+    ("2025-02-30", "'2025-02-30' is not a date"),
+    ("05/01/2025", "expected an ISO date (YYYY-MM-DD, optionally with a time); found '05/01/2025'"),
+    ("２０２５-01-05", "expected an ISO date"),
+])
+def test_dates_out_of_range_or_unreadable_are_refused_with_their_line(tmp_path, cell, found):
+    lines = rows()
+    lines[4] = f"d4,2025-01-05,won,{cell},100"  # line 6
+    res = calibrate(write(tmp_path / "h.csv", lines), tmp_path / "o" / "s.yaml")
+    assert_refused(res, "h.csv:6: closed (column 'closed'): " + found)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_odd_but_valid_export_calibrates(tmp_path):
+    """A BOM, CRLF line ends, a quoted note spanning lines, extra columns, an open deal whose
+    (ignored) close date is a 9999 placeholder, and a file name that would end a YAML comment."""
+    lines = ["deal_id,lead,outcome,closed,amount,note"]
+    lines += [r + ',"called, then\r\nsigned"' for r in rows()]
+    lines += ["x1,2025-03-20,open,9999-12-31,,"]
+    history = tmp_path / "h\ninjected: 7.csv"
+    history.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    out = tmp_path / "o" / "s.yaml"
+    res = calibrate(history, out, "--report")
+    assert res.exit_code == 0, res.output
+    assert_valid(out)
+    doc = yaml.safe_load(out.read_text())
+    assert "injected" not in doc  # the file name stayed inside its comment
+    assert "h\\ninjected: 7.csv" in out.read_text().splitlines()[0]
+    assert "x1,all,lead,2025-03-20" in (tmp_path / "o" / "s-pipeline.csv").read_text()
+
+
+# --- 4. files that are no history ------------------------------------------------------------
+
+@pytest.mark.parametrize("name, data, found", [
+    ("empty", b"", "empty.csv: is empty; expected a header row and one row per deal"),
+    ("blank", b"\n , ,\n\n", "blank.csv: is empty"),
+    ("header", (HEADER + "\n").encode(), "header.csv: has a header but no deals"),
+    ("binary", bytes(range(256)) * 4, "binary.csv:1: is not text: it holds a NUL byte (byte 0)"),
+    ("nul", (HEADER + "\nd1,2025-01-05,won,2025-01-20,1\nd\x002,2025-01-05,won,2025-01-20,1\n").encode(),
+     "nul.csv:3: is not text: it holds a NUL byte"),
+    ("utf16", (HEADER + "\n").encode("utf-16"), "utf16.csv: is UTF-16 text; save it as UTF-8 CSV"),
+    ("latin1", (HEADER + "\nd1,2025-01-05,Gagné,2025-01-20,1\n").encode("latin-1"),
+     "latin1.csv:2: is not UTF-8 text"),
+    ("columns", (HEADER + "," + ",".join(f"c{i}" for i in range(20_000)) + "\n").encode(),
+     "columns.csv:1: has 20,005 columns, more than the 10,000 a history may have"),
+    ("longrow", (HEADER + "\n" + ",".join(['"' + "a" * 100_000 + '"'] * 12) + "\n").encode(),
+     "longrow.csv:2: has a row longer than 1,048,576 characters"),
+    ("bigcell", (HEADER + "\n" + '"' + "a" * 200_000 + '"\n').encode(), "bigcell.csv:2: is not a readable CSV file"),
+    ("unclosed", (HEADER + '\nd1,2025-01-05,won,"2025-01-20,1\n' + "d2,2025-01-05,won,2025-01-20,1\n" * 5).encode(),
+     "(a cell spanning lines: is a quote before it never closed?)"),
+    ("twice", b"deal_id,lead,outcome,closed,lead\nd1,2025-01-05,won,2025-01-20,2025-01-06\n",
+     "twice.csv:1: has 2 columns named 'lead' (columns 2, 5); expected each column read once"),
+    ("missing", b"deal_id,lead,state\nd1,2025-01-05,won\n",
+     "missing.csv: lacks outcome (column 'outcome'), closed (column 'closed'); its columns are: deal_id, lead, state"),
+    ("duplicate", (HEADER + "\nd1,2025-01-05,won,2025-01-20,1\nd1,2025-01-05,lost,2025-01-20,\n").encode(),
+     "duplicate.csv:3: deal_id 'd1' is also on line 2, with other values; expected one row per deal"),
+    ("segment", b"deal_id,segment,lead,outcome,closed,amount\nd1,\"a\nb\",2025-01-05,won,2025-01-20,1\n",
+     "segment.csv:2: segment (column 'segment') 'a\\nb'"),
+    ("bidi", "deal_id,segment,lead,outcome,closed,amount\nd1,ab\u202ecd,2025-01-05,won,2025-01-20,1\n".encode(),
+     "bidi.csv:2: segment (column 'segment') 'ab\\u202ecd' holds a bidirectional override (U+202E"),
+])
+def test_files_that_are_no_history_are_refused_with_what_was_expected(tmp_path, name, data, found):
+    history = tmp_path / f"{name}.csv"
+    history.write_bytes(data)
+    extra = ["--segment-column", "segment"] if name in ("segment", "bidi") else []
+    res = calibrate(history, tmp_path / "o" / "s.yaml", *extra)
+    assert_refused(res, found)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_wide_header_lists_only_its_first_columns(tmp_path):
+    history = tmp_path / "wide.csv"
+    history.write_text(",".join(f"c{i}" for i in range(500)) + "\n" + ",".join("x" * 500) + "\n")
+    res = calibrate(history, tmp_path / "o" / "s.yaml")
+    assert_refused(res, "lacks deal_id", "c0, c1,", "c39 and 460 more")
+    assert len(res.output) < 2000
+
+
+def test_what_is_not_a_regular_file_is_refused_without_reading_it(tmp_path):
+    assert_refused(calibrate(tmp_path, tmp_path / "o" / "s.yaml"), "is a folder; expected a CSV file")
+    assert_refused(calibrate("/dev/zero", tmp_path / "o" / "s.yaml"),
+                   "/dev/zero: is a character device, not a regular file")
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as f:
+        f.truncate(300 * 2**20)  # sparse: nothing is written to disk
+    assert_refused(calibrate(big, tmp_path / "o" / "s.yaml"), "big.csv: is larger than 256 MiB")
+    os.mkfifo(tmp_path / "fifo.csv")  # no writer: opening it for reading would wait for ever
+    res = subprocess.run([sys.executable, "-m", "forecaster", "calibrate", str(tmp_path / "fifo.csv"), "--stages",
+                          "lead", "--as-of", AS_OF, "-o", str(tmp_path / "o" / "s.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "fifo.csv: is a FIFO (named pipe), not a regular file" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_olist_preset_checks_its_folder(tmp_path, good):
+    res = invoke("calibrate", good, "--preset", "olist", "--as-of", AS_OF, "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "h.csv: is not a folder; --preset olist reads the Olist marketing-funnel folder")
+    folder = tmp_path / "olist"
+    folder.mkdir()
+    (folder / "olist_marketing_qualified_leads_dataset.csv").write_text(
+        "mql_id,first_contact_date,landing_page_id,origin\nm1,2018-01-05,p,organic\nm2,01/06/2018,p,paid\n")
+    res = invoke("calibrate", folder, "--preset", "olist", "--as-of", "2018-03-31", "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "olist_closed_deals_dataset.csv is not there")
+    (folder / "olist_closed_deals_dataset.csv").write_text("mql_id,seller_id\nm1,s\n")
+    res = invoke("calibrate", folder, "--preset", "olist", "--as-of", "2018-03-31", "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "olist_closed_deals_dataset.csv: lacks 'won_date'")
+    (folder / "olist_closed_deals_dataset.csv").write_text("mql_id,won_date\nm1,2018-02-01 10:00:00\n")
+    res = invoke("calibrate", folder, "--preset", "olist", "--as-of", "2018-03-31", "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "olist_marketing_qualified_leads_dataset.csv:3: first_contact_date: expected an ISO date")
+    assert not (tmp_path / "o").exists()
+
+
+# --- 5. options --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, found", [
+    (["--as-of", "yesterday"], "Invalid value for '--as-of': expected an ISO date (YYYY-MM-DD); got 'yesterday'"),
+    (["--as-of", "9999-12-31"], "expected a date from 1900-01-01 to 2199-12-31; got '9999-12-31'"),
+    (["--as-of", "2000-01-01"], "cannot calibrate on 2000-01-01: no deal had entered any stage by 2000-01-01"),
+    (["--as-of", AS_OF, "--horizon", "soon"], "Invalid value for '--horizon': expected days (90 or 90d) or months"),
+    (["--as-of", AS_OF, "--horizon", "0"], "got '0'"),
+    (["--as-of", AS_OF, "--horizon", "-3m"], "got '-3m'"),
+    (["--as-of", AS_OF, "--horizon", "99999999999m"], "from 1 to 3660 days or 120 months"),
+    (["--as-of", AS_OF, "--horizon", "3661d"], "got '3661d'"),
+    (["--as-of", AS_OF, "--horizon", "²"], "got '²'"),
+    (["--as-of", AS_OF, "--outcome", "maybe=Stalled"], "whose outcome 'maybe' is not one of won, lost, open"),
+    (["--as-of", AS_OF, "--column", "lead=Created"], "lacks lead (column 'Created'); its columns are: deal_id"),
+    (["--as-of", AS_OF, "--column", "amount=a", "--column", "amount=b"], "--column maps amount twice"),
+    (["--as-of", AS_OF, "--column", "closed=lead"], "closed and lead would all read column 'lead'"),
+    (["--as-of", AS_OF, "--column", "lead=nope", "--stages", "le\tad"], "--stages: the stage 'le\\tad' holds"),
+    (["--as-of", AS_OF, "--segment-column", "region"], "lacks segment (column 'region')"),
+])
+def test_bad_calibrate_options_are_refused(tmp_path, good, args, found):
+    if "--stages" not in args:
+        args = ["--stages", "lead", *args]
+    res = invoke("calibrate", good, *args, "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, found)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, found", [
+    (["--cutoffs", "soon"], "expected an ISO date (YYYY-MM-DD); got 'soon'"),
+    (["--cutoffs", "2025-02-15"], "got '2025-02-15', which is not a month's last day"),
+    (["--cutoffs", ","], "Invalid value for '--cutoffs'"),
+    (["--cutoffs", "2025-02-28,2025-02-28"], "got 2025-02-28 twice"),
+    (["--cutoffs", "9999-12-31"], "expected a date from 1900-01-01 to 2199-12-31"),
+    (["--cutoffs", "2025-02-28", "--months", "0"], "Invalid value for '--months'"),
+    (["--cutoffs", "2025-02-28", "--months", "100000"], "Invalid value for '--months'"),
+    (["--cutoffs", "2025-02-28", "--trials", "10000000000"], "Invalid value for '--trials'"),
+    (["--cutoffs", "1999-12-31"], "no deal had entered any stage by 1999-12-31"),
+])
+def test_bad_backtest_options_are_refused(tmp_path, good, args, found):
+    res = invoke("backtest", good, "--stages", "lead", *args, "--out", tmp_path / "bt")
+    assert_refused(res, found)
+    assert not (tmp_path / "bt").exists()
+
+
+def test_backtest_reads_the_history_as_calibrate_does(tmp_path):
+    lines = rows()
+    lines[3] = "d3,2025-01-04,won,2025-01-28,-70"
+    history = write(tmp_path / "h.csv", lines)
+    res = invoke("backtest", history, "--stages", "lead", "--cutoffs", "2025-01-31", "--out", tmp_path / "bt")
+    assert_refused(res, "h.csv:5: amount (column 'amount')")
+    assert_refused(invoke("backtest", "/dev/zero", "--stages", "lead", "--cutoffs", "2025-01-31", "--out",
+                          tmp_path / "bt"), "is a character device")
+    assert not (tmp_path / "bt").exists()
