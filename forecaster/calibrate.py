@@ -266,7 +266,9 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
             # already show: they are not lost); moved to the latest level of the whole
             exposure = conversion_exposure(counted, w.cdf)
             p_seg = (counted.converted.size + PRIOR_WEIGHT * w.p) / (exposure + PRIOR_WEIGHT)
-            mean = expit(w.centre + logit(p_seg) - logit(w.p))
+            # strictly inside (0, 1) after rounding to 6 digits: a history whose every deal was
+            # won (one row, say) says p is high, not that it is certain
+            mean = min(max(expit(w.centre + logit(p_seg) - logit(w.p)), 1e-6), 1 - 1e-6)
             entry = {"convert": {"dist": "beta", "mean": mean, "concentration": exposure + PRIOR_WEIGHT},
                      "days": fit.days[1]}
             if fit.days_lost:
@@ -459,8 +461,11 @@ class WholeStage:
 def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
                  since: date | None, first_seen: date | None, cal: Calibration, families=None) -> WholeStage:
     data = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen)
-    fit = (fit_stage(data, families=(families[0],), lost_families=(families[1],) if families[1] else None)
-           if families else fit_stage(data))
+    try:
+        fit = (fit_stage(data, families=(families[0],), lost_families=(families[1],) if families[1] else None)
+               if families else fit_stage(data))
+    except ValueError as exc:
+        raise ValueError(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
     cdf = conversion_cdf(data)
     counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
     exposure = conversion_exposure(counted, cdf)
@@ -569,8 +574,9 @@ def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
     for k, (yr, mo) in enumerate(months):
         n = counts.get((yr, mo), 0)
         days = as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
-        if n > 0:
-            y[k], v[k] = math.log(n / days / season.get(mo, 1.0)), 1.0 / n
+        factor = season.get(mo, 1.0)
+        if n > 0 and factor > 0:  # a calendar month with no arrivals in other years has factor 0
+            y[k], v[k] = math.log(n / days / factor), 1.0 / n
     return y, v
 
 
@@ -908,11 +914,14 @@ def seasonality(entries: list, as_of: date) -> dict:
 
 
 def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str):
-    values = sorted(d.amount for d in deals if d.outcome == "won" and d.amount is not None and d.amount > 0
-                    and d.closed is not None and d.closed <= as_of)
+    won = [d.amount for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of]
+    values = sorted(a for a in won if a is not None)  # an amount of 0 (a free pilot) is worth 0
     if not values:
-        cal.warnings.append(f"{seg}: no won amounts: deal_value is 1, so revenue counts won deals")
+        cal.warnings.append(f"{seg}: no won deal has an amount: deal_value is 1, so revenue counts won deals")
         return 1
+    if len(values) < len(won):
+        cal.warnings.append(f"{seg}: {len(won) - len(values)} of {len(won)} won deals have no amount: deal_value "
+                            "resamples the others")
     if len(values) < 20:
         cal.warnings.append(f"{seg}: only {len(values)} won amounts to resample")
     return {"dist": "empirical", "values": [round(v, 2) for v in values]}

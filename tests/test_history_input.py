@@ -311,7 +311,7 @@ def test_odd_but_readable_rows_are_read_with_a_warning(tmp_path):
         rows.append(f"d{i},{lead},{proposal},{'won' if i % 2 else 'lost'},{closed},{100 + i}")
     rows += [rows[5],                                           # line 82: the same row again
              "e1,2026-01-10 09:30,2026-01-05,won,2026-01-20,50",  # line 83: proposal before lead
-             "e2,2026-01-10,,lost,2026-01-08T23:59:59+02:00,",   # line 84: closed before it entered
+             "e2,2026-01-10,2026-01-15,lost,2026-01-12T23:59:59+02:00,",   # line 84: closed before it entered
              '"e3","2026-01-10","","open","2026-01-01",""', ""]
     history.write_text("\n".join(rows) + "\n")
     res = invoke("calibrate", history, "--stages", "lead,proposal", "--as-of", "2026-03-31",
