@@ -11,6 +11,7 @@ coordinates; a *sink* receives the chunks:
 
 Summaries read results back one column of trials at a time through :class:`Columns`, from
 memory or from the file alike, so quantiles stay exact and memory stays bounded.
+:meth:`Layout.file_bytes` bounds the file's size before anything is written.
 """
 from __future__ import annotations
 
@@ -26,6 +27,22 @@ from .scenario import Scenario
 
 EPOCH = date(1970, 1, 1)
 TIME_UNITS = "days since 1970-01-01"
+
+COLUMNS_BUDGET = 256 << 20
+"""Memory for the columns :class:`Columns` reads at once [bytes] (at least one column)."""
+ROW_BLOCK_INPUTS = 256 << 20
+"""Above this size [bytes], the summary reads the per-trial ``inputs`` a block of trials at a time."""
+FILE_OVERHEAD = 16 << 10
+"""Bound of a NetCDF file's headers, coordinates and attributes [bytes], besides per-variable bounds."""
+VARIABLE_OVERHEAD = 4 << 10
+"""Bound of one variable's header, attributes and dimension references [bytes]."""
+CHUNK_OVERHEAD = 96
+"""Bound of the index entry of one chunk of a variable [bytes]."""
+
+
+def stored_dtype(dtype: str, precision: str = "float64") -> str:
+    """How a variable of ``dtype`` is stored at ``precision`` ("float64" or "float32")."""
+    return "f4" if precision == "float32" and dtype == "f8" else dtype
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,29 @@ class Layout:
             sizes["quota_period"] = len(self.quota_periods)
         return sizes
 
+    def per_trial_bytes(self, precision: str = "float64") -> int:
+        """Bytes each trial adds to the per-trial variables and the ``trial`` coordinate."""
+        sizes = self.sizes()
+        return 8 + sum(np.dtype(stored_dtype(v.dtype, precision)).itemsize
+                       * int(np.prod([sizes[d] for d in v.dims[1:]], dtype=np.int64)) for v in self.variables())
+
+    def file_bytes(self, precision: str = "float64", chunk_trials: int | None = None) -> int:
+        """An upper bound of the uncompressed NetCDF file's size [bytes].
+
+        The data, plus bounds of the headers (:data:`FILE_OVERHEAD`, :data:`VARIABLE_OVERHEAD`
+        per variable, the coordinates' values) and of the chunk index (:data:`CHUNK_OVERHEAD`
+        per chunk). Variables are stored in chunks of ``chunk_trials`` trials (all trials when
+        fewer) and HDF5 allocates the last chunk whole, so the trials count rounded up to whole
+        chunks; the ``trial`` coordinate is stored contiguously.
+        """
+        variables = self.variables()
+        rows = max(1, min(chunk_trials or self.trials, self.trials))
+        chunks = -(-self.trials // rows)
+        coords = sum(8 * len(values) + 64 * len(values) for values, _ in self.coords().values())
+        return (chunks * rows * (self.per_trial_bytes(precision) - 8) + 8 * self.trials + FILE_OVERHEAD + coords
+                + VARIABLE_OVERHEAD * (len(variables) + len(self.coords()) + len(self.statics()) + 1)
+                + CHUNK_OVERHEAD * chunks * len(variables) + 8 * len(self.reps))
+
     def coords(self) -> dict:
         """Coordinate variables without the trial one: name -> (values, attrs).
 
@@ -185,51 +225,145 @@ class NetCDFSink:
     """Writes each chunk of trials into a NetCDF4 file as it is committed.
 
     The file is complete only after :meth:`close`; callers write it under a temporary name.
+    The library writes through a :class:`forecaster.outputs.GuardedFile`: a failed write
+    (full disk, file-size limit) raises :class:`OSError` from the next :meth:`commit` or from
+    :meth:`close` instead of crashing the NetCDF library; the file is then to be abandoned
+    (:meth:`abort`).
+
+    ``precision="float32"`` stores the real-valued per-trial variables as float32;
+    ``compress`` compresses every per-trial variable (zlib level 1, byte shuffle).
     """
 
-    def __init__(self, layout: Layout, path: str | Path, chunk_trials: int):
+    def __init__(self, layout: Layout, path: str | Path, chunk_trials: int, *, precision: str = "float64",
+                 compress: bool = False):
         import h5netcdf
         import h5py
 
+        from .outputs import GuardedFile
+
         self.layout = layout
-        self.file = h5netcdf.File(path, "w")
-        f = self.file
-        f.dimensions = layout.sizes()
-        f.attrs.update(layout.attrs)
-        self.trial = f.create_variable("trial", ("trial",), "i8")  # written chunk by chunk, as the rest
-        for name, (values, attrs) in layout.coords().items():
-            if isinstance(values, list):
-                var = f.create_variable(name, (name,), dtype=h5py.string_dtype())
-                var[:] = np.array(values, dtype=object)
-            else:
-                var = f.create_variable(name, (name,), data=values)
-            var.attrs.update(attrs)
-        for name, (dims, values, attrs) in layout.statics().items():
-            f.create_variable(name, dims, data=values).attrs.update(attrs)
+        self.file = None
         self.vars = {}
-        sizes = layout.sizes()
-        for v in layout.variables():
-            chunks = (max(1, min(chunk_trials, layout.trials)),) + tuple(sizes[d] or 1 for d in v.dims[1:])
-            var = f.create_variable(v.name, v.dims, v.dtype, chunks=chunks if all(chunks) else None)
-            var.attrs.update(v.attrs)
-            self.vars[v.name] = var
+        self.chunk_trials = max(1, min(chunk_trials, layout.trials))
+        self.compress = compress
+        self.guard = GuardedFile(path)
+        try:
+            self.file = h5netcdf.File(self.guard, "w")
+            f = self.file
+            f.dimensions = layout.sizes()
+            f.attrs.update(layout.attrs)
+            self.trial = f.create_variable("trial", ("trial",), "i8")  # written chunk by chunk, as the rest
+            for name, (values, attrs) in layout.coords().items():
+                if isinstance(values, list):
+                    var = f.create_variable(name, (name,), dtype=h5py.string_dtype())
+                    var[:] = np.array(values, dtype=object)
+                else:
+                    var = f.create_variable(name, (name,), data=values)
+                var.attrs.update(attrs)
+            for name, (dims, values, attrs) in layout.statics().items():
+                f.create_variable(name, dims, data=values).attrs.update(attrs)
+            sizes = layout.sizes()
+            for v in layout.variables():
+                chunks = (self.chunk_trials,) + tuple(sizes[d] or 1 for d in v.dims[1:])
+                chunks = chunks if all(chunks) else None
+                extra = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress and chunks else {}
+                var = f.create_variable(v.name, v.dims, stored_dtype(v.dtype, precision), chunks=chunks, **extra)
+                var.attrs.update(v.attrs)
+                self.vars[v.name] = var
+        except (OSError, RuntimeError) as exc:
+            self.abort()
+            raise self._failure(exc) from None
+        except BaseException:
+            self.abort()
+            raise
+        if self.guard.error is not None:
+            self.abort()
+            raise self.guard.error
+
+    def _failure(self, exc: Exception) -> OSError:
+        """The write error behind ``exc`` (the library's own error when none was recorded)."""
+        if self.guard.error is not None:
+            return self.guard.error
+        return OSError(getattr(exc, "errno", None), (str(exc).splitlines() or [type(exc).__name__])[0])
 
     def buffers(self, lo: int, n: int):
         return self.layout.plan.kernel_buffers(n)
 
     def commit(self, lo: int, n: int, buffers) -> None:
-        self.trial[lo:lo + n] = np.arange(lo, lo + n)
-        for name, values in self.layout.derive(*buffers).items():
-            if values.size:
-                self.vars[name][lo:lo + n] = values
+        from .outputs import checkpoint
+
+        try:
+            self.trial[lo:lo + n] = np.arange(lo, lo + n)
+            for name, values in self.layout.derive(*buffers).items():
+                if values.size:
+                    self.vars[name][lo:lo + n] = values
+        except (OSError, RuntimeError) as exc:
+            raise self._failure(exc) from None
+        self.guard.check()
+        checkpoint()
 
     def close(self) -> None:
+        """Close the file and flush it to the disk; raises the first write error, if any."""
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            f, self.file = self.file, None
+            try:
+                f.close()  # never retried: closing twice after a failure crashes HDF5
+            except (OSError, RuntimeError) as exc:
+                failure = self._failure(exc)
+                self.guard.close()
+                raise failure from None
+            self.guard.fsync()
+        self.guard.close()
+        self.guard.check()
+
+    def abort(self) -> None:
+        """Close without reporting errors: the file is being abandoned."""
+        f, self.file = self.file, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:
+                pass
+        self.guard.close()
 
     def columns(self) -> "Columns":
-        return Columns({name: var for name, var in self.vars.items()}, self.layout.trials)
+        rows = self.chunk_trials if self.compress else Columns.ROWS  # one decompression per chunk
+        return Columns({name: var for name, var in self.vars.items()}, self.layout.trials, rows=rows)
+
+    def inputs(self):
+        """The per-trial ``inputs`` for :func:`forecaster.summary.funnel_expectation`: the
+        array, or beyond :data:`ROW_BLOCK_INPUTS` a :class:`RowBlocks` reader."""
+        var = self.vars["inputs"]
+        if self.layout.trials * int(np.prod(var.shape[1:], dtype=np.int64)) * 8 <= ROW_BLOCK_INPUTS:
+            return var[:]
+        return RowBlocks(var, self.layout.trials)
+
+
+class RowBlocks:
+    """A per-trial variable read a block of trials at a time: ``x[:, i, j]`` costs one column
+    of memory, not the whole variable. Values are those of ``x[:]``, bit for bit."""
+
+    ROWS = 1 << 16
+
+    def __init__(self, source, trials: int, rows: int | None = None):
+        self.source, self.trials, self.rows = source, trials, rows or self.ROWS
+        self.shape = (trials, *source.shape[1:])
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        from .outputs import checkpoint
+
+        key = key if isinstance(key, tuple) else (key,)
+        if not key or not (isinstance(key[0], slice) and key[0] == slice(None)):
+            return np.asarray(self.source[key])
+        parts = []
+        for lo in range(0, self.trials, self.rows):
+            parts.append(np.asarray(self.source[lo:min(self.trials, lo + self.rows)])[(slice(None), *key[1:])])
+            checkpoint()
+        return np.concatenate(parts)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.source[:], dtype=dtype)
 
 
 class Columns:
@@ -240,7 +374,9 @@ class Columns:
     columns, as many at a time as fit in ``budget`` bytes of float64.
     """
 
-    def __init__(self, arrays: dict, trials: int, rows: int = 1 << 16, budget: int = 256 << 20):
+    ROWS = 1 << 16
+
+    def __init__(self, arrays: dict, trials: int, rows: int = ROWS, budget: int = COLUMNS_BUDGET):
         self.arrays, self.trials, self.rows, self.budget = arrays, trials, rows, budget
 
     def __contains__(self, name: str) -> bool:
@@ -252,11 +388,14 @@ class Columns:
 
     def columns(self, name: str, indexes: list) -> np.ndarray:
         """Several columns of one variable, shape (trials, len(indexes))."""
+        from .outputs import checkpoint
+
         out = np.empty((self.trials, len(indexes)))
         source = self.arrays[name]
         for lo in range(0, self.trials, self.rows):
             hi = min(self.trials, lo + self.rows)
             block = np.asarray(source[lo:hi], dtype=float)
+            checkpoint()  # an interrupt deferred while the file was read
             for j, index in enumerate(indexes):
                 sel = block[(slice(None), *(slice(None) if i is None else i for i in index))]
                 out[lo:hi, j] = sel.reshape(hi - lo, -1).sum(axis=1)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 
 import click
 
 from . import main
-from .options import (out_option, quiet_option, scenario_argument, scheduler_option, seed_option, threads_option,
-                      trials_option, workers_option)
+from .options import (compress_option, keep_option, out_option, precision_option, quiet_option, scenario_argument,
+                      scheduler_option, seed_option, threads_option, trials_option, workers_option)
 
 
 @main.command("run")
@@ -19,38 +20,68 @@ from .options import (out_option, quiet_option, scenario_argument, scheduler_opt
 @threads_option
 @scheduler_option
 @workers_option
+@keep_option
+@precision_option
+@compress_option
 @click.option("--report", is_flag=True, help="Also write report.html and report.md (see `forecaster report`).")
 @quiet_option
-def run_command(scenario, out, trials, seed, threads, scheduler, workers, report, quiet):
+def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, precision, compress, report, quiet):
     """Forecast SCENARIO and write its results to --out.
 
     Prints revenue, won deals and commission per period with intervals, each rep's chance of
     reaching quota and each target's probability; writes DIR/forecast.nc (every trial) and
-    DIR/summary.json. Outputs are written whole or not at all.
+    DIR/summary.json. Outputs are written whole or not at all: a run that fails, is
+    interrupted (Ctrl-C, exit status 130) or terminated (SIGTERM, 143) leaves the previous
+    results and no temporary file. A run that would not fit in the free space of --out (or
+    under `ulimit -f`) is refused before it starts; --keep summary, --precision float32 and
+    --compress make the outputs smaller.
 
     \b
     Example:
       forecaster run scenarios/saas-quarter.yaml --out out/saas --trials 20000 --seed 7
+      forecaster run scenarios/saas-quarter.yaml --out out/big --trials 5000000 --keep summary
       forecaster run scenarios/saas-quarter.yaml --out out/saas --trials 1000000 --scheduler tcp://10.0.0.5:8786
     """
     from ..console import LazyProgress, print_summary
     from ..loading import load_scenario
-    from ..outputs import run_to_folder
+    from ..outputs import Terminated, format_bytes, handle_interrupts, run_to_folder, sweep_stale_temporaries
 
     if scheduler and workers:
         raise click.UsageError("give --scheduler or --workers, not both")
-    sc = load_scenario(scenario).with_run(trials, seed)
-    with contextlib.ExitStack() as stack:
-        runner = None
-        if scheduler or workers:
-            from ..cluster import DaskRunner, dask_client
-            runner = DaskRunner(stack.enter_context(dask_client(scheduler, workers)))
-        progress = stack.enter_context(LazyProgress(sc.trials, f"{sc.name}: trials",
-                                                    enabled=not quiet and sys.stderr.isatty()))
-        summary = run_to_folder(sc, out, threads=threads, progress=progress, runner=runner)
-    if report:
-        from ..report import write_report
-        write_report(out)
-    if not quiet:
-        print_summary(summary, sc)
-        click.echo(f"Wrote {out}/forecast.nc and {out}/summary.json" + (" and the report" if report else ""))
+    if report and keep == "summary":
+        raise click.UsageError("--report reads forecast.nc, which --keep summary does not write; drop one of them")
+    written = False
+    try:
+        with handle_interrupts(sigterm=True):
+            sc = load_scenario(scenario).with_run(trials, seed)
+            if Path(out).is_dir():
+                swept = sweep_stale_temporaries(out)
+                if swept and not quiet:
+                    click.echo(f"Removed {len(swept)} temporary file{'s' if len(swept) > 1 else ''} "
+                               f"({format_bytes(sum(n for _, n in swept))}) left in {out} by runs that were killed.",
+                               err=True)
+            with contextlib.ExitStack() as stack:
+                runner = None
+                if scheduler or workers:
+                    from ..cluster import DaskRunner, dask_client
+                    runner = DaskRunner(stack.enter_context(dask_client(scheduler, workers)))
+                progress = stack.enter_context(LazyProgress(sc.trials, f"{sc.name}: trials",
+                                                            enabled=not quiet and sys.stderr.isatty()))
+                summary = run_to_folder(sc, out, threads=threads, progress=progress, runner=runner, keep=keep,
+                                        precision=precision, compress=compress)
+            written = True
+            if report:
+                from ..report import write_report
+                write_report(out)
+            if not quiet:
+                print_summary(summary, sc)
+                files = f"{out}/summary.json" if keep == "summary" else f"{out}/forecast.nc and {out}/summary.json"
+                click.echo(f"Wrote {files}" + (" and the report" if report else ""))
+    except KeyboardInterrupt as exc:
+        done = ("the results had been written to --out" if written
+                else "nothing was written and --out keeps its previous results")
+        if isinstance(exc, Terminated):
+            click.echo(f"Terminated (SIGTERM): {done}.", err=True)
+            sys.exit(143)
+        click.echo(f"Interrupted: {done}.", err=True)
+        sys.exit(130)

@@ -1,0 +1,330 @@
+"""Writing results safely: interrupts, stale temporaries, full disks, file-size limits, sizes.
+
+A run that fails, is interrupted or terminated leaves the previous results and no temporary
+file; a run that cannot fit is refused before it writes anything; smaller outputs on request.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import forecaster as fc
+from conftest import SCENARIOS
+from forecaster import outputs
+from forecaster.cli import main
+from forecaster.outputs import GuardedFile, run_to_folder, sweep_stale_temporaries
+
+MINIMAL = SCENARIOS / "minimal.yaml"
+SAAS = SCENARIOS / "saas-quarter.yaml"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """An output folder holding a finished run, and its files' bytes."""
+    out = tmp_path / "out"
+    run_to_folder(fc.load_scenario(MINIMAL).with_run(trials=300, seed=2), out)
+    return out, {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def unchanged(out: Path, before: dict) -> bool:
+    return {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# --- interrupts ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig,status,said", [(signal.SIGTERM, 143, "Terminated (SIGTERM)"),
+                                             (signal.SIGINT, 130, "Interrupted")], ids=["SIGTERM", "SIGINT"])
+def test_a_signalled_run_removes_its_temporary_file_and_keeps_the_previous_results(previous, sig, status, said):
+    out, before = previous
+    proc = subprocess.Popen([sys.executable, "-m", "forecaster", "run", str(MINIMAL), "--out", str(out),
+                             "--trials", "3000000", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:  # wait for trials to be written
+            if any(p.name.startswith(".forecast.nc.") and p.stat().st_size > 1 << 20 for p in temporaries(out)):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be signalled"
+        assert temporaries(out), "no temporary file to clean up"
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, stderr
+    assert said in stderr and "nothing was written and --out keeps its previous results" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert temporaries(out) == []
+    assert unchanged(out, before)
+
+
+def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(tmp_path, monkeypatch):
+    """HDF5 cannot recover from an exception raised in its file callbacks: defer it."""
+    calls = []
+    real_write = os.write
+
+    def write_then_signal(fd, data):
+        calls.append(1)
+        outputs._on_signal(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived right here
+        return real_write(fd, data)
+
+    guard = GuardedFile(tmp_path / "f")
+    monkeypatch.setattr(outputs.os, "write", write_then_signal)
+    try:
+        assert guard.write(b"abc") == 3  # not interrupted
+    finally:
+        monkeypatch.undo()
+        guard.close()
+    assert calls and (tmp_path / "f").read_bytes() == b"abc"
+    with pytest.raises(outputs.Terminated):
+        outputs.checkpoint()
+    outputs.checkpoint()  # raised once
+    try:
+        with pytest.raises(KeyboardInterrupt):  # outside the library: at once
+            outputs._on_signal(signal.SIGINT, sys._getframe())
+    finally:
+        outputs._Interrupts.pending = None
+
+
+# --- stale temporaries -----------------------------------------------------------------------
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_runs_are_swept_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.1)
+        stale = out / f".forecast.nc.{dead_pid()}.0123456789ab.tmp"
+        stale.write_bytes(b"x" * 5000)
+        running = out / f".forecast.nc.{live.pid}.abcdef012345.tmp"  # a run in progress
+        running.write_bytes(b"y")
+        reused = out / f".summary.json.{live.pid}.fedcba987654.tmp"  # written before that process started
+        reused.write_bytes(b"z")
+        os.utime(reused, (time.time() - 3600, time.time() - 3600))
+        others = [out / name for name in ("notes.tmp", ".forecast.nc.tmp", ".forecast.nc.123.xyz.tmp", "keep.nc",
+                                          f".forecast.nc.{dead_pid()}.0123456789AB.tmp",
+                                          f"forecast.nc.{dead_pid()}.0123456789ab.tmp")]
+        for path in others:
+            path.write_text("not ours")
+        own = out / f".report.html.{os.getpid()}.0123456789ab.tmp"
+        own.write_text("this process's own")
+        res = invoke("run", MINIMAL, "--out", out, "--trials", 200)
+        assert res.exit_code == 0, res.output
+        assert "Removed 2 temporary files" in res.output and f"left in {out} by runs that were killed" in res.output
+        assert not stale.exists() and not reused.exists()
+        assert running.exists() and own.exists() and all(p.exists() for p in others)
+        assert (out / "summary.json").exists() and (out / "forecast.nc").exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_stale_temporaries(out) == [(running, 1)]  # its process has gone now
+
+
+def test_a_temporary_untouched_for_a_day_is_stale_even_if_its_pid_runs(tmp_path):
+    old = tmp_path / f".forecast.nc.{os.getppid()}.0123456789ab.tmp"
+    old.write_text("x")
+    assert sweep_stale_temporaries(tmp_path, now=time.time() + outputs.STALE_AFTER - 60) == []
+    assert sweep_stale_temporaries(tmp_path, now=time.time() + outputs.STALE_AFTER + 60) == [(old, 1)]
+
+
+# --- write errors ----------------------------------------------------------------------------
+
+def limited(limit: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_file_size_limit_is_refused_before_the_run(previous):
+    out, before = previous
+    proc = subprocess.run([sys.executable, "-m", "forecaster", "run", str(SAAS), "--out", str(out), "--trials",
+                           "20000", "-q"], capture_output=True, text=True, preexec_fn=limited(3_000_000), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "forecast.nc would be about 10.3 MiB for 20,000 trials" in proc.stderr
+    assert "may not write files larger than 2.9 MiB (the file-size limit, `ulimit -f`)" in proc.stderr
+    assert "--keep summary" in proc.stderr and "--precision float32" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert temporaries(out) == [] and unchanged(out, before)
+
+
+UNCHECKED = ("import forecaster.outputs as o\n"
+             "o.check_room = lambda *a, **k: None  # as if the estimate had been wrong\n"
+             "from forecaster.cli import main\n"
+             "main()\n")
+
+
+def test_a_file_size_limit_reached_while_writing_is_a_clean_error(previous):
+    out, before = previous
+    proc = subprocess.run([sys.executable, "-c", UNCHECKED, "run", str(SAAS), "--out", str(out), "--trials", "20000",
+                           "-q"], capture_output=True, text=True, preexec_fn=limited(3_000_000), timeout=120)
+    assert proc.returncode == 2, proc.stderr  # not -11: HDF5 never sees the failed write
+    assert proc.stderr.startswith(f"Error: --out {out}: cannot write the results: File too large")
+    assert "nothing was written and the previous results are kept" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr and "HDF5" not in proc.stderr
+    assert temporaries(out) == [] and unchanged(out, before)
+
+
+def test_a_full_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import shutil
+
+    real = shutil.disk_usage
+
+    def nearly_full(path):
+        return real(path)._replace(free=2_000_000)
+
+    monkeypatch.setattr(outputs.shutil, "disk_usage", nearly_full)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", str(SAAS), "--out", str(out), "--trials", "20000"])
+    assert res.exit_code == 2
+    assert (f"Error: --out {out}: 20,000 trials need about 10.3 MiB (forecast.nc 10.3 MiB, summary.json 22 KiB) but "
+            "its filesystem has 1.9 MiB free; use --keep summary (summary.json only, about 22 KiB), --precision "
+            "float32 (forecast.nc about 5.7 MiB) or fewer --trials (about 3,540 fit); --compress usually shrinks "
+            "forecast.nc further, but this check cannot count on it. Nothing was written.") in res.output
+    assert "Nothing was written." in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    # the summary alone fits
+    res = CliRunner().invoke(main, ["run", str(SAAS), "--out", str(out), "--trials", "20000", "--keep", "summary", "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_absurd_trial_counts_are_refused_before_memory_is_allocated(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs, "memory_total", lambda: 8 << 30)
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: Usage(1 << 60, 0, 1 << 60))
+    res = CliRunner().invoke(main, ["run", str(MINIMAL), "--out", str(tmp_path / "o"), "--trials", "1000000000"])
+    assert res.exit_code == 2
+    assert "1,000,000,000 trials need about" in res.output and "of memory to summarise, more than this machine allows " \
+        "(8.0 GiB); use fewer --trials (about" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1], ids=["one-chunk", "chunks-of-1000-trials"])
+def test_the_estimate_bounds_the_files_written(tmp_path, monkeypatch, chunk_bytes):
+    from forecaster import simulation
+    from forecaster.plan import build_plan
+    from forecaster.results import Layout
+
+    if chunk_bytes:  # HDF5 allocates the last, partly filled chunk whole
+        monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
+    for path, trials in ((MINIMAL, 1), (MINIMAL, 5000), (SAAS, 2500)):
+        sc = fc.load_scenario(path).with_run(trials=trials)
+        layout = Layout.of(sc, build_plan(sc))
+        for precision in ("float64", "float32"):
+            out = tmp_path / f"{sc.name}-{trials}-{precision}"
+            run_to_folder(sc, out, precision=precision)
+            est = outputs.estimate(layout, precision=precision)
+            nc, js = (out / "forecast.nc").stat().st_size, (out / "summary.json").stat().st_size
+            assert nc <= est.forecast and js <= est.summary
+            if trials > 1:
+                assert est.forecast < 1.1 * nc and est.summary < 2.5 * js
+
+
+def test_guarded_file_keeps_the_first_error_and_reads_zeros_past_the_end(tmp_path):
+    guard = GuardedFile(tmp_path / "g")
+    guard.write(b"hello")
+    guard.seek(10)
+    assert guard.read(4) == bytes(4)
+    guard.seek(0)
+    assert guard.read(5) == b"hello"
+    guard.close()
+    guard = GuardedFile(tmp_path / "g")
+    os.close(guard._fd)
+    guard._fd = os.open(tmp_path / "g", os.O_RDONLY)  # every write now fails
+    assert guard.write(b"abc") == 3 and guard.write(b"def") == 3
+    assert guard.error is not None and guard.seek(0, 2) == 6
+    with pytest.raises(OSError):
+        guard.check()
+    guard.close()
+
+
+# --- smaller outputs -------------------------------------------------------------------------
+
+def test_keep_summary_writes_the_same_summary_only(tmp_path, monkeypatch):
+    full, small, scratch = tmp_path / "full", tmp_path / "small", tmp_path / "scratch"
+    assert invoke("run", SAAS, "--out", full, "--trials", 2500, "-q").exit_code == 0
+    run_to_folder(fc.load_scenario(MINIMAL).with_run(trials=100), small)  # an older full run: its forecast.nc goes
+    res = invoke("run", SAAS, "--out", small, "--trials", 2500, "--keep", "summary")
+    assert res.exit_code == 0 and f"Wrote {small}/summary.json\n" in res.output
+    assert sorted(p.name for p in small.iterdir()) == ["summary.json"]
+    expected = json.loads((full / "summary.json").read_text())
+    assert json.loads((small / "summary.json").read_text()) == expected
+    # beyond memory, the trials go to a temporary file in --out, removed at the end
+    monkeypatch.setattr(outputs, "memory_available", lambda: 1)
+    res = invoke("run", SAAS, "--out", scratch, "--trials", 2500, "--keep", "summary", "-q")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in scratch.iterdir()) == ["summary.json"]
+    assert json.loads((scratch / "summary.json").read_text()) == expected
+
+
+def test_big_inputs_are_summarised_a_block_of_trials_at_a_time_with_the_same_numbers(tmp_path, monkeypatch):
+    from forecaster import results
+
+    sc = fc.load_scenario(SAAS).with_run(trials=2500, seed=4)
+    whole = run_to_folder(sc, tmp_path / "whole")
+    monkeypatch.setattr(results, "ROW_BLOCK_INPUTS", 0)
+    monkeypatch.setattr(results.RowBlocks, "ROWS", 700)
+    assert run_to_folder(sc, tmp_path / "blocks") == whole
+
+
+def test_keep_summary_with_report_is_a_usage_error(tmp_path):
+    res = CliRunner().invoke(main, ["run", str(MINIMAL), "--out", str(tmp_path / "o"), "--keep", "summary",
+                                    "--report"])
+    assert res.exit_code == 2 and "--report reads forecast.nc, which --keep summary does not write" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_float32_and_compression_make_smaller_files_of_the_same_trials(tmp_path):
+    import xarray as xr
+
+    args = ("run", SAAS, "--trials", 3000, "-q")
+    for name, extra in (("f64", ()), ("f32", ("--precision", "float32")), ("gz", ("--compress",))):
+        assert invoke(*args, "--out", tmp_path / name, *extra).exit_code == 0
+    size = {name: (tmp_path / name / "forecast.nc").stat().st_size for name in ("f64", "f32", "gz")}
+    assert size["f32"] < 0.65 * size["f64"] and size["gz"] < 0.8 * size["f64"]
+    with xr.open_dataset(tmp_path / "f64" / "forecast.nc") as a, xr.open_dataset(tmp_path / "f32" / "forecast.nc") as b, \
+            xr.open_dataset(tmp_path / "gz" / "forecast.nc") as c:
+        a, b, c = a.load(), b.load(), c.load()
+    assert c.identical(a)  # lossless
+    assert b["revenue"].dtype == np.float32 and b["won_deals"].dtype == a["won_deals"].dtype
+    assert np.allclose(b["revenue"].values, a["revenue"].values, rtol=1e-7, atol=0)
+    assert np.array_equal(b["won_deals"].values, a["won_deals"].values)
+    fast = json.loads((tmp_path / "f64" / "summary.json").read_text())
+    assert json.loads((tmp_path / "gz" / "summary.json").read_text()) == fast
+    approx = json.loads((tmp_path / "f32" / "summary.json").read_text())["metrics"]["revenue"]["total"]
+    assert np.isclose(approx["mean"], fast["metrics"]["revenue"]["total"]["mean"], rtol=1e-6)
+
+
+def test_run_help_documents_the_output_options():
+    text = " ".join(invoke("run", "--help").output.split())
+    for fragment in ("--keep [all|summary]", "summary.json only, with the same numbers",
+                     "--precision [float64|float32]", "about 7 significant digits", "35-45% smaller",
+                     "--compress", "losslessly", "40-55% smaller", "terminated (SIGTERM, 143)",
+                     "refused before it starts"):
+        assert fragment in text, fragment
