@@ -207,17 +207,11 @@ def _run_folder_problem(target: Path, folder: Path) -> str | None:
 
 def _remove_stale_temporaries(folder: Path, pattern: re.Pattern) -> None:
     """Delete the temporary files a killed run left in ``folder``: only regular files named
-    like ours, never a link or anything else."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if pattern.match(entry.name) and entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-        except OSError:
-            pass
+    like ours (``pattern``), and only when the run that wrote them is gone
+    (:func:`forecaster.outputs.sweep_stale_temporaries`): a concurrent live run's stay."""
+    from .outputs import sweep_stale_temporaries
+
+    sweep_stale_temporaries(folder, only=pattern)
 
 
 def _finished(target: Path) -> bool:

@@ -288,14 +288,16 @@ def _pid_started_after(pid: int, when: float) -> bool:
     return started > when + 2
 
 
-def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None) -> list[tuple[Path, int]]:
+def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None,
+                            only=None) -> list[tuple[Path, int]]:
     """Remove temporary files that killed runs left in ``folder``; return (path, bytes) of each.
 
     Only names of this module's pattern (``.{name}.{pid}.{12 hex}.tmp``) are considered, and
     only when their process is gone (or its pid was reused since), or when they have not been
     touched for :data:`STALE_AFTER`; this process's own files are never touched. (A pid is
     only meaningful on this machine: two machines writing into one network folder at once
-    can mistake each other's files for stale ones.)
+    can mistake each other's files for stale ones.) ``only``: a compiled pattern the names
+    must also match (a batch sweeps its own files' temporaries).
     """
     folder = Path(folder)
     now = time.time() if now is None else now
@@ -306,7 +308,7 @@ def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None) -> 
         return removed
     for entry in entries:
         m = _TEMP.fullmatch(entry.name)
-        if not m:
+        if not m or (only is not None and not only.match(entry.name)):
             continue
         pid = int(m["pid"])
         try:

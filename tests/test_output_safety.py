@@ -328,3 +328,23 @@ def test_run_help_documents_the_output_options():
                      "--compress", "losslessly", "40-55% smaller", "terminated (SIGTERM, 143)",
                      "refused before it starts"):
         assert fragment in text, fragment
+
+
+def test_sigterm_ends_any_command_cleanly(tmp_path):
+    # not only `run`: compare (two scenarios, many trials) handles SIGTERM like Ctrl-C too
+    out = tmp_path / "c"
+    other = tmp_path / "other.yaml"
+    other.write_text(MINIMAL.read_text().replace("name: ", "name: other-", 1))
+    proc = subprocess.Popen([sys.executable, "-m", "forecaster", "compare", str(MINIMAL), str(other), "--out", str(out),
+                             "--trials", "20000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)  # imports done, simulating
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "Terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert not out.exists() or temporaries(out) == []

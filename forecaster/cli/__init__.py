@@ -29,12 +29,18 @@ class ForecasterGroup(click.Group):
     """Turns forecaster's own errors into clean messages and anything else into status 1."""
 
     def invoke(self, ctx):
+        from ..outputs import Terminated, handle_interrupts
+
         try:
-            return super().invoke(ctx)
+            with handle_interrupts(sigterm=True):  # a kill ends every command as Ctrl-C does
+                return super().invoke(ctx)
         except ForecasterError as exc:
             raise BadInput(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
+        except Terminated:
+            click.echo("Terminated (SIGTERM): finished results are kept, unfinished ones were not written.", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("Interrupted: finished results are kept, unfinished ones were not written.", err=True)
             sys.exit(130)
