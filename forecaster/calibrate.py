@@ -203,15 +203,14 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
 
 def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
     """The base scenario of ``cal`` with the mechanisms ``kept`` applied (in the order of
-    :data:`MECHANISMS`), the shared shocks (and a kept capacity's cv) multiplied by ``widen``."""
+    :data:`MECHANISMS`), the shared shocks multiplied by ``widen`` (not a capacity's cv: a
+    wider cap only lowers the wins, its upper tail is not reached)."""
     import copy
 
     doc = copy.deepcopy(cal.base)
     for m in MECHANISMS:
         if m in kept and m in cal.mechanisms:
             cal.mechanisms[m].apply(doc)
-    if widen != 1.0 and "capacity" in doc:  # the capacity's monthly variation is shared by every segment too
-        doc["capacity"] = {**doc["capacity"], "cv": round(doc["capacity"]["cv"] * widen, 4)}
     if widen != 1.0 and "shocks" in doc:
         def scaled(v):  # a sigma, or a mapping stage -> sigma
             return {k: scaled(x) for k, x in v.items()} if isinstance(v, dict) else round(v * widen, 4)

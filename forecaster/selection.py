@@ -6,25 +6,29 @@ quarter-end slips, team capacity). Each helps on some histories and hurts on oth
 fitted to a growth ramp, a capacity read from a ramp), so none is switched on by default.
 Instead, a walk-forward *inside the history known on the as-of date* decides:
 
-1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends whose whole horizon
-   (``min(3, the horizon's months)`` calendar months) ends by the as-of date, each at least
-   :data:`MIN_HISTORY_MONTHS` months after the history's first deal.
+1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends before the as-of date with at
+   least one whole month known after them, each at least :data:`MIN_HISTORY_MONTHS` months
+   after the history's first deal; each is scored on the months known after it, at most
+   ``min(3, the horizon's months)`` (the latest ones on one or two months: the most recent
+   evidence, and the most data to fit parts such as quarter-end slips).
 2. At each, the scenario is calibrated on what was known then (same families as the outer
    fit, no selection of its own, and the parts the outer fit found fitted without their own
-   significance tests: ``calibrate(like=...)``), and every candidate set of parts is simulated
-   (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the CRPS of
-   each month's won deals, and revenue when the history has amounts, each divided by the
-   mean actual so the two weigh alike.
+   significance tests: ``calibrate(like=...)``), and every candidate set of parts is
+   simulated (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the
+   CRPS of each month's won deals, and revenue when the history has amounts, each divided by
+   the mean actual so the two weigh alike.
 3. Forward selection: starting from the parts forced on, the part whose addition lowers the
    mean score most is added, while it lowers it by at least :data:`MIN_GAIN` (relative)
-   *and* lowers it at two thirds of the inner cutoffs (:data:`MIN_AGREE`): one lucky window
-   is not evidence.
-4. Honesty check: the shared shocks and a kept capacity's cv are multiplied by the factor
-   of :data:`SCALE` (0.5 to 4) with the lowest walk-forward score among those whose P10-P90
-   covers at least 80% of the inner months' won deals (or, if none does, the one covering
-   most, with a warning). If the chosen set's coverage is short of 80% without shocks,
-   the shocks are added back for this. So intervals are widened until they are honest in
-   the history, and narrowed when the history shows them needlessly wide.
+   *and* lowers it at two thirds (:data:`MIN_AGREE`) of the inner cutoffs where it changes
+   the forecast at all, at least two: one lucky window is not evidence, and a cutoff too
+   early to fit the part is no evidence either way.
+4. Honesty check: the shared shocks are multiplied by the factor of :data:`SCALE` (0.5 to
+   4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
+   the inner months' won deals (or, if none does, the one covering most, with a warning).
+   If the chosen set's coverage is short of 80% without shocks, the shocks are added back
+   for this. So intervals are widened until they are honest in the history, and narrowed
+   when the history shows them needlessly wide. (A capacity's cv is not widened: a wider
+   cap only lowers the wins.)
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
@@ -51,9 +55,9 @@ def _month_end(y: int, m: int) -> date:
     return (date(y + (m == 12), m % 12 + 1, 1)) - timedelta(days=1)
 
 
-def inner_cutoffs(deals, as_of: date, months: int) -> list[date]:
-    """Month ends c (latest first) with c + ``months`` calendar months <= ``as_of``'s month end
-    ... precisely: the forecast months after c all end on or before ``as_of``."""
+def inner_cutoffs(deals, as_of: date, months: int) -> list[tuple[date, int]]:
+    """Inner cutoffs, latest first: month ends c with at least one whole month known after
+    them by ``as_of``, each with the number of months (at most ``months``) it is scored on."""
     firsts = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not firsts:
         return []
@@ -62,12 +66,12 @@ def inner_cutoffs(deals, as_of: date, months: int) -> list[date]:
     if _month_end(y, m) != as_of:  # as_of inside a month: the last whole month is the one before
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
     out = []
-    for k in range(months, months + INNER_CUTOFFS):
+    for k in range(1, 1 + INNER_CUTOFFS):
         yy, mm = divmod(m - 1 - k, 12)
         c = _month_end(y + yy, mm + 1)
         if (c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS:
             break
-        out.append(c)
+        out.append((c, min(k, months)))
     return out
 
 
@@ -115,7 +119,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
 
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     months = max(1, min(3, round(horizon_days / 30.4375)))
-    cuts = inner_cutoffs(deals, as_of, months)
+    known = dict(inner_cutoffs(deals, as_of, months))  # cutoff -> months scored
+    cuts = list(known)
     default = [m for m in fitted if m in ("shocks", "stalled") and m not in forced_off]
     if len(cuts) < 2:
         cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "fewer than 2 inner cutoffs: no evidence"}
@@ -131,7 +136,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
                                like=cal)
         except ValueError:
             continue
-        won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of], _months_after(c, months))
+        won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of],
+                              _months_after(c, known[c]))
         inner.append((c, icalib, won, value))
     if len(inner) < 2:
         cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "inner calibrations failed"}
@@ -167,27 +173,32 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
             return np.full(len(inner), np.inf)
         for (won_s, value_s), (_, _, won, value) in zip(drawn, inner):
             total = 0.0
-            for k in range(months):
+            for k in range(won.size):
                 total += crps(won_s[:, k], won[k]) / scale_won
                 if revenue:
                     total += crps(value_s[:, k], value[k]) / scale_value
-            out.append(total / months)
+            out.append(total / won.size)
         return np.array(out)
 
     def score(kept: tuple, widen: float = 1.0) -> float:
         return float(np.mean(by_cutoff(kept, widen)))
 
     def better(new: tuple, old: tuple) -> bool:
-        """Lower by at least MIN_GAIN on average, and lower at most inner cutoffs."""
+        """Lower by at least MIN_GAIN on average, and lower at MIN_AGREE of the inner cutoffs
+        where it changes anything (at least two: where a part could not be fitted yet it
+        changes nothing, which is no evidence either way)."""
         a, b = by_cutoff(new), by_cutoff(old)
-        return a.mean() <= b.mean() * (1 - MIN_GAIN) and np.sum(a < b) >= math.ceil(MIN_AGREE * a.size)
+        informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
+        n = int(informative.sum())
+        return (a.mean() <= b.mean() * (1 - MIN_GAIN) and n >= 2
+                and np.sum(a < b) >= math.ceil(MIN_AGREE * n))
 
     def coverage(kept: tuple, widen: float = 1.0) -> float:
         drawn = samples(kept, widen)
         if drawn is None:
             return 0.0
         inside = [bool(np.percentile(won_s[:, k], 10) <= won[k] <= np.percentile(won_s[:, k], 90))
-                  for (won_s, _), (_, _, won, _) in zip(drawn, inner) for k in range(months)]
+                  for (won_s, _), (_, _, won, _) in zip(drawn, inner) for k in range(won.size)]
         return float(np.mean(inside))
 
     order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
@@ -204,7 +215,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         candidates.remove(best)
     before = coverage(kept)
     widen, reached = 1.0, before
-    spread = ("shocks" in kept) or ("capacity" in kept)
+    spread = "shocks" in kept
     if before < NOMINAL and "shocks" in fitted and "shocks" not in forced_off:
         kept, spread = order(set(kept) | {"shocks"}), True  # too narrow: the shocks come back to widen it
     if spread:

@@ -258,3 +258,20 @@ def test_cohorts_that_say_nothing_of_their_speed_do_not_break_calibration():
     cal = calibrate(deals, ["x"], date(2025, 3, 31), select=False)
     assert any("too few cohorts old enough to measure their speed" in n for n in cal.notes)
     assert "speed" not in cal.mechanisms
+
+
+def test_inner_cutoffs_reach_the_latest_month_ends_scored_on_the_months_known():
+    from datetime import date
+
+    from forecaster.history import Deal
+    from forecaster.selection import inner_cutoffs
+
+    deals = [Deal("a", "all", [date(2024, 1, 3)], "open", None, None)]
+    assert inner_cutoffs(deals, date(2024, 12, 31), 3) == [
+        (date(2024, 11, 30), 1), (date(2024, 10, 31), 2), (date(2024, 9, 30), 3), (date(2024, 8, 31), 3),
+        (date(2024, 7, 31), 3)]
+    # an as-of date inside a month: its last whole month is the one before
+    assert inner_cutoffs(deals, date(2024, 12, 15), 2)[:3] == [
+        (date(2024, 10, 31), 1), (date(2024, 9, 30), 2), (date(2024, 8, 31), 2)]
+    # at least MIN_HISTORY_MONTHS (4) months after the first deal
+    assert inner_cutoffs(deals, date(2024, 7, 31), 3) == [(date(2024, 6, 30), 1), (date(2024, 5, 31), 2)]
