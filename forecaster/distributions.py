@@ -64,9 +64,9 @@ def _ordered(values: dict, path, ctx: Context) -> bool:
 
 CHECKS = {"uniform": _ordered, "triangular": _ordered, "pert": _ordered}
 
-MIN_GAMMA_CV = 1e-6
-"""The smallest gamma ``cv`` accepted: its shape 1 / cv^2 is then 1e12; below, the shape
-overflows toward infinity (a cv of 1e-200 would be a shape of 1e400)."""
+MIN_GAMMA_CV, MAX_GAMMA_CV = 1e-6, 1e3
+"""The gamma ``cv`` accepted: its shape 1 / cv^2 is then from 1e-6 to 1e12; beyond, the
+shape overflows (a cv of 1e-200 would be a shape of 1e400, one of 1e300 raised)."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +339,10 @@ class Quantity(Node):
         if name == "gamma" and params["cv"] < MIN_GAMMA_CV:  # shape 1 / cv^2 past 1e12
             return ctx.error(path + ("cv",), f"must be at least {MIN_GAMMA_CV:g}, the smallest the engine "
                                              f"samples (use a fixed value for a quantity that does not vary); "
+                                             f"got {fmt_number(params['cv'])}")
+        if name == "gamma" and params["cv"] > MAX_GAMMA_CV:  # shape 1 / cv^2 below 1e-6
+            return ctx.error(path + ("cv",), f"must be at most {MAX_GAMMA_CV:g}, the largest the engine samples "
+                                             f"(a gamma of shape 1e-6 is 0 but for one draw in millions); "
                                              f"got {fmt_number(params['cv'])}")
         if name == "normal":
             return Distribution(name, params, lower=role.lo, upper=role.hi)

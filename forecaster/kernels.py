@@ -119,9 +119,10 @@ def truncated_standard_normal(gen, a, b):
     if lo * (hi - lo) < 1.0:  # narrow interval in the right tail: density at most exp(-lo^2/2)
         while True:
             z = lo + (hi - lo) * gen.random()
-            if gen.random() <= math.exp(0.5 * (lo * lo - z * z)):
+            if gen.random() <= math.exp(0.5 * (lo - z) * (lo + z)):  # lo^2 - z^2, without overflowing
                 return sign * z
-    lam = 0.5 * (lo + math.sqrt(lo * lo + 4.0))
+    # Robert's optimal rate; far out (lo^2 would overflow) it is lo to within 1/lo
+    lam = 0.5 * (lo + math.sqrt(lo * lo + 4.0)) if lo < 1e8 else lo + 1.0 / lo
     while True:
         z = lo + gen.standard_exponential() / lam
         if z <= hi and gen.random() <= math.exp(-0.5 * (z - lam) ** 2):
@@ -179,10 +180,11 @@ def _beta(gen, a, b):
 
 @jit(inline="always")
 def _triangular_quantile(low, mode, high, u):
+    # square roots taken factor by factor: (high - low) (high - mode) overflows for high near 1e308
     c = (mode - low) / (high - low)
     if u < c:
-        return low + math.sqrt(u * (high - low) * (mode - low))
-    return high - math.sqrt((1.0 - u) * (high - low) * (high - mode))
+        return low + math.sqrt(u) * math.sqrt(high - low) * math.sqrt(mode - low)
+    return high - math.sqrt(1.0 - u) * math.sqrt(high - low) * math.sqrt(high - mode)
 
 
 @jit(inline="always")
@@ -378,7 +380,7 @@ def _slipped(gen, time, slip_prob, slip_lo, slip_hi):
     the draws of later deals do not depend on this one. Times past the horizon stay."""
     u = gen.random()
     v = gen.random()
-    if time < slip_prob.shape[0] and u < slip_prob[int(time)]:
+    if 0.0 <= time < slip_prob.shape[0] and u < slip_prob[int(time)]:
         day = int(time)
         lo = max(time, slip_lo[day])
         return lo + (slip_hi[day] - lo) * v
@@ -518,7 +520,7 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
             for i in range(alive):
                 x = times[i] + draw(gen, c, q0, q1, q2, q3, pool)
                 times[kept] = x
-                kept += x < horizon
+                kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
             alive = kept
         closing = slip_prob.shape[0] > 0
         for i in range(alive):
@@ -633,12 +635,12 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                     rep = pick
             if waiting:  # a slipped win still to land in this quarter's window
                 time = pending_lo + (pending_hi - pending_lo) * v
-            elif closing and time < slip_prob.shape[0]:
+            elif closing and 0.0 <= time < slip_prob.shape[0]:
                 u = (u - deal_pending[i]) / (1.0 - deal_pending[i])  # uniform again, given not waiting
                 if u < slip_prob[int(time)]:
                     lo = max(time, slip_lo[int(time)])
                     time = lo + (slip_hi[int(time)] - lo) * v
-            if converts and time < horizon:
+            if converts and 0.0 <= time < horizon:
                 _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
 

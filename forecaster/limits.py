@@ -30,6 +30,13 @@ MAX_RATE = 10.0
 """Largest commission rate (1000% of bookings)."""
 MAX_TRIALS = 100_000_000
 """Most trials a run may ask for."""
+MIN_TRIALS = 2
+"""Fewest trials: a standard deviation and the mean's interval need two."""
+MAX_SHOCK = {"leads": 3.0, "drift.leads": 1.0, "convert": 10.0, "drift.convert": 5.0}
+"""Largest sigmas of the shared shocks (``shocks``): a lead shock of sigma 3 already moves a
+trial's leads by a factor of e^±9 at three sigmas; beyond, the multipliers overflow."""
+MIN_CAPACITY_CV, MAX_CAPACITY_CV = 1e-6, 10.0
+"""A capacity's ``cv`` is 0 (none) or in this range (a gamma of shape 1 / cv^2)."""
 
 AVG_MONTH_DAYS = 30.4375
 
@@ -50,8 +57,8 @@ def _months(start: date, end: date) -> list[tuple[int, int, int]]:
 def expected_leads(leads, start: date, end: date) -> float:
     """Expected leads of one segment from ``start`` to ``end``: month by month, the mean
     rate per day times the month's days in the horizon and its seasonality, compounded by
-    the mean growth from the first month; bought leads at budget / mean cost. inf where it
-    overflows."""
+    the mean growth from the first month; bought leads at budget x E[1 / cost]
+    (:func:`inverse_mean`). inf where it overflows."""
     src = leads.source
     growth = leads.growth_per_month.mean() if leads.growth_per_month is not None else 0.0
     log_growth = math.log1p(growth) if growth > -1 else -math.inf
@@ -66,8 +73,7 @@ def expected_leads(leads, start: date, end: date) -> float:
         elif src == "per_month":
             rate = leads.per_month.mean() / month_days
         else:
-            cost = leads.cost_per_lead.mean()
-            rate = (leads.budget_per_month / cost if cost > 0 else math.inf) / month_days
+            rate = leads.budget_per_month * inverse_mean(leads.cost_per_lead) / month_days
         rate *= leads.seasonality.get(month, 1.0) * days
         if rate <= 0:
             continue
@@ -76,6 +82,27 @@ def expected_leads(leads, start: date, end: date) -> float:
             return math.inf
         total += math.exp(log)
     return total
+
+
+def inverse_mean(dist) -> float:
+    """E[1 / X] of a cost per lead, the leads a currency unit buys: exact for a fixed value
+    and for resampled values; otherwise over the quantiles 1e-6 to 1 - 1e-9 (the lowest
+    millionth of costs counted at their 1e-6 quantile), so that a cost that can come near 0
+    (lognormal sigma 40, a gamma of cv 1e10) shows as the flood of leads it would buy. inf
+    when a cost can be 0."""
+    import numpy as np
+
+    if dist.dist == "fixed":
+        return 1.0 / dist["value"] if dist["value"] > 0 else math.inf
+    if dist.dist == "empirical":
+        values = np.asarray(dist["values"], dtype=float)
+        return float(np.mean(1.0 / values)) if np.all(values > 0) else math.inf
+    u = np.linspace(1e-6, 1 - 1e-9, 20001)
+    with np.errstate(all="ignore"):
+        q = np.asarray(dist._scipy().ppf(u), dtype=float)
+        if not np.all(q > 0) or not np.all(np.isfinite(1.0 / q)):
+            return math.inf
+        return float(np.mean(1.0 / q))
 
 
 def check_limits(values: dict, deals, ctx: Context) -> None:
@@ -87,6 +114,27 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
     trials = values.get("trials")
     if isinstance(trials, int) and trials > MAX_TRIALS:
         ctx.error(("trials",), f"must be at most {MAX_TRIALS:,}; got {trials:,}")
+    elif isinstance(trials, int) and trials < MIN_TRIALS:
+        ctx.error(("trials",), f"must be at least {MIN_TRIALS}: a standard deviation and the mean's interval need "
+                               f"two; got {trials}")
+    shocks = values.get("shocks")
+    if shocks and shocks is not INVALID:
+        for kind, path, sigma in [("leads", ("leads",), shocks.leads),
+                                  ("drift.leads", ("drift", "leads"), shocks.drift_leads),
+                                  *(("convert", ("convert", k), v) for k, v in shocks.convert.items()),
+                                  *(("drift.convert", ("drift", "convert", k), v)
+                                    for k, v in shocks.drift_convert.items())]:
+            if sigma > MAX_SHOCK[kind]:
+                ctx.error(("shocks", *path), f"must be at most {MAX_SHOCK[kind]:g}; got {fmt_number(sigma)}")
+    cap = values.get("capacity")
+    if cap and cap is not INVALID:
+        top = cap.won_per_month * max([1.0, *cap.quarter_shape.values()])
+        if not top <= MAX_LEADS:
+            ctx.error(("capacity", "won_per_month"), f"times the largest quarter_shape is {_show(top)} wins a month; "
+                                                     f"the engine counts at most {MAX_LEADS:g}")
+        if cap.cv and not MIN_CAPACITY_CV <= cap.cv <= MAX_CAPACITY_CV:
+            ctx.error(("capacity", "cv"), f"must be 0 (none) or from {MIN_CAPACITY_CV:g} to {MAX_CAPACITY_CV:g}; "
+                                          f"got {fmt_number(cap.cv)}")
     segments, start, end = values.get("segments"), values.get("start"), values.get("end")
     if isinstance(segments, dict) and isinstance(start, date) and isinstance(end, date) and start <= end:
         total, worst = 0.0, None

@@ -118,3 +118,61 @@ def test_truncated_normal_mean_far_in_the_tails():
     # mean is a + w (1 / (a w) - 1 / (exp(a w) - 1)); a w = 1 here
     a, w = 1e6, 1e-6
     assert truncated_normal_mean(a, a + w) == pytest.approx(a + w * (1 - 1 / (math.e - 1)), abs=3e-10)  # doubles near 1e6 are 1.2e-10 apart
+
+
+@pytest.mark.parametrize("extra, path, words", [
+    ("capacity: {won_per_month: 1e308}", "capacity.won_per_month", "at most"),
+    ("capacity: {won_per_month: 100, quarter_shape: {3: 1e308}}", "capacity.won_per_month", "quarter_shape"),
+    ("capacity: {won_per_month: 10, cv: 1e-300}", "capacity.cv", "0 (none)"),
+    ("shocks: {leads: 1e308}", "shocks.leads", "at most 3"),
+    ("shocks: {convert: {x: 1000}}", "shocks.convert.x", "at most 10"),
+    ("shocks: {drift: {convert: {x: 50}}}", "shocks.drift.convert.x", "at most 5"),
+])
+def test_extensions_past_the_engine_are_refused(make, extra, path, words):
+    with pytest.raises(ScenarioError) as err:
+        make(_one(extra=extra), trials=10)
+    assert path in str(err.value) and words in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("cost, words", [
+    ("{dist: lognormal, median: 50, sigma: 40}", "leads a trial"),
+    ("{dist: normal, mean: -5, sd: 0.01}", "leads a trial"),  # conditioned on > 0: costs near 0
+    ("{dist: gamma, mean: 50, cv: 1e3}", "leads a trial"),
+])
+def test_bought_leads_count_what_a_cost_near_zero_buys(make, cost, words):
+    with pytest.raises(ScenarioError, match=words):
+        make(_one(leads=f"{{budget_per_month: 5000, cost_per_lead: {cost}}}"), trials=10)
+
+
+def test_inverse_mean_of_a_cost_matches_its_closed_form():
+    from forecaster.distributions import Distribution
+    from forecaster.limits import inverse_mean
+
+    # lognormal: E[1 / X] = exp(sigma^2 / 2) / median; gamma of shape k, mean m: k / (m (k - 1))
+    assert inverse_mean(Distribution("lognormal", {"median": 45.0, "sigma": 0.3})) == pytest.approx(
+        math.exp(0.045) / 45, rel=2e-3)
+    assert inverse_mean(Distribution("gamma", {"mean": 40.0, "cv": 0.25})) == pytest.approx(16 / (40 * 15), rel=2e-3)
+    assert inverse_mean(Distribution.fixed(20.0)) == 0.05
+    assert inverse_mean(Distribution("empirical", {"values": (10.0, 40.0)})) == pytest.approx(0.0625)
+
+
+def test_a_triangular_reaching_the_largest_float_samples_without_overflow(make):
+    # days triangular(0, 0, 1e308): P(T < 90) is about 2 * 90 / 1e308, so nothing is won; the
+    # quantile's product (high - low)(high - mode) overflowed to -inf days and wrote out of bounds
+    ds = fc.simulate(make(_one(days="{dist: triangular, low: 0, mode: 0, high: 1e308}", leads="{per_day: 20}"),
+                          trials=300))
+    assert ds["won_deals"].values.sum() == 0
+    values = fc.simulate(make(_one(value="{dist: triangular, low: 0, mode: 1e14, high: 1e15}"), trials=300))
+    assert np.all(np.isfinite(values["revenue"].values)) and values["revenue"].values.min() >= 0
+
+
+def test_a_normal_conversion_with_a_vanishing_sd_far_above_one_converts_everything(make):
+    # mean 1e6, sd 1e-300 conditioned on [0, 1]: the far tail's rate overflowed and never accepted
+    won = fc.simulate(make(_one(convert="{dist: normal, mean: 1e6, sd: 1e-300}", leads="{per_day: 5}"),
+                           trials=100))["won_deals"].sum("period").values
+    within(won.mean(), 5 * D, math.sqrt(5 * D / won.size))
+
+
+def test_one_trial_is_refused(make):
+    with pytest.raises(ScenarioError, match="trials must be at least 2"):
+        make(_one(), trials=1)
