@@ -174,9 +174,8 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     stage -> (family of days, family of days_lost) to fit instead of choosing by AIC.
     ``like``: a calibration on a later as-of date whose parts are to be measured here (the
     in-history walk-forward): a part it found is fitted here without its own significance
-    test (quarter-end slips; a capacity's quarter shape exactly when it has one), since the
-    question here is whether the part forecasts well, not whether this shorter history
-    shows it.
+    test (quarter-end slips), since the question here is whether the part forecasts well,
+    not whether this shorter history shows it.
     """
     from .selection import select_mechanisms
 
@@ -313,10 +312,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                                               f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days; "
                                               f"the last stage's days x{factor:.2f} (the fitted times held the slips)",
                                               {"closing": closing})
-    shaped = None
-    if like is not None and "capacity" in like.mechanisms:
-        shaped = set(like.mechanisms["capacity"].fitted["capacity"]["quarter_shape"].values()) != {1.0}
-    fitted = team_capacity(deals, as_of, cal, shaped)
+    fitted = team_capacity(deals, as_of, cal)
     if fitted:
         cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
                                                f"{fitted['won_per_month']:.1f} wins a month", {"capacity": fitted})
@@ -643,18 +639,19 @@ def _quarter_months(wins: list[date], quarters: list[tuple[date, date]]) -> tupl
     return counts, days
 
 
-def team_capacity(deals: list[Deal], as_of: date, cal: Calibration, shaped: bool | None = None) -> dict | None:
+def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
     """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
 
     For a team whose deals wait for it, what it won is what it can win: ``won_per_month``
     is the mean of those months (whole quarters after the wins' ramp-up,
     :func:`wins_steady_from`), ``quarter_shape`` each month of the quarter's mean over it
-    (per day, so February is not short-changed) when the months of the quarter differ beyond
-    a trend (:func:`month_of_quarter_effect`, p < 0.01; flat otherwise, and with a single
-    quarter: a noisy month is not a pattern), and ``cv`` what the months vary around that
-    shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
-    quarter. ``shaped``: True or False decides the shape without the test (the in-history
-    walk-forward measuring the whole history's capacity).
+    (per day, so February is not short-changed), shrunk toward flat by how far the months
+    of the quarter differ beyond noise: 1 + w (shape - 1) with w = max(0, 1 - 1/F), F the
+    month-of-quarter statistic (:func:`month_of_quarter_effect`, against a trend; with one
+    quarter, Poisson's chi-square over 2), so four quarters of noise (F near 1) give a flat
+    shape and a clear quarter-end pattern keeps it; and ``cv`` what the months vary around
+    that shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
+    quarter.
     """
     wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
@@ -666,17 +663,21 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration, shaped: bool
     if np.any(rates.mean(axis=0) <= 0) or np.any(rates.mean(axis=1) <= 0):
         cal.notes.append("capacity: a month of the quarter (or a quarter) without wins: not fitted")
         return None
-    shape = rates.mean(axis=0) / rates.mean()
-    if shaped is None:
-        shaped = len(quarters) >= 2 and month_of_quarter_effect(counts, days)[0] < 0.01
-    if not shaped:
-        shape = np.ones(3)
+    raw = rates.mean(axis=0) / rates.mean()
+    if len(quarters) >= 2:
+        f_stat = month_of_quarter_effect(counts, days)[2]
+    else:
+        expected = counts.sum() * days[0] / days[0].sum()
+        f_stat = float(np.sum((counts[0] - expected) ** 2 / expected)) / 2
+    weight = max(0.0, 1.0 - 1.0 / f_stat) if f_stat > 0 else 0.0
+    shape = 1.0 + weight * (raw - 1.0)
     per_month = float(rates.mean()) * AVG_MONTH_DAYS
     ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
     spread = float(np.var(ratios.ravel(), ddof=1)) if len(quarters) > 1 else 0.0
     cv = math.sqrt(1 / max(per_month, 1.0) + spread)
     cal.notes.append(f"capacity: {per_month:.1f} wins a month over the last {len(quarters)} whole quarters, by month "
-                     f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f}, cv {cv:.3f}")
+                     f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f} (seen x{raw[0]:.2f} / "
+                     f"x{raw[1]:.2f} / x{raw[2]:.2f}, F = {f_stat:.1f}), cv {cv:.3f}")
     return {"won_per_month": round(per_month, 2),
             "quarter_shape": {k + 1: round(float(shape[k]), 4) for k in range(3)}, "cv": round(cv, 4)}
 
@@ -686,8 +687,8 @@ CLOSING_QUARTERS = 4
 WINDOWS = (5, 10, 15, 20, 30)
 
 
-def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tuple[float, np.ndarray]:
-    """Whether wins depend on the month of the quarter, beyond a trend: (p-value, rates).
+def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Whether wins depend on the month of the quarter, beyond a trend: (p-value, rates, F).
 
     ``by_quarter``, ``day_table``: wins and days in each month of each whole quarter, shape
     (quarters, 3), at least two quarters. Wins that grow (or shrink) month by month are not
@@ -696,7 +697,8 @@ def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tu
     freedom). Months vary more than Poisson counts (a busy month, a holiday): the ratio is
     scaled by the full model's Pearson dispersion and read as F(2, n - 4) (quasi-Poisson).
     ``rates``, shape (3,): each month's daily rate with the trend removed, relative to the
-    quarter's average day.
+    quarter's average day; ``F`` the test's statistic (about 1 when the months differ only
+    by noise).
     """
     from scipy import stats
 
@@ -711,9 +713,10 @@ def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tu
     mu = exposure * np.exp(with_months @ beta)
     dof = y.size - with_months.shape[1]
     dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
-    p_value = float(stats.f.sf(max(ll1 - ll0, 0.0) / dispersion, 2, dof))
+    f_stat = max(ll1 - ll0, 0.0) / dispersion
+    p_value = float(stats.f.sf(f_stat, 2, dof))
     effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
-    return p_value, effect / (effect @ days / days.sum())
+    return p_value, effect / (effect @ days / days.sum()), float(f_stat)
 
 
 def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: bool = True) -> dict | None:
@@ -746,7 +749,7 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
     if total < 60:
         return None
     b = total / days.sum()
-    p_value, rate = month_of_quarter_effect(by_quarter, day_table)
+    p_value, rate, _ = month_of_quarter_effect(by_quarter, day_table)
     note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "
             f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))}; against their trend x"
             f"{' / x'.join(f'{r:.2f}' for r in rate)} (likelihood ratio p = {p_value:.2g})")

@@ -8,7 +8,7 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
 
 1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends before the as-of date with at
    least one whole month known after them, each at least :data:`MIN_HISTORY_MONTHS` months
-   after the history's first deal; each is scored on the months known after it, at most
+   after the history's first deal and :data:`MIN_CLOSED_MONTHS` after its first close; each is scored on the months known after it, at most
    ``min(3, the horizon's months)`` (the latest ones on one or two months: the most recent
    evidence, and the most data to fit parts such as quarter-end slips).
 2. At each, the scenario is calibrated on what was known then (same families as the outer
@@ -44,6 +44,10 @@ import numpy as np
 
 INNER_CUTOFFS = 5
 MIN_HISTORY_MONTHS = 4
+MIN_CLOSED_MONTHS = 3
+"""An inner cutoff also comes at least this many calendar months after the history's first
+close: before, a calibration sees the first deals resolve and nothing else (Olist records
+wins only from December 2017, its leads from June)."""
 TRIALS = 400
 MIN_GAIN = 0.02
 MIN_AGREE = 2 / 3
@@ -59,9 +63,10 @@ def inner_cutoffs(deals, as_of: date, months: int) -> list[tuple[date, int]]:
     """Inner cutoffs, latest first: month ends c with at least one whole month known after
     them by ``as_of``, each with the number of months (at most ``months``) it is scored on."""
     firsts = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
-    if not firsts:
+    closes = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
+    if not firsts or not closes:
         return []
-    first = min(firsts)
+    first, first_close = min(firsts), min(closes)
     y, m = as_of.year, as_of.month
     if _month_end(y, m) != as_of:  # as_of inside a month: the last whole month is the one before
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
@@ -69,7 +74,8 @@ def inner_cutoffs(deals, as_of: date, months: int) -> list[tuple[date, int]]:
     for k in range(1, 1 + INNER_CUTOFFS):
         yy, mm = divmod(m - 1 - k, 12)
         c = _month_end(y + yy, mm + 1)
-        if (c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS:
+        if ((c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS
+                or (c.year - first_close.year) * 12 + c.month - first_close.month < MIN_CLOSED_MONTHS):
             break
         out.append((c, min(k, months)))
     return out

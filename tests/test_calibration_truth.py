@@ -266,7 +266,8 @@ def test_inner_cutoffs_reach_the_latest_month_ends_scored_on_the_months_known():
     from forecaster.history import Deal
     from forecaster.selection import inner_cutoffs
 
-    deals = [Deal("a", "all", [date(2024, 1, 3)], "open", None, None)]
+    deals = [Deal("a", "all", [date(2024, 1, 3)], "open", None, None),
+             Deal("b", "all", [date(2024, 1, 5)], "lost", date(2024, 1, 20), None)]
     assert inner_cutoffs(deals, date(2024, 12, 31), 3) == [
         (date(2024, 11, 30), 1), (date(2024, 10, 31), 2), (date(2024, 9, 30), 3), (date(2024, 8, 31), 3),
         (date(2024, 7, 31), 3)]
@@ -275,3 +276,8 @@ def test_inner_cutoffs_reach_the_latest_month_ends_scored_on_the_months_known():
         (date(2024, 10, 31), 1), (date(2024, 9, 30), 2), (date(2024, 8, 31), 2)]
     # at least MIN_HISTORY_MONTHS (4) months after the first deal
     assert inner_cutoffs(deals, date(2024, 7, 31), 3) == [(date(2024, 6, 30), 1), (date(2024, 5, 31), 2)]
+    # and MIN_CLOSED_MONTHS (3) after the first close: a history that records its first
+    # resolutions late (Olist's wins) has no inner cutoffs before then
+    late = deals[:1] + [Deal("b", "all", [date(2024, 1, 5)], "won", date(2024, 5, 2), None)]
+    assert inner_cutoffs(late, date(2024, 9, 30), 3) == [(date(2024, 8, 31), 1)]
+    assert inner_cutoffs(deals[:1], date(2024, 9, 30), 3) == []  # nothing closed yet
