@@ -64,22 +64,77 @@ def difference_stats(base: np.ndarray, variant: np.ndarray) -> dict:
     return {k: (v if math.isfinite(v) else None) for k, v in out.items()}
 
 
+def stored_seed(seed: int) -> int | str:
+    """A seed as the output files store it: the integer, or its digits when it does not fit in
+    64 bits (a NetCDF attribute holds at most a 64-bit integer; a scenario's `seed` may be larger)."""
+    return int(seed) if int(seed) < 2 ** 63 else str(seed)
+
+
+def _label(sc: Scenario) -> str:
+    """How messages name a scenario: its file, else (built in code) its ``name``."""
+    return str(sc.source) if sc.source is not None else repr(sc.name)
+
+
 def check_comparable(scenarios: list[Scenario]) -> None:
+    """Refuse scenarios that cannot be compared period by period, naming the files.
+
+    Raises
+    ------
+    ScenarioError
+        Each problem is in the variant's file (``Problem.file``) and names the base's file.
+    """
     base = scenarios[0]
     problems = []
     for sc in scenarios[1:]:
         for key in ("start", "end", "report_by"):
             if getattr(sc, key) != getattr(base, key):
-                problems.append(Problem(key, f"of {sc.name!r} is {getattr(sc, key)}, but the base {base.name!r} has "
+                problems.append(Problem(key, f"is {getattr(sc, key)}, but the base {_label(base)} has "
                                              f"{getattr(base, key)}: scenarios compared period by period need the "
-                                             "same horizon and periods"))
-    names = [sc.name for sc in scenarios]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            problems.append(Problem("name", f"{name!r} is used by two of the scenarios compared; give each "
-                                            "variant its own `name`"))
+                                             "same horizon and periods", file=_label(sc)))
+    for i, sc in enumerate(scenarios):
+        first = next((o for o in scenarios[:i] if o.name == sc.name), None)
+        if first is not None:
+            other = f"the base {_label(first)}" if first is base else _label(first)
+            same = " (the same file)" if sc.source is not None and sc.source == first.source else ""
+            problems.append(Problem("name", f"{sc.name!r} is also the name of {other}{same}; the scenarios compared "
+                                            "need different names: give each variant its own `name`",
+                                    file=_label(sc)))
+    problems = list(dict.fromkeys(problems))  # a variant given twice: said once
     if problems:
-        raise ScenarioError(base.name, problems)
+        files = list(dict.fromkeys(p.file for p in problems))
+        raise ScenarioError(files[0] if len(files) == 1 else f"{_label(base)} and its variants", problems)
+
+
+def memory_per_trial(scenarios: list[Scenario], kept_per_trial: int = 0) -> int:
+    """Peak memory per trial [bytes] of running ``scenarios`` one after the other in memory
+    (:func:`forecaster.simulate`: a run's arrays and their Dataset) while ``kept_per_trial``
+    bytes a trial of results are kept meanwhile."""
+    from .plan import build_plan
+    from .results import Layout
+
+    one = max(2 * Layout.of(sc, build_plan(sc)).per_trial_bytes("float64") for sc in scenarios)
+    return one + kept_per_trial
+
+
+def check_memory(trials: int, per_trial: int, what: str) -> None:
+    """Refuse, before any trial runs, a run held in memory that exceeds the machine's memory
+    (or the process's cgroup limit), saying how many trials would fit.
+
+    Raises
+    ------
+    ForecasterError
+        Naming ``what`` (e.g. ``comparing s.yaml with 1 variant``).
+    """
+    from .errors import ForecasterError
+    from .outputs import format_bytes, memory_total
+
+    total = memory_total()
+    need = trials * per_trial + (64 << 20)
+    if total is not None and need > total:
+        fit = max(0, (total - (64 << 20)) // max(1, per_trial))
+        raise ForecasterError(f"{what}: {trials:,} trials need about {format_bytes(need)} of memory (every trial is "
+                              f"held in memory), more than this machine allows ({format_bytes(total)}); use fewer "
+                              f"--trials (about {fit:,} fit). Nothing was written.")
 
 
 def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = None, seed: int | None = None,
@@ -100,12 +155,18 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     """
     import xarray as xr
 
+    from .calendar import periods
     from .simulation import simulate
 
     scenarios = [base, *variants]
     check_comparable(scenarios)
     trials = base.trials if trials is None else trials
     seed = base.seed if seed is None else seed
+    # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
+    kept = 3 * 8 * len(METRICS) * sum(len(periods(sc.start, sc.end, sc.report_by).starts) for sc in scenarios)
+    n = len(variants)
+    check_memory(trials, memory_per_trial(scenarios, kept),
+                 f"comparing {_label(base)} with {n} variant{'s' if n != 1 else ''}")
     runs = [per_trial_metrics(simulate(sc, trials=trials, seed=seed, threads=threads, progress=progress))
             for sc in scenarios]
     metrics = [m for m in METRICS if all(m in r for r in runs)]
@@ -114,12 +175,10 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
         values = np.stack([r[m] for r in runs])
         data[m] = (("scenario", "trial", "period"), values)
         data[f"{m}_difference"] = (("scenario", "trial", "period"), values - values[0])
-    from .calendar import periods
-
     starts = periods(base.start, base.end, base.report_by).starts
     ds0 = xr.Dataset(data, coords={"scenario": [sc.name for sc in scenarios], "trial": np.arange(trials),
                                    "period": np.array(starts, dtype="datetime64[ns]")})
-    ds0.attrs.update({"base": base.name, "seed": seed, "trials": trials,
+    ds0.attrs.update({"base": base.name, "seed": stored_seed(seed), "trials": trials,
                       "what": "per-trial values and paired differences (variant - base) on common random numbers"})
     for m in metrics:
         unit = "deals" if m == "won_deals" else (base.currency or "currency")

@@ -325,21 +325,161 @@ def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None,
     return removed
 
 
-def _not_a_file(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out}: exists and is not a folder")
+def shorten(path, most: int = 80) -> str:
+    """``path`` for a message: whole when short, else its start and end around "..."."""
+    text = str(path)
+    if len(text) <= most:
+        return text
+    head = most // 2
+    return f"{text[:head]}...{text[-(most - head - 3):]}"
+
+
+_PATH_MAX_FALLBACK, _NAME_MAX_FALLBACK = 4096, 255
+ROOM = 64
+"""Bytes kept free beyond an output folder's path for the names written in it (temporaries)."""
+
+
+def _limit(path: str, name: str, fallback: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError, AttributeError):
+        return fallback
+    return value if value and value > 0 else fallback
+
+
+def check_path(path, shown: str, *, room: int = 0, name_room: int = 0, label: str | None = None) -> None:
+    """Refuse, before anything is created, a path the system cannot hold: a name in it longer
+    than the filesystem allows (NAME_MAX, 255 bytes on most) or a whole path, made absolute and
+    with ``room`` bytes for what is written in it, as long as the system's PATH_MAX (4096).
+
+    ``shown``: how the user gave it (``--out``, ``-o``), first in the message. ``name_room``:
+    bytes the last name needs beyond its own (a file written under a longer temporary name).
+    ``label``: the start of the message instead of ``shown`` and the path (when it names both).
+
+    Raises
+    ------
+    OutputError
+        Naming the (shortened) path and what is too long; nothing was written.
+    """
+    text = os.fspath(path)
+    where = label or f"{shown} {shorten(text)}"
+    try:
+        absolute = os.fsencode(os.path.abspath(text))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{where}: cannot use this path: {getattr(exc, 'strerror', None) or exc}; "
+                          "nothing was written") from None
+    path_max = _limit(_existing_str(text), "PC_PATH_MAX", _PATH_MAX_FALLBACK)
+    if len(absolute) + room >= path_max:
+        inside = " with the files written in it" if room else ""
+        raise OutputError(f"{where}: the path is too long ({len(absolute):,} bytes from the root, and the system "
+                          f"allows {path_max - 1:,}{inside}); choose a shorter path. Nothing was written.")
+    name_max = _limit(_existing_str(text), "PC_NAME_MAX", _NAME_MAX_FALLBACK)
+    parts = Path(text).parts
+    for i, part in enumerate(parts):
+        n = len(os.fsencode(part))
+        extra = name_room if i == len(parts) - 1 else 0
+        if n + extra > name_max:
+            how = f"{n:,} bytes" + (f", written under a temporary name {extra} bytes longer" if extra else "")
+            raise OutputError(f"{where}: the name {shorten(part, 40)} is too long ({how}; the filesystem "
+                              f"allows {name_max:,}); choose a shorter name. Nothing was written.")
+
+
+def _existing_str(path: str) -> str:
+    """The nearest ancestor of ``path`` that exists (never raises)."""
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and p != os.path.dirname(p):
+        p = os.path.dirname(p)
+    return p
+
+
+def stat_or_none(path, shown: str):
+    """``os.stat`` of ``path`` (following links), None when nothing is there; any other error
+    (a name too long, permission denied on a folder above) is an :class:`OutputError`
+    naming ``shown`` and the shortened path."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise OutputError(f"{shown} {shorten(path)}: cannot use this path: {exc.strerror or exc}; "
+                          "nothing was written") from None
+    except ValueError as exc:  # an embedded NUL
+        raise OutputError(f"{shown} {shorten(path)}: cannot use this path: {exc}; nothing was written") from None
+
+
+def check_out(out) -> bool:
+    """Refuse an ``--out`` that cannot be a folder (a file in its place, a path too long, one
+    the system cannot look up); return whether it is an existing folder."""
+    import stat as stat_
+
+    check_path(out, "--out", room=ROOM)
+    st = stat_or_none(out, "--out")
+    if st is not None and not stat_.S_ISDIR(st.st_mode):
+        raise OutputError(f"--out {shorten(out)}: exists and is not a folder")
+    return st is not None
+
+
+_not_a_file = check_out
+
+
+def check_targets(out: Path, names, *, removed=()) -> None:
+    """Refuse, before anything is written, an output of ``out`` that cannot be replaced by a
+    file: a folder in its place (``names`` are written, ``removed`` deleted)."""
+    import stat as stat_
+
+    for name in (*names, *removed):
+        try:
+            st = os.lstat(Path(out) / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise OutputError(f"--out {shorten(out)}: cannot use {name} there: {exc.strerror or exc}; "
+                              "nothing was written") from None
+        if stat_.S_ISDIR(st.st_mode):
+            what = "which would be removed" if name in removed else "where a file must be written"
+            raise OutputError(f"--out {shorten(out)}: {name} is a folder, {what}; move it away or choose "
+                              "another --out. Nothing was written.")
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """The folders of ``out`` that do not exist yet, deepest first."""
+    missing, d = [], Path(os.path.abspath(out))
+    while not os.path.lexists(d) and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    return missing
+
+
+def remove_folders(folders) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for d in folders:
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
+
+
+def _prepare(out) -> tuple[Path, list[Path]]:
+    """:func:`prepare_folder`, also returning the folders it created (deepest first)."""
+    out = Path(out)
+    _not_a_file(out)
+    missing = _missing_folders(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_folders(missing)
+        raise OutputError(f"--out {shorten(out)}: cannot create the folder: {exc.strerror or exc}; "
+                          "nothing was written") from None
+    created = [d for d in missing if os.path.isdir(d)]
+    sweep_stale_temporaries(out)
+    return out, created
 
 
 def prepare_folder(out: str | Path) -> Path:
     """Create the output folder if needed, refuse a file in its place, sweep stale temporaries."""
-    out = Path(out)
-    _not_a_file(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
-    sweep_stale_temporaries(out)
-    return out
+    return _prepare(out)[0]
 
 
 # --- staging ---------------------------------------------------------------------------------
@@ -414,6 +554,7 @@ class _Staged:
         Interrupts wait until it is done: the folder never holds half of a run's files.
         """
         written = {}
+        check_targets(self.out, self.files, removed=remove)  # the folder may have changed meanwhile
         with _deferred():
             for tmp in self.files.values():
                 _fsync_path(tmp)
@@ -598,10 +739,7 @@ def estimate(layout, *, keep: str = "all", precision: str = "float64", compress:
 
 
 def _existing(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    return Path(_existing_str(os.fspath(path)))
 
 
 def check_room(out: str | Path, est: Estimate, *, keep: str = "all", precision: str = "float64",
@@ -658,7 +796,7 @@ def check_room(out: str | Path, est: Estimate, *, keep: str = "all", precision: 
 def _failure(out: Path, exc: OSError, est: Estimate | None) -> str:
     """The message for a write that failed part-way."""
     reason = exc.strerror or _first_line(exc)
-    text = f"--out {out}: cannot write the results: {reason}"
+    text = f"--out {shorten(out)}: cannot write the results: {reason}"
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         try:
             free = f", {format_bytes(shutil.disk_usage(out).free)} free now"
@@ -701,6 +839,7 @@ def write_comparison(out: str | Path, ds, summary: dict, stem: str = "compare") 
 
 def _write_pair(out, ds, summary: dict, nc_name: str, json_name: str) -> dict[str, Path]:
     _not_a_file(Path(out))
+    check_targets(Path(out), (nc_name, json_name))
     text = _dump(summary)
     need = int(ds.nbytes) + len(text.encode()) + (64 << 10)
     try:
@@ -710,17 +849,18 @@ def _write_pair(out, ds, summary: dict, nc_name: str, json_name: str) -> dict[st
     if free is not None and need > free:
         raise OutputError(f"--out {out}: {nc_name} and {json_name} need about {format_bytes(need)} but its filesystem "
                           f"has {format_bytes(free)} free. Nothing was written.")
-    out = prepare_folder(out)
+    out, created = _prepare(out)
     try:
         with handle_interrupts(), _Staged(out) as staged:
             _to_netcdf(ds, staged.path(nc_name))
             _write_text(staged.path(json_name), text)
             checkpoint()
             return staged.publish()
-    except OutputError:
+    except BaseException as exc:
+        remove_folders(created)  # the folders made for this write, now empty again
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(_failure(out, exc, None)) from None
         raise
-    except OSError as exc:
-        raise OutputError(_failure(out, exc, None)) from None
 
 
 def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, progress=None,
@@ -760,8 +900,10 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
     layout = Layout.of(sc, plan)
     est = estimate(layout, keep=keep, precision=precision, compress=compress)
     _not_a_file(Path(out))
+    check_targets(Path(out), (FORECAST, SUMMARY) if keep == "all" else (SUMMARY,),
+                  removed=(FORECAST,) if keep == "summary" else ())
     check_room(out, est, keep=keep, precision=precision, compress=compress)
-    out = prepare_folder(out)
+    out, created = _prepare(out)
     chunk = chunk_trials_for(layout)
     meta = Meta.of_layout(layout)
     try:
@@ -790,10 +932,11 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
             checkpoint()
             staged.publish(remove=(FORECAST,) if keep == "summary" else ())
             return summary
-    except OutputError:
+    except BaseException as exc:
+        remove_folders(created)  # the folders made for this run, now empty again
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(_failure(out, exc, est)) from None
         raise
-    except OSError as exc:
-        raise OutputError(_failure(out, exc, est)) from None
 
 
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import difference_stats, per_trial_metrics
+from .compare import check_memory, difference_stats, memory_per_trial, per_trial_metrics, stored_seed
 from .errors import ScenarioError
 from .loading import build_scenario, read_document
 from .scenario import LEAD_SOURCES, Scenario
@@ -152,10 +152,14 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     doc, _, raw = read_document(path)
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
+    all_levers = levers(doc, base_sc)
+    # a lever's run, while the base's whole run and every lever's per-trial effects are kept
+    run_bytes = memory_per_trial([base_sc])
+    check_memory(trials, 2 * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
+                 f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
     base_ds = simulate(base_sc, trials=trials, seed=seed, threads=threads)
     base = _totals(base_ds)
     metrics = [m for m in METRICS if m in base]
-    all_levers = levers(doc, base_sc)
     total_runs, done_runs = 2 * len(all_levers), 0
     diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
     effects, skipped = [], []
@@ -199,14 +203,14 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                             **(plus("all: every stage convert (stretching)") or {})},
              "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}
-    summary = {"scenario": base_sc.name, "seed": seed, "trials": trials, "step": step, "base": base_stats,
-               "levers": effects, "ranking": ranked("revenue"),
+    summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
+               "base": base_stats, "levers": effects, "ranking": ranked("revenue"),
                "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
                "variance_shares": variance_shares(base_ds, base_sc), "skipped": skipped}
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},
                     coords={"lever": [lv.name for lv in all_levers], "direction": ["minus", "plus"],
                             "trial": np.arange(trials)})
-    ds.attrs.update({"scenario": base_sc.name, "seed": seed, "trials": trials, "step": step,
+    ds.attrs.update({"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                      "what": "per-trial change of each total when a lever moves by -step / +step "
                              "(common random numbers); NaN where the lever could not move"})
     return summary, ds

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -70,12 +71,16 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
     from ..console import print_backtest
     from ..errors import ForecasterError
     from ..history import load_deals
+    from ..outputs import ROOM, check_path, shorten, stat_or_none
 
+    shown = f"--out {shorten(out)}"
+    check_path(out, "--out", room=ROOM)  # a name or path too long, before anything is looked up
     folder = Path(os.path.realpath(out))  # as the system will find it once created
-    target = [(f"--out {out}", folder / "backtest.json")]
+    target = [(shown, folder / "backtest.json")]
     inputs = history_inputs(history, preset)
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ForecasterError(f"--out {out}: exists and is not a folder; nothing was written")
+    st = stat_or_none(out, "--out")
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise ForecasterError(f"{shown}: exists and is not a folder; nothing was written")
     check_outputs(target, inputs)  # before the work, so a mistyped --out costs nothing
     warnings: list[str] = []
     try:
@@ -94,6 +99,6 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
         raise ForecasterError(f"{history}: {exc}") from None
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
-    write_together(folder, {"backtest.json": text}, f"--out {out}")
+    write_together(folder, {"backtest.json": text}, shown)
     print_backtest(result)
     click.echo(f"Wrote {out}/backtest.json")

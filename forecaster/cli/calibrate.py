@@ -54,6 +54,20 @@ def _as_of(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+def _output_file(ctx, param, value):
+    """``-o``: a file's name, not a folder's (``o/`` would otherwise become a file ``o``)."""
+    text = str(value)
+    seps = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if not text.strip() or os.path.basename(text) in (".", ".."):
+        raise click.BadParameter(f"expected a file name, e.g. out/q3.yaml; got {text!r}")
+    if text.endswith(seps):
+        raise click.BadParameter(f"expected a file name, e.g. {text}q3.yaml; got {text!r}, which ends in a folder "
+                                 "separator (nothing was written)")
+    if os.path.isdir(text):
+        raise click.BadParameter(f"expected a file name; got {text!r}, which is a folder (nothing was written)")
+    return Path(text)
+
+
 drop_option = click.option(
     "--drop-bad-rows", "drop_bad_rows", is_flag=True,
     help="Leave out the rows that cannot be read as a deal (a blank deal id; a segment name holding a control "
@@ -77,6 +91,10 @@ def _kind(mode: int) -> str:
             "not a regular file")
 
 
+TEMP_ROOM = 32
+"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`write_together`) adds to its name."""
+
+
 def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
     """Refuse, before any work, output files that would overwrite an input (the same file
     by any path: a symlink, a hard link, ``./``) or that cannot be files: an existing folder,
@@ -90,33 +108,35 @@ def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
         Saying which output, what is in the way, and that nothing was written.
     """
     from ..errors import OutputError
+    from ..outputs import check_path, shorten, stat_or_none
 
     read = []
     for p in inputs:
         try:
             read.append((p, os.stat(p)))
-        except OSError:
+        except (OSError, ValueError):
             pass
     for shown, target in targets:
         if not target.name or target.name in (".", ".."):
             raise OutputError(f"{shown}: expected a file name; nothing was written")
+        # a name or path too long for the system, before any folder is made for it
+        check_path(target, shown, name_room=TEMP_ROOM, label=shown)
         folder = target.parent
         while not os.path.lexists(folder) and folder != folder.parent:
             folder = folder.parent
-        if os.path.lexists(folder) and not folder.is_dir():
-            raise OutputError(f"{shown}: {folder} is a file, not a folder, so {target} cannot be written; "
-                              "nothing was written")
-        try:
-            st = os.stat(target)
-        except OSError:  # not there (or a dangling link, which is replaced)
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise OutputError(f"{shown}: {shorten(folder)} is a file, not a folder, so {shorten(target)} cannot be "
+                              "written; nothing was written")
+        st = stat_or_none(target, shown)  # None: not there (or a dangling link, which is replaced)
+        if st is None:
             continue
         for p, ist in read:
             if os.path.samestat(st, ist):
-                raise OutputError(f"{shown}: {target} is the history {p} (the same file), which writing it would "
-                                  "destroy; choose another output name (nothing was written)")
+                raise OutputError(f"{shown}: {shorten(target)} is the history {p} (the same file), which writing it "
+                                  "would destroy; choose another output name (nothing was written)")
         if not stat.S_ISREG(st.st_mode):
-            raise OutputError(f"{shown}: {target} is {_kind(st.st_mode)}; expected a file name to write (nothing "
-                              "was written)")
+            raise OutputError(f"{shown}: {shorten(target)} is {_kind(st.st_mode)}; expected a file name to write "
+                              "(nothing was written)")
 
 
 def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path]:
@@ -132,6 +152,7 @@ def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path
         When the folder cannot be created or the files cannot be written.
     """
     from ..errors import OutputError
+    from ..outputs import remove_folders, shorten
 
     created = []
     d = folder
@@ -142,9 +163,11 @@ def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path
     backups: dict[str, Path] = {}
     done: list[str] = []
     tag = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    made: list[Path] = []
     try:
         for d in reversed(created):
             d.mkdir()
+            made.append(d)
         for name, text in files.items():
             tmp = temps[name] = folder / f".{name}.{tag}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -176,7 +199,8 @@ def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path
                 pass
         done.clear()
         if isinstance(exc, OSError):
-            raise OutputError(f"{shown}: cannot write {folder}: {exc.strerror or exc}; nothing was written") from None
+            raise OutputError(f"{shown}: cannot write {shorten(folder)}: {exc.strerror or exc}; nothing was "
+                              "written") from None
         raise
     finally:
         for p in (*temps.values(), *backups.values()):
@@ -185,11 +209,7 @@ def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path
             except OSError:
                 pass
         if not done:
-            for d in created:  # deepest first; only if still empty
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
+            remove_folders(reversed(made))  # every folder made here, deepest first, while empty
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -215,7 +235,7 @@ def _comment(text: str) -> str:
 @main.command("calibrate")
 @click.argument("history", type=click.Path(exists=True, path_type=Path))
 @click.option("--as-of", "as_of", required=True, callback=_as_of, help="Use only what was known on this date.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str), callback=_output_file,
               help="Scenario file to write (its pipeline CSV is written beside it; the folder is created if "
                    "needed). Never the history itself.")
 @click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True,
@@ -263,15 +283,17 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     from ..calibrate import calibrate, pipeline_csv
     from ..errors import ForecasterError, ScenarioError
     from ..history import load_deals
+    from ..outputs import shorten
 
     name = output.stem
     pipeline_file = f"{name}-pipeline.csv"
     report_file = f"{name}-calibration.md"
     # the folder as the system will find it once created (``new/../h.csv`` is ``h.csv``)
     folder = Path(os.path.realpath(output.parent))
-    targets = [(f"-o {output}", folder / output.name), (f"-o {output} (its pipeline)", folder / pipeline_file)]
+    shown = f"-o {shorten(output)}"
+    targets = [(shown, folder / output.name), (f"{shown} (its pipeline)", folder / pipeline_file)]
     if report:
-        targets.append((f"-o {output} --report", folder / report_file))
+        targets.append((f"{shown} --report", folder / report_file))
     inputs = history_inputs(history, preset)
     check_outputs(targets, inputs)  # before the work, so a mistyped -o costs nothing
     count, unit = horizon
@@ -311,7 +333,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if report:
         files[report_file] = calibration_report(cal, history, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
-    write_together(folder, files, f"-o {output}")
+    write_together(folder, files, shown)
     for w in cal.warnings:
         click.echo(f"warning: {w}", err=True)
     ev = cal.evidence
@@ -383,6 +405,12 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
             build_scenario(data, lines, output.name, base_dir=Path(tmp), raw=text.encode(), source=None)
     except ScenarioError as exc:
         raise _refused(exc, output=output, history=history, as_of=as_of) from None
+    except OSError as exc:  # the temporary copy could not be written (a name too long, a full disk)
+        from ..errors import OutputError
+        from ..outputs import shorten
+
+        raise OutputError(f"-o {shorten(output)}: cannot check the calibrated scenario in a temporary folder: "
+                          f"{exc.strerror or exc}; nothing was written") from None
 
 
 def _refused(exc, *, output: Path, history: Path, as_of: date):

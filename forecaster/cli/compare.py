@@ -8,7 +8,7 @@ from .options import out_option, quiet_option, seed_option, threads_option, tria
 
 
 @main.command("compare")
-@click.argument("base", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("base", type=click.Path(dir_okay=False, path_type=str), is_eager=True)  # named by option errors
 @click.argument("variants", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @out_option("compare.json and compare.nc")
 @trials_option
@@ -31,9 +31,11 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     from ..compare import compare, compare_summary
     from ..console import print_comparison
     from ..loading import load_scenario
-    from ..outputs import write_comparison
+    from ..outputs import check_out, check_targets, write_comparison
     from ..variants import load_variant
 
+    if check_out(out):  # before the work, so a mistyped --out costs nothing
+        check_targets(out, ("compare.nc", "compare.json"))
     base_sc = load_scenario(base)
     others = [load_variant(v, base) for v in variants]
     ds = compare(base_sc, others, trials=trials, seed=seed, threads=threads)

@@ -10,11 +10,53 @@ def out_option(files: str):
                         help=f"Folder for {files} (created if needed).")
 
 
-scenario_argument = click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
-trials_option = click.option("--trials", type=click.IntRange(min=1), default=None,
-                             help="Number of trials (default: the scenario's `trials`, else 10000).")
-seed_option = click.option("--seed", type=click.IntRange(min=0), default=None,
-                           help="Random seed (default: the scenario's `seed`, else 0).")
+# eager: read before the options, so that an option's error can name the scenario it was for
+scenario_argument = click.argument("scenario", type=click.Path(dir_okay=False, path_type=str), is_eager=True)
+MAX_SEED = 2 ** 63 - 1
+"""The largest ``--seed``: a signed 64-bit integer, as every output file stores it."""
+
+
+def _scenario_of(ctx) -> str:
+    """`` (for FILE)`` when the command's scenario was read before the option, else nothing."""
+    params = ctx.params if ctx is not None else {}
+    name = params.get("scenario") or params.get("base") or params.get("folder")
+    return f" (for {name})" if name else ""
+
+
+def _trials(ctx, param, value):
+    """``--trials``: from MIN_TRIALS (a standard deviation and an interval need two) to the
+    scenario's own limit, MAX_TRIALS (:mod:`forecaster.limits`)."""
+    from ..limits import MAX_TRIALS, MIN_TRIALS
+
+    if value is None:
+        return None
+    if value < MIN_TRIALS:
+        raise click.BadParameter(f"at least {MIN_TRIALS} trials are needed for a standard deviation and interval; "
+                                 f"got {value}{_scenario_of(ctx)}")
+    if value > MAX_TRIALS:
+        from ..outputs import shorten
+
+        raise click.BadParameter(f"at most {MAX_TRIALS:,} trials (the limit of a run, as for a scenario's `trials`); "
+                                 f"got {shorten(f'{value:,}', 40)}{_scenario_of(ctx)}")
+    return value
+
+
+def _seed(ctx, param, value):
+    """``--seed``: from 0 to 2**63 - 1."""
+    if value is None:
+        return None
+    if not 0 <= value <= MAX_SEED:
+        from ..outputs import shorten
+
+        raise click.BadParameter(f"expected an integer from 0 to {MAX_SEED} (2**63 - 1); got {shorten(value, 40)}")
+    return value
+
+
+trials_option = click.option("--trials", type=click.INT, default=None, callback=_trials,
+                             help="Number of trials, from 2 to 100,000,000 (default: the scenario's `trials`, "
+                                  "else 10000).")
+seed_option = click.option("--seed", type=click.INT, default=None, callback=_seed,
+                           help="Random seed, from 0 to 2**63 - 1 (default: the scenario's `seed`, else 0).")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
                               help="Threads to use (default: all cores, or NUMBA_NUM_THREADS). "
                                    "The numbers do not depend on it.")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 
 import click
 
@@ -44,7 +43,8 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
     """
     from ..console import LazyProgress, print_summary
     from ..loading import load_scenario
-    from ..outputs import Terminated, format_bytes, handle_interrupts, run_to_folder, sweep_stale_temporaries
+    from ..outputs import (Terminated, check_out, format_bytes, handle_interrupts, run_to_folder,
+                           sweep_stale_temporaries)
 
     if scheduler and workers:
         raise click.UsageError("give --scheduler or --workers, not both")
@@ -54,7 +54,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
     try:
         with handle_interrupts(sigterm=True):
             sc = load_scenario(scenario).with_run(trials, seed)
-            if Path(out).is_dir():
+            if check_out(out):  # an existing folder; a file in its place or a path too long is refused
                 swept = sweep_stale_temporaries(out)
                 if swept and not quiet:
                     click.echo(f"Removed {len(swept)} temporary file{'s' if len(swept) > 1 else ''} "

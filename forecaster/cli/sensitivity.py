@@ -42,9 +42,13 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
       forecaster sensitivity scenarios/saas-quarter.yaml --out out/sens --step 10% --trials 5000
     """
     from ..console import LazyProgress, print_sensitivity
-    from ..outputs import write_comparison
-    from ..sensitivity import sensitivity
     import sys
+
+    from ..outputs import check_out, check_targets, write_comparison
+    from ..sensitivity import sensitivity
+
+    if check_out(out):  # before the work, so a mistyped --out costs nothing
+        check_targets(out, ("sensitivity.nc", "sensitivity.json"))
 
     bar: list = []
 
