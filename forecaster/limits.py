@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 from .validation import INVALID, Context, fmt_number
 
-MAX_LEADS = 1e9
+MAX_LEADS = 1e8
 """Expected leads a trial over the horizon, all segments (won deals are 32-bit counts)."""
 MAX_VALUE = 1e15
 """Largest mean deal value, pipeline amount, monthly budget, quota or cap [currency]."""
