@@ -3,10 +3,12 @@
 For a folder of scenarios, :func:`run_batch` writes ``OUT/<name>/`` with ``forecast.nc``,
 ``summary.json``, ``report.html`` and ``report.md``, then ``OUT/manifest.json`` (status,
 input hash, version, seed, trials, timings, error per scenario) and ``OUT/summaries.csv``.
-One bad scenario fails alone. Every file is written under a temporary name and renamed,
-and the manifest is rewritten after each scenario, so an interrupted batch leaves every
-finished scenario intact and no half-written file; the next run skips the scenarios whose
-inputs and forecaster version did not change (unless ``force``) and completes the rest.
+One bad scenario fails alone, and so does a ``*.yaml`` entry that is not a regular file (a
+FIFO, a device, a link that loops or leads nowhere: refused unopened, never skipped). Every
+file is written under a temporary name and renamed, and the manifest is rewritten after
+each scenario, so an interrupted batch leaves every finished scenario intact and no
+half-written file; the next run skips the scenarios whose inputs and forecaster version did
+not change (unless ``force``) and completes the rest.
 
 Nothing is written or deleted outside ``OUT``: ``<name>`` is the scenario file's stem made
 safe by :func:`run_folder_names` (never ``.``, ``..``, empty, hidden, with a separator or
@@ -18,6 +20,7 @@ refused, not written through.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -117,14 +120,63 @@ def summaries_csv(summaries: dict) -> str:
     return buf.getvalue()
 
 
+SUFFIXES = (".yaml", ".yml")
+
+
 def scenario_files(folder: Path) -> list[Path]:
+    """The scenarios of ``folder``: every entry whose name ends in ``.yaml`` or ``.yml``
+    (``.yaml`` itself included), sorted, except folders (and links to folders).
+
+    Nothing is opened here. An entry that is not a regular file (a FIFO, a device, a socket,
+    a link that loops or leads nowhere) is listed too, so that :func:`run_batch` records it
+    as failed with the reason (:func:`scenario_problem`) instead of leaving it out silently.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder of scenarios")
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        entries = [p for p in folder.iterdir() if p.name.endswith(SUFFIXES)]
     except OSError as exc:
         raise ForecasterError(f"{folder}: cannot list the scenarios: {exc.strerror or exc}") from None
+    return sorted(p for p in entries if not _is_folder(p))
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def scenario_problem(path: Path) -> str | None:
+    """Why the scenario entry ``path`` cannot be read, without opening it (a FIFO would
+    block, a device never ends), or None for a regular file (or a link to one)."""
+    try:
+        link = os.readlink(path) if os.path.islink(path) else None
+    except OSError:
+        link = None
+    via = f" (a symbolic link to {link})" if link is not None else ""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if link is not None:
+            return f"{path}: is a symbolic link to {link}, which does not exist; expected a YAML file"
+        return f"{path}: no longer exists; expected a YAML file"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"{path}: is a symbolic link that loops (it leads back to itself, via {link}); expected a YAML "
+                    "file")
+        return f"{path}: cannot be examined: {exc.strerror or exc}; expected a YAML file"
+    except ValueError:
+        return f"{path}: is not a usable file name; expected a YAML file"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _SPECIAL if test(mode)), "not a regular file")
+    return f"{path}: is {kind}{via}, not a regular file; expected a YAML file (it was not opened)"
 
 
 def safe_name(stem: str) -> str:
@@ -244,8 +296,9 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     from .report import write_report
     from .variants import is_variant
 
-    folder, out = Path(folder), prepare_folder(out)
-    files = scenario_files(folder)
+    folder = Path(folder)
+    files = scenario_files(folder)  # a missing or unreadable folder is refused before --out is created
+    out = prepare_folder(out)
     for own in (MANIFEST, CSV_FILE):
         kind = _kind(out / own)
         if kind not in (None, "file"):
@@ -278,6 +331,10 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
             on_start(i, len(files), name)
         target = out / name
         entry = {"file": path.name, "forecaster_version": __version__}
+        problem = scenario_problem(path)
+        if problem:  # a FIFO, device, socket or broken link: listed as failed, never opened
+            fail(name, entry, problem)
+            continue
         try:
             data, _, _ = read_document(path)
             if is_variant(data):

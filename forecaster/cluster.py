@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import re
+import tempfile
 
 import numpy as np
 
@@ -27,12 +28,48 @@ class ClusterError(ForecasterError, RuntimeError):
     """The cluster could not be reached or started."""
 
 
+WORKERS_PER_CPU = 4
+MAX_WORKERS = 256
+
+
+def max_workers() -> int:
+    """The most worker processes a local cluster may start: 4 per CPU this process may use,
+    at most 256 (each worker is a Python process of its own; more than that only thrashes)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, WORKERS_PER_CPU * cpus))
+
+
+def check_workers(workers) -> int:
+    """``workers`` if it is a whole number from 1 to :func:`max_workers`, else a ClusterError
+    naming --workers and the range allowed."""
+    limit = max_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= limit:
+        try:
+            shown = str(workers)
+        except ValueError:  # an int of more digits than Python prints
+            shown = "(a huge number)"
+        shown = shown if len(shown) <= 24 else shown[:20] + "..."
+        raise ClusterError(f"--workers {shown}: expected a number of local worker processes from 1 to {limit} "
+                           f"({WORKERS_PER_CPU} per CPU of this machine, at most {MAX_WORKERS})")
+    return workers
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None):
     """A ``distributed.Client``: connected to ``scheduler``, or to a local cluster of
     ``workers`` single-threaded worker processes on the loopback interface. The local
     cluster serves no dashboard on a fixed port: its scheduler's HTTP endpoint (health
-    checks; the dashboard only if bokeh is installed) listens on a free loopback port."""
+    checks; the dashboard only if bokeh is installed) listens on a free loopback port.
+
+    ``workers`` must be from 1 to :func:`max_workers` (checked before anything starts; None
+    lets Dask choose). The local cluster's scratch space (``dask-scratch-space``, for the
+    scheduler and every worker) is a temporary folder of its own, removed when the cluster
+    closes: nothing is left in the temporary directory."""
+    if scheduler is None and workers is not None:
+        workers = check_workers(workers)
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - exercised only without the extra
@@ -48,9 +85,26 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-        yield client
+    import dask
+
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="forecaster-dask-",
+                                                                  ignore_cleanup_errors=True))
+        stack.enter_context(dask.config.set({"temporary-directory": scratch}))  # the scheduler's scratch space
+        cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                                   local_directory=scratch, preload=[__name__]))
+        yield stack.enter_context(Client(cluster))
+
+
+def dask_setup(worker) -> None:
+    """Run in each worker process of a local cluster (Dask's ``preload``): Dask's own log
+    lines stay off the terminal. What matters reaches the user as forecaster's messages (a
+    failed or stalled task is a ClusterError), while a worker's heartbeat that races the
+    cluster's shutdown on a busy machine would print a traceback after a run that went well."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, ...]:

@@ -7,17 +7,46 @@ as visible escapes by :func:`printable`, so nothing from a scenario can drive th
 """
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 import unicodedata
 
-from rich.console import Console
+from rich.console import Console as _RichConsole
 from rich.table import Table
 from rich.text import Text
 
 from .scenario import Scenario
 
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), lone surrogates, line breaks
+
+
+class TerminalWriteError(Exception):
+    """Writing to stdout or stderr failed (a closed pipe, ``> /dev/full``): ``.errno``,
+    ``.strerror`` and ``.stream`` ("stdout" or "stderr"). Not an OSError, so no handler of
+    file errors mistakes it for one; :class:`forecaster.cli.ForecasterGroup` turns it into
+    a quiet exit (a closed pipe) or a one-line error."""
+
+    def __init__(self, exc: OSError, stream: str):
+        super().__init__(f"cannot write to {stream}: {exc.strerror or exc}")
+        self.errno, self.strerror, self.stream = exc.errno, exc.strerror or str(exc), stream
+
+
+class Console(_RichConsole):
+    """rich's Console whose write errors are :class:`TerminalWriteError`: rich's own answer
+    to a closed pipe (exit status 1, silently, from wherever it happens) is replaced by
+    forecaster's (see :class:`forecaster.cli.ForecasterGroup`)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            self.quiet = True  # nothing more is written through this console
+            raise TerminalWriteError(exc, "stderr" if self.stderr else "stdout") from None
 
 
 def printable(value, newlines: bool = False) -> str:

@@ -350,11 +350,21 @@ def _table(head: list[str], rows: list[list]) -> str:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    """A JSON object from ``path``, or an OutputError naming the file and what is wrong."""
+    """A JSON object from ``path``, or an OutputError naming the file and what is wrong.
+
+    Only a regular file is read: a FIFO, device or socket is refused without waiting on it
+    (:func:`forecaster.yamlio.open_input` checks the type before and after a non-blocking
+    open)."""
+    from .yamlio import NotRegularFile, open_input
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_input(path) as f:
+            raw = f.read()
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise OutputError(f"{path}: does not exist; expected {what}") from None
+    except NotRegularFile as exc:
+        raise OutputError(f"{path}: is {exc.kind}, not a regular file; expected {what}") from None
     except IsADirectoryError:
         raise OutputError(f"{path}: is a folder; expected {what}") from None
     except OSError as exc:

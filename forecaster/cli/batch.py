@@ -1,12 +1,13 @@
 """``forecaster batch``: every scenario of a folder, for scheduled jobs."""
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 
 import click
 
-from . import main
+from . import _say, main
 from .options import out_option, quiet_option, threads_option, trials_option
 
 
@@ -22,7 +23,8 @@ def batch_command(folder, out, force, trials, threads, quiet):
 
     Writes OUT/manifest.json (per scenario: status, input hash, forecaster version, seed,
     trials, timings, the error of a failure) and OUT/summaries.csv. A bad scenario fails
-    alone; re-running skips scenarios whose inputs and version did not change; an
+    alone (and so does, unopened, a *.yaml that is not a regular file: a FIFO, a device,
+    a broken link); re-running skips scenarios whose inputs and version did not change; an
     interrupted batch keeps what it finished and the next run completes it. OUT/<name> is
     the file name made safe and unique; nothing is written outside OUT, nor through a
     symbolic link inside it. Exit status: 0 all ran (or were unchanged), 2 some failed,
@@ -46,14 +48,23 @@ def batch_command(folder, out, force, trials, threads, quiet):
                              on_start=display.start, progress=display.advance)
     entries, actions = manifest["scenarios"], manifest["last_run"]
     failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
+    lost = None  # stdout could not be written: the failures are still told and still set the status
     if not quiet:
-        for name, action in actions.items():
-            e = entries[name]
-            click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
-        click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
-    for name, e in failed.items():
-        click.echo(f"{'Internal error' if e.get('internal_error') else 'Error'}: {printable(name)}: "
-                   f"{printable(e['error'], newlines=True)}", err=True)
+        try:
+            for name, action in actions.items():
+                e = entries[name]
+                click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
+            click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
+        except OSError as exc:
+            if not failed:
+                raise  # the command line says what happened (forecaster.cli)
+            lost = exc
+    for name, e in failed.items():  # on stderr, even a closed one: the status below says it all the same
+        _say(f"{'Internal error' if e.get('internal_error') else 'Error'}: {printable(name)}: "
+             f"{printable(e['error'], newlines=True)}")
+    if lost is not None and lost.errno != errno.EPIPE:
+        _say(f"Error: cannot write to stdout: {lost.strerror or lost}; the manifest in {printable(out)} lists every "
+             "scenario")
     if any(e.get("internal_error") for e in failed.values()):
         sys.exit(1)
     if failed:
