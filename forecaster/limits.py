@@ -59,13 +59,15 @@ def expected_leads(leads, start: date, end: date) -> float:
     rate per day times the month's days in the horizon and its seasonality, compounded by
     the mean growth from the first month; bought leads at budget x E[1 / cost]
     (:func:`inverse_mean`). inf where it overflows."""
+    import calendar
+
     src = leads.source
     growth = leads.growth_per_month.mean() if leads.growth_per_month is not None else 0.0
     log_growth = math.log1p(growth) if growth > -1 else -math.inf
+    bought = leads.budget_per_month * inverse_mean(leads.cost_per_lead) if src == "budget_per_month" else 0.0
     total = 0.0
     for k, (year, month, days) in enumerate(_months(start, end)):
-        month_days = ((date(year, month + 1, 1) if month < 12 else date(year, 12, 31) + timedelta(days=1))
-                      - date(year, month, 1)).days if (year, month) != (9999, 12) else 31
+        month_days = calendar.monthrange(year, month)[1]
         if src == "per_day":
             rate = leads.per_day.mean()
         elif src == "per_week":
@@ -73,7 +75,7 @@ def expected_leads(leads, start: date, end: date) -> float:
         elif src == "per_month":
             rate = leads.per_month.mean() / month_days
         else:
-            rate = leads.budget_per_month * inverse_mean(leads.cost_per_lead) / month_days
+            rate = bought / month_days
         rate *= leads.seasonality.get(month, 1.0) * days
         if rate <= 0:
             continue
