@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from forecaster import outputs
 from forecaster.cli import main
-from forecaster.cli.calibrate import write_together
+from forecaster.outputs import write_together
 from forecaster.errors import OutputError
 
 MINIMAL = """\

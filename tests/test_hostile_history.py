@@ -135,7 +135,7 @@ def test_scenario_pipeline_and_report_are_written_whole_into_a_new_folder(tmp_pa
 
 
 def test_write_together_puts_back_what_it_replaced_when_a_rename_fails(tmp_path, monkeypatch):
-    from forecaster.cli.calibrate import write_together
+    from forecaster.outputs import write_together
     from forecaster.errors import OutputError
 
     (tmp_path / "a.yaml").write_text("old a\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from . import main
-from .calibrate import check_outputs, drop_option, history_inputs, parse_day, write_together
+from ..outputs import write_together
+from .calibrate import check_outputs, drop_option, history_inputs, parse_day
 from .options import column_option, mechanism_option, out_option, outcome_option
 
 MAX_MONTHS = 120

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -92,7 +91,7 @@ def _kind(mode: int) -> str:
 
 
 TEMP_ROOM = 32
-"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`write_together`) adds to its name."""
+"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`forecaster.outputs.write_together`) adds to its name."""
 
 
 def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
@@ -137,93 +136,6 @@ def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
         if not stat.S_ISREG(st.st_mode):
             raise OutputError(f"{shown}: {shorten(target)} is {_kind(st.st_mode)}; expected a file name to write "
                               "(nothing was written)")
-
-
-def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path]:
-    """Write ``files`` (name -> text) into ``folder`` all or none: each into a temporary file
-    in the folder, flushed to disk (fsync), then renamed over its name; a failure at any
-    point removes the temporary files, puts back the files already replaced (kept as hard
-    links until the end) and removes the folders created for them. ``shown`` names the
-    output in messages.
-
-    Raises
-    ------
-    OutputError
-        When the folder cannot be created or the files cannot be written.
-    """
-    from ..errors import OutputError
-    from ..outputs import remove_folders, shorten
-
-    created = []
-    d = folder
-    while not os.path.lexists(d) and d != d.parent:
-        created.append(d)
-        d = d.parent
-    temps: dict[str, Path] = {}
-    backups: dict[str, Path] = {}
-    done: list[str] = []
-    tag = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
-    made: list[Path] = []
-    try:
-        for d in reversed(created):
-            d.mkdir()
-            made.append(d)
-        for name, text in files.items():
-            tmp = temps[name] = folder / f".{name}.{tag}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with open(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        for name, tmp in temps.items():
-            target = folder / name
-            if os.path.lexists(target):
-                backup = folder / f".{name}.{tag}.old"
-                try:
-                    os.link(target, backup, follow_symlinks=False)
-                    backups[name] = backup
-                except OSError:
-                    pass  # no hard links here: the old file cannot be put back
-            os.replace(tmp, target)
-            done.append(name)
-        _fsync_folder(folder)
-        return [folder / name for name in files]
-    except BaseException as exc:
-        for name in reversed(done):
-            try:
-                if name in backups:
-                    os.replace(backups.pop(name), folder / name)
-                else:
-                    os.unlink(folder / name)
-            except OSError:
-                pass
-        done.clear()
-        if isinstance(exc, OSError):
-            raise OutputError(f"{shown}: cannot write {shorten(folder)}: {exc.strerror or exc}; nothing was "
-                              "written") from None
-        raise
-    finally:
-        for p in (*temps.values(), *backups.values()):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
-        if not done:
-            remove_folders(reversed(made))  # every folder made here, deepest first, while empty
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in ``folder`` durable (where the system allows opening a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _comment(text: str) -> str:
@@ -333,6 +245,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if report:
         files[report_file] = calibration_report(cal, history, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
+    from ..outputs import write_together
+
     write_together(folder, files, shown)
     for w in cal.warnings:
         click.echo(f"warning: {w}", err=True)
