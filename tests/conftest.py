@@ -18,6 +18,23 @@ end: 2027-03-31
 trials: {trials}
 seed: {seed}
 """
+
+VALID = """\
+name: valid
+start: 2027-01-01
+end: 2027-03-31
+trials: 100
+stages: [lead, qualified, proposal]
+segments:
+  direct:
+    leads: {per_week: 120}
+    funnel:
+      lead:      {convert: 0.25, days: {dist: exponential, mean: 4}}
+      qualified: {convert: 0.40, days: {dist: gamma, mean: 10, cv: 0.6}}
+      proposal:  {convert: 0.30, days: {dist: lognormal, median: 12, sigma: 0.5}}
+    deal_value: {dist: lognormal, median: 3000, sigma: 0.6}
+"""
+"""A small valid scenario (one segment, three stages), for tests that edit a file."""
 D = 90  # days from 2027-01-01 to 2027-03-31
 MONTH_DAYS = (31, 28, 31)
 

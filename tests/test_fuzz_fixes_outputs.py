@@ -10,26 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import VALID
 from forecaster import outputs
 from forecaster.cli import main
 from forecaster.outputs import write_together
 from forecaster.errors import OutputError
 
-MINIMAL = """\
-name: fz
-start: 2027-01-01
-end: 2027-03-31
-trials: 200
-stages: [lead, qualified, proposal]
-segments:
-  direct:
-    leads: {per_week: 120}
-    funnel:
-      lead:      {convert: 0.25, days: {dist: exponential, mean: 4}}
-      qualified: {convert: 0.40, days: {dist: gamma, mean: 10, cv: 0.6}}
-      proposal:  {convert: 0.30, days: {dist: lognormal, median: 12, sigma: 0.5}}
-    deal_value: {dist: lognormal, median: 3000, sigma: 0.6}
-"""
+MINIMAL = VALID.replace("name: valid", "name: fz").replace("trials: 100", "trials: 200")
 VARIANT = "name: v\nscale: {segments.direct.leads.per_week: 2}\n"
 LONG_NAME = "n" * 300
 LONG_PATH = "/".join(["d" * 200] * 25)

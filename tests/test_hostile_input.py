@@ -24,25 +24,11 @@ from click.testing import CliRunner
 import forecaster as fc
 from forecaster import loading, pipeline, yamlio
 from forecaster.calendar import day_calendar, period_end, periods
+from conftest import VALID
 from forecaster.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
-VALID = """\
-name: valid
-start: 2027-01-01
-end: 2027-03-31
-trials: 100
-stages: [lead, qualified, proposal]
-segments:
-  direct:
-    leads: {per_week: 120}
-    funnel:
-      lead:      {convert: 0.25, days: {dist: exponential, mean: 4}}
-      qualified: {convert: 0.40, days: {dist: gamma, mean: 10, cv: 0.6}}
-      proposal:  {convert: 0.30, days: {dist: lognormal, median: 12, sigma: 0.5}}
-    deal_value: {dist: lognormal, median: 3000, sigma: 0.6}
-"""
 WITH_PIPELINE = VALID + "pipeline: {file: p.csv}\n"
 HEADER = "deal_id,segment,stage,entered_stage,amount\n"
 ROW = "D1,direct,lead,2026-12-01,100\n"

@@ -9,25 +9,10 @@ import jsonschema
 import pytest
 
 import forecaster as fc
-from conftest import SCENARIOS
+from conftest import SCENARIOS, VALID
 from forecaster.schema import json_schema
 from forecaster.yamlio import load_yaml
 
-VALID = """\
-name: valid
-start: 2027-01-01
-end: 2027-03-31
-trials: 100
-stages: [lead, qualified, proposal]
-segments:
-  direct:
-    leads: {per_week: 120}
-    funnel:
-      lead:      {convert: 0.25, days: {dist: exponential, mean: 4}}
-      qualified: {convert: 0.40, days: {dist: gamma, mean: 10, cv: 0.6}}
-      proposal:  {convert: 0.30, days: {dist: lognormal, median: 12, sigma: 0.5}}
-    deal_value: {dist: lognormal, median: 3000, sigma: 0.6}
-"""
 TEAM = "team:\n  reps:\n    - {name: ana, segments: [direct], quota: 100000}\n"
 
 
