@@ -150,7 +150,6 @@ class Mechanism:
     name: str
     apply: Callable[[dict], None]
     summary: str
-    fitted: dict = field(default_factory=dict)  # what the part adds, as the format spells it
 
 
 MECHANISMS = ("shocks", "stalled", "speed", "trend", "seasonality", "closing", "capacity")
@@ -310,12 +309,11 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         cal.mechanisms["closing"] = Mechanism("closing", apply_closing,
                                               f"months 1 and 2 slip {closing['slip'][1]:.2f} and "
                                               f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days; "
-                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)",
-                                              {"closing": closing})
+                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)")
     fitted = team_capacity(deals, as_of, cal)
     if fitted:
         cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
-                                               f"{fitted['won_per_month']:.1f} wins a month", {"capacity": fitted})
+                                               f"{fitted['won_per_month']:.1f} wins a month")
     return cal
 
 
