@@ -380,6 +380,12 @@ def _slipped(gen, time, slip_prob, slip_lo, slip_hi):
     the draws of later deals do not depend on this one. Times past the horizon stay."""
     u = gen.random()
     v = gen.random()
+    return _slip_by(time, u, v, slip_prob, slip_lo, slip_hi)
+
+
+@jit(inline="always")
+def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
+    """``time`` slipped with the uniforms ``u`` (whether) and ``v`` (where in the window)."""
     if 0.0 <= time < slip_prob.shape[0] and u < slip_prob[int(time)]:
         day = int(time)
         lo = max(time, slip_lo[day])
@@ -635,11 +641,8 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                     rep = pick
             if waiting:  # a slipped win still to land in this quarter's window
                 time = pending_lo + (pending_hi - pending_lo) * v
-            elif closing and 0.0 <= time < slip_prob.shape[0]:
-                u = (u - deal_pending[i]) / (1.0 - deal_pending[i])  # uniform again, given not waiting
-                if u < slip_prob[int(time)]:
-                    lo = max(time, slip_lo[int(time)])
-                    time = lo + (slip_hi[int(time)] - lo) * v
+            elif closing:  # u is uniform again, given not waiting
+                time = _slip_by(time, (u - deal_pending[i]) / (1.0 - deal_pending[i]), v, slip_prob, slip_lo, slip_hi)
             if converts and 0.0 <= time < horizon:
                 _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
 
