@@ -201,8 +201,9 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
 
 def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
     """The base scenario of ``cal`` with the mechanisms ``kept`` applied (in the order of
-    :data:`MECHANISMS`), the shared shocks multiplied by ``widen`` (not a capacity's cv: a
-    wider cap only lowers the wins, its upper tail is not reached)."""
+    :data:`MECHANISMS`), the shared spread multiplied by ``widen``: the shocks' sigmas and a
+    capacity's cv (a team whose deals wait wins what its capacity allows, so the cap's
+    spread is the wins' spread)."""
     import copy
 
     doc = copy.deepcopy(cal.base)
@@ -213,6 +214,8 @@ def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
         def scaled(v):  # a sigma, or a mapping stage -> sigma
             return {k: scaled(x) for k, x in v.items()} if isinstance(v, dict) else round(v * widen, 4)
         doc["shocks"] = scaled(doc["shocks"])
+    if widen != 1.0 and "capacity" in doc:
+        doc["capacity"] = {**doc["capacity"], "cv": round(doc["capacity"]["cv"] * widen, 4)}
     return doc
 
 
@@ -647,9 +650,11 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     of the quarter differ beyond noise: 1 + w (shape - 1) with w = max(0, 1 - 1/F), F the
     month-of-quarter statistic (:func:`month_of_quarter_effect`, against a trend; with one
     quarter, Poisson's chi-square over 2), so four quarters of noise (F near 1) give a flat
-    shape and a clear quarter-end pattern keeps it; and ``cv`` what the months vary around
-    that shape beyond their counts (at least Poisson's 1/sqrt(wins)). None without a whole
-    quarter.
+    shape and a clear quarter-end pattern keeps it; and ``cv``
+    sqrt(phi / won_per_month), phi (at least 1, Poisson's) the months' Pearson dispersion
+    around that one level and shape over its degrees of freedom (3 x quarters - 1 - 2w): a
+    month varies by phi times its mean, its own counting noise counted once. None without a
+    whole quarter.
     """
     wins = won_dates(deals, as_of)
     quarters = _whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
@@ -670,9 +675,13 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     weight = max(0.0, 1.0 - 1.0 / f_stat) if f_stat > 0 else 0.0
     shape = 1.0 + weight * (raw - 1.0)
     per_month = float(rates.mean()) * AVG_MONTH_DAYS
-    ratios = rates / (rates.mean(axis=1, keepdims=True) * shape)  # each month against its quarter's shape
-    spread = float(np.var(ratios.ravel(), ddof=1)) if len(quarters) > 1 else 0.0
-    cv = math.sqrt(1 / max(per_month, 1.0) + spread)
+    # quasi-Poisson: the months' variance is phi times their mean, phi their Pearson dispersion
+    # around the one level and shape forecast (quarters that differ count, as a next quarter
+    # may); a month's own counting noise is inside phi, not added to it
+    expected = rates.mean() * shape[None, :] * days
+    dof = counts.size - 1 - 2 * weight
+    phi = float(np.sum((counts - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
+    cv = math.sqrt(max(phi, 1.0) / max(per_month, 1.0))
     cal.notes.append(f"capacity: {per_month:.1f} wins a month over the last {len(quarters)} whole quarters, by month "
                      f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f} (seen x{raw[0]:.2f} / "
                      f"x{raw[1]:.2f} / x{raw[2]:.2f}, F = {f_stat:.1f}), cv {cv:.3f}")

@@ -25,10 +25,11 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
 4. Honesty check: the shared shocks are multiplied by the factor of :data:`SCALE` (0.5 to
    4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
    the inner months' won deals (or, if none does, the one covering most, with a warning).
-   If the chosen set's coverage is short of 80% without shocks, the shocks are added back
-   for this. So intervals are widened until they are honest in the history, and narrowed
-   when the history shows them needlessly wide. (A capacity's cv is not widened: a wider
-   cap only lowers the wins.)
+   If the chosen set's coverage is short of 80% without shocks or a capacity, the shocks
+   are added back for this. So intervals are widened until they are honest in the history,
+   and narrowed when the history shows them needlessly wide. A kept capacity's cv is scaled
+   with the shocks (alone, when the shocks are not kept): a team whose deals wait wins what
+   its capacity allows, and a conversion shock would only open a lower tail below the cap.
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
@@ -221,8 +222,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         candidates.remove(best)
     before = coverage(kept)
     widen, reached = 1.0, before
-    spread = "shocks" in kept
-    if before < NOMINAL and "shocks" in fitted and "shocks" not in forced_off:
+    spread = "shocks" in kept or "capacity" in kept
+    if before < NOMINAL and not spread and "shocks" in fitted and "shocks" not in forced_off:
         kept, spread = order(set(kept) | {"shocks"}), True  # too narrow: the shocks come back to widen it
     if spread:
         # the shared spread's size is read off the walk-forward too: of the factors whose P10-P90
@@ -232,7 +233,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         widen = min(honest, key=lambda f: trials[f][1]) if honest else max(SCALE, key=lambda f: (trials[f][0], f))
         reached = trials[widen][0]
         if reached < NOMINAL:
-            cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared shocks "
+            cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
                                 f"x{widen:g}: the intervals are likely too narrow")
     cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "months": months, "steps": steps,
                     "kept": list(kept), "score": score(kept, widen), "score_base": score(()),
@@ -240,5 +241,6 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     cal.notes.append(f"selection: walk-forward inside the history from {len(inner)} month ends "
                      f"({', '.join(c.isoformat() for c, *_ in inner)}), {months} months each: kept "
                      f"{', '.join(kept) or 'nothing optional'}; relative CRPS {score(kept, widen):.4f} against "
-                     f"{score(()):.4f} with none; shared shocks x{widen}; in-history P10-P90 coverage {reached:.0%}")
+                     f"{score(()):.4f} with none; shared spread (shocks, capacity cv) x{widen}; "
+                     f"in-history P10-P90 coverage {reached:.0%}")
     return list(kept), widen

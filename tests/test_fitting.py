@@ -394,3 +394,52 @@ def test_a_capacity_shape_of_noise_is_shrunk_to_flat():
         raw = [float(x) for x in cal.notes[-1].split("(seen x")[1].split(",")[0].split(" / x")]
         seen.append(np.abs(np.array(raw) - 1).max())
     assert np.mean(shrunk) < 0.5 * np.mean(seen)  # noise in the raw shape (about 3%), mostly shrunk away
+
+
+@pytest.mark.parametrize("dispersion", [1.0, 4.0])
+def test_a_capacity_cv_is_the_months_spread_counted_once(dispersion):
+    """A saturated team winning a month's count with variance phi x mean: cv = sqrt(phi / mean).
+    (Adding Poisson's 1/mean to the months' spread, which holds that noise already, gave
+    sqrt(1.67 / mean) for phi = 1: 29% too wide.)"""
+    from datetime import date, timedelta
+
+    from forecaster.calibrate import Calibration, Deal, team_capacity
+
+    cvs = []
+    for seed in range(12):
+        rng = np.random.default_rng(300 + seed)
+        deals, i = [], 0
+        for month in range(13):
+            first = date(2025 + month // 12, month % 12 + 1, 1)
+            days = (date(first.year + (first.month == 12), first.month % 12 + 1, 1) - first).days
+            mean = 300 * days / 30.4375
+            # negative binomial with variance dispersion x mean (Poisson for dispersion 1)
+            n = rng.poisson(mean) if dispersion == 1 else rng.negative_binomial(
+                mean / (dispersion - 1), 1 / dispersion)
+            for _ in range(n):
+                closed = first + timedelta(days=int(rng.integers(0, days)))
+                deals.append(Deal(f"w{i}", "all", [closed - timedelta(days=30)], "won", closed, 1.0))
+                i += 1
+        cvs.append(team_capacity(deals, date(2025, 12, 31), Calibration({}, []))["cv"])
+    # 12 histories of 12 months (a cv's own spread about 10%, so the mean's about 3%). For
+    # Poisson counts phi is floored at 1, Poisson's, which lifts the mean cv by about 8%
+    ratio = np.mean(cvs) / math.sqrt(dispersion / 300)
+    assert (1.0 <= ratio <= 1.15) if dispersion == 1 else ratio == pytest.approx(1.0, abs=0.10)
+
+
+def test_the_honesty_check_widens_a_capacity_cv_with_the_shocks():
+    """A team whose deals wait wins what its capacity allows: widening the shared spread must
+    reach the cap's cv, or a too-narrow forecast could only be widened by conversion shocks,
+    which open a lower tail below the cap and nothing above it."""
+    from forecaster.calibrate import Calibration, Mechanism, build_scenario
+
+    cal = Calibration({}, [], base={"name": "x"})
+    cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__(
+        "capacity", {"won_per_month": 80.0, "cv": 0.11}), "")
+    cal.mechanisms["shocks"] = Mechanism("shocks", lambda doc: doc.__setitem__(
+        "shocks", {"leads": 0.1, "convert": {"a": 0.2}}), "")
+    doc = build_scenario(cal, ["shocks", "capacity"], 2.0)
+    assert doc["capacity"] == {"won_per_month": 80.0, "cv": 0.22}
+    assert doc["shocks"] == {"leads": 0.2, "convert": {"a": 0.4}}
+    assert build_scenario(cal, ["capacity"], 1.5)["capacity"]["cv"] == pytest.approx(0.165)
+    assert "capacity" not in build_scenario(cal, ["shocks"], 2.0)

@@ -254,7 +254,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if ev.get("coverage_p10_p90") is not None:
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; in-history P10-P90 coverage of monthly won "
                    f"deals {ev['coverage_p10_p90']:.0%} over {len(ev['cutoffs'])} month ends x {ev['months']} months "
-                   f"(shared shocks x{ev['widen']:g}).")
+                   f"(shared spread: shocks and capacity cv x{ev['widen']:g}).")
     else:
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; {ev.get('note', 'no in-history evidence')}.")
     click.echo("Wrote " + " and ".join(str(output.parent / name) for name in files))
@@ -271,7 +271,7 @@ def evidence_lines(cal) -> list[str]:
     for step in ev["steps"][1:]:
         tried = ", ".join(f"+{m} {v:.4f}" for m, v in step["tried"].items())
         lines.append(f"tried {tried}; best {step['best']}")
-    lines.append(f"kept: {', '.join(ev['kept']) or 'none'} ({ev['score']:.4f}); shared shocks x{ev['widen']:g}; "
+    lines.append(f"kept: {', '.join(ev['kept']) or 'none'} ({ev['score']:.4f}); shared spread x{ev['widen']:g}; "
                  f"P10-P90 coverage {ev['coverage_before_widening']:.0%} before widening, "
                  f"{ev['coverage_p10_p90']:.0%} after")
     return lines
