@@ -1,0 +1,75 @@
+"""Golden files: every example scenario's summary.json and a digest of every trial's numbers,
+bit for bit, so that moving code (issue 12's redesign, or any refactor) cannot change a
+number unnoticed.
+
+Each case runs ``forecaster.simulate`` at a fixed trial count and seed and compares against
+``tests/golden/<case>.json``: the summary (exact float equality, as JSON) and a SHA-256 of
+each data variable's bytes. When a change is *meant* to move the numbers, rewrite the
+files with ``FORECASTER_WRITE_GOLDEN=1 pytest tests/test_golden.py`` (the run then fails,
+so a rewrite is never silent) and say why in the commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import forecaster as fc
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+CASES = {  # case -> (scenario, trials, seed)
+    **{p.stem: (p, 3000, 11) for p in sorted((ROOT / "scenarios").glob("*.yaml"))},
+    **{f"variants-{p.stem}": (p, 2000, 12) for p in sorted((ROOT / "scenarios" / "variants").glob("*.yaml"))},
+    "extensions": (GOLDEN / "extensions.yaml", 3000, 13),
+    "extensions-seed-of-file": (GOLDEN / "extensions.yaml", 1500, None),
+}
+
+
+def _digest(case: str) -> dict:
+    path, trials, seed = CASES[case]
+    if case.startswith("variants-"):  # a variant: changes over saas-quarter (what `compare` runs)
+        from forecaster.variants import load_variant
+        scenario = load_variant(path, ROOT / "scenarios" / "saas-quarter.yaml")
+    else:
+        scenario = fc.load_scenario(path)
+    ds = fc.simulate(scenario, trials=trials, seed=seed)
+    arrays = {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest()
+              + f" {ds[name].dtype} {list(ds[name].shape)}" for name in sorted(ds.data_vars)}
+    # through JSON, as summary.json is written: the comparison is the file's
+    return {"arrays": arrays, "summary": json.loads(json.dumps(fc.summarize(ds, scenario), sort_keys=True))}
+
+
+def test_every_example_scenario_has_a_case():
+    assert {p.stem for p in (ROOT / "scenarios").glob("*.yaml")} <= set(CASES)
+    assert len(CASES) >= 10
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_numbers_are_bit_identical_to_the_golden_file(case):
+    got = _digest(case)
+    golden = GOLDEN / f"{case}.json"
+    if os.environ.get("FORECASTER_WRITE_GOLDEN") == "1":
+        golden.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        pytest.fail(f"rewrote {golden.name}: rerun without FORECASTER_WRITE_GOLDEN")
+    assert golden.exists(), f"no golden file {golden.name}: write it with FORECASTER_WRITE_GOLDEN=1"
+    want = json.loads(golden.read_text())
+    assert got["arrays"] == want["arrays"]
+    assert got["summary"] == want["summary"]
+
+
+def test_the_command_line_writes_the_golden_summary(tmp_path):
+    """`forecaster run` (chunked, streamed to forecast.nc) writes the same summary.json as the
+    in-memory API, to the bit."""
+    import subprocess
+    import sys
+
+    path, trials, seed = CASES["saas-quarter"]
+    subprocess.run([sys.executable, "-m", "forecaster", "run", str(path), "-o", str(tmp_path), "--trials", str(trials),
+                    "--seed", str(seed)], check=True, capture_output=True)
+    want = json.loads((GOLDEN / "saas-quarter.json").read_text())["summary"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == want
