@@ -11,8 +11,8 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from forecaster.backtest import LABELS, MONTH_BASELINES, backtest
-from forecaster.history import PRESETS, read_history, read_olist
+from forecaster.history.backtest import LABELS, MONTH_BASELINES, backtest
+from forecaster.history.readers import PRESETS, read_history, read_olist
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from forecaster.calendar import periods
-from forecaster.scenario import Scenario
+from forecaster.scenario.model import Scenario
 
 
 def _segments(sc: Scenario):

@@ -775,7 +775,7 @@ def _metric(ctx: Ctx, metric="won_deals", rel="out/summary.json"):
 # --- schema ------------------------------------------------------------------------------------
 
 def json_schema() -> dict:
-    from forecaster.schema import json_schema as js
+    from forecaster.scenario.schema import json_schema as js
     return js()
 
 

@@ -14,9 +14,9 @@ import numba  # noqa: E402,F401
 
 t2 = time.perf_counter()
 from forecaster.cli import run  # noqa: E402,F401
-from forecaster.loading import load_scenario  # noqa: E402
-from forecaster.outputs import run_to_folder  # noqa: E402
-from forecaster import kernels  # noqa: E402,F401 (timed: the import compiles nothing but loads numba)
+from forecaster.engine import kernels  # noqa: E402,F401 (timed: the import compiles nothing but loads numba)
+from forecaster.results.outputs import run_to_folder  # noqa: E402
+from forecaster.scenario.loading import load_scenario  # noqa: E402
 
 t3 = time.perf_counter()
 sc = load_scenario(sys.argv[1])

@@ -38,13 +38,13 @@ sys.path.insert(0, str(HERE))
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
+from baseline_numpy import simulate_per_lead, simulate_vectorized  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import forecaster as fc  # noqa: E402
-from baseline_numpy import simulate_per_lead, simulate_vectorized  # noqa: E402
-from forecaster.plan import build_plan  # noqa: E402
-from forecaster.results import Layout, MemorySink  # noqa: E402
-from forecaster.simulation import run_trials  # noqa: E402
+from forecaster.engine.plan import build_plan  # noqa: E402
+from forecaster.engine.simulation import run_trials  # noqa: E402
+from forecaster.results.layout import Layout, MemorySink  # noqa: E402
 
 ROWS: list[tuple[str, str, str]] = []
 DATA: dict = {}
@@ -88,7 +88,7 @@ def engine_seconds(sc, trials: int, threads: int, client=None) -> float:
     sink = MemorySink(Layout.of(sc, plan))
     runner = None
     if client is not None:
-        from forecaster.cluster import DaskRunner
+        from forecaster.engine.cluster import DaskRunner
         runner = DaskRunner(client)
     t = time.perf_counter()
     run_trials(plan, sc, sink, chunk_trials=trials, threads=threads, runner=runner)

@@ -26,7 +26,7 @@ Each regime (:data:`REGIMES`) is a short dict of knobs over :data:`DEFAULTS`; th
 history's ``truth`` holds the parameters by month.
 
 **The runner** walks forward through month-end cutoffs from the middle of each history to
-three months before its end, calls :func:`forecaster.backtest.backtest` (3 months ahead)
+three months before its end, calls :func:`forecaster.history.backtest.backtest` (3 months ahead)
 and collects, per metric, the forecaster's P10–P90 coverage of monthly values (with a
 Wilson 95% interval), the monthly CRPS of the forecaster and of every baseline the
 backtest reports, and, at the last cutoff, the calibrated conversion, median time to win
@@ -57,7 +57,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from forecaster.history import Deal
+from forecaster.history.readers import Deal
 
 STAGE = "opportunity"
 AVG_MONTH_DAYS = 30.4375
@@ -167,7 +167,7 @@ def month_end(start: date, k: int) -> date:
 class History:
     """A synthetic export and the truth behind it.
 
-    ``deals``: one :class:`~forecaster.history.Deal` per opportunity, as exported on ``end``
+    ``deals``: one :class:`~forecaster.history.readers.Deal` per opportunity, as exported on ``end``
     (one stage, ``opportunity``); ``lost_observed``: whether losses are recorded;
     ``start``/``end``: the first day of the history and the export date; ``truth``: the
     generating parameters (see :func:`make_history`).
@@ -355,7 +355,7 @@ def diagnose(history: History, cutoff: date, horizon_days: int, options: dict | 
     was captured; otherwise calibrated here with the backtest's ``options``
     (``capacity``, ``calibrate_options``)."""
     if cal is None:
-        from forecaster.calibrate import calibrate
+        from forecaster.history.calibrate import calibrate
 
         options = options or {}
         extra = {**({"capacity": True} if options.get("capacity") else {}),
@@ -389,7 +389,7 @@ def diagnose(history: History, cutoff: date, horizon_days: int, options: dict | 
 
 def run_one(regime: str, seed: int, months: int, n_cutoffs: int, trials: int, options: dict) -> dict:
     """One (regime, seed): the backtest's averages, per-month scores and the diagnostics."""
-    import forecaster.backtest as bt
+    import forecaster.history.backtest as bt
 
     t0 = time.perf_counter()
     history = make_history(regime, seed, months)
@@ -656,7 +656,7 @@ def report(rows: dict, meta: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Calibration against the truth, at the last cutoff", "",
-              "What `forecaster.calibrate.calibrate` fitted on the last cutoff against the generating truth for the "
+              "What `forecaster.history.calibrate.calibrate` fitted on the last cutoff against the generating truth for the "
               "next month's cohort (the leads the horizon's first month brings; conversion is the share ever won, "
               "stalls included). Median days to win is of the fitted `days` family; the truth is before any "
               "quarter-end slip or queue for a saturated team (those lengthen the observed times).", "",

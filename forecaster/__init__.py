@@ -9,26 +9,26 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import ForecasterError, OutputError, ScenarioError  # noqa: E402
-from .loading import load_scenario, scenario_from_dict  # noqa: E402
-from .scenario import Scenario  # noqa: E402
+from forecaster.errors import ForecasterError, OutputError, ScenarioError  # noqa: E402
+from forecaster.scenario.loading import load_scenario, scenario_from_dict  # noqa: E402
+from forecaster.scenario.model import Scenario  # noqa: E402
 
 
 def __getattr__(name):  # heavy parts (numba, xarray) load on first use
     if name == "simulate":
-        from .simulation import simulate
+        from forecaster.engine.simulation import simulate
         return simulate
     if name == "summarize":
-        from .summary import summarize
+        from forecaster.results.summary import summarize
         return summarize
     if name == "write_outputs":
-        from .outputs import write_outputs
+        from forecaster.results.outputs import write_outputs
         return write_outputs
     if name == "run":
-        from .outputs import run
+        from forecaster.results.outputs import run
         return run
     if name == "json_schema":
-        from .schema import json_schema
+        from forecaster.scenario.schema import json_schema
         return json_schema
     raise AttributeError(f"module 'forecaster' has no attribute {name!r}")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forecaster.backtest import (
+from forecaster.history.backtest import (
     actuals,
     average,
     crps_samples,
@@ -21,7 +21,7 @@ from forecaster.backtest import (
     trailing_mean,
     weighted_pipeline,
 )
-from forecaster.history import Deal
+from forecaster.history.readers import Deal
 
 
 def _won(deal_id, closed, amount, entered=None):
@@ -225,7 +225,7 @@ def _steady_history(rng):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import forecaster.backtest as bt
+    import forecaster.history.backtest as bt
 
     deals = _steady_history(np.random.default_rng(7))
     seen = []
@@ -287,8 +287,8 @@ def test_backtest_scores_every_baseline_on_every_month(run):
 def test_the_backtest_report_has_a_pit_histogram_and_the_console_every_baseline(run, tmp_path):
     from rich.console import Console
 
-    from forecaster.console import print_backtest
-    from forecaster.report import write_report
+    from forecaster.present.console import print_backtest
+    from forecaster.present.report import write_report
 
     _, result, _ = run
     (tmp_path / "backtest.json").write_text(json.dumps(result))

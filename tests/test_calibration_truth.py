@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import forecaster as fc
-from forecaster.fitting import StageData, fit_stage
-from forecaster.history import Deal
+from forecaster.history.fitting import StageData, fit_stage
+from forecaster.history.readers import Deal
 
 
 def _pipeline_scenario(stalled: dict | None, tmp: str, n: int = 200) -> fc.Scenario:
@@ -123,7 +123,7 @@ def _seen(deals, as_of):
     ("conversion rises, speed stays", lambda m: 30, lambda m: 0.3 if m < 6 else 0.55, 0.55),
 ])
 def test_conversion_is_not_confused_with_speed(label, median, p, truth):
-    from forecaster.calibrate import calibrate
+    from forecaster.history.calibrate import calibrate
 
     as_of = date(2025, 12, 31)
     deals = _seen(_speed_history(np.random.default_rng(21), median, p), as_of)
@@ -135,7 +135,7 @@ def test_conversion_is_not_confused_with_speed(label, median, p, truth):
 def test_local_trend_covers_the_next_level():
     """A log-linear ramp with noise: the trend's mean is unbiased for the next month and its
     80% interval covers it about 80% of the time (the flat local level lags behind)."""
-    from forecaster.drift import local_level, local_trend
+    from forecaster.history.drift import local_level, local_trend
 
     rng = np.random.default_rng(5)
     inside, errors, flat_errors = [], [], []
@@ -175,7 +175,7 @@ def test_a_deal_far_older_than_any_cycle_is_not_an_instant_win():
 def test_quarter_end_bunching_is_not_read_from_noisy_months():
     """Months that vary 10% beyond Poisson, no quarter-end effect: slips are fitted in about
     1% of histories at most (a plain Poisson likelihood ratio fitted them in 9%)."""
-    from forecaster.calibrate import Calibration, quarter_end_closing
+    from forecaster.history.calibrate import Calibration, quarter_end_closing
 
     rng = np.random.default_rng(1)
     hits, n = 0, 120
@@ -194,7 +194,7 @@ def test_quarter_end_bunching_is_not_read_from_noisy_months():
 def test_an_export_whose_every_deal_entered_before_its_first_close_is_calibrated_from_the_likelihood():
     """No deal counts in the exposure (all under delayed entry): the delayed-entry
     likelihood's p carries the estimate, not a prior of 0.5."""
-    from forecaster.calibrate import calibrate
+    from forecaster.history.calibrate import calibrate
 
     rng = np.random.default_rng(0)
     deals = []
@@ -208,7 +208,7 @@ def test_an_export_whose_every_deal_entered_before_its_first_close_is_calibrated
 
 
 def test_capacity_is_not_fitted_when_a_month_of_the_quarter_has_no_wins():
-    from forecaster.calibrate import Calibration, team_capacity
+    from forecaster.history.calibrate import Calibration, team_capacity
 
     deals = [Deal(f"{q}-{k}", "all", [date(2024, 3 * q + 3, 1)], "won", date(2024, 3 * q + 3, 10 + k % 15), 1.0)
              for q in range(4) for k in range(50)]  # every win in the quarter's third month
@@ -220,7 +220,7 @@ def test_times_fitted_from_slipped_wins_are_unslipped_before_slipping_again():
     """Wins due in months 1 and 2 of a quarter slip (40%) to its last 10 days: the observed
     times are longer than the true ones (median 45 days). The closing part shrinks the fitted
     times so that slipping them again gives back what was seen, i.e. the true median."""
-    from forecaster.calibrate import unslipped_factor
+    from forecaster.history.calibrate import unslipped_factor
 
     rng = np.random.default_rng(3)
     n = 20000
@@ -245,7 +245,7 @@ def test_times_fitted_from_slipped_wins_are_unslipped_before_slipping_again():
 def test_cohorts_that_say_nothing_of_their_speed_do_not_break_calibration():
     """Three monthly cohorts, only the first with conversions: conversion has a level, the
     cycle's speed has none (two cohorts carry no information on it)."""
-    from forecaster.calibrate import calibrate
+    from forecaster.history.calibrate import calibrate
 
     rng = np.random.default_rng(4)
     deals = []
@@ -263,8 +263,8 @@ def test_cohorts_that_say_nothing_of_their_speed_do_not_break_calibration():
 def test_inner_cutoffs_reach_the_latest_month_ends_scored_on_the_months_known():
     from datetime import date
 
-    from forecaster.history import Deal
-    from forecaster.selection import inner_cutoffs
+    from forecaster.history.readers import Deal
+    from forecaster.history.selection import inner_cutoffs
 
     deals = [Deal("a", "all", [date(2024, 1, 3)], "open", None, None),
              Deal("b", "all", [date(2024, 1, 5)], "lost", date(2024, 1, 20), None)]

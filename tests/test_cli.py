@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import SCENARIOS
+
 from forecaster.cli import main
 
 
@@ -61,7 +61,7 @@ def test_usage_errors_exit_2():
 
 
 def test_internal_errors_exit_1_without_traceback(tmp_path, monkeypatch):
-    import forecaster.outputs as outputs
+    import forecaster.results.outputs as outputs
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
@@ -90,7 +90,7 @@ def test_python_dash_m_and_version():
 
 
 def test_progress_bar_appears_only_after_a_moment(monkeypatch):
-    from forecaster.console import LazyProgress
+    from forecaster.present.console import LazyProgress
 
     quick = LazyProgress(1000, "x", enabled=True, delay=60)
     quick(500)

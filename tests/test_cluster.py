@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import SCENARIOS
 from distributed import Client, LocalCluster
 
 import forecaster as fc
-from conftest import SCENARIOS
 from forecaster.cli import main
-from forecaster.cluster import DaskRunner
-from forecaster.plan import build_plan
-from forecaster.results import Layout, MemorySink
-from forecaster.simulation import run_trials
+from forecaster.engine.cluster import DaskRunner
+from forecaster.engine.plan import build_plan
+from forecaster.engine.simulation import run_trials
+from forecaster.results.layout import Layout, MemorySink
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_a_malformed_scheduler_address_is_a_clear_error(tmp_path, address):
 def test_a_local_cluster_serves_nothing_on_the_dashboard_port():
     import socket
 
-    from forecaster.cluster import dask_client
+    from forecaster.engine.cluster import dask_client
 
     def listening(port):
         with socket.socket() as s:
@@ -108,8 +108,8 @@ def _sleep_forever(*args):
 
 
 def test_a_frozen_worker_ends_the_run_with_a_clear_error(client, monkeypatch):
-    import forecaster.cluster as cluster
-    from forecaster.cluster import ClusterError
+    import forecaster.engine.cluster as cluster
+    from forecaster.engine.cluster import ClusterError
 
     sc = fc.load_scenario(SCENARIOS / "minimal.yaml").with_run(trials=1000, seed=2)
     plan = build_plan(sc)
@@ -121,7 +121,7 @@ def test_a_frozen_worker_ends_the_run_with_a_clear_error(client, monkeypatch):
 
 
 def test_the_stall_timeout_comes_from_the_environment(monkeypatch, client):
-    from forecaster.cluster import ClusterError
+    from forecaster.engine.cluster import ClusterError
     monkeypatch.setenv("FORECASTER_TASK_TIMEOUT", "12.5")
     assert DaskRunner(client).stall_seconds == 12.5
     monkeypatch.setenv("FORECASTER_TASK_TIMEOUT", "soon")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from conftest import SCENARIOS, D, scenario_text
 from scipy import stats
 
 import forecaster as fc
-from conftest import D, SCENARIOS, scenario_text
+from forecaster.analysis.compare import compare, compare_summary
+from forecaster.analysis.sensitivity import first_order_index, sensitivity
 from forecaster.cli import main
-from forecaster.compare import compare, compare_summary
-from forecaster.sensitivity import first_order_index, sensitivity
-from forecaster.variants import apply_changes, load_variant
+from forecaster.scenario.variants import apply_changes, load_variant
 
 SAAS = SCENARIOS / "saas-quarter.yaml"
 
@@ -86,7 +86,7 @@ def test_a_scenario_compared_with_itself_differs_by_exactly_zero():
 
 
 def _doc(path):
-    from forecaster.loading import read_document
+    from forecaster.scenario.loading import read_document
     return read_document(path)[0]
 
 
@@ -215,7 +215,7 @@ def test_first_order_indices_match_the_closed_form(tmp_path):
     path = write(tmp_path, "sobol.yaml", scenario_text(body, trials=40000))
     sc = fc.load_scenario(path)
     ds = fc.simulate(sc)
-    from forecaster.sensitivity import variance_shares
+    from forecaster.analysis.sensitivity import variance_shares
 
     shares = {s["input"]: s["share"] for s in variance_shares(ds, sc)}
     R, p = stats.gamma(a=1 / 0.09, scale=20 * 0.09), stats.beta(0.4 * 20, 0.6 * 20)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from forecaster.drift import empirical_logit, local_level
+from forecaster.history.drift import empirical_logit, local_level
 
 
 def test_the_forecast_interval_of_a_random_walk_covers_its_nominal_share():

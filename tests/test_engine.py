@@ -12,10 +12,10 @@ from datetime import date
 
 import numpy as np
 import pytest
+from conftest import MONTH_DAYS, SCENARIOS, D, within
 from scipy import stats
 
 import forecaster as fc
-from conftest import D, MONTH_DAYS, SCENARIOS, within
 
 
 def totals(ds, var="won_deals"):
@@ -421,12 +421,12 @@ def test_kernels_give_the_same_numbers_without_the_jit(tmp_path, jit_off, extend
 
 def test_each_trial_depends_on_its_index_only(monkeypatch):
     """Blocks are for scheduling: any block size gives the same numbers, trial by trial."""
-    from forecaster import seeding
+    from forecaster.engine import seeding
 
     sc = fc.load_scenario(SCENARIOS / "saas-quarter.yaml").with_run(trials=900, seed=21)
     ref = fc.simulate(sc, threads=2)
     monkeypatch.setattr(seeding, "BLOCK_TRIALS", 7)
-    from forecaster import simulation
+    from forecaster.engine import simulation
     monkeypatch.setattr(simulation, "BLOCK_TRIALS", 7)
     odd = fc.simulate(sc, threads=2)
     for var in ("revenue_by_segment", "bookings", "inputs"):

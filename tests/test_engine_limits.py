@@ -1,18 +1,18 @@
 """Extreme but legal input: correct numbers or a clear refusal with the key path, never
-silent zeros, overflowed infinities or a hang (forecaster.limits, the distributions' tails)."""
+silent zeros, overflowed infinities or a hang (forecaster.scenario.limits, the distributions' tails)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
+from conftest import D, within
 from scipy import stats
 
 import forecaster as fc
-from conftest import D, within
-from forecaster.distributions import truncated_normal_mean
 from forecaster.errors import ScenarioError
-from forecaster.limits import MAX_LEADS, MAX_VALUE
+from forecaster.scenario.distributions import truncated_normal_mean
+from forecaster.scenario.limits import MAX_LEADS, MAX_VALUE
 
 
 def _one(days="0", convert="1", value="1", leads="{per_day: 1}", extra="", **head):
@@ -145,8 +145,8 @@ def test_bought_leads_count_what_a_cost_near_zero_buys(make, cost, words):
 
 
 def test_inverse_mean_of_a_cost_matches_its_closed_form():
-    from forecaster.distributions import Distribution
-    from forecaster.limits import inverse_mean
+    from forecaster.scenario.distributions import Distribution
+    from forecaster.scenario.limits import inverse_mean
 
     # lognormal: E[1 / X] = exp(sigma^2 / 2) / median; gamma of shape k, mean m: k / (m (k - 1))
     assert inverse_mean(Distribution("lognormal", {"median": 45.0, "sigma": 0.3})) == pytest.approx(

@@ -9,10 +9,10 @@ from datetime import date
 
 import numpy as np
 import pytest
+from conftest import SCENARIOS, D, within
 from numpy.polynomial.hermite_e import hermegauss
 
 import forecaster as fc
-from conftest import D, SCENARIOS, within
 from forecaster.errors import ScenarioError
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from forecaster.fitting import StageData, fit_stage
+from forecaster.history.fitting import StageData, fit_stage
 
 
 def synthetic(rng, n, p, won, lost, horizon, lost_observed=True):
@@ -60,7 +60,7 @@ def test_conversion_exposure_estimates_p_without_counting_open_deals_as_lost(los
     """A thin segment's conversions over its exposure (times known from a pooled fit)."""
     from scipy import stats
 
-    from forecaster.fitting import conversion_cdf, conversion_exposure
+    from forecaster.history.fitting import conversion_cdf, conversion_exposure
 
     rng = np.random.default_rng(11)
     won = lambda n: rng.lognormal(math.log(20), 0.7, n)  # noqa: E731
@@ -159,7 +159,7 @@ def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_
 def test_crps_of_samples_matches_the_normal_closed_form():
     from scipy import stats
 
-    from forecaster.backtest import crps_samples, pinball, point_score
+    from forecaster.history.backtest import crps_samples, pinball, point_score
 
     x = np.random.default_rng(3).normal(10, 2, 200_000)
     for y in (10.0, 13.0, 4.0):
@@ -174,8 +174,8 @@ def test_crps_of_samples_matches_the_normal_closed_form():
 def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     from datetime import date
 
-    from forecaster.backtest import actuals, backtest, weighted_pipeline
-    from forecaster.history import read_history
+    from forecaster.history.backtest import actuals, backtest, weighted_pipeline
+    from forecaster.history.readers import read_history
 
     deals = read_history(_history(tmp_path, np.random.default_rng(9)), ["lead", "proposal"], {}, None, "segment")
     months = [date(2026, 8, 1), date(2026, 9, 1)]
@@ -208,7 +208,7 @@ def _drifting_history(rng, p_of_month, leads_of_month, months=12, slip=None):
     then moves to a uniform day of the quarter's last 10 days."""
     from datetime import date, timedelta
 
-    from forecaster.history import Deal
+    from forecaster.history.readers import Deal
 
     deals, start = [], date(2025, 1, 1)
     for month in range(months):
@@ -228,7 +228,7 @@ def _drifting_history(rng, p_of_month, leads_of_month, months=12, slip=None):
 
 def _convert_interval(cal, stage="x"):
     """Median and 80% interval of the calibrated conversion (its beta mean moved by the shock)."""
-    from forecaster.drift import expit, logit
+    from forecaster.history.drift import expit, logit
 
     mean = cal.scenario["segments"]["all"]["funnel"][stage]["convert"]["mean"]
     sd = cal.scenario.get("shocks", {}).get("convert", {}).get(stage, 0.0)
@@ -238,7 +238,7 @@ def _convert_interval(cal, stage="x"):
 def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_not():
     from datetime import date
 
-    from forecaster.calibrate import calibrate
+    from forecaster.history.calibrate import calibrate
 
     as_of = date(2025, 12, 31)
     jump = _drifting_history(np.random.default_rng(3), lambda m: 0.2 if m < 8 else 0.45, lambda m: 400)
@@ -263,7 +263,7 @@ def test_conversion_follows_its_latest_level_when_it_moves_and_stays_put_when_no
 def test_quarter_end_bunching_is_recovered_from_wins():
     from datetime import date
 
-    from forecaster.calibrate import calibrate
+    from forecaster.history.calibrate import calibrate
 
     deals = _drifting_history(np.random.default_rng(6), lambda m: 0.6, lambda m: 600, months=15,
                               slip={1: 0.4})
@@ -278,7 +278,7 @@ def test_quarter_end_bunching_is_recovered_from_wins():
 def test_seasonality_needs_two_years_and_finds_the_peak():
     from datetime import date, timedelta
 
-    from forecaster.calibrate import seasonality
+    from forecaster.history.calibrate import seasonality
 
     rng = np.random.default_rng(8)
     entries = []
@@ -294,9 +294,9 @@ def test_backtest_folder_gets_its_chart(tmp_path):
     import json
     from datetime import date
 
-    from forecaster.backtest import backtest
-    from forecaster.history import read_history
-    from forecaster.report import write_report
+    from forecaster.history.backtest import backtest
+    from forecaster.history.readers import read_history
+    from forecaster.present.report import write_report
 
     deals = read_history(_history(tmp_path, np.random.default_rng(11)), ["lead", "proposal"], {}, None, "segment")
     (tmp_path / "bt").mkdir()
@@ -311,7 +311,7 @@ def test_a_history_without_amounts_scores_won_deals_only():
     from dataclasses import replace
     from datetime import date
 
-    from forecaster.backtest import backtest
+    from forecaster.history.backtest import backtest
 
     deals = [replace(d, amount=None) for d in _drifting_history(np.random.default_rng(8), lambda m: 0.3, lambda m: 200)]
     result = backtest(deals, ["x"], [date(2025, 10, 31)], months=2, trials=200)
@@ -322,7 +322,7 @@ def test_a_history_without_amounts_scores_won_deals_only():
 def test_team_capacity_is_read_from_whole_quarters_of_wins():
     from datetime import date, timedelta
 
-    from forecaster.calibrate import Calibration, Deal, calibrate, team_capacity
+    from forecaster.history.calibrate import Calibration, Deal, calibrate, team_capacity
 
     rng = np.random.default_rng(12)
     deals, i = [], 0
@@ -361,7 +361,7 @@ def test_a_growth_ramp_is_not_read_as_quarter_end_bunching():
     bunching. Against a trend there is none; a real 40% slip on the same ramp is still found."""
     from datetime import date
 
-    from forecaster.calibrate import Calibration, quarter_end_closing
+    from forecaster.history.calibrate import Calibration, quarter_end_closing
 
     ramp = _drifting_history(np.random.default_rng(8), lambda m: 0.6, lambda m: 300 * 1.08 ** m, months=15)
     assert quarter_end_closing(ramp, date(2026, 3, 31), Calibration({}, [])) is None
@@ -374,7 +374,7 @@ def test_a_growth_ramp_is_not_read_as_quarter_end_bunching():
 def test_a_capacity_shape_of_noise_is_shrunk_to_flat():
     from datetime import date, timedelta
 
-    from forecaster.calibrate import Calibration, Deal, team_capacity
+    from forecaster.history.calibrate import Calibration, Deal, team_capacity
 
     shrunk, seen = [], []
     for seed in range(8):  # a saturated team winning Poisson(300) every month: no quarterly pattern
@@ -403,7 +403,7 @@ def test_a_capacity_cv_is_the_months_spread_counted_once(dispersion):
     sqrt(1.67 / mean) for phi = 1: 29% too wide.)"""
     from datetime import date, timedelta
 
-    from forecaster.calibrate import Calibration, Deal, team_capacity
+    from forecaster.history.calibrate import Calibration, Deal, team_capacity
 
     cvs = []
     for seed in range(12):
@@ -431,7 +431,7 @@ def test_the_honesty_check_widens_a_capacity_cv_with_the_shocks():
     """A team whose deals wait wins what its capacity allows: widening the shared spread must
     reach the cap's cv, or a too-narrow forecast could only be widened by conversion shocks,
     which open a lower tail below the cap and nothing above it."""
-    from forecaster.calibrate import Calibration, Mechanism, build_scenario
+    from forecaster.history.calibrate import Calibration, Mechanism, build_scenario
 
     cal = Calibration({}, [], base={"name": "x"})
     cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import VALID
-from forecaster import outputs
+
 from forecaster.cli import main
-from forecaster.outputs import write_together
 from forecaster.errors import OutputError
+from forecaster.results import outputs
+from forecaster.results.outputs import write_together
 
 MINIMAL = VALID.replace("name: valid", "name: fz").replace("trials: 100", "trials: 200")
 VARIANT = "name: v\nscale: {segments.direct.leads.per_week: 2}\n"

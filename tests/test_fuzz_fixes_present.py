@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import SCENARIOS
-from forecaster.batch import MANIFEST, scenario_files, scenario_problem
+
 from forecaster.cli import main
+from forecaster.present.batch import MANIFEST, scenario_files, scenario_problem
 
 TINY = (SCENARIOS / "minimal.yaml").read_text() + "trials: 200\n"
 fifo_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -157,7 +157,7 @@ def test_workers_beyond_the_limit_are_refused_before_anything_starts(tmp_path, w
 
 
 def test_check_workers_names_the_range():
-    from forecaster.cluster import ClusterError, check_workers, max_workers
+    from forecaster.engine.cluster import ClusterError, check_workers, max_workers
 
     assert 1 <= max_workers() <= 256
     assert check_workers(1) == 1 and check_workers(max_workers()) == max_workers()
@@ -168,7 +168,7 @@ def test_check_workers_names_the_range():
 
 def test_a_local_cluster_leaves_no_scratch_space(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
-    from forecaster.cluster import dask_client
+    from forecaster.engine.cluster import dask_client
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with dask_client(workers=1) as client:

@@ -33,7 +33,7 @@ CASES = {  # case -> (scenario, trials, seed)
 def _digest(case: str) -> dict:
     path, trials, seed = CASES[case]
     if case.startswith("variants-"):  # a variant: changes over saas-quarter (what `compare` runs)
-        from forecaster.variants import load_variant
+        from forecaster.scenario.variants import load_variant
         scenario = load_variant(path, ROOT / "scenarios" / "saas-quarter.yaml")
     else:
         scenario = fc.load_scenario(path)

@@ -85,7 +85,7 @@ def test_outcome_maps_the_open_stages_of_a_salesforce_export(tmp_path):
 
 
 def test_outcome_wins_over_the_preset(tmp_path):
-    from forecaster.history import load_deals, parse_outcomes
+    from forecaster.history.readers import load_deals, parse_outcomes
 
     history = tmp_path / "opportunities.csv"
     salesforce_export(history, n=60)
@@ -96,7 +96,7 @@ def test_outcome_wins_over_the_preset(tmp_path):
 
 
 def test_unmapped_values_are_counted_and_the_likely_column_questioned(tmp_path):
-    from forecaster.history import parse_outcomes
+    from forecaster.history.readers import parse_outcomes
 
     history = tmp_path / "h.csv"
     rows = ["deal_id,lead,outcome,closed,amount,rep"]
@@ -205,7 +205,7 @@ def test_bad_column_items_are_clear(tmp_path, item, message):
 # --- calibrate writes only what validate accepts -------------------------------------------
 
 def test_an_invalid_calibration_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
-    import forecaster.calibrate as calibration
+    import forecaster.history.calibrate as calibration
 
     real = calibration.calibrate
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SCENARIOS
 from rich.console import Console
 
 import forecaster as fc
-from conftest import SCENARIOS
-from forecaster.batch import MANIFEST, run_folder_names, safe_name
 from forecaster.cli import main
-from forecaster.outputs import run_to_folder
-from forecaster.report import render_html, render_markdown, write_report
+from forecaster.present.batch import MANIFEST, run_folder_names, safe_name
+from forecaster.present.report import render_html, render_markdown, write_report
+from forecaster.results.outputs import run_to_folder
 
 TINY = (SCENARIOS / "minimal.yaml").read_text() + "trials: 200\n"
 HOSTILE_NAMES = ["[/]", "[link=https://evil.example]click[/link]", "[bold red]x", "a\\", ":smile:"]
@@ -233,7 +233,7 @@ def test_bad_scenario_files_fail_alone_and_the_good_ones_are_written(work):
 
 
 def test_a_bug_in_one_scenario_fails_it_alone_and_says_so(work, monkeypatch):
-    import forecaster.report as report
+    import forecaster.present.report as report
 
     for name in ("first", "second"):
         (work / "sc" / f"{name}.yaml").write_text(tiny(name))
@@ -282,7 +282,7 @@ def test_run_compare_and_sensitivity_print_markup_in_names_as_text(tmp_path):
 
 
 def test_control_and_bidi_characters_never_reach_the_terminal(tmp_path):
-    from forecaster.console import print_comparison, print_summary
+    from forecaster.present.console import print_comparison, print_summary
 
     path = tmp_path / "s.yaml"
     path.write_text(tiny("plain"))
@@ -304,7 +304,7 @@ def test_control_and_bidi_characters_never_reach_the_terminal(tmp_path):
 
 
 def test_progress_bars_show_markup_in_names_as_text():
-    from forecaster.console import BatchProgress, LazyProgress
+    from forecaster.present.console import BatchProgress, LazyProgress
 
     for name in HOSTILE_NAMES:
         with BatchProgress(enabled=True) as display:

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import VALID
 
 import forecaster as fc
-from forecaster import loading, pipeline, yamlio
 from forecaster.calendar import day_calendar, period_end, periods
-from conftest import VALID
 from forecaster.cli import main
+from forecaster.scenario import loading, pipeline, yamlio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,7 +177,7 @@ def test_many_problems_are_summarised(tmp_path):
 
 
 def test_long_lines_are_read(tmp_path):
-    from forecaster.validation import MAX_TEXT
+    from forecaster.scenario.validation import MAX_TEXT
     path = write(tmp_path, VALID + "description: " + "y" * MAX_TEXT + "  # " + "z" * 2_000_000 + "\n")
     assert len(fc.load_scenario(path).description) == MAX_TEXT
     path = write(tmp_path, VALID + "description: " + "y" * 2_000_000 + "\n")

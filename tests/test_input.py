@@ -7,11 +7,11 @@ import textwrap
 
 import jsonschema
 import pytest
+from conftest import SCENARIOS, VALID
 
 import forecaster as fc
-from conftest import SCENARIOS, VALID
-from forecaster.schema import json_schema
-from forecaster.yamlio import load_yaml
+from forecaster.scenario.schema import json_schema
+from forecaster.scenario.yamlio import load_yaml
 
 TEAM = "team:\n  reps:\n    - {name: ana, segments: [direct], quota: 100000}\n"
 

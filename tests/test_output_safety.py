@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import SCENARIOS
 
 import forecaster as fc
-from conftest import SCENARIOS
-from forecaster import outputs
 from forecaster.cli import main
-from forecaster.outputs import GuardedFile, run_to_folder, sweep_stale_temporaries
+from forecaster.results import outputs
+from forecaster.results.outputs import GuardedFile, run_to_folder, sweep_stale_temporaries
 
 MINIMAL = SCENARIOS / "minimal.yaml"
 SAAS = SCENARIOS / "saas-quarter.yaml"
@@ -171,7 +171,7 @@ def test_a_file_size_limit_is_refused_before_the_run(previous):
     assert temporaries(out) == [] and unchanged(out, before)
 
 
-UNCHECKED = ("import forecaster.outputs as o\n"
+UNCHECKED = ("import forecaster.results.outputs as o\n"
              "o.check_room = lambda *a, **k: None  # as if the estimate had been wrong\n"
              "from forecaster.cli import main\n"
              "main()\n")
@@ -227,9 +227,9 @@ def test_absurd_trial_counts_are_refused_before_memory_is_allocated(tmp_path, mo
 
 @pytest.mark.parametrize("chunk_bytes", [None, 1], ids=["one-chunk", "chunks-of-1000-trials"])
 def test_the_estimate_bounds_the_files_written(tmp_path, monkeypatch, chunk_bytes):
-    from forecaster import simulation
-    from forecaster.plan import build_plan
-    from forecaster.results import Layout
+    from forecaster.engine import simulation
+    from forecaster.engine.plan import build_plan
+    from forecaster.results.layout import Layout
 
     if chunk_bytes:  # HDF5 allocates the last, partly filled chunk whole
         monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
@@ -284,7 +284,7 @@ def test_keep_summary_writes_the_same_summary_only(tmp_path, monkeypatch):
 
 
 def test_big_inputs_are_summarised_a_block_of_trials_at_a_time_with_the_same_numbers(tmp_path, monkeypatch):
-    from forecaster import results
+    from forecaster.results import layout as results
 
     sc = fc.load_scenario(SAAS).with_run(trials=2500, seed=4)
     whole = run_to_folder(sc, tmp_path / "whole")

@@ -9,13 +9,13 @@ import subprocess
 
 import pytest
 from click.testing import CliRunner
+from conftest import SCENARIOS
 
 import forecaster as fc
-from conftest import SCENARIOS
-from forecaster.batch import run_batch, safe_cell
 from forecaster.cli import main
-from forecaster.outputs import run_to_folder
-from forecaster.report import write_report
+from forecaster.present.batch import run_batch, safe_cell
+from forecaster.present.report import write_report
+from forecaster.results.outputs import run_to_folder
 
 EVIL = """\
 name: "<b>evil</b>"
@@ -131,7 +131,7 @@ def test_batch_skips_what_did_not_change_and_reruns_what_did(tmp_path):
 
 
 def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(tmp_path, monkeypatch):
-    import forecaster.report as report
+    import forecaster.present.report as report
 
     folder, out = _folder(tmp_path), tmp_path / "out"
     real = report.write_report
@@ -215,7 +215,7 @@ def test_a_killed_batch_leaves_no_half_written_file_and_the_next_run_completes_i
 
 
 def test_batch_progress_shows_scenario_n_of_n():
-    from forecaster.console import BatchProgress
+    from forecaster.present.console import BatchProgress
 
     with BatchProgress(enabled=True) as display:
         display.start(1, 3, "second")
@@ -226,8 +226,8 @@ def test_batch_progress_shows_scenario_n_of_n():
 
 
 def test_a_stop_request_ends_the_batch_at_the_next_scenario_even_if_the_interrupt_was_lost(tmp_path, monkeypatch):
-    import forecaster.batch as batch
-    import forecaster.report as report
+    import forecaster.present.batch as batch
+    import forecaster.present.report as report
 
     folder, out = _folder(tmp_path), tmp_path / "out"
     real = report.write_report

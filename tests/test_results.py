@@ -7,17 +7,16 @@ from datetime import date
 
 import numpy as np
 import pytest
+from conftest import SCENARIOS
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import forecaster as fc
-from conftest import SCENARIOS
 from forecaster.calendar import day_calendar, periods
-from forecaster.commission import commission_by_period, commission_per_quota_period
-from forecaster.outputs import write_outputs
-from forecaster.scenario import Commission, Tier
-from forecaster.summary import describe
-
+from forecaster.results.commission import commission_by_period, commission_per_quota_period
+from forecaster.results.outputs import write_outputs
+from forecaster.results.summary import describe
+from forecaster.scenario.model import Commission, Tier
 
 # --- calendar ------------------------------------------------------------------------------
 
@@ -143,8 +142,9 @@ def test_outputs_refuse_a_file_in_place_of_the_folder(tmp_path):
 
 def test_streamed_file_equals_the_in_memory_dataset_whatever_the_chunking(tmp_path, monkeypatch):
     import xarray as xr
-    from forecaster import simulation
-    from forecaster.outputs import run_to_folder
+
+    from forecaster.engine import simulation
+    from forecaster.results.outputs import run_to_folder
 
     sc = fc.load_scenario(SCENARIOS / "saas-quarter.yaml").with_run(trials=1700, seed=9)
     mem = fc.simulate(sc)
@@ -165,7 +165,7 @@ def test_streamed_file_equals_the_in_memory_dataset_whatever_the_chunking(tmp_pa
 
 
 def test_columns_select_and_sum():
-    from forecaster.results import Columns
+    from forecaster.results.layout import Columns
 
     x = np.arange(5 * 3 * 2, dtype=float).reshape(5, 3, 2)
     cols = Columns({"x": x}, 5, rows=2)

@@ -1,6 +1,6 @@
 """Every sampling path of the kernels against scipy's exact distributions.
 
-Each family is drawn through :func:`forecaster.kernels.draw` and compared with the exact
+Each family is drawn through :func:`forecaster.engine.kernels.draw` and compared with the exact
 law: the mean within 5 Monte Carlo standard errors and a Kolmogorov-Smirnov test (fixed
 seeds, so these are deterministic). :func:`draw_above` (the pipeline's remaining time) is
 checked against the conditional law P(X <= x | X > a) = (F(x) - F(a)) / S(a), in the body
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forecaster import kernels
-from forecaster.distributions import NONNEGATIVE, PROBABILITY, Distribution, Quantity
-from forecaster.validation import Context
+from forecaster.engine import kernels
+from forecaster.scenario.distributions import NONNEGATIVE, PROBABILITY, Distribution, Quantity
+from forecaster.scenario.validation import Context
 
 N = 40_000
 

@@ -1,6 +1,6 @@
 """Random streams: every name its own stream, so that segments are independent.
 
-A stream's key hashes the stream's whole name (:func:`forecaster._streams.stream_key`).
+A stream's key hashes the stream's whole name (:func:`forecaster.engine._streams.stream_key`).
 These tests fail if two segments share draws: identical revenue in every trial, a
 correlation far from 0, or a total whose variance is not the sum of its parts.
 """
@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 import forecaster as fc
-from forecaster._streams import run_key, stream_key
+from forecaster.engine._streams import run_key, stream_key
 
 SEGMENT = ("{leads: {per_day: {dist: gamma, mean: 4, cv: 0.3}}, "
            "funnel: {x: {convert: {dist: beta, mean: 0.3, concentration: 20}, days: {dist: gamma, mean: 20, cv: 0.5}}}, "

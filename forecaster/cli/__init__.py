@@ -28,8 +28,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import ForecasterError
+from forecaster import __version__
+from forecaster.errors import ForecasterError
 
 
 class BadInput(click.ClickException):
@@ -38,7 +38,7 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
-        from ..console import printable  # a message quotes names and keys from the user's files
+        from forecaster.present.console import printable  # a message quotes names and keys from the user's files
 
         _say(f"Error: {printable(self.format_message(), newlines=True)}")  # stderr may be a closed pipe too
 
@@ -54,7 +54,7 @@ _COMMAND = "forecaster.command"
 def _terminal_stream(exc: BaseException) -> str | None:
     """"stdout" or "stderr" when ``exc`` is a failed write to the terminal (through our rich
     Console, or ``click.echo``, or the final flush), else None."""
-    from ..console import TerminalWriteError
+    from forecaster.present.console import TerminalWriteError
 
     if isinstance(exc, TerminalWriteError):
         return exc.stream
@@ -118,7 +118,7 @@ def _terminal_failed(ctx: click.Context | None, code: int | None, reason: str, s
     """End the command after a failed write to ``stream``: quietly for a closed pipe (0 for
     stdout, 141 for stderr), else status 2 and one line on stderr (if stderr still works)
     naming the command, its input and where its results are."""
-    from ..console import printable
+    from forecaster.present.console import printable
 
     _silence(stream)
     if code == errno.EPIPE:
@@ -188,8 +188,8 @@ class ForecasterGroup(click.Group):
         return result
 
     def _invoke(self, ctx):
-        from ..console import TerminalWriteError
-        from ..outputs import Terminated, handle_interrupts
+        from forecaster.present.console import TerminalWriteError
+        from forecaster.results.outputs import Terminated, handle_interrupts
 
         try:
             with handle_interrupts(sigterm=True):  # a kill ends every command as Ctrl-C does
@@ -212,7 +212,7 @@ class ForecasterGroup(click.Group):
                 _terminal_failed(ctx, exc.errno, exc.strerror or str(exc), stream)
             if os.environ.get("FORECASTER_DEBUG"):
                 raise
-            from ..console import printable
+            from forecaster.present.console import printable
 
             _say(f"Internal error: {type(exc).__name__}: {printable(exc, newlines=True)}\n"
                  "This is a bug in forecaster; set FORECASTER_DEBUG=1 to see the traceback and please report it.")
@@ -237,6 +237,15 @@ def main():
     """
 
 
-from . import (backtest as _backtest, batch as _batch, calibrate as _calibrate, compare as _compare,  # noqa: E402,F401
-               report as _report, run as _run, schema as _schema, sensitivity as _sensitivity,
-               validate as _validate)
+# the commands register themselves on import
+from forecaster.cli import (  # noqa: E402,F401
+    backtest as _backtest,
+    batch as _batch,
+    calibrate as _calibrate,
+    compare as _compare,
+    report as _report,
+    run as _run,
+    schema as _schema,
+    sensitivity as _sensitivity,
+    validate as _validate,
+)

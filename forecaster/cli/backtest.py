@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from . import main
-from ..outputs import write_together
-from .calibrate import check_outputs, drop_option, history_inputs, parse_day
-from .options import column_option, mechanism_option, out_option, outcome_option
+from forecaster.cli import main
+from forecaster.cli.calibrate import check_outputs, drop_option, history_inputs, parse_day
+from forecaster.cli.options import column_option, mechanism_option, out_option, outcome_option
+from forecaster.results.outputs import write_together
 
 MAX_MONTHS = 120
 MAX_TRIALS = 1_000_000
@@ -68,11 +68,11 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
       forecaster backtest ../shared/data/maven-crm-sales-opportunities/sales_pipeline.csv --preset maven \\
           --cutoffs 2017-03-31,2017-06-30,2017-09-30 --out out/backtest
     """
-    from ..backtest import backtest
-    from ..console import print_backtest
-    from ..errors import ForecasterError
-    from ..history import load_deals
-    from ..outputs import ROOM, check_path, shorten, stat_or_none
+    from forecaster.errors import ForecasterError
+    from forecaster.history.backtest import backtest
+    from forecaster.history.readers import load_deals
+    from forecaster.present.console import print_backtest
+    from forecaster.results.outputs import ROOM, check_path, shorten, stat_or_none
 
     shown = f"--out {shorten(out)}"
     check_path(out, "--out", room=ROOM)  # a name or path too long, before anything is looked up

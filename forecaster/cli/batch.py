@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from . import _say, main
-from .options import out_option, quiet_option, threads_option, trials_option
+from forecaster.cli import _say, main
+from forecaster.cli.options import out_option, quiet_option, threads_option, trials_option
 
 
 @main.command("batch")
@@ -34,8 +34,8 @@ def batch_command(folder, out, force, trials, threads, quiet):
     Example (a nightly cron job):
       forecaster batch scenarios/ --out /srv/forecasts/latest --quiet
     """
-    from ..batch import STOP, run_batch
-    from ..console import BatchProgress, printable
+    from forecaster.present.batch import STOP, run_batch
+    from forecaster.present.console import BatchProgress, printable
 
     def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
         STOP.set()  # also stops at the next scenario if the exception below lands where Python ignores it

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from . import main
-from .options import column_option, mechanism_option, outcome_option
+from forecaster.cli import main
+from forecaster.cli.options import column_option, mechanism_option, outcome_option
 
 MAX_HORIZON_MONTHS = 120
 MAX_HORIZON_DAYS = 3660
@@ -35,7 +35,7 @@ def _horizon(ctx, param, value):
 
 def parse_day(value: str) -> date:
     """An ISO date within the dates a history may hold; ValueError saying what was expected."""
-    from ..history import FIRST_DATE, LAST_DATE
+    from forecaster.history.readers import FIRST_DATE, LAST_DATE
 
     try:
         day = date.fromisoformat(value.strip())
@@ -78,7 +78,7 @@ drop_option = click.option(
 def history_inputs(history: Path, preset: str) -> list[Path]:
     """The files read for ``history`` (the Olist folder's files for ``--preset olist``)."""
     if preset == "olist":
-        from ..history import OLIST_FILES
+        from forecaster.history.readers import OLIST_FILES
 
         return [Path(history) / name for name in OLIST_FILES]
     return [Path(history)]
@@ -91,7 +91,7 @@ def _kind(mode: int) -> str:
 
 
 TEMP_ROOM = 32
-"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`forecaster.outputs.write_together`) adds to its name."""
+"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`forecaster.results.outputs.write_together`) adds to its name."""
 
 
 def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
@@ -106,8 +106,8 @@ def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
     OutputError
         Saying which output, what is in the way, and that nothing was written.
     """
-    from ..errors import OutputError
-    from ..outputs import check_path, shorten, stat_or_none
+    from forecaster.errors import OutputError
+    from forecaster.results.outputs import check_path, shorten, stat_or_none
 
     read = []
     for p in inputs:
@@ -192,10 +192,10 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     """
     import yaml
 
-    from ..calibrate import calibrate, pipeline_csv
-    from ..errors import ForecasterError, ScenarioError
-    from ..history import load_deals
-    from ..outputs import shorten
+    from forecaster.errors import ForecasterError, ScenarioError
+    from forecaster.history.calibrate import calibrate, pipeline_csv
+    from forecaster.history.readers import load_deals
+    from forecaster.results.outputs import shorten
 
     name = output.stem
     pipeline_file = f"{name}-pipeline.csv"
@@ -210,7 +210,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     check_outputs(targets, inputs)  # before the work, so a mistyped -o costs nothing
     count, unit = horizon
     if unit == "m":  # to the end of the count-th month after as_of's month
-        from ..backtest import add_months
+        from forecaster.history.backtest import add_months
         horizon_days = (add_months(as_of.replace(day=1), count + 1) - as_of).days - 1
     else:
         horizon_days = count
@@ -245,7 +245,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if report:
         files[report_file] = calibration_report(cal, history, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
-    from ..outputs import write_together
+    from forecaster.results.outputs import write_together
 
     write_together(folder, files, shown)
     for w in cal.warnings:
@@ -281,7 +281,7 @@ def calibration_report(cal, history: Path, as_of: date) -> str:
     """A short Markdown report of a calibration: the parts fitted and kept, and the evidence."""
     out = [f"# Calibration of {_comment(history)} as known on {as_of}", "",
            "| optional part | fitted | kept |", "|---|---|---|"]
-    from ..calibrate import MECHANISMS
+    from forecaster.history.calibrate import MECHANISMS
 
     for m in MECHANISMS:
         fitted = cal.mechanisms.get(m)
@@ -307,9 +307,9 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
     """
     import tempfile
 
-    from ..errors import ScenarioError
-    from ..loading import build_scenario
-    from ..yamlio import load_yaml
+    from forecaster.errors import ScenarioError
+    from forecaster.scenario.loading import build_scenario
+    from forecaster.scenario.yamlio import load_yaml
 
     try:
         with tempfile.TemporaryDirectory(prefix="forecaster-calibrate-") as tmp:
@@ -320,8 +320,8 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
     except ScenarioError as exc:
         raise _refused(exc, output=output, history=history, as_of=as_of) from None
     except OSError as exc:  # the temporary copy could not be written (a name too long, a full disk)
-        from ..errors import OutputError
-        from ..outputs import shorten
+        from forecaster.errors import OutputError
+        from forecaster.results.outputs import shorten
 
         raise OutputError(f"-o {shorten(output)}: cannot check the calibrated scenario in a temporary folder: "
                           f"{exc.strerror or exc}; nothing was written") from None
@@ -331,7 +331,7 @@ def _refused(exc, *, output: Path, history: Path, as_of: date):
     """The error for a calibrated scenario that the format refuses (a ScenarioError ``exc``)."""
     from dataclasses import replace
 
-    from ..errors import ForecasterError
+    from forecaster.errors import ForecasterError
 
     # no line numbers: they would point into a file that is not there
     problems = "\n".join(f"  {replace(p, line=None).render(output.name)}" for p in exc.problems)

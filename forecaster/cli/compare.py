@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from . import main
-from .options import out_option, quiet_option, seed_option, threads_option, trials_option
+from forecaster.cli import main
+from forecaster.cli.options import out_option, quiet_option, seed_option, threads_option, trials_option
 
 
 @main.command("compare")
@@ -28,11 +28,11 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     Example:
       forecaster compare scenarios/saas-quarter.yaml scenarios/variants/saas-budget-up-60.yaml --out out/cmp
     """
-    from ..compare import compare, compare_summary
-    from ..console import print_comparison
-    from ..loading import load_scenario
-    from ..outputs import check_out, check_targets, write_comparison
-    from ..variants import load_variant
+    from forecaster.analysis.compare import compare, compare_summary
+    from forecaster.present.console import print_comparison
+    from forecaster.results.outputs import check_out, check_targets, write_comparison
+    from forecaster.scenario.loading import load_scenario
+    from forecaster.scenario.variants import load_variant
 
     if check_out(out):  # before the work, so a mistyped --out costs nothing
         check_targets(out, ("compare.nc", "compare.json"))

@@ -25,8 +25,8 @@ def _scenario_of(ctx) -> str:
 
 def _trials(ctx, param, value):
     """``--trials``: from MIN_TRIALS (a standard deviation and an interval need two) to the
-    scenario's own limit, MAX_TRIALS (:mod:`forecaster.limits`)."""
-    from ..limits import MAX_TRIALS, MIN_TRIALS
+    scenario's own limit, MAX_TRIALS (:mod:`forecaster.scenario.limits`)."""
+    from forecaster.scenario.limits import MAX_TRIALS, MIN_TRIALS
 
     if value is None:
         return None
@@ -34,7 +34,7 @@ def _trials(ctx, param, value):
         raise click.BadParameter(f"at least {MIN_TRIALS} trials are needed for a standard deviation and interval; "
                                  f"got {value}{_scenario_of(ctx)}")
     if value > MAX_TRIALS:
-        from ..outputs import shorten
+        from forecaster.results.outputs import shorten
 
         raise click.BadParameter(f"at most {MAX_TRIALS:,} trials (the limit of a run, as for a scenario's `trials`); "
                                  f"got {shorten(f'{value:,}', 40)}{_scenario_of(ctx)}")
@@ -46,7 +46,7 @@ def _seed(ctx, param, value):
     if value is None:
         return None
     if not 0 <= value <= MAX_SEED:
-        from ..outputs import shorten
+        from forecaster.results.outputs import shorten
 
         raise click.BadParameter(f"expected an integer from 0 to {MAX_SEED} (2**63 - 1); got {shorten(value, 40)}")
     return value
@@ -86,7 +86,7 @@ compress_option = click.option(
 
 
 def _outcomes(ctx, param, value) -> dict:
-    from ..history import parse_outcomes
+    from forecaster.history.readers import parse_outcomes
 
     try:
         return parse_outcomes(value)
@@ -116,7 +116,7 @@ outcome_option = click.option(
 
 def _mechanisms(ctx, param, value) -> dict:
     """``NAME=on|off`` items -> {name: True/False} for calibrate's optional parts."""
-    from ..calibrate import MECHANISMS
+    from forecaster.history.calibrate import MECHANISMS
 
     out = {}
     for item in value:

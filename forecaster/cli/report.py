@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import main
+from forecaster.cli import main
 
 
 @main.command("report")
@@ -20,8 +20,8 @@ def report_command(folder):
     Example:
       forecaster run scenarios/saas-quarter.yaml --out out/saas && forecaster report out/saas
     """
-    from ..console import printable
-    from ..report import write_report
+    from forecaster.present.console import printable
+    from forecaster.present.report import write_report
 
     written = write_report(folder)
     click.echo("Wrote " + " and ".join(printable(p) for p in written.values()))

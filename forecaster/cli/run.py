@@ -6,9 +6,20 @@ import sys
 
 import click
 
-from . import main
-from .options import (compress_option, keep_option, out_option, precision_option, quiet_option, scenario_argument,
-                      scheduler_option, seed_option, threads_option, trials_option, workers_option)
+from forecaster.cli import main
+from forecaster.cli.options import (
+    compress_option,
+    keep_option,
+    out_option,
+    precision_option,
+    quiet_option,
+    scenario_argument,
+    scheduler_option,
+    seed_option,
+    threads_option,
+    trials_option,
+    workers_option,
+)
 
 
 @main.command("run")
@@ -41,10 +52,16 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
       forecaster run scenarios/saas-quarter.yaml --out out/big --trials 5000000 --keep summary
       forecaster run scenarios/saas-quarter.yaml --out out/saas --trials 1000000 --scheduler tcp://10.0.0.5:8786
     """
-    from ..console import LazyProgress, print_summary
-    from ..loading import load_scenario
-    from ..outputs import (Terminated, check_out, format_bytes, handle_interrupts, run_to_folder,
-                           sweep_stale_temporaries)
+    from forecaster.present.console import LazyProgress, print_summary
+    from forecaster.results.outputs import (
+        Terminated,
+        check_out,
+        format_bytes,
+        handle_interrupts,
+        run_to_folder,
+        sweep_stale_temporaries,
+    )
+    from forecaster.scenario.loading import load_scenario
 
     if scheduler and workers:
         raise click.UsageError("give --scheduler or --workers, not both")
@@ -63,7 +80,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
             with contextlib.ExitStack() as stack:
                 runner = None
                 if scheduler or workers:
-                    from ..cluster import DaskRunner, dask_client
+                    from forecaster.engine.cluster import DaskRunner, dask_client
                     runner = DaskRunner(stack.enter_context(dask_client(scheduler, workers)))
                 progress = stack.enter_context(LazyProgress(sc.trials, f"{sc.name}: trials",
                                                             enabled=not quiet and sys.stderr.isatty()))
@@ -71,7 +88,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
                                         precision=precision, compress=compress)
             written = True
             if report:
-                from ..report import write_report
+                from forecaster.present.report import write_report
                 write_report(out)
             if not quiet:
                 print_summary(summary, sc)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from . import main
+from forecaster.cli import main
 
 
 @main.command("schema")
@@ -14,9 +14,9 @@ def schema_command():
 
     \b
     Example (VS Code with the YAML extension):
-      forecaster schema > forecaster.schema.json
-      # then, first line of a scenario:  # yaml-language-server: $schema=forecaster.schema.json
+      forecaster schema > forecaster.scenario.schema.json
+      # then, first line of a scenario:  # yaml-language-server: $schema=forecaster.scenario.schema.json
     """
-    from ..schema import json_schema
+    from forecaster.scenario.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import click
 
-from . import main
-from .options import out_option, quiet_option, scenario_argument, seed_option, threads_option, trials_option
+from forecaster.cli import main
+from forecaster.cli.options import (
+    out_option,
+    quiet_option,
+    scenario_argument,
+    seed_option,
+    threads_option,
+    trials_option,
+)
 
 
 def _step(ctx, param, value: str) -> float:
@@ -41,11 +48,11 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
     Example:
       forecaster sensitivity scenarios/saas-quarter.yaml --out out/sens --step 10% --trials 5000
     """
-    from ..console import LazyProgress, print_sensitivity
     import sys
 
-    from ..outputs import check_out, check_targets, write_comparison
-    from ..sensitivity import sensitivity
+    from forecaster.analysis.sensitivity import sensitivity
+    from forecaster.present.console import LazyProgress, print_sensitivity
+    from forecaster.results.outputs import check_out, check_targets, write_comparison
 
     if check_out(out):  # before the work, so a mistyped --out costs nothing
         check_targets(out, ("sensitivity.nc", "sensitivity.json"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from . import main
-from .options import scenario_argument
+from forecaster.cli import main
+from forecaster.cli.options import scenario_argument
 
 
 @main.command("validate")
@@ -16,8 +16,8 @@ def validate_command(scenario):
     Example:
       forecaster validate scenarios/saas-quarter.yaml
     """
-    from ..console import printable
-    from ..loading import load_scenario
+    from forecaster.present.console import printable
+    from forecaster.scenario.loading import load_scenario
 
     sc = load_scenario(scenario)
     parts = [f"{len(sc.segments)} segment{'s' * (len(sc.segments) != 1)}", f"{len(sc.stages)} stages",

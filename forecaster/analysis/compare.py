@@ -1,0 +1,214 @@
+"""Comparing scenarios on common random numbers: the difference, with its own interval.
+
+Every scenario of a comparison runs with the same seed and trials, and every kind of
+draw has its own stream (:mod:`forecaster.engine.seeding`), so the same random numbers drive the
+same parts of each model. The difference *variant - base* is taken trial by trial: it
+keeps the effect of the change and loses the noise the two runs share.
+
+Every stream is reseeded for every trial from the seed, its name and the trial's index
+(:mod:`forecaster.engine.seeding`), so in every trial:
+
+* each per-trial rate and probability is drawn from the same random numbers: unchanged
+  quantities identically, a changed one from the same uniforms and normals;
+* everything about a segment the variant does not change is identical, bit for bit;
+* the i-th lead a segment wins draws the same arrival day and, stage by stage, the same
+  times in both scenarios; a variant with more won leads adds them after the common ones;
+  values and reps are drawn in the order of the deals that close inside the horizon;
+* every open pipeline deal draws its conversion, times, value and rep in every trial.
+
+What cannot be shared: leads that exist in one scenario only have no partner; a changed
+distribution's draws change with it (a Poisson count drawn by rejection from a larger
+mean may take a different path); when stage times change, which deals close inside the
+horizon changes, and the values and reps after the first such deal are drawn in a
+different order. Scenarios must share the horizon and reporting periods.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from forecaster.errors import Problem, ScenarioError
+from forecaster.results.summary import Z975, describe
+from forecaster.scenario.model import Scenario
+
+METRICS = ("revenue", "won_deals", "commission")
+
+
+def per_trial_metrics(ds) -> dict:
+    """``metric -> (trials, periods)`` array of revenue, won deals and (with a plan) commission."""
+    out = {"revenue": ds["revenue"].values, "won_deals": ds["won_deals"].values.astype(float)}
+    if "commission" in ds:
+        out["commission"] = ds["commission"].sum("rep").values
+    return out
+
+
+def difference_stats(base: np.ndarray, variant: np.ndarray) -> dict:
+    """Paired statistics of ``variant - base`` for one column of trials.
+
+    Returns mean, its 95% interval (``mean_ci_low``/``mean_ci_high``), the per-trial
+    difference's p10/p50/p90, ``probability_higher`` (the share of trials where the
+    variant is strictly higher), and ``unpaired_ci_half_width``: the half-width the 95%
+    interval would have if the two scenarios had been run independently.
+    """
+    d = variant - base
+    n = d.size
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    half = Z975 * sd / math.sqrt(n)
+    unpaired = Z975 * math.sqrt((base.var(ddof=1) + variant.var(ddof=1)) / n) if n > 1 else math.nan
+    q = np.percentile(d, (10, 50, 90))
+    out = {"mean": mean, "mean_ci_low": mean - half, "mean_ci_high": mean + half,
+           "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2]),
+           "probability_higher": float(np.mean(d > 0)), "unpaired_ci_half_width": unpaired}
+    return {k: (v if math.isfinite(v) else None) for k, v in out.items()}
+
+
+def stored_seed(seed: int) -> int | str:
+    """A seed as the output files store it: the integer, or its digits when it does not fit in
+    64 bits (a NetCDF attribute holds at most a 64-bit integer; a scenario's `seed` may be larger)."""
+    return int(seed) if int(seed) < 2 ** 63 else str(seed)
+
+
+def _label(sc: Scenario) -> str:
+    """How messages name a scenario: its file, else (built in code) its ``name``."""
+    return str(sc.source) if sc.source is not None else repr(sc.name)
+
+
+def check_comparable(scenarios: list[Scenario]) -> None:
+    """Refuse scenarios that cannot be compared period by period, naming the files.
+
+    Raises
+    ------
+    ScenarioError
+        Each problem is in the variant's file (``Problem.file``) and names the base's file.
+    """
+    base = scenarios[0]
+    problems = []
+    for sc in scenarios[1:]:
+        for key in ("start", "end", "report_by"):
+            if getattr(sc, key) != getattr(base, key):
+                problems.append(Problem(key, f"is {getattr(sc, key)}, but the base {_label(base)} has "
+                                             f"{getattr(base, key)}: scenarios compared period by period need the "
+                                             "same horizon and periods", file=_label(sc)))
+    for i, sc in enumerate(scenarios):
+        first = next((o for o in scenarios[:i] if o.name == sc.name), None)
+        if first is not None:
+            other = f"the base {_label(first)}" if first is base else _label(first)
+            same = " (the same file)" if sc.source is not None and sc.source == first.source else ""
+            problems.append(Problem("name", f"{sc.name!r} is also the name of {other}{same}; the scenarios compared "
+                                            "need different names: give each variant its own `name`",
+                                    file=_label(sc)))
+    problems = list(dict.fromkeys(problems))  # a variant given twice: said once
+    if problems:
+        files = list(dict.fromkeys(p.file for p in problems))
+        raise ScenarioError(files[0] if len(files) == 1 else f"{_label(base)} and its variants", problems)
+
+
+def memory_per_trial(scenarios: list[Scenario], kept_per_trial: int = 0) -> int:
+    """Peak memory per trial [bytes] of running ``scenarios`` one after the other in memory
+    (:func:`forecaster.simulate`: a run's arrays and their Dataset) while ``kept_per_trial``
+    bytes a trial of results are kept meanwhile."""
+    from forecaster.engine.plan import build_plan
+    from forecaster.results.layout import Layout
+
+    one = max(2 * Layout.of(sc, build_plan(sc)).per_trial_bytes("float64") for sc in scenarios)
+    return one + kept_per_trial
+
+
+def check_memory(trials: int, per_trial: int, what: str) -> None:
+    """Refuse, before any trial runs, a run held in memory that exceeds the machine's memory
+    (or the process's cgroup limit), saying how many trials would fit.
+
+    Raises
+    ------
+    ForecasterError
+        Naming ``what`` (e.g. ``comparing s.yaml with 1 variant``).
+    """
+    from forecaster.errors import ForecasterError
+    from forecaster.results.outputs import format_bytes, memory_total
+
+    total = memory_total()
+    need = trials * per_trial + (64 << 20)
+    if total is not None and need > total:
+        fit = max(0, (total - (64 << 20)) // max(1, per_trial))
+        raise ForecasterError(f"{what}: {trials:,} trials need about {format_bytes(need)} of memory (every trial is "
+                              f"held in memory), more than this machine allows ({format_bytes(total)}); use fewer "
+                              f"--trials (about {fit:,} fit). Nothing was written.")
+
+
+def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = None, seed: int | None = None,
+            threads: int | None = None, progress=None):
+    """Run a base and its variants on common random numbers.
+
+    Parameters
+    ----------
+    base, variants : Scenario
+        Variants run with the base's seed and trials (or ``seed``/``trials``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``<metric>(scenario, trial, period)`` and ``<metric>_difference(scenario, trial,
+        period)`` (variant - base; zero for the base) for revenue, won_deals and, when
+        every scenario has a plan, commission. ``scenario`` lists the base first.
+    """
+    import xarray as xr
+
+    from forecaster.calendar import periods
+    from forecaster.engine.simulation import simulate
+
+    scenarios = [base, *variants]
+    check_comparable(scenarios)
+    trials = base.trials if trials is None else trials
+    seed = base.seed if seed is None else seed
+    # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
+    kept = 3 * 8 * len(METRICS) * sum(len(periods(sc.start, sc.end, sc.report_by).starts) for sc in scenarios)
+    n = len(variants)
+    check_memory(trials, memory_per_trial(scenarios, kept),
+                 f"comparing {_label(base)} with {n} variant{'s' if n != 1 else ''}")
+    runs = [per_trial_metrics(simulate(sc, trials=trials, seed=seed, threads=threads, progress=progress))
+            for sc in scenarios]
+    metrics = [m for m in METRICS if all(m in r for r in runs)]
+    data = {}
+    for m in metrics:
+        values = np.stack([r[m] for r in runs])
+        data[m] = (("scenario", "trial", "period"), values)
+        data[f"{m}_difference"] = (("scenario", "trial", "period"), values - values[0])
+    starts = periods(base.start, base.end, base.report_by).starts
+    ds0 = xr.Dataset(data, coords={"scenario": [sc.name for sc in scenarios], "trial": np.arange(trials),
+                                   "period": np.array(starts, dtype="datetime64[ns]")})
+    ds0.attrs.update({"base": base.name, "seed": stored_seed(seed), "trials": trials,
+                      "what": "per-trial values and paired differences (variant - base) on common random numbers"})
+    for m in metrics:
+        unit = "deals" if m == "won_deals" else (base.currency or "currency")
+        ds0[m].attrs["units"] = unit
+        ds0[f"{m}_difference"].attrs["units"] = unit
+    return ds0
+
+
+def compare_summary(ds) -> dict:
+    """The contents of ``compare.json``: each scenario's summary and each variant's paired
+    differences from the base, per metric, in total and by period."""
+    names = [str(s) for s in ds["scenario"].values]
+    labels = [str(np.datetime_as_string(p, unit="D")) for p in ds["period"].values]
+    metrics = [m for m in METRICS if m in ds]
+    out = {"base": ds.attrs["base"], "seed": ds.attrs["seed"], "trials": int(ds.attrs["trials"]),
+           "scenarios": {}, "differences": {}}
+    for i, name in enumerate(names):
+        item = {}
+        for m in metrics:
+            x = ds[m].values[i]
+            stats = describe(np.column_stack([x, x.sum(axis=1)]))
+            item[m] = {"total": stats[-1], "by_period": [{"period": p, **s} for p, s in zip(labels, stats[:-1])]}
+        out["scenarios"][name] = item
+    for i, name in enumerate(names[1:], start=1):
+        item = {}
+        for m in metrics:
+            b, v = ds[m].values[0], ds[m].values[i]
+            item[m] = {"total": difference_stats(b.sum(axis=1), v.sum(axis=1)),
+                       "by_period": [{"period": p, **difference_stats(b[:, k], v[:, k])}
+                                     for k, p in enumerate(labels)]}
+        out["differences"][name] = item
+    return out
+

@@ -1,0 +1,216 @@
+"""Sensitivity: which lever moves the forecast, and which uncertainty drives its spread.
+
+**Levers.** Every input a user can move, changed by ±step (default 10%) on common random
+numbers (:mod:`forecaster.analysis.compare`): each segment's leads (its rate or budget), each
+stage's conversion, each stage's time (``days`` and ``days_lost`` together) and each
+segment's deal value; and the same levers across all segments at once. Effects on total
+revenue, won deals and commission are paired differences from the base, with 95%
+intervals, ranked by size (a tornado).
+
+**The three moves** of the funnel literature, side by side: *expansion* (+step leads at the
+top, every segment), *stretching* (+step conversion at every stage, every segment) and the
+*key level* (the one stage whose +step conversion, in every segment, pays most).
+
+**Variance attribution.** The per-trial draws of rates and probabilities (``inputs`` of a
+run) explain part of the spread of total revenue; the rest is counting and per-deal noise.
+First-order Sobol indices S_j = Var(E[Y | X_j]) / Var(Y) are estimated from the base run
+alone by the given-data (binning) method: sort trials by X_j, cut them into B equal bins,
+and take the variance of the bin means of Y, less its sampling bias (the mean within-bin
+variance times B / N), over Var(Y).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, per_trial_metrics, stored_seed
+from forecaster.errors import ScenarioError
+from forecaster.scenario.loading import build_scenario, read_document
+from forecaster.scenario.model import LEAD_SOURCES, Scenario
+from forecaster.scenario.variants import Literal, apply_changes
+
+METRICS = ("revenue", "won_deals", "commission")
+DEFAULT_TRIALS = 5000
+"""Trials per run unless asked: paired differences are precise with few trials, and a
+sensitivity makes ~2 runs per lever."""
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A group of quantities scaled together: ``paths`` into the scenario document."""
+
+    name: str
+    kind: str        # leads | convert | days | deal_value
+    scope: str       # a segment name, or "all segments"
+    paths: tuple
+
+
+def levers(doc: dict, scenario: Scenario) -> list[Lever]:
+    """Every lever of a scenario: per segment, then across all segments."""
+    out = []
+    stages = list(scenario.stages)
+
+    # paths as literal keys: a segment or stage may be named "eu.north" or "[new]"
+    def lead_path(name):
+        source = next(k for k in LEAD_SOURCES if k in doc["segments"][name]["leads"])
+        return Literal(("segments", name, "leads", source))
+
+    def day_paths(name, stage):
+        entry = doc["segments"][name]["funnel"][stage]
+        return tuple(Literal(("segments", name, "funnel", stage, k)) for k in ("days", "days_lost") if k in entry)
+
+    def convert_path(name, stage):
+        return Literal(("segments", name, "funnel", stage, "convert"))
+
+    def value_path(name):
+        return Literal(("segments", name, "deal_value"))
+
+    for name in scenario.segments:
+        out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
+        for stage in stages:
+            out.append(Lever(f"{name}: {stage} convert", "convert", name, (convert_path(name, stage),)))
+        for stage in stages:
+            out.append(Lever(f"{name}: {stage} days", "days", name, day_paths(name, stage)))
+        out.append(Lever(f"{name}: deal value", "deal_value", name, (value_path(name),)))
+    names = list(scenario.segments)
+    everywhere = "all segments"  # kept even for one segment: the three moves are read from these
+    out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(lead_path(n) for n in names)))
+    for stage in stages:
+        out.append(Lever(f"all: {stage} convert", "convert", everywhere,
+                         tuple(convert_path(n, stage) for n in names)))
+    out.append(Lever("all: every stage convert (stretching)", "convert", everywhere,
+                     tuple(convert_path(n, s) for n in names for s in stages)))
+    out.append(Lever("all: every stage days", "days", everywhere,
+                     tuple(p for n in names for s in stages for p in day_paths(n, s))))
+    out.append(Lever("all: deal value", "deal_value", everywhere, tuple(value_path(n) for n in names)))
+    return out
+
+
+def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
+    """Given-data estimate of Var(E[Y | X]) / Var(Y) from paired samples (binning).
+
+    Trials are sorted by ``x`` and cut into ``bins`` groups of (nearly) equal size; the
+    variance of the group means of ``y``, less its bias from sampling (mean within-group
+    variance times bins / n), is divided by Var(y).
+    """
+    n = y.size
+    var = y.var()
+    if var == 0 or np.all(x == x[0]):
+        return 0.0
+    groups = np.array_split(y[np.argsort(x, kind="stable")], bins)
+    means = np.array([g.mean() for g in groups])
+    sizes = np.array([g.size for g in groups])
+    between = np.sum(sizes * (means - y.mean()) ** 2) / n
+    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - bins)
+    return float(max(0.0, between - within * bins / n) / var)
+
+
+def variance_shares(ds, scenario: Scenario) -> list[dict]:
+    """First-order shares of the variance of total revenue, one per uncertain per-trial input."""
+    y = ds["revenue"].sum("period").values
+    bins = int(max(10, min(100, round(np.sqrt(y.size) / 2))))
+    out = []
+    inputs = ds["inputs"].values
+    for g, seg in enumerate(ds["segment"].values):
+        for k, quantity in enumerate(ds["quantity"].values):
+            x = inputs[:, g, k]
+            if np.all(x == x[0]):
+                continue  # fixed in this scenario
+            out.append({"input": f"{seg}.{quantity}", "share": first_order_index(x, y, bins)})
+    out.sort(key=lambda r: -r["share"])
+    return out
+
+
+def _totals(ds) -> dict:
+    """Per-trial totals over the horizon of each metric, shape (trials,)."""
+    return {metric: values.sum(axis=1) for metric, values in per_trial_metrics(ds).items()}
+
+
+def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
+                threads: int | None = None, progress=None) -> tuple[dict, "object"]:
+    """Run every lever at ±step on common random numbers.
+
+    ``progress(done, total)`` is called after each run, with runs done and runs in all.
+
+    Returns
+    -------
+    summary : dict
+        The contents of ``sensitivity.json``: base totals, each lever's effects, the
+        ranking, the three moves, and variance shares.
+    ds : xarray.Dataset
+        ``<metric>_difference(lever, direction, trial)``: per-trial effects on totals.
+    """
+    import xarray as xr
+
+    from forecaster.engine.simulation import simulate
+    from forecaster.results.summary import describe
+    from forecaster.scenario.loading import load_scenario
+
+    base_sc = load_scenario(path)
+    doc, _, raw = read_document(path)
+    trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
+    seed = base_sc.seed if seed is None else seed
+    all_levers = levers(doc, base_sc)
+    # a lever's run, while the base's whole run and every lever's per-trial effects are kept
+    run_bytes = memory_per_trial([base_sc])
+    check_memory(trials, 2 * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
+                 f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
+    base_ds = simulate(base_sc, trials=trials, seed=seed, threads=threads)
+    base = _totals(base_ds)
+    metrics = [m for m in METRICS if m in base]
+    total_runs, done_runs = 2 * len(all_levers), 0
+    diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
+    effects, skipped = [], []
+    for i, lever in enumerate(all_levers):
+        item = {"lever": lever.name, "kind": lever.kind, "scope": lever.scope}
+        for j, factor in enumerate((1 - step, 1 + step)):
+            changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}}, "")
+            try:
+                if problems:
+                    raise ScenarioError(str(path), problems)
+                sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})", base_dir=base_sc.source.parent,
+                                    raw=raw, source=base_sc.source)
+            except ScenarioError as exc:  # e.g. a probability pushed above 1
+                skipped.append({"lever": lever.name, "direction": "-+"[j], "why": str(exc).splitlines()[-1].strip()})
+                continue
+            run = _totals(simulate(sc, trials=trials, seed=seed, threads=threads))
+            key = "minus" if j == 0 else "plus"
+            item[key] = {m: difference_stats(base[m], run[m]) for m in metrics}
+            for m in metrics:
+                diffs[m][i, j] = run[m] - base[m]
+            done_runs += 1
+            if progress:
+                progress(done_runs, total_runs)
+        effects.append(item)
+
+    def ranked(metric):
+        def size(item):
+            moved = [abs(item[k][metric]["mean"]) for k in ("minus", "plus") if k in item]
+            return max(moved) if moved else 0.0
+        return [e["lever"] for e in sorted((e for e in effects if e["scope"] != "all segments"), key=lambda e: -size(e))]
+
+    def plus(name):
+        e = next(e for e in effects if e["lever"] == name)
+        return e.get("plus")
+
+    stage_levers = [e for e in effects if e["scope"] == "all segments" and e["kind"] == "convert"
+                    and "stretching" not in e["lever"] and "plus" in e]
+    key = max(stage_levers, key=lambda e: e["plus"]["revenue"]["mean"]) if stage_levers else None
+    moves = {"expansion": {"lever": "all: leads (expansion)", **(plus("all: leads (expansion)") or {})},
+             "stretching": {"lever": "all: every stage convert (stretching)",
+                            **(plus("all: every stage convert (stretching)") or {})},
+             "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
+    base_stats = {m: describe(base[m][:, None])[0] for m in metrics}
+    summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
+               "base": base_stats, "levers": effects, "ranking": ranked("revenue"),
+               "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
+               "variance_shares": variance_shares(base_ds, base_sc), "skipped": skipped}
+    ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},
+                    coords={"lever": [lv.name for lv in all_levers], "direction": ["minus", "plus"],
+                            "trial": np.arange(trials)})
+    ds.attrs.update({"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
+                     "what": "per-trial change of each total when a lever moves by -step / +step "
+                             "(common random numbers); NaN where the lever could not move"})
+    return summary, ds

@@ -1,0 +1,246 @@
+"""Which optional parts of a calibrated scenario to keep: evidence from inside the history.
+
+Calibration fits every optional part it can (:data:`forecaster.history.calibrate.MECHANISMS`:
+shared shocks, stalled deals, drifting cycle speed, a trend in arrivals, seasonality,
+quarter-end slips, team capacity). Each helps on some histories and hurts on others (slips
+fitted to a growth ramp, a capacity read from a ramp), so none is switched on by default.
+Instead, a walk-forward *inside the history known on the as-of date* decides:
+
+1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends before the as-of date with at
+   least one whole month known after them, each at least :data:`MIN_HISTORY_MONTHS` months
+   after the history's first deal and :data:`MIN_CLOSED_MONTHS` after its first close; each is scored on the months known after it, at most
+   ``min(3, the horizon's months)`` (the latest ones on one or two months: the most recent
+   evidence, and the most data to fit parts such as quarter-end slips).
+2. At each, the scenario is calibrated on what was known then (same families as the outer
+   fit, no selection of its own, and the parts the outer fit found fitted without their own
+   significance tests: ``calibrate(like=...)``), and every candidate set of parts is
+   simulated (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the
+   CRPS of each month's won deals, and revenue when the history has amounts, each divided by
+   the mean actual so the two weigh alike.
+3. Forward selection: starting from the parts forced on, the part whose addition lowers the
+   mean score most is added, while it lowers it by at least :data:`MIN_GAIN` (relative)
+   *and* lowers it at two thirds (:data:`MIN_AGREE`) of the inner cutoffs where it changes
+   the forecast at all, at least two: one lucky window is not evidence, and a cutoff too
+   early to fit the part is no evidence either way.
+4. Honesty check: the shared shocks are multiplied by the factor of :data:`SCALE` (0.5 to
+   4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
+   the inner months' won deals (or, if none does, the one covering most, with a warning).
+   If the chosen set's coverage is short of 80% without shocks or a capacity, the shocks
+   are added back for this. So intervals are widened until they are honest in the history,
+   and narrowed when the history shows them needlessly wide. A kept capacity's cv is scaled
+   with the shocks (alone, when the shocks are not kept): a team whose deals wait wins what
+   its capacity allows, and a conversion shock would only open a lower tail below the cap.
+
+Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
+(both fitted from the history's own variation) are kept, plus what is forced on.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+INNER_CUTOFFS = 5
+MIN_HISTORY_MONTHS = 4
+MIN_CLOSED_MONTHS = 3
+"""An inner cutoff also comes at least this many calendar months after the history's first
+close: before, a calibration sees the first deals resolve and nothing else (Olist records
+wins only from December 2017, its leads from June)."""
+TRIALS = 400
+MIN_GAIN = 0.02
+MIN_AGREE = 2 / 3
+SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+NOMINAL = 0.8
+
+
+def _month_end(y: int, m: int) -> date:
+    return (date(y + (m == 12), m % 12 + 1, 1)) - timedelta(days=1)
+
+
+def inner_cutoffs(deals, as_of: date, months: int) -> list[tuple[date, int]]:
+    """Inner cutoffs, latest first: month ends c with at least one whole month known after
+    them by ``as_of``, each with the number of months (at most ``months``) it is scored on."""
+    firsts = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    closes = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
+    if not firsts or not closes:
+        return []
+    first, first_close = min(firsts), min(closes)
+    y, m = as_of.year, as_of.month
+    if _month_end(y, m) != as_of:  # as_of inside a month: the last whole month is the one before
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    out = []
+    for k in range(1, 1 + INNER_CUTOFFS):
+        yy, mm = divmod(m - 1 - k, 12)
+        c = _month_end(y + yy, mm + 1)
+        if ((c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS
+                or (c.year - first_close.year) * 12 + c.month - first_close.month < MIN_CLOSED_MONTHS):
+            break
+        out.append((c, min(k, months)))
+    return out
+
+
+def _months_after(c: date, n: int) -> list[date]:
+    out, d = [], c + timedelta(days=1)
+    for _ in range(n):
+        out.append(d)
+        d = _month_end(d.year, d.month) + timedelta(days=1)
+    return out
+
+
+def _actuals(deals, months: list[date]) -> tuple[np.ndarray, np.ndarray]:
+    """Won deals and their value in each month: two arrays of shape (months,)."""
+    index = {(m.year, m.month): k for k, m in enumerate(months)}
+    won, value = np.zeros(len(months)), np.zeros(len(months))
+    for d in deals:
+        if d.outcome == "won" and d.closed is not None and (d.closed.year, d.closed.month) in index:
+            k = index[(d.closed.year, d.closed.month)]
+            won[k] += 1
+            value[k] += d.amount or 0.0
+    return won, value
+
+
+def crps(samples: np.ndarray, y: float) -> float:
+    """CRPS of an empirical forecast distribution at the outcome ``y`` (the backtest's too).
+
+    ``samples``: shape (n,), in the metric's unit; the CRPS is in the same unit: mean |X - y|
+    minus half the mean |X - X'|, the latter from the sorted samples.
+    """
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = x.size
+    return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
+
+
+def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, lost_observed: bool,
+                      forced_on=(), forced_off=()) -> tuple[list[str], float]:
+    """The parts of ``cal`` to keep and the factor on the shared shocks (module docstring).
+
+    Records what it tried, the scores and the in-history coverage in ``cal.evidence``.
+    """
+    from forecaster.engine.simulation import simulate
+    from forecaster.errors import ScenarioError
+    from forecaster.history.calibrate import MECHANISMS, build_scenario, calibrate, pipeline_csv
+    from forecaster.scenario.loading import scenario_from_dict
+
+    fitted = [m for m in MECHANISMS if m in cal.mechanisms]
+    months = max(1, min(3, round(horizon_days / 30.4375)))
+    known = dict(inner_cutoffs(deals, as_of, months))  # cutoff -> months scored
+    cuts = list(known)
+    default = [m for m in fitted if m in ("shocks", "stalled") and m not in forced_off]
+    if len(cuts) < 2:
+        cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "fewer than 2 inner cutoffs: no evidence"}
+        cal.notes.append("selection: fewer than 2 month ends inside the history with a whole horizon after them: "
+                         "the optional parts are not tested; kept the shared shocks and stalled deals")
+        return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
+    revenue = any(d.amount for d in deals)
+    inner = []
+    for c in cuts:
+        try:
+            icalib = calibrate(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
+                               name="inner", lost_observed=lost_observed, select=False, families=cal.families,
+                               like=cal)
+        except ValueError:
+            continue
+        won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of],
+                              _months_after(c, known[c]))
+        inner.append((c, icalib, won, value))
+    if len(inner) < 2:
+        cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "inner calibrations failed"}
+        return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
+    scale_won = max(float(np.mean([w.mean() for _, _, w, _ in inner])), 1.0)
+    scale_value = max(float(np.mean([v.mean() for _, _, _, v in inner])), 1e-9)
+    cache: dict = {}
+
+    def samples(kept: tuple, widen: float = 1.0):
+        key = (kept, widen)
+        if key not in cache:
+            out = []
+            for c, icalib, _, _ in inner:
+                doc = build_scenario(icalib, kept, widen)
+                with tempfile.TemporaryDirectory() as tmp:
+                    if icalib.pipeline:
+                        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+                    try:
+                        ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
+                    except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
+                        out = None
+                        break
+                out.append((ds["won_deals"].values.astype(float)[:, :months],
+                            ds["revenue"].values.astype(float)[:, :months]))
+            cache[key] = out
+        return cache[key]
+
+    def by_cutoff(kept: tuple, widen: float = 1.0) -> np.ndarray:
+        """Each inner cutoff's mean relative CRPS over its months (and metrics)."""
+        out = []
+        drawn = samples(kept, widen)
+        if drawn is None:
+            return np.full(len(inner), np.inf)
+        for (won_s, value_s), (_, _, won, value) in zip(drawn, inner):
+            total = 0.0
+            for k in range(won.size):
+                total += crps(won_s[:, k], won[k]) / scale_won
+                if revenue:
+                    total += crps(value_s[:, k], value[k]) / scale_value
+            out.append(total / won.size)
+        return np.array(out)
+
+    def score(kept: tuple, widen: float = 1.0) -> float:
+        return float(np.mean(by_cutoff(kept, widen)))
+
+    def better(new: tuple, old: tuple) -> bool:
+        """Lower by at least MIN_GAIN on average, and lower at MIN_AGREE of the inner cutoffs
+        where it changes anything (at least two: where a part could not be fitted yet it
+        changes nothing, which is no evidence either way)."""
+        a, b = by_cutoff(new), by_cutoff(old)
+        informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
+        n = int(informative.sum())
+        return (a.mean() <= b.mean() * (1 - MIN_GAIN) and n >= 2
+                and np.sum(a < b) >= math.ceil(MIN_AGREE * n))
+
+    def coverage(kept: tuple, widen: float = 1.0) -> float:
+        drawn = samples(kept, widen)
+        if drawn is None:
+            return 0.0
+        inside = [bool(np.percentile(won_s[:, k], 10) <= won[k] <= np.percentile(won_s[:, k], 90))
+                  for (won_s, _), (_, _, won, _) in zip(drawn, inner) for k in range(won.size)]
+        return float(np.mean(inside))
+
+    order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
+    kept = order(forced_on)
+    steps = [{"kept": list(kept), "score": score(kept)}]
+    candidates = [m for m in fitted if m not in kept and m not in forced_off]
+    while candidates:
+        tries = {m: score(order(kept + (m,))) for m in candidates}
+        best = min(tries, key=tries.get)
+        steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best})
+        if not better(order(kept + (best,)), kept):
+            break
+        kept = order(kept + (best,))
+        candidates.remove(best)
+    before = coverage(kept)
+    widen, reached = 1.0, before
+    spread = "shocks" in kept or "capacity" in kept
+    if before < NOMINAL and not spread and "shocks" in fitted and "shocks" not in forced_off:
+        kept, spread = order(set(kept) | {"shocks"}), True  # too narrow: the shocks come back to widen it
+    if spread:
+        # the shared spread's size is read off the walk-forward too: of the factors whose P10-P90
+        # covers NOMINAL of the inner months, the one with the lowest CRPS
+        trials = {f: (coverage(kept, f), score(kept, f)) for f in SCALE}
+        honest = [f for f in SCALE if trials[f][0] >= NOMINAL]
+        widen = min(honest, key=lambda f: trials[f][1]) if honest else max(SCALE, key=lambda f: (trials[f][0], f))
+        reached = trials[widen][0]
+        if reached < NOMINAL:
+            cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
+                                f"x{widen:g}: the intervals are likely too narrow")
+    cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "months": months, "steps": steps,
+                    "kept": list(kept), "score": score(kept, widen), "score_base": score(()),
+                    "widen": widen, "coverage_p10_p90": reached, "coverage_before_widening": before}
+    cal.notes.append(f"selection: walk-forward inside the history from {len(inner)} month ends "
+                     f"({', '.join(c.isoformat() for c, *_ in inner)}), {months} months each: kept "
+                     f"{', '.join(kept) or 'nothing optional'}; relative CRPS {score(kept, widen):.4f} against "
+                     f"{score(()):.4f} with none; shared spread (shocks, capacity cv) x{widen}; "
+                     f"in-history P10-P90 coverage {reached:.0%}")
+    return list(kept), widen

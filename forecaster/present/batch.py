@@ -1,0 +1,410 @@
+"""Batch runs: every scenario of a folder, each with its outputs and report, never losing work.
+
+For a folder of scenarios, :func:`run_batch` writes ``OUT/<name>/`` with ``forecast.nc``,
+``summary.json``, ``report.html`` and ``report.md``, then ``OUT/manifest.json`` (status,
+input hash, version, seed, trials, timings, error per scenario) and ``OUT/summaries.csv``.
+One bad scenario fails alone, and so does a ``*.yaml`` entry that is not a regular file (a
+FIFO, a device, a link that loops or leads nowhere: refused unopened, never skipped). Every
+file is written under a temporary name and renamed, and the manifest is rewritten after
+each scenario, so an interrupted batch leaves every finished scenario intact and no
+half-written file; the next run skips the scenarios whose inputs and forecaster version did
+not change (unless ``force``) and completes the rest.
+
+Nothing is written or deleted outside ``OUT``: ``<name>`` is the scenario file's stem made
+safe by :func:`run_folder_names` (never ``.``, ``..``, empty, hidden, with a separator or
+a control character, nor the batch's own ``manifest.json`` or ``summaries.csv``; unique
+even on a case-insensitive file system), and a symbolic link inside ``OUT`` is never
+followed: a link (or a file) where a run folder, a run file or the manifest goes is
+refused, not written through.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import re
+import stat
+import threading
+import time
+import unicodedata
+from datetime import datetime, timezone
+from pathlib import Path
+
+from forecaster.errors import ForecasterError, OutputError
+from forecaster.present.console import printable
+
+STOP = threading.Event()
+"""Set by a signal handler: the batch stops at the next scenario boundary even if the
+KeyboardInterrupt the handler raised was swallowed (Python ignores exceptions raised
+inside garbage-collection callbacks)."""
+
+MANIFEST = "manifest.json"
+CSV_FILE = "summaries.csv"
+RUN_FILES = ("forecast.nc", "summary.json", "report.html", "report.md")
+"""The files a run folder holds; nothing else in it is written or deleted."""
+STATS = ("mean", "std", "p5", "p10", "p50", "p90", "p95", "mean_ci_low", "mean_ci_high")
+_RESERVED = {MANIFEST.casefold(), CSV_FILE.casefold()}
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+_MAX_NAME_BYTES = 200
+
+
+def _temp_of(names) -> re.Pattern:
+    """Our temporary files beside ``names`` (see :func:`forecaster.results.outputs._temp_name`)."""
+    return re.compile(r"^\.(?:" + "|".join(re.escape(n) for n in names) + r")\..*\.tmp$", re.DOTALL)
+
+
+_RUN_TEMP = _temp_of(RUN_FILES)
+_OUT_TEMP = _temp_of((MANIFEST, CSV_FILE))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kind(path: Path) -> str | None:
+    """What is at ``path`` without following a link: None, "file", "folder", "link" or "other"."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be examined: {exc.strerror}") from None
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "other"
+
+
+_WHAT = {"link": "a symbolic link", "folder": "a folder", "file": "a file", "other": "a special file"}
+
+
+def _write_atomic(folder: Path, name: str, text: str) -> None:
+    from forecaster.results.outputs import _Staged
+
+    try:
+        with _Staged(folder) as staged:
+            staged.path(name).write_text(text, encoding="utf-8")
+            staged.publish()
+    except OSError as exc:
+        if isinstance(exc, ForecasterError):
+            raise
+        raise OutputError(f"{folder / name}: cannot be written: {exc.strerror or exc}") from None
+
+
+def safe_cell(value) -> str:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ or a control
+    character is prefixed with an apostrophe (OWASP's advice against formula injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
+
+
+def summaries_csv(summaries: dict) -> str:
+    """One row per scenario, metric and period (``total`` for the whole horizon).
+
+    Control characters are shown as escapes (:func:`~forecaster.present.console.printable`). A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
+    contributes no rows rather than stopping the batch.
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["scenario", "metric", "period", *STATS])
+    for name, s in summaries.items():
+        try:
+            rows = [[safe_cell(printable(name)), safe_cell(printable(metric)), safe_cell(printable(period)),
+                     *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS)]
+                    for metric, m in s["metrics"].items()
+                    for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def scenario_files(folder: Path) -> list[Path]:
+    """The scenarios of ``folder``: every entry whose name ends in ``.yaml`` or ``.yml``
+    (``.yaml`` itself included), sorted, except folders (and links to folders).
+
+    Nothing is opened here. An entry that is not a regular file (a FIFO, a device, a socket,
+    a link that loops or leads nowhere) is listed too, so that :func:`run_batch` records it
+    as failed with the reason (:func:`scenario_problem`) instead of leaving it out silently.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: not a folder of scenarios")
+    try:
+        entries = [p for p in folder.iterdir() if p.name.endswith(SUFFIXES)]
+    except OSError as exc:
+        raise ForecasterError(f"{folder}: cannot list the scenarios: {exc.strerror or exc}") from None
+    return sorted(p for p in entries if not _is_folder(p))
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def scenario_problem(path: Path) -> str | None:
+    """Why the scenario entry ``path`` cannot be read, without opening it (a FIFO would
+    block, a device never ends), or None for a regular file (or a link to one)."""
+    try:
+        link = os.readlink(path) if os.path.islink(path) else None
+    except OSError:
+        link = None
+    via = f" (a symbolic link to {link})" if link is not None else ""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if link is not None:
+            return f"{path}: is a symbolic link to {link}, which does not exist; expected a YAML file"
+        return f"{path}: no longer exists; expected a YAML file"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"{path}: is a symbolic link that loops (it leads back to itself, via {link}); expected a YAML "
+                    "file")
+        return f"{path}: cannot be examined: {exc.strerror or exc}; expected a YAML file"
+    except ValueError:
+        return f"{path}: is not a usable file name; expected a YAML file"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _SPECIAL if test(mode)), "not a regular file")
+    return f"{path}: is {kind}{via}, not a regular file; expected a YAML file (it was not opened)"
+
+
+def safe_name(stem: str) -> str:
+    """A file or folder name made from ``stem`` that stays where it is put.
+
+    Separators (``/``, ``\\``), control and format characters (ESC, bidi overrides...),
+    lone surrogates and ``:`` become ``_``; a leading dot becomes ``_`` (no ``.``, ``..``
+    or hidden name that could pass for a temporary file); an empty name is ``_``; a
+    Windows device name (``con``, ``nul``...) gets a ``_`` in front; at most 200 bytes.
+    """
+    name = "".join("_" if ch in "/\\:" or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") else ch
+                   for ch in stem)
+    name = re.sub(r"^\.", "_", name) or "_"
+    if name.split(".")[0].strip().casefold() in _WINDOWS_DEVICES:
+        name = "_" + name
+    while len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        name = name[:-1]
+    return name
+
+
+def run_folder_names(files: list[Path]) -> dict[Path, str]:
+    """Each scenario file's run folder name: :func:`safe_name` of its stem, unique among them
+    (compared case-insensitively) and never one of the batch's own files; a clash gets
+    ``-2``, ``-3``... in the order of the sorted file names, so a rerun maps alike."""
+    taken, out = set(_RESERVED), {}
+    for path in sorted(files):
+        base = safe_name(path.stem)
+        name, n = base, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.casefold())
+        out[path] = name
+    return out
+
+
+def _is_safe_key(name) -> bool:
+    return isinstance(name, str) and name == safe_name(name) and name.casefold() not in _RESERVED
+
+
+def _read_manifest(path: Path) -> dict:
+    """The previous run's manifest, or {} when there is none or it is not one of ours
+    (unreadable, not JSON, wrong shape). Entries whose names are not safe run folder names
+    (a hand-edited ``../elsewhere``) are dropped: nothing is read or written through them."""
+    if _kind(path) != "file":
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(manifest, dict):
+        return {}
+    entries = manifest.get("scenarios")
+    manifest["scenarios"] = ({k: v for k, v in entries.items() if _is_safe_key(k) and isinstance(v, dict)}
+                             if isinstance(entries, dict) else {})
+    return manifest
+
+
+def _run_folder_problem(target: Path, folder: Path) -> str | None:
+    """Why ``target`` cannot be a run folder (a link, a file, a link or folder where a run
+    file goes, the scenario folder itself), or None."""
+    kind = _kind(target)
+    if kind is None:
+        return None
+    if kind != "folder":
+        return (f"{target} is {_WHAT[kind]}; the batch writes only into folders of its own and never through a "
+                "link: move it away or choose another --out")
+    try:
+        if os.path.samefile(target, folder):
+            return f"{target} is the scenario folder itself; choose another --out"
+    except OSError:
+        pass
+    for name in RUN_FILES:
+        inner = _kind(target / name)
+        if inner not in (None, "file"):
+            return (f"{target / name} is {_WHAT[inner]}; the batch replaces only the files it wrote and never writes "
+                    "through a link: move it away")
+    return None
+
+
+def _remove_stale_temporaries(folder: Path, pattern: re.Pattern) -> None:
+    """Delete the temporary files a killed run left in ``folder``: only regular files named
+    like ours (``pattern``), and only when the run that wrote them is gone
+    (:func:`forecaster.results.outputs.sweep_stale_temporaries`): a concurrent live run's stay."""
+    from forecaster.results.outputs import sweep_stale_temporaries
+
+    sweep_stale_temporaries(folder, only=pattern)
+
+
+def _finished(target: Path) -> bool:
+    return _kind(target) == "folder" and all(_kind(target / f) == "file" for f in ("summary.json", "forecast.nc",
+                                                                                  "report.html"))
+
+
+def _read_summary(target: Path) -> dict | None:
+    if _kind(target) != "folder" or _kind(target / "summary.json") != "file":
+        return None
+    try:
+        summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trials: int | None = None,
+              threads: int | None = None, on_start=None, progress=None) -> dict:
+    """Run every scenario in ``folder`` into ``out``; returns the manifest.
+
+    ``on_start(index, total, name)`` is called before each scenario and ``progress(n)``
+    with trials done, for a display. A scenario that fails (bad input, a link where its
+    folder goes, or an unexpected error, marked ``"internal_error": true``) is recorded as
+    failed with its message and the others go on.
+    """
+    from forecaster import __version__
+    from forecaster.present.report import write_report
+    from forecaster.results.outputs import prepare_folder, run_to_folder
+    from forecaster.scenario.loading import load_scenario, read_document
+    from forecaster.scenario.variants import is_variant
+
+    folder = Path(folder)
+    files = scenario_files(folder)  # a missing or unreadable folder is refused before --out is created
+    out = prepare_folder(out)
+    for own in (MANIFEST, CSV_FILE):
+        kind = _kind(out / own)
+        if kind not in (None, "file"):
+            raise OutputError(f"{out / own} is {_WHAT[kind]}; the batch writes its {own} there and never through a "
+                              "link: move it away or choose another --out")
+    _remove_stale_temporaries(out, _OUT_TEMP)
+    names = run_folder_names(files)
+    manifest = _read_manifest(out / MANIFEST)
+    entries = manifest.get("scenarios", {})
+    actions = {}  # what this run did with each scenario: ran, unchanged, failed, skipped
+
+    def save():
+        manifest.update({"forecaster_version": __version__, "updated": _now(), "folder": str(folder),
+                         "scenarios": entries})
+        _write_atomic(out, MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+    def fail(name, entry, message, internal=False, **extra):
+        entries[name] = {**entry, "status": "failed", "error": message, **extra, "finished": _now()}
+        if internal:
+            entries[name]["internal_error"] = True
+        actions[name] = "failed"
+        save()
+
+    STOP.clear()
+    for i, path in enumerate(files):
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        name = names[path]
+        if on_start:
+            on_start(i, len(files), name)
+        target = out / name
+        entry = {"file": path.name, "forecaster_version": __version__}
+        problem = scenario_problem(path)
+        if problem:  # a FIFO, device, socket or broken link: listed as failed, never opened
+            fail(name, entry, problem)
+            continue
+        try:
+            data, _, _ = read_document(path)
+            if is_variant(data):
+                entries[name] = {**entry, "status": "skipped", "error": "a variant file (changes to a base "
+                                 "scenario), not a whole scenario; run it with `forecaster compare`"}
+                actions[name] = "skipped"
+                save()
+                continue
+            sc = load_scenario(path).with_run(trials=trials)
+        except ForecasterError as exc:
+            fail(name, entry, str(exc))
+            continue
+        except RecursionError:
+            fail(name, entry, f"{path}: nested too deeply to read (a recursive YAML alias?)")
+            continue
+        except Exception as exc:  # a bug: this scenario fails, the others still run
+            fail(name, entry, _internal(exc), internal=True)
+            continue
+        entry.update({"input_sha256": sc.sha256, "seed": sc.seed, "trials": sc.trials})
+        previous = entries.get(name, {})
+        unchanged = (previous.get("status") == "ok" and previous.get("file") == path.name
+                     and previous.get("input_sha256") == sc.sha256 and previous.get("forecaster_version") == __version__
+                     and previous.get("trials") == sc.trials and _finished(target))
+        if unchanged and not force:
+            actions[name] = "unchanged"
+            if progress:
+                progress(sc.trials)
+            continue
+        problem = _run_folder_problem(target, folder)
+        if problem:
+            fail(name, entry, problem)
+            continue
+        if _kind(target) == "folder":
+            _remove_stale_temporaries(target, _RUN_TEMP)  # left by a run that was killed
+        started, t0 = _now(), time.perf_counter()
+        try:
+            try:
+                os.mkdir(target)  # never through a link: a link created meanwhile makes this fail
+            except FileExistsError:
+                if _kind(target) != "folder":
+                    raise OutputError(_run_folder_problem(target, folder)) from None
+            run_to_folder(sc, target, threads=threads, progress=progress)
+            write_report(target)
+        except ForecasterError as exc:
+            fail(name, entry, str(exc), started=started)
+            continue
+        except OSError as exc:
+            fail(name, entry, f"{target}: cannot be written: {exc.strerror or exc}", started=started)
+            continue
+        except Exception as exc:  # a bug: this scenario fails, the others still run
+            fail(name, entry, _internal(exc), internal=True, started=started)
+            continue
+        entries[name] = {**entry, "status": "ok", "started": started, "finished": _now(),
+                         "seconds": round(time.perf_counter() - t0, 3)}
+        actions[name] = "ran"
+        save()
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    summaries = {}
+    for name, e in entries.items():
+        if e.get("status") == "ok":
+            summary = _read_summary(out / name)
+            if summary is not None:
+                summaries[name] = summary
+    _write_atomic(out, CSV_FILE, summaries_csv(summaries))
+    manifest["last_run"] = actions
+    save()
+    return manifest
+
+
+def _internal(exc: Exception) -> str:
+    return (f"internal error: {type(exc).__name__}: {exc}. This is a bug in forecaster; run the scenario alone with "
+            "FORECASTER_DEBUG=1 to see the traceback, and please report it")

@@ -1,0 +1,344 @@
+"""The terminal summary a finance user reads at a glance, and the progress bar.
+
+Every name that comes from a scenario (scenario, segment, stage, rep, variant, currency,
+lever) reaches rich as :class:`rich.text.Text`, never as markup: a name like ``[/]`` or
+``[link=...]`` is text, and control characters (ESC, bidi overrides, newlines) are shown
+as visible escapes by :func:`printable`, so nothing from a scenario can drive the terminal.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+import unicodedata
+
+from rich.console import Console as _RichConsole
+from rich.table import Table
+from rich.text import Text
+
+from forecaster.scenario.model import Scenario
+
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), lone surrogates, line breaks
+
+
+class TerminalWriteError(Exception):
+    """Writing to stdout or stderr failed (a closed pipe, ``> /dev/full``): ``.errno``,
+    ``.strerror`` and ``.stream`` ("stdout" or "stderr"). Not an OSError, so no handler of
+    file errors mistakes it for one; :class:`forecaster.cli.ForecasterGroup` turns it into
+    a quiet exit (a closed pipe) or a one-line error."""
+
+    def __init__(self, exc: OSError, stream: str):
+        super().__init__(f"cannot write to {stream}: {exc.strerror or exc}")
+        self.errno, self.strerror, self.stream = exc.errno, exc.strerror or str(exc), stream
+
+
+class Console(_RichConsole):
+    """rich's Console whose write errors are :class:`TerminalWriteError`: rich's own answer
+    to a closed pipe (exit status 1, silently, from wherever it happens) is replaced by
+    forecaster's (see :class:`forecaster.cli.ForecasterGroup`)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            self.quiet = True  # nothing more is written through this console
+            raise TerminalWriteError(exc, "stderr" if self.stderr else "stdout") from None
+
+
+def printable(value, newlines: bool = False) -> str:
+    """``value`` as text a terminal, a page or a file name shows literally: every control
+    character (ESC, BEL, CR, tab...), format character (bidi overrides, zero-width marks),
+    lone surrogate and line or paragraph separator becomes a visible escape such as
+    ``\\x1b`` or ``\\u202e``. ``newlines`` keeps ``\\n`` (for multi-line messages)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" and newlines:
+            out.append(ch)
+        elif unicodedata.category(ch) in _HIDDEN:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def as_text(value) -> Text:
+    """A name from a scenario as rich Text: never read as markup or emoji, no control codes."""
+    return Text(printable(value))
+
+
+def _money(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}"
+
+
+def _count(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def _metric_table(title: str, metric: dict, fmt) -> Table:
+    table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("period")
+    for col in ("mean", "95% CI of mean", "P10", "P50", "P90"):
+        table.add_column(col, justify="right")
+    rows = [(item["period"], item) for item in metric["by_period"]] + [("total", metric["total"])]
+    for i, (label, s) in enumerate(rows):
+        table.add_row(as_text(label), fmt(s["mean"]), f"{fmt(s['mean_ci_low'])} – {fmt(s['mean_ci_high'])}",
+                      fmt(s["p10"]), fmt(s["p50"]), fmt(s["p90"]), end_section=i == len(rows) - 2,
+                      style="bold" if label == "total" else None)
+    return table
+
+
+def print_summary(summary: dict, scenario: Scenario, console: Console | None = None) -> None:
+    """Print per-period and total revenue, won deals, commission per rep and targets."""
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    cur = f" [{printable(scenario.currency)}]" if scenario.currency else ""
+    h = summary["horizon"]
+    console.print(Text.assemble((printable(summary["scenario"]), "bold"),
+                                printable(f": {summary['trials']:,} trials, seed {summary['seed']}, "
+                                          f"{h['start']} to {h['end']}, by {h['report_by']}")), highlight=False)
+    m = summary["metrics"]
+    console.print(_metric_table(f"Revenue{cur}", m["revenue"], _money))
+    console.print(_metric_table("Won deals", m["won_deals"], _count))
+    if "commission" in m:
+        console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money))
+    if "reps" in summary and "commission" in m:
+        table = Table(title=as_text(f"Commission by rep{cur}"), title_justify="left", show_edge=False, pad_edge=False)
+        for col, just in (("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
+                          ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right")):
+            table.add_column(col, justify=just)
+        for name, r in summary["reps"].items():
+            c = r["commission"]["total"]
+            chances = " / ".join(f"{q['probability']:.0%}" for q in r["quota_attainment"])
+            table.add_row(as_text(name), _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
+                          _money(c["p10"]), _money(c["p50"]), _money(c["p90"]), chances)
+        console.print(table)
+        if any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values()):
+            console.print("P(reach quota) is given for each commission period in turn.", style="dim")
+    if summary.get("targets"):
+        table = Table(title="Targets", title_justify="left", show_edge=False, pad_edge=False)
+        for col, just in (("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right")):
+            table.add_column(col, justify=just)
+        for metric, t in summary["targets"].items():
+            table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
+        console.print(table)
+
+
+def _signed(fmt, x):
+    return "-" if x is None else ("+" if x > 0 else "") + fmt(x)
+
+
+def print_comparison(summary: dict, currency: str | None, console: Console | None = None) -> None:
+    """Each metric's total per scenario, and each variant's paired difference from the base."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    cur = f" [{printable(currency)}]" if currency else ""
+    console.print(Text.assemble(("compare", "bold"), printable(
+        f": base {summary['base']}, {summary['trials']:,} trials, seed {summary['seed']}, common random numbers")),
+        highlight=False)
+    base = summary["base"]
+    for metric in summary["scenarios"][base]:
+        fmt = _count if metric == "won_deals" else _money
+        title = {"revenue": f"Revenue{cur}", "won_deals": "Won deals", "commission": f"Commission{cur}"}[metric]
+        table = Table(title=as_text(f"{title}, total over the horizon"), title_justify="left", show_edge=False,
+                      pad_edge=False)
+        for col, just in (("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
+                          ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
+                          ("CI if independent", "right")):
+            table.add_column(col, justify=just)
+        for name, scen in summary["scenarios"].items():
+            s = scen[metric]["total"]
+            if name == base:
+                table.add_row(as_text(name), fmt(s["mean"]), "base", "", "", "")
+                continue
+            d = summary["differences"][name][metric]["total"]
+            table.add_row(as_text(name), fmt(s["mean"]),
+                          f"{_signed(fmt, d['mean'])} ({_signed(fmt, d['mean_ci_low'])} – {_signed(fmt, d['mean_ci_high'])})",
+                          f"{_signed(fmt, d['p10'])} / {_signed(fmt, d['p50'])} / {_signed(fmt, d['p90'])}",
+                          f"{d['probability_higher']:.0%}",
+                          "±" + fmt(d["unpaired_ci_half_width"]) if d["unpaired_ci_half_width"] is not None else "-")
+        console.print(table)
+
+
+def print_sensitivity(summary: dict, console: Console | None = None) -> None:
+    """The tornado table, the three moves side by side, and the variance shares."""
+    console = console or Console(width=None if sys.stdout.isatty() else 140)
+    step = f"{summary['step']:.0%}"
+    base = summary["base"]["revenue"]
+    console.print(Text.assemble(("sensitivity", "bold"), printable(
+        f" of {summary['scenario']}: each lever -{step} / +{step}, {summary['trials']:,} trials, "
+        f"seed {summary['seed']}; base revenue {_money(base['mean'])}")), highlight=False)
+
+    def cell(effect):
+        if effect is None:
+            return "-"
+        r = effect["revenue"]
+        return f"{_signed(_money, r['mean'])} ({_signed(_money, r['mean_ci_low'])} – {_signed(_money, r['mean_ci_high'])})"
+
+    table = Table(title="Effect on total revenue, largest first", title_justify="left", show_edge=False,
+                  pad_edge=False)
+    for col, just in (("lever", "left"), (f"-{step} (95% CI)", "right"), (f"+{step} (95% CI)", "right")):
+        table.add_column(col, justify=just)
+    by_name = {e["lever"]: e for e in summary["levers"]}
+    for name in summary["ranking"]:
+        e = by_name[name]
+        table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
+    console.print(table)
+    table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
+    for col, just in (("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right")):
+        table.add_column(col, justify=just)
+    for move, label in (("expansion", "expansion: more leads at the top"),
+                        ("stretching", "stretching: every stage converts better"),
+                        ("key_level", "key level: the one stage that pays most")):
+        m = summary["three_moves"][move]
+        won = m.get("won_deals")
+        table.add_row(label, as_text(m.get("lever")), cell(m if "revenue" in m else None),
+                      _signed(_count, won["mean"]) if won else "-")
+    console.print(table)
+    if summary["variance_shares"]:
+        table = Table(title="Share of the variance of total revenue (first-order Sobol index)", title_justify="left",
+                      show_edge=False, pad_edge=False)
+        table.add_column("per-trial input")
+        table.add_column("share", justify="right")
+        for item in summary["variance_shares"]:
+            table.add_row(as_text(item["input"]), f"{item['share']:.1%}")
+        rest = 1 - sum(i["share"] for i in summary["variance_shares"])
+        table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
+        console.print(table)
+    for item in summary["skipped"]:
+        console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
+                      highlight=False)
+
+
+def _description():
+    """A progress bar's description column that shows the text as it is (no markup, no emoji)."""
+    from rich.progress import TextColumn
+
+    return TextColumn("{task.description}", style="progress.description", markup=False)
+
+
+class LazyProgress:
+    """A progress bar on stderr that appears only if a run lasts longer than a moment."""
+
+    def __init__(self, total: int, label: str, enabled: bool, delay: float = 0.5):
+        self.total, self.label, self.enabled, self.delay = total, label, enabled, delay
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is None and time.monotonic() - self.t0 >= self.delay and self.done < self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress(_description(), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(printable(self.label), total=self.total, completed=self.done)
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class BatchProgress:
+    """Scenario n of N, and the trials of the current one, on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+            self.bar = Progress(_description(), BarColumn(), MofNCompleteColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.overall = self.bar.add_task("scenarios", total=None)
+            self.current = self.bar.add_task("trials", total=None)
+        return self
+
+    def start(self, index: int, total: int, name: str) -> None:
+        if self.bar:
+            self.bar.update(self.overall, completed=index, total=total,
+                            description=f"scenario {index + 1} of {total}")
+            self.bar.reset(self.current, description=printable(name), total=None)
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.current, n)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+
+def print_backtest(result: dict, console: Console | None = None) -> None:
+    """Coverage and scores of forecaster beside every baseline, averaged over cutoffs; then
+    forecaster's paired CRPS difference from each baseline with its 90% bootstrap interval
+    (negative: forecaster better), and the histogram of its months' PIT values."""
+    from forecaster.history.backtest import LABELS, MONTH_BASELINES
+
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    n = len(result["cutoffs"])
+    console.print(Text.assemble(("backtest", "bold"), printable(
+        f": {n} cutoff{'s' * (n != 1)}, {', '.join(str(c['cutoff']) for c in result['cutoffs'])}")), highlight=False)
+
+    def share(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    for metric, avg in result["average"].items():
+        fmt = _count if metric == "won_deals" else _money
+        unit = "deals" if metric == "won_deals" else "revenue"
+        naive = avg["seasonal_naive"]
+        table = Table(title=f"{metric}: averages over cutoffs (CRPS and bias in {unit} a month or a horizon)",
+                      title_justify="left", show_edge=False, pad_edge=False)
+        fair = f"CRPS month, where the seasonal naive has data ({naive['months_naive_has_data']})"
+        for col, just in (("method", "left"), ("coverage 50 / 80 / 90% (month)", "right"), ("80% (total)", "right"),
+                          ("CRPS month", "right"), (fair, "right"), ("CRPS total", "right"), ("bias month", "right")):
+            table.add_column(col, justify=just)
+        for method in ("forecaster", *MONTH_BASELINES):
+            m = avg.get(method)
+            if m is None:  # a backtest.json written before this baseline existed
+                continue
+            coverage = ("-", "-")
+            if "coverage_p10_p90_month" in m:
+                coverage = (" / ".join(share(m.get(f"coverage_{k}_month")) for k in ("p25_p75", "p10_p90", "p5_p95")),
+                            share(m.get("coverage_p10_p90_total")))
+            table.add_row(LABELS[method], *coverage, fmt(m["crps_month"]), fmt(m["crps_month_naive_has_data"]),
+                          fmt(m["crps_total"]), _signed(fmt, m["bias_month"]))
+        table.add_row(LABELS["weighted_pipeline"], "-", "-", "-", "-", fmt(avg["weighted_pipeline"]["crps_total"]), "-")
+        console.print(table)
+        for base, p in avg.get("paired", {}).items():
+            what, diff = ("CRPS month", p["crps_month_diff"]) if "crps_month_diff" in p else ("CRPS total",
+                                                                                            p["crps_total_diff"])
+            lo, hi = p["ci90"]
+            console.print(f"  forecaster − {LABELS[base]}: {what} {_signed(fmt, diff)} "
+                          f"(90% CI {_signed(fmt, lo)} to {_signed(fmt, hi)}, bootstrap over {p['cutoffs']} cutoffs)",
+                          highlight=False)
+        pit = avg["forecaster"].get("pit_histogram")
+        if pit:
+            console.print(f"  PIT of the actuals in forecaster's months, 10 bins from 0 to 1: {' '.join(map(str, pit))} "
+                          f"(calibrated: about {sum(pit) / len(pit):.1f} a bin)", highlight=False)

@@ -1,0 +1,194 @@
+"""Summaries of per-trial results: means with their Monte Carlo interval, percentiles, targets.
+
+Percentiles interpolate linearly between order statistics (numpy's default); ``std`` is the
+sample standard deviation (n - 1); the 95% interval of the mean is mean +- z std / sqrt(n)
+with z the normal 97.5% quantile.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecaster.results.layout import Columns
+from forecaster.scenario.model import Scenario
+
+Z975 = 1.959963984540054
+PERCENTILES = (5, 10, 50, 90, 95)
+
+
+def describe(x: np.ndarray) -> list[dict]:
+    """Statistics of each column of ``x`` (which may be reordered in place).
+
+    Parameters
+    ----------
+    x : ndarray, shape (trials, k)
+
+    Returns
+    -------
+    list of k dicts with mean, std, p5, p10, p50, p90, p95, mean_ci_low, mean_ci_high
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    std = x.std(axis=0, ddof=1) if n > 1 else np.full(x.shape[1], np.nan)
+    half = Z975 * std / math.sqrt(n)
+    q = np.percentile(x, PERCENTILES, axis=0, overwrite_input=True)
+    out = []
+    for j in range(x.shape[1]):
+        item = {"mean": mean[j], "std": std[j]}
+        item.update({f"p{p}": q[i, j] for i, p in enumerate(PERCENTILES)})
+        item["mean_ci_low"], item["mean_ci_high"] = mean[j] - half[j], mean[j] + half[j]
+        out.append({k: _num(v) for k, v in item.items()})
+    return out
+
+
+def describe_columns(cols: Columns, name: str, indexes: list) -> list[dict]:
+    """:func:`describe` of several columns of a per-trial variable, within the memory budget."""
+    out = []
+    for group in cols.groups(indexes):
+        out += describe(cols.columns(name, group))
+    return out
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a summary needs to know besides the per-trial numbers."""
+
+    attrs: dict
+    periods: list          # ISO labels of the reporting periods
+    segments: tuple
+    reps: tuple
+    quota_periods: list    # ISO labels of the periods each quota is for
+    quotas: tuple
+    commission: bool
+    targets: dict
+    currency: str | None
+    description: str | None = None
+
+    @classmethod
+    def of_layout(cls, layout) -> "Meta":
+        sc = layout.scenario
+        return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
+                   tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
+                   tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency,
+                   sc.description)
+
+    @classmethod
+    def of_dataset(cls, ds, scenario: Scenario) -> "Meta":
+        def labels(dim):
+            return [str(np.datetime_as_string(p, unit="D")) for p in ds[dim].values]
+
+        reps = tuple(str(r) for r in ds["rep"].values) if "rep" in ds.dims else ()
+        quota_dim = "quota_period" if "quota_period" in ds.dims else "period"
+        return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
+                   labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
+                   "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description)
+
+
+def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
+    """``{"total": stats, "by_period": [stats + period, ...]}`` of a per-trial variable.
+
+    ``index(p)`` selects period p (``None``: all periods) among the variable's other dims.
+    """
+    stats = describe_columns(cols, name, [index(p) for p in range(len(periods))] + [index(None)])
+    return {"total": stats[-1], "by_period": [{"period": label, **s} for label, s in zip(periods, stats)]}
+
+
+def summarize(ds, scenario: Scenario) -> dict:
+    """The contents of ``summary.json`` for a simulated Dataset."""
+    names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
+                         "commission") if n in ds]
+    cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
+    summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
+    from forecaster.engine.plan import build_plan
+
+    summary["funnel"] = funnel_expectation(build_plan(scenario), ds["inputs"].values)
+    return summary
+
+
+def summarize_columns(cols: Columns, meta: Meta) -> dict:
+    """The contents of ``summary.json``, reading per-trial results one column at a time.
+
+    Beyond the contract's ``scenario``, ``seed``, ``trials``, ``metrics`` and ``targets``, it
+    holds the horizon, per-segment totals and, with a team, each rep's commission, bookings
+    and probability of reaching quota in each commission period.
+    """
+    from forecaster import __version__
+
+    metrics = {"revenue": metric_summary(cols, "revenue", meta.periods),
+               "won_deals": metric_summary(cols, "won_deals", meta.periods)}
+    if meta.commission:
+        metrics["commission"] = metric_summary(cols, "commission", meta.periods, lambda p: (p, None))
+    a = meta.attrs
+    out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
+    if meta.targets:
+        out["targets"] = {}
+        for metric, threshold in meta.targets.items():
+            totals = cols.column(metric, (None, None) if metric == "commission" else (None,))
+            out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
+    out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
+    if meta.description:
+        out["description"] = meta.description
+    seg_index = [(None, g) for g in range(len(meta.segments))]
+    revenue = describe_columns(cols, "revenue_by_segment", seg_index)
+    won = describe_columns(cols, "won_deals_by_segment", seg_index)
+    out["segments"] = {seg: {"revenue": {"total": revenue[g]}, "won_deals": {"total": won[g]}}
+                       for g, seg in enumerate(meta.segments)}
+    if meta.reps:
+        out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
+    out["forecaster_version"] = __version__
+    out["scenario_sha256"] = a.get("scenario_sha256", "")
+    return out
+
+
+def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
+    """One rep's bookings, commission and chance of reaching quota in each quota period."""
+    quota = meta.quotas[r]
+    item = {"quota": quota, "bookings": {"total": describe(cols.column("bookings", (None, r))[:, None])[0]}}
+    if meta.commission:
+        item["commission"] = {"total": describe(cols.column("commission", (None, r))[:, None])[0]}
+        item["quota_attainment"] = []
+        for c, label in enumerate(meta.quota_periods):
+            booked = cols.column("bookings", (c, r))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                attainment = np.median(booked) / quota
+            item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
+                                             "attainment_p50": _num(attainment)})  # None, not inf: valid JSON
+    return item
+
+
+def funnel_expectation(plan, inputs: np.ndarray) -> dict:
+    """Expected new leads entering each stage over the horizon, per segment.
+
+    Averages, over the trials' own draws of rates and probabilities ``inputs`` (shape
+    (trials, segments, S + 2)), the mean arrivals sum_d m_d and their products with the
+    conversions of the stages before; dispersion does not change these means.
+
+    Returns
+    -------
+    dict
+        segment -> {"stages": [{"stage", "entering"}...], "won_eventually", "open_pipeline"}
+    """
+    out = {}
+    k = plan.elapsed_months
+    for g, name in enumerate(plan.segment_names):
+        base, growth = inputs[:, g, 0], inputs[:, g, 1]
+        weights = np.bincount(k, weights=plan.day_mean[g])  # sum of f_d over the days of month k
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / base if plan.rate_is_cost[g] else base
+        arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
+        stages, reach = [], arrivals.copy()
+        for s, stage in enumerate(plan.stage_names):
+            stages.append({"stage": stage, "entering": float(reach.mean())})
+            reach = reach * inputs[:, g, 2 + s]
+        out[name] = {"stages": stages, "won_eventually": float(reach.mean()),
+                     "open_pipeline": {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
+                                       for s, stage in enumerate(plan.stage_names)}}
+    return out

@@ -1,0 +1,204 @@
+"""The typed, validated scenario: what the rest of forecaster works from.
+
+Instances are built only by :mod:`forecaster.scenario.loading` (from YAML or a dict) through the
+format table in :mod:`forecaster.scenario.schema`; nothing downstream validates again. Field names
+are the scenario file's keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+from forecaster.scenario.distributions import Distribution
+
+LEAD_SOURCES = ("per_day", "per_week", "per_month", "budget_per_month")
+
+
+@dataclass(frozen=True)
+class Leads:
+    """Arrivals at a segment's first stage.
+
+    Exactly one of ``per_day``, ``per_week``, ``per_month`` [leads per period] or
+    ``budget_per_month`` [currency] (with ``cost_per_lead`` [currency / lead]) is set.
+    ``dispersion`` is the negative-binomial d of daily counts (var = m + d m^2);
+    ``seasonality`` maps calendar month (1-12) to a rate multiplier; ``growth_per_month``
+    compounds from the month of ``start``.
+    """
+
+    per_day: Distribution | None = None
+    per_week: Distribution | None = None
+    per_month: Distribution | None = None
+    budget_per_month: float | None = None
+    cost_per_lead: Distribution | None = None
+    dispersion: float = 0.0
+    seasonality: dict = field(default_factory=dict, hash=False)
+    growth_per_month: Distribution | None = None
+
+    @property
+    def source(self) -> str:
+        """Which of per_day / per_week / per_month / budget_per_month is given."""
+        return next(k for k in LEAD_SOURCES if getattr(self, k) is not None)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One funnel stage of a segment: probability to convert, days spent [days]."""
+
+    convert: Distribution
+    days: Distribution
+    days_lost: Distribution | None = None
+
+    @property
+    def lost_days(self) -> Distribution:
+        """Time a lost deal spends in the stage: ``days_lost``, or ``days`` when absent."""
+        return self.days_lost if self.days_lost is not None else self.days
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A segment: its lead arrivals, its funnel (stage name -> Stage) and deal value [currency]."""
+
+    leads: Leads
+    funnel: dict = field(hash=False)
+    deal_value: Distribution
+
+
+@dataclass(frozen=True)
+class Rep:
+    """A sales rep: covered segments and quota per commission period [currency]."""
+
+    name: str
+    segments: tuple
+    quota: float
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A commission band: ``rate`` on bookings up to ``up_to`` x quota (None: no bound)."""
+
+    rate: float
+    up_to: float | None = None
+
+
+@dataclass(frozen=True)
+class Commission:
+    """The commission plan: period ('month' or 'quarter'), marginal tiers and optional cap."""
+
+    period: str
+    tiers: tuple
+    cap: float | None = None
+
+
+@dataclass(frozen=True)
+class Shocks:
+    """Shocks shared by every segment, drawn once per trial (an extension of the format).
+
+    ``leads``: sigma of a lognormal multiplier with mean 1 on every segment's lead rate
+    (divides the cost per lead of bought leads); ``convert``: stage name -> sigma of a
+    normal shift on the log-odds of that stage's conversion in every segment.
+    ``drift_leads``, ``drift_convert``: the same, per calendar month after ``start``'s, as a
+    random walk (sd per month) that moves new leads by the month they arrive in.
+    """
+
+    leads: float = 0.0
+    convert: dict = field(default_factory=dict, hash=False)
+    drift_leads: float = 0.0
+    drift_convert: dict = field(default_factory=dict, hash=False)
+
+    def __bool__(self) -> bool:
+        return (self.leads > 0 or self.drift_leads > 0 or any(v > 0 for v in self.convert.values())
+                or any(v > 0 for v in self.drift_convert.values()))
+
+
+@dataclass(frozen=True)
+class Closing:
+    """Calendar-dependent closing (an extension of the format): quarter-end bunching.
+
+    ``slip``: month of the quarter (1-3) -> probability that a deal due to be won then is
+    pushed to the quarter's last ``window_days`` days (uniformly, never earlier than due).
+    """
+
+    slip: dict = field(hash=False)
+    window_days: int = 10
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many deals the team can win in a calendar month (an extension of the format).
+
+    ``won_per_month`` [deals] times ``quarter_shape`` of the month of the quarter (1-3,
+    default 1), times a gamma with mean 1 and ``cv`` drawn per trial and month; pro rata
+    for a month the horizon cuts. Deals due beyond it wait, oldest first, for a month
+    with room.
+    """
+
+    won_per_month: float
+    quarter_shape: dict = field(default_factory=dict, hash=False)
+    cv: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineDeal:
+    """One open deal at ``start`` (a row of the pipeline CSV). ``amount`` None: drawn."""
+
+    deal_id: str
+    segment: str
+    stage: str
+    entered_stage: date
+    amount: float | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole validated scenario.
+
+    ``source`` is the file it came from (None for one built from a dict), ``sha256`` a hash
+    of the scenario text and of the pipeline file, for provenance.
+    """
+
+    name: str
+    start: date
+    end: date
+    stages: tuple
+    segments: dict = field(hash=False)
+    description: str | None = None
+    report_by: str = "month"
+    currency: str | None = None
+    trials: int = 10000
+    seed: int = 0
+    pipeline_file: str | None = None
+    pipeline: tuple = ()
+    reps: tuple = ()
+    commission: Commission | None = None
+    targets: dict = field(default_factory=dict, hash=False)
+    shocks: Shocks | None = None
+    closing: Closing | None = None
+    capacity: Capacity | None = None
+    stalled: dict = field(default_factory=dict, hash=False)
+    source: Path | None = None
+    sha256: str = ""
+
+    @property
+    def days(self) -> int:
+        """Number of days in the horizon (start and end inclusive)."""
+        return (self.end - self.start).days + 1
+
+    @property
+    def segment_names(self) -> tuple:
+        return tuple(self.segments)
+
+    @property
+    def rep_names(self) -> tuple:
+        return tuple(r.name for r in self.reps)
+
+    @property
+    def metrics(self) -> tuple:
+        """Metrics this scenario reports: revenue, won_deals, and commission with a plan."""
+        return ("revenue", "won_deals", "commission") if self.commission else ("revenue", "won_deals")
+
+    def with_run(self, trials: int | None = None, seed: int | None = None) -> "Scenario":
+        """A copy with ``trials`` and/or ``seed`` replaced (None keeps the file's)."""
+        return replace(self, trials=self.trials if trials is None else int(trials),
+                       seed=self.seed if seed is None else int(seed))

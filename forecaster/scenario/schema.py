@@ -1,0 +1,365 @@
+"""The scenario format, as one declarative table (see ``scenario-format.md``).
+
+:data:`SCENARIO` checks a loaded YAML document and builds the typed parts of a
+:class:`~forecaster.scenario.model.Scenario`; :func:`json_schema` writes the same table as JSON
+Schema. Rules that join several keys (every stage has a funnel entry, every segment has a
+rep, tiers increase) sit beside the table as ``checks``.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from forecaster.scenario.distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Quantity
+from forecaster.scenario.model import (
+    LEAD_SOURCES,
+    Capacity,
+    Closing,
+    Commission,
+    Leads,
+    Rep,
+    Segment,
+    Shocks,
+    Stage,
+    Tier,
+)
+from forecaster.scenario.validation import (
+    INVALID,
+    Choice,
+    Date,
+    Field,
+    ListOf,
+    MapOf,
+    Name,
+    Num,
+    Record,
+    Text,
+    fmt_number,
+    show,
+    suggest,
+)
+
+METRICS = ("revenue", "won_deals", "commission")
+REPORT_BY = ("day", "week", "month", "quarter")
+
+
+def _one_lead_source(v, path, ctx):
+    given = [k for k in LEAD_SOURCES if v[k] is not None]
+    if len(given) != 1:
+        found = ", ".join(given) if given else "none"
+        ctx.error(path, "must give exactly one of per_day, per_week, per_month, or budget_per_month "
+                        f"with cost_per_lead; found {found}")
+        return False
+    if given == ["budget_per_month"] and v["cost_per_lead"] is None:
+        ctx.error(path + ("cost_per_lead",), "is missing: bought leads need cost_per_lead "
+                                             "(currency per lead) beside budget_per_month")
+        return False
+    if v["cost_per_lead"] is not None and given != ["budget_per_month"]:
+        ctx.error(path + ("cost_per_lead",), "is only used with budget_per_month; "
+                                             f"remove it or buy the leads with budget_per_month instead of {given[0]}")
+        return False
+    return True
+
+
+LEADS = Record(
+    name="a lead-arrival mapping",
+    doc="Arrivals at the segment's first stage.",
+    make=Leads,
+    checks=(_one_lead_source,),
+    fields={
+        "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).")),
+        "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.")),
+        "per_month": Field(Quantity(NONNEGATIVE, doc="Mean new leads per calendar month, spread evenly over its days.")),
+        "budget_per_month": Field(Num(lo=0.0, doc="Spend on bought leads per calendar month. [currency]")),
+        "cost_per_lead": Field(Quantity(POSITIVE, doc="Cost of one bought lead (a rate: drawn once per trial). [currency]")),
+        "dispersion": Field(Num(lo=0.0, doc="0 = Poisson days; d > 0 = negative binomial, var = m + d m^2."), default=0.0),
+        "seasonality": Field(MapOf(Num(lo=1, hi=12, integer=True, what="a calendar month"),
+                                   Num(lo=0.0, what="a rate multiplier"), key_pattern="^([1-9]|1[0-2])$",
+                                   doc="Calendar month (1-12) -> multiplier on the rate (default 1)."),
+                             default={}),
+        "growth_per_month": Field(Quantity(GROWTH, doc="Monthly compounding growth from start's month "
+                                                       "(a rate: drawn once per trial).")),
+    },
+)
+
+STAGE = Record(
+    name="a funnel stage",
+    make=Stage,
+    fields={
+        "convert": Field(Quantity(PROBABILITY, doc="Probability to move on (drawn once per trial)."), required=True),
+        "days": Field(Quantity(NONNEGATIVE, doc="Days a converting deal spends here (drawn per deal)."), required=True),
+        "days_lost": Field(Quantity(NONNEGATIVE, doc="Days a lost deal spends here before it is given up "
+                                                     "(per deal; default: as days).")),
+    },
+)
+
+SEGMENT = Record(
+    name="a segment",
+    make=Segment,
+    fields={
+        "leads": Field(LEADS, required=True),
+        "funnel": Field(MapOf(Name("a stage name"), STAGE, doc="One entry per stage in `stages`."), required=True),
+        "deal_value": Field(Quantity(NONNEGATIVE, doc="Value of a won deal (drawn per deal). [currency]"), required=True),
+    },
+)
+
+REP = Record(
+    name="a rep",
+    make=lambda name, segments, quota: Rep(name, tuple(segments), quota),
+    fields={
+        "name": Field(Name("a rep name"), required=True),
+        "segments": Field(ListOf(Name("a segment name"), min_items=1, unique=True), required=True),
+        "quota": Field(Num(lo=0.0, lo_open=True, doc="Quota per commission period. [currency]"), required=True),
+    },
+)
+
+
+def _unique_rep_names(v, path, ctx):
+    names = [r.name for r in v["reps"]] if v["reps"] is not INVALID else []
+    ok = True
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            ok = False
+            ctx.error(path + ("reps", i, "name"), f"repeats the rep name {n!r}; rep names are unique")
+    return ok
+
+
+TEAM = Record(
+    name="a team",
+    checks=(_unique_rep_names,),
+    fields={"reps": Field(ListOf(REP, min_items=1), required=True)},
+)
+
+TIER = Record(
+    name="a commission tier",
+    make=lambda rate, up_to: Tier(rate=rate, up_to=up_to),
+    fields={
+        "up_to": Field(Num(lo=0.0, lo_open=True, doc="Upper end of the band, as a fraction of quota.")),
+        "rate": Field(Num(lo=0.0, doc="Marginal commission rate on bookings in the band."), required=True),
+    },
+)
+
+
+def _tiers_increase(v, path, ctx):
+    tiers = v["tiers"]
+    if tiers is INVALID:
+        return True
+    ok, prev = True, 0.0
+    for i, t in enumerate(tiers):
+        at = path + ("tiers", i)
+        last = i == len(tiers) - 1
+        if last and t.up_to is not None:
+            ok = False
+            ctx.error(at + ("up_to",), "must be absent: the last of the tiers has no upper bound; "
+                                       f"got {fmt_number(t.up_to)} (add a final tier {{rate: ...}})")
+        elif not last and t.up_to is None:
+            ok = False
+            ctx.error(at + ("up_to",), "is missing: every tier but the last needs up_to")
+        elif not last and t.up_to <= prev:
+            ok = False
+            ctx.error(at + ("up_to",), f"must be greater than the previous tier's up_to ({fmt_number(prev)}): "
+                                       f"tiers' up_to values strictly increase; got {fmt_number(t.up_to)}")
+        if t.up_to is not None:
+            prev = max(prev, t.up_to)
+    return ok
+
+
+COMMISSION = Record(
+    name="a commission plan",
+    make=lambda period, tiers, cap: Commission(period, tuple(tiers), cap),
+    checks=(_tiers_increase,),
+    fields={
+        "period": Field(Choice(("quarter", "month"), doc="Calendar period each quota is for."), required=True),
+        "tiers": Field(ListOf(TIER, min_items=1, doc="Marginal rates by attainment band."), required=True),
+        "cap": Field(Num(lo=0.0, lo_open=True, doc="Most a rep can earn in one commission period. [currency]")),
+    },
+)
+
+
+DRIFT = Record(
+    name="a drift mapping",
+    doc="Random walks by calendar month from start's month on, shared by every segment.",
+    fields={
+        "leads": Field(Num(lo=0.0, doc="Sd per month of the walk of every lead rate's log (mean kept)."),
+                       default=0.0),
+        "convert": Field(MapOf(Name("a stage name"), Num(lo=0.0, what="a sd of log-odds per month"),
+                               doc="Stage -> sd per month of the walk of its conversion's log-odds."), default={}),
+    },
+)
+
+SHOCKS = Record(
+    name="a shocks mapping",
+    doc="Shocks shared by every segment, drawn once per trial (what moves the whole business at once).",
+    make=lambda leads, convert, drift: Shocks(leads, dict(convert), drift["leads"] if drift else 0.0,
+                                              dict(drift["convert"]) if drift else {}),
+    fields={
+        "leads": Field(Num(lo=0.0, doc="Sigma of a lognormal multiplier (mean 1) on every segment's lead rate."),
+                       default=0.0),
+        "convert": Field(MapOf(Name("a stage name"), Num(lo=0.0, what="a sigma of log-odds"),
+                               doc="Stage -> sigma of a normal shift of its conversion's log-odds, "
+                                   "the same shift in every segment."), default={}),
+        "drift": Field(DRIFT),
+    },
+)
+
+CLOSING = Record(
+    name="a closing mapping",
+    doc="Calendar-dependent closing: deals pushed to the end of the quarter.",
+    make=lambda slip, window_days: Closing(dict(slip), window_days),
+    fields={
+        "slip": Field(MapOf(Num(lo=1, hi=3, integer=True, what="a month of the quarter"),
+                            Num(lo=0.0, hi=1.0, what="a probability"), key_pattern="^[1-3]$",
+                            doc="Month of the quarter (1-3) -> probability that a deal due to be won then "
+                                "slips to the quarter's last window_days days."), required=True),
+        "window_days": Field(Num(lo=1, hi=90, integer=True, doc="The quarter's last days slipped deals land in."),
+                             default=10),
+    },
+)
+
+
+CAPACITY = Record(
+    name="a capacity mapping",
+    doc="How many deals the team can win in a calendar month; the rest wait, oldest first.",
+    make=lambda won_per_month, quarter_shape, cv: Capacity(won_per_month, dict(quarter_shape), cv),
+    fields={
+        "won_per_month": Field(Num(lo=0.0, doc="Most deals won in a calendar month (all segments). [deals]"),
+                               required=True),
+        "quarter_shape": Field(MapOf(Num(lo=1, hi=3, integer=True, what="a month of the quarter"),
+                                     Num(lo=0.0, what="a multiplier"), key_pattern="^[1-3]$",
+                                     doc="Month of the quarter (1-3) -> multiplier on won_per_month (default 1)."),
+                               default={}),
+        "cv": Field(Num(lo=0.0, doc="Coefficient of variation of each month's capacity (gamma, per trial "
+                                    "and month)."), default=0.0),
+    },
+)
+
+
+STALLED = MapOf(Name("a stage name"), Num(lo=0.0, hi=1.0, what="a share"),
+                doc="Stage -> share of the leads that do not convert out of it that are never given up: they "
+                    "stay open for ever (an open pipeline deal's chance of converting is conditioned on it).")
+
+
+def _shocked_stages(v, path, ctx):
+    shocks, stages = v["shocks"], v["stages"]
+    ok = True
+    if stages is not INVALID and v["stalled"] is not INVALID:
+        for stage in v["stalled"]:
+            if stage not in stages:
+                ok = False
+                ctx.error(path + ("stalled", stage),
+                          f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    if shocks in (None, INVALID) or stages is INVALID:
+        return ok
+    for keys, named in ((("shocks", "convert"), shocks.convert), (("shocks", "drift", "convert"), shocks.drift_convert)):
+        for stage in named:
+            if stage not in stages:
+                ok = False
+                ctx.error(path + keys + (stage,),
+                          f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    return ok
+
+
+def _horizon(v, path, ctx):
+    if v["start"] is INVALID or v["end"] is INVALID:
+        return True
+    if v["end"] < v["start"]:
+        ctx.error(path + ("end",), f"must be on or after start ({v['start'].isoformat()}); "
+                                   f"got {v['end'].isoformat()}")
+        return False
+    return True
+
+
+def _funnels_match_stages(v, path, ctx):
+    stages, segments = v["stages"], v["segments"]
+    if stages is INVALID or segments is INVALID:
+        return True
+    ok = True
+    for name, seg in segments.items():
+        funnel = seg.funnel
+        for stage in stages:
+            if stage not in funnel:
+                ok = False
+                ctx.error(path + ("segments", name, "funnel", stage),
+                          "is missing: every stage in `stages` needs a funnel entry {convert: ..., days: ...}")
+        for stage in funnel:
+            if stage not in stages:
+                ok = False
+                ctx.error(path + ("segments", name, "funnel", stage),
+                          f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    if ok:  # keep each funnel in the order of `stages`
+        for name, seg in segments.items():
+            segments[name] = replace(seg, funnel={s: seg.funnel[s] for s in stages})
+    return ok
+
+
+def _team_and_plan(v, path, ctx):
+    team, plan, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
+    ok = True
+    if plan is not None and team is None:
+        ok = False
+        ctx.error(path + ("commission",), "needs a team: add team.reps (name, segments, quota) "
+                                          "for the plan to pay")
+    if targets not in (None, INVALID) and "commission" in targets and plan is None:
+        ok = False
+        ctx.error(path + ("targets", "commission"), "needs a commission plan: there is no `commission`")
+    if team in (None, INVALID) or segments is INVALID:
+        return ok
+    covered = set()
+    for i, rep in enumerate(team["reps"]):
+        for j, seg in enumerate(rep.segments):
+            if seg not in segments:
+                ok = False
+                ctx.error(path + ("team", "reps", i, "segments", j),
+                          f"names {seg!r}, which is not a segment{suggest(seg, segments)}; "
+                          f"segments: {', '.join(segments)}")
+            covered.add(seg)
+    for seg in segments:
+        if seg not in covered:
+            ok = False
+            ctx.error(path + ("team", "reps"), f"cover no rep for segment {seg!r}: with a team, every "
+                                               "segment needs at least one rep to receive its deals")
+    return ok
+
+
+SCENARIO = Record(
+    name="a scenario",
+    checks=(_horizon, _funnels_match_stages, _team_and_plan, _shocked_stages),
+    schema_extra={"title": "forecaster scenario",
+                  "$schema": "https://json-schema.org/draft/2020-12/schema"},
+    fields={
+        "name": Field(Text(doc="Short identifier, used in outputs."), required=True),
+        "description": Field(Text(doc="Free text.")),
+        "start": Field(Date(doc="First day simulated (inclusive)."), required=True),
+        "end": Field(Date(doc="Last day simulated (inclusive)."), required=True),
+        "report_by": Field(Choice(REPORT_BY, doc="Calendar periods of the outputs (weeks start on Monday)."),
+                           default="month"),
+        "currency": Field(Text(doc="Label only.")),
+        "trials": Field(Num(lo=1, integer=True, doc="Number of Monte Carlo trials."), default=10000),
+        "seed": Field(Num(lo=0, integer=True, doc="Seed: same scenario, seed and trials give the same numbers."),
+                      default=0),
+        "stages": Field(ListOf(Name("a stage name"), min_items=1, unique=True,
+                               doc="Ordered open stages; leaving the last by converting is a win."), required=True),
+        "segments": Field(MapOf(Name("a segment name"), SEGMENT, min_items=1), required=True),
+        "pipeline": Field(Record(name="a pipeline mapping",
+                                 fields={"file": Field(Text(doc="CSV of open deals, relative to the scenario."),
+                                                       required=True)})),
+        "team": Field(TEAM),
+        "commission": Field(COMMISSION),
+        "targets": Field(MapOf(Choice(METRICS), Num(what="a threshold"),
+                               doc="Metric -> threshold; reports P(total >= threshold)."), default={}),
+        "shocks": Field(SHOCKS),
+        "closing": Field(CLOSING),
+        "capacity": Field(CAPACITY),
+        "stalled": Field(STALLED, default={}),
+    },
+)
+
+
+def json_schema() -> dict:
+    """The scenario format as a JSON Schema (draft 2020-12) document."""
+    schema = SCENARIO.json_schema()
+    schema["description"] = ("A forecaster scenario: leads, funnel stages, deal values, an open "
+                             "pipeline, a team and its commission plan. See scenario-format.md.")
+    return schema
+
+
+__all__ = ["SCENARIO", "json_schema", "METRICS", "REPORT_BY", "show"]

@@ -1,0 +1,169 @@
+"""Variants: a scenario written as a few changes to a base scenario.
+
+A variant file names what changes by key path, in the scenario file's own keys::
+
+    name: proposal-plus-20            # optional (default: the file's name)
+    description: what if ...          # optional
+    set:                              # replace a value (a number, a distribution, any valid value)
+      segments.smb.funnel.opportunity.convert: {dist: beta, mean: 0.264, concentration: 120}
+    scale:                            # multiply a quantity (a number or a distribution) by a factor
+      segments.mid.leads.budget_per_month: 1.6
+      segments.*.funnel.*.days: 0.9   # `*` matches every key at that level
+
+Changes are applied to the base's YAML document, which is then checked like any scenario,
+so every rule and message of the format applies to the result. Scaling a distribution
+scales the quantity it describes: ``fixed`` value, ``uniform``/``triangular``/``pert``
+bounds and mode, ``normal`` mean and sd, ``lognormal`` median, ``gamma``/``exponential``
+mean, ``weibull`` scale and ``empirical`` values are multiplied; a ``beta`` (a
+probability) has its mean multiplied and keeps its concentration.
+
+A file with ``stages`` or ``segments`` at the top is a whole scenario, not a variant.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+from forecaster.errors import Problem, ScenarioError
+from forecaster.scenario.loading import build_scenario, read_document
+from forecaster.scenario.model import Scenario
+from forecaster.scenario.validation import show, suggest
+
+VARIANT_KEYS = ("name", "description", "set", "scale")
+SCALED = {"fixed": ("value",), "uniform": ("low", "high"), "triangular": ("low", "mode", "high"),
+          "pert": ("low", "mode", "high"), "normal": ("mean", "sd"), "lognormal": ("median",),
+          "gamma": ("mean",), "exponential": ("mean",), "weibull": ("scale",), "beta": ("mean",),
+          "empirical": ("values",)}
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def is_variant(data) -> bool:
+    """True for a variant file's document (changes to a base), False for a whole scenario."""
+    return isinstance(data, dict) and not ({"stages", "segments"} & set(data)) and bool({"set", "scale"} & set(data))
+
+
+class Literal(tuple):
+    """A key path already split into its keys, each taken literally (no ``*``, ``.`` or
+    ``[i]`` read in them): how forecaster itself names a quantity whose segment or stage
+    name holds such characters."""
+
+
+def parse_path(text) -> list:
+    """``segments.smb.funnel.*.days`` -> ['segments', 'smb', 'funnel', '*', 'days'];
+    ``team.reps[0].quota`` -> ['team', 'reps', 0, 'quota']; a :class:`Literal` as it is."""
+    if isinstance(text, Literal):
+        return list(text)
+    parts = []
+    for name, index in _PART.findall(text):
+        parts.append(int(index) if index else name)
+    return parts
+
+
+def _targets(doc, parts: list, where: str, problems: list, create_last: bool, literal: bool = False) -> list:
+    """(container, key) pairs a key path (with ``*``, unless ``literal``) points at in ``doc``."""
+    found = [(None, None, doc)]
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        nxt = []
+        for _, _, node in found:
+            if part == "*" and not literal:
+                if isinstance(node, dict):
+                    nxt += [(node, k, v) for k, v in node.items()]
+                elif isinstance(node, list):
+                    nxt += [(node, i, v) for i, v in enumerate(node)]
+                continue
+            if isinstance(node, dict) and (part in node or (last and create_last)):
+                nxt.append((node, part, node.get(part)))
+            elif isinstance(node, dict) and isinstance(part, str) and part.isdigit() and int(part) in node:
+                nxt.append((node, int(part), node[int(part)]))  # seasonality months
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                nxt.append((node, part, node[part]))
+        if not nxt:
+            here = ".".join(str(p) for p in parts[:depth]) or "the scenario"
+            keys = []
+            for _, _, node in found:
+                if isinstance(node, dict):
+                    keys += [str(k) for k in node]
+            hint = suggest(part, keys) if isinstance(part, str) else ""
+            problems.append(Problem(where, f"names {'.'.join(str(p) for p in parts)!r}, but {here} has no "
+                                           f"{part!r}{hint}" + (f"; it has: {', '.join(keys)}" if keys else "")))
+            return []
+        found = nxt
+    return [(container, key) for container, key, _ in found]
+
+
+def scale_quantity(value, factor: float):
+    """The quantity ``value`` (a number or a distribution mapping) multiplied by ``factor``."""
+    if isinstance(value, bool):
+        raise ValueError("is not a number or a distribution")
+    if isinstance(value, (int, float)):
+        return value * factor
+    if isinstance(value, dict) and value.get("dist") in SCALED:
+        out = dict(value)
+        for key in SCALED[value["dist"]]:
+            if key not in out:
+                continue
+            if key == "values" and isinstance(out[key], list):
+                out[key] = [v * factor for v in out[key]]
+            elif isinstance(out[key], (int, float)) and not isinstance(out[key], bool):
+                out[key] = out[key] * factor
+        return out
+    raise ValueError("is not a number or a distribution")
+
+
+def apply_changes(base: dict, variant: dict, where: str) -> tuple[dict, list]:
+    """The base document with the variant's ``set`` and ``scale`` applied, and any problems."""
+    doc = copy.deepcopy(base)
+    problems: list[Problem] = []
+    for section in ("set", "scale"):
+        changes = variant.get(section) or {}
+        if not isinstance(changes, dict):
+            problems.append(Problem(section, f"must be a mapping of key path -> value; got {show(changes)}"))
+            continue
+        for path, value in changes.items():
+            at = f"{section}.{'.'.join(map(str, path)) if isinstance(path, Literal) else path}"
+            if not isinstance(path, (str, Literal)) or not parse_path(path):
+                problems.append(Problem(at, "must be a key path such as segments.smb.funnel.lead.convert"))
+                continue
+            if section == "scale" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                problems.append(Problem(at, f"must be a factor >= 0 (1.1 raises by 10%); got {show(value)}"))
+                continue
+            for container, key in _targets(doc, parse_path(path), at, problems, create_last=section == "set",
+                                           literal=isinstance(path, Literal)):
+                if section == "set":
+                    container[key] = copy.deepcopy(value)
+                    continue
+                try:
+                    container[key] = scale_quantity(container[key], value)
+                except ValueError as exc:
+                    problems.append(Problem(at, f"points at {show(container[key])}, which {exc}"))
+    return doc, problems
+
+
+def load_variant(path: str | Path, base_path: str | Path) -> Scenario:
+    """A scenario file, or a variant file applied to the base scenario ``base_path``.
+
+    Raises
+    ------
+    ScenarioError
+        For problems in the variant file, or in the scenario it makes (named after the
+        variant file, with the base's key paths).
+    """
+    path, base_path = Path(path), Path(base_path)
+    data, lines, raw = read_document(path)
+    if not is_variant(data):
+        return build_scenario(data, lines, str(path), base_dir=path.parent, raw=raw, source=path)
+    problems = [Problem(str(k), f"is not a known key of a variant file{suggest(k, VARIANT_KEYS)}; "
+                                f"valid keys: {', '.join(VARIANT_KEYS)}") for k in data if k not in VARIANT_KEYS]
+    base, _, base_raw = read_document(base_path)
+    doc, more = apply_changes(base, data, str(path))
+    problems += more
+    if problems:
+        raise ScenarioError(str(path), problems)
+    if isinstance(doc, dict):
+        doc["name"] = data.get("name") or path.stem
+        if data.get("description"):
+            doc["description"] = data["description"]
+    return build_scenario(doc, {}, f"{path} (applied to {base_path.name})", base_dir=base_path.parent,
+                          raw=base_raw + raw, source=path)
