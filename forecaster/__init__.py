@@ -16,7 +16,7 @@ from forecaster.scenario.model import Scenario  # noqa: E402
 
 def __getattr__(name):  # heavy parts (numba, xarray) load on first use
     if name == "simulate":
-        from forecaster.engine.simulation import simulate
+        from forecaster.results.dataset import simulate
         return simulate
     if name == "summarize":
         from forecaster.results.summary import summarize

@@ -6,6 +6,7 @@ horizon: each is named by its first day *within* the horizon.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -114,3 +115,20 @@ def day_calendar(start: date, end: date) -> tuple[np.ndarray, np.ndarray, np.nda
         month_len[i] = days_in_month(d)
         elapsed[i] = (d.year - start.year) * 12 + d.month - start.month
     return month, month_len, elapsed
+
+
+AVG_MONTH_DAYS = 30.4375
+
+
+def monthly_counts(dates) -> Counter:
+    """How many of ``dates`` fall in each (year, month)."""
+    return Counter((e.year, e.month) for e in dates)
+
+
+def months_until(first: date, as_of: date) -> list[tuple[int, int]]:
+    """(year, month) from ``first``'s month to ``as_of``'s, inclusive."""
+    out, y, m = [], first.year, first.month
+    while (y, m) <= (as_of.year, as_of.month):
+        out.append((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out

@@ -175,7 +175,8 @@ def test_a_deal_far_older_than_any_cycle_is_not_an_instant_win():
 def test_quarter_end_bunching_is_not_read_from_noisy_months():
     """Months that vary 10% beyond Poisson, no quarter-end effect: slips are fitted in about
     1% of histories at most (a plain Poisson likelihood ratio fitted them in 9%)."""
-    from forecaster.history.calibrate import Calibration, quarter_end_closing
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import quarter_end_closing
 
     rng = np.random.default_rng(1)
     hits, n = 0, 120
@@ -208,7 +209,8 @@ def test_an_export_whose_every_deal_entered_before_its_first_close_is_calibrated
 
 
 def test_capacity_is_not_fitted_when_a_month_of_the_quarter_has_no_wins():
-    from forecaster.history.calibrate import Calibration, team_capacity
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import team_capacity
 
     deals = [Deal(f"{q}-{k}", "all", [date(2024, 3 * q + 3, 1)], "won", date(2024, 3 * q + 3, 10 + k % 15), 1.0)
              for q in range(4) for k in range(50)]  # every win in the quarter's third month
@@ -220,7 +222,7 @@ def test_times_fitted_from_slipped_wins_are_unslipped_before_slipping_again():
     """Wins due in months 1 and 2 of a quarter slip (40%) to its last 10 days: the observed
     times are longer than the true ones (median 45 days). The closing part shrinks the fitted
     times so that slipping them again gives back what was seen, i.e. the true median."""
-    from forecaster.history.calibrate import unslipped_factor
+    from forecaster.history.quarters import unslipped_factor
 
     rng = np.random.default_rng(3)
     n = 20000

@@ -427,7 +427,9 @@ def test_each_trial_depends_on_its_index_only(monkeypatch):
     ref = fc.simulate(sc, threads=2)
     monkeypatch.setattr(seeding, "BLOCK_TRIALS", 7)
     from forecaster.engine import simulation
+    from forecaster.results import layout
     monkeypatch.setattr(simulation, "BLOCK_TRIALS", 7)
+    monkeypatch.setattr(layout, "BLOCK_TRIALS", 7)
     odd = fc.simulate(sc, threads=2)
     for var in ("revenue_by_segment", "bookings", "inputs"):
         assert np.array_equal(ref[var].values, odd[var].values), var

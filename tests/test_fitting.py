@@ -278,7 +278,7 @@ def test_quarter_end_bunching_is_recovered_from_wins():
 def test_seasonality_needs_two_years_and_finds_the_peak():
     from datetime import date, timedelta
 
-    from forecaster.history.calibrate import seasonality
+    from forecaster.history.estimate import seasonality
 
     rng = np.random.default_rng(8)
     entries = []
@@ -322,7 +322,10 @@ def test_a_history_without_amounts_scores_won_deals_only():
 def test_team_capacity_is_read_from_whole_quarters_of_wins():
     from datetime import date, timedelta
 
-    from forecaster.history.calibrate import Calibration, Deal, calibrate, team_capacity
+    from forecaster.history.calibrate import calibrate
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import team_capacity
+    from forecaster.history.readers import Deal
 
     rng = np.random.default_rng(12)
     deals, i = [], 0
@@ -361,7 +364,8 @@ def test_a_growth_ramp_is_not_read_as_quarter_end_bunching():
     bunching. Against a trend there is none; a real 40% slip on the same ramp is still found."""
     from datetime import date
 
-    from forecaster.history.calibrate import Calibration, quarter_end_closing
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import quarter_end_closing
 
     ramp = _drifting_history(np.random.default_rng(8), lambda m: 0.6, lambda m: 300 * 1.08 ** m, months=15)
     assert quarter_end_closing(ramp, date(2026, 3, 31), Calibration({}, [])) is None
@@ -374,7 +378,9 @@ def test_a_growth_ramp_is_not_read_as_quarter_end_bunching():
 def test_a_capacity_shape_of_noise_is_shrunk_to_flat():
     from datetime import date, timedelta
 
-    from forecaster.history.calibrate import Calibration, Deal, team_capacity
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import team_capacity
+    from forecaster.history.readers import Deal
 
     shrunk, seen = [], []
     for seed in range(8):  # a saturated team winning Poisson(300) every month: no quarterly pattern
@@ -403,7 +409,9 @@ def test_a_capacity_cv_is_the_months_spread_counted_once(dispersion):
     sqrt(1.67 / mean) for phi = 1: 29% too wide.)"""
     from datetime import date, timedelta
 
-    from forecaster.history.calibrate import Calibration, Deal, team_capacity
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import team_capacity
+    from forecaster.history.readers import Deal
 
     cvs = []
     for seed in range(12):
@@ -431,7 +439,7 @@ def test_the_honesty_check_widens_a_capacity_cv_with_the_shocks():
     """A team whose deals wait wins what its capacity allows: widening the shared spread must
     reach the cap's cv, or a too-narrow forecast could only be widened by conversion shocks,
     which open a lower tail below the cap and nothing above it."""
-    from forecaster.history.calibrate import Calibration, Mechanism, build_scenario
+    from forecaster.history.parts import Calibration, Mechanism, build_scenario
 
     cal = Calibration({}, [], base={"name": "x"})
     cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__(

@@ -13,8 +13,8 @@ from conftest import VALID
 
 from forecaster.cli import main
 from forecaster.errors import OutputError
-from forecaster.results import outputs
-from forecaster.results.outputs import write_together
+from forecaster.results import files, outputs
+from forecaster.results.files import write_together
 
 MINIMAL = VALID.replace("name: valid", "name: fz").replace("trials: 100", "trials: 200")
 VARIANT = "name: v\nscale: {segments.direct.leads.per_week: 2}\n"
@@ -92,12 +92,12 @@ def test_calibrate_output_too_long_is_refused_and_nothing_is_created(case, targe
 
 def test_check_path_and_stat_never_raise_a_bare_oserror(tmp_path):
     with pytest.raises(OutputError, match="too long"):
-        outputs.check_out(tmp_path / LONG_NAME)
+        files.check_out(tmp_path / LONG_NAME)
     with pytest.raises(OutputError, match="too long"):
-        outputs.prepare_folder(tmp_path / LONG_PATH)
+        files.prepare_folder(tmp_path / LONG_PATH)
     assert not any(tmp_path.iterdir())
-    assert outputs.check_out(tmp_path) is True
-    assert outputs.check_out(tmp_path / "new") is False
+    assert files.check_out(tmp_path) is True
+    assert files.check_out(tmp_path / "new") is False
 
 
 # 2. a failed write removes every folder it created

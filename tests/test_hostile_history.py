@@ -93,7 +93,8 @@ def test_a_lone_ancient_deal_does_not_break_seasonality(tmp_path):
 def test_won_amounts_of_zero_count_as_zero(tmp_path):
     from datetime import date
 
-    from forecaster.history.calibrate import Calibration, _deal_value
+    from forecaster.history.estimate import _deal_value
+    from forecaster.history.parts import Calibration
     from forecaster.history.readers import Deal
 
     deals = [Deal(f"d{i}", "all", [date(2025, 1, 1)], "won", date(2025, 2, 1), a)
@@ -137,7 +138,7 @@ def test_scenario_pipeline_and_report_are_written_whole_into_a_new_folder(tmp_pa
 
 def test_write_together_puts_back_what_it_replaced_when_a_rename_fails(tmp_path, monkeypatch):
     from forecaster.errors import OutputError
-    from forecaster.results.outputs import write_together
+    from forecaster.results.files import write_together
 
     (tmp_path / "a.yaml").write_text("old a\n")
     real = os.replace

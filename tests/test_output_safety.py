@@ -22,8 +22,9 @@ from conftest import SCENARIOS
 
 import forecaster as fc
 from forecaster.cli import main
-from forecaster.results import outputs
-from forecaster.results.outputs import GuardedFile, run_to_folder, sweep_stale_temporaries
+from forecaster.results import files, outputs
+from forecaster.results.files import GuardedFile, sweep_stale_temporaries
+from forecaster.results.outputs import run_to_folder
 
 MINIMAL = SCENARIOS / "minimal.yaml"
 SAAS = SCENARIOS / "saas-quarter.yaml"
@@ -85,25 +86,25 @@ def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(
 
     def write_then_signal(fd, data):
         calls.append(1)
-        outputs._on_signal(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived right here
+        files._on_signal(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived right here
         return real_write(fd, data)
 
     guard = GuardedFile(tmp_path / "f")
-    monkeypatch.setattr(outputs.os, "write", write_then_signal)
+    monkeypatch.setattr(files.os, "write", write_then_signal)
     try:
         assert guard.write(b"abc") == 3  # not interrupted
     finally:
         monkeypatch.undo()
         guard.close()
     assert calls and (tmp_path / "f").read_bytes() == b"abc"
-    with pytest.raises(outputs.Terminated):
-        outputs.checkpoint()
-    outputs.checkpoint()  # raised once
+    with pytest.raises(files.Terminated):
+        files.checkpoint()
+    files.checkpoint()  # raised once
     try:
         with pytest.raises(KeyboardInterrupt):  # outside the library: at once
-            outputs._on_signal(signal.SIGINT, sys._getframe())
+            files._on_signal(signal.SIGINT, sys._getframe())
     finally:
-        outputs._Interrupts.pending = None
+        files._Interrupts.pending = None
 
 
 # --- stale temporaries -----------------------------------------------------------------------
@@ -149,8 +150,8 @@ def test_stale_temporaries_of_dead_runs_are_swept_and_nothing_else(tmp_path):
 def test_a_temporary_untouched_for_a_day_is_stale_even_if_its_pid_runs(tmp_path):
     old = tmp_path / f".forecast.nc.{os.getppid()}.0123456789ab.tmp"
     old.write_text("x")
-    assert sweep_stale_temporaries(tmp_path, now=time.time() + outputs.STALE_AFTER - 60) == []
-    assert sweep_stale_temporaries(tmp_path, now=time.time() + outputs.STALE_AFTER + 60) == [(old, 1)]
+    assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER - 60) == []
+    assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER + 60) == [(old, 1)]
 
 
 # --- write errors ----------------------------------------------------------------------------
@@ -227,12 +228,12 @@ def test_absurd_trial_counts_are_refused_before_memory_is_allocated(tmp_path, mo
 
 @pytest.mark.parametrize("chunk_bytes", [None, 1], ids=["one-chunk", "chunks-of-1000-trials"])
 def test_the_estimate_bounds_the_files_written(tmp_path, monkeypatch, chunk_bytes):
-    from forecaster.engine import simulation
     from forecaster.engine.plan import build_plan
+    from forecaster.results import layout as results_layout
     from forecaster.results.layout import Layout
 
     if chunk_bytes:  # HDF5 allocates the last, partly filled chunk whole
-        monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(results_layout, "CHUNK_BYTES", chunk_bytes)
     for path, trials in ((MINIMAL, 1), (MINIMAL, 5000), (SAAS, 2500)):
         sc = fc.load_scenario(path).with_run(trials=trials)
         layout = Layout.of(sc, build_plan(sc))

@@ -143,14 +143,14 @@ def test_outputs_refuse_a_file_in_place_of_the_folder(tmp_path):
 def test_streamed_file_equals_the_in_memory_dataset_whatever_the_chunking(tmp_path, monkeypatch):
     import xarray as xr
 
-    from forecaster.engine import simulation
+    from forecaster.results import layout as results_layout
     from forecaster.results.outputs import run_to_folder
 
     sc = fc.load_scenario(SCENARIOS / "saas-quarter.yaml").with_run(trials=1700, seed=9)
     mem = fc.simulate(sc)
     expected = fc.summarize(mem, sc)
-    for chunk_bytes in (simulation.CHUNK_BYTES, 1):  # one chunk; then one block (1,000 trials) per chunk
-        monkeypatch.setattr(simulation, "CHUNK_BYTES", chunk_bytes)
+    for chunk_bytes in (results_layout.CHUNK_BYTES, 1):  # one chunk; then one block (1,000 trials) per chunk
+        monkeypatch.setattr(results_layout, "CHUNK_BYTES", chunk_bytes)
         out = tmp_path / f"c{chunk_bytes}"
         summary = run_to_folder(sc, out)
         assert summary == expected

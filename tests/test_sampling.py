@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from forecaster.engine import kernels
+from forecaster.engine.plan import encode
 from forecaster.scenario.distributions import NONNEGATIVE, PROBABILITY, Distribution, Quantity
 from forecaster.scenario.validation import Context
 
@@ -29,7 +30,7 @@ def dist(spec, role=NONNEGATIVE) -> Distribution:
 
 
 def encoded(d: Distribution):
-    code, par, values = d.encode()
+    code, par, values = encode(d)
     if code == kernels.EMPIRICAL:
         par[0], par[1] = 0, len(values)
         return code, par, values

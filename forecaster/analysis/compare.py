@@ -156,7 +156,7 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     import xarray as xr
 
     from forecaster.calendar import periods
-    from forecaster.engine.simulation import simulate
+    from forecaster.results.dataset import simulate
 
     scenarios = [base, *variants]
     check_comparable(scenarios)

@@ -144,7 +144,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     """
     import xarray as xr
 
-    from forecaster.engine.simulation import simulate
+    from forecaster.results.dataset import simulate
     from forecaster.results.summary import describe
     from forecaster.scenario.loading import load_scenario
 

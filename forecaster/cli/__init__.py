@@ -189,7 +189,7 @@ class ForecasterGroup(click.Group):
 
     def _invoke(self, ctx):
         from forecaster.present.console import TerminalWriteError
-        from forecaster.results.outputs import Terminated, handle_interrupts
+        from forecaster.results.files import Terminated, handle_interrupts
 
         try:
             with handle_interrupts(sigterm=True):  # a kill ends every command as Ctrl-C does

@@ -12,7 +12,7 @@ import click
 from forecaster.cli import main
 from forecaster.cli.calibrate import check_outputs, drop_option, history_inputs, parse_day
 from forecaster.cli.options import column_option, mechanism_option, out_option, outcome_option
-from forecaster.results.outputs import write_together
+from forecaster.results.files import write_together
 
 MAX_MONTHS = 120
 MAX_TRIALS = 1_000_000
@@ -72,7 +72,7 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
     from forecaster.history.backtest import backtest
     from forecaster.history.readers import load_deals
     from forecaster.present.console import print_backtest
-    from forecaster.results.outputs import ROOM, check_path, shorten, stat_or_none
+    from forecaster.results.files import ROOM, check_path, shorten, stat_or_none
 
     shown = f"--out {shorten(out)}"
     check_path(out, "--out", room=ROOM)  # a name or path too long, before anything is looked up

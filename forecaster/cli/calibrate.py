@@ -91,7 +91,7 @@ def _kind(mode: int) -> str:
 
 
 TEMP_ROOM = 32
-"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`forecaster.results.outputs.write_together`) adds to its name."""
+"""Bytes a file's temporary name (``.NAME.PID.TAG.tmp``, see :func:`forecaster.results.files.write_together`) adds to its name."""
 
 
 def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
@@ -107,7 +107,7 @@ def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
         Saying which output, what is in the way, and that nothing was written.
     """
     from forecaster.errors import OutputError
-    from forecaster.results.outputs import check_path, shorten, stat_or_none
+    from forecaster.results.files import check_path, shorten, stat_or_none
 
     read = []
     for p in inputs:
@@ -193,9 +193,10 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     import yaml
 
     from forecaster.errors import ForecasterError, ScenarioError
-    from forecaster.history.calibrate import calibrate, pipeline_csv
+    from forecaster.history.calibrate import calibrate
+    from forecaster.history.parts import pipeline_csv
     from forecaster.history.readers import load_deals
-    from forecaster.results.outputs import shorten
+    from forecaster.results.files import shorten
 
     name = output.stem
     pipeline_file = f"{name}-pipeline.csv"
@@ -245,7 +246,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if report:
         files[report_file] = calibration_report(cal, history, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
-    from forecaster.results.outputs import write_together
+    from forecaster.results.files import write_together
 
     write_together(folder, files, shown)
     for w in cal.warnings:
@@ -281,7 +282,7 @@ def calibration_report(cal, history: Path, as_of: date) -> str:
     """A short Markdown report of a calibration: the parts fitted and kept, and the evidence."""
     out = [f"# Calibration of {_comment(history)} as known on {as_of}", "",
            "| optional part | fitted | kept |", "|---|---|---|"]
-    from forecaster.history.calibrate import MECHANISMS
+    from forecaster.history.parts import MECHANISMS
 
     for m in MECHANISMS:
         fitted = cal.mechanisms.get(m)
@@ -321,7 +322,7 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
         raise _refused(exc, output=output, history=history, as_of=as_of) from None
     except OSError as exc:  # the temporary copy could not be written (a name too long, a full disk)
         from forecaster.errors import OutputError
-        from forecaster.results.outputs import shorten
+        from forecaster.results.files import shorten
 
         raise OutputError(f"-o {shorten(output)}: cannot check the calibrated scenario in a temporary folder: "
                           f"{exc.strerror or exc}; nothing was written") from None

@@ -30,7 +30,8 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     """
     from forecaster.analysis.compare import compare, compare_summary
     from forecaster.present.console import print_comparison
-    from forecaster.results.outputs import check_out, check_targets, write_comparison
+    from forecaster.results.files import check_out, check_targets
+    from forecaster.results.outputs import write_comparison
     from forecaster.scenario.loading import load_scenario
     from forecaster.scenario.variants import load_variant
 

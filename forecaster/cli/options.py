@@ -34,7 +34,7 @@ def _trials(ctx, param, value):
         raise click.BadParameter(f"at least {MIN_TRIALS} trials are needed for a standard deviation and interval; "
                                  f"got {value}{_scenario_of(ctx)}")
     if value > MAX_TRIALS:
-        from forecaster.results.outputs import shorten
+        from forecaster.results.files import shorten
 
         raise click.BadParameter(f"at most {MAX_TRIALS:,} trials (the limit of a run, as for a scenario's `trials`); "
                                  f"got {shorten(f'{value:,}', 40)}{_scenario_of(ctx)}")
@@ -46,7 +46,7 @@ def _seed(ctx, param, value):
     if value is None:
         return None
     if not 0 <= value <= MAX_SEED:
-        from forecaster.results.outputs import shorten
+        from forecaster.results.files import shorten
 
         raise click.BadParameter(f"expected an integer from 0 to {MAX_SEED} (2**63 - 1); got {shorten(value, 40)}")
     return value
@@ -116,7 +116,7 @@ outcome_option = click.option(
 
 def _mechanisms(ctx, param, value) -> dict:
     """``NAME=on|off`` items -> {name: True/False} for calibrate's optional parts."""
-    from forecaster.history.calibrate import MECHANISMS
+    from forecaster.history.parts import MECHANISMS
 
     out = {}
     for item in value:

@@ -53,14 +53,8 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
       forecaster run scenarios/saas-quarter.yaml --out out/saas --trials 1000000 --scheduler tcp://10.0.0.5:8786
     """
     from forecaster.present.console import LazyProgress, print_summary
-    from forecaster.results.outputs import (
-        Terminated,
-        check_out,
-        format_bytes,
-        handle_interrupts,
-        run_to_folder,
-        sweep_stale_temporaries,
-    )
+    from forecaster.results.files import Terminated, check_out, handle_interrupts, sweep_stale_temporaries
+    from forecaster.results.outputs import format_bytes, run_to_folder
     from forecaster.scenario.loading import load_scenario
 
     if scheduler and workers:

@@ -52,7 +52,8 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
 
     from forecaster.analysis.sensitivity import sensitivity
     from forecaster.present.console import LazyProgress, print_sensitivity
-    from forecaster.results.outputs import check_out, check_targets, write_comparison
+    from forecaster.results.files import check_out, check_targets
+    from forecaster.results.outputs import write_comparison
 
     if check_out(out):  # before the work, so a mistyped --out costs nothing
         check_targets(out, ("sensitivity.nc", "sensitivity.json"))

@@ -15,6 +15,8 @@ import tempfile
 
 import numpy as np
 
+from forecaster.engine.blocks import run_block
+from forecaster.engine.seeding import stream_keys
 from forecaster.errors import ForecasterError
 
 BLOCKS_PER_TASK = 8
@@ -113,9 +115,6 @@ def compute_blocks(plan, seed: int, work: list) -> tuple[np.ndarray, ...]:
     Returns the kernels' arrays for those trials, in order (see
     :meth:`forecaster.engine.plan.Plan.kernel_buffers`).
     """
-    from forecaster.engine.seeding import stream_keys
-    from forecaster.engine.simulation import run_block
-
     keys = stream_keys(plan, seed)
     arrays = plan.kernel_buffers(sum(count for _, _, count in work))
     at = 0

@@ -11,8 +11,45 @@ import numpy as np
 
 from forecaster.calendar import Periods, day_calendar, periods
 from forecaster.engine import kernels
-from forecaster.scenario.distributions import Distribution
+from forecaster.scenario.distributions import Distribution, beta_shapes, pert_shapes
 from forecaster.scenario.model import Scenario, Shocks
+
+
+def encode(dist: Distribution) -> tuple[int, np.ndarray, np.ndarray]:
+    """A distribution's encoding for the kernels: family code, 4 parameters, and the empirical values.
+
+    See :mod:`forecaster.engine.kernels` for what each parameter slot holds.
+    """
+    p, d = dist.params, dist.dist
+    par = np.zeros(4)
+    values = np.zeros(0)
+    if d == "fixed":
+        code, par[0] = kernels.FIXED, p["value"]
+    elif d == "uniform":
+        code, par[:2] = kernels.UNIFORM, (p["low"], p["high"])
+    elif d == "triangular":
+        code, par[:3] = kernels.TRIANGULAR, (p["low"], p["mode"], p["high"])
+    elif d == "pert":
+        code, par[:4] = kernels.PERT, (p["low"], p["high"], *pert_shapes(p["low"], p["mode"], p["high"]))
+    elif d == "normal":
+        m, s = p["mean"], p["sd"]
+        code, par[:4] = kernels.NORMAL, (m, s, (dist.lower - m) / s, (dist.upper - m) / s)
+    elif d == "lognormal":
+        code, par[:2] = kernels.LOGNORMAL, (math.log(p["median"]), p["sigma"])
+    elif d == "gamma":
+        shape = 1.0 / p["cv"] ** 2
+        code, par[:2] = kernels.GAMMA, (shape, p["mean"] / shape)
+    elif d == "exponential":
+        code, par[0] = kernels.EXPONENTIAL, p["mean"]
+    elif d == "weibull":
+        code, par[:2] = kernels.WEIBULL, (p["shape"], p["scale"])
+    elif d == "beta":
+        code, par[:2] = kernels.BETA, beta_shapes(p["mean"], p["concentration"])
+    elif d == "empirical":
+        code, values = kernels.EMPIRICAL, np.sort(np.asarray(p["values"], dtype=float))
+    else:  # pragma: no cover
+        raise ValueError(d)
+    return code, par, values
 
 
 class _Encoder:
@@ -23,7 +60,7 @@ class _Encoder:
         self.size = 0
 
     def __call__(self, dist: Distribution) -> tuple[int, np.ndarray]:
-        code, par, values = dist.encode()
+        code, par, values = encode(dist)
         if code == kernels.EMPIRICAL:
             par[0], par[1] = self.size, len(values)
             self.pool.append(values)

@@ -50,7 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster.history.calibrate import _whole_quarters, calibrate, pipeline_csv
+from forecaster.history.calibrate import calibrate
+from forecaster.history.parts import pipeline_csv
+from forecaster.history.quarters import whole_quarters
 from forecaster.history.readers import Deal, won_dates
 from forecaster.history.selection import crps as crps_samples  # one CRPS for the backtest and calibration
 
@@ -250,7 +252,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         trailing = trailing_mean(deals, cutoff, months, trials, seed=(BASELINE_SEED, cutoff.toordinal()))
         pipeline = weighted_pipeline(deals, stages, cutoff)
         item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {},
-                "whole_quarter": bool(_whole_quarters(won_dates(deals, cutoff), cutoff)),
+                "whole_quarter": bool(whole_quarters(won_dates(deals, cutoff), cutoff)),
                 "last_month": last["month"].isoformat(), "trailing_mean_rate": trailing["rate"],
                 "trailing_months": [m.isoformat() for m in trailing["window"]]}
         for metric in metrics:

@@ -1,6 +1,6 @@
 """Which optional parts of a calibrated scenario to keep: evidence from inside the history.
 
-Calibration fits every optional part it can (:data:`forecaster.history.calibrate.MECHANISMS`:
+Calibration fits every optional part it can (:data:`forecaster.history.parts.MECHANISMS`:
 shared shocks, stalled deals, drifting cycle speed, a trend in arrivals, seasonality,
 quarter-end slips, team capacity). Each helps on some histories and hurts on others (slips
 fitted to a growth ramp, a capacity read from a ramp), so none is switched on by default.
@@ -42,6 +42,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from forecaster.errors import ScenarioError
+from forecaster.history.estimate import fit_candidates
+from forecaster.history.parts import MECHANISMS, build_scenario, pipeline_csv
+from forecaster.results.dataset import simulate
+from forecaster.scenario.loading import scenario_from_dict
 
 INNER_CUTOFFS = 5
 MIN_HISTORY_MONTHS = 4
@@ -119,11 +125,6 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
 
     Records what it tried, the scores and the in-history coverage in ``cal.evidence``.
     """
-    from forecaster.engine.simulation import simulate
-    from forecaster.errors import ScenarioError
-    from forecaster.history.calibrate import MECHANISMS, build_scenario, calibrate, pipeline_csv
-    from forecaster.scenario.loading import scenario_from_dict
-
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     months = max(1, min(3, round(horizon_days / 30.4375)))
     known = dict(inner_cutoffs(deals, as_of, months))  # cutoff -> months scored
@@ -138,9 +139,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     inner = []
     for c in cuts:
         try:
-            icalib = calibrate(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
-                               name="inner", lost_observed=lost_observed, select=False, families=cal.families,
-                               like=cal)
+            icalib = fit_candidates(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
+                                    name="inner", lost_observed=lost_observed, families=cal.families, like=cal)
         except ValueError:
             continue
         won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of],

@@ -51,7 +51,7 @@ _MAX_NAME_BYTES = 200
 
 
 def _temp_of(names) -> re.Pattern:
-    """Our temporary files beside ``names`` (see :func:`forecaster.results.outputs._temp_name`)."""
+    """Our temporary files beside ``names`` (see :func:`forecaster.results.files._temp_name`)."""
     return re.compile(r"^\.(?:" + "|".join(re.escape(n) for n in names) + r")\..*\.tmp$", re.DOTALL)
 
 
@@ -80,10 +80,10 @@ _WHAT = {"link": "a symbolic link", "folder": "a folder", "file": "a file", "oth
 
 
 def _write_atomic(folder: Path, name: str, text: str) -> None:
-    from forecaster.results.outputs import _Staged
+    from forecaster.results.files import Staged
 
     try:
-        with _Staged(folder) as staged:
+        with Staged(folder) as staged:
             staged.path(name).write_text(text, encoding="utf-8")
             staged.publish()
     except OSError as exc:
@@ -260,8 +260,8 @@ def _run_folder_problem(target: Path, folder: Path) -> str | None:
 def _remove_stale_temporaries(folder: Path, pattern: re.Pattern) -> None:
     """Delete the temporary files a killed run left in ``folder``: only regular files named
     like ours (``pattern``), and only when the run that wrote them is gone
-    (:func:`forecaster.results.outputs.sweep_stale_temporaries`): a concurrent live run's stay."""
-    from forecaster.results.outputs import sweep_stale_temporaries
+    (:func:`forecaster.results.files.sweep_stale_temporaries`): a concurrent live run's stay."""
+    from forecaster.results.files import sweep_stale_temporaries
 
     sweep_stale_temporaries(folder, only=pattern)
 
@@ -292,7 +292,8 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     """
     from forecaster import __version__
     from forecaster.present.report import write_report
-    from forecaster.results.outputs import prepare_folder, run_to_folder
+    from forecaster.results.files import prepare_folder
+    from forecaster.results.outputs import run_to_folder
     from forecaster.scenario.loading import load_scenario, read_document
     from forecaster.scenario.variants import is_variant
 

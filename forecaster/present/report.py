@@ -552,7 +552,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     """Write the reports of whatever ``folder`` holds, atomically: ``report.html`` and
     ``report.md`` for a run, ``compare.html`` for a comparison, ``sensitivity.html`` for a
     sensitivity."""
-    from forecaster.results.outputs import _Staged
+    from forecaster.results.files import Staged
 
     folder = Path(folder)
     if not folder.exists():
@@ -585,7 +585,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
             data = _read_json(folder / f"{kind}.json", f"the {kind}.json that `forecaster {kind}` writes")
             pages[f"{kind}.html"] = _render(folder / f"{kind}.json", render, data, stamp(f"{kind}.json"))
     try:
-        with _Staged(folder) as staged:
+        with Staged(folder) as staged:
             for name, page in pages.items():
                 staged.path(name).write_text(page, encoding="utf-8")
             return staged.publish()

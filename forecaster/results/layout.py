@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from forecaster.engine.plan import Plan
+from forecaster.engine.seeding import BLOCK_TRIALS
 from forecaster.results.commission import commission_by_period, commission_per_quota_period
+from forecaster.results.files import GuardedFile, checkpoint
 from forecaster.scenario.model import Scenario
 
 EPOCH = date(1970, 1, 1)
@@ -225,7 +227,7 @@ class NetCDFSink:
     """Writes each chunk of trials into a NetCDF4 file as it is committed.
 
     The file is complete only after :meth:`close`; callers write it under a temporary name.
-    The library writes through a :class:`forecaster.results.outputs.GuardedFile`: a failed write
+    The library writes through a :class:`forecaster.results.files.GuardedFile`: a failed write
     (full disk, file-size limit) raises :class:`OSError` from the next :meth:`commit` or from
     :meth:`close` instead of crashing the NetCDF library; the file is then to be abandoned
     (:meth:`abort`).
@@ -239,7 +241,6 @@ class NetCDFSink:
         import h5netcdf
         import h5py
 
-        from forecaster.results.outputs import GuardedFile
 
         self.layout = layout
         self.file = None
@@ -290,7 +291,6 @@ class NetCDFSink:
         return self.layout.plan.kernel_buffers(n)
 
     def commit(self, lo: int, n: int, buffers) -> None:
-        from forecaster.results.outputs import checkpoint
 
         try:
             self.trial[lo:lo + n] = np.arange(lo, lo + n)
@@ -351,7 +351,6 @@ class RowBlocks:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key):
-        from forecaster.results.outputs import checkpoint
 
         key = key if isinstance(key, tuple) else (key,)
         if not key or not (isinstance(key[0], slice) and key[0] == slice(None)):
@@ -388,7 +387,6 @@ class Columns:
 
     def columns(self, name: str, indexes: list) -> np.ndarray:
         """Several columns of one variable, shape (trials, len(indexes))."""
-        from forecaster.results.outputs import checkpoint
 
         out = np.empty((self.trials, len(indexes)))
         source = self.arrays[name]
@@ -405,3 +403,14 @@ class Columns:
         """``indexes`` split so that each group's columns fit in the budget together."""
         per = max(1, self.budget // max(1, 8 * self.trials))
         return [indexes[i:i + per] for i in range(0, len(indexes), per)]
+
+
+CHUNK_BYTES = 64 << 20
+"""Memory for one chunk of trials when results are streamed to a file."""
+
+
+def chunk_trials_for(layout: Layout) -> int:
+    """Trials per streamed chunk: a whole number of blocks within :data:`CHUNK_BYTES`."""
+    per_trial = sum(8 * int(np.prod([layout.sizes()[d] for d in v.dims[1:]])) for v in layout.variables())
+    blocks_per_chunk = max(1, CHUNK_BYTES // max(1, 2 * per_trial * BLOCK_TRIALS))
+    return int(blocks_per_chunk * BLOCK_TRIALS)

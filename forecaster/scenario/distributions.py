@@ -209,44 +209,6 @@ class Distribution:
             return _exp_times(p["scale"], math.lgamma(1 + 1 / p["shape"]))
         return float(np.mean(p["values"]))  # empirical
 
-    def encode(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """The kernel's encoding: family code, 4 parameters, and the empirical values.
-
-        See :mod:`forecaster.engine.kernels` for what each parameter slot holds.
-        """
-        from forecaster.engine import kernels as k
-
-        p, d = self.params, self.dist
-        par = np.zeros(4)
-        values = np.zeros(0)
-        if d == "fixed":
-            code, par[0] = k.FIXED, p["value"]
-        elif d == "uniform":
-            code, par[:2] = k.UNIFORM, (p["low"], p["high"])
-        elif d == "triangular":
-            code, par[:3] = k.TRIANGULAR, (p["low"], p["mode"], p["high"])
-        elif d == "pert":
-            code, par[:4] = k.PERT, (p["low"], p["high"], *pert_shapes(p["low"], p["mode"], p["high"]))
-        elif d == "normal":
-            m, s = p["mean"], p["sd"]
-            code, par[:4] = k.NORMAL, (m, s, (self.lower - m) / s, (self.upper - m) / s)
-        elif d == "lognormal":
-            code, par[:2] = k.LOGNORMAL, (math.log(p["median"]), p["sigma"])
-        elif d == "gamma":
-            shape = 1.0 / p["cv"] ** 2
-            code, par[:2] = k.GAMMA, (shape, p["mean"] / shape)
-        elif d == "exponential":
-            code, par[0] = k.EXPONENTIAL, p["mean"]
-        elif d == "weibull":
-            code, par[:2] = k.WEIBULL, (p["shape"], p["scale"])
-        elif d == "beta":
-            code, par[:2] = k.BETA, beta_shapes(p["mean"], p["concentration"])
-        elif d == "empirical":
-            code, values = k.EMPIRICAL, np.sort(np.asarray(p["values"], dtype=float))
-        else:  # pragma: no cover
-            raise ValueError(d)
-        return code, par, values
-
 
 def _exp_times(x: float, log_factor: float) -> float:
     """x * exp(log_factor) for x > 0, inf where it overflows."""

@@ -1,0 +1,572 @@
+"""Estimation: every part of a calibrated scenario fitted from a deal history as known on a date
+(:func:`fit_candidates`); :mod:`forecaster.history.calibrate` then keeps the parts the evidence supports.
+
+The history is read by :mod:`forecaster.history.readers` (one :class:`Deal` per row).
+
+For an as-of date T, only dates on or before T count: a deal closed after T was still open
+on T. What is fitted, and how:
+
+* **Times.** Each stage's ``days`` (and ``days_lost``) by censored maximum likelihood
+  (:mod:`forecaster.history.fitting`): deals still open are unfinished, not lost; the share of
+  non-converting leads that never leave is fitted too (``stalled``). The history's first
+  close (:func:`observed_from`) is where it starts seeing deals: those that entered before
+  it are fitted with delayed entry and left out of conversion counts. Segments with fewer
+  than :data:`MIN_CONVERTED` conversions in a stage use the pooled times.
+* **Conversion, level and drift.** Conversions are counted against their exposure (each
+  deal weighted by the chance that its conversion would already show, from the
+  nonparametric time to convert). Each monthly entry cohort's conversion and speed are
+  estimated together (:func:`forecaster.history.fitting.cohort_conversion`), its conversion
+  trusted in proportion to what could already show (:data:`IMMATURE_VAR`), and go through
+  local-level models (:mod:`forecaster.history.drift`) from the month the history is steady
+  (:func:`steady_start`): the latest level is the conversion, its uncertainty over the
+  horizon (level, drift, jumps) the stage's ``shocks.convert``, shared by every segment,
+  sized for the horizon's mix of expected wins from new leads and open deals; the latest
+  speed is the ``speed`` part.
+* **Segments** keep their conversion relative to the whole (on the log-odds scale),
+  shrunk toward it by a beta prior worth :data:`PRIOR_WEIGHT` deals at the pooled rate;
+  their beta's concentration is that prior plus their exposure.
+* **Lead arrivals.** The whole's monthly arrivals go through the same local-level model
+  on the log scale: the latest level is shared out by each segment's part of the last
+  :data:`LOOKBACK_DAYS` days' arrivals (a gamma whose cv is the share's sampling error),
+  the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
+  Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
+  A local linear trend is the ``trend`` part.
+* **Quarter-end closing** (:func:`quarter_end_closing`, against a trend) and **capacity**
+  (:func:`team_capacity`) from the last whole quarters of wins; seasonality from 24
+  months of arrivals.
+* **Which optional parts are kept** (:data:`MECHANISMS`), and how wide the shared spread
+  is, is decided by a walk-forward inside the history (:mod:`forecaster.history.selection`).
+* **Deal values** are the won amounts, resampled (``empirical``); the deals open on T
+  become the pipeline.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until
+from forecaster.history.drift import Level, expit, local_level, local_trend, logit
+from forecaster.history.fitting import StageData, cohort_conversion, conversion_cdf, conversion_exposure, fit_stage
+from forecaster.history.parts import Calibration, Mechanism, pipeline_csv
+from forecaster.history.quarters import quarter_end_closing, team_capacity, unslipped_factor
+from forecaster.history.readers import Deal
+
+MIN_CONVERTED = 30
+
+
+DRIFT_MONTHS = 12
+"""Monthly entry cohorts (the last ones before the as-of date) that measure drift."""
+
+
+PRIOR_WEIGHT = 30.0
+
+
+IMMATURE_VAR = 1.0
+"""Extra variance (log-odds) of a monthly cohort's conversion per unit of (1 - seen) / seen,
+seen being the share of its conversions that could already show: a cohort half seen gets
++1, one 90% seen +0.11 (see :func:`conversion_level`)."""
+
+
+LOOKBACK_DAYS = 90
+
+
+def observed_from(deals: list[Deal], as_of: date) -> date | None:
+    """The first day the history saw a deal close (won or lost) by ``as_of``, or None.
+
+    An export that starts mid-stream holds the deals that entered before that day only
+    because they were still open on it (left truncation): their times are fitted with
+    delayed entry, and they are left out of conversion counts.
+    """
+    closed = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
+    return min(closed, default=None)
+
+
+def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
+               first_seen: date | None = None, untruncated: bool = False) -> StageData:
+    """What was known on ``as_of`` about the deals that entered stage ``s``.
+
+    ``first_seen``: the history's first close (:func:`observed_from`); a deal that entered
+    before it is under delayed entry from its age on that day, or left out with
+    ``untruncated`` (for counting conversions, which it would bias).
+    """
+    conv, lost, open_, ages, other = [], [], [], [], []
+    entry: dict = {"conv": [], "lost": [], "open": []}
+    for d in deals:
+        e = d.entered[s]
+        if e is None or e > as_of:
+            continue
+        late = (first_seen - e).days if first_seen is not None and e < first_seen else 0
+        if late and untruncated:
+            continue
+        ages.append((as_of - e).days)
+        nxt = d.entered[s + 1] if s + 1 < n_stages else None
+        closed = d.closed if d.closed is not None and d.closed <= as_of else None
+        if late:
+            left = nxt if nxt is not None and nxt <= as_of else closed
+            if left is not None and left < first_seen:
+                continue  # it left this stage before the history saw any: kept for a later stage only
+        if nxt is not None and nxt <= as_of:
+            conv.append((nxt - e).days)
+            entry["conv"].append(late)
+            continue
+        if d.outcome == "won" and closed is not None:
+            conv.append((closed - e).days)
+            entry["conv"].append(late)
+            continue
+        if d.outcome == "lost" and closed is not None:
+            lost.append((closed - e).days)
+            entry["lost"].append(late)
+        else:
+            open_.append((as_of - e).days)
+            entry["open"].append(late)
+        other.append((as_of - e).days)
+    as_array = lambda v: np.maximum(np.asarray(v, dtype=float), 0.0)  # noqa: E731 (a same-day data-entry slip)
+    conv_a, lost_a, open_a = as_array(conv), as_array(lost), as_array(open_)
+    # an event cannot come before the deal was first seen (a data-entry slip): seen from then
+    clip = lambda ev, en: np.minimum(as_array(en), ev)  # noqa: E731
+    return StageData(conv_a, lost_a, open_a, lost_observed=lost_observed, ages=as_array(ages),
+                     other_ages=as_array(other), converted_entry=clip(conv_a, entry["conv"]),
+                     lost_entry=clip(lost_a, entry["lost"]), open_entry=clip(open_a, entry["open"]))
+
+
+def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90,
+                   name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
+                   families: dict | None = None, like: Calibration | None = None) -> Calibration:
+    """The base scenario (no optional part) and every optional part that can be fitted
+    (``like``: as in :func:`calibrate`)."""
+    S = len(stages)
+    segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
+    if not segments:
+        raise ValueError(f"no deal had entered any stage by {as_of}")
+    cal = Calibration(scenario={}, pipeline=[])
+    ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
+    since = steady_start(deals, as_of)
+    first_seen = observed_from(deals, as_of)
+    if since is not None:
+        cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
+                         "ramp-up, below half the median month's arrivals)")
+    if first_seen is not None:
+        early = sum(1 for d in deals if d.entered[0] is not None and d.entered[0] < first_seen)
+        if early:
+            cal.notes.append(f"all segments: the first close is on {first_seen}; the {early} deals that entered "
+                             "before it are fitted with delayed entry (seen only because still open then) and "
+                             "left out of conversion counts")
+    whole = [_whole_stage(deals, s, stages, as_of, lost_observed, since, first_seen, cal,
+                          (families or {}).get(stages[s])) for s in range(S)]
+    cal.families = {stages[s]: whole[s].fit.families for s in range(S)}
+    lead_level = arrival_level(deals, as_of, cal, since)
+    seg_docs, shares = {}, {}
+    for seg in segments:
+        mine = [d for d in deals if d.segment == seg]
+        funnel = {}
+        for s, stage in enumerate(stages):
+            data, w = stage_data(mine, s, S, as_of, lost_observed, first_seen), whole[s]
+            counted = stage_data(mine, s, S, as_of, lost_observed, first_seen, untruncated=True)
+            fit = w.fit
+            if data.converted.size >= MIN_CONVERTED and len(segments) > 1:
+                wf, lf = w.fit.families
+                fit = fit_stage(data, families=(wf,), lost_families=(lf,) if lf else None)
+                cal.notes.append(f"{seg}, {stage}: {_counts(fit)}; days {fit.days[0]}")
+            elif len(segments) > 1:
+                cal.warnings.append(f"{seg}, {stage}: only {data.converted.size} conversions by {as_of}: conversion "
+                                    f"shrunk toward the pooled {w.p:.3f}, pooled times used")
+            # the segment's conversion relative to the whole, shrunk toward it: a beta prior worth
+            # PRIOR_WEIGHT deals at the pooled rate, updated with the segment's conversions and
+            # their exposure (open deals count only for the chance that a converting one would
+            # already show: they are not lost); moved to the latest level of the whole
+            exposure = conversion_exposure(counted, w.cdf)
+            p_seg = (counted.converted.size + PRIOR_WEIGHT * w.p) / (exposure + PRIOR_WEIGHT)
+            # strictly inside (0, 1) after rounding to 6 digits: a history whose every deal was
+            # won (one row, say) says p is high, not that it is certain
+            mean = min(max(expit(w.centre + logit(p_seg) - logit(w.p)), 1e-6), 1 - 1e-6)
+            entry = {"convert": {"dist": "beta", "mean": mean, "concentration": exposure + PRIOR_WEIGHT},
+                     "days": fit.days[1]}
+            if fit.days_lost:
+                entry["days_lost"] = fit.days_lost[1]
+            funnel[stage] = _rounded(entry)
+        if not lost_observed:  # leads that are never won stay in their stage (the data records no losses)
+            for entry in funnel.values():
+                entry["days_lost"] = {"dist": "fixed", "value": 1e9}
+        leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead)
+        seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg)}
+    start = as_of + timedelta(days=1)
+    cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
+                "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
+                "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
+    for d in deals:
+        known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
+        closed = d.closed is not None and d.closed <= as_of
+        if known and not closed and (d.outcome == "open" or (d.closed or date.max) > as_of):
+            i, e = known[-1]
+            cal.pipeline.append({"deal_id": d.deal_id, "segment": d.segment, "stage": stages[i],
+                                 "entered_stage": e.isoformat(), "amount": ""})
+    if cal.pipeline:
+        cal.base["pipeline"] = {"file": pipeline_file}
+    _shock_mechanism(cal, stages, whole, lead_level)
+    _stall_mechanism(cal, stages, whole)
+    _speed_mechanism(cal, stages, whole)
+    _trend_mechanism(deals, as_of, cal, since, shares, horizon_days)
+    _season_mechanism(deals, as_of, cal, segments)
+    closing = quarter_end_closing(deals, as_of, cal, gate=like is None) \
+        if like is None or "closing" in like.mechanisms else None
+    if closing:
+        last = stages[-1]
+        entries = [d.entered[-1] for d in deals if d.outcome == "won" and d.entered[-1] is not None
+                   and d.closed is not None and d.closed <= as_of]
+        factor = unslipped_factor(whole[-1].fit.days[1], closing, entries)
+
+        def apply_closing(doc, closing=closing, factor=factor):
+            doc["closing"] = closing
+            for seg in doc["segments"].values():  # the fitted times hold the slips already
+                seg["funnel"][last]["days"] = _stretched(seg["funnel"][last]["days"], factor)
+        cal.mechanisms["closing"] = Mechanism("closing", apply_closing,
+                                              f"months 1 and 2 slip {closing['slip'][1]:.2f} and "
+                                              f"{closing['slip'][2]:.2f} into the last {closing['window_days']} days; "
+                                              f"the last stage's days x{factor:.2f} (the fitted times held the slips)")
+    fitted = team_capacity(deals, as_of, cal)
+    if fitted:
+        cal.mechanisms["capacity"] = Mechanism("capacity", lambda doc: doc.__setitem__("capacity", fitted),
+                                               f"{fitted['won_per_month']:.1f} wins a month")
+    return cal
+
+
+def _shock_mechanism(cal: Calibration, stages, whole, lead_level) -> None:
+    """Shared shocks: the levels' uncertainty in the horizon's first month, drawn once per
+    trial, and each month after the levels' monthly drift (``shocks.drift``)."""
+    shocks: dict = {"drift": {}}
+    if lead_level is not None:
+        shocks["leads"] = round(math.sqrt(lead_level.variance(1)), 4)
+        shocks["drift"]["leads"] = round(math.sqrt(lead_level.variance(2) - lead_level.variance(1)), 4)
+    if any(w.level is not None for w in whole):
+        # the conversion shock moves new leads (a month past the last cohort) and open deals
+        # (from cohorts already seen: the level now) alike: sized for their mix of wins
+        new = _new_lead_share(cal)
+        cal.notes.append(f"all segments: {new:.0%} of the horizon's expected wins come from new leads, the rest from "
+                         "the open pipeline: the conversion shocks are sized for that mix")
+        levels = [(stage, w.level) for stage, w in zip(stages, whole) if w.level is not None]
+        shocks["convert"] = {stage: round(math.sqrt(level.variance(new)), 4) for stage, level in levels}
+        shocks["drift"]["convert"] = {stage: round(math.sqrt(level.variance(1) - level.variance(0)), 4)
+                                      for stage, level in levels}
+    shocks = {k: v for k, v in shocks.items() if v}
+    if shocks:
+        import copy
+
+        def apply(doc, shocks=shocks):
+            doc["shocks"] = copy.deepcopy(shocks)
+        cal.mechanisms["shocks"] = Mechanism("shocks", apply, f"leads {shocks.get('leads', 0)}, convert "
+                                             f"{shocks.get('convert', {})}")
+
+
+def _stall_mechanism(cal: Calibration, stages, whole) -> None:
+    """Stalled deals: the share of a stage's non-converting leads that never leave (fitted
+    with the stage's times, :func:`forecaster.history.fitting.fit_stage`)."""
+    stalled = {stage: round(w.fit.stalled, 4) for stage, w in zip(stages, whole) if w.fit.stalled >= 0.005}
+    if stalled:
+        cal.mechanisms["stalled"] = Mechanism("stalled", lambda doc: doc.__setitem__("stalled", dict(stalled)),
+                                              ", ".join(f"{k} {v:.1%}" for k, v in stalled.items()))
+
+
+def _speed_mechanism(cal: Calibration, stages, whole) -> None:
+    """Cycle speed that drifts: each stage's ``days`` stretched by the latest level of its
+    cohorts' time scale against the pooled time (:func:`forecaster.history.fitting.cohort_conversion`)."""
+    factors = {stage: math.exp(w.speed.m) for stage, w in zip(stages, whole)
+               if w.speed is not None and abs(w.speed.m) > 0.05}
+    if not factors:
+        return
+
+    def apply(doc):
+        for seg in doc["segments"].values():
+            for stage, f in factors.items():
+                seg["funnel"][stage]["days"] = _stretched(seg["funnel"][stage]["days"], f)
+    cal.mechanisms["speed"] = Mechanism("speed", apply, ", ".join(f"{k} x{v:.2f}" for k, v in factors.items()))
+
+
+def _stretched(dist: dict, factor: float) -> dict:
+    """A time distribution stretched by ``factor`` (its scale parameter multiplied)."""
+    out = dict(dist)
+    key = {"lognormal": "median", "gamma": "mean", "weibull": "scale", "exponential": "mean"}[dist["dist"]]
+    out[key] = _sig(dist[key] * factor)
+    return out
+
+
+def _trend_mechanism(deals, as_of: date, cal: Calibration, since, shares: dict, horizon_days: int) -> None:
+    """A trend in arrivals: a local linear trend of the monthly arrivals (log scale); the
+    lead rate becomes its level in the horizon's first month, ``growth_per_month`` its slope
+    and the slope's uncertainty widens the shared drift of the lead rate."""
+    y, v = _arrival_series(deals, as_of, since)
+    if y is None:
+        return
+    trend = local_trend(y, v)
+    if trend is None or abs(trend.slope) < 0.01:
+        return
+    months = max(horizon_days / AVG_MONTH_DAYS, 1.0)
+    growth = math.expm1(trend.slope)
+    level = trend.mean(1) + trend.variance(1) / 2
+    drift = math.sqrt(max(trend.variance(months) - trend.variance(1), 0.0) / max(months - 1, 1.0))
+    shock = math.sqrt(trend.variance(1))
+
+    def apply(doc):
+        for seg, d in doc["segments"].items():
+            d["leads"]["per_month"]["mean"] = _sig(shares[seg] * math.exp(level) * AVG_MONTH_DAYS)
+            d["leads"]["growth_per_month"] = round(growth, 4)
+        if "shocks" in doc:
+            doc["shocks"]["leads"] = round(shock, 4)
+            doc["shocks"].setdefault("drift", {})["leads"] = round(drift, 4)
+    cal.mechanisms["trend"] = Mechanism("trend", apply, f"arrivals {growth:+.1%} a month (sd of the monthly log "
+                                                        f"slope {trend.slope_sd:.3f})")
+
+
+def _season_mechanism(deals, as_of: date, cal: Calibration, segments) -> None:
+    season = {seg: seasonality([d.entered[0] for d in deals if d.segment == seg and d.entered[0] is not None
+                                and d.entered[0] <= as_of], as_of) for seg in segments}
+    season = {k: v for k, v in season.items() if v}
+    if not season:
+        cal.notes.append(f"no seasonality: fewer than {SEASON_MONTHS} whole months of arrivals")
+        return
+
+    def apply(doc):
+        for seg, m in season.items():
+            doc["segments"][seg]["leads"]["seasonality"] = dict(m)
+    cal.mechanisms["seasonality"] = Mechanism("seasonality", apply, f"monthly, from {SEASON_MONTHS}+ months")
+
+
+def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
+    """Expected share of the horizon's won deals that come from new leads (not the pipeline),
+    from a short simulation of the base scenario (without any optional part)."""
+    import tempfile
+
+    from forecaster.results.dataset import simulate
+    from forecaster.scenario.loading import scenario_from_dict
+
+    if not cal.pipeline:
+        return 1.0
+    doc = dict(cal.base)  # the base has no optional part: no shocks, no slips
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
+        both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())
+    doc.pop("pipeline")
+    new = float(simulate(scenario_from_dict(doc), trials=trials)["won_deals"].sum())
+    return min(new / both, 1.0) if both > 0 else 1.0
+
+
+@dataclass
+class WholeStage:
+    """A stage fitted on every segment at once: the times (``fit``), the nonparametric time
+    to convert (``cdf``), the conversion over the history (``p``), its latest level on the
+    log-odds scale (``centre``), the drift models behind it (``level``) and behind the
+    cohorts' time scale (``speed``), None without them."""
+
+    fit: object
+    cdf: np.ndarray
+    p: float
+    centre: float
+    level: Level | None
+    speed: Level | None = None
+
+
+def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
+                 since: date | None, first_seen: date | None, cal: Calibration, families=None) -> WholeStage:
+    data = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen)
+    try:
+        fit = (fit_stage(data, families=(families[0],), lost_families=(families[1],) if families[1] else None)
+               if families else fit_stage(data))
+    except ValueError as exc:
+        raise ValueError(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
+    cdf = conversion_cdf(data)
+    counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
+    exposure = conversion_exposure(counted, cdf)
+    p = (counted.converted.size + 0.5) / (max(exposure, 0.0) + 1.0)
+    if data.truncated:
+        # deals seen only from the history's first close count in the delayed-entry likelihood,
+        # not in the exposure: with little exposure left, its p carries the estimate
+        w = exposure / (exposure + PRIOR_WEIGHT)
+        p = expit(w * logit(p) + (1 - w) * logit(fit.p))
+    cal.notes.append(f"all segments, {stages[s]}: {_counts(fit)}; days {fit.days[0]} (lowest AIC)"
+                     + (f"; {fit.stalled:.1%} of the leads that do not convert never leave" if fit.stalled else "")
+                     + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
+                       f"-> p = {p:.4f}")
+    level, speed = conversion_level(deals, s, len(stages), as_of, lost_observed, cdf, since, first_seen)
+    if level is None:
+        cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
+        return WholeStage(fit, cdf, p, logit(p), None)
+    cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
+                     f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
+                     f"{math.sqrt(level.q):.3f} a month (log-odds)"
+                     + (f"; cycle x{math.exp(speed.m):.2f} the pooled one" if speed is not None
+                        else "; too few cohorts old enough to measure their speed"))
+    return WholeStage(fit, cdf, p, level.m, level, speed)
+
+
+def steady_start(deals: list[Deal], as_of: date) -> date | None:
+    """The first month of the history's steady part: the months before it, while arrivals
+    (entries to the first stage) stay below half of the median month's, are the ramp-up of
+    the export (a CRM being adopted, a dataset's first weeks), not the business drifting.
+    None without arrivals."""
+    counts = monthly_counts(d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of)
+    if not counts:
+        return None
+    months = months_until(date(*min(counts), 1), as_of)
+    whole = [counts.get(m, 0) for m in months[:-1]] or [counts.get(months[-1], 0)]
+    half = 0.5 * float(np.median(whole))
+    for ym in months:
+        if counts.get(ym, 0) >= half:
+            return date(*ym, 1)
+    return date(*months[-1], 1)
+
+
+def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
+                     cdf: np.ndarray, since: date | None = None,
+                     first_seen: date | None = None) -> tuple[Level | None, Level | None]:
+    """The drifting conversion of stage ``s``, and its drifting speed: local levels
+    (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
+    the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
+    the pooled time to convert ``cdf``) estimated together
+    (:func:`forecaster.history.fitting.cohort_conversion`), so that faster closing is not read as
+    higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
+    before the history's first close (``first_seen``) are left out. (None, None) with
+    fewer than 3 cohorts."""
+    cohorts: dict = {}
+    for d in deals:
+        e = d.entered[s]
+        if e is not None and e <= as_of and (first_seen is None or e >= first_seen):
+            cohorts.setdefault((e.year, e.month), []).append(d)
+    if not cohorts:
+        return None, None
+    months = months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
+    y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    for k, key in enumerate(months):
+        if key in cohorts:
+            data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
+            est = cohort_conversion(data, cdf)
+            # a young cohort's count depends on more than its conversion and speed (a queue in
+            # front of the team, wins pushed to a quarter's end that the as-of date falls on):
+            # what it says is trusted in proportion to how much of it could already show
+            seen = conversion_exposure(data, cdf) / max(data.ages.size, 1)
+            immature = IMMATURE_VAR * (1 - seen) / max(seen, 1e-3)
+            y[k], v[k] = est.logit_p, est.var_logit_p + immature
+            if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
+                ys[k], vs[k] = est.log_scale, est.var_log_scale
+    return local_level(y, v), local_level(ys, vs)
+
+
+def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
+    """Log daily arrivals per month (seasonality divided out when it is fitted) and their
+    variances, over the last :data:`DRIFT_MONTHS` months from ``since`` on, never the first
+    month, which the history's start likely cuts: two arrays of shape (months,), NaN where
+    a month has none; (None, None) without arrivals."""
+    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    if not first:
+        return None, None
+    counts = monthly_counts(first)
+    season = seasonality(first, as_of)
+    months = [m for m in months_until(min(first), as_of)[1:] if since is None or m >= (since.year, since.month)]
+    months = months[-DRIFT_MONTHS:]
+    y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
+    for k, (yr, mo) in enumerate(months):
+        n = counts.get((yr, mo), 0)
+        days = as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
+        factor = season.get(mo, 1.0)
+        if n > 0 and factor > 0:  # a calendar month with no arrivals in other years has factor 0
+            y[k], v[k] = math.log(n / days / factor), 1.0 / n
+    return y, v
+
+
+def arrival_level(deals: list[Deal], as_of: date, cal: Calibration, since: date | None = None) -> Level | None:
+    """The drifting lead flow of the whole: a local level of :func:`_arrival_series`. None
+    with fewer than 3 months."""
+    y, v = _arrival_series(deals, as_of, since)
+    if y is None:
+        return None
+    level = local_level(y, v)
+    if level is not None:
+        cal.notes.append(f"all segments: {level.months} months of arrivals; latest level "
+                         f"{math.exp(level.m) * AVG_MONTH_DAYS:.1f} a month, drift sd {math.sqrt(level.q):.3f} "
+                         f"a month (log)")
+    return level
+
+
+def _counts(fit) -> str:
+    c = fit.counts
+    return f"{c['converted']} converted, {c['lost']} lost, {c['open']} open (censored) -> p = {fit.p:.4f} ± {fit.p_se:.4f}"
+
+
+def _sig(v: float) -> float:
+    """``v`` to 6 significant digits (rounding to decimals would write a tiny median as 0)."""
+    return float(f"{v:.6g}")
+
+
+def _rounded(entry: dict) -> dict:
+    return {k: {kk: (_sig(v) if isinstance(v, float) else v) for kk, v in q.items()} for k, q in entry.items()}
+
+
+def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibration, seg: str,
+               level: Level | None, ahead: float) -> tuple[dict, float]:
+    """A segment's arrivals: its share of the whole's latest level (the level's uncertainty
+    is the shared ``shocks.leads``), or, without a level, its own recent rate; and its share
+    of the whole's recent arrivals."""
+    def recent(ds):
+        first = [d.entered[0] for d in ds if d.entered[0] is not None and d.entered[0] <= as_of]
+        span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1))
+        return first, span_start, sum(1 for e in first if e >= span_start)
+
+    first, span_start, count = recent(deals)
+    _, _, total = recent(everyone)
+    days = (as_of - span_start).days + 1
+    if count < 10:
+        cal.warnings.append(f"{seg}: only {count} new deals in the last {days} days: the lead rate is uncertain")
+    if level is not None:
+        share = max(count, 0.5) / max(total, 1)
+        mean = share * math.exp(level.m + level.variance(ahead) / 2) * AVG_MONTH_DAYS
+        cv = math.sqrt(max(1 - share, 0.0) / max(count, 0.5))  # what the counts say about the share
+        cal.notes.append(f"{seg}: {count} of the {total} deals entered in the {days} days before {as_of} "
+                         f"(share {share:.3f}): {mean:.1f} a month")
+    else:
+        mean = max(count, 0.5) / days * AVG_MONTH_DAYS
+        cv = 1 / math.sqrt(max(count, 1))
+        cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {mean:.1f} a month")
+    leads = {"per_month": {"dist": "gamma", "mean": round(mean, 4), "cv": round(max(cv, 1e-3), 4)}}
+    if level is not None and level.r > 0:
+        # months vary around the level beyond counting noise: daily negative-binomial
+        # arrivals with d = r * days a month give a month's count the variance m + r m^2
+        leads["dispersion"] = round(level.r * AVG_MONTH_DAYS, 4)
+    return leads, max(count, 0.5) / max(total, 1)
+
+
+SEASON_MONTHS = 24
+"""Whole months of arrivals needed (two of each calendar month) before seasonality is fitted."""
+
+
+def seasonality(entries: list, as_of: date) -> dict:
+    """Calendar month -> multiplier: each month's mean arrivals over the mean of all months,
+    from the whole months before ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`).
+    The rate is the recent level; multipliers are normalised so the months average 1."""
+    counts = monthly_counts(e for e in entries if (e.year, e.month) < (as_of.year, as_of.month))
+    if not counts:
+        return {}
+    months = months_until(date(*min(counts), 1), as_of)[:-1]  # the whole months before as_of's
+    if len(months) < SEASON_MONTHS:
+        return {}
+    by_month = {m: np.mean([counts.get(ym, 0) for ym in months if ym[1] == m]) for m in range(1, 13)}
+    level = np.mean(list(by_month.values()))
+    if level <= 0:
+        return {}
+    return {m: round(float(v / level), 4) for m, v in by_month.items()}
+
+
+def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str):
+    won = [d.amount for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of]
+    values = sorted(a for a in won if a is not None)  # an amount of 0 (a free pilot) is worth 0
+    if not values:
+        cal.warnings.append(f"{seg}: no won deal has an amount: deal_value is 1, so revenue counts won deals")
+        return 1
+    if len(values) < len(won):
+        cal.warnings.append(f"{seg}: {len(won) - len(values)} of {len(won)} won deals have no amount: deal_value "
+                            "resamples the others")
+    if len(values) < 20:
+        cal.warnings.append(f"{seg}: only {len(values)} won amounts to resample")
+    return {"dist": "empirical", "values": [round(v, 2) for v in values]}

@@ -1,0 +1,73 @@
+"""A calibrated scenario's parts: what calibration fitted (:class:`Calibration`), its optional
+parts (:class:`Mechanism`, :data:`MECHANISMS`) and how a set of them becomes a scenario
+document (:func:`build_scenario`), with its pipeline CSV (:func:`pipeline_csv`)."""
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Calibration:
+    """What calibration produced: the scenario document, the pipeline rows, and notes."""
+
+    scenario: dict
+    pipeline: list
+    notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    base: dict = field(default_factory=dict)          # the scenario without any optional part
+    mechanisms: dict = field(default_factory=dict)    # name -> Mechanism, the optional parts fitted
+    kept: list = field(default_factory=list)          # the names of those kept
+    families: dict = field(default_factory=dict)      # stage -> (family of days, of days_lost)
+    evidence: dict = field(default_factory=dict)      # the in-history walk-forward behind the choice
+
+
+@dataclass
+class Mechanism:
+    """An optional part of a calibrated scenario, fitted but kept only on evidence.
+
+    ``apply`` adds it to a scenario document (in place); ``summary`` says what was fitted.
+    """
+
+    name: str
+    apply: Callable[[dict], None]
+    summary: str
+
+
+MECHANISMS = ("shocks", "stalled", "speed", "trend", "seasonality", "closing", "capacity")
+"""The optional parts of a calibrated scenario, in the order they are applied."""
+
+
+def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
+    """The base scenario of ``cal`` with the mechanisms ``kept`` applied (in the order of
+    :data:`MECHANISMS`), the shared spread multiplied by ``widen``: the shocks' sigmas and a
+    capacity's cv (a team whose deals wait wins what its capacity allows, so the cap's
+    spread is the wins' spread)."""
+    import copy
+
+    doc = copy.deepcopy(cal.base)
+    for m in MECHANISMS:
+        if m in kept and m in cal.mechanisms:
+            cal.mechanisms[m].apply(doc)
+    if widen != 1.0 and "shocks" in doc:
+        def scaled(v):  # a sigma, or a mapping stage -> sigma
+            return {k: scaled(x) for k, x in v.items()} if isinstance(v, dict) else round(v * widen, 4)
+        doc["shocks"] = scaled(doc["shocks"])
+    if widen != 1.0 and "capacity" in doc:
+        doc["capacity"] = {**doc["capacity"], "cv": round(doc["capacity"]["cv"] * widen, 4)}
+    return doc
+
+
+PIPELINE_COLUMNS = ("deal_id", "segment", "stage", "entered_stage", "amount")
+
+
+def pipeline_csv(rows: list) -> str:
+    """The open deals of a calibration, as a pipeline CSV (the contract's columns)."""
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PIPELINE_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

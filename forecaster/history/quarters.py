@@ -1,0 +1,265 @@
+"""Quarterly patterns in the wins: quarter-end slips (:func:`quarter_end_closing`) and a
+saturated team's capacity (:func:`team_capacity`), read from the last whole quarters of wins
+after their ramp-up (:func:`wins_steady_from`)."""
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+
+from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts
+from forecaster.history.parts import Calibration
+from forecaster.history.readers import Deal, won_dates
+
+
+def wins_steady_from(deals: list[Deal], as_of: date) -> date | None:
+    """The day from which the history's monthly wins are no longer ramping up, or None.
+
+    A history that starts when its first leads arrive wins little at first: its wins fill
+    up over a cycle. So wins count as steady from the first deal's entry plus the 80th
+    percentile of the days from entry to win of the wins known on ``as_of``. An export
+    that starts mid-stream (deals that entered long before its first close) is steady from
+    its first win on already.
+    """
+    entries = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    spans = [(d.closed - d.entered[0]).days for d in deals if d.outcome == "won" and d.closed is not None
+             and d.closed <= as_of and d.entered[0] is not None]
+    if not entries or not spans:
+        return None
+    return min(entries) + timedelta(days=int(np.percentile(spans, 80)))
+
+
+def whole_quarters(wins: list, as_of: date, since: date | None = None) -> list[tuple[date, date]]:
+    """(first, last day) of the whole quarters from the first win's on (a quarter the first
+    win falls inside of is cut by the history, so it is left out), and starting on or after
+    ``since`` when given (:func:`wins_steady_from`: quarters of a ramp-up are not the team's
+    pattern), ending by ``as_of``; the latest :data:`CLOSING_QUARTERS`."""
+    if not wins:
+        return []
+    quarters = []
+    start = max(wins[0], since) if since is not None else wins[0]
+    y, q = start.year, (start.month - 1) // 3
+    if start != date(y, 3 * q + 1, 1):
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    while True:
+        first = date(y, 3 * q + 1, 1)
+        last = (date(y + 1, 1, 1) if q == 3 else date(y, 3 * q + 4, 1)) - timedelta(days=1)
+        if last > as_of:
+            break
+        quarters.append((first, last))
+        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    return quarters[-CLOSING_QUARTERS:]
+
+
+def quarter_months(wins: list[date], quarters: list[tuple[date, date]]) -> tuple[np.ndarray, np.ndarray]:
+    """Wins and days in each month of each quarter: two arrays of shape (quarters, 3)."""
+    by_month = monthly_counts(wins)
+    counts, days = np.zeros((len(quarters), 3)), np.zeros((len(quarters), 3))
+    for i, (first, _) in enumerate(quarters):
+        for k in range(3):
+            counts[i, k] = by_month[(first.year, first.month + k)]
+            days[i, k] = days_in_month(date(first.year, first.month + k, 1))
+    return counts, days
+
+
+def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | None:
+    """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
+
+    For a team whose deals wait for it, what it won is what it can win: ``won_per_month``
+    is the mean of those months (whole quarters after the wins' ramp-up,
+    :func:`wins_steady_from`), ``quarter_shape`` each month of the quarter's mean over it
+    (per day, so February is not short-changed), shrunk toward flat by how far the months
+    of the quarter differ beyond noise: 1 + w (shape - 1) with w = max(0, 1 - 1/F), F the
+    month-of-quarter statistic (:func:`month_of_quarter_effect`, against a trend; with one
+    quarter, Poisson's chi-square over 2), so four quarters of noise (F near 1) give a flat
+    shape and a clear quarter-end pattern keeps it; and ``cv``
+    sqrt(phi / won_per_month), phi (at least 1, Poisson's) the months' Pearson dispersion
+    around that one level and shape over its degrees of freedom (3 x quarters - 1 - 2w): a
+    month varies by phi times its mean, its own counting noise counted once. None without a
+    whole quarter.
+    """
+    wins = won_dates(deals, as_of)
+    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
+    if not quarters:
+        cal.notes.append("capacity: no whole quarter of wins yet: not fitted")
+        return None
+    counts, days = quarter_months(wins, quarters)
+    rates = counts / days  # wins per day, by quarter and month of the quarter
+    if np.any(rates.mean(axis=0) <= 0) or np.any(rates.mean(axis=1) <= 0):
+        cal.notes.append("capacity: a month of the quarter (or a quarter) without wins: not fitted")
+        return None
+    raw = rates.mean(axis=0) / rates.mean()
+    if len(quarters) >= 2:
+        f_stat = month_of_quarter_effect(counts, days)[2]
+    else:
+        expected = counts.sum() * days[0] / days[0].sum()
+        f_stat = float(np.sum((counts[0] - expected) ** 2 / expected)) / 2
+    weight = max(0.0, 1.0 - 1.0 / f_stat) if f_stat > 0 else 0.0
+    shape = 1.0 + weight * (raw - 1.0)
+    per_month = float(rates.mean()) * AVG_MONTH_DAYS
+    # quasi-Poisson: the months' variance is phi times their mean, phi their Pearson dispersion
+    # around the one level and shape forecast (quarters that differ count, as a next quarter
+    # may); a month's own counting noise is inside phi, not added to it
+    expected = rates.mean() * shape[None, :] * days
+    dof = counts.size - 1 - 2 * weight
+    phi = float(np.sum((counts - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
+    cv = math.sqrt(max(phi, 1.0) / max(per_month, 1.0))
+    cal.notes.append(f"capacity: {per_month:.1f} wins a month over the last {len(quarters)} whole quarters, by month "
+                     f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f} (seen x{raw[0]:.2f} / "
+                     f"x{raw[1]:.2f} / x{raw[2]:.2f}, F = {f_stat:.1f}), cv {cv:.3f}")
+    return {"won_per_month": round(per_month, 2),
+            "quarter_shape": {k + 1: round(float(shape[k]), 4) for k in range(3)}, "cv": round(cv, 4)}
+
+
+CLOSING_QUARTERS = 4
+"""Whole quarters of wins (the latest before the as-of date) that measure quarter-end bunching."""
+
+
+WINDOWS = (5, 10, 15, 20, 30)
+
+
+def month_of_quarter_effect(by_quarter: np.ndarray, day_table: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Whether wins depend on the month of the quarter, beyond a trend: (p-value, rates, F).
+
+    ``by_quarter``, ``day_table``: wins and days in each month of each whole quarter, shape
+    (quarters, 3), at least two quarters. Wins that grow (or shrink) month by month are not
+    a quarterly pattern, so Poisson models with and without month-of-quarter effects are
+    compared, both with a log-linear trend over the months (likelihood ratio, 2 degrees of
+    freedom). Months vary more than Poisson counts (a busy month, a holiday): the ratio is
+    scaled by the full model's Pearson dispersion and read as F(2, n - 4) (quasi-Poisson).
+    ``rates``, shape (3,): each month's daily rate with the trend removed, relative to the
+    quarter's average day; ``F`` the test's statistic (about 1 when the months differ only
+    by noise).
+    """
+    from scipy import stats
+
+    days = day_table.sum(axis=0)
+    y, exposure = by_quarter.ravel(), day_table.ravel()
+    t = np.arange(y.size, dtype=float) - (y.size - 1) / 2
+    month = np.tile(np.arange(3), by_quarter.shape[0])
+    trend_only = np.stack([np.ones(y.size), t], axis=1)
+    with_months = np.column_stack([trend_only, month == 0, month == 1]).astype(float)
+    ll0, _ = _poisson_fit(y, exposure, trend_only)
+    ll1, beta = _poisson_fit(y, exposure, with_months)
+    mu = exposure * np.exp(with_months @ beta)
+    dof = y.size - with_months.shape[1]
+    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
+    f_stat = max(ll1 - ll0, 0.0) / dispersion
+    p_value = float(stats.f.sf(f_stat, 2, dof))
+    effect = np.exp(np.array([beta[2], beta[3], 0.0]))  # each month's rate against the third's, trend removed
+    return p_value, effect / (effect @ days / days.sum()), float(f_stat)
+
+
+def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: bool = True) -> dict | None:
+    """Quarter-end bunching of wins, as the format's ``closing`` (None when there is none).
+
+    From the last :data:`CLOSING_QUARTERS` whole quarters of steady wins (quarters after the
+    first win and after the wins' ramp-up, :func:`wins_steady_from`, ending by ``as_of``),
+    at least two: the daily win rate of each month of the quarter against a log-linear trend
+    over the months (:func:`month_of_quarter_effect`). When the test rejects "no
+    month-of-quarter effect" (p < 0.01; skipped with ``gate=False``, as the in-history
+    walk-forward does to measure a part the whole history showed) and the third month is the
+    busiest, months 1 and 2 slip with 1 - rate_k, and the window is the one of
+    :data:`WINDOWS` under which the daily wins of the third months are most likely
+    (Poisson). A growing team's wins rise month by month; that is a trend, not quarter-end
+    bunching.
+    """
+    wins = won_dates(deals, as_of)
+    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
+    if len(quarters) < 2:
+        cal.notes.append("closing: fewer than two whole quarters of wins: quarter-end bunching not measured")
+        return None
+    by_quarter, day_table = quarter_months(wins, quarters)
+    counts, days = by_quarter.sum(axis=0), day_table.sum(axis=0)
+    by_day_before_end = np.zeros(31)
+    for first, last in quarters:
+        for w in wins:
+            if (w.month - 1) % 3 == 2 and first <= w <= last:
+                by_day_before_end[min((last - w).days, 30)] += 1
+    total = counts.sum()
+    if total < 60:
+        return None
+    b = total / days.sum()
+    p_value, rate, _ = month_of_quarter_effect(by_quarter, day_table)
+    note = (f"closing: wins per day in months 1/2/3 of the last {len(quarters)} whole quarters "
+            f"{' / '.join(f'{c / d:.2f}' for c, d in zip(counts, days))}; against their trend x"
+            f"{' / x'.join(f'{r:.2f}' for r in rate)} (likelihood ratio p = {p_value:.2g})")
+    if (gate and p_value >= 0.01) or rate[2] <= rate.max() - 1e-12:
+        cal.notes.append(note + ": no quarter-end bunching")
+        return None
+    slip = {k + 1: round(float(max(0.0, 1 - rate[k])), 4) for k in range(2)}
+    extra = sum(slip[k + 1] * b * days[k] for k in range(2))  # slipped wins landing in third months
+    best = None
+    for w in WINDOWS:  # third-month wins by days before the quarter's end (day 31 and on pooled)
+        mean = np.array([len(quarters) * b + (extra / w if j < w else 0.0) for j in range(31)])
+        ll = float(np.sum(by_day_before_end * np.log(mean) - mean))
+        if best is None or ll > best[0]:
+            best = (ll, w)
+    cal.notes.append(note + f": months 1 and 2 slip {slip[1]:.2f} and {slip[2]:.2f} into the last "
+                            f"{best[1]} days")
+    return {"slip": slip, "window_days": best[1]}
+
+
+def unslipped_factor(days: dict, closing: dict, entries: list, draws: int = 20000) -> float:
+    """The factor on a fitted time to win that, once slipped by ``closing``, gives back the
+    fitted time's median: the times were fitted from wins that had already slipped, so
+    applying the slips to them again would push the forecast's wins late twice.
+
+    ``days``: the scenario's spelling of the fitted distribution (lognormal, gamma, Weibull or
+    exponential); ``entries``: the dates the won deals entered the last stage (a sample of
+    the calendar the slips act on). Found by bisection on [0.2, 1] with fixed random draws.
+    """
+    if not entries:
+        return 1.0
+    rng = np.random.default_rng(0)
+    fam = days["dist"]
+    if fam == "lognormal":
+        base = days["median"] * np.exp(days["sigma"] * rng.standard_normal(draws))
+    elif fam == "gamma":
+        k = 1 / days["cv"] ** 2
+        base = rng.gamma(k, days["mean"] / k, draws)
+    elif fam == "weibull":
+        base = days["scale"] * rng.weibull(days["shape"], draws)
+    elif fam == "exponential":
+        base = rng.exponential(days["mean"], draws)
+    else:
+        return 1.0
+    start = np.array([e.toordinal() for e in entries], dtype=float)[rng.integers(len(entries), size=draws)]
+    u, v = rng.random(draws), rng.random(draws)
+    target = float(np.median(base))
+    slip = np.array([0.0, closing["slip"].get(1, 0.0), closing["slip"].get(2, 0.0), 0.0])
+    window = closing["window_days"]
+
+    def slipped_median(f: float) -> float:
+        due = start + f * base
+        dates = [date.fromordinal(int(x)) for x in due]
+        month = np.array([(d.month - 1) % 3 + 1 for d in dates])
+        q_end = np.array([date(d.year + (d.month > 9), (3 * ((d.month - 1) // 3) + 3) % 12 + 1, 1).toordinal()
+                          for d in dates], dtype=float)  # the day after the quarter's last
+        moves = u < slip[month]
+        lo = np.maximum(due, q_end - window)
+        return float(np.median(np.where(moves, lo + (q_end - lo) * v, due) - start))
+
+    lo, hi = 0.2, 1.0
+    if slipped_median(hi) <= target:
+        return 1.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if slipped_median(mid) < target else (lo, mid)
+    return round((lo + hi) / 2, 4)
+
+
+def _poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[float, np.ndarray]:
+    """Poisson regression of counts ``y`` (shape (n,)) on ``X`` (shape (n, k)) with log
+    ``exposure`` as offset, by Newton's method: (log-likelihood, coefficients)."""
+    beta = np.zeros(X.shape[1])
+    beta[0] = math.log(max(y.sum(), 0.5) / exposure.sum())
+    for _ in range(50):
+        mu = exposure * np.exp(np.clip(X @ beta, -50, 50))
+        step = np.linalg.lstsq(X.T @ (X * mu[:, None]) + 1e-9 * np.eye(X.shape[1]), X.T @ (y - mu), rcond=None)[0]
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    mu = exposure * np.exp(np.clip(X @ beta, -50, 50))
+    return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu)), beta

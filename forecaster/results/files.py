@@ -1,0 +1,630 @@
+"""Files written whole or not at all, and the interrupts that must wait for them.
+
+Every file forecaster writes goes under a temporary name in its folder
+(``.{name}.{pid}.{hex}.tmp``), is flushed to disk (fsync) and renamed into place once
+complete, so a reader never sees a half-written file and a failed, interrupted or
+terminated command leaves the previous files:
+
+* :class:`Staged` stages a set of files (a run's ``forecast.nc`` and ``summary.json``)
+  and publishes them together; :func:`write_together` writes a set of texts (a calibrated
+  scenario and its pipeline) all or none, putting back any file it had replaced.
+* **Write errors never reach the NetCDF library.** HDF5 does not survive a failed write
+  (a full disk, a file-size limit): it reports errors from object destructors, cannot close
+  the file and crashes the interpreter at exit. The library therefore writes through a
+  :class:`GuardedFile` that records the first error and lets the library finish; the run then
+  stops with an :class:`~forecaster.errors.OutputError` and the temporary file is removed.
+* **Interrupts wait for the library.** Ctrl-C (and SIGTERM under the command line, see
+  :func:`handle_interrupts`) raise :class:`KeyboardInterrupt` (:class:`Terminated`) anywhere
+  except inside the library's file callbacks, where an exception would corrupt its state;
+  there they are deferred to the next safe point (:func:`checkpoint`).
+* **Leftovers are swept.** A run killed outright (SIGKILL, a power cut) cannot clean up; the
+  next run in the same folder removes temporaries of this naming pattern whose process is gone
+  (:func:`sweep_stale_temporaries`), and nothing else.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import re
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from forecaster.errors import OutputError
+
+STALE_AFTER = 24 * 3600
+"""A temporary file untouched for this long [s] is stale even when a process of its pid runs."""
+
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})\.(?P<tag>[0-9a-f]{12})\.tmp")
+
+
+# --- interrupts ------------------------------------------------------------------------------
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM; handled as Ctrl-C is, so that temporary files are removed."""
+
+
+class _Interrupts:
+    depth = 0        # > 0 while the main thread must not be interrupted (our own critical sections)
+    pending = None   # the interrupt that arrived meanwhile, raised by checkpoint()
+
+
+def _must_wait(frame) -> bool:
+    """Whether an exception raised in ``frame`` would corrupt the NetCDF library (our file
+    callbacks) or be printed and dropped by Python (destructors, weakref callbacks)."""
+    while frame is not None:
+        code = frame.f_code
+        if code in _GUARDED_CODE or code.co_name == "__del__" or code.co_filename.endswith("weakref.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_signal(signum, frame):
+    exc = Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
+    # kept also when raised: an exception raised in a weakref callback or a destructor is
+    # printed and dropped by Python, and the next checkpoint() must still stop the run
+    _Interrupts.pending = _Interrupts.pending or exc
+    if _Interrupts.depth or _must_wait(frame):
+        return
+    raise exc
+
+
+@contextlib.contextmanager
+def _deferred():
+    """Interrupts arriving inside are raised at the next :func:`checkpoint` instead."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _Interrupts.depth += 1
+    try:
+        yield
+    finally:
+        if main:
+            _Interrupts.depth -= 1
+
+
+def checkpoint() -> None:
+    """Raise an interrupt that arrived while the NetCDF library or a publication was writing."""
+    if _Interrupts.pending is not None and _Interrupts.depth == 0 \
+            and threading.current_thread() is threading.main_thread():
+        exc, _Interrupts.pending = _Interrupts.pending, None
+        raise exc
+
+
+@contextlib.contextmanager
+def handle_interrupts(sigterm: bool = False):
+    """Within: Ctrl-C raises :class:`KeyboardInterrupt` and, with ``sigterm``, SIGTERM raises
+    :class:`Terminated`, both deferred while the NetCDF library is inside a file operation.
+
+    Only on the main thread, and Ctrl-C only when its handler is Python's default (a
+    notebook's or an application's own handler is left alone). Nested uses change nothing.
+    """
+    installed = {}
+    if threading.current_thread() is threading.main_thread():
+        wanted = [signal.SIGINT] + ([signal.SIGTERM] if sigterm and hasattr(signal, "SIGTERM") else [])
+        for sig in wanted:
+            current = signal.getsignal(sig)
+            if current is _on_signal or current is signal.SIG_IGN \
+                    or (sig == signal.SIGINT and current is not signal.default_int_handler):
+                continue  # ours already, ignored on purpose (nohup), or someone else's Ctrl-C handler
+            installed[sig] = signal.signal(sig, _on_signal)
+    if installed:
+        _Interrupts.pending = None
+    try:
+        yield
+        if installed:
+            checkpoint()
+    finally:
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)
+        if installed:
+            _Interrupts.pending = None
+
+
+# --- a file the NetCDF library cannot fail on -------------------------------------------------
+
+class GuardedFile(io.RawIOBase):
+    """A file for the NetCDF library (h5py's ``fileobj`` driver) whose write errors stay here.
+
+    The first failing write (``ENOSPC``, ``EFBIG`` under ``ulimit -f``, ``EDQUOT``, ``EIO``)
+    is kept in :attr:`error` and every later write is discarded, so that HDF5 believes its
+    writes succeed, closes the file normally and never reaches the failure paths that crash it;
+    the caller checks :attr:`error` (:meth:`check`) after each operation and abandons the file.
+    Reads past the end return zeros, as HDF5's own POSIX driver does. An interrupt arriving
+    inside these methods waits for the library to return (see :func:`handle_interrupts`).
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        self._pos = 0
+        self._end = 0            # end of the file as the library sees it [bytes]
+        self.error: OSError | None = None
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def _extent(self) -> int:
+        return max(self._end, os.fstat(self._fd).st_size)
+
+    def seek(self, pos, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._extent()}[whence]
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = max(0, self._extent() - self._pos)
+        parts, got = [], 0
+        os.lseek(self._fd, self._pos, os.SEEK_SET)
+        while got < size:
+            chunk = os.read(self._fd, size - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        if got < size:
+            parts.append(bytes(size - got))
+        self._pos += size
+        return b"".join(parts)
+
+    def readinto(self, buffer):
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[:len(data)] = data
+        return len(data)
+
+    def write(self, data):
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self.error is None:
+            try:
+                os.lseek(self._fd, self._pos, os.SEEK_SET)
+                done = 0
+                while done < n:
+                    done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                self.error = exc
+        self._pos += n
+        self._end = max(self._end, self._pos)
+        return n
+
+    def truncate(self, size=None):
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        self._end = size
+        return size
+
+    def flush(self):
+        pass
+
+    def fsync(self) -> None:
+        """Flush the file's data to the disk; a failure (ENOSPC on delayed allocation) is kept."""
+        if self.error is None and self._fd >= 0:
+            try:
+                _fsync(self._fd)
+            except OSError as exc:
+                self.error = exc
+
+    def check(self) -> None:
+        """Raise the first write error, if any."""
+        if self.error is not None:
+            raise self.error
+
+    def close(self):
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError as exc:  # NFS reports some write errors only here
+                self.error = self.error or exc
+        super().close()
+
+
+_GUARDED_CODE = frozenset(getattr(GuardedFile, m).__code__ for m in
+                          ("seek", "tell", "read", "readinto", "write", "truncate", "flush", "_extent"))
+
+
+# --- stale temporaries -----------------------------------------------------------------------
+
+def _temp_name(out: Path, name: str) -> Path:
+    """A fresh hidden temporary name beside ``name`` (the file is not created)."""
+    return out / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def _pid_started_after(pid: int, when: float) -> bool:
+    """Whether process ``pid`` started after ``when`` [epoch s], i.e. the pid was reused (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[19])  # field 22 of proc(5), counted from field 3 after the command
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return started > when + 2
+
+
+def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None,
+                            only=None) -> list[tuple[Path, int]]:
+    """Remove temporary files that killed runs left in ``folder``; return (path, bytes) of each.
+
+    Only names of this module's pattern (``.{name}.{pid}.{12 hex}.tmp``) are considered, and
+    only when their process is gone (or its pid was reused since), or when they have not been
+    touched for :data:`STALE_AFTER`; this process's own files are never touched. (A pid is
+    only meaningful on this machine: two machines writing into one network folder at once
+    can mistake each other's files for stale ones.) ``only``: a compiled pattern the names
+    must also match (a batch sweeps its own files' temporaries).
+    """
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.fullmatch(entry.name)
+        if not m or (only is not None and not only.match(entry.name)):
+            continue
+        pid = int(m["pid"])
+        try:
+            if pid <= 1 or pid == os.getpid() or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            stale = (not _pid_alive(pid) or _pid_started_after(pid, st.st_mtime)
+                     or now - st.st_mtime > STALE_AFTER)
+            if stale:
+                os.unlink(entry.path)
+                removed.append((Path(entry.path), st.st_size))
+        except OSError:
+            continue
+    return removed
+
+
+def shorten(path, most: int = 80) -> str:
+    """``path`` for a message: whole when short, else its start and end around "..."."""
+    text = str(path)
+    if len(text) <= most:
+        return text
+    head = most // 2
+    return f"{text[:head]}...{text[-(most - head - 3):]}"
+
+
+_PATH_MAX_FALLBACK, _NAME_MAX_FALLBACK = 4096, 255
+ROOM = 64
+"""Bytes kept free beyond an output folder's path for the names written in it (temporaries)."""
+
+
+def _limit(path: str, name: str, fallback: int) -> int:
+    try:
+        value = os.pathconf(path, name)
+    except (OSError, ValueError, AttributeError):
+        return fallback
+    return value if value and value > 0 else fallback
+
+
+def check_path(path, shown: str, *, room: int = 0, name_room: int = 0, label: str | None = None) -> None:
+    """Refuse, before anything is created, a path the system cannot hold: a name in it longer
+    than the filesystem allows (NAME_MAX, 255 bytes on most) or a whole path, made absolute and
+    with ``room`` bytes for what is written in it, as long as the system's PATH_MAX (4096).
+
+    ``shown``: how the user gave it (``--out``, ``-o``), first in the message. ``name_room``:
+    bytes the last name needs beyond its own (a file written under a longer temporary name).
+    ``label``: the start of the message instead of ``shown`` and the path (when it names both).
+
+    Raises
+    ------
+    OutputError
+        Naming the (shortened) path and what is too long; nothing was written.
+    """
+    text = os.fspath(path)
+    where = label or f"{shown} {shorten(text)}"
+    try:
+        absolute = os.fsencode(os.path.abspath(text))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{where}: cannot use this path: {getattr(exc, 'strerror', None) or exc}; "
+                          "nothing was written") from None
+    path_max = _limit(nearest_existing(text), "PC_PATH_MAX", _PATH_MAX_FALLBACK)
+    if len(absolute) + room >= path_max:
+        inside = " with the files written in it" if room else ""
+        raise OutputError(f"{where}: the path is too long ({len(absolute):,} bytes from the root, and the system "
+                          f"allows {path_max - 1:,}{inside}); choose a shorter path. Nothing was written.")
+    name_max = _limit(nearest_existing(text), "PC_NAME_MAX", _NAME_MAX_FALLBACK)
+    parts = Path(text).parts
+    for i, part in enumerate(parts):
+        n = len(os.fsencode(part))
+        extra = name_room if i == len(parts) - 1 else 0
+        if n + extra > name_max:
+            how = f"{n:,} bytes" + (f", written under a temporary name {extra} bytes longer" if extra else "")
+            raise OutputError(f"{where}: the name {shorten(part, 40)} is too long ({how}; the filesystem "
+                              f"allows {name_max:,}); choose a shorter name. Nothing was written.")
+
+
+def nearest_existing(path: str) -> str:
+    """The nearest ancestor of ``path`` that exists (never raises)."""
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and p != os.path.dirname(p):
+        p = os.path.dirname(p)
+    return p
+
+
+def stat_or_none(path, shown: str):
+    """``os.stat`` of ``path`` (following links), None when nothing is there; any other error
+    (a name too long, permission denied on a folder above) is an :class:`OutputError`
+    naming ``shown`` and the shortened path."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise OutputError(f"{shown} {shorten(path)}: cannot use this path: {exc.strerror or exc}; "
+                          "nothing was written") from None
+    except ValueError as exc:  # an embedded NUL
+        raise OutputError(f"{shown} {shorten(path)}: cannot use this path: {exc}; nothing was written") from None
+
+
+def check_out(out) -> bool:
+    """Refuse an ``--out`` that cannot be a folder (a file in its place, a path too long, one
+    the system cannot look up); return whether it is an existing folder."""
+    import stat as stat_
+
+    check_path(out, "--out", room=ROOM)
+    st = stat_or_none(out, "--out")
+    if st is not None and not stat_.S_ISDIR(st.st_mode):
+        raise OutputError(f"--out {shorten(out)}: exists and is not a folder")
+    return st is not None
+
+
+def check_targets(out: Path, names, *, removed=()) -> None:
+    """Refuse, before anything is written, an output of ``out`` that cannot be replaced by a
+    file: a folder in its place (``names`` are written, ``removed`` deleted)."""
+    import stat as stat_
+
+    for name in (*names, *removed):
+        try:
+            st = os.lstat(Path(out) / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise OutputError(f"--out {shorten(out)}: cannot use {name} there: {exc.strerror or exc}; "
+                              "nothing was written") from None
+        if stat_.S_ISDIR(st.st_mode):
+            what = "which would be removed" if name in removed else "where a file must be written"
+            raise OutputError(f"--out {shorten(out)}: {name} is a folder, {what}; move it away or choose "
+                              "another --out. Nothing was written.")
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """The folders of ``out`` that do not exist yet, deepest first."""
+    missing, d = [], Path(os.path.abspath(out))
+    while not os.path.lexists(d) and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    return missing
+
+
+def remove_folders(folders) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for d in folders:
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
+
+
+def create_out_folder(out) -> tuple[Path, list[Path]]:
+    """:func:`prepare_folder`, also returning the folders it created (deepest first)."""
+    out = Path(out)
+    check_out(out)
+    missing = _missing_folders(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_folders(missing)
+        raise OutputError(f"--out {shorten(out)}: cannot create the folder: {exc.strerror or exc}; "
+                          "nothing was written") from None
+    created = [d for d in missing if os.path.isdir(d)]
+    sweep_stale_temporaries(out)
+    return out, created
+
+
+def prepare_folder(out: str | Path) -> Path:
+    """Create the output folder if needed, refuse a file in its place, sweep stale temporaries."""
+    return create_out_folder(out)[0]
+
+
+# --- staging ---------------------------------------------------------------------------------
+
+_NO_FSYNC = {getattr(errno, name) for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
+
+
+def _fsync(fd: int) -> None:
+    """fsync, where the filesystem supports it (a real failure, EIO or ENOSPC, raises)."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_FSYNC:
+            raise
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make renames in ``folder`` durable, where the system supports it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # not supported for folders here (Windows, some network filesystems)
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path]:
+    """Write ``files`` (name -> text) into ``folder`` all or none: each into a temporary file
+    in the folder, flushed to disk (fsync), then renamed over its name; a failure at any
+    point removes the temporary files, puts back the files already replaced (kept as hard
+    links until the end) and removes the folders created for them. ``shown`` names the
+    output in messages.
+
+    Raises
+    ------
+    OutputError
+        When the folder cannot be created or the files cannot be written.
+    """
+    created = []
+    d = folder
+    while not os.path.lexists(d) and d != d.parent:
+        created.append(d)
+        d = d.parent
+    temps: dict[str, Path] = {}
+    backups: dict[str, Path] = {}
+    done: list[str] = []
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    made: list[Path] = []
+    try:
+        for d in reversed(created):
+            d.mkdir()
+            made.append(d)
+        for name, text in files.items():
+            tmp = temps[name] = folder / f".{name}.{tag}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with open(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for name, tmp in temps.items():
+            target = folder / name
+            if os.path.lexists(target):
+                backup = folder / f".{name}.{tag}.old"
+                try:
+                    os.link(target, backup, follow_symlinks=False)
+                    backups[name] = backup
+                except OSError:
+                    pass  # no hard links here: the old file cannot be put back
+            os.replace(tmp, target)
+            done.append(name)
+        _fsync_folder(folder)
+        return [folder / name for name in files]
+    except BaseException as exc:
+        for name in reversed(done):
+            try:
+                if name in backups:
+                    os.replace(backups.pop(name), folder / name)
+                else:
+                    os.unlink(folder / name)
+            except OSError:
+                pass
+        done.clear()
+        if isinstance(exc, OSError):
+            raise OutputError(f"{shown}: cannot write {shorten(folder)}: {exc.strerror or exc}; nothing was "
+                              "written") from None
+        raise
+    finally:
+        for p in (*temps.values(), *backups.values()):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        if not done:
+            remove_folders(reversed(made))  # every folder made here, deepest first, while empty
+
+
+class Staged:
+    """Temporary files in the output folder, renamed into place together by :meth:`publish`.
+
+    :meth:`scratch` files are temporaries that are never published.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.files: dict[str, Path] = {}
+        self.scratch_files: list[Path] = []
+
+    def _touch(self, tmp: Path) -> Path:
+        try:
+            tmp.touch(mode=0o600, exist_ok=False)
+        except OSError as exc:
+            raise OutputError(f"--out {self.out}: cannot write there: {exc.strerror}") from None
+        return tmp
+
+    def path(self, name: str) -> Path:
+        # registered before it exists: an interruption at any point leaves nothing behind
+        tmp = self.files[name] = _temp_name(self.out, name)
+        return self._touch(tmp)
+
+    def scratch(self, name: str) -> Path:
+        """A temporary file beside the outputs, removed at the end whatever happens."""
+        tmp = _temp_name(self.out, name)
+        self.scratch_files.append(tmp)
+        return self._touch(tmp)
+
+    def publish(self, remove: tuple = ()) -> dict[str, Path]:
+        """fsync every file, remove the names in ``remove``, rename the files into place
+        (``summary.json`` last: it marks a finished run) and fsync the folder.
+
+        Interrupts wait until it is done: the folder never holds half of a run's files.
+        """
+        written = {}
+        check_targets(self.out, self.files, removed=remove)  # the folder may have changed meanwhile
+        with _deferred():
+            for tmp in self.files.values():
+                _fsync_path(tmp)
+            for name in remove:
+                (self.out / name).unlink(missing_ok=True)
+            for name, tmp in self.files.items():
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self.out / name)
+                written[name] = self.out / name
+            self.files = {}
+            _fsync_folder(self.out)
+        return written
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        with _deferred():
+            for tmp in [*self.files.values(), *self.scratch_files]:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            self.files, self.scratch_files = {}, []
