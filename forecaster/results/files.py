@@ -500,91 +500,70 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def write_together(folder: Path, files: dict[str, str], shown: str) -> list[Path]:
-    """Write ``files`` (name -> text) into ``folder`` all or none: each into a temporary file
-    in the folder, flushed to disk (fsync), then renamed over its name; a failure at any
-    point removes the temporary files, puts back the files already replaced (kept as hard
-    links until the end) and removes the folders created for them. ``shown`` names the
-    output in messages.
+    """Write ``files`` (name -> text) into ``folder`` all or none (:class:`Staged`, creating
+    the folder and its missing parents, removed again if nothing could be written).
+    ``shown`` names the output in messages.
 
     Raises
     ------
     OutputError
-        When the folder cannot be created or the files cannot be written.
+        When the folder cannot be created or the files cannot be written; nothing is then
+        left behind and the files that were there before are as they were.
     """
-    created = []
-    d = folder
-    while not os.path.lexists(d) and d != d.parent:
-        created.append(d)
-        d = d.parent
-    temps: dict[str, Path] = {}
-    backups: dict[str, Path] = {}
-    done: list[str] = []
-    tag = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
-    made: list[Path] = []
     try:
-        for d in reversed(created):
-            d.mkdir()
-            made.append(d)
-        for name, text in files.items():
-            tmp = temps[name] = folder / f".{name}.{tag}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with open(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        for name, tmp in temps.items():
-            target = folder / name
-            if os.path.lexists(target):
-                backup = folder / f".{name}.{tag}.old"
-                try:
-                    os.link(target, backup, follow_symlinks=False)
-                    backups[name] = backup
-                except OSError:
-                    pass  # no hard links here: the old file cannot be put back
-            os.replace(tmp, target)
-            done.append(name)
-        _fsync_folder(folder)
-        return [folder / name for name in files]
-    except BaseException as exc:
-        for name in reversed(done):
-            try:
-                if name in backups:
-                    os.replace(backups.pop(name), folder / name)
-                else:
-                    os.unlink(folder / name)
-            except OSError:
-                pass
-        done.clear()
-        if isinstance(exc, OSError):
-            raise OutputError(f"{shown}: cannot write {shorten(folder)}: {exc.strerror or exc}; nothing was "
-                              "written") from None
-        raise
-    finally:
-        for p in (*temps.values(), *backups.values()):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
-        if not done:
-            remove_folders(reversed(made))  # every folder made here, deepest first, while empty
+        with Staged(folder, create=True, shown=shown) as staged:
+            for name, text in files.items():
+                with open(staged.path(name), "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+            return list(staged.publish().values())
+    except OSError as exc:
+        raise OutputError(f"{shown}: cannot write {shorten(folder)}: {exc.strerror or exc}; nothing was "
+                          "written") from None
 
 
 class Staged:
-    """Temporary files in the output folder, renamed into place together by :meth:`publish`.
+    """The one atomic writer: temporary files in a folder, renamed into place together.
 
-    :meth:`scratch` files are temporaries that are never published.
+    :meth:`path` registers a file to be published and returns its temporary path (created
+    empty, private); :meth:`scratch` a temporary that is never published. :meth:`publish`
+    flushes every file to disk (fsync), renames them over their names and makes the renames
+    durable; if a rename fails, the files already replaced are put back (kept as hard links
+    until the end, where the filesystem has them) and the error is raised. Leaving the
+    ``with`` block removes every temporary whatever happened, and, with ``create=True``,
+    the folders created for the files when nothing was published. Interrupts (Ctrl-C,
+    SIGTERM) wait while files are published or cleaned up.
+
+    ``create``: create ``out`` and its missing parents (else it must exist); ``shown``:
+    the output as the user named it, for messages.
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, *, create: bool = False, shown: str | None = None):
         self.out = Path(out)
+        self.shown = shown or f"--out {self.out}"
         self.files: dict[str, Path] = {}
         self.scratch_files: list[Path] = []
+        self.created: list[Path] = []  # folders made here, outermost first
+        self.published = False
+        if create:
+            d = self.out
+            missing = []
+            while not os.path.lexists(d) and d != d.parent:
+                missing.append(d)
+                d = d.parent
+            try:
+                for d in reversed(missing):
+                    d.mkdir()
+                    self.created.append(d)
+            except OSError:
+                remove_folders(reversed(self.created))
+                self.created = []
+                raise
 
     def _touch(self, tmp: Path) -> Path:
         try:
             tmp.touch(mode=0o600, exist_ok=False)
         except OSError as exc:
-            raise OutputError(f"--out {self.out}: cannot write there: {exc.strerror}") from None
+            raise OutputError(f"{self.shown}: cannot write there: {exc.strerror}") from None
         return tmp
 
     def path(self, name: str) -> Path:
@@ -599,24 +578,48 @@ class Staged:
         return self._touch(tmp)
 
     def publish(self, remove: tuple = ()) -> dict[str, Path]:
-        """fsync every file, remove the names in ``remove``, rename the files into place
-        (``summary.json`` last: it marks a finished run) and fsync the folder.
+        """fsync every file, remove the names in ``remove``, rename the files into place in
+        the order they were registered (a run registers ``summary.json`` last: it marks a
+        finished run) and fsync the folder; put back what was replaced if a rename fails.
 
-        Interrupts wait until it is done: the folder never holds half of a run's files.
+        Interrupts wait until it is done: the folder never holds half of the files.
         """
-        written = {}
+        written: dict[str, Path] = {}
+        backups: dict[str, Path] = {}
         check_targets(self.out, self.files, removed=remove)  # the folder may have changed meanwhile
         with _deferred():
-            for tmp in self.files.values():
-                _fsync_path(tmp)
-            for name in remove:
-                (self.out / name).unlink(missing_ok=True)
-            for name, tmp in self.files.items():
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, self.out / name)
-                written[name] = self.out / name
+            try:
+                for tmp in self.files.values():
+                    _fsync_path(tmp)
+                for name in remove:
+                    (self.out / name).unlink(missing_ok=True)
+                for name, tmp in self.files.items():
+                    target = self.out / name
+                    if os.path.lexists(target):
+                        backup = tmp.with_name(tmp.name[:-len(".tmp")] + ".old")
+                        try:
+                            os.link(target, backup, follow_symlinks=False)
+                            backups[name] = backup
+                        except OSError:
+                            pass  # no hard links here: the old file cannot be put back
+                    os.chmod(tmp, 0o644)
+                    os.replace(tmp, target)
+                    written[name] = target
+                _fsync_folder(self.out)
+            except BaseException:
+                for name in reversed(list(written)):
+                    with contextlib.suppress(OSError):
+                        if name in backups:
+                            os.replace(backups.pop(name), self.out / name)
+                        else:
+                            os.unlink(self.out / name)
+                raise
+            finally:
+                for b in backups.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(b)
             self.files = {}
-            _fsync_folder(self.out)
+            self.published = True
         return written
 
     def __enter__(self):
@@ -628,3 +631,5 @@ class Staged:
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
             self.files, self.scratch_files = {}, []
+            if not self.published:
+                remove_folders(reversed(self.created))  # deepest first, while empty
