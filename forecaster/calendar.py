@@ -7,6 +7,7 @@ horizon: each is named by its first day *within* the horizon.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -63,7 +64,7 @@ class Periods:
         Index of each period's last day within the horizon, shape (periods,).
     """
 
-    starts: list
+    starts: list[date]
     of_day: np.ndarray
     last_day: np.ndarray
 
@@ -83,7 +84,9 @@ class Periods:
 def periods(start: date, end: date, kind: str) -> Periods:
     """Partition ``start..end`` (inclusive) into ``kind`` periods."""
     n = (end - start).days + 1
-    starts, of_day, last = [], np.empty(n, dtype=np.int64), []
+    starts: list[date] = []
+    last: list[int] = []
+    of_day = np.empty(n, dtype=np.int64)
     day, i = start, 0
     while day <= end:
         stop = min(period_end(day, kind), end)
@@ -120,7 +123,7 @@ def day_calendar(start: date, end: date) -> tuple[np.ndarray, np.ndarray, np.nda
 AVG_MONTH_DAYS = 30.4375
 
 
-def monthly_counts(dates) -> Counter:
+def monthly_counts(dates: Iterable[date]) -> Counter[tuple[int, int]]:
     """How many of ``dates`` fall in each (year, month)."""
     return Counter((e.year, e.month) for e in dates)
 

@@ -9,26 +9,46 @@ stay above -1. ``normal`` is the one family whose support is cut to the role's r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
 
-from forecaster.scenario.validation import INVALID, Context, ListOf, Node, Num, fmt_number, show, suggest
+from forecaster.scenario.validation import (
+    INVALID,
+    Context,
+    JSONSchema,
+    ListOf,
+    Node,
+    Num,
+    fmt_number,
+    show,
+    suggest,
+)
+from forecaster.scenario.yamlio import Path
 
-_POS = dict(lo=0.0, lo_open=True)
+Params: TypeAlias = dict[str, Any]
+"""A family's parameters by name: numbers, and a tuple of numbers for ``empirical`` values."""
+
+
+def _positive(doc: str = "") -> Num:
+    """A number > 0."""
+    return Num(lo=0.0, lo_open=True, doc=doc)
+
 
 PARAMETERS: dict[str, dict[str, Node]] = {
     "fixed": {"value": Num(doc="The value.")},
     "uniform": {"low": Num(), "high": Num()},
     "triangular": {"low": Num(), "mode": Num(), "high": Num()},
     "pert": {"low": Num(), "mode": Num(), "high": Num()},
-    "normal": {"mean": Num(), "sd": Num(**_POS)},
-    "lognormal": {"median": Num(**_POS), "sigma": Num(**_POS, doc="Standard deviation of the log.")},
-    "gamma": {"mean": Num(**_POS), "cv": Num(**_POS, doc="Coefficient of variation.")},
-    "exponential": {"mean": Num(**_POS)},
-    "weibull": {"shape": Num(**_POS), "scale": Num(**_POS)},
+    "normal": {"mean": Num(), "sd": _positive()},
+    "lognormal": {"median": _positive(), "sigma": _positive("Standard deviation of the log.")},
+    "gamma": {"mean": _positive(), "cv": _positive("Coefficient of variation.")},
+    "exponential": {"mean": _positive()},
+    "weibull": {"shape": _positive(), "scale": _positive()},
     "beta": {"mean": Num(lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-             "concentration": Num(**_POS, doc="alpha + beta.")},
+             "concentration": _positive("alpha + beta.")},
     "empirical": {"values": ListOf(Num(), min_items=1, doc="Observed values, resampled with replacement.")},
 }
 """Parameters of each family, with the constraint on each."""
@@ -48,7 +68,7 @@ DESCRIPTIONS = {
 }
 
 
-def _ordered(values: dict, path, ctx: Context) -> bool:
+def _ordered(values: Params, path: Path, ctx: Context) -> bool:
     low, high, mode = values["low"], values["high"], values.get("mode")
     if low is INVALID or high is INVALID or mode is INVALID:
         return True
@@ -62,7 +82,8 @@ def _ordered(values: dict, path, ctx: Context) -> bool:
     return True
 
 
-CHECKS = {"uniform": _ordered, "triangular": _ordered, "pert": _ordered}
+CHECKS: dict[str, Callable[[Params, Path, Context], bool]] = {
+    "uniform": _ordered, "triangular": _ordered, "pert": _ordered}
 
 MIN_GAMMA_CV, MAX_GAMMA_CV = 1e-6, 1e3
 """The gamma ``cv`` accepted: its shape 1 / cv^2 is then from 1e-6 to 1e12; beyond, the
@@ -78,7 +99,7 @@ class Role:
     hi: float
     lo_open: bool = False
     hi_open: bool = False
-    families: tuple = tuple(PARAMETERS)
+    families: tuple[str, ...] = tuple(PARAMETERS)
 
     def num(self) -> Num:
         return Num(lo=None if self.lo == -math.inf else self.lo,
@@ -108,19 +129,19 @@ class Distribution:
     """
 
     dist: str
-    params: dict = field(hash=False)
+    params: Params = field(hash=False)
     lower: float = -math.inf
     upper: float = math.inf
 
     @classmethod
-    def fixed(cls, value: float) -> "Distribution":
+    def fixed(cls, value: float) -> Distribution:
         return cls("fixed", {"value": float(value)})
 
     @property
     def is_fixed(self) -> bool:
         return self.dist == "fixed"
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self.params[key]
 
     def to_yaml(self):
@@ -256,10 +277,10 @@ class Quantity(Node):
     role: Role = NONNEGATIVE
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return f"{self.role.num().expected()} or a distribution ({{dist: ...}})"
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         role = self.role
         if not isinstance(value, dict):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -285,7 +306,7 @@ class Quantity(Node):
                 ok = False
                 ctx.error(path + (str(key),), f"is not a parameter of {name}{suggest(key, spec)}; "
                                          f"{name} takes: {', '.join(spec)}")
-        params = {}
+        params: Params = {}
         for key, node in spec.items():
             if key not in value:
                 ok = False
@@ -318,7 +339,7 @@ class Quantity(Node):
                                    f"[{fmt_number(lo)}, {fmt_number(hi)}]")
         return dist
 
-    def json_schema(self):
+    def json_schema(self) -> JSONSchema:
         variants = []
         for name in self.role.families:
             spec = PARAMETERS[name]

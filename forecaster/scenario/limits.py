@@ -163,7 +163,7 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                       f"{_show(total)}); the engine draws every lead and counts won deals in 32-bit integers, "
                       f"so it takes at most {MAX_LEADS:g} a trial (check the rate, its unit, growth_per_month "
                       f"and cost_per_lead)")
-    for i, deal in enumerate(deals or ()):
+    for deal in deals or ():
         if deal.amount is not None and not abs(deal.amount) <= MAX_VALUE:
             ctx.error(("pipeline", "file"), f"deal {deal.deal_id!r} has an amount of {_show(deal.amount)}; "
                                             f"the engine takes amounts up to {MAX_VALUE:g}")

@@ -198,7 +198,7 @@ class Scenario:
         """Metrics this scenario reports: revenue, won_deals, and commission with a plan."""
         return ("revenue", "won_deals", "commission") if self.commission else ("revenue", "won_deals")
 
-    def with_run(self, trials: int | None = None, seed: int | None = None) -> "Scenario":
+    def with_run(self, trials: int | None = None, seed: int | None = None) -> Scenario:
         """A copy with ``trials`` and/or ``seed`` replaced (None keeps the file's)."""
         return replace(self, trials=self.trials if trials is None else int(trials),
                        seed=self.seed if seed is None else int(seed))

@@ -265,6 +265,7 @@ def _read_rows(lines, shown_as: str, *, start: date, segments, stages, reps, bad
                 if errors <= MAX_REPORTED:
                     bad(message)
             continue
+        assert entered is not None  # a missing or malformed date is a row problem above
         deals.append(PipelineDeal(deal_id, seg, stage, entered, amount, owner))
     if errors > MAX_REPORTED:
         bad(f"{shown_as}: and {errors - MAX_REPORTED} more problems like these")

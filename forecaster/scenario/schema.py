@@ -8,6 +8,7 @@ rep, tiers increase) sit beside the table as ``checks``.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from forecaster.scenario.distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Quantity
 from forecaster.scenario.model import (
@@ -25,8 +26,10 @@ from forecaster.scenario.model import (
 from forecaster.scenario.validation import (
     INVALID,
     Choice,
+    Context,
     Date,
     Field,
+    JSONSchema,
     ListOf,
     MapOf,
     Name,
@@ -37,12 +40,13 @@ from forecaster.scenario.validation import (
     show,
     suggest,
 )
+from forecaster.scenario.yamlio import Path
 
 METRICS = ("revenue", "won_deals", "commission")
 REPORT_BY = ("day", "week", "month", "quarter")
 
 
-def _one_lead_source(v, path, ctx):
+def _one_lead_source(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     given = [k for k in LEAD_SOURCES if v[k] is not None]
     if len(given) != 1:
         found = ", ".join(given) if given else "none"
@@ -113,7 +117,7 @@ REP = Record(
 )
 
 
-def _unique_rep_names(v, path, ctx):
+def _unique_rep_names(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     names = [r.name for r in v["reps"]] if v["reps"] is not INVALID else []
     ok = True
     for i, n in enumerate(names):
@@ -139,7 +143,7 @@ TIER = Record(
 )
 
 
-def _tiers_increase(v, path, ctx):
+def _tiers_increase(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     tiers = v["tiers"]
     if tiers is INVALID:
         return True
@@ -238,7 +242,7 @@ STALLED = MapOf(Name("a stage name"), Num(lo=0.0, hi=1.0, what="a share"),
                     "stay open for ever (an open pipeline deal's chance of converting is conditioned on it).")
 
 
-def _shocked_stages(v, path, ctx):
+def _shocked_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     shocks, stages = v["shocks"], v["stages"]
     ok = True
     if stages is not INVALID and v["stalled"] is not INVALID:
@@ -258,7 +262,7 @@ def _shocked_stages(v, path, ctx):
     return ok
 
 
-def _horizon(v, path, ctx):
+def _horizon(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     if v["start"] is INVALID or v["end"] is INVALID:
         return True
     if v["end"] < v["start"]:
@@ -268,7 +272,7 @@ def _horizon(v, path, ctx):
     return True
 
 
-def _funnels_match_stages(v, path, ctx):
+def _funnels_match_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     stages, segments = v["stages"], v["segments"]
     if stages is INVALID or segments is INVALID:
         return True
@@ -291,7 +295,7 @@ def _funnels_match_stages(v, path, ctx):
     return ok
 
 
-def _team_and_plan(v, path, ctx):
+def _team_and_plan(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     team, plan, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
     ok = True
     if plan is not None and team is None:
@@ -354,7 +358,7 @@ SCENARIO = Record(
 )
 
 
-def json_schema() -> dict:
+def json_schema() -> JSONSchema:
     """The scenario format as a JSON Schema (draft 2020-12) document."""
     schema = SCENARIO.json_schema()
     schema["description"] = ("A forecaster scenario: leads, funnel stages, deal values, an open "

@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable
+from typing import Any, TypeAlias
 
 from forecaster.errors import Problem
 from forecaster.scenario.yamlio import Path, format_path
@@ -25,6 +26,9 @@ class _Invalid:
 
 INVALID: Any = _Invalid()
 """Returned by a node whose value had a problem (already recorded)."""
+
+JSONSchema: TypeAlias = dict[str, Any]
+"""A JSON Schema object, as :meth:`Node.json_schema` writes it."""
 
 
 class Context:
@@ -51,6 +55,10 @@ class Context:
     def error(self, path: Path, message: str) -> Any:
         self.problems.append(Problem(format_path(path), message, self.line(path)))
         return INVALID
+
+
+Check: TypeAlias = Callable[[dict[str, Any], Path, Context], bool]
+"""A rule joining several keys of a :class:`Record`: ``(values, path, ctx)`` -> whether it holds."""
 
 
 def show(value: Any) -> str:
@@ -98,7 +106,7 @@ def unsafe_character(text: str, allowed: str = "") -> str | None:
     return None
 
 
-def suggest(word: str, choices) -> str:
+def suggest(word: object, choices: Iterable[object]) -> str:
     """`` (did you mean 'x'?)`` for the nearest choice, or nothing."""
     near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {near[0]!r}?)" if near else ""
@@ -119,10 +127,10 @@ class Node:
     def expected(self) -> str:  # pragma: no cover
         raise NotImplementedError
 
-    def json_schema(self) -> dict:  # pragma: no cover
+    def json_schema(self) -> JSONSchema:  # pragma: no cover
         raise NotImplementedError
 
-    def _schema(self, schema: dict) -> dict:
+    def _schema(self, schema: JSONSchema) -> JSONSchema:
         if self.doc:
             schema["description"] = self.doc
         return schema
@@ -169,7 +177,7 @@ class Num(Node):
             return False
         return True
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -185,8 +193,8 @@ class Num(Node):
             return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
         return value
 
-    def json_schema(self):
-        s: dict = {"type": "integer" if self.integer else "number"}
+    def json_schema(self) -> JSONSchema:
+        s: JSONSchema = {"type": "integer" if self.integer else "number"}
         if self.lo is not None:
             s["exclusiveMinimum" if self.lo_open else "minimum"] = self.lo
         if self.hi is not None:
@@ -202,10 +210,10 @@ class Text(Node):
 
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return "a text"
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if not isinstance(value, str) or not value.strip():
             return ctx.error(path, f"must be a non-empty text; got {show(value)}")
         bad = unsafe_character(value, allowed="\n\t")
@@ -215,7 +223,7 @@ class Text(Node):
             return ctx.error(path, f"must be at most {MAX_TEXT:,} characters; got {len(value):,}")
         return value
 
-    def json_schema(self):
+    def json_schema(self) -> JSONSchema:
         return self._schema({"type": "string", "minLength": 1})
 
 
@@ -228,10 +236,10 @@ class Date(Node):
 
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return "an ISO date (YYYY-MM-DD)"
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if isinstance(value, date):
             return value
         if isinstance(value, str) and len(value) == 10 and _ISO_DATE.match(value):
@@ -241,7 +249,7 @@ class Date(Node):
                 pass
         return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
 
-    def json_schema(self):
+    def json_schema(self) -> JSONSchema:
         return self._schema({"type": "string", "format": "date",
                              "pattern": r"^\d{4}-\d{2}-\d{2}$"})
 
@@ -250,19 +258,19 @@ class Date(Node):
 class Choice(Node):
     """One of a fixed set of words."""
 
-    options: tuple
+    options: tuple[str, ...]
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return "one of " + ", ".join(map(str, self.options))
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if isinstance(value, str) and value in self.options:
             return value
         hint = suggest(value, self.options) if isinstance(value, str) else ""
         return ctx.error(path, f"must be {self.expected()}; got {show(value)}{hint}")
 
-    def json_schema(self):
+    def json_schema(self) -> JSONSchema:
         return self._schema({"enum": list(self.options)})
 
 
@@ -275,11 +283,11 @@ class ListOf(Node):
     unique: bool = False
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return f"a list of {self.item.expected()}s" if self.min_items == 0 else \
             f"a list of at least {self.min_items} ({self.item.expected()})"
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if not isinstance(value, list):
             return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
         if len(value) < self.min_items:
@@ -287,15 +295,15 @@ class ListOf(Node):
                                    f"{'s' if self.min_items > 1 else ''}; got {len(value)}")
         out = [self.item.validate(v, path + (i,), ctx) for i, v in enumerate(value)]
         if self.unique:
-            seen: set = set()
+            seen: set[Any] = set()
             for i, v in enumerate(out):
                 if v is not INVALID and v in seen:
                     ctx.error(path + (i,), f"repeats {show(v)}; each item must appear once")
                 seen.add(v) if v is not INVALID else None
         return INVALID if any(v is INVALID for v in out) else out
 
-    def json_schema(self):
-        s = {"type": "array", "items": self.item.json_schema()}
+    def json_schema(self) -> JSONSchema:
+        s: JSONSchema = {"type": "array", "items": self.item.json_schema()}
         if self.min_items:
             s["minItems"] = self.min_items
         if self.unique:
@@ -322,21 +330,21 @@ class Record(Node):
 
     fields: dict[str, Field]
     make: Callable[..., Any] | None = None
-    checks: tuple = ()
+    checks: tuple[Check, ...] = ()
     name: str = "a mapping"
     doc: str = ""
-    schema_extra: dict = field(default_factory=dict)
+    schema_extra: JSONSchema = field(default_factory=dict)
 
-    def expected(self):
+    def expected(self) -> str:
         return f"{self.name} with keys " + ", ".join(self.fields)
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         out, ok = self.check(value, path, ctx)
         if not ok:
             return INVALID
         return self.make(**out) if self.make else out
 
-    def check(self, value, path, ctx) -> tuple[dict, bool]:
+    def check(self, value: Any, path: Path, ctx: Context) -> tuple[dict[str, Any], bool]:
         """Check every key; return the values found (INVALID where a key was wrong) and
         whether all of them, and the cross-key checks, passed."""
         if not isinstance(value, dict):
@@ -348,7 +356,7 @@ class Record(Node):
                 ok = False
                 ctx.error(path + (str(key),), f"is not a known key here{suggest(key, self.fields)}; "
                                          f"valid keys: {', '.join(self.fields)}")
-        out = {}
+        out: dict[str, Any] = {}
         for key, f in self.fields.items():
             if key in value:
                 got = f.node.validate(value[key], path + (key,), ctx)
@@ -365,10 +373,10 @@ class Record(Node):
                 ok = False
         return out, ok
 
-    def json_schema(self):
-        s = {"type": "object",
-             "properties": {k: f.node.json_schema() for k, f in self.fields.items()},
-             "additionalProperties": False}
+    def json_schema(self) -> JSONSchema:
+        s: JSONSchema = {"type": "object",
+                         "properties": {k: f.node.json_schema() for k, f in self.fields.items()},
+                         "additionalProperties": False}
         req = [k for k, f in self.fields.items() if f.required]
         if req:
             s["required"] = req
@@ -386,16 +394,17 @@ class MapOf(Node):
     key_pattern: str | None = None  # JSON Schema propertyNames pattern
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return "a mapping"
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if not isinstance(value, dict):
             return ctx.error(path, f"must be a mapping; got {show(value)}")
         if len(value) < self.min_items:
             return ctx.error(path, f"must have at least {self.min_items} entr"
                                    f"{'ies' if self.min_items > 1 else 'y'}; got none")
-        out, ok = {}, True
+        out: dict[Any, Any] = {}
+        ok = True
         for k, v in value.items():
             key = self.key.validate(k, path + (str(k),), ctx)
             got = self.value.validate(v, path + (str(k),), ctx)
@@ -403,8 +412,8 @@ class MapOf(Node):
             out[key] = got
         return out if ok else INVALID
 
-    def json_schema(self):
-        s: dict = {"type": "object", "additionalProperties": self.value.json_schema()}
+    def json_schema(self) -> JSONSchema:
+        s: JSONSchema = {"type": "object", "additionalProperties": self.value.json_schema()}
         if self.min_items:
             s["minProperties"] = self.min_items
         if self.key_pattern:
@@ -421,10 +430,10 @@ class Name(Node):
     what: str = "a name"
     doc: str = ""
 
-    def expected(self):
+    def expected(self) -> str:
         return self.what
 
-    def validate(self, value, path, ctx):
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         if not isinstance(value, str) or not value or value != value.strip():
             return ctx.error(path, f"must be {self.what} (non-empty text); got {show(value)}")
         bad = unsafe_character(value)
@@ -434,5 +443,5 @@ class Name(Node):
             return ctx.error(path, f"must be {self.what} of at most {MAX_NAME} characters; got {len(value):,}")
         return value
 
-    def json_schema(self):
+    def json_schema(self) -> JSONSchema:
         return self._schema({"type": "string", "minLength": 1})

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeGuard, TypeVar
 
 from forecaster.errors import Problem, ScenarioError
 from forecaster.scenario.loading import build_scenario, read_document
@@ -37,8 +39,12 @@ SCALED = {"fixed": ("value",), "uniform": ("low", "high"), "triangular": ("low",
           "empirical": ("values",)}
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
+Doc = TypeVar("Doc")
+Container = dict[Any, Any] | list[Any]
+"""A mapping or list of a YAML document, which a key path walks through."""
 
-def is_variant(data) -> bool:
+
+def is_variant(data: object) -> TypeGuard[dict[str, Any]]:
     """True for a variant file's document (changes to a base), False for a whole scenario."""
     return isinstance(data, dict) and not ({"stages", "segments"} & set(data)) and bool({"set", "scale"} & set(data))
 
@@ -49,23 +55,25 @@ class Literal(tuple):
     name holds such characters."""
 
 
-def parse_path(text) -> list:
+def parse_path(text: str | Literal) -> list[str | int]:
     """``segments.smb.funnel.*.days`` -> ['segments', 'smb', 'funnel', '*', 'days'];
     ``team.reps[0].quota`` -> ['team', 'reps', 0, 'quota']; a :class:`Literal` as it is."""
     if isinstance(text, Literal):
         return list(text)
-    parts = []
+    parts: list[str | int] = []
     for name, index in _PART.findall(text):
         parts.append(int(index) if index else name)
     return parts
 
 
-def _targets(doc, parts: list, where: str, problems: list, create_last: bool, literal: bool = False) -> list:
-    """(container, key) pairs a key path (with ``*``, unless ``literal``) points at in ``doc``."""
-    found = [(None, None, doc)]
+def _targets(doc: object, parts: list[str | int], where: str, problems: list[Problem], create_last: bool,
+             literal: bool = False) -> list[tuple[Container, Any]]:
+    """(container, key) pairs a key path (with ``*``, unless ``literal``) points at in ``doc``;
+    ``parts`` is not empty."""
+    found: list[tuple[Container | None, Any, Any]] = [(None, None, doc)]
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        nxt = []
+        nxt: list[tuple[Container | None, Any, Any]] = []
         for _, _, node in found:
             if part == "*" and not literal:
                 if isinstance(node, dict):
@@ -90,10 +98,10 @@ def _targets(doc, parts: list, where: str, problems: list, create_last: bool, li
                                            f"{part!r}{hint}" + (f"; it has: {', '.join(keys)}" if keys else "")))
             return []
         found = nxt
-    return [(container, key) for container, key, _ in found]
+    return [(container, key) for container, key, _ in found if container is not None]
 
 
-def scale_quantity(value, factor: float):
+def scale_quantity(value: object, factor: float) -> object:
     """The quantity ``value`` (a number or a distribution mapping) multiplied by ``factor``."""
     if isinstance(value, bool):
         raise ValueError("is not a number or a distribution")
@@ -112,8 +120,9 @@ def scale_quantity(value, factor: float):
     raise ValueError("is not a number or a distribution")
 
 
-def apply_changes(base: dict, variant: dict, where: str) -> tuple[dict, list]:
-    """The base document with the variant's ``set`` and ``scale`` applied, and any problems."""
+def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple[Doc, list[Problem]]:
+    """A copy of the base document with the variant's ``set`` and ``scale`` applied, and any
+    problems."""
     doc = copy.deepcopy(base)
     problems: list[Problem] = []
     for section in ("set", "scale"):

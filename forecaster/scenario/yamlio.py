@@ -25,14 +25,14 @@ import re
 import stat
 import sys
 import unicodedata
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from forecaster.errors import Problem, ScenarioError
 
-Path = tuple  # a key path: a tuple of str keys and int list indices
+Path: TypeAlias = tuple[str | int, ...]  # a key path: str mapping keys and int list indices
 
 _T = "tag:yaml.org,2002:"
 MAX_VALUES = 500_000  # bounds alias expansion ("billion laughs")
@@ -242,12 +242,12 @@ class _Builder:
                 return -math.inf if low.startswith("-") else math.inf
             if low == ".nan":
                 return math.nan
-            value = float(text)
-            if math.isinf(value):
+            number = float(text)
+            if math.isinf(number):
                 self.fail(path, f"is {show_text(text, 40)}, beyond the largest number a scenario holds "
                                 "(about 1.8e308)", node)
                 return None
-            return value
+            return number
         if tag == _T + "bool":
             return text.lower() == "true"
         return None  # null
