@@ -11,7 +11,8 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from forecaster.history.backtest import LABELS, MONTH_BASELINES, backtest
+from forecaster.history.backtest import backtest
+from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.history.readers import PRESETS, read_history, read_olist
 
 HERE = Path(__file__).resolve().parent

@@ -7,11 +7,10 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from forecaster.errors import ForecasterError, OutputError, ScenarioError  # noqa: E402
 from forecaster.scenario.loading import load_scenario, scenario_from_dict  # noqa: E402
 from forecaster.scenario.model import Scenario  # noqa: E402
+from forecaster.version import __version__  # noqa: E402
 
 
 def __getattr__(name):  # heavy parts (numba, xarray) load on first use

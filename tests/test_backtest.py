@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forecaster.history.backtest import (
-    actuals,
-    average,
-    crps_samples,
-    last_month_naive,
-    mid_pit,
-    paired_bootstrap,
-    point_score,
-    score,
-    trailing_mean,
-    weighted_pipeline,
-)
+from forecaster.history.backtest import average, crps_samples, mid_pit, paired_bootstrap, point_score, score
+from forecaster.history.baselines import actuals, last_month_naive, trailing_mean, weighted_pipeline
 from forecaster.history.readers import Deal
 
 

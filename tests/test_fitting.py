@@ -174,7 +174,8 @@ def test_crps_of_samples_matches_the_normal_closed_form():
 def test_backtest_scores_a_synthetic_history_against_its_actuals(tmp_path):
     from datetime import date
 
-    from forecaster.history.backtest import actuals, backtest, weighted_pipeline
+    from forecaster.history.backtest import backtest
+    from forecaster.history.baselines import actuals, weighted_pipeline
     from forecaster.history.readers import read_history
 
     deals = read_history(_history(tmp_path, np.random.default_rng(9)), ["lead", "proposal"], {}, None, "segment")

@@ -28,7 +28,12 @@ import math
 
 import numpy as np
 
-from forecaster.errors import Problem, ScenarioError
+from forecaster.calendar import periods
+from forecaster.engine.plan import build_plan
+from forecaster.errors import ForecasterError, Problem, ScenarioError
+from forecaster.results import outputs
+from forecaster.results.dataset import simulate
+from forecaster.results.layout import Layout
 from forecaster.results.summary import Z975, describe
 from forecaster.scenario.model import Scenario
 
@@ -109,8 +114,6 @@ def memory_per_trial(scenarios: list[Scenario], kept_per_trial: int = 0) -> int:
     """Peak memory per trial [bytes] of running ``scenarios`` one after the other in memory
     (:func:`forecaster.simulate`: a run's arrays and their Dataset) while ``kept_per_trial``
     bytes a trial of results are kept meanwhile."""
-    from forecaster.engine.plan import build_plan
-    from forecaster.results.layout import Layout
 
     one = max(2 * Layout.of(sc, build_plan(sc)).per_trial_bytes("float64") for sc in scenarios)
     return one + kept_per_trial
@@ -125,15 +128,13 @@ def check_memory(trials: int, per_trial: int, what: str) -> None:
     ForecasterError
         Naming ``what`` (e.g. ``comparing s.yaml with 1 variant``).
     """
-    from forecaster.errors import ForecasterError
-    from forecaster.results.outputs import format_bytes, memory_total
 
-    total = memory_total()
+    total = outputs.memory_total()
     need = trials * per_trial + (64 << 20)
     if total is not None and need > total:
         fit = max(0, (total - (64 << 20)) // max(1, per_trial))
-        raise ForecasterError(f"{what}: {trials:,} trials need about {format_bytes(need)} of memory (every trial is "
-                              f"held in memory), more than this machine allows ({format_bytes(total)}); use fewer "
+        raise ForecasterError(f"{what}: {trials:,} trials need about {outputs.format_bytes(need)} of memory (every trial is "
+                              f"held in memory), more than this machine allows ({outputs.format_bytes(total)}); use fewer "
                               f"--trials (about {fit:,} fit). Nothing was written.")
 
 
@@ -155,8 +156,6 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     """
     import xarray as xr
 
-    from forecaster.calendar import periods
-    from forecaster.results.dataset import simulate
 
     scenarios = [base, *variants]
     check_comparable(scenarios)

@@ -27,7 +27,9 @@ import numpy as np
 
 from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, per_trial_metrics, stored_seed
 from forecaster.errors import ScenarioError
-from forecaster.scenario.loading import build_scenario, read_document
+from forecaster.results.dataset import simulate
+from forecaster.results.summary import describe
+from forecaster.scenario.loading import build_scenario, load_scenario, read_document
 from forecaster.scenario.model import LEAD_SOURCES, Scenario
 from forecaster.scenario.variants import Literal, apply_changes
 
@@ -144,9 +146,6 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     """
     import xarray as xr
 
-    from forecaster.results.dataset import simulate
-    from forecaster.results.summary import describe
-    from forecaster.scenario.loading import load_scenario
 
     base_sc = load_scenario(path)
     doc, _, raw = read_document(path)

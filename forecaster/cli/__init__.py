@@ -28,8 +28,8 @@ import sys
 
 import click
 
-from forecaster import __version__
 from forecaster.errors import ForecasterError
+from forecaster.version import __version__
 
 
 class BadInput(click.ClickException):

@@ -211,7 +211,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     check_outputs(targets, inputs)  # before the work, so a mistyped -o costs nothing
     count, unit = horizon
     if unit == "m":  # to the end of the count-th month after as_of's month
-        from forecaster.history.backtest import add_months
+        from forecaster.history.baselines import add_months
         horizon_days = (add_months(as_of.replace(day=1), count + 1) - as_of).days - 1
     else:
         horizon_days = count

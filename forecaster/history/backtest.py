@@ -50,6 +50,16 @@ from pathlib import Path
 
 import numpy as np
 
+from forecaster.history.baselines import (
+    BASELINE_SEED,
+    MONTH_BASELINES,
+    actuals,
+    add_months,
+    last_month_naive,
+    month_start,
+    trailing_mean,
+    weighted_pipeline,
+)
 from forecaster.history.calibrate import calibrate
 from forecaster.history.parts import pipeline_csv
 from forecaster.history.quarters import whole_quarters
@@ -59,26 +69,10 @@ from forecaster.history.selection import crps as crps_samples  # one CRPS for th
 QUANTILES = (0.1, 0.5, 0.9)
 #: central intervals scored for coverage: name -> (lower, upper) percentile; 50%, 80%, 90%
 INTERVALS = {"p25_p75": (25, 75), "p10_p90": (10, 90), "p5_p95": (5, 95)}
-TRAILING_MONTHS = 3          # whole months averaged by the trailing-mean baseline
-BASELINE_SEED = 0            # the trailing mean's draws: seeded with (BASELINE_SEED, the cutoff's ordinal)
 BOOTSTRAP_RESAMPLES = 2000   # resamples of the cutoffs for the paired differences' intervals
 BOOTSTRAP_SEED = 0
 PIT_BINS = 10                # equal bins on [0, 1] of the PIT histogram
-MONTH_BASELINES = ("seasonal_naive", "last_month_naive", "trailing_mean")  # scored month by month
 DISTRIBUTIONAL = ("forecaster", "trailing_mean")                          # with samples: coverage and PIT
-#: how the console, the report and BACKTEST.md name each method
-LABELS = {"forecaster": "forecaster", "seasonal_naive": "seasonal naive (same month last quarter)",
-          "last_month_naive": "last-month naive", "trailing_mean": "trailing 3-month mean (compound Poisson)",
-          "weighted_pipeline": "weighted pipeline (CRM, no look-ahead)"}
-
-
-def month_start(d: date) -> date:
-    return d.replace(day=1)
-
-
-def add_months(d: date, k: int) -> date:
-    y, m = divmod(d.month - 1 + k, 12)
-    return date(d.year + y, m + 1, 1)
 
 
 def mid_pit(samples: np.ndarray, y: float) -> float:
@@ -110,83 +104,6 @@ def score(samples: np.ndarray, y: float) -> dict:
 
 def point_score(forecast: float, y: float) -> dict:
     return {"actual": y, "forecast": forecast, "crps": abs(forecast - y), "bias": forecast - y}
-
-
-def _value(d: Deal) -> float:
-    """What a won deal adds to revenue: its amount (1 when the history has none)."""
-    return 1.0 if d.amount is None else float(d.amount)
-
-
-def actuals(deals: list[Deal], months: list[date]) -> dict:
-    """Deals won, and their value, in each month: ``{"won_deals": [...], "revenue": [...]}``,
-    each a list with one float per month of ``months`` (first days of months)."""
-    won = {m: [0, 0.0] for m in months}
-    for d in deals:
-        if d.outcome == "won" and d.closed is not None and month_start(d.closed) in won:
-            won[month_start(d.closed)][0] += 1
-            won[month_start(d.closed)][1] += _value(d)
-    return {"won_deals": [float(won[m][0]) for m in months], "revenue": [won[m][1] for m in months]}
-
-
-def last_month_naive(deals: list[Deal], cutoff: date) -> dict:
-    """The last-month naive forecast for every month after ``cutoff`` (a month end): what
-    was won in the month ending on the cutoff. Returns ``{"month": date, "won_deals":
-    deals, "revenue": currency}``."""
-    month = month_start(cutoff)
-    last = actuals(deals, [month])
-    return {"month": month, "won_deals": last["won_deals"][0], "revenue": last["revenue"][0]}
-
-
-def trailing_mean(deals: list[Deal], cutoff: date, months: int, trials: int, seed=BASELINE_SEED) -> dict:
-    """The trailing-mean baseline's samples for the ``months`` months after ``cutoff``.
-
-    Won deals in each month ~ Poisson(``rate``), ``rate`` the mean of the wins of the
-    :data:`TRAILING_MONTHS` whole months ending on the cutoff [deals a month]; revenue is
-    the sum of that many values, each resampled from the deals won on or before the cutoff
-    (compound Poisson). Months and metrics of one sample come from the same draw.
-
-    Returns ``{"rate": float, "window": [first days of the months averaged],
-    "won_deals": array (trials, months), "revenue": array (trials, months)}``.
-    """
-    window = [add_months(month_start(cutoff), -k) for k in reversed(range(TRAILING_MONTHS))]
-    rate = float(np.mean(actuals(deals, window)["won_deals"]))
-    pool = np.array([_value(d) for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= cutoff])
-    rng = np.random.default_rng(seed)
-    counts = rng.poisson(rate, size=(trials, months))
-    if pool.size and counts.sum():
-        values = pool[rng.integers(0, pool.size, size=int(counts.sum()))]
-        cell = np.repeat(np.arange(trials * months), counts.ravel())
-        revenue = np.bincount(cell, weights=values, minlength=trials * months).reshape(trials, months)
-    else:
-        revenue = np.zeros((trials, months))
-    return {"rate": rate, "window": window, "won_deals": counts.astype(float), "revenue": revenue}
-
-
-def weighted_pipeline(deals: list[Deal], stages: list[str], cutoff: date) -> dict:
-    """The CRM's expected value on ``cutoff``, without look-ahead: each deal open then
-    times the win rate of the last stage it had reached (among the deals that had been in
-    that stage and closed by the cutoff), valued at the mean amount of the deals won on or
-    before the cutoff (a deal's own amount is its final one, perhaps set after the
-    cutoff). Returns ``{"won_deals": expected deals, "revenue": expected currency}``."""
-    outcome_by_stage = {s: [0, 0] for s in range(len(stages))}   # won, lost after being in the stage
-    values = [d.amount for d in deals if d.outcome == "won" and d.closed and d.closed <= cutoff and d.amount]
-    mean_value = float(np.mean(values)) if values else 1.0
-    open_stages = []
-    for d in deals:
-        reached = [i for i, e in enumerate(d.entered) if e is not None and e <= cutoff]
-        if not reached:
-            continue
-        closed = d.closed is not None and d.closed <= cutoff
-        if closed and d.outcome in ("won", "lost"):
-            for i in reached:
-                outcome_by_stage[i][0 if d.outcome == "won" else 1] += 1
-        elif not closed:
-            open_stages.append(reached[-1])
-    count = 0.0
-    for stage in open_stages:
-        won, lost = outcome_by_stage[stage]
-        count += won / (won + lost) if won + lost else 0.0
-    return {"won_deals": count, "revenue": count * mean_value}
 
 
 def paired_bootstrap(diffs_by_cutoff: list, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,

@@ -43,6 +43,7 @@ from datetime import date
 from pathlib import Path
 
 from forecaster.errors import Problem, ScenarioError
+from forecaster.scenario.validation import MAX_NAME, unsafe_character
 
 OUTCOMES = ("won", "lost", "open")
 FIELDS = ("deal_id", "segment", "outcome", "closed", "amount")
@@ -144,7 +145,6 @@ def _show(text: str, limit: int = 60) -> str:
 def _name_problem(text: str) -> str | None:
     """What keeps ``text`` from being a segment or stage name (a key of the scenario, checked
     as the format checks names), or None."""
-    from forecaster.scenario.validation import MAX_NAME, unsafe_character
 
     bad = unsafe_character(text)
     if bad:

@@ -33,7 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from forecaster.errors import ForecasterError, OutputError
+from forecaster.present import report
 from forecaster.present.console import printable
+from forecaster.results.files import Staged, prepare_folder, sweep_stale_temporaries
+from forecaster.results.outputs import run_to_folder
+from forecaster.scenario.loading import load_scenario, read_document
+from forecaster.scenario.variants import is_variant
+from forecaster.version import __version__
 
 STOP = threading.Event()
 """Set by a signal handler: the batch stops at the next scenario boundary even if the
@@ -80,8 +86,6 @@ _WHAT = {"link": "a symbolic link", "folder": "a folder", "file": "a file", "oth
 
 
 def _write_atomic(folder: Path, name: str, text: str) -> None:
-    from forecaster.results.files import Staged
-
     try:
         with Staged(folder) as staged:
             staged.path(name).write_text(text, encoding="utf-8")
@@ -261,7 +265,6 @@ def _remove_stale_temporaries(folder: Path, pattern: re.Pattern) -> None:
     """Delete the temporary files a killed run left in ``folder``: only regular files named
     like ours (``pattern``), and only when the run that wrote them is gone
     (:func:`forecaster.results.files.sweep_stale_temporaries`): a concurrent live run's stay."""
-    from forecaster.results.files import sweep_stale_temporaries
 
     sweep_stale_temporaries(folder, only=pattern)
 
@@ -290,12 +293,6 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     folder goes, or an unexpected error, marked ``"internal_error": true``) is recorded as
     failed with its message and the others go on.
     """
-    from forecaster import __version__
-    from forecaster.present.report import write_report
-    from forecaster.results.files import prepare_folder
-    from forecaster.results.outputs import run_to_folder
-    from forecaster.scenario.loading import load_scenario, read_document
-    from forecaster.scenario.variants import is_variant
 
     folder = Path(folder)
     files = scenario_files(folder)  # a missing or unreadable folder is refused before --out is created
@@ -378,7 +375,7 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
                 if _kind(target) != "folder":
                     raise OutputError(_run_folder_problem(target, folder)) from None
             run_to_folder(sc, target, threads=threads, progress=progress)
-            write_report(target)
+            report.write_report(target)
         except ForecasterError as exc:
             fail(name, entry, str(exc), started=started)
             continue

@@ -17,6 +17,7 @@ from rich.console import Console as _RichConsole
 from rich.table import Table
 from rich.text import Text
 
+from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.scenario.model import Scenario
 
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), lone surrogates, line breaks
@@ -299,7 +300,6 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
     """Coverage and scores of forecaster beside every baseline, averaged over cutoffs; then
     forecaster's paired CRPS difference from each baseline with its 90% bootstrap interval
     (negative: forecaster better), and the histogram of its months' PIT values."""
-    from forecaster.history.backtest import LABELS, MONTH_BASELINES
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     n = len(result["cutoffs"])

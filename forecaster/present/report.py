@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from forecaster.errors import ForecasterError, OutputError
+from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.present.console import printable
+from forecaster.results.files import Staged
+from forecaster.scenario.yamlio import NotRegularFile, open_input
 
 W, H, PAD = 720, 300, 56
 CSS = """
@@ -230,7 +233,6 @@ def render_sensitivity(summary: dict, when: str) -> str:
 def render_backtest(result: dict, when: str) -> str:
     """Each cutoff's monthly intervals against what happened, every baseline's scores,
     forecaster's paired differences from them and the PIT histogram (``backtest.json``)."""
-    from forecaster.history.backtest import LABELS, MONTH_BASELINES
 
     body = [f"<h1>Backtest: {len(result['cutoffs'])} cutoffs</h1>", f'<p class="meta">{esc(when)}</p>']
 
@@ -355,7 +357,6 @@ def _read_json(path: Path, what: str) -> dict:
     Only a regular file is read: a FIFO, device or socket is refused without waiting on it
     (:func:`forecaster.scenario.yamlio.open_input` checks the type before and after a non-blocking
     open)."""
-    from forecaster.scenario.yamlio import NotRegularFile, open_input
 
     try:
         with open_input(path) as f:
@@ -552,7 +553,6 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     """Write the reports of whatever ``folder`` holds, atomically: ``report.html`` and
     ``report.md`` for a run, ``compare.html`` for a comparison, ``sensitivity.html`` for a
     sensitivity."""
-    from forecaster.results.files import Staged
 
     folder = Path(folder)
     if not folder.exists():

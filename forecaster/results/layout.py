@@ -26,6 +26,7 @@ from forecaster.engine.seeding import BLOCK_TRIALS
 from forecaster.results.commission import commission_by_period, commission_per_quota_period
 from forecaster.results.files import GuardedFile, checkpoint
 from forecaster.scenario.model import Scenario
+from forecaster.version import __version__
 
 EPOCH = date(1970, 1, 1)
 TIME_UNITS = "days since 1970-01-01"
@@ -81,8 +82,6 @@ class Layout:
 
     @classmethod
     def of(cls, sc: Scenario, plan: Plan) -> "Layout":
-        from forecaster import __version__
-
         attrs = {"scenario": sc.name, "seed": sc.seed if sc.seed < 2 ** 63 else str(sc.seed),
                  "trials": sc.trials, "start": sc.start.isoformat(), "end": sc.end.isoformat(),
                  "report_by": sc.report_by, "currency": sc.currency or "", "scenario_sha256": sc.sha256,
@@ -291,7 +290,6 @@ class NetCDFSink:
         return self.layout.plan.kernel_buffers(n)
 
     def commit(self, lo: int, n: int, buffers) -> None:
-
         try:
             self.trial[lo:lo + n] = np.arange(lo, lo + n)
             for name, values in self.layout.derive(*buffers).items():
@@ -351,7 +349,6 @@ class RowBlocks:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key):
-
         key = key if isinstance(key, tuple) else (key,)
         if not key or not (isinstance(key[0], slice) and key[0] == slice(None)):
             return np.asarray(self.source[key])

@@ -17,6 +17,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from forecaster.engine.plan import build_plan
+from forecaster.engine.simulation import run_trials
 from forecaster.errors import OutputError
 from forecaster.results.files import (
     GuardedFile,
@@ -30,6 +32,18 @@ from forecaster.results.files import (
     remove_folders,
     shorten,
 )
+from forecaster.results.layout import (
+    CHUNK_BYTES,
+    COLUMNS_BUDGET,
+    ROW_BLOCK_INPUTS,
+    Columns,
+    Layout,
+    MemorySink,
+    NetCDFSink,
+    chunk_trials_for,
+)
+from forecaster.results.summary import Meta, funnel_expectation, summarize_columns
+from forecaster.scenario.loading import load_scenario
 from forecaster.scenario.model import Scenario
 
 FORECAST = "forecast.nc"
@@ -166,7 +180,6 @@ def _summary_bytes(layout) -> int:
 
 def _summary_memory(layout) -> int:
     """Peak memory of summarising [bytes]: groups of exact columns, and the funnel."""
-    from forecaster.results.layout import COLUMNS_BUDGET, ROW_BLOCK_INPUTS
 
     n, sizes = layout.trials, layout.sizes()
     columns = max(1, min(COLUMNS_BUDGET // (8 * n), sizes["period"] + sizes["segment"] + len(layout.quota_periods) + 2))
@@ -176,7 +189,6 @@ def _summary_memory(layout) -> int:
 
 def estimate(layout, *, keep: str = "all", precision: str = "float64", compress: bool = False) -> Estimate:
     """Disk and memory a run of ``layout`` needs, before anything is allocated."""
-    from forecaster.results.layout import CHUNK_BYTES, chunk_trials_for
 
     chunk = chunk_trials_for(layout)
     n = layout.trials
@@ -352,10 +364,6 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
         Before anything is written when the outputs would not fit (:func:`check_room`); when a
         write fails part-way (the temporary files are removed, the previous results kept).
     """
-    from forecaster.engine.plan import build_plan
-    from forecaster.engine.simulation import run_trials
-    from forecaster.results.layout import Columns, Layout, MemorySink, NetCDFSink, chunk_trials_for
-    from forecaster.results.summary import Meta, funnel_expectation, summarize_columns
 
     _check_options(keep, precision)
     plan = build_plan(sc)
@@ -404,7 +412,6 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,
         threads: int | None = None, keep: str = "all", precision: str = "float64", compress: bool = False) -> dict:
     """Load, simulate, summarise and write, as ``forecaster run`` does. Returns the summary."""
-    from forecaster.scenario.loading import load_scenario
 
     return run_to_folder(load_scenario(scenario_path).with_run(trials, seed), out, threads=threads, keep=keep,
                          precision=precision, compress=compress)

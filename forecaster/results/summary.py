@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.engine.plan import build_plan
 from forecaster.results.layout import Columns
 from forecaster.scenario.model import Scenario
+from forecaster.version import __version__
 
 Z975 = 1.959963984540054
 PERCENTILES = (5, 10, 50, 90, 95)
@@ -107,7 +109,6 @@ def summarize(ds, scenario: Scenario) -> dict:
                          "commission") if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
-    from forecaster.engine.plan import build_plan
 
     summary["funnel"] = funnel_expectation(build_plan(scenario), ds["inputs"].values)
     return summary
@@ -120,7 +121,6 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     holds the horizon, per-segment totals and, with a team, each rep's commission, bookings
     and probability of reaching quota in each commission period.
     """
-    from forecaster import __version__
 
     metrics = {"revenue": metric_summary(cols, "revenue", meta.periods),
                "won_deals": metric_summary(cols, "won_deals", meta.periods)}
