@@ -65,6 +65,8 @@ from forecaster.history.parts import pipeline_csv
 from forecaster.history.quarters import whole_quarters
 from forecaster.history.readers import Deal, won_dates
 from forecaster.history.selection import crps as crps_samples  # one CRPS for the backtest and calibration
+from forecaster.results.dataset import simulate
+from forecaster.scenario.loading import scenario_from_dict
 
 QUANTILES = (0.1, 0.5, 0.9)
 #: central intervals scored for coverage: name -> (lower, upper) percentile; 50%, 80%, 90%
@@ -143,8 +145,6 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     ``trailing_mean``: ``by_month``, a list of ``months`` scores, and ``total``;
     ``weighted_pipeline``: ``total``); the averages as :func:`average` makes them.
     """
-    import forecaster as fc
-
     results = []
     # a history without amounts has no revenue to score (it would repeat won deals)
     metrics = ("won_deals", "revenue") if any(d.amount for d in deals) else ("won_deals",)
@@ -161,8 +161,8 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         with tempfile.TemporaryDirectory() as tmp:
             if cal.pipeline:
                 (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline))
-            sc = fc.scenario_from_dict(cal.scenario, base_dir=tmp, name=f"calibrated on {cutoff}")
-            ds = fc.simulate(sc, trials=trials, seed=0)
+            sc = scenario_from_dict(cal.scenario, base_dir=tmp, name=f"calibrated on {cutoff}")
+            ds = simulate(sc, trials=trials, seed=0)
         truth = actuals(deals, month_list)
         previous = actuals(deals, [add_months(m, -3) for m in month_list])
         last = last_month_naive(deals, cutoff)

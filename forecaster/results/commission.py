@@ -6,7 +6,7 @@ import numpy as np
 from forecaster.scenario.model import Commission
 
 
-def commission_per_quota_period(bookings: np.ndarray, quotas: np.ndarray, plan: Commission) -> np.ndarray:
+def commission_per_quota_period(bookings: np.ndarray, quotas: np.ndarray, commission: Commission) -> np.ndarray:
     """Commission earned on each rep's bookings in each commission period.
 
     With quota q and bookings b, the band from ``up_to`` u1 to u2 pays
@@ -19,7 +19,7 @@ def commission_per_quota_period(bookings: np.ndarray, quotas: np.ndarray, plan: 
         Value won by each rep in each commission period. [currency]
     quotas : ndarray, shape (reps,)
         Quota per commission period. [currency]
-    plan : Commission
+    commission : Commission
 
     Returns
     -------
@@ -28,14 +28,14 @@ def commission_per_quota_period(bookings: np.ndarray, quotas: np.ndarray, plan: 
     """
     earned = np.zeros_like(bookings, dtype=float)
     lower = 0.0
-    for tier in plan.tiers:
+    for tier in commission.tiers:
         upper = np.inf if tier.up_to is None else tier.up_to
         width = (upper - lower) * quotas
         band = np.clip(bookings - lower * quotas, 0.0, width)
         earned += tier.rate * band
         lower = upper
-    if plan.cap is not None:
-        np.minimum(earned, plan.cap, out=earned)
+    if commission.cap is not None:
+        np.minimum(earned, commission.cap, out=earned)
     return earned
 
 

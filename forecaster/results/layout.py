@@ -181,9 +181,9 @@ class Layout:
                "revenue_by_segment": revenue, "won_deals_by_segment": won, "inputs": inputs}
         if self.reps:
             out["bookings"] = bookings
-        plan = self.scenario.commission
-        if plan:
-            earned = commission_per_quota_period(bookings, self.quotas, plan)
+        commission = self.scenario.commission
+        if commission:
+            earned = commission_per_quota_period(bookings, self.quotas, commission)
             out["commission"] = commission_by_period(earned, self.earn_period, len(self.periods))
             out["commission_by_quota_period"] = earned
         return out
