@@ -14,8 +14,8 @@ def schema_command():
 
     \b
     Example (VS Code with the YAML extension):
-      forecaster schema > forecaster.scenario.schema.json
-      # then, first line of a scenario:  # yaml-language-server: $schema=forecaster.scenario.schema.json
+      forecaster schema > forecaster.schema.json
+      # then, first line of a scenario:  # yaml-language-server: $schema=forecaster.schema.json
     """
     from forecaster.scenario.schema import json_schema
 
