@@ -43,7 +43,7 @@ from __future__ import annotations
 from datetime import date
 
 from forecaster.history.estimate import fit_candidates
-from forecaster.history.parts import MECHANISMS, Calibration, build_scenario
+from forecaster.history.parts import MECHANISMS, Calibration, build_scenario, new_lead_share
 from forecaster.history.readers import Deal
 from forecaster.history.selection import select_mechanisms
 
@@ -72,7 +72,8 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     if capacity:
         force["capacity"] = True
     cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
-                         pipeline_file=pipeline_file, families=families, like=like)
+                         pipeline_file=pipeline_file, families=families, like=like,
+                         new_lead_share=new_lead_share)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
     if select:

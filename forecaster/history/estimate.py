@@ -42,16 +42,16 @@ on T. What is fitted, and how:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 
 from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until
 from forecaster.history.drift import Level, expit, local_level, local_trend, logit
 from forecaster.history.fitting import StageData, cohort_conversion, conversion_cdf, conversion_exposure, fit_stage
-from forecaster.history.parts import Calibration, Mechanism, pipeline_csv
+from forecaster.history.parts import Calibration, Mechanism
 from forecaster.history.quarters import quarter_end_closing, team_capacity, unslipped_factor
 from forecaster.history.readers import Deal
 
@@ -135,9 +135,17 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
 
 def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90,
                    name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
-                   families: dict | None = None, like: Calibration | None = None) -> Calibration:
+                   families: dict | None = None, like: Calibration | None = None,
+                   new_lead_share: Callable[[Calibration], float] = lambda cal: 1.0) -> Calibration:
     """The base scenario (no optional part) and every optional part that can be fitted
-    (``like``: as in :func:`calibrate`)."""
+    (``like``: as in :func:`calibrate`).
+
+    ``new_lead_share``: the expected share of the horizon's won deals that come from new
+    leads rather than the open pipeline, given the calibration so far (its base scenario
+    and pipeline); it sizes the conversion shocks, which move the two differently.
+    Estimation itself never runs the simulator: :func:`forecaster.history.calibrate.calibrate`
+    passes :func:`forecaster.history.parts.new_lead_share`; the default, 1.0, sizes the shocks
+    for new leads alone."""
     S = len(stages)
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
@@ -206,7 +214,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                                  "entered_stage": e.isoformat(), "amount": ""})
     if cal.pipeline:
         cal.base["pipeline"] = {"file": pipeline_file}
-    _shock_mechanism(cal, stages, whole, lead_level)
+    _shock_mechanism(cal, stages, whole, lead_level, new_lead_share)
     _stall_mechanism(cal, stages, whole)
     _speed_mechanism(cal, stages, whole)
     _trend_mechanism(deals, as_of, cal, since, shares, horizon_days)
@@ -234,7 +242,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     return cal
 
 
-def _shock_mechanism(cal: Calibration, stages, whole, lead_level) -> None:
+def _shock_mechanism(cal: Calibration, stages, whole, lead_level, new_lead_share) -> None:
     """Shared shocks: the levels' uncertainty in the horizon's first month, drawn once per
     trial, and each month after the levels' monthly drift (``shocks.drift``)."""
     shocks: dict = {"drift": {}}
@@ -244,7 +252,7 @@ def _shock_mechanism(cal: Calibration, stages, whole, lead_level) -> None:
     if any(w.level is not None for w in whole):
         # the conversion shock moves new leads (a month past the last cohort) and open deals
         # (from cohorts already seen: the level now) alike: sized for their mix of wins
-        new = _new_lead_share(cal)
+        new = new_lead_share(cal)
         cal.notes.append(f"all segments: {new:.0%} of the horizon's expected wins come from new leads, the rest from "
                          "the open pipeline: the conversion shocks are sized for that mix")
         levels = [(stage, w.level) for stage, w in zip(stages, whole) if w.level is not None]
@@ -332,25 +340,6 @@ def _season_mechanism(deals, as_of: date, cal: Calibration, segments) -> None:
         for seg, m in season.items():
             doc["segments"][seg]["leads"]["seasonality"] = dict(m)
     cal.mechanisms["seasonality"] = Mechanism("seasonality", apply, f"monthly, from {SEASON_MONTHS}+ months")
-
-
-def _new_lead_share(cal: Calibration, trials: int = 400) -> float:
-    """Expected share of the horizon's won deals that come from new leads (not the pipeline),
-    from a short simulation of the base scenario (without any optional part)."""
-    import tempfile
-
-    from forecaster.results.dataset import simulate
-    from forecaster.scenario.loading import scenario_from_dict
-
-    if not cal.pipeline:
-        return 1.0
-    doc = dict(cal.base)  # the base has no optional part: no shocks, no slips
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
-        both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())
-    doc.pop("pipeline")
-    new = float(simulate(scenario_from_dict(doc), trials=trials)["won_deals"].sum())
-    return min(new / both, 1.0) if both > 0 else 1.0
 
 
 @dataclass

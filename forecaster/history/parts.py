@@ -1,11 +1,18 @@
 """A calibrated scenario's parts: what calibration fitted (:class:`Calibration`), its optional
 parts (:class:`Mechanism`, :data:`MECHANISMS`) and how a set of them becomes a scenario
-document (:func:`build_scenario`), with its pipeline CSV (:func:`pipeline_csv`)."""
+document (:func:`build_scenario`), with its pipeline CSV (:func:`pipeline_csv`); and the
+expected share of a base document's wins that come from new leads (:func:`new_lead_share`,
+by a short simulation), which estimation is given, never computes."""
 from __future__ import annotations
 
 import csv
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from forecaster.results.dataset import simulate
+from forecaster.scenario.loading import scenario_from_dict
 
 
 @dataclass
@@ -71,3 +78,17 @@ def pipeline_csv(rows: list) -> str:
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
+
+
+def new_lead_share(cal: Calibration, trials: int = 400) -> float:
+    """Expected share of the horizon's won deals that come from new leads (not the pipeline),
+    from a short simulation of the base scenario (without any optional part)."""
+    if not cal.pipeline:
+        return 1.0
+    doc = dict(cal.base)  # the base has no optional part: no shocks, no slips
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
+        both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())
+    doc.pop("pipeline")
+    new = float(simulate(scenario_from_dict(doc), trials=trials)["won_deals"].sum())
+    return min(new / both, 1.0) if both > 0 else 1.0

@@ -45,7 +45,7 @@ import numpy as np
 
 from forecaster.errors import ScenarioError
 from forecaster.history.estimate import fit_candidates
-from forecaster.history.parts import MECHANISMS, build_scenario, pipeline_csv
+from forecaster.history.parts import MECHANISMS, build_scenario, new_lead_share, pipeline_csv
 from forecaster.results.dataset import simulate
 from forecaster.scenario.loading import scenario_from_dict
 
@@ -140,7 +140,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     for c in cuts:
         try:
             icalib = fit_candidates(deals, stages, c, horizon_days=(_months_after(c, months + 1)[-1] - c).days - 1,
-                                    name="inner", lost_observed=lost_observed, families=cal.families, like=cal)
+                                    name="inner", lost_observed=lost_observed, families=cal.families, like=cal,
+                                    new_lead_share=new_lead_share)
         except ValueError:
             continue
         won, value = _actuals([d for d in deals if d.closed is None or d.closed <= as_of],
