@@ -173,15 +173,15 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
         for i, rep in enumerate(team.get("reps") or ()):
             if rep is not INVALID and rep.quota > MAX_VALUE:
                 ctx.error(("team", "reps", i, "quota"), f"must be at most {MAX_VALUE:g}; got {fmt_number(rep.quota)}")
-    plan = values.get("commission")
-    if plan and plan is not INVALID:
-        for i, tier in enumerate(plan.tiers):
+    commission = values.get("commission")
+    if commission and commission is not INVALID:
+        for i, tier in enumerate(commission.tiers):
             if tier.rate > MAX_RATE:
                 ctx.error(("commission", "tiers", i, "rate"),
                           f"must be at most {MAX_RATE:g} (a fraction of bookings: 0.1 is 10%); got "
                           f"{fmt_number(tier.rate)}")
-        if plan.cap is not None and plan.cap > MAX_VALUE:
-            ctx.error(("commission", "cap"), f"must be at most {MAX_VALUE:g}; got {fmt_number(plan.cap)}")
+        if commission.cap is not None and commission.cap > MAX_VALUE:
+            ctx.error(("commission", "cap"), f"must be at most {MAX_VALUE:g}; got {fmt_number(commission.cap)}")
 
 
 def _show(x: float) -> str:

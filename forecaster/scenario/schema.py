@@ -295,16 +295,16 @@ def _funnels_match_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok
 
 
-def _team_and_plan(v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    team, plan, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
+def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    team, commission, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
     ok = True
-    if plan is not None and team is None:
+    if commission is not None and team is None:
         ok = False
         ctx.error(path + ("commission",), "needs a team: add team.reps (name, segments, quota) "
                                           "for the plan to pay")
-    if targets not in (None, INVALID) and "commission" in targets and plan is None:
+    if targets not in (None, INVALID) and "commission" in targets and commission is None:
         ok = False
-        ctx.error(path + ("targets", "commission"), "needs a commission plan: there is no `commission`")
+        ctx.error(path + ("targets", "commission"), "needs a commission commission: there is no `commission`")
     if team in (None, INVALID) or segments is INVALID:
         return ok
     covered = set()
@@ -326,7 +326,7 @@ def _team_and_plan(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_plan, _shocked_stages),
+    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},
     fields={
