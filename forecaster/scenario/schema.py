@@ -304,7 +304,7 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                                           "for the plan to pay")
     if targets not in (None, INVALID) and "commission" in targets and commission is None:
         ok = False
-        ctx.error(path + ("targets", "commission"), "needs a commission commission: there is no `commission`")
+        ctx.error(path + ("targets", "commission"), "needs a commission plan: there is no `commission`")
     if team in (None, INVALID) or segments is INVALID:
         return ok
     covered = set()
