@@ -28,6 +28,9 @@ CASES = {  # case -> (scenario, trials, seed)
     "extensions": (GOLDEN / "extensions.yaml", 3000, 13),
     "extensions-seed-of-file": (GOLDEN / "extensions.yaml", 1500, None),
 }
+R1 = ROOT.parent / "shared" / "bench" / "r1.yaml"  # the speed scenario, where the shared contract is checked out
+if R1.exists():
+    CASES["bench-r1"] = (R1, 2000, 3)
 
 
 def _digest(case: str) -> dict:
