@@ -92,6 +92,21 @@ def reseed(address, key, trial):
     store_u64(address + 8, ZERO)  # no buffered 32-bit half-draw
 
 
+@jit(inline="always")
+def expect(streams, role, n):
+    """Raise unless a kernel call was given exactly ``n`` streams of ``role`` (a
+    :class:`forecaster.engine.interface.Streams`): a kernel never draws from a stream it was
+    not given, or from another one in its place."""
+    if streams.counts[role] != n:
+        raise ValueError("a kernel was not given the random streams it draws from (see interface.STREAMS)")
+
+
+@jit(inline="always")
+def reseed_role(streams, role, index, trial):
+    """Set the generator of ``role`` to the ``index``-th stream of that role at ``trial``."""
+    reseed(streams.addresses[role], streams.keys[streams.starts[role] + index], trial)
+
+
 def run_key(seed: int) -> int:
     """The 64-bit key of a run's seed (any integer >= 0), via SeedSequence."""
     return int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0])

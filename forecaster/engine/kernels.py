@@ -7,6 +7,9 @@ For a segment g and a trial, the *rates and probabilities* are drawn once:
 
     theta = (r, gamma, p_1, ..., p_S)     lead rate (or cost per lead), monthly growth, conversions
 
+(slots ``THETA_LEADS``, ``THETA_GROWTH`` and ``THETA_CONVERT + s``, see
+:mod:`forecaster.engine.interface`).
+
 The mean number of leads arriving on day d is
 
     m_d = r * f_d * (1 + gamma)^{k_d}     (or  B * f_d / c * (1 + gamma)^{k_d}  for bought leads)
@@ -44,9 +47,13 @@ by sigma_s Z_s. ``closing`` (:func:`_slipped`) moves a won deal's time T: with t
 of the month of the quarter that holds T, to a uniform time between max(T, the quarter's
 end - w) and the quarter's end (w = ``window_days``), for new and pipeline deals alike.
 
-Randomness enters only through the ``numpy.random.Generator`` arguments, each reseeded at
-the start of every trial from a key and the trial's index (:mod:`forecaster.engine._streams`): a
-trial's numbers depend on the seed, the stream and its index only, with or without the JIT.
+Inputs are the records of :mod:`forecaster.engine.interface` (``Funnel``, ``Pipeline``,
+``Closing``, ``Shocks``, ``Capacity``, ``Outputs``, ``Streams``), whose numba types do not
+depend on the scenario: each kernel compiles once. Randomness enters only through
+``Streams``: a ``numpy.random.Generator`` per role, reseeded from a stream's key and the
+trial's index before the stream is drawn (:mod:`forecaster.engine._streams`), so a trial's
+numbers depend on the seed, the stream and its index only, with or without the JIT. Each
+kernel first checks that it was given the streams it draws from (``interface.STREAMS``).
 
 Distribution encoding
 ---------------------
@@ -73,15 +80,41 @@ import math
 import numpy as np
 
 from forecaster.engine._numba import jit
-from forecaster.engine._streams import reseed
-
-FIXED, UNIFORM, TRIANGULAR, PERT, NORMAL, LOGNORMAL, GAMMA, EXPONENTIAL, WEIBULL, BETA, EMPIRICAL = range(11)
-
-# pipeline deal modes (how the age conditions the conversion out of its stage)
-ORDINARY = 0   # S(a) > 0 and S_lost(a) > 0: q = p / (p + (1 - p) * odds)
-NO_MASS = 1    # S(a) = S_lost(a) = 0: leaves at time 0, converts with p
-LOST_ONLY = 2  # S(a) = 0 < S_lost(a): cannot still be converting, so it is lost (unless p = 1)
-WON_ONLY = 3   # S_lost(a) = 0 < S(a): cannot still be losing, so it converts (unless p = 0)
+from forecaster.engine._streams import expect, reseed_role
+from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-exported for tests)
+    ARRIVAL,
+    BETA,
+    CAPACITY,
+    CONVERT,
+    COUNT,
+    DAYS,
+    DRIFT_CONVERT,
+    DRIFT_LEADS,
+    EMPIRICAL,
+    EXPONENTIAL,
+    FIXED,
+    GAMMA,
+    LOGNORMAL,
+    LOST_ONLY,
+    MIXING,
+    NO_MASS,
+    NORMAL,
+    ORDINARY,
+    PERT,
+    QUANTITY,
+    REP,
+    SHOCK_CONVERT,
+    SHOCK_LEADS,
+    SLIP,
+    THETA_CONVERT,
+    THETA_GROWTH,
+    THETA_LEADS,
+    TRIANGULAR,
+    UNIFORM,
+    VALUE,
+    WEIBULL,
+    WON_ONLY,
+)
 
 _SQRT_HALF = math.sqrt(0.5)
 
@@ -277,97 +310,108 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
 
 
 @jit
-def draw_parameters(gens, addresses, keys, trial0, codes, pars, pool, theta, segment):
+def draw_parameters(streams, trial0, funnel, segment, theta):
     """Per-trial draws of a segment's rates and probabilities, each from its own stream.
 
     Parameters
     ----------
-    gens : tuple of k Generators
-        One stream per quantity; reseeded for every trial from ``keys`` (see
-        :func:`forecaster.engine._streams.reseed`), so a trial's draws depend only on the seed,
-        the quantity and the trial's index.
-    addresses, keys : int64, uint64 arrays, shape (k,)
-        The streams' state addresses and keys.
+    streams : Streams
+        One ``QUANTITY`` stream per slot of theta, reseeded for every trial from its key
+        (see :func:`forecaster.engine._streams.reseed`), so a trial's draws depend only on
+        the seed, the quantity and the trial's index.
     trial0 : int
         Index of the block's first trial in the run.
-    codes : int64 array, shape (k,)
-    pars : float64 array, shape (k, 4)
-        The k quantities: rate (or cost per lead), growth, then each stage's convert.
-    theta : float64 array, shape (trials, segments, k_max)
-        Written: ``theta[:, segment, :k]``.
+    funnel : Funnel
+        ``param_codes[segment]``, ``param_pars[segment]``: the K quantities, in theta's
+        layout (``THETA_LEADS``, ``THETA_GROWTH``, then ``THETA_CONVERT + s``).
+    theta : float64 array, shape (trials, segments, K)
+        Written: ``theta[:, segment, :]``.
     """
+    codes, pars, pool = funnel.param_codes[segment], funnel.param_pars[segment], funnel.pool
+    expect(streams, QUANTITY, codes.shape[0])
+    gen = streams.gens[QUANTITY]
     for t in range(theta.shape[0]):
         for j in range(codes.shape[0]):
-            reseed(addresses[j], keys[j], trial0 + t)
-            theta[t, segment, j] = draw(gens[j], codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
+            reseed_role(streams, QUANTITY, j, trial0 + t)
+            theta[t, segment, j] = draw(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
 
 
 @jit
-def apply_shocks(gen, address, keys, trial0, sigma_leads, sigma_convert, drift_leads, drift_convert, rate_is_cost,
-                 theta, month_factor):
+def apply_shocks(streams, trial0, shocks, funnel, theta, month_factor):
     """Shocks shared by every segment (the scenario's ``shocks``), applied to drawn theta.
 
     For each trial one standard normal Z_0 multiplies every segment's lead rate by
     exp(sigma_leads Z_0 - sigma_leads^2 / 2) (mean 1; a cost per lead is divided by it),
     and one Z_s per stage shifts every segment's conversion of stage s on the log-odds
     scale: p -> 1 / (1 + (1 - p) / p * exp(-sigma_s Z_s)). Each Z comes from its own stream
-    (``keys``: leads, each stage, then the drift's leads and stages), reseeded per trial.
+    (``SHOCK_LEADS``, ``SHOCK_CONVERT`` per stage), reseeded per trial.
 
     With ``drift``, random walks by calendar month k after start's (k = 0 unmoved) go on
-    from there: W_k = sum of k standard normals per walk. New leads of month k then arrive
-    at exp(drift_leads W_k - k drift_leads^2 / 2) times the rate and convert through stage
-    s with p_s shifted by drift_convert_s W_{s,k} on the log-odds scale; what that does to
+    from there: W_k = sum of k standard normals per walk (``DRIFT_LEADS``, and
+    ``DRIFT_CONVERT`` per stage). New leads of month k then arrive at
+    exp(drift_leads W_k - k drift_leads^2 / 2) times the rate and convert through stage s
+    with p_s shifted by drift_convert_s W_{s,k} on the log-odds scale; what that does to
     the won leads of month k is written as one factor into ``month_factor``.
 
     Parameters
     ----------
-    sigma_convert, drift_convert : float64, shape (S,)
-    rate_is_cost : bool, shape (segments,)
-    theta : float64, shape (trials, segments, S + 2), changed in place
+    shocks : Shocks
+        sigma_leads, sigma_convert (S,), drift_leads, drift_convert (S,).
+    funnel : Funnel
+        ``rate_is_cost``, shape (segments,).
+    theta : float64, shape (trials, segments, K), changed in place
     month_factor : float64, shape (trials, segments, months), written (months = 0: no drift)
     """
+    sigma_leads, sigma_convert = shocks.leads, shocks.convert
+    drift_leads, drift_convert = shocks.drift_leads, shocks.drift_convert
+    rate_is_cost = funnel.rate_is_cost
     n_seg, n_stages, n_months = theta.shape[1], sigma_convert.shape[0], month_factor.shape[2]
+    expect(streams, SHOCK_LEADS, 1)
+    expect(streams, SHOCK_CONVERT, n_stages)
+    expect(streams, DRIFT_LEADS, 1)
+    expect(streams, DRIFT_CONVERT, n_stages)
     lead_walk = np.zeros(n_months)
     walks = np.zeros((n_stages, n_months))
     for t in range(theta.shape[0]):
         if sigma_leads > 0.0:
-            reseed(address, keys[0], trial0 + t)
-            factor = math.exp(sigma_leads * gen.standard_normal() - 0.5 * sigma_leads * sigma_leads)
+            reseed_role(streams, SHOCK_LEADS, 0, trial0 + t)
+            z = streams.gens[SHOCK_LEADS].standard_normal()
+            factor = math.exp(sigma_leads * z - 0.5 * sigma_leads * sigma_leads)
             for g in range(n_seg):
                 if rate_is_cost[g]:
-                    theta[t, g, 0] /= factor
+                    theta[t, g, THETA_LEADS] /= factor
                 else:
-                    theta[t, g, 0] *= factor
+                    theta[t, g, THETA_LEADS] *= factor
         for s in range(n_stages):
             if sigma_convert[s] > 0.0:
-                reseed(address, keys[1 + s], trial0 + t)
-                odds = math.exp(sigma_convert[s] * gen.standard_normal())
+                reseed_role(streams, SHOCK_CONVERT, s, trial0 + t)
+                odds = math.exp(sigma_convert[s] * streams.gens[SHOCK_CONVERT].standard_normal())
                 for g in range(n_seg):
-                    p = theta[t, g, 2 + s]
+                    p = theta[t, g, THETA_CONVERT + s]
                     if 0.0 < p < 1.0:
-                        theta[t, g, 2 + s] = p * odds / (1.0 - p + p * odds)
+                        theta[t, g, THETA_CONVERT + s] = p * odds / (1.0 - p + p * odds)
         if n_months == 0:
             continue
         if drift_leads > 0.0:
-            reseed(address, keys[1 + n_stages], trial0 + t)
+            reseed_role(streams, DRIFT_LEADS, 0, trial0 + t)
         w = 0.0
         for k in range(n_months):
             if k > 0 and drift_leads > 0.0:
-                w += gen.standard_normal()
+                w += streams.gens[DRIFT_LEADS].standard_normal()
             lead_walk[k] = math.exp(drift_leads * w - 0.5 * k * drift_leads * drift_leads)
         for s in range(n_stages):
             if drift_convert[s] > 0.0:
-                reseed(address, keys[2 + n_stages + s], trial0 + t)
+                reseed_role(streams, DRIFT_CONVERT, s, trial0 + t)
             w = 0.0
             for k in range(n_months):
                 if k > 0 and drift_convert[s] > 0.0:
-                    w += gen.standard_normal()
+                    w += streams.gens[DRIFT_CONVERT].standard_normal()
                 walks[s, k] = drift_convert[s] * w
         for g in range(n_seg):
             for k in range(n_months):
                 f = lead_walk[k]
                 for s in range(n_stages):
-                    p = theta[t, g, 2 + s]
+                    p = theta[t, g, THETA_CONVERT + s]
                     if 0.0 < p < 1.0 and walks[s, k] != 0.0:
                         odds = math.exp(walks[s, k])
                         f *= odds / (1.0 - p + p * odds)  # (p shifted) / p
@@ -394,19 +438,16 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
 
 
 @jit(inline="always")
-def _book(t, day, segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings):
-    p = period_of_day[day]
-    revenue[t, p, segment] += value
-    won[t, p, segment] += 1
+def _book(t, day, segment, value, rep, out):
+    p = out.period_of_day[day]
+    out.revenue[t, p, segment] += value
+    out.won[t, p, segment] += 1
     if rep >= 0:
-        bookings[t, cperiod_of_day[day], rep] += value
+        out.bookings[t, out.quota_period_of_day[day], rep] += value
 
 
 @jit
-def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, gen_rep, gen_slip, addresses, keys,
-                       trial0, theta, month_factor, segment, rate_is_cost, day_mean, elapsed_months, dispersion,
-                       days_codes, days_pars, value_code, value_par, pool, reps, slip_prob, slip_lo, slip_hi,
-                       period_of_day, cperiod_of_day, revenue, won, bookings):
+def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -422,62 +463,62 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
 
     Parameters
     ----------
-    gen_count, gen_mixing, gen_arrival : Generator
-        Streams of the won-lead counts, the daily gamma multipliers, the arrival days.
-    gen_days : tuple of Generators, one per stage (in the order of ``days_codes``)
-    gen_value, gen_rep, gen_slip : Generator
-        Streams of deal values, rep assignments and quarter-end slips.
-    addresses, keys : int64, uint64 arrays, shape (6 + stages,)
-        State addresses and keys of the streams, in the order count, mixing, arrival,
-        value, rep, slip, then each of ``gen_days``.
+    streams : Streams
+        ``COUNT``, ``MIXING``, ``ARRIVAL`` (won-lead counts, daily gamma multipliers,
+        arrival days), ``VALUE``, ``REP``, ``SLIP`` (deal values, rep assignments,
+        quarter-end slips), and one ``DAYS`` stream per stage in the order of
+        ``funnel.lead_days_codes`` (drawn stage after stage, each reseeded in turn).
     trial0 : int
         Index of the block's first trial in the run.
-    theta : float64, shape (trials, segments, k)
+    funnel : Funnel
+        Row ``segment`` of: ``rate_is_cost`` (theta[THETA_LEADS] is a cost per lead, mean
+        f_d / c, rather than a rate, r f_d), ``day_mean`` (f_d [leads per rate unit]),
+        ``dispersion``, ``lead_days_codes``/``lead_days_pars`` (each stage's ``days``,
+        longest mean first), ``value_codes``/``value_pars``, ``reps``/``n_reps``; and
+        ``elapsed_months`` (k_d) and ``pool``.
+    closing : Closing
+        Per day a deal is due, the chance it slips and the window [lo, hi) it then lands
+        in (uniformly from max(due, lo)) [days from start]; 0 days without ``closing``.
+    theta : float64, shape (trials, segments, K)
         Per-trial draws (see :func:`draw_parameters`).
     month_factor : float64, shape (trials, segments, months) or (trials, segments, 0)
         The drift's factor on the won leads of each calendar month (see :func:`apply_shocks`).
-    rate_is_cost : bool
-        theta[..., 0] is a cost per lead (mean = f_d / c) rather than a rate (r f_d).
-    day_mean : float64, shape (days,)
-        f_d: the day's share of the rate's unit times seasonality (times the budget for
-        bought leads). [leads per rate unit]
-    elapsed_months : int64, shape (days,)
-        k_d, whole calendar months since start's month.
-    days_codes, days_pars : shape (stages,), (stages, 4)
-        Each stage's ``days``, longest mean first (the order draws are made in).
-    reps : int64, shape (n,)
-        Rep indices covering the segment (n = 0 without a team).
-    slip_prob, slip_lo, slip_hi : float64, shape (days,) or (0,) without ``closing``
-        Per day a deal is due: the chance it slips, and the window [lo, hi) it then
-        lands in (uniformly from max(due, lo)). [days from start]
-    period_of_day, cperiod_of_day : int64, shape (days,)
-        Reporting and commission period of each day.
-    revenue : float64, shape (trials, periods, segments)   [currency], added to
-    won : int32, shape (trials, periods, segments)          [deals], added to
-    bookings : float64, shape (trials, commission periods, reps)  [currency], added to
+    out : Outputs
+        Reporting and commission period of each day; revenue, won (trials, periods,
+        segments) and bookings (trials, commission periods, reps), added to.
     """
+    day_mean, elapsed_months, pool = funnel.day_mean[segment], funnel.elapsed_months, funnel.pool
+    rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
+    days_codes, days_pars = funnel.lead_days_codes[segment], funnel.lead_days_pars[segment]
+    value_code, value_par = funnel.value_codes[segment], funnel.value_pars[segment]
+    reps, n_reps = funnel.reps[segment], funnel.n_reps[segment]
+    slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
     n_days = day_mean.shape[0]
     horizon = float(n_days)
     n_stages = days_codes.shape[0]
-    n_reps = reps.shape[0]
+    for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
+        expect(streams, role, 1)
+    expect(streams, DAYS, n_stages)
+    gen_count, gen_mixing, gen_arrival = streams.gens[COUNT], streams.gens[MIXING], streams.gens[ARRIVAL]
+    gen_value, gen_rep, gen_slip, gen_days = streams.gens[VALUE], streams.gens[REP], streams.gens[SLIP], streams.gens[DAYS]
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     cum = np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)
     arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
     times = np.empty(256)  # their time so far [days]
     for t in range(theta.shape[0]):
-        for k in range(addresses.shape[0]):
-            reseed(addresses[k], keys[k], trial0 + t)
-        base = theta[t, segment, 0]
+        for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
+            reseed_role(streams, role, 0, trial0 + t)
+        base = theta[t, segment, THETA_LEADS]
         p_win = 1.0
         for s in range(n_stages):
-            p_win *= theta[t, segment, 2 + s]
+            p_win *= theta[t, segment, THETA_CONVERT + s]
         scale = (1.0 / base if rate_is_cost else base) * p_win
         if not scale > 0.0:
             continue
         growth[0] = 1.0
         for k in range(1, growth.shape[0]):
-            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, 1])
+            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, segment, k]
@@ -513,7 +554,7 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
                     d += 1
                 arrivals[i] = d
         # stage by stage over all of this trial's deals (independent draws pipeline well),
-        # keeping only those still inside the horizon
+        # keeping only those still inside the horizon; each stage's stream in turn
         if n_won > times.shape[0]:
             times = np.empty(max(n_won, 2 * times.shape[0]))
         for i in range(n_won):
@@ -521,40 +562,37 @@ def simulate_new_leads(gen_count, gen_mixing, gen_arrival, gen_days, gen_value, 
         alive = n_won
         for s in range(n_stages):
             c, q0, q1, q2, q3 = days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3]
-            gen = gen_days[s]
+            reseed_role(streams, DAYS, s, trial0 + t)
             kept = 0
             for i in range(alive):
-                x = times[i] + draw(gen, c, q0, q1, q2, q3, pool)
+                x = times[i] + draw(gen_days, c, q0, q1, q2, q3, pool)
                 times[kept] = x
                 kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
             alive = kept
-        closing = slip_prob.shape[0] > 0
+        closing_on = slip_prob.shape[0] > 0
         for i in range(alive):
             value = draw(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
             rep = -1
             if n_reps > 0:
                 rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
             time = times[i]
-            if closing:
+            if closing_on:
                 time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
                 if time >= horizon:
                     continue
-            _book(t, int(time), segment, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+            _book(t, int(time), segment, value, rep, out)
 
 
 @jit
 def _grown(a, need):
-    out = np.empty(max(need, 2 * a.shape[0]), dtype=a.dtype)
+    """``a`` (int64) copied into a larger array: at least ``need``, at least twice as long."""
+    out = np.empty(max(need, 2 * a.shape[0]), dtype=np.int64)
     out[:a.shape[0]] = a
     return out
 
 
 @jit
-def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addresses, keys, trial0, theta,
-                      deal_segment, deal_stage, deal_age, deal_mode, deal_odds, deal_sf, deal_pending, pending_lo,
-                      pending_hi, deal_amount, deal_owner, days_codes, days_pars, value_codes, value_pars, pool,
-                      segment_reps, segment_n_reps, slip_prob, slip_lo, slip_hi, period_of_day, cperiod_of_day,
-                      revenue, won, bookings):
+def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -564,48 +602,50 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
 
     Parameters
     ----------
-    gen_convert, gen_days, gen_value, gen_rep, gen_slip : Generator
-        Streams of the conversion uniforms, stage times, values, rep assignments and
-        quarter-end slips.
-    addresses, keys : int64, uint64 arrays, shape (5,)
-        Their state addresses and keys; each is reseeded for every trial.
+    streams : Streams
+        ``CONVERT``, ``DAYS``, ``VALUE``, ``REP``, ``SLIP``: the conversion uniforms,
+        stage times, values, rep assignments and quarter-end slips; each is reseeded for
+        every trial.
     trial0 : int
         Index of the block's first trial in the run.
-    deal_segment, deal_stage : int64, shape (deals,)
-    deal_age : float64, shape (deals,)
-        Whole days each deal has been in its stage at start. [days]
-    deal_mode : int64, shape (deals,)
-        ORDINARY, NO_MASS, LOST_ONLY or WON_ONLY (see the module constants).
-    deal_odds : float64, shape (deals,)
-        S_lost(a) / S(a) for ORDINARY deals.
-    deal_sf : float64, shape (deals,)
-        S(a) = P(days > a) in the deal's stage.
-    deal_pending : float64, shape (deals,)
-        With ``closing``: the chance that a deal open at ``start`` that will be won is a win
+    funnel : Funnel
+        ``days_codes``/``days_pars`` (segments, stages) in stage order,
+        ``value_codes``/``value_pars``, ``reps``/``n_reps``, ``pool``.
+    pipeline : Pipeline
+        The deals: segment and stage; age (whole days in its stage at start); mode
+        (ORDINARY, NO_MASS, LOST_ONLY or WON_ONLY, see the constants); odds
+        S_lost(a) / S(a) for ORDINARY deals; sf S(a) = P(days > a); pending: with
+        ``closing``, the chance that a deal open at ``start`` that will be won is a win
         already due that slipped and still waits for its quarter's end (then it closes
-        uniformly in [pending_lo, pending_hi) days from start, without slipping again); 0
-        otherwise. The same two slip uniforms decide it, so a deal with 0 draws as before.
-    deal_amount : float64, shape (deals,)
-        The deal's value, or -1 to draw it. [currency]
-    deal_owner : int64, shape (deals,)
-        Rep index, or -1 to assign one as for a new deal.
-    days_codes, days_pars : shape (segments, stages), (segments, stages, 4)
-    value_codes, value_pars : shape (segments,), (segments, 4)
-    segment_reps, segment_n_reps : shape (segments, max reps), (segments,)
-    slip_prob, slip_lo, slip_hi : as in :func:`simulate_new_leads`
-    revenue, won, bookings : as in :func:`simulate_new_leads`, added to
+        uniformly in [closing.pending_lo, closing.pending_hi) days from start, without
+        slipping again), 0 otherwise (the same two slip uniforms decide it, so a deal with
+        0 draws as before); amount, the deal's value or -1 to draw it; owner, a rep index
+        or -1 to assign one as for a new deal.
+    closing : Closing
+        As in :func:`simulate_new_leads`.
+    out : Outputs
+        As in :func:`simulate_new_leads`, added to.
     """
-    horizon = float(period_of_day.shape[0])
-    closing = slip_prob.shape[0] > 0
+    days_codes, days_pars, value_codes, value_pars = funnel.days_codes, funnel.days_pars, funnel.value_codes, \
+        funnel.value_pars
+    pool, segment_reps, segment_n_reps = funnel.pool, funnel.reps, funnel.n_reps
+    slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    pending_lo, pending_hi = closing.pending_lo, closing.pending_hi
+    horizon = float(out.period_of_day.shape[0])
+    closing_on = slip_prob.shape[0] > 0
     n_stages = days_codes.shape[1]
+    for role in (CONVERT, DAYS, VALUE, REP, SLIP):
+        expect(streams, role, 1)
+    gen_convert, gen_days, gen_value = streams.gens[CONVERT], streams.gens[DAYS], streams.gens[VALUE]
+    gen_rep, gen_slip = streams.gens[REP], streams.gens[SLIP]
     for t in range(theta.shape[0]):
-        for k in range(addresses.shape[0]):
-            reseed(addresses[k], keys[k], trial0 + t)
-        for i in range(deal_segment.shape[0]):
-            g, s0, mode = deal_segment[i], deal_stage[i], deal_mode[i]
-            p = theta[t, g, 2 + s0]
+        for role in (CONVERT, DAYS, VALUE, REP, SLIP):
+            reseed_role(streams, role, 0, trial0 + t)
+        for i in range(pipeline.segment.shape[0]):
+            g, s0, mode = pipeline.segment[i], pipeline.stage[i], pipeline.mode[i]
+            p = theta[t, g, THETA_CONVERT + s0]
             if mode == ORDINARY:
-                q = p / (p + (1.0 - p) * deal_odds[i])
+                q = p / (p + (1.0 - p) * pipeline.odds[i])
             elif mode == WON_ONLY:
                 q = 1.0 if p > 0.0 else 0.0
             elif mode == LOST_ONLY and p < 1.0:
@@ -614,26 +654,27 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                 q = p
                 mode = NO_MASS
             for s in range(s0 + 1, n_stages):
-                q *= theta[t, g, 2 + s]
+                q *= theta[t, g, THETA_CONVERT + s]
             converts = gen_convert.random() < q
             u = v = 1.0
-            if closing:  # the slip's two uniforms, drawn for every deal
+            if closing_on:  # the slip's two uniforms, drawn for every deal
                 u = gen_slip.random()
                 v = gen_slip.random()
-            waiting = u < deal_pending[i]
+            pending = pipeline.pending[i]
+            waiting = u < pending
             time = 0.0
-            if mode != NO_MASS and not (waiting and deal_sf[i] <= 0.0):
-                a = deal_age[i]
+            if mode != NO_MASS and not (waiting and pipeline.sf[i] <= 0.0):
+                a = pipeline.age[i]
                 time = draw_above(gen_days, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1],
-                                  days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, deal_sf[i]) - a
+                                  days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, pipeline.sf[i]) - a
             for s in range(s0 + 1, n_stages):
                 time += draw(gen_days, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1], days_pars[g, s, 2],
                              days_pars[g, s, 3], pool)
-            value = deal_amount[i]
+            value = pipeline.amount[i]
             if value < 0.0:
                 value = draw(gen_value, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2],
                              value_pars[g, 3], pool)
-            rep = deal_owner[i]
+            rep = pipeline.owner[i]
             n_reps = segment_n_reps[g]
             if n_reps > 0:
                 pick = segment_reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
@@ -641,10 +682,10 @@ def simulate_pipeline(gen_convert, gen_days, gen_value, gen_rep, gen_slip, addre
                     rep = pick
             if waiting:  # a slipped win still to land in this quarter's window
                 time = pending_lo + (pending_hi - pending_lo) * v
-            elif closing:  # u is uniform again, given not waiting
-                time = _slip_by(time, (u - deal_pending[i]) / (1.0 - deal_pending[i]), v, slip_prob, slip_lo, slip_hi)
+            elif closing_on:  # u is uniform again, given not waiting
+                time = _slip_by(time, (u - pending) / (1.0 - pending), v, slip_prob, slip_lo, slip_hi)
             if converts and 0.0 <= time < horizon:
-                _book(t, int(time), g, value, rep, period_of_day, cperiod_of_day, revenue, won, bookings)
+                _book(t, int(time), g, value, rep, out)
 
 
 @jit(inline="always")
@@ -670,34 +711,42 @@ def _share_out(taken, counts, out):
 
 
 @jit
-def apply_capacity(gen, address, key, trial0, capacity_of_day, month_of_day, cv, day_revenue, day_won,
-                   day_bookings, period_of_day, cperiod_of_day, revenue, won, bookings):
+def apply_capacity(streams, trial0, capacity, due, out):
     """The team's capacity (``capacity``): deals due beyond a month's room wait, oldest first.
 
-    The kernels booked each trial's won deals by the day they were due (``day_*``). Day by
+    The kernels booked each trial's won deals by the day they were due (``due``). Day by
     day, deals carried over from earlier days are won first, then the day's own, while the
     month has room: C_k = capacity_k * Gamma(1/cv^2, cv^2) (drawn per trial and month, from
-    its own stream), rounded to whole deals. The rest are carried to the next day. When
-    only some of the waiting deals fit, they are shared among segments in proportion
+    the ``CAPACITY`` stream), rounded to whole deals. The rest are carried to the next day.
+    When only some of the waiting deals fit, they are shared among segments in proportion
     (whole deals); each segment's value moves with its share taken, and each rep's bookings
     with the share of the value taken (so bookings still add up to revenue). What still
     waits at ``end`` is not won within the horizon.
 
     Parameters
     ----------
-    capacity_of_day : float64, shape (days,)   the capacity of the day's month [deals]
-    month_of_day : int64, shape (days,)        the day's month, counted from start's
-    day_revenue, day_won : shape (trials, days, segments); day_bookings : (trials, days, reps)
-    period_of_day, cperiod_of_day : int64, shape (days,)
-    revenue, won, bookings : the outputs, added to
+    capacity : Capacity
+        ``of_day`` (days,): the capacity of the day's month [deals]; ``month_of_day``
+        (days,): the day's month, counted from start's; ``cv``.
+    due : Outputs
+        Deals by the day they were due: revenue, won (trials, days, segments), bookings
+        (trials, days, reps).
+    out : Outputs
+        The outputs, by reporting and commission period, added to.
     """
+    capacity_of_day, month_of_day, cv = capacity.of_day, capacity.month_of_day, capacity.cv
+    day_revenue, day_won, day_bookings = due.revenue, due.won, due.bookings
+    period_of_day, cperiod_of_day = out.period_of_day, out.quota_period_of_day
+    revenue, won, bookings = out.revenue, out.won, out.bookings
+    expect(streams, CAPACITY, 1)
+    gen = streams.gens[CAPACITY]
     n_days, n_seg, n_reps = day_won.shape[1], day_won.shape[2], day_bookings.shape[2]
     carry_n, carry_v, carry_b = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg), np.zeros(n_reps)
     old_n, old_v, old_b = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg), np.zeros(n_reps)
-    due = np.zeros(n_seg, dtype=np.int64)
+    due_n = np.zeros(n_seg, dtype=np.int64)
     take = np.zeros(n_seg, dtype=np.int64)
     for t in range(day_won.shape[0]):
-        reseed(address, key, trial0 + t)
+        reseed_role(streams, CAPACITY, 0, trial0 + t)
         carry_n[:] = 0
         carry_v[:] = 0.0
         carry_b[:] = 0.0
@@ -719,8 +768,8 @@ def apply_capacity(gen, address, key, trial0, capacity_of_day, month_of_day, cv,
             room -= _admit(room, old_n, old_v, old_b, take, t, p, cp, won, revenue, bookings,
                            carry_n, carry_v, carry_b)
             for g in range(n_seg):
-                due[g] = day_won[t, d, g]
-            room -= _admit(room, due, day_revenue[t, d], day_bookings[t, d], take, t, p, cp, won, revenue, bookings,
+                due_n[g] = day_won[t, d, g]
+            room -= _admit(room, due_n, day_revenue[t, d], day_bookings[t, d], take, t, p, cp, won, revenue, bookings,
                            carry_n, carry_v, carry_b)
 
 

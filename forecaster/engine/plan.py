@@ -1,6 +1,8 @@
-"""The kernels' view of a scenario: every quantity encoded as flat numpy arrays.
+"""The kernels' view of a scenario: every quantity encoded as numpy arrays in typed records.
 
-Built once per run by :func:`build_plan`; the kernels read nothing else.
+Built once per run by :func:`build_plan`; the kernels read nothing else. The records are
+those of :mod:`forecaster.engine.interface`, so a new format key touches the plan (fill a
+field) and the one kernel that reads it.
 """
 from __future__ import annotations
 
@@ -10,9 +12,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecaster.calendar import Periods, day_calendar, periods
-from forecaster.engine import kernels
+from forecaster.engine.interface import (
+    BETA,
+    EMPIRICAL,
+    EXPONENTIAL,
+    FIXED,
+    GAMMA,
+    LOGNORMAL,
+    LOST_ONLY,
+    NO_MASS,
+    NORMAL,
+    ORDINARY,
+    PERT,
+    THETA_CONVERT,
+    THETA_GROWTH,
+    THETA_LEADS,
+    TRIANGULAR,
+    UNIFORM,
+    WEIBULL,
+    WON_ONLY,
+    Capacity,
+    Closing,
+    Funnel,
+    Outputs,
+    Pipeline,
+    Shocks,
+    quantity_names,
+    theta_size,
+    typed,
+)
 from forecaster.scenario.distributions import Distribution, beta_shapes, pert_shapes
-from forecaster.scenario.model import Scenario, Shocks
+from forecaster.scenario.model import Scenario, Shocks as ScenarioShocks
 
 
 def encode(dist: Distribution) -> tuple[int, np.ndarray, np.ndarray]:
@@ -24,29 +54,29 @@ def encode(dist: Distribution) -> tuple[int, np.ndarray, np.ndarray]:
     par = np.zeros(4)
     values = np.zeros(0)
     if d == "fixed":
-        code, par[0] = kernels.FIXED, p["value"]
+        code, par[0] = FIXED, p["value"]
     elif d == "uniform":
-        code, par[:2] = kernels.UNIFORM, (p["low"], p["high"])
+        code, par[:2] = UNIFORM, (p["low"], p["high"])
     elif d == "triangular":
-        code, par[:3] = kernels.TRIANGULAR, (p["low"], p["mode"], p["high"])
+        code, par[:3] = TRIANGULAR, (p["low"], p["mode"], p["high"])
     elif d == "pert":
-        code, par[:4] = kernels.PERT, (p["low"], p["high"], *pert_shapes(p["low"], p["mode"], p["high"]))
+        code, par[:4] = PERT, (p["low"], p["high"], *pert_shapes(p["low"], p["mode"], p["high"]))
     elif d == "normal":
         m, s = p["mean"], p["sd"]
-        code, par[:4] = kernels.NORMAL, (m, s, (dist.lower - m) / s, (dist.upper - m) / s)
+        code, par[:4] = NORMAL, (m, s, (dist.lower - m) / s, (dist.upper - m) / s)
     elif d == "lognormal":
-        code, par[:2] = kernels.LOGNORMAL, (math.log(p["median"]), p["sigma"])
+        code, par[:2] = LOGNORMAL, (math.log(p["median"]), p["sigma"])
     elif d == "gamma":
         shape = 1.0 / p["cv"] ** 2
-        code, par[:2] = kernels.GAMMA, (shape, p["mean"] / shape)
+        code, par[:2] = GAMMA, (shape, p["mean"] / shape)
     elif d == "exponential":
-        code, par[0] = kernels.EXPONENTIAL, p["mean"]
+        code, par[0] = EXPONENTIAL, p["mean"]
     elif d == "weibull":
-        code, par[:2] = kernels.WEIBULL, (p["shape"], p["scale"])
+        code, par[:2] = WEIBULL, (p["shape"], p["scale"])
     elif d == "beta":
-        code, par[:2] = kernels.BETA, beta_shapes(p["mean"], p["concentration"])
+        code, par[:2] = BETA, beta_shapes(p["mean"], p["concentration"])
     elif d == "empirical":
-        code, values = kernels.EMPIRICAL, np.sort(np.asarray(p["values"], dtype=float))
+        code, values = EMPIRICAL, np.sort(np.asarray(p["values"], dtype=float))
     else:  # pragma: no cover
         raise ValueError(d)
     return code, par, values
@@ -61,7 +91,7 @@ class _Encoder:
 
     def __call__(self, dist: Distribution) -> tuple[int, np.ndarray]:
         code, par, values = encode(dist)
-        if code == kernels.EMPIRICAL:
+        if code == EMPIRICAL:
             par[0], par[1] = self.size, len(values)
             self.pool.append(values)
             self.size += len(values)
@@ -73,10 +103,11 @@ class _Encoder:
 
 @dataclass
 class Plan:
-    """Arrays for the kernels. Shapes: G segments, S stages, D days, R reps, N pipeline deals.
+    """A scenario encoded for the  G segments, S stages, D days, R reps, N pipeline deals.
 
-    ``param_codes``/``param_pars`` (G, S+2)/(G, S+2, 4): per-trial quantities of each segment
-    in the order rate (or cost per lead), growth, convert of each stage.
+    The kernels read the records ``funnel``, ``pipeline``, ``closing``, ``shocks`` and
+    ``capacity`` (see :mod:`forecaster.engine.interface`: their types do not depend on the
+    scenario); the rest names and shapes the outputs.
     """
 
     days: int
@@ -85,54 +116,34 @@ class Plan:
     earn_period: np.ndarray         # (C,) reporting period in which each commission period pays
     segment_names: tuple
     stage_names: tuple
-    quantity_names: tuple           # (S+2,) per-trial quantities: leads, growth_per_month, convert.<stage>
+    quantity_names: tuple           # (K,) the slots of theta: leads, growth_per_month, convert.<stage>
     rep_names: tuple
     quotas: np.ndarray              # (R,)
-    pool: np.ndarray
-    param_codes: np.ndarray
-    param_pars: np.ndarray
-    rate_is_cost: np.ndarray        # (G,) bool
-    day_mean: np.ndarray            # (G, D)
-    elapsed_months: np.ndarray      # (D,)
-    dispersion: np.ndarray          # (G,)
-    days_codes: np.ndarray          # (G, S) in stage order (the pipeline's view)
-    days_pars: np.ndarray           # (G, S, 4)
-    lead_days_codes: np.ndarray     # (G, S) the same, longest mean first (the new leads' view)
-    lead_days_pars: np.ndarray      # (G, S, 4)
-    lead_days_order: np.ndarray     # (G, S) stage index of each column of lead_days_*
-    value_codes: np.ndarray         # (G,)
-    value_pars: np.ndarray          # (G, 4)
-    segment_reps: np.ndarray        # (G, max(1, max reps per segment))
-    segment_n_reps: np.ndarray      # (G,)
-    deal_segment: np.ndarray        # (N,) and the rest of the pipeline arrays
-    deal_stage: np.ndarray
-    deal_age: np.ndarray
-    deal_mode: np.ndarray
-    deal_odds: np.ndarray
-    deal_sf: np.ndarray
-    deal_pending: np.ndarray        # (N,) P(slipped win waiting for its quarter's end | won, open)
-    deal_amount: np.ndarray
-    deal_owner: np.ndarray
-    shock_leads: float = 0.0        # sigma of the shared lead-rate shock (0: none)
-    shock_convert: np.ndarray | None = None  # (S,) sigma of each stage's shared log-odds shock
-    drift_leads: float = 0.0                 # sd per month of the lead rates' shared random walk (log)
-    drift_convert: np.ndarray | None = None  # (S,) sd per month of each stage's walk (log-odds)
-    slip_prob: np.ndarray | None = None      # (D,) chance a deal due that day slips (closing), or None
-    slip_lo: np.ndarray | None = None        # (D,) start of that day's quarter-end window [days from start]
-    slip_hi: np.ndarray | None = None        # (D,) end of that day's quarter [days from start]
-    pending_lo: float = 0.0                  # a waiting slipped win closes uniformly in [lo, hi) [days from start]
-    pending_hi: float = 0.0
-    capacity_of_day: np.ndarray | None = None  # (D,) capacity of the day's month, pro rata [deals], or None
-    month_of_day: np.ndarray | None = None     # (D,) index of the day's calendar month in the horizon
-    capacity_cv: float = 0.0
+    lead_days_order: np.ndarray     # (G, S) stage index of each column of funnel.lead_days_*
+    funnel: Funnel
+    pipeline: Pipeline
+    closing: Closing
+    shocks: Shocks
+    capacity: Capacity
+
+    # the few arrays the results layer reads
+    rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
+    day_mean = property(lambda self: self.funnel.day_mean)              # (G, D)
+    elapsed_months = property(lambda self: self.funnel.elapsed_months)  # (D,)
+    deal_segment = property(lambda self: self.pipeline.segment)         # (N,)
+    deal_stage = property(lambda self: self.pipeline.stage)             # (N,)
+
+    @property
+    def has_pipeline(self) -> bool:
+        return self.pipeline.segment.shape[0] > 0
 
     @property
     def has_shocks(self) -> bool:
-        return self.shock_leads > 0 or bool(np.any(self.shock_convert > 0)) or self.has_drift
+        return self.shocks.leads > 0 or bool(np.any(self.shocks.convert > 0)) or self.has_drift
 
     @property
     def has_drift(self) -> bool:
-        return self.drift_leads > 0 or bool(np.any(self.drift_convert > 0))
+        return self.shocks.drift_leads > 0 or bool(np.any(self.shocks.drift_convert > 0))
 
     @property
     def months(self) -> int:
@@ -141,11 +152,11 @@ class Plan:
 
     @property
     def has_closing(self) -> bool:
-        return self.slip_prob is not None
+        return self.closing.slip_prob.shape[0] > 0
 
     @property
     def has_capacity(self) -> bool:
-        return self.capacity_of_day is not None
+        return self.capacity.of_day.shape[0] > 0
 
     def kernel_buffers(self, n: int) -> tuple[np.ndarray, ...]:
         """Zeroed arrays the kernels write a block or chunk of ``n`` trials into.
@@ -155,12 +166,25 @@ class Plan:
         revenue : float64, shape (n, periods, segments)  [currency]
         won : int32, shape (n, periods, segments)        [deals]
         bookings : float64, shape (n, quota periods, reps)  [currency]
-        inputs : float64, shape (n, segments, S + 2)     the per-trial draws (theta)
+        inputs : float64, shape (n, segments, K)         the per-trial draws (theta)
         """
         P, G = len(self.periods), len(self.segment_names)
         return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
                 np.zeros((n, len(self.quota_periods), len(self.rep_names))),
                 np.zeros((n, G, len(self.quantity_names))))
+
+    def outputs(self, revenue, won, bookings) -> Outputs:
+        """Where the kernels book a block's won deals: its rows of the outputs, by period."""
+        return typed(Outputs, period_of_day=self.periods.of_day, quota_period_of_day=self.quota_periods.of_day,
+                     revenue=revenue, won=won, bookings=bookings)
+
+    def due_outputs(self, n: int, segments: int, reps: int) -> Outputs:
+        """Zeroed outputs by the day deals are due, for ``n`` trials (with ``capacity``:
+        capacity then decides when they are won, see :func:`forecaster.engine.kernels.apply_capacity`)."""
+        D = self.days
+        day = np.arange(D, dtype=np.int64)
+        return typed(Outputs, period_of_day=day, quota_period_of_day=day, revenue=np.zeros((n, D, segments)),
+                     won=np.zeros((n, D, segments), dtype=np.int32), bookings=np.zeros((n, D, reps)))
 
     def month_factors(self, n: int) -> np.ndarray:
         """Buffer of the drift's factor on each month's won new leads, shape (n, segments,
@@ -169,16 +193,17 @@ class Plan:
 
 
 def build_plan(sc: Scenario) -> Plan:
-    """Encode a scenario for the kernels."""
+    """Encode a scenario for the """
     enc = _Encoder()
     G, S, D = len(sc.segments), len(sc.stages), sc.days
+    K = theta_size(S)
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
     report = periods(sc.start, sc.end, sc.report_by)
     quota = periods(sc.start, sc.end, sc.commission.period) if sc.commission else report
 
-    param_codes = np.zeros((G, S + 2), dtype=np.int64)
-    param_pars = np.zeros((G, S + 2, 4))
+    param_codes = np.zeros((G, K), dtype=np.int64)
+    param_pars = np.zeros((G, K, 4))
     rate_is_cost = np.zeros(G, dtype=np.bool_)
     day_mean = np.zeros((G, D))
     dispersion = np.zeros(G)
@@ -195,9 +220,10 @@ def build_plan(sc: Scenario) -> Plan:
         source = leads.source
         rate = leads.cost_per_lead if source == "budget_per_month" else getattr(leads, source)
         growth = leads.growth_per_month or Distribution.fixed(0.0)
-        quantities = [rate, growth, *(stage.convert for stage in seg.funnel.values())]
-        for j, q in enumerate(quantities):
-            param_codes[g, j], param_pars[g, j] = enc(q)
+        param_codes[g, THETA_LEADS], param_pars[g, THETA_LEADS] = enc(rate)
+        param_codes[g, THETA_GROWTH], param_pars[g, THETA_GROWTH] = enc(growth)
+        for s, stage in enumerate(seg.funnel.values()):
+            param_codes[g, THETA_CONVERT + s], param_pars[g, THETA_CONVERT + s] = enc(stage.convert)
         rate_is_cost[g] = source == "budget_per_month"
         unit = {"per_day": np.ones(D), "per_week": np.full(D, 1 / 7), "per_month": 1.0 / month_len,
                 "budget_per_month": leads.budget_per_month / month_len if leads.budget_per_month else
@@ -215,33 +241,34 @@ def build_plan(sc: Scenario) -> Plan:
     # matter; drawing the longest stage first lets the kernel stop sooner for deals that
     # end after the horizon.
     order = np.array([np.argsort([-st.days.mean() for st in seg.funnel.values()], kind="stable")
-                      for seg in sc.segments.values()])
-    lead_days_codes = np.take_along_axis(days_codes, order, axis=1)
-    lead_days_pars = np.take_along_axis(days_pars, order[:, :, None], axis=1)
-    pipe = _pipeline_arrays(sc, enc, rep_index)
-    shocks = sc.shocks or Shocks()
-    extensions = {"shock_leads": shocks.leads, "drift_leads": shocks.drift_leads,
-                  "shock_convert": np.array([shocks.convert.get(s, 0.0) for s in sc.stages]),
-                  "drift_convert": np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages])}
-    if sc.closing is not None:
-        extensions["slip_prob"], extensions["slip_lo"], extensions["slip_hi"] = _closing_arrays(sc)
-        extensions["pending_lo"], extensions["pending_hi"] = _pending_window(sc)
+                      for seg in sc.segments.values()]).reshape(G, S)
+    funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
+                   day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
+                   days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
+                   lead_days_pars=np.take_along_axis(days_pars, order[:, :, None], axis=1), value_codes=value_codes,
+                   value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array())
+    shocks = sc.shocks or ScenarioShocks()
+    slips = _closing_arrays(sc) if sc.closing is not None else (np.zeros(0),) * 3
+    pending = _pending_window(sc) if sc.closing is not None else (0.0, 0.0)
+    capacity = typed(Capacity, of_day=np.zeros(0), month_of_day=np.zeros(0, dtype=np.int64), cv=0.0)
     if sc.capacity is not None:
         cap = sc.capacity
         shape = np.array([cap.quarter_shape.get((int(m) - 1) % 3 + 1, 1.0) for m in month])
-        extensions["capacity_of_day"] = cap.won_per_month * shape * (
-            np.bincount(elapsed)[elapsed] / month_len)  # pro rata: the month's days inside the horizon
-        extensions["month_of_day"] = elapsed.astype(np.int64)
-        extensions["capacity_cv"] = cap.cv
+        capacity = typed(Capacity, of_day=cap.won_per_month * shape * (
+            np.bincount(elapsed)[elapsed] / month_len),  # pro rata: the month's days inside the horizon
+            month_of_day=elapsed, cv=cap.cv)
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=("leads", "growth_per_month", *(f"convert.{s}" for s in sc.stages)),
-        rep_names=sc.rep_names, quotas=np.array([r.quota for r in sc.reps], dtype=float),
-        pool=enc.pool_array(), param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
-        day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
-        days_pars=days_pars, lead_days_codes=lead_days_codes, lead_days_pars=lead_days_pars, lead_days_order=order, value_codes=value_codes, value_pars=value_pars,
-        segment_reps=segment_reps, segment_n_reps=segment_n_reps, **pipe, **extensions)
+        quantity_names=quantity_names(sc.stages), rep_names=sc.rep_names,
+        quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
+        pipeline=typed(Pipeline, **_pipeline_arrays(sc, enc, rep_index)),
+        closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
+                      pending_hi=pending[1]),
+        shocks=typed(Shocks, leads=shocks.leads, drift_leads=shocks.drift_leads,
+                     convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
+                     drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
+        capacity=capacity)
 
 
 def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -250,6 +277,7 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     from forecaster.calendar import period_end
 
+    assert sc.closing is not None
     D, slip, window = sc.days, sc.closing.slip, sc.closing.window_days
     prob, lo, hi = np.zeros(D), np.zeros(D), np.zeros(D)
     for d in range(D):
@@ -269,6 +297,7 @@ def _pending_window(sc: Scenario) -> tuple[float, float]:
 
     from forecaster.calendar import period_end
 
+    assert sc.closing is not None
     end = (period_end(sc.start - timedelta(days=1), "quarter") - sc.start).days + 1.0  # exclusive
     return (max(0.0, end - sc.closing.window_days), end) if end > 0 else (0.0, 0.0)
 
@@ -287,6 +316,7 @@ def _pending_slips(sc: Scenario, stage, ages: np.ndarray) -> np.ndarray:
 
     from forecaster.calendar import period_start
 
+    assert sc.closing is not None
     lo, end = _pending_window(sc)
     if end <= 0:
         return np.zeros(ages.shape)
@@ -331,9 +361,9 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     seg_index = {n: i for i, n in enumerate(sc.segments)}
     stage_index = {n: i for i, n in enumerate(sc.stages)}
     n = len(sc.pipeline)
-    out = {"deal_segment": np.zeros(n, dtype=np.int64), "deal_stage": np.zeros(n, dtype=np.int64),
-           "deal_age": np.zeros(n), "deal_mode": np.zeros(n, dtype=np.int64), "deal_odds": np.zeros(n),
-           "deal_sf": np.zeros(n), "deal_pending": np.zeros(n), "deal_amount": np.full(n, -1.0), "deal_owner": np.full(n, -1, dtype=np.int64)}
+    out = {"segment": np.zeros(n, dtype=np.int64), "stage": np.zeros(n, dtype=np.int64),
+           "age": np.zeros(n), "mode": np.zeros(n, dtype=np.int64), "odds": np.zeros(n),
+           "sf": np.zeros(n), "pending": np.zeros(n), "amount": np.full(n, -1.0), "owner": np.full(n, -1, dtype=np.int64)}
     ages = np.array([(sc.start - d.entered_stage).days for d in sc.pipeline], dtype=float)
     s_won, s_lost, pending = np.zeros(n), np.zeros(n), np.zeros(n)
     keys = [(d.segment, d.stage) for d in sc.pipeline]
@@ -360,28 +390,28 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         diff = _log_survival(stage.lost_days, ages[rows]) - _log_survival(stage.days, ages[rows])
         for i, d in zip(rows, diff):
             if math.isfinite(d):
-                underflow[i] = ((kernels.WON_ONLY, 0.0) if d < -700 else (kernels.LOST_ONLY, np.inf)
-                                if d > 700 else (kernels.ORDINARY, math.exp(d)))
+                underflow[i] = ((WON_ONLY, 0.0) if d < -700 else (LOST_ONLY, np.inf)
+                                if d > 700 else (ORDINARY, math.exp(d)))
     for i, deal in enumerate(sc.pipeline):
         if i in underflow:
             mode, odds = underflow[i]
         elif won_open[i] > 0 and s_lost[i] > 0:
-            mode, odds = kernels.ORDINARY, s_lost[i] / won_open[i]
+            mode, odds = ORDINARY, s_lost[i] / won_open[i]
         elif won_open[i] > 0:
-            mode, odds = kernels.WON_ONLY, 0.0
+            mode, odds = WON_ONLY, 0.0
         elif s_lost[i] > 0:
-            mode, odds = kernels.LOST_ONLY, np.inf
+            mode, odds = LOST_ONLY, np.inf
         else:
-            mode, odds = kernels.NO_MASS, 1.0
-        out["deal_segment"][i] = seg_index[deal.segment]
-        out["deal_stage"][i] = stage_index[deal.stage]
-        out["deal_age"][i] = ages[i]
-        out["deal_mode"][i] = mode
-        out["deal_odds"][i] = odds
-        out["deal_sf"][i] = s_won[i]
-        out["deal_pending"][i] = pending[i] / won_open[i] if won_open[i] > 0 else 0.0
+            mode, odds = NO_MASS, 1.0
+        out["segment"][i] = seg_index[deal.segment]
+        out["stage"][i] = stage_index[deal.stage]
+        out["age"][i] = ages[i]
+        out["mode"][i] = mode
+        out["odds"][i] = odds
+        out["sf"][i] = s_won[i]
+        out["pending"][i] = pending[i] / won_open[i] if won_open[i] > 0 else 0.0
         if deal.amount is not None:
-            out["deal_amount"][i] = deal.amount
+            out["amount"][i] = deal.amount
         if deal.owner is not None:
-            out["deal_owner"][i] = rep_index[deal.owner]
+            out["owner"][i] = rep_index[deal.owner]
     return out

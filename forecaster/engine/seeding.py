@@ -10,6 +10,12 @@ before it; the first N trials of a run are the same for any larger trial count; 
 scenarios run with the same seed draw the same random numbers for everything they share,
 trial by trial.
 
+The streams are data: :data:`forecaster.engine.interface.STREAMS` lists, for each kernel,
+its streams' names and roles. :func:`stream_keys` expands that table into the keys of a
+run (a :class:`KeySet` per kernel call), and :meth:`KeySet.streams` pairs them with the
+calling thread's generators, one per role. A kernel checks on entry that it was given
+exactly the streams it draws from.
+
 Trials are still run in blocks of :data:`BLOCK_TRIALS`, but only for scheduling: each
 thread reuses a small pool of generators whose states the kernels overwrite.
 """
@@ -21,69 +27,104 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecaster.engine._streams import address, run_key, stream_key
+from forecaster.engine.interface import N_ROLES, STREAMS, Streams
 
 BLOCK_TRIALS = 1000
 """Trials per block of work (scheduling only: the numbers do not depend on it)."""
 
-LEAD_STREAMS = ("arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep", "closing")
-PIPELINE_STREAMS = ("convert", "days", "deal-value", "rep", "closing")
+
+@dataclass(frozen=True)
+class KeySet:
+    """The streams of one kernel call: names and keys, grouped by role.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Each stream's name, role by role (the order of ``keys``).
+    keys : uint64 array, shape (n,)
+    starts, counts : int64 arrays, shape (N_ROLES,)
+        Where each role's streams start in ``keys``, and how many there are.
+    """
+
+    names: tuple
+    keys: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+
+    def streams(self, gens: tuple, addresses: np.ndarray) -> Streams:
+        """These streams drawn with the given generators (one per role; see
+        :func:`thread_generators`)."""
+        return Streams(gens, addresses, self.keys, self.starts, self.counts)
+
+
+def key_set(root: int, rows, fields: dict) -> KeySet:
+    """The streams of a table's ``rows`` ((name, role), see ``interface.STREAMS``) with the
+    name fields filled in: a field whose value is a sequence makes one stream per item."""
+    names, roles = [], []
+    for template, role in rows:
+        if role in roles:
+            raise ValueError(f"stream table: role {role} has two rows ({template})")
+        listed = [f for f in fields if "{" + f + "}" in template and not isinstance(fields[f], str)]
+        if len(listed) > 1:
+            raise ValueError(f"stream table: {template} expands over more than one field")
+        items = fields[listed[0]] if listed else [None]
+        for item in items:
+            names.append(template.format(**{**fields, **({listed[0]: item} if listed else {})}))
+            roles.append(role)
+    starts, counts = np.zeros(N_ROLES, dtype=np.int64), np.zeros(N_ROLES, dtype=np.int64)
+    for i, role in enumerate(roles):
+        if counts[role] == 0:
+            starts[role] = i
+        counts[role] += 1
+    return KeySet(tuple(names), np.array([stream_key(root, n) for n in names], dtype=np.uint64), starts, counts)
 
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """The keys of a run's streams, in the order the kernels take them.
+    """The keys of a run's streams, for each kernel call.
 
     Attributes
     ----------
-    parameters : list of uint64 arrays, shape (S + 2,) per segment
-        One per per-trial quantity (``Plan.quantity_names``).
-    leads : list of uint64 arrays, shape (6 + S,) per segment
-        :data:`LEAD_STREAMS`, then each stage's days in the kernel's stage order.
-    pipeline : uint64 array, shape (5,)
-        :data:`PIPELINE_STREAMS`.
-    shocks : uint64 array, shape (2 + 2 S,)
-        The shared shocks: ``shocks/leads``, ``shocks/convert.<stage>`` for each stage, then
-        the drift's ``shocks/drift/leads`` and ``shocks/drift/convert.<stage>``.
-    capacity : uint64
-        The key of ``capacity``, each month's draw of the team's capacity.
+    parameters, new_leads : list of KeySet, one per segment
+        Of ``draw_parameters`` and ``simulate_new_leads``.
+    pipeline, shocks, capacity : KeySet
+        Of ``simulate_pipeline``, ``apply_shocks`` and ``apply_capacity``.
     """
 
     parameters: list
-    leads: list
-    pipeline: np.ndarray
-    shocks: np.ndarray
-    capacity: int = 0
+    new_leads: list
+    pipeline: KeySet
+    shocks: KeySet
+    capacity: KeySet
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
-    """Keys of every stream of a run of ``plan`` with ``seed``."""
+    """Keys of every stream of a run of ``plan`` with ``seed``, from ``interface.STREAMS``."""
     root = run_key(seed)
+    stages = plan.stage_names
 
-    def keys(names):
-        return np.array([stream_key(root, n) for n in names], dtype=np.uint64)
+    def of(kernel, **fields):
+        return key_set(root, STREAMS[kernel], {"stage": stages, **fields})
 
     params, leads = [], []
     for g, name in enumerate(plan.segment_names):
-        params.append(keys([f"segment/{name}/{q}" for q in plan.quantity_names]))
-        leads.append(keys([f"segment/{name}/{s}" for s in LEAD_STREAMS]
-                          + [f"segment/{name}/days/{plan.stage_names[s]}" for s in plan.lead_days_order[g]]))
-    return StreamKeys(params, leads, keys([f"pipeline/{s}" for s in PIPELINE_STREAMS]),
-                      keys(["shocks/leads", *(f"shocks/convert.{s}" for s in plan.stage_names),
-                            "shocks/drift/leads", *(f"shocks/drift/convert.{s}" for s in plan.stage_names)]),
-                      keys(["capacity"])[0])
+        params.append(of("draw_parameters", segment=name, quantity=plan.quantity_names))
+        leads.append(of("simulate_new_leads", segment=name,
+                        lead_stage=[stages[s] for s in plan.lead_days_order[g]]))
+    return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"))
 
 
 _local = threading.local()
 
 
-def thread_generators(n: int) -> tuple[list, np.ndarray]:
-    """``n`` distinct generators owned by the calling thread, and their state addresses.
+def thread_generators() -> tuple[tuple, np.ndarray]:
+    """The calling thread's generators, one per stream role, and their state addresses.
 
     Their seeds do not matter: the kernels overwrite their states before every draw.
     """
     pool = getattr(_local, "pool", None)
-    if pool is None or len(pool[0]) < n:
-        gens = [np.random.Generator(np.random.PCG64(i)) for i in range(max(n, 16))]
+    if pool is None:
+        gens = tuple(np.random.Generator(np.random.PCG64(i)) for i in range(N_ROLES))
         pool = (gens, np.array([address(g) for g in gens], dtype=np.int64))
         _local.pool = pool
     return pool

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecaster.engine.plan import build_plan
+from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.results.layout import Columns
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
@@ -179,7 +180,7 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
     out = {}
     k = plan.elapsed_months
     for g, name in enumerate(plan.segment_names):
-        base, growth = inputs[:, g, 0], inputs[:, g, 1]
+        base, growth = inputs[:, g, THETA_LEADS], inputs[:, g, THETA_GROWTH]
         weights = np.bincount(k, weights=plan.day_mean[g])  # sum of f_d over the days of month k
         with np.errstate(divide="ignore"):
             scale = 1.0 / base if plan.rate_is_cost[g] else base
@@ -187,7 +188,7 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
         stages, reach = [], arrivals.copy()
         for s, stage in enumerate(plan.stage_names):
             stages.append({"stage": stage, "entering": float(reach.mean())})
-            reach = reach * inputs[:, g, 2 + s]
+            reach = reach * inputs[:, g, THETA_CONVERT + s]
         out[name] = {"stages": stages, "won_eventually": float(reach.mean()),
                      "open_pipeline": {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
                                        for s, stage in enumerate(plan.stage_names)}}

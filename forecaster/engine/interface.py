@@ -1,0 +1,214 @@
+"""What goes into the kernels, named and typed: one numba type signature per kernel.
+
+The kernels (:mod:`forecaster.engine.kernels`) take a few records instead of dozens of
+positional arrays: :class:`Funnel` (every segment's rates, stages and values),
+:class:`Pipeline` (the open deals), :class:`Closing`, :class:`Shocks` and :class:`Capacity`
+(the format's extensions), :class:`Outputs` (where won deals are booked) and
+:class:`Streams` (the random streams of one kernel call). Each is a ``NamedTuple`` whose
+fields are declared with their dtype and number of dimensions; :func:`typed` builds one,
+coercing every array to that dtype, C order, and every scalar to ``float``/``int``.
+
+A part of the scenario that is absent is an empty array of the same dtype and ndim (no
+pipeline: 0 deals; no ``closing``: 0 days of slip chances), never ``None``; the number of
+stages, segments, reps and distribution families is in the arrays' shapes and values,
+never in their types. So numba compiles each kernel once, for every scenario: the types
+numba sees do not depend on the funnel's shape or on which extensions a scenario uses.
+
+This module also holds what the Python side and the kernels must agree on: the layout of
+``theta`` (the per-trial draws), the codes of distribution families and of pipeline deal
+modes, and the table of random streams (:data:`STREAMS`). It imports numpy only, so the
+results layer reads the layout without loading numba. The kernels compile these constants
+in: the numba cache follows this file (see :mod:`forecaster.engine._numba`).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Annotated, NamedTuple, get_type_hints
+
+import numpy as np
+
+# --- distribution families (see the table in forecaster.engine.kernels) ---------------------
+FIXED, UNIFORM, TRIANGULAR, PERT, NORMAL, LOGNORMAL, GAMMA, EXPONENTIAL, WEIBULL, BETA, EMPIRICAL = range(11)
+
+# --- pipeline deal modes (how the age conditions the conversion out of its stage) -----------
+ORDINARY = 0   # S(a) > 0 and S_lost(a) > 0: q = p / (p + (1 - p) * odds)
+NO_MASS = 1    # S(a) = S_lost(a) = 0: leaves at time 0, converts with p
+LOST_ONLY = 2  # S(a) = 0 < S_lost(a): cannot still be converting, so it is lost (unless p = 1)
+WON_ONLY = 3   # S_lost(a) = 0 < S(a): cannot still be losing, so it converts (unless p = 0)
+
+# --- theta: a segment's per-trial draws, shape (..., theta_size(S)) -------------------------
+THETA_LEADS = 0    # lead rate in its unit, or cost per lead for bought leads
+THETA_GROWTH = 1   # growth per calendar month
+THETA_CONVERT = 2  # stage s converts with theta[THETA_CONVERT + s]
+
+
+def theta_size(n_stages: int) -> int:
+    """Length of theta for a funnel of ``n_stages`` stages."""
+    return THETA_CONVERT + n_stages
+
+
+def quantity_names(stages) -> tuple[str, ...]:
+    """The name of each slot of theta (also the name of the stream that draws it)."""
+    return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages))
+
+
+# --- random streams ---------------------------------------------------------------------------
+# A stream's role is the generator a kernel draws it with (``Streams.gens[role]``): streams a
+# kernel draws from in turn (a stage's times, then the next stage's) share a role and its
+# generator, reseeded for each; streams drawn interleaved have roles of their own.
+(QUANTITY, COUNT, MIXING, ARRIVAL, DAYS, VALUE, REP, SLIP, CONVERT,
+ SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT, CAPACITY) = range(14)
+N_ROLES = 14
+
+STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
+    # kernel -> its streams as (name, role). In a name, {segment} is the segment's name,
+    # and {quantity}, {stage} and {lead_stage} make one stream per slot of theta, per stage,
+    # and per stage in the order new leads draw their times (longest mean first). A name is
+    # the stream's identity: its key hashes it (forecaster.engine._streams.stream_key).
+    "draw_parameters": (("segment/{segment}/{quantity}", QUANTITY),),
+    "apply_shocks": (("shocks/leads", SHOCK_LEADS),
+                     ("shocks/convert.{stage}", SHOCK_CONVERT),
+                     ("shocks/drift/leads", DRIFT_LEADS),
+                     ("shocks/drift/convert.{stage}", DRIFT_CONVERT)),
+    "simulate_new_leads": (("segment/{segment}/arrival-count", COUNT),
+                           ("segment/{segment}/arrival-mixing", MIXING),
+                           ("segment/{segment}/arrival-day", ARRIVAL),
+                           ("segment/{segment}/deal-value", VALUE),
+                           ("segment/{segment}/rep", REP),
+                           ("segment/{segment}/closing", SLIP),
+                           ("segment/{segment}/days/{lead_stage}", DAYS)),
+    "simulate_pipeline": (("pipeline/convert", CONVERT),
+                          ("pipeline/days", DAYS),
+                          ("pipeline/deal-value", VALUE),
+                          ("pipeline/rep", REP),
+                          ("pipeline/closing", SLIP)),
+    "apply_capacity": (("capacity", CAPACITY),),
+}
+
+# --- field types ------------------------------------------------------------------------------
+WRITTEN = "written"
+"""Marks an output array: :func:`typed` refuses to copy it (the kernel would write the copy)."""
+
+B1 = Annotated[np.ndarray, np.bool_, 1]
+I64_1 = Annotated[np.ndarray, np.int64, 1]
+I64_2 = Annotated[np.ndarray, np.int64, 2]
+U64_1 = Annotated[np.ndarray, np.uint64, 1]
+F64_1 = Annotated[np.ndarray, np.float64, 1]
+F64_2 = Annotated[np.ndarray, np.float64, 2]
+F64_3 = Annotated[np.ndarray, np.float64, 3]
+F64_3_OUT = Annotated[np.ndarray, np.float64, 3, WRITTEN]
+I32_3_OUT = Annotated[np.ndarray, np.int32, 3, WRITTEN]
+
+
+class Funnel(NamedTuple):
+    """Every segment's leads and funnel. G segments, S stages, D days, K = theta_size(S)."""
+
+    param_codes: I64_2      # (G, K) family of each per-trial quantity, in theta's layout
+    param_pars: F64_3       # (G, K, 4) its parameters
+    rate_is_cost: B1        # (G,) theta[THETA_LEADS] is a cost per lead (bought leads), not a rate
+    day_mean: F64_2         # (G, D) f_d: the day's share of the rate's unit times seasonality (x budget)
+    elapsed_months: I64_1   # (D,) k_d: whole calendar months since start's month
+    dispersion: F64_1       # (G,) variance of the daily gamma multiplier of the lead rate (0: none)
+    days_codes: I64_2       # (G, S) each stage's days, in stage order (the pipeline's view)
+    days_pars: F64_3        # (G, S, 4)
+    lead_days_codes: I64_2  # (G, S) the same, longest mean first (the order new leads draw them in)
+    lead_days_pars: F64_3   # (G, S, 4)
+    value_codes: I64_1      # (G,) deal_value
+    value_pars: F64_2       # (G, 4)
+    reps: I64_2             # (G, max(1, most reps of a segment)) rep indices covering each segment
+    n_reps: I64_1           # (G,) how many of reps[g] count (0 without a team)
+    pool: F64_1             # the empirical distributions' values (at least one slot)
+
+
+class Pipeline(NamedTuple):
+    """The open deals at ``start``, N of them (0 without a pipeline)."""
+
+    segment: I64_1   # (N,)
+    stage: I64_1     # (N,)
+    age: F64_1       # (N,) whole days in its stage at start [days]
+    mode: I64_1      # (N,) ORDINARY, NO_MASS, LOST_ONLY or WON_ONLY
+    odds: F64_1      # (N,) S_lost(a) / S(a) for ORDINARY deals
+    sf: F64_1        # (N,) S(a) = P(days > a) in its stage
+    pending: F64_1   # (N,) with closing: P(a slipped win still waiting | won, open), else 0
+    amount: F64_1    # (N,) its value, or -1 to draw it [currency]
+    owner: I64_1     # (N,) rep index, or -1 to assign one
+
+
+class Closing(NamedTuple):
+    """Quarter-end slips (``closing``): per day a deal is due, or 0 days without them."""
+
+    slip_prob: F64_1   # (D,) or (0,): the chance a deal due that day slips
+    slip_lo: F64_1     # (D,) or (0,): start of the window it then lands in [days from start]
+    slip_hi: F64_1     # (D,) or (0,): end of that window (the quarter's end) [days from start]
+    pending_lo: float  # a slipped win still waiting at start closes uniformly in [lo, hi) [days]
+    pending_hi: float
+
+
+class Shocks(NamedTuple):
+    """Shocks shared by every segment (``shocks``); all 0 without them."""
+
+    leads: float           # sigma of the lead rates' log-normal shock
+    convert: F64_1         # (S,) sigma of each stage's log-odds shock
+    drift_leads: float     # sd per month of the lead rates' random walk (log)
+    drift_convert: F64_1   # (S,) sd per month of each stage's walk (log-odds)
+
+
+class Capacity(NamedTuple):
+    """The team's capacity (``capacity``), or 0 days without one."""
+
+    of_day: F64_1        # (D,) or (0,): the capacity of the day's month, pro rata [deals]
+    month_of_day: I64_1  # (D,) or (0,): the day's calendar month, counted from start's
+    cv: float            # coefficient of variation of each month's capacity
+
+
+class Outputs(NamedTuple):
+    """Where the kernels book won deals (added to): by day and period."""
+
+    period_of_day: I64_1        # (D,) reporting period of each day
+    quota_period_of_day: I64_1  # (D,) commission period of each day
+    revenue: F64_3_OUT          # (trials, periods, G) [currency]
+    won: I32_3_OUT              # (trials, periods, G) [deals]
+    bookings: F64_3_OUT         # (trials, quota periods, reps) [currency]
+
+
+class Streams(NamedTuple):
+    """One kernel call's random streams (see :mod:`forecaster.engine.seeding`)."""
+
+    gens: tuple        # N_ROLES numpy Generators (PCG64), the calling thread's: gens[role]
+    addresses: I64_1   # (N_ROLES,) their state addresses
+    keys: U64_1        # (n,) the call's streams' keys, role by role
+    starts: I64_1      # (N_ROLES,) index in keys of each role's first stream (0 when none)
+    counts: I64_1      # (N_ROLES,) how many streams of each role the call has
+
+
+@functools.cache
+def _fields(cls) -> tuple:
+    out = []
+    for name, hint in get_type_hints(cls, include_extras=True).items():
+        meta = getattr(hint, "__metadata__", None)
+        out.append((name, meta[0] if meta else hint, meta[1] if meta else None, WRITTEN in (meta or ())))
+    return tuple(out)
+
+
+def typed(cls, **values):
+    """A record ``cls(**values)`` with every field of its declared type.
+
+    Arrays become C-contiguous, aligned and writable, of the field's dtype (copied only if
+    they are not); a wrong number of dimensions raises ``TypeError``, and so does an output
+    array that would have to be copied. Scalars become ``float``, ``int`` or as declared.
+    """
+    out = {}
+    for name, kind, ndim, written in _fields(cls):
+        value = values[name]
+        if ndim is None:
+            out[name] = kind(value) if kind in (float, int) else value
+            continue
+        array = np.require(value, dtype=kind, requirements=("C", "A", "W"))
+        if array.ndim != ndim:
+            raise TypeError(f"{cls.__name__}.{name}: expected {ndim} dimension(s); got shape {array.shape}")
+        if written and array is not value:
+            raise TypeError(f"{cls.__name__}.{name}: an output array must be a C-contiguous "
+                            f"{np.dtype(kind).name} array (the kernels write into it); got "
+                            f"{getattr(value, 'dtype', type(value).__name__)}")
+        out[name] = array
+    return cls(**out)

@@ -1,0 +1,144 @@
+"""The kernels compile once for every scenario: one numba type signature per kernel,
+whatever the number of stages, segments and reps, the distribution families, and whether
+the pipeline and the extensions are there."""
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import forecaster as fc
+from forecaster.engine import interface, kernels, seeding
+from forecaster.engine.plan import build_plan
+
+JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
+
+DAYS = [{"dist": "exponential", "mean": 4}, {"dist": "gamma", "mean": 9, "cv": 0.6},
+        {"dist": "lognormal", "median": 6, "sigma": 0.5}, {"dist": "weibull", "shape": 1.4, "scale": 8},
+        {"dist": "uniform", "low": 1, "high": 9}, {"dist": "triangular", "low": 1, "mode": 3, "high": 12},
+        {"dist": "pert", "low": 1, "mode": 4, "high": 10}, {"dist": "normal", "mean": 6, "sd": 2}, 3]
+CONVERT = [0.6, {"dist": "beta", "mean": 0.7, "concentration": 50}, {"dist": "pert", "low": 0.5, "mode": 0.7,
+                                                                      "high": 0.9}]
+VALUES = [{"dist": "lognormal", "median": 5000, "sigma": 0.6}, 2500,
+          {"dist": "empirical", "values": [1000, 2000, 4000, 8000]}]
+
+
+def _scenario(tmp_path: Path, n_stages: int, n_segments: int, n_reps: int, *, pipeline=False, closing=False,
+              capacity=False, shocks=False, drift=False):
+    stages = [f"s{i}" for i in range(n_stages)]
+    segments = {}
+    for g in range(n_segments):
+        leads = ({"per_week": 60 + 10 * g, "dispersion": 0.05 * g} if g % 2 == 0 else
+                 {"budget_per_month": 20000, "cost_per_lead": {"dist": "lognormal", "median": 40, "sigma": 0.1},
+                  "growth_per_month": 0.02})
+        segments[f"g{g}"] = {
+            "leads": leads,
+            "funnel": {s: {"convert": CONVERT[(i + g) % len(CONVERT)], "days": DAYS[(i + 2 * g) % len(DAYS)]}
+                       for i, s in enumerate(stages)},
+            "deal_value": VALUES[g % len(VALUES)]}
+    data = {"name": f"compile-{n_stages}", "start": date(2027, 1, 1), "end": date(2027, 3, 31), "trials": 20,
+            "seed": 5, "stages": stages, "segments": segments}
+    if n_reps:
+        data["team"] = {"reps": [{"name": f"r{r}", "segments": [f"g{r % n_segments}"], "quota": 50000}
+                                 for r in range(n_reps)]}
+    if pipeline:
+        rows = ["deal_id,segment,stage,entered_stage,amount,owner"]
+        for i in range(6):
+            owner = f"r{0}" if n_reps and i % 2 else ""
+            rows.append(f"D{i},g0,{stages[i % n_stages]},2026-12-{10 + i},{'' if i % 3 else 9000},{owner}")
+        (tmp_path / f"pipeline-{n_stages}.csv").write_text("\n".join(rows) + "\n")
+        data["pipeline"] = {"file": f"pipeline-{n_stages}.csv"}
+    if closing:
+        data["closing"] = {"slip": {1: 0.2, 3: 0.3}, "window_days": 10}
+    if capacity:
+        data["capacity"] = {"won_per_month": 5, "cv": 0.1 if n_stages % 2 else 0}
+    if shocks:
+        data["shocks"] = {"leads": 0.1, "convert": {stages[-1]: 0.2}}
+        if drift:
+            data["shocks"]["drift"] = {"leads": 0.03, "convert": {stages[0]: 0.05}}
+    return fc.scenario_from_dict(data, base_dir=tmp_path)
+
+
+SIMULATION_KERNELS = ("draw_parameters", "apply_shocks", "simulate_new_leads", "simulate_pipeline",
+                      "apply_capacity")
+
+
+@pytest.mark.skipif(JIT_OFF, reason="numba signatures exist only with the JIT")
+def test_each_kernel_compiles_once_for_every_funnel_shape(tmp_path):
+    shapes = [  # stages, segments, reps, extensions
+        (3, 1, 0, {}),
+        (6, 2, 3, {"pipeline": True, "closing": True}),
+        (9, 3, 4, {"pipeline": True, "closing": True, "capacity": True, "shocks": True, "drift": True}),
+        (3, 2, 2, {"capacity": True, "shocks": True}),
+        (6, 1, 1, {"shocks": True, "drift": True, "pipeline": True}),
+        (9, 4, 0, {}),
+    ]
+    for n_stages, n_segments, n_reps, ext in shapes:
+        sc = _scenario(tmp_path, n_stages, n_segments, n_reps, **ext)
+        ds = fc.simulate(sc, trials=20)
+        assert ds["revenue"].shape[0] == 20
+    for name in SIMULATION_KERNELS:
+        dispatcher = getattr(kernels, name)
+        assert len(dispatcher.signatures) == 1, (name, dispatcher.signatures)
+        stats = dispatcher.stats
+        assert sum(stats.cache_misses.values()) + sum(stats.cache_hits.values()) <= 1, (name, stats)
+    # jitted helpers the kernels call: compiled with the kernel that first calls them (or
+    # linked in from the cache, then never compiled on their own)
+    helpers = [d for d in vars(kernels).values() if hasattr(d, "signatures") and d.py_func.__module__ ==
+               kernels.__name__ and d.py_func.__name__ not in SIMULATION_KERNELS and not d.py_func.__name__.endswith(
+                   "_many")]
+    assert helpers
+    for dispatcher in helpers:
+        assert len(dispatcher.signatures) <= 1, (dispatcher.py_func.__name__, dispatcher.signatures)
+
+
+def test_the_records_have_the_same_types_for_every_scenario(tmp_path):
+    """What numba would see: the type of every field of every record a kernel takes."""
+    from numba import typeof
+
+    seen: dict = {}
+    for n_stages, n_segments, n_reps, ext in [(3, 1, 0, {}), (9, 3, 4, dict(pipeline=True, closing=True,
+                                                                                capacity=True, shocks=True))]:
+        plan = build_plan(_scenario(tmp_path, n_stages, n_segments, n_reps, **ext))
+        keys = seeding.stream_keys(plan, 1)
+        records = {"funnel": plan.funnel, "pipeline": plan.pipeline, "closing": plan.closing,
+                   "shocks": plan.shocks, "capacity": plan.capacity,
+                   "outputs": plan.outputs(*plan.kernel_buffers(4)[:3]),
+                   "streams": keys.new_leads[0].streams(*seeding.thread_generators())}
+        for name, record in records.items():
+            types = {f: str(typeof(v)) for f, v in record._asdict().items()}
+            assert seen.setdefault(name, types) == types, name
+
+
+def test_a_kernel_refuses_streams_it_does_not_draw_from(tmp_path):
+    """A mismatch between the streams given and those a kernel draws raises (JIT on or off)."""
+    plan = build_plan(_scenario(tmp_path, 3, 1, 0))
+    keys = seeding.stream_keys(plan, 1)
+    gens = seeding.thread_generators()
+    theta = np.zeros((2, 1, interface.theta_size(3)))
+    with pytest.raises(ValueError, match="random streams"):  # the new leads' streams, not the parameters'
+        kernels.draw_parameters(keys.new_leads[0].streams(*gens), 0, plan.funnel, 0, theta)
+    short = seeding.key_set(1, interface.STREAMS["simulate_new_leads"],
+                            {"segment": "g0", "lead_stage": ["s0", "s1"]})  # a stage short
+    with pytest.raises(ValueError, match="random streams"):
+        kernels.simulate_new_leads(short.streams(*gens), 0, plan.funnel, 0, plan.closing, theta,
+                                   plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]))
+
+
+def test_the_stream_table_names_the_streams_of_before():
+    """The table's names are the streams' identities: the keys of a run are those it always had."""
+    sc = fc.load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "saas-quarter.yaml")
+    plan = build_plan(sc)
+    keys = seeding.stream_keys(plan, 3)
+    g = plan.segment_names[0]
+    assert keys.new_leads[0].names[:6] == tuple(f"segment/{g}/{s}" for s in (
+        "arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep", "closing"))
+    assert keys.parameters[0].names == tuple(f"segment/{g}/{q}" for q in plan.quantity_names)
+    assert keys.pipeline.names == ("pipeline/convert", "pipeline/days", "pipeline/deal-value", "pipeline/rep",
+                                   "pipeline/closing")
+    assert keys.capacity.names == ("capacity",)
+    with pytest.raises(ValueError, match="two rows"):
+        seeding.key_set(1, (("a", interface.DAYS), ("b", interface.VALUE), ("c", interface.DAYS)), {})
