@@ -1,9 +1,18 @@
-"""The kernels compile once for every scenario: one numba type signature per kernel,
-whatever the number of stages, segments and reps, the distribution families, and whether
-the pipeline and the extensions are there."""
+"""The kernels compile once for every scenario, in a cache folder that follows their source,
+and say so while they compile.
+
+* one numba type signature per kernel, whatever the number of stages, segments and reps,
+  the distribution families, and whether the pipeline and the extensions are there;
+* the cache folder is named by a hash of every module the kernels compile in, so editing
+  any of them (not only ``kernels.py``) cannot load stale machine code;
+* a cold cache prints one line on stderr before compiling; a warm one prints nothing.
+"""
 from __future__ import annotations
 
+import ast
 import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -11,9 +20,10 @@ import numpy as np
 import pytest
 
 import forecaster as fc
-from forecaster.engine import interface, kernels, seeding
+from forecaster.engine import _numba, interface, kernels, seeding
 from forecaster.engine.plan import build_plan
 
+ENGINE = Path(kernels.__file__).resolve().parent
 JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
 DAYS = [{"dist": "exponential", "mean": 4}, {"dist": "gamma", "mean": 9, "cv": 0.6},
@@ -142,3 +152,77 @@ def test_the_stream_table_names_the_streams_of_before():
     assert keys.capacity.names == ("capacity",)
     with pytest.raises(ValueError, match="two rows"):
         seeding.key_set(1, (("a", interface.DAYS), ("b", interface.VALUE), ("c", interface.DAYS)), {})
+
+
+def test_the_kernels_compile_in_only_the_modules_the_cache_follows():
+    """Every module of the engine with jitted code, and every forecaster module those import
+    from (whose functions or constants numba compiles in), is in KERNEL_MODULES, whose
+    source names the cache folder."""
+    followed = set(_numba.KERNEL_MODULES)
+    jitted = [p.stem for p in ENGINE.glob("*.py") if "@jit" in p.read_text()]
+    assert "kernels" in jitted
+    todo, seen = list(jitted), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert name in followed, name
+        if name == "_numba":  # the decorator itself: its own imports are not compiled in
+            continue
+        for node in ast.walk(ast.parse((ENGINE / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("forecaster"):
+                assert node.module.startswith("forecaster.engine."), (name, node.module)
+                todo.append(node.module.rsplit(".", 1)[1])
+    assert {"_streams", "interface", "kernels", "_numba"} <= seen
+
+
+_FOLDER = """
+import sys
+from forecaster.engine import _numba
+sources = _numba.kernel_sources()
+sources[sys.argv[1]] = sources[sys.argv[1]] + sys.argv[2].encode()
+print(_numba.cache_folder(_numba.source_hash(sources)))
+"""
+
+
+def _folder(module: str, extra: str, env: dict) -> str:
+    return subprocess.run([sys.executable, "-c", _FOLDER, module, extra], env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_the_cache_folder_follows_every_module_the_kernels_compile_in(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    same = _folder("kernels", "", env)
+    assert same == _folder("kernels", "", env)  # the same sources, the same folder
+    assert Path(same).parent == tmp_path / "xdg" / "forecaster"
+    for module in _numba.KERNEL_MODULES:  # an edit anywhere the kernels read: another folder
+        assert _folder(module, "\n# edited\n", env) != same, module
+    # NUMBA_CACHE_DIR is respected: the folder goes inside it
+    assert Path(_folder("kernels", "", {**env, "NUMBA_CACHE_DIR": str(tmp_path / "nb")})).parent == tmp_path / "nb"
+    # an unwritable user cache falls back to the temporary folder
+    (tmp_path / "ro").write_text("a file, not a folder")
+    fallback = _folder("kernels", "", {**env, "XDG_CACHE_HOME": str(tmp_path / "ro")})
+    assert not fallback.startswith(str(tmp_path / "ro")) and Path(fallback).name.startswith("numba-")
+
+
+_RUN = """
+import sys
+import forecaster as fc
+fc.simulate(fc.load_scenario(sys.argv[1]), trials=10)
+"""
+
+
+@pytest.mark.skipif(JIT_OFF, reason="nothing compiles without the JIT")
+def test_a_cold_cache_says_it_compiles_and_a_warm_one_is_silent(tmp_path):
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "minimal.yaml"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cold = subprocess.run([sys.executable, "-c", _RUN, str(path)], env=env, check=True, capture_output=True,
+                          text=True, timeout=900)
+    lines = [line for line in cold.stderr.splitlines() if "compiling the simulation kernels" in line]
+    assert len(lines) == 1, cold.stderr
+    assert lines[0].startswith("compiling the simulation kernels (first run only, about ")
+    warm = subprocess.run([sys.executable, "-c", _RUN, str(path)], env=env, check=True, capture_output=True,
+                          text=True, timeout=900)
+    assert "compiling" not in warm.stderr, warm.stderr

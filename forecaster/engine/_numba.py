@@ -1,18 +1,164 @@
-"""The one place numba policy is set.
+"""The one place numba policy is set, and where the kernels' machine code is cached.
 
+Policy
+------
 Every kernel is compiled ``nopython``, with the on-disk cache (a second run loads the
 machine code instead of compiling it) and without the GIL, so blocks of trials run on
 threads in parallel. ``fastmath`` stays off: results must not depend on reassociation.
+
+Cache folder
+------------
+numba keys a cached function on its own source file only, while the kernels compile in
+code and constants from other modules (``_streams.reseed``, ``interface``'s codes and
+layout): editing one of those alone would leave stale machine code in numba's cache. So
+the kernels are cached in a folder of their own, named by a hash of the source of every
+module in :data:`KERNEL_MODULES` (and of numba's, numpy's and Python's versions): any edit
+to any of them starts a fresh folder, which compiles once. The folder is
+``$NUMBA_CACHE_DIR/forecaster-<hash>`` when ``NUMBA_CACHE_DIR`` is set, else
+``forecaster/numba-<hash>`` in the user's cache folder (``$XDG_CACHE_HOME``, or
+``~/.cache``), else, when that cannot be written, in the temporary folder. Only forecaster's
+kernels go there (``numba.config.CACHE_DIR`` is set while they are decorated, then put
+back), and old folders are left in place.
+
+First compile
+-------------
+When a kernel must be compiled (not in the cache), a message says so on stderr, once per
+process, before numba starts: the first run after installing or upgrading takes seconds
+more, and the next ones load the machine code.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 
 import numba
+import numpy as np
+from numba.core import event
 
-jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=False, error_model="numpy")
+KERNEL_MODULES = ("_numba", "_streams", "interface", "kernels")
+"""Modules of ``forecaster.engine`` whose code or constants the compiled kernels hold; the
+cache folder follows their source (a test checks that no other module is compiled in)."""
+
+COMPILE_SECONDS = {"draw_parameters": 2, "simulate_new_leads": 4, "apply_shocks": 1, "simulate_pipeline": 5,
+                   "apply_capacity": 1}
+"""Rough compile time of each kernel [s] (two shared cores of 2026), for the first-run message."""
+
+POLICY = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+
+
+def source_hash(sources: dict[str, bytes]) -> str:
+    """Hex digest naming a cache folder: the kernels' sources (module name -> bytes) and the
+    versions of what compiles and runs them."""
+    h = hashlib.sha256()
+    for part in (sys.implementation.cache_tag or sys.version, numba.__version__, np.__version__):
+        h.update(str(part).encode() + b"\0")
+    for name in sorted(sources):
+        h.update(name.encode() + b"\0" + hashlib.sha256(sources[name]).digest())
+    return h.hexdigest()[:16]
+
+
+def kernel_sources() -> dict[str, bytes]:
+    """The source of every module of :data:`KERNEL_MODULES` (read next to this file)."""
+    here = Path(__file__).resolve().parent
+    out = {}
+    for name in KERNEL_MODULES:
+        try:
+            out[name] = (here / f"{name}.py").read_bytes()
+        except OSError:  # no sources (a frozen build): the installed version names the code
+            from forecaster.version import __version__
+            out[name] = f"forecaster {__version__}".encode()
+    return out
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+def cache_folder(digest: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the kernels' machine code for sources of hash ``digest`` is cached (created)."""
+    env = os.environ if environ is None else environ
+    if env.get("NUMBA_CACHE_DIR"):
+        return Path(env["NUMBA_CACHE_DIR"]) / f"forecaster-{digest}"
+    user = env.get("XDG_CACHE_HOME") or env.get("LOCALAPPDATA") or str(Path.home() / ".cache")
+    folder = Path(user) / "forecaster" / f"numba-{digest}"
+    if _writable(folder):
+        return folder
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"forecaster-{uid}" / f"numba-{digest}"
+
+
+@functools.cache
+def kernel_cache_dir() -> Path:
+    """This installation's cache folder (computed once per process)."""
+    return cache_folder(source_hash(kernel_sources()))
+
+
+def jit(fn=None, **options):
+    """``numba.njit`` with forecaster's policy (:data:`POLICY`), cached in :func:`kernel_cache_dir`.
+
+    Use as ``@jit`` or ``@jit(inline="always")``.
+    """
+    if fn is None:
+        return functools.partial(jit, **options)
+    if numba.config.DISABLE_JIT:
+        return numba.njit(fn, **{**POLICY, **options})
+    saved = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = str(kernel_cache_dir())  # read when numba makes the function's cache
+    try:
+        return numba.njit(fn, **{**POLICY, **options})
+    finally:
+        numba.config.CACHE_DIR = saved
 
 
 def default_threads() -> int:
     """Threads to use: numba's setting (``NUMBA_NUM_THREADS``, default: the cores)."""
     return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+# --- the first-compile message ------------------------------------------------------------------
+
+class _FirstCompile(event.Listener):
+    """Says, once per process, that the kernels are being compiled, before numba starts."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.said = False
+        self.expected: tuple = ()
+
+    def on_start(self, ev):
+        dispatcher = ev.data.get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "")
+        if self.said or not module.startswith("forecaster.engine."):
+            return
+        with self.lock:
+            if self.said:
+                return
+            self.said = True
+            waiting = [k for k in self.expected if not k.signatures] or [dispatcher]
+            seconds = sum(COMPILE_SECONDS.get(k.py_func.__name__, 1) for k in waiting)
+            sys.stderr.write(f"compiling the simulation kernels (first run only, about {seconds} s)…\n")
+            sys.stderr.flush()
+
+    def on_end(self, ev):
+        pass
+
+
+_first_compile = _FirstCompile()
+event.register("numba:compile", _first_compile)
+
+
+def expect_kernels(kernels) -> None:
+    """Name the kernels a run is about to call, so that a first compile's message estimates
+    the time of those still to load or compile."""
+    _first_compile.expected = tuple(kernels)

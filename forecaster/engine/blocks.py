@@ -3,6 +3,7 @@ leads, pipeline deals and the team's capacity, in that order."""
 from __future__ import annotations
 
 from forecaster.engine import kernels
+from forecaster.engine._numba import expect_kernels
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import StreamKeys, thread_generators
 
@@ -33,3 +34,17 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     if plan.has_capacity:
         kernels.apply_capacity(keys.capacity.streams(*gens), first, plan.capacity, due, out)
 
+
+def kernels_of(plan: Plan) -> tuple:
+    """The kernels a block of ``plan`` calls (numba dispatchers, in the order they run)."""
+    return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
+                                     (kernels.simulate_new_leads, True),
+                                     (kernels.simulate_pipeline, plan.has_pipeline),
+                                     (kernels.apply_capacity, plan.has_capacity)) if needed)
+
+
+def prepare(plan: Plan, keys: StreamKeys) -> None:
+    """Load the kernels a run of ``plan`` calls, or compile those not yet in the cache (the
+    first run only), by running a block of 0 trials: they are then ready for every thread."""
+    expect_kernels(kernels_of(plan))
+    run_block(plan, keys, 0, 0, *plan.kernel_buffers(0))

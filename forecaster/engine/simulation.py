@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from forecaster.engine._numba import default_threads
-from forecaster.engine.blocks import run_block
+from forecaster.engine.blocks import prepare, run_block
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import BLOCK_TRIALS, blocks, stream_keys
 from forecaster.scenario.model import Scenario
@@ -30,6 +30,8 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
     """
     work = blocks(sc.trials)
     keys = stream_keys(plan, sc.seed)
+    if runner is None:  # a cluster's workers load the kernels themselves
+        prepare(plan, keys)
     per_chunk = max(1, chunk_trials // BLOCK_TRIALS)
     threads = max(1, min(threads or default_threads(), len(work)))
     pool = ThreadPoolExecutor(threads) if threads > 1 and runner is None else None
