@@ -575,7 +575,7 @@ class Runner:
                  if a is not None and b is None and re.search(r"\.(tmp|part|old)$|\.tmp\.|~$", os.path.basename(p))]
         if temps:
             problems.append(f"left temporary files: {', '.join(temps[:5])}")
-        for p, (b, a) in ctx.changed.items():
+        for p, (_before, a) in ctx.changed.items():
             if a is None or a[0] != "file":
                 continue
             full = ctx.parent / p
@@ -997,13 +997,13 @@ def family_yaml() -> list[Case]:
                        .replace("days: {dist: gamma, mean: 10, cv: 0.6}", "days: *d"), "an anchor used twice",
                        expect=ok)
     bomb = "lol0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"lol{i}: &l{i} [{', '.join(['*l%d' % (i - 1)] * 10)}]\n" for i in range(1, 10))
+        f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
     cases += _run_case("yaml/alias-billion-laughs", V + bomb.replace("lol", "x-lol") + "description: *l9\n",
                        "billion laughs (10^9 values) hung under unknown keys and the description")
     cases += _run_case("yaml/alias-billion-laughs-in-value", V.replace("stages: [lead, qualified, proposal]",
                                  "stages: &s0 [lead, qualified, proposal]\nx0: &s1 [*s0, *s0, *s0, *s0, *s0, *s0, *s0, "
                                  "*s0, *s0, *s0]\n" + "".join(
-                                     f"x{i}: &s{i + 1} [{', '.join(['*s%d' % i] * 10)}]\n" for i in range(1, 8))),
+                                     f"x{i}: &s{i + 1} [{', '.join([f'*s{i}'] * 10)}]\n" for i in range(1, 8))),
                        "exponential aliases of the stages list (10^8 values)")
     wide = "big: &w [" + ", ".join(["1"] * 100000) + "]\nbig2: [" + ", ".join(["*w"] * 10) + "]\n"
     cases += _run_case("yaml/alias-wide", V + wide, "a 100,000-item anchor aliased 10 times (1,000,000 values)",
@@ -1181,7 +1181,7 @@ def family_schema() -> list[Case]:
         if pat not in seen:
             seen.add(pat)
             targets.append((p, n, []))
-    for pat, (path, delete) in ALTERNATIVES.items():
+    for path, delete in ALTERNATIVES.values():
         targets.append((path, schema_at(schema, path), delete))
     files = {"p.csv": PIPELINE}
     for path, node, delete in targets:

@@ -57,7 +57,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from forecaster.history.readers import Deal
+from forecaster.history.readers import Deal  # noqa: E402 (after the sys.path insert above)
 
 STAGE = "opportunity"
 AVG_MONTH_DAYS = 30.4375

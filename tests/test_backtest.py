@@ -157,7 +157,10 @@ def test_the_bootstrap_interval_contains_the_mean_difference_and_shrinks_with_mo
     for diffs, res in ((few, a), (many, b)):
         assert res["mean"] == pytest.approx(np.mean(np.concatenate(diffs)))
         assert res["ci"][0] < res["mean"] < res["ci"][1] and res["cutoffs"] == len(diffs)
-    width = lambda r: r["ci"][1] - r["ci"][0]
+
+    def width(r):
+        return r["ci"][1] - r["ci"][0]
+
     assert width(b) < 0.6 * width(a)  # about sqrt(10) narrower
     # with many cutoffs the interval is about the normal one from the cutoffs' means
     means = np.array([d.mean() for d in many])
@@ -256,7 +259,7 @@ def test_backtest_scores_every_baseline_on_every_month(run):
             assert all(0 <= s["pit"] <= 1 for s in tm["by_month"] + m["forecaster"]["by_month"])
             if metric == "won_deals":  # Poisson around the trailing mean
                 assert tm["by_month"][0]["mean"] == pytest.approx(c["trailing_mean_rate"], rel=0.1)
-    for metric, avg in result["average"].items():
+    for avg in result["average"].values():
         for method in ("forecaster", "seasonal_naive", "last_month_naive", "trailing_mean"):
             assert avg[method]["crps_month"] is not None and avg[method]["crps_total"] is not None
         for method in ("forecaster", "trailing_mean"):

@@ -106,7 +106,7 @@ def check_comparable(scenarios: list[Scenario]) -> None:
                                     file=_label(sc)))
     problems = list(dict.fromkeys(problems))  # a variant given twice: said once
     if problems:
-        files = list(dict.fromkeys(p.file for p in problems))
+        files = list(dict.fromkeys(p.file for p in problems if p.file is not None))  # each names its file
         raise ScenarioError(files[0] if len(files) == 1 else f"{_label(base)} and its variants", problems)
 
 

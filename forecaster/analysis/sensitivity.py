@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -113,7 +115,7 @@ def variance_shares(ds, scenario: Scenario) -> list[dict]:
     """First-order shares of the variance of total revenue, one per uncertain per-trial input."""
     y = ds["revenue"].sum("period").values
     bins = int(max(10, min(100, round(np.sqrt(y.size) / 2))))
-    out = []
+    out: list[dict[str, Any]] = []
     inputs = ds["inputs"].values
     for g, seg in enumerate(ds["segment"].values):
         for k, quantity in enumerate(ds["quantity"].values):
@@ -131,7 +133,7 @@ def _totals(ds) -> dict:
 
 
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
-                threads: int | None = None, progress=None) -> tuple[dict, "object"]:
+                threads: int | None = None, progress=None) -> tuple[dict, object]:
     """Run every lever at ±step on common random numbers.
 
     ``progress(done, total)`` is called after each run, with runs done and runs in all.
@@ -148,7 +150,9 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
 
 
     base_sc = load_scenario(path)
-    doc, _, raw = read_document(path)
+    source = Path(path)  # base_sc.source, as load_scenario sets it
+    data, _, raw = read_document(path)
+    doc = cast(dict, data)  # the mapping load_scenario has just read and checked
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
     all_levers = levers(doc, base_sc)
@@ -161,22 +165,23 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     metrics = [m for m in METRICS if m in base]
     total_runs, done_runs = 2 * len(all_levers), 0
     diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
-    effects, skipped = [], []
+    effects: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     for i, lever in enumerate(all_levers):
-        item = {"lever": lever.name, "kind": lever.kind, "scope": lever.scope}
+        item: dict[str, Any] = {"lever": lever.name, "kind": lever.kind, "scope": lever.scope}
         for j, factor in enumerate((1 - step, 1 + step)):
             changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}}, "")
             try:
                 if problems:
                     raise ScenarioError(str(path), problems)
-                sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})", base_dir=base_sc.source.parent,
-                                    raw=raw, source=base_sc.source)
+                sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})", base_dir=source.parent,
+                                    raw=raw, source=source)
             except ScenarioError as exc:  # e.g. a probability pushed above 1
                 skipped.append({"lever": lever.name, "direction": "-+"[j], "why": str(exc).splitlines()[-1].strip()})
                 continue
             run = _totals(simulate(sc, trials=trials, seed=seed, threads=threads))
-            key = "minus" if j == 0 else "plus"
-            item[key] = {m: difference_stats(base[m], run[m]) for m in metrics}
+            direction = "minus" if j == 0 else "plus"
+            item[direction] = {m: difference_stats(base[m], run[m]) for m in metrics}
             for m in metrics:
                 diffs[m][i, j] = run[m] - base[m]
             done_runs += 1

@@ -79,6 +79,8 @@ def _silence(name: str) -> None:
     is then flushed there at exit, not into the broken pipe or full device again (the
     recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
     stream = getattr(sys, name, None)
+    if stream is None:
+        return
     try:
         fd = stream.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -208,7 +210,7 @@ class ForecasterGroup(click.Group):
             sys.exit(130)
         except Exception as exc:  # an internal error: say so plainly
             stream = _terminal_stream(exc)
-            if stream is not None:  # click.echo into a closed pipe or a full device
+            if stream is not None and isinstance(exc, OSError):  # click.echo into a closed pipe or a full device
                 _terminal_failed(ctx, exc.errno, exc.strerror or str(exc), stream)
             if os.environ.get("FORECASTER_DEBUG"):
                 raise

@@ -138,7 +138,7 @@ def check_outputs(targets: list[tuple[str, Path]], inputs: list[Path]) -> None:
                               "(nothing was written)")
 
 
-def _comment(text: str) -> str:
+def _comment(text: str | Path) -> str:
     """``text`` made safe for one line of a YAML comment: line breaks and other control
     characters (which could end the comment and inject keys) written as escapes."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))

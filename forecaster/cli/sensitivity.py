@@ -19,7 +19,7 @@ def _step(ctx, param, value: str) -> float:
     try:
         step = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise click.BadParameter(f"expected a percentage such as 10% or a fraction such as 0.1; got {value!r}")
+        raise click.BadParameter(f"expected a percentage such as 10% or a fraction such as 0.1; got {value!r}") from None
     if not 0 < step < 1:
         raise click.BadParameter(f"must be between 0% and 100%; got {value!r}")
     return step

@@ -47,6 +47,7 @@ from __future__ import annotations
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -229,7 +230,7 @@ def average(results: list[dict], metrics=("won_deals", "revenue")) -> dict:
 
         fair = [i for i, x in enumerate(by_month("seasonal_naive")) if x.get("has_data", True)]
         whole = [r for r in results if r.get("whole_quarter")]  # cutoffs with a whole quarter of wins (closing, capacity)
-        avg = {}
+        avg: dict[str, dict[str, Any]] = {}
         for method in ("forecaster", *MONTH_BASELINES):
             month, total = by_month(method), totals(method)
             f_fair, f_whole = [month[i] for i in fair], by_month(method, whole)
@@ -254,7 +255,7 @@ def average(results: list[dict], metrics=("won_deals", "revenue")) -> dict:
                                            r["metrics"][metric][base]["by_month"])] for r in results])
             total = paired_bootstrap([[r["metrics"][metric]["forecaster"]["total"]["crps"]
                                        - r["metrics"][metric][base]["total"]["crps"]] for r in results])
-            if month:
+            if month and total:  # total is None only without cutoffs, and month is then too
                 paired[base] = {"crps_month_diff": month["mean"], "ci90": month["ci"], "cutoffs": month["cutoffs"],
                                 "crps_total_diff": total["mean"], "ci90_total": total["ci"]}
         total = paired_bootstrap([[r["metrics"][metric]["forecaster"]["total"]["crps"]

@@ -82,7 +82,7 @@ def trailing_mean(deals: list[Deal], cutoff: date, months: int, trials: int, see
     if pool.size and counts.sum():
         values = pool[rng.integers(0, pool.size, size=int(counts.sum()))]
         cell = np.repeat(np.arange(trials * months), counts.ravel())
-        revenue = np.bincount(cell, weights=values, minlength=trials * months).reshape(trials, months)
+        revenue: np.ndarray = np.bincount(cell, weights=values, minlength=trials * months).reshape(trials, months)
     else:
         revenue = np.zeros((trials, months))
     return {"rate": rate, "window": window, "won_deals": counts.astype(float), "revenue": revenue}

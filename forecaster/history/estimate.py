@@ -45,12 +45,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 
 from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until
 from forecaster.history.drift import Level, expit, local_level, local_trend, logit
-from forecaster.history.fitting import StageData, cohort_conversion, conversion_cdf, conversion_exposure, fit_stage
+from forecaster.history.fitting import (
+    StageData,
+    StageFit,
+    cohort_conversion,
+    conversion_cdf,
+    conversion_exposure,
+    fit_stage,
+)
 from forecaster.history.parts import Calibration, Mechanism
 from forecaster.history.quarters import quarter_end_closing, team_capacity, unslipped_factor
 from forecaster.history.readers import Deal
@@ -107,7 +115,7 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
         closed = d.closed if d.closed is not None and d.closed <= as_of else None
         if late:
             left = nxt if nxt is not None and nxt <= as_of else closed
-            if left is not None and left < first_seen:
+            if left is not None and first_seen is not None and left < first_seen:
                 continue  # it left this stage before the history saw any: kept for a later stage only
         if nxt is not None and nxt <= as_of:
             conv.append((nxt - e).days)
@@ -349,7 +357,7 @@ class WholeStage:
     log-odds scale (``centre``), the drift models behind it (``level``) and behind the
     cohorts' time scale (``speed``), None without them."""
 
-    fit: object
+    fit: StageFit
     cdf: np.ndarray
     p: float
     centre: float
@@ -418,7 +426,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
     before the history's first close (``first_seen``) are left out. (None, None) with
     fewer than 3 cohorts."""
-    cohorts: dict = {}
+    cohorts: dict[tuple[int, int], list[Deal]] = {}
     for d in deals:
         e = d.entered[s]
         if e is not None and e <= as_of and (first_seen is None or e >= first_seen):
@@ -435,7 +443,9 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             # a young cohort's count depends on more than its conversion and speed (a queue in
             # front of the team, wins pushed to a quarter's end that the as-of date falls on):
             # what it says is trusted in proportion to how much of it could already show
-            seen = conversion_exposure(data, cdf) / max(data.ages.size, 1)
+            exposure = conversion_exposure(data, cdf)  # refuses data without every deal's age
+            assert data.ages is not None
+            seen = exposure / max(data.ages.size, 1)
             immature = IMMATURE_VAR * (1 - seen) / max(seen, 1e-3)
             y[k], v[k] = est.logit_p, est.var_logit_p + immature
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
@@ -518,7 +528,7 @@ def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibr
         mean = max(count, 0.5) / days * AVG_MONTH_DAYS
         cv = 1 / math.sqrt(max(count, 1))
         cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {mean:.1f} a month")
-    leads = {"per_month": {"dist": "gamma", "mean": round(mean, 4), "cv": round(max(cv, 1e-3), 4)}}
+    leads: dict[str, Any] = {"per_month": {"dist": "gamma", "mean": round(mean, 4), "cv": round(max(cv, 1e-3), 4)}}
     if level is not None and level.r > 0:
         # months vary around the level beyond counting noise: daily negative-binomial
         # arrivals with d = r * days a month give a month's count the variance m + r m^2

@@ -65,9 +65,11 @@ class StageData:
 
     def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Entry ages of the converted, lost and open deals (zeros where not given)."""
-        return tuple(np.zeros(x.size) if e is None else np.asarray(e, dtype=float)
-                     for x, e in ((self.converted, self.converted_entry), (self.lost, self.lost_entry),
-                                  (self.open_ages, self.open_entry)))
+        def entry(x: np.ndarray, e: np.ndarray | None) -> np.ndarray:
+            return np.zeros(x.size) if e is None else np.asarray(e, dtype=float)
+
+        return (entry(self.converted, self.converted_entry), entry(self.lost, self.lost_entry),
+                entry(self.open_ages, self.open_entry))
 
     @property
     def truncated(self) -> bool:

@@ -174,9 +174,9 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
     counts, days = by_quarter.sum(axis=0), day_table.sum(axis=0)
     by_day_before_end = np.zeros(31)
     for first, last in quarters:
-        for w in wins:
-            if (w.month - 1) % 3 == 2 and first <= w <= last:
-                by_day_before_end[min((last - w).days, 30)] += 1
+        for won in wins:
+            if (won.month - 1) % 3 == 2 and first <= won <= last:
+                by_day_before_end[min((last - won).days, 30)] += 1
     total = counts.sum()
     if total < 60:
         return None
@@ -190,12 +190,13 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
         return None
     slip = {k + 1: round(float(max(0.0, 1 - rate[k])), 4) for k in range(2)}
     extra = sum(slip[k + 1] * b * days[k] for k in range(2))  # slipped wins landing in third months
-    best = None
-    for w in WINDOWS:  # third-month wins by days before the quarter's end (day 31 and on pooled)
-        mean = np.array([len(quarters) * b + (extra / w if j < w else 0.0) for j in range(31)])
+    best: tuple[float, int] | None = None  # (log-likelihood, window)
+    for window in WINDOWS:  # third-month wins by days before the quarter's end (day 31 and on pooled)
+        mean = np.array([len(quarters) * b + (extra / window if j < window else 0.0) for j in range(31)])
         ll = float(np.sum(by_day_before_end * np.log(mean) - mean))
         if best is None or ll > best[0]:
-            best = (ll, w)
+            best = (ll, window)
+    assert best is not None  # WINDOWS is not empty
     cal.notes.append(note + f": months 1 and 2 slip {slip[1]:.2f} and {slip[2]:.2f} into the last "
                             f"{best[1]} days")
     return {"slip": slip, "window_days": best[1]}

@@ -38,9 +38,11 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Sized
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from forecaster.errors import Problem, ScenarioError
 from forecaster.scenario.validation import MAX_NAME, unsafe_character
@@ -66,7 +68,15 @@ FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(2199, 12, 31)
 """The dates a history may hold (and the range of ``--as-of`` and cutoffs): outside them a
 date is a typing error (``0025-03-01``) or a placeholder (``9999-12-31``)."""
 
-PRESETS = {
+
+class Preset(TypedDict):
+    """A CRM export's columns and outcome values, named with ``--preset``."""
+    stages: list[str] | None           # the stage columns, in funnel order (None: --stages names them)
+    columns: dict[str, str | None]     # our column name -> the file's (None: the file has no such column)
+    outcomes: NotRequired[dict[str, str]]  # the file's outcome value -> won, lost or open
+
+
+PRESETS: dict[str, Preset] = {
     "generic": {"stages": None, "columns": {}},
     # Maven Analytics CRM opportunities (sales_pipeline.csv): one dated stage, engaging
     "maven": {"stages": ["engaging"], "columns": {"deal_id": "opportunity_id", "engaging": "engage_date",
@@ -489,7 +499,7 @@ def _dropped(dropped: dict[str, list[int]]) -> str:
             + "; ".join(f"{len(v)} with {reason} ({_lines(v)})" for reason, v in dropped.items()))
 
 
-def _count(items: list, noun: str) -> str:
+def _count(items: Sized, noun: str) -> str:
     return f"{len(items)} {noun}{'s' * (len(items) != 1)}"
 
 
@@ -661,7 +671,9 @@ def read_olist(folder: Path, *, warnings: list | None = None, drop_bad_rows: boo
                                         "one row per closed deal", line=line, file=won_file))
         else:
             won[r["mql_id"]] = (line, day)
-    deals, seen, early = [], {}, []
+    deals: list[Deal] = []
+    seen: dict[str, int] = {}
+    early: list[int] = []
     for line, r in mqls:
         try:
             entered = _date(r["first_contact_date"])

@@ -152,30 +152,33 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
     scale_won = max(float(np.mean([w.mean() for _, _, w, _ in inner])), 1.0)
     scale_value = max(float(np.mean([v.mean() for _, _, _, v in inner])), 1e-9)
-    cache: dict = {}
+    # each inner cutoff's (won deals, revenue) samples, None when a part refused to simulate
+    cache: dict[tuple[tuple, float], list[tuple[np.ndarray, np.ndarray]] | None] = {}
 
-    def samples(kept: tuple, widen: float = 1.0):
+    def simulated(kept: tuple, widen: float) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        out = []
+        for _, icalib, _, _ in inner:
+            doc = build_scenario(icalib, kept, widen)
+            with tempfile.TemporaryDirectory() as tmp:
+                if icalib.pipeline:
+                    (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+                try:
+                    ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
+                except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
+                    return None
+            out.append((ds["won_deals"].values.astype(float)[:, :months],
+                        ds["revenue"].values.astype(float)[:, :months]))
+        return out
+
+    def samples(kept: tuple, widen: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]] | None:
         key = (kept, widen)
         if key not in cache:
-            out = []
-            for c, icalib, _, _ in inner:
-                doc = build_scenario(icalib, kept, widen)
-                with tempfile.TemporaryDirectory() as tmp:
-                    if icalib.pipeline:
-                        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
-                    try:
-                        ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
-                    except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
-                        out = None
-                        break
-                out.append((ds["won_deals"].values.astype(float)[:, :months],
-                            ds["revenue"].values.astype(float)[:, :months]))
-            cache[key] = out
+            cache[key] = simulated(kept, widen)
         return cache[key]
 
     def by_cutoff(kept: tuple, widen: float = 1.0) -> np.ndarray:
         """Each inner cutoff's mean relative CRPS over its months (and metrics)."""
-        out = []
+        out: list[float] = []
         drawn = samples(kept, widen)
         if drawn is None:
             return np.full(len(inner), np.inf)
@@ -198,8 +201,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         a, b = by_cutoff(new), by_cutoff(old)
         informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
         n = int(informative.sum())
-        return (a.mean() <= b.mean() * (1 - MIN_GAIN) and n >= 2
-                and np.sum(a < b) >= math.ceil(MIN_AGREE * n))
+        return bool(a.mean() <= b.mean() * (1 - MIN_GAIN) and n >= 2
+                    and np.sum(a < b) >= math.ceil(MIN_AGREE * n))
 
     def coverage(kept: tuple, widen: float = 1.0) -> float:
         drawn = samples(kept, widen)
@@ -215,7 +218,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     candidates = [m for m in fitted if m not in kept and m not in forced_off]
     while candidates:
         tries = {m: score(order(kept + (m,))) for m in candidates}
-        best = min(tries, key=tries.get)
+        best = min(tries, key=tries.__getitem__)
         steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best})
         if not better(order(kept + (best,)), kept):
             break

@@ -29,8 +29,9 @@ import stat
 import threading
 import time
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.present import report
@@ -66,7 +67,7 @@ _OUT_TEMP = _temp_of((MANIFEST, CSV_FILE))
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kind(path: Path) -> str | None:
@@ -328,7 +329,7 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
         if on_start:
             on_start(i, len(files), name)
         target = out / name
-        entry = {"file": path.name, "forecaster_version": __version__}
+        entry: dict[str, Any] = {"file": path.name, "forecaster_version": __version__}
         problem = scenario_problem(path)
         if problem:  # a FIFO, device, socket or broken link: listed as failed, never opened
             fail(name, entry, problem)

@@ -12,13 +12,17 @@ import os
 import sys
 import time
 import unicodedata
+from typing import TYPE_CHECKING
 
-from rich.console import Console as _RichConsole
+from rich.console import Console as _RichConsole, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.scenario.model import Scenario
+
+if TYPE_CHECKING:  # the bars import rich.progress themselves, when one is shown
+    from rich.progress import Progress, TaskID
 
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), lone surrogates, line breaks
 
@@ -87,6 +91,12 @@ def _count(x: float | None) -> str:
     return f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def _add_columns(table: Table, *columns: tuple[str, JustifyMethod]) -> None:
+    """Columns by (header, justification)."""
+    for col, just in columns:
+        table.add_column(col, justify=just)
+
+
 def _metric_table(title: str, metric: dict, fmt) -> Table:
     table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("period")
@@ -115,9 +125,8 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money))
     if "reps" in summary and "commission" in m:
         table = Table(title=as_text(f"Commission by rep{cur}"), title_justify="left", show_edge=False, pad_edge=False)
-        for col, just in (("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
-                          ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right")):
-            table.add_column(col, justify=just)
+        _add_columns(table, ("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
+                     ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right"))
         for name, r in summary["reps"].items():
             c = r["commission"]["total"]
             chances = " / ".join(f"{q['probability']:.0%}" for q in r["quota_attainment"])
@@ -128,8 +137,7 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
             console.print("P(reach quota) is given for each commission period in turn.", style="dim")
     if summary.get("targets"):
         table = Table(title="Targets", title_justify="left", show_edge=False, pad_edge=False)
-        for col, just in (("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right")):
-            table.add_column(col, justify=just)
+        _add_columns(table, ("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right"))
         for metric, t in summary["targets"].items():
             table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
         console.print(table)
@@ -152,10 +160,9 @@ def print_comparison(summary: dict, currency: str | None, console: Console | Non
         title = {"revenue": f"Revenue{cur}", "won_deals": "Won deals", "commission": f"Commission{cur}"}[metric]
         table = Table(title=as_text(f"{title}, total over the horizon"), title_justify="left", show_edge=False,
                       pad_edge=False)
-        for col, just in (("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
-                          ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
-                          ("CI if independent", "right")):
-            table.add_column(col, justify=just)
+        _add_columns(table, ("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
+                     ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
+                     ("CI if independent", "right"))
         for name, scen in summary["scenarios"].items():
             s = scen[metric]["total"]
             if name == base:
@@ -187,16 +194,14 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
 
     table = Table(title="Effect on total revenue, largest first", title_justify="left", show_edge=False,
                   pad_edge=False)
-    for col, just in (("lever", "left"), (f"-{step} (95% CI)", "right"), (f"+{step} (95% CI)", "right")):
-        table.add_column(col, justify=just)
+    _add_columns(table, ("lever", "left"), (f"-{step} (95% CI)", "right"), (f"+{step} (95% CI)", "right"))
     by_name = {e["lever"]: e for e in summary["levers"]}
     for name in summary["ranking"]:
         e = by_name[name]
         table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
     console.print(table)
     table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
-    for col, just in (("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right")):
-        table.add_column(col, justify=just)
+    _add_columns(table, ("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right"))
     for move, label in (("expansion", "expansion: more leads at the top"),
                         ("stretching", "stretching: every stage converts better"),
                         ("key_level", "key level: the one stage that pays most")):
@@ -234,8 +239,8 @@ class LazyProgress:
         self.total, self.label, self.enabled, self.delay = total, label, enabled, delay
         self.done = 0
         self.t0 = time.monotonic()
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
     def __call__(self, n: int) -> None:
         self.done += n
@@ -248,7 +253,7 @@ class LazyProgress:
                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(printable(self.label), total=self.total, completed=self.done)
-        elif self.bar is not None:
+        elif self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=self.done)
 
     def close(self) -> None:
@@ -268,7 +273,7 @@ class BatchProgress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.bar = None
+        self.bar: Progress | None = None
 
     def __enter__(self):
         if self.enabled:
@@ -316,9 +321,8 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
         table = Table(title=f"{metric}: averages over cutoffs (CRPS and bias in {unit} a month or a horizon)",
                       title_justify="left", show_edge=False, pad_edge=False)
         fair = f"CRPS month, where the seasonal naive has data ({naive['months_naive_has_data']})"
-        for col, just in (("method", "left"), ("coverage 50 / 80 / 90% (month)", "right"), ("80% (total)", "right"),
-                          ("CRPS month", "right"), (fair, "right"), ("CRPS total", "right"), ("bias month", "right")):
-            table.add_column(col, justify=just)
+        _add_columns(table, ("method", "left"), ("coverage 50 / 80 / 90% (month)", "right"), ("80% (total)", "right"),
+                     ("CRPS month", "right"), (fair, "right"), ("CRPS total", "right"), ("bias month", "right"))
         for method in ("forecaster", *MONTH_BASELINES):
             m = avg.get(method)
             if m is None:  # a backtest.json written before this baseline existed

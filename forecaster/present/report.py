@@ -14,7 +14,7 @@ import html
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -263,9 +263,10 @@ def render_backtest(result: dict, when: str) -> str:
                                  fmt(p.get("crps_month_diff", p.get("crps_total_diff"))),
                                  f"{fmt(p['ci90'][0])} to {fmt(p['ci90'][1])}", p["cutoffs"]]
                                 for base, p in avg["paired"].items()]))
-        rows = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
-                for c in result["cutoffs"] for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
-        body.append(interval_chart(rows, f"{metric}: P10–P90 per forecast month, with the actual",
+        intervals = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
+                     for c in result["cutoffs"]
+                     for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
+        body.append(interval_chart(intervals, f"{metric}: P10–P90 per forecast month, with the actual",
                                    axis=f"{unit} in the month"))
         pit = avg["forecaster"].get("pit_histogram")
         if pit:
@@ -571,7 +572,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
             mtime = (folder / name).stat().st_mtime
         except OSError as exc:
             raise OutputError(f"{folder / name}: cannot be read: {exc.strerror or exc}") from None
-        return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     pages = {}  # rendered before anything is written: a bad file leaves the folder as it was
     if "summary.json" in kinds:

@@ -50,7 +50,7 @@ class Terminated(KeyboardInterrupt):
 
 class _Interrupts:
     depth = 0        # > 0 while the main thread must not be interrupted (our own critical sections)
-    pending = None   # the interrupt that arrived meanwhile, raised by checkpoint()
+    pending: BaseException | None = None   # the interrupt that arrived meanwhile, raised by checkpoint()
 
 
 def _must_wait(frame) -> bool:
@@ -285,7 +285,7 @@ def sweep_stale_temporaries(folder: str | Path, *, now: float | None = None,
     """
     folder = Path(folder)
     now = time.time() if now is None else now
-    removed = []
+    removed: list[tuple[Path, int]] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class Layout:
     quantities = property(lambda self: self.plan.quantity_names)
 
     @classmethod
-    def of(cls, sc: Scenario, plan: Plan) -> "Layout":
+    def of(cls, sc: Scenario, plan: Plan) -> Layout:
         attrs = {"scenario": sc.name, "seed": sc.seed if sc.seed < 2 ** 63 else str(sc.seed),
                  "trials": sc.trials, "start": sc.start.isoformat(), "end": sc.end.isoformat(),
                  "report_by": sc.report_by, "currency": sc.currency or "", "scenario_sha256": sc.sha256,
@@ -211,7 +212,7 @@ class MemorySink:
 
         lay = self.layout
         arrays = self.arrays()
-        coords = {"trial": np.arange(lay.trials)}
+        coords: dict[str, Any] = {"trial": np.arange(lay.trials)}
         for name, (values, attrs) in lay.coords().items():
             if attrs.get("units") == TIME_UNITS:
                 values = np.datetime64("1970-01-01", "ns") + values.astype("timedelta64[D]")
@@ -264,8 +265,8 @@ class NetCDFSink:
                 f.create_variable(name, dims, data=values).attrs.update(attrs)
             sizes = layout.sizes()
             for v in layout.variables():
-                chunks = (self.chunk_trials,) + tuple(sizes[d] or 1 for d in v.dims[1:])
-                chunks = chunks if all(chunks) else None
+                shape = (self.chunk_trials,) + tuple(sizes[d] or 1 for d in v.dims[1:])
+                chunks = shape if all(shape) else None
                 extra = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if compress and chunks else {}
                 var = f.create_variable(v.name, v.dims, stored_dtype(v.dtype, precision), chunks=chunks, **extra)
                 var.attrs.update(v.attrs)
@@ -324,7 +325,7 @@ class NetCDFSink:
                 pass
         self.guard.close()
 
-    def columns(self) -> "Columns":
+    def columns(self) -> Columns:
         rows = self.chunk_trials if self.compress else Columns.ROWS  # one decompression per chunk
         return Columns({name: var for name, var in self.vars.items()}, self.layout.trials, rows=rows)
 

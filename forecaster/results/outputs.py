@@ -87,10 +87,11 @@ def _first_line(exc: BaseException) -> str:
 
 def format_bytes(n: float) -> str:
     """Bytes for people: 113.4 GiB, 15 KiB."""
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
             return f"{n:,.0f} {unit}" if unit in ("bytes", "KiB") else f"{n:,.1f} {unit}"
         n /= 1024
+    return f"{n:,.1f} PiB"
 
 
 def _meminfo(key: str) -> int | None:
@@ -380,24 +381,24 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
         with handle_interrupts(), Staged(out) as staged:
             progress = _ticking(progress)
             if est.in_memory:
-                sink = MemorySink(layout)
-                run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
-                arrays = sink.arrays()
+                memory = MemorySink(layout)
+                run_trials(plan, sc, memory, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
+                arrays = memory.arrays()
                 summary = summarize_columns(Columns(arrays, layout.trials), meta)
                 summary["funnel"] = funnel_expectation(plan, arrays["inputs"])
-                del sink, arrays
+                del memory, arrays
             else:
                 path = staged.path(FORECAST) if keep == "all" else staged.scratch(FORECAST)
-                sink = NetCDFSink(layout, path, chunk, precision=precision if keep == "all" else "float64",
-                                  compress=compress and keep == "all")
+                netcdf = NetCDFSink(layout, path, chunk, precision=precision if keep == "all" else "float64",
+                                    compress=compress and keep == "all")
                 try:
-                    run_trials(plan, sc, sink, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
-                    summary = summarize_columns(sink.columns(), meta)
-                    summary["funnel"] = funnel_expectation(plan, sink.inputs())
+                    run_trials(plan, sc, netcdf, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
+                    summary = summarize_columns(netcdf.columns(), meta)
+                    summary["funnel"] = funnel_expectation(plan, netcdf.inputs())
                 except BaseException:
-                    sink.abort()
+                    netcdf.abort()
                     raise
-                sink.close()
+                netcdf.close()
             _write_text(staged.path(SUMMARY), _dump(summary))
             checkpoint()
             staged.publish(remove=(FORECAST,) if keep == "summary" else ())

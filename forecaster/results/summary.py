@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.engine.plan import build_plan
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
+from forecaster.engine.plan import build_plan
 from forecaster.results.layout import Columns
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
@@ -76,7 +76,7 @@ class Meta:
     description: str | None = None
 
     @classmethod
-    def of_layout(cls, layout) -> "Meta":
+    def of_layout(cls, layout) -> Meta:
         sc = layout.scenario
         return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
                    tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
@@ -84,7 +84,7 @@ class Meta:
                    sc.description)
 
     @classmethod
-    def of_dataset(cls, ds, scenario: Scenario) -> "Meta":
+    def of_dataset(cls, ds, scenario: Scenario) -> Meta:
         def labels(dim):
             return [str(np.datetime_as_string(p, unit="D")) for p in ds[dim].values]
 
