@@ -53,12 +53,17 @@ def quantity_names(stages) -> tuple[str, ...]:
 
 
 # --- random streams ---------------------------------------------------------------------------
-# A stream's role is the generator a kernel draws it with (``Streams.gens[role]``): streams a
-# kernel draws from in turn (a stage's times, then the next stage's) share a role and its
-# generator, reseeded for each; streams drawn interleaved have roles of their own.
-(QUANTITY, COUNT, MIXING, ARRIVAL, DAYS, VALUE, REP, SLIP, CONVERT,
- SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT, CAPACITY) = range(14)
-N_ROLES = 14
+# A kernel draws with N_ROLES generators, ``Streams.gens[role]``; a role is one of them and
+# the streams the kernel draws with it. Streams a kernel draws from in turn (a stage's times,
+# then the next stage's) share a role, reseeded for each; streams drawn interleaved have
+# roles of their own. Roles need only differ within one kernel, so kernels reuse the numbers
+# (key_set refuses a table that gives two rows of one kernel the same role).
+COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, DAYS = range(7)      # simulate_new_leads
+CONVERT = 0                                                   # simulate_pipeline (and VALUE .. DAYS)
+QUANTITY = 0                                                  # draw_parameters
+SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT = range(4)  # apply_shocks
+CAPACITY = 0                                                  # apply_capacity
+N_ROLES = 7
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     # kernel -> its streams as (name, role). In a name, {segment} is the segment's name,

@@ -125,7 +125,7 @@ def _normal_mass(a, b):
     return 0.5 * (math.erfc(-b * _SQRT_HALF) - math.erfc(-a * _SQRT_HALF))
 
 
-@jit(inline="always")
+@jit
 def truncated_standard_normal(gen, a, b):
     """Z ~ N(0, 1) conditioned on a <= Z <= b (either may be infinite). Exact.
 
@@ -164,7 +164,11 @@ def truncated_standard_normal(gen, a, b):
 
 @jit(inline="always")
 def draw(gen, code, p0, p1, p2, p3, pool):
-    """One draw from the distribution ``(code, par)``; see the module docstring."""
+    """One draw from the distribution ``(code, par)``; see the module docstring.
+
+    Compiled into :func:`draws` (a batch) and :func:`draw_one` only: kernels call those,
+    rather than inline the whole switch at each call site (seconds to compile, per site).
+    """
     if code == FIXED:
         return p0
     if code == LOGNORMAL:
@@ -190,6 +194,24 @@ def draw(gen, code, p0, p1, p2, p3, pool):
         i = int(gen.random() * n)
         return pool[int(p0) + min(i, n - 1)]
     raise ValueError("unknown distribution code")
+
+
+@jit
+def draws(gen, code, p0, p1, p2, p3, pool, out, n):
+    """``out[:n]``: n independent draws of ``(code, par)``, in order.
+
+    For the hot loops (a stage's times for every new deal, their values): one call per
+    batch. With ``n = 1`` it is a scalar draw where the call's cost does not matter.
+    """
+    for i in range(n):
+        out[i] = draw(gen, code, p0, p1, p2, p3, pool)
+
+
+@jit
+def draw_one(gen, code, p0, p1, p2, p3, pool):
+    """One draw of ``(code, par)``: for the pipeline's deals, whose draws change family
+    from one to the next (compiled only for scenarios with a pipeline)."""
+    return draw(gen, code, p0, p1, p2, p3, pool)
 
 
 @jit(inline="always")
@@ -242,7 +264,7 @@ def _beta_log_kernel(y, al, be):
     return out
 
 
-@jit(inline="always")
+@jit
 def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
     """One draw of X conditioned on X > a, where P(X > a) = ``sf`` > 0. Exact.
 
@@ -254,7 +276,7 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
     """
     if sf >= 0.25 or code == FIXED or code == BETA:
         while True:
-            x = draw(gen, code, p0, p1, p2, p3, pool)
+            x = draw_one(gen, code, p0, p1, p2, p3, pool)
             if x > a:
                 return x
     if code == LOGNORMAL:
@@ -330,10 +352,12 @@ def draw_parameters(streams, trial0, funnel, segment, theta):
     codes, pars, pool = funnel.param_codes[segment], funnel.param_pars[segment], funnel.pool
     expect(streams, QUANTITY, codes.shape[0])
     gen = streams.gens[QUANTITY]
+    one = np.empty(1)
     for t in range(theta.shape[0]):
         for j in range(codes.shape[0]):
             reseed_role(streams, QUANTITY, j, trial0 + t)
-            theta[t, segment, j] = draw(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
+            draws(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool, one, one.shape[0])
+            theta[t, segment, j] = one[0]
 
 
 @jit
@@ -506,6 +530,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     guide = np.empty(n_days, dtype=np.int64)
     arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
     times = np.empty(256)  # their time so far [days]
+    drawn = np.empty(256)  # a batch of draws, one per deal
     for t in range(theta.shape[0]):
         for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
@@ -557,21 +582,26 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         # keeping only those still inside the horizon; each stage's stream in turn
         if n_won > times.shape[0]:
             times = np.empty(max(n_won, 2 * times.shape[0]))
+            drawn = np.empty(times.shape[0])
         for i in range(n_won):
             times[i] = arrivals[i]
         alive = n_won
         for s in range(n_stages):
-            c, q0, q1, q2, q3 = days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3]
             reseed_role(streams, DAYS, s, trial0 + t)
+            draws(gen_days, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
+                  drawn, alive)
             kept = 0
             for i in range(alive):
-                x = times[i] + draw(gen_days, c, q0, q1, q2, q3, pool)
+                x = times[i] + drawn[i]
                 times[kept] = x
                 kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
             alive = kept
         closing_on = slip_prob.shape[0] > 0
+        # every deal still alive draws its value, in order (its own stream: the reps' and
+        # slips' draws in between do not touch it)
+        draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive)
         for i in range(alive):
-            value = draw(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
+            value = drawn[i]
             rep = -1
             if n_reps > 0:
                 rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
@@ -587,7 +617,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
 def _grown(a, need):
     """``a`` (int64) copied into a larger array: at least ``need``, at least twice as long."""
     out = np.empty(max(need, 2 * a.shape[0]), dtype=np.int64)
-    out[:a.shape[0]] = a
+    for i in range(a.shape[0]):  # a loop: a slice assignment compiles numba's string formatting (2 s)
+        out[i] = a[i]
     return out
 
 
@@ -668,12 +699,12 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
                 time = draw_above(gen_days, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1],
                                   days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, pipeline.sf[i]) - a
             for s in range(s0 + 1, n_stages):
-                time += draw(gen_days, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1], days_pars[g, s, 2],
-                             days_pars[g, s, 3], pool)
+                time += draw_one(gen_days, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1],
+                                 days_pars[g, s, 2], days_pars[g, s, 3], pool)
             value = pipeline.amount[i]
             if value < 0.0:
-                value = draw(gen_value, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2],
-                             value_pars[g, 3], pool)
+                value = draw_one(gen_value, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2],
+                                 value_pars[g, 3], pool)
             rep = pipeline.owner[i]
             n_reps = segment_n_reps[g]
             if n_reps > 0:
@@ -747,9 +778,7 @@ def apply_capacity(streams, trial0, capacity, due, out):
     take = np.zeros(n_seg, dtype=np.int64)
     for t in range(day_won.shape[0]):
         reseed_role(streams, CAPACITY, 0, trial0 + t)
-        carry_n[:] = 0
-        carry_v[:] = 0.0
-        carry_b[:] = 0.0
+        _move(carry_n, carry_v, carry_b, old_n, old_v, old_b)  # nothing carried into a trial
         room = 0
         for d in range(n_days):
             if d == 0 or month_of_day[d] != month_of_day[d - 1]:
@@ -759,12 +788,7 @@ def apply_capacity(streams, trial0, capacity, due, out):
                 room = int(c + 0.5)
             p, cp = period_of_day[d], cperiod_of_day[d]
             # the deals already waiting go first, then the day's own; what is not taken waits
-            old_n[:] = carry_n
-            old_v[:] = carry_v
-            old_b[:] = carry_b
-            carry_n[:] = 0
-            carry_v[:] = 0.0
-            carry_b[:] = 0.0
+            _move(carry_n, carry_v, carry_b, old_n, old_v, old_b)
             room -= _admit(room, old_n, old_v, old_b, take, t, p, cp, won, revenue, bookings,
                            carry_n, carry_v, carry_b)
             for g in range(n_seg):
@@ -774,6 +798,20 @@ def apply_capacity(streams, trial0, capacity, due, out):
 
 
 @jit(inline="always")
+def _move(n, v, b, to_n, to_v, to_b):
+    """Copy a queue (deals ``n`` and values ``v`` by segment, bookings ``b`` by rep) into
+    ``to_*`` and empty it. Loops: slice assignments compile numba's string formatting."""
+    for g in range(n.shape[0]):
+        to_n[g] = n[g]
+        to_v[g] = v[g]
+        n[g] = 0
+        v[g] = 0.0
+    for r in range(b.shape[0]):
+        to_b[r] = b[r]
+        b[r] = 0.0
+
+
+@jit
 def _admit(room, counts, values, rep_values, take, t, p, cp, won, revenue, bookings, left_n, left_v, left_b):
     """Win up to ``room`` of a queue of deals (``counts`` and ``values`` by segment, the reps'
     bookings ``rep_values``) in reporting period ``p`` and commission period ``cp``: in
@@ -810,22 +848,24 @@ def _admit(room, counts, values, rep_values, take, t, p, cp, won, revenue, booki
     return taken
 
 
+# The test helpers below coerce their scalars, so that the functions they call compile for
+# the kernels' types only (one signature each, whatever a test passes).
+
 @jit
 def draw_many(gen, code, par, pool, out):
     """Fill ``out`` with independent draws of ``(code, par)`` (tests and benchmarks)."""
-    for i in range(out.shape[0]):
-        out[i] = draw(gen, code, par[0], par[1], par[2], par[3], pool)
+    draws(gen, np.int64(code), par[0], par[1], par[2], par[3], pool, out, out.shape[0])
 
 
 @jit
 def draw_above_many(gen, code, par, pool, a, sf, out):
     """Fill ``out`` with draws conditioned on exceeding ``a`` (tests and benchmarks)."""
     for i in range(out.shape[0]):
-        out[i] = draw_above(gen, code, par[0], par[1], par[2], par[3], pool, a, sf)
+        out[i] = draw_above(gen, np.int64(code), par[0], par[1], par[2], par[3], pool, float(a), float(sf))
 
 
 @jit
 def truncated_standard_normal_many(gen, a, b, out):
     """Fill ``out`` with standard normals conditioned on [a, b] (tests)."""
     for i in range(out.shape[0]):
-        out[i] = truncated_standard_normal(gen, a, b)
+        out[i] = truncated_standard_normal(gen, float(a), float(b))
