@@ -207,6 +207,21 @@ def test_the_cache_folder_follows_every_module_the_kernels_compile_in(tmp_path):
     assert not fallback.startswith(str(tmp_path / "ro")) and Path(fallback).name.startswith("numba-")
 
 
+def test_a_new_cache_folder_removes_those_left_unwritten_for_weeks(tmp_path):
+    root = tmp_path / "forecaster"
+    current, recent, old = root / "numba-aaaa", root / "numba-bbbb", root / "numba-cccc"
+    for folder in (current, recent, old):
+        (folder / "engine_x").mkdir(parents=True)
+        (folder / "engine_x" / "kernels.nbi").write_bytes(b"index")
+    (root / "other").mkdir()
+    weeks_ago = 1_000_000_000.0
+    for path in (old, old / "engine_x", old / "engine_x" / "kernels.nbi", root / "other"):
+        os.utime(path, (weeks_ago, weeks_ago))
+    removed = _numba.prune(current, now=weeks_ago + (_numba.STALE_DAYS + 1) * 86400)
+    assert removed == [old]
+    assert current.exists() and recent.exists() and (root / "other").exists() and not old.exists()
+
+
 _RUN = """
 import sys
 import forecaster as fc

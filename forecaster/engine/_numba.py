@@ -18,7 +18,8 @@ to any of them starts a fresh folder, which compiles once. The folder is
 ``forecaster/numba-<hash>`` in the user's cache folder (``$XDG_CACHE_HOME``, or
 ``~/.cache``), else, when that cannot be written, in the temporary folder. Only forecaster's
 kernels go there (``numba.config.CACHE_DIR`` is set while they are decorated, then put
-back), and old folders are left in place.
+back). A new folder in the user's cache removes those of other sources in which nothing
+was written for :data:`STALE_DAYS` days.
 
 First compile
 -------------
@@ -31,9 +32,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -77,6 +80,11 @@ def kernel_sources() -> dict[str, bytes]:
     return out
 
 
+STALE_DAYS = 14
+"""A new cache folder in the user's cache removes the folders of other sources (older
+versions, earlier edits) in which nothing was written for this many days."""
+
+
 def _writable(path: Path) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -86,17 +94,49 @@ def _writable(path: Path) -> bool:
         return False
 
 
+def _last_written(folder: Path) -> float:
+    """The latest modification time of ``folder`` and what it holds (two levels down)."""
+    times = [folder.stat().st_mtime]
+    for sub in folder.iterdir():
+        times.append(sub.stat().st_mtime)
+        if sub.is_dir():
+            times += [f.stat().st_mtime for f in sub.iterdir()]
+    return max(times)
+
+
+def prune(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove the ``numba-<hash>`` folders beside ``folder`` in which nothing was written for
+    :data:`STALE_DAYS` days (what is in use elsewhere is recompiled there, once). Returns them."""
+    limit = (time.time() if now is None else now) - STALE_DAYS * 86400
+    removed = []
+    for other in folder.parent.glob("numba-*"):
+        try:
+            if other != folder and other.is_dir() and _last_written(other) < limit:
+                shutil.rmtree(other)
+                removed.append(other)
+        except OSError:  # in use, or removed meanwhile: left alone
+            pass
+    return removed
+
+
 def cache_folder(digest: str, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the kernels' machine code for sources of hash ``digest`` is cached (created)."""
+    """Where the kernels' machine code for sources of hash ``digest`` is cached (created):
+    in ``NUMBA_CACHE_DIR`` when set, else in the user's cache, else in the temporary
+    folder, the first that can be written."""
     env = os.environ if environ is None else environ
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    fallback = Path(tempfile.gettempdir()) / f"forecaster-{uid}" / f"numba-{digest}"
     if env.get("NUMBA_CACHE_DIR"):
-        return Path(env["NUMBA_CACHE_DIR"]) / f"forecaster-{digest}"
+        folder = Path(env["NUMBA_CACHE_DIR"]) / f"forecaster-{digest}"
+        return folder if _writable(folder) else fallback
     user = env.get("XDG_CACHE_HOME") or env.get("LOCALAPPDATA") or str(Path.home() / ".cache")
     folder = Path(user) / "forecaster" / f"numba-{digest}"
-    if _writable(folder):
-        return folder
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"forecaster-{uid}" / f"numba-{digest}"
+    new = not folder.exists()
+    if not _writable(folder):
+        return fallback
+    if new:
+        prune(folder)
+    return folder
 
 
 @functools.cache
