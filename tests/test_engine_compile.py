@@ -150,6 +150,9 @@ def test_the_stream_table_names_the_streams_of_before():
     assert keys.pipeline.names == ("pipeline/convert", "pipeline/days", "pipeline/deal-value", "pipeline/rep",
                                    "pipeline/closing")
     assert keys.capacity.names == ("capacity",)
+    assert set(interface.STREAMS) == {"draw_parameters", "apply_shocks", "simulate_new_leads", "simulate_pipeline",
+                                      "apply_capacity"}
+    assert all(hasattr(kernels, name) for name in interface.STREAMS)
     with pytest.raises(ValueError, match="two rows"):
         seeding.key_set(1, (("a", interface.DAYS), ("b", interface.VALUE), ("c", interface.DAYS)), {})
 

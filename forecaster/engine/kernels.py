@@ -524,7 +524,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         expect(streams, role, 1)
     expect(streams, DAYS, n_stages)
     gen_count, gen_mixing, gen_arrival = streams.gens[COUNT], streams.gens[MIXING], streams.gens[ARRIVAL]
-    gen_value, gen_rep, gen_slip, gen_days = streams.gens[VALUE], streams.gens[REP], streams.gens[SLIP], streams.gens[DAYS]
+    gen_value, gen_rep, gen_slip = streams.gens[VALUE], streams.gens[REP], streams.gens[SLIP]
+    gen_days = streams.gens[DAYS]
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     cum = np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)

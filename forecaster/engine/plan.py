@@ -363,7 +363,8 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
     n = len(sc.pipeline)
     out = {"segment": np.zeros(n, dtype=np.int64), "stage": np.zeros(n, dtype=np.int64),
            "age": np.zeros(n), "mode": np.zeros(n, dtype=np.int64), "odds": np.zeros(n),
-           "sf": np.zeros(n), "pending": np.zeros(n), "amount": np.full(n, -1.0), "owner": np.full(n, -1, dtype=np.int64)}
+           "sf": np.zeros(n), "pending": np.zeros(n), "amount": np.full(n, -1.0),
+           "owner": np.full(n, -1, dtype=np.int64)}
     ages = np.array([(sc.start - d.entered_stage).days for d in sc.pipeline], dtype=float)
     s_won, s_lost, pending = np.zeros(n), np.zeros(n), np.zeros(n)
     keys = [(d.segment, d.stage) for d in sc.pipeline]
