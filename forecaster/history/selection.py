@@ -25,11 +25,12 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
 4. Honesty check: the shared shocks are multiplied by the factor of :data:`SCALE` (0.5 to
    4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
    the inner months' won deals (or, if none does, the one covering most, with a warning).
-   If the chosen set's coverage is short of 80% without shocks or a capacity, the shocks
-   are added back for this. So intervals are widened until they are honest in the history,
-   and narrowed when the history shows them needlessly wide. A kept capacity's cv is scaled
-   with the shocks (alone, when the shocks are not kept): a team whose deals wait wins what
-   its capacity allows, and a conversion shock would only open a lower tail below the cap.
+   The spread widened is itself chosen the same way: the kept set's own (its shocks and a
+   kept capacity's cv: a team whose deals wait wins what its capacity allows), or, when the
+   shocks are not kept, the set with the shocks added back (always tried when the set's
+   coverage is short of 80%; a capacity's cv alone cannot widen months the cap does not
+   bind). So intervals are widened until they are honest in the history, and narrowed
+   when the history shows them needlessly wide.
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
@@ -226,16 +227,21 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         candidates.remove(best)
     before = coverage(kept)
     widen, reached = 1.0, before
-    spread = "shocks" in kept or "capacity" in kept
-    if before < NOMINAL and not spread and "shocks" in fitted and "shocks" not in forced_off:
-        kept, spread = order(set(kept) | {"shocks"}), True  # too narrow: the shocks come back to widen it
-    if spread:
-        # the shared spread's size is read off the walk-forward too: of the factors whose P10-P90
-        # covers NOMINAL of the inner months, the one with the lowest CRPS
-        trials = {f: (coverage(kept, f), score(kept, f)) for f in SCALE}
-        honest = [f for f in SCALE if trials[f][0] >= NOMINAL]
-        widen = min(honest, key=lambda f: trials[f][1]) if honest else max(SCALE, key=lambda f: (trials[f][0], f))
-        reached = trials[widen][0]
+    can_add_shocks = "shocks" in fitted and "shocks" not in forced_off and "shocks" not in kept
+    # the spreads that may be widened: the kept set's own (its shocks, its capacity's cv); and,
+    # when the shocks are not kept, the kept set with the shocks added back (a capacity's cv
+    # alone cannot widen months the cap does not bind)
+    configs = [kept] if "shocks" in kept or "capacity" in kept else []
+    if can_add_shocks and (before < NOMINAL or configs):
+        configs.append(order(set(kept) | {"shocks"}))
+    if configs:
+        # the spread and its size are read off the walk-forward too: of the (parts, factor)
+        # whose P10-P90 covers NOMINAL of the inner months, the one with the lowest CRPS
+        trials = {(c, f): (coverage(c, f), score(c, f)) for c in configs for f in SCALE}
+        honest = [k for k in trials if trials[k][0] >= NOMINAL]
+        chosen = min(honest, key=lambda k: trials[k][1]) if honest else max(trials, key=lambda k: (trials[k][0], k[1]))
+        kept, widen = chosen
+        reached = trials[chosen][0]
         if reached < NOMINAL:
             cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
                                 f"x{widen:g}: the intervals are likely too narrow")
