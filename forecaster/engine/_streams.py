@@ -102,9 +102,15 @@ def expect(streams, role, n):
 
 
 @jit(inline="always")
+def key_of(streams, role, index):
+    """The key of the ``index``-th stream of ``role``."""
+    return streams.keys[streams.starts[role] + index]
+
+
+@jit(inline="always")
 def reseed_role(streams, role, index, trial):
     """Set the generator of ``role`` to the ``index``-th stream of that role at ``trial``."""
-    reseed(streams.addresses[role], streams.keys[streams.starts[role] + index], trial)
+    reseed(streams.addresses[role], key_of(streams, role, index), trial)
 
 
 def run_key(seed: int) -> int:

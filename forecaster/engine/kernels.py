@@ -80,7 +80,7 @@ import math
 import numpy as np
 
 from forecaster.engine._numba import jit
-from forecaster.engine._streams import expect, reseed_role
+from forecaster.engine._streams import expect, key_of, reseed, reseed_role
 from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-exported for tests)
     ARRIVAL,
     BETA,
@@ -197,13 +197,17 @@ def draw(gen, code, p0, p1, p2, p3, pool):
 
 
 @jit
-def draws(gen, code, p0, p1, p2, p3, pool, out, n):
-    """``out[:n]``: n independent draws of ``(code, par)``, in order.
+def draws(gen, code, p0, p1, p2, p3, pool, out, n, address, key, trial0):
+    """``out[:n]``: n independent draws of ``(code, par)``, in order: one call per batch.
 
-    For the hot loops (a stage's times for every new deal, their values): one call per
-    batch. With ``n = 1`` it is a scalar draw where the call's cost does not matter.
+    With ``address`` 0, n draws in a row from ``gen`` (a stage's times for every new deal,
+    their values). Otherwise one draw per trial: before draw i, ``gen`` (whose state is at
+    ``address``) is reseeded to the stream ``key`` at trial ``trial0 + i`` (a quantity of
+    theta for every trial of a block).
     """
     for i in range(n):
+        if address != 0:
+            reseed(address, key, trial0 + i)
         out[i] = draw(gen, code, p0, p1, p2, p3, pool)
 
 
@@ -351,13 +355,14 @@ def draw_parameters(streams, trial0, funnel, segment, theta):
     """
     codes, pars, pool = funnel.param_codes[segment], funnel.param_pars[segment], funnel.pool
     expect(streams, QUANTITY, codes.shape[0])
-    gen = streams.gens[QUANTITY]
-    one = np.empty(1)
-    for t in range(theta.shape[0]):
-        for j in range(codes.shape[0]):
-            reseed_role(streams, QUANTITY, j, trial0 + t)
-            draws(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool, one, one.shape[0])
-            theta[t, segment, j] = one[0]
+    gen, address = streams.gens[QUANTITY], streams.addresses[QUANTITY]
+    n = theta.shape[0]
+    column = np.empty(n)
+    for j in range(codes.shape[0]):  # quantity by quantity, a draw per trial from its stream
+        draws(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool, column, n, address,
+              key_of(streams, QUANTITY, j), trial0)
+        for t in range(n):
+            theta[t, segment, j] = column[t]
 
 
 @jit
@@ -532,6 +537,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
     times = np.empty(256)  # their time so far [days]
     drawn = np.empty(256)  # a batch of draws, one per deal
+    in_turn, no_key = np.int64(0), np.uint64(0)  # draws without reseeding (see draws)
     for t in range(theta.shape[0]):
         for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
@@ -590,7 +596,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         for s in range(n_stages):
             reseed_role(streams, DAYS, s, trial0 + t)
             draws(gen_days, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
-                  drawn, alive)
+                  drawn, alive, in_turn, no_key, trial0)
             kept = 0
             for i in range(alive):
                 x = times[i] + drawn[i]
@@ -600,7 +606,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         closing_on = slip_prob.shape[0] > 0
         # every deal still alive draws its value, in order (its own stream: the reps' and
         # slips' draws in between do not touch it)
-        draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive)
+        draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive,
+              in_turn, no_key, trial0)
         for i in range(alive):
             value = drawn[i]
             rep = -1
@@ -855,7 +862,8 @@ def _admit(room, counts, values, rep_values, take, t, p, cp, won, revenue, booki
 @jit
 def draw_many(gen, code, par, pool, out):
     """Fill ``out`` with independent draws of ``(code, par)`` (tests and benchmarks)."""
-    draws(gen, np.int64(code), par[0], par[1], par[2], par[3], pool, out, out.shape[0])
+    draws(gen, np.int64(code), par[0], par[1], par[2], par[3], pool, out, out.shape[0], np.int64(0), np.uint64(0),
+          np.int64(0))
 
 
 @jit
