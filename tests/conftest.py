@@ -62,3 +62,12 @@ def make(tmp_path):
 def within(got: float, expected: float, se: float, k: float = 5.0) -> None:
     """|got - expected| <= k standard errors."""
     assert abs(got - expected) <= k * se, f"{got} vs expected {expected}: {abs(got - expected) / se:.1f} SE"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_compiled():
+    """Load (or, on a fresh machine, compile) every kernel once before the tests, so that the
+    one-time "compiling the simulation kernels" message lands here and not inside a test
+    that checks what a command prints; subprocesses then load the machine code from disk."""
+    scenario = fc.load_scenario(Path(__file__).resolve().parent / "golden" / "extensions.yaml")
+    fc.simulate(scenario, trials=2, seed=0)  # pipeline, closing, capacity and shocks: every kernel
