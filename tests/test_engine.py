@@ -119,7 +119,8 @@ def test_stage_times_add_up_hypoexponential(make):
         deal_value: 1
     """)
     ds = fc.simulate(sc)
-    F = lambda t: 0.0 if t <= 0 else 1 - (10 * math.exp(-t / 10) - 5 * math.exp(-t / 5)) / 5
+    def F(t):
+        return 0.0 if t <= 0 else 1 - (10 * math.exp(-t / 10) - 5 * math.exp(-t / 5)) / 5
     edges = np.cumsum([0, *MONTH_DAYS])
     for m, got in enumerate(ds["won_deals"].mean("trial").values):
         exp = sum(20 * 0.2 * (F(edges[m + 1] - d) - F(edges[m] - d)) for d in range(D))

@@ -215,7 +215,7 @@ def build_plan(sc: Scenario) -> Plan:
     segment_reps = np.full((G, max([1, *map(len, covering)])), -1, dtype=np.int64)
     segment_n_reps = np.zeros(G, dtype=np.int64)
 
-    for g, (name, seg) in enumerate(sc.segments.items()):
+    for g, seg in enumerate(sc.segments.values()):
         leads = seg.leads
         source = leads.source
         rate = leads.cost_per_lead if source == "budget_per_month" else getattr(leads, source)

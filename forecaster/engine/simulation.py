@@ -8,8 +8,8 @@ and ``commit(lo, n, buffers)`` (see :mod:`forecaster.results.layout`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from forecaster.engine._numba import default_threads
 from forecaster.engine.blocks import prepare, run_block
