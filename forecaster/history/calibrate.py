@@ -1,42 +1,16 @@
 """Calibration: from a deal history to a scenario, using only what was known on a date.
 
-The history is read by :mod:`forecaster.history.readers` (one :class:`Deal` per row).
+:func:`calibrate` is the assembler of three steps, each in its own module:
 
-For an as-of date T, only dates on or before T count: a deal closed after T was still open
-on T. What is fitted, and how:
-
-* **Times.** Each stage's ``days`` (and ``days_lost``) by censored maximum likelihood
-  (:mod:`forecaster.history.fitting`): deals still open are unfinished, not lost; the share of
-  non-converting leads that never leave is fitted too (``stalled``). The history's first
-  close (:func:`observed_from`) is where it starts seeing deals: those that entered before
-  it are fitted with delayed entry and left out of conversion counts. Segments with fewer
-  than :data:`MIN_CONVERTED` conversions in a stage use the pooled times.
-* **Conversion, level and drift.** Conversions are counted against their exposure (each
-  deal weighted by the chance that its conversion would already show, from the
-  nonparametric time to convert). Each monthly entry cohort's conversion and speed are
-  estimated together (:func:`forecaster.history.fitting.cohort_conversion`), its conversion
-  trusted in proportion to what could already show (:data:`IMMATURE_VAR`), and go through
-  local-level models (:mod:`forecaster.history.drift`) from the month the history is steady
-  (:func:`steady_start`): the latest level is the conversion, its uncertainty over the
-  horizon (level, drift, jumps) the stage's ``shocks.convert``, shared by every segment,
-  sized for the horizon's mix of expected wins from new leads and open deals; the latest
-  speed is the ``speed`` part.
-* **Segments** keep their conversion relative to the whole (on the log-odds scale),
-  shrunk toward it by a beta prior worth :data:`PRIOR_WEIGHT` deals at the pooled rate;
-  their beta's concentration is that prior plus their exposure.
-* **Lead arrivals.** The whole's monthly arrivals go through the same local-level model
-  on the log scale: the latest level is shared out by each segment's part of the last
-  :data:`LOOKBACK_DAYS` days' arrivals (a gamma whose cv is the share's sampling error),
-  the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
-  Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
-  A local linear trend is the ``trend`` part.
-* **Quarter-end closing** (:func:`quarter_end_closing`, against a trend) and **capacity**
-  (:func:`team_capacity`) from the last whole quarters of wins; seasonality from 24
-  months of arrivals.
-* **Which optional parts are kept** (:data:`MECHANISMS`), and how wide the shared spread
-  is, is decided by a walk-forward inside the history (:mod:`forecaster.history.selection`).
-* **Deal values** are the won amounts, resampled (``empirical``); the deals open on T
-  become the pipeline.
+1. **estimate** every part (:func:`forecaster.history.estimate.fit_candidates`: times,
+   conversion and its drift, arrivals, deal values, and each optional part; its docstring
+   says what is fitted and how), given the share of wins from new leads
+   (:func:`forecaster.history.parts.new_lead_share`);
+2. **select** the optional parts and the spread by a walk-forward inside the history
+   (:func:`forecaster.history.selection.select_mechanisms`);
+3. **assemble** the scenario document (:func:`forecaster.history.parts.build_scenario`),
+   returned in a typed :class:`forecaster.history.parts.Calibration` with its pipeline rows,
+   notes, warnings and evidence.
 """
 from __future__ import annotations
 
