@@ -8,12 +8,13 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
 
 1. Inner cutoffs: the last :data:`INNER_CUTOFFS` month ends before the as-of date with at
    least one whole month known after them, each at least :data:`MIN_HISTORY_MONTHS` months
-   after the history's first deal and :data:`MIN_CLOSED_MONTHS` after its first close; each is scored on the months known after it, at most
+   after the history's first deal and :data:`MIN_CLOSED_MONTHS` after its first close; each
+   is scored on the months known after it, at most
    ``min(3, the horizon's months)`` (the latest ones on one or two months: the most recent
    evidence, and the most data to fit parts such as quarter-end slips).
 2. At each, the scenario is calibrated on what was known then (same families as the outer
    fit, no selection of its own, and the parts the outer fit found fitted without their own
-   significance tests: ``calibrate(like=...)``), and every candidate set of parts is
+   significance tests: ``fit_candidates(like=...)``), and every candidate set of parts is
    simulated (:data:`TRIALS` trials, the same seed: common random numbers) and scored by the
    CRPS of each month's won deals, and revenue when the history has amounts, each divided by
    the mean actual so the two weigh alike.
@@ -22,7 +23,7 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
    *and* lowers it at two thirds (:data:`MIN_AGREE`) of the inner cutoffs where it changes
    the forecast at all, at least two: one lucky window is not evidence, and a cutoff too
    early to fit the part is no evidence either way.
-4. Honesty check: the shared shocks are multiplied by the factor of :data:`SCALE` (0.5 to
+4. Honesty check: the shared spread is multiplied by the factor of :data:`SCALE` (0.5 to
    4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
    the inner months' won deals (or, if none does, the one covering most, with a warning).
    The spread widened is itself chosen the same way: the kept set's own (its shocks and a
