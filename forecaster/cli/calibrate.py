@@ -177,8 +177,9 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     their drift between monthly cohorts (like that of arrivals) becomes shared `shocks`
     with a monthly `drift`; thin segments borrow from the whole. Each optional part (shocks,
     stalled deals, cycle speed, trend, seasonality, quarter-end closing, capacity) is kept
-    only when a walk-forward inside the history shows it improves the forecast; the shocks
-    are then widened until that walk-forward's P10-P90 covers 80% of its months. Writes the scenario (with the counts behind each estimate as
+    only when a walk-forward inside the history shows it improves the forecast; the shared
+    spread (shocks, a capacity's cv) is then sized so that walk-forward's P10-P90 covers 80%
+    of its months. Writes the scenario (with the counts behind each estimate as
     comments) and the open pipeline on the as-of date, once the scenario is checked (an
     invalid one is reported and nothing is written); the files are written whole or not at
     all, and never over the history. See the README for the history format.

@@ -30,8 +30,8 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
 
     Every optional part (:data:`MECHANISMS`) is fitted, then kept only when a walk-forward
     inside the history known on ``as_of`` shows that it improves the out-of-sample CRPS
-    (:func:`forecaster.history.selection.select_mechanisms`); the shared shocks are then widened
-    until that walk-forward's P10-P90 covers 80% of its months.
+    (:func:`forecaster.history.selection.select_mechanisms`); the shared spread (shocks, a
+    capacity's cv) is then sized so that walk-forward's P10-P90 covers 80% of its months.
 
     ``force``: mechanism name -> True (always keep) or False (never); ``capacity=True`` is
     ``force={"capacity": True}``. ``select=False`` keeps the defaults without evidence (the
