@@ -20,6 +20,7 @@ from pathlib import Path
 from forecaster.engine.plan import build_plan
 from forecaster.engine.simulation import run_trials
 from forecaster.errors import OutputError
+from forecaster.results import layout as sizing  # its budgets read at call time, as the sinks read them
 from forecaster.results.files import (
     GuardedFile,
     Staged,
@@ -33,9 +34,6 @@ from forecaster.results.files import (
     shorten,
 )
 from forecaster.results.layout import (
-    CHUNK_BYTES,
-    COLUMNS_BUDGET,
-    ROW_BLOCK_INPUTS,
     Columns,
     Layout,
     MemorySink,
@@ -183,9 +181,9 @@ def _summary_memory(layout) -> int:
     """Peak memory of summarising [bytes]: groups of exact columns, and the funnel."""
 
     n, sizes = layout.trials, layout.sizes()
-    columns = max(1, min(COLUMNS_BUDGET // (8 * n), sizes["period"] + sizes["segment"] + len(layout.quota_periods) + 2))
+    columns = max(1, min(sizing.COLUMNS_BUDGET // (8 * n), sizes["period"] + sizes["segment"] + len(layout.quota_periods) + 2))
     inputs = n * sizes["segment"] * sizes["quantity"] * 8
-    return 2 * 8 * n * columns + 6 * 8 * n + (inputs if inputs <= ROW_BLOCK_INPUTS else 0) + (32 << 20)
+    return 2 * 8 * n * columns + 6 * 8 * n + (inputs if inputs <= sizing.ROW_BLOCK_INPUTS else 0) + (32 << 20)
 
 
 def estimate(layout, *, keep: str = "all", precision: str = "float64", compress: bool = False) -> Estimate:
@@ -202,14 +200,14 @@ def estimate(layout, *, keep: str = "all", precision: str = "float64", compress:
         if held + summarise <= (avail // 2 if avail else 1 << 30):
             return Estimate(n, 0, 0, summary, held + summarise, True, 0, summary, f32)
         scratch = layout.file_bytes("float64", chunk)
-        return Estimate(n, 0, scratch, summary, 4 * CHUNK_BYTES + summarise, False,
+        return Estimate(n, 0, scratch, summary, 4 * sizing.CHUNK_BYTES + summarise, False,
                         layout.per_trial_bytes("float64"), scratch - n * layout.per_trial_bytes("float64") + summary,
                         f32)
     forecast = layout.file_bytes(precision, chunk)
     if compress:  # incompressible data grows a little
         forecast += forecast // 500
     per = layout.per_trial_bytes(precision)
-    return Estimate(n, forecast, 0, summary, 4 * CHUNK_BYTES + summarise, False, per,
+    return Estimate(n, forecast, 0, summary, 4 * sizing.CHUNK_BYTES + summarise, False, per,
                     forecast - n * per + summary, f32)
 
 
