@@ -3,10 +3,11 @@
     python benchmarks/phases.py SCENARIO [--trials N] [--threads T]
 
 Does what ``forecaster run SCENARIO -o DIR`` does, in the same order, timing each phase:
-the imports (numpy, numba, the command line and the modules a run loads), numba's own
-start-up (its target context, which loading any cached kernel needs), reading the
-scenario, the plan and stream keys, loading the kernels (or compiling them, when the cache
-is cold), the trials, and writing forecast.nc and summary.json. Run it with a fresh
+the imports (numpy, numba, the command line and the modules a run loads), reading the
+scenario, the plan and stream keys, loading the kernels (numba's runtime and the cached
+machine code, without numba's full target-context refresh: see forecaster.engine._numba;
+with ``FORECASTER_NUMBA_LIGHT_LOAD=0`` numba's own load, refresh included), or compiling
+them when the cache is cold, the trials, and writing forecast.nc and summary.json. Run it with a fresh
 ``NUMBA_CACHE_DIR`` to see a cold start, or as is for a warm one; the interpreter's own
 start-up is not in it (about 20 ms).
 """
@@ -39,8 +40,6 @@ def main_(argv: list[str]) -> None:
     import argparse
     import tempfile
 
-    from numba.core.registry import cpu_target
-
     from forecaster.engine.blocks import prepare
     from forecaster.engine.plan import build_plan
     from forecaster.engine.seeding import stream_keys
@@ -51,15 +50,13 @@ def main_(argv: list[str]) -> None:
     ap.add_argument("--threads", type=int)
     args = ap.parse_args(argv)
 
-    cpu_target.target_context.refresh()  # what numba does before loading any cached function
-    mark("numba start-up (target context)")
     sc = load_scenario(args.scenario).with_run(args.trials, None)
     mark("read the scenario")
     plan = build_plan(sc)
     keys = stream_keys(plan, sc.seed)
     mark("plan and stream keys")
     prepare(plan, keys)
-    mark("kernels: cache load (or compile, when cold)")
+    mark("kernels: numba runtime, cache load (or compile)")
     trials = [0.0]
     run_trials = outputs.run_trials
 
