@@ -205,6 +205,23 @@ def draws(gen, code, p0, p1, p2, p3, pool, out, n, address, key, trial0):
     ``address``) is reseeded to the stream ``key`` at trial ``trial0 + i`` (a quantity of
     theta for every trial of a block).
     """
+    if address == 0:  # the common families in a loop of their own (see below)
+        if code == LOGNORMAL:
+            for i in range(n):
+                out[i] = math.exp(p0 + p1 * gen.standard_normal())
+            return
+        if code == GAMMA:
+            for i in range(n):
+                out[i] = p1 * gen.standard_gamma(p0)
+            return
+        if code == EXPONENTIAL:
+            for i in range(n):
+                out[i] = p0 * gen.standard_exponential()
+            return
+        if code == FIXED:
+            for i in range(n):
+                out[i] = p0
+            return
     for i in range(n):
         if address != 0:
             reseed(address, key, trial0 + i)
@@ -534,10 +551,12 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     cum = np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)
-    arrivals = np.empty(256, dtype=np.int64)  # arrival day of each lead to be won, grown as needed
-    times = np.empty(256)  # their time so far [days]
+    times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days], grown as needed
     drawn = np.empty(256)  # a batch of draws, one per deal
     in_turn, no_key = np.int64(0), np.uint64(0)  # draws without reseeding (see draws)
+    closing_on = slip_prob.shape[0] > 0
+    # Loops over deals are in helpers that take their arrays as arguments: an array variable
+    # that may be reassigned (grown) here costs numba an atomic reference count per iteration.
     for t in range(theta.shape[0]):
         for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
@@ -560,71 +579,98 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
                 lam = scale * day_mean[d] * growth[elapsed_months[d]]
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
                 count = gen_count.poisson(lam)
-                if n_won + count > arrivals.shape[0]:
-                    arrivals = _grown(arrivals, n_won + count)
-                for _ in range(count):
-                    arrivals[n_won] = d
-                    n_won += 1
+                if n_won + count > times.shape[0]:
+                    times = _grown(times, n_won + count)
+                n_won = _repeat(times, np.int64(n_won), count, float(d))
         else:
             total = 0.0
             for d in range(n_days):
                 total += scale * day_mean[d] * growth[elapsed_months[d]]
                 cum[d] = total
             n_won = gen_count.poisson(total)
-            if n_won > arrivals.shape[0]:
-                arrivals = _grown(arrivals, n_won)
+            if n_won > times.shape[0]:
+                times = np.empty(max(n_won, 2 * times.shape[0]))
             if n_won > 0:
-                d = 0
-                for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
-                    while d < n_days - 1 and cum[d] <= j * total / n_days:
-                        d += 1
-                    guide[j] = d
-            for i in range(n_won):
-                u = gen_arrival.random() * total
-                d = guide[min(int(u / total * n_days), n_days - 1)]
-                while d < n_days - 1 and cum[d] <= u:
-                    d += 1
-                arrivals[i] = d
+                _arrival_days(gen_arrival, cum, total, guide, times, n_won)
+        if n_won > drawn.shape[0]:
+            drawn = np.empty(times.shape[0])
         # stage by stage over all of this trial's deals (independent draws pipeline well),
         # keeping only those still inside the horizon; each stage's stream in turn
-        if n_won > times.shape[0]:
-            times = np.empty(max(n_won, 2 * times.shape[0]))
-            drawn = np.empty(times.shape[0])
-        for i in range(n_won):
-            times[i] = arrivals[i]
         alive = n_won
         for s in range(n_stages):
             reseed_role(streams, DAYS, s, trial0 + t)
             draws(gen_days, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
                   drawn, alive, in_turn, no_key, trial0)
-            kept = 0
-            for i in range(alive):
-                x = times[i] + drawn[i]
-                times[kept] = x
-                kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
-            alive = kept
-        closing_on = slip_prob.shape[0] > 0
+            alive = _advance(times, drawn, alive, horizon)
         # every deal still alive draws its value, in order (its own stream: the reps' and
         # slips' draws in between do not touch it)
         draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive,
               in_turn, no_key, trial0)
-        for i in range(alive):
-            value = drawn[i]
-            rep = -1
-            if n_reps > 0:
-                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
-            time = times[i]
-            if closing_on:
-                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
-                if time >= horizon:
-                    continue
-            _book(t, int(time), segment, value, rep, out)
+        _book_deals(t, segment, times, drawn, alive, horizon, reps, n_reps, gen_rep, closing_on, gen_slip,
+                    slip_prob, slip_lo, slip_hi, out)
+
+
+@jit
+def _repeat(times, n, count, day):
+    """``times[n:n + count]`` set to ``day``; returns ``n + count``."""
+    for i in range(n, n + count):
+        times[i] = day
+    return n + count
+
+
+@jit
+def _arrival_days(gen, cum, total, guide, times, n):
+    """``times[:n]``: n arrival days, day d with probability proportional to its mean
+    (``cum`` the running sum of the means, ``total`` their sum), found through a guide table
+    (``guide``, written)."""
+    n_days = cum.shape[0]
+    d = 0
+    for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
+        while d < n_days - 1 and cum[d] <= j * total / n_days:
+            d += 1
+        guide[j] = d
+    for i in range(n):
+        u = gen.random() * total
+        d = guide[min(int(u / total * n_days), n_days - 1)]
+        while d < n_days - 1 and cum[d] <= u:
+            d += 1
+        times[i] = d
+
+
+@jit
+def _advance(times, drawn, n, horizon):
+    """Add a stage's times ``drawn`` to the n deals' ``times``, keeping (in order, at the
+    front) only the deals still inside [0, horizon). Returns how many are kept."""
+    kept = 0
+    for i in range(n):
+        x = times[i] + drawn[i]
+        times[kept] = x
+        kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
+    return kept
+
+
+@jit
+def _book_deals(t, segment, times, values, n, horizon, reps, n_reps, gen_rep, closing_on, gen_slip, slip_prob,
+                slip_lo, slip_hi, out):
+    """Book trial t's n won deals (``times``, ``values``), each with its rep and, with
+    ``closing``, its quarter-end slip."""
+    for i in range(n):
+        value = values[i]
+        rep = -1
+        if n_reps > 0:
+            rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+        time = times[i]
+        if closing_on:
+            time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
+            if time >= horizon:
+                continue
+        _book(t, int(time), segment, value, rep, out)
 
 
 @jit
 def _grown(a, need):
-    """``a`` (int64) copied into a larger array: at least ``need``, at least twice as long."""
-    out = np.empty(max(need, 2 * a.shape[0]), dtype=np.int64)
+    """``a`` copied into a larger array: at least ``need``, at least twice as long."""
+    out = np.empty(max(need, 2 * a.shape[0]))
     for i in range(a.shape[0]):  # a loop: a slice assignment compiles numba's string formatting (2 s)
         out[i] = a[i]
     return out
