@@ -117,6 +117,36 @@ def _seen(deals, as_of):
                  d.closed if d.closed <= as_of else None, d.amount) for d in deals]
 
 
+def test_each_cohort_reads_its_own_speed():
+    """Cohort m's time to win is the first cohort's times 0.85**m: against the pooled law,
+    the cohorts' log time scales fall by log 0.85 a month. (The pooled nonparametric law has
+    no mass between the days it saw a conversion on, so without smoothing every cohort read
+    exactly as fast as the pool, with a standard error near 0.)"""
+    from forecaster.history.estimate import stage_data
+    from forecaster.history.fitting import LogTimeLaw, cohort_conversion, conversion_cdf
+
+    as_of = date(2025, 12, 31)
+    deals = _seen(_speed_history(np.random.default_rng(8), lambda m: 60 * 0.85 ** m, lambda m: 0.5), as_of)
+    pooled = stage_data(deals, 0, 1, as_of, True)
+    law = LogTimeLaw.of(conversion_cdf(pooled), int(pooled.converted.size))
+    months, est, var = [], [], []
+    for m in range(8):  # cohorts at least four months old: their speed shows
+        cohort = [d for d in deals if (d.entered[0].year, d.entered[0].month) == (2025, m + 1)]
+        e = cohort_conversion(stage_data(cohort, 0, 1, as_of, True), law)
+        months.append(m), est.append(e.log_scale), var.append(e.var_log_scale)
+        assert math.sqrt(e.var_log_scale) > 0.02  # an honest standard error, not a collapsed one
+        assert abs(e.logit_p) < 3 * math.sqrt(e.var_logit_p) + 0.05, (m, e)  # p = 0.5 throughout
+    x, y, w = np.array(months, float), np.array(est), 1 / np.array(var)
+    xm = (w @ x) / w.sum()
+    slope = (w * (x - xm)) @ y / ((w * (x - xm)) @ (x - xm))
+    se = math.sqrt(1 / ((w * (x - xm)) @ (x - xm)))
+    assert abs(slope - math.log(0.85)) < 3 * se + 0.02, (slope, se)
+    # and each cohort against the truth (its scale against the pool's median), within 3 sd
+    pooled_median = math.exp(np.interp(0.5, law.F, law.log_t))
+    for m, e, v in zip(months, est, var):
+        assert abs(e - math.log(60 * 0.85 ** m / pooled_median)) < 3 * math.sqrt(v) + 0.05, (m, e, v)
+
+
 @pytest.mark.parametrize("label, median, p, truth", [
     ("cycle speeds up, conversion stays", lambda m: 60 * 0.85 ** m, lambda m: 0.5, 0.5),
     ("cycle slows down, conversion stays", lambda m: 20 / 0.88 ** m, lambda m: 0.5, 0.5),

@@ -54,6 +54,7 @@ from forecaster.history.drift import Level, expit, local_level, local_trend, log
 from forecaster.history.fitting import (
     StageData,
     StageFit,
+    LogTimeLaw,
     cohort_conversion,
     conversion_cdf,
     conversion_exposure,
@@ -386,7 +387,8 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                      + (f"; {fit.stalled:.1%} of the leads that do not convert never leave" if fit.stalled else "")
                      + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
                        f"-> p = {p:.4f}")
-    level, speed = conversion_level(deals, s, len(stages), as_of, lost_observed, cdf, since, first_seen)
+    law = LogTimeLaw.of(cdf, int(counted.converted.size))
+    level, speed = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
@@ -416,12 +418,12 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
 
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
-                     cdf: np.ndarray, since: date | None = None,
+                     law: LogTimeLaw, since: date | None = None,
                      first_seen: date | None = None) -> tuple[Level | None, Level | None]:
     """The drifting conversion of stage ``s``, and its drifting speed: local levels
     (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
     the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
-    the pooled time to convert ``cdf``) estimated together
+    the pooled time to convert ``law``) estimated together
     (:func:`forecaster.history.fitting.cohort_conversion`), so that faster closing is not read as
     higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
     before the history's first close (``first_seen``) are left out. (None, None) with
@@ -439,17 +441,19 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     for k, key in enumerate(months):
         if key in cohorts:
             data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
-            est = cohort_conversion(data, cdf)
+            est = cohort_conversion(data, law)
             # a young cohort's count depends on more than its conversion and speed (a queue in
             # front of the team, wins pushed to a quarter's end that the as-of date falls on):
-            # what it says is trusted in proportion to how much of it could already show
-            exposure = conversion_exposure(data, cdf)  # refuses data without every deal's age
+            # what it says of its conversion and its speed (the few early conversions of a cohort
+            # days old lean on the left tail of the pooled law) is trusted in proportion to how
+            # much of it could already show
+            exposure = conversion_exposure(data, law.cdf)  # refuses data without every deal's age
             assert data.ages is not None
             seen = exposure / max(data.ages.size, 1)
             immature = IMMATURE_VAR * (1 - seen) / max(seen, 1e-3)
             y[k], v[k] = est.logit_p, est.var_logit_p + immature
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
-                ys[k], vs[k] = est.log_scale, est.var_log_scale
+                ys[k], vs[k] = est.log_scale, est.var_log_scale + immature
     return local_level(y, v), local_level(ys, vs)
 
 

@@ -343,14 +343,66 @@ class CohortEstimate:
     var_log_scale: float
 
 
-def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
+@dataclass(frozen=True)
+class LogTimeLaw:
+    """The pooled time to convert, smoothed on the log-time scale, for comparing cohorts'
+    speeds.
+
+    The nonparametric ``cdf`` (:func:`conversion_cdf`) puts its mass on the days a
+    conversion was seen and none between them. A cohort's own conversions are part of that
+    mass, so any stretch of the cohort's time, however small, moves some of its
+    conversions onto days without mass (a sparse tail has many): the likelihood of every
+    stretch but x1 collapses, and each cohort reads as exactly as fast as the pool. So the
+    mass of day k is spread as a normal of sd ``bandwidth`` around log(k + 1/2): a
+    continuous law with the same shape (Silverman's rule of thumb on the log days, from
+    ``n`` conversions), on which a stretch by lambda is a shift by log lambda.
+
+    ``cdf``: the raw nonparametric one, shape (T + 1,), kept for exposures; ``log_t`` and
+    ``F``: the smoothed law on a grid of log days, shape (G,).
+    """
+
+    cdf: np.ndarray
+    bandwidth: float
+    log_t: np.ndarray
+    F: np.ndarray
+
+    @classmethod
+    def of(cls, cdf: np.ndarray, n: int) -> LogTimeLaw:
+        mass = np.diff(np.concatenate([[0.0], cdf]))
+        centre = np.log(np.arange(cdf.size) + 0.5)
+        keep = mass > 0
+        mass, centre = mass[keep] / mass[keep].sum(), centre[keep]
+        mean = float(mass @ centre)
+        sd = math.sqrt(max(float(mass @ (centre - mean) ** 2), 0.0))
+        cum = np.cumsum(mass)
+        iqr = float(centre[np.searchsorted(cum, 0.75)] - centre[np.searchsorted(cum, 0.25)])
+        spread = min(sd, iqr / 1.349) if iqr > 0 else sd
+        # at least a twentieth of a log unit: a pool converting on one day only is still a law
+        h = max(0.9 * spread * max(n, 1) ** -0.2, 0.05)
+        lo, hi = centre.min() - 6 * h, centre.max() + 6 * h
+        log_t = np.linspace(lo, hi, int(min(max((hi - lo) / (h / 8), 200), 4000)))
+        F = np.clip(_normal_cdf((log_t[:, None] - centre[None, :]) / h) @ mass, 0.0, 1.0)
+        return cls(cdf, h, log_t, F)
+
+    def stretched(self, t: np.ndarray, log_scales: np.ndarray) -> np.ndarray:
+        """P(T <= t) for times stretched by exp(log_scales): shape (scales, t)."""
+        lt = np.log(np.maximum(np.asarray(t, dtype=float), 1e-300))
+        return np.interp(lt[None, :] - log_scales[:, None], self.log_t, self.F, left=0.0, right=1.0)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+    return ndtr(z)
+
+
+def cohort_conversion(data: StageData, law: LogTimeLaw) -> CohortEstimate:
     """A monthly cohort's conversion, with its own speed, so that faster closing cannot pass
     for higher conversion.
 
     Each deal of the cohort that converts does so with chance p, at a time T whose law is the
-    pooled time to convert (``cdf``, from :func:`conversion_cdf`, joined linearly between
-    whole days) stretched by the cohort's factor lambda: P(T <= t) = F0(t / lambda). A deal
-    of age a seen converting on day k contributes p (F(k + 1) - F(k)); any other deal
+    pooled time to convert (``law``, :class:`LogTimeLaw`: :func:`conversion_cdf` smoothed on
+    the log-time scale) stretched by the cohort's factor lambda: P(T <= t) = F0(t / lambda).
+    A deal of age a seen converting on day k contributes p (F(k + 1) - F(k)); any other deal
     1 - p F(a + 1) (its conversion, if any, would not show yet). Young cohorts tell little
     about either, and the two are confounded: a few early conversions are a fast cohort or
     a strong one. So both are integrated over a grid (flat prior on logit p, normal prior
@@ -361,17 +413,14 @@ def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
     ----------
     data : StageData
         The cohort's deals (``other_ages`` needed); deals under delayed entry must be left out.
-    cdf : ndarray, shape (T + 1,)
-        Pooled time to convert by whole days.
+    law : LogTimeLaw
+        The pooled time to convert.
     """
-    grid_t = np.arange(cdf.size + 1, dtype=float)
-    grid_f = np.concatenate([[0.0], cdf])
     if data.other_ages is None:
         raise ValueError("cohort_conversion needs the ages of the deals that did not convert (StageData.other_ages)")
     conv_days, conv_n = np.unique(data.converted.astype(np.int64), return_counts=True)
     other_ages, other_n = np.unique(data.other_ages.astype(float), return_counts=True)
-    scales = np.exp(LOG_SCALES)[:, None]
-    F = lambda t: np.interp(t[None, :] / scales, grid_t, grid_f)  # noqa: E731 (shape (scales, t))
+    F = lambda t: law.stretched(t, LOG_SCALES)  # noqa: E731 (shape (scales, t))
     p = (1.0 / (1.0 + np.exp(-LOGITS)))[None, :]
     ll = np.zeros((LOG_SCALES.size, LOGITS.size))
     if conv_days.size:
@@ -380,10 +429,18 @@ def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
     if other_ages.size:
         seen = F(other_ages + 1.0)  # (scales, ages)
         ll += np.einsum("j,sjk->sk", other_n, np.log(np.maximum(1.0 - seen[:, :, None] * p[None, :, :], 1e-300)))
-    ll += -0.5 * (LOG_SCALES[:, None] / SCALE_PRIOR_SD) ** 2
-    w = np.exp(ll - ll.max())
+    prior = -0.5 * (LOG_SCALES / SCALE_PRIOR_SD) ** 2
+    w = np.exp(ll + prior[:, None] - (ll + prior[:, None]).max())
     w /= w.sum()
-    wp, ws = w.sum(axis=0), w.sum(axis=1)
+    wp = w.sum(axis=0)
+    # the speed from the likelihood profiled over p: a young cohort's few conversions are a
+    # slow cohort that converts well or a fast one that converts badly, a ridge along which
+    # the profile is flat. Integrating p out under a flat prior on its log-odds instead
+    # favours the slow end (p near 1 fills most of the log-odds grid): a cohort a few days
+    # old read as twice slower than the pool, with a small error.
+    profile = ll.max(axis=1) + prior
+    ws = np.exp(profile - profile.max())
+    ws /= ws.sum()
     mp, ms = float(wp @ LOGITS), float(ws @ LOG_SCALES)
     # a posterior on a single grid point still has the grid's own resolution (step^2 / 12)
     floor_p, floor_s = (LOGITS[1] - LOGITS[0]) ** 2 / 12, (LOG_SCALES[1] - LOG_SCALES[0]) ** 2 / 12
@@ -391,8 +448,13 @@ def cohort_conversion(data: StageData, cdf: np.ndarray) -> CohortEstimate:
     # the speed's prior is the same for every cohort: divide it out (Gaussian approximation)
     # so that the drift model, which pools the cohorts, counts it once, not once a cohort; a
     # cohort that says nothing of its speed gets an infinite variance
-    precision = 1 / var_s - 1 / SCALE_PRIOR_SD ** 2
-    if precision <= 1e-6:
+    # (the prior as the grid holds it: truncated at the grid's ends, its variance is a little
+    # below SCALE_PRIOR_SD ** 2); data adding under a thousandth of the prior's information say nothing
+    w_prior = np.exp(prior - prior.max())
+    w_prior /= w_prior.sum()
+    prior_var = float(w_prior @ LOG_SCALES ** 2)
+    precision = 1 / var_s - 1 / prior_var
+    if precision * prior_var <= 1e-3:
         own_s, own_var = 0.0, math.inf
     else:
         own_var = 1 / precision
