@@ -121,6 +121,34 @@ def crps(samples: np.ndarray, y: float) -> float:
     return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
 
 
+def spread_configs(kept: tuple, fitted, forced_off, coverage_before: float) -> list[tuple]:
+    """The sets of parts whose shared spread the honesty check may scale (module docstring,
+    step 4): the kept set's own, when it has shocks or a capacity (its cv); and, when the
+    shocks were fitted but not kept (nor forced off), the kept set with the shocks added back,
+    tried whenever the kept set covers less than :data:`NOMINAL` or has a spread of its own
+    (a capacity's cv alone cannot widen months the cap does not bind). Empty: nothing to scale."""
+    order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
+    configs = [kept] if "shocks" in kept or "capacity" in kept else []
+    if "shocks" in fitted and "shocks" not in forced_off and "shocks" not in kept \
+            and (coverage_before < NOMINAL or configs):
+        configs.append(order(set(kept) | {"shocks"}))
+    return configs
+
+
+def choose_spread(configs: list[tuple], coverage, score, factors=SCALE) -> tuple[tuple, float, float]:
+    """The honesty check's rule: of every (parts, factor) with ``parts`` in ``configs`` and
+    ``factor`` in ``factors``, those whose walk-forward P10-P90 covers at least
+    :data:`NOMINAL` of the inner months (``coverage(parts, factor)``) are honest, and the
+    honest one with the lowest walk-forward score (``score(parts, factor)``, mean relative
+    CRPS) wins: widened no more than honesty needs, narrowed when the history shows the
+    intervals needlessly wide. If none is honest, the one covering most (the wider factor
+    on a tie). Returns (parts, factor, coverage reached)."""
+    trials = {(c, f): (coverage(c, f), score(c, f)) for c in configs for f in factors}
+    honest = [k for k in trials if trials[k][0] >= NOMINAL]
+    chosen = min(honest, key=lambda k: trials[k][1]) if honest else max(trials, key=lambda k: (trials[k][0], k[1]))
+    return chosen[0], chosen[1], trials[chosen][0]
+
+
 def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, lost_observed: bool,
                       forced_on=(), forced_off=()) -> tuple[list[str], float]:
     """The parts of ``cal`` to keep and the factor on the shared shocks (module docstring).
@@ -227,22 +255,10 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         kept = order(kept + (best,))
         candidates.remove(best)
     before = coverage(kept)
+    configs = spread_configs(kept, fitted, forced_off, before)
     widen, reached = 1.0, before
-    can_add_shocks = "shocks" in fitted and "shocks" not in forced_off and "shocks" not in kept
-    # the spreads that may be widened: the kept set's own (its shocks, its capacity's cv); and,
-    # when the shocks are not kept, the kept set with the shocks added back (a capacity's cv
-    # alone cannot widen months the cap does not bind)
-    configs = [kept] if "shocks" in kept or "capacity" in kept else []
-    if can_add_shocks and (before < NOMINAL or configs):
-        configs.append(order(set(kept) | {"shocks"}))
     if configs:
-        # the spread and its size are read off the walk-forward too: of the (parts, factor)
-        # whose P10-P90 covers NOMINAL of the inner months, the one with the lowest CRPS
-        trials = {(c, f): (coverage(c, f), score(c, f)) for c in configs for f in SCALE}
-        honest = [k for k in trials if trials[k][0] >= NOMINAL]
-        chosen = min(honest, key=lambda k: trials[k][1]) if honest else max(trials, key=lambda k: (trials[k][0], k[1]))
-        kept, widen = chosen
-        reached = trials[chosen][0]
+        kept, widen, reached = choose_spread(configs, coverage, score)
         if reached < NOMINAL:
             cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
                                 f"x{widen:g}: the intervals are likely too narrow")

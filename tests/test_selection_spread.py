@@ -1,0 +1,58 @@
+"""The honesty check's spread rule (forecaster.history.selection), on tables of coverage and
+score where the right answer is known."""
+from forecaster.history.selection import NOMINAL, choose_spread, spread_configs
+
+
+def table(rows):
+    """rows: {(parts, factor): (coverage, score)} -> the two lookups choose_spread takes."""
+    return (lambda c, f: rows[(c, f)][0]), (lambda c, f: rows[(c, f)][1])
+
+
+def test_lowest_score_among_the_honest_not_the_first_honest():
+    kept = ("shocks",)
+    rows = {(kept, 1.0): (0.70, 0.30), (kept, 1.5): (0.80, 0.27), (kept, 2.0): (0.90, 0.25), (kept, 3.0): (0.95, 0.29)}
+    parts, factor, reached = choose_spread([kept], *table(rows), factors=(1.0, 1.5, 2.0, 3.0))
+    assert (parts, factor, reached) == (kept, 2.0, 0.90)  # the first honest factor (1.5) scores worse
+
+
+def test_narrows_when_the_history_shows_needlessly_wide_intervals():
+    kept = ("shocks",)
+    rows = {(kept, 0.5): (0.85, 0.20), (kept, 1.0): (0.95, 0.24)}
+    assert choose_spread([kept], *table(rows), factors=(0.5, 1.0))[1] == 0.5
+
+
+def test_an_unfair_score_never_buys_a_dishonest_interval():
+    kept = ("shocks",)
+    rows = {(kept, 0.5): (0.60, 0.10), (kept, 1.0): (0.80, 0.40)}
+    assert choose_spread([kept], *table(rows), factors=(0.5, 1.0))[1] == 1.0
+    assert rows[(kept, 1.0)][0] >= NOMINAL
+
+
+def test_none_honest_takes_the_widest_covering_most():
+    kept = ("capacity",)
+    rows = {(kept, 1.0): (0.50, 0.2), (kept, 2.0): (0.70, 0.3), (kept, 4.0): (0.70, 0.5)}
+    assert choose_spread([kept], *table(rows), factors=(1.0, 2.0, 4.0)) == (kept, 4.0, 0.70)
+
+
+def test_which_spread_is_scaled_is_chosen_by_the_same_rule():
+    """A capacity's cv alone cannot widen months the cap does not bind: with the shocks added
+    back the set is honest at a lower score, so that set wins."""
+    cap, both = ("capacity",), ("shocks", "capacity")
+    rows = {(cap, 1.0): (0.60, 0.30), (cap, 2.0): (0.65, 0.31),
+            (both, 1.0): (0.82, 0.28), (both, 2.0): (0.95, 0.33)}
+    assert choose_spread([cap, both], *table(rows), factors=(1.0, 2.0)) == (both, 1.0, 0.82)
+
+
+def test_spread_configs():
+    fitted = ("shocks", "stalled", "capacity")
+    # nothing with a spread kept, and honest already: nothing to scale
+    assert spread_configs(("stalled",), fitted, (), 0.85) == []
+    # short of nominal: the shocks are added back
+    assert spread_configs(("stalled",), fitted, (), 0.70) == [("shocks", "stalled")]
+    # ... unless forced off, or never fitted
+    assert spread_configs(("stalled",), fitted, ("shocks",), 0.70) == []
+    assert spread_configs(("stalled",), ("stalled",), (), 0.70) == []
+    # a kept capacity: its own cv, and the shocks added back, whatever the coverage
+    assert spread_configs(("capacity",), fitted, (), 0.90) == [("capacity",), ("shocks", "capacity")]
+    # shocks kept: their own spread only
+    assert spread_configs(("shocks",), fitted, (), 0.50) == [("shocks",)]
