@@ -21,15 +21,20 @@ variance times B / N), over Var(Y).
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, per_trial_metrics, stored_seed
+from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, stored_seed
+from forecaster.engine._numba import default_threads
+from forecaster.engine.interface import quantity_names
+from forecaster.engine.plan import build_plan
+from forecaster.engine.simulation import run_trials
 from forecaster.errors import ScenarioError
-from forecaster.results.dataset import simulate
+from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import describe
 from forecaster.scenario.loading import build_scenario, load_scenario, read_document
 from forecaster.scenario.model import LEAD_SOURCES, Scenario
@@ -113,12 +118,17 @@ def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
 
 def variance_shares(ds, scenario: Scenario) -> list[dict]:
     """First-order shares of the variance of total revenue, one per uncertain per-trial input."""
-    y = ds["revenue"].sum("period").values
+    return _variance_shares(ds["revenue"].values.sum(axis=1), ds["inputs"].values, ds["segment"].values,
+                            ds["quantity"].values)
+
+
+def _variance_shares(y: np.ndarray, inputs: np.ndarray, segments, quantities) -> list[dict]:
+    """:func:`variance_shares` from arrays: total revenue ``y`` (trials,) and ``inputs``
+    (trials, segments, quantities)."""
     bins = int(max(10, min(100, round(np.sqrt(y.size) / 2))))
     out: list[dict[str, Any]] = []
-    inputs = ds["inputs"].values
-    for g, seg in enumerate(ds["segment"].values):
-        for k, quantity in enumerate(ds["quantity"].values):
+    for g, seg in enumerate(segments):
+        for k, quantity in enumerate(quantities):
             x = inputs[:, g, k]
             if np.all(x == x[0]):
                 continue  # fixed in this scenario
@@ -127,9 +137,28 @@ def variance_shares(ds, scenario: Scenario) -> list[dict]:
     return out
 
 
-def _totals(ds) -> dict:
-    """Per-trial totals over the horizon of each metric, shape (trials,)."""
-    return {metric: values.sum(axis=1) for metric, values in per_trial_metrics(ds).items()}
+@dataclass
+class _Run:
+    """What a sensitivity keeps of a run: per-trial totals over the horizon of each metric,
+    shape (trials,); of the base run also total revenue and the per-trial inputs."""
+
+    totals: dict
+    inputs: np.ndarray | None = None
+
+
+def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False) -> _Run:
+    """Simulate ``sc`` in memory on one thread and keep only its per-trial totals: the
+    numbers of :func:`forecaster.simulate` and :func:`forecaster.analysis.compare.per_trial_metrics`,
+    without building a Dataset (a sensitivity makes ~80 runs; several run at once)."""
+    sc = sc.with_run(trials, seed)
+    plan = build_plan(sc)
+    sink = MemorySink(Layout.of(sc, plan))
+    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1)
+    arrays = sink.arrays()
+    totals = {"revenue": arrays["revenue"].sum(axis=1), "won_deals": arrays["won_deals"].astype(float).sum(axis=1)}
+    if "commission" in arrays:
+        totals["commission"] = arrays["commission"].sum(axis=2).sum(axis=1)
+    return _Run(totals, arrays["inputs"] if keep_inputs else None)
 
 
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
@@ -156,38 +185,61 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
     all_levers = levers(doc, base_sc)
-    # a lever's run, while the base's whole run and every lever's per-trial effects are kept
+    # the runs go on `workers` threads, each run on one (the numbers do not depend on it):
+    # one run's Python work (building its scenario and plan) overlaps the others' kernels,
+    # and no core waits for the last block of a run. Kept meanwhile: every run's totals.
+    workers = max(1, threads or default_threads())
     run_bytes = memory_per_trial([base_sc])
-    check_memory(trials, 2 * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
+    check_memory(trials, (workers + 1) * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
                  f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
-    base_ds = simulate(base_sc, trials=trials, seed=seed, threads=threads)
-    base = _totals(base_ds)
-    metrics = [m for m in METRICS if m in base]
     total_runs, done_runs = 2 * len(all_levers), 0
-    diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
-    effects: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for i, lever in enumerate(all_levers):
-        item: dict[str, Any] = {"lever": lever.name, "kind": lever.kind, "scope": lever.scope}
-        for j, factor in enumerate((1 - step, 1 + step)):
-            changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}}, "")
-            try:
-                if problems:
-                    raise ScenarioError(str(path), problems)
-                sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})", base_dir=source.parent,
-                                    raw=raw, source=source)
-            except ScenarioError as exc:  # e.g. a probability pushed above 1
-                skipped.append({"lever": lever.name, "direction": "-+"[j], "why": str(exc).splitlines()[-1].strip()})
-                continue
-            run = _totals(simulate(sc, trials=trials, seed=seed, threads=threads))
-            direction = "minus" if j == 0 else "plus"
-            item[direction] = {m: difference_stats(base[m], run[m]) for m in metrics}
-            for m in metrics:
-                diffs[m][i, j] = run[m] - base[m]
-            done_runs += 1
-            if progress:
-                progress(done_runs, total_runs)
-        effects.append(item)
+    with ThreadPoolExecutor(workers) as pool:
+        base_run = pool.submit(_run, base_sc, trials, seed, keep_inputs=True)
+        runs: list[list[Future | None]] = []
+        try:
+            for lever in all_levers:
+                pair: list[Future | None] = []
+                for j, factor in enumerate((1 - step, 1 + step)):
+                    changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}},
+                                                      "")
+                    try:
+                        if problems:
+                            raise ScenarioError(str(path), problems)
+                        sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})",
+                                            base_dir=source.parent, raw=raw, source=source)
+                    except ScenarioError as exc:  # e.g. a probability pushed above 1
+                        skipped.append({"lever": lever.name, "direction": "-+"[j],
+                                        "why": str(exc).splitlines()[-1].strip()})
+                        pair.append(None)
+                        continue
+                    pair.append(pool.submit(_run, sc, trials, seed))
+                runs.append(pair)
+            base_result = base_run.result()
+            base, base_inputs = base_result.totals, cast(np.ndarray, base_result.inputs)
+            metrics = [m for m in METRICS if m in base]
+            diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
+            effects: list[dict[str, Any]] = []
+            for i, (lever, pair) in enumerate(zip(all_levers, runs)):
+                item: dict[str, Any] = {"lever": lever.name, "kind": lever.kind, "scope": lever.scope}
+                for j, future in enumerate(pair):
+                    if future is None:
+                        continue
+                    run = future.result().totals
+                    direction = "minus" if j == 0 else "plus"
+                    item[direction] = {m: difference_stats(base[m], run[m]) for m in metrics}
+                    for m in metrics:
+                        diffs[m][i, j] = run[m] - base[m]
+                    done_runs += 1
+                    if progress:
+                        progress(done_runs, total_runs)
+                effects.append(item)
+        except BaseException:
+            for pair in runs:
+                for future in pair:
+                    if future is not None:
+                        future.cancel()
+            raise
 
     def ranked(metric):
         def size(item):
@@ -206,11 +258,12 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
              "stretching": {"lever": "all: every stage convert (stretching)",
                             **(plus("all: every stage convert (stretching)") or {})},
              "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
-    base_stats = {m: describe(base[m][:, None])[0] for m in metrics}
+    shares = _variance_shares(base["revenue"], base_inputs, base_sc.segment_names, quantity_names(base_sc.stages))
+    base_stats = {m: describe(base[m][:, None])[0] for m in metrics}  # reorders base[m]: after every use
     summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                "base": base_stats, "levers": effects, "ranking": ranked("revenue"),
                "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
-               "variance_shares": variance_shares(base_ds, base_sc), "skipped": skipped}
+               "variance_shares": shares, "skipped": skipped}
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},
                     coords={"lever": [lv.name for lv in all_levers], "direction": ["minus", "plus"],
                             "trial": np.arange(trials)})
