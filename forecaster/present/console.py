@@ -18,7 +18,6 @@ from rich.console import Console as _RichConsole, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.scenario.model import Scenario
 
 if TYPE_CHECKING:  # the bars import rich.progress themselves, when one is shown
@@ -305,6 +304,8 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
     """Coverage and scores of forecaster beside every baseline, averaged over cutoffs; then
     forecaster's paired CRPS difference from each baseline with its 90% bootstrap interval
     (negative: forecaster better), and the histogram of its months' PIT values."""
+    # imported here: every command loads this module, and a run does not read histories
+    from forecaster.history.baselines import LABELS, MONTH_BASELINES
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     n = len(result["cutoffs"])
