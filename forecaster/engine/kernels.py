@@ -533,31 +533,57 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         Reporting and commission period of each day; revenue, won (trials, periods,
         segments) and bookings (trials, commission periods, reps), added to.
     """
+    n_stages = funnel.lead_days_codes.shape[1]
+    for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
+        expect(streams, role, 1)
+    expect(streams, DAYS, n_stages)
+    # The trials run in _new_leads_trials, which returns early when a trial has more won
+    # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
+    # nothing is booked before the count is known) with larger arrays. Only here are arrays
+    # reassigned: numba would count references to such an array on every use in a loop.
+    times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days]
+    drawn = np.empty(256)  # a batch of draws, one per deal
+    t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
+    while t < theta.shape[0]:
+        t, need = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out, times,
+                                    drawn)
+        if need > times.shape[0]:
+            times = np.empty(max(need, 2 * times.shape[0]))
+            drawn = np.empty(times.shape[0])
+
+
+@jit
+def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn):
+    """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
+    deals than ``times`` holds. Returns the trial it stopped at (the block's length when
+    done) and the room that trial needs (0 when done).
+
+    The loops over deals draw in line for lognormal stage times and values, the usual case,
+    and through :func:`draws` for the other families: a call passing arrays costs an atomic
+    reference count per array, shared between threads for the scenario's arrays.
+    """
     day_mean, elapsed_months, pool = funnel.day_mean[segment], funnel.elapsed_months, funnel.pool
     rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
     days_codes, days_pars = funnel.lead_days_codes[segment], funnel.lead_days_pars[segment]
     value_code, value_par = funnel.value_codes[segment], funnel.value_pars[segment]
     reps, n_reps = funnel.reps[segment], funnel.n_reps[segment]
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    period_of_day, quota_period_of_day = out.period_of_day, out.quota_period_of_day
+    revenue, won, bookings = out.revenue, out.won, out.bookings
     n_days = day_mean.shape[0]
     horizon = float(n_days)
     n_stages = days_codes.shape[0]
-    for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
-        expect(streams, role, 1)
-    expect(streams, DAYS, n_stages)
     gen_count, gen_mixing, gen_arrival = streams.gens[COUNT], streams.gens[MIXING], streams.gens[ARRIVAL]
     gen_value, gen_rep, gen_slip = streams.gens[VALUE], streams.gens[REP], streams.gens[SLIP]
     gen_days = streams.gens[DAYS]
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     cum = np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)
-    times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days], grown as needed
-    drawn = np.empty(256)  # a batch of draws, one per deal
+    counts = np.empty(n_days, dtype=np.int64)
     in_turn, no_key = np.int64(0), np.uint64(0)  # draws without reseeding (see draws)
     closing_on = slip_prob.shape[0] > 0
-    # Loops over deals are in helpers that take their arrays as arguments: an array variable
-    # that may be reassigned (grown) here costs numba an atomic reference count per iteration.
-    for t in range(theta.shape[0]):
+    room = times.shape[0]
+    for t in range(first, theta.shape[0]):
         for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
         base = theta[t, segment, THETA_LEADS]
@@ -578,102 +604,81 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
             for d in range(n_days):
                 lam = scale * day_mean[d] * growth[elapsed_months[d]]
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-                count = gen_count.poisson(lam)
-                if n_won + count > times.shape[0]:
-                    times = _grown(times, n_won + count)
-                n_won = _repeat(times, np.int64(n_won), count, float(d))
+                counts[d] = gen_count.poisson(lam)
+                n_won += counts[d]
+            if n_won > room:
+                return t, n_won
+            i = 0
+            for d in range(n_days):
+                for _ in range(counts[d]):
+                    times[i] = d
+                    i += 1
         else:
             total = 0.0
             for d in range(n_days):
                 total += scale * day_mean[d] * growth[elapsed_months[d]]
                 cum[d] = total
             n_won = gen_count.poisson(total)
-            if n_won > times.shape[0]:
-                times = np.empty(max(n_won, 2 * times.shape[0]))
+            if n_won > room:
+                return t, n_won
             if n_won > 0:
-                _arrival_days(gen_arrival, cum, total, guide, times, n_won)
-        if n_won > drawn.shape[0]:
-            drawn = np.empty(times.shape[0])
+                d = 0
+                for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
+                    while d < n_days - 1 and cum[d] <= j * total / n_days:
+                        d += 1
+                    guide[j] = d
+            for i in range(n_won):
+                u = gen_arrival.random() * total
+                d = guide[min(int(u / total * n_days), n_days - 1)]
+                while d < n_days - 1 and cum[d] <= u:
+                    d += 1
+                times[i] = d
         # stage by stage over all of this trial's deals (independent draws pipeline well),
         # keeping only those still inside the horizon; each stage's stream in turn
         alive = n_won
         for s in range(n_stages):
             reseed_role(streams, DAYS, s, trial0 + t)
-            draws(gen_days, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
-                  drawn, alive, in_turn, no_key, trial0)
-            alive = _advance(times, drawn, alive, horizon)
+            # the draws first, then the deals kept: the draws do not wait on one another
+            code = days_codes[s]
+            if code == LOGNORMAL:
+                mu, sigma = days_pars[s, 0], days_pars[s, 1]
+                for i in range(alive):
+                    drawn[i] = math.exp(mu + sigma * gen_days.standard_normal())
+            else:
+                draws(gen_days, code, days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
+                      drawn, alive, in_turn, no_key, trial0)
+            kept = 0
+            for i in range(alive):
+                x = times[i] + drawn[i]
+                times[kept] = x
+                kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
+            alive = kept
         # every deal still alive draws its value, in order (its own stream: the reps' and
         # slips' draws in between do not touch it)
-        draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive,
-              in_turn, no_key, trial0)
-        _book_deals(t, segment, times, drawn, alive, horizon, reps, n_reps, gen_rep, closing_on, gen_slip,
-                    slip_prob, slip_lo, slip_hi, out)
-
-
-@jit
-def _repeat(times, n, count, day):
-    """``times[n:n + count]`` set to ``day``; returns ``n + count``."""
-    for i in range(n, n + count):
-        times[i] = day
-    return n + count
-
-
-@jit
-def _arrival_days(gen, cum, total, guide, times, n):
-    """``times[:n]``: n arrival days, day d with probability proportional to its mean
-    (``cum`` the running sum of the means, ``total`` their sum), found through a guide table
-    (``guide``, written)."""
-    n_days = cum.shape[0]
-    d = 0
-    for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
-        while d < n_days - 1 and cum[d] <= j * total / n_days:
-            d += 1
-        guide[j] = d
-    for i in range(n):
-        u = gen.random() * total
-        d = guide[min(int(u / total * n_days), n_days - 1)]
-        while d < n_days - 1 and cum[d] <= u:
-            d += 1
-        times[i] = d
-
-
-@jit
-def _advance(times, drawn, n, horizon):
-    """Add a stage's times ``drawn`` to the n deals' ``times``, keeping (in order, at the
-    front) only the deals still inside [0, horizon). Returns how many are kept."""
-    kept = 0
-    for i in range(n):
-        x = times[i] + drawn[i]
-        times[kept] = x
-        kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
-    return kept
-
-
-@jit
-def _book_deals(t, segment, times, values, n, horizon, reps, n_reps, gen_rep, closing_on, gen_slip, slip_prob,
-                slip_lo, slip_hi, out):
-    """Book trial t's n won deals (``times``, ``values``), each with its rep and, with
-    ``closing``, its quarter-end slip."""
-    for i in range(n):
-        value = values[i]
-        rep = -1
-        if n_reps > 0:
-            rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
-        time = times[i]
-        if closing_on:
-            time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
-            if time >= horizon:
-                continue
-        _book(t, int(time), segment, value, rep, out)
-
-
-@jit
-def _grown(a, need):
-    """``a`` copied into a larger array: at least ``need``, at least twice as long."""
-    out = np.empty(max(need, 2 * a.shape[0]))
-    for i in range(a.shape[0]):  # a loop: a slice assignment compiles numba's string formatting (2 s)
-        out[i] = a[i]
-    return out
+        lognormal_value = value_code == LOGNORMAL
+        if not lognormal_value:
+            draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, drawn, alive,
+                  in_turn, no_key, trial0)
+        for i in range(alive):
+            if lognormal_value:
+                value = math.exp(value_par[0] + value_par[1] * gen_value.standard_normal())
+            else:
+                value = drawn[i]
+            rep = -1
+            if n_reps > 0:
+                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+            time = times[i]
+            if closing_on:
+                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
+                if time >= horizon:
+                    continue
+            day = int(time)
+            p = period_of_day[day]
+            revenue[t, p, segment] += value
+            won[t, p, segment] += 1
+            if rep >= 0:
+                bookings[t, quota_period_of_day[day], rep] += value
+    return theta.shape[0], 0
 
 
 @jit
