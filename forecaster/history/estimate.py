@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 
 from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until
-from forecaster.history.drift import Level, expit, local_level, local_trend, logit
+from forecaster.history.drift import Level, Trend, expit, local_level, local_trend, logit
 from forecaster.history.fitting import (
+    LogTimeLaw,
     StageData,
     StageFit,
-    LogTimeLaw,
     cohort_conversion,
     conversion_cdf,
     conversion_exposure,
@@ -288,10 +288,24 @@ def _stall_mechanism(cal: Calibration, stages, whole) -> None:
 
 
 def _speed_mechanism(cal: Calibration, stages, whole) -> None:
-    """Cycle speed that drifts: each stage's ``days`` stretched by the latest level of its
-    cohorts' time scale against the pooled time (:func:`forecaster.history.fitting.cohort_conversion`)."""
-    factors = {stage: math.exp(w.speed.m) for stage, w in zip(stages, whole)
-               if w.speed is not None and abs(w.speed.m) > 0.05}
+    """Cycle speed that drifts: each stage's ``days`` stretched by its cohorts' time scale
+    against the pooled time (:func:`forecaster.history.fitting.cohort_conversion`) where the
+    next month's cohort is expected: the mean one month on of a local linear trend through
+    the cohorts' scales (unbiased for the next cohort whether the cycle keeps speeding up or
+    holds still; a local level lags a steady trend by the months it averages), or with
+    fewer than 4 cohorts that show their speed, the local level. The walk-forward inside
+    the history decides whether it is kept."""
+    factors, how = {}, {}
+    for stage, w in zip(stages, whole):
+        trend = w.speed_trend
+        if trend is not None:
+            log_f, how[stage] = trend.mean(1.0), f"trend {trend.slope:+.3f} a month (log)"
+        elif w.speed is not None:
+            log_f, how[stage] = w.speed.m, "level"
+        else:
+            continue
+        if abs(log_f) > 0.05:
+            factors[stage] = math.exp(log_f)
     if not factors:
         return
 
@@ -299,7 +313,8 @@ def _speed_mechanism(cal: Calibration, stages, whole) -> None:
         for seg in doc["segments"].values():
             for stage, f in factors.items():
                 seg["funnel"][stage]["days"] = _stretched(seg["funnel"][stage]["days"], f)
-    cal.mechanisms["speed"] = Mechanism("speed", apply, ", ".join(f"{k} x{v:.2f}" for k, v in factors.items()))
+    summary = ", ".join(f"{k} x{v:.2f} ({how[k]})" for k, v in factors.items())
+    cal.mechanisms["speed"] = Mechanism("speed", apply, summary)
 
 
 def _stretched(dist: dict, factor: float) -> dict:
@@ -356,7 +371,8 @@ class WholeStage:
     """A stage fitted on every segment at once: the times (``fit``), the nonparametric time
     to convert (``cdf``), the conversion over the history (``p``), its latest level on the
     log-odds scale (``centre``), the drift models behind it (``level``) and behind the
-    cohorts' time scale (``speed``), None without them."""
+    cohorts' time scale (``speed``: a local level; ``speed_trend``: a local linear trend),
+    None without them."""
 
     fit: StageFit
     cdf: np.ndarray
@@ -364,6 +380,7 @@ class WholeStage:
     centre: float
     level: Level | None
     speed: Level | None = None
+    speed_trend: Trend | None = None
 
 
 def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost_observed: bool,
@@ -388,7 +405,8 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                      + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
                        f"-> p = {p:.4f}")
     law = LogTimeLaw.of(cdf, int(counted.converted.size))
-    level, speed = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen)
+    level, (ys, vs) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen)
+    speed, speed_trend = (local_level(ys, vs), local_trend(ys, vs)) if ys is not None else (None, None)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
@@ -397,7 +415,7 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                      f"{math.sqrt(level.q):.3f} a month (log-odds)"
                      + (f"; cycle x{math.exp(speed.m):.2f} the pooled one" if speed is not None
                         else "; too few cohorts old enough to measure their speed"))
-    return WholeStage(fit, cdf, p, level.m, level, speed)
+    return WholeStage(fit, cdf, p, level.m, level, speed, speed_trend)
 
 
 def steady_start(deals: list[Deal], as_of: date) -> date | None:
@@ -419,22 +437,23 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
                      law: LogTimeLaw, since: date | None = None,
-                     first_seen: date | None = None) -> tuple[Level | None, Level | None]:
+                     first_seen: date | None = None) -> tuple[Level | None, tuple]:
     """The drifting conversion of stage ``s``, and its drifting speed: local levels
     (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
     the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
     the pooled time to convert ``law``) estimated together
     (:func:`forecaster.history.fitting.cohort_conversion`), so that faster closing is not read as
     higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
-    before the history's first close (``first_seen``) are left out. (None, None) with
-    fewer than 3 cohorts."""
+    before the history's first close (``first_seen``) are left out. Returns the conversion's
+    level (None with fewer than 3 cohorts) and the cohorts' log time scales and their
+    variances, (ys, vs), shape (months,) each (NaN: none), for the speed's drift models."""
     cohorts: dict[tuple[int, int], list[Deal]] = {}
     for d in deals:
         e = d.entered[s]
         if e is not None and e <= as_of and (first_seen is None or e >= first_seen):
             cohorts.setdefault((e.year, e.month), []).append(d)
     if not cohorts:
-        return None, None
+        return None, (None, None)
     months = months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
     y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
     ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
@@ -454,7 +473,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             y[k], v[k] = est.logit_p, est.var_logit_p + immature
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + immature
-    return local_level(y, v), local_level(ys, vs)
+    return local_level(y, v), (ys, vs)
 
 
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
