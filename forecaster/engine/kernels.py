@@ -205,27 +205,38 @@ def draws(gen, code, p0, p1, p2, p3, pool, out, n, address, key, trial0):
     ``address``) is reseeded to the stream ``key`` at trial ``trial0 + i`` (a quantity of
     theta for every trial of a block).
     """
-    if address == 0:  # the common families in a loop of their own (see below)
-        if code == LOGNORMAL:
-            for i in range(n):
-                out[i] = math.exp(p0 + p1 * gen.standard_normal())
-            return
-        if code == GAMMA:
-            for i in range(n):
-                out[i] = p1 * gen.standard_gamma(p0)
-            return
-        if code == EXPONENTIAL:
-            for i in range(n):
-                out[i] = p0 * gen.standard_exponential()
-            return
-        if code == FIXED:
-            for i in range(n):
-                out[i] = p0
-            return
-    for i in range(n):
-        if address != 0:
-            reseed(address, key, trial0 + i)
-        out[i] = draw(gen, code, p0, p1, p2, p3, pool)
+    # One loop per family: with the switch of draw inside the loop, numba counts references
+    # to gen and pool (atomically) around every draw.
+    if code == LOGNORMAL:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = math.exp(p0 + p1 * gen.standard_normal())
+    elif code == BETA:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = _beta(gen, p0, p1)
+    elif code == GAMMA:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = p1 * gen.standard_gamma(p0)
+    elif code == EXPONENTIAL:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = p0 * gen.standard_exponential()
+    elif code == FIXED:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = p0
+    else:
+        for i in range(n):
+            if address != 0:
+                reseed(address, key, trial0 + i)
+            out[i] = draw(gen, code, p0, p1, p2, p3, pool)
 
 
 @jit
