@@ -4,7 +4,7 @@ In a fresh numba cache folder, runs ``forecaster run`` (a whole process each) on
 then a 6-stage, then a 9-stage scenario, then each again warm. The first run compiles the
 kernels; the 6- and 9-stage runs should compile nothing (no "compiling" line on stderr)
 and take about the warm time. Each sequence is repeated in a fresh cache folder; the
-table shows medians. Timings are reported, never asserted (see tests/test_engine_compile.py
+table shows medians. Timings are reported, never asserted (see tests/engine/test_engine_compile.py
 for the property itself).
 
     python benchmarks/compile.py [--repeat 3] [--trials 2000]

@@ -140,7 +140,7 @@ def test_a_kernel_refuses_streams_it_does_not_draw_from(tmp_path):
 
 def test_the_stream_table_names_the_streams_of_before():
     """The table's names are the streams' identities: the keys of a run are those it always had."""
-    sc = fc.load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "saas-quarter.yaml")
+    sc = fc.load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "saas-quarter.yaml")
     plan = build_plan(sc)
     keys = seeding.stream_keys(plan, 3)
     g = plan.segment_names[0]
@@ -234,7 +234,7 @@ fc.simulate(fc.load_scenario(sys.argv[1]), trials=10)
 
 @pytest.mark.skipif(JIT_OFF, reason="nothing compiles without the JIT")
 def test_a_cold_cache_says_it_compiles_and_a_warm_one_is_silent(tmp_path):
-    path = Path(__file__).resolve().parent.parent / "scenarios" / "minimal.yaml"
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "minimal.yaml"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     cold = subprocess.run([sys.executable, "-c", _RUN, str(path)], env=env, check=True, capture_output=True,
                           text=True, timeout=900)

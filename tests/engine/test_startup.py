@@ -17,7 +17,7 @@ import pytest
 
 from forecaster.engine import _numba
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = ROOT / "tests" / "golden" / "extensions.yaml"  # every kernel: shocks, pipeline, capacity
 MINIMAL = ROOT / "scenarios" / "minimal.yaml"
 REFRESH_ONLY = ("numba.np.polynomial.polynomial_functions", "numba.typed.typeddict", "numba.np.npdatetime",

@@ -27,7 +27,7 @@ from forecaster.calendar import day_calendar, period_end, periods
 from forecaster.cli import main
 from forecaster.scenario import loading, pipeline, yamlio
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 WITH_PIPELINE = VALID + "pipeline: {file: p.csv}\n"
 HEADER = "deal_id,segment,stage,entered_stage,amount\n"

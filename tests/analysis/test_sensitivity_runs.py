@@ -15,7 +15,7 @@ import forecaster as fc
 from forecaster.analysis import sensitivity as sens
 from forecaster.analysis.compare import per_trial_metrics
 
-SAAS = Path(__file__).resolve().parent.parent / "scenarios" / "saas-quarter.yaml"  # commission, pipeline, 3 segments
+SAAS = Path(__file__).resolve().parents[2] / "scenarios" / "saas-quarter.yaml"  # commission, pipeline, 3 segments
 
 
 def test_a_runs_totals_are_those_of_simulate():
