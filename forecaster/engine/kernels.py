@@ -119,6 +119,30 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
 _SQRT_HALF = math.sqrt(0.5)
 
 
+# A generator's methods called from a large kernel: numba counts a reference to the
+# generator (atomically) around each call it does not inline. Called through these small
+# functions instead, nothing is counted around the call, and their own count is pruned.
+
+@jit
+def _std_normal(gen):
+    return gen.standard_normal()
+
+
+@jit
+def _std_gamma(gen, k):
+    return gen.standard_gamma(k)
+
+
+@jit
+def _std_exponential(gen):
+    return gen.standard_exponential()
+
+
+@jit
+def _uniform(gen):
+    return gen.random()
+
+
 @jit(inline="always")
 def _normal_mass(a, b):
     """P(a <= Z <= b) for a standard normal Z."""
@@ -135,30 +159,30 @@ def truncated_standard_normal(gen, a, b):
     """
     lo, hi = float(a), float(b)
     if lo == -math.inf and hi == math.inf:
-        return gen.standard_normal()
+        return _std_normal(gen)
     sign = 1.0
     if hi < 0.0:
         lo, hi, sign = -hi, -lo, -1.0
     if _normal_mass(lo, hi) >= 0.25:
         while True:
-            z = gen.standard_normal()
+            z = _std_normal(gen)
             if lo <= z <= hi:
                 return sign * z
     if lo <= 0.0:  # narrow interval around 0: density at most 1 (unnormalised)
         while True:
-            z = lo + (hi - lo) * gen.random()
-            if gen.random() <= math.exp(-0.5 * z * z):
+            z = lo + (hi - lo) * _uniform(gen)
+            if _uniform(gen) <= math.exp(-0.5 * z * z):
                 return sign * z
     if lo * (hi - lo) < 1.0:  # narrow interval in the right tail: density at most exp(-lo^2/2)
         while True:
-            z = lo + (hi - lo) * gen.random()
-            if gen.random() <= math.exp(0.5 * (lo - z) * (lo + z)):  # lo^2 - z^2, without overflowing
+            z = lo + (hi - lo) * _uniform(gen)
+            if _uniform(gen) <= math.exp(0.5 * (lo - z) * (lo + z)):  # lo^2 - z^2, without overflowing
                 return sign * z
     # Robert's optimal rate; far out (lo^2 would overflow) it is lo to within 1/lo
     lam = 0.5 * (lo + math.sqrt(lo * lo + 4.0)) if lo < 1e8 else lo + 1.0 / lo
     while True:
-        z = lo + gen.standard_exponential() / lam
-        if z <= hi and gen.random() <= math.exp(-0.5 * (z - lam) ** 2):
+        z = lo + _std_exponential(gen) / lam
+        if z <= hi and _uniform(gen) <= math.exp(-0.5 * (z - lam) ** 2):
             return sign * z
 
 
@@ -357,7 +381,18 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
                 return low + (high - low) * y
     if code == EMPIRICAL:
         off, n = int(p0), int(p1)
-        first = np.searchsorted(pool[off:off + n], a, side="right")
+        # first: how many of the sorted values are <= a (np.searchsorted(side="right") on
+        # the run, NaN sorting last as numpy has it), searched by hand: numba's searchsorted
+        # makes every run that loads this code import numba.np.arraymath (~55 ms)
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            x = pool[off + mid]
+            if a < x or (x != x and a == a):
+                hi = mid
+            else:
+                lo = mid + 1
+        first = lo
         i = first + int(gen.random() * (n - first))
         return pool[off + min(i, n - 1)]
     raise ValueError("unknown distribution code")
@@ -763,18 +798,52 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
                 v = gen_slip.random()
             pending = pipeline.pending[i]
             waiting = u < pending
+            # The usual families are drawn in line, as draw_one and draw_above would draw them:
+            # a call to those counts references to gen and pool (atomically) on every draw.
             time = 0.0
-            if mode != NO_MASS and not (waiting and pipeline.sf[i] <= 0.0):
+            sf = pipeline.sf[i]
+            if mode != NO_MASS and not (waiting and sf <= 0.0):
                 a = pipeline.age[i]
-                time = draw_above(gen_days, days_codes[g, s0], days_pars[g, s0, 0], days_pars[g, s0, 1],
-                                  days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, pipeline.sf[i]) - a
+                code = days_codes[g, s0]
+                p0, p1 = days_pars[g, s0, 0], days_pars[g, s0, 1]
+                if code == LOGNORMAL and sf >= 0.25:  # rejection from the unconditional law
+                    x = math.exp(p0 + p1 * _std_normal(gen_days))
+                    while not x > a:
+                        x = math.exp(p0 + p1 * _std_normal(gen_days))
+                elif code == LOGNORMAL:  # the tail: a truncated normal on the log scale
+                    z = truncated_standard_normal(gen_days, (math.log(a) - p0) / p1, math.inf)
+                    x = max(math.exp(p0 + p1 * z), a)
+                elif code == WEIBULL and sf >= 0.25:
+                    x = p1 * _std_exponential(gen_days) ** (1.0 / p0)
+                    while not x > a:
+                        x = p1 * _std_exponential(gen_days) ** (1.0 / p0)
+                elif code == WEIBULL:  # the tail, by inversion
+                    x = p1 * ((a / p1) ** p0 + _std_exponential(gen_days)) ** (1.0 / p0)
+                else:
+                    x = draw_above(gen_days, code, p0, p1, days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, sf)
+                time = x - a
             for s in range(s0 + 1, n_stages):
-                time += draw_one(gen_days, days_codes[g, s], days_pars[g, s, 0], days_pars[g, s, 1],
-                                 days_pars[g, s, 2], days_pars[g, s, 3], pool)
+                code = days_codes[g, s]
+                p0, p1 = days_pars[g, s, 0], days_pars[g, s, 1]
+                if code == LOGNORMAL:
+                    time += math.exp(p0 + p1 * _std_normal(gen_days))
+                elif code == GAMMA:
+                    time += p1 * _std_gamma(gen_days, p0)
+                elif code == WEIBULL:
+                    time += p1 * _std_exponential(gen_days) ** (1.0 / p0)
+                else:
+                    time += draw_one(gen_days, code, p0, p1, days_pars[g, s, 2], days_pars[g, s, 3], pool)
             value = pipeline.amount[i]
             if value < 0.0:
-                value = draw_one(gen_value, value_codes[g], value_pars[g, 0], value_pars[g, 1], value_pars[g, 2],
-                                 value_pars[g, 3], pool)
+                code = value_codes[g]
+                p0, p1 = value_pars[g, 0], value_pars[g, 1]
+                if code == LOGNORMAL:
+                    value = math.exp(p0 + p1 * _std_normal(gen_value))
+                elif code == EMPIRICAL:
+                    n = int(p1)
+                    value = pool[int(p0) + min(int(_uniform(gen_value) * n), n - 1)]
+                else:
+                    value = draw_one(gen_value, code, p0, p1, value_pars[g, 2], value_pars[g, 3], pool)
             rep = pipeline.owner[i]
             n_reps = segment_n_reps[g]
             if n_reps > 0:
