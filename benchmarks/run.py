@@ -8,7 +8,8 @@ kept apart (the first call is timed on its own):
   ratios, and their statistical agreement with forecaster (means, two-sample KS test);
 * a lower bound: the random draws an r1 trial cannot avoid, times the cost of one draw;
 * whole-process ``forecaster run`` time, warm and cold (empty numba cache), with peak
-  memory, and where a cold start spends its time;
+  memory, and where a cold start spends its time; the best numpy implementation as a
+  whole process (``numpy_process.py``), interleaved with warm runs;
 * trials from 10^3 to 10^6, and lead volume at the top x1, x10, x100;
 * Dask distributed: 1 and 2 local workers;
 * 10^7 trials of ``minimal.yaml`` in bounded memory.
@@ -203,6 +204,17 @@ def main() -> None:
            f"(peak {statistics.median(rss):.0f} MiB)", "warm_run_s", statistics.median(warm))
     record("process", f"`forecaster run` {name}, {T:,} trials, cold (empty numba cache)",
            f"{statistics.median(cold):.2f} s", "cold_run_s", statistics.median(cold))
+    # the strong numpy implementation as a whole process, interleaved with warm runs
+    ours, theirs = [], []
+    for _ in range(repeat):
+        ours.append(run_cli(args.scenario, T)[0])
+        with tempfile.TemporaryDirectory() as out:
+            theirs.append(process([sys.executable, str(HERE / "numpy_process.py"), str(args.scenario), out,
+                                   "--trials", str(T)])[0])
+    record("process", f"best numpy as a whole process (numpy_process.py: read, simulate, write), {T:,} trials",
+           f"{statistics.median(theirs):.2f} s against `forecaster run` {statistics.median(ours):.2f} s: "
+           f"{statistics.median(theirs) / statistics.median(ours):.2f}x", "numpy_process_ratio",
+           statistics.median(theirs) / statistics.median(ours))
     phases = subprocess.run([sys.executable, str(HERE / "phases.py"), str(args.scenario)], capture_output=True,
                             text=True, check=True, env={**os.environ, "NUMBA_CACHE_DIR": tempfile.mkdtemp()}).stdout
     record("process", "cold start: where the time goes", phases.strip().replace("\n", "; "))
