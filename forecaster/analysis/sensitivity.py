@@ -21,6 +21,7 @@ variance times B / N), over Var(Y).
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,14 +147,15 @@ class _Run:
     inputs: np.ndarray | None = None
 
 
-def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False) -> _Run:
+def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
+         stop: threading.Event | None = None) -> _Run:
     """Simulate ``sc`` in memory on one thread and keep only its per-trial totals: the
     numbers of :func:`forecaster.simulate` and :func:`forecaster.analysis.compare.per_trial_metrics`,
     without building a Dataset (a sensitivity makes ~80 runs; several run at once)."""
     sc = sc.with_run(trials, seed)
     plan = build_plan(sc)
     sink = MemorySink(Layout.of(sc, plan))
-    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1)
+    run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1, stop=stop)
     arrays = sink.arrays()
     totals = {"revenue": arrays["revenue"].sum(axis=1), "won_deals": arrays["won_deals"].astype(float).sum(axis=1)}
     if "commission" in arrays:
@@ -195,7 +197,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
     with ThreadPoolExecutor(workers) as pool:
-        base_run = pool.submit(_run, base_sc, trials, seed, keep_inputs=True)
+        stop = threading.Event()  # set when the command is interrupted: running runs give up within a block
+        base_run = pool.submit(_run, base_sc, trials, seed, keep_inputs=True, stop=stop)
         runs: list[list[Future | None]] = []
         try:
             for lever in all_levers:
@@ -213,7 +216,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                                         "why": str(exc).splitlines()[-1].strip()})
                         pair.append(None)
                         continue
-                    pair.append(pool.submit(_run, sc, trials, seed))
+                    pair.append(pool.submit(_run, sc, trials, seed, stop=stop))
                 runs.append(pair)
             base_result = base_run.result()
             base, base_inputs = base_result.totals, cast(np.ndarray, base_result.inputs)
@@ -235,6 +238,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                         progress(done_runs, total_runs)
                 effects.append(item)
         except BaseException:
+            stop.set()
             for pair in runs:
                 for future in pair:
                     if future is not None:

@@ -8,6 +8,7 @@ and ``commit(lo, n, buffers)`` (see :mod:`forecaster.results.layout`).
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,13 +21,21 @@ from forecaster.scenario.model import Scenario
 Progress = Callable[[int], None]
 
 
+class Stopped(Exception):
+    """A run's ``stop`` event was set: its remaining blocks were not run."""
+
+
 def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: int | None = None,
-               progress: Progress | None = None, runner=None) -> None:
+               progress: Progress | None = None, runner=None, stop: threading.Event | None = None) -> None:
     """Run every block of trials, handing the sink one chunk of consecutive trials at a time.
 
     Blocks of a chunk run on a pool of threads, each into its own rows of the chunk's
     buffers, or on a cluster through ``runner`` (a :class:`forecaster.engine.cluster.DaskRunner`);
     ``sink.commit`` follows once the whole chunk is done.
+
+    ``stop``: when set (by another thread: a command interrupted while runs go on threads
+    of its own), the blocks not yet started are skipped and :class:`Stopped` is raised, so a
+    run gives up within a block instead of finishing every trial.
     """
     work = blocks(sc.trials)
     keys = stream_keys(plan, sc.seed)
@@ -47,6 +56,8 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
                 continue
 
             def one(block, lo=lo, buffers=buffers):
+                if stop is not None and stop.is_set():
+                    raise Stopped()
                 b, first, count = block
                 sl = slice(first - lo, first - lo + count)
                 run_block(plan, keys, first, count, *(buf[sl] for buf in buffers))
