@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +35,7 @@ from forecaster.engine.interface import quantity_names
 from forecaster.engine.plan import build_plan
 from forecaster.engine.simulation import run_trials
 from forecaster.errors import ScenarioError
+from forecaster.results.files import checkpoint
 from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import describe
 from forecaster.scenario.loading import build_scenario, load_scenario, read_document
@@ -163,6 +164,17 @@ def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
     return _Run(totals, arrays["inputs"] if keep_inputs else None)
 
 
+def _result(future: Future) -> _Run:
+    """A run's result, waited for in slices: an interrupt that had to be deferred (it arrived
+    while the main thread was in code it must not be raised in) is raised here at the next
+    slice, not after every run has finished."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FuturesTimeout:
+            checkpoint()
+
+
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
                 threads: int | None = None, progress=None) -> tuple[dict, object]:
     """Run every lever at ±step on common random numbers.
@@ -218,7 +230,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                         continue
                     pair.append(pool.submit(_run, sc, trials, seed, stop=stop))
                 runs.append(pair)
-            base_result = base_run.result()
+            base_result = _result(base_run)
             base, base_inputs = base_result.totals, cast(np.ndarray, base_result.inputs)
             metrics = [m for m in METRICS if m in base]
             diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
@@ -228,7 +240,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                 for j, future in enumerate(pair):
                     if future is None:
                         continue
-                    run = future.result().totals
+                    run = _result(future).totals
                     direction = "minus" if j == 0 else "plus"
                     item[direction] = {m: difference_stats(base[m], run[m]) for m in metrics}
                     for m in metrics:

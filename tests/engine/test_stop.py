@@ -57,3 +57,4 @@ def test_an_unset_event_changes_nothing():
     run_trials(ref_plan, ref_sc, ref, chunk_trials=ref_sc.trials, threads=1)
     a, b = sink.arrays(), ref.arrays()
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
