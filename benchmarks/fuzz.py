@@ -490,11 +490,15 @@ class Runner:
         if debug:
             full["FORECASTER_DEBUG"] = "1"
         cmd = [sys.executable, "-m", "forecaster", *[str(a) for a in case.argv]]
-        preexec = None
-        if case.fsize is not None:
-            import resource
+        import resource
 
-            def preexec():
+        def preexec():
+            # Ctrl-C's default in the child, whatever the battery inherited: a shell without job
+            # control starts background jobs with SIGINT ignored, and forecaster rightly leaves
+            # an ignored SIGINT ignored (as for nohup), so the signal cases would test nothing
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if case.fsize is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (case.fsize, case.fsize))
         stdout, closer = subprocess.PIPE, None
         if case.stdout == "closed":
