@@ -406,10 +406,10 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                        f"-> p = {p:.4f}")
     law = LogTimeLaw.of(cdf, int(counted.converted.size))
     level, (ys, vs) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen)
-    speed, speed_trend = (local_level(ys, vs), local_trend(ys, vs)) if ys is not None else (None, None)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
+    speed, speed_trend = (local_level(ys, vs), local_trend(ys, vs)) if ys is not None else (None, None)
     cal.notes.append(f"all segments, {stages[s]}: {level.months} monthly cohorts; latest level "
                      f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
                      f"{math.sqrt(level.q):.3f} a month (log-odds)"

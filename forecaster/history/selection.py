@@ -121,17 +121,21 @@ def crps(samples: np.ndarray, y: float) -> float:
     return float(np.mean(np.abs(x - y)) - np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / n ** 2)
 
 
+def _ordered(parts) -> tuple:
+    """A set of parts as a tuple in :data:`MECHANISMS` order (one spelling of each set)."""
+    return tuple(sorted(parts, key=MECHANISMS.index))
+
+
 def spread_configs(kept: tuple, fitted, forced_off, coverage_before: float) -> list[tuple]:
     """The sets of parts whose shared spread the honesty check may scale (module docstring,
     step 4): the kept set's own, when it has shocks or a capacity (its cv); and, when the
     shocks were fitted but not kept (nor forced off), the kept set with the shocks added back,
     tried whenever the kept set covers less than :data:`NOMINAL` or has a spread of its own
     (a capacity's cv alone cannot widen months the cap does not bind). Empty: nothing to scale."""
-    order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
     configs = [kept] if "shocks" in kept or "capacity" in kept else []
     if "shocks" in fitted and "shocks" not in forced_off and "shocks" not in kept \
             and (coverage_before < NOMINAL or configs):
-        configs.append(order(set(kept) | {"shocks"}))
+        configs.append(_ordered(set(kept) | {"shocks"}))
     return configs
 
 
@@ -242,17 +246,16 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
                   for (won_s, _), (_, _, won, _) in zip(drawn, inner) for k in range(won.size)]
         return float(np.mean(inside))
 
-    order = lambda ms: tuple(sorted(ms, key=MECHANISMS.index))  # noqa: E731
-    kept = order(forced_on)
+    kept = _ordered(forced_on)
     steps = [{"kept": list(kept), "score": score(kept)}]
     candidates = [m for m in fitted if m not in kept and m not in forced_off]
     while candidates:
-        tries = {m: score(order(kept + (m,))) for m in candidates}
+        tries = {m: score(_ordered(kept + (m,))) for m in candidates}
         best = min(tries, key=tries.__getitem__)
         steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best})
-        if not better(order(kept + (best,)), kept):
+        if not better(_ordered(kept + (best,)), kept):
             break
-        kept = order(kept + (best,))
+        kept = _ordered(kept + (best,))
         candidates.remove(best)
     before = coverage(kept)
     configs = spread_configs(kept, fitted, forced_off, before)
