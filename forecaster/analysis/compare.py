@@ -48,6 +48,21 @@ def per_trial_metrics(ds) -> dict:
     return out
 
 
+ROUNDING = 1e-12
+"""Relative size below which a paired difference is rounding: the same deals summed in
+another order (booked in another period, or summed source by source) give totals that
+differ in their last bits, about 1e-16 of the totals."""
+
+
+def paired_difference(base: np.ndarray, variant: np.ndarray) -> np.ndarray:
+    """``variant - base`` trial by trial, with differences within rounding of the totals
+    (``ROUNDING`` of their size) set to exactly 0: a trial whose deals did not change is a
+    tie, neither higher nor lower."""
+    d = variant - base
+    d[np.abs(d) <= ROUNDING * (np.abs(base) + np.abs(variant))] = 0.0
+    return d
+
+
 def difference_stats(base: np.ndarray, variant: np.ndarray) -> dict:
     """Paired statistics of ``variant - base`` for one column of trials.
 
@@ -56,7 +71,7 @@ def difference_stats(base: np.ndarray, variant: np.ndarray) -> dict:
     variant is strictly higher), and ``unpaired_ci_half_width``: the half-width the 95%
     interval would have if the two scenarios had been run independently.
     """
-    d = variant - base
+    d = paired_difference(base, variant)
     n = d.size
     mean = float(d.mean())
     sd = float(d.std(ddof=1)) if n > 1 else math.nan

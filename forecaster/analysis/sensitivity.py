@@ -29,8 +29,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, stored_seed
+from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, paired_difference, stored_seed
 from forecaster.engine._numba import default_threads
+from forecaster.engine.blocks import Sources
 from forecaster.engine.interface import quantity_names
 from forecaster.engine.plan import build_plan
 from forecaster.engine.simulation import run_trials
@@ -148,6 +149,16 @@ class _Run:
     inputs: np.ndarray | None = None
 
 
+def _totals(layout: Layout, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray,
+            inputs: np.ndarray) -> dict:
+    """Per-trial totals over the horizon of each metric, from a run's kernel arrays."""
+    arrays = layout.derive(revenue, won, bookings, inputs)
+    totals = {"revenue": arrays["revenue"].sum(axis=1), "won_deals": arrays["won_deals"].astype(float).sum(axis=1)}
+    if "commission" in arrays:
+        totals["commission"] = arrays["commission"].sum(axis=2).sum(axis=1)
+    return totals
+
+
 def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
          stop: threading.Event | None = None) -> _Run:
     """Simulate ``sc`` in memory on one thread and keep only its per-trial totals: the
@@ -157,14 +168,96 @@ def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
     plan = build_plan(sc)
     sink = MemorySink(Layout.of(sc, plan))
     run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1, stop=stop)
-    arrays = sink.arrays()
-    totals = {"revenue": arrays["revenue"].sum(axis=1), "won_deals": arrays["won_deals"].astype(float).sum(axis=1)}
-    if "commission" in arrays:
-        totals["commission"] = arrays["commission"].sum(axis=2).sum(axis=1)
-    return _Run(totals, arrays["inputs"] if keep_inputs else None)
+    totals = _totals(sink.layout, *sink.kernel_arrays)
+    return _Run(totals, sink.kernel_arrays[3] if keep_inputs else None)
 
 
-def _result(future: Future) -> _Run:
+# --- runs by source ----------------------------------------------------------------------------
+# A lever of one segment changes the deals of that segment's new leads, and of the open
+# pipeline only where the pipeline has deals of that segment that the lever reaches; every
+# other source of won deals books, trial by trial, exactly the deals of the base run (each
+# draws from streams of its own: common random numbers). So the base run is kept source by
+# source (the new leads of each segment, then the pipeline), and a lever's run simulates only
+# the sources it changes and adds the base's others: on saas-quarter, about 40% less work.
+# Every total, the base's included, is the sum of its sources in that one order, so a lever
+# that changes nothing has an effect of exactly 0. (Not with a team capacity, which decides
+# jointly when every source's deals are won: sensitivity then runs whole runs.)
+
+
+def sources_of(plan) -> list[Sources]:
+    """A plan's sources of won deals, in the order they are summed: each segment's new
+    leads, then the pipeline (if any)."""
+    out = [Sources((g,), False) for g in range(len(plan.segment_names))]
+    return out + ([Sources((), True)] if plan.has_pipeline else [])
+
+
+def changed_sources(lever: Lever, plan) -> list[int]:
+    """Indices into :func:`sources_of` of the sources whose deals ``lever`` can change."""
+    everything = list(range(len(sources_of(plan))))
+    if lever.scope not in plan.segment_names:
+        return everything
+    g = list(plan.segment_names).index(lever.scope)
+    changed = [g]
+    if plan.has_pipeline and lever.kind != "leads":
+        own = plan.pipeline.segment == g
+        if lever.kind == "deal_value":
+            own &= plan.pipeline.amount < 0  # deals with an amount of their own keep it
+        if own.any():
+            changed.append(len(plan.segment_names))
+    return changed
+
+
+@dataclass
+class _Split:
+    """The base run kept by source (see :func:`sources_of`): each source's kernel arrays
+    ``(revenue, won, bookings)`` with the shapes of :meth:`forecaster.engine.plan.Plan.kernel_buffers`."""
+
+    parts: list
+    run: _Run
+
+
+def _run_sources(sc: Scenario, trials: int, seed: int, which: list[int] | None, stop: threading.Event | None):
+    """Simulate the sources ``which`` of ``sc`` (default: all), each into arrays of its own.
+
+    Returns the run's layout, ``{index: (revenue, won, bookings)}`` and its per-trial inputs."""
+    sc = sc.with_run(trials, seed)
+    plan = build_plan(sc)
+    layout = Layout.of(sc, plan)
+    every = sources_of(plan)
+    parts, inputs = {}, None
+    for i in range(len(every)) if which is None else which:
+        sink = MemorySink(layout)
+        run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1, stop=stop, sources=every[i])
+        parts[i], inputs = sink.kernel_arrays[:3], sink.kernel_arrays[3]
+    return layout, parts, inputs
+
+
+def _add(parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sum of sources' ``(revenue, won, bookings)``, in the sources' order (the same for every run)."""
+    revenue, won, bookings = (np.array(a, copy=True) for a in parts[0])
+    for r, w, b in parts[1:]:
+        revenue += r
+        won += w
+        bookings += b
+    return revenue, won, bookings
+
+
+def _base_split(sc: Scenario, trials: int, seed: int, stop: threading.Event | None) -> _Split:
+    """The base run, source by source, with its totals and per-trial inputs."""
+    layout, parts, inputs = _run_sources(sc, trials, seed, None, stop)
+    ordered = [parts[i] for i in sorted(parts)]
+    return _Split(ordered, _Run(_totals(layout, *_add(ordered), inputs), inputs))
+
+
+def _lever_split(sc: Scenario, trials: int, seed: int, which: list[int], base: Future,
+                 stop: threading.Event | None) -> _Run:
+    """A lever's run: the sources it changes simulated, the others the base's."""
+    layout, parts, inputs = _run_sources(sc, trials, seed, which, stop)
+    kept = cast(_Split, base.result()).parts
+    return _Run(_totals(layout, *_add([parts.get(i, p) for i, p in enumerate(kept)]), inputs))
+
+
+def _result(future: Future) -> Any:
     """A run's result, waited for in slices: an interrupt that had to be deferred (it arrived
     while the main thread was in code it must not be raised in) is raised here at the next
     slice, not after every run has finished."""
@@ -176,8 +269,12 @@ def _result(future: Future) -> _Run:
 
 
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
-                threads: int | None = None, progress=None) -> tuple[dict, object]:
+                threads: int | None = None, progress=None, by_source: bool = True) -> tuple[dict, object]:
     """Run every lever at ±step on common random numbers.
+
+    ``by_source``: simulate of each lever's run only the sources of won deals it changes
+    (see "runs by source" above; not with a team capacity); False runs every lever whole
+    (the same numbers up to the rounding of sums, at about 1.6 times the work on saas-quarter).
 
     ``progress(done, total)`` is called after each run, with runs done and runs in all.
 
@@ -204,13 +301,22 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     # and no core waits for the last block of a run. Kept meanwhile: every run's totals.
     workers = max(1, threads or default_threads())
     run_bytes = memory_per_trial([base_sc])
-    check_memory(trials, (workers + 1) * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
+    # held at once: each worker's run (by source: every source's arrays and their sum), the base's
+    # sources, every run's totals
+    sources = len(base_sc.segments) + 2
+    check_memory(trials, (workers + 1) * sources * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
                  f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
+    base_plan = build_plan(base_sc)
+    by_source = by_source and not base_plan.has_capacity  # see "runs by source" above
     with ThreadPoolExecutor(workers) as pool:
         stop = threading.Event()  # set when the command is interrupted: running runs give up within a block
-        base_run = pool.submit(_run, base_sc, trials, seed, keep_inputs=True, stop=stop)
+        if by_source:
+            base_split = pool.submit(_base_split, base_sc, trials, seed, stop)
+            base_run: Future = base_split
+        else:
+            base_run = pool.submit(_run, base_sc, trials, seed, keep_inputs=True, stop=stop)
         runs: list[list[Future | None]] = []
         try:
             for lever in all_levers:
@@ -228,9 +334,15 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                                         "why": str(exc).splitlines()[-1].strip()})
                         pair.append(None)
                         continue
-                    pair.append(pool.submit(_run, sc, trials, seed, stop=stop))
+                    if by_source:
+                        pair.append(pool.submit(_lever_split, sc, trials, seed, changed_sources(lever, base_plan),
+                                                base_split, stop))
+                    else:
+                        pair.append(pool.submit(_run, sc, trials, seed, stop=stop))
                 runs.append(pair)
             base_result = _result(base_run)
+            if by_source:
+                base_result = cast(_Split, base_result).run
             base, base_inputs = base_result.totals, cast(np.ndarray, base_result.inputs)
             metrics = [m for m in METRICS if m in base]
             diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
@@ -244,7 +356,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                     direction = "minus" if j == 0 else "plus"
                     item[direction] = {m: difference_stats(base[m], run[m]) for m in metrics}
                     for m in metrics:
-                        diffs[m][i, j] = run[m] - base[m]
+                        diffs[m][i, j] = paired_difference(base[m], run[m])
                     done_runs += 1
                     if progress:
                         progress(done_runs, total_runs)

@@ -2,17 +2,36 @@
 leads, pipeline deals and the team's capacity, in that order."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from forecaster.engine import kernels
 from forecaster.engine._numba import expect_kernels
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import StreamKeys, thread_generators
 
 
-def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta) -> None:
+@dataclass(frozen=True)
+class Sources:
+    """Which sources of won deals a block simulates: the new leads of ``segments`` (indices)
+    and, if ``pipeline``, the open pipeline's deals.
+
+    Every source draws from streams of its own, so a run of some sources books, for every
+    trial, exactly the deals a whole run books from them: a whole run's outputs are the sum
+    of its sources' (up to the rounding of the sum). The per-trial parameters and shared
+    shocks are drawn for every segment whatever the sources. Not with a team capacity,
+    which decides jointly when every source's deals are won.
+    """
+
+    segments: tuple[int, ...]
+    pipeline: bool
+
+
+def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *,
+              sources: Sources | None = None) -> None:
     """Simulate trials ``first .. first + n - 1`` into the given output rows (added to).
 
     Every stream is reseeded for every trial from its key (see :mod:`forecaster.engine.seeding`),
-    so the rows depend on the trials' indices only.
+    so the rows depend on the trials' indices only. ``sources``: only those (default: all).
     """
     gens = thread_generators()
     funnel, first = plan.funnel, int(first)
@@ -25,10 +44,12 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     out = plan.outputs(revenue, won, bookings)
     # with a capacity, deals are booked by the day they are due; capacity then decides when they are won
     due = plan.due_outputs(n, revenue.shape[2], bookings.shape[2]) if plan.has_capacity else out
-    for g in range(G):
+    if sources is not None and plan.has_capacity:
+        raise ValueError("a team capacity couples every source of won deals: simulate them together")
+    for g in range(G) if sources is None else sources.segments:
         kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
                                    month_factor, due)
-    if plan.has_pipeline:
+    if plan.has_pipeline and (sources is None or sources.pipeline):
         kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing, theta,
                                   due)
     if plan.has_capacity:

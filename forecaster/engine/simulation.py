@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from forecaster.engine._numba import default_threads
-from forecaster.engine.blocks import prepare, run_block
+from forecaster.engine.blocks import Sources, prepare, run_block
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import BLOCK_TRIALS, blocks, stream_keys
 from forecaster.scenario.model import Scenario
@@ -26,7 +26,8 @@ class Stopped(Exception):
 
 
 def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: int | None = None,
-               progress: Progress | None = None, runner=None, stop: threading.Event | None = None) -> None:
+               progress: Progress | None = None, runner=None, stop: threading.Event | None = None,
+               sources: Sources | None = None) -> None:
     """Run every block of trials, handing the sink one chunk of consecutive trials at a time.
 
     Blocks of a chunk run on a pool of threads, each into its own rows of the chunk's
@@ -36,7 +37,12 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
     ``stop``: when set (by another thread: a command interrupted while runs go on threads
     of its own), the blocks not yet started are skipped and :class:`Stopped` is raised, so a
     run gives up within a block instead of finishing every trial.
+
+    ``sources``: simulate only those sources of won deals (see :class:`forecaster.engine.blocks.Sources`;
+    on threads only).
     """
+    if sources is not None and runner is not None:
+        raise ValueError("a cluster runs every source of won deals")
     work = blocks(sc.trials)
     keys = stream_keys(plan, sc.seed)
     if runner is None:  # a cluster's workers load the kernels themselves
@@ -60,7 +66,7 @@ def run_trials(plan: Plan, sc: Scenario, sink, *, chunk_trials: int, threads: in
                     raise Stopped()
                 b, first, count = block
                 sl = slice(first - lo, first - lo + count)
-                run_block(plan, keys, first, count, *(buf[sl] for buf in buffers))
+                run_block(plan, keys, first, count, *(buf[sl] for buf in buffers), sources=sources)
                 return count
 
             for done in (pool.map(one, group) if pool else map(one, group)):

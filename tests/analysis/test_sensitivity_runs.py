@@ -46,3 +46,88 @@ def test_the_summary_does_not_depend_on_the_threads():
     runs = 2 * len(one["levers"]) - len(one["skipped"])
     assert [d for d, _ in calls] == list(range(1, runs + 1)) and {t for _, t in calls} == {2 * len(one["levers"])}
     assert all(math.isfinite(s["share"]) for s in one["variance_shares"])
+
+
+# --- runs by source --------------------------------------------------------------------------
+
+EXTENSIONS = """
+shocks: {leads: 0.2, convert: {sql: 0.3, opportunity: 0.4}, drift: {leads: 0.05, convert: {opportunity: 0.1}}}
+closing: {slip: {1: 0.25, 2: 0.1}, window_days: 12}
+"""
+
+
+def _saas_variant(tmp_path, extra: str = EXTENSIONS) -> Path:
+    """saas-quarter with shocks, drift and quarter-end slips; its pipeline without mid's
+    deals, and every enterprise deal with an amount of its own (so that mid's levers never
+    reach the pipeline and enterprise's deal value does not either, while smb's do)."""
+    rows = (SAAS.parent / "saas-quarter-pipeline.csv").read_text().splitlines()
+    kept = [rows[0]]
+    for row in rows[1:]:
+        cells = row.split(",")
+        if cells[1] == "mid":
+            continue
+        if cells[1] == "enterprise" and not cells[4]:
+            cells[4] = "120000"
+        kept.append(",".join(cells))
+    (tmp_path / "saas-quarter-pipeline.csv").write_text("\n".join(kept) + "\n")
+    path = tmp_path / "saas-extended.yaml"
+    path.write_text(SAAS.read_text() + extra)
+    return path
+
+
+def test_levers_rerun_only_the_sources_they_change(tmp_path):
+    path = _saas_variant(tmp_path)
+    sc = fc.load_scenario(path)
+    plan = sens.build_plan(sc)
+    assert [(s.segments, s.pipeline) for s in sens.sources_of(plan)] == [((0,), False), ((1,), False), ((2,), False),
+                                                                       ((), True)]
+    doc = sens.read_document(path)[0]
+    reruns = {lever.name: sens.changed_sources(lever, plan) for lever in sens.levers(doc, sc)}
+    assert reruns["smb: leads"] == [0] and reruns["smb: deal value"] == [0, 3] and reruns["smb: sql days"] == [0, 3]
+    assert reruns["mid: opportunity convert"] == [1] and reruns["mid: deal value"] == [1]
+    assert reruns["enterprise: deal value"] == [2] and reruns["enterprise: sql convert"] == [2, 3]
+    assert reruns["all: leads (expansion)"] == [0, 1, 2, 3]
+
+
+def test_runs_by_source_give_the_numbers_of_whole_runs(tmp_path):
+    """Every lever's per-trial effect, source by source, is the whole runs' up to the rounding
+    of sums (about 1e-16 of the totals), with shocks, drift, slips, a pipeline and commission."""
+    path = _saas_variant(tmp_path)
+    split, ds_split = sens.sensitivity(path, trials=300, seed=11, threads=2)
+    whole, ds_whole = sens.sensitivity(path, trials=300, seed=11, threads=2, by_source=False)
+    for name in ds_whole.data_vars:
+        a, b = ds_split[name].values, ds_whole[name].values
+        assert np.array_equal(np.isnan(a), np.isnan(b)), name
+        scale = np.abs(ds_whole[name].values[~np.isnan(b)]).max()
+        assert np.allclose(a, b, rtol=0, atol=1e-9 * scale, equal_nan=True), name
+    for a, b in zip(split["levers"], whole["levers"]):
+        for direction in ("minus", "plus"):
+            for metric, stats in b[direction].items():
+                got = a[direction][metric]
+                assert math.isclose(got["mean"], stats["mean"], rel_tol=1e-9, abs_tol=1e-6), (a["lever"], metric)
+                assert got["probability_higher"] == stats["probability_higher"], (a["lever"], metric)
+    assert split["ranking"] == whole["ranking"]
+    assert split["three_moves"]["key_level"]["lever"] == whole["three_moves"]["key_level"]["lever"]
+    for metric in whole["base"]:
+        assert math.isclose(split["base"][metric]["mean"], whole["base"][metric]["mean"], rel_tol=1e-12)
+    # a lever that changes no deal has an effect of exactly 0, not rounding noise
+    untouched = next(e for e in split["levers"] if e["lever"] == "enterprise: lead days")
+    assert untouched["minus"]["revenue"]["p50"] == 0.0
+
+
+def test_a_paired_difference_within_rounding_is_a_tie():
+    from forecaster.analysis.compare import difference_stats, paired_difference
+
+    base = np.array([0.1 + 0.2, 1e6, 5.0, 0.0])
+    variant = np.array([0.3, 1e6 + 1e-4, 5.0 - 2e-15, 0.0])
+    assert base[0] != variant[0]  # 0.1 + 0.2 is not 0.3 in floating point
+    assert list(paired_difference(base, variant)) == [0.0, variant[1] - base[1], 0.0, 0.0]
+    assert difference_stats(base, variant)["probability_higher"] == 0.25
+
+
+def test_with_a_capacity_every_lever_runs_whole(tmp_path, monkeypatch):
+    path = _saas_variant(tmp_path, EXTENSIONS + "capacity: {won_per_month: 60, cv: 0.1}\n")
+    calls = []
+    monkeypatch.setattr(sens, "_lever_split", lambda *a, **k: calls.append(a))
+    summary, _ = sens.sensitivity(path, trials=100, seed=2, threads=1)
+    assert calls == [] and summary["levers"]

@@ -148,10 +148,17 @@ def test_stale_temporaries_of_dead_runs_are_swept_and_nothing_else(tmp_path):
 
 
 def test_a_temporary_untouched_for_a_day_is_stale_even_if_its_pid_runs(tmp_path):
-    old = tmp_path / f".forecast.nc.{os.getppid()}.0123456789ab.tmp"
-    old.write_text("x")
-    assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER - 60) == []
-    assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER + 60) == [(old, 1)]
+    # a process of our own that runs meanwhile (not the parent: a test run started by a shell
+    # that has exited has pid 1 for parent, which the sweep rightly never considers)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        old = tmp_path / f".forecast.nc.{live.pid}.0123456789ab.tmp"
+        old.write_text("x")
+        assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER - 60) == []
+        assert sweep_stale_temporaries(tmp_path, now=time.time() + files.STALE_AFTER + 60) == [(old, 1)]
+    finally:
+        live.kill()
+        live.wait()
 
 
 # --- write errors ----------------------------------------------------------------------------
