@@ -168,8 +168,30 @@ def _comment(text: str | Path) -> str:
 @click.option("--report", "report", is_flag=True,
               help="Also write NAME-calibration.md beside the scenario: the optional parts tried in the in-history "
                    "walk-forward, their scores, which were kept, and the in-history coverage.")
+@click.option("--transactions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A transaction log (customer_id, date, amount; optional segment), one row per purchase: fit the "
+                   "repeat-purchase model (BG/NBD) of its segment, write its customer.repeat block, and its customers "
+                   "as known --as-of into NAME-customers.csv (the installed base) beside the scenario.")
+@click.option("--subscriptions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A subscription log (customer_id, term_start, term_end, outcome renewed/churned/active, value; "
+                   "optional segment), one row per term: fit the renewal model (shifted-beta-geometric) of its segment, "
+                   "write its customer.subscription block, and the subscriptions active --as-of into "
+                   "NAME-customers.csv.")
+@click.option("--segment", "customer_segment", default=None,
+              help="The segment that --transactions and --subscriptions describe when they have no segment column "
+                   "(needed when the calibrated scenario has several segments).")
+@click.option("--transaction-column", "transaction_mapping", multiple=True, metavar="NAME=SOURCE",
+              help="Map one of customer_id, date, amount, segment to a column of --transactions, e.g. "
+                   "--transaction-column customer_id=CustomerID. Repeatable.")
+@click.option("--subscription-column", "subscription_mapping", multiple=True, metavar="NAME=SOURCE",
+              help="Map one of customer_id, term_start, term_end, outcome, value, segment to a column of "
+                   "--subscriptions, e.g. --subscription-column value=MRR. Repeatable.")
+@click.option("--term-outcome", "term_outcomes", multiple=True, metavar="OUTCOME=VALUES",
+              help="Map --subscriptions' outcome values to renewed, churned or active (case and surrounding spaces "
+                   "ignored), e.g. --term-outcome churned=\"Cancelled,Lapsed\". Repeatable.")
 def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, outcomes, drop_bad_rows,
-                      horizon, capacity, mechanisms, report):
+                      horizon, capacity, mechanisms, report, transactions=None, subscriptions=None,
+                      customer_segment=None, transaction_mapping=(), subscription_mapping=(), term_outcomes=()):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
 
     Times in each stage are fitted by maximum likelihood with deals still open treated as
@@ -184,12 +206,18 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     invalid one is reported and nothing is written); the files are written whole or not at
     all, and never over the history. See the README for the history format.
 
+    With --transactions or --subscriptions, the after-sale models are fitted too, from what
+    was known --as-of (later purchases ignored; renewals decided later censored): a segment's
+    `customer` block and the installed base, NAME-customers.csv.
+
     \b
     Example:
       forecaster calibrate ../shared/data/maven-crm-sales-opportunities/sales_pipeline.csv \\
           --preset maven --as-of 2017-06-30 -o out/maven-q3.yaml
       forecaster calibrate opportunities.csv --preset crm --as-of 2026-06-30 -o out/q3.yaml \\
           --outcome open="Prospecting,Qualification,Needs Analysis,Negotiation/Review"
+      forecaster calibrate deals.csv --stages lead --as-of 2026-06-30 -o out/q3.yaml \\
+          --subscriptions terms.csv --term-outcome churned=Cancelled
     """
     import yaml
 
@@ -209,6 +237,11 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if report:
         targets.append((f"{shown} --report", folder / report_file))
     inputs = history_inputs(history, preset)
+    customers_file = f"{name}-customers.csv"
+    customer_logs = [p for p in (transactions, subscriptions) if p is not None]
+    if customer_logs:
+        targets.append((f"{shown} (its installed base)", folder / customers_file))
+        inputs += customer_logs
     check_outputs(targets, inputs)  # before the work, so a mistyped -o costs nothing
     count, unit = horizon
     if unit == "m":  # to the end of the count-th month after as_of's month
@@ -224,6 +257,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         raise
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    purchases, terms = _read_customer_logs(transactions, subscriptions, transaction_mapping, subscription_mapping,
+                                           term_outcomes, drop_bad_rows, warnings)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     try:
@@ -233,6 +268,10 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         raise _refused(exc, output=output, history=history, as_of=as_of) from None
     except ValueError as exc:
         raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
+    customers, after_sale = None, ""
+    if customer_logs:
+        customers, after_sale = _fit_customers(cal, as_of, purchases, terms, customer_segment, customers_file,
+                                               [str(p) for p in customer_logs])
     header = ["# Calibrated by forecaster from " + _comment(history) + f", as known on {as_of}.",
               "# Counts behind each estimate:"] + [f"#   {_comment(n)}" for n in cal.notes]
     header += ["# Evidence for the optional parts (in-history walk-forward):"] + [
@@ -240,10 +279,13 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     header += ["# Warnings:"] + [f"#   {_comment(w)}" for w in cal.warnings] if cal.warnings else []
     text = "\n".join(header) + "\n" + yaml.safe_dump(cal.scenario, sort_keys=False, default_flow_style=None, width=120)
     pipeline = pipeline_csv(cal.pipeline) if cal.pipeline else None
-    check_scenario(text, pipeline_file, pipeline, output=output, history=history, as_of=as_of)
+    check_scenario(text, pipeline_file, pipeline, output=output, history=history, as_of=as_of,
+                   extra_files={customers_file: customers} if customers is not None else None)
     files = {output.name: text}
     if pipeline is not None:
         files[pipeline_file] = pipeline
+    if customers is not None:
+        files[customers_file] = customers
     if report:
         files[report_file] = calibration_report(cal, history, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
@@ -259,6 +301,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
                    f"(shared spread: shocks and capacity cv x{ev['widen']:g}).")
     else:
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; {ev.get('note', 'no in-history evidence')}.")
+    if after_sale:
+        click.echo(after_sale)
     click.echo("Wrote " + " and ".join(str(output.parent / name) for name in files))
 
 
@@ -297,10 +341,11 @@ def calibration_report(cal, history: Path, as_of: date) -> str:
 
 
 def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, output: Path, history: Path,
-                   as_of: date) -> None:
+                   as_of: date, extra_files: dict[str, str] | None = None) -> None:
     """Check a calibrated scenario as ``forecaster validate`` would read it, before anything
     is written: ``text`` is the YAML file, ``pipeline`` the CSV it names as ``pipeline_file``
-    (None when there is none), checked in a temporary folder.
+    (None when there is none), checked in a temporary folder with ``extra_files`` (name ->
+    text: the installed base's CSV) beside it.
 
     Raises
     ------
@@ -317,6 +362,8 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
         with tempfile.TemporaryDirectory(prefix="forecaster-calibrate-") as tmp:
             if pipeline is not None:
                 (Path(tmp) / pipeline_file).write_text(pipeline, encoding="utf-8", newline="")
+            for extra, content in (extra_files or {}).items():
+                (Path(tmp) / extra).write_text(content, encoding="utf-8", newline="")
             data, lines = load_yaml(text, output.name)
             build_scenario(data, lines, output.name, base_dir=Path(tmp), raw=text.encode(), source=None)
     except ScenarioError as exc:
@@ -341,3 +388,84 @@ def _refused(exc, *, output: Path, history: Path, as_of: date):
         f"{history}: the scenario calibrated on {as_of} is not valid, so nothing was written ({output} is as it "
         f"was):\n{problems}\nThis is a bug in calibration (what it fitted on this history breaks the format); "
         "please report it.")
+
+
+def _read_customer_logs(transactions: Path | None, subscriptions: Path | None, transaction_mapping,
+                        subscription_mapping, term_outcomes, drop_bad_rows: bool, warnings: list):
+    """The purchases and terms of ``--transactions`` and ``--subscriptions`` (None where not
+    given). A usage error for a malformed map, or a map of a log not given."""
+    from forecaster.history.customers import (
+        SUBSCRIPTION_FIELDS,
+        TRANSACTION_FIELDS,
+        column_map,
+        parse_term_outcomes,
+        read_subscriptions,
+        read_transactions,
+    )
+
+    for option, given, log in (("--transaction-column", transaction_mapping, transactions),
+                               ("--subscription-column", subscription_mapping, subscriptions),
+                               ("--term-outcome", term_outcomes, subscriptions)):
+        if given and log is None:
+            raise click.UsageError(f"{option} maps {'--transactions' if 'transaction' in option else '--subscriptions'}"
+                                   "' columns or values; give that log")
+    try:
+        t_columns = column_map(transaction_mapping, TRANSACTION_FIELDS)
+    except ValueError as exc:
+        raise click.UsageError(f"--transaction-column {exc}") from None
+    try:
+        s_columns = column_map(subscription_mapping, SUBSCRIPTION_FIELDS)
+    except ValueError as exc:
+        raise click.UsageError(f"--subscription-column {exc}") from None
+    try:
+        outcome_map = parse_term_outcomes(term_outcomes)
+    except ValueError as exc:
+        raise click.UsageError(f"--term-outcome: {exc}") from None
+    purchases = terms = None
+    if transactions is not None:
+        purchases = read_transactions(transactions, t_columns, warnings=warnings, drop_bad_rows=drop_bad_rows)
+    if subscriptions is not None:
+        terms = read_subscriptions(subscriptions, s_columns, outcome_map, warnings=warnings,
+                                   drop_bad_rows=drop_bad_rows)
+    return purchases, terms
+
+
+def _fit_customers(cal, as_of: date, purchases, terms, segment: str | None, customers_file: str,
+                   logs: list[str]) -> tuple[str | None, str]:
+    """Fit the after-sale models into ``cal``'s scenario (each segment's ``customer`` block,
+    the ``customers`` file's name) and notes: the installed base's CSV (None when empty) and
+    a line saying what was fitted."""
+    from forecaster.errors import ForecasterError
+    from forecaster.history.customers import BGNBDFit, calibrate_customers, customers_csv
+
+    segments = list(cal.scenario["segments"])
+    if segment is not None and segment not in segments:
+        raise click.UsageError(f"--segment {segment!r} is not a segment of the calibrated scenario (its segments: "
+                               f"{', '.join(segments)})")
+    default = segment if segment is not None else (segments[0] if len(segments) == 1 else None)
+    rows = [r for r in (purchases or []) + (terms or []) if r.segment is None]
+    if rows and default is None:
+        raise click.UsageError(f"the calibrated scenario has segments {', '.join(segments)}: say which one "
+                               f"{' and '.join(logs)} describe{'s' * (len(logs) == 1)} with --segment NAME (or give "
+                               "the logs a segment column)")
+    try:
+        fitted = calibrate_customers(segments, as_of, purchases=purchases, terms=terms, default_segment=default)
+    except ValueError as exc:
+        raise ForecasterError(f"{' and '.join(logs)}: cannot calibrate the after-sale models on {as_of}: {exc}") \
+            from None
+    for seg, block in fitted.blocks.items():
+        cal.scenario["segments"][seg]["customer"] = block
+    cal.notes.extend(fitted.notes)
+    said = []
+    for seg, fit in fitted.fits.items():
+        if isinstance(fit, BGNBDFit):
+            said.append(f"{seg} buys again {fit.per_month:.3g} times a customer month, dropout {fit.dropout:.3g} "
+                        "after each repeat purchase")
+        else:
+            said.append(f"{seg} renews with probability {fit.renew:.3f} (concentration {fit.concentration:.3g})")
+    line = f"After the sale, as known on {as_of}: " + "; ".join(said)
+    if not fitted.rows:
+        cal.warnings.append(f"no customer of {' or '.join(logs)} is active on {as_of}: no installed base written")
+        return None, line + "."
+    cal.scenario["customers"] = {"file": customers_file}
+    return customers_csv(fitted.rows), line + f"; installed base: {len(fitted.rows):,} customers."

@@ -1166,3 +1166,91 @@ def repeat_notes(history: RepeatHistory, fit: BGNBDFit) -> list[str]:
         notes.append(f"{history.same_day} purchases on a day the customer had already bought on, merged into one")
     return notes
 
+
+
+@dataclass
+class CustomerCalibration:
+    """The after-sale part of a calibration: each segment's ``customer`` block, the installed
+    base's rows (the ``customers`` file), and the notes behind them."""
+
+    blocks: dict[str, dict] = field(default_factory=dict)   # segment -> its customer block
+    rows: list[dict] = field(default_factory=list)           # installed base (CUSTOMER_COLUMNS)
+    notes: list[str] = field(default_factory=list)
+    fits: dict[str, BGNBDFit | SBGFit] = field(default_factory=dict)
+
+
+def _assign(rows: list, segments: Sequence[str], default: str | None, what: str) -> dict[str, list]:
+    """Rows by the scenario segment they describe (their own, else ``default``).
+
+    Raises
+    ------
+    ValueError
+        When a row has no segment and there is no default, or names a segment the scenario
+        does not have.
+    """
+    grouped = by_segment(rows, default)
+    if None in grouped:
+        raise ValueError(f"the {what} names no segment and the scenario has several ({', '.join(segments)}): say "
+                         "which one it describes")
+    unknown = sorted(s for s in grouped if s is not None and s not in segments)
+    if unknown:
+        raise ValueError(f"the {what} names segment{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, not in "
+                         f"the scenario (its segments: {', '.join(segments)}); a customer comes from a won deal of "
+                         "its segment")
+    return {s: v for s, v in grouped.items() if s is not None}
+
+
+def calibrate_customers(segments: Sequence[str], as_of: date, *, purchases: list[Purchase] | None = None,
+                        terms: list[Term] | None = None, default_segment: str | None = None) -> CustomerCalibration:
+    """Fit the after-sale models of the segments a transaction log (``purchases``) and a
+    subscription log (``terms``) describe, as known on ``as_of``: a ``repeat`` block (BG/NBD,
+    in customer months) for each segment of the transactions, a ``subscription`` block (sBG)
+    for each segment of the subscriptions, and the installed base on ``as_of`` (every repeat
+    buyer, conditioned on its history by the engine; every subscription active then).
+
+    ``segments``: the scenario's segments; ``default_segment``: the segment of rows that
+    name none.
+
+    Raises
+    ------
+    ValueError
+        When a row's segment is unknown or missing, a segment would be both a repeat buyer's
+        and a subscriber's, a log has no customer on ``as_of``, a customer id is in the
+        installed base twice, or a model cannot be fitted (no churn yet, say); the message
+        says which.
+    """
+    out = CustomerCalibration()
+    repeat = _assign(purchases or [], segments, default_segment, "transaction log")
+    subscribed = _assign(terms or [], segments, default_segment, "subscription log")
+    both = sorted(set(repeat) & set(subscribed))
+    if both:
+        raise ValueError(f"segment {', '.join(both)} is in both the transaction and the subscription log; a "
+                         "segment's customers either renew a contract or buy again (give each log its own segment)")
+    for seg, rows in repeat.items():
+        history = summarize_purchases(rows, as_of)
+        if not history.n:
+            raise ValueError(f"segment {seg}: no customer had bought by {as_of}")
+        fit = fit_repeat(history)
+        out.fits[seg] = fit
+        out.blocks[seg] = repeat_block(fit, history)
+        out.rows += installed_repeat_rows(history, seg)
+        out.notes += [f"{seg}, repeat purchase: {n}" for n in repeat_notes(history, fit)]
+    for seg, rows in subscribed.items():
+        subs = summarize_terms(rows, as_of)
+        sbg = fit_renewal(subs)
+        out.fits[seg] = sbg
+        out.blocks[seg] = subscription_block(sbg, subs)
+        installed = installed_subscription_rows(subs, seg)
+        out.rows += installed
+        out.notes += [f"{seg}, subscriptions: {n}" for n in subs.notes]
+        out.notes.append(f"{seg}, subscriptions: {sbg.summary()}")
+        out.notes.append(f"{seg}, subscriptions: term_months {subs.term_months} ({subs.term_share:.0%} of terms); "
+                         + (f"expansion {subs.expansion:+.4f} over {subs.expansion_pairs} renewals with values; "
+                            if subs.expansion is not None else "no values at renewal: no expansion; ")
+                         + f"{len(installed)} active on {as_of} in the installed base")
+    ids = Counter(r["customer_id"] for r in out.rows)
+    twice = sorted(c for c, n in ids.items() if n > 1)
+    if twice:
+        raise ValueError(f"customer id {twice[0]!r}{f' (and {len(twice) - 1} more)' if len(twice) > 1 else ''} is in "
+                         "both logs; the installed base needs one id per customer")
+    return out
