@@ -594,7 +594,7 @@ class BGNBDFit:
     @property
     def se(self) -> dict[str, float] | None:
         """Standard errors of r, α, a, b (delta method from the log scale); None without
-        a covariance. A parameter held at the edge has 0."""
+        a covariance. A parameter in ``homogeneous`` (held fixed) has 0."""
         if self.log_cov is None:
             return None
         return {n: v * math.sqrt(max(self.log_cov[i, i], 0.0)) for i, (n, v) in enumerate(self.params.items())}
@@ -1080,7 +1080,7 @@ def repeat_block(fit: BGNBDFit, history: RepeatHistory | None = None) -> dict:
     per trial whose cv is the estimate's relative standard error), rate_cv, dropout (a beta
     per trial), dropout_concentration and, when the history has repeat purchases with
     amounts, their values (empirical; at most :data:`MAX_EMPIRICAL` quantiles). A
-    heterogeneity that ran to the edge of the search is left out (the customers look alike)."""
+    heterogeneity read as none (:data:`HOMOGENEOUS`: the customers look alike) is left out."""
     rep: dict = {}
     se = fit.per_month_se
     if se is not None and se > 0:
@@ -1104,8 +1104,9 @@ def subscription_block(fit: SBGFit, history: SubscriptionHistory | None = None, 
                        term_months: int | None = None) -> dict:
     """The ``customer`` block of a segment of subscribers (format A.1): term_months (the
     history's, else ``term_months``, else 1), renew (a beta per trial whose spread is the
-    estimate's standard error), concentration (α + β, left out when it ran to the edge of
-    the search) and the history's expansion at renewal when it has one."""
+    estimate's standard error), concentration (α + β; left out when at least
+    :data:`HOMOGENEOUS`: customers alike) and the history's expansion at renewal when it has
+    one."""
     sub: dict = {"term_months": term_months or (history.term_months if history is not None else 1),
                  "renew": _probability(fit.renew, fit.renew_se)}
     if not fit.homogeneous:
