@@ -58,6 +58,7 @@ from __future__ import annotations
 import calendar
 import csv
 import io
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -190,14 +191,19 @@ class _Log:
         self.what, self.noun = what, noun
         self.col = {name: (columns or {}).get(name, name) for name in fields}
         expected = f"a CSV file ({what})"
-        self.records = _records(_read_text(Path(path), self.shown, expected), self.shown)
+        records = _records(_read_text(Path(path), self.shown, expected), self.shown)
+        first = next(records, None)
+        if first is None:
+            raise ScenarioError(self.shown, [Problem("", f"is empty; expected a header row and {what}")])
+        self.records = itertools.chain([first], records)
         header, index = _header(self.records, self.shown, list(self.col.values()))
         required = set(must) | set(columns or {})
         missing = [f"{k} (column {v!r})" for k, v in self.col.items() if k in required and v not in index]
         if missing:
             raise ScenarioError(self.shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: "
                                                          f"{_names(header)}. Map a name to another column with "
-                                                         "NAME=SOURCE")])
+                                                         "NAME=SOURCE (calibrate's --transaction-column or "
+                                                         "--subscription-column)")])
         shared: dict[str, list[str]] = {}
         for k, v in self.col.items():
             if v in index:
