@@ -671,6 +671,25 @@ FULL = {
     "capacity": {"won_per_month": 100, "quarter_shape": {1: 0.8, 2: 1.0, 3: 1.2}, "cv": 0.05},
     "stalled": {"proposal": 0.25},
 }
+FULL_AFTER_SALE = {  # the after-sale keys (v2 A), which a team capacity excludes for now
+    **{k: v for k, v in FULL.items() if k != "capacity"},
+    "segments": {
+        "direct": {**FULL["segments"]["direct"], "customer": {
+            "subscription": {"term_months": 1, "renew": {"dist": "beta", "mean": 0.9, "concentration": 300},
+                             "concentration": 20, "expansion": 0.01},
+            "cancel": {"probability": 0.05, "days": {"dist": "uniform", "low": 0, "high": 60}, "refund": 0.8}}},
+        "bought": {**FULL["segments"]["bought"], "customer": {
+            "recognition": {"over_months": 6},
+            "repeat": {"per_month": 0.3, "rate_cv": 1.0, "dropout": 0.2, "dropout_concentration": 5,
+                       "value": {"dist": "lognormal", "median": 200, "sigma": 0.4}}}}},
+    "commission": {**FULL["commission"], "base": "total_bookings"},
+    "clv": {"horizon_months": 36, "discount_per_year": 0.08},
+    "regular_from": 3,
+    "customers": {"file": "c.csv"},
+}
+CUSTOMERS_CSV = ("customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
+                 "C1,direct,2027-01-20,100,2,,,,ana\n"
+                 "C2,bought,,,,2026-03-01,2026-10-01,2,\n")
 PIPELINE_ROWS = [["deal_id", "segment", "stage", "entered_stage", "amount", "owner"],
                  ["D1", "direct", "proposal", "2026-12-01", "4000", "ana"],
                  ["D2", "bought", "qualified", "2026-11-15", "", "ben"],
@@ -1172,23 +1191,26 @@ def _schema_expect(node, value) -> frozenset:
 def family_schema() -> list[Case]:
     schema = json_schema()
     leaves = schema_leaves(schema, FULL)
+    after_sale = schema_leaves(schema, FULL_AFTER_SALE)
     patterns = set(schema_patterns(schema))
-    covered = {_pattern_of(p, schema) for p, _ in leaves}
+    covered = {_pattern_of(p, schema) for p, _ in leaves + after_sale}
     cases = []
     for pat in sorted(patterns - covered - set(ALTERNATIVES)):  # a key added to the format since: say so
-        msg = f"the schema has a leaf {pat} that FULL does not hold: add it to FULL (or ALTERNATIVES) in benchmarks/fuzz.py"
+        msg = (f"the schema has a leaf {pat} that FULL does not hold: add it to FULL (or FULL_AFTER_SALE, or "
+               "ALTERNATIVES) in benchmarks/fuzz.py")
         cases.append(Case(f"schema/uncovered-{pat}", ["schema"], {}, msg, expect=frozenset({0}),
                           check=lambda ctx, msg=msg: [msg]))
     targets, seen = [], set()
-    for p, n in leaves:  # one concrete leaf per leaf of the schema
-        pat = _pattern_of(p, schema)
-        if pat not in seen:
-            seen.add(pat)
-            targets.append((p, n, []))
+    for doc, doc_leaves in ((FULL, leaves), (FULL_AFTER_SALE, after_sale)):
+        for p, n in doc_leaves:  # one concrete leaf per leaf of the schema
+            pat = _pattern_of(p, schema)
+            if pat not in seen:
+                seen.add(pat)
+                targets.append((p, n, [], doc))
     for path, delete in ALTERNATIVES.values():
-        targets.append((path, schema_at(schema, path), delete))
-    files = {"p.csv": PIPELINE}
-    for path, node, delete in targets:
+        targets.append((path, schema_at(schema, path), delete, FULL))
+    for path, node, delete, base in targets:
+        files = {"p.csv": PIPELINE, **({"c.csv": CUSTOMERS_CSV} if base is FULL_AFTER_SALE else {})}
         spath = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
         if "anyOf" in node:
             tokens = SCHEMA_NUM_TOKENS + SCHEMA_DIST_TOKENS
@@ -1209,7 +1231,7 @@ def family_schema() -> list[Case]:
         else:
             tokens = SCHEMA_NUM_TOKENS
         for i, (raw, value) in enumerate(tokens):
-            text = with_token(FULL, path, raw, delete)
+            text = with_token(base, path, raw, delete)
             slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", raw)[:24].strip("_") or "empty"
             cid = f"schema/{spath}={slug}#{i}"
             expect = _schema_expect(node, value)
@@ -1218,14 +1240,14 @@ def family_schema() -> list[Case]:
         # the key left out, and a misspelt key beside it
         parent_node = schema_at(schema, path[:-1]) if path else None
         if not delete and not isinstance(path[-1], int):
-            d = copy.deepcopy(FULL)
+            d = copy.deepcopy(base)
             del_path(d, path)
             required = parent_node is not None and path[-1] in parent_node.get("required", [])
             cases.append(Case(f"schema/{spath}~missing", RUN("s.yaml"), {"s.yaml": dump(d), **files},
                               f"{spath} left out", expect=frozenset({2}) if required else frozenset({0, 2}),
                               names=("s.yaml",), writes=("out",)))
             if parent_node is not None and parent_node.get("additionalProperties") is False:
-                d = copy.deepcopy(FULL)
+                d = copy.deepcopy(base)
                 get_path(d, path[:-1])[str(path[-1]) + "x"] = get_path(d, path)
                 cases.append(Case(f"schema/{spath}~misspelt", RUN("s.yaml"), {"s.yaml": dump(d), **files},
                                   f"{spath}x beside {spath}", expect=frozenset({2}), names=("s.yaml",),

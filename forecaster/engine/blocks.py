@@ -26,12 +26,14 @@ class Sources:
     pipeline: bool
 
 
-def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *,
+def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *after_sale,
               sources: Sources | None = None) -> None:
     """Simulate trials ``first .. first + n - 1`` into the given output rows (added to).
 
     Every stream is reseeded for every trial from its key (see :mod:`forecaster.engine.seeding`),
     so the rows depend on the trials' indices only. ``sources``: only those (default: all).
+    ``after_sale``: with customers, the after-sale rows (see :meth:`Plan.kernel_buffers`);
+    each source's won deals then create customers (:func:`kernels.simulate_customers`).
     """
     gens = thread_generators()
     funnel, first = plan.funnel, int(first)
@@ -46,14 +48,30 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     due = plan.due_outputs(n, revenue.shape[2], bookings.shape[2]) if plan.has_capacity else out
     if sources is not None and plan.has_capacity:
         raise ValueError("a team capacity couples every source of won deals: simulate them together")
+    customers = plan.has_customers
+    if customers and plan.has_capacity:
+        raise ValueError("customer blocks with a team capacity are not simulated yet")
+    after = plan.customer_outputs(after_sale) if customers else None
     for g in range(G) if sources is None else sources.segments:
-        kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
-                                   month_factor, due)
+        log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
+                                         month_factor, due, customers)
+        if after is not None:
+            _customers_of(keys.customers_new_leads[g], gens, first, log, plan, theta, after)
+    if after is not None and plan.installed.segment.shape[0] > 0 and sources is None:
+        kernels.simulate_installed(keys.installed.streams(*gens), first, plan.installed, plan.customers, funnel, theta,
+                                   after)
     if plan.has_pipeline and (sources is None or sources.pipeline):
-        kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing, theta,
-                                  due)
+        log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
+                                        theta, due, customers)
+        if after is not None:
+            _customers_of(keys.customers_pipeline, gens, first, log, plan, theta, after)
     if plan.has_capacity:
         kernels.apply_capacity(keys.capacity.streams(*gens), first, plan.capacity, due, out)
+
+
+def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after) -> None:
+    """The customers of one source's deal log (:func:`kernels.simulate_customers`)."""
+    kernels.simulate_customers(key_set.streams(*gens), first, *log, plan.customers, theta, after)
 
 
 def kernels_of(plan: Plan) -> tuple:
@@ -61,7 +79,9 @@ def kernels_of(plan: Plan) -> tuple:
     return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.simulate_new_leads, True),
                                      (kernels.simulate_pipeline, plan.has_pipeline),
-                                     (kernels.apply_capacity, plan.has_capacity)) if needed)
+                                     (kernels.apply_capacity, plan.has_capacity),
+                                     (kernels.simulate_customers, plan.has_customers),
+                                     (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 
 def prepare(plan: Plan, keys: StreamKeys) -> None:

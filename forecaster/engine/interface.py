@@ -42,14 +42,20 @@ THETA_GROWTH = 1   # growth per calendar month
 THETA_CONVERT = 2  # stage s converts with theta[THETA_CONVERT + s]
 
 
-def theta_size(n_stages: int) -> int:
-    """Length of theta for a funnel of ``n_stages`` stages."""
-    return THETA_CONVERT + n_stages
+AFTER_SALE = ("renew", "expansion", "repeat.per_month", "dropout", "cancel.probability")
+"""Per-trial after-sale quantities (v2 A.4), slots THETA_CONVERT + S + i of theta in a
+scenario with a ``customer`` block (absent otherwise, so v1 files keep their layout)."""
+RENEW, EXPANSION, PER_MONTH, DROPOUT, CANCEL_PROBABILITY = range(5)
 
 
-def quantity_names(stages) -> tuple[str, ...]:
+def theta_size(n_stages: int, after_sale: bool = False) -> int:
+    """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots)."""
+    return THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0)
+
+
+def quantity_names(stages, after_sale: bool = False) -> tuple[str, ...]:
     """The name of each slot of theta (also the name of the stream that draws it)."""
-    return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages))
+    return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages), *(AFTER_SALE if after_sale else ()))
 
 
 # --- random streams ---------------------------------------------------------------------------
@@ -63,6 +69,7 @@ CONVERT = 0                                                   # simulate_pipelin
 QUANTITY = 0                                                  # draw_parameters
 SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT = range(4)  # apply_shocks
 CAPACITY = 0                                                  # apply_capacity
+CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL = range(5)    # simulate_customers
 N_ROLES = 7
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -88,6 +95,14 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                           ("pipeline/rep", REP),
                           ("pipeline/closing", SLIP)),
     "apply_capacity": (("capacity", CAPACITY),),
+    # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
+    # a segment's new leads, "pipeline"), so that each source's customers draw from streams
+    # of their own
+    "simulate_customers": (("{source}/customer", CUSTOMER),
+                           ("{source}/renewal", RENEWAL),
+                           ("{source}/repeat", REPEAT),
+                           ("{source}/repeat-value", REPEAT_VALUE),
+                           ("{source}/cancel", CANCEL)),
 }
 
 # --- field types ------------------------------------------------------------------------------
@@ -174,6 +189,75 @@ class Outputs(NamedTuple):
     revenue: F64_3_OUT          # (trials, periods, G) [currency]
     won: I32_3_OUT              # (trials, periods, G) [deals]
     bookings: F64_3_OUT         # (trials, quota periods, reps) [currency]
+
+
+class Customers(NamedTuple):
+    """What won deals become after the sale (v2 A), per segment: G segments (kind NONE for a
+    segment without a ``customer`` block), D days in the horizon, P reporting periods."""
+
+    kind: I64_1               # (G,) NONE, ONE_OFF, SUBSCRIPTION or REPEAT_BUYER
+    recognition_months: I64_1  # (G,) a first deal is recognised over this many months (0: on its day)
+    term_months: I64_1        # (G,) a subscription's term
+    renew_concentration: F64_1  # (G,) κ of each customer's renewal probability (0: none)
+    rate_cv: F64_1            # (G,) c of each repeat buyer's rate (0: none)
+    dropout_concentration: F64_1  # (G,) κ_d of each repeat buyer's dropout (0: none)
+    repeat_value_codes: I64_1  # (G,) each repeat purchase's value (the deal_value's without repeat.value)
+    repeat_value_pars: F64_2   # (G, 4)
+    cancel: B1                # (G,) whether won deals may be cancelled
+    cancel_days_codes: I64_1  # (G,) days from the win to a cancellation
+    cancel_days_pars: F64_2   # (G, 4)
+    refund: F64_1             # (G,) share of a cancelled deal's value refunded
+    regular_from: int         # purchase count from which a customer is regular
+    theta_after: int          # slot of theta of the first after-sale quantity (THETA_CONVERT + S)
+    start_days: int           # start as days since 0001-01-01 (proleptic Gregorian ordinal - 1)
+    period_start: I64_1       # (P + 1,) first day of each reporting period, then D
+    period_of_day: I64_1      # (D,) reporting period of each day
+    pool: F64_1               # the empirical values (the funnel's pool)
+
+
+NONE, ONE_OFF, SUBSCRIPTION, REPEAT_BUYER = range(4)
+
+
+class CustomerOutputs(NamedTuple):
+    """Where :func:`forecaster.engine.kernels.simulate_customers` books (added to): flows by
+    period, stocks at each period's end; (trials, periods, G) unless said."""
+
+    recognised: F64_3_OUT     # recognised revenue of customers' deals [currency]
+    renewal: F64_3_OUT        # renewal bookings [currency]
+    repeat: F64_3_OUT         # repeat revenue [currency]
+    cancellations: F64_3_OUT  # refund x value of cancellations that take effect [currency]
+    new: F64_3_OUT            # customers created [customers]
+    churned: F64_3_OUT        # customers that stop being active [customers]
+    repeat_customers: F64_3_OUT   # customers reaching their 2nd purchase
+    regular_customers: F64_3_OUT  # customers reaching their regular_from-th purchase
+    active: F64_3_OUT         # customers active at the end of the period's last day (a stock)
+    mrr: F64_3_OUT            # sum over active subscribers of term value / term_months (a stock) [currency]
+    rep_bookings: F64_3_OUT   # (trials, quota periods, reps) renewals and repeat purchases by rep [currency]
+    quota_period_of_day: I64_1  # (D,) commission period of each day
+
+
+class Installed(NamedTuple):
+    """The installed base at ``start`` (v2 A.5), M customers (0 without a ``customers`` file).
+    Days are counted from ``start`` (negative before it)."""
+
+    segment: I64_1      # (M,)
+    term_start: I64_1   # (M,) a subscriber's current term: first day
+    term_end: I64_1     # (M,) the day its next renewal is decided (>= 0)
+    value: F64_1        # (M,) the current term's value, or -1 to draw it [currency]
+    purchases: I64_1    # (M,) a subscriber's renewals survived, a repeat buyer's repeat purchases x
+    first_day: I64_1    # (M,) a repeat buyer's first purchase
+    last_day: I64_1     # (M,) its last purchase
+    owner: I64_1        # (M,) rep index, or -1 to pick one
+
+
+class DealLog(NamedTuple):
+    """Won deals of one kernel call that create customers, in the order they were booked."""
+
+    trial: I64_1    # (n,) trial index within the block
+    day: I64_1      # (n,) day won [days from start]
+    segment: I64_1  # (n,)
+    value: F64_1    # (n,) [currency]
+    rep: I64_1      # (n,) rep index, or -1
 
 
 class Streams(NamedTuple):

@@ -84,13 +84,18 @@ from forecaster.engine._streams import expect, key_of, reseed, reseed_role
 from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-exported for tests)
     ARRIVAL,
     BETA,
+    CANCEL,
+    CANCEL_PROBABILITY,
     CAPACITY,
     CONVERT,
     COUNT,
+    CUSTOMER,
     DAYS,
     DRIFT_CONVERT,
     DRIFT_LEADS,
+    DROPOUT,
     EMPIRICAL,
+    EXPANSION,
     EXPONENTIAL,
     FIXED,
     GAMMA,
@@ -98,14 +103,22 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     LOST_ONLY,
     MIXING,
     NO_MASS,
+    NONE,
     NORMAL,
     ORDINARY,
+    PER_MONTH,
     PERT,
     QUANTITY,
+    RENEW,
+    RENEWAL,
     REP,
+    REPEAT,
+    REPEAT_BUYER,
+    REPEAT_VALUE,
     SHOCK_CONVERT,
     SHOCK_LEADS,
     SLIP,
+    SUBSCRIPTION,
     THETA_CONVERT,
     THETA_GROWTH,
     THETA_LEADS,
@@ -539,7 +552,7 @@ def _book(t, day, segment, value, rep, out):
 
 
 @jit
-def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out):
+def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -578,6 +591,13 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     out : Outputs
         Reporting and commission period of each day; revenue, won (trials, periods,
         segments) and bookings (trials, commission periods, reps), added to.
+    keep_log : bool
+        Also return every deal booked, in order (the customers it creates, see
+        :func:`simulate_customers`); otherwise the log is empty.
+
+    Returns
+    -------
+    (trial, day, segment, value, rep) : the deal log, five arrays of equal length
     """
     n_stages = funnel.lead_days_codes.shape[1]
     for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
@@ -589,20 +609,41 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     # reassigned: numba would count references to such an array on every use in a loop.
     times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days]
     drawn = np.empty(256)  # a batch of draws, one per deal
+    room = 256 if keep_log else 0
+    log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+    log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
+    log_n = np.zeros(1, dtype=np.int64)
     t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
     while t < theta.shape[0]:
-        t, need = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out, times,
-                                    drawn)
+        t, need, need_log = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
+                                              times, drawn, keep_log, log_trial, log_day, log_segment, log_value,
+                                              log_rep, log_n)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
+        if need_log > log_trial.shape[0]:
+            log_trial, log_day, log_segment, log_value, log_rep = _grown(
+                log_trial, log_day, log_segment, log_value, log_rep, log_n[0], max(need_log, 2 * log_trial.shape[0]))
+    n = log_n[0]
+    return log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
 
 
 @jit
-def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn):
+def _grown(log_trial, log_day, log_segment, log_value, log_rep, n, room):
+    """A deal log's arrays with room for ``room`` deals, the first ``n`` kept."""
+    a, b, c = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+    d, e = np.empty(room), np.empty(room, dtype=np.int64)
+    a[:n], b[:n], c[:n], d[:n], e[:n] = log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
+    return a, b, c, d, e
+
+
+@jit
+def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
+                      keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n):
     """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
-    deals than ``times`` holds. Returns the trial it stopped at (the block's length when
-    done) and the room that trial needs (0 when done).
+    deals than ``times`` (or, with ``keep_log``, the log) holds. Returns the trial it stopped
+    at (the block's length when done), the room that trial needs in ``times`` and in the log
+    (0 when done).
 
     The loops over deals draw in line for lognormal stage times and values, the usual case,
     and through :func:`draws` for the other families: a call passing arrays costs an atomic
@@ -653,7 +694,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 counts[d] = gen_count.poisson(lam)
                 n_won += counts[d]
             if n_won > room:
-                return t, n_won
+                return t, n_won, 0
             i = 0
             for d in range(n_days):
                 for _ in range(counts[d]):
@@ -666,7 +707,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 cum[d] = total
             n_won = gen_count.poisson(total)
             if n_won > room:
-                return t, n_won
+                return t, n_won, 0
             if n_won > 0:
                 d = 0
                 for j in range(n_days):  # guide[j]: first day whose cumulative mean passes j / n_days of it
@@ -699,6 +740,8 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 times[kept] = x
                 kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
             alive = kept
+        if keep_log and log_n[0] + alive > log_trial.shape[0]:
+            return t, 0, log_n[0] + alive  # nothing of this trial is booked yet: it runs again
         # every deal still alive draws its value, in order (its own stream: the reps' and
         # slips' draws in between do not touch it)
         lognormal_value = value_code == LOGNORMAL
@@ -724,11 +767,15 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
             won[t, p, segment] += 1
             if rep >= 0:
                 bookings[t, quota_period_of_day[day], rep] += value
-    return theta.shape[0], 0
+            if keep_log:
+                k = log_n[0]
+                log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, day, segment, value, rep
+                log_n[0] = k + 1
+    return theta.shape[0], 0, 0
 
 
 @jit
-def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
+def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -761,7 +808,34 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
         As in :func:`simulate_new_leads`.
     out : Outputs
         As in :func:`simulate_new_leads`, added to.
+    keep_log : bool
+        As in :func:`simulate_new_leads` (and the same log is returned).
     """
+    for role in (CONVERT, DAYS, VALUE, REP, SLIP):
+        expect(streams, role, 1)
+    room = 256 if keep_log else 0
+    log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+    log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
+    log_n = np.zeros(1, dtype=np.int64)
+    n_deals = pipeline.segment.shape[0]
+    t = np.int64(0)
+    while t < theta.shape[0]:
+        t = _pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
+                             log_segment, log_value, log_rep, log_n)
+        if t < theta.shape[0]:
+            log_trial, log_day, log_segment, log_value, log_rep = _grown(
+                log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
+                max(log_n[0] + n_deals, 2 * log_trial.shape[0]))
+    n = log_n[0]
+    return log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
+
+
+@jit
+def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
+                     log_segment, log_value, log_rep, log_n):
+    """Trials ``first`` .. of :func:`simulate_pipeline` (see there), until the log (with
+    ``keep_log``) may not hold a trial's deals; returns the trial it stopped at (the
+    block's length when done)."""
     days_codes, days_pars, value_codes, value_pars = funnel.days_codes, funnel.days_pars, funnel.value_codes, \
         funnel.value_pars
     pool, segment_reps, segment_n_reps = funnel.pool, funnel.reps, funnel.n_reps
@@ -770,11 +844,12 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
     horizon = float(out.period_of_day.shape[0])
     closing_on = slip_prob.shape[0] > 0
     n_stages = days_codes.shape[1]
-    for role in (CONVERT, DAYS, VALUE, REP, SLIP):
-        expect(streams, role, 1)
     gen_convert, gen_days, gen_value = streams.gens[CONVERT], streams.gens[DAYS], streams.gens[VALUE]
     gen_rep, gen_slip = streams.gens[REP], streams.gens[SLIP]
-    for t in range(theta.shape[0]):
+    n_deals = pipeline.segment.shape[0]
+    for t in range(first, theta.shape[0]):
+        if keep_log and log_n[0] + n_deals > log_trial.shape[0]:
+            return t
         for role in (CONVERT, DAYS, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
         for i in range(pipeline.segment.shape[0]):
@@ -856,6 +931,11 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out):
                 time = _slip_by(time, (u - pending) / (1.0 - pending), v, slip_prob, slip_lo, slip_hi)
             if converts and 0.0 <= time < horizon:
                 _book(t, int(time), g, value, rep, out)
+                if keep_log:
+                    k = log_n[0]
+                    log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, int(time), g, value, rep
+                    log_n[0] = k + 1
+    return theta.shape[0]
 
 
 @jit(inline="always")
@@ -1009,3 +1089,388 @@ def truncated_standard_normal_many(gen, a, b, out):
     """Fill ``out`` with standard normals conditioned on [a, b] (tests)."""
     for i in range(out.shape[0]):
         out[i] = truncated_standard_normal(gen, float(a), float(b))
+
+
+# --- after the sale (scenario-format-v2.md, section A) ---------------------------------------
+
+CUSTOMER_MONTH = 365.25 / 12
+"""Days in a customer month: the clock of a repeat buyer's purchase rate."""
+
+
+@jit(inline="always")
+def _days_from_civil(y, m, d):
+    """Days from 1970-01-01 to the proleptic Gregorian date (y, m, d) (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@jit(inline="always")
+def _civil_from_days(z):
+    """(y, m, d) of the day ``z`` days from 1970-01-01."""
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return y + (m <= 2), m, d
+
+
+@jit
+def add_months(day, n, start_days):
+    """The day ``n`` calendar months after ``day`` (days from start; start is ``start_days``
+    from 1970-01-01): the same day of the month, or the month's last day when it is shorter."""
+    y, m, d = _civil_from_days(start_days + day)
+    k = y * 12 + (m - 1) + n
+    y2, m2 = k // 12, k % 12 + 1
+    last = _days_from_civil(y2 + (m2 == 12), m2 % 12 + 1, 1) - _days_from_civil(y2, m2, 1)
+    return _days_from_civil(y2, m2, min(d, last)) - start_days
+
+
+@jit(inline="always")
+def _spread(arr, t, g, lo, hi, per_day, period_start, period_of_day):
+    """Add ``per_day`` for each day of [lo, hi) inside the horizon to its period's row of ``arr``."""
+    n_days = period_of_day.shape[0]
+    lo, hi = max(lo, 0), min(hi, n_days)
+    while lo < hi:
+        p = period_of_day[lo]
+        e = min(period_start[p + 1], hi)
+        arr[t, p, g] += per_day * (e - lo)
+        lo = e
+
+
+@jit(inline="always")
+def _on_day(arr, t, g, day, amount, period_of_day):
+    """Add ``amount`` on ``day`` if it is inside the horizon."""
+    if 0 <= day < period_of_day.shape[0]:
+        arr[t, period_of_day[day], g] += amount
+
+
+@jit(inline="always")
+def _stock(arr, t, g, lo, hi, amount, period_start, period_of_day):
+    """Add ``amount`` to each period whose last day inside the horizon lies in [lo, hi)."""
+    n_days = period_of_day.shape[0]
+    if hi <= lo or lo >= n_days:
+        return
+    p = period_of_day[max(lo, 0)]
+    n_periods = period_start.shape[0] - 1
+    while p < n_periods and period_start[p + 1] - 1 < hi:
+        arr[t, p, g] += amount
+        p += 1
+
+
+@jit(inline="always")
+def _ratable_until(value, w, length, x, t, g, refund, rec, period_start, period_of_day):
+    """Recognise ``value`` per day over [w, w + length) (on day w when length is 0), or, with a
+    cancellation taking effect on day ``x`` >= w (x < 0: none), up to day x and then the
+    adjustment that leaves (1 - refund) value recognised in all."""
+    if x < 0:
+        if length == 0:
+            _on_day(rec, t, g, w, value, period_of_day)
+        else:
+            _spread(rec, t, g, w, w + length, value / length, period_start, period_of_day)
+        return
+    if length == 0:
+        before = value if x > w else 0.0
+        if x > w:
+            _on_day(rec, t, g, w, value, period_of_day)
+    else:
+        end = min(x, w + length)
+        before = value / length * (end - w)
+        _spread(rec, t, g, w, end, value / length, period_start, period_of_day)
+    _on_day(rec, t, g, x, (1.0 - refund) * value - before, period_of_day)
+
+
+@jit
+def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_value, log_rep, customers, theta, out):
+    """The customers a source's won deals create, and their lives to the horizon's end.
+
+    The i-th deal of the log (booked by :func:`simulate_new_leads` or
+    :func:`simulate_pipeline`, in order) is won on day w with value V by a rep (or -1). In a
+    segment with a ``customer`` block it creates a customer on day w (kind ONE_OFF,
+    SUBSCRIPTION or REPEAT_BUYER; v2 A.2):
+
+    * per customer (stream ``CUSTOMER``), in this order: a subscriber's renewal probability
+      ρ ~ Beta(renew κ, (1 - renew) κ) with a concentration κ; a repeat buyer's rate
+      multiplier G ~ Gamma(1/c², c²) with ``rate_cv`` c, then its dropout
+      p ~ Beta(dropout κ_d, (1 - dropout) κ_d) with ``dropout_concentration`` κ_d;
+    * per deal (stream ``CANCEL``), with ``cancel``: a uniform and the days d, always both;
+      the deal is cancelled on day x = w + floor(d) when the uniform is below the trial's
+      ``cancel.probability``; for a subscriber only if x < t_1;
+    * subscription: terms [t_k, t_{k+1}), t_k = add_months(w, k τ), value V (1 + e)^k
+      recognised per day over its term; at t_{k+1} one uniform (stream ``RENEWAL``) below ρ
+      renews (a renewal booking), otherwise the customer churns on that day;
+    * repeat: purchases at the times of a Poisson process of rate λ per customer month from
+      the beginning of day w (exponential gaps, stream ``REPEAT``), each with a value
+      (stream ``REPEAT_VALUE``) booked and recognised on its day, then a dropout uniform
+      (stream ``REPEAT``) below p makes the customer inactive from that moment;
+    * a one-off or repeat buyer's first deal is recognised on day w, or per day over
+      add_months(w, n) - w days with ``recognition_months`` n.
+
+    Everything is followed to the horizon's end only; each stream is reseeded at each
+    trial's first deal. ``theta[t, g, customers.theta_after + i]`` holds the trial's
+    ``AFTER_SALE`` quantities. Outputs (:class:`CustomerOutputs`) are added to.
+    """
+    for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
+        expect(streams, role, 1)
+    gen_customer, gen_renewal, gen_repeat = streams.gens[CUSTOMER], streams.gens[RENEWAL], streams.gens[REPEAT]
+    gen_value, gen_cancel = streams.gens[REPEAT_VALUE], streams.gens[CANCEL]
+    period_start, period_of_day = customers.period_start, customers.period_of_day
+    quota_period_of_day = out.quota_period_of_day
+    n_days = period_of_day.shape[0]
+    start_days, after, pool = customers.start_days, customers.theta_after, customers.pool
+    regular_from = customers.regular_from
+    rec, renewal_out, repeat_out, cancel_out = out.recognised, out.renewal, out.repeat, out.cancellations
+    new_out, churn_out, active_out, mrr_out = out.new, out.churned, out.active, out.mrr
+    current = -1
+    for i in range(log_trial.shape[0]):
+        g = log_segment[i]
+        kind = customers.kind[g]
+        if kind == NONE:
+            continue
+        t, w, value, rep = log_trial[i], log_day[i], log_value[i], log_rep[i]
+        if t != current:
+            for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
+                reseed_role(streams, role, 0, trial0 + t)
+            current = t
+        _on_day(new_out, t, g, w, 1.0, period_of_day)
+        # the customer's own draws
+        rho, lam, drop = 0.0, 0.0, 0.0
+        if kind == SUBSCRIPTION:
+            rho = theta[t, g, after + RENEW]
+            kappa = customers.renew_concentration[g]
+            if kappa > 0.0 and 0.0 < rho < 1.0:
+                rho = _beta(gen_customer, rho * kappa, (1.0 - rho) * kappa)
+        elif kind == REPEAT_BUYER:
+            lam = theta[t, g, after + PER_MONTH]
+            cv = customers.rate_cv[g]
+            if cv > 0.0:
+                lam *= _std_gamma(gen_customer, 1.0 / (cv * cv)) * cv * cv
+            drop = theta[t, g, after + DROPOUT]
+            kappa = customers.dropout_concentration[g]
+            if kappa > 0.0 and 0.0 < drop < 1.0:
+                drop = _beta(gen_customer, drop * kappa, (1.0 - drop) * kappa)
+        # its cancellation
+        x = -1
+        refund = customers.refund[g]
+        if customers.cancel[g]:
+            u = _uniform(gen_cancel)
+            d = draw_one(gen_cancel, customers.cancel_days_codes[g], customers.cancel_days_pars[g, 0],
+                         customers.cancel_days_pars[g, 1], customers.cancel_days_pars[g, 2],
+                         customers.cancel_days_pars[g, 3], pool)
+            if u < theta[t, g, after + CANCEL_PROBABILITY]:
+                x = w + int(math.floor(d))
+        purchases = 1
+        if kind == SUBSCRIPTION:
+            tau = customers.term_months[g]
+            growth = 1.0 + theta[t, g, after + EXPANSION]
+            t1 = add_months(w, tau, start_days)
+            if x >= t1:
+                x = -1  # later, a subscriber leaves by not renewing
+            if x >= 0:
+                _ratable_until(value, w, t1 - w, x, t, g, refund, rec, period_start, period_of_day)
+                _on_day(cancel_out, t, g, x, refund * value, period_of_day)
+                _stock(active_out, t, g, w, x, 1.0, period_start, period_of_day)
+                _stock(mrr_out, t, g, w, x, value / tau, period_start, period_of_day)
+                _on_day(churn_out, t, g, x, 1.0, period_of_day)
+                continue
+            k, lo, v = 0, w, value
+            while True:
+                hi = add_months(w, (k + 1) * tau, start_days)
+                _spread(rec, t, g, lo, hi, v / (hi - lo), period_start, period_of_day)
+                _stock(active_out, t, g, lo, hi, 1.0, period_start, period_of_day)
+                _stock(mrr_out, t, g, lo, hi, v / tau, period_start, period_of_day)
+                if hi >= n_days:
+                    break
+                if not _uniform(gen_renewal) < rho:
+                    _on_day(churn_out, t, g, hi, 1.0, period_of_day)
+                    break
+                k, lo, v = k + 1, hi, v * growth
+                _on_day(renewal_out, t, g, hi, v, period_of_day)
+                if rep >= 0:
+                    out.rep_bookings[t, quota_period_of_day[hi], rep] += v
+                purchases += 1
+                if purchases == 2:
+                    _on_day(out.repeat_customers, t, g, hi, 1.0, period_of_day)
+                if purchases == regular_from:
+                    _on_day(out.regular_customers, t, g, hi, 1.0, period_of_day)
+            continue
+        # a one-off or repeat buyer's first deal
+        length = 0
+        if customers.recognition_months[g] > 0:
+            length = add_months(w, customers.recognition_months[g], start_days) - w
+        _ratable_until(value, w, length, x, t, g, refund, rec, period_start, period_of_day)
+        if x >= 0:
+            _on_day(cancel_out, t, g, x, refund * value, period_of_day)
+        ends = n_days if x < 0 else min(x, n_days)  # no purchase from the cancellation's day on
+        inactive = -1  # the day it becomes inactive by dropping out
+        if kind == REPEAT_BUYER and lam > 0.0:
+            s = float(w)
+            vcode = customers.repeat_value_codes[g]
+            while True:
+                s += _std_exponential(gen_repeat) / lam * CUSTOMER_MONTH
+                if not s < ends:
+                    break
+                day = int(s)
+                pv = draw_one(gen_value, vcode, customers.repeat_value_pars[g, 0], customers.repeat_value_pars[g, 1],
+                              customers.repeat_value_pars[g, 2], customers.repeat_value_pars[g, 3], pool)
+                _on_day(repeat_out, t, g, day, pv, period_of_day)
+                _on_day(rec, t, g, day, pv, period_of_day)
+                if rep >= 0:
+                    out.rep_bookings[t, quota_period_of_day[day], rep] += pv
+                purchases += 1
+                if purchases == 2:
+                    _on_day(out.repeat_customers, t, g, day, 1.0, period_of_day)
+                if purchases == regular_from:
+                    _on_day(out.regular_customers, t, g, day, 1.0, period_of_day)
+                if _uniform(gen_repeat) < drop:
+                    inactive = day
+                    break
+        if inactive >= 0:
+            end_active = inactive
+        elif x >= 0:
+            end_active = x
+        else:
+            end_active = n_days
+        _stock(active_out, t, g, w, end_active, 1.0, period_start, period_of_day)
+        if end_active < n_days:
+            _on_day(churn_out, t, g, end_active, 1.0, period_of_day)
+
+
+@jit
+def simulate_installed(streams, trial0, installed, customers, funnel, theta, out):
+    """The installed base (v2 A.5) from ``start``, each customer conditioned on its history.
+
+    Per customer (stream ``CUSTOMER``), in this order: a repeat buyer's uniform that decides
+    whether it is still alive, then its rate multiplier and dropout from their posteriors
+    (Gamma(r + x, rate α + T) and Beta(a, b + x) with heterogeneity); a subscriber's renewal
+    probability from Beta(renew κ + renewals, (1 - renew) κ) with a concentration, then its
+    value when the file leaves it empty (the segment's ``deal_value``); then, without an
+    owner and with reps, its rep (uniform among the segment's). Renewals (stream
+    ``RENEWAL``) and repeat purchases (``REPEAT``, ``REPEAT_VALUE``) then follow as for a new
+    customer. Nothing before ``start`` is reported; installed customers are never new.
+    """
+    for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
+        expect(streams, role, 1)
+    gen_customer, gen_renewal, gen_repeat = streams.gens[CUSTOMER], streams.gens[RENEWAL], streams.gens[REPEAT]
+    gen_value = streams.gens[REPEAT_VALUE]
+    period_start, period_of_day = customers.period_start, customers.period_of_day
+    quota_period_of_day = out.quota_period_of_day
+    n_days = period_of_day.shape[0]
+    start_days, after, pool = customers.start_days, customers.theta_after, customers.pool
+    regular_from = customers.regular_from
+    rec, renewal_out, repeat_out = out.recognised, out.renewal, out.repeat
+    churn_out, active_out, mrr_out = out.churned, out.active, out.mrr
+    for t in range(theta.shape[0]):
+        for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
+            reseed_role(streams, role, 0, trial0 + t)
+        for i in range(installed.segment.shape[0]):
+            g = installed.segment[i]
+            kind = customers.kind[g]
+            purchases = 1 + installed.purchases[i]
+            if kind == SUBSCRIPTION:
+                rho = theta[t, g, after + RENEW]
+                kappa = customers.renew_concentration[g]
+                if kappa > 0.0 and 0.0 < rho < 1.0:
+                    rho = _beta(gen_customer, rho * kappa + installed.purchases[i], (1.0 - rho) * kappa)
+                v = installed.value[i]
+                if v < 0.0:
+                    v = draw_one(gen_customer, funnel.value_codes[g], funnel.value_pars[g, 0], funnel.value_pars[g, 1],
+                                 funnel.value_pars[g, 2], funnel.value_pars[g, 3], pool)
+            else:
+                x = installed.purchases[i]
+                lam_bar, drop_bar = theta[t, g, after + PER_MONTH], theta[t, g, after + DROPOUT]
+                cv, kappa = customers.rate_cv[g], customers.dropout_concentration[g]
+                big_t = -installed.first_day[i] / CUSTOMER_MONTH   # months from the first purchase to start
+                t_x = (installed.last_day[i] - installed.first_day[i]) / CUSTOMER_MONTH
+                u_alive = _uniform(gen_customer)
+                alive = True
+                if x > 0 and lam_bar > 0.0:
+                    # odds of having dropped out at the last purchase against being alive (v2 A.5)
+                    if kappa > 0.0 and 0.0 < drop_bar < 1.0:
+                        a, b = drop_bar * kappa, (1.0 - drop_bar) * kappa
+                        log_odds = math.log(a / (b + x - 1.0)) if b + x - 1.0 > 0.0 else math.inf
+                    elif drop_bar >= 1.0:
+                        log_odds = math.inf
+                    elif drop_bar <= 0.0:
+                        log_odds = -math.inf
+                    else:
+                        log_odds = math.log(drop_bar / (1.0 - drop_bar))
+                    if cv > 0.0:
+                        r = 1.0 / (cv * cv)
+                        alpha = r / lam_bar
+                        log_odds += (r + x) * math.log((alpha + big_t) / (alpha + t_x))
+                    else:
+                        log_odds += lam_bar * (big_t - t_x)
+                    alive = u_alive * (1.0 + math.exp(min(log_odds, 700.0))) < 1.0 if log_odds < math.inf else False
+                lam, drop = lam_bar, drop_bar
+                if cv > 0.0 and lam_bar > 0.0:
+                    r = 1.0 / (cv * cv)
+                    lam = _std_gamma(gen_customer, r + x) / (r / lam_bar + big_t)
+                if kappa > 0.0 and 0.0 < drop_bar < 1.0:
+                    drop = _beta(gen_customer, drop_bar * kappa, (1.0 - drop_bar) * kappa + x)
+            rep = installed.owner[i]
+            n_reps = funnel.n_reps[g]
+            if rep < 0 and n_reps > 0:
+                rep = funnel.reps[g, min(int(_uniform(gen_customer) * n_reps), n_reps - 1)]
+            if kind == SUBSCRIPTION:
+                tau = customers.term_months[g]
+                growth = 1.0 + theta[t, g, after + EXPANSION]
+                lo, hi = installed.term_start[i], installed.term_end[i]
+                k = 0
+                while True:
+                    _spread(rec, t, g, max(lo, 0), hi, v / (hi - lo), period_start, period_of_day)
+                    _stock(active_out, t, g, max(lo, 0), hi, 1.0, period_start, period_of_day)
+                    _stock(mrr_out, t, g, max(lo, 0), hi, v / tau, period_start, period_of_day)
+                    if hi >= n_days:
+                        break
+                    if not _uniform(gen_renewal) < rho:
+                        _on_day(churn_out, t, g, hi, 1.0, period_of_day)
+                        break
+                    k += 1
+                    lo, hi, v = hi, add_months(installed.term_end[i], k * tau, start_days), v * growth
+                    _on_day(renewal_out, t, g, lo, v, period_of_day)
+                    if rep >= 0:
+                        out.rep_bookings[t, quota_period_of_day[lo], rep] += v
+                    purchases += 1
+                    if purchases == 2:
+                        _on_day(out.repeat_customers, t, g, lo, 1.0, period_of_day)
+                    if purchases == regular_from:
+                        _on_day(out.regular_customers, t, g, lo, 1.0, period_of_day)
+                continue
+            if not alive:
+                continue
+            end_active = n_days
+            if lam > 0.0:
+                s = 0.0
+                vcode = customers.repeat_value_codes[g]
+                while True:
+                    s += _std_exponential(gen_repeat) / lam * CUSTOMER_MONTH
+                    if not s < n_days:
+                        break
+                    day = int(s)
+                    pv = draw_one(gen_value, vcode, customers.repeat_value_pars[g, 0],
+                                  customers.repeat_value_pars[g, 1], customers.repeat_value_pars[g, 2],
+                                  customers.repeat_value_pars[g, 3], pool)
+                    _on_day(repeat_out, t, g, day, pv, period_of_day)
+                    _on_day(rec, t, g, day, pv, period_of_day)
+                    if rep >= 0:
+                        out.rep_bookings[t, quota_period_of_day[day], rep] += pv
+                    purchases += 1
+                    if purchases == 2:
+                        _on_day(out.repeat_customers, t, g, day, 1.0, period_of_day)
+                    if purchases == regular_from:
+                        _on_day(out.regular_customers, t, g, day, 1.0, period_of_day)
+                    if _uniform(gen_repeat) < drop:
+                        end_active = day
+                        break
+            _stock(active_out, t, g, 0, end_active, 1.0, period_start, period_of_day)
+            if end_active < n_days:
+                _on_day(churn_out, t, g, end_active, 1.0, period_of_day)

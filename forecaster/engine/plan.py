@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
@@ -21,9 +22,13 @@ from forecaster.engine.interface import (
     LOGNORMAL,
     LOST_ONLY,
     NO_MASS,
+    NONE,
     NORMAL,
+    ONE_OFF,
     ORDINARY,
     PERT,
+    REPEAT_BUYER,
+    SUBSCRIPTION,
     THETA_CONVERT,
     THETA_GROWTH,
     THETA_LEADS,
@@ -33,7 +38,10 @@ from forecaster.engine.interface import (
     WON_ONLY,
     Capacity,
     Closing,
+    CustomerOutputs,
+    Customers,
     Funnel,
+    Installed,
     Outputs,
     Pipeline,
     Shocks,
@@ -41,6 +49,7 @@ from forecaster.engine.interface import (
     theta_size,
     typed,
 )
+from forecaster.scenario.customers import add_months
 from forecaster.scenario.distributions import Distribution, beta_shapes, pert_shapes
 from forecaster.scenario.model import Scenario, Shocks as ScenarioShocks
 
@@ -125,6 +134,8 @@ class Plan:
     closing: Closing
     shocks: Shocks
     capacity: Capacity
+    customers: Customers
+    installed: Installed
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -158,6 +169,11 @@ class Plan:
     def has_capacity(self) -> bool:
         return self.capacity.of_day.shape[0] > 0
 
+    @property
+    def has_customers(self) -> bool:
+        """Whether won deals create customers (a segment with a ``customer`` block, v2 A)."""
+        return bool(np.any(self.customers.kind != NONE))
+
     def kernel_buffers(self, n: int) -> tuple[np.ndarray, ...]:
         """Zeroed arrays the kernels write a block or chunk of ``n`` trials into.
 
@@ -167,11 +183,20 @@ class Plan:
         won : int32, shape (n, periods, segments)        [deals]
         bookings : float64, shape (n, quota periods, reps)  [currency]
         inputs : float64, shape (n, segments, K)         the per-trial draws (theta)
+        *after_sale : with customers only, the fields of :class:`CustomerOutputs` but the last,
+            float64, shape (n, periods, segments), and rep_bookings (n, quota periods, reps)
         """
-        P, G = len(self.periods), len(self.segment_names)
-        return (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32),
-                np.zeros((n, len(self.quota_periods), len(self.rep_names))),
-                np.zeros((n, G, len(self.quantity_names))))
+        P, G, C, R = len(self.periods), len(self.segment_names), len(self.quota_periods), len(self.rep_names)
+        out: tuple[np.ndarray, ...] = (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32), np.zeros((n, C, R)),
+               np.zeros((n, G, len(self.quantity_names))))
+        if self.has_customers:
+            out += tuple(np.zeros((n, P, G)) for _ in AFTER_SALE_FLOWS) + (np.zeros((n, C, R)),)
+        return out
+
+    def customer_outputs(self, after_sale) -> CustomerOutputs:
+        """The after-sale buffers of :meth:`kernel_buffers` as the kernel's record."""
+        return typed(CustomerOutputs, **dict(zip(AFTER_SALE_FLOWS, after_sale[:-1])), rep_bookings=after_sale[-1],
+                     quota_period_of_day=self.quota_periods.of_day)
 
     def outputs(self, revenue, won, bookings) -> Outputs:
         """Where the kernels book a block's won deals: its rows of the outputs, by period."""
@@ -192,11 +217,17 @@ class Plan:
         return np.ones((n, len(self.segment_names), self.months if self.has_drift else 0))
 
 
+AFTER_SALE_FLOWS = ("recognised", "renewal", "repeat", "cancellations", "new", "churned", "repeat_customers",
+                    "regular_customers", "active", "mrr")
+"""The (trials, periods, segments) fields of :class:`CustomerOutputs`, in its order."""
+
+
 def build_plan(sc: Scenario) -> Plan:
-    """Encode a scenario for the """
+    """Encode a scenario for the kernels."""
     enc = _Encoder()
     G, S, D = len(sc.segments), len(sc.stages), sc.days
-    K = theta_size(S)
+    after_sale = sc.has_customers
+    K = theta_size(S, after_sale)
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
     report = periods(sc.start, sc.end, sc.report_by)
@@ -224,6 +255,9 @@ def build_plan(sc: Scenario) -> Plan:
         param_codes[g, THETA_GROWTH], param_pars[g, THETA_GROWTH] = enc(growth)
         for s, stage in enumerate(seg.funnel.values()):
             param_codes[g, THETA_CONVERT + s], param_pars[g, THETA_CONVERT + s] = enc(stage.convert)
+        if after_sale:
+            for i, dist in enumerate(_after_sale_quantities(seg)):
+                param_codes[g, THETA_CONVERT + S + i], param_pars[g, THETA_CONVERT + S + i] = enc(dist)
         rate_is_cost[g] = source == "budget_per_month"
         unit = {"per_day": np.ones(D), "per_week": np.full(D, 1 / 7), "per_month": 1.0 / month_len,
                 "budget_per_month": leads.budget_per_month / month_len if leads.budget_per_month else
@@ -242,11 +276,13 @@ def build_plan(sc: Scenario) -> Plan:
     # end after the horizon.
     order = np.array([np.argsort([-st.days.mean() for st in seg.funnel.values()], kind="stable")
                       for seg in sc.segments.values()]).reshape(G, S)
+    customers = _customers(sc, enc, report, after_sale)
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
                    lead_days_pars=np.take_along_axis(days_pars, order[:, :, None], axis=1), value_codes=value_codes,
                    value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array())
+    customers = customers._replace(pool=funnel.pool)  # one pool: the encoder's, complete now
     shocks = sc.shocks or ScenarioShocks()
     slips = _closing_arrays(sc) if sc.closing is not None else (np.zeros(0),) * 3
     pending = _pending_window(sc) if sc.closing is not None else (0.0, 0.0)
@@ -260,7 +296,7 @@ def build_plan(sc: Scenario) -> Plan:
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=quantity_names(sc.stages), rep_names=sc.rep_names,
+        quantity_names=quantity_names(sc.stages, after_sale), rep_names=sc.rep_names,
         quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
         pipeline=typed(Pipeline, **_pipeline_arrays(sc, enc, rep_index)),
         closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
@@ -268,7 +304,83 @@ def build_plan(sc: Scenario) -> Plan:
         shocks=typed(Shocks, leads=shocks.leads, drift_leads=shocks.drift_leads,
                      convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
                      drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
-        capacity=capacity)
+        capacity=capacity, customers=customers, installed=_installed(sc, rep_index))
+
+
+def _after_sale_quantities(seg) -> tuple[Distribution, ...]:
+    """A segment's per-trial after-sale quantities in ``interface.AFTER_SALE``'s order (0 where
+    they do not apply: their streams are drawn and never read)."""
+    zero = Distribution.fixed(0.0)
+    c = seg.customer
+    sub = c.subscription if c else None
+    rep = c.repeat if c else None
+    cancel = c.cancel if c else None
+    return (sub.renew if sub else zero, sub.expansion if sub else zero, rep.per_month if rep else zero,
+            rep.dropout if rep else zero, cancel.probability if cancel else zero)
+
+
+def _customers(sc: Scenario, enc: _Encoder, report: Periods, after_sale: bool) -> Customers:
+    """The ``Customers`` record: every segment's after-sale parameters (kind NONE without a block)."""
+    G = len(sc.segments)
+    kind = np.full(G, NONE, dtype=np.int64)
+    recognition, term = np.zeros(G, dtype=np.int64), np.ones(G, dtype=np.int64)
+    renew_k, rate_cv, drop_k, refund = np.zeros(G), np.zeros(G), np.zeros(G), np.ones(G)
+    value_codes, value_pars = np.zeros(G, dtype=np.int64), np.zeros((G, 4))
+    cancel, cancel_codes, cancel_pars = np.zeros(G, dtype=np.bool_), np.zeros(G, dtype=np.int64), np.zeros((G, 4))
+    for g, seg in enumerate(sc.segments.values()):
+        c = seg.customer
+        if c is None:
+            continue
+        kind[g] = SUBSCRIPTION if c.subscription else REPEAT_BUYER if c.repeat else ONE_OFF
+        recognition[g] = c.recognition_months
+        if c.subscription:
+            term[g] = c.subscription.term_months
+            renew_k[g] = c.subscription.concentration or 0.0
+        if c.repeat:
+            rate_cv[g] = c.repeat.rate_cv or 0.0
+            drop_k[g] = c.repeat.dropout_concentration or 0.0
+            value_codes[g], value_pars[g] = enc(c.repeat.value or seg.deal_value)
+        if c.cancel:
+            cancel[g] = True
+            cancel_codes[g], cancel_pars[g] = enc(c.cancel.days)
+            refund[g] = c.cancel.refund
+    period_start = np.append(np.concatenate(([0], report.last_day[:-1] + 1)), sc.days).astype(np.int64)
+    return typed(Customers, kind=kind, recognition_months=recognition, term_months=term,
+                 renew_concentration=renew_k, rate_cv=rate_cv, dropout_concentration=drop_k,
+                 repeat_value_codes=value_codes, repeat_value_pars=value_pars, cancel=cancel,
+                 cancel_days_codes=cancel_codes, cancel_days_pars=cancel_pars, refund=refund,
+                 regular_from=sc.regular_from, theta_after=THETA_CONVERT + len(sc.stages),
+                 start_days=(sc.start - date(1970, 1, 1)).days, period_start=period_start,
+                 period_of_day=report.of_day, pool=np.zeros(1))
+
+
+def _installed(sc: Scenario, rep_index: dict) -> Installed:
+    """The ``Installed`` record of the scenario's installed base (0 customers without one)."""
+    rows = sc.customers
+    seg_index = {name: g for g, name in enumerate(sc.segments)}
+
+    def day(d):
+        return (d - sc.start).days if d is not None else 0
+
+    term_start, term_end, purchases = [], [], []
+    for c in rows:
+        sub = sc.segments[c.segment].customer.subscription
+        if sub is not None:
+            term_end.append(day(c.term_end))
+            start = c.term_start or add_months(c.term_end, -sub.term_months)
+            term_start.append(day(start))
+            purchases.append(c.renewals)
+        else:
+            term_end.append(0)
+            term_start.append(0)
+            purchases.append(c.purchases)
+    return typed(Installed, segment=np.array([seg_index[c.segment] for c in rows], dtype=np.int64),
+                 term_start=np.array(term_start, dtype=np.int64), term_end=np.array(term_end, dtype=np.int64),
+                 value=np.array([-1.0 if c.value is None else c.value for c in rows], dtype=float),
+                 purchases=np.array(purchases, dtype=np.int64),
+                 first_day=np.array([day(c.first_purchase) for c in rows], dtype=np.int64),
+                 last_day=np.array([day(c.last_purchase) for c in rows], dtype=np.int64),
+                 owner=np.array([rep_index.get(c.owner, -1) if c.owner else -1 for c in rows], dtype=np.int64))
 
 
 def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -89,6 +89,9 @@ class StreamKeys:
         Of ``draw_parameters`` and ``simulate_new_leads``.
     pipeline, shocks, capacity : KeySet
         Of ``simulate_pipeline``, ``apply_shocks`` and ``apply_capacity``.
+    customers_new_leads : list of KeySet, one per segment; customers_pipeline : KeySet
+        Of ``simulate_customers`` for the customers of each segment's new leads, and of the
+        pipeline's deals; installed: of ``simulate_installed``.
     """
 
     parameters: list
@@ -96,6 +99,9 @@ class StreamKeys:
     pipeline: KeySet
     shocks: KeySet
     capacity: KeySet
+    customers_new_leads: list
+    customers_pipeline: KeySet
+    installed: KeySet
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -111,7 +117,9 @@ def stream_keys(plan, seed: int) -> StreamKeys:
         params.append(of("draw_parameters", segment=name, quantity=plan.quantity_names))
         leads.append(of("simulate_new_leads", segment=name,
                         lead_stage=[stages[s] for s in plan.lead_days_order[g]]))
-    return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"))
+    customers = [of("simulate_customers", source=f"segment/{name}") for name in plan.segment_names]
+    return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"), customers,
+                      of("simulate_customers", source="pipeline"), of("simulate_customers", source="installed"))
 
 
 _local = threading.local()

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.engine.plan import Plan
+from forecaster.engine.interface import NONE
+from forecaster.engine.plan import AFTER_SALE_FLOWS, Plan
 from forecaster.engine.seeding import BLOCK_TRIALS
 from forecaster.results.commission import commission_by_period, commission_per_quota_period
 from forecaster.results.files import GuardedFile, checkpoint
@@ -116,6 +117,12 @@ class Layout:
             out.append(Variable("commission", ("trial", "period", "rep"), "f8",
                                 {"units": u, "long_name": "commission paid, in the period it is earned"}))
             out.append(Variable("commission_by_quota_period", ("trial", "quota_period", "rep"), "f8", {"units": u}))
+        if self.plan.has_customers:
+            for name, (kind, unit, meaning) in AFTER_SALE_VARIABLES.items():
+                attrs = {"units": u if unit == "currency" else unit, "long_name": meaning, "kind": kind}
+                dtype = "f8" if unit == "currency" else "i4"
+                out.append(Variable(name, ("trial", "period"), dtype, attrs))
+                out.append(Variable(f"{name}_by_segment", ("trial", "period", "segment"), dtype, attrs))
         return out
 
     def sizes(self) -> dict:
@@ -176,18 +183,63 @@ class Layout:
             return {}
         return {"quota": (("rep",), self.quotas, {"units": self.unit, "long_name": "quota per commission period"})}
 
-    def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray, inputs: np.ndarray) -> dict:
-        """Every per-trial variable of a chunk, from the kernels' arrays."""
+    def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray, inputs: np.ndarray,
+               *after_sale: np.ndarray) -> dict:
+        """Every per-trial variable of a chunk, from the kernels' arrays (``after_sale``: those
+        of :meth:`forecaster.engine.plan.Plan.kernel_buffers` with customers)."""
         out = {"revenue": revenue.sum(axis=2), "won_deals": won.sum(axis=2, dtype=np.int32),
                "revenue_by_segment": revenue, "won_deals_by_segment": won, "inputs": inputs}
         if self.reps:
             out["bookings"] = bookings
+        base = bookings
+        if after_sale:
+            out.update(self._after_sale(revenue, after_sale))
+            if self.scenario.commission and self.scenario.commission.base == "total_bookings":
+                base = bookings + after_sale[-1]  # renewals and repeat purchases of each rep's customers
         commission = self.scenario.commission
         if commission:
-            earned = commission_per_quota_period(bookings, self.quotas, commission)
+            earned = commission_per_quota_period(base, self.quotas, commission)
             out["commission"] = commission_by_period(earned, self.earn_period, len(self.periods))
             out["commission_by_quota_period"] = earned
         return out
+
+
+    def _after_sale(self, revenue: np.ndarray, after_sale: tuple) -> dict:
+        """The after-sale variables (v2 A.3), by segment and summed over segments."""
+        by = dict(zip(AFTER_SALE_FLOWS, after_sale[:-1]))
+        recognised = by["recognised"].copy()
+        without = self.plan.customers.kind == NONE  # deals of segments without a customer block: when won
+        recognised[:, :, without] += revenue[:, :, without]
+        by_segment = {"recognised_revenue": recognised, "renewal_bookings": by["renewal"],
+                      "repeat_revenue": by["repeat"], "cancellations": by["cancellations"],
+                      "total_bookings": revenue + by["renewal"] + by["repeat"] - by["cancellations"],
+                      "new_customers": by["new"], "churned_customers": by["churned"],
+                      "repeat_customers": by["repeat_customers"], "regular_customers": by["regular_customers"],
+                      "active_customers": by["active"], "mrr": by["mrr"]}
+        out = {}
+        for name, values in by_segment.items():
+            if AFTER_SALE_VARIABLES[name][1] != "currency":
+                values = np.rint(values).astype(np.int32)
+            out[f"{name}_by_segment"] = values
+            out[name] = values.sum(axis=2, dtype=values.dtype)
+        return out
+
+
+AFTER_SALE_VARIABLES = {
+    # name: (flow or stock, unit, meaning); v2 A.3
+    "recognised_revenue": ("flow", "currency", "revenue recognised in the period"),
+    "renewal_bookings": ("flow", "currency", "value of the renewals booked in the period"),
+    "repeat_revenue": ("flow", "currency", "value of the repeat purchases in the period"),
+    "cancellations": ("flow", "currency", "refund x value of the cancellations that take effect in the period"),
+    "total_bookings": ("flow", "currency", "revenue + renewal_bookings + repeat_revenue - cancellations"),
+    "new_customers": ("flow", "customers", "customers created in the period"),
+    "churned_customers": ("flow", "customers", "customers that stop being active in the period"),
+    "repeat_customers": ("flow", "customers", "customers reaching their 2nd purchase in the period"),
+    "regular_customers": ("flow", "customers", "customers reaching their regular_from-th purchase in the period"),
+    "active_customers": ("stock", "customers", "customers active at the end of the period's last day"),
+    "mrr": ("stock", "currency", "monthly recurring revenue of the active subscribers at the period's end"),
+}
+"""The after-sale outputs (v2 A.3), each also ``<name>_by_segment``."""
 
 
 class MemorySink:

@@ -13,7 +13,7 @@ import numpy as np
 
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.plan import build_plan
-from forecaster.results.layout import Columns
+from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
 
@@ -107,7 +107,8 @@ def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)
 def summarize(ds, scenario: Scenario) -> dict:
     """The contents of ``summary.json`` for a simulated Dataset."""
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
-                         "commission") if n in ds]
+                         "commission", *AFTER_SALE_VARIABLES, *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES))
+             if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -127,12 +128,19 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
                "won_deals": metric_summary(cols, "won_deals", meta.periods)}
     if meta.commission:
         metrics["commission"] = metric_summary(cols, "commission", meta.periods, lambda p: (p, None))
+    last = len(meta.periods) - 1
+    for name, (kind, _, _) in AFTER_SALE_VARIABLES.items():
+        if name in cols:  # v2 A.3: a flow's total sums the periods; a stock's is its level at the end
+            metrics[name] = metric_summary(cols, name, meta.periods,
+                                           (lambda p: (p,)) if kind == "flow" else (lambda p: (last if p is None else p,)))
     a = meta.attrs
     out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
     if meta.targets:
         out["targets"] = {}
         for metric, threshold in meta.targets.items():
-            totals = cols.column(metric, (None, None) if metric == "commission" else (None,))
+            stock = metric in AFTER_SALE_VARIABLES and AFTER_SALE_VARIABLES[metric][0] == "stock"
+            totals = cols.column(metric, (None, None) if metric == "commission" else
+                                 (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
     if meta.description:

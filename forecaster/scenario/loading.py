@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from forecaster.errors import Problem, ScenarioError
+from forecaster.scenario.customers import read_customers
 from forecaster.scenario.limits import check_limits
 from forecaster.scenario.model import Scenario
 from forecaster.scenario.pipeline import read_pipeline
@@ -122,6 +123,15 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
             reps=[r.name for r in team["reps"]] if team else [], line=ctx.line(("pipeline", "file")),
             digest=digest)
         ctx.problems.extend(problems)
+    installed: tuple = ()
+    needed = [values[k] for k in ("customers", "start", "segments", "team")]
+    if values["customers"] and all(v is not INVALID for v in needed):
+        team = values["team"]
+        file = base_dir / values["customers"]["file"]
+        installed, problems = read_customers(
+            file, values["customers"]["file"], start=values["start"], segments=values["segments"],
+            reps=[r.name for r in team["reps"]] if team else [], line=ctx.line(("customers", "file")), digest=digest)
+        ctx.problems.extend(problems)
     if dates_ok:  # limits walk the horizon day by day: not one of thousands of years
         check_limits(values, deals, ctx)  # the engine's largest exact sizes (forecaster.scenario.limits)
     if ctx.problems:
@@ -134,7 +144,9 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
         pipeline_file=v["pipeline"]["file"] if v["pipeline"] else None, pipeline=deals,
         reps=tuple(v["team"]["reps"]) if v["team"] else (), commission=v["commission"],
         targets=dict(v["targets"]), shocks=v["shocks"], closing=v["closing"], stalled=dict(v["stalled"]),
-        capacity=v["capacity"], source=source, sha256=digest.hexdigest())
+        capacity=v["capacity"], clv=v["clv"], regular_from=int(v["regular_from"]),
+        customers_file=v["customers"]["file"] if v["customers"] else None, customers=installed,
+        source=source, sha256=digest.hexdigest())
 
 
 def _check_date_range(values: dict, ctx: Context) -> bool:

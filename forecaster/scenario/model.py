@@ -43,11 +43,16 @@ class Leads:
 
 @dataclass(frozen=True)
 class Stage:
-    """One funnel stage of a segment: probability to convert, days spent [days]."""
+    """One funnel stage of a segment: probability to convert, days spent [days].
+
+    ``value`` (v2 F11, not on the last stage): an amount booked in ``stage_revenue`` when a
+    lead first converts out of the stage (per deal) [currency].
+    """
 
     convert: Distribution
     days: Distribution
     days_lost: Distribution | None = None
+    value: Distribution | None = None
 
     @property
     def lost_days(self) -> Distribution:
@@ -56,12 +61,77 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Subscription:
+    """A contract renewed at each term's end (v2 A.2).
+
+    ``term_months`` [calendar months]; ``renew`` the renewal probability (per trial);
+    ``concentration`` κ: each customer's own renewal probability ~ Beta(renew κ, (1 - renew) κ)
+    (None: every customer renews with ``renew``); ``expansion`` the value's growth at each
+    renewal (per trial).
+    """
+
+    renew: Distribution
+    term_months: int = 1
+    concentration: float | None = None
+    expansion: Distribution = field(default_factory=lambda: Distribution.fixed(0.0))
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Further purchases while active (v2 A.2; BG/NBD with both heterogeneities).
+
+    ``per_month`` purchases per customer month (30.4375 days) while active (per trial);
+    ``rate_cv`` c: each customer's rate is per_month x Gamma(1/c², scale c²) (None: no
+    heterogeneity); ``dropout`` the chance of becoming inactive after each repeat purchase
+    (per trial); ``dropout_concentration`` κ_d: each customer's own ~ Beta(dropout κ_d,
+    (1 - dropout) κ_d); ``value`` each repeat purchase's value (per event; None: the
+    segment's ``deal_value``) [currency].
+    """
+
+    per_month: Distribution
+    dropout: Distribution
+    rate_cv: float | None = None
+    dropout_concentration: float | None = None
+    value: Distribution | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancellation of a won deal (v2 A.2): ``probability`` (per trial), ``days`` after the
+    win (per deal) [days], ``refund`` the share of the value refunded."""
+
+    probability: Distribution
+    days: Distribution
+    refund: float = 1.0
+
+
+@dataclass(frozen=True)
+class Customer:
+    """What a won deal of the segment becomes (v2 A): a subscriber, a repeat buyer or a
+    one-off customer (neither), with optional cancellations. ``recognition_months``: a
+    one-off or repeat buyer's first deal is recognised per day over that many calendar
+    months from the win (0: on the win day)."""
+
+    recognition_months: int = 0
+    subscription: Subscription | None = None
+    repeat: Repeat | None = None
+    cancel: Cancel | None = None
+
+    @property
+    def kind(self) -> str:
+        """"subscription", "repeat" or "one-off"."""
+        return "subscription" if self.subscription else "repeat" if self.repeat else "one-off"
+
+
+@dataclass(frozen=True)
 class Segment:
-    """A segment: its lead arrivals, its funnel (stage name -> Stage) and deal value [currency]."""
+    """A segment: its lead arrivals, its funnel (stage name -> Stage) and deal value [currency];
+    ``customer`` (v2 A): what its won deals become after the sale (None: nothing is followed)."""
 
     leads: Leads
     funnel: dict = field(hash=False)
     deal_value: Distribution
+    customer: Customer | None = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +153,16 @@ class Tier:
 
 @dataclass(frozen=True)
 class Commission:
-    """The commission plan: period ('month' or 'quarter'), marginal tiers and optional cap."""
+    """The commission plan: period ('month' or 'quarter'), marginal tiers and optional cap.
+
+    ``base`` (v2 A.6): "new_bookings" (v1: the deals a rep won) or "total_bookings" (plus
+    the renewals and repeat purchases of the rep's customers).
+    """
 
     period: str
     tiers: tuple
     cap: float | None = None
+    base: str = "new_bookings"
 
 
 @dataclass(frozen=True)
@@ -151,6 +226,38 @@ class PipelineDeal:
 
 
 @dataclass(frozen=True)
+class Clv:
+    """How customer lifetime value is computed (v2 A.3): over ``horizon_months`` customer
+    months from the win, discounted at ``discount_per_year``."""
+
+    horizon_months: int = 60
+    discount_per_year: float = 0.10
+
+
+@dataclass(frozen=True)
+class InstalledCustomer:
+    """One customer at ``start`` (a row of the ``customers`` file, v2 A.5).
+
+    A subscriber has ``term_end`` (the day its next renewal is decided), ``value`` (the
+    current term's; None: drawn from ``deal_value``) [currency], ``renewals`` survived and
+    ``term_start`` (None: add_months(term_end, -term_months)). A repeat buyer has
+    ``first_purchase``, ``last_purchase`` and ``purchases`` (repeat purchases so far).
+    ``owner``: a rep's name, or None.
+    """
+
+    customer_id: str
+    segment: str
+    owner: str | None = None
+    term_end: date | None = None
+    value: float | None = None
+    renewals: int = 0
+    term_start: date | None = None
+    first_purchase: date | None = None
+    last_purchase: date | None = None
+    purchases: int = 0
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A whole validated scenario.
 
@@ -177,6 +284,10 @@ class Scenario:
     closing: Closing | None = None
     capacity: Capacity | None = None
     stalled: dict = field(default_factory=dict, hash=False)
+    clv: Clv = field(default_factory=Clv)
+    regular_from: int = 3
+    customers_file: str | None = None
+    customers: tuple = ()
     source: Path | None = None
     sha256: str = ""
 
@@ -192,6 +303,11 @@ class Scenario:
     @property
     def rep_names(self) -> tuple:
         return tuple(r.name for r in self.reps)
+
+    @property
+    def has_customers(self) -> bool:
+        """Whether the after-sale outputs exist (v2 A.3): a segment with a ``customer`` block."""
+        return any(seg.customer is not None for seg in self.segments.values())
 
     @property
     def metrics(self) -> tuple:

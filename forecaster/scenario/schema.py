@@ -10,17 +10,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from forecaster.scenario.distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Quantity
+from forecaster.scenario.distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Distribution, Quantity
 from forecaster.scenario.model import (
     LEAD_SOURCES,
+    Cancel,
     Capacity,
     Closing,
+    Clv,
     Commission,
+    Customer,
     Leads,
     Rep,
+    Repeat,
     Segment,
     Shocks,
     Stage,
+    Subscription,
     Tier,
 )
 from forecaster.scenario.validation import (
@@ -43,6 +48,13 @@ from forecaster.scenario.validation import (
 from forecaster.scenario.yamlio import Path
 
 METRICS = ("revenue", "won_deals", "commission")
+CUSTOMER_FLOWS = ("recognised_revenue", "renewal_bookings", "repeat_revenue", "cancellations", "total_bookings",
+                  "new_customers", "churned_customers", "repeat_customers", "regular_customers")
+"""The after-sale flows (v2 A.3): amounts or counts summed over each period's days."""
+CUSTOMER_STOCKS = ("active_customers", "mrr")
+"""The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
+TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS
+"""Metrics a target may name (each only where the scenario has it)."""
 REPORT_BY = ("day", "week", "month", "quarter")
 
 
@@ -96,6 +108,83 @@ STAGE = Record(
     },
 )
 
+SUBSCRIPTION = Record(
+    name="a subscription mapping",
+    doc="A contract renewed at each term's end; terms are anchored on the win day.",
+    make=lambda term_months, renew, concentration, expansion: Subscription(renew, int(term_months), concentration,
+                                                                           expansion),
+    fields={
+        "term_months": Field(Num(lo=1, integer=True, what="a whole number of months",
+                                 doc="Length of a term. [calendar months]"), default=1),
+        "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial)."),
+                       required=True),
+        "concentration": Field(Num(lo=0.0, lo_open=True, doc="Each customer's own renewal probability is "
+                                   "Beta(renew k, (1 - renew) k) (shifted-beta-geometric); absent: none.")),
+        "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial)."),
+                           default=Distribution.fixed(0.0)),
+    },
+)
+
+REPEAT = Record(
+    name="a repeat mapping",
+    doc="Further purchases while active (BG/NBD with both heterogeneities).",
+    make=Repeat,
+    fields={
+        "per_month": Field(Quantity(NONNEGATIVE, doc="Purchases per customer month (30.4375 days) while active "
+                                                     "(drawn once per trial)."), required=True),
+        "rate_cv": Field(Num(lo=0.0, lo_open=True, doc="Each customer's rate is per_month x a gamma of mean 1 "
+                                                       "and this coefficient of variation; absent: none.")),
+        "dropout": Field(Quantity(PROBABILITY, doc="Chance of becoming inactive after each repeat purchase "
+                                                   "(drawn once per trial)."), required=True),
+        "dropout_concentration": Field(Num(lo=0.0, lo_open=True, doc="Each customer's own dropout is "
+                                           "Beta(dropout k, (1 - dropout) k); absent: none.")),
+        "value": Field(Quantity(NONNEGATIVE, doc="Value of each repeat purchase (drawn per purchase; default: "
+                                                 "the segment's deal_value). [currency]")),
+    },
+)
+
+CANCEL = Record(
+    name="a cancel mapping",
+    doc="A won deal may be cancelled and refunded.",
+    make=Cancel,
+    fields={
+        "probability": Field(Quantity(PROBABILITY, doc="Chance that a won deal is cancelled (drawn once per "
+                                                       "trial)."), required=True),
+        "days": Field(Quantity(NONNEGATIVE, doc="Days from the win to the cancellation (drawn per deal)."),
+                      required=True),
+        "refund": Field(Num(lo=0.0, hi=1.0, doc="Share of the deal's value refunded."), default=1.0),
+    },
+)
+
+
+def _one_kind_of_customer(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    ok = True
+    if v["subscription"] not in (None, INVALID) and v["repeat"] not in (None, INVALID):
+        ok = False
+        ctx.error(path, "give subscription or repeat, not both (a customer either renews a contract or buys again)")
+    if v["recognition"] not in (None, INVALID) and v["subscription"] not in (None, INVALID):
+        ok = False
+        ctx.error(path + ("recognition",), "a subscription is recognised over each of its terms; remove recognition")
+    return ok
+
+
+CUSTOMER = Record(
+    name="a customer mapping",
+    doc="What a won deal of the segment becomes after the sale (scenario-format-v2.md, A).",
+    make=lambda recognition, subscription, repeat, cancel: Customer(
+        int(recognition["over_months"]) if recognition else 0, subscription, repeat, cancel),
+    checks=(_one_kind_of_customer,),
+    fields={
+        "recognition": Field(Record(name="a recognition mapping", fields={
+            "over_months": Field(Num(lo=0, hi=1200, integer=True, what="a whole number of months",
+                                     doc="The first deal is recognised per day over this many calendar months "
+                                         "from the win (0: on the win day)."), default=0)})),
+        "subscription": Field(SUBSCRIPTION),
+        "repeat": Field(REPEAT),
+        "cancel": Field(CANCEL),
+    },
+)
+
 SEGMENT = Record(
     name="a segment",
     make=Segment,
@@ -103,6 +192,7 @@ SEGMENT = Record(
         "leads": Field(LEADS, required=True),
         "funnel": Field(MapOf(Name("a stage name"), STAGE, doc="One entry per stage in `stages`."), required=True),
         "deal_value": Field(Quantity(NONNEGATIVE, doc="Value of a won deal (drawn per deal). [currency]"), required=True),
+        "customer": Field(CUSTOMER),
     },
 )
 
@@ -169,12 +259,26 @@ def _tiers_increase(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 COMMISSION = Record(
     name="a commission plan",
-    make=lambda period, tiers, cap: Commission(period, tuple(tiers), cap),
+    make=lambda period, tiers, cap, base: Commission(period, tuple(tiers), cap, base),
     checks=(_tiers_increase,),
     fields={
         "period": Field(Choice(("quarter", "month"), doc="Calendar period each quota is for."), required=True),
         "tiers": Field(ListOf(TIER, min_items=1, doc="Marginal rates by attainment band."), required=True),
         "cap": Field(Num(lo=0.0, lo_open=True, doc="Most a rep can earn in one commission period. [currency]")),
+        "base": Field(Choice(("new_bookings", "total_bookings"),
+                             doc="What the plan pays on: the deals a rep won, or also the renewals and repeat "
+                                 "purchases of the rep's customers."), default="new_bookings"),
+    },
+)
+
+CLV = Record(
+    name="a clv mapping",
+    doc="How customer lifetime value is computed (expected discounted net bookings of one customer).",
+    make=lambda horizon_months, discount_per_year: Clv(int(horizon_months), discount_per_year),
+    fields={
+        "horizon_months": Field(Num(lo=1, hi=1200, integer=True, what="a whole number of months",
+                                    doc="Customer months counted from the win."), default=60),
+        "discount_per_year": Field(Num(lo=0.0, doc="Yearly discount rate."), default=0.10),
     },
 )
 
@@ -262,6 +366,31 @@ def _shocked_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok
 
 
+def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 A rules that join keys: customers not with a capacity (yet); targets name metrics
+    the scenario has. (A customers file without a customer block: refused by its reader.)"""
+    segments, stages, targets = v["segments"], v["stages"], v["targets"]
+    if segments is INVALID or stages is INVALID:
+        return True
+    ok = True
+    with_customer = [name for name, seg in segments.items() if seg.customer is not None]
+    # a customers file without a customer block: refused by its reader (forecaster.scenario.customers)
+    if with_customer and v["capacity"] not in (None, INVALID):
+        ok = False
+        ctx.error(path + ("capacity",), "cannot be combined with customer blocks yet (capacity would admit deals one "
+                                        "by one, v2 A.6): remove capacity or the segments' customer blocks")
+    has = set(METRICS)
+    if with_customer or v["customers"] not in (None, INVALID):
+        has |= set(CUSTOMER_FLOWS) | set(CUSTOMER_STOCKS)
+    if targets not in (None, INVALID):
+        for metric in targets:
+            if metric not in has and metric != "commission":
+                ok = False
+                ctx.error(path + ("targets", metric), f"names {metric}, which this scenario does not report "
+                                                      "(it needs a segment with a customer block)")
+    return ok
+
+
 def _horizon(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     if v["start"] is INVALID or v["end"] is INVALID:
         return True
@@ -326,7 +455,7 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages),
+    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},
     fields={
@@ -348,12 +477,18 @@ SCENARIO = Record(
                                                        required=True)})),
         "team": Field(TEAM),
         "commission": Field(COMMISSION),
-        "targets": Field(MapOf(Choice(METRICS), Num(what="a threshold"),
+        "targets": Field(MapOf(Choice(TARGET_METRICS), Num(what="a threshold"),
                                doc="Metric -> threshold; reports P(total >= threshold)."), default={}),
         "shocks": Field(SHOCKS),
         "closing": Field(CLOSING),
         "capacity": Field(CAPACITY),
         "stalled": Field(STALLED, default={}),
+        "clv": Field(CLV, default=Clv()),
+        "regular_from": Field(Num(lo=2, integer=True, what="a whole number of purchases",
+                                  doc="A customer is regular from this purchase on (v2 A.3)."), default=3),
+        "customers": Field(Record(name="a customers mapping",
+                                  fields={"file": Field(Text(doc="CSV of the installed base at start, relative "
+                                                                 "to the scenario (v2 A.5)."), required=True)})),
     },
 )
 

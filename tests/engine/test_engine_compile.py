@@ -135,7 +135,7 @@ def test_a_kernel_refuses_streams_it_does_not_draw_from(tmp_path):
                             {"segment": "g0", "lead_stage": ["s0", "s1"]})  # a stage short
     with pytest.raises(ValueError, match="random streams"):
         kernels.simulate_new_leads(short.streams(*gens), 0, plan.funnel, 0, plan.closing, theta,
-                                   plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]))
+                                   plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]), False)
 
 
 def test_the_stream_table_names_the_streams_of_before():
@@ -151,7 +151,11 @@ def test_the_stream_table_names_the_streams_of_before():
                                    "pipeline/closing")
     assert keys.capacity.names == ("capacity",)
     assert set(interface.STREAMS) == {"draw_parameters", "apply_shocks", "simulate_new_leads", "simulate_pipeline",
-                                      "apply_capacity"}
+                                      "apply_capacity", "simulate_customers"}
+    # after the sale (v2 A.4): a set of streams per source of customers
+    assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
+        "customer", "renewal", "repeat", "repeat-value", "cancel"))
+    assert keys.customers_pipeline.names[0] == "pipeline/customer" and keys.installed.names[0] == "installed/customer"
     assert all(hasattr(kernels, name) for name in interface.STREAMS)
     with pytest.raises(ValueError, match="two rows"):
         seeding.key_set(1, (("a", interface.DAYS), ("b", interface.VALUE), ("c", interface.DAYS)), {})

@@ -131,7 +131,8 @@ def test_team_and_commission_rules(tmp_path):
     text, _ = problems(tmp_path, VALID + "targets: {commission: 5}\n")
     assert "targets.commission needs a commission plan" in text
     text, _ = problems(tmp_path, VALID + "targets: {revnue: 5}\n")
-    assert "targets.revnue must be one of revenue, won_deals, commission; got 'revnue' (did you mean 'revenue'?)" in text
+    assert "targets.revnue must be one of revenue, won_deals, commission, recognised_revenue," in text
+    assert "got 'revnue' (did you mean 'revenue'?)" in text
 
 
 def test_pipeline_file_problems_name_both_files_and_the_line(tmp_path):
