@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from forecaster.engine import kernels
 from forecaster.engine._numba import expect_kernels
 from forecaster.engine.plan import Plan
@@ -49,24 +51,51 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     if sources is not None and plan.has_capacity:
         raise ValueError("a team capacity couples every source of won deals: simulate them together")
     customers = plan.has_customers
-    if customers and plan.has_capacity:
-        raise ValueError("customer blocks with a team capacity are not simulated yet")
     after = plan.customer_outputs(after_sale) if customers else None
+    logs = []  # (customer streams, deal log) of each source, with customers
     for g in range(G) if sources is None else sources.segments:
         log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
                                          month_factor, due, customers)
-        if after is not None:
-            _customers_of(keys.customers_new_leads[g], gens, first, log, plan, theta, after)
-    if after is not None and plan.installed.segment.shape[0] > 0 and sources is None:
-        kernels.simulate_installed(keys.installed.streams(*gens), first, plan.installed, plan.customers, funnel, theta,
-                                   after)
+        logs.append((keys.customers_new_leads[g], log))
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
                                         theta, due, customers)
-        if after is not None:
-            _customers_of(keys.customers_pipeline, gens, first, log, plan, theta, after)
-    if plan.has_capacity:
+        logs.append((keys.customers_pipeline, log))
+    if plan.has_capacity and customers:  # deals admitted one by one: each customer starts when its deal is won
+        logs = _admitted(plan, keys, gens, first, n, logs, out)
+    elif plan.has_capacity:
         kernels.apply_capacity(keys.capacity.streams(*gens), first, plan.capacity, due, out)
+    if after is not None:
+        for key_set, log in logs:
+            _customers_of(key_set, gens, first, log, plan, theta, after)
+        if plan.installed.segment.shape[0] > 0 and sources is None:
+            kernels.simulate_installed(keys.installed.streams(*gens), first, plan.installed, plan.customers, funnel,
+                                       theta, after)
+
+
+def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list, out) -> list:
+    """Every source's deals due, admitted by the team's capacity deal by deal
+    (:func:`kernels.apply_capacity_deals`, booked into ``out``); returns each source's log of
+    the deals won, on the day they are won, in the source's order."""
+    parts = [np.column_stack([np.asarray(a, dtype=float) for a in log]) for _, log in logs]
+    sizes = [p.shape[0] for p in parts]
+    joined = np.concatenate(parts) if parts else np.zeros((0, 5))
+    trial, day = joined[:, 0].astype(np.int64), joined[:, 1].astype(np.int64)
+    order = np.lexsort((day, trial))  # by trial, then due day; stable: ties in the engine's deal order
+    admitted = np.empty(order.shape[0], dtype=np.int64)
+    kernels.apply_capacity_deals(keys.capacity.streams(*gens), first, plan.capacity, n, trial[order], day[order],
+                                 joined[order, 2].astype(np.int64), np.ascontiguousarray(joined[order, 3]),
+                                 joined[order, 4].astype(np.int64), out, admitted)
+    won_day = np.empty_like(admitted)
+    won_day[order] = admitted
+    result, at = [], 0
+    for (key_set, log), size in zip(logs, sizes):
+        when = won_day[at:at + size]
+        keep = when >= 0
+        tr, _, seg, value, rep = log
+        result.append((key_set, (tr[keep], when[keep], seg[keep], value[keep], rep[keep])))
+        at += size
+    return result
 
 
 def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after) -> None:
@@ -79,7 +108,8 @@ def kernels_of(plan: Plan) -> tuple:
     return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.simulate_new_leads, True),
                                      (kernels.simulate_pipeline, plan.has_pipeline),
-                                     (kernels.apply_capacity, plan.has_capacity),
+                                     (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
+                                     (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 

@@ -1474,3 +1474,49 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
             _stock(active_out, t, g, 0, end_active, 1.0, period_start, period_of_day)
             if end_active < n_days:
                 _on_day(churn_out, t, g, end_active, 1.0, period_of_day)
+
+
+@jit
+def apply_capacity_deals(streams, trial0, capacity, n_trials, log_trial, log_day, log_segment, log_value, log_rep,
+                         out, admitted):
+    """The team's capacity deal by deal, for scenarios whose won deals create customers (v2 A.6).
+
+    The same months' room as :func:`apply_capacity` (the same draws of the ``CAPACITY``
+    stream), and the same number of deals won each day; but the deals due are admitted one
+    by one, the earliest due first (ties in the order of the log, the engine's deal order),
+    each booked with its own value and rep on the day it is admitted, so that the customer
+    it creates starts that day. ``log_*``: every source's due deals, sorted by trial and
+    due day (stably). ``admitted`` (n,): written, the day each deal is won, or -1 when it
+    still waits at the horizon's end.
+    """
+    capacity_of_day, month_of_day, cv = capacity.of_day, capacity.month_of_day, capacity.cv
+    period_of_day, cperiod_of_day = out.period_of_day, out.quota_period_of_day
+    expect(streams, CAPACITY, 1)
+    gen = streams.gens[CAPACITY]
+    n_days = capacity_of_day.shape[0]
+    n = log_trial.shape[0]
+    i = 0
+    for t in range(n_trials):
+        reseed_role(streams, CAPACITY, 0, trial0 + t)
+        first = i
+        while i < n and log_trial[i] == t:
+            admitted[i] = -1
+            i += 1
+        nxt = first  # the earliest deal still waiting
+        room = 0
+        for d in range(n_days):
+            if d == 0 or month_of_day[d] != month_of_day[d - 1]:
+                c = capacity_of_day[d]
+                if cv > 0.0:
+                    c *= gen.standard_gamma(1.0 / (cv * cv)) * cv * cv
+                room = int(c + 0.5)
+            while room > 0 and nxt < i and log_day[nxt] <= d:
+                g, v, rep = log_segment[nxt], log_value[nxt], log_rep[nxt]
+                p = period_of_day[d]
+                out.revenue[t, p, g] += v
+                out.won[t, p, g] += 1
+                if rep >= 0:
+                    out.bookings[t, cperiod_of_day[d], rep] += v
+                admitted[nxt] = d
+                nxt += 1
+                room -= 1

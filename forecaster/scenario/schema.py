@@ -367,18 +367,14 @@ def _shocked_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 
 def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    """v2 A rules that join keys: customers not with a capacity (yet); targets name metrics
-    the scenario has. (A customers file without a customer block: refused by its reader.)"""
+    """v2 A rules that join keys: targets name metrics the scenario has. (A customers file
+    without a customer block: refused by its reader.)"""
     segments, stages, targets = v["segments"], v["stages"], v["targets"]
     if segments is INVALID or stages is INVALID:
         return True
     ok = True
     with_customer = [name for name, seg in segments.items() if seg.customer is not None]
     # a customers file without a customer block: refused by its reader (forecaster.scenario.customers)
-    if with_customer and v["capacity"] not in (None, INVALID):
-        ok = False
-        ctx.error(path + ("capacity",), "cannot be combined with customer blocks yet (capacity would admit deals one "
-                                        "by one, v2 A.6): remove capacity or the segments' customer blocks")
     has = set(METRICS)
     if with_customer or v["customers"] not in (None, INVALID):
         has |= set(CUSTOMER_FLOWS) | set(CUSTOMER_STOCKS)

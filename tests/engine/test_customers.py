@@ -229,3 +229,48 @@ customers: {file: customers.csv}
     assert np.allclose(rec[:20], 300 / 30) and np.allclose(rec[20:], 330 / 31)  # next term 01-21 .. 02-20
     assert np.allclose(ds["renewal_bookings"].values[0, 20], 330)
     assert np.allclose(ds["mrr"].values[0, :20], 300) and np.allclose(ds["mrr"].values[0, 20:], 330)
+
+
+CAPACITY_FUNNEL = """\
+stages: [lead, deal]
+segments:
+  a:
+    leads: {per_day: 6}
+    funnel:
+      lead: {convert: 0.5, days: {dist: exponential, mean: 5}}
+      deal: {convert: 0.5, days: {dist: gamma, mean: 10, cv: 0.5}}
+    deal_value: {dist: lognormal, median: 1000, sigma: 0.5}
+  b:
+    leads: {per_day: 3}
+    funnel:
+      lead: {convert: 0.6, days: 2}
+      deal: {convert: 0.5, days: {dist: uniform, low: 1, high: 20}}
+    deal_value: 500
+"""
+
+
+@pytest.mark.parametrize("won_per_month", [20, 10_000])
+def test_a_capacity_admits_customers_deal_by_deal(tmp_path, won_per_month):
+    """v2 A.6: with customers, capacity admits the deals one by one, the earliest due first;
+    as many are won each period as without customers (the same room, the same draws), every
+    won deal creates a customer that day, and a capacity that never binds changes nothing."""
+    cap = f"capacity: {{won_per_month: {won_per_month}, cv: 0.2}}\n"
+    plain = fc.simulate(_scenario(tmp_path, CAPACITY_FUNNEL + cap, end="2027-06-30", trials=300))
+    body = CAPACITY_FUNNEL.replace("    deal_value: 500\n", "    deal_value: 500\n    customer:\n"
+                                   "      subscription: {renew: 0.8}\n")
+    after = fc.simulate(_scenario(tmp_path, body + cap, end="2027-06-30", trials=300, name="c.yaml"))
+    assert np.array_equal(after["won_deals"].values, plain["won_deals"].values)
+    assert np.array_equal(after["won_deals_by_segment"].values.sum(axis=2), plain["won_deals"].values)
+    assert np.array_equal(after["new_customers_by_segment"].values[:, :, 1],
+                          after["won_deals_by_segment"].values[:, :, 1])
+    if won_per_month > 1000:  # never binds: each deal is won on its due day, as without customers
+        assert np.array_equal(after["won_deals_by_segment"].values, plain["won_deals_by_segment"].values)
+        assert np.allclose(after["revenue_by_segment"].values, plain["revenue_by_segment"].values, rtol=1e-12)
+    else:  # binds: the months are full; segment b's revenue is 500 a deal exactly
+        assert (plain["won_deals"].values[:, 1:] >= 15).mean() > 0.9
+        assert np.allclose(after["revenue_by_segment"].values[:, :, 1],
+                           500 * after["won_deals_by_segment"].values[:, :, 1])
+        # renewals follow the admitted deals: month k's renewals are at most the deals won the month before
+        ren = after["renewal_bookings_by_segment"].values[:, :, 1] / 500
+        won_b = after["won_deals_by_segment"].values[:, :, 1]
+        assert np.all(ren[:, 1:] <= np.cumsum(won_b, axis=1)[:, :-1] + 1e-9)
