@@ -13,7 +13,9 @@ def report_command(folder):
 
     The page needs no network to view (inline CSS and SVG): headline numbers, a fan chart
     of revenue per period, a histogram of total revenue with the target, the funnel per
-    segment, a table per segment, and commission per rep. A folder whose files are missing,
+    segment, a table per segment, commission per rep and, when segments have customers,
+    recognised revenue against bookings, active customers per period and the after-sale
+    totals. A folder whose files are missing,
     corrupt or not of the shape forecaster writes is an error naming the file (exit 2).
 
     \b

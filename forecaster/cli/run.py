@@ -39,7 +39,9 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
     """Forecast SCENARIO and write its results to --out.
 
     Prints revenue, won deals and commission per period with intervals, each rep's chance of
-    reaching quota and each target's probability; writes DIR/forecast.nc (every trial) and
+    reaching quota and each target's probability (and, when segments have customers, the
+    recognised revenue, bookings, active customers and MRR per period); writes
+    DIR/forecast.nc (every trial) and
     DIR/summary.json. Outputs are written whole or not at all: a run that fails, is
     interrupted (Ctrl-C, exit status 130) or terminated (SIGTERM, 143) leaves the previous
     results and no temporary file. A run that would not fit in the free space of --out (or

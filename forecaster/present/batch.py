@@ -107,6 +107,11 @@ def safe_cell(value) -> str:
 def summaries_csv(summaries: dict) -> str:
     """One row per scenario, metric and period (``total`` for the whole horizon).
 
+    Every metric of ``summary.json`` has its rows, with the same statistics: with customers,
+    the after-sale flows and stocks too (v2 A.3), where a flow's ``total`` is its sum over the
+    horizon and a stock's (``active_customers``, ``mrr``) its level at the end, as in
+    ``summary.json``.
+
     Control characters are shown as escapes (:func:`~forecaster.present.console.printable`). A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
     """

@@ -120,6 +120,8 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
     m = summary["metrics"]
     console.print(_metric_table(f"Revenue{cur}", m["revenue"], _money))
     console.print(_metric_table("Won deals", m["won_deals"], _count))
+    if any(name in m for name in AFTER_SALE):
+        print_after_sale(summary, console)
     if "commission" in m:
         console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money))
     if "reps" in summary and "commission" in m:
@@ -140,6 +142,113 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         for metric, t in summary["targets"].items():
             table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
         console.print(table)
+
+
+AFTER_SALE = ("recognised_revenue", "total_bookings", "renewal_bookings", "repeat_revenue", "stage_revenue",
+              "cancellations", "active_customers", "mrr", "new_customers", "churned_customers")
+"""The after-sale metrics (v2 A.3, and F11's stage revenue) the console shows, when a run has
+them (all of them with customers; ``total_bookings`` and ``stage_revenue`` alone with F11)."""
+_MONEY_FLOWS = (("recognised_revenue", "recognised\nrevenue"), ("total_bookings", "total\nbookings"),
+                ("renewal_bookings", "renewals"), ("repeat_revenue", "repeat\nrevenue"),
+                ("stage_revenue", "stage\nrevenue"), ("cancellations", "cancellations"))
+_MAY_BE_LEFT_OUT = {"renewal_bookings": "renewals", "repeat_revenue": "repeat revenue",
+                    "stage_revenue": "stage revenue", "cancellations": "cancellations", "mrr": "MRR"}
+"""Columns left out when 0 in every trial, by the name a note gives them (stage revenue, a
+key few files use, is left out without a note)."""
+
+
+def _all_zero(metric: dict) -> bool:
+    """Whether a metric is 0 in every trial and period (MRR without subscriptions,
+    cancellations without ``cancel``...)."""
+    return all(s.get(k) == 0 for s in (metric["total"], *metric["by_period"]) for k in ("mean", "p5", "p95"))
+
+
+def _mean_and_range(s: dict, fmt, spread: bool = True) -> Text:
+    """A cell: the mean and, below it (dim), P10 – P90."""
+    cell = Text(fmt(s["mean"]))
+    if spread:
+        cell.append(f"\n{fmt(s['p10'])} – {fmt(s['p90'])}", style="dim")
+    return cell
+
+
+def _by_period_table(title: str, m: dict, columns: list, periods: list, stocks: set) -> Table:
+    """Rows by period then a bold total row; ``columns``: (metric, header, format, with P10 – P90).
+    A stock's total cell is empty: its level at the end is the last period's."""
+    table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("period")
+    for _, header, _, _ in columns:  # headers of known words, the currency already printable: newlines kept
+        table.add_column(Text(header), justify="right")
+    for i, label in enumerate(periods):
+        table.add_row(as_text(label), *(_mean_and_range(m[name]["by_period"][i], fmt, spread)
+                                        for name, _, fmt, spread in columns))
+    table.add_section()
+    table.add_row(Text("total", style="bold"), *(Text("") if name in stocks else _mean_and_range(m[name]["total"], fmt,
+                                                                                                 spread)
+                                                 for name, _, fmt, spread in columns))
+    return table
+
+
+def _fits(console: Console, table: Table) -> bool:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1 << 16), table).maximum <= console.width
+
+
+def print_after_sale(summary: dict, console: Console) -> None:
+    """The after-sale outputs (v2 A.3) by period: the money flows in each period
+    (recognised revenue, total bookings, renewals, repeat revenue, cancellations: the mean
+    with P10 – P90 below, and the total over the horizon), then the customers (active
+    customers and MRR at each period's end, stocks; new and churned customers in the period).
+
+    The money table is split in two (recognised revenue and total bookings; renewals,
+    repeat revenue, stage revenue and cancellations) when it is wider than the console. A
+    renewals, repeat revenue, cancellations or MRR column that is 0 in every trial (no
+    subscription, repeat buyer or ``cancel`` in the scenario) is left out, and a note says so;
+    so is a stage revenue column (F11), without a note. A run with F11's values and no
+    customers has the money table alone."""
+    from forecaster.results.layout import AFTER_SALE_VARIABLES  # here: a run without customers never loads it
+
+    stocks = {name for name, (kind, _, _) in AFTER_SALE_VARIABLES.items() if kind == "stock"}
+    m, h = summary["metrics"], summary["horizon"]
+    cur = f" [{printable(h['currency'])}]" if h.get("currency") else ""
+    per = printable(h["report_by"])
+    left_out = [name for name in _MAY_BE_LEFT_OUT if name in m and _all_zero(m[name])]
+    periods = [p["period"] for p in m[next(name for name in AFTER_SALE if name in m)]["by_period"]]
+
+    console.print(Text.assemble(("After the sale", "bold"), f"{cur}: each {per}'s mean, with P10 – P90 below it"),
+                  highlight=False)
+    money = [(name, label, _money, True) for name, label in _MONEY_FLOWS if name in m and name not in left_out]
+    if money:
+        table = _by_period_table(f"Money in each {per}", m, money, periods, stocks)
+        if _fits(console, table) or len(money) <= 2:
+            console.print(table)
+        else:
+            console.print(_by_period_table(f"Recognised revenue and bookings in each {per}", m, money[:2], periods,
+                                           stocks))
+            console.print(_by_period_table(f"Bookings besides new deals in each {per}", m, money[2:], periods,
+                                           stocks))
+        shown = {name for name, *_ in money}
+        bridge = " + ".join(["new deals (Revenue above)", *(_MAY_BE_LEFT_OUT[name] for name, _ in _MONEY_FLOWS[2:5]
+                                                              if name in shown)])
+        if "cancellations" in shown:
+            bridge += " − cancellations"
+        spread = ("; recognised revenue spreads each booking over the time it pays for"
+                  if "recognised_revenue" in shown else "")
+        console.print(as_text(f"total bookings = {bridge}{spread}."), style="dim", highlight=False)
+
+    customers = [(name, label, fmt, spread) for name, label, fmt, spread in (
+        ("active_customers", f"active customers\nat {per} end", _count, True),
+        ("mrr", f"MRR{cur}\nat {per} end", _money, True),
+        ("new_customers", "new\ncustomers", _count, False), ("churned_customers", "churned\ncustomers", _count, False))
+        if name in m and name not in left_out]
+    if customers:
+        console.print(_by_period_table("Customers", m, customers, periods, stocks))
+        console.print(as_text(f"Active customers and MRR are levels at the end of each {per} (the last {per}'s is the "
+                              f"level at the end, {h['end']}); new and churned customers are counts in the {per}, "
+                              "totalled over the horizon."), style="dim", highlight=False)
+    noted = [_MAY_BE_LEFT_OUT[name] for name in left_out if name != "stage_revenue"]
+    if noted:
+        console.print(as_text(f"Left out, 0 in every trial: {', '.join(noted)}."), style="dim", highlight=False)
 
 
 def _signed(fmt, x):

@@ -14,14 +14,15 @@ import html
 import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 
+from forecaster.calendar import period_end
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
-from forecaster.present.console import printable
+from forecaster.present.console import AFTER_SALE, printable
 from forecaster.results.files import Staged
 from forecaster.scenario.yamlio import NotRegularFile, open_input
 
@@ -180,9 +181,10 @@ def signed_bars(rows: list[tuple[str, float, float]], title: str, interval: bool
     return "".join(out)
 
 
-def _page(title: str, body: list[str]) -> str:
+def _page(title: str, body: list[str], css: str = "") -> str:
+    """A page with the report's CSS, and ``css`` after it (rules only some pages need)."""
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-            f"<style>{CSS}</style></head><body>" + "".join(body) + "</body></html>")
+            f"<style>{CSS}{css}</style></head><body>" + "".join(body) + "</body></html>")
 
 
 def render_compare(summary: dict, when: str) -> str:
@@ -347,8 +349,244 @@ def pit_chart(counts: list[int], title: str) -> str:
     return "".join(out)
 
 
-def _table(head: list[str], rows: list[list]) -> str:
-    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
+# --- after the sale (v2 A.3) -------------------------------------------------------------------
+
+_NAMES = {"recognised_revenue": "recognised revenue", "renewal_bookings": "renewals", "repeat_revenue": "repeat revenue",
+          "stage_revenue": "stage revenue", "cancellations": "cancellations", "total_bookings": "total bookings",
+          "new_customers": "new customers", "churned_customers": "churned customers", "repeat_customers": "repeat customers (2nd purchase)",
+          "regular_customers": "regular customers", "active_customers": "active customers", "mrr": "MRR"}
+"""How the report names the after-sale metrics; a metric it does not know is named by its key."""
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def period_name(label: str, report_by: str) -> str:
+    """A period named by its first day (``2027-01-01``) as a reader says it: ``Jan 2027``
+    (month), ``Q1 2027`` (quarter), ``4 Jan 2027`` (week, day). A label that is not a date
+    stays as it is."""
+    try:
+        d = date.fromisoformat(label)
+    except (TypeError, ValueError):
+        return label
+    if report_by == "month":
+        return f"{_MONTHS[d.month - 1]} {d.year}"
+    if report_by == "quarter":
+        return f"Q{(d.month - 1) // 3 + 1} {d.year}"
+    return f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
+def period_end_name(label: str, report_by: str, end: str) -> str:
+    """The last day within the horizon (ending on ``end``) of the period named ``label``:
+    where a stock is measured, e.g. ``2027-01-31``. A label that is not a date stays as it is."""
+    try:
+        first, last = date.fromisoformat(label), date.fromisoformat(end)
+        return min(period_end(first, report_by), last).isoformat()
+    except (TypeError, ValueError):
+        return label
+
+
+def _quantiles(metric: dict, keys=("p10", "p50", "p90")) -> np.ndarray:
+    """The per-period statistics ``keys`` of a metric, shape (len(keys), periods); a missing
+    (null) statistic is NaN and is not drawn."""
+    return np.array([[np.nan if p.get(k) is None else float(p[k]) for p in metric["by_period"]] for k in keys],
+                    dtype=float).reshape(len(keys), -1)
+
+
+def band_chart(labels: list[str], series: list[tuple[str, str, np.ndarray]], title: str, y_axis: str,
+               x_axis: str, css: str, fmt=compact, value_fmt=money, markers: bool = False) -> str:
+    """Per period, each series' P10–P90 band (shaded) and P50 line, on a y axis from 0 (or the
+    lowest P10 below it) titled ``y_axis`` and an x axis of period names titled ``x_axis``, with
+    a legend. ``series``: (label, colour, q) with q of shape (3, periods): P10, P50, P90.
+    ``fmt`` writes the axis's ticks, ``value_fmt`` the values in a dot's tooltip. ``markers``
+    puts a dot on each P50 (a stock, measured at each period's end)."""
+    n = len(labels)
+    top, legend_h, bottom, left, right = 40, 22, H - 10, PAD + 14, W - 20
+    h = H + 40
+    x = _scale(0, max(n - 1, 1), left + 10, right - 10) if n > 1 else (lambda i: (left + right) / 2)
+    values = np.concatenate([q[np.isfinite(q)] for _, _, q in series] + [np.zeros(1)])
+    lo, hi = min(0.0, float(values.min())), float(values.max())
+    lo, hi = (lo * 1.05, hi * 1.05) if hi > lo else (lo, lo + 1.0)
+    y = _scale(lo, hi, bottom, top + legend_h)
+    out = [f'<svg class="chart {esc(css)}" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" '
+           f'width="{W}" height="{h}">', f"<title>{esc(title)}</title>"]
+    out += [f'<line x1="{left}" x2="{right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>' for t in _ticks(lo, hi)]
+    if lo < 0:
+        out.append(f'<line x1="{left}" x2="{right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999"/>')
+    for label, colour, q in series:
+        ok = [i for i in range(n) if np.isfinite(q[:, i]).all()]
+        if len(ok) > 1:
+            pts = [f"{x(i):.1f},{y(q[2, i]):.1f}" for i in ok] + [f"{x(i):.1f},{y(q[0, i]):.1f}" for i in reversed(ok)]
+            out.append(f'<polygon class="band" points="{" ".join(pts)}" fill="{colour}" fill-opacity="0.18" '
+                       f'stroke="{colour}" stroke-opacity="0.35" stroke-width="0.5"><title>{esc(label)}: P10–P90'
+                       "</title></polygon>")
+        elif ok:  # one period: the band is a bar
+            i = ok[0]
+            out.append(f'<rect class="band" x="{x(i) - 8:.1f}" y="{y(q[2, i]):.1f}" width="16" '
+                       f'height="{max(y(q[0, i]) - y(q[2, i]), 0.5):.1f}" fill="{colour}" fill-opacity="0.18"/>')
+        if len(ok) > 1:
+            out.append(f'<polyline class="median" fill="none" stroke="{colour}" stroke-width="2" points="'
+                       + " ".join(f"{x(i):.1f},{y(q[1, i]):.1f}" for i in ok) + '"/>')
+        if markers or len(ok) == 1:
+            out += [f'<circle cx="{x(i):.1f}" cy="{y(q[1, i]):.1f}" r="3" fill="{colour}"><title>{esc(labels[i])}: '
+                    f"P10 {esc(value_fmt(q[0, i]))}, P50 {esc(value_fmt(q[1, i]))}, P90 {esc(value_fmt(q[2, i]))}"
+                    "</title></circle>"
+                    for i in ok]
+    out.append(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#999"/>')
+    widest = max([len(lab) for lab in labels] + [1])
+    every = max(1, math.ceil(n * (6.2 * widest + 14) / (right - left)))
+    out += [f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">{esc(labels[i])}</text>'
+            for i in range(0, n, every)]
+    out.append(f'<text class="axis-title" x="{(left + right) / 2:.1f}" y="{h - 6}" text-anchor="middle">'
+               f"{esc(x_axis)}</text>"
+               f'<text class="axis-title" transform="rotate(-90)" x="{-(top + legend_h + bottom) / 2:.1f}" y="13" '
+               f'text-anchor="middle">{esc(y_axis)}</text>')
+    out.append(_legend([(f'<rect y="0" width="16" height="10" fill="{colour}" fill-opacity="0.18"/>'
+                         f'<line x1="0" x2="16" y1="5" y2="5" stroke="{colour}" stroke-width="2"/>', label)
+                        for label, colour, _ in series], left, 18))
+    out.append(f'<text x="{right}" y="{top + 4}" text-anchor="end" fill="#666">lines: P50 · bands: P10–P90</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _unit(name: str, currency: str) -> str:
+    return "customers" if name.endswith("_customers") else currency
+
+
+def _whole_or_tenths(v: float) -> str:
+    """A count on an axis or in a tooltip: 150, 0.2, 151.9."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def _count1(v) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def _fmt_of(name: str):
+    return _count1 if name.endswith("_customers") else money
+
+
+def _totals(summary: dict) -> dict[str, list[list[str]]]:
+    """The after-sale metrics' totals by kind: "flow" (summed over the horizon) and "stock"
+    (the level at the end of the horizon), each a list of table rows."""
+    from forecaster.results.layout import AFTER_SALE_VARIABLES
+
+    m = summary["metrics"]
+    cur = summary["horizon"].get("currency") or "currency"
+    out: dict[str, list[list[str]]] = {"flow": [], "stock": []}
+    for name, (kind, _, _) in AFTER_SALE_VARIABLES.items():
+        if name in m:
+            t, fmt = m[name]["total"], _fmt_of(name)
+            out[kind].append([_NAMES.get(name, name), _unit(name, cur), fmt(t["mean"]),
+                              f"{fmt(t['mean_ci_low'])} – {fmt(t['mean_ci_high'])}", fmt(t["p10"]), fmt(t["p50"]),
+                              fmt(t["p90"])])
+    return out
+
+
+def _totals_titles(h: dict) -> dict[str, str]:
+    return {"flow": f"Flows: summed over the horizon, {h['start']} to {h['end']}",
+            "stock": f"Stocks: levels at the end of the horizon, {h['end']} (never summed over periods)"}
+
+
+AFTER_SALE_CSS = "table.after-sale td{white-space:nowrap}"
+"""The after-sale tables' cells keep their numbers and ranges on one line."""
+_TOTALS_HEAD = ["metric", "unit", "mean", "95% CI of mean", "P10", "P50", "P90"]
+_BOOKINGS = (("recognised_revenue", "recognised revenue", "#d95f02"),
+             ("revenue", "new-deal bookings (revenue)", "#7570b3"), ("total_bookings", "total bookings", "#1b9e77"))
+
+
+def after_sale_html(summary: dict) -> list[str]:
+    """The report's section on the after-sale outputs: recognised revenue against bookings
+    per period (P10–P90 bands, P50 lines), active customers at each period's end, the
+    tables of both, and every after-sale metric's total (flows summed, stocks at the end)."""
+    m, h = summary["metrics"], summary["horizon"]
+    per, cur = h["report_by"], h.get("currency") or ""
+    unit = cur or "currency"
+    labels = [p["period"] for p in m["revenue"]["by_period"]]
+    names = [period_name(label, per) for label in labels]
+    stage = " + stage revenue" if "stage_revenue" in m else ""
+    parts = ["<h2>After the sale</h2>",
+             '<p class="meta">Bookings are booked when they are won, renewed, bought again or cancelled; recognised '
+             "revenue is earned over the time a booking pays for (a subscription's term, a ratable deal's months). "
+             f"Total bookings = new-deal bookings (revenue) + renewals + repeat revenue{stage} − cancellations.</p>"]
+    series = [(label, colour, _quantiles(m[name])) for name, label, colour in _BOOKINGS if name in m]
+    if series:
+        parts.append(f"<h3>Recognised revenue against bookings per {esc(per)} {esc(cur)}</h3>")
+        parts.append(band_chart(names, series, f"recognised revenue, new-deal bookings and total bookings per {per}: "
+                                "P10–P90 bands, P50 lines", f"{unit} per {per}", per, "after-sale bookings"))
+        money_rows = []
+        for i, name in enumerate([*names, "total"]):
+            row = [name]
+            for key, _, _ in _BOOKINGS:
+                if key in m:
+                    s = m[key]["by_period"][i] if i < len(names) else m[key]["total"]
+                    row += [money(s["mean"]), f"{money(s['p10'])} – {money(s['p90'])}"]
+            money_rows.append(row)
+        head = [per] + [c for key, label, _ in _BOOKINGS if key in m for c in (f"{label}, mean", "P10 – P90")]
+        parts.append(_table(head, money_rows, "after-sale"))
+    if "active_customers" in m:
+        parts.append(f"<h3>Active customers at the end of each {esc(per)}</h3>")
+        parts.append(band_chart(names, [("active customers", "#08519c", _quantiles(m["active_customers"]))],
+                                f"active customers at the end of each {per}: P10–P90 band, P50 line",
+                                "customers", f"at the end of each {per}", "after-sale customers",
+                                fmt=_whole_or_tenths, value_fmt=_whole_or_tenths, markers=True))
+        rows = []
+        for i, label in enumerate(labels):
+            a = m["active_customers"]["by_period"][i]
+            row = [period_end_name(label, per, h["end"]), *(_count1(a[k]) for k in ("mean", "p10", "p50", "p90"))]
+            for key in ("mrr", "new_customers", "churned_customers"):
+                if key in m:
+                    row.append(_fmt_of(key)(m[key]["by_period"][i]["mean"]))
+            rows.append(row)
+        head = [f"{per} end", "active customers, mean", "P10", "P50", "P90"]
+        head += [h_ for key, h_ in (("mrr", f"MRR {unit}, mean"), ("new_customers", f"new in the {per}, mean"),
+                                    ("churned_customers", f"churned in the {per}, mean")) if key in m]
+        parts.append(_table(head, rows, "after-sale"))
+    parts.append("<h3>After the sale: totals</h3>")
+    titles = _totals_titles(h)
+    for kind, rows in _totals(summary).items():
+        if rows:
+            parts.append(f'<p class="meta">{esc(titles[kind])}</p>')
+            parts.append(_table(_TOTALS_HEAD, rows, "after-sale"))
+    return parts
+
+
+def after_sale_markdown(summary: dict) -> list[str]:
+    """The after-sale section of report.md: per period, recognised revenue, total bookings,
+    active customers and MRR at the period's end; then every after-sale metric's total."""
+    m, h = summary["metrics"], summary["horizon"]
+    per = h["report_by"]
+    unit = h.get("currency") or "currency"
+    stocks = f"; active customers and MRR at the {md(per)}'s end" if "active_customers" in m else ""
+    lines = ["", "## After the sale", "", f"Per {md(per)}: money in {md(unit)}, mean (P10 – P90){stocks}.", ""]
+    cols = [(key, label) for key, label in (("recognised_revenue", "recognised revenue"),
+                                            ("total_bookings", "total bookings"),
+                                            ("active_customers", f"active customers at {per} end"),
+                                            ("mrr", f"MRR at {per} end")) if key in m]
+    if cols:
+        lines += ["| " + " | ".join([md(per), *(md(label) for _, label in cols)]) + " |",
+                  "|---|" + "---:|" * len(cols)]
+        for i, p in enumerate(m[cols[0][0]]["by_period"]):
+            cells = []
+            for key, _ in cols:
+                s, fmt = m[key]["by_period"][i], _fmt_of(key)
+                cells.append(f"{fmt(s['mean'])} ({fmt(s['p10'])} – {fmt(s['p90'])})")
+            lines.append(f"| {md(period_name(p['period'], per))} | " + " | ".join(cells) + " |")
+        lines.append("")
+    titles = _totals_titles(h)
+    for kind, rows in _totals(summary).items():
+        if rows:
+            lines += [f"Totals. {md(titles[kind])}:", "", "| " + " | ".join(_TOTALS_HEAD) + " |",
+                      "|---|---|" + "---:|" * (len(_TOTALS_HEAD) - 2)]
+            lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+            lines.append("")
+    lines.pop()
+    return lines
+
+
+def _table(head: list[str], rows: list[list], css: str = "") -> str:
+    """``css``: the table's class (none by default)."""
+    return ((f'<table class="{esc(css)}">' if css else "<table>")
+            + "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
 
@@ -445,6 +683,11 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
         raise OutputError(f"{folder}: no summary.json; expected the --out folder of `forecaster run`")
     summary = _read_json(folder / "summary.json", what)
     _check(summary, _SUMMARY, "", folder / "summary.json")
+    if any(name in summary["metrics"] for name in AFTER_SALE):
+        from forecaster.results.layout import AFTER_SALE_VARIABLES  # here: a run without customers never loads it
+
+        _check(summary["metrics"], {f"{name}?": _METRIC for name in AFTER_SALE_VARIABLES}, "metrics",
+               folder / "summary.json")
     import h5netcdf
 
     nc = folder / "forecast.nc"
@@ -490,8 +733,12 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
     parts.append(f'<p class="meta">{esc(h["start"])} to {esc(h["end"])}, by {esc(h["report_by"])} · '
                  f'{summary["trials"]:,} trials · seed {esc(summary["seed"])} · forecaster {esc(summary.get("forecaster_version"))}'
                  f' · inputs sha256 {esc(summary.get("scenario_sha256", "")[:16])} · {esc(when)}</p>')
-    big = [("Revenue P50", money(rev["p50"])), ("P10 – P90", f"{money(rev['p10'])} – {money(rev['p90'])}"),
+    after_sale = any(name in m for name in AFTER_SALE)  # then "revenue" is said to be new deals' bookings
+    big = [("Revenue (new-deal bookings) P50" if after_sale else "Revenue P50", money(rev["p50"])), ("P10 – P90", f"{money(rev['p10'])} – {money(rev['p90'])}"),
            ("Mean (95% CI)", f"{money(rev['mean'])} ({money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})")]
+    big += [(label, fmt(m[name]["total"]["p50"])) for name, label, fmt in (
+        ("recognised_revenue", "Recognised revenue P50", money), ("total_bookings", "Total bookings P50", money),
+        ("active_customers", f"Active customers on {h['end']} P50", _whole_or_tenths)) if name in m]
     big += [(f"P({t} ≥ {money(v['threshold'])})", f"{v['probability']:.0%}") for t, v in targets.items()]
     parts.append('<div class="big">' + "".join(f"<div>{esc(a)}<b>{esc(b)}</b></div>" for a, b in big) + "</div>")
     parts.append(f"<h2>Revenue per {esc(h['report_by'])} {esc(cur)}</h2>")
@@ -513,6 +760,8 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                         [[seg, money(s["revenue"]["total"]["mean"]), money(s["revenue"]["total"]["p10"]),
                           money(s["revenue"]["total"]["p50"]), money(s["revenue"]["total"]["p90"]),
                           f"{s['won_deals']['total']['mean']:,.1f}"] for seg, s in summary["segments"].items()]))
+    if after_sale:
+        parts += after_sale_html(summary)
     if summary.get("reps") and "commission" in m:
         parts.append(f"<h2>Commission per rep {esc(cur)}</h2>")
         reps = summary["reps"]
@@ -525,7 +774,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                              for r, v in reps.items()]))
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
-    return _page(f"{summary['scenario']} – forecast", parts)
+    return _page(f"{summary['scenario']} – forecast", parts, AFTER_SALE_CSS if after_sale else "")
 
 
 def render_markdown(summary: dict, when: str) -> str:
@@ -542,6 +791,8 @@ def render_markdown(summary: dict, when: str) -> str:
     lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {md(p['period'])} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |"
               for p in m["revenue"]["by_period"]]
+    if any(name in m for name in AFTER_SALE):
+        lines += after_sale_markdown(summary)
     if summary.get("reps") and "commission" in m:
         lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
         lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | "
