@@ -21,6 +21,13 @@ distribution's draws change with it (a Poisson count drawn by rejection from a l
 mean may take a different path); when stage times change, which deals close inside the
 horizon changes, and the values and reps after the first such deal are drawn in a
 different order. Scenarios must share the horizon and reporting periods.
+
+**After the sale** (v2 A): customers live their lives on streams of their own, so a variant
+that changes only the ``customer`` keys shares every v1 draw with its base: its revenue,
+won deals and commission (on new bookings) are those of the base, trial by trial, and only
+the after-sale outputs move. When both scenarios of a pair have customers, the after-sale
+outputs (:data:`AFTER_SALE_METRICS`) are compared too. Flows total over the horizon; a
+stock's (``active_customers``, ``mrr``) total is its level at the end of the horizon.
 """
 from __future__ import annotations
 
@@ -33,18 +40,37 @@ from forecaster.engine.plan import build_plan
 from forecaster.errors import ForecasterError, Problem, ScenarioError
 from forecaster.results import outputs
 from forecaster.results.dataset import simulate
-from forecaster.results.layout import Layout
+from forecaster.results.layout import AFTER_SALE_VARIABLES, Layout
 from forecaster.results.summary import Z975, describe
 from forecaster.scenario.model import Scenario
 
-METRICS = ("revenue", "won_deals", "commission")
+V1_METRICS = ("revenue", "won_deals", "commission")
+AFTER_SALE_METRICS = tuple(AFTER_SALE_VARIABLES)
+"""The after-sale outputs (v2 A.3), present when a segment has a ``customer`` block:
+``recognised_revenue``, ``renewal_bookings``, ``repeat_revenue``, ``cancellations``,
+``total_bookings``, the customer counts, and the stocks ``active_customers`` and ``mrr``."""
+METRICS = V1_METRICS + AFTER_SALE_METRICS
+STOCKS = frozenset(name for name, (kind, _, _) in AFTER_SALE_VARIABLES.items() if kind == "stock")
+"""Metrics that are levels, not flows: their total is the level at the end of the horizon."""
+
+
+def horizon_total(metric: str, values: np.ndarray) -> np.ndarray:
+    """Per-trial total over the horizon of ``values`` (trials, periods): a flow's sum over the
+    periods, a stock's level in the last period (v2 0.4)."""
+    if metric in STOCKS:
+        return np.array(values[:, -1], dtype=float)
+    return values.sum(axis=1)
 
 
 def per_trial_metrics(ds) -> dict:
-    """``metric -> (trials, periods)`` array of revenue, won deals and (with a plan) commission."""
+    """``metric -> (trials, periods)`` array of revenue, won deals, (with a plan) commission
+    and (with customers) the after-sale outputs, as float."""
     out = {"revenue": ds["revenue"].values, "won_deals": ds["won_deals"].values.astype(float)}
     if "commission" in ds:
         out["commission"] = ds["commission"].sum("rep").values
+    for name in AFTER_SALE_METRICS:
+        if name in ds:
+            out[name] = ds[name].values.astype(float)
     return out
 
 
@@ -167,7 +193,9 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     xarray.Dataset
         ``<metric>(scenario, trial, period)`` and ``<metric>_difference(scenario, trial,
         period)`` (variant - base; zero for the base) for revenue, won_deals and, when
-        every scenario has a plan, commission. ``scenario`` lists the base first.
+        every scenario has a plan, commission; when every scenario has customers, for the
+        after-sale outputs too (a stock's difference per period is that of its level).
+        ``scenario`` lists the base first.
     """
     import xarray as xr
 
@@ -177,7 +205,8 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     trials = base.trials if trials is None else trials
     seed = base.seed if seed is None else seed
     # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
-    kept = 3 * 8 * len(METRICS) * sum(len(periods(sc.start, sc.end, sc.report_by).starts) for sc in scenarios)
+    metrics_kept = len(V1_METRICS) + (len(AFTER_SALE_METRICS) if any(sc.has_customers for sc in scenarios) else 0)
+    kept = 3 * 8 * metrics_kept * sum(len(periods(sc.start, sc.end, sc.report_by).starts) for sc in scenarios)
     n = len(variants)
     check_memory(trials, memory_per_trial(scenarios, kept),
                  f"comparing {_label(base)} with {n} variant{'s' if n != 1 else ''}")
@@ -195,15 +224,26 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     ds0.attrs.update({"base": base.name, "seed": stored_seed(seed), "trials": trials,
                       "what": "per-trial values and paired differences (variant - base) on common random numbers"})
     for m in metrics:
-        unit = "deals" if m == "won_deals" else (base.currency or "currency")
+        unit = _unit(m, base.currency or "currency")
         ds0[m].attrs["units"] = unit
         ds0[f"{m}_difference"].attrs["units"] = unit
+        if m in AFTER_SALE_VARIABLES:
+            ds0[m].attrs["kind"] = ds0[f"{m}_difference"].attrs["kind"] = AFTER_SALE_VARIABLES[m][0]
     return ds0
+
+
+def _unit(metric: str, currency: str) -> str:
+    """A metric's unit: deals, customers, or the currency."""
+    if metric == "won_deals":
+        return "deals"
+    unit = AFTER_SALE_VARIABLES[metric][1] if metric in AFTER_SALE_VARIABLES else "currency"
+    return currency if unit == "currency" else unit
 
 
 def compare_summary(ds) -> dict:
     """The contents of ``compare.json``: each scenario's summary and each variant's paired
-    differences from the base, per metric, in total and by period."""
+    differences from the base, per metric, in total and by period (a stock's total: its
+    level at the end of the horizon)."""
     names = [str(s) for s in ds["scenario"].values]
     labels = [str(np.datetime_as_string(p, unit="D")) for p in ds["period"].values]
     metrics = [m for m in METRICS if m in ds]
@@ -213,14 +253,14 @@ def compare_summary(ds) -> dict:
         item = {}
         for m in metrics:
             x = ds[m].values[i]
-            stats = describe(np.column_stack([x, x.sum(axis=1)]))
+            stats = describe(np.column_stack([x, horizon_total(m, x)]))
             item[m] = {"total": stats[-1], "by_period": [{"period": p, **s} for p, s in zip(labels, stats[:-1])]}
         out["scenarios"][name] = item
     for i, name in enumerate(names[1:], start=1):
         item = {}
         for m in metrics:
             b, v = ds[m].values[0], ds[m].values[i]
-            item[m] = {"total": difference_stats(b.sum(axis=1), v.sum(axis=1)),
+            item[m] = {"total": difference_stats(horizon_total(m, b), horizon_total(m, v)),
                        "by_period": [{"period": p, **difference_stats(b[:, k], v[:, k])}
                                      for k, p in enumerate(labels)]}
         out["differences"][name] = item

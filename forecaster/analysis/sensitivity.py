@@ -7,6 +7,17 @@ segment's deal value; and the same levers across all segments at once. Effects o
 revenue, won deals and commission are paired differences from the base, with 95%
 intervals, ranked by size (a tornado).
 
+**After the sale** (v2 A.6): per segment with a ``customer`` block, the levers ``renew``,
+``expansion``, ``repeat per_month``, ``dropout`` and ``cancel probability`` (those the
+segment has), and each across the segments that have it when two or more do (with one, it
+would be that segment's lever again). A lever on a quantity fixed at 0 (an ``expansion: 0``)
+would scale 0 to 0: it is not run and says so in ``skipped``. With customers the effects
+are also on the after-sale outputs (:data:`AFTER_SALE_METRICS`: a flow's total over the
+horizon, a stock's level at its end), and the ranking, the tornado and the three moves may
+be read on ``recognised_revenue`` or ``total_bookings`` instead of revenue (``metric``).
+These levers act after the sale: their effects on revenue, won deals and commission (on new
+bookings) are exactly 0 in every trial.
+
 **The three moves** of the funnel literature, side by side: *expansion* (+step leads at the
 top, every segment), *stretching* (+step conversion at every stage, every segment) and the
 *key level* (the one stage whose +step conversion, in every segment, pays most).
@@ -29,13 +40,19 @@ from typing import Any, cast
 
 import numpy as np
 
-from forecaster.analysis.compare import check_memory, difference_stats, memory_per_trial, paired_difference, stored_seed
+from forecaster.analysis.compare import (
+    check_memory,
+    difference_stats,
+    horizon_total,
+    memory_per_trial,
+    paired_difference,
+    stored_seed,
+)
 from forecaster.engine._numba import default_threads
 from forecaster.engine.blocks import Sources
-from forecaster.engine.interface import quantity_names
 from forecaster.engine.plan import build_plan
 from forecaster.engine.simulation import run_trials
-from forecaster.errors import ScenarioError
+from forecaster.errors import ForecasterError, ScenarioError
 from forecaster.results.files import checkpoint
 from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import describe
@@ -43,7 +60,12 @@ from forecaster.scenario.loading import build_scenario, load_scenario, read_docu
 from forecaster.scenario.model import LEAD_SOURCES, Scenario
 from forecaster.scenario.variants import Literal, apply_changes
 
-METRICS = ("revenue", "won_deals", "commission")
+AFTER_SALE_METRICS = ("recognised_revenue", "total_bookings", "renewal_bookings", "repeat_revenue", "cancellations",
+                      "active_customers", "mrr")
+"""The after-sale outputs a sensitivity reports effects on, when the scenario has customers."""
+METRICS = ("revenue", "won_deals", "commission", *AFTER_SALE_METRICS)
+RANKED_BY = ("revenue", "recognised_revenue", "total_bookings")
+"""The metrics a sensitivity may rank its levers by (``metric``; v2 A.6)."""
 DEFAULT_TRIALS = 5000
 """Trials per run unless asked: paired differences are precise with few trials, and a
 sensitivity makes ~2 runs per lever."""
@@ -54,13 +76,26 @@ class Lever:
     """A group of quantities scaled together: ``paths`` into the scenario document."""
 
     name: str
-    kind: str        # leads | convert | days | deal_value
+    kind: str        # leads | convert | days | deal_value | renew | expansion | per_month | dropout | cancel
     scope: str       # a segment name, or "all segments"
     paths: tuple
+    unmoved: str = ""  # why scaling it changes nothing (it is not run), e.g. an expansion of 0
+
+
+AFTER_SALE_LEVERS = (
+    # kind, name, key path under the segment's `customer` block (v2 A.1)
+    ("renew", "renew", ("subscription", "renew")),
+    ("expansion", "expansion", ("subscription", "expansion")),
+    ("per_month", "repeat per_month", ("repeat", "per_month")),
+    ("dropout", "dropout", ("repeat", "dropout")),
+    ("cancel", "cancel probability", ("cancel", "probability")),
+)
+"""The after-sale levers (v2 A.6), in the order they are listed."""
 
 
 def levers(doc: dict, scenario: Scenario) -> list[Lever]:
-    """Every lever of a scenario: per segment, then across all segments."""
+    """Every lever of a scenario: per segment (with customers, its after-sale levers after its
+    deal value), then across all segments."""
     out = []
     stages = list(scenario.stages)
 
@@ -79,6 +114,7 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     def value_path(name):
         return Literal(("segments", name, "deal_value"))
 
+    after_sale, after_sale_everywhere = _after_sale_levers(doc, scenario)
     for name in scenario.segments:
         out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
         for stage in stages:
@@ -86,6 +122,7 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
         for stage in stages:
             out.append(Lever(f"{name}: {stage} days", "days", name, day_paths(name, stage)))
         out.append(Lever(f"{name}: deal value", "deal_value", name, (value_path(name),)))
+        out.extend(lever for lever in after_sale if lever.scope == name)
     names = list(scenario.segments)
     everywhere = "all segments"  # kept even for one segment: the three moves are read from these
     out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(lead_path(n) for n in names)))
@@ -97,7 +134,36 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     out.append(Lever("all: every stage days", "days", everywhere,
                      tuple(p for n in names for s in stages for p in day_paths(n, s))))
     out.append(Lever("all: deal value", "deal_value", everywhere, tuple(value_path(n) for n in names)))
+    out.extend(after_sale_everywhere)
     return out
+
+
+def _after_sale_levers(doc: dict, scenario: Scenario) -> tuple[list[Lever], list[Lever]]:
+    """The after-sale levers: per segment with a ``customer`` block, each quantity of
+    :data:`AFTER_SALE_LEVERS` its file gives; and each across the segments whose quantity
+    can move, when two or more can."""
+    per_segment: list[Lever] = []
+    movable: dict[str, list] = {}
+    for name, segment in scenario.segments.items():
+        customer = segment.customer
+        block = doc["segments"][name].get("customer")
+        if customer is None or not isinstance(block, dict):
+            continue
+        for kind, label, (part, key) in AFTER_SALE_LEVERS:
+            entry = block.get(part)
+            if not isinstance(entry, dict) or key not in entry:
+                continue  # the segment does not have it (an absent expansion is 0: nothing to scale)
+            quantity = getattr(getattr(customer, part), key)
+            path = Literal(("segments", name, "customer", part, key))
+            unmoved = ""
+            if quantity.is_fixed and quantity["value"] == 0:
+                unmoved = f"{label} is 0 in segment {name}: scaling it changes nothing"
+            else:
+                movable.setdefault(kind, []).append(path)
+            per_segment.append(Lever(f"{name}: {label}", kind, name, (path,), unmoved))
+    everywhere = [Lever(f"all: {label}", kind, "all segments", tuple(movable[kind]))
+                  for kind, label, _ in AFTER_SALE_LEVERS if len(movable.get(kind, ())) >= 2]
+    return per_segment, everywhere
 
 
 def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
@@ -119,14 +185,15 @@ def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
     return float(max(0.0, between - within * bins / n) / var)
 
 
-def variance_shares(ds, scenario: Scenario) -> list[dict]:
-    """First-order shares of the variance of total revenue, one per uncertain per-trial input."""
-    return _variance_shares(ds["revenue"].values.sum(axis=1), ds["inputs"].values, ds["segment"].values,
-                            ds["quantity"].values)
+def variance_shares(ds, scenario: Scenario, metric: str = "revenue") -> list[dict]:
+    """First-order shares of the variance of ``metric``'s total (default revenue), one per
+    uncertain per-trial input (the after-sale rates and probabilities included)."""
+    return _variance_shares(horizon_total(metric, ds[metric].values.astype(float)), ds["inputs"].values,
+                            ds["segment"].values, ds["quantity"].values)
 
 
 def _variance_shares(y: np.ndarray, inputs: np.ndarray, segments, quantities) -> list[dict]:
-    """:func:`variance_shares` from arrays: total revenue ``y`` (trials,) and ``inputs``
+    """:func:`variance_shares` from arrays: a metric's totals ``y`` (trials,) and ``inputs``
     (trials, segments, quantities)."""
     bins = int(max(10, min(100, round(np.sqrt(y.size) / 2))))
     out: list[dict[str, Any]] = []
@@ -143,19 +210,23 @@ def _variance_shares(y: np.ndarray, inputs: np.ndarray, segments, quantities) ->
 @dataclass
 class _Run:
     """What a sensitivity keeps of a run: per-trial totals over the horizon of each metric,
-    shape (trials,); of the base run also total revenue and the per-trial inputs."""
+    shape (trials,) (a stock's: its level at the end); of the base run also the per-trial inputs."""
 
     totals: dict
     inputs: np.ndarray | None = None
 
 
 def _totals(layout: Layout, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray,
-            inputs: np.ndarray) -> dict:
-    """Per-trial totals over the horizon of each metric, from a run's kernel arrays."""
-    arrays = layout.derive(revenue, won, bookings, inputs)
+            inputs: np.ndarray, *after_sale: np.ndarray) -> dict:
+    """Per-trial totals over the horizon of each metric, from a run's kernel arrays
+    (``after_sale``: those of a scenario with customers)."""
+    arrays = layout.derive(revenue, won, bookings, inputs, *after_sale)
     totals = {"revenue": arrays["revenue"].sum(axis=1), "won_deals": arrays["won_deals"].astype(float).sum(axis=1)}
     if "commission" in arrays:
         totals["commission"] = arrays["commission"].sum(axis=2).sum(axis=1)
+    for name in AFTER_SALE_METRICS:
+        if name in arrays:
+            totals[name] = horizon_total(name, arrays[name].astype(float))
     return totals
 
 
@@ -269,8 +340,13 @@ def _result(future: Future) -> Any:
 
 
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
-                threads: int | None = None, progress=None, by_source: bool = True) -> tuple[dict, object]:
+                threads: int | None = None, progress=None, by_source: bool = True,
+                metric: str = "revenue") -> tuple[dict, object]:
     """Run every lever at ±step on common random numbers.
+
+    ``metric``: what the ranking, the three moves and the variance shares are read on, one of
+    :data:`RANKED_BY` (``recognised_revenue`` and ``total_bookings`` need customers); the
+    effects on every metric the scenario reports are computed whatever it is.
 
     ``by_source``: simulate of each lever's run only the sources of won deals it changes
     (see "runs by source" above; not with a team capacity); False runs every lever whole
@@ -282,7 +358,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     -------
     summary : dict
         The contents of ``sensitivity.json``: base totals, each lever's effects, the
-        ranking, the three moves, and variance shares.
+        ranking (by ``metric``, named under ``metric``), the three moves, and variance shares.
     ds : xarray.Dataset
         ``<metric>_difference(lever, direction, trial)``: per-trial effects on totals.
     """
@@ -295,6 +371,15 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     doc = cast(dict, data)  # the mapping load_scenario has just read and checked
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
+    base_plan = build_plan(base_sc)
+    reported = {v.name for v in Layout.of(base_sc, base_plan).variables()}
+    available = [m for m in METRICS if m in reported]
+    if metric not in RANKED_BY:
+        raise ForecasterError(f"metric {metric!r}: a sensitivity ranks by one of {', '.join(RANKED_BY)}")
+    if metric not in available:
+        raise ForecasterError(f"{path}: metric {metric} is not available: the scenario has no after-sale outputs "
+                              "(no segment has a `customer` block); rank by revenue, or give a segment a `customer` "
+                              "block. Nothing was run.")
     all_levers = levers(doc, base_sc)
     # the runs go on `workers` threads, each run on one (the numbers do not depend on it):
     # one run's Python work (building its scenario and plan) overlaps the others' kernels,
@@ -304,11 +389,10 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     # held at once: each worker's run (by source: every source's arrays and their sum), the base's
     # sources, every run's totals
     sources = len(base_sc.segments) + 2
-    check_memory(trials, (workers + 1) * sources * run_bytes + 8 * len(METRICS) * (2 * len(all_levers) + 2),
+    check_memory(trials, (workers + 1) * sources * run_bytes + 8 * len(available) * (2 * len(all_levers) + 2),
                  f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
-    base_plan = build_plan(base_sc)
     # see "runs by source" above (customers: not yet split by source)
     by_source = by_source and not base_plan.has_capacity and not base_plan.has_customers
     with ThreadPoolExecutor(workers) as pool:
@@ -322,6 +406,10 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
         try:
             for lever in all_levers:
                 pair: list[Future | None] = []
+                if lever.unmoved:
+                    skipped.extend({"lever": lever.name, "direction": d, "why": lever.unmoved} for d in "-+")
+                    runs.append([None, None])
+                    continue
                 for j, factor in enumerate((1 - step, 1 + step)):
                     changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}},
                                                       "")
@@ -345,7 +433,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
             if by_source:
                 base_result = cast(_Split, base_result).run
             base, base_inputs = base_result.totals, cast(np.ndarray, base_result.inputs)
-            metrics = [m for m in METRICS if m in base]
+            metrics = [m for m in available if m in base]
             diffs = {m: np.full((len(all_levers), 2, trials), np.nan) for m in metrics}
             effects: list[dict[str, Any]] = []
             for i, (lever, pair) in enumerate(zip(all_levers, runs)):
@@ -382,15 +470,15 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
 
     stage_levers = [e for e in effects if e["scope"] == "all segments" and e["kind"] == "convert"
                     and "stretching" not in e["lever"] and "plus" in e]
-    key = max(stage_levers, key=lambda e: e["plus"]["revenue"]["mean"]) if stage_levers else None
+    key = max(stage_levers, key=lambda e: e["plus"][metric]["mean"]) if stage_levers else None
     moves = {"expansion": {"lever": "all: leads (expansion)", **(plus("all: leads (expansion)") or {})},
              "stretching": {"lever": "all: every stage convert (stretching)",
                             **(plus("all: every stage convert (stretching)") or {})},
              "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
-    shares = _variance_shares(base["revenue"], base_inputs, base_sc.segment_names, quantity_names(base_sc.stages))
+    shares = _variance_shares(base[metric], base_inputs, base_sc.segment_names, base_plan.quantity_names)
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}  # reorders base[m]: after every use
     summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
-               "base": base_stats, "levers": effects, "ranking": ranked("revenue"),
+               "metric": metric, "base": base_stats, "levers": effects, "ranking": ranked(metric),
                "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
                "variance_shares": shares, "skipped": skipped}
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},

@@ -24,6 +24,12 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     (summaries and differences, in total and by period) and DIR/compare.nc (every trial,
     with a `scenario` dimension).
 
+    Scenarios with customers (a segment's `customer` block) are compared on the after-sale
+    outputs too (recognised revenue, renewals, repeat purchases, cancellations, total
+    bookings, customer counts, active customers and MRR at the end) when every scenario has
+    them. A variant that changes only the `customer` keys shares every draw of the deals
+    with its base: its revenue and won deals differ by exactly 0.
+
     \b
     Example:
       forecaster compare scenarios/saas-quarter.yaml scenarios/variants/saas-budget-up-60.yaml --out out/cmp
@@ -43,5 +49,69 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     summary = compare_summary(ds)
     write_comparison(out, ds, summary)
     if not quiet:
-        print_comparison(summary, base_sc.currency)
+        print_comparison(_v1_view(summary), base_sc.currency)
+        _print_after_sale(summary, base_sc.currency)
         click.echo(f"Wrote {out}/compare.json and {out}/compare.nc")
+
+
+V1_METRICS = ("revenue", "won_deals", "commission")
+
+AFTER_SALE_PRINTED = {
+    # metric: (title, kind); printed when some scenario has a non-zero value
+    "recognised_revenue": ("Recognised revenue", "total over the horizon"),
+    "total_bookings": ("Total bookings", "total over the horizon"),
+    "renewal_bookings": ("Renewal bookings", "total over the horizon"),
+    "repeat_revenue": ("Repeat revenue", "total over the horizon"),
+    "cancellations": ("Cancellations", "total over the horizon"),
+    "active_customers": ("Active customers", "at the end of the horizon"),
+    "mrr": ("MRR", "at the end of the horizon"),
+}
+
+
+def _v1_view(summary: dict) -> dict:
+    """``summary`` with only revenue, won deals and commission (what the console's comparison
+    table knows how to title)."""
+    def keep(item: dict) -> dict:
+        return {m: v for m, v in item.items() if m in V1_METRICS}
+
+    return {**summary, "scenarios": {n: keep(v) for n, v in summary["scenarios"].items()},
+            "differences": {n: keep(v) for n, v in summary["differences"].items()}}
+
+
+def _print_after_sale(summary: dict, currency: str | None) -> None:
+    """The after-sale metrics' tables, as the console prints revenue's (those that are 0 in
+    every scenario and trial are left out)."""
+    import sys
+
+    from rich.table import Table
+
+    from forecaster.present.console import Console, _add_columns, _count, _money, _signed, as_text, printable
+
+    base = summary["base"]
+    cur = f" [{printable(currency)}]" if currency else ""
+    console = None
+    for metric, (title, when) in AFTER_SALE_PRINTED.items():
+        if metric not in summary["scenarios"][base]:
+            continue
+        totals = [scen[metric]["total"] for scen in summary["scenarios"].values()]
+        if all(t["mean"] == 0 and not t["std"] for t in totals):
+            continue
+        fmt = _count if metric == "active_customers" else _money
+        unit = "" if metric == "active_customers" else cur
+        console = console or Console(width=None if sys.stdout.isatty() else 140)
+        table = Table(title=as_text(f"{title}{unit}, {when}"), title_justify="left", show_edge=False, pad_edge=False)
+        _add_columns(table, ("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),
+                     ("P10 / P50 / P90 of difference", "right"), ("P(higher)", "right"),
+                     ("CI if independent", "right"))
+        for name, scen in summary["scenarios"].items():
+            s = scen[metric]["total"]
+            if name == base:
+                table.add_row(as_text(name), fmt(s["mean"]), "base", "", "", "")
+                continue
+            d = summary["differences"][name][metric]["total"]
+            table.add_row(as_text(name), fmt(s["mean"]),
+                          f"{_signed(fmt, d['mean'])} ({_signed(fmt, d['mean_ci_low'])} – {_signed(fmt, d['mean_ci_high'])})",
+                          f"{_signed(fmt, d['p10'])} / {_signed(fmt, d['p50'])} / {_signed(fmt, d['p90'])}",
+                          f"{d['probability_higher']:.0%}",
+                          "±" + fmt(d["unpaired_ci_half_width"]) if d["unpaired_ci_half_width"] is not None else "-")
+        console.print(table)

@@ -30,11 +30,16 @@ def _step(ctx, param, value: str) -> float:
 @out_option("sensitivity.json and sensitivity.nc")
 @click.option("--step", default="10%", callback=_step, show_default=True,
               help="How far each lever moves, down and up (e.g. 10% or 0.1).")
+@click.option("--metric", type=click.Choice(["revenue", "recognised_revenue", "total_bookings"]), default="revenue",
+              show_default=True,
+              help="What the levers are ranked by: total revenue (bookings of won deals), or, in a scenario with "
+                   "customers, total recognised revenue or total bookings (renewals and repeat purchases "
+                   "included, cancellations deducted).")
 @trials_option
 @seed_option
 @threads_option
 @quiet_option
-def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
+def sensitivity_command(scenario, out, step, metric, trials, seed, threads, quiet):
     """Move every lever of SCENARIO by -STEP and +STEP and rank the effects.
 
     Levers: each segment's leads (rate or budget), each stage's conversion, each stage's
@@ -44,9 +49,15 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
     Prints a tornado table, the three moves (expansion, stretching, the key level) side by
     side, and the share of the revenue variance due to each uncertain per-trial input.
 
+    With customers (a segment's `customer` block) the levers include each segment's renew,
+    expansion, repeat per_month, dropout and cancel probability, and --metric ranks by
+    recognised revenue or total bookings; the effects on every metric are in
+    sensitivity.json and sensitivity.nc whatever the ranking.
+
     \b
     Example:
       forecaster sensitivity scenarios/saas-quarter.yaml --out out/sens --step 10% --trials 5000
+      forecaster sensitivity saas.yaml --out out/sens --metric recognised_revenue
     """
     import sys
 
@@ -66,11 +77,77 @@ def sensitivity_command(scenario, out, step, trials, seed, threads, quiet):
         bar[0](1)
 
     try:
-        summary, ds = sensitivity(scenario, step=step, trials=trials, seed=seed, threads=threads, progress=progress)
+        summary, ds = sensitivity(scenario, step=step, trials=trials, seed=seed, threads=threads, progress=progress,
+                                  metric=metric)
     finally:
         if bar:
             bar[0].close()
     write_comparison(out, ds, summary, stem="sensitivity")
     if not quiet:
-        print_sensitivity(summary)
+        if metric == "revenue":
+            print_sensitivity(summary)
+        else:
+            _print_by_metric(summary, metric)
         click.echo(f"Wrote {out}/sensitivity.json and {out}/sensitivity.nc")
+
+
+METRIC_LABELS = {"recognised_revenue": ("total recognised revenue", "recognised revenue"),
+                 "total_bookings": ("total bookings", "total bookings")}
+"""--metric: (how a title names its total over the horizon, a column's header)."""
+
+
+def _print_by_metric(summary: dict, metric: str) -> None:
+    """:func:`forecaster.present.console.print_sensitivity`'s tables, read on ``metric``
+    (recognised revenue or total bookings) instead of revenue."""
+    import sys
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from forecaster.present.console import Console, _add_columns, _count, _money, _signed, as_text, printable
+
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    label, column = METRIC_LABELS[metric]
+    step = f"{summary['step']:.0%}"
+    console.print(Text.assemble(("sensitivity", "bold"), printable(
+        f" of {summary['scenario']}: each lever -{step} / +{step}, {summary['trials']:,} trials, "
+        f"seed {summary['seed']}; base {label} {_money(summary['base'][metric]['mean'])}")), highlight=False)
+
+    def cell(effect):
+        if effect is None:
+            return "-"
+        r = effect[metric]
+        return f"{_signed(_money, r['mean'])} ({_signed(_money, r['mean_ci_low'])} – {_signed(_money, r['mean_ci_high'])})"
+
+    table = Table(title=f"Effect on {label}, largest first", title_justify="left", show_edge=False,
+                  pad_edge=False)
+    _add_columns(table, ("lever", "left"), (f"-{step} (95% CI)", "right"), (f"+{step} (95% CI)", "right"))
+    by_name = {e["lever"]: e for e in summary["levers"]}
+    for name in summary["ranking"]:
+        e = by_name[name]
+        table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
+    console.print(table)
+    table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
+    _add_columns(table, ("move", "left"), ("lever", "left"), (f"{column} (95% CI)", "right"),
+                 ("won deals", "right"))
+    for move, text in (("expansion", "expansion: more leads at the top"),
+                       ("stretching", "stretching: every stage converts better"),
+                       ("key_level", "key level: the one stage that pays most")):
+        m = summary["three_moves"][move]
+        won = m.get("won_deals")
+        table.add_row(text, as_text(m.get("lever")), cell(m if metric in m else None),
+                      _signed(_count, won["mean"]) if won else "-")
+    console.print(table)
+    if summary["variance_shares"]:
+        table = Table(title=f"Share of the variance of {label} (first-order Sobol index)",
+                      title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("per-trial input")
+        table.add_column("share", justify="right")
+        for item in summary["variance_shares"]:
+            table.add_row(as_text(item["input"]), f"{item['share']:.1%}")
+        rest = 1 - sum(i["share"] for i in summary["variance_shares"])
+        table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
+        console.print(table)
+    for item in summary["skipped"]:
+        console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
+                      highlight=False)
