@@ -394,7 +394,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
     # see "runs by source" above (customers: not yet split by source)
-    by_source = by_source and not base_plan.has_capacity and not base_plan.has_customers
+    by_source = by_source and not base_plan.has_capacity and not base_plan.has_customers \
+        and not base_plan.has_stage_values
     with ThreadPoolExecutor(workers) as pool:
         stop = threading.Event()  # set when the command is interrupted: running runs give up within a block
         if by_source:

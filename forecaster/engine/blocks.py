@@ -28,14 +28,15 @@ class Sources:
     pipeline: bool
 
 
-def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *after_sale,
+def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *extra,
               sources: Sources | None = None) -> None:
     """Simulate trials ``first .. first + n - 1`` into the given output rows (added to).
 
     Every stream is reseeded for every trial from its key (see :mod:`forecaster.engine.seeding`),
     so the rows depend on the trials' indices only. ``sources``: only those (default: all).
-    ``after_sale``: with customers, the after-sale rows (see :meth:`Plan.kernel_buffers`);
-    each source's won deals then create customers (:func:`kernels.simulate_customers`).
+    ``extra``: the after-sale rows with customers, then stage_revenue's with stage values
+    (see :meth:`Plan.kernel_buffers`); each source's won deals then create customers
+    (:func:`kernels.simulate_customers`).
     """
     gens = thread_generators()
     funnel, first = plan.funnel, int(first)
@@ -51,15 +52,19 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     if sources is not None and plan.has_capacity:
         raise ValueError("a team capacity couples every source of won deals: simulate them together")
     customers = plan.has_customers
+    after_sale, stage_revenue = plan.split_extra(extra)
     after = plan.customer_outputs(after_sale) if customers else None
     logs = []  # (customer streams, deal log) of each source, with customers
     for g in range(G) if sources is None else sources.segments:
         log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
-                                         month_factor, due, customers)
+                                         month_factor, due, customers, plan.stage_values, stage_revenue)
         logs.append((keys.customers_new_leads[g], log))
+        if plan.stage_values.valued[g].any():
+            kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
+                                               plan.stage_values, theta, month_factor, stage_revenue)
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
-                                        theta, due, customers)
+                                        theta, due, customers, plan.stage_values, stage_revenue)
         logs.append((keys.customers_pipeline, log))
     if plan.has_capacity and customers:  # deals admitted one by one: each customer starts when its deal is won
         logs = _admitted(plan, keys, gens, first, n, logs, out)
@@ -111,6 +116,7 @@ def kernels_of(plan: Plan) -> tuple:
                                      (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
                                      (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
+                                     (kernels.simulate_lost_stage_values, plan.has_stage_values),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 

@@ -64,13 +64,15 @@ def quantity_names(stages, after_sale: bool = False) -> tuple[str, ...]:
 # then the next stage's) share a role, reseeded for each; streams drawn interleaved have
 # roles of their own. Roles need only differ within one kernel, so kernels reuse the numbers
 # (key_set refuses a table that gives two rows of one kernel the same role).
-COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, DAYS = range(7)      # simulate_new_leads
+COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, DAYS, STAGE_VALUE = range(8)  # simulate_new_leads
 CONVERT = 0                                                   # simulate_pipeline (and VALUE .. DAYS)
+PIPELINE_STAGE_VALUE = 1                                      # simulate_pipeline
+LOST = 0                                                      # simulate_lost_stage_values (and MIXING)
 QUANTITY = 0                                                  # draw_parameters
 SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT = range(4)  # apply_shocks
 CAPACITY = 0                                                  # apply_capacity
 CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL = range(5)    # simulate_customers
-N_ROLES = 7
+N_ROLES = 8
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     # kernel -> its streams as (name, role). In a name, {segment} is the segment's name,
@@ -88,12 +90,18 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                            ("segment/{segment}/deal-value", VALUE),
                            ("segment/{segment}/rep", REP),
                            ("segment/{segment}/closing", SLIP),
-                           ("segment/{segment}/days/{lead_stage}", DAYS)),
+                           ("segment/{segment}/days/{lead_stage}", DAYS),
+                           ("segment/{segment}/stage-value", STAGE_VALUE)),
     "simulate_pipeline": (("pipeline/convert", CONVERT),
                           ("pipeline/days", DAYS),
                           ("pipeline/deal-value", VALUE),
                           ("pipeline/rep", REP),
-                          ("pipeline/closing", SLIP)),
+                          ("pipeline/closing", SLIP),
+                          ("pipeline/stage-value", PIPELINE_STAGE_VALUE)),
+    # v2 F11: the leads lost after converting out of a stage with a value, drawn apart from the
+    # won ones; they share the day's gamma multiplier (the new leads' mixing stream) with them
+    "simulate_lost_stage_values": (("segment/{segment}/stage-value-lost", LOST),
+                                   ("segment/{segment}/arrival-mixing", MIXING)),
     "apply_capacity": (("capacity", CAPACITY),),
     # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
     # a segment's new leads, "pipeline"), so that each source's customers draw from streams
@@ -234,6 +242,17 @@ class CustomerOutputs(NamedTuple):
     mrr: F64_3_OUT            # sum over active subscribers of term value / term_months (a stock) [currency]
     rep_bookings: F64_3_OUT   # (trials, quota periods, reps) renewals and repeat purchases by rep [currency]
     quota_period_of_day: I64_1  # (D,) commission period of each day
+
+
+class StageValues(NamedTuple):
+    """Values booked when a lead first converts out of a stage (v2 F11), G segments, S stages."""
+
+    valued: I64_2          # (G, S) 1 where the stage has a value (never the last stage)
+    codes: I64_2           # (G, S) the value's family
+    pars: F64_3            # (G, S, 4)
+    lead_stage: I64_2      # (G, S) the stage of each column of funnel.lead_days_* (longest mean first)
+    period_of_day: I64_1   # (D,) reporting period of each day
+    pool: F64_1            # the empirical values (the funnel's pool)
 
 
 class Installed(NamedTuple):

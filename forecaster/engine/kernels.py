@@ -100,6 +100,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     FIXED,
     GAMMA,
     LOGNORMAL,
+    LOST,
     LOST_ONLY,
     MIXING,
     NO_MASS,
@@ -108,6 +109,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     ORDINARY,
     PER_MONTH,
     PERT,
+    PIPELINE_STAGE_VALUE,
     QUANTITY,
     RENEW,
     RENEWAL,
@@ -118,6 +120,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     SHOCK_CONVERT,
     SHOCK_LEADS,
     SLIP,
+    STAGE_VALUE,
     SUBSCRIPTION,
     THETA_CONVERT,
     THETA_GROWTH,
@@ -552,7 +555,8 @@ def _book(t, day, segment, value, rep, out):
 
 
 @jit
-def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log):
+def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log, stage_values,
+                       stage_revenue):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -594,15 +598,24 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     keep_log : bool
         Also return every deal booked, in order (the customers it creates, see
         :func:`simulate_customers`); otherwise the log is empty.
+    stage_values : StageValues
+        With a value on some stage of this segment (v2 F11), every lead to be won books it in
+        ``stage_revenue`` (trials, periods, segments) on the day it converts out of that
+        stage: its exit time is its arrival plus its times through the stages up to there,
+        in stage order; the times the loop above did not draw (it stops a deal once it is
+        past the horizon) and the values come from the ``STAGE_VALUE`` stream, deal by deal.
 
     Returns
     -------
     (trial, day, segment, value, rep) : the deal log, five arrays of equal length
     """
     n_stages = funnel.lead_days_codes.shape[1]
-    for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
+    for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, STAGE_VALUE):
         expect(streams, role, 1)
     expect(streams, DAYS, n_stages)
+    valued = False
+    for k in range(n_stages):
+        valued = valued or stage_values.valued[segment, k] != 0
     # The trials run in _new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
@@ -613,14 +626,22 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
     log_n = np.zeros(1, dtype=np.int64)
+    # with stage values: each lead's arrival, its index before the loop over stages dropped
+    # deals, and its time in each stage (NaN where not drawn)
+    arrival, orig = np.empty(256 if valued else 0), np.empty(256 if valued else 0, dtype=np.int64)
+    stage_t = np.empty((256 if valued else 0, n_stages))
     t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
     while t < theta.shape[0]:
         t, need, need_log = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
                                               times, drawn, keep_log, log_trial, log_day, log_segment, log_value,
-                                              log_rep, log_n)
+                                              log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
+                                              stage_t)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
+            if valued:
+                arrival, orig = np.empty(times.shape[0]), np.empty(times.shape[0], dtype=np.int64)
+                stage_t = np.empty((times.shape[0], n_stages))
         if need_log > log_trial.shape[0]:
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
                 log_trial, log_day, log_segment, log_value, log_rep, log_n[0], max(need_log, 2 * log_trial.shape[0]))
@@ -639,7 +660,8 @@ def _grown(log_trial, log_day, log_segment, log_value, log_rep, n, room):
 
 @jit
 def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
-                      keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n):
+                      keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n, valued, stage_values,
+                      stage_revenue, arrival, orig, stage_t):
     """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
     deals than ``times`` (or, with ``keep_log``, the log) holds. Returns the trial it stopped
     at (the block's length when done), the room that trial needs in ``times`` and in the log
@@ -723,6 +745,12 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         # stage by stage over all of this trial's deals (independent draws pipeline well),
         # keeping only those still inside the horizon; each stage's stream in turn
         alive = n_won
+        if valued:
+            for i in range(n_won):
+                arrival[i] = times[i]
+                orig[i] = i
+                for k in range(n_stages):
+                    stage_t[i, k] = math.nan
         for s in range(n_stages):
             reseed_role(streams, DAYS, s, trial0 + t)
             # the draws first, then the deals kept: the draws do not wait on one another
@@ -735,10 +763,19 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 draws(gen_days, code, days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
                       drawn, alive, in_turn, no_key, trial0)
             kept = 0
-            for i in range(alive):
-                x = times[i] + drawn[i]
-                times[kept] = x
-                kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
+            if valued:
+                column = stage_values.lead_stage[segment, s]
+                for i in range(alive):
+                    stage_t[orig[i], column] = drawn[i]
+                    orig[kept] = orig[i]
+                    x = times[i] + drawn[i]
+                    times[kept] = x
+                    kept += 0.0 <= x < horizon
+            else:
+                for i in range(alive):
+                    x = times[i] + drawn[i]
+                    times[kept] = x
+                    kept += 0.0 <= x < horizon  # never an index out of the horizon, whatever a draw gives
             alive = kept
         if keep_log and log_n[0] + alive > log_trial.shape[0]:
             return t, 0, log_n[0] + alive  # nothing of this trial is booked yet: it runs again
@@ -771,11 +808,43 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 k = log_n[0]
                 log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, day, segment, value, rep
                 log_n[0] = k + 1
+        if valued:
+            _stage_values_of_won(streams, trial0 + t, t, n_won, segment, funnel, stage_values, stage_revenue, arrival,
+                                 stage_t, horizon)
     return theta.shape[0], 0, 0
 
 
 @jit
-def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log):
+def _stage_values_of_won(streams, trial, t, n_won, segment, funnel, stage_values, stage_revenue, arrival, stage_t,
+                         horizon):
+    """Stage values (v2 F11) of one trial's leads to be won: each books each valued stage's
+    value on the day it converts out of it, if inside the horizon (see :func:`simulate_new_leads`)."""
+    reseed_role(streams, STAGE_VALUE, 0, trial)
+    gen = streams.gens[STAGE_VALUE]
+    valued, codes, pars, pool = stage_values.valued[segment], stage_values.codes[segment], \
+        stage_values.pars[segment], stage_values.pool
+    days_codes, days_pars = funnel.days_codes[segment], funnel.days_pars[segment]
+    period_of_day = stage_values.period_of_day
+    last = -1
+    for k in range(valued.shape[0]):
+        if valued[k] != 0:
+            last = k
+    for j in range(n_won):
+        x = arrival[j]
+        for k in range(last + 1):
+            st = stage_t[j, k]
+            if st != st:  # not drawn: the deal was past the horizon before this stage's turn
+                st = draw_one(gen, days_codes[k], days_pars[k, 0], days_pars[k, 1], days_pars[k, 2],
+                              days_pars[k, 3], pool)
+            x += st
+            if valued[k] != 0:
+                v = draw_one(gen, codes[k], pars[k, 0], pars[k, 1], pars[k, 2], pars[k, 3], pool)
+                if 0.0 <= x < horizon:
+                    stage_revenue[t, period_of_day[int(x)], segment] += v
+
+
+@jit
+def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log, stage_values, stage_revenue):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -810,8 +879,15 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
         As in :func:`simulate_new_leads`, added to.
     keep_log : bool
         As in :func:`simulate_new_leads` (and the same log is returned).
+    stage_values, stage_revenue : StageValues, float64 (trials, periods, segments)
+        A deal in a valued stage or an earlier one books the value (v2 F11) on the day it
+        converts out of that stage: it does when its conversion uniform is below its chance
+        of converting out of that stage (the same uniform that decides its win, so a won
+        deal converts out of every stage); its exit time is a partial sum of the times it
+        draws anyway. Values come from the ``PIPELINE_STAGE_VALUE`` stream, one per deal
+        and valued stage ahead of it, whether booked or not.
     """
-    for role in (CONVERT, DAYS, VALUE, REP, SLIP):
+    for role in (CONVERT, DAYS, VALUE, REP, SLIP, PIPELINE_STAGE_VALUE):
         expect(streams, role, 1)
     room = 256 if keep_log else 0
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
@@ -821,7 +897,7 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
     t = np.int64(0)
     while t < theta.shape[0]:
         t = _pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                             log_segment, log_value, log_rep, log_n)
+                             log_segment, log_value, log_rep, log_n, stage_values, stage_revenue)
         if t < theta.shape[0]:
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
                 log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
@@ -832,7 +908,7 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
 
 @jit
 def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                     log_segment, log_value, log_rep, log_n):
+                     log_segment, log_value, log_rep, log_n, stage_values, stage_revenue):
     """Trials ``first`` .. of :func:`simulate_pipeline` (see there), until the log (with
     ``keep_log``) may not hold a trial's deals; returns the trial it stopped at (the
     block's length when done)."""
@@ -846,12 +922,21 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
     n_stages = days_codes.shape[1]
     gen_convert, gen_days, gen_value = streams.gens[CONVERT], streams.gens[DAYS], streams.gens[VALUE]
     gen_rep, gen_slip = streams.gens[REP], streams.gens[SLIP]
+    gen_stage_value = streams.gens[PIPELINE_STAGE_VALUE]
     n_deals = pipeline.segment.shape[0]
+    valued_any = False
+    for g in range(stage_values.valued.shape[0]):
+        for k in range(stage_values.valued.shape[1]):
+            valued_any = valued_any or stage_values.valued[g, k] != 0
+    sv_codes, sv_pars, sv_valued = stage_values.codes, stage_values.pars, stage_values.valued
+    report_period = stage_values.period_of_day
     for t in range(first, theta.shape[0]):
         if keep_log and log_n[0] + n_deals > log_trial.shape[0]:
             return t
         for role in (CONVERT, DAYS, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
+        if valued_any:
+            reseed_role(streams, PIPELINE_STAGE_VALUE, 0, trial0 + t)
         for i in range(pipeline.segment.shape[0]):
             g, s0, mode = pipeline.segment[i], pipeline.stage[i], pipeline.mode[i]
             p = theta[t, g, THETA_CONVERT + s0]
@@ -864,9 +949,11 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
             else:  # NO_MASS, or LOST_ONLY with p = 1: leaves at time 0 with its conversion
                 q = p
                 mode = NO_MASS
+            q_out = q  # the chance to convert out of s0
             for s in range(s0 + 1, n_stages):
                 q *= theta[t, g, THETA_CONVERT + s]
-            converts = gen_convert.random() < q
+            uc = gen_convert.random()
+            converts = uc < q
             u = v = 1.0
             if closing_on:  # the slip's two uniforms, drawn for every deal
                 u = gen_slip.random()
@@ -897,6 +984,11 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                 else:
                     x = draw_above(gen_days, code, p0, p1, days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, sf)
                 time = x - a
+            if valued_any and sv_valued[g, s0] != 0:
+                sv = draw_one(gen_stage_value, sv_codes[g, s0], sv_pars[g, s0, 0], sv_pars[g, s0, 1],
+                              sv_pars[g, s0, 2], sv_pars[g, s0, 3], pool)
+                if uc < q_out and 0.0 <= time < horizon:
+                    stage_revenue[t, report_period[int(time)], g] += sv
             for s in range(s0 + 1, n_stages):
                 code = days_codes[g, s]
                 p0, p1 = days_pars[g, s, 0], days_pars[g, s, 1]
@@ -908,6 +1000,13 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                     time += p1 * _std_exponential(gen_days) ** (1.0 / p0)
                 else:
                     time += draw_one(gen_days, code, p0, p1, days_pars[g, s, 2], days_pars[g, s, 3], pool)
+                if valued_any:
+                    q_out *= theta[t, g, THETA_CONVERT + s]
+                    if sv_valued[g, s] != 0:
+                        sv = draw_one(gen_stage_value, sv_codes[g, s], sv_pars[g, s, 0], sv_pars[g, s, 1],
+                                      sv_pars[g, s, 2], sv_pars[g, s, 3], pool)
+                        if uc < q_out and 0.0 <= time < horizon:
+                            stage_revenue[t, report_period[int(time)], g] += sv
             value = pipeline.amount[i]
             if value < 0.0:
                 code = value_codes[g]
@@ -1189,6 +1288,19 @@ def _ratable_until(value, w, length, x, t, g, refund, rec, period_start, period_
 
 
 @jit
+def _own_probability(gen, a, b, mean):
+    """A customer's own probability ~ Beta(a, b) of mean ``mean``. Where the shapes vanish (a
+    concentration of 1e-300 or less, whose products underflow), the limit law: both tiny,
+    1 with chance ``mean`` and 0 otherwise (one uniform); one tiny, the other's end."""
+    tiny = 1e-300
+    if a >= tiny and b >= tiny:
+        return _beta(gen, a, b)
+    if a < tiny and b < tiny:
+        return 1.0 if _uniform(gen) < mean else 0.0
+    return 1.0 if b < tiny else 0.0
+
+
+@jit
 def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_value, log_rep, customers, theta, out):
     """The customers a source's won deals create, and their lives to the horizon's end.
 
@@ -1247,7 +1359,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
             rho = theta[t, g, after + RENEW]
             kappa = customers.renew_concentration[g]
             if kappa > 0.0 and 0.0 < rho < 1.0:
-                rho = _beta(gen_customer, rho * kappa, (1.0 - rho) * kappa)
+                rho = _own_probability(gen_customer, rho * kappa, (1.0 - rho) * kappa, rho)
         elif kind == REPEAT_BUYER:
             lam = theta[t, g, after + PER_MONTH]
             cv = customers.rate_cv[g]
@@ -1256,7 +1368,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
             drop = theta[t, g, after + DROPOUT]
             kappa = customers.dropout_concentration[g]
             if kappa > 0.0 and 0.0 < drop < 1.0:
-                drop = _beta(gen_customer, drop * kappa, (1.0 - drop) * kappa)
+                drop = _own_probability(gen_customer, drop * kappa, (1.0 - drop) * kappa, drop)
         # its cancellation
         x = -1
         refund = customers.refund[g]
@@ -1266,7 +1378,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
                          customers.cancel_days_pars[g, 1], customers.cancel_days_pars[g, 2],
                          customers.cancel_days_pars[g, 3], pool)
             if u < theta[t, g, after + CANCEL_PROBABILITY]:
-                x = w + int(math.floor(d))
+                x = w + int(math.floor(min(d, 1e15)))  # beyond the horizon, however far
         purchases = 1
         if kind == SUBSCRIPTION:
             tau = customers.term_months[g]
@@ -1379,7 +1491,7 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
                 rho = theta[t, g, after + RENEW]
                 kappa = customers.renew_concentration[g]
                 if kappa > 0.0 and 0.0 < rho < 1.0:
-                    rho = _beta(gen_customer, rho * kappa + installed.purchases[i], (1.0 - rho) * kappa)
+                    rho = _own_probability(gen_customer, rho * kappa + installed.purchases[i], (1.0 - rho) * kappa, rho)
                 v = installed.value[i]
                 if v < 0.0:
                     v = draw_one(gen_customer, funnel.value_codes[g], funnel.value_pars[g, 0], funnel.value_pars[g, 1],
@@ -1415,7 +1527,7 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
                     r = 1.0 / (cv * cv)
                     lam = _std_gamma(gen_customer, r + x) / (r / lam_bar + big_t)
                 if kappa > 0.0 and 0.0 < drop_bar < 1.0:
-                    drop = _beta(gen_customer, drop_bar * kappa, (1.0 - drop_bar) * kappa + x)
+                    drop = _own_probability(gen_customer, drop_bar * kappa, (1.0 - drop_bar) * kappa + x, drop_bar)
             rep = installed.owner[i]
             n_reps = funnel.n_reps[g]
             if rep < 0 and n_reps > 0:
@@ -1520,3 +1632,86 @@ def apply_capacity_deals(streams, trial0, capacity, n_trials, log_trial, log_day
                 admitted[nxt] = d
                 nxt += 1
                 room -= 1
+
+
+@jit
+def simulate_lost_stage_values(streams, trial0, funnel, segment, stage_values, theta, month_factor, stage_revenue):
+    """Stage values (v2 F11) of the new leads that convert out of a valued stage and are lost
+    later, which :func:`simulate_new_leads` never draws.
+
+    By Poisson splitting, the leads arriving on day d and lost at stage k (after converting
+    out of stages 0 .. k - 1) are Poisson(m_d G_d P_{<k} (1 - p_k)), independent of the won
+    ones and of each other; G_d is the day's gamma multiplier with dispersion, redrawn from
+    the new leads' own ``MIXING`` stream, so both share it. For each k past the first valued
+    stage, the count, each lead's arrival day, its times through the stages up to the last
+    valued one before k (``days``, stage order) and each value come from the ``LOST`` stream;
+    a value is booked on the day the lead converts out of its stage, if inside the horizon.
+    (Conversion drift is not applied: validation refuses stage values with it.)
+    """
+    expect(streams, LOST, 1)
+    expect(streams, MIXING, 1)
+    gen, gen_mixing = streams.gens[LOST], streams.gens[MIXING]
+    valued, codes, pars, pool = stage_values.valued[segment], stage_values.codes[segment], \
+        stage_values.pars[segment], stage_values.pool
+    period_of_day = stage_values.period_of_day
+    days_codes, days_pars = funnel.days_codes[segment], funnel.days_pars[segment]
+    day_mean, elapsed_months = funnel.day_mean[segment], funnel.elapsed_months
+    rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
+    n_days, n_stages = day_mean.shape[0], days_codes.shape[0]
+    horizon = float(n_days)
+    first_valued, last_valued = -1, -1
+    for k in range(n_stages):
+        if valued[k] != 0:
+            last_valued = k
+            if first_valued < 0:
+                first_valued = k
+    if first_valued < 0:
+        return
+    growth = np.empty(elapsed_months[n_days - 1] + 1)
+    cum = np.empty(n_days)
+    for t in range(theta.shape[0]):
+        reseed_role(streams, LOST, 0, trial0 + t)
+        reseed_role(streams, MIXING, 0, trial0 + t)
+        base = theta[t, segment, THETA_LEADS]
+        rate = 1.0 / base if rate_is_cost else base
+        if not rate > 0.0:
+            continue
+        growth[0] = 1.0
+        for k in range(1, growth.shape[0]):
+            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+        if month_factor.shape[2] > 0:
+            for k in range(growth.shape[0]):
+                growth[k] *= month_factor[t, segment, k]
+        total = 0.0
+        for d in range(n_days):
+            m = rate * day_mean[d] * growth[elapsed_months[d]]
+            if dispersion > 0.0:
+                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            total += m
+            cum[d] = total
+        if not total > 0.0:
+            continue
+        reach = 1.0  # P_{<k}: the chance to convert out of every stage before k
+        for k in range(n_stages):
+            p = theta[t, segment, THETA_CONVERT + k]
+            if k > first_valued:
+                n_lost = gen.poisson(total * reach * (1.0 - p))
+                top = min(k - 1, last_valued)
+                for _ in range(n_lost):
+                    u = gen.random() * total
+                    lo, hi = 0, n_days - 1  # the first day whose cumulative mean passes u
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if cum[mid] <= u:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    x = float(lo)
+                    for j in range(top + 1):
+                        x += draw_one(gen, days_codes[j], days_pars[j, 0], days_pars[j, 1], days_pars[j, 2],
+                                      days_pars[j, 3], pool)
+                        if valued[j] != 0:
+                            v = draw_one(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool)
+                            if 0.0 <= x < horizon:
+                                stage_revenue[t, period_of_day[int(x)], segment] += v
+            reach *= p

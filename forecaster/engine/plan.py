@@ -45,6 +45,7 @@ from forecaster.engine.interface import (
     Outputs,
     Pipeline,
     Shocks,
+    StageValues,
     quantity_names,
     theta_size,
     typed,
@@ -136,6 +137,7 @@ class Plan:
     capacity: Capacity
     customers: Customers
     installed: Installed
+    stage_values: StageValues
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -170,6 +172,11 @@ class Plan:
         return self.capacity.of_day.shape[0] > 0
 
     @property
+    def has_stage_values(self) -> bool:
+        """Whether some stage books a value when leads convert out of it (v2 F11)."""
+        return bool(np.any(self.stage_values.valued))
+
+    @property
     def has_customers(self) -> bool:
         """Whether won deals create customers (a segment with a ``customer`` block, v2 A)."""
         return bool(np.any(self.customers.kind != NONE))
@@ -184,14 +191,24 @@ class Plan:
         bookings : float64, shape (n, quota periods, reps)  [currency]
         inputs : float64, shape (n, segments, K)         the per-trial draws (theta)
         *after_sale : with customers only, the fields of :class:`CustomerOutputs` but the last,
-            float64, shape (n, periods, segments), and rep_bookings (n, quota periods, reps)
+            float64, shape (n, periods, segments), and rep_bookings (n, quota periods, reps);
+            then with stage values only, stage_revenue (n, periods, segments) [currency]
         """
         P, G, C, R = len(self.periods), len(self.segment_names), len(self.quota_periods), len(self.rep_names)
         out: tuple[np.ndarray, ...] = (np.zeros((n, P, G)), np.zeros((n, P, G), dtype=np.int32), np.zeros((n, C, R)),
                np.zeros((n, G, len(self.quantity_names))))
         if self.has_customers:
             out += tuple(np.zeros((n, P, G)) for _ in AFTER_SALE_FLOWS) + (np.zeros((n, C, R)),)
+        if self.has_stage_values:
+            out += (np.zeros((n, P, G)),)
         return out
+
+    def split_extra(self, extra: tuple) -> tuple[tuple, np.ndarray]:
+        """The buffers of :meth:`kernel_buffers` after the first four: the after-sale ones
+        (empty without customers) and stage_revenue (an empty (0, P, G) array without stage values)."""
+        n_after = len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0
+        stage = extra[n_after] if self.has_stage_values else np.zeros((0, len(self.periods), len(self.segment_names)))
+        return tuple(extra[:n_after]), stage
 
     def customer_outputs(self, after_sale) -> CustomerOutputs:
         """The after-sale buffers of :meth:`kernel_buffers` as the kernel's record."""
@@ -277,12 +294,14 @@ def build_plan(sc: Scenario) -> Plan:
     order = np.array([np.argsort([-st.days.mean() for st in seg.funnel.values()], kind="stable")
                       for seg in sc.segments.values()]).reshape(G, S)
     customers = _customers(sc, enc, report, after_sale)
+    stage_values = _stage_values(sc, enc, order, report)
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
                    lead_days_pars=np.take_along_axis(days_pars, order[:, :, None], axis=1), value_codes=value_codes,
                    value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array())
     customers = customers._replace(pool=funnel.pool)  # one pool: the encoder's, complete now
+    stage_values = stage_values._replace(pool=funnel.pool)
     shocks = sc.shocks or ScenarioShocks()
     slips = _closing_arrays(sc) if sc.closing is not None else (np.zeros(0),) * 3
     pending = _pending_window(sc) if sc.closing is not None else (0.0, 0.0)
@@ -304,7 +323,8 @@ def build_plan(sc: Scenario) -> Plan:
         shocks=typed(Shocks, leads=shocks.leads, drift_leads=shocks.drift_leads,
                      convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
                      drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
-        capacity=capacity, customers=customers, installed=_installed(sc, rep_index))
+        capacity=capacity, customers=customers, installed=_installed(sc, rep_index),
+        stage_values=stage_values)
 
 
 def _after_sale_quantities(seg) -> tuple[Distribution, ...]:
@@ -352,6 +372,19 @@ def _customers(sc: Scenario, enc: _Encoder, report: Periods, after_sale: bool) -
                  regular_from=sc.regular_from, theta_after=THETA_CONVERT + len(sc.stages),
                  start_days=(sc.start - date(1970, 1, 1)).days, period_start=period_start,
                  period_of_day=report.of_day, pool=np.zeros(1))
+
+
+def _stage_values(sc: Scenario, enc: _Encoder, order: np.ndarray, report: Periods) -> StageValues:
+    """The ``StageValues`` record (v2 F11): each stage's value, where it has one."""
+    G, S = len(sc.segments), len(sc.stages)
+    valued, codes, pars = np.zeros((G, S), dtype=np.int64), np.zeros((G, S), dtype=np.int64), np.zeros((G, S, 4))
+    for g, seg in enumerate(sc.segments.values()):
+        for k, stage in enumerate(seg.funnel.values()):
+            if stage.value is not None:
+                valued[g, k] = 1
+                codes[g, k], pars[g, k] = enc(stage.value)
+    return typed(StageValues, valued=valued, codes=codes, pars=pars, lead_stage=order, period_of_day=report.of_day,
+                 pool=np.zeros(1))  # the funnel's pool, once complete
 
 
 def _installed(sc: Scenario, rep_index: dict) -> Installed:

@@ -92,6 +92,8 @@ class StreamKeys:
     customers_new_leads : list of KeySet, one per segment; customers_pipeline : KeySet
         Of ``simulate_customers`` for the customers of each segment's new leads, and of the
         pipeline's deals; installed: of ``simulate_installed``.
+    lost_stage_values : list of KeySet, one per segment
+        Of ``simulate_lost_stage_values``.
     """
 
     parameters: list
@@ -102,6 +104,7 @@ class StreamKeys:
     customers_new_leads: list
     customers_pipeline: KeySet
     installed: KeySet
+    lost_stage_values: list
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -119,7 +122,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                         lead_stage=[stages[s] for s in plan.lead_days_order[g]]))
     customers = [of("simulate_customers", source=f"segment/{name}") for name in plan.segment_names]
     return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"), customers,
-                      of("simulate_customers", source="pipeline"), of("simulate_customers", source="installed"))
+                      of("simulate_customers", source="pipeline"), of("simulate_customers", source="installed"),
+                      [of("simulate_lost_stage_values", segment=name) for name in plan.segment_names])
 
 
 _local = threading.local()

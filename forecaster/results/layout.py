@@ -117,8 +117,12 @@ class Layout:
             out.append(Variable("commission", ("trial", "period", "rep"), "f8",
                                 {"units": u, "long_name": "commission paid, in the period it is earned"}))
             out.append(Variable("commission_by_quota_period", ("trial", "quota_period", "rep"), "f8", {"units": u}))
-        if self.plan.has_customers:
+        if self.plan.has_customers or self.plan.has_stage_values:
             for name, (kind, unit, meaning) in AFTER_SALE_VARIABLES.items():
+                if not self.plan.has_customers and name not in ("stage_revenue", "total_bookings"):
+                    continue  # v2 A.3: total_bookings without the rest, in a file with stage values only
+                if not self.plan.has_stage_values and name == "stage_revenue":
+                    continue
                 attrs = {"units": u if unit == "currency" else unit, "long_name": meaning, "kind": kind}
                 dtype = "f8" if unit == "currency" else "i4"
                 out.append(Variable(name, ("trial", "period"), dtype, attrs))
@@ -184,17 +188,18 @@ class Layout:
         return {"quota": (("rep",), self.quotas, {"units": self.unit, "long_name": "quota per commission period"})}
 
     def derive(self, revenue: np.ndarray, won: np.ndarray, bookings: np.ndarray, inputs: np.ndarray,
-               *after_sale: np.ndarray) -> dict:
-        """Every per-trial variable of a chunk, from the kernels' arrays (``after_sale``: those
-        of :meth:`forecaster.engine.plan.Plan.kernel_buffers` with customers)."""
+               *extra: np.ndarray) -> dict:
+        """Every per-trial variable of a chunk, from the kernels' arrays (``extra``: those of
+        :meth:`forecaster.engine.plan.Plan.kernel_buffers` with customers or stage values)."""
         out = {"revenue": revenue.sum(axis=2), "won_deals": won.sum(axis=2, dtype=np.int32),
                "revenue_by_segment": revenue, "won_deals_by_segment": won, "inputs": inputs}
         if self.reps:
             out["bookings"] = bookings
         base = bookings
-        if after_sale:
-            out.update(self._after_sale(revenue, after_sale))
-            if self.scenario.commission and self.scenario.commission.base == "total_bookings":
+        after_sale, stage = self.plan.split_extra(extra)
+        if after_sale or self.plan.has_stage_values:
+            out.update(self._after_sale(revenue, after_sale, stage if self.plan.has_stage_values else None))
+            if after_sale and self.scenario.commission and self.scenario.commission.base == "total_bookings":
                 base = bookings + after_sale[-1]  # renewals and repeat purchases of each rep's customers
         commission = self.scenario.commission
         if commission:
@@ -204,18 +209,28 @@ class Layout:
         return out
 
 
-    def _after_sale(self, revenue: np.ndarray, after_sale: tuple) -> dict:
-        """The after-sale variables (v2 A.3), by segment and summed over segments."""
-        by = dict(zip(AFTER_SALE_FLOWS, after_sale[:-1]))
-        recognised = by["recognised"].copy()
-        without = self.plan.customers.kind == NONE  # deals of segments without a customer block: when won
-        recognised[:, :, without] += revenue[:, :, without]
-        by_segment = {"recognised_revenue": recognised, "renewal_bookings": by["renewal"],
-                      "repeat_revenue": by["repeat"], "cancellations": by["cancellations"],
-                      "total_bookings": revenue + by["renewal"] + by["repeat"] - by["cancellations"],
-                      "new_customers": by["new"], "churned_customers": by["churned"],
-                      "repeat_customers": by["repeat_customers"], "regular_customers": by["regular_customers"],
-                      "active_customers": by["active"], "mrr": by["mrr"]}
+    def _after_sale(self, revenue: np.ndarray, after_sale: tuple, stage: np.ndarray | None) -> dict:
+        """The after-sale variables (v2 A.3) and stage revenue (F11), by segment and summed
+        over segments. Without customers: stage_revenue and total_bookings only."""
+        if not after_sale:
+            assert stage is not None
+            by_segment = {"stage_revenue": stage, "total_bookings": revenue + stage}
+        else:
+            by = dict(zip(AFTER_SALE_FLOWS, after_sale[:-1]))
+            recognised = by["recognised"].copy()
+            without = self.plan.customers.kind == NONE  # deals of segments without a customer block: when won
+            recognised[:, :, without] += revenue[:, :, without]
+            total = revenue + by["renewal"] + by["repeat"] - by["cancellations"]
+            if stage is not None:
+                recognised += stage  # stage values are recognised on their day
+                total += stage
+            by_segment = {"recognised_revenue": recognised, "renewal_bookings": by["renewal"],
+                          "repeat_revenue": by["repeat"], "cancellations": by["cancellations"],
+                          "total_bookings": total, "new_customers": by["new"], "churned_customers": by["churned"],
+                          "repeat_customers": by["repeat_customers"], "regular_customers": by["regular_customers"],
+                          "active_customers": by["active"], "mrr": by["mrr"]}
+            if stage is not None:
+                by_segment["stage_revenue"] = stage
         out = {}
         for name, values in by_segment.items():
             if AFTER_SALE_VARIABLES[name][1] != "currency":
@@ -231,7 +246,9 @@ AFTER_SALE_VARIABLES = {
     "renewal_bookings": ("flow", "currency", "value of the renewals booked in the period"),
     "repeat_revenue": ("flow", "currency", "value of the repeat purchases in the period"),
     "cancellations": ("flow", "currency", "refund x value of the cancellations that take effect in the period"),
-    "total_bookings": ("flow", "currency", "revenue + renewal_bookings + repeat_revenue - cancellations"),
+    "total_bookings": ("flow", "currency", "revenue + renewal_bookings + repeat_revenue + stage_revenue - "
+                                           "cancellations"),
+    "stage_revenue": ("flow", "currency", "values booked when leads convert out of a stage with a value (F11)"),
     "new_customers": ("flow", "customers", "customers created in the period"),
     "churned_customers": ("flow", "customers", "customers that stop being active in the period"),
     "repeat_customers": ("flow", "customers", "customers reaching their 2nd purchase in the period"),

@@ -163,6 +163,7 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                 ctx.error(("segments", name, "deal_value"),
                           f"has a mean of {_show(value)}; the engine adds values exactly up to a mean deal "
                           f"value of {MAX_VALUE:g} (a larger one would overflow the revenue)")
+            _after_sale_limits(name, seg, start, end, ctx)
             budget = seg.leads.budget_per_month
             if budget is not None and budget > MAX_VALUE:
                 ctx.error(("segments", name, "leads", "budget_per_month"),
@@ -193,6 +194,43 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                           f"{fmt_number(tier.rate)}")
         if commission.cap is not None and commission.cap > MAX_VALUE:
             ctx.error(("commission", "cap"), f"must be at most {MAX_VALUE:g}; got {fmt_number(commission.cap)}")
+
+
+MAX_PURCHASES_PER_MONTH = 1000.0
+"""Largest mean repeat purchases per customer month (about 33 a day): the engine draws every one."""
+
+
+def _after_sale_limits(name: str, seg, start: date, end: date, ctx: Context) -> None:
+    """The after-sale keys' sizes (v2 A, F11): values and rates the engine adds and draws exactly."""
+    at = ("segments", name)
+    for stage, entry in seg.funnel.items():
+        if getattr(entry, "value", None) is not None and not entry.value.mean() <= MAX_VALUE:
+            ctx.error(at + ("funnel", stage, "value"), f"has a mean of {_show(entry.value.mean())}; the engine adds "
+                                                       f"values exactly up to a mean of {MAX_VALUE:g}")
+    customer = getattr(seg, "customer", None)
+    if customer is None:
+        return
+    rep = customer.repeat
+    if rep is not None:
+        if rep.value is not None and not rep.value.mean() <= MAX_VALUE:
+            ctx.error(at + ("customer", "repeat", "value"), f"has a mean of {_show(rep.value.mean())}; the engine "
+                                                            f"adds values exactly up to a mean of {MAX_VALUE:g}")
+        if not rep.per_month.mean() <= MAX_PURCHASES_PER_MONTH:
+            ctx.error(at + ("customer", "repeat", "per_month"),
+                      f"has a mean of {_show(rep.per_month.mean())} purchases a customer month; the engine draws "
+                      f"every purchase and takes at most {MAX_PURCHASES_PER_MONTH:g}")
+    sub = customer.subscription
+    if sub is not None:
+        # the value after every renewal the horizon can hold, at the mean expansion
+        renewals = ((end.year - start.year) * 12 + end.month - start.month + 1) / sub.term_months + 1
+        growth = sub.expansion.mean()
+        log_growth = renewals * math.log1p(growth) + math.log(max(seg.deal_value.mean(), 1e-300)) if growth > -1 \
+            else -math.inf
+        with_growth = math.exp(log_growth) if log_growth < 709.0 else math.inf
+        if not with_growth <= MAX_VALUE:
+            ctx.error(at + ("customer", "subscription", "expansion"),
+                      f"has a mean of {_show(growth)}: over the horizon's {renewals:.0f} renewals a mean deal would "
+                      f"grow to {_show(with_growth)}; the engine adds values exactly up to {MAX_VALUE:g}")
 
 
 def _show(x: float) -> str:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from forecaster.scenario.distributions import GROWTH, NONNEGATIVE, POSITIVE, PROBABILITY, Distribution, Quantity
+from forecaster.scenario.distributions import (
+    GROWTH,
+    MAX_GAMMA_CV,
+    MIN_GAMMA_CV,
+    NONNEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Distribution,
+    Quantity,
+)
 from forecaster.scenario.model import (
     LEAD_SOURCES,
     Cancel,
@@ -53,9 +62,11 @@ CUSTOMER_FLOWS = ("recognised_revenue", "renewal_bookings", "repeat_revenue", "c
 """The after-sale flows (v2 A.3): amounts or counts summed over each period's days."""
 CUSTOMER_STOCKS = ("active_customers", "mrr")
 """The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
-TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS
+TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue",)
 """Metrics a target may name (each only where the scenario has it)."""
 REPORT_BY = ("day", "week", "month", "quarter")
+MAX_CONCENTRATION = 1e12
+"""Largest concentration of a per-customer beta (beyond, every customer has the mean)."""
 
 
 def _one_lead_source(v: dict[str, Any], path: Path, ctx: Context) -> bool:
@@ -105,6 +116,8 @@ STAGE = Record(
         "days": Field(Quantity(NONNEGATIVE, doc="Days a converting deal spends here (drawn per deal)."), required=True),
         "days_lost": Field(Quantity(NONNEGATIVE, doc="Days a lost deal spends here before it is given up "
                                                      "(per deal; default: as days).")),
+        "value": Field(Quantity(NONNEGATIVE, doc="Booked in stage_revenue when a lead first converts out of "
+                                                 "this stage (per deal; not on the last stage). [currency]")),
     },
 )
 
@@ -114,12 +127,13 @@ SUBSCRIPTION = Record(
     make=lambda term_months, renew, concentration, expansion: Subscription(renew, int(term_months), concentration,
                                                                            expansion),
     fields={
-        "term_months": Field(Num(lo=1, integer=True, what="a whole number of months",
+        "term_months": Field(Num(lo=1, hi=1200, integer=True, what="a whole number of months",
                                  doc="Length of a term. [calendar months]"), default=1),
         "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial)."),
                        required=True),
-        "concentration": Field(Num(lo=0.0, lo_open=True, doc="Each customer's own renewal probability is "
-                                   "Beta(renew k, (1 - renew) k) (shifted-beta-geometric); absent: none.")),
+        "concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own renewal "
+                                   "probability is Beta(renew k, (1 - renew) k) (shifted-beta-geometric); absent: "
+                                   "none.")),
         "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial)."),
                            default=Distribution.fixed(0.0)),
     },
@@ -132,12 +146,13 @@ REPEAT = Record(
     fields={
         "per_month": Field(Quantity(NONNEGATIVE, doc="Purchases per customer month (30.4375 days) while active "
                                                      "(drawn once per trial)."), required=True),
-        "rate_cv": Field(Num(lo=0.0, lo_open=True, doc="Each customer's rate is per_month x a gamma of mean 1 "
-                                                       "and this coefficient of variation; absent: none.")),
+        "rate_cv": Field(Num(lo=MIN_GAMMA_CV, hi=MAX_GAMMA_CV, doc="Each customer's rate is per_month x a gamma "
+                                                                   "of mean 1 and this coefficient of variation; "
+                                                                   "absent: none.")),
         "dropout": Field(Quantity(PROBABILITY, doc="Chance of becoming inactive after each repeat purchase "
                                                    "(drawn once per trial)."), required=True),
-        "dropout_concentration": Field(Num(lo=0.0, lo_open=True, doc="Each customer's own dropout is "
-                                           "Beta(dropout k, (1 - dropout) k); absent: none.")),
+        "dropout_concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own "
+                                           "dropout is Beta(dropout k, (1 - dropout) k); absent: none.")),
         "value": Field(Quantity(NONNEGATIVE, doc="Value of each repeat purchase (drawn per purchase; default: "
                                                  "the segment's deal_value). [currency]")),
     },
@@ -367,23 +382,41 @@ def _shocked_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 
 def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    """v2 A rules that join keys: targets name metrics the scenario has. (A customers file
-    without a customer block: refused by its reader.)"""
+    """v2 A and F11 rules that join keys: a stage value not on the last stage, nor with a
+    conversion drift; targets name metrics the scenario has. (A customers file without a
+    customer block: refused by its reader.)"""
     segments, stages, targets = v["segments"], v["stages"], v["targets"]
     if segments is INVALID or stages is INVALID:
         return True
     ok = True
     with_customer = [name for name, seg in segments.items() if seg.customer is not None]
     # a customers file without a customer block: refused by its reader (forecaster.scenario.customers)
+    valued = False
+    for name, seg in segments.items():
+        for stage, entry in seg.funnel.items():
+            if entry.value is None:
+                continue
+            valued = True
+            if stages and stage == stages[-1]:
+                ok = False
+                ctx.error(path + ("segments", name, "funnel", stage, "value"),
+                          "the last stage's value is deal_value: a value belongs on an earlier stage")
+    shocks = v["shocks"]
+    if valued and shocks not in (None, INVALID) and any(x > 0 for x in shocks.drift_convert.values()):
+        ok = False
+        ctx.error(path + ("shocks", "drift", "convert"), "cannot be combined with stage values yet (the leads lost "
+                                                          "after a valued stage do not follow the drift): remove one")
     has = set(METRICS)
     if with_customer or v["customers"] not in (None, INVALID):
         has |= set(CUSTOMER_FLOWS) | set(CUSTOMER_STOCKS)
+    if valued:
+        has |= {"stage_revenue", "total_bookings"}
     if targets not in (None, INVALID):
         for metric in targets:
             if metric not in has and metric != "commission":
                 ok = False
                 ctx.error(path + ("targets", metric), f"names {metric}, which this scenario does not report "
-                                                      "(it needs a segment with a customer block)")
+                                                      "(it needs a customer block, or a stage value)")
     return ok
 
 
@@ -480,7 +513,7 @@ SCENARIO = Record(
         "capacity": Field(CAPACITY),
         "stalled": Field(STALLED, default={}),
         "clv": Field(CLV, default=Clv()),
-        "regular_from": Field(Num(lo=2, integer=True, what="a whole number of purchases",
+        "regular_from": Field(Num(lo=2, hi=1e9, integer=True, what="a whole number of purchases",
                                   doc="A customer is regular from this purchase on (v2 A.3)."), default=3),
         "customers": Field(Record(name="a customers mapping",
                                   fields={"file": Field(Text(doc="CSV of the installed base at start, relative "

@@ -274,3 +274,37 @@ def test_a_capacity_admits_customers_deal_by_deal(tmp_path, won_per_month):
         ren = after["renewal_bookings_by_segment"].values[:, :, 1] / 500
         won_b = after["won_deals_by_segment"].values[:, :, 1]
         assert np.all(ren[:, 1:] <= np.cumsum(won_b, axis=1)[:, :-1] + 1e-9)
+
+
+def test_a_vanishing_concentration_gives_its_limit_law(tmp_path):
+    """Beta(renew κ, (1 - renew) κ) tends to Bernoulli(renew) as κ -> 0: with κ = 5e-324
+    (whose products underflow) each customer renews for ever with chance 0.7, else churns at
+    the first renewal; the run ends (it looped for ever when a shape was 0)."""
+    N = 100
+    _pipeline(tmp_path, "s", N, 100)
+    sc = _scenario(tmp_path, ONE_STAGE + """\
+    customer:
+      subscription: {renew: 0.7, concentration: 5e-324}
+pipeline: {file: deals.csv}
+""", end="2027-06-30", trials=400)
+    act = fc.simulate(sc)["active_customers"].values
+    assert np.array_equal(act[:, 1], act[:, -1])  # nobody churns after the first renewal
+    within(act[:, -1].mean(), 0.7 * N, math.sqrt(N * 0.21 / act.shape[0]))
+
+
+@pytest.mark.parametrize("key, fragment", [
+    ("subscription: {renew: 0.9, term_months: 1e15}", "customer.subscription.term_months"),
+    ("subscription: {renew: 0.9, expansion: 1e308}", "customer.subscription.expansion"),
+    ("subscription: {renew: 0.9, concentration: 1e300}", "customer.subscription.concentration"),
+    ("repeat: {per_month: 1e9, dropout: 0.1}", "customer.repeat.per_month"),
+    ("repeat: {per_month: 1, dropout: 0.1, value: 1e308}", "customer.repeat.value"),
+    ("repeat: {per_month: 1, dropout: 0.1, rate_cv: 1e-300}", "customer.repeat.rate_cv"),
+])
+def test_after_sale_sizes_past_the_engine_are_refused_by_key(tmp_path, key, fragment):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\nstart: 2027-01-01\nend: 2027-12-31\n" + ONE_STAGE + f"    customer:\n      {key}\n")
+    with pytest.raises(fc.ScenarioError, match=fragment.replace(".", r"\.")):
+        fc.load_scenario(path)
+    path.write_text("name: t\nstart: 2027-01-01\nend: 2027-12-31\nregular_from: 1e30\n" + ONE_STAGE)
+    with pytest.raises(fc.ScenarioError, match="regular_from"):
+        fc.load_scenario(path)
