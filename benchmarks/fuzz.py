@@ -671,10 +671,14 @@ FULL = {
     "capacity": {"won_per_month": 100, "quarter_shape": {1: 0.8, 2: 1.0, 3: 1.2}, "cv": 0.05},
     "stalled": {"proposal": 0.25},
 }
-FULL_AFTER_SALE = {  # the after-sale keys (v2 A), which a team capacity excludes for now
+FULL_AFTER_SALE = {  # the after-sale keys (v2 A) and a stage value (F11, not with a conversion drift)
     **{k: v for k, v in FULL.items() if k != "capacity"},
+    "shocks": {"leads": 0.1, "convert": {"proposal": 0.2}, "drift": {"leads": 0.05}},
     "segments": {
-        "direct": {**FULL["segments"]["direct"], "customer": {
+        "direct": {**FULL["segments"]["direct"],
+                   "funnel": {**FULL["segments"]["direct"]["funnel"],
+                              "qualified": {**FULL["segments"]["direct"]["funnel"]["qualified"], "value": 50}},
+                   "customer": {
             "subscription": {"term_months": 1, "renew": {"dist": "beta", "mean": 0.9, "concentration": 300},
                              "concentration": 20, "expansion": 0.01},
             "cancel": {"probability": 0.05, "days": {"dist": "uniform", "low": 0, "high": 60}, "refund": 0.8}}},

@@ -249,6 +249,16 @@ def print_after_sale(summary: dict, console: Console) -> None:
     noted = [_MAY_BE_LEFT_OUT[name] for name in left_out if name != "stage_revenue"]
     if noted:
         console.print(as_text(f"Left out, 0 in every trial: {', '.join(noted)}."), style="dim", highlight=False)
+    if summary.get("clv"):
+        table = Table(title=f"Customer lifetime value{cur}", title_justify="left")
+        _add_columns(table, ("segment", "left"), ("mean", "right"), ("P10", "right"), ("P50", "right"),
+                     ("P90", "right"))
+        for seg, st in summary["clv"].items():
+            table.add_row(as_text(seg), *(_money(st[k]) for k in ("mean", "p10", "p50", "p90")))
+        console.print(table)
+        console.print(as_text("One customer's expected discounted net bookings from its win; its spread is the "
+                              "uncertainty of the after-sale rates, not one customer's luck."), style="dim",
+                      highlight=False)
 
 
 def _signed(fmt, x):

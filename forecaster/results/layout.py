@@ -113,6 +113,11 @@ class Layout:
         if self.reps:
             out.append(Variable("bookings", ("trial", self.quota_dim, "rep"), "f8",
                                 {"units": u, "long_name": "value of deals won by each rep"}))
+        if self.scenario.commission and self.scenario.commission.base == "total_bookings" and self.plan.has_customers:
+            out.append(Variable("commission_bookings", ("trial", self.quota_dim, "rep"), "f8",
+                                {"units": u, "long_name": "what the plan pays on (commission.base: total_bookings): "
+                                                          "deals won plus the renewals and repeat purchases of each "
+                                                          "rep's customers"}))
         if self.scenario.commission:
             out.append(Variable("commission", ("trial", "period", "rep"), "f8",
                                 {"units": u, "long_name": "commission paid, in the period it is earned"}))
@@ -127,6 +132,10 @@ class Layout:
                 dtype = "f8" if unit == "currency" else "i4"
                 out.append(Variable(name, ("trial", "period"), dtype, attrs))
                 out.append(Variable(f"{name}_by_segment", ("trial", "period", "segment"), dtype, attrs))
+        if self.plan.has_customers:
+            out.append(Variable("clv", ("trial", "segment"), "f8", {
+                "units": u, "long_name": "customer lifetime value: expected discounted net bookings of one customer "
+                                         "of the segment, given the trial's after-sale draws (NaN: no customer block)"}))
         return out
 
     def sizes(self) -> dict:
@@ -201,6 +210,9 @@ class Layout:
             out.update(self._after_sale(revenue, after_sale, stage if self.plan.has_stage_values else None))
             if after_sale and self.scenario.commission and self.scenario.commission.base == "total_bookings":
                 base = bookings + after_sale[-1]  # renewals and repeat purchases of each rep's customers
+                out["commission_bookings"] = base
+            if after_sale:
+                out["clv"] = self._clv(inputs)
         commission = self.scenario.commission
         if commission:
             earned = commission_per_quota_period(base, self.quotas, commission)
@@ -208,6 +220,9 @@ class Layout:
             out["commission_by_quota_period"] = earned
         return out
 
+
+    def _clv(self, inputs: np.ndarray) -> np.ndarray:
+        return _clv_of(self, inputs)
 
     def _after_sale(self, revenue: np.ndarray, after_sale: tuple, stage: np.ndarray | None) -> dict:
         """The after-sale variables (v2 A.3) and stage revenue (F11), by segment and summed
@@ -240,6 +255,12 @@ class Layout:
         return out
 
 
+CLV_DRAWS = {"renew": "renew", "expansion": "expansion", "per_month": "repeat.per_month", "dropout": "dropout",
+             "cancel_probability": "cancel.probability"}
+"""The per-trial draws :func:`forecaster.results.clv.clv_per_trial` reads, by its keys: the
+slots of ``inputs`` (``quantity`` names) that hold them."""
+
+
 AFTER_SALE_VARIABLES = {
     # name: (flow or stock, unit, meaning); v2 A.3
     "recognised_revenue": ("flow", "currency", "revenue recognised in the period"),
@@ -257,6 +278,22 @@ AFTER_SALE_VARIABLES = {
     "mrr": ("stock", "currency", "monthly recurring revenue of the active subscribers at the period's end"),
 }
 """The after-sale outputs (v2 A.3), each also ``<name>_by_segment``."""
+
+
+def _clv_of(layout: Layout, inputs: np.ndarray) -> np.ndarray:
+    """``clv(trial, segment)`` (v2 A.3) from the trials' ``inputs``: NaN for segments without a
+    customer block."""
+    from forecaster.results.clv import clv_per_trial  # scipy: only for runs with customers
+
+    sc = layout.scenario
+    slot = {name: k for k, name in enumerate(layout.quantities)}
+    out = np.full((inputs.shape[0], len(sc.segments)), np.nan)
+    for g, seg in enumerate(sc.segments.values()):
+        if seg.customer is None:
+            continue
+        draws = {key: np.asarray(inputs[:, g, slot[q]], dtype=float) for key, q in CLV_DRAWS.items()}
+        out[:, g] = clv_per_trial(seg.customer, seg.deal_value, sc.clv, draws, trials=inputs.shape[0])
+    return out
 
 
 class MemorySink:

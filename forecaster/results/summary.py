@@ -107,8 +107,8 @@ def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)
 def summarize(ds, scenario: Scenario) -> dict:
     """The contents of ``summary.json`` for a simulated Dataset."""
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
-                         "commission", *AFTER_SALE_VARIABLES, *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES))
-             if n in ds]
+                         "commission", "commission_bookings", "clv", *AFTER_SALE_VARIABLES,
+                         *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES)) if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -150,6 +150,9 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     won = describe_columns(cols, "won_deals_by_segment", seg_index)
     out["segments"] = {seg: {"revenue": {"total": revenue[g]}, "won_deals": {"total": won[g]}}
                        for g, seg in enumerate(meta.segments)}
+    if "clv" in cols:  # v2 A.3: per segment with a customer block, statistics over trials
+        values = describe_columns(cols, "clv", [(g,) for g in range(len(meta.segments))])
+        out["clv"] = {seg: stats for seg, stats in zip(meta.segments, values) if stats["mean"] is not None}
     if meta.reps:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
@@ -160,12 +163,14 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
 def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
     """One rep's bookings, commission and chance of reaching quota in each quota period."""
     quota = meta.quotas[r]
-    item = {"quota": quota, "bookings": {"total": describe(cols.column("bookings", (None, r))[:, None])[0]}}
+    # with commission.base total_bookings, quota and tiers apply to the rep's total bookings (v2 A.6)
+    booked_name = "commission_bookings" if "commission_bookings" in cols else "bookings"
+    item = {"quota": quota, "bookings": {"total": describe(cols.column(booked_name, (None, r))[:, None])[0]}}
     if meta.commission:
         item["commission"] = {"total": describe(cols.column("commission", (None, r))[:, None])[0]}
         item["quota_attainment"] = []
         for c, label in enumerate(meta.quota_periods):
-            booked = cols.column("bookings", (c, r))
+            booked = cols.column(booked_name, (c, r))
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 attainment = np.median(booked) / quota
             item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),

@@ -135,7 +135,8 @@ def test_a_kernel_refuses_streams_it_does_not_draw_from(tmp_path):
                             {"segment": "g0", "lead_stage": ["s0", "s1"]})  # a stage short
     with pytest.raises(ValueError, match="random streams"):
         kernels.simulate_new_leads(short.streams(*gens), 0, plan.funnel, 0, plan.closing, theta,
-                                   plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]), False)
+                                   plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]), False,
+                                   plan.stage_values, np.zeros((2, len(plan.periods), 1)))
 
 
 def test_the_stream_table_names_the_streams_of_before():
@@ -148,10 +149,10 @@ def test_the_stream_table_names_the_streams_of_before():
         "arrival-count", "arrival-mixing", "arrival-day", "deal-value", "rep", "closing"))
     assert keys.parameters[0].names == tuple(f"segment/{g}/{q}" for q in plan.quantity_names)
     assert keys.pipeline.names == ("pipeline/convert", "pipeline/days", "pipeline/deal-value", "pipeline/rep",
-                                   "pipeline/closing")
+                                   "pipeline/closing", "pipeline/stage-value")  # the last: v2 F11, drawn only with values
     assert keys.capacity.names == ("capacity",)
     assert set(interface.STREAMS) == {"draw_parameters", "apply_shocks", "simulate_new_leads", "simulate_pipeline",
-                                      "apply_capacity", "simulate_customers"}
+                                      "apply_capacity", "simulate_customers", "simulate_lost_stage_values"}
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
         "customer", "renewal", "repeat", "repeat-value", "cancel"))
