@@ -183,7 +183,8 @@ def _renewal_sums(sub: Subscription, draws: Mapping[str, np.ndarray], n: int, ho
     total = np.zeros_like(rho)
     term = np.ones_like(rho)
     for j in range(last):  # term k = j + 1: S(k) = S(k - 1) (β + j) / (α + β + j)
-        ratio = rho if kappa is None else (rho + j / kappa) / (1.0 + j / kappa)
+        # (β + j) / (α + β + j) = (ρ κ + j) / (κ + j); at j = 0 it is ρ, also when ρ κ underflows
+        ratio = rho if kappa is None or j == 0 else (rho * kappa + j) / (kappa + j)
         term = term * u * ratio
         total += term
         if not term.any():

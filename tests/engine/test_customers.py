@@ -287,8 +287,12 @@ def test_a_vanishing_concentration_gives_its_limit_law(tmp_path):
       subscription: {renew: 0.7, concentration: 5e-324}
 pipeline: {file: deals.csv}
 """, end="2027-06-30", trials=400)
-    act = fc.simulate(sc)["active_customers"].values
+    ds = fc.simulate(sc)
+    act = ds["active_customers"].values
     assert np.array_equal(act[:, 1], act[:, -1])  # nobody churns after the first renewal
+    # CLV in the same limit: S(k) = 0.7 for every k >= 1 (it was NaN: j / κ overflowed)
+    delta = 1.1 ** (-1 / 12)
+    assert np.allclose(ds["clv"].values[:, 0], 100 * (1 + 0.7 * sum(delta ** k for k in range(1, 60))), rtol=1e-9)
     within(act[:, -1].mean(), 0.7 * N, math.sqrt(N * 0.21 / act.shape[0]))
 
 

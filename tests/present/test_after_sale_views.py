@@ -112,7 +112,8 @@ def _after_sale_rows(text: str) -> dict[str, dict[str, list[str]]]:
     label -> {"means": first-line cells, "ranges": second-line cells}."""
     rows: dict[str, dict[str, list[str]]] = {}
     label = None
-    for line in text[text.index("After the sale"):].splitlines():
+    section = text[text.index("After the sale"):].split("Customer lifetime value")[0]  # its own table follows
+    for line in section.splitlines():
         if "│" not in line:
             continue
         first, *cells = [c.strip() for c in line.split("│")]
@@ -164,6 +165,12 @@ def test_console_shows_the_after_sale_tables_with_the_numbers_of_summary_json(af
     assert "Left out" not in text  # every after-sale flow happens in this scenario
     assert text.index("Won deals") < text.index("After the sale") < text.index("Customers")
     assert _after_sale_rows(text) == _expected(summary)
+    # customer lifetime value: one row per segment with a customer block, the numbers of summary.json
+    clv = text[text.index("Customer lifetime value [EUR]"):].splitlines()
+    for seg, st in summary["clv"].items():
+        row = next(line for line in clv if f" {seg} " in line)
+        assert [c.strip() for c in row.split("│")[2:6]] == [console_module._money(st[k])
+                                                            for k in ("mean", "p10", "p50", "p90")], seg
 
 
 def test_console_stays_within_100_columns_with_the_same_numbers(after_sale):
