@@ -110,7 +110,8 @@ def summaries_csv(summaries: dict) -> str:
     Every metric of ``summary.json`` has its rows, with the same statistics: with customers,
     the after-sale flows and stocks too (v2 A.3), where a flow's ``total`` is its sum over the
     horizon and a stock's (``active_customers``, ``mrr``) its level at the end, as in
-    ``summary.json``.
+    ``summary.json``; and each segment's customer lifetime value as the metric ``clv.<segment>``
+    (a per-trial quantity: its ``total`` row only).
 
     Control characters are shown as escapes (:func:`~forecaster.present.console.printable`). A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
@@ -124,6 +125,9 @@ def summaries_csv(summaries: dict) -> str:
                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS)]
                     for metric, m in s["metrics"].items()
                     for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
+            rows += [[safe_cell(printable(name)), safe_cell(printable(f"clv.{seg}")), "total",
+                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS)]
+                     for seg, stats in (s.get("clv") or {}).items()]
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         w.writerows(rows)

@@ -547,7 +547,19 @@ def after_sale_html(summary: dict) -> list[str]:
         if rows:
             parts.append(f'<p class="meta">{esc(titles[kind])}</p>')
             parts.append(_table(_TOTALS_HEAD, rows, "after-sale"))
+    if summary.get("clv"):
+        parts.append(f"<h3>Customer lifetime value {esc(cur)}</h3>")
+        parts.append(f'<p class="meta">{esc(CLV_MEANING)}</p>')
+        parts.append(_table(["segment", "mean", "P10", "P50", "P90"], _clv_rows(summary), "after-sale"))
     return parts
+
+
+CLV_MEANING = ("One customer's expected discounted net bookings from its win; the spread across trials is the "
+               "uncertainty of the after-sale rates, not one customer's luck.")
+
+
+def _clv_rows(summary: dict) -> list[list[str]]:
+    return [[seg, *(money(st[k]) for k in ("mean", "p10", "p50", "p90"))] for seg, st in summary["clv"].items()]
 
 
 def after_sale_markdown(summary: dict) -> list[str]:
@@ -579,6 +591,11 @@ def after_sale_markdown(summary: dict) -> list[str]:
                       "|---|---|" + "---:|" * (len(_TOTALS_HEAD) - 2)]
             lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
             lines.append("")
+    if summary.get("clv"):
+        lines += [f"Customer lifetime value ({md(unit)}). {md(CLV_MEANING)}", "",
+                  "| segment | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
+        lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in _clv_rows(summary)]
+        lines.append("")
     lines.pop()
     return lines
 
@@ -688,6 +705,8 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
 
         _check(summary["metrics"], {f"{name}?": _METRIC for name in AFTER_SALE_VARIABLES}, "metrics",
                folder / "summary.json")
+    if "clv" in summary:
+        _check(summary["clv"], {"*": _STATS}, "clv", folder / "summary.json")
     import h5netcdf
 
     nc = folder / "forecast.nc"

@@ -313,6 +313,9 @@ def test_markdown_report_has_the_after_sale_tables(after_sale):
     assert f"| total bookings | EUR | {money(t['mean'])} |" in text
     assert f"| active customers | customers | {count(m['active_customers']['total']['mean'])} |" in text
     assert "Totals. Flows: summed over the horizon" in text and "Totals. Stocks: levels at the end" in text
+    assert "Customer lifetime value (EUR)." in text
+    for seg, st in summary["clv"].items():
+        assert f"| {report_module.md(seg)} | {money(st['mean'])} | {money(st['p10'])} |" in text
 
 
 def test_report_of_a_malformed_after_sale_metric_is_exit_2_naming_the_file(after_sale, tmp_path):
@@ -375,7 +378,13 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
         rows = list(reader)
     summary = json.loads((out / "after-sale" / "summary.json").read_text())
     mine = [r for r in rows if r["scenario"] == "after-sale"]
-    assert [r["metric"] for r in mine if r["period"] == "total"] == list(summary["metrics"])
+    assert [r["metric"] for r in mine if r["period"] == "total" and not r["metric"].startswith("clv.")] \
+        == list(summary["metrics"])
+    clv = {r["metric"]: r for r in mine if r["metric"].startswith("clv.")}  # per segment, a total row only
+    assert set(clv) == {f"clv.{seg}" for seg in summary["clv"]} and clv
+    for seg, st in summary["clv"].items():
+        assert clv[f"clv.{seg}"]["period"] == "total" and float(clv[f"clv.{seg}"]["mean"]) == st["mean"]
+    mine = [r for r in mine if not r["metric"].startswith("clv.")]
     assert set(MONEY + CUSTOMERS + ("repeat_customers", "regular_customers")) <= {r["metric"] for r in mine}
     for r in mine:
         m = summary["metrics"][r["metric"]]
