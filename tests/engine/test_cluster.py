@@ -103,8 +103,11 @@ def test_a_local_cluster_serves_nothing_on_the_dashboard_port():
 
 
 def _sleep_forever(*args):
+    """A task that does not return within the run's stall timeout (2 s), but does end: a worker
+    asleep for an hour could hold up the shared cluster's shutdown at the end of the module
+    (CI once hung there for 12 minutes)."""
     import time
-    time.sleep(3600)
+    time.sleep(30)
 
 
 def test_a_frozen_worker_ends_the_run_with_a_clear_error(client, monkeypatch):
