@@ -1301,6 +1301,66 @@ def _own_probability(gen, a, b, mean):
 
 
 @jit
+def _purchase(t, g, day, value, purchases, rep, customers, out):
+    """A renewal's or a repeat purchase's bookings by the rep (``rep`` >= 0) and the
+    customer's purchase count reaching 2 or ``regular_from`` on ``day``; returns the count."""
+    if rep >= 0:
+        out.rep_bookings[t, out.quota_period_of_day[day], rep] += value
+    purchases += 1
+    if purchases == 2:
+        _on_day(out.repeat_customers, t, g, day, 1.0, customers.period_of_day)
+    if purchases == customers.regular_from:
+        _on_day(out.regular_customers, t, g, day, 1.0, customers.period_of_day)
+    return purchases
+
+
+@jit
+def _renewals(gen_renewal, t, g, lo, anchor, k, value, rho, growth, tau, purchases, rep, customers, out):
+    """A subscriber's terms from [lo, add_months(anchor, k tau)) on, term j + 1 ending at
+    add_months(anchor, (k + j + 1) tau): each recognised per day (inside the horizon), active
+    and in MRR through it; at its end one uniform below ``rho`` renews at value x ``growth``
+    (a renewal booking), otherwise the customer churns that day. Followed to the horizon's end.
+    """
+    period_start, period_of_day = customers.period_start, customers.period_of_day
+    n_days = period_of_day.shape[0]
+    hi, v = add_months(anchor, k * tau, customers.start_days), value
+    while True:
+        _spread(out.recognised, t, g, max(lo, 0), hi, v / (hi - lo), period_start, period_of_day)
+        _stock(out.active, t, g, max(lo, 0), hi, 1.0, period_start, period_of_day)
+        _stock(out.mrr, t, g, max(lo, 0), hi, v / tau, period_start, period_of_day)
+        if hi >= n_days:
+            return
+        if not _uniform(gen_renewal) < rho:
+            _on_day(out.churned, t, g, hi, 1.0, period_of_day)
+            return
+        k += 1
+        lo, hi, v = hi, add_months(anchor, k * tau, customers.start_days), v * growth
+        _on_day(out.renewal, t, g, lo, v, period_of_day)
+        purchases = _purchase(t, g, lo, v, purchases, rep, customers, out)
+
+
+@jit
+def _repeat_purchases(gen_repeat, gen_value, t, g, s, ends, lam, drop, purchases, rep, customers, out):
+    """A repeat buyer's purchases from moment ``s`` [days from start] while before ``ends``:
+    exponential gaps of mean 1 / ``lam`` customer months (stream ``REPEAT``), each with a value
+    (``REPEAT_VALUE``) booked and recognised on its day, then a dropout uniform (``REPEAT``)
+    below ``drop``. Returns the day it became inactive by dropping out, or -1."""
+    period_of_day, pool = customers.period_of_day, customers.pool
+    code, par = customers.repeat_value_codes[g], customers.repeat_value_pars[g]
+    while True:
+        s += _std_exponential(gen_repeat) / lam * CUSTOMER_MONTH
+        if not s < ends:
+            return -1
+        day = int(s)
+        pv = draw_one(gen_value, code, par[0], par[1], par[2], par[3], pool)
+        _on_day(out.repeat, t, g, day, pv, period_of_day)
+        _on_day(out.recognised, t, g, day, pv, period_of_day)
+        purchases = _purchase(t, g, day, pv, purchases, rep, customers, out)
+        if _uniform(gen_repeat) < drop:
+            return day
+
+
+@jit
 def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_value, log_rep, customers, theta, out):
     """The customers a source's won deals create, and their lives to the horizon's end.
 
@@ -1335,11 +1395,9 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
     gen_customer, gen_renewal, gen_repeat = streams.gens[CUSTOMER], streams.gens[RENEWAL], streams.gens[REPEAT]
     gen_value, gen_cancel = streams.gens[REPEAT_VALUE], streams.gens[CANCEL]
     period_start, period_of_day = customers.period_start, customers.period_of_day
-    quota_period_of_day = out.quota_period_of_day
     n_days = period_of_day.shape[0]
     start_days, after, pool = customers.start_days, customers.theta_after, customers.pool
-    regular_from = customers.regular_from
-    rec, renewal_out, repeat_out, cancel_out = out.recognised, out.renewal, out.repeat, out.cancellations
+    rec, cancel_out = out.recognised, out.cancellations
     new_out, churn_out, active_out, mrr_out = out.new, out.churned, out.active, out.mrr
     current = -1
     for i in range(log_trial.shape[0]):
@@ -1393,26 +1451,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
                 _stock(mrr_out, t, g, w, x, value / tau, period_start, period_of_day)
                 _on_day(churn_out, t, g, x, 1.0, period_of_day)
                 continue
-            k, lo, v = 0, w, value
-            while True:
-                hi = add_months(w, (k + 1) * tau, start_days)
-                _spread(rec, t, g, lo, hi, v / (hi - lo), period_start, period_of_day)
-                _stock(active_out, t, g, lo, hi, 1.0, period_start, period_of_day)
-                _stock(mrr_out, t, g, lo, hi, v / tau, period_start, period_of_day)
-                if hi >= n_days:
-                    break
-                if not _uniform(gen_renewal) < rho:
-                    _on_day(churn_out, t, g, hi, 1.0, period_of_day)
-                    break
-                k, lo, v = k + 1, hi, v * growth
-                _on_day(renewal_out, t, g, hi, v, period_of_day)
-                if rep >= 0:
-                    out.rep_bookings[t, quota_period_of_day[hi], rep] += v
-                purchases += 1
-                if purchases == 2:
-                    _on_day(out.repeat_customers, t, g, hi, 1.0, period_of_day)
-                if purchases == regular_from:
-                    _on_day(out.regular_customers, t, g, hi, 1.0, period_of_day)
+            _renewals(gen_renewal, t, g, w, w, 1, value, rho, growth, tau, purchases, rep, customers, out)
             continue
         # a one-off or repeat buyer's first deal
         length = 0
@@ -1424,27 +1463,8 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
         ends = n_days if x < 0 else min(x, n_days)  # no purchase from the cancellation's day on
         inactive = -1  # the day it becomes inactive by dropping out
         if kind == REPEAT_BUYER and lam > 0.0:
-            s = float(w)
-            vcode = customers.repeat_value_codes[g]
-            while True:
-                s += _std_exponential(gen_repeat) / lam * CUSTOMER_MONTH
-                if not s < ends:
-                    break
-                day = int(s)
-                pv = draw_one(gen_value, vcode, customers.repeat_value_pars[g, 0], customers.repeat_value_pars[g, 1],
-                              customers.repeat_value_pars[g, 2], customers.repeat_value_pars[g, 3], pool)
-                _on_day(repeat_out, t, g, day, pv, period_of_day)
-                _on_day(rec, t, g, day, pv, period_of_day)
-                if rep >= 0:
-                    out.rep_bookings[t, quota_period_of_day[day], rep] += pv
-                purchases += 1
-                if purchases == 2:
-                    _on_day(out.repeat_customers, t, g, day, 1.0, period_of_day)
-                if purchases == regular_from:
-                    _on_day(out.regular_customers, t, g, day, 1.0, period_of_day)
-                if _uniform(gen_repeat) < drop:
-                    inactive = day
-                    break
+            inactive = _repeat_purchases(gen_repeat, gen_value, t, g, float(w), ends, lam, drop, purchases, rep,
+                                         customers, out)
         if inactive >= 0:
             end_active = inactive
         elif x >= 0:
@@ -1474,12 +1494,9 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
     gen_customer, gen_renewal, gen_repeat = streams.gens[CUSTOMER], streams.gens[RENEWAL], streams.gens[REPEAT]
     gen_value = streams.gens[REPEAT_VALUE]
     period_start, period_of_day = customers.period_start, customers.period_of_day
-    quota_period_of_day = out.quota_period_of_day
     n_days = period_of_day.shape[0]
-    start_days, after, pool = customers.start_days, customers.theta_after, customers.pool
-    regular_from = customers.regular_from
-    rec, renewal_out, repeat_out = out.recognised, out.renewal, out.repeat
-    churn_out, active_out, mrr_out = out.churned, out.active, out.mrr
+    after, pool = customers.theta_after, customers.pool
+    churn_out, active_out = out.churned, out.active
     for t in range(theta.shape[0]):
         for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
             reseed_role(streams, role, 0, trial0 + t)
@@ -1535,54 +1552,17 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
             if kind == SUBSCRIPTION:
                 tau = customers.term_months[g]
                 growth = 1.0 + theta[t, g, after + EXPANSION]
-                lo, hi = installed.term_start[i], installed.term_end[i]
-                k = 0
-                while True:
-                    _spread(rec, t, g, max(lo, 0), hi, v / (hi - lo), period_start, period_of_day)
-                    _stock(active_out, t, g, max(lo, 0), hi, 1.0, period_start, period_of_day)
-                    _stock(mrr_out, t, g, max(lo, 0), hi, v / tau, period_start, period_of_day)
-                    if hi >= n_days:
-                        break
-                    if not _uniform(gen_renewal) < rho:
-                        _on_day(churn_out, t, g, hi, 1.0, period_of_day)
-                        break
-                    k += 1
-                    lo, hi, v = hi, add_months(installed.term_end[i], k * tau, start_days), v * growth
-                    _on_day(renewal_out, t, g, lo, v, period_of_day)
-                    if rep >= 0:
-                        out.rep_bookings[t, quota_period_of_day[lo], rep] += v
-                    purchases += 1
-                    if purchases == 2:
-                        _on_day(out.repeat_customers, t, g, lo, 1.0, period_of_day)
-                    if purchases == regular_from:
-                        _on_day(out.regular_customers, t, g, lo, 1.0, period_of_day)
+                _renewals(gen_renewal, t, g, installed.term_start[i], installed.term_end[i], 0, v, rho, growth, tau,
+                          purchases, rep, customers, out)
                 continue
             if not alive:
                 continue
             end_active = n_days
             if lam > 0.0:
-                s = 0.0
-                vcode = customers.repeat_value_codes[g]
-                while True:
-                    s += _std_exponential(gen_repeat) / lam * CUSTOMER_MONTH
-                    if not s < n_days:
-                        break
-                    day = int(s)
-                    pv = draw_one(gen_value, vcode, customers.repeat_value_pars[g, 0],
-                                  customers.repeat_value_pars[g, 1], customers.repeat_value_pars[g, 2],
-                                  customers.repeat_value_pars[g, 3], pool)
-                    _on_day(repeat_out, t, g, day, pv, period_of_day)
-                    _on_day(rec, t, g, day, pv, period_of_day)
-                    if rep >= 0:
-                        out.rep_bookings[t, quota_period_of_day[day], rep] += pv
-                    purchases += 1
-                    if purchases == 2:
-                        _on_day(out.repeat_customers, t, g, day, 1.0, period_of_day)
-                    if purchases == regular_from:
-                        _on_day(out.regular_customers, t, g, day, 1.0, period_of_day)
-                    if _uniform(gen_repeat) < drop:
-                        end_active = day
-                        break
+                inactive = _repeat_purchases(gen_repeat, gen_value, t, g, 0.0, n_days, lam, drop, purchases, rep,
+                                             customers, out)
+                if inactive >= 0:
+                    end_active = inactive
             _stock(active_out, t, g, 0, end_active, 1.0, period_start, period_of_day)
             if end_active < n_days:
                 _on_day(churn_out, t, g, end_active, 1.0, period_of_day)
