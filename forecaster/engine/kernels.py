@@ -613,8 +613,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, STAGE_VALUE):
         expect(streams, role, 1)
     expect(streams, DAYS, n_stages)
-    valued = False
-    for k in range(n_stages):
+    valued = stage_values.valued[segment, 0] != 0  # read from the data: a literal False would compile apart
+    for k in range(1, n_stages):
         valued = valued or stage_values.valued[segment, k] != 0
     # The trials run in _new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
