@@ -1437,7 +1437,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
                          customers.cancel_days_pars[g, 3], pool)
             if u < theta[t, g, after + CANCEL_PROBABILITY]:
                 x = w + int(math.floor(min(d, 1e15)))  # beyond the horizon, however far
-        purchases = 1
+        purchases = np.int64(1)  # not a literal 1: the helpers below compile for one type only
         if kind == SUBSCRIPTION:
             tau = customers.term_months[g]
             growth = 1.0 + theta[t, g, after + EXPANSION]
@@ -1451,7 +1451,7 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
                 _stock(mrr_out, t, g, w, x, value / tau, period_start, period_of_day)
                 _on_day(churn_out, t, g, x, 1.0, period_of_day)
                 continue
-            _renewals(gen_renewal, t, g, w, w, 1, value, rho, growth, tau, purchases, rep, customers, out)
+            _renewals(gen_renewal, t, g, w, w, np.int64(1), value, rho, growth, tau, purchases, rep, customers, out)
             continue
         # a one-off or repeat buyer's first deal
         length = 0
@@ -1552,8 +1552,8 @@ def simulate_installed(streams, trial0, installed, customers, funnel, theta, out
             if kind == SUBSCRIPTION:
                 tau = customers.term_months[g]
                 growth = 1.0 + theta[t, g, after + EXPANSION]
-                _renewals(gen_renewal, t, g, installed.term_start[i], installed.term_end[i], 0, v, rho, growth, tau,
-                          purchases, rep, customers, out)
+                _renewals(gen_renewal, t, g, installed.term_start[i], installed.term_end[i], np.int64(0), v, rho, growth,
+                          tau, purchases, rep, customers, out)
                 continue
             if not alive:
                 continue
