@@ -1,8 +1,11 @@
 """Days, reporting periods and commission periods of a horizon.
 
 Day indices count from ``start`` (day 0) to ``end`` (day D - 1). Periods are calendar
-periods (weeks start on Monday; quarters on 1 January, April, July, October) cut to the
-horizon: each is named by its first day *within* the horizon.
+periods (weeks start on Monday; quarters on 1 January, April, July, October, or, with a
+fiscal year starting in month ``fiscal_year_start``, on the first of that month and every
+third month after it) cut to the horizon: each is named by its first day *within* the
+horizon. A fiscal year is named by the calendar year it ends in (a year from April 2026 to
+March 2027 is FY27; with January starts, FY26 is 2026).
 """
 from __future__ import annotations
 
@@ -17,8 +20,27 @@ _NS_FIRST = np.datetime64("1677-09-22", "D")
 _NS_LAST = np.datetime64("2262-04-11", "D")
 
 
-def period_start(day: date, kind: str) -> date:
-    """First calendar day of the ``kind`` period holding ``day``."""
+def month_of_quarter(month: int, fiscal_year_start: int = 1) -> int:
+    """1, 2 or 3: the place of calendar ``month`` (1-12) in its (fiscal) quarter."""
+    return (month - fiscal_year_start) % 3 + 1
+
+
+def fiscal_quarter(day: date, fiscal_year_start: int = 1) -> tuple[int, int]:
+    """(fiscal year, quarter 1-4) holding ``day``; the year is the calendar year the fiscal
+    year ends in."""
+    year = day.year + (1 if fiscal_year_start > 1 and day.month >= fiscal_year_start else 0)
+    return year, (day.month - fiscal_year_start) % 12 // 3 + 1
+
+
+def quarter_label(day: date, fiscal_year_start: int = 1) -> str:
+    """``FY27 Q1``: the fiscal quarter holding ``day`` (two-digit year, as finance writes it)."""
+    year, quarter = fiscal_quarter(day, fiscal_year_start)
+    return f"FY{year % 100:02d} Q{quarter}"
+
+
+def period_start(day: date, kind: str, fiscal_year_start: int = 1) -> date:
+    """First calendar day of the ``kind`` period holding ``day`` (quarters of the fiscal year
+    starting in month ``fiscal_year_start``, 1-12)."""
     if kind == "day":
         return day
     if kind == "week":
@@ -26,15 +48,20 @@ def period_start(day: date, kind: str) -> date:
     if kind == "month":
         return day.replace(day=1)
     if kind == "quarter":
-        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+        back = month_of_quarter(day.month, fiscal_year_start) - 1
+        month, year = day.month - back, day.year
+        if month < 1:
+            month, year = month + 12, year - 1
+        return date(year, month, 1)
     raise ValueError(kind)
 
 
-def period_end(day: date, kind: str) -> date:
+def period_end(day: date, kind: str, fiscal_year_start: int = 1) -> date:
     """Last calendar day of the ``kind`` period holding ``day``.
 
     A week holding the last days of 9999 ends on ``date.max`` (9999-12-31): past it there
-    are no dates, and every period is cut to the horizon anyway.
+    are no dates, and every period is cut to the horizon anyway; so does a fiscal quarter
+    that would end in 10000.
     """
     if kind == "day":
         return day
@@ -43,11 +70,15 @@ def period_end(day: date, kind: str) -> date:
         return first + timedelta(days=6) if (date.max - first).days >= 6 else date.max
     if kind not in ("month", "quarter"):
         raise ValueError(kind)
-    first = period_start(day, kind)
+    first = period_start(day, kind, fiscal_year_start)
     last_month = first.month + (0 if kind == "month" else 2)
+    year = first.year + (last_month - 1) // 12
+    last_month = (last_month - 1) % 12 + 1
     if last_month == 12:
-        return date(first.year, 12, 31)
-    return date(first.year, last_month + 1, 1) - timedelta(days=1)
+        return date(year, 12, 31)
+    if year > date.max.year:
+        return date.max
+    return date(year, last_month + 1, 1) - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -81,15 +112,16 @@ class Periods:
         return days.astype("datetime64[ns]")
 
 
-def periods(start: date, end: date, kind: str) -> Periods:
-    """Partition ``start..end`` (inclusive) into ``kind`` periods."""
+def periods(start: date, end: date, kind: str, fiscal_year_start: int = 1) -> Periods:
+    """Partition ``start..end`` (inclusive) into ``kind`` periods (quarters of the fiscal
+    year starting in month ``fiscal_year_start``)."""
     n = (end - start).days + 1
     starts: list[date] = []
     last: list[int] = []
     of_day = np.empty(n, dtype=np.int64)
     day, i = start, 0
     while day <= end:
-        stop = min(period_end(day, kind), end)
+        stop = min(period_end(day, kind, fiscal_year_start), end)
         length = (stop - day).days + 1
         of_day[i:i + length] = len(starts)
         starts.append(day)

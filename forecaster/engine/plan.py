@@ -12,7 +12,7 @@ from datetime import date
 
 import numpy as np
 
-from forecaster.calendar import Periods, day_calendar, periods
+from forecaster.calendar import Periods, day_calendar, month_of_quarter, periods
 from forecaster.engine.interface import (
     BETA,
     EMPIRICAL,
@@ -247,8 +247,9 @@ def build_plan(sc: Scenario) -> Plan:
     K = theta_size(S, after_sale)
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
-    report = periods(sc.start, sc.end, sc.report_by)
-    quota = periods(sc.start, sc.end, sc.commission.period) if sc.commission else report
+    fy = sc.fiscal_start_month
+    report = periods(sc.start, sc.end, sc.report_by, fy)
+    quota = periods(sc.start, sc.end, sc.commission.period, fy) if sc.commission else report
 
     param_codes = np.zeros((G, K), dtype=np.int64)
     param_pars = np.zeros((G, K, 4))
@@ -308,7 +309,7 @@ def build_plan(sc: Scenario) -> Plan:
     capacity = typed(Capacity, of_day=np.zeros(0), month_of_day=np.zeros(0, dtype=np.int64), cv=0.0)
     if sc.capacity is not None:
         cap = sc.capacity
-        shape = np.array([cap.quarter_shape.get((int(m) - 1) % 3 + 1, 1.0) for m in month])
+        shape = np.array([cap.quarter_shape.get(month_of_quarter(int(m), fy), 1.0) for m in month])
         capacity = typed(Capacity, of_day=cap.won_per_month * shape * (
             np.bincount(elapsed)[elapsed] / month_len),  # pro rata: the month's days inside the horizon
             month_of_day=elapsed, cv=cap.cv)
@@ -427,8 +428,8 @@ def _closing_arrays(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     prob, lo, hi = np.zeros(D), np.zeros(D), np.zeros(D)
     for d in range(D):
         day = sc.start + timedelta(days=d)
-        end = (period_end(day, "quarter") - sc.start).days + 1.0  # the quarter's end, exclusive
-        prob[d] = slip.get((day.month - 1) % 3 + 1, 0.0)
+        end = (period_end(day, "quarter", sc.fiscal_start_month) - sc.start).days + 1.0  # quarter end, exclusive
+        prob[d] = slip.get(month_of_quarter(day.month, sc.fiscal_start_month), 0.0)
         hi[d] = end
         lo[d] = end - window
     return prob, lo, hi
@@ -443,7 +444,7 @@ def _pending_window(sc: Scenario) -> tuple[float, float]:
     from forecaster.calendar import period_end
 
     assert sc.closing is not None
-    end = (period_end(sc.start - timedelta(days=1), "quarter") - sc.start).days + 1.0  # exclusive
+    end = (period_end(sc.start - timedelta(days=1), "quarter", sc.fiscal_start_month) - sc.start).days + 1.0
     return (max(0.0, end - sc.closing.window_days), end) if end > 0 else (0.0, 0.0)
 
 
@@ -465,10 +466,11 @@ def _pending_slips(sc: Scenario, stage, ages: np.ndarray) -> np.ndarray:
     lo, end = _pending_window(sc)
     if end <= 0:
         return np.zeros(ages.shape)
-    first = period_start(sc.start - timedelta(days=1), "quarter")
+    first = period_start(sc.start - timedelta(days=1), "quarter", sc.fiscal_start_month)
     back = (sc.start - first).days                        # due days d = start - back .. start - 1
     offsets = np.arange(-back, 0, dtype=float)            # d - start
-    slip = np.array([sc.closing.slip.get(((sc.start + timedelta(days=int(o))).month - 1) % 3 + 1, 0.0)
+    slip = np.array([sc.closing.slip.get(month_of_quarter((sc.start + timedelta(days=int(o))).month,
+                                                          sc.fiscal_start_month), 0.0)
                      for o in offsets])
     window_lo = np.maximum(offsets, end - sc.closing.window_days)
     still = np.clip((end - np.maximum(0.0, window_lo)) / (end - window_lo), 0.0, 1.0)

@@ -90,6 +90,8 @@ class Layout:
                  "forecaster_version": __version__}
         if sc.commission:
             attrs["commission_period"] = sc.commission.period
+        if sc.fiscal_year_start is not None:
+            attrs["fiscal_year_start"] = sc.fiscal_year_start
         return cls(scenario=sc, plan=plan, attrs=attrs)
 
     @property

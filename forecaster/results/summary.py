@@ -143,6 +143,8 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
                                  (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
+    if "fiscal_year_start" in a:  # quarters follow the fiscal year (labelled FY27 Q1)
+        out["horizon"]["fiscal_year_start"] = int(a["fiscal_year_start"])
     if meta.description:
         out["description"] = meta.description
     seg_index = [(None, g) for g in range(len(meta.segments))]

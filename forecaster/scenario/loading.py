@@ -139,7 +139,8 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
     v = values
     return Scenario(
         name=v["name"], description=v["description"], start=v["start"], end=v["end"],
-        report_by=v["report_by"], currency=v["currency"], trials=v["trials"], seed=v["seed"],
+        report_by=v["report_by"], currency=v["currency"],
+        fiscal_year_start=int(v["fiscal_year_start"]) if v["fiscal_year_start"] is not None else None, trials=v["trials"], seed=v["seed"],
         stages=tuple(v["stages"]), segments=v["segments"],
         pipeline_file=v["pipeline"]["file"] if v["pipeline"] else None, pipeline=deals,
         reps=tuple(v["team"]["reps"]) if v["team"] else (), commission=v["commission"],

@@ -272,6 +272,7 @@ class Scenario:
     segments: dict = field(hash=False)
     description: str | None = None
     report_by: str = "month"
+    fiscal_year_start: int | None = None   # month 1-12; None: calendar quarters, labelled as before
     currency: str | None = None
     trials: int = 10000
     seed: int = 0
@@ -290,6 +291,11 @@ class Scenario:
     customers: tuple = ()
     source: Path | None = None
     sha256: str = ""
+
+    @property
+    def fiscal_start_month(self) -> int:
+        """The month (1-12) quarters start from: ``fiscal_year_start``, or January."""
+        return self.fiscal_year_start or 1
 
     @property
     def days(self) -> int:

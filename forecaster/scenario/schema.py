@@ -494,6 +494,11 @@ SCENARIO = Record(
         "end": Field(Date(doc="Last day simulated (inclusive)."), required=True),
         "report_by": Field(Choice(REPORT_BY, doc="Calendar periods of the outputs (weeks start on Monday)."),
                            default="month"),
+        "fiscal_year_start": Field(Num(lo=1, hi=12, integer=True, what="a month number (1-12)",
+                                       doc="Month the fiscal year starts in: quarters (reporting and "
+                                           "commission periods, quarter-end closing, capacity's quarter "
+                                           "shape) follow it, labelled FY27 Q1 (named by the year the "
+                                           "fiscal year ends in). Default: calendar quarters.")),
         "currency": Field(Text(doc="Label only.")),
         "trials": Field(Num(lo=1, integer=True, doc="Number of Monte Carlo trials."), default=10000),
         "seed": Field(Num(lo=0, integer=True, doc="Seed: same scenario, seed and trials give the same numbers."),
