@@ -17,6 +17,11 @@ terminated command leaves the previous files:
   :func:`handle_interrupts`) raise :class:`KeyboardInterrupt` (:class:`Terminated`) anywhere
   except inside the library's file callbacks, where an exception would corrupt its state;
   there they are deferred to the next safe point (:func:`checkpoint`).
+* **A folder holds one result, not a mix.** Each command declares in :data:`OUTPUTS` every
+  file it may write into its ``--out`` (its :class:`Outputs`); publishing a command's marker
+  file (``summary.json`` for ``run``) removes, in the same publication, the files of that set
+  that were not written this time (an old ``report.md`` beside a new ``summary.json``), and
+  nothing else: a user's own files in the folder stay.
 * **Leftovers are swept.** A run killed outright (SIGKILL, a power cut) cannot clean up; the
   next run in the same folder removes temporaries of this naming pattern whose process is gone
   (:func:`sweep_stale_temporaries`), and nothing else.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import io
 import os
 import re
@@ -32,6 +38,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from forecaster.errors import OutputError
@@ -463,6 +470,115 @@ def prepare_folder(out: str | Path) -> Path:
     return create_out_folder(out)[0]
 
 
+# --- what each command owns in its folder ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outputs:
+    """Every file one command may write into its output folder: the one place that says so.
+
+    ``marker``: the file that marks a finished result of the command (written last). When a
+    publication (:meth:`Staged.publish`) includes the marker, every other file of the set
+    that is in the folder and was not written by that publication is removed with it, so
+    that the folder never holds this result beside an older result's report or exports.
+    Files written afterwards by the same command (``run --report`` writes its report once the
+    run is published) are added by publications without the marker, which remove nothing.
+
+    ``names``: paths relative to the folder, with ``/`` between parts; the last part may be
+    a glob (``tables/*.csv`` owns every ``.csv`` file directly in ``tables/``, so that folder
+    belongs to forecaster). Only files and symbolic links are ever removed (a link itself,
+    not what it points to), never a folder; a subfolder emptied of its owned files is removed.
+    """
+
+    command: str
+    marker: str
+    names: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.marker not in self.names:
+            raise ValueError(f"{self.command}: the marker {self.marker} must be one of its names")
+
+    def files(self) -> tuple[str, ...]:
+        """The names without a glob (those a folder in place of which is refused)."""
+        return tuple(n for n in self.names if not _is_glob(n))
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` (relative, ``/``-separated) is one of this command's outputs."""
+        return any(name == n or (_is_glob(n) and _same_folder(name, n) and fnmatch.fnmatchcase(name, n))
+                   for n in self.names)
+
+    def present(self, folder: str | Path) -> list[str]:
+        """The files of this set that ``folder`` holds now (never a folder, links not followed)."""
+        folder = Path(folder)
+        found: list[str] = []
+        for pattern in self.names:
+            parent, _, last = pattern.rpartition("/")
+            where = folder / parent if parent else folder
+            if not _is_glob(last):
+                if _is_file_or_link(where / last):
+                    found.append(pattern)
+                continue
+            try:
+                entries = sorted(os.scandir(where), key=lambda e: e.name)
+            except OSError:  # no such subfolder (or a file in its place): nothing of ours in it
+                continue
+            for entry in entries:
+                if fnmatch.fnmatchcase(entry.name, last) and not _TEMP.fullmatch(entry.name) \
+                        and _is_file_or_link(Path(entry.path)):
+                    found.append(f"{parent}/{entry.name}" if parent else entry.name)
+        return found
+
+    def stale(self, folder: str | Path, written) -> list[str]:
+        """The files of this set in ``folder`` that are not among ``written`` (names)."""
+        written = set(written)
+        return [n for n in self.present(folder) if n not in written]
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def _same_folder(name: str, pattern: str) -> bool:
+    return name.rpartition("/")[0] == pattern.rpartition("/")[0]
+
+
+def _is_file_or_link(path: Path) -> bool:
+    import stat as stat_
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat_.S_ISREG(mode) or stat_.S_ISLNK(mode)
+
+
+EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", "tables/*.csv")
+"""What ``run --export`` may write (summary workbook, per-trial Parquet, one CSV per table)."""
+
+OUTPUTS: dict[str, Outputs] = {o.command: o for o in (
+    Outputs("run", "summary.json", ("forecast.nc", "summary.json", "report.html", "report.md", *EXPORTS)),
+    Outputs("compare", "compare.json", ("compare.nc", "compare.json", "compare.html")),
+    Outputs("sensitivity", "sensitivity.json", ("sensitivity.nc", "sensitivity.json", "sensitivity.html")),
+    Outputs("backtest", "backtest.json", ("backtest.json", "backtest.html")),
+)}
+"""Each command's outputs (a batch writes a ``run`` folder per scenario). A name in two sets
+would let one command remove the other's file from a shared folder: names are unique."""
+
+
+def replaced_by(written) -> list[Outputs]:
+    """The sets whose marker is among ``written`` (names): a publication of these replaces them."""
+    written = set(written)
+    return [o for o in OUTPUTS.values() if o.marker in written]
+
+
+def check_outputs(out, command: str, written=None) -> None:
+    """:func:`check_targets` for everything ``command`` writes into ``out`` (``written``, by
+    default every file of its set without a glob) or would remove: call it before the work,
+    so that a folder where a file must go is refused before anything is computed."""
+    outputs = OUTPUTS[command]
+    written = outputs.files() if written is None else tuple(written)
+    check_targets(Path(out), written, removed=tuple(outputs.stale(out, written)))
+
+
 # --- staging ---------------------------------------------------------------------------------
 
 _NO_FSYNC = {getattr(errno, name) for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP") if hasattr(errno, name)}
@@ -543,6 +659,7 @@ class Staged:
         self.files: dict[str, Path] = {}
         self.scratch_files: list[Path] = []
         self.created: list[Path] = []  # folders made here, outermost first
+        self.subfolders: list[Path] = []  # subfolders of ``out`` made for registered files, outermost first
         self.published = False
         if create:
             d = self.out
@@ -567,8 +684,22 @@ class Staged:
         return tmp
 
     def path(self, name: str) -> Path:
+        """Register ``name`` (relative to the folder; ``tables/revenue.csv`` puts it in a
+        subfolder, created if needed) and return its temporary path, created empty."""
+        parent, _, last = name.rpartition("/")
+        where = self.out
+        if parent:
+            where = self.out / parent
+            missing = [d for d in (where, *where.parents) if d != self.out and self.out in d.parents
+                       and not os.path.lexists(d)]
+            for d in reversed(missing):
+                try:
+                    d.mkdir()
+                except OSError as exc:
+                    raise OutputError(f"{self.shown}: cannot create {parent} there: {exc.strerror}") from None
+                self.subfolders.append(d)
         # registered before it exists: an interruption at any point leaves nothing behind
-        tmp = self.files[name] = _temp_name(self.out, name)
+        tmp = self.files[name] = _temp_name(where, last)
         return self._touch(tmp)
 
     def scratch(self, name: str) -> Path:
@@ -577,22 +708,42 @@ class Staged:
         self.scratch_files.append(tmp)
         return self._touch(tmp)
 
+    def stale(self, remove=()) -> list[str]:
+        """What :meth:`publish` would remove now: ``remove`` and, for each command whose marker
+        file is registered, the files of its :class:`Outputs` that are not (see :data:`OUTPUTS`)."""
+        names = list(dict.fromkeys(remove))
+        for outputs in replaced_by(self.files):
+            names += [n for n in outputs.stale(self.out, self.files) if n not in names]
+        return names
+
     def publish(self, remove: tuple = ()) -> dict[str, Path]:
-        """fsync every file, remove the names in ``remove``, rename the files into place in
-        the order they were registered (a run registers ``summary.json`` last: it marks a
-        finished run) and fsync the folder; put back what was replaced if a rename fails.
+        """Replace the folder's result by the registered files, as one step as far as the
+        filesystem allows: fsync every file; set aside (rename to a temporary name) the files
+        of :meth:`stale` (the names in ``remove``, and what a command's marker file makes
+        stale); rename the files into place in the order they were registered (a run
+        registers ``summary.json`` last: it marks a finished run); fsync the folder; then
+        delete what was set aside. If a step fails, the files already replaced and those set
+        aside are put back (replaced ones kept as hard links until the end, where the
+        filesystem has them) and the error is raised.
 
         Interrupts wait until it is done: the folder never holds half of the files.
         """
         written: dict[str, Path] = {}
         backups: dict[str, Path] = {}
+        aside: dict[str, Path] = {}
+        remove = tuple(self.stale(remove))
         check_targets(self.out, self.files, removed=remove)  # the folder may have changed meanwhile
         with _deferred():
             try:
                 for tmp in self.files.values():
                     _fsync_path(tmp)
                 for name in remove:
-                    (self.out / name).unlink(missing_ok=True)
+                    target = self.out / name
+                    if not os.path.lexists(target):
+                        continue
+                    tmp = _temp_name(target.parent, target.name)
+                    os.rename(target, tmp)  # within its folder: never across filesystems
+                    aside[name] = tmp
                 for name, tmp in self.files.items():
                     target = self.out / name
                     if os.path.lexists(target):
@@ -605,7 +756,8 @@ class Staged:
                     os.chmod(tmp, 0o644)
                     os.replace(tmp, target)
                     written[name] = target
-                _fsync_folder(self.out)
+                for folder in {(self.out / n).parent for n in (*written, *aside)}:
+                    _fsync_folder(folder)
             except BaseException:
                 for name in reversed(list(written)):
                     with contextlib.suppress(OSError):
@@ -613,12 +765,23 @@ class Staged:
                             os.replace(backups.pop(name), self.out / name)
                         else:
                             os.unlink(self.out / name)
+                for name, tmp in aside.items():
+                    with contextlib.suppress(OSError):
+                        os.rename(tmp, self.out / name)
                 raise
             finally:
                 for b in backups.values():
                     with contextlib.suppress(OSError):
                         os.unlink(b)
+            for tmp in aside.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            # a subfolder of ours emptied of its files (exports not written this time) goes too
+            for folder in sorted({(self.out / n).parent for n in aside} - {self.out}, key=lambda d: -len(d.parts)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
             self.files = {}
+            self.subfolders = []
             self.published = True
         return written
 
@@ -631,5 +794,7 @@ class Staged:
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
             self.files, self.scratch_files = {}, []
+            remove_folders(reversed(self.subfolders))  # made for files never published: empty again
+            self.subfolders = []
             if not self.published:
                 remove_folders(reversed(self.created))  # deepest first, while empty
