@@ -4,7 +4,14 @@ from __future__ import annotations
 import click
 
 from forecaster.cli import main
-from forecaster.cli.options import out_option, quiet_option, seed_option, threads_option, trials_option
+from forecaster.cli.options import (
+    export_option,
+    out_option,
+    quiet_option,
+    seed_option,
+    threads_option,
+    trials_option,
+)
 
 
 @main.command("compare")
@@ -14,15 +21,18 @@ from forecaster.cli.options import out_option, quiet_option, seed_option, thread
 @trials_option
 @seed_option
 @threads_option
+@export_option
 @quiet_option
-def compare_command(base, variants, out, trials, seed, threads, quiet):
+def compare_command(base, variants, out, trials, seed, threads, export, quiet):
     """Compare VARIANTS with BASE: the difference of each metric, with its interval.
 
     A variant is a whole scenario, or a variant file of changes to BASE (`set:` and
     `scale:` by key path, see the README). All run with BASE's seed and trials on common
     random numbers, so each difference is paired trial by trial. Writes DIR/compare.json
     (summaries and differences, in total and by period) and DIR/compare.nc (every trial,
-    with a `scenario` dimension).
+    with a `scenario` dimension). --export csv,xlsx,parquet also writes the tables as CSV
+    (compare-tables/*.csv) and a workbook (compare.xlsx), and every trial as Parquet
+    (compare-trials.parquet), published with the other files.
 
     Scenarios with customers (a segment's `customer` block) are compared on the after-sale
     outputs too (recognised revenue, renewals, repeat purchases, cancellations, total
@@ -47,11 +57,18 @@ def compare_command(base, variants, out, trials, seed, threads, quiet):
     others = [load_variant(v, base) for v in variants]
     ds = compare(base_sc, others, trials=trials, seed=seed, threads=threads)
     summary = compare_summary(ds)
-    write_comparison(out, ds, summary)
+    if export:
+        from forecaster.present.export import write_comparison_with_exports
+        exported = write_comparison_with_exports(out, ds, summary, export, kind="compare", currency=base_sc.currency)
+    else:
+        write_comparison(out, ds, summary)
     if not quiet:
         print_comparison(_v1_view(summary), base_sc.currency)
         _print_after_sale(summary, base_sc.currency)
         click.echo(f"Wrote {out}/compare.json and {out}/compare.nc")
+        if export:
+            from forecaster.cli.run import _listing
+            click.echo(f"Exported {_listing(out, exported)}")
 
 
 V1_METRICS = ("revenue", "won_deals", "commission")

@@ -133,3 +133,21 @@ mechanism_option = click.option(
     "--mechanism", "mechanisms", multiple=True, metavar="NAME=on|off", callback=_mechanisms,
     help="Force an optional part of the calibrated scenario on or off instead of letting the in-history "
          "walk-forward decide: shocks, stalled, speed, trend, seasonality, closing, capacity (repeatable).")
+
+
+def _exports(ctx, param, value) -> tuple:
+    """``--export csv,xlsx,parquet`` -> ("csv", "xlsx", "parquet"); nothing given: ()."""
+    from forecaster.present.export import parse_formats
+
+    try:
+        return parse_formats(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+export_option = click.option(
+    "--export", "export", metavar="csv,xlsx,parquet", default=None, callback=_exports,
+    help="Also write the results for spreadsheets and BI tools, in --out and together with the other files "
+         "(any of, comma separated): csv, one file per summary table in tables/ (<command>-tables/ for compare "
+         "and sensitivity); xlsx, one workbook with an About sheet and a sheet per table; parquet, every trial "
+         "(trials.parquet, and reps.parquet with a team). Units are in the headers, e.g. revenue_p50 [USD].")

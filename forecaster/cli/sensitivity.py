@@ -5,6 +5,7 @@ import click
 
 from forecaster.cli import main
 from forecaster.cli.options import (
+    export_option,
     out_option,
     quiet_option,
     scenario_argument,
@@ -38,8 +39,9 @@ def _step(ctx, param, value: str) -> float:
 @trials_option
 @seed_option
 @threads_option
+@export_option
 @quiet_option
-def sensitivity_command(scenario, out, step, metric, trials, seed, threads, quiet):
+def sensitivity_command(scenario, out, step, metric, trials, seed, threads, export, quiet):
     """Move every lever of SCENARIO by -STEP and +STEP and rank the effects.
 
     Levers: each segment's leads (rate or budget), each stage's conversion, each stage's
@@ -53,6 +55,10 @@ def sensitivity_command(scenario, out, step, metric, trials, seed, threads, quie
     expansion, repeat per_month, dropout and cancel probability, and --metric ranks by
     recognised revenue or total bookings; the effects on every metric are in
     sensitivity.json and sensitivity.nc whatever the ranking.
+
+    --export csv,xlsx,parquet also writes the tables as CSV (sensitivity-tables/*.csv) and a
+    workbook (sensitivity.xlsx), and every trial's effects as Parquet
+    (sensitivity-trials.parquet), published with the other files.
 
     \b
     Example:
@@ -82,13 +88,23 @@ def sensitivity_command(scenario, out, step, metric, trials, seed, threads, quie
     finally:
         if bar:
             bar[0].close()
-    write_comparison(out, ds, summary, stem="sensitivity")
+    if export:
+        from forecaster.present.export import write_comparison_with_exports
+        from forecaster.scenario.loading import load_scenario
+
+        currency = load_scenario(scenario).currency
+        exported = write_comparison_with_exports(out, ds, summary, export, kind="sensitivity", currency=currency)
+    else:
+        write_comparison(out, ds, summary, stem="sensitivity")
     if not quiet:
         if metric == "revenue":
             print_sensitivity(summary)
         else:
             _print_by_metric(summary, metric)
         click.echo(f"Wrote {out}/sensitivity.json and {out}/sensitivity.nc")
+        if export:
+            from forecaster.cli.run import _listing
+            click.echo(f"Exported {_listing(out, exported)}")
 
 
 METRIC_LABELS = {"recognised_revenue": ("total recognised revenue", "recognised revenue"),
