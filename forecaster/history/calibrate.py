@@ -25,7 +25,7 @@ from forecaster.history.selection import select_mechanisms
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
               lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False,
               force: dict | None = None, select: bool = True, families: dict | None = None,
-              like: Calibration | None = None) -> Calibration:
+              like: Calibration | None = None, fiscal_year_start: int | None = None) -> Calibration:
     """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring).
 
     Every optional part (:data:`MECHANISMS`) is fitted, then kept only when a walk-forward
@@ -40,14 +40,15 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     ``like``: a calibration on a later as-of date whose parts are to be measured here (the
     in-history walk-forward): a part it found is fitted here without its own significance
     test (quarter-end slips), since the question here is whether the part forecasts well,
-    not whether this shorter history shows it.
+    not whether this shorter history shows it. ``fiscal_year_start``: the month (1-12) the
+    company's quarters count from (quarter-end slips, capacity, and the scenario's key).
     """
     force = dict(force or {})
     if capacity:
         force["capacity"] = True
     cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                          pipeline_file=pipeline_file, families=families, like=like,
-                         new_lead_share=new_lead_share)
+                         new_lead_share=new_lead_share, fiscal_year_start=fiscal_year_start)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
     if select:

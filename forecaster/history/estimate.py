@@ -145,9 +145,14 @@ def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_obser
 def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90,
                    name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
                    families: dict | None = None, like: Calibration | None = None,
-                   new_lead_share: Callable[[Calibration], float] = lambda cal: 1.0) -> Calibration:
+                   new_lead_share: Callable[[Calibration], float] = lambda cal: 1.0,
+                   fiscal_year_start: int | None = None) -> Calibration:
     """The base scenario (no optional part) and every optional part that can be fitted
-    (``like``: as in :func:`calibrate`).
+    (``like``: as in :func:`calibrate`, whose fiscal year it takes).
+
+    ``fiscal_year_start``: the month (1-12) the company's quarters count from; quarter-end
+    slips and the capacity's quarter shape are read from those quarters, and the scenario
+    says so (None: calendar quarters, and the scenario does not name a fiscal year).
 
     ``new_lead_share``: the expected share of the horizon's won deals that come from new
     leads rather than the open pipeline, given the calibration so far (its base scenario
@@ -159,7 +164,9 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
         raise ValueError(f"no deal had entered any stage by {as_of}")
-    cal = Calibration(scenario={}, pipeline=[])
+    if like is not None:
+        fiscal_year_start = like.fiscal_year_start
+    cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
     ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
     since = steady_start(deals, as_of)
     first_seen = observed_from(deals, as_of)
@@ -214,6 +221,8 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
                 "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
                 "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
+    if fiscal_year_start is not None:
+        cal.base["fiscal_year_start"] = fiscal_year_start
     for d in deals:
         known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
         closed = d.closed is not None and d.closed <= as_of
@@ -234,7 +243,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         last = stages[-1]
         entries = [d.entered[-1] for d in deals if d.outcome == "won" and d.entered[-1] is not None
                    and d.closed is not None and d.closed <= as_of]
-        factor = unslipped_factor(whole[-1].fit.days[1], closing, entries)
+        factor = unslipped_factor(whole[-1].fit.days[1], closing, entries, cal.fiscal_year_start or 1)
 
         def apply_closing(doc, closing=closing, factor=factor):
             doc["closing"] = closing

@@ -28,6 +28,7 @@ class Calibration:
     kept: list = field(default_factory=list)          # the names of those kept
     families: dict = field(default_factory=dict)      # stage -> (family of days, of days_lost)
     evidence: dict = field(default_factory=dict)      # the in-history walk-forward behind the choice
+    fiscal_year_start: int | None = None              # month 1-12 the company's quarters count from
 
 
 @dataclass

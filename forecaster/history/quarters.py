@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts
+from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, month_of_quarter, monthly_counts, period_end, period_start
 from forecaster.history.parts import Calibration
 from forecaster.history.readers import Deal, won_dates
 
@@ -30,25 +30,26 @@ def wins_steady_from(deals: list[Deal], as_of: date) -> date | None:
     return min(entries) + timedelta(days=int(np.percentile(spans, 80)))
 
 
-def whole_quarters(wins: list, as_of: date, since: date | None = None) -> list[tuple[date, date]]:
-    """(first, last day) of the whole quarters from the first win's on (a quarter the first
-    win falls inside of is cut by the history, so it is left out), and starting on or after
-    ``since`` when given (:func:`wins_steady_from`: quarters of a ramp-up are not the team's
-    pattern), ending by ``as_of``; the latest :data:`CLOSING_QUARTERS`."""
+def whole_quarters(wins: list, as_of: date, since: date | None = None,
+                   fiscal_year_start: int = 1) -> list[tuple[date, date]]:
+    """(first, last day) of the whole quarters (of the fiscal year starting in month
+    ``fiscal_year_start``) from the first win's on (a quarter the first win falls inside of
+    is cut by the history, so it is left out), and starting on or after ``since`` when given
+    (:func:`wins_steady_from`: quarters of a ramp-up are not the team's pattern), ending by
+    ``as_of``; the latest :data:`CLOSING_QUARTERS`."""
     if not wins:
         return []
     quarters = []
     start = max(wins[0], since) if since is not None else wins[0]
-    y, q = start.year, (start.month - 1) // 3
-    if start != date(y, 3 * q + 1, 1):
-        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+    first = period_start(start, "quarter", fiscal_year_start)
+    if first != start:
+        first = period_end(start, "quarter", fiscal_year_start) + timedelta(days=1)
     while True:
-        first = date(y, 3 * q + 1, 1)
-        last = (date(y + 1, 1, 1) if q == 3 else date(y, 3 * q + 4, 1)) - timedelta(days=1)
+        last = period_end(first, "quarter", fiscal_year_start)
         if last > as_of:
             break
         quarters.append((first, last))
-        y, q = (y + 1, 0) if q == 3 else (y, q + 1)
+        first = last + timedelta(days=1)
     return quarters[-CLOSING_QUARTERS:]
 
 
@@ -58,8 +59,9 @@ def quarter_months(wins: list[date], quarters: list[tuple[date, date]]) -> tuple
     counts, days = np.zeros((len(quarters), 3)), np.zeros((len(quarters), 3))
     for i, (first, _) in enumerate(quarters):
         for k in range(3):
-            counts[i, k] = by_month[(first.year, first.month + k)]
-            days[i, k] = days_in_month(date(first.year, first.month + k, 1))
+            y, m = first.year + (first.month + k - 1) // 12, (first.month + k - 1) % 12 + 1
+            counts[i, k] = by_month[(y, m)]
+            days[i, k] = days_in_month(date(y, m, 1))
     return counts, days
 
 
@@ -80,7 +82,7 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     whole quarter.
     """
     wins = won_dates(deals, as_of)
-    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
+    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of), cal.fiscal_year_start or 1)
     if not quarters:
         cal.notes.append("capacity: no whole quarter of wins yet: not fitted")
         return None
@@ -166,7 +168,8 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
     bunching.
     """
     wins = won_dates(deals, as_of)
-    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of))
+    fy = cal.fiscal_year_start or 1
+    quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of), fy)
     if len(quarters) < 2:
         cal.notes.append("closing: fewer than two whole quarters of wins: quarter-end bunching not measured")
         return None
@@ -175,7 +178,7 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
     by_day_before_end = np.zeros(31)
     for first, last in quarters:
         for won in wins:
-            if (won.month - 1) % 3 == 2 and first <= won <= last:
+            if month_of_quarter(won.month, fy) == 3 and first <= won <= last:
                 by_day_before_end[min((last - won).days, 30)] += 1
     total = counts.sum()
     if total < 60:
@@ -202,7 +205,8 @@ def quarter_end_closing(deals: list[Deal], as_of: date, cal: Calibration, gate: 
     return {"slip": slip, "window_days": best[1]}
 
 
-def unslipped_factor(days: dict, closing: dict, entries: list, draws: int = 20000) -> float:
+def unslipped_factor(days: dict, closing: dict, entries: list, fiscal_year_start: int = 1,
+                     draws: int = 20000) -> float:
     """The factor on a fitted time to win that, once slipped by ``closing``, gives back the
     fitted time's median: the times were fitted from wins that had already slipped, so
     applying the slips to them again would push the forecast's wins late twice.
@@ -235,8 +239,8 @@ def unslipped_factor(days: dict, closing: dict, entries: list, draws: int = 2000
     def slipped_median(f: float) -> float:
         due = start + f * base
         dates = [date.fromordinal(int(x)) for x in due]
-        month = np.array([(d.month - 1) % 3 + 1 for d in dates])
-        q_end = np.array([date(d.year + (d.month > 9), (3 * ((d.month - 1) // 3) + 3) % 12 + 1, 1).toordinal()
+        month = np.array([month_of_quarter(d.month, fiscal_year_start) for d in dates])
+        q_end = np.array([period_end(d, "quarter", fiscal_year_start).toordinal() + 1
                           for d in dates], dtype=float)  # the day after the quarter's last
         moves = u < slip[month]
         lo = np.maximum(due, q_end - window)
