@@ -8,7 +8,14 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, month_of_quarter, monthly_counts, period_end, period_start
+from forecaster.calendar import (
+    AVG_MONTH_DAYS,
+    days_in_month,
+    month_of_quarter,
+    monthly_counts,
+    period_end,
+    period_start,
+)
 from forecaster.history.parts import Calibration
 from forecaster.history.readers import Deal, won_dates
 
