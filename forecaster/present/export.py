@@ -34,6 +34,7 @@ later are exported too.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
@@ -613,9 +614,58 @@ def _cell_value(value: Any, col: Column) -> Any:
 
 
 def write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) -> None:
-    """The workbook: an About sheet, then one sheet per table (openpyxl, write-only mode)."""
-    from openpyxl import Workbook  # type: ignore[import-untyped]
-    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
+    """The workbook: an About sheet, then one sheet per table (openpyxl, write-only mode).
+
+    Numbers are written exactly (openpyxl's own writer keeps 16 significant digits, which
+    do not always give the same double back) and openpyxl's temporary files go beside
+    ``path``, under names that a later run sweeps if this one is killed, never into the
+    system's temporary folder (:func:`_openpyxl_beside`).
+    """
+    with _openpyxl_beside(Path(path).parent):
+        _write_xlsx(tables, path, about_rows)
+
+
+@contextlib.contextmanager
+def _openpyxl_beside(folder: Path):
+    """Within: openpyxl's temporary files in ``folder`` (``.openpyxl.<pid>.<hex>.tmp``) and its
+    numbers in Python's shortest round-trip form."""
+    import openpyxl.cell._writer as cell_writer  # type: ignore[import-untyped]
+    import openpyxl.worksheet._writer as sheet_writer  # type: ignore[import-untyped]
+
+    from forecaster.results.files import _temp_name
+
+    made: list[Path] = []
+
+    def temporary(suffix=""):
+        tmp = _temp_name(folder, "openpyxl")
+        tmp.touch(mode=0o600, exist_ok=False)
+        made.append(tmp)
+        sheet_writer.ALL_TEMP_FILES.append(os.fspath(tmp))  # as openpyxl's own: its cleanup removes it there
+        return os.fspath(tmp)
+
+    real_string = cell_writer.safe_string
+
+    def exact(value):
+        if isinstance(value, float) and math.isfinite(value):
+            return repr(value)
+        return real_string(value)
+
+    saved = sheet_writer.create_temporary_file, cell_writer.safe_string
+    sheet_writer.create_temporary_file, cell_writer.safe_string = temporary, exact
+    try:
+        yield
+    finally:
+        sheet_writer.create_temporary_file, cell_writer.safe_string = saved
+        for tmp in made:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            with contextlib.suppress(ValueError):
+                sheet_writer.ALL_TEMP_FILES.remove(os.fspath(tmp))
+
+
+def _write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
     from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
