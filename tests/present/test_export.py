@@ -444,3 +444,18 @@ def test_a_killed_runs_hidden_folder_is_swept_once_its_process_is_gone(tmp_path)
         (d / "forecast.nc").write_bytes(b"x")
     assert export.sweep_stale_run_folders(tmp_path) == [dead]
     assert not dead.exists() and alive.exists() and mine.exists()
+
+
+def test_the_workbook_uses_no_system_temporary_file(tmp_path, monkeypatch, saas):
+    """openpyxl's temporaries go beside the workbook, not into the system's temporary folder."""
+    import openpyxl.worksheet._writer as sheet_writer
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a temporary file outside --out")
+
+    monkeypatch.setattr(sheet_writer, "NamedTemporaryFile", refused)
+    tables = run_tables(saas[1])
+    export.write_xlsx(tables, tmp_path / "f.xlsx", export.about("run", saas[1], tables, "USD", []))
+    assert [p.name for p in tmp_path.iterdir()] == ["f.xlsx"]
+    assert openpyxl.load_workbook(tmp_path / "f.xlsx")["periods"]["B2"].value == \
+        saas[1]["metrics"]["revenue"]["by_period"][0]["mean"]
