@@ -195,7 +195,8 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
         period)`` (variant - base; zero for the base) for revenue, won_deals and, when
         every scenario has a plan, commission; when every scenario has customers, for the
         after-sale outputs too (a stock's difference per period is that of its level).
-        ``scenario`` lists the base first.
+        ``scenario`` lists the base first. A metric the base has a target for carries it in the
+        attribute ``target``: each scenario's P(target) is read against the base's threshold.
     """
     import xarray as xr
 
@@ -229,6 +230,9 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
         ds0[f"{m}_difference"].attrs["units"] = unit
         if m in AFTER_SALE_VARIABLES:
             ds0[m].attrs["kind"] = ds0[f"{m}_difference"].attrs["kind"] = AFTER_SALE_VARIABLES[m][0]
+    for m, threshold in base.targets.items():  # the base's targets: what every scenario is held to
+        if m in ds0:
+            ds0[m].attrs["target"] = float(threshold)
     return ds0
 
 
@@ -240,14 +244,30 @@ def _unit(metric: str, currency: str) -> str:
     return currency if unit == "currency" else unit
 
 
+def target_stats(base: np.ndarray, variant: np.ndarray, threshold: float) -> dict:
+    """How much more often ``variant``'s per-trial totals reach ``threshold`` than ``base``'s,
+    paired trial by trial: the mean of 1[variant ≥ threshold] − 1[base ≥ threshold] (the
+    difference of the two P(target)) with its 95% interval (``mean_ci_low``/``mean_ci_high``)."""
+    d = (variant >= threshold).astype(float) - (base >= threshold).astype(float)
+    n = d.size
+    mean = float(d.mean())
+    half = Z975 * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    out = {"mean": mean, "mean_ci_low": mean - half, "mean_ci_high": mean + half}
+    return {k: (v if math.isfinite(v) else None) for k, v in out.items()}
+
+
 def compare_summary(ds) -> dict:
     """The contents of ``compare.json``: each scenario's summary and each variant's paired
     differences from the base, per metric, in total and by period (a stock's total: its
-    level at the end of the horizon)."""
+    level at the end of the horizon); each metric's unit (``units``); and for each metric the
+    base has a target for (``targets``), the threshold, every scenario's probability of
+    reaching it over the horizon and each variant's paired difference from the base's
+    (:func:`target_stats`)."""
     names = [str(s) for s in ds["scenario"].values]
     labels = [str(np.datetime_as_string(p, unit="D")) for p in ds["period"].values]
     metrics = [m for m in METRICS if m in ds]
     out = {"base": ds.attrs["base"], "seed": ds.attrs["seed"], "trials": int(ds.attrs["trials"]),
+           "units": {m: str(ds[m].attrs.get("units", "")) for m in metrics},
            "scenarios": {}, "differences": {}}
     for i, name in enumerate(names):
         item = {}
@@ -264,5 +284,16 @@ def compare_summary(ds) -> dict:
                        "by_period": [{"period": p, **difference_stats(b[:, k], v[:, k])}
                                      for k, p in enumerate(labels)]}
         out["differences"][name] = item
+    targets = {}
+    for m in metrics:
+        if "target" in ds[m].attrs:
+            threshold = float(ds[m].attrs["target"])
+            totals = [horizon_total(m, ds[m].values[i]) for i in range(len(names))]
+            targets[m] = {"threshold": threshold,
+                          "probability": {name: float(np.mean(t >= threshold)) for name, t in zip(names, totals)},
+                          "difference": {name: target_stats(totals[0], totals[i], threshold)
+                                         for i, name in enumerate(names) if i > 0}}
+    if targets:
+        out["targets"] = targets
     return out
 

@@ -293,6 +293,32 @@ def print_comparison(summary: dict, currency: str | None, console: Console | Non
                           f"{d['probability_higher']:.0%}",
                           "±" + fmt(d["unpaired_ci_half_width"]) if d["unpaired_ci_half_width"] is not None else "-")
         console.print(table)
+    if summary.get("targets"):
+        console.print(_targets_table(summary, currency))
+
+
+def _points(x: float | None) -> str:
+    """A change of probability in percentage points: +32.7 pp."""
+    return "-" if x is None else f"{x * 100:+.1f} pp"
+
+
+def _targets_table(summary: dict, currency: str | None) -> Table:
+    """Each scenario's probability of reaching each of the base's targets over the horizon, and
+    each variant's change from the base's (paired, with its 95% interval)."""
+    table = Table(title=as_text(f"Targets of {summary['base']}: P(reaching each over the horizon)"),
+                  title_justify="left", show_edge=False, pad_edge=False)
+    _add_columns(table, ("target", "left"), ("scenario", "left"), ("P(reach)", "right"),
+                 ("change from base (95% CI)", "right"))
+    for metric, t in summary["targets"].items():
+        unit = "" if metric == "won_deals" or metric.endswith("_customers") else f" {printable(currency)}" if currency else ""
+        what = as_text(f"{metric} ≥ {_money(t['threshold'])}{unit}")
+        for name, p in t["probability"].items():
+            d = t["difference"].get(name)
+            change = "base" if name == summary["base"] else "-" if d is None else (
+                f"{_points(d['mean'])} ({_points(d['mean_ci_low'])} to {_points(d['mean_ci_high'])})")
+            table.add_row(what, as_text(name), f"{p:.1%}", change)
+            what = Text("")
+    return table
 
 
 def print_sensitivity(summary: dict, console: Console | None = None) -> None:
