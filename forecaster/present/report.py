@@ -80,103 +80,451 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
             step *= m
             break
     start = math.ceil(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+    return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
-def _axis_y(y, ticks, fmt=compact) -> str:
-    return "".join(f'<line x1="{PAD}" x2="{W - 10}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>'
-                   f'<text x="{PAD - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>' for t in ticks)
+# --- the chart kit: text sizes, axes, legends ------------------------------------------------------
+
+FONT = 11
+"""The size [px] of every chart's text (the page's CSS: ``svg text{font-size:11px}``)."""
+_NARROW = frozenset("iljI.,:;'!|ftr ()[]-/")
 
 
-def fan_chart(labels: list[str], q: np.ndarray, title: str) -> str:
-    """Bands P10–P90 and P25–P75 and the median per period; ``q`` shape (5, periods)."""
+def text_width(text: str, size: float = FONT) -> float:
+    """A generous estimate of the width [px] of ``text`` at ``size`` px in a sans-serif font
+    (DejaVu Sans, the widest common one; system UI fonts are narrower): what the charts leave
+    for a label so that labels never overlap or leave the picture."""
+    em = 0.0
+    for ch in text:
+        em += (0.40 if ch in _NARROW else 0.64 if ch.isdigit() else 1.0 if ch in "mwMW%" else
+               0.76 if ch.isupper() else 0.63 if ch.islower() else 0.9)
+    return em * size
+
+
+def _fit(text: str, width: float) -> str:
+    """``text`` cut with an ellipsis to at most ``width`` px (the whole name stays in a tooltip)."""
+    if text_width(text) <= width:
+        return text
+    while text and text_width(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def tick_labels(ticks: list[float], kind: str = "number") -> list[str]:
+    """Labels of axis ticks, each different from its neighbours, with as few decimals as that
+    takes: 0, 500k, 1.0M, 1.5M; ``kind`` "share" writes percentages (0.25: 25%)."""
+    big = max([abs(t) for t in ticks] + [0.0])
+    if kind == "share":
+        div, suffix = 0.01, "%"
+    else:
+        div, suffix = (1e6, "M") if big >= 1e6 else (1e3, "k") if big >= 1e3 else (1.0, "")
+    scaled = [t / div for t in ticks]
+    d = next((d for d in range(4) if all(abs(round(v, d) - v) <= 1e-6 * max(abs(v), 1.0) for v in scaled)), 3)
+    zero = "0%" if kind == "share" else "0"
+    labels = [zero if abs(t) <= 1e-9 * max(big, 1e-300) else f"{v:.{d}f}{suffix}" for t, v in zip(ticks, scaled)]
+    return [label.replace("-", "−", 1) if label.startswith("-") else label for label in labels]
+
+
+def _svg(css: str, title: str, w: float, h: float) -> str:
+    """A chart's opening tag: classes ``chart`` and ``css``, its title for screen readers and as a tooltip."""
+    return (f'<svg class="chart {esc(css)}" role="img" aria-label="{esc(title)}" viewBox="0 0 {w:.0f} {h:.0f}" '
+            f'width="{w:.0f}" height="{h:.0f}"><title>{esc(title)}</title>')
+
+
+_NICE_STEPS = {"day": (1, 2, 7, 14, 28, 91, 182, 364), "week": (1, 2, 4, 13, 26, 52),
+               "month": (1, 2, 3, 6, 12, 24), "quarter": (1, 2, 4, 8)}
+"""Steps between the period labels shown, by ``report_by``: a week every 4 or 13, a month every 3, 6 or 12."""
+
+
+def _thin(xs: list[float], labels: list[str], gap: float = 10.0, steps: tuple[int, ...] = ()) -> list[int]:
+    """Which of the labels centred at ``xs`` (increasing, evenly spaced) to show: every k-th
+    from the first, k the smallest of ``steps`` (else of all) that keeps ``gap`` px between
+    neighbouring labels."""
+    n = len(xs)
+    for every in [k for k in steps if k < n] + list(range(1, n + 1)):
+        keep = list(range(0, n, every))
+        if all(xs[b] - xs[a] >= (text_width(labels[a]) + text_width(labels[b])) / 2 + gap
+               for a, b in zip(keep, keep[1:])):
+            return keep
+    return [0]
+
+
+def _category_x(labels: list[str], left: float, right: float):
+    """x of the i-th of ``labels`` evenly spread over [left, right], inset by half the widest
+    label so that the first and last stay inside the chart; one label sits in the middle."""
     n = len(labels)
-    x = _scale(0, max(n - 1, 1), PAD + 20, W - 50)
-    lo, hi = 0.0, float(q.max()) * 1.05 or 1.0
-    y = _scale(lo, hi, H - 30, 20)
+    if n <= 1:
+        return lambda i: (left + right) / 2
+    inset = min(max(text_width(lab) for lab in labels) / 2 + 4, (right - left) / 4)
+    return _scale(0, n - 1, left + inset, right - inset)
 
-    def band(a, b):
-        pts = [f"{x(i):.1f},{y(q[a, i]):.1f}" for i in range(n)] + [f"{x(i):.1f},{y(q[b, i]):.1f}" for i in reversed(range(n))]
-        return " ".join(pts)
 
-    out = [f'<svg class="chart fan" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}">',
-           _axis_y(y, _ticks(lo, hi)),
-           f'<polygon points="{band(0, 4)}" fill="#c6dbef"/><polygon points="{band(1, 3)}" fill="#6baed6"/>',
-           '<polyline fill="none" stroke="#08306b" stroke-width="2" points="'
-           + " ".join(f"{x(i):.1f},{y(q[2, i]):.1f}" for i in range(n)) + '"/>']
-    every = max(1, n // 12)
-    out += [f'<text x="{x(i):.1f}" y="{H - 10}" text-anchor="middle">{esc(labels[i])}</text>' for i in range(0, n, every)]
+def _x_labels(xs: list[float], labels: list[str], y: float, steps: tuple[int, ...] = ()) -> str:
+    """Tick labels under an x axis at ``xs``, thinned so that none overlap (see :func:`_thin`)."""
+    return "".join(f'<text class="tick x" x="{xs[i]:.1f}" y="{y:.1f}" text-anchor="middle">{esc(labels[i])}</text>'
+                   for i in _thin(xs, labels, steps=steps))
+
+
+def _x_numeric(x, ticks: list[float], y: float, kind: str = "number") -> str:
+    """Numeric tick labels under an x axis (thinned if they would overlap)."""
+    return _x_labels([x(t) for t in ticks], tick_labels(ticks, kind), y)
+
+
+def _y_grid(y, ticks: list[float], left: float, right: float, kind: str = "number") -> str:
+    """Horizontal grid lines with their tick labels left of ``left``."""
+    return "".join(f'<line x1="{left:.1f}" x2="{right:.1f}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#eee"/>'
+                   f'<text class="tick y" x="{left - 6:.1f}" y="{y(t) + 4:.1f}" text-anchor="end">{esc(label)}</text>'
+                   for t, label in zip(ticks, tick_labels(ticks, kind)))
+
+
+def _x_grid(x, ticks: list[float], top: float, bottom: float) -> str:
+    return "".join(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top:.1f}" y2="{bottom:.1f}" stroke="#eee"/>'
+                   for t in ticks)
+
+
+def _x_title(text: str, left: float, right: float, y: float) -> str:
+    return f'<text class="axis-title x" x="{(left + right) / 2:.1f}" y="{y:.1f}" text-anchor="middle">{esc(text)}</text>'
+
+
+def _y_title(text: str, top: float, bottom: float, x: float = 13) -> str:
+    return (f'<text class="axis-title y" transform="rotate(-90)" x="{-(top + bottom) / 2:.1f}" y="{x:.1f}" '
+            f'text-anchor="middle">{esc(text)}</text>')
+
+
+def _series(label: str) -> str:
+    """The attribute that ties a drawn series to its legend entry."""
+    return f'data-series="{esc(label)}"'
+
+
+_LEGEND_GAP, _LEGEND_ROW = 18.0, 16.0
+
+
+def _legend_places(items: list[tuple[str, str]], x0: float, y0: float, right: float) -> list[tuple[float, float]]:
+    out, xx, yy = [], x0, y0
+    for _, label in items:
+        width = 20 + text_width(label)
+        if xx > x0 and xx + width > right:
+            xx, yy = x0, yy + _LEGEND_ROW
+        out.append((xx, yy))
+        xx += width + _LEGEND_GAP
+    return out
+
+
+def legend_height(items: list[tuple[str, str]], x0: float, right: float = W - 10) -> float:
+    """The height [px] ``items``' legend takes (rows of 16 px: it wraps at ``right``)."""
+    places = _legend_places(items, x0, 0.0, right)
+    return (places[-1][1] if places else 0.0) + _LEGEND_ROW
+
+
+def _legend(items: list[tuple[str, str]], x0: float, y0: float, right: float = W - 10) -> str:
+    """A legend from (x0, y0) (the first row's baseline), wrapping at ``right``: per item, an
+    SVG swatch (drawn with its top-left corner at the origin, 16 × 10 px) and its label; each
+    item names its series (``data-series``) as the series' own elements do."""
+    out = []
+    for (swatch, label), (xx, yy) in zip(items, _legend_places(items, x0, y0, right)):
+        out.append(f'<g class="legend-item" {_series(label)}><g transform="translate({xx:.1f},{yy - 9:.1f})">'
+                   f'{swatch}</g><text x="{xx + 20:.1f}" y="{yy:.1f}">{esc(label)}</text></g>')
+    return '<g class="legend">' + "".join(out) + "</g>"
+
+
+def _box(colour: str, opacity: float = 1.0) -> str:
+    return f'<rect y="1" width="16" height="10" fill="{colour}" fill-opacity="{opacity}"/>'
+
+
+def _tick_swatch(colour: str) -> str:
+    return f'<rect x="7" y="-1" width="3" height="14" fill="{colour}"/>'
+
+
+def _line_swatch(colour: str, dash: str = "") -> str:
+    dashes = f' stroke-dasharray="{dash}"' if dash else ""
+    return f'<line x1="0" x2="16" y1="6" y2="6" stroke="{colour}" stroke-width="2"{dashes}/>'
+
+
+def data_span(lo: float, hi: float, zero_near: float = 0.5) -> tuple[float, float]:
+    """An axis's ends for data from ``lo`` to ``hi``: the data with a 5% margin, reaching to 0
+    when 0 lies within ``zero_near`` of the data's span beyond it (else 0 is off the axis, and
+    the chart says so)."""
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    if 0 < lo <= zero_near * span:
+        lo = 0.0
+    if -zero_near * span <= hi < 0:
+        hi = 0.0
+    pad = 0.05 * (hi - lo if hi > lo else span)
+    return (lo if lo == 0 else lo - pad), (hi if hi == 0 else hi + pad)
+
+
+def _zero_off(lo: float, hi: float) -> bool:
+    return lo > 0 or hi < 0
+
+
+def _zero_note(lo: float, hi: float, left: float, right: float, y: float) -> str:
+    """When 0 is off an x axis from lo to hi: a note (on its own line, at ``y``) at the side
+    where 0 lies."""
+    if lo > 0:
+        return f'<text class="zero-note" x="{left:.1f}" y="{y:.1f}" fill="#666">← 0 is off the axis, to the left</text>'
+    if hi < 0:
+        return (f'<text class="zero-note" x="{right:.1f}" y="{y:.1f}" text-anchor="end" fill="#666">0 is off the axis, '
+                "to the right →</text>")
+    return ""
+
+
+# --- the charts ----------------------------------------------------------------------------------
+
+def fan_chart(labels: list[str], q: np.ndarray, title: str, x_title: str = "", y_title: str = "",
+              report_by: str = "") -> str:
+    """Per period, bands P10–P90 and P25–P75 and the median line; ``q`` shape (5, periods):
+    P10, P25, P50, P75, P90. ``labels``: the periods' names, thinned on the axis so none
+    overlap, at steps that suit ``report_by`` (every 3rd month, every 4th week...)."""
+    n = len(labels)
+    legend = [(_box("#c6dbef"), "P10–P90 (8 in 10 trials)"), (_box("#6baed6"), "P25–P75 (half the trials)"),
+              (_line_swatch("#08306b"), "P50 (median)")]
+    h, left, right = H + 40, PAD + 14, W - 16
+    top, bottom = 22 + legend_height(legend, left), H - 6
+    x = _category_x(labels, left, right)
+    lo, hi = min(0.0, float(q.min())), float(q.max()) * 1.05
+    hi = hi if hi > lo else lo + 1.0
+    y = _scale(lo, hi, bottom, top)
+    ticks = _ticks(lo, hi)
+    out = [_svg("fan", title, W, h), _y_grid(y, ticks, left, right)]
+    if n > 1:
+        for (a, b), colour, label in (((0, 4), "#c6dbef", legend[0][1]), ((1, 3), "#6baed6", legend[1][1])):
+            pts = ([f"{x(i):.1f},{y(q[a, i]):.1f}" for i in range(n)]
+                   + [f"{x(i):.1f},{y(q[b, i]):.1f}" for i in reversed(range(n))])
+            out.append(f'<polygon {_series(label)} points="{" ".join(pts)}" fill="{colour}"/>')
+        out.append(f'<polyline {_series(legend[2][1])} fill="none" stroke="#08306b" stroke-width="2" points="'
+                   + " ".join(f"{x(i):.1f},{y(q[2, i]):.1f}" for i in range(n)) + '"/>')
+    elif n == 1:  # one period: the bands are bars, the median a tick
+        cx = x(0)
+        for (a, b), colour, label, half in (((0, 4), "#c6dbef", legend[0][1], 22), ((1, 3), "#6baed6", legend[1][1], 22)):
+            out.append(f'<rect {_series(label)} x="{cx - half:.1f}" y="{y(q[b, 0]):.1f}" width="{2 * half}" '
+                       f'height="{max(y(q[a, 0]) - y(q[b, 0]), 0.5):.1f}" fill="{colour}"/>')
+        out.append(f'<line {_series(legend[2][1])} x1="{cx - 26:.1f}" x2="{cx + 26:.1f}" y1="{y(q[2, 0]):.1f}" '
+                   f'y2="{y(q[2, 0]):.1f}" stroke="#08306b" stroke-width="2"/>')
+    out.append(f'<line x1="{left}" x2="{right}" y1="{y(lo):.1f}" y2="{y(lo):.1f}" stroke="#999"/>')
+    shown = _thin([x(i) for i in range(n)], labels, steps=_NICE_STEPS.get(report_by, ()))
+    out += [f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{bottom:.1f}" y2="{bottom + 4:.1f}" stroke="#999"/>'
+            for i in (range(n) if n <= 60 else shown)]  # a tick per period, unless they would form a comb
+    out += [f'<text class="tick x" x="{x(i):.1f}" y="{bottom + 17:.1f}" text-anchor="middle">{esc(labels[i])}</text>'
+            for i in shown]
+    out.append(_x_title(x_title, left, right, h - 8) + _y_title(y_title, top, bottom))
+    out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
 
-def histogram(values: np.ndarray, marks: dict, title: str) -> str:
-    """A histogram of ``values`` with vertical lines at ``marks`` (label -> value)."""
+def histogram(values: np.ndarray, marks: list[tuple[str, float]], title: str, x_title: str = "") -> str:
+    """The share of trials in each of 40 bins of ``values`` (the y axis, "share of trials"),
+    with a dashed vertical line at each mark: (legend label, value)."""
+    values = np.asarray(values, dtype=float)
     lo, hi = float(values.min()), float(values.max())
-    lo, hi = min([lo, *marks.values()]), max([hi, *marks.values()])
+    lo, hi = min([lo, *(v for _, v in marks)]), max([hi, *(v for _, v in marks)])
     counts, edges = np.histogram(values, bins=40, range=(lo, hi if hi > lo else lo + 1))
-    x = _scale(edges[0], edges[-1], PAD, W - 10)
-    y = _scale(0, counts.max() or 1, H - 30, 20)
-    out = [f'<svg class="chart histogram" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {H}" width="{W}" height="{H}">']
-    out += [f'<rect x="{x(edges[i]):.1f}" y="{y(c):.1f}" width="{max(x(edges[i + 1]) - x(edges[i]) - 1, 0.5):.1f}" '
-            f'height="{H - 30 - y(c):.1f}" fill="#6baed6"/>' for i, c in enumerate(counts)]
-    out += [f'<text x="{x(t):.1f}" y="{H - 10}" text-anchor="middle">{esc(compact(t))}</text>'
-            for t in _ticks(edges[0], edges[-1], 6)]
-    for label, v in marks.items():
-        out.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="15" y2="{H - 30}" stroke="#d62728" stroke-width="2"/>'
-                   f'<text x="{x(v) + 4:.1f}" y="28" fill="#d62728">{esc(label)}</text>')
+    shares = counts / max(values.size, 1)
+    legend = [(_box("#6baed6"), "share of trials in each bin")]
+    legend += [(_line_swatch("#d62728", "6 3"), label) for label, _ in marks]
+    h, left, right = H + 40, PAD + 14, W - 16
+    top, bottom = 22 + legend_height(legend, left), H - 6
+    x = _scale(edges[0], edges[-1], left, right)
+    peak = float(shares.max()) * 1.1 or 1.0
+    y = _scale(0.0, peak, bottom, top)
+    out = [_svg("histogram", title, W, h), _y_grid(y, _ticks(0.0, peak), left, right, "share")]
+    out += [f'<rect {_series(legend[0][1])} x="{x(edges[i]):.1f}" y="{y(s):.1f}" '
+            f'width="{max(x(edges[i + 1]) - x(edges[i]) - 1, 0.5):.1f}" height="{bottom - y(s):.1f}" fill="#6baed6">'
+            f"<title>{esc(money(edges[i]))} – {esc(money(edges[i + 1]))}: {s:.1%} of trials</title></rect>"
+            for i, s in enumerate(shares)]
+    for label, v in marks:
+        out.append(f'<line {_series(label)} x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
+                   f'stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>')
+    out.append(f'<line x1="{left}" x2="{right}" y1="{bottom:.1f}" y2="{bottom:.1f}" stroke="#999"/>')
+    out.append(_x_numeric(x, _ticks(edges[0], edges[-1], 8), bottom + 17))
+    out.append(_x_title(x_title, left, right, h - 8) + _y_title("share of trials", top, bottom))
+    out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
 
-def bars(rows: list[tuple[str, float]], title: str, fmt=money) -> str:
-    """Horizontal bars, one per (label, value)."""
-    h = 22 * len(rows) + 20
-    top = max([v for _, v in rows] + [1e-9])
-    x = _scale(0, top, 200, W - 80)
-    out = [f'<svg class="chart bars" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
-    for i, (label, v) in enumerate(rows):
-        yy = 10 + 22 * i
-        out.append(f'<text x="195" y="{yy + 14}" text-anchor="end">{esc(label)}</text>'
-                   f'<rect x="200" y="{yy}" width="{max(x(v) - 200, 0):.1f}" height="16" fill="#6baed6"/>'
-                   f'<text x="{x(v) + 4:.1f}" y="{yy + 13}">{esc(fmt(v))}</text>')
+def _label_column(labels: list[str]) -> float:
+    """The width [px] of the column of row labels left of a bar chart: the widest label, at most 40% of the chart."""
+    return min(max([text_width(lab) for lab in labels] + [40.0]) + 14, 0.4 * W)
+
+
+def _row_label(label: str, x: float, y: float, width: float) -> str:
+    shown = _fit(label, width - 14)
+    tip = f"<title>{esc(label)}</title>" if shown != label else ""
+    return f'<text class="row-label" x="{x:.1f}" y="{y:.1f}" text-anchor="end">{tip}{esc(shown)}</text>'
+
+
+def bars(rows: list[tuple], title: str, fmt=money, x_title: str = "", kinds: dict | None = None,
+         css: str = "bars", kind: str = "number") -> str:
+    """Horizontal bars from 0, one per (label, value) or (label, value, series); ``kinds``
+    maps each series to its colour (a legend when there are several), ``fmt`` writes the value
+    after each bar and ``kind`` the axis's ticks ("share": percentages)."""
+    kinds = kinds or {"": "#6baed6"}
+    first = next(iter(kinds))
+    legend = [(_box(colour), name) for name, colour in kinds.items()] if len(kinds) > 1 else []
+    column = _label_column([r[0] for r in rows])
+    left, right = column + 6, W - 70
+    top = (8 + legend_height(legend, left)) if legend else 8
+    h = top + 22 * len(rows) + 44
+    bottom = top + 22 * len(rows)
+    peak = max([float(r[1]) for r in rows] + [1e-9])
+    ticks = _ticks(0.0, peak, 8)
+    x = _scale(0.0, max(peak, ticks[-1]), left, right)
+    out = [_svg(css, title, W, h), _x_grid(x, ticks, top - 4, bottom)]
+    for i, row in enumerate(rows):
+        label, v = row[0], float(row[1])
+        name = row[2] if len(row) > 2 else first
+        yy = top + 22 * i
+        out.append(_row_label(label, column, yy + 13, column)
+                   + f'<rect {_series(name)} x="{left:.1f}" y="{yy}" width="{max(x(v) - left, 0):.1f}" height="16" '
+                     f'fill="{kinds[name]}"/><text x="{x(v) + 4:.1f}" y="{yy + 13}">{esc(fmt(v))}</text>')
+    out.append(f'<line x1="{left:.1f}" x2="{left:.1f}" y1="{top - 4:.1f}" y2="{bottom:.1f}" stroke="#999"/>')
+    out.append(_x_numeric(x, ticks, bottom + 14, kind) + _x_title(x_title, left, right, h - 8))
+    if legend:
+        out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
 
-def ranges(rows: list[tuple[str, float, float, float]], title: str) -> str:
-    """P10–P90 range bars with the P50 marked, one per (label, p10, p50, p90)."""
-    h = 22 * len(rows) + 20
-    top = max([r[3] for r in rows] + [1e-9])
-    x = _scale(0, top, 200, W - 80)
-    out = [f'<svg class="chart ranges" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">']
+def ranges(rows: list[tuple[str, float, float, float]], title: str, x_title: str = "",
+           marks: list[tuple[str, float]] | None = None, zero: bool = True, css: str = "ranges") -> str:
+    """P10–P90 range bars with the P50 marked, one per (label, p10, p50, p90), and a dashed line
+    at each mark (legend label, value). The axis starts at 0 when ``zero``, else it spans the
+    data (see :func:`data_span`): ranges are not bars from 0, so an axis without 0 misleads no one."""
+    marks = marks or []
+    legend = [(_box("#9ecae1"), "P10–P90"), (_tick_swatch("#08306b"), "P50")]
+    legend += [(_line_swatch("#d62728", "6 3"), label) for label, _ in marks]
+    column = _label_column([r[0] for r in rows])
+    left, right = column + 6, W - 14 - max(text_width(f"P50 {money(r[2])}") for r in rows)
+    top = 8 + legend_height(legend, left)
+    bottom = top + 22 * len(rows)
+    values = [v for r in rows for v in r[1:]] + [v for _, v in marks]
+    lo, hi = (0.0, max(values + [1e-9]) * 1.05) if zero else data_span(min(values), max(values))
+    h = bottom + 44
+    ticks = [t for t in _ticks(lo, hi, 8) if lo <= t <= hi]
+    x = _scale(lo, hi, left, right)
+    out = [_svg(css, title, W, h), _x_grid(x, ticks, top - 4, bottom)]
     for i, (label, p10, p50, p90) in enumerate(rows):
-        yy = 10 + 22 * i
-        out.append(f'<text x="195" y="{yy + 14}" text-anchor="end">{esc(label)}</text>'
-                   f'<rect x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" height="10" fill="#9ecae1"/>'
-                   f'<rect x="{x(p50) - 1.5:.1f}" y="{yy}" width="3" height="16" fill="#08306b"/>'
-                   f'<text x="{x(p90) + 4:.1f}" y="{yy + 13}">{esc(money(p50))}</text>')
+        yy = top + 22 * i
+        out.append(_row_label(label, column, yy + 13, column)
+                   + f'<rect {_series("P10–P90")} x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" '
+                     f'height="10" fill="#9ecae1"><title>{esc(label)}: P10 {esc(money(p10))}, P50 {esc(money(p50))}, '
+                     f'P90 {esc(money(p90))}</title></rect>'
+                   + f'<rect {_series("P50")} x="{x(p50) - 1.5:.1f}" y="{yy}" width="3" height="16" fill="#08306b"/>'
+                   + f'<text x="{x(p90) + 4:.1f}" y="{yy + 13}">P50 {esc(money(p50))}</text>')
+    for label, v in marks:
+        out.append(f'<line {_series(label)} x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4:.1f}" y2="{bottom:.1f}" '
+                   f'stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>')
+    out.append(_x_numeric(x, ticks, bottom + 14) + _x_title(x_title, left, right, bottom + 36))
+    out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
 
-def signed_bars(rows: list[tuple[str, float, float]], title: str, interval: bool = False) -> str:
-    """Around a zero line, one row per (label, a, b): two bars from zero (a tornado: the
-    effects of -step and +step), or with ``interval`` one bar from a to b (P10 to P90)."""
-    h = 22 * len(rows) + 30
-    extent = max([abs(v) for _, a, b in rows for v in (a, b)] + [1e-9])
-    x = _scale(-extent, extent, 230, W - 20)
-    out = [f'<svg class="chart signed" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">',
-           f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="5" y2="{h - 20}" stroke="#999"/>']
+def tornado(rows: list[tuple[str, float, float]], title: str, x_title: str, minus: str, plus: str) -> str:
+    """Around a zero line, one row per (label, effect of ``minus``, effect of ``plus``): two
+    bars from zero, coloured as the legend says."""
+    legend = [(_box("#fc9272"), minus), (_box("#6baed6"), plus)]
+    column = _label_column([r[0] for r in rows])
+    left, right = column + 6, W - 20
+    top = 8 + legend_height(legend, left)
+    bottom = top + 22 * len(rows)
+    h = bottom + 44
+    extent = max([abs(v) for _, a, b in rows for v in (a, b)] + [1e-9]) * 1.05
+    x = _scale(-extent, extent, left, right)
+    ticks = _ticks(-extent, extent, 8)
+    out = [_svg("signed tornado", title, W, h), _x_grid(x, ticks, top - 4, bottom),
+           f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top - 4:.1f}" y2="{bottom:.1f}" stroke="#999"/>']
     for i, (label, a, b) in enumerate(rows):
-        yy = 10 + 22 * i
-        out.append(f'<text x="225" y="{yy + 13}" text-anchor="end">{esc(label)}</text>')
-        spans = [((a, b), "#6baed6")] if interval else [((0.0, a), "#fc9272"), ((0.0, b), "#6baed6")]
-        for (u, v), colour in spans:
-            left, right = sorted((x(u), x(v)))
-            out.append(f'<rect x="{left:.1f}" y="{yy}" width="{max(right - left, 0.5):.1f}" height="16" fill="{colour}"/>')
-    out += [f'<text x="{x(t):.1f}" y="{h - 5}" text-anchor="middle">{esc(compact(t))}</text>'
-            for t in _ticks(-extent, extent, 6)]
+        yy = top + 22 * i
+        out.append(_row_label(label, column, yy + 13, column))
+        for v, colour, name in ((a, "#fc9272", minus), (b, "#6baed6", plus)):
+            lo_, hi_ = sorted((x(0.0), x(v)))
+            out.append(f'<rect {_series(name)} x="{lo_:.1f}" y="{yy}" width="{max(hi_ - lo_, 0.5):.1f}" height="16" '
+                       f'fill="{colour}"><title>{esc(label)}, {esc(name)}: {esc(money(v))}</title></rect>')
+    out.append(_x_numeric(x, ticks, bottom + 14) + _x_title(x_title, left, right, h - 8))
+    out.append(_legend(legend, left, 16))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def difference_chart(rows: list[tuple[str, float, float, float]], title: str, x_title: str) -> str:
+    """Paired differences, one row per (label, p10, p50, p90): the P10–P90 bar and the P50 tick,
+    on an axis that spans the data (0 is on it when near, else a note says where it lies)."""
+    legend = [(_box("#6baed6"), "P10–P90 of the per-trial difference"), (_tick_swatch("#08306b"), "P50")]
+    column = _label_column([r[0] for r in rows])
+    left, right = column + 6, W - 20
+    top = 8 + legend_height(legend, left)
+    bottom = top + 22 * len(rows)
+    values = [v for r in rows for v in r[1:]] or [0.0]
+    lo, hi = data_span(min(values), max(values))
+    h = bottom + 44 + 16 * _zero_off(lo, hi)
+    ticks = [t for t in _ticks(lo, hi, 8) if lo <= t <= hi]
+    x = _scale(lo, hi, left, right)
+    out = [_svg("signed differences", title, W, h), _x_grid(x, ticks, top - 4, bottom)]
+    if lo <= 0 <= hi:
+        out.append(f'<line class="zero" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top - 4:.1f}" y2="{bottom:.1f}" '
+                   'stroke="#555"/>')
+    for i, (label, p10, p50, p90) in enumerate(rows):
+        yy = top + 22 * i
+        out.append(_row_label(label, column, yy + 13, column)
+                   + f'<rect {_series(legend[0][1])} x="{x(p10):.1f}" y="{yy + 2}" width="{max(x(p90) - x(p10), 1):.1f}" '
+                     f'height="12" fill="#6baed6"><title>{esc(label)}: P10 {esc(money(p10))}, P50 {esc(money(p50))}, '
+                     f'P90 {esc(money(p90))}</title></rect>'
+                   + f'<rect {_series("P50")} x="{x(p50) - 1.5:.1f}" y="{yy}" width="3" height="16" fill="#08306b"/>')
+    out.append(_x_numeric(x, ticks, bottom + 14) + _x_title(x_title, left, right, bottom + 36))
+    out.append(_zero_note(lo, hi, left, right, h - 6))
+    out.append(_legend(legend, left, 16))
+    out.append("</svg>")
+    return "".join(out)
+
+
+PALETTE = ("#08519c", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#666666")
+"""Colours of the scenarios of a comparison, the base first."""
+
+
+def exceedance_chart(series: list[tuple[str, np.ndarray]], title: str, x_title: str,
+                     target: tuple[str, float] | None = None) -> str:
+    """Each series' share of trials reaching at least x (one minus its empirical CDF), on one
+    axis: where a curve crosses the target's line is its P(target), marked by a dot."""
+    legend = [(_line_swatch(PALETTE[i % len(PALETTE)]), label) for i, (label, _) in enumerate(series)]
+    if target is not None:
+        legend.append((_line_swatch("#d62728", "6 3"), target[0]))
+    h, left, right = H + 40, PAD + 14, W - 16
+    top, bottom = 22 + legend_height(legend, left), H - 6
+    values = [np.sort(np.asarray(v, dtype=float)) for _, v in series]
+    bulk = [np.quantile(v, [0.001, 0.999]) for v in values if v.size]  # the lines are flat beyond
+    lo = min([float(b[0]) for b in bulk] + ([target[1]] if target else []))
+    hi = max([float(b[1]) for b in bulk] + ([target[1]] if target else []))
+    lo, hi = data_span(lo, hi, zero_near=0.0)  # not bars from 0: the axis spans the data
+    hi = hi if hi > lo else lo + 1.0
+    x, y = _scale(lo, hi, left, right), _scale(0.0, 1.0, bottom, top)
+    ticks = [t for t in _ticks(lo, hi, 8) if lo <= t <= hi]
+    out = [_svg("exceedance", title, W, h), _y_grid(y, [0.0, 0.25, 0.5, 0.75, 1.0], left, right, "share"),
+           _x_grid(x, ticks, top, bottom)]
+    grid = np.linspace(lo, hi, 241)
+    for i, ((label, _), v) in enumerate(zip(series, values)):
+        share = 1.0 - np.searchsorted(v, grid, side="left") / max(v.size, 1)
+        colour = PALETTE[i % len(PALETTE)]
+        out.append(f'<polyline {_series(label)} fill="none" stroke="{colour}" stroke-width="2" points="'
+                   + " ".join(f"{x(g):.1f},{y(s):.1f}" for g, s in zip(grid, share)) + '"/>')
+    if target is not None:
+        tx = x(target[1])
+        out.append(f'<line {_series(target[0])} x1="{tx:.1f}" x2="{tx:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
+                   'stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>')
+        reach = [float(np.mean(v >= target[1])) if v.size else 0.0 for v in values]
+        places: list[float] = []
+        for i in sorted(range(len(reach)), key=lambda i: -reach[i]):  # labels top down, 12 px apart at least
+            places.append(max(y(reach[i]) + 4, places[-1] + 12 if places else top + 8))
+            colour = PALETTE[i % len(PALETTE)]
+            out.append(f'<circle class="reach" {_series(series[i][0])} cx="{tx:.1f}" cy="{y(reach[i]):.1f}" r="4" '
+                       f'fill="{colour}" stroke="white"><title>{esc(series[i][0])}: {reach[i]:.1%} of trials reach '
+                       f'the target</title></circle><text class="reach" x="{tx + 7:.1f}" y="{places[-1]:.1f}" '
+                       f'fill="{colour}" stroke="white" stroke-width="3" paint-order="stroke">{reach[i]:.1%}</text>')
+    out.append(f'<line x1="{left}" x2="{right}" y1="{bottom:.1f}" y2="{bottom:.1f}" stroke="#999"/>')
+    out.append(_x_numeric(x, ticks, bottom + 17) + _x_title(x_title, left, right, H + 32)
+               + _y_title("share of trials ≥ x", top, bottom))
+    out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
@@ -187,49 +535,134 @@ def _page(title: str, body: list[str], css: str = "") -> str:
             f"<style>{CSS}{css}</style></head><body>" + "".join(body) + "</body></html>")
 
 
-def render_compare(summary: dict, when: str) -> str:
-    """Paired differences of each variant from the base (``compare.json``)."""
-    body = [f"<h1>Compared with {esc(summary['base'])}</h1>",
+_METRIC_NAMES = {"revenue": "revenue", "won_deals": "won deals", "commission": "commission"}
+_SENSITIVITY_METRICS = {"revenue": "total revenue", "recognised_revenue": "total recognised revenue",
+                        "total_bookings": "total bookings"}
+"""How a sensitivity's page names the total its levers are ranked by (``metric``)."""
+
+
+def _compare_unit(summary: dict, metric: str) -> str:
+    """A compared metric's unit: compare.json's ``units`` (the currency for money), else by its name."""
+    unit = summary.get("units", {}).get(metric)
+    if unit:
+        return str(unit)
+    return "deals" if metric == "won_deals" else "customers" if metric.endswith("_customers") else "currency"
+
+
+def _is_stock(metric: str) -> bool:
+    if metric in _METRIC_NAMES:
+        return False
+    from forecaster.results.layout import AFTER_SALE_VARIABLES  # only a comparison with customers loads it
+
+    return metric in AFTER_SALE_VARIABLES and AFTER_SALE_VARIABLES[metric][0] == "stock"
+
+
+def _points(x) -> str:
+    return "-" if x is None else f"{x * 100:+.1f} pp"
+
+
+def render_compare(summary: dict, when: str, totals: dict | None = None) -> str:
+    """Per metric: each scenario's level (P10/P50/P90, and its probability of reaching the
+    base's target), the scenarios' distributions overlaid (from ``totals``: metric -> scenario
+    -> per-trial totals, read from compare.nc) and the paired differences of each variant from
+    the base (``compare.json``)."""
+    base = summary["base"]
+    body = [f"<h1>Compared with {esc(base)}</h1>",
             f'<p class="meta">{summary["trials"]:,} trials · seed {esc(summary["seed"])} · common random numbers · '
             f"{esc(when)}</p>"]
-    for metric in summary["scenarios"][summary["base"]]:
-        fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" else money
-        body.append(f"<h2>{esc(metric)}: variant − base, total</h2>")
-        rows = [(name, d[metric]["total"]["p10"], d[metric]["total"]["p90"]) for name, d in summary["differences"].items()]
-        body.append(signed_bars(rows, f"{metric} difference per trial, P10 to P90", interval=True))
+    for metric in summary["scenarios"][base]:
+        fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" or metric.endswith(
+            "_customers") else money
+        name, unit = _METRIC_NAMES.get(metric, _NAMES.get(metric, metric)), _compare_unit(summary, metric)
+        when_ = "at the end of the horizon" if _is_stock(metric) else "total over the horizon"
+        target = summary.get("targets", {}).get(metric)
+        marks = [(f"target {fmt(target['threshold'])}", target["threshold"])] if target else []
+        body.append(f"<h2>{esc(name)} [{esc(unit)}], {esc(when_)}</h2>")
+        levels = [(n, d[metric]["total"]["p10"], d[metric]["total"]["p50"], d[metric]["total"]["p90"])
+                  for n, d in summary["scenarios"].items()]
+        body.append(f"<h3>Each scenario{': P(reaching the target of ' + esc(base) + ')' if target else ''}</h3>")
+        if all(v is not None for row in levels for v in row[1:]):
+            body.append(ranges(levels, f"{name} {when_}: P10–P90 and P50 of each scenario",
+                               f"{name} {when_} [{unit}]", marks, zero=False, css="ranges levels"))
+        head = ["scenario", "mean", "P10", "P50", "P90"]
+        if target:
+            head += [f"P(≥ {fmt(target['threshold'])})", "change (95% CI)"]
+        rows = []
+        for n, d in summary["scenarios"].items():
+            t = d[metric]["total"]
+            row = [n, fmt(t["mean"]), fmt(t["p10"]), fmt(t["p50"]), fmt(t["p90"])]
+            if target:
+                p = target["probability"].get(n)
+                diff = target["difference"].get(n)
+                row += ["-" if p is None else f"{p:.1%}",
+                        "base" if n == base else "-" if diff is None else
+                        f"{_points(diff['mean'])} ({_points(diff['mean_ci_low'])} to {_points(diff['mean_ci_high'])})"]
+            rows.append(row)
+        body.append(_table(head, rows))
+        if totals and metric in totals:
+            body.append(exceedance_chart(list(totals[metric].items()),
+                                         f"{name} {when_}: the share of trials reaching at least each value",
+                                         f"{name} {when_} [{unit}]",
+                                         (marks[0][0], marks[0][1]) if marks else None))
+            body.append('<p class="meta">Each line: the share of trials whose total reaches at least the value '
+                        "below it (1 − the distribution function)"
+                        + ("; where a line crosses the target, its dot reads that scenario's P(target)" if marks else "")
+                        + ".</p>")
+        body.append("<h3>Variant − base, trial by trial (common random numbers)</h3>")
+        diffs = [(n, d[metric]["total"]["p10"], d[metric]["total"]["p50"], d[metric]["total"]["p90"])
+                 for n, d in summary["differences"].items()]
+        body.append(difference_chart(diffs, f"{name}: variant − base per trial, P10 to P90",
+                                     f"variant − base, {name} {when_} [{unit}]"))
         body.append(_table(["variant", "difference", "95% CI", "P10 / P50 / P90", "P(higher)", "CI if independent"],
-                           [[name, fmt(t["mean"]), f"{fmt(t['mean_ci_low'])} – {fmt(t['mean_ci_high'])}",
+                           [[n, fmt(t["mean"]), f"{fmt(t['mean_ci_low'])} – {fmt(t['mean_ci_high'])}",
                              f"{fmt(t['p10'])} / {fmt(t['p50'])} / {fmt(t['p90'])}", f"{t['probability_higher']:.0%}",
                              "±" + fmt(t["unpaired_ci_half_width"])]
-                            for name, d in summary["differences"].items() for t in [d[metric]["total"]]]))
-    return _page(f"compare {summary['base']}", body)
+                            for n, d in summary["differences"].items() for t in [d[metric]["total"]]]))
+    return _page(f"compare {base}", body)
 
 
 def render_sensitivity(summary: dict, when: str) -> str:
-    """The tornado, the three moves and the variance shares (``sensitivity.json``)."""
+    """The tornado, the three moves and the variance shares (``sensitivity.json``), read on
+    the metric the levers were ranked by (``metric``: revenue unless said)."""
     step = f"{summary['step']:.0%}"
+    metric = summary.get("metric", "revenue")
+    total = _SENSITIVITY_METRICS.get(metric, f"total {metric}")
+    unit = summary.get("currency") or "currency"
     levers = {e["lever"]: e for e in summary["levers"]}
 
     def effect(e, k):
-        return e[k]["revenue"]["mean"] if k in e else 0.0
+        return e[k][metric]["mean"] if k in e else 0.0
 
     body = [f"<h1>Sensitivity of {esc(summary['scenario'])}</h1>",
             f'<p class="meta">each lever −{esc(step)} / +{esc(step)} · {summary["trials"]:,} trials · seed '
-            f'{esc(summary["seed"])} · {esc(when)}</p>', "<h2>Effect on total revenue (tornado)</h2>",
-            signed_bars([(n, effect(levers[n], "minus"), effect(levers[n], "plus")) for n in summary["ranking"]],
-                        "tornado of revenue effects")]
+            f'{esc(summary["seed"])} · {esc(when)}</p>', f"<h2>Effect on {esc(total)} (tornado)</h2>",
+            tornado([(n, effect(levers[n], "minus"), effect(levers[n], "plus")) for n in summary["ranking"]],
+                    f"tornado of the effects on {total}", f"change in {total} [{unit}]",
+                    f"lever −{step}", f"lever +{step}")]
     moves = summary["three_moves"]
     body.append("<h2>The three moves</h2>")
-    body.append(_table(["move", "lever", f"revenue +{step}", "95% CI", "won deals"],
-                       [[m, moves[m].get("lever"), money(moves[m]["revenue"]["mean"]),
-                         f"{money(moves[m]['revenue']['mean_ci_low'])} – {money(moves[m]['revenue']['mean_ci_high'])}",
-                         f"{moves[m]['won_deals']['mean']:+,.1f}"]
-                        for m in ("expansion", "stretching", "key_level") if "revenue" in moves[m]]))
+    column = "revenue" if metric == "revenue" else total.removeprefix("total ")
+    body.append(_table(["move", "lever", f"{column} +{step}", "95% CI", "won deals"],
+                       [[m, moves[m].get("lever"), money(moves[m][metric]["mean"]),
+                         f"{money(moves[m][metric]['mean_ci_low'])} – {money(moves[m][metric]['mean_ci_high'])}",
+                         f"{moves[m]['won_deals']['mean']:+,.1f}" if "won_deals" in moves[m] else "-"]
+                        for m in ("expansion", "stretching", "key_level") if metric in moves[m]]))
     if summary["variance_shares"]:
-        body.append("<h2>Share of the variance of total revenue</h2>")
-        body.append(bars([(v["input"], v["share"]) for v in summary["variance_shares"]], "variance shares",
-                         fmt=lambda v: f"{v:.1%}"))
+        body.append(f"<h2>Share of the variance of {esc(total)}</h2>")
+        shares = [(v["input"], v["share"], "one per-trial input") for v in summary["variance_shares"]]
+        rest = max(0.0, 1.0 - sum(v["share"] for v in summary["variance_shares"]))
+        shares.append(("the rest", rest, REST))
+        body.append(bars(shares, f"shares of the variance of {total}", fmt=lambda v: f"{v:.1%}",
+                         x_title=f"share of the variance of {total} (first-order Sobol index)",
+                         kinds={"one per-trial input": "#6baed6", REST: "#bdbdbd"}, css="bars shares", kind="share"))
+        body.append('<p class="meta">The bars sum to 100%: each input\'s first-order share, and the rest (what no '
+                    "single input explains: the counting of leads and deals, each deal's own value and time, and "
+                    "interactions between inputs).</p>")
     return _page(f"sensitivity {summary['scenario']}", body)
+
+
+REST = "the rest: counting and per-deal noise, interactions"
+"""The variance share no single per-trial input explains (as the console names it)."""
 
 
 def render_backtest(result: dict, when: str) -> str:
@@ -269,7 +702,7 @@ def render_backtest(result: dict, when: str) -> str:
                      for c in result["cutoffs"]
                      for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
         body.append(interval_chart(intervals, f"{metric}: P10–P90 per forecast month, with the actual",
-                                   axis=f"{unit} in the month"))
+                                   axis=f"{unit} in the month" + (" [the history's currency]" if metric == "revenue" else "")))
         pit = avg["forecaster"].get("pit_histogram")
         if pit:
             body.append(f"<h3>PIT histogram of forecaster's months ({esc(unit)})</h3>")
@@ -280,37 +713,30 @@ def render_backtest(result: dict, when: str) -> str:
     return _page("backtest", body)
 
 
-def _legend(items: list[tuple[str, str]], x0: float, y0: float) -> str:
-    """A legend row at (x0, y0): per item, an SVG swatch (drawn with its top-left corner at
-    the origin, 16 × 10 px) and its label."""
-    out, xx = [], x0
-    for swatch, label in items:
-        out.append(f'<g transform="translate({xx:.1f},{y0 - 9:.1f})">{swatch}</g>'
-                   f'<text x="{xx + 20:.1f}" y="{y0:.1f}">{esc(label)}</text>')
-        xx += 34 + 6.2 * len(label)
-    return '<g class="legend">' + "".join(out) + "</g>"
-
-
 def interval_chart(rows: list[tuple[str, float, float, float, float]], title: str, axis: str = "") -> str:
     """One row per forecast (label, p10, p50, p90, actual): the P10–P90 bar, the P50 tick
     and the actual as a red dot, on an axis titled ``axis`` (the metric and its unit)."""
-    h = 22 * len(rows) + 75
-    top = max([max(r[3], r[4]) for r in rows] + [1e-9])
-    x = _scale(0, top * 1.05, 200, W - 20)
-    out = [f'<svg class="chart intervals" role="img" aria-label="{esc(title)}" viewBox="0 0 {W} {h}" width="{W}" height="{h}">',
-           _legend([('<rect y="2" width="16" height="8" fill="#9ecae1"/>', "P10–P90"),
-                    ('<rect x="7" width="2" height="12" fill="#08306b"/>', "P50"),
-                    ('<circle cx="8" cy="6" r="4" fill="#d62728"/>', "actual")], 200, 14)]
+    legend = [(_box("#9ecae1"), "P10–P90"), (_tick_swatch("#08306b"), "P50"),
+              ('<circle cx="8" cy="6" r="4" fill="#d62728"/>', "actual")]
+    column = _label_column([r[0] for r in rows] + ["cutoff → month"])
+    left, right = column + 6, W - 20
+    top = 8 + legend_height(legend, left)
+    bottom = top + 22 * len(rows)
+    h = bottom + 44
+    peak = max([max(r[3], r[4]) for r in rows] + [1e-9]) * 1.05
+    x = _scale(0, peak, left, right)
+    ticks = _ticks(0, peak, 6)
+    out = [_svg("intervals", title, W, h), _x_grid(x, ticks, top - 4, bottom)]
     for i, (label, p10, p50, p90, actual) in enumerate(rows):
-        yy = 30 + 22 * i
-        out.append(f'<text x="195" y="{yy + 13}" text-anchor="end">{esc(label)}</text>'
-                   f'<rect x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" height="10" fill="#9ecae1"/>'
-                   f'<rect x="{x(p50) - 1:.1f}" y="{yy}" width="2" height="16" fill="#08306b"/>'
-                   f'<circle cx="{x(actual):.1f}" cy="{yy + 8}" r="4" fill="#d62728"/>')
-    out += [f'<text x="{x(t):.1f}" y="{h - 28}" text-anchor="middle">{esc(compact(t))}</text>'
-            for t in _ticks(0, top * 1.05, 6)]
-    out.append(f'<text class="axis-title" x="{(200 + W - 20) / 2:.1f}" y="{h - 8}" text-anchor="middle">{esc(axis)}</text>'
-               f'<text class="axis-title" x="195" y="{h - 8}" text-anchor="end">cutoff → month</text>')
+        yy = top + 22 * i
+        out.append(_row_label(label, column, yy + 13, column)
+                   + f'<rect {_series("P10–P90")} x="{x(p10):.1f}" y="{yy + 3}" width="{max(x(p90) - x(p10), 1):.1f}" '
+                     'height="10" fill="#9ecae1"/>'
+                   + f'<rect {_series("P50")} x="{x(p50) - 1:.1f}" y="{yy}" width="2" height="16" fill="#08306b"/>'
+                   + f'<circle {_series("actual")} cx="{x(actual):.1f}" cy="{yy + 8}" r="4" fill="#d62728"/>')
+    out.append(_x_numeric(x, ticks, bottom + 14) + _x_title(axis, left, right, h - 8)
+               + f'<text class="axis-title y" x="{column:.1f}" y="{h - 8}" text-anchor="end">cutoff → month</text>')
+    out.append(_legend(legend, left, 16))
     out.append("</svg>")
     return "".join(out)
 
@@ -401,7 +827,7 @@ def band_chart(labels: list[str], series: list[tuple[str, str, np.ndarray]], tit
     n = len(labels)
     top, legend_h, bottom, left, right = 40, 22, H - 10, PAD + 14, W - 20
     h = H + 40
-    x = _scale(0, max(n - 1, 1), left + 10, right - 10) if n > 1 else (lambda i: (left + right) / 2)
+    x = _category_x(labels, left + 6, right - 6)
     values = np.concatenate([q[np.isfinite(q)] for _, _, q in series] + [np.zeros(1)])
     lo, hi = min(0.0, float(values.min())), float(values.max())
     lo, hi = (lo * 1.05, hi * 1.05) if hi > lo else (lo, lo + 1.0)
@@ -416,26 +842,23 @@ def band_chart(labels: list[str], series: list[tuple[str, str, np.ndarray]], tit
         ok = [i for i in range(n) if np.isfinite(q[:, i]).all()]
         if len(ok) > 1:
             pts = [f"{x(i):.1f},{y(q[2, i]):.1f}" for i in ok] + [f"{x(i):.1f},{y(q[0, i]):.1f}" for i in reversed(ok)]
-            out.append(f'<polygon class="band" points="{" ".join(pts)}" fill="{colour}" fill-opacity="0.18" '
+            out.append(f'<polygon class="band" {_series(label)} points="{" ".join(pts)}" fill="{colour}" fill-opacity="0.18" '
                        f'stroke="{colour}" stroke-opacity="0.35" stroke-width="0.5"><title>{esc(label)}: P10–P90'
                        "</title></polygon>")
         elif ok:  # one period: the band is a bar
             i = ok[0]
-            out.append(f'<rect class="band" x="{x(i) - 8:.1f}" y="{y(q[2, i]):.1f}" width="16" '
+            out.append(f'<rect class="band" {_series(label)} x="{x(i) - 8:.1f}" y="{y(q[2, i]):.1f}" width="16" '
                        f'height="{max(y(q[0, i]) - y(q[2, i]), 0.5):.1f}" fill="{colour}" fill-opacity="0.18"/>')
         if len(ok) > 1:
-            out.append(f'<polyline class="median" fill="none" stroke="{colour}" stroke-width="2" points="'
+            out.append(f'<polyline class="median" {_series(label)} fill="none" stroke="{colour}" stroke-width="2" points="'
                        + " ".join(f"{x(i):.1f},{y(q[1, i]):.1f}" for i in ok) + '"/>')
         if markers or len(ok) == 1:
-            out += [f'<circle cx="{x(i):.1f}" cy="{y(q[1, i]):.1f}" r="3" fill="{colour}"><title>{esc(labels[i])}: '
+            out += [f'<circle {_series(label)} cx="{x(i):.1f}" cy="{y(q[1, i]):.1f}" r="3" fill="{colour}"><title>{esc(labels[i])}: '
                     f"P10 {esc(value_fmt(q[0, i]))}, P50 {esc(value_fmt(q[1, i]))}, P90 {esc(value_fmt(q[2, i]))}"
                     "</title></circle>"
                     for i in ok]
     out.append(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#999"/>')
-    widest = max([len(lab) for lab in labels] + [1])
-    every = max(1, math.ceil(n * (6.2 * widest + 14) / (right - left)))
-    out += [f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">{esc(labels[i])}</text>'
-            for i in range(0, n, every)]
+    out.append(_x_labels([x(i) for i in range(n)], labels, bottom + 16, _NICE_STEPS.get(x_axis.split()[-1], ())))
     out.append(f'<text class="axis-title" x="{(left + right) / 2:.1f}" y="{h - 6}" text-anchor="middle">'
                f"{esc(x_axis)}</text>"
                f'<text class="axis-title" transform="rotate(-90)" x="{-(top + legend_h + bottom) / 2:.1f}" y="13" '
@@ -736,6 +1159,10 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
     return summary, arrays
 
 
+_PERIOD_AXIS = {"day": "day", "week": "week starting (Monday)", "month": "month", "quarter": "quarter"}
+"""The title of an axis of periods, by ``report_by``."""
+
+
 def render_html(summary: dict, arrays: dict, when: str) -> str:
     """The report page for a run's summary and per-trial arrays."""
     m, h = summary["metrics"], summary["horizon"]
@@ -760,20 +1187,27 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
         ("active_customers", f"Active customers on {h['end']} P50", _whole_or_tenths)) if name in m]
     big += [(f"P({t} ≥ {money(v['threshold'])})", f"{v['probability']:.0%}") for t, v in targets.items()]
     parts.append('<div class="big">' + "".join(f"<div>{esc(a)}<b>{esc(b)}</b></div>" for a, b in big) + "</div>")
-    parts.append(f"<h2>Revenue per {esc(h['report_by'])} {esc(cur)}</h2>")
-    parts.append(fan_chart(labels, q, "revenue per period: P10-P90 and P25-P75 bands, median line"))
+    per = h["report_by"]
+    unit = f" [{cur}]" if cur else ""
+    parts.append(f"<h2>Revenue per {esc(per)} {esc(cur)}</h2>")
+    parts.append(fan_chart([period_name(label, per) for label in labels], q,
+                           f"revenue per {per}: P10–P90 and P25–P75 bands, median line",
+                           _PERIOD_AXIS.get(per, per), f"revenue per {per}{unit}", per))
     parts.append(_table(["period", "mean", "P10", "P50", "P90"],
                         [[p["period"], money(p["mean"]), money(p["p10"]), money(p["p50"]), money(p["p90"])]
                          for p in m["revenue"]["by_period"]]))
     parts.append("<h2>Total revenue over the horizon</h2>")
-    marks = {"target": targets["revenue"]["threshold"]} if "revenue" in targets else {}
-    parts.append(histogram(totals, marks, "histogram of total revenue"))
+    marks = ([(f"target {money(targets['revenue']['threshold'])}: reached in "
+               f"{np.mean(totals >= targets['revenue']['threshold']):.0%} of trials", targets["revenue"]["threshold"])]
+             if "revenue" in targets else [])
+    parts.append(histogram(totals, marks, "histogram of total revenue", f"total revenue over the horizon{unit}"))
     if summary.get("funnel"):
         parts.append("<h2>Expected new leads entering each stage</h2>")
         for seg, f in summary["funnel"].items():
             parts.append(f"<h3>{esc(seg)}</h3>")
             rows = [(s["stage"], s["entering"]) for s in f["stages"]] + [("won (eventually)", f["won_eventually"])]
-            parts.append(bars(rows, f"funnel of {seg}", fmt=lambda v: f"{v:,.1f}"))
+            parts.append(bars(rows, f"funnel of {seg}", fmt=lambda v: f"{v:,.1f}",
+                              x_title="new leads entering the stage over the horizon (mean of the trials)"))
     parts.append("<h2>By segment</h2>")
     parts.append(_table(["segment", "revenue mean", "P10", "P50", "P90", "won deals mean"],
                         [[seg, money(s["revenue"]["total"]["mean"]), money(s["revenue"]["total"]["p10"]),
@@ -785,7 +1219,8 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
         parts.append(f"<h2>Commission per rep {esc(cur)}</h2>")
         reps = summary["reps"]
         parts.append(ranges([(r, v["commission"]["total"]["p10"], v["commission"]["total"]["p50"],
-                              v["commission"]["total"]["p90"]) for r, v in reps.items()], "commission per rep, P10-P90"))
+                              v["commission"]["total"]["p90"]) for r, v in reps.items()], "commission per rep, P10-P90",
+                            f"commission over the horizon{unit}"))
         parts.append(_table(["rep", "quota", "commission mean", "P10", "P90", "P(reach quota)"],
                             [[r, money(v["quota"]), money(v["commission"]["total"]["mean"]),
                               money(v["commission"]["total"]["p10"]), money(v["commission"]["total"]["p90"]),
@@ -854,7 +1289,8 @@ def write_report(folder: str | Path) -> dict[str, Path]:
                          ("backtest", render_backtest)):
         if f"{kind}.json" in kinds:
             data = _read_json(folder / f"{kind}.json", f"the {kind}.json that `forecaster {kind}` writes")
-            pages[f"{kind}.html"] = _render(folder / f"{kind}.json", render, data, stamp(f"{kind}.json"))
+            extra = [_read_compare_totals(folder, data)] if kind == "compare" else []
+            pages[f"{kind}.html"] = _render(folder / f"{kind}.json", render, data, stamp(f"{kind}.json"), *extra)
     try:
         with Staged(folder) as staged:
             for name, page in pages.items():
@@ -864,6 +1300,39 @@ def write_report(folder: str | Path) -> dict[str, Path]:
         raise
     except OSError as exc:
         raise OutputError(f"{folder}: cannot write the reports: {exc.strerror or exc}") from None
+
+
+def _read_compare_totals(folder: Path, summary: dict) -> dict | None:
+    """Each compared metric's per-trial totals over the horizon (a stock's: its level at the
+    end), by scenario, from ``compare.nc`` beside ``compare.json``: metric -> scenario ->
+    shape (trials,). None when there is no compare.nc (the page then has no overlay); a file
+    that cannot be read, or whose scenarios are not compare.json's, is an OutputError."""
+    nc = folder / "compare.nc"
+    if not nc.is_file() or not isinstance(summary.get("scenarios"), dict) or summary.get("base") not in summary["scenarios"]:
+        return None  # no compare.nc; or a compare.json that render_compare will name as malformed
+    import h5netcdf
+
+    names = list(summary["scenarios"])
+    out: dict = {}
+    try:
+        with h5netcdf.File(nc, "r") as f:
+            stored = [s.decode() if isinstance(s, bytes) else str(s) for s in f.variables["scenario"][:]]
+            for metric in summary["scenarios"][summary["base"]]:
+                if metric not in f.variables or set(names) - set(stored):
+                    continue
+                var = f.variables[metric]
+                if tuple(var.dimensions) != ("scenario", "trial", "period"):
+                    raise ValueError(f"`{metric}` has the dimensions {tuple(var.dimensions)}")
+                values = np.asarray(var[:], dtype=float)
+                totals = values[:, :, -1] if _is_stock(metric) else values.sum(axis=2)
+                out[metric] = {name: totals[stored.index(name)] for name in names}
+    except Exception as exc:  # whatever a corrupt or foreign file makes h5py raise
+        detail = (str(exc).splitlines() or [""])[0]
+        raise OutputError(f"{nc}: cannot be read as a comparison ({type(exc).__name__}: {printable(detail)})") from None
+    if set(names) - set(stored):
+        raise OutputError(f"{nc}: holds the scenarios {', '.join(map(printable, stored))}, not those of compare.json "
+                          f"({', '.join(map(printable, names))}); run `forecaster compare` again")
+    return out
 
 
 def _render(file: Path, render, *args) -> str:

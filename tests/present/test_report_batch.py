@@ -170,11 +170,11 @@ def test_compare_and_sensitivity_folders_get_their_charts(tmp_path):
     assert runner.invoke(main, ["compare", str(folder), str(tmp_path / "v.yaml"), "--out", str(tmp_path / "c"),
                                 "--quiet"]).exit_code == 0
     assert runner.invoke(main, ["sensitivity", str(folder), "--out", str(tmp_path / "s"), "--quiet"]).exit_code == 0
-    for sub, page in (("c", "compare.html"), ("s", "sensitivity.html")):
+    for sub, page, chart in (("c", "compare.html", "signed differences"), ("s", "sensitivity.html", "signed tornado")):
         res = runner.invoke(main, ["report", str(tmp_path / sub)])
         assert res.exit_code == 0, res.output
         html_text = (tmp_path / sub / page).read_text()
-        assert 'class="chart signed"' in html_text
+        assert f'class="chart {chart}"' in html_text
     assert "tornado" in (tmp_path / "s" / "sensitivity.html").read_text()
     assert "P(higher)" in (tmp_path / "c" / "compare.html").read_text()
 
