@@ -10,7 +10,18 @@ from pathlib import Path
 import click
 
 from forecaster.cli import main
-from forecaster.cli.calibrate import check_outputs, drop_option, history_inputs, parse_day
+from forecaster.cli.calibrate import (
+    PRESET_CHOICES,
+    check_outputs,
+    date_format_option,
+    decimal_option,
+    drop_option,
+    history_argument,
+    history_inputs,
+    parse_day,
+    preset_help,
+    query_option,
+)
 from forecaster.cli.options import column_option, mechanism_option, out_option, outcome_option
 from forecaster.results.files import write_together
 
@@ -41,22 +52,25 @@ def _dates(ctx, param, value):
 
 
 @main.command("backtest")
-@click.argument("history", type=click.Path(exists=True, path_type=Path))
+@history_argument
 @click.option("--cutoffs", required=True, callback=_dates, help="Month ends to forecast from, e.g. 2017-03-31,2017-06-30.")
 @click.option("--months", default=3, show_default=True, type=click.IntRange(1, MAX_MONTHS),
               help="Months forecast from each cutoff.")
-@click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True)
+@query_option
+@click.option("--preset", type=click.Choice(PRESET_CHOICES), default="generic", show_default=True, help=preset_help)
 @click.option("--stages", default=None, help="Stage columns, in order (generic preset).")
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
 @column_option
 @outcome_option
+@date_format_option
+@decimal_option
 @drop_option
 @click.option("--trials", default=4000, show_default=True, type=click.IntRange(100, MAX_TRIALS))
 @click.option("--capacity", is_flag=True, help="Keep the team's capacity at each cutoff (see calibrate --capacity).")
 @mechanism_option
 @out_option("backtest.json")
-def backtest_command(history, cutoffs, months, preset, stages, segment_column, mapping, outcomes, drop_bad_rows,
-                     trials, capacity, mechanisms, out):
+def backtest_command(history, cutoffs, months, query, preset, stages, segment_column, mapping, outcomes, date_format,
+                     decimal, drop_bad_rows, trials, capacity, mechanisms, out):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -86,7 +100,8 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
     warnings: list[str] = []
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
-                                                      warnings=warnings, drop_bad_rows=drop_bad_rows)
+                                                      warnings=warnings, drop_bad_rows=drop_bad_rows, query=query,
+                                                      date_format=date_format, decimal=decimal)
     except ForecasterError:
         raise
     except ValueError as exc:
@@ -97,7 +112,9 @@ def backtest_command(history, cutoffs, months, preset, stages, segment_column, m
         result = backtest(deals, stage_list, cutoffs, months=months, trials=trials, lost_observed=lost_observed,
                           capacity=capacity, calibrate_options={"force": mechanisms} if mechanisms else None)
     except ValueError as exc:
-        raise ForecasterError(f"{history}: {exc}") from None
+        from forecaster.history.sources import shown_name
+
+        raise ForecasterError(f"{shown_name(history)}: {exc}") from None
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
     write_together(folder, {"backtest.json": text}, shown)

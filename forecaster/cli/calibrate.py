@@ -75,8 +75,58 @@ drop_option = click.option(
          "closed before its first stage), counted by reason in a warning, instead of refusing the file.")
 
 
-def history_inputs(history: Path, preset: str) -> list[Path]:
-    """The files read for ``history`` (the Olist folder's files for ``--preset olist``)."""
+PRESET_CHOICES = ("generic", "maven", "salesforce", "hubspot", "crm", "olist")
+"""``--preset``: :data:`forecaster.history.readers.PRESET_NAMES` (spelt out, so that the
+command line starts without importing the readers)."""
+preset_help = ("Column names and outcome values of a known export: salesforce (Opportunity: Id, CreatedDate, "
+               "StageName, CloseDate, Amount; the standard stages), hubspot (deals: Record ID, Create Date, Deal "
+               "Stage, Close Date, Amount; the default pipeline's stages), crm (the same as salesforce), maven, "
+               "olist (HISTORY is the dataset's folder), generic (--stages names the stage columns).")
+
+
+def _history(ctx, param, value):
+    """HISTORY: a file or folder that exists, or a ``postgresql://`` URL."""
+    from forecaster.history.sources import is_url
+
+    if is_url(value):
+        return value.strip()
+    return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
+
+
+def _date_format(ctx, param, value):
+    if value is None:
+        return None
+    from forecaster.history.readers import check_date_format
+
+    try:
+        return check_date_format(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+history_argument = click.argument("history", callback=_history)
+query_option = click.option(
+    "--query", default=None, metavar="SQL",
+    help="When HISTORY is a DuckDB database file or a postgresql://user:password@host/db URL: the query whose rows "
+         "are the deals, e.g. --query \"SELECT * FROM opportunities WHERE pipeline = 'new'\". Run read-only.")
+date_format_option = click.option(
+    "--date-format", "date_format", default=None, metavar="FORMAT", callback=_date_format,
+    help="How the history writes dates that are not ISO, when a column's dates leave the order of day and month "
+         "open (no day above 12): %d/%m/%Y (day first), %m/%d/%Y (month first), %d.%m.%Y, ... Otherwise each "
+         "column's order is read from its values.")
+decimal_option = click.option(
+    "--decimal", type=click.Choice([".", ","]), default=None,
+    help="The amounts' decimal separator, when the amount column's values leave it open (1,234 or 1.234 only). "
+         "Otherwise it is read from the values (15,271.58; 15.271,58; 15 271,58; $15,271.58; EUR 1.234,56).")
+
+
+def history_inputs(history: Path | str, preset: str) -> list[Path]:
+    """The files read for ``history`` (the Olist folder's files for ``--preset olist``;
+    none for a database URL)."""
+    from forecaster.history.sources import is_url
+
+    if is_url(history):
+        return []
     if preset == "olist":
         from forecaster.history.readers import OLIST_FILES
 
@@ -145,17 +195,19 @@ def _comment(text: str | Path) -> str:
 
 
 @main.command("calibrate")
-@click.argument("history", type=click.Path(exists=True, path_type=Path))
+@history_argument
 @click.option("--as-of", "as_of", required=True, callback=_as_of, help="Use only what was known on this date.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str), callback=_output_file,
               help="Scenario file to write (its pipeline CSV is written beside it; the folder is created if "
                    "needed). Never the history itself.")
-@click.option("--preset", type=click.Choice(["generic", "maven", "crm", "olist"]), default="generic", show_default=True,
-              help="Column names of a known export (olist: HISTORY is the dataset's folder).")
+@query_option
+@click.option("--preset", type=click.Choice(PRESET_CHOICES), default="generic", show_default=True, help=preset_help)
 @click.option("--stages", default=None, help="Stage columns, in order, e.g. lead,mql,sql (generic preset).")
 @click.option("--segment-column", default=None, help="Column that names each deal's segment.")
 @column_option
 @outcome_option
+@date_format_option
+@decimal_option
 @drop_option
 @click.option("--horizon", default="3m", show_default=True, callback=_horizon,
               help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m); at most "
@@ -189,10 +241,16 @@ def _comment(text: str | Path) -> str:
 @click.option("--term-outcome", "term_outcomes", multiple=True, metavar="OUTCOME=VALUES",
               help="Map --subscriptions' outcome values to renewed, churned or active (case and surrounding spaces "
                    "ignored), e.g. --term-outcome churned=\"Cancelled,Lapsed\". Repeatable.")
-def calibrate_command(history, as_of, output, preset, stages, segment_column, mapping, outcomes, drop_bad_rows,
-                      horizon, capacity, mechanisms, report, transactions=None, subscriptions=None,
-                      customer_segment=None, transaction_mapping=(), subscription_mapping=(), term_outcomes=()):
+def calibrate_command(history, as_of, output, query, preset, stages, segment_column, mapping, outcomes, date_format,
+                      decimal, drop_bad_rows, horizon, capacity, mechanisms, report, transactions=None,
+                      subscriptions=None, customer_segment=None, transaction_mapping=(), subscription_mapping=(),
+                      term_outcomes=()):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
+
+    HISTORY is a CSV, Parquet or XLSX file (told apart by their content), or a DuckDB
+    database file or postgresql:// URL with --query. Dates may be ISO, day first or month
+    first (each column's order read from its values), amounts may have thousands separators,
+    a decimal comma and a currency sign.
 
     Times in each stage are fitted by maximum likelihood with deals still open treated as
     unfinished (censored), not lost; conversions are counted against their exposure, and
@@ -214,8 +272,10 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     Example:
       forecaster calibrate ../shared/data/maven-crm-sales-opportunities/sales_pipeline.csv \\
           --preset maven --as-of 2017-06-30 -o out/maven-q3.yaml
-      forecaster calibrate opportunities.csv --preset crm --as-of 2026-06-30 -o out/q3.yaml \\
-          --outcome open="Prospecting,Qualification,Needs Analysis,Negotiation/Review"
+      forecaster calibrate opportunities.xlsx --preset salesforce --as-of 2026-06-30 -o out/q3.yaml \\
+          --outcome open="Discovery,Security Review"
+      forecaster calibrate postgresql://reader@db/crm --query "SELECT * FROM deals" \\
+          --preset hubspot --as-of 2026-06-30 -o out/q3.yaml
       forecaster calibrate deals.csv --stages lead --as-of 2026-06-30 -o out/q3.yaml \\
           --subscriptions terms.csv --term-outcome churned=Cancelled
     """
@@ -225,8 +285,12 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     from forecaster.history.calibrate import calibrate
     from forecaster.history.parts import pipeline_csv
     from forecaster.history.readers import load_deals
+    from forecaster.history.sources import shown_name
     from forecaster.results.files import shorten
 
+    source = shown_name(history)  # a URL without its password
+    if query is not None:
+        source += f" --query {query.strip()!r}"
     name = output.stem
     pipeline_file = f"{name}-pipeline.csv"
     report_file = f"{name}-calibration.md"
@@ -252,7 +316,8 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     warnings: list[str] = []
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
-                                                      warnings=warnings, drop_bad_rows=drop_bad_rows)
+                                                      warnings=warnings, drop_bad_rows=drop_bad_rows, query=query,
+                                                      date_format=date_format, decimal=decimal)
     except ForecasterError:
         raise
     except ValueError as exc:
@@ -265,21 +330,21 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                         capacity=capacity, force=mechanisms, pipeline_file=pipeline_file)
     except ScenarioError as exc:  # calibration builds its scenario to size the shocks
-        raise _refused(exc, output=output, history=history, as_of=as_of) from None
+        raise _refused(exc, output=output, history=source, as_of=as_of) from None
     except ValueError as exc:
-        raise ForecasterError(f"{history}: cannot calibrate on {as_of}: {exc}") from None
+        raise ForecasterError(f"{shown_name(history)}: cannot calibrate on {as_of}: {exc}") from None
     customers, after_sale = None, ""
     if customer_logs:
         customers, after_sale = _fit_customers(cal, as_of, purchases, terms, customer_segment, customers_file,
                                                [str(p) for p in customer_logs])
-    header = ["# Calibrated by forecaster from " + _comment(history) + f", as known on {as_of}.",
+    header = ["# Calibrated by forecaster from " + _comment(source) + f", as known on {as_of}.",
               "# Counts behind each estimate:"] + [f"#   {_comment(n)}" for n in cal.notes]
     header += ["# Evidence for the optional parts (in-history walk-forward):"] + [
         f"#   {_comment(line)}" for line in evidence_lines(cal)]
     header += ["# Warnings:"] + [f"#   {_comment(w)}" for w in cal.warnings] if cal.warnings else []
     text = "\n".join(header) + "\n" + yaml.safe_dump(cal.scenario, sort_keys=False, default_flow_style=None, width=120)
     pipeline = pipeline_csv(cal.pipeline) if cal.pipeline else None
-    check_scenario(text, pipeline_file, pipeline, output=output, history=history, as_of=as_of,
+    check_scenario(text, pipeline_file, pipeline, output=output, history=source, as_of=as_of,
                    extra_files={customers_file: customers} if customers is not None else None)
     files = {output.name: text}
     if pipeline is not None:
@@ -287,7 +352,7 @@ def calibrate_command(history, as_of, output, preset, stages, segment_column, ma
     if customers is not None:
         files[customers_file] = customers
     if report:
-        files[report_file] = calibration_report(cal, history, as_of)
+        files[report_file] = calibration_report(cal, source, as_of)
     check_outputs(targets, inputs)  # again: the folder may have changed while calibrating
     from forecaster.results.files import write_together
 
@@ -323,7 +388,7 @@ def evidence_lines(cal) -> list[str]:
     return lines
 
 
-def calibration_report(cal, history: Path, as_of: date) -> str:
+def calibration_report(cal, history: Path | str, as_of: date) -> str:
     """A short Markdown report of a calibration: the parts fitted and kept, and the evidence."""
     out = [f"# Calibration of {_comment(history)} as known on {as_of}", "",
            "| optional part | fitted | kept |", "|---|---|---|"]
@@ -340,7 +405,7 @@ def calibration_report(cal, history: Path, as_of: date) -> str:
     return "\n".join(out) + "\n"
 
 
-def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, output: Path, history: Path,
+def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, output: Path, history: Path | str,
                    as_of: date, extra_files: dict[str, str] | None = None) -> None:
     """Check a calibrated scenario as ``forecaster validate`` would read it, before anything
     is written: ``text`` is the YAML file, ``pipeline`` the CSV it names as ``pipeline_file``
@@ -376,7 +441,7 @@ def check_scenario(text: str, pipeline_file: str, pipeline: str | None, *, outpu
                           f"{exc.strerror or exc}; nothing was written") from None
 
 
-def _refused(exc, *, output: Path, history: Path, as_of: date):
+def _refused(exc, *, output: Path, history: Path | str, as_of: date):
     """The error for a calibrated scenario that the format refuses (a ScenarioError ``exc``)."""
     from dataclasses import replace
 

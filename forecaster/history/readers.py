@@ -34,18 +34,29 @@ import hashlib
 import io
 import itertools
 import math
-import os
 import re
 import shlex
-import stat
+import unicodedata
 from collections.abc import Sized
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
 from forecaster.errors import Problem, ScenarioError
+from forecaster.history.sources import (
+    MAX_BYTES,
+    MAX_COLUMNS,
+    MAX_RECORD_CHARS,
+    open_table,
+    read_text as _read_text,
+    records as _records,
+)
 from forecaster.scenario.validation import MAX_NAME, unsafe_character
+
+__all__ = ["MAX_BYTES", "MAX_COLUMNS", "MAX_RECORD_CHARS", "Deal", "PRESETS", "load_deals", "parse_outcomes",
+           "read_history", "read_olist", "won_dates"]
 
 OUTCOMES = ("won", "lost", "open")
 FIELDS = ("deal_id", "segment", "outcome", "closed", "amount")
@@ -54,13 +65,6 @@ MAX_REPORTED = 20
 """Problems listed one by one; the rest are counted."""
 MAX_VALUES = 10
 """Unmapped outcome values listed one by one."""
-MAX_BYTES = 256 * 2**20
-"""The largest history file read [bytes]: more is refused, not read (a stray /dev/zero or
-a database dump would otherwise fill the memory)."""
-MAX_RECORD_CHARS = 2**20
-"""The longest row [characters, its quoted cells' line breaks included]."""
-MAX_COLUMNS = 10_000
-"""The most columns a header may have."""
 MAX_AMOUNT = 1e15
 """The largest deal value read [currency]: above it, sums of won deals lose their cents and
 overflow sooner or later; such a value is a unit or typing error."""
@@ -69,12 +73,33 @@ FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(2199, 12, 31)
 date is a typing error (``0025-03-01``) or a placeholder (``9999-12-31``)."""
 
 
+def _key(value: str) -> str:
+    """How an outcome value is matched: case-insensitive, surrounding whitespace ignored."""
+    return value.strip().casefold()
+
+
 class Preset(TypedDict):
     """A CRM export's columns and outcome values, named with ``--preset``."""
     stages: list[str] | None           # the stage columns, in funnel order (None: --stages names them)
-    columns: dict[str, str | None]     # our column name -> the file's (None: the file has no such column)
+    # our column name -> the file's (a tuple: alternatives, the first present read; None: no such column)
+    columns: dict[str, str | tuple[str, ...] | None]
     outcomes: NotRequired[dict[str, str]]  # the file's outcome value -> won, lost or open
 
+
+SALESFORCE_OPEN = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+                   "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review")
+"""The open stages of Salesforce's standard sales process (StageName)."""
+HUBSPOT_OPEN = {"appointmentscheduled": "Appointment Scheduled", "qualifiedtobuy": "Qualified To Buy",
+                "presentationscheduled": "Presentation Scheduled",
+                "decisionmakerboughtin": "Decision Maker Bought-In", "contractsent": "Contract Sent"}
+"""The open stages of HubSpot's default sales pipeline (Deal Stage): internal value -> label."""
+_SALESFORCE: Preset = {
+    # a Salesforce Opportunity export (and CRMs that name fields alike): one stage, from creation
+    "stages": ["opportunity"],
+    "columns": {"deal_id": "Id", "opportunity": "CreatedDate", "outcome": "StageName", "closed": "CloseDate",
+                "amount": "Amount", "segment": None},
+    "outcomes": {"closed won": "won", "closed lost": "lost", **{_key(s): "open" for s in SALESFORCE_OPEN}},
+}
 
 PRESETS: dict[str, Preset] = {
     "generic": {"stages": None, "columns": {}},
@@ -83,14 +108,19 @@ PRESETS: dict[str, Preset] = {
                                                   "outcome": "deal_stage", "closed": "close_date",
                                                   "amount": "close_value", "segment": None},
               "outcomes": {"won": "won", "lost": "lost", "engaging": "open", "prospecting": "open"}},
-    # a typical CRM opportunity export (Salesforce-style field names): one stage, from creation.
-    # Only the closed values are mapped: open stage names differ between CRMs (and are
-    # customised), so they are named with --outcome open="..." (the error lists them)
-    "crm": {"stages": ["opportunity"], "columns": {"deal_id": "Id", "opportunity": "CreatedDate",
-                                                   "outcome": "StageName", "closed": "CloseDate",
-                                                   "amount": "Amount", "segment": None},
-            "outcomes": {"closed won": "won", "closed lost": "lost"}},
+    "salesforce": _SALESFORCE,
+    # the earlier name of salesforce (which mapped only the closed stages; customised open
+    # stages are still named with --outcome open="...", the error lists them)
+    "crm": _SALESFORCE,
+    # a HubSpot deals export: one stage, from creation; stages as internal values or labels
+    "hubspot": {"stages": ["deal"],
+                "columns": {"deal_id": ("Record ID", "Deal ID"), "deal": "Create Date", "outcome": "Deal Stage",
+                            "closed": "Close Date", "amount": "Amount", "segment": None},
+                "outcomes": {"closedwon": "won", "closedlost": "lost", "closed won": "won", "closed lost": "lost",
+                             **{k: "open" for k in HUBSPOT_OPEN}, **{_key(v): "open" for v in HUBSPOT_OPEN.values()}}},
 }
+PRESET_NAMES = (*PRESETS, "olist")
+"""What ``--preset`` accepts (olist reads the dataset's folder)."""
 
 
 @dataclass
@@ -101,11 +131,6 @@ class Deal:
     outcome: str           # won | lost | open
     closed: date | None    # None for open deals
     amount: float | None   # in the history's currency
-
-
-def _key(value: str) -> str:
-    """How an outcome value is matched: case-insensitive, surrounding whitespace ignored."""
-    return value.strip().casefold()
 
 
 def parse_outcomes(items) -> dict[str, str]:
@@ -172,6 +197,11 @@ class _BadCell(ValueError):
         self.reason = reason
 
 
+class _Undecided(_BadCell):
+    """A cell whose reading waits on the column's convention, which a problem of the
+    column's asks for: the row is not reported again."""
+
+
 def _date(text: str, bounded: bool = True) -> date | None:
     """An ISO date, or None for a blank; a time after the date (``T14:05:00Z``, `` 14:05``)
     is ignored. ``bounded``: the date must fall in :data:`FIRST_DATE` to :data:`LAST_DATE`.
@@ -212,91 +242,275 @@ def _amount(text: str) -> float | None:
     return value
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+# --- dates and amounts as exports write them: the convention decided per column ----------------
+
+_DMY = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})(?:,?(?:T|\s+)\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+                  r"(?:\s*[AaPp]\.?[Mm]\.?)?(?:\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2}))?)?", re.ASCII)
+"""A date with the day and month in either order and a four-digit year (27/11/2024,
+11/27/2024, 27.11.2024, 27-11-2024), optionally followed by a time (ignored)."""
+DATE_FORMS = "2024-11-27, 11/27/2024, 27/11/2024 or 27.11.2024, optionally with a time"
+ORDERS = {"dmy": "day first", "mdy": "month first"}
 
 
-def _read_text(path: Path, shown: str, expected: str = "a CSV file (one row per deal)") -> str:
-    """The text of a history file: a regular file of at most :data:`MAX_BYTES` of UTF-8.
-
-    Never blocks (a FIFO is refused without waiting for a writer) and never reads more than
-    :data:`MAX_BYTES` + 1 bytes (``/dev/zero``, a file that grows).
-    """
-    def refused(message: str, line: int | None = None) -> ScenarioError:
-        return ScenarioError(shown, [Problem("", message, line=line)])
-
+def check_date_format(fmt: str) -> str:
+    """``--date-format``: a :func:`~datetime.datetime.strptime` format that reads back a
+    day, month and year (``%d/%m/%Y``); ValueError saying what was expected."""
+    example = date(2024, 11, 27)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        raise refused(f"does not exist; expected {expected}") from None
-    except IsADirectoryError:
-        raise refused(f"is a folder; expected {expected}") from None
-    except OSError as exc:
-        raise refused(f"cannot be read: {exc.strerror or exc}; expected {expected}") from None
-    too_big = refused(f"is larger than {MAX_BYTES // 2**20} MiB, the most a history may be; expected {expected} "
-                      "(leave out the columns not needed, or the oldest rows)")
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise refused(f"is a folder; expected {expected}")
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-            raise refused(f"is {kind}, not a regular file; expected {expected}")
-        if st.st_size > MAX_BYTES:
-            raise too_big
-        with open(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise refused(f"cannot be read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_BYTES:  # it grew while read
-        raise too_big
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise refused("is UTF-16 text; save it as UTF-8 CSV")
-    nul = raw.find(b"\x00")
-    if nul >= 0:
-        raise refused(f"is not text: it holds a NUL byte (byte {nul}), so it is a binary file or not UTF-8 "
-                      f"(UTF-16?); expected {expected}, saved as UTF-8", line=raw.count(b"\n", 0, nul) + 1)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise refused(f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV",
-                      line=line) from None
+        back = datetime.strptime(example.strftime(fmt), fmt).date()
+    except ValueError:
+        back = None
+    if back != example:
+        raise ValueError(f"expected a date format with the day, month and year, e.g. %d/%m/%Y or %m/%d/%Y or "
+                         f"%d.%m.%Y; got {fmt!r}")
+    return fmt
 
 
-class _LongRow(Exception):
-    pass
+class _DateColumn:
+    """How one column's text dates are read: ISO always; day-first or month-first dates in
+    the order its values show (:meth:`survey`), or ``--date-format``."""
+
+    def __init__(self, name: str, source: str, date_format: str | None):
+        self.name, self.source, self.format = name, source, date_format
+        self.order: str | None = None
+        self.seen: dict[str, tuple[str, int]] = {}   # kind -> (first value, position)
+        self.cache: dict[str, date | None] = {}
+
+    def look(self, value, position: int) -> None:
+        """Note what ``value`` says of the column's order."""
+        if not isinstance(value, str) or self.format:
+            return
+        m = _DMY.fullmatch(value.strip())
+        if m is None:
+            return
+        a, b = int(m.group(1)), int(m.group(3))
+        kind = "dmy" if a > 12 >= b else "mdy" if b > 12 >= a else "either" if a != b and a <= 12 and b <= 12 else ""
+        if kind and kind not in self.seen:
+            self.seen[kind] = (value.strip(), position)
+
+    def decide(self, at) -> tuple[int, str] | None:
+        """Settle the order; (where, what) of the problem when the column's values cannot."""
+        if "dmy" in self.seen and "mdy" in self.seen:
+            (d, dp), (m, mp) = self.seen["dmy"], self.seen["mdy"]
+            return max(dp, mp), (
+                f"{self.name} (column {self.source!r}) holds dates day first ({_show(d)}, {at(dp)}) and month "
+                f"first ({_show(m)}, {at(mp)}); expected one order in a column: give --date-format (e.g. "
+                "%d/%m/%Y or %m/%d/%Y), and the dates that do not follow it are listed")
+        if "dmy" in self.seen or "mdy" in self.seen:
+            self.order = "dmy" if "dmy" in self.seen else "mdy"
+            return None
+        if "either" in self.seen:
+            value, position = self.seen["either"]
+            sep = _DMY.fullmatch(value).group(2)  # type: ignore[union-attr]
+            return position, (
+                f"{self.name} (column {self.source!r}): dates like {_show(value)} can be read day first or month "
+                "first, and no date in the column settles which (none has a day above 12); give --date-format "
+                f"%d{sep}%m{sep}%Y (day first) or --date-format %m{sep}%d{sep}%Y (month first)")
+        return None
+
+    def read(self, value, bounded: bool = True) -> date | None:
+        """A cell as a date, or None for a blank; raises _BadCell saying what was found."""
+        if isinstance(value, datetime):
+            day = value.date()
+        elif isinstance(value, date):
+            day = value
+        elif value is None or isinstance(value, str):
+            text = (value or "").strip()
+            if not text:
+                return None
+            day_or_none = self.cache.get(text, False)
+            if day_or_none is False:
+                day_or_none = self.cache[text] = self._text(text)
+            day = day_or_none  # type: ignore[assignment]
+        elif isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+            raise _BadCell(f"expected a date; found the number {value} (a spreadsheet cell not formatted as a date, "
+                           "or the wrong column?)", "an unreadable date")
+        else:
+            raise _BadCell(f"expected a date; found {_show(str(value))} ({type(value).__name__})",
+                           "an unreadable date")
+        if bounded and not FIRST_DATE <= day <= LAST_DATE:
+            raise _BadCell(f"expected a date from {FIRST_DATE} to {LAST_DATE}; found {_show(str(value).strip())} "
+                           "(a typing error or a placeholder?)", f"a date outside {FIRST_DATE} to {LAST_DATE}")
+        return day
+
+    def _text(self, text: str) -> date:
+        m = _ISO.fullmatch(text)
+        if m is not None:
+            try:
+                return date.fromisoformat(m.group(1))
+            except ValueError as exc:
+                raise _BadCell(f"{m.group(1)!r} is not a date ({exc})", "an unreadable date") from None
+        if self.format:
+            for candidate in (text, text.split("T")[0], text.split()[0]):
+                try:
+                    return datetime.strptime(candidate, self.format).date()
+                except ValueError:
+                    pass
+            raise _BadCell(f"expected a date as --date-format {self.format} (e.g. "
+                           f"{date(2024, 11, 27).strftime(self.format)}) or ISO (YYYY-MM-DD); found {_show(text)}",
+                           "an unreadable date")
+        m = _DMY.fullmatch(text)
+        if m is None:
+            raise _BadCell(f"expected a date ({DATE_FORMS}); found {_show(text)}", "an unreadable date")
+        a, b, year = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        if self.order is None and a != b:  # the column's problem says so, once
+            raise _Undecided(text, "an unreadable date")
+        day, month = (a, b) if self.order == "dmy" else (b, a)
+        try:
+            return date(year, month, day)
+        except ValueError as exc:
+            order = f"; read {ORDERS[self.order]}, the column's order" if self.order else ""
+            raise _BadCell(f"{_show(text)} is not a date ({exc}{order})", "an unreadable date") from None
 
 
-def _records(text: str, shown: str):
-    """Each CSV record whose cells are not all blank, the header first, as (its first line
-    in the file, its cells); a record longer than :data:`MAX_RECORD_CHARS` is refused."""
-    source = io.StringIO(text, newline="")
-    size = 0
+_GROUPING = " \u00a0\u202f'\u2019"
+"""Characters that group a number's digits besides the other separator: spaces (plain,
+no-break, narrow no-break) and apostrophes (Swiss)."""
+_READINGS = {
+    d: (re.compile(rf"\d+(?:\{d}\d*)?|\{d}\d+", re.ASCII),
+        re.compile(rf"[1-9]\d{{0,2}}([{re.escape(o + _GROUPING)}])\d{{3}}(?:\1\d{{3}})*(?:\{d}\d*)?", re.ASCII))
+    for d, o in ((".", ","), (",", "."))
+}
+_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+|nan|inf(?:inity)?)", re.IGNORECASE)
+_CODE_BEFORE = re.compile(r"[A-Za-z]{1,3}\.?(?![A-Za-z])")
+_CODE_AFTER = re.compile(r"(?<![A-Za-z])[A-Za-z]{1,3}\.?$")
+AMOUNT_FORMS = "like 1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50"
 
-    def lines():
-        nonlocal size
-        while piece := source.readline(MAX_RECORD_CHARS + 1):
-            size += len(piece)
-            if size > MAX_RECORD_CHARS:
-                raise _LongRow
-            yield piece
 
-    reader = csv.reader(lines())
-    line = 1
-    try:
-        for cells in reader:
-            first, line, size = line, reader.line_num + 1, 0  # a quoted cell may span lines
-            if any(c.strip() for c in cells):
-                yield first, cells
-    except csv.Error as exc:
-        raise ScenarioError(shown, [Problem("", f"is not a readable CSV file: {exc}", line=line)]) from None
-    except _LongRow:
-        raise ScenarioError(shown, [Problem("", f"has a row longer than {MAX_RECORD_CHARS:,} characters (a quote "
-                                                "never closed?); expected a CSV file (one row per deal)",
-                                            line=line)]) from None
+def _amount_text(text: str) -> tuple[bool, str] | None:
+    """(negative, the number's digits and separators) of an amount as exports write it:
+    a currency sign or code before or after, a minus or parentheses for a negative; None
+    when it has other words or signs."""
+    s, negative = text.strip(), False
+    for _ in range(6):  # peel signs, parentheses and currency, in any order
+        before = s
+        if len(s) > 1 and s[0] == "(" and s[-1] == ")":
+            negative, s = True, s[1:-1].strip()
+        if s[:1] in ("-", "\u2212"):
+            negative, s = True, s[1:].lstrip()
+        elif s[:1] == "+":
+            s = s[1:].lstrip()
+        elif len(s) > 1 and s[-1] in ("-", "\u2212"):
+            negative, s = True, s[:-1].rstrip()
+        if s and unicodedata.category(s[0]) == "Sc":
+            s = s[1:].lstrip()
+        if s and unicodedata.category(s[-1]) == "Sc":
+            s = s[:-1].rstrip()
+        m = _CODE_BEFORE.match(s)
+        if m and m.end() < len(s):
+            s = s[m.end():].lstrip()
+        m = _CODE_AFTER.search(s)
+        if m and m.start() > 0:
+            s = s[:m.start()].rstrip()
+        if s == before:
+            break
+    return (negative, s) if s and any(c.isdigit() for c in s) else None
+
+
+def _readings(number: str) -> dict[str, float]:
+    """The value of ``number`` (digits and separators) with ``.`` and with ``,`` as its
+    decimal separator, for each reading it admits."""
+    out = {}
+    for d, (plain, grouped) in _READINGS.items():
+        if plain.fullmatch(number) or grouped.fullmatch(number):
+            digits = "".join(c for c in number if c.isdigit() or c == d)
+            out[d] = float(digits.replace(d, "."))
+    return out
+
+
+class _AmountColumn:
+    """How one column's text amounts are read: the decimal separator the column's values
+    show (:meth:`survey`), or ``--decimal``."""
+
+    def __init__(self, name: str, source: str, decimal: str | None):
+        self.name, self.source, self.decimal = name, source, decimal
+        self.seen: dict[str, tuple[str, int]] = {}   # "." / "," / "either" -> (first value, position)
+        self.looked: set[str] = set()
+
+    def look(self, value, position: int) -> None:
+        if not isinstance(value, str) or self.decimal:
+            return
+        text = value.strip()
+        if not text or text in self.looked or (text.isascii() and text.isdigit()):
+            return
+        self.looked.add(text)
+        split = _amount_text(text)
+        if split is None:
+            return
+        readings = _readings(split[1])
+        if len(readings) == 1:
+            kind = next(iter(readings))
+        elif len(readings) == 2 and readings["."] != readings[","]:
+            kind = "either"
+        else:
+            return
+        self.seen.setdefault(kind, (text, position))
+
+    def decide(self, at) -> tuple[int, str] | None:
+        """Settle the decimal separator; (where, what) of the problem when the column's
+        values cannot."""
+        if "." in self.seen and "," in self.seen:
+            (p, pp), (c, cp) = self.seen["."], self.seen[","]
+            return max(pp, cp), (
+                f"{self.name} (column {self.source!r}) holds amounts with a decimal point ({_show(p)}, {at(pp)}) "
+                f"and with a decimal comma ({_show(c)}, {at(cp)}); expected one convention in a column: give "
+                "--decimal . or --decimal , and the amounts that do not follow it are listed")
+        if "." in self.seen or "," in self.seen:
+            self.decimal = "." if "." in self.seen else ","
+            return None
+        if "either" in self.seen:
+            value, position = self.seen["either"]
+            split = _amount_text(value)
+            readings = _readings(split[1]) if split else {".": 0.0, ",": 0.0}
+            return position, (
+                f"{self.name} (column {self.source!r}): amounts like {_show(value)} can be read as "
+                f"{readings['.']:,.3f} or {readings[',']:,.0f}, and no amount in the column settles whether '.' or ',' "
+                "is the decimal separator; give --decimal . (1,234.56) or --decimal , (1.234,56)")
+        return None
+
+    def read(self, value) -> float | None:
+        """A cell as an amount from 0 to :data:`MAX_AMOUNT`, or None for a blank."""
+        if value is None or isinstance(value, str):
+            text = (value or "").strip()
+            if not text:
+                return None
+            if text.isascii() and text.isdigit():
+                number = float(text)
+            elif _FLOAT.fullmatch(text):
+                return _amount(text)
+            else:
+                number = self._text(text)
+        elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise _BadCell(f"expected an amount >= 0 or a blank; found {_show(str(value))} ({type(value).__name__})",
+                           "an amount that is not a number")
+        else:
+            number = float(value)
+            text = str(value)
+        if not (math.isfinite(number) and number >= 0):
+            raise _BadCell(f"expected an amount >= 0 ({AMOUNT_FORMS}) or a blank; found {_show(text)}"
+                           + (" (in parentheses: negative)" if text.startswith("(") else ""),
+                           "a negative amount" if number < 0 else "an amount that is not a number")
+        if number > MAX_AMOUNT:
+            raise _BadCell(f"expected a deal value of at most {MAX_AMOUNT:g}; found {_show(text)} (in another unit?)",
+                           f"an amount above {MAX_AMOUNT:g}")
+        return number
+
+    def _text(self, text: str) -> float:
+        split = _amount_text(text)
+        readings = _readings(split[1]) if split else {}
+        if not readings:
+            raise _BadCell(f"expected an amount >= 0 ({AMOUNT_FORMS}) or a blank; found {_show(text)}",
+                           "an amount that is not a number")
+        if self.decimal in readings:
+            number = readings[self.decimal]
+        elif self.decimal is None and len(readings) == 2 and readings["."] != readings[","]:
+            raise _Undecided(text, "an amount that is not a number")  # the column's problem says so, once
+        elif len(readings) == 2 and readings["."] == readings[","] or self.decimal is None and len(readings) == 1:
+            number = next(iter(readings.values()))
+        else:
+            raise _BadCell(f"expected an amount with {self.decimal!r} as its decimal separator, as the column's "
+                           f"others ({AMOUNT_FORMS}); found {_show(text)}", "an amount that is not a number")
+        return -number if split and split[0] else number
 
 
 def _header(records, shown: str, wanted) -> tuple[list[str], dict[str, int]]:
@@ -306,18 +520,29 @@ def _header(records, shown: str, wanted) -> tuple[list[str], dict[str, int]]:
     first = next(records, None)
     if first is None:
         raise ScenarioError(shown, [Problem("", "is empty; expected a header row and one row per deal")])
-    line, header = first[0], [c.strip() for c in first[1]]
+    header = [c.strip() for c in first[1]]
+    return header, _columns(header, first[0], shown, wanted)
+
+
+def _columns(header: list[str], line: int | None, shown: str, wanted, unit: str = "line") -> dict[str, int]:
+    """The column of each of ``wanted`` found in ``header`` (at ``line``, or the row when
+    ``unit`` is ``row``); refused when wider than :data:`MAX_COLUMNS` or when a wanted name
+    is in it twice."""
+    def problem(message: str) -> ScenarioError:
+        if unit == "line" or line is None:
+            return ScenarioError(shown, [Problem("", message, line=line)])
+        return ScenarioError(shown, [Problem("", f"{unit} {line}: {message}")])
+
     if len(header) > MAX_COLUMNS:
-        raise ScenarioError(shown, [Problem("", f"has {len(header):,} columns, more than the {MAX_COLUMNS:,} a "
-                                                "history may have; expected a header row of column names",
-                                            line=line)])
+        raise problem(f"has {len(header):,} columns, more than the {MAX_COLUMNS:,} a history may have; expected a "
+                      "header row of column names")
     twice = [(name, [i + 1 for i, h in enumerate(header) if h == name]) for name in dict.fromkeys(wanted)
              if header.count(name) > 1]
     if twice:
-        raise ScenarioError(shown, [Problem("", "has " + ", ".join(
-            f"{len(at)} columns named {name!r} (columns {', '.join(map(str, at))})" for name, at in twice)
-            + "; expected each column read once (rename the others)", line=line)])
-    return header, {name: header.index(name) for name in wanted if name in header}
+        raise problem("has " + ", ".join(f"{len(at)} columns named {name!r} (columns {', '.join(map(str, at))})"
+                                         for name, at in twice)
+                      + "; expected each column read once (rename the others)")
+    return {name: header.index(name) for name in wanted if name in header}
 
 
 def _names(header: list[str], most: int = 40) -> str:
@@ -326,20 +551,23 @@ def _names(header: list[str], most: int = 40) -> str:
     return shown + (f" and {len(header) - most:,} more" if len(header) > most else "")
 
 
-def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | None = None,
+def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: dict | None = None,
                  segment_column: str | None = None, *, required=(), warnings: list | None = None,
-                 drop_bad_rows: bool = False) -> list[Deal]:
-    """Read a history CSV into deals (see the module docstring for the format).
+                 drop_bad_rows: bool = False, query: str | None = None, date_format: str | None = None,
+                 decimal: str | None = None) -> list[Deal]:
+    """Read a history into deals (see the module docstring for the format).
 
     Parameters
     ----------
-    path : Path
-        The CSV file.
+    path : Path or str
+        The history: a CSV, Parquet or XLSX file, a DuckDB database file or a
+        ``postgresql://`` URL (with ``query``); see :mod:`forecaster.history.sources`.
     stages : list of str
         The stage columns' names (ours), in funnel order.
     columns : dict
         Our column names (``deal_id``, ``outcome``, a stage, ...) to the file's; names not
-        given are the file's own. ``segment: None`` means one segment, ``all``.
+        given are the file's own. ``segment: None`` means one segment, ``all``; a tuple
+        names alternatives, the first in the file read.
     outcomes : dict, optional
         The file's outcome values to ``won``, ``lost`` or ``open``, over the default
         identity map; keys match case-insensitively, surrounding whitespace ignored.
@@ -354,38 +582,77 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
     drop_bad_rows : bool
         Leave out the rows that cannot be read as a deal (see the module docstring), each
         counted by reason in ``warnings``, instead of refusing the file.
+    query : str, optional
+        The query whose rows are the history, for a database.
+    date_format : str, optional
+        How text dates that are not ISO are written (``%d/%m/%Y``), for columns whose
+        values leave the order of day and month open.
+    decimal : str, optional
+        The decimal separator of text amounts (``.`` or ``,``), for a column whose values
+        leave it open.
 
     Raises
     ------
     ScenarioError
-        With every problem found, each with its line: missing columns, outcome values mapped
-        to nothing (each with its count, and the ``--outcome`` that maps them), bad dates or
-        amounts, repeated or blank deal ids, won or lost deals without a close date or
-        closed before they entered their first stage; a file that is not a bounded, regular
-        UTF-8 CSV file.
+        With every problem found, each with its line (or row): missing columns, outcome
+        values mapped to nothing (each with its count, and the ``--outcome`` that maps
+        them), bad dates or amounts, a column whose dates or amounts follow two conventions
+        or leave theirs open, repeated or blank deal ids, won or lost deals without a close
+        date or closed before they entered their first stage; a history that cannot be read
+        as a bounded table (see :mod:`forecaster.history.sources`).
+    ValueError
+        A usage error: a query for a file, or none for a database.
     """
-    shown = str(path)
-    col = {name: columns.get(name, name) for name in ("deal_id", "outcome", "closed", "amount", *stages)}
+    table = open_table(path, query)
+    shown = table.shown
+    col: dict[str, str | tuple[str, ...] | None] = {
+        name: columns.get(name, name) for name in ("deal_id", "outcome", "closed", "amount", *stages)}
     col["segment"] = segment_column or columns.get("segment", "segment")
-    records = _records(_read_text(path, shown), shown)
-    header, index = _header(records, shown, [v for v in col.values() if v is not None])
+    header = table.header
+    for k, v in col.items():  # alternatives: the first the history has
+        if isinstance(v, tuple):
+            col[k] = next((a for a in v if a in header), v)
+    wanted = [v for v in col.values() if isinstance(v, str)]
+    index = _columns(header, table.header_at, shown, wanted, table.unit)
     must = {"deal_id", "outcome", "closed", *stages, *required} | ({"segment"} if segment_column else set())
-    missing = [f"{k} (column {v!r})" for k, v in col.items() if k in must and v not in index]
+
+    def said(v) -> str:
+        return " or ".join(map(repr, v)) if isinstance(v, tuple) else repr(v)
+
+    missing = [f"{k} (column {said(v)})" for k, v in col.items() if k in must and v not in index]
     if missing:
         raise ScenarioError(shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: {_names(header)}"
                                             ". Map a name to another column with --column NAME=SOURCE")])
     shared: dict[str, list[str]] = {}
     for k, v in col.items():
-        if v in index:
+        if isinstance(v, str) and v in index:
             shared.setdefault(v, []).append(k)
     shared = {v: ks for v, ks in shared.items() if len(ks) > 1}
     if shared:
         raise ScenarioError(shown, [Problem("", "; ".join(f"{' and '.join(ks)} would all read column {v!r}"
                                                           for v, ks in shared.items())
                                             + "; expected each from its own column (--column NAME=SOURCE)")])
-    index = {name: index[v] for name, v in col.items() if v in index}
+    index = {name: index[v] for name, v in col.items() if isinstance(v, str) and v in index}
     outcome_map = {k: v for k, v in zip(OUTCOMES, OUTCOMES)}
     outcome_map.update({_key(k): v for k, v in (outcomes or {}).items()})
+    unit = table.unit
+
+    def at(position: int) -> str:
+        return f"{unit} {position}"
+
+    # the dates' order and the amounts' decimal separator, decided per column from its values
+    date_columns = {name: _DateColumn(name, str(col[name]), date_format) for name in (*stages, "closed")
+                    if name in index}
+    amounts = _AmountColumn("amount", str(col["amount"]), decimal) if "amount" in index else None
+    looking = [(index[n], c.look) for n, c in date_columns.items()] + (
+        [(index["amount"], amounts.look)] if amounts is not None else [])
+    if date_format is None or (amounts is not None and decimal is None):
+        for position, cells in table.rows():
+            for i, look in looking:
+                if i < len(cells):
+                    look(cells[i], position)
+    columns_read: list[_DateColumn | _AmountColumn] = [*date_columns.values(), *([amounts] if amounts else [])]
+    conventions = [problem_at for c in columns_read if (problem_at := c.decide(at))]
 
     deals, problems = [], []
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
@@ -398,16 +665,20 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
         nonlocal n_problems
         n_problems += 1
         if n_problems <= MAX_REPORTED:
-            problems.append(Problem("", message, line=line))
+            problems.append(Problem("", message, line=line) if unit == "line" else
+                            Problem("", f"{at(line)}: {message}"))
 
-    def cell(cells: list[str], name: str) -> str:
+    def raw(cells, name: str):
         i = index.get(name)
-        return cells[i].strip() if i is not None and i < len(cells) else ""
+        return cells[i] if i is not None and i < len(cells) else None
 
-    for line, cells in records:
+    def cell(cells, name: str) -> str:
+        return _text(raw(cells, name))
+
+    for line, cells in table.rows():
         n_rows += 1
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
-        digest = hashlib.blake2b("\x00".join(c.strip() for c in cells).encode(), digest_size=16).digest()
+        digest = hashlib.blake2b("\x00".join(map(_text, cells)).encode(), digest_size=16).digest()
         deal_id = cell(cells, "deal_id")
         if not deal_id:
             bad.append((f"deal_id (column {col['deal_id']!r}) is blank", "a blank deal id"))
@@ -416,7 +687,7 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
             if before == digest:
                 repeated.append(line)
                 continue
-            problem(line, f"deal_id {_show(deal_id)} is also on line {first}, with other values; expected one row "
+            problem(line, f"deal_id {_show(deal_id)} is also on {at(first)}, with other values; expected one row "
                           "per deal")
         else:
             seen[deal_id] = (line, digest)
@@ -426,15 +697,22 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
             entry = unmapped.setdefault(_key(raw_outcome), [0, line, raw_outcome])
             entry[0] += 1
         dates = {}
-        for name in (*stages, "closed"):
+        undecided = False
+        for name, reader in date_columns.items():
             try:  # an open deal's close date is ignored: only its form is checked
-                dates[name] = _date(cell(cells, name), bounded=not (name == "closed" and outcome == "open"))
+                dates[name] = reader.read(raw(cells, name), bounded=not (name == "closed" and outcome == "open"))
+            except _Undecided:
+                undecided = True
             except _BadCell as exc:
                 bad.append((f"{name} (column {col[name]!r}): {exc}", exc.reason))
-        try:
-            amount = _amount(cell(cells, "amount"))
-        except _BadCell as exc:
-            bad.append((f"amount (column {col['amount']!r}): {exc}", exc.reason))
+        amount = None
+        if amounts is not None:
+            try:
+                amount = amounts.read(raw(cells, "amount"))
+            except _Undecided:
+                undecided = True
+            except _BadCell as exc:
+                bad.append((f"amount (column {col['amount']!r}): {exc}", exc.reason))
         closed = dates.get("closed") if outcome != "open" else None
         entered = [dates.get(s) for s in stages]
         known = [(s, d) for s, d in zip(stages, entered) if d is not None]
@@ -452,6 +730,8 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
                 bad.append((f"closed {closed} (column {col['closed']!r}) is before {stage} {day} (column "
                             f"{col[stage]!r}); expected a deal to close on or after it entered its first stage",
                             "a close before its first stage"))
+        if undecided and not bad:  # the file is refused, by its column's problem
+            continue
         if bad:
             if drop_bad_rows:
                 dropped.setdefault(bad[0][1], []).append(line)
@@ -469,47 +749,63 @@ def read_history(path: Path, stages: list[str], columns: dict, outcomes: dict | 
 
     if not n_rows:
         raise ScenarioError(shown, [Problem("", "has a header but no deals")])
+    problems[:0] = [Problem("", message, line=position) if unit == "line" else
+                    Problem("", f"{at(position)}: {message}") for position, message in conventions]
     if unmapped:
-        problems.insert(0, Problem("", _unmapped_message(unmapped, col["outcome"], outcome_map)))
+        problems.insert(0, Problem("", _unmapped_message(unmapped, str(col["outcome"]), outcome_map, unit)))
     if n_problems > MAX_REPORTED:
         problems.append(Problem("", f"and {n_problems - MAX_REPORTED} more problems like these"))
     if problems:
         raise ScenarioError(shown, problems)
     if not deals:
-        raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped)}")])
+        raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
     if warnings is not None:
         if dropped:
-            warnings.append(f"{shown}: {_dropped(dropped)}")
+            warnings.append(f"{shown}: {_dropped(dropped, unit)}")
         if repeated:
             warnings.append(f"{shown}: {_count(repeated, 'row')} identical to an earlier row, read once "
-                            f"({_lines(repeated)})")
+                            f"({_lines(repeated, unit=unit)})")
         if backwards:
             warnings.append(f"{shown}: {_count(backwards, 'deal')} entered a stage before the one preceding it "
-                            f"({_lines(backwards)}): those times count as 0 days")
+                            f"({_lines(backwards, unit=unit)}): those times count as 0 days")
         if before_stage:
             warnings.append(f"{shown}: {_count(before_stage, 'deal')} closed before entering their last stage "
-                            f"({_lines(before_stage)}): those times count as 0 days")
+                            f"({_lines(before_stage, unit=unit)}): those times count as 0 days")
+        warnings.extend(f"{shown}: {note}" for note in table.notes)
     return deals
 
 
-def _dropped(dropped: dict[str, list[int]]) -> str:
+def _text(value) -> str:
+    """A cell as text (stripped): an id, an outcome, a segment."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _dropped(dropped: dict[str, list[int]], unit: str = "line") -> str:
     """``left out 3 rows that are no deal (--drop-bad-rows): 2 with a negative amount (lines 4, 9), ...``"""
     n = sum(len(v) for v in dropped.values())
     return (f"left out {_count(range(n), 'row')} that cannot be read as a deal (--drop-bad-rows): "
-            + "; ".join(f"{len(v)} with {reason} ({_lines(v)})" for reason, v in dropped.items()))
+            + "; ".join(f"{len(v)} with {reason} ({_lines(v, unit=unit)})" for reason, v in dropped.items()))
 
 
 def _count(items: Sized, noun: str) -> str:
     return f"{len(items)} {noun}{'s' * (len(items) != 1)}"
 
 
-def _lines(lines: list[int], most: int = 8) -> str:
-    """``line 5`` or ``lines 5, 9, 12 and 40 more``."""
+def _lines(lines: list[int], most: int = 8, unit: str = "line") -> str:
+    """``line 5`` or ``lines 5, 9, 12 and 40 more`` (or rows)."""
     shown = ", ".join(map(str, lines[:most]))
-    return f"line{'s' * (len(lines) != 1)} {shown}" + (f" and {len(lines) - most} more" if len(lines) > most else "")
+    return f"{unit}{'s' * (len(lines) != 1)} {shown}" + (f" and {len(lines) - most} more" if len(lines) > most else "")
 
 
-def _unmapped_message(unmapped: dict, column: str, outcome_map: dict) -> str:
+def _unmapped_message(unmapped: dict, column: str, outcome_map: dict, unit: str = "line") -> str:
     """Each outcome value mapped to nothing, with its count and first line, and the
     ``--outcome`` options that would map them."""
     values = sorted(unmapped.values(), key=lambda e: (-e[0], e[1]))
@@ -518,7 +814,7 @@ def _unmapped_message(unmapped: dict, column: str, outcome_map: dict) -> str:
               f"outcome ({rows} row{'s' * (rows != 1)}); each row must be won, lost or open:")]
     for count, line, spelling in values[:MAX_VALUES]:
         lines.append(f"    {_show(spelling)}" if spelling else "    (blank)")
-        lines[-1] += f": {count} row{'s' * (count != 1)} (first on line {line})"
+        lines[-1] += f": {count} row{'s' * (count != 1)} (first on {unit} {line})"
     if len(values) > MAX_VALUES:
         rest = values[MAX_VALUES:]
         lines.append(f"    and {len(rest)} more values ({sum(e[0] for e in rest)} rows)")
@@ -551,16 +847,18 @@ def _option(outcome: str, values: list[str]) -> str:
     return f'--outcome {outcome}="{text.partition("=")[2]}"'
 
 
-def load_deals(history: Path, preset: str, stages: str | None = None, segment_column: str | None = None,
+def load_deals(history: Path | str, preset: str, stages: str | None = None, segment_column: str | None = None,
                mapping=(), outcomes: dict | None = None,
-               warnings: list | None = None, drop_bad_rows: bool = False) -> tuple[list[Deal], list[str], bool]:
+               warnings: list | None = None, drop_bad_rows: bool = False, *, query: str | None = None,
+               date_format: str | None = None, decimal: str | None = None) -> tuple[list[Deal], list[str], bool]:
     """Deals, stage names and whether losses are recorded, for a history and a preset.
 
-    ``stages``: comma-separated stage columns (for the generic preset); ``mapping``:
-    ``NAME=SOURCE`` items mapping our column names to the file's; ``outcomes``: the file's
-    outcome values to won, lost or open (:func:`parse_outcomes`), over the preset's map
-    (these win); ``warnings`` is appended with what looks off in the file;
-    ``drop_bad_rows``: see :func:`read_history`.
+    ``history``: a file (CSV, Parquet, XLSX), a DuckDB database or a ``postgresql://`` URL
+    (both with ``query``); ``stages``: comma-separated stage columns (for the generic
+    preset); ``mapping``: ``NAME=SOURCE`` items mapping our column names to the file's;
+    ``outcomes``: the file's outcome values to won, lost or open (:func:`parse_outcomes`),
+    over the preset's map (these win); ``warnings`` is appended with what looks off in the
+    file; ``drop_bad_rows``, ``date_format`` and ``decimal``: see :func:`read_history`.
 
     Raises
     ------
@@ -571,10 +869,10 @@ def load_deals(history: Path, preset: str, stages: str | None = None, segment_co
         When the file is not a readable history (see :func:`read_history`).
     """
     if preset == "olist":
-        if mapping or outcomes:
-            raise ValueError("--column and --outcome do not apply to --preset olist, which reads the dataset's own "
-                             "files")
-        return read_olist(history, warnings=warnings, drop_bad_rows=drop_bad_rows), ["lead"], False
+        if mapping or outcomes or query or date_format or decimal:
+            raise ValueError("--column, --outcome, --query, --date-format and --decimal do not apply to --preset "
+                             "olist, which reads the dataset's own files")
+        return read_olist(Path(history), warnings=warnings, drop_bad_rows=drop_bad_rows), ["lead"], False
     spec = PRESETS[preset]
     stage_list = [s.strip() for s in stages.split(",") if s.strip()] if stages else spec["stages"]
     if not stage_list:
@@ -607,8 +905,13 @@ def load_deals(history: Path, preset: str, stages: str | None = None, segment_co
         columns[key] = value
         user.add(key)
     merged = {**spec.get("outcomes", {}), **(outcomes or {})}
+    if date_format is not None:
+        check_date_format(date_format)
+    if decimal not in (None, ".", ","):
+        raise ValueError(f"--decimal expects . or , (the decimal separator of the amounts); got {decimal!r}")
     deals = read_history(history, stage_list, columns, merged, segment_column,
-                         required=user & {"segment", "amount"}, warnings=warnings, drop_bad_rows=drop_bad_rows)
+                         required=user & {"segment", "amount"}, warnings=warnings, drop_bad_rows=drop_bad_rows,
+                         query=query, date_format=date_format, decimal=decimal)
     return deals, stage_list, True
 
 

@@ -16,6 +16,8 @@ from forecaster.cli import main
 
 AS_OF = date(2026, 6, 30)
 OPEN_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Negotiation/Review")
+CUSTOM_STAGES = ("Discovery", "Demo Booked", "Security Review", "Legal/Procurement")
+"""Open stages of a customised sales process, which no preset maps."""
 
 
 def invoke(*args):
@@ -27,7 +29,7 @@ def assert_valid(path):
     assert res.exit_code == 0 and "valid" in res.output, res.output
 
 
-def salesforce_export(path, n=500, seed=3):
+def salesforce_export(path, n=500, seed=3, open_stages=OPEN_STAGES):
     """A Salesforce-like opportunity export known on AS_OF: a BOM, CRLF line ends, times after
     the dates, open deals in the standard open stages with an expected CloseDate (some in the
     past), a quoted name with a comma, and blank rows at the end. Returns the open stages'
@@ -42,7 +44,7 @@ def salesforce_export(path, n=500, seed=3):
         end = created + timedelta(days=days)
         amount = round(float(rng.lognormal(9, 0.5)), 2)
         if end > AS_OF:
-            stage = OPEN_STAGES[int(rng.integers(0, len(OPEN_STAGES)))]
+            stage = open_stages[int(rng.integers(0, len(open_stages)))]
             opens[stage] += 1
             close = created + timedelta(days=int(rng.integers(5, 60)))  # expected, not an event
         else:
@@ -58,8 +60,14 @@ def salesforce_export(path, n=500, seed=3):
 # --- --outcome -----------------------------------------------------------------------------
 
 def test_outcome_maps_the_open_stages_of_a_salesforce_export(tmp_path):
+    # the standard open stages are the preset's (crm is salesforce's earlier name)
+    standard = tmp_path / "standard.csv"
+    salesforce_export(standard)
+    res = invoke("calibrate", standard, "--preset", "crm", "--as-of", AS_OF, "-o", tmp_path / "std" / "q3.yaml")
+    assert res.exit_code == 0, res.output
+    # a customised process's open stages are named with --outcome, as the error says
     history = tmp_path / "opportunities.csv"
-    opens = salesforce_export(history)
+    opens = salesforce_export(history, open_stages=CUSTOM_STAGES)
     out = tmp_path / "cal" / "q3.yaml"
     res = invoke("calibrate", history, "--preset", "crm", "--as-of", AS_OF, "-o", out)
     assert res.exit_code == 2 and "Traceback" not in res.output
@@ -69,7 +77,7 @@ def test_outcome_maps_the_open_stages_of_a_salesforce_export(tmp_path):
     assert not out.parent.exists()
     # the message says exactly what to type
     typed = [line.strip() for line in res.output.splitlines() if line.strip().startswith("--outcome")]
-    assert len(typed) == 1 and set(shlex.split(typed[0])[1].partition("=")[2].split(",")) == set(OPEN_STAGES)
+    assert len(typed) == 1 and set(shlex.split(typed[0])[1].partition("=")[2].split(",")) == set(CUSTOM_STAGES)
     res = invoke("calibrate", history, "--preset", "crm", "--as-of", AS_OF, "-o", out, *shlex.split(typed[0]))
     assert res.exit_code == 0, res.output
     assert_valid(out)
@@ -78,8 +86,8 @@ def test_outcome_maps_the_open_stages_of_a_salesforce_export(tmp_path):
     assert len(pipeline) - 1 == sum(opens.values())
     # matched case-insensitively, surrounding spaces ignored
     res = invoke("calibrate", history, "--preset", "crm", "--as-of", AS_OF, "-o", tmp_path / "b" / "q3.yaml",
-                 "--outcome", "open= prospecting , QUALIFICATION,needs analysis",
-                 "--outcome", "OPEN=negotiation/review ")
+                 "--outcome", "open= discovery , DEMO BOOKED,security review",
+                 "--outcome", "OPEN=legal/procurement ")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "b" / "q3.yaml").read_text().split("\n", 1)[1] == out.read_text().split("\n", 1)[1]
 
@@ -280,7 +288,7 @@ def test_bad_rows_are_all_reported_with_their_lines(tmp_path):
                        "d1,2026-01-01,won,2026-01-09,100\n"
                        "d2,01/02/2026,won,2026-01-09,100\n"      # line 3: not ISO
                        "d3,2026-01-02,won,2026-02-30,100\n"      # line 4: no such day
-                       "d4,2026-01-02,won,2026-01-09,$1,200\n"   # line 5: not a number (and a stray cell)
+                       "d4,2026-01-02,won,2026-01-09,1O0,200\n"  # line 5: not a number (and a stray cell)
                        "d1,2026-01-03,lost,2026-01-09,\n"        # line 6: d1 again, other values
                        "d6,2026-01-03,won,,100\n"                # line 7: won, never closed
                        ",2026-01-03,lost,2026-01-04,\n"          # line 8: no id
@@ -289,14 +297,14 @@ def test_bad_rows_are_all_reported_with_their_lines(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     out = res.output
     assert "h.csv: 7 problems" in out
-    assert "h.csv:3: lead (column 'lead'): expected an ISO date (YYYY-MM-DD, optionally with a time); " \
-           "found '01/02/2026'" in out
+    # a date with day and month in either order, the column's only one (issue 14)
+    assert "h.csv:3: lead (column 'lead'): dates like '01/02/2026' can be read day first or month first" in out
     assert "h.csv:4: closed (column 'closed'): '2026-02-30' is not a date" in out
-    assert "h.csv:5: amount (column 'amount'): expected a plain number >= 0" in out and "found '$1'" in out
+    assert "h.csv:5: amount (column 'amount'): expected an amount >= 0" in out and "found '1O0'" in out
     assert "h.csv:6: deal_id 'd1' is also on line 2, with other values; expected one row per deal" in out
     assert "h.csv:7: the deal is won (outcome 'won') but closed (column 'closed') is blank" in out
     assert "h.csv:8: deal_id (column 'deal_id') is blank" in out
-    assert "h.csv:9: amount (column 'amount'): expected a plain number >= 0" in out
+    assert "h.csv:9: amount (column 'amount'): expected a plain number >= 0" in out  # 'nan', read as before
     assert not (tmp_path / "o").exists()
 
 

@@ -249,8 +249,14 @@ def test_drop_bad_rows_leaves_them_out_and_counts_them_by_reason(tmp_path):
     ("0001-01-05", "expected a date from 1900-01-01 to 2199-12-31; found '0001-01-05'"),
     ("9999-12-31", "expected a date from 1900-01-01 to 2199-12-31; found '9999-12-31'"),
     ("2025-02-30", "'2025-02-30' is not a date"),
-    ("05/01/2025", "expected an ISO date (YYYY-MM-DD, optionally with a time); found '05/01/2025'"),
-    ("２０２５-01-05", "expected an ISO date"),
+    # day and month in either order: the column's one such date does not say which (issue 14)
+    ("05/01/2025", "dates like '05/01/2025' can be read day first or month first, and no date in the column "
+                   "settles which (none has a day above 12); give --date-format %d/%m/%Y (day first) or "
+                   "--date-format %m/%d/%Y (month first)"),
+    ("31/02/2025", "'31/02/2025' is not a date (day is out of range for month; read day first, the column's "
+                   "order)"),
+    ("２０２５-01-05", "expected a date (2024-11-27, 11/27/2024, 27/11/2024 or 27.11.2024, optionally with a time); "
+                     "found '２０２５-01-05'"),
 ])
 def test_dates_out_of_range_or_unreadable_are_refused_with_their_line(tmp_path, cell, found):
     lines = rows()
