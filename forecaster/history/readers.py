@@ -372,8 +372,8 @@ _READINGS = {
     for d, o in ((".", ","), (",", "."))
 }
 _FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+|nan|inf(?:inity)?)", re.IGNORECASE)
-_CODE_BEFORE = re.compile(r"[A-Za-z]{1,3}\.?(?![A-Za-z])")
-_CODE_AFTER = re.compile(r"(?<![A-Za-z])[A-Za-z]{1,3}\.?$")
+_CODE_BEFORE = re.compile(r"(?:[A-Za-z]{2,3}\.?|[A-Za-z]{1,2}(?=\$))(?![A-Za-z])")
+_CODE_AFTER = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,3}\.?$")
 AMOUNT_FORMS = "like 1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50"
 
 
@@ -382,7 +382,8 @@ def _amount_text(text: str) -> tuple[bool, str] | None:
     a currency sign or code before or after, a minus or parentheses for a negative; None
     when it has other words or signs."""
     s, negative = text.strip(), False
-    for _ in range(6):  # peel signs, parentheses and currency, in any order
+    symbols = codes = 0
+    for _ in range(6):  # peel signs, parentheses and currency (one sign, one code), in any order
         before = s
         if len(s) > 1 and s[0] == "(" and s[-1] == ")":
             negative, s = True, s[1:-1].strip()
@@ -393,18 +394,20 @@ def _amount_text(text: str) -> tuple[bool, str] | None:
         elif len(s) > 1 and s[-1] in ("-", "\u2212"):
             negative, s = True, s[:-1].rstrip()
         if s and unicodedata.category(s[0]) == "Sc":
-            s = s[1:].lstrip()
+            s, symbols = s[1:].lstrip(), symbols + 1
         if s and unicodedata.category(s[-1]) == "Sc":
-            s = s[:-1].rstrip()
+            s, symbols = s[:-1].rstrip(), symbols + 1
         m = _CODE_BEFORE.match(s)
         if m and m.end() < len(s):
-            s = s[m.end():].lstrip()
+            s, codes = s[m.end():].lstrip(), codes + 1
         m = _CODE_AFTER.search(s)
         if m and m.start() > 0:
-            s = s[:m.start()].rstrip()
+            s, codes = s[:m.start()].rstrip(), codes + 1
         if s == before:
             break
-    return (negative, s) if s and any(c.isdigit() for c in s) else None
+    if symbols > 1 or codes > 1 or not any(c.isdigit() for c in s):
+        return None
+    return negative, s
 
 
 def _readings(number: str) -> dict[str, float]:
@@ -464,7 +467,7 @@ class _AmountColumn:
             readings = _readings(split[1]) if split else {".": 0.0, ",": 0.0}
             return position, (
                 f"{self.name} (column {self.source!r}): amounts like {_show(value)} can be read as "
-                f"{readings['.']:,.3f} or {readings[',']:,.0f}, and no amount in the column settles whether '.' or ',' "
+                f"{readings[',']:.15g} or {readings['.']:.15g}, and no amount in the column settles whether '.' or ',' "
                 "is the decimal separator; give --decimal . (1,234.56) or --decimal , (1.234,56)")
         return None
 
