@@ -284,7 +284,7 @@ def fan_chart(labels: list[str], q: np.ndarray, title: str, x_title: str = "", y
     lo, hi = min(0.0, float(q.min())), float(q.max()) * 1.05
     hi = hi if hi > lo else lo + 1.0
     y = _scale(lo, hi, bottom, top)
-    ticks = _ticks(lo, hi)
+    ticks = _ticks(lo, hi, 6)
     out = [_svg("fan", title, W, h), _y_grid(y, ticks, left, right)]
     if n > 1:
         for (a, b), colour, label in (((0, 4), "#c6dbef", legend[0][1]), ((1, 3), "#6baed6", legend[1][1])):
@@ -747,7 +747,8 @@ def pit_chart(counts: list[int], title: str) -> str:
     the axes titled (x: PIT, unitless 0–1; y: months) and a legend."""
     bins, total = len(counts), sum(counts)
     expect = total / bins if bins else 0.0
-    h, bottom, left, right = H + 30, H - 20, PAD, W - 10
+    uniform = f"uniform: what a calibrated forecast expects ({expect:.1f} a bin)"
+    h, bottom, left, right = H + 30, H - 20, PAD, W - 20
     x = _scale(0.0, 1.0, left, right)
     peak = max([*counts, expect, 1]) * 1.15
     y = _scale(0.0, peak, bottom, 40)
@@ -757,22 +758,26 @@ def pit_chart(counts: list[int], title: str) -> str:
                    f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:.0f}</text>' for t in ticks)]
     for i, c in enumerate(counts):
         x0, x1 = x(i / bins), x((i + 1) / bins)
-        out.append(f'<rect x="{x0 + 1:.1f}" y="{y(c):.1f}" width="{max(x1 - x0 - 2, 0.5):.1f}" '
+        out.append(f'<rect {_series(BINS)} x="{x0 + 1:.1f}" y="{y(c):.1f}" width="{max(x1 - x0 - 2, 0.5):.1f}" '
                    f'height="{bottom - y(c):.1f}" fill="#6baed6"><title>{i / bins:.1f}–{(i + 1) / bins:.1f}: '
                    f'{c} month{"s" * (c != 1)}</title></rect>')
-    out.append(f'<line x1="{left}" x2="{right}" y1="{y(expect):.1f}" y2="{y(expect):.1f}" stroke="#d62728" '
+    out.append(f'<line {_series(uniform)} x1="{left}" x2="{right}" y1="{y(expect):.1f}" y2="{y(expect):.1f}" stroke="#d62728" '
                f'stroke-width="2" stroke-dasharray="6 4"/>'
                f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#999"/>')
-    out += [f'<text x="{x(k / 5):.1f}" y="{bottom + 16}" text-anchor="middle">{k / 5:.1f}</text>' for k in range(6)]
+    out += [f'<text class="tick x" x="{x(k / 5):.1f}" y="{bottom + 16}" text-anchor="middle">{k / 5:.1f}</text>'
+            for k in range(6)]
     out.append(f'<text class="axis-title" x="{(left + right) / 2:.1f}" y="{h - 12}" text-anchor="middle">'
                "PIT of the actual in the forecast</text>"
                f'<text class="axis-title" transform="rotate(-90)" x="{-(bottom + 40) / 2:.1f}" y="14" '
                'text-anchor="middle">months</text>')
-    out.append(_legend([('<rect y="1" width="16" height="10" fill="#6baed6"/>', "forecaster's months per PIT bin"),
+    out.append(_legend([('<rect y="1" width="16" height="10" fill="#6baed6"/>', BINS),
                         ('<line x1="0" x2="16" y1="5" y2="5" stroke="#d62728" stroke-width="2" stroke-dasharray="6 4"/>',
-                         f"uniform: what a calibrated forecast expects ({expect:.1f} a bin)")], left + 10, 20))
+                         uniform)], left + 10, 20))
     out.append("</svg>")
     return "".join(out)
+
+
+BINS = "forecaster's months per PIT bin"
 
 
 # --- after the sale (v2 A.3) -------------------------------------------------------------------
