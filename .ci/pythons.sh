@@ -45,7 +45,7 @@ if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import sys; a
   "$DIR/venv/bin/python" "$PIPWHL/pip" install -q "$PIPWHL"
 fi
 "$DIR/venv/bin/python" -m pip install -q -e "$ROOT[test]"
-echo "CI pythons: $("$DIR/venv/bin/python" --version), forecaster $("$DIR/venv/bin/python" -m forecaster --version)"
+echo "CI pythons: $("$DIR/venv/bin/python" --version); $("$DIR/venv/bin/python" -m forecaster --version)"
 set +e
 "$DIR/venv/bin/python" -m pytest "$@"
 status=$?
