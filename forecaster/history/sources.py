@@ -553,11 +553,15 @@ def _postgres(url: str, query: str, shown: str) -> Table:
         raise refused(shown_query, f"ran longer than {QUERY_TIMEOUT} s and was stopped (a query that long is not a "
                                    "history: filter or aggregate it)") from None
     except psycopg.Error as exc:
-        raise refused(shown_query, f"cannot be run: {_pg_message(exc)}") from None
+        raise refused(shown_query, f"cannot be run: {_pg_message(exc)}; expected one SELECT, run in a read-only "
+                                   "transaction") from None
     finally:
         conn.close()
 
 
 def _pg_message(exc: BaseException) -> str:
-    """A psycopg error in one line (its text may span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """A psycopg error in one line: the server's own message when there is one (without
+    its context, which quotes the cursor the query was declared in)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return " ".join(str(primary or exc).split()) or type(exc).__name__
