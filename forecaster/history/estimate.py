@@ -59,6 +59,7 @@ from forecaster.history.fitting import (
     conversion_cdf,
     conversion_exposure,
     fit_stage,
+    open_non_converter,
 )
 from forecaster.history.parts import Calibration, Mechanism
 from forecaster.history.quarters import quarter_end_closing, team_capacity, unslipped_factor
@@ -414,7 +415,10 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                      + f"; {counted.converted.size} conversions over an exposure of {exposure:.1f} deals "
                        f"-> p = {p:.4f}")
     law = LogTimeLaw.of(cdf, int(counted.converted.size))
-    level, (ys, vs) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen)
+    still_open = (lambda ages: open_non_converter(fit, ages)) if open_non_converter(fit, np.zeros(1)) is not None \
+        else None
+    level, (ys, vs) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen,
+                                       still_open)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
@@ -446,13 +450,14 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
                      law: LogTimeLaw, since: date | None = None,
-                     first_seen: date | None = None) -> tuple[Level | None, tuple]:
+                     first_seen: date | None = None, still_open=None) -> tuple[Level | None, tuple]:
     """The drifting conversion of stage ``s``, and its drifting speed: local levels
     (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
     the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
     the pooled time to convert ``law``) estimated together
     (:func:`forecaster.history.fitting.cohort_conversion`), so that faster closing is not read as
-    higher conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
+    higher conversion; with ``still_open`` (losses recorded), a cohort's losses count too, so
+    that wins that wait are not read as lower conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
     before the history's first close (``first_seen``) are left out. Returns the conversion's
     level (None with fewer than 3 cohorts) and the cohorts' log time scales and their
     variances, (ys, vs), shape (months,) each (NaN: none), for the speed's drift models."""
@@ -469,7 +474,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     for k, key in enumerate(months):
         if key in cohorts:
             data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
-            est = cohort_conversion(data, law)
+            est = cohort_conversion(data, law, still_open)
             # a young cohort's count depends on more than its conversion and speed (a queue in
             # front of the team, wins pushed to a quarter's end that the as-of date falls on):
             # what it says of its conversion and its speed (the few early conversions of a cohort

@@ -27,6 +27,7 @@ deal by the chance that its conversion, if any, would already show.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -395,15 +396,34 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return ndtr(z)
 
 
-def cohort_conversion(data: StageData, law: LogTimeLaw) -> CohortEstimate:
+def open_non_converter(fit: StageFit, ages: np.ndarray) -> np.ndarray | None:
+    """The chance that a lead that does not convert is still open at each of ``ages``
+    (days, any shape): sigma + (1 - sigma) (1 - G(a)), G the fitted ``days_lost`` and sigma
+    the stalled share. None when losses are not modelled (``lost_observed=False``)."""
+    wf, lf = fit.families if len(fit.families) == 2 else (None, None)
+    if wf is None or lf is None or fit.theta is None:
+        return None
+    kw = _NPARAMS[wf]
+    g = _cdf(lf, fit.theta[1 + kw:1 + kw + _NPARAMS[lf]], np.asarray(ages, dtype=float))
+    return fit.stalled + (1 - fit.stalled) * (1 - g)
+
+
+def cohort_conversion(data: StageData, law: LogTimeLaw,
+                      still_open: Callable[[np.ndarray], np.ndarray] | None = None) -> CohortEstimate:
     """A monthly cohort's conversion, with its own speed, so that faster closing cannot pass
     for higher conversion.
 
     Each deal of the cohort that converts does so with chance p, at a time T whose law is the
     pooled time to convert (``law``, :class:`LogTimeLaw`: :func:`conversion_cdf` smoothed on
     the log-time scale) stretched by the cohort's factor lambda: P(T <= t) = F0(t / lambda).
-    A deal of age a seen converting on day k contributes p (F(k + 1) - F(k)); any other deal
-    1 - p F(a + 1) (its conversion, if any, would not show yet). Young cohorts tell little
+    A deal of age a seen converting on day k contributes p (F(k + 1) - F(k)). With
+    ``still_open`` (losses recorded: :func:`open_non_converter`, the chance that a lead that
+    does not convert is still open at an age), a lost deal contributes 1 - p (it did not
+    convert, whenever its conversion would have come) and a deal still open at age a
+    p (1 - F(a + 1)) + (1 - p) still_open(a + 1): so a cohort whose wins wait (a queue, a
+    slower cycle) but whose losses come as usual is still read as converting as it does.
+    Without it, any deal that did not convert contributes 1 - p F(a + 1) (its conversion, if
+    any, would not show yet: a cure model, for histories without losses). Young cohorts tell little
     about either, and the two are confounded: a few early conversions are a fast cohort or
     a strong one. So both are integrated over a grid (flat prior on logit p, normal prior
     with sd :data:`SCALE_PRIOR_SD` on log lambda), and the returned variances carry the
@@ -426,7 +446,16 @@ def cohort_conversion(data: StageData, law: LogTimeLaw) -> CohortEstimate:
     if conv_days.size:
         dens = np.maximum(F(conv_days + 1.0) - F(conv_days.astype(float)), 1e-300)
         ll += (conv_n * np.log(dens)).sum(axis=1)[:, None] + conv_n.sum() * np.log(p)
-    if other_ages.size:
+    if still_open is not None:
+        if data.lost.size:
+            ll += data.lost.size * np.log(1.0 - p)
+        open_ages, open_n = np.unique(data.open_ages.astype(float), return_counts=True)
+        if open_ages.size:
+            seen = F(open_ages + 1.0)  # (scales, ages)
+            stay = np.asarray(still_open(open_ages + 1.0), dtype=float)[None, :, None]
+            ll += np.einsum("j,sjk->sk", open_n, np.log(np.maximum(
+                (1.0 - seen[:, :, None]) * p[None, :, :] + stay * (1.0 - p[None, :, :]), 1e-300)))
+    elif other_ages.size:
         seen = F(other_ages + 1.0)  # (scales, ages)
         ll += np.einsum("j,sjk->sk", other_n, np.log(np.maximum(1.0 - seen[:, :, None] * p[None, :, :], 1e-300)))
     prior = -0.5 * (LOG_SCALES / SCALE_PRIOR_SD) ** 2
