@@ -374,6 +374,17 @@ _READINGS = {
 _FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+|nan|inf(?:inity)?)", re.IGNORECASE)
 _CODE_BEFORE = re.compile(r"(?:[A-Za-z]{2,3}\.?|[A-Za-z]{1,2}(?=\$))(?![A-Za-z])")
 _CODE_AFTER = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,3}\.?$")
+_POINT = re.compile(r"(\d+)\.(\d+)", re.ASCII)
+"""A plain decimal number (1054.50): read by float(), the commonest amount, fast."""
+
+
+def _point_kind(m: re.Match) -> str:
+    """``.`` when a plain decimal's point can only be a decimal point, else ``either``
+    (1.234: three digits after a point that may group thousands)."""
+    whole, fraction = m.group(1), m.group(2)
+    return "." if len(fraction) != 3 or len(whole) > 3 or whole[0] == "0" else "either"
+
+
 AMOUNT_FORMS = "like 1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50"
 
 
@@ -434,7 +445,13 @@ class _AmountColumn:
         if not isinstance(value, str) or self.decimal:
             return
         text = value.strip()
-        if not text or text in self.looked or (text.isascii() and text.isdigit()):
+        if not text or (text.isascii() and text.isdigit()):
+            return
+        m = _POINT.fullmatch(text)
+        if m is not None:
+            self.seen.setdefault(_point_kind(m), (text, position))
+            return
+        if text in self.looked:
             return
         self.looked.add(text)
         split = _amount_text(text)
@@ -477,7 +494,10 @@ class _AmountColumn:
             text = (value or "").strip()
             if not text:
                 return None
-            if text.isascii() and text.isdigit():
+            m = _POINT.fullmatch(text) if not (text.isascii() and text.isdigit()) else None
+            if m is None and text.isascii() and text.isdigit():
+                number = float(text)
+            elif m is not None and (self.decimal == "." or self.decimal is None and _point_kind(m) == "."):
                 number = float(text)
             elif _FLOAT.fullmatch(text):
                 return _amount(text)
@@ -639,6 +659,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     outcome_map = {k: v for k, v in zip(OUTCOMES, OUTCOMES)}
     outcome_map.update({_key(k): v for k, v in (outcomes or {}).items()})
     unit = table.unit
+    text_cells = table.kind == "CSV file"  # every cell a str
 
     def at(position: int) -> str:
         return f"{unit} {position}"
@@ -678,10 +699,18 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     def cell(cells, name: str) -> str:
         return _text(raw(cells, name))
 
+    if text_cells:  # a CSV's cells: the same, faster
+        def cell(cells, name: str) -> str:
+            i = index.get(name)
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        raw = cell
+
     for line, cells in table.rows():
         n_rows += 1
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
-        digest = hashlib.blake2b("\x00".join(map(_text, cells)).encode(), digest_size=16).digest()
+        joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))  # type: ignore[attr-defined]
+        digest = hashlib.blake2b(joined.encode(), digest_size=16).digest()
         deal_id = cell(cells, "deal_id")
         if not deal_id:
             bad.append((f"deal_id (column {col['deal_id']!r}) is blank", "a blank deal id"))

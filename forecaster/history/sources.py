@@ -48,6 +48,10 @@ MAX_COLUMNS = 10_000
 """The most columns a header may have."""
 MAX_ROWS = 5_000_000
 """The most rows a history may have (a CSV of :data:`MAX_BYTES` holds about as many)."""
+MAX_CACHED = 16 * 2**20
+"""A CSV file of at most this many characters is parsed once and its rows kept for the
+second pass over them; a larger one is parsed again (its rows would take several times its
+size in memory)."""
 MAX_UNZIPPED = 4 * MAX_BYTES
 """The most an XLSX workbook may hold once unzipped [bytes] (its XML is several times the
 CSV it stands for; more is a zip bomb or not a history)."""
@@ -304,10 +308,17 @@ def csv_table(path: Path, shown: str, expected: str = "a CSV file (one row per d
     if first is None:
         raise refused(shown, "is empty; expected a header row and one row per deal")
 
+    cached: list[tuple[int, list[str]]] = []
+
     def rows():
+        if cached:
+            return iter(cached)
         it = records(text, shown)
         next(it)
-        return it
+        if len(text) > MAX_CACHED:
+            return it
+        cached.extend(it)
+        return iter(cached)
 
     return Table(shown, "CSV file", [c.strip() for c in first[1]], first[0], "line", rows)
 
