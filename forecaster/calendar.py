@@ -38,6 +38,33 @@ def quarter_label(day: date, fiscal_year_start: int = 1) -> str:
     return f"FY{year % 100:02d} Q{quarter}"
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def period_name(day: date, kind: str, fiscal_year_start: int | None = None) -> str:
+    """The period of ``kind`` starting on ``day``, as a reader says it: ``Jan 2027`` (month),
+    ``Q1 2027`` (calendar quarter), ``FY27 Q1`` (with a fiscal year, :func:`quarter_label`),
+    ``4 Jan 2027`` (week, day)."""
+    if kind == "month":
+        return f"{_MONTHS[day.month - 1]} {day.year}"
+    if kind == "quarter":
+        if fiscal_year_start is not None:
+            return quarter_label(day, fiscal_year_start)
+        return f"Q{(day.month - 1) // 3 + 1} {day.year}"
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def with_fiscal_quarter(label: str, kind: str, fiscal_year_start: int | None) -> str:
+    """A period's ISO label with its fiscal quarter (``2027-02-01 FY28 Q1``) when periods are
+    quarters of a fiscal year; otherwise (or for a label that is not a date) the label."""
+    if fiscal_year_start is None or kind != "quarter":
+        return label
+    try:
+        return f"{label} {quarter_label(date.fromisoformat(label), fiscal_year_start)}"
+    except (TypeError, ValueError):
+        return label
+
+
 def period_start(day: date, kind: str, fiscal_year_start: int = 1) -> date:
     """First calendar day of the ``kind`` period holding ``day`` (quarters of the fiscal year
     starting in month ``fiscal_year_start``, 1-12)."""

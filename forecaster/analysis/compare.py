@@ -137,6 +137,10 @@ def check_comparable(scenarios: list[Scenario]) -> None:
                 problems.append(Problem(key, f"is {getattr(sc, key)}, but the base {_label(base)} has "
                                              f"{getattr(base, key)}: scenarios compared period by period need the "
                                              "same horizon and periods", file=_label(sc)))
+        if base.report_by == "quarter" and sc.fiscal_start_month != base.fiscal_start_month:
+            problems.append(Problem("fiscal_year_start", f"is {sc.fiscal_year_start}, but the base {_label(base)} "
+                                                         f"has {base.fiscal_year_start}: quarters compared period by "
+                                                         "period need the same fiscal year", file=_label(sc)))
     for i, sc in enumerate(scenarios):
         first = next((o for o in scenarios[:i] if o.name == sc.name), None)
         if first is not None:
@@ -207,7 +211,8 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     seed = base.seed if seed is None else seed
     # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
     metrics_kept = len(V1_METRICS) + (len(AFTER_SALE_METRICS) if any(sc.has_customers for sc in scenarios) else 0)
-    kept = 3 * 8 * metrics_kept * sum(len(periods(sc.start, sc.end, sc.report_by).starts) for sc in scenarios)
+    kept = 3 * 8 * metrics_kept * sum(len(periods(sc.start, sc.end, sc.report_by, sc.fiscal_start_month).starts)
+                                      for sc in scenarios)
     n = len(variants)
     check_memory(trials, memory_per_trial(scenarios, kept),
                  f"comparing {_label(base)} with {n} variant{'s' if n != 1 else ''}")
@@ -219,7 +224,7 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
         values = np.stack([r[m] for r in runs])
         data[m] = (("scenario", "trial", "period"), values)
         data[f"{m}_difference"] = (("scenario", "trial", "period"), values - values[0])
-    starts = periods(base.start, base.end, base.report_by).starts
+    starts = periods(base.start, base.end, base.report_by, base.fiscal_start_month).starts
     ds0 = xr.Dataset(data, coords={"scenario": [sc.name for sc in scenarios], "trial": np.arange(trials),
                                    "period": np.array(starts, dtype="datetime64[ns]")})
     ds0.attrs.update({"base": base.name, "seed": stored_seed(seed), "trials": trials,

@@ -479,7 +479,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     shares = _variance_shares(base[metric], base_inputs, base_sc.segment_names, base_plan.quantity_names)
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}  # reorders base[m]: after every use
     summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
-               "metric": metric, "base": base_stats, "levers": effects, "ranking": ranked(metric),
+               "currency": base_sc.currency, "metric": metric, "base": base_stats, "levers": effects, "ranking": ranked(metric),
                "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
                "variance_shares": shares, "skipped": skipped}
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},

@@ -12,12 +12,14 @@ import os
 import sys
 import time
 import unicodedata
+from datetime import date
 from typing import TYPE_CHECKING
 
 from rich.console import Console as _RichConsole, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from forecaster.calendar import period_name, with_fiscal_quarter
 from forecaster.scenario.model import Scenario
 
 if TYPE_CHECKING:  # the bars import rich.progress themselves, when one is shown
@@ -96,17 +98,28 @@ def _add_columns(table: Table, *columns: tuple[str, JustifyMethod]) -> None:
         table.add_column(col, justify=just)
 
 
-def _metric_table(title: str, metric: dict, fmt) -> Table:
+def _metric_table(title: str, metric: dict, fmt, horizon: dict | None = None) -> Table:
     table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("period")
     for col in ("mean", "95% CI of mean", "P10", "P50", "P90"):
         table.add_column(col, justify="right")
-    rows = [(item["period"], item) for item in metric["by_period"]] + [("total", metric["total"])]
+    h = horizon or {}
+    rows = [(with_fiscal_quarter(item["period"], h.get("report_by", ""), h.get("fiscal_year_start")), item)
+            for item in metric["by_period"]] + [("total", metric["total"])]
     for i, (label, s) in enumerate(rows):
         table.add_row(as_text(label), fmt(s["mean"]), f"{fmt(s['mean_ci_low'])} – {fmt(s['mean_ci_high'])}",
                       fmt(s["p10"]), fmt(s["p50"]), fmt(s["p90"]), end_section=i == len(rows) - 2,
                       style="bold" if label == "total" else None)
     return table
+
+
+def _quota_period(label: str, scenario: Scenario, horizon: dict) -> str:
+    """A commission period as a reader says it (``Q1 2027``, ``FY27 Q1``, ``Jan 2027``)."""
+    kind = scenario.commission.period if scenario.commission else horizon.get("report_by", "month")
+    try:
+        return period_name(date.fromisoformat(label), kind, horizon.get("fiscal_year_start"))
+    except (TypeError, ValueError):
+        return label
 
 
 def print_summary(summary: dict, scenario: Scenario, console: Console | None = None) -> None:
@@ -118,24 +131,27 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
                                 printable(f": {summary['trials']:,} trials, seed {summary['seed']}, "
                                           f"{h['start']} to {h['end']}, by {h['report_by']}")), highlight=False)
     m = summary["metrics"]
-    console.print(_metric_table(f"Revenue{cur}", m["revenue"], _money))
-    console.print(_metric_table("Won deals", m["won_deals"], _count))
+    console.print(_metric_table(f"Revenue{cur}", m["revenue"], _money, h))
+    console.print(_metric_table("Won deals", m["won_deals"], _count, h))
     if any(name in m for name in AFTER_SALE):
         print_after_sale(summary, console)
     if "commission" in m:
-        console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money))
+        console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money, h))
     if "reps" in summary and "commission" in m:
         table = Table(title=as_text(f"Commission by rep{cur}"), title_justify="left", show_edge=False, pad_edge=False)
         _add_columns(table, ("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
                      ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right"))
         for name, r in summary["reps"].items():
             c = r["commission"]["total"]
-            chances = " / ".join(f"{q['probability']:.0%}" for q in r["quota_attainment"])
+            chances = " · ".join(f"{_quota_period(q['period'], scenario, h)} {q['probability']:.0%}"
+                                 if len(r["quota_attainment"]) > 1 else f"{q['probability']:.0%}"
+                                 for q in r["quota_attainment"])
             table.add_row(as_text(name), _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
                           _money(c["p10"]), _money(c["p50"]), _money(c["p90"]), chances)
         console.print(table)
         if any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values()):
-            console.print("P(reach quota) is given for each commission period in turn.", style="dim")
+            console.print("P(reach quota) is given for each commission period, named by its first month.",
+                          style="dim")
     if summary.get("targets"):
         table = Table(title="Targets", title_justify="left", show_edge=False, pad_edge=False)
         _add_columns(table, ("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecaster.calendar import period_end
+from forecaster.calendar import period_end, period_name as calendar_period_name, with_fiscal_quarter
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.present.console import AFTER_SALE, printable
@@ -787,30 +787,23 @@ _NAMES = {"recognised_revenue": "recognised revenue", "renewal_bookings": "renew
           "new_customers": "new customers", "churned_customers": "churned customers", "repeat_customers": "repeat customers (2nd purchase)",
           "regular_customers": "regular customers", "active_customers": "active customers", "mrr": "MRR"}
 """How the report names the after-sale metrics; a metric it does not know is named by its key."""
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def period_name(label: str, report_by: str) -> str:
+def period_name(label: str, report_by: str, fiscal_year_start: int | None = None) -> str:
     """A period named by its first day (``2027-01-01``) as a reader says it: ``Jan 2027``
-    (month), ``Q1 2027`` (quarter), ``4 Jan 2027`` (week, day). A label that is not a date
-    stays as it is."""
+    (month), ``Q1 2027`` or, with a fiscal year, ``FY27 Q1`` (quarter), ``4 Jan 2027`` (week,
+    day): :func:`forecaster.calendar.period_name`. A label that is not a date stays as it is."""
     try:
         d = date.fromisoformat(label)
     except (TypeError, ValueError):
         return label
-    if report_by == "month":
-        return f"{_MONTHS[d.month - 1]} {d.year}"
-    if report_by == "quarter":
-        return f"Q{(d.month - 1) // 3 + 1} {d.year}"
-    return f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
+    return calendar_period_name(d, report_by, fiscal_year_start)
 
 
-def period_end_name(label: str, report_by: str, end: str) -> str:
+def period_end_name(label: str, report_by: str, end: str, fiscal_year_start: int | None = None) -> str:
     """The last day within the horizon (ending on ``end``) of the period named ``label``:
     where a stock is measured, e.g. ``2027-01-31``. A label that is not a date stays as it is."""
     try:
         first, last = date.fromisoformat(label), date.fromisoformat(end)
-        return min(period_end(first, report_by), last).isoformat()
+        return min(period_end(first, report_by, fiscal_year_start or 1), last).isoformat()
     except (TypeError, ValueError):
         return label
 
@@ -930,7 +923,7 @@ def after_sale_html(summary: dict) -> list[str]:
     per, cur = h["report_by"], h.get("currency") or ""
     unit = cur or "currency"
     labels = [p["period"] for p in m["revenue"]["by_period"]]
-    names = [period_name(label, per) for label in labels]
+    names = [period_name(label, per, h.get("fiscal_year_start")) for label in labels]
     stage = " + stage revenue" if "stage_revenue" in m else ""
     parts = ["<h2>After the sale</h2>",
              '<p class="meta">Bookings are booked when they are won, renewed, bought again or cancelled; recognised '
@@ -960,7 +953,7 @@ def after_sale_html(summary: dict) -> list[str]:
         rows = []
         for i, label in enumerate(labels):
             a = m["active_customers"]["by_period"][i]
-            row = [period_end_name(label, per, h["end"]), *(_count1(a[k]) for k in ("mean", "p10", "p50", "p90"))]
+            row = [period_end_name(label, per, h["end"], h.get("fiscal_year_start")), *(_count1(a[k]) for k in ("mean", "p10", "p50", "p90"))]
             for key in ("mrr", "new_customers", "churned_customers"):
                 if key in m:
                     row.append(_fmt_of(key)(m[key]["by_period"][i]["mean"]))
@@ -1010,7 +1003,7 @@ def after_sale_markdown(summary: dict) -> list[str]:
             for key, _ in cols:
                 s, fmt = m[key]["by_period"][i], _fmt_of(key)
                 cells.append(f"{fmt(s['mean'])} ({fmt(s['p10'])} – {fmt(s['p90'])})")
-            lines.append(f"| {md(period_name(p['period'], per))} | " + " | ".join(cells) + " |")
+            lines.append(f"| {md(period_name(p['period'], per, h.get('fiscal_year_start')))} | " + " | ".join(cells) + " |")
         lines.append("")
     titles = _totals_titles(h)
     for kind, rows in _totals(summary).items():
@@ -1075,7 +1068,8 @@ _SUMMARY = {
     "scenario": (str, int, float), "seed": (int, str), "trials": (int,), "description?": (str, None),
     "forecaster_version?": (str, None), "scenario_sha256?": (str,),
     "metrics": {"revenue": _METRIC, "won_deals?": _METRIC, "commission?": _METRIC},
-    "horizon": {"start": _TEXT, "end": _TEXT, "report_by": _TEXT, "currency?": (str, None)},
+    "horizon": {"start": _TEXT, "end": _TEXT, "report_by": _TEXT, "currency?": (str, None),
+                "fiscal_year_start?": (int,), "commission_period?": _TEXT},
     "targets?": {"*": {"threshold": _NUM, "probability": _NUM}},
     "segments": {"*": {"revenue": {"total": _STATS}, "won_deals": {"total": _STATS}}},
     "funnel?": {"*": {"stages": [{"stage": _TEXT, "entering": _NUM}], "won_eventually": _NUM}},
@@ -1195,7 +1189,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
     per = h["report_by"]
     unit = f" [{cur}]" if cur else ""
     parts.append(f"<h2>Revenue per {esc(per)} {esc(cur)}</h2>")
-    parts.append(fan_chart([period_name(label, per) for label in labels], q,
+    parts.append(fan_chart([period_name(label, per, h.get("fiscal_year_start")) for label in labels], q,
                            f"revenue per {per}: P10–P90 and P25–P75 bands, median line",
                            _PERIOD_AXIS.get(per, per), f"revenue per {per}{unit}", per))
     parts.append(_table(["period", "mean", "P10", "P50", "P90"],
@@ -1247,15 +1241,21 @@ def render_markdown(summary: dict, when: str) -> str:
              f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
     for t, v in summary.get("targets", {}).items():
         lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
+    fy = h.get("fiscal_year_start")
     lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {md(p['period'])} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |"
-              for p in m["revenue"]["by_period"]]
+    lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | "
+              f"{money(p['p90'])} |" for p in m["revenue"]["by_period"]]
     if any(name in m for name in AFTER_SALE):
         lines += after_sale_markdown(summary)
     if summary.get("reps") and "commission" in m:
         lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
+        kind = h.get("commission_period")
+
+        def chance(a: dict, several: bool) -> str:
+            named = kind and several
+            return (f"{period_name(a['period'], kind, fy)}: " if named else "") + f"{a['probability']:.0%}"
         lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | "
-                  + " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"]) + " |"
+                  + md(", ".join(chance(a, len(v["quota_attainment"]) > 1) for a in v["quota_attainment"])) + " |"
                   for r, v in summary["reps"].items()]
     return "\n".join(lines) + "\n"
 

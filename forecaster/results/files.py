@@ -554,11 +554,20 @@ def _is_file_or_link(path: Path) -> bool:
 EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", "tables/*.csv")
 """What ``run --export`` may write (summary workbook, per-trial Parquet, one CSV per table)."""
 
+
+def _exports(stem: str, trials: bool = True) -> tuple[str, ...]:
+    """What ``--export`` may write for compare, sensitivity (``trials``) or backtest
+    (:func:`forecaster.present.export.declared_names`; tests check that the two agree)."""
+    return (f"{stem}.xlsx", f"{stem}-tables/*.csv", *((f"{stem}-trials.parquet", f"{stem}-reps.parquet")
+                                                      if trials else ()))
+
+
 OUTPUTS: dict[str, Outputs] = {o.command: o for o in (
     Outputs("run", "summary.json", ("forecast.nc", "summary.json", "report.html", "report.md", *EXPORTS)),
-    Outputs("compare", "compare.json", ("compare.nc", "compare.json", "compare.html")),
-    Outputs("sensitivity", "sensitivity.json", ("sensitivity.nc", "sensitivity.json", "sensitivity.html")),
-    Outputs("backtest", "backtest.json", ("backtest.json", "backtest.html")),
+    Outputs("compare", "compare.json", ("compare.nc", "compare.json", "compare.html", *_exports("compare"))),
+    Outputs("sensitivity", "sensitivity.json", ("sensitivity.nc", "sensitivity.json", "sensitivity.html",
+                                                *_exports("sensitivity"))),
+    Outputs("backtest", "backtest.json", ("backtest.json", "backtest.html", *_exports("backtest", trials=False))),
 )}
 """Each command's outputs (a batch writes a ``run`` folder per scenario). A name in two sets
 would let one command remove the other's file from a shared folder: names are unique."""

@@ -143,6 +143,8 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
                                  (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
+    if "commission_period" in a:  # what each rep's quota_attainment item is a period of
+        out["horizon"]["commission_period"] = a["commission_period"]
     if "fiscal_year_start" in a:  # quarters follow the fiscal year (labelled FY27 Q1)
         out["horizon"]["fiscal_year_start"] = int(a["fiscal_year_start"])
     if meta.description:
