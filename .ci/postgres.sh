@@ -18,7 +18,7 @@ ROOT=$PWD
 ROWS=${FORECASTER_PG_ROWS:-400}
 SEED=${FORECASTER_PG_SEED:-14}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
-[ -x "$PYTHON" ] || PYTHON=python3
+[ -x "$PYTHON" ] || PYTHON=python3  # the history's generator needs only the standard library
 
 say() { echo "postgres.sh: $*" >&2; }
 

@@ -7,11 +7,11 @@ Also a script, for .ci/postgres.sh: ``python tests/history/history_tables.py csv
 from __future__ import annotations
 
 import csv
+import math
+import random
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-
-import numpy as np
 
 AS_OF = date(2026, 6, 30)
 COLUMNS = ("Id", "Name", "StageName", "CreatedDate", "CloseDate", "Amount", "Segment")
@@ -25,24 +25,25 @@ N, SEED = 400, 14
 def synthetic_history(n: int = N, seed: int = SEED, as_of: date = AS_OF) -> list[tuple]:
     """Rows (Id, Name, StageName, CreatedDate, CloseDate, Amount, Segment), typed: the open
     deals in Salesforce's standard open stages with an expected CloseDate (some past), a
-    few open deals without an amount, every value a plain one."""
-    rng = np.random.default_rng(seed)
+    few open deals without an amount, every value a plain one. Python's own generator, so
+    that .ci/postgres.sh can seed a server before any package is installed."""
+    rng = random.Random(seed)
     first = as_of - timedelta(days=540)
     rows = []
     for i in range(n):
-        created = first + timedelta(days=int(rng.integers(0, 540)))
-        end = created + timedelta(days=int(rng.lognormal(np.log(30), 0.6)))
-        amount: float | None = round(float(rng.lognormal(9, 0.7)), 2)
+        created = first + timedelta(days=rng.randrange(0, 540))
+        end = created + timedelta(days=int(rng.lognormvariate(math.log(30), 0.6)))
+        amount: float | None = round(rng.lognormvariate(9, 0.7), 2)
         if end > as_of:
-            stage = OPEN_STAGES[int(rng.integers(0, len(OPEN_STAGES)))]
-            close = created + timedelta(days=int(rng.integers(5, 60)))  # expected, not an event
+            stage = rng.choice(OPEN_STAGES)
+            close = created + timedelta(days=rng.randrange(5, 60))  # expected, not an event
             if rng.random() < 0.1:
                 amount = None
         else:
             stage = "Closed Won" if rng.random() < 0.35 else "Closed Lost"
             close = end
         rows.append((f"006{i:06d}", f"Acme, deal {i}", stage, created, close, amount,
-                     SEGMENTS[int(rng.integers(0, len(SEGMENTS)))]))
+                     rng.choice(SEGMENTS)))
     return rows
 
 
