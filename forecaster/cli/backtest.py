@@ -22,8 +22,7 @@ from forecaster.cli.calibrate import (
     preset_help,
     query_option,
 )
-from forecaster.cli.options import column_option, mechanism_option, out_option, outcome_option
-from forecaster.results.files import write_together
+from forecaster.cli.options import column_option, export_option, mechanism_option, out_option, outcome_option
 
 MAX_MONTHS = 120
 MAX_TRIALS = 1_000_000
@@ -69,8 +68,9 @@ def _dates(ctx, param, value):
 @click.option("--capacity", is_flag=True, help="Keep the team's capacity at each cutoff (see calibrate --capacity).")
 @mechanism_option
 @out_option("backtest.json")
+@export_option
 def backtest_command(history, cutoffs, months, query, preset, stages, segment_column, mapping, outcomes, date_format,
-                     decimal, drop_bad_rows, trials, capacity, mechanisms, out):
+                     decimal, drop_bad_rows, trials, capacity, mechanisms, out, export):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.
 
     Scores per metric (won deals, revenue), per month and in total: coverage of the P10-P90
@@ -88,6 +88,8 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
     from forecaster.present.console import print_backtest
     from forecaster.results.files import ROOM, check_path, shorten, stat_or_none
 
+    if export and "parquet" in export:
+        raise click.UsageError("--export parquet: a backtest keeps no trials; use csv or xlsx")
     shown = f"--out {shorten(out)}"
     check_path(out, "--out", room=ROOM)  # a name or path too long, before anything is looked up
     folder = Path(os.path.realpath(out))  # as the system will find it once created
@@ -117,6 +119,14 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
         raise ForecasterError(f"{shown_name(history)}: {exc}") from None
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
-    write_together(folder, {"backtest.json": text}, shown)
+    from forecaster.present.export import write_together_with_exports
+
+    written = write_together_with_exports(folder, {"backtest.json": text}, shown, kind="backtest", summary=result,
+                                          formats=export or ())
     print_backtest(result)
     click.echo(f"Wrote {out}/backtest.json")
+    exported = sorted(Path(p).relative_to(folder).as_posix() for p in written if Path(p).name != "backtest.json")
+    if exported:
+        from forecaster.cli.run import _listing
+
+        click.echo(f"Exported {_listing(out, exported)}")

@@ -212,6 +212,9 @@ def _comment(text: str | Path) -> str:
 @click.option("--horizon", default="3m", show_default=True, callback=_horizon,
               help="What to forecast: days (90 or 90d) or calendar months after the as-of date's (3m); at most "
                    "ten years.")
+@click.option("--fiscal-year-start", "fiscal_year_start", type=click.IntRange(1, 12), default=None, metavar="MONTH",
+              help="Month (1-12) the company's fiscal year starts in: quarter-end slips and capacity are read from "
+                   "its quarters, and the scenario gets fiscal_year_start (quarters labelled FY27 Q1).")
 @click.option("--capacity", is_flag=True,
               help="Keep the team's capacity (fitted from its last whole quarters of wins) whatever the evidence: "
                    "for a team whose deals wait for it (the open backlog grows while wins stay flat). Same as "
@@ -242,7 +245,7 @@ def _comment(text: str | Path) -> str:
               help="Map --subscriptions' outcome values to renewed, churned or active (case and surrounding spaces "
                    "ignored), e.g. --term-outcome churned=\"Cancelled,Lapsed\". Repeatable.")
 def calibrate_command(history, as_of, output, query, preset, stages, segment_column, mapping, outcomes, date_format,
-                      decimal, drop_bad_rows, horizon, capacity, mechanisms, report, transactions=None,
+                      decimal, drop_bad_rows, horizon, fiscal_year_start, capacity, mechanisms, report, transactions=None,
                       subscriptions=None, customer_segment=None, transaction_mapping=(), subscription_mapping=(),
                       term_outcomes=()):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
@@ -328,7 +331,8 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
         click.echo(f"warning: {w}", err=True)
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
-                        capacity=capacity, force=mechanisms, pipeline_file=pipeline_file)
+                        capacity=capacity, force=mechanisms, pipeline_file=pipeline_file,
+                        fiscal_year_start=fiscal_year_start)
     except ScenarioError as exc:  # calibration builds its scenario to size the shocks
         raise _refused(exc, output=output, history=source, as_of=as_of) from None
     except ValueError as exc:
