@@ -644,7 +644,7 @@ def _stage(convert, mean=5.0):
 
 FULL = {
     "name": "full", "description": "every key of the format", "start": "2027-01-01", "end": "2027-03-31",
-    "report_by": "month", "currency": "USD", "trials": 200, "seed": 7,
+    "report_by": "month", "fiscal_year_start": 2, "currency": "USD", "trials": 200, "seed": 7,
     "stages": ["lead", "qualified", "proposal"],
     "segments": {
         "direct": {
