@@ -230,7 +230,7 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     ds0.attrs.update({"base": base.name, "seed": stored_seed(seed), "trials": trials,
                       "what": "per-trial values and paired differences (variant - base) on common random numbers"})
     for m in metrics:
-        unit = _unit(m, base.currency or "currency")
+        unit = metric_unit(m, base.currency or "currency")
         ds0[m].attrs["units"] = unit
         ds0[f"{m}_difference"].attrs["units"] = unit
         if m in AFTER_SALE_VARIABLES:
@@ -241,7 +241,7 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     return ds0
 
 
-def _unit(metric: str, currency: str) -> str:
+def metric_unit(metric: str, currency: str) -> str:
     """A metric's unit: deals, customers, or the currency."""
     if metric == "won_deals":
         return "deals"

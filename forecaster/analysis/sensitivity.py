@@ -45,6 +45,7 @@ from forecaster.analysis.compare import (
     difference_stats,
     horizon_total,
     memory_per_trial,
+    metric_unit,
     paired_difference,
     stored_seed,
 )
@@ -488,4 +489,6 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     ds.attrs.update({"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                      "what": "per-trial change of each total when a lever moves by -step / +step "
                              "(common random numbers); NaN where the lever could not move"})
+    for m in metrics:  # each difference in its metric's unit (the exports and readers show it)
+        ds[f"{m}_difference"].attrs["units"] = metric_unit(m, base_sc.currency or "currency")
     return summary, ds

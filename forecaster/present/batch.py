@@ -50,7 +50,9 @@ inside garbage-collection callbacks)."""
 MANIFEST = "manifest.json"
 CSV_FILE = "summaries.csv"
 RUN_FILES = ("forecast.nc", "summary.json", "report.html", "report.md")
-"""The files a run folder holds; nothing else in it is written or deleted."""
+"""The files a batch writes into a run folder; a run's publication also removes the older
+files of the run's declared set (:data:`forecaster.results.files.OUTPUTS`, e.g. exports of an
+earlier ``run --export`` into the folder); nothing else in it is written or deleted."""
 STATS = ("mean", "std", "p5", "p10", "p50", "p90", "p95", "mean_ci_low", "mean_ci_high")
 _RESERVED = {MANIFEST.casefold(), CSV_FILE.casefold()}
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
