@@ -313,7 +313,9 @@ def check_json_file(path: Path, rel: str) -> list[str]:
                             problems.append(f"{rel}: {where}.{k} is negative: {v}")
             if "probability" in node:
                 v = node["probability"]
-                if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                # one probability, or one per scenario (compare.json's targets: scenario -> P)
+                values = list(v.values()) if isinstance(v, dict) and v else [v]
+                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in values):
                     problems.append(f"{rel}: {'.'.join(trail)}.probability is {v!r}")
             for k, v in node.items():
                 walk(v, trail + [str(k)])

@@ -191,7 +191,7 @@ class ForecasterGroup(click.Group):
 
     def _invoke(self, ctx):
         from forecaster.present.console import TerminalWriteError
-        from forecaster.results.files import Terminated, handle_interrupts
+        from forecaster.results.files import Terminated, handle_interrupts, interrupt_behind
 
         try:
             with handle_interrupts(sigterm=True):  # a kill ends every command as Ctrl-C does
@@ -209,6 +209,13 @@ class ForecasterGroup(click.Group):
             _say("Interrupted: finished results are kept, unfinished ones were not written.")
             sys.exit(130)
         except Exception as exc:  # an internal error: say so plainly
+            behind = interrupt_behind(exc)  # unless a signal's exception came out as another error
+            if isinstance(behind, Terminated):
+                _say("Terminated (SIGTERM): finished results are kept, unfinished ones were not written.")
+                sys.exit(143)
+            if isinstance(behind, KeyboardInterrupt):
+                _say("Interrupted: finished results are kept, unfinished ones were not written.")
+                sys.exit(130)
             stream = _terminal_stream(exc)
             if stream is not None and isinstance(exc, OSError):  # click.echo into a closed pipe or a full device
                 _terminal_failed(ctx, exc.errno, exc.strerror or str(exc), stream)

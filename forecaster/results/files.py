@@ -102,6 +102,23 @@ def checkpoint() -> None:
         raise exc
 
 
+def interrupt_behind(exc: BaseException) -> BaseException | None:
+    """The interrupt (Ctrl-C, SIGTERM) that ``exc`` came from, or None.
+
+    A signal's exception raised while compiled code runs reaches Python as another error:
+    numba's dispatcher reports ``SystemError: ... returned a result with an exception set``,
+    its cause the interrupt. So an error whose chain holds an interrupt, or that arrived
+    after one was received and not yet raised, is that interrupt."""
+    seen: BaseException | None = exc
+    for _ in range(100):  # a chain is short; a cycle is not followed for ever
+        if seen is None:
+            break
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return _Interrupts.pending
+
+
 @contextlib.contextmanager
 def handle_interrupts(sigterm: bool = False):
     """Within: Ctrl-C raises :class:`KeyboardInterrupt` and, with ``sigterm``, SIGTERM raises
