@@ -22,7 +22,7 @@ from forecaster.cli.calibrate import (
     preset_help,
     query_option,
 )
-from forecaster.cli.options import column_option, export_option, mechanism_option, out_option, outcome_option
+from forecaster.cli.options import backtest_export_option, column_option, mechanism_option, out_option, outcome_option
 
 MAX_MONTHS = 120
 MAX_TRIALS = 1_000_000
@@ -68,7 +68,7 @@ def _dates(ctx, param, value):
 @click.option("--capacity", is_flag=True, help="Keep the team's capacity at each cutoff (see calibrate --capacity).")
 @mechanism_option
 @out_option("backtest.json")
-@export_option
+@backtest_export_option
 def backtest_command(history, cutoffs, months, query, preset, stages, segment_column, mapping, outcomes, date_format,
                      decimal, drop_bad_rows, trials, capacity, mechanisms, out, export):
     """Calibrate on what was known at each cutoff, forecast, and compare with what happened.

@@ -151,3 +151,9 @@ export_option = click.option(
          "(any of, comma separated): csv, one file per summary table in tables/ (<command>-tables/ for compare "
          "and sensitivity); xlsx, one workbook with an About sheet and a sheet per table; parquet, every trial "
          "(trials.parquet, and reps.parquet with a team). Units are in the headers, e.g. revenue_p50 [USD].")
+
+backtest_export_option = click.option(
+    "--export", "export", metavar="csv,xlsx", default=None, callback=_exports,
+    help="Also write backtest.json's tables for spreadsheets, in --out and together with it: csv, one file per "
+         "table in backtest-tables/ (scores, averages, cutoffs); xlsx, backtest.xlsx with an About sheet and a sheet "
+         "per table. A backtest keeps no trials, so parquet is refused.")

@@ -73,7 +73,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
         raise click.UsageError("--export parquet exports every trial from forecast.nc, which --keep summary does not "
                                "write; drop one of them")
     exported: list[str] = []
-    written = False
+    written = reported = False
     try:
         with handle_interrupts(sigterm=True):
             sc = load_scenario(scenario).with_run(trials, seed)
@@ -101,6 +101,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
             if report:
                 from forecaster.present.report import write_report
                 write_report(out)
+                reported = True
             if not quiet:
                 print_summary(summary, sc)
                 files = f"{out}/summary.json" if keep == "summary" else f"{out}/forecast.nc and {out}/summary.json"
@@ -110,6 +111,8 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
     except KeyboardInterrupt as exc:
         done = ("the results had been written to --out" if written
                 else "nothing was written and --out keeps its previous results")
+        if written and report and not reported:
+            done += ", the report was not (run forecaster report on the folder to write it)"
         if isinstance(exc, Terminated):
             click.echo(f"Terminated (SIGTERM): {done}.", err=True)
             sys.exit(143)
