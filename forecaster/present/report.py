@@ -1193,8 +1193,8 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                            f"revenue per {per}: P10–P90 and P25–P75 bands, median line",
                            _PERIOD_AXIS.get(per, per), f"revenue per {per}{unit}", per))
     parts.append(_table(["period", "mean", "P10", "P50", "P90"],
-                        [[p["period"], money(p["mean"]), money(p["p10"]), money(p["p50"]), money(p["p90"])]
-                         for p in m["revenue"]["by_period"]]))
+                        [[with_fiscal_quarter(p["period"], per, h.get("fiscal_year_start")), money(p["mean"]),
+                          money(p["p10"]), money(p["p50"]), money(p["p90"])] for p in m["revenue"]["by_period"]]))
     parts.append("<h2>Total revenue over the horizon</h2>")
     marks = ([(f"target {money(targets['revenue']['threshold'])}: reached in "
                f"{np.mean(totals >= targets['revenue']['threshold']):.0%} of trials", targets["revenue"]["threshold"])]
@@ -1223,11 +1223,21 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
         parts.append(_table(["rep", "quota", "commission mean", "P10", "P90", "P(reach quota)"],
                             [[r, money(v["quota"]), money(v["commission"]["total"]["mean"]),
                               money(v["commission"]["total"]["p10"]), money(v["commission"]["total"]["p90"]),
-                              " / ".join(f"{a['probability']:.0%}" for a in v["quota_attainment"])]
-                             for r, v in reps.items()]))
+                              quota_chances(v, h)] for r, v in reps.items()]))
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
     return _page(f"{summary['scenario']} – forecast", parts, AFTER_SALE_CSS if after_sale else "")
+
+
+def quota_chances(rep: dict, horizon: dict) -> str:
+    """A rep's chances of reaching quota, each named by its commission period when there
+    are several (``Q1 2027: 54%, Q2 2027: 21%``; ``FY28 Q1: ...`` with a fiscal year)."""
+    chances = rep["quota_attainment"]
+    kind = horizon.get("commission_period")
+    if len(chances) == 1 or not kind:
+        return " / ".join(f"{a['probability']:.0%}" for a in chances)
+    return ", ".join(f"{period_name(a['period'], kind, horizon.get('fiscal_year_start'))}: {a['probability']:.0%}"
+                     for a in chances)
 
 
 def render_markdown(summary: dict, when: str) -> str:
@@ -1249,13 +1259,7 @@ def render_markdown(summary: dict, when: str) -> str:
         lines += after_sale_markdown(summary)
     if summary.get("reps") and "commission" in m:
         lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
-        kind = h.get("commission_period")
-
-        def chance(a: dict, several: bool) -> str:
-            named = kind and several
-            return (f"{period_name(a['period'], kind, fy)}: " if named else "") + f"{a['probability']:.0%}"
-        lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | "
-                  + md(", ".join(chance(a, len(v["quota_attainment"]) > 1) for a in v["quota_attainment"])) + " |"
+        lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | {md(quota_chances(v, h))} |"
                   for r, v in summary["reps"].items()]
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from forecaster.analysis.compare import compare
 from forecaster.errors import ScenarioError
 from forecaster.present.console import print_summary
-from forecaster.present.report import period_end_name, period_name, render_markdown
+from forecaster.present.report import period_end_name, period_name, quota_chances, render_markdown
 from forecaster.results.dataset import simulate
 from forecaster.results.summary import summarize
 from forecaster.scenario.loading import load_scenario
@@ -54,6 +54,7 @@ def test_console_and_report_name_fiscal_quarters(tmp_path):
     markdown = render_markdown(summary, "now")
     assert "| 2027-08-01 FY28 Q3 |" in markdown
     assert "FY27 Q4: 0%, FY28 Q1: " in markdown  # each rep's chances, named
+    assert quota_chances(summary["reps"]["ana"], summary["horizon"]).startswith("FY27 Q4: 0%, FY28 Q1: ")  # html
 
 
 def test_calendar_quarters_are_named_as_before(tmp_path):
