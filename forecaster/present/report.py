@@ -701,6 +701,7 @@ def render_backtest(result: dict, when: str) -> str:
         intervals = [(f"{c['cutoff']} → {m[:7]}", s["p10"], s["p50"], s["p90"], s["actual"])
                      for c in result["cutoffs"]
                      for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
+        body.append(f"<h3>Forecaster's P10–P90 per forecast month, with the actual ({esc(unit)})</h3>")
         body.append(interval_chart(intervals, f"{metric}: P10–P90 per forecast month, with the actual",
                                    axis=f"{unit} in the month" + (" [the history's currency]" if metric == "revenue" else "")))
         pit = avg["forecaster"].get("pit_histogram")
@@ -1208,7 +1209,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
             parts.append(bars(rows, f"funnel of {seg}", fmt=lambda v: f"{v:,.1f}",
                               x_title="new leads entering the stage over the horizon (mean of the trials)"))
     parts.append("<h2>By segment</h2>")
-    parts.append(_table(["segment", "revenue mean", "P10", "P50", "P90", "won deals mean"],
+    parts.append(_table(["segment", f"revenue mean{unit}", "P10", "P50", "P90", "won deals mean"],
                         [[seg, money(s["revenue"]["total"]["mean"]), money(s["revenue"]["total"]["p10"]),
                           money(s["revenue"]["total"]["p50"]), money(s["revenue"]["total"]["p90"]),
                           f"{s['won_deals']['total']['mean']:,.1f}"] for seg, s in summary["segments"].items()]))
