@@ -29,8 +29,15 @@ unit) and the Dataset's attributes in ``forecaster``.
 
 Tables are built from the summary dicts (``summary.json``, ``compare.json``,
 ``sensitivity.json``, ``backtest.json``) by :func:`tables_for`; keys this module does not
-know become tables of their own (:func:`generic_table`), so that fields added to a summary
-later are exported too.
+know are gathered in the table ``other`` (:func:`generic_table`, a row per key), so that
+fields added to a summary later are exported too. Every table's name is one of
+:data:`forecaster.results.files.TABLES` (the files a command declares it may write): a user's
+own file in the tables folder is never replaced or removed.
+
+**Text is never a formula.** Names come from the scenario (segments, reps, the scenario's
+name): a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a line break is written
+as text, in the workbook as a string cell, in CSV after an apostrophe
+(:func:`forecaster.present.batch.safe_cell`); numbers stay numbers.
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from forecaster.present.batch import safe_cell
+from forecaster.results.files import TABLES, table_files
 from forecaster.results.layout import AFTER_SALE_VARIABLES
 
 FORMATS = ("csv", "xlsx", "parquet")
@@ -78,9 +87,11 @@ def export_names(kind: str) -> dict[str, str]:
 
 def declared_names(kind: str) -> tuple[str, ...]:
     """Every name ``--export`` may write for ``kind``, as :data:`forecaster.results.files.OUTPUTS`
-    declares a command's files (a glob for the tables)."""
+    declares a command's files (each table's file by its exact name)."""
     n = export_names(kind)
-    return (n["xlsx"], n["trials"], n["reps"], f"{n['csv']}/*.csv")
+    tables = table_files(kind)
+    assert all(t.startswith(f"{n['csv']}/") for t in tables), (kind, tables)
+    return (n["xlsx"], n["trials"], n["reps"], *tables)
 
 
 def parse_formats(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -137,6 +148,9 @@ class Units:
 
     COUNTS = {"won_deals": "deals", "open_pipeline": "deals", "entering": "leads", "months": "months",
               "cutoffs": "cutoffs", "pit_histogram": "months", "trials": "trials"}
+    RATES = {"trailing_mean_rate": "deals per month"}
+    """Rates by key: a backtest's trailing mean is the won deals per month of the months before
+    its cutoff (:func:`forecaster.history.baselines.trailing_mean`)."""
 
     def __init__(self, currency: str | None, overrides: dict | None = None):
         self.currency = currency or "currency"
@@ -168,10 +182,16 @@ class Units:
             return FRACTION, "fraction"
         if "attainment" in last:
             return "fraction of quota", "fraction"
-        if last.startswith(("months", "cutoffs")) or "histogram" in parts:
+        if any(p.endswith("histogram") for p in parts):  # counts of months (PIT values in each bin)
+            return "months", "integer"
+        if last.startswith(("months", "cutoffs")):
             return ("cutoffs" if last.startswith("cutoffs") else "months"), "integer"
-        if last in ("rate", "step") or last.endswith("_rate"):
-            return FRACTION if last == "step" else "per day", "number"
+        if last == "step":
+            return FRACTION, "number"
+        if last in self.RATES:
+            return self.RATES[last], "number"
+        if last == "rate" or last.endswith("_rate"):
+            return "-", "number"  # a rate of unknown unit: no unit rather than a wrong one
         for p in parts:
             if self.known(p):
                 return self.metric(p)
@@ -400,26 +420,29 @@ def run_tables(summary: dict, currency: str | None = None) -> list[Table]:
 
 
 def _other_tables(summary: dict, known: set, units: Units) -> list[Table]:
-    """Keys of a summary this module does not know, each as a table of its own."""
-    out = []
+    """Keys of a summary this module does not know, gathered in one table ``other`` (a row per
+    key, or per entry of a key holding dicts), so that no table of an undeclared name is made."""
+    rows: list[tuple[list, Any]] = []
     for key, value in summary.items():
         if key in known or not isinstance(value, (dict, list)) or not value:
             continue
         if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
-            rows = [([k], v) for k, v in value.items()]
-            labels = [Column("name", None, "text")]
+            rows += [([key, str(k)], v) for k, v in value.items()]
         elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
-            rows, labels = [([], v) for v in value], []
+            rows += [([key, str(i)], v) for i, v in enumerate(value)]
         else:
-            rows, labels = [([], value)], []
-        out.append(generic_table(_sheet_safe(key), f"the summary's {key!r}, as it holds it", rows, labels, units))
-    return out
+            rows.append(([key, None], value))
+    if not rows:
+        return []
+    return [generic_table("other", "the summary's fields this version does not know (field: the summary's key; "
+                                   "name: the entry within it), as the summary holds them", rows,
+                          [Column("field", None, "text"), Column("name", None, "text")], units)]
 
 
 def compare_tables(summary: dict, currency: str | None = None) -> list[Table]:
     """The tables of ``compare.json``: each scenario's statistics and each variant's paired
     differences from the base, per period and in total; anything else a scenario's entry
-    holds (e.g. its targets' probabilities) as a table per key."""
+    holds (e.g. its targets' probabilities) in ``scenarios_other`` (a row per entry and key)."""
     units = Units(currency, summary.get("units") if isinstance(summary.get("units"), dict) else None)
     scenarios, differences = summary.get("scenarios", {}), summary.get("differences", {})
     tables = []
@@ -441,10 +464,10 @@ def compare_tables(summary: dict, currency: str | None = None) -> list[Table]:
                                                             "level at the end)", rest,
                                        [Column(label, None, "text")], units))
         extra = list(dict.fromkeys(k for item in data.values() for k, v in item.items() if not _is_block(v)))
-        for k in extra:
-            rows = [([name], item[k]) for name, item in data.items() if k in item]
-            tables.append(generic_table(_sheet_safe(f"{key}_{k}"), f"{what}: {k}", rows,
-                                        [Column(label, None, "text")], units))
+        if extra:  # one table of the other fields, a row per entry and field (a declared name)
+            rows = [([name, k], item[k]) for k in extra for name, item in data.items() if k in item]
+            tables.append(generic_table(f"{key}_other", f"{what}: other fields (field: the entry's key)", rows,
+                                        [Column(label, None, "text"), Column("field", None, "text")], units))
     known = {"base", "seed", "trials", "scenarios", "differences", "units"}
     if isinstance(summary.get("targets"), dict) and summary["targets"]:
         table = _compare_targets(summary["targets"], units)
@@ -499,7 +522,7 @@ def sensitivity_tables(summary: dict, currency: str | None = None) -> list[Table
 def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     """The tables of ``backtest.json``: every score (per cutoff, method and month, and the
     total), the averages per method, and what each cutoff was calibrated on."""
-    units = Units(currency or "amount")
+    units = Units(currency)  # a history has no currency: [currency]
     rows: list[tuple[list, Any]] = []
     for c in result.get("cutoffs", []):
         metrics = c.get("metrics", {})
@@ -565,7 +588,8 @@ def about(kind: str, summary: dict, tables: list[Table], currency: str | None, f
         if value is not None:
             rows.append((label, value if isinstance(value, (int, float, str)) else str(value)))
     rows.append((None, None))
-    rows.append(("units", "a number's header ends with its unit in brackets: [USD] a currency, [deals], [leads], "
+    shown = currency or horizon.get("currency") or "currency"
+    rows.append(("units", f"a number's header ends with its unit in brackets: [{shown}] a currency, [deals], [leads], "
                           "[customers] counts (means may be fractional), [fraction] a share from 0 to 1 shown as a "
                           "percentage; statistics are over the trials (p10: 10% of trials were below)"))
     rows.append(("total rows", "flows sum the periods; a stock (active customers, MRR) is its level at the end"))
@@ -586,6 +610,8 @@ def _csv_text(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ""
+    if isinstance(value, str):
+        return safe_cell(value)  # a name like =1+2 stays text in a spreadsheet
     return value
 
 
@@ -593,7 +619,7 @@ def write_csv(table: Table, path: str | Path) -> None:
     """One table as CSV (UTF-8 with a byte-order mark, ``\\r\\n`` line ends as Excel writes them)."""
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
-        w.writerow([c.header for c in table.columns])
+        w.writerow([safe_cell(c.header) for c in table.columns])
         for row in table.rows:
             w.writerow([_csv_text(v) for v in row])
 
@@ -663,9 +689,19 @@ def _openpyxl_beside(folder: Path):
                 sheet_writer.ALL_TEMP_FILES.remove(os.fspath(tmp))
 
 
+def _cell(ws, value: Any):
+    """A write-only cell; text that a spreadsheet would take for a formula (=1+2, @foo) is
+    stored as a string, shown as it is and never run."""
+    from openpyxl.cell import WriteOnlyCell
+
+    c = WriteOnlyCell(ws, value=value)
+    if isinstance(value, str) and safe_cell(value) != value:
+        c.data_type = "s"
+    return c
+
+
 def _write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) -> None:
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
     from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
@@ -675,9 +711,9 @@ def _write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) 
     ws.column_dimensions["A"].width = 20
     ws.column_dimensions["B"].width = 100
     for label, value in about_rows:
-        a = WriteOnlyCell(ws, value=label)
+        a = _cell(ws, label)
         a.font = bold
-        b = WriteOnlyCell(ws, value=value)
+        b = _cell(ws, value)
         b.alignment = Alignment(wrap_text=True, vertical="top")
         ws.append([a, b])
     for table in tables:
@@ -687,7 +723,7 @@ def _write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) 
             ws.column_dimensions[get_column_letter(i)].width = _width(table, i - 1)
         header = []
         for col in table.columns:
-            c = WriteOnlyCell(ws, value=col.header)
+            c = _cell(ws, col.header)
             c.font = bold
             header.append(c)
         ws.append(header)
@@ -695,7 +731,7 @@ def _write_xlsx(tables: list[Table], path: str | Path, about_rows: list[tuple]) 
         for row in table.rows:
             cells = []
             for value, col, fmt in zip(row, table.columns, formats):
-                c = WriteOnlyCell(ws, value=_cell_value(value, col))
+                c = _cell(ws, _cell_value(value, col))
                 if fmt and isinstance(c.value, (int, float, _dt.date)) and not isinstance(c.value, bool):
                     c.number_format = fmt
                 cells.append(c)
@@ -922,9 +958,12 @@ def stage_exports(staged, kind: str, summary: dict, formats: Iterable[str], *, d
     if not formats:
         return written
     tables = tables_for(kind, summary, currency)
+    undeclared = [t.name for t in tables if t.name not in TABLES[kind]]
+    if undeclared:  # it would be left behind by the next run, or a user's file replaced
+        raise AssertionError(f"{kind} export: tables {undeclared} are not declared in results.files.TABLES")
     if "csv" in formats:
         for t in tables:
-            name = f"{names['csv']}/{_sheet_safe(t.name)}.csv"
+            name = f"{names['csv']}/{t.name}.csv"
             write_csv(t, staged.path(name))
             written.append(name)
     parquet: list[str] = []

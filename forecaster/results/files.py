@@ -501,8 +501,8 @@ class Outputs:
     run is published) are added by publications without the marker, which remove nothing.
 
     ``names``: paths relative to the folder, with ``/`` between parts; the last part may be
-    a glob (``tables/*.csv`` owns every ``.csv`` file directly in ``tables/``, so that folder
-    belongs to forecaster). Only files and symbolic links are ever removed (a link itself,
+    a glob (``tables/*.csv`` would own every ``.csv`` file directly in ``tables/``, a user's
+    own too: the exports therefore declare their exact names, :data:`TABLES`). Only files and symbolic links are ever removed (a link itself,
     not what it points to), never a folder; a subfolder emptied of its owned files is removed.
     """
 
@@ -568,15 +568,33 @@ def _is_file_or_link(path: Path) -> bool:
     return stat_.S_ISREG(mode) or stat_.S_ISLNK(mode)
 
 
-EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", "tables/*.csv")
+TABLES: dict[str, tuple[str, ...]] = {
+    "run": ("periods", "after_sale", "targets", "reps", "segments", "clv", "funnel", "other"),
+    "compare": ("scenarios", "scenarios_after_sale", "scenarios_other", "differences", "differences_after_sale",
+                "differences_other", "targets", "other"),
+    "sensitivity": ("base", "levers", "three_moves", "variance_shares", "skipped", "other"),
+    "backtest": ("scores", "averages", "cutoffs", "other"),
+}
+"""Every summary table ``--export`` may write, per command: ``<folder>/<name>.csv`` (and a sheet
+of the workbook). Exact names, never a glob, so that a user's own CSV file beside them
+(``tables/my-pivot.csv``) is never removed; :mod:`forecaster.present.export` writes no other."""
+
+
+def table_files(command: str) -> tuple[str, ...]:
+    """The CSV files ``--export csv`` may write for ``command`` (relative to ``--out``)."""
+    folder = "tables" if command == "run" else f"{command}-tables"
+    return tuple(f"{folder}/{name}.csv" for name in TABLES[command])
+
+
+EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", *table_files("run"))
 """What ``run --export`` may write (summary workbook, per-trial Parquet, one CSV per table)."""
 
 
 def _exports(stem: str, trials: bool = True) -> tuple[str, ...]:
     """What ``--export`` may write for compare, sensitivity (``trials``) or backtest
     (:func:`forecaster.present.export.declared_names`; tests check that the two agree)."""
-    return (f"{stem}.xlsx", f"{stem}-tables/*.csv", *((f"{stem}-trials.parquet", f"{stem}-reps.parquet")
-                                                      if trials else ()))
+    return (f"{stem}.xlsx", *table_files(stem), *((f"{stem}-trials.parquet", f"{stem}-reps.parquet")
+                                                 if trials else ()))
 
 
 OUTPUTS: dict[str, Outputs] = {o.command: o for o in (

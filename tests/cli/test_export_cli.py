@@ -176,3 +176,4 @@ def test_every_export_name_is_declared_as_the_commands_output(command):
     if command == "backtest":  # a backtest keeps no trials: no Parquet
         names = tuple(n for n in names if not n.endswith(".parquet"))
     assert all(name in OUTPUTS[command].names for name in names)
+    assert not any("*" in name for name in names)  # exact names: a user's own CSV there is never removed

@@ -31,6 +31,7 @@ from forecaster.present.export import (
     tables_for,
     write_together_with_exports,
 )
+from forecaster.results import files
 from forecaster.results.outputs import run_to_folder
 
 SAAS = SCENARIOS / "saas-quarter.yaml"
@@ -325,11 +326,24 @@ def test_a_column_never_mixes_units():
     assert table.rows == [["revenue", 10.0, None], ["won_deals", None, 3.0]]
 
 
-def test_keys_a_summary_gains_later_become_tables_of_their_own(saas):
-    summary = {**saas[1], "forecast_accuracy": {"revenue": {"probability_hit": 0.4, "mean": 12.0}}}
-    table = next(t for t in run_tables(summary) if t.name == "forecast_accuracy")
-    assert [c.header for c in table.columns] == ["name", "probability_hit [fraction]", "mean [USD]"]
-    assert table.rows == [["revenue", 0.4, 12.0]]
+def test_keys_a_summary_gains_later_are_gathered_in_the_declared_table_other(saas):
+    summary = {**saas[1], "forecast_accuracy": {"revenue": {"probability_hit": 0.4, "mean": 12.0}},
+               "notes": [{"won_deals": 3.0}]}
+    tables = run_tables(summary)
+    assert [t.name for t in tables if t.name not in files.TABLES["run"]] == []
+    table = next(t for t in tables if t.name == "other")
+    assert [c.header for c in table.columns] == ["field", "name", "probability_hit [fraction]", "mean [USD]",
+                                                 "won_deals [deals]"]
+    assert table.rows == [["forecast_accuracy", "revenue", 0.4, 12.0, None], ["notes", "0", None, None, 3.0]]
+
+
+def test_a_table_of_an_undeclared_name_is_never_written(tmp_path, monkeypatch, saas):
+    """A user's ``tables/<name>.csv`` must never be replaced: only declared names are written."""
+    monkeypatch.setattr(export, "run_tables", lambda summary, currency=None: [export.Table("my-pivot", "", [])])
+    monkeypatch.setitem(export.BUILDERS, "run", export.run_tables)
+    with files.Staged(tmp_path) as staged, pytest.raises(AssertionError, match="my-pivot"):
+        export.stage_exports(staged, "run", saas[1], ("csv",))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_compare_tables_include_the_targets_and_any_per_scenario_field():
@@ -344,7 +358,8 @@ def test_compare_tables_include_the_targets_and_any_per_scenario_field():
                "targets": {"revenue": {"threshold": 2.0, "probability": {"a": 0.1, "b": 0.3},
                                        "difference": {"b": {"mean": 0.2, "mean_ci_low": 0.1, "mean_ci_high": 0.3}}}}}
     tables = {t.name: t for t in compare_tables(summary, "EUR")}
-    assert list(tables) == ["scenarios", "scenarios_note", "differences", "targets"]
+    assert list(tables) == ["scenarios", "scenarios_other", "differences", "targets"]
+    assert tables["scenarios_other"].rows == [["a", "note", 0.5], ["b", "note", 0.5]]
     s = tables["scenarios"]
     assert [c.header for c in s.columns] == ["scenario", "period", "revenue_mean [GBP]", "revenue_p50 [GBP]",
                                              "won_deals_mean [deals]", "won_deals_p50 [deals]"]
@@ -379,9 +394,138 @@ def test_a_backtests_result_is_exported_with_write_together(tmp_path):
     _, averages = read_csv(out / "backtest-tables" / "averages.csv")
     assert number(averages[0]["won_deals_coverage_p10_p90_month [fraction]"]) == 1.0
     assert number(averages[0]["won_deals_months_whole_quarter [months]"]) == 1
+    header, cutoffs = read_csv(out / "backtest-tables" / "cutoffs.csv")
+    assert number(cutoffs[0]["trailing_mean_rate [deals per month]"]) == 1.2  # per month, as baselines.py has it
+    assert not any("per day" in h for h in header)
     with pytest.raises(ValueError, match="parquet"):
         write_together_with_exports(out, {}, "--out bt", kind="backtest", summary=result, formats=("parquet",))
     assert [t.name for t in tables_for("backtest", result)] == ["scores", "averages", "cutoffs"]
+
+
+def test_backtest_units_histograms_count_months_and_revenue_has_no_made_up_unit():
+    """pit_histogram holds counts of months; a history has no currency: [currency], never [amount]."""
+    score = {"actual": 10.0, "mean": 12.0, "crps": 1.5, "pit": 0.3}
+    result = {"cutoffs": [{"cutoff": "2017-03-31", "months": ["2017-04-01"], "trailing_mean_rate": 1.2,
+                           "metrics": {m: {"forecaster": {"by_month": [score], "total": score}}
+                                       for m in ("won_deals", "revenue")}}],
+              "average": {m: {"forecaster": {"crps_month": 1.5, "pit_histogram": [1, 0, 2]}}
+                          for m in ("won_deals", "revenue")}}
+    tables = {t.name: t for t in tables_for("backtest", result)}
+    averages = [c.header for c in tables["averages"].columns]
+    for m in ("won_deals", "revenue"):
+        assert [h for h in averages if h.startswith(f"{m}_pit_histogram")] == \
+            [f"{m}_pit_histogram_{i} [months]" for i in range(3)]
+    assert not any(h.endswith(("[deals]", "[amount]", "[currency]")) for h in averages if "histogram" in h)
+    assert "revenue_crps_month [currency]" in averages and "won_deals_crps_month [deals]" in averages
+    scores = [c.header for c in tables["scores"].columns]
+    assert "revenue_actual [currency]" in scores and not any("[amount]" in h for t in tables.values()
+                                                             for h in (c.header for c in t.columns))
+    assert [c.header for c in tables["cutoffs"].columns if "rate" in c.name] == \
+        ["trailing_mean_rate [deals per month]"]
+
+
+def test_the_about_sheet_names_the_scenarios_currency(subscriptions, tmp_path):
+    out, summary, _ = subscriptions
+    assert fc.load_scenario(SUBSCRIPTIONS).currency == "EUR"
+    about = {r[0]: r[1] for r in openpyxl.load_workbook(out / "forecast.xlsx")["About"].iter_rows(values_only=True)
+             if r[0]}
+    assert about["currency"] == "EUR"
+    assert about["units"].startswith("a number's header ends with its unit in brackets: [EUR] a currency")
+    assert "USD" not in about["units"]
+    rows = dict(r for r in export.about("backtest", {}, [], None, []) if r[0])
+    assert "[currency] a currency" in rows["units"]
+
+
+# --- text that looks like a formula stays text -------------------------------------------------------
+
+FORMULAS = {"segment": "=1+2", "reps": ("=cmd|' /C calc'!A0", "+SUM(1,2)", "@foo", "-2+3"),
+            "scenario": '=HYPERLINK("http://evil","click")'}
+
+
+def formula_scenario(folder: Path, name: str) -> Path:
+    """saas-quarter (without its pipeline file) with a segment, the reps and the scenario named like formulas."""
+    import re
+
+    text = SAAS.read_text().replace("pipeline:\n  file: saas-quarter-pipeline.csv\n", "")
+    assert "pipeline:" not in text
+    text = text.replace("name: saas-fy27-q1", f"name: '{name}'")
+    text = re.sub(r"\bsmb\b", json.dumps(FORMULAS["segment"]), text)
+    for old, new in zip(("ana", "ben", "chloe", "dev"), FORMULAS["reps"]):
+        assert f"name: {old}," in text
+        text = text.replace(f"name: {old},", f"name: {json.dumps(new)},")
+    path = folder / f"{abs(hash(name))}.yaml"
+    path.write_text(text)
+    return path
+
+
+def check_no_formulas(workbook: Path, expected: set[str]) -> None:
+    """No sheet of ``workbook`` holds a formula; every name in ``expected`` is shown as it is."""
+    import zipfile
+
+    with zipfile.ZipFile(workbook) as z:
+        sheets = [n for n in z.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+        assert sheets
+        for n in sheets:
+            assert b"<f>" not in z.read(n) and b"<f " not in z.read(n), n
+    wb = openpyxl.load_workbook(workbook)
+    shown = {c.value for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.data_type == "s"}
+    assert not any(c.data_type == "f" for ws in wb.worksheets for row in ws.iter_rows() for c in row)
+    assert expected <= shown, expected - shown
+
+
+def check_csv_cells(folder: Path, expected: set[str]) -> None:
+    found: set[str] = set()
+    for path in folder.glob("*.csv"):
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for row in csv.reader(f):
+                for cell in row:
+                    assert cell[:1] not in ("=", "+", "@", "\t", "\r") and not cell.startswith("-") or \
+                        _is_number(cell), (path.name, cell)
+                    found.add(cell)
+    assert {"'" + e for e in expected} <= found, {"'" + e for e in expected} - found
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_names_that_look_like_formulas_are_written_as_text(tmp_path):
+    path = formula_scenario(tmp_path, FORMULAS["scenario"])
+    out = tmp_path / "out"
+    run_with_exports(fc.load_scenario(path).with_run(100, 1), out, ("csv", "xlsx"))
+    names = {FORMULAS["segment"], *FORMULAS["reps"], FORMULAS["scenario"]}
+    check_no_formulas(out / "forecast.xlsx", names)
+    check_csv_cells(out / "tables", {FORMULAS["segment"], *FORMULAS["reps"]})
+    wb = openpyxl.load_workbook(out / "forecast.xlsx")
+    assert [c.value for c in wb["reps"]["A"]][1:5] == list(FORMULAS["reps"])
+    assert dict(r for r in wb["About"].iter_rows(values_only=True) if r[0])["scenario"] == FORMULAS["scenario"]
+    # numbers stay numbers, negative ones too
+    table = export.Table("t", "", [export.Column("name", None, "text"), export.Column("x", "USD", "money")],
+                         [["-2+3", -2.5]])
+    export.write_csv(table, tmp_path / "t.csv")
+    assert read_csv(tmp_path / "t.csv")[1] == [{"name": "'-2+3", "x [USD]": "-2.5"}]
+    export.write_xlsx([table], tmp_path / "t.xlsx", [])
+    cells = list(openpyxl.load_workbook(tmp_path / "t.xlsx")["t"].iter_rows(min_row=2, values_only=True))
+    assert cells == [("-2+3", -2.5)]
+
+
+def test_compare_names_that_look_like_formulas_are_written_as_text(tmp_path):
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    base = formula_scenario(tmp_path, FORMULAS["scenario"])
+    variant = formula_scenario(tmp_path, "@variant")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compare", str(base), str(variant), "--out", str(out), "--trials", "100",
+                                       "--export", "csv,xlsx"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    check_no_formulas(out / "compare.xlsx", {FORMULAS["scenario"], "@variant"})
+    check_csv_cells(out / "compare-tables", {FORMULAS["scenario"], "@variant"})
 
 
 # --- written together, or not at all ----------------------------------------------------------------

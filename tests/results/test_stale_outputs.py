@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import VALID
+from conftest import SCENARIOS, VALID
 
 from forecaster.cli import main
 from forecaster.results import files
@@ -21,7 +21,7 @@ from forecaster.results.files import OUTPUTS, Outputs, Staged
 
 SCENARIO = VALID.replace("name: valid", "name: st")
 VARIANT = "name: v\nscale: {segments.direct.leads.per_week: 2}\n"
-EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", "tables/revenue.csv", "tables/won_deals.csv")
+EXPORTS = ("forecast.xlsx", "trials.parquet", "reps.parquet", "tables/periods.csv", "tables/reps.csv")
 
 
 def _history() -> str:
@@ -60,7 +60,7 @@ def user_files(out: Path) -> dict[str, bytes]:
     """Files a user keeps in an output folder: forecaster must never touch them."""
     (out / "tables").mkdir(parents=True, exist_ok=True)
     made = {"notes.md": b"my notes\n", "report.md.bak": b"old copy\n", "tables/README.txt": b"mine\n",
-            "summary.json.txt": b"x\n"}
+            "tables/my-pivot.csv": b"my,own\n", "summary.json.txt": b"x\n"}
     for name, data in made.items():
         (out / name).write_bytes(data)
     return made
@@ -208,6 +208,43 @@ def test_every_file_a_command_writes_is_declared(case, command):
     assert written and set(OUTPUTS[command].present(case / "o")) == written
 
 
+EXPORTED = {
+    "run saas-quarter": ["run", SCENARIOS / "saas-quarter.yaml", "--out", "o", "--trials", "100", "--export",
+                         "csv,xlsx,parquet", "-q"],
+    "run saas-subscriptions": ["run", SCENARIOS / "saas-subscriptions.yaml", "--out", "o", "--trials", "100",
+                               "--export", "csv,xlsx,parquet", "-q"],
+    "compare": [*COMMANDS["compare"], "--export", "csv,xlsx,parquet"],
+    "sensitivity": [*COMMANDS["sensitivity"], "--export", "csv,xlsx,parquet"],
+    "backtest": [*COMMANDS["backtest"], "--export", "csv,xlsx"],
+}
+
+
+@pytest.mark.parametrize("case_name", sorted(EXPORTED))
+def test_every_table_an_export_writes_is_declared(case, case_name):
+    """Every export file (each table's CSV by its exact name) is in the command's OUTPUTS."""
+    args = EXPORTED[case_name]
+    command = args[0]
+    invoke(*args)
+    written = listing(case / "o")
+    tables = {n for n in written if n.endswith(".csv")}
+    assert tables and written == set(OUTPUTS[command].present(case / "o"))
+    assert not any("*" in n for n in OUTPUTS[command].names)
+
+
+@pytest.mark.parametrize("export", [["--export", "csv"], []], ids=["with --export", "without --export"])
+def test_a_users_own_csv_in_the_tables_folder_survives_re_runs(case, export):
+    out = case / "out"
+    invoke("run", "s.yaml", "--out", out, "--trials", "200", "--export", "csv,xlsx", "-q")
+    assert (out / "tables" / "periods.csv").exists()
+    (out / "tables" / "my-pivot.csv").write_text("x\n")
+    invoke("run", "s.yaml", "--out", out, "--trials", "150", *export, "-q")
+    assert (out / "tables" / "my-pivot.csv").read_text() == "x\n"
+    exported = {n for n in listing(out) if n.startswith("tables/") and n != "tables/my-pivot.csv"}
+    assert bool(exported) == bool(export)
+    invoke("run", "s.yaml", "--out", out, "--trials", "150", "-q")
+    assert listing(out) == {"forecast.nc", "summary.json", "tables/my-pivot.csv"}
+
+
 def test_no_file_belongs_to_two_commands():
     seen: dict[str, str] = {}
     for outputs in OUTPUTS.values():
@@ -225,8 +262,9 @@ def test_the_batch_run_folder_files_are_the_runs():
 
 def test_a_glob_owns_only_its_own_folder():
     run = OUTPUTS["run"]
-    assert run.owns("tables/revenue.csv") and run.owns("report.md")
-    assert not run.owns("tables/sub/revenue.csv") and not run.owns("revenue.csv")
+    assert run.owns("tables/periods.csv") and run.owns("report.md")
+    assert not run.owns("tables/sub/periods.csv") and not run.owns("periods.csv")
+    assert not run.owns("tables/my-pivot.csv")  # exact names: a user's own CSV beside the tables is theirs
     assert not run.owns("tables/notes.txt") and not run.owns("report.md.bak")
     with pytest.raises(ValueError, match="marker"):
         Outputs("x", "x.json", ("x.nc",))
@@ -269,12 +307,13 @@ def test_a_publication_without_the_marker_removes_nothing(tmp_path):
 
 def test_files_in_a_subfolder_are_staged_and_published_together(tmp_path):
     (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "old.csv").write_text("stale")
+    (tmp_path / "tables" / "reps.csv").write_text("stale")  # an older run's table: removed
+    (tmp_path / "tables" / "old.csv").write_text("mine")  # not a declared name: the user's, kept
     with Staged(tmp_path) as staged:
-        staged.path("tables/revenue.csv").write_text("r")
+        staged.path("tables/periods.csv").write_text("r")
         staged.path("summary.json").write_text("{}")
         staged.publish()
-    assert listing(tmp_path) == {"tables/revenue.csv", "summary.json"}
+    assert listing(tmp_path) == {"tables/periods.csv", "tables/old.csv", "summary.json"}
 
 
 def test_an_unpublished_subfolder_is_removed_again(tmp_path):
