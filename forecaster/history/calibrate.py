@@ -51,6 +51,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
                          new_lead_share=new_lead_share, fiscal_year_start=fiscal_year_start)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
+    for m in MECHANISMS:
+        if force.get(m) is True and m not in cal.mechanisms:
+            cal.warnings.append(f"{m}: asked for (--mechanism {m}=on) but could not be fitted from the history known "
+                                f"on {as_of}, so the scenario is without it: {_why_not(cal.notes, m)}")
     if select:
         kept, widen = select_mechanisms(deals, stages, as_of, cal, horizon_days=horizon_days,
                                         lost_observed=lost_observed, forced_on=forced_on,
@@ -63,3 +67,12 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     for m in fitted:
         cal.notes.append(f"{m}: {'kept' if m in kept else 'left out'} ({cal.mechanisms[m].summary})")
     return cal
+
+
+def _why_not(notes: list[str], mechanism: str) -> str:
+    """Why ``mechanism`` was not fitted: its notes (those starting ``closing:``, or naming
+    it, as ``no seasonality: ...``), or that none says."""
+    own = [n for n in notes if n.startswith(f"{mechanism}:")] or [n for n in notes if mechanism in n.split(":")[0]]
+    if not own:
+        return "the history shows too little of it (no note says more)"
+    return "; ".join(n.split(":", 1)[1].strip() if n.startswith(f"{mechanism}:") else n for n in own)

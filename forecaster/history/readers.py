@@ -568,6 +568,33 @@ def _columns(header: list[str], line: int | None, shown: str, wanted, unit: str 
     return {name: header.index(name) for name in wanted if name in header}
 
 
+def _other_sheets(table, col: dict, must: set) -> str:
+    """`` (read its first sheet, 'Notes'; its other sheets: 'deals'; sheet 'deals' has the
+    columns: move it first)`` for a workbook whose first sheet lacks columns (empty for a
+    workbook of one sheet, and for other kinds)."""
+    if table.sheet is None:
+        return ""
+    if table.other_sheets is None:
+        return f" (read its first sheet, {table.sheet!r}, its only one)"
+    headers = table.other_sheets()
+    if not headers:
+        return f" (read its first sheet, {table.sheet!r}, its only one)"
+    shown = list(headers)
+    said = f" (read its first sheet, {table.sheet!r}; its other sheets: {', '.join(map(repr, shown[:10]))}" + (
+        " and more" if len(shown) > 10 else "")
+
+    def has(names: list[str]) -> bool:
+        return all(any(a in names for a in (v if isinstance(v, tuple) else (v,)))
+                   for k, v in col.items() if k in must and v is not None)
+
+    fit = [title for title, names in headers.items() if names and has(names)]
+    if len(fit) == 1:
+        said += f"; sheet {fit[0]!r} has the columns: move it first in the workbook, or save it on its own"
+    elif fit:
+        said += f"; sheets {', '.join(map(repr, fit))} have the columns: move the one to read first in the workbook"
+    return said + ")"
+
+
 def _names(header: list[str], most: int = 40) -> str:
     """The header's names, the first ``most`` of them."""
     shown = ", ".join(header[:most])
@@ -645,6 +672,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     missing = [f"{k} (column {said(v)})" for k, v in col.items() if k in must and v not in index]
     if missing:
         raise ScenarioError(shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: {_names(header)}"
+                                            f"{_other_sheets(table, col, must)}"
                                             ". Map a name to another column with --column NAME=SOURCE")])
     shared: dict[str, list[str]] = {}
     for k, v in col.items():

@@ -7,12 +7,15 @@ DuckDB database, anything else is CSV text. A database (DuckDB file or ``postgre
 URL) is read through a query (``--query "SELECT ..."``), which runs read-only.
 
 ============  =================================================================================
-CSV           Python's csv module over UTF-8 text (bounded, regular file, see :func:`read_text`):
-              cells are text, each row located by its first line in the file
+CSV           Python's csv module over UTF-8 text (bounded, regular file, see :func:`read_text`),
+              comma-, semicolon- or tab-separated (see :func:`delimiter`): cells are text,
+              each row located by its first line in the file
 Parquet       DuckDB (embedded, parquet bundled): cells typed (dates, numbers), rows numbered 1, 2...
 XLSX          openpyxl, read-only and streamed, the first worksheet: cells typed, rows located by
               the sheet's own row numbers (the header's row is the first not blank)
-DuckDB        DuckDB, the file opened read-only, ``--query`` run: typed, rows numbered 1, 2...
+DuckDB        DuckDB, the file opened read-only and external access disabled (the query reads
+              the database's tables, no other file, extension or database), ``--query`` run:
+              typed, rows numbered 1, 2...
 PostgreSQL    psycopg (the ``postgres`` extra, imported when needed), a read-only transaction with
               a connect timeout and a statement timeout, ``--query`` through a server-side cursor
 ============  =================================================================================
@@ -86,6 +89,11 @@ class Table:
     rows: Callable[[], Iterator[tuple[int, Sequence[Cell]]]]
     notes: list[str] = field(default_factory=list)
     """What was read that the user may not expect (a workbook's other sheets left out)."""
+    sheet: str | None = None
+    """The worksheet read (a workbook's first), None for other kinds."""
+    other_sheets: Callable[[], dict[str, list[str]]] | None = None
+    """A workbook's other sheets, each with its header (the names on its first row not blank),
+    read when asked (for a message: which sheet holds the columns looked for)."""
 
     def at(self, position: int | None) -> str:
         """``line 5`` or ``row 5``."""
@@ -273,9 +281,36 @@ class _LongRow(Exception):
     pass
 
 
-def records(text: str, shown: str) -> Iterator[tuple[int, list[str]]]:
+DELIMITERS = (",", ";", "\t")
+"""The delimiters a CSV file may use: the comma, or the semicolon of a European Excel export,
+or a tab."""
+
+
+def delimiter(text: str) -> str:
+    """The delimiter of a CSV file's text, from its header (its first line not blank): the
+    comma, unless the header is one field with it and more with a semicolon or a tab (the
+    one giving the most fields)."""
+    for line in io.StringIO(text[:MAX_RECORD_CHARS], newline=""):
+        if not line.strip():
+            continue
+
+        def fields(d: str, line: str = line) -> int:
+            try:
+                return len(next(csv.reader([line], delimiter=d), []))
+            except csv.Error:
+                return 0
+
+        if fields(",") > 1:
+            return ","
+        best = max(DELIMITERS[1:], key=fields)
+        return best if fields(best) > 1 else ","
+    return ","
+
+
+def records(text: str, shown: str, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """Each CSV record whose cells are not all blank, the header first, as (its first line
-    in the file, its cells); a record longer than :data:`MAX_RECORD_CHARS` is refused."""
+    in the file, its cells); a record longer than :data:`MAX_RECORD_CHARS` is refused.
+    ``delimiter``: the cells' separator (see :func:`delimiter`)."""
     source = io.StringIO(text, newline="")
     size = 0
 
@@ -287,7 +322,7 @@ def records(text: str, shown: str) -> Iterator[tuple[int, list[str]]]:
                 raise _LongRow
             yield piece
 
-    reader = csv.reader(lines())
+    reader = csv.reader(lines(), delimiter=delimiter)
     line = 1
     try:
         for cells in reader:
@@ -304,7 +339,8 @@ def records(text: str, shown: str) -> Iterator[tuple[int, list[str]]]:
 def csv_table(path: Path, shown: str, expected: str = "a CSV file (one row per deal)") -> Table:
     """A CSV history: its text read once, its records parsed on each ``rows()``."""
     text = read_text(path, shown, expected)
-    first = next(records(text, shown), None)
+    sep = delimiter(text)
+    first = next(records(text, shown, sep), None)
     if first is None:
         raise refused(shown, "is empty; expected a header row and one row per deal")
 
@@ -313,14 +349,18 @@ def csv_table(path: Path, shown: str, expected: str = "a CSV file (one row per d
     def rows():
         if cached:
             return iter(cached)
-        it = records(text, shown)
+        it = records(text, shown, sep)
         next(it)
         if len(text) > MAX_CACHED:
             return it
         cached.extend(it)
         return iter(cached)
 
-    return Table(shown, "CSV file", [c.strip() for c in first[1]], first[0], "line", rows)
+    notes = [f"read as {_SEPARATED[sep]}-separated (its header has no comma)"] if sep != "," else []
+    return Table(shown, "CSV file", [c.strip() for c in first[1]], first[0], "line", rows, notes)
+
+
+_SEPARATED = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 # --- typed sources: bounded fetching -------------------------------------------------------------
@@ -404,7 +444,11 @@ def _duckdb_fetch(con, sql: str, params: list, shown: str, kind: str, what: str)
     except duckdb.InterruptException:
         raise refused(shown, f"{what} nothing within {QUERY_TIMEOUT} s; stopped (a query that long is not a "
                              "history: filter or aggregate it)") from None
+    except duckdb.PermissionException as exc:
+        raise refused(shown, f"cannot be run: {_first_line(exc)}; {_READ_ONLY}") from None
     except duckdb.Error as exc:
+        if "configuration has been locked" in str(exc):
+            raise refused(shown, f"cannot be run: {_first_line(exc)}; {_READ_ONLY}") from None
         raise refused(shown, f"cannot be read as {kind}: {_first_line(exc)}") from None
     finally:
         timer.cancel()
@@ -446,6 +490,10 @@ def _duckdb_tables(path: Path) -> str:
     return "; its tables: " + ", ".join(names[:20]) + (" and more" if len(names) > 20 else "")
 
 
+_READ_ONLY = ("the query may only read the database's tables (not other files, extensions, other databases or "
+              "settings); expected one SELECT over its tables")
+
+
 def _duckdb_query(path: Path, query: str, shown: str) -> Table:
     import duckdb
 
@@ -455,6 +503,11 @@ def _duckdb_query(path: Path, query: str, shown: str) -> Table:
     except duckdb.Error as exc:
         raise refused(shown, f"cannot be opened as a DuckDB database: {_first_line(exc)}") from None
     try:
+        # the query may read the database's own tables, nothing else: no other file read or
+        # written (COPY ... TO, read_csv, ATTACH), no extension installed or loaded, and the
+        # setting locked so that the query cannot turn it back on
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         return _duckdb_fetch(con, _clean_query(query), [], f"{shown} (--query)", "a DuckDB query", "the query returns")
     finally:
         con.close()
@@ -521,7 +574,38 @@ def _xlsx(path: Path, shown: str) -> Table:
     notes = [f"read its first sheet, {sheet.title!r}, and left out the other {len(sheets) - 1} "
              f"({', '.join(repr(s.title) for s in sheets[1:6])}{' and more' if len(sheets) > 6 else ''})"
              ] if len(sheets) > 1 else []
-    return Table(shown, "an XLSX workbook", header, header_at, "row", lambda: iter(rows), notes)
+    others = [s.title for s in sheets[1:]]
+    return Table(shown, "an XLSX workbook", header, header_at, "row", lambda: iter(rows), notes, sheet=sheet.title,
+                 other_sheets=lambda: _xlsx_headers(path, others))
+
+
+def _xlsx_headers(path: Path, titles: list[str], most: int = 20, rows: int = 50) -> dict[str, list[str]]:
+    """The header of each of the sheets ``titles`` (the first ``most``) of a workbook: the
+    names on its first row not blank among its first ``rows`` (empty when none or unreadable)."""
+    import openpyxl
+
+    headers: dict[str, list[str]] = {title: [] for title in titles}
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - only a hint for a message
+        return headers
+    try:
+        for title in titles[:most]:
+            try:
+                sheet = wb[title]
+                sheet.reset_dimensions()
+                for cells in sheet.iter_rows(values_only=True, max_row=rows):
+                    names = ["" if c is None else str(c).strip() for c in cells[:MAX_COLUMNS]]
+                    if any(names):
+                        while names and not names[-1]:
+                            names.pop()
+                        headers[title] = names
+                        break
+            except Exception:  # noqa: BLE001
+                continue
+    finally:
+        wb.close()
+    return headers
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

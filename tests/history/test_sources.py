@@ -446,3 +446,72 @@ def test_a_url_without_psycopg_names_the_extra(monkeypatch):
                               "pip install 'forecaster[postgres]'")
     with pytest.raises(ValueError, match="is a database: give --query"):
         load_deals("postgresql://ana:s3cret@db/crm", "salesforce")
+
+
+# --- a query reads the database's tables, nothing else ---------------------------------------------
+
+@pytest.mark.parametrize("query", [
+    "COPY (SELECT 'gone' AS x) TO '{d}/precious.txt' (HEADER false)",
+    "COPY deals TO '{d}/leak.csv'",
+    "SELECT * FROM read_csv('{d}/precious.txt')",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "ATTACH '{d}/other.duckdb' AS other",
+    "EXPORT DATABASE '{d}/export'",
+    "SET enable_external_access = true",
+])
+def test_a_query_may_not_touch_other_files_extensions_or_databases(tables, tmp_path, query):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    with pytest.raises(ScenarioError) as err:
+        deals_of(tables["duckdb"], query=query.format(d=tmp_path))
+    assert "the query may only read the database's tables" in str(err.value)
+    assert precious.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
+    # and the database itself is still read, as are Parquet files
+    assert len(deals_of(tables["duckdb"], query="SELECT * FROM deals WHERE Amount >= 0 OR Amount IS NULL")) == len(ROWS)
+    assert len(deals_of(tables["parquet"])) == len(ROWS)
+
+
+# --- a CSV file separated by semicolons --------------------------------------------------------------
+
+def test_a_semicolon_separated_csv_with_decimal_commas_is_read(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("deal_id;lead;outcome;closed;amount\n"
+                    "d0;15.01.2026;won;20.03.2026;15.271,58\n"
+                    "\n"
+                    "d1;16.01.2026;won;21.03.2026;1.000,00\n")
+    warnings: list[str] = []
+    deals = read(path, warnings=warnings)
+    assert [(d.deal_id, d.amount, d.closed) for d in deals] == [("d0", 15271.58, date(2026, 3, 20)),
+                                                               ("d1", 1000.0, date(2026, 3, 21))]
+    assert warnings == [f"{path}: read as semicolon-separated (its header has no comma)"]
+    # line numbers stay those of the file
+    path.write_text("deal_id;lead;outcome;closed;amount\n\nd0;15.01.2026;won;20.03.2026;-5\n")
+    with pytest.raises(ScenarioError, match=r"h.csv:3: amount"):
+        read(path)
+    # a tab works alike; a header of one column is read as one column
+    path.write_text("deal_id\tlead\toutcome\tclosed\tamount\nd0\t2026-01-05\twon\t2026-03-20\t12,5\n")
+    assert [d.amount for d in read(path)] == [12.5]
+    assert sources.delimiter("Id\n1\n") == "," and sources.delimiter("a,b;c;d\n") == ","
+
+
+# --- a workbook whose first sheet is not the history -----------------------------------------------
+
+def test_a_workbook_whose_first_sheet_is_notes_names_the_sheet_that_has_the_columns(tmp_path):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "Notes"
+    wb.active.append(["This export was made on 2026-06-30"])
+    ws = wb.create_sheet("deals")
+    ws.append(list(ht.COLUMNS))
+    for row in ROWS[:5]:
+        ws.append(list(row))
+    wb.create_sheet("Lookup").append(["code", "label"])
+    wb.save(tmp_path / "h.xlsx")
+    with pytest.raises(ScenarioError) as err:
+        deals_of(tmp_path / "h.xlsx")
+    assert ("its columns are: This export was made on 2026-06-30 (read its first sheet, 'Notes'; its other sheets: "
+            "'deals', 'Lookup'; sheet 'deals' has the columns: move it first in the workbook, or save it on its own)"
+            ) in str(err.value)

@@ -1,0 +1,44 @@
+"""A part forced on (``--mechanism closing=on``) that the history cannot fit is not left
+out silently: the calibration warns that it was asked for, and why it is missing."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+
+from forecaster.history.calibrate import calibrate
+from forecaster.history.readers import Deal
+
+
+def _short_history() -> list[Deal]:
+    """Ten weeks of wins and losses: no two whole quarters of wins."""
+    rng = np.random.default_rng(5)
+    deals, day = [], date(2023, 4, 10)
+    while day <= date(2023, 6, 20):
+        for _ in range(rng.poisson(3)):
+            outcome = "won" if rng.random() < 0.5 else "lost"
+            closed = day + timedelta(days=int(rng.integers(5, 20)))
+            if closed <= date(2023, 6, 20):
+                deals.append(Deal(f"d{len(deals)}", "all", [day], outcome, closed,
+                                  1000.0 if outcome == "won" else None))
+        day += timedelta(days=1)
+    return deals
+
+
+def test_a_part_forced_on_but_not_fitted_is_a_warning_saying_why():
+    deals = _short_history()
+    cal = calibrate(deals, ["stage"], date(2023, 6, 20), horizon_days=90, force={"closing": True},
+                    capacity=True, select=False)
+    assert "closing" not in cal.mechanisms and "capacity" not in cal.mechanisms
+    closing = [w for w in cal.warnings if w.startswith("closing:")]
+    capacity = [w for w in cal.warnings if w.startswith("capacity:")]
+    assert len(closing) == 1 and len(capacity) == 1
+    assert "asked for (--mechanism closing=on) but could not be fitted" in closing[0]
+    assert "fewer than two whole quarters of wins" in closing[0]
+    assert "no whole quarter of wins yet" in capacity[0]
+    assert "closing" not in cal.scenario and "capacity" not in cal.scenario
+
+
+def test_no_warning_when_nothing_is_forced():
+    cal = calibrate(_short_history(), ["stage"], date(2023, 6, 20), horizon_days=90, select=False)
+    assert not any("asked for" in w for w in cal.warnings)
