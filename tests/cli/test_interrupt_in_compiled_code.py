@@ -39,7 +39,7 @@ def test_the_interrupt_behind_an_error_is_found():
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_inside_a_kernel_ends_the_command_as_an_interrupt(tmp_path, signum, status):
     """A command whose kernel call turns the signal into a SystemError (as numba's does)."""
-    code = f"""
+    code = """
 import signal, sys, time
 import forecaster.cli as cli
 import click
