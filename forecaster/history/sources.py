@@ -218,14 +218,23 @@ def _check_file(path: Path, shown: str, expected: str) -> None:
         raise refused(shown, f"does not exist; expected {expected}") from None
     except OSError as exc:
         raise refused(shown, f"cannot be read: {exc.strerror or exc}; expected {expected}") from None
+    _check_stat(st, shown, expected)
+
+
+def _too_big(shown: str, expected: str):
+    return refused(shown, f"is larger than {MAX_BYTES // 2**20} MiB, the most a history may be; expected {expected} "
+                          "(leave out the columns not needed, or the oldest rows)")
+
+
+def _check_stat(st: os.stat_result, shown: str, expected: str) -> None:
+    """Refuse a folder, anything not a regular file, or a file over :data:`MAX_BYTES`."""
     if stat.S_ISDIR(st.st_mode):
         raise refused(shown, f"is a folder; expected {expected}")
     if not stat.S_ISREG(st.st_mode):
         kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
         raise refused(shown, f"is {kind}, not a regular file; expected {expected}")
     if st.st_size > MAX_BYTES:
-        raise refused(shown, f"is larger than {MAX_BYTES // 2**20} MiB, the most a history may be; expected {expected} "
-                             "(leave out the columns not needed, or the oldest rows)")
+        raise _too_big(shown, expected)
 
 
 # --- CSV -----------------------------------------------------------------------------------
@@ -244,17 +253,8 @@ def read_text(path: Path, shown: str, expected: str = "a CSV file (one row per d
         raise refused(shown, f"is a folder; expected {expected}") from None
     except OSError as exc:
         raise refused(shown, f"cannot be read: {exc.strerror or exc}; expected {expected}") from None
-    too_big = refused(shown, f"is larger than {MAX_BYTES // 2**20} MiB, the most a history may be; expected {expected} "
-                             "(leave out the columns not needed, or the oldest rows)")
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise refused(shown, f"is a folder; expected {expected}")
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-            raise refused(shown, f"is {kind}, not a regular file; expected {expected}")
-        if st.st_size > MAX_BYTES:
-            raise too_big
+        _check_stat(os.fstat(fd), shown, expected)
         with open(fd, "rb", closefd=False) as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -262,7 +262,7 @@ def read_text(path: Path, shown: str, expected: str = "a CSV file (one row per d
     finally:
         os.close(fd)
     if len(raw) > MAX_BYTES:  # it grew while read
-        raise too_big
+        raise _too_big(shown, expected)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise refused(shown, "is UTF-16 text; save it as UTF-8 CSV")
     nul = raw.find(b"\x00")

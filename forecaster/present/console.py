@@ -113,9 +113,18 @@ def _metric_table(title: str, metric: dict, fmt, horizon: dict | None = None) ->
     return table
 
 
-def _quota_period(label: str, scenario: Scenario, horizon: dict) -> str:
-    """A commission period as a reader says it (``Q1 2027``, ``FY27 Q1``, ``Jan 2027``)."""
-    kind = scenario.commission.period if scenario.commission else horizon.get("report_by", "month")
+def quota_chances(rep: dict, horizon: dict, sep: str = ", ", colon: str = ":") -> str:
+    """A rep's chances of reaching quota (``rep``: its summary.json item), each named by its
+    commission period when there are several (``Q1 2027: 54%, Q2 2027: 21%``; ``FY28 Q1``
+    with a fiscal year); one chance alone is just the percentage."""
+    chances = rep["quota_attainment"]
+    kind = horizon.get("commission_period")
+    if len(chances) == 1 or not kind:
+        return " / ".join(f"{a['probability']:.0%}" for a in chances)
+    return sep.join(f"{_period_of(a['period'], kind, horizon)}{colon} {a['probability']:.0%}" for a in chances)
+
+
+def _period_of(label: str, kind: str, horizon: dict) -> str:
     try:
         return period_name(date.fromisoformat(label), kind, horizon.get("fiscal_year_start"))
     except (TypeError, ValueError):
@@ -143,9 +152,7 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
                      ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right"))
         for name, r in summary["reps"].items():
             c = r["commission"]["total"]
-            chances = " · ".join(f"{_quota_period(q['period'], scenario, h)} {q['probability']:.0%}"
-                                 if len(r["quota_attainment"]) > 1 else f"{q['probability']:.0%}"
-                                 for q in r["quota_attainment"])
+            chances = quota_chances(r, h, sep=" · ", colon="")
             table.add_row(as_text(name), _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
                           _money(c["p10"]), _money(c["p50"]), _money(c["p90"]), chances)
         console.print(table)

@@ -22,7 +22,7 @@ import numpy as np
 from forecaster.calendar import period_end, period_name as calendar_period_name, with_fiscal_quarter
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
-from forecaster.present.console import AFTER_SALE, printable
+from forecaster.present.console import AFTER_SALE, printable, quota_chances
 from forecaster.results.files import Staged
 from forecaster.scenario.yamlio import NotRegularFile, open_input
 
@@ -1228,17 +1228,6 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
     return _page(f"{summary['scenario']} – forecast", parts, AFTER_SALE_CSS if after_sale else "")
-
-
-def quota_chances(rep: dict, horizon: dict) -> str:
-    """A rep's chances of reaching quota, each named by its commission period when there
-    are several (``Q1 2027: 54%, Q2 2027: 21%``; ``FY28 Q1: ...`` with a fiscal year)."""
-    chances = rep["quota_attainment"]
-    kind = horizon.get("commission_period")
-    if len(chances) == 1 or not kind:
-        return " / ".join(f"{a['probability']:.0%}" for a in chances)
-    return ", ".join(f"{period_name(a['period'], kind, horizon.get('fiscal_year_start'))}: {a['probability']:.0%}"
-                     for a in chances)
 
 
 def render_markdown(summary: dict, when: str) -> str:

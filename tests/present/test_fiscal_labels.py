@@ -12,8 +12,8 @@ from rich.console import Console
 
 from forecaster.analysis.compare import compare
 from forecaster.errors import ScenarioError
-from forecaster.present.console import print_summary
-from forecaster.present.report import period_end_name, period_name, quota_chances, render_markdown
+from forecaster.present.console import print_summary, quota_chances
+from forecaster.present.report import period_end_name, period_name, render_markdown
 from forecaster.results.dataset import simulate
 from forecaster.results.summary import summarize
 from forecaster.scenario.loading import load_scenario
