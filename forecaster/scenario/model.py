@@ -42,17 +42,35 @@ class Leads:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A move out of a stage other than forward (v2 B): of the leads leaving a visit without
+    converting, the share ``share`` (a probability, per trial) goes to stage ``to`` (an
+    earlier one: back; a later one than the next: a skip) or, with ``to == "won"``, is won;
+    ``days`` the time in the stage before the move (per visit; None: the stage's ``days``)."""
+
+    to: str
+    share: Distribution
+    days: Distribution | None = None
+
+
+WON = "won"
+"""A move's ``to`` that wins the deal (v2 B.1)."""
+
+
+@dataclass(frozen=True)
 class Stage:
     """One funnel stage of a segment: probability to convert, days spent [days].
 
     ``value`` (v2 F11, not on the last stage): an amount booked in ``stage_revenue`` when a
-    lead first converts out of the stage (per deal) [currency].
+    lead first converts out of the stage (per deal) [currency]. ``moves`` (v2 B): where the
+    leads that leave a visit without converting go, besides lost (a tuple of :class:`Move`).
     """
 
     convert: Distribution
     days: Distribution
     days_lost: Distribution | None = None
     value: Distribution | None = None
+    moves: tuple = ()
 
     @property
     def lost_days(self) -> Distribution:
@@ -126,12 +144,51 @@ class Customer:
 @dataclass(frozen=True)
 class Segment:
     """A segment: its lead arrivals, its funnel (stage name -> Stage) and deal value [currency];
-    ``customer`` (v2 A): what its won deals become after the sale (None: nothing is followed)."""
+    ``customer`` (v2 A): what its won deals become after the sale (None: nothing is followed).
+
+    ``stages`` (v2 F4): the segment's own stages, an ordered subsequence of the scenario's
+    (None: all of them). Its ``funnel`` still has an entry for every stage of the scenario:
+    loading writes a stage the segment does not pass as ``convert: 1, days: 0`` (equal in
+    distribution to skipping it), so the engine sees one stage list; :meth:`passes` tells
+    which are the segment's own."""
 
     leads: Leads
     funnel: dict = field(hash=False)
     deal_value: Distribution
     customer: Customer | None = None
+    stages: tuple | None = None
+
+    @property
+    def has_moves(self) -> bool:
+        """Whether some stage of the segment has ``moves`` (v2 B): its funnel is a chain."""
+        return any(st.moves for st in self.funnel.values())
+
+    def passes(self, stage: str) -> bool:
+        """Whether the segment's leads pass ``stage`` (v2 F4): always without ``stages``."""
+        return self.stages is None or stage in self.stages
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The outputs asked for under ``outputs`` (v2 F): each adds results and changes no other.
+
+    ``stage_entries``, ``losses``, ``cycle_days`` (F1): entries into and losses at each
+    stage by period, and the time from arrival to win; ``stage_value`` (F9): each stage's
+    eventual win probability and worth; ``by_source`` (F12): revenue and won deals split by
+    source; ``coverage`` (F12, needs a pipeline): pipeline value against quota.
+    """
+
+    stage_entries: bool = False
+    losses: bool = False
+    cycle_days: bool = False
+    stage_value: bool = False
+    by_source: bool = False
+    coverage: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """Whether the leads that are lost must be drawn (F1)."""
+        return self.stage_entries or self.losses
 
 
 @dataclass(frozen=True)
@@ -289,6 +346,7 @@ class Scenario:
     regular_from: int = 3
     customers_file: str | None = None
     customers: tuple = ()
+    outputs: Outputs = field(default_factory=Outputs)
     source: Path | None = None
     sha256: str = ""
 

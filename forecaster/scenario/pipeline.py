@@ -99,6 +99,13 @@ def _lines(f, digest, shown_as: str):
         yield text
 
 
+def _passes(segment, stage: str) -> bool:
+    """Whether a segment (a :class:`~forecaster.scenario.model.Segment`, or anything without
+    its own ``stages``) passes ``stage`` (v2 F4)."""
+    own = getattr(segment, "stages", None)
+    return own is None or stage in own
+
+
 def read_pipeline(path: Path, shown_as: str, *, start: date, segments, stages, reps,
                   line: int | None, digest=None) -> tuple[tuple[PipelineDeal, ...], list[Problem]]:
     """Read and check a pipeline CSV.
@@ -232,6 +239,9 @@ def _read_rows(lines, shown_as: str, *, start: date, segments, stages, reps, bad
         if stage not in stages:
             row_problems.append(f"{where}: stage {_show(stage)} is not one of the stages"
                                 f"{_suggest(stage, stages)}; stages: {', '.join(stages)}")
+        elif seg in segments and not _passes(segments[seg], stage):
+            row_problems.append(f"{where}: segment {_show(seg)} does not pass stage {_show(stage)} "
+                                f"(its stages: {', '.join(segments[seg].stages)})")
         entered = None
         try:
             entered = date.fromisoformat(cells["entered_stage"]) if _ISO_DATE.match(cells["entered_stage"]) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from forecaster.scenario import chain
 from forecaster.scenario.distributions import (
     GROWTH,
     MAX_GAMMA_CV,
@@ -22,6 +23,7 @@ from forecaster.scenario.distributions import (
 )
 from forecaster.scenario.model import (
     LEAD_SOURCES,
+    WON,
     Cancel,
     Capacity,
     Closing,
@@ -29,6 +31,8 @@ from forecaster.scenario.model import (
     Commission,
     Customer,
     Leads,
+    Move,
+    Outputs,
     Rep,
     Repeat,
     Segment,
@@ -43,6 +47,7 @@ from forecaster.scenario.validation import (
     Context,
     Date,
     Field,
+    Flag,
     JSONSchema,
     ListOf,
     MapOf,
@@ -108,6 +113,20 @@ LEADS = Record(
     },
 )
 
+MOVE = Record(
+    name="a move",
+    doc="Where some of the leads that leave a visit without converting go (v2 B).",
+    make=Move,
+    fields={
+        "to": Field(Name("a stage name or won", doc="A stage of the segment (earlier: back; later than the next: "
+                                                    "a skip), or `won`."), required=True),
+        "share": Field(Quantity(PROBABILITY, doc="Of the leads leaving a visit without converting, the share "
+                                                 "that move (drawn once per trial)."), required=True),
+        "days": Field(Quantity(NONNEGATIVE, doc="Days in the stage before the move (per visit; default: the "
+                                                "stage's days).")),
+    },
+)
+
 STAGE = Record(
     name="a funnel stage",
     make=Stage,
@@ -118,6 +137,7 @@ STAGE = Record(
                                                      "(per deal; default: as days).")),
         "value": Field(Quantity(NONNEGATIVE, doc="Booked in stage_revenue when a lead first converts out of "
                                                  "this stage (per deal; not on the last stage). [currency]")),
+        "moves": Field(ListOf(MOVE, doc="Moves back, skips ahead or wins another way (v2 B)."), default=()),
     },
 )
 
@@ -208,6 +228,27 @@ SEGMENT = Record(
         "funnel": Field(MapOf(Name("a stage name"), STAGE, doc="One entry per stage in `stages`."), required=True),
         "deal_value": Field(Quantity(NONNEGATIVE, doc="Value of a won deal (drawn per deal). [currency]"), required=True),
         "customer": Field(CUSTOMER),
+        "stages": Field(ListOf(Name("a stage name"), min_items=1, unique=True,
+                               doc="The segment's own stages, an ordered subsequence of `stages` (v2 F4; "
+                                   "default: all).")),
+    },
+)
+
+OUTPUTS = Record(
+    name="an outputs mapping",
+    doc="Results asked for (v2 F); none changes another output.",
+    make=lambda **flags: Outputs(**{k: bool(v) for k, v in flags.items()}),
+    fields={
+        "stage_entries": Field(Flag(doc="Entries into each stage by period (F1)."), default=False),
+        "losses": Field(Flag(doc="Leads lost at each stage by period (F1)."), default=False),
+        "cycle_days": Field(Flag(doc="Days from arrival to win of the deals won (F1)."),
+                            default=False),
+        "stage_value": Field(Flag(doc="Each stage's eventual win probability and worth (F9)."),
+                             default=False),
+        "by_source": Field(Flag(doc="Revenue and won deals by source: pipeline, new leads, "
+                                                   "events (F12)."), default=False),
+        "coverage": Field(Flag(doc="Pipeline value against quota (F12; needs a pipeline)."),
+                          default=False),
     },
 )
 
@@ -397,7 +438,7 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
             if entry.value is None:
                 continue
             valued = True
-            if stages and stage == stages[-1]:
+            if stages and stage == (seg.stages or stages)[-1]:
                 ok = False
                 ctx.error(path + ("segments", name, "funnel", stage, "value"),
                           "the last stage's value is deal_value: a value belongs on an earlier stage")
@@ -430,26 +471,110 @@ def _horizon(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return True
 
 
+PASS_THROUGH = Stage(convert=Distribution.fixed(1.0), days=Distribution.fixed(0.0))
+"""A stage a segment does not pass (v2 F4): converting at once, which is equal in
+distribution to skipping it."""
+
+
+def _own_stages(name: str, seg: Segment, stages: list, path: Path, ctx: Context) -> bool:
+    """v2 F4: a segment's ``stages`` name stages of the scenario, in its order."""
+    own = seg.stages
+    if own is None:
+        return True
+    at = path + ("segments", name, "stages")
+    ok = True
+    for i, stage in enumerate(own):
+        if stage not in stages:
+            ok = False
+            ctx.error(at + (i,), f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+    if ok:
+        for a, b in zip(own, own[1:]):
+            if stages.index(a) > stages.index(b):
+                ok = False
+                ctx.error(at, f"must keep the order of stages: {a} comes after {b}")
+                break
+    return ok
+
+
 def _funnels_match_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     stages, segments = v["stages"], v["segments"]
     if stages is INVALID or segments is INVALID:
         return True
     ok = True
     for name, seg in segments.items():
-        funnel = seg.funnel
-        for stage in stages:
+        if not _own_stages(name, seg, stages, path, ctx):
+            ok = False
+            continue
+        funnel, own = seg.funnel, seg.stages or stages
+        for stage in own:
             if stage not in funnel:
                 ok = False
                 ctx.error(path + ("segments", name, "funnel", stage),
-                          "is missing: every stage in `stages` needs a funnel entry {convert: ..., days: ...}")
+                          "is missing: every stage in `stages` needs a funnel entry {convert: ..., days: ...}"
+                          if seg.stages is None else
+                          f"is missing: every stage in segments.{name}.stages needs a funnel entry "
+                          "{convert: ..., days: ...}")
         for stage in funnel:
             if stage not in stages:
                 ok = False
                 ctx.error(path + ("segments", name, "funnel", stage),
                           f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
-    if ok:  # keep each funnel in the order of `stages`
+            elif stage not in own:
+                ok = False
+                ctx.error(path + ("segments", name, "funnel", stage),
+                          f"{name} does not pass {stage}: its stages are {', '.join(own)}")
+    if ok:  # keep each funnel in the order of `stages`, the stages a segment does not pass written in
         for name, seg in segments.items():
-            segments[name] = replace(seg, funnel={s: seg.funnel[s] for s in stages})
+            segments[name] = replace(seg, funnel={s: seg.funnel.get(s, PASS_THROUGH) for s in stages},
+                                     stages=tuple(seg.stages) if seg.stages is not None else None)
+    return ok and _moves(v, path, ctx)
+
+
+def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 B.5, on funnels that match the stages: each move's target, the shares' upper ends,
+    and absorption with every probability at its mean."""
+    stages, ok = v["stages"], True
+
+    def bad(where: Path, message: str) -> None:
+        nonlocal ok
+        ok = False
+        ctx.error(where, message)
+
+    for name, seg in v["segments"].items():
+        own = list(seg.stages or stages)
+        for k, stage in enumerate(own):
+            moves = seg.funnel[stage].moves
+            at = path + ("segments", name, "funnel", stage, "moves")
+            seen: set = set()
+            for i, move in enumerate(moves):
+                where = at + (i, "to")
+                if move.to == stage:
+                    bad(where, "a move to the same stage is time in the stage: write it in days")
+                elif move.to == WON and k == len(own) - 1:
+                    bad(where, f"won from {stage}, the segment's last stage, is its convert: "
+                                          "a move to won belongs on an earlier stage")
+                elif move.to != WON and move.to not in own:
+                    hint = (f"segment {name} does not pass {move.to}" if move.to in stages
+                            else f"names {move.to!r}, which is not a stage{suggest(move.to, own)}")
+                    bad(where, f"{hint}; a move goes to one of {', '.join(own)}, or won")
+                elif k + 1 < len(own) and move.to == own[k + 1]:
+                    bad(where, f"{move.to} is the next stage: that is convert (a move goes back, "
+                                          "skips ahead, or to won)")
+                elif move.to in seen:
+                    bad(where, f"names {move.to} a second time; one move per target stage")
+                seen.add(move.to)
+            highs = [m.share.support()[1] for m in moves]
+            if sum(highs) > 1.0 + 1e-12:
+                bad(at, f"the shares of {'.'.join(map(str, at))} can sum to {fmt_number(sum(highs))} "
+                                   f"(upper ends {' + '.join(fmt_number(h) for h in highs)}); they must stay "
+                                   "<= 1 whatever is drawn")
+        if ok and seg.has_moves:
+            Q, _ = chain.at_means(seg, stages)
+            if not chain.absorbed(Q):
+                loop = chain.loop_stages(Q, stages)
+                bad(path + ("segments", name, "funnel"),
+                               f"stages {' and '.join(loop) if len(loop) < 3 else ', '.join(loop)} form a loop "
+                               "that no lead leaves (with every probability at its mean)")
     return ok
 
 
@@ -482,9 +607,46 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok
 
 
+def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """Outputs that need another key (v2 F12: coverage needs a pipeline)."""
+    outputs = v["outputs"]
+    if outputs in (None, INVALID) or not outputs.coverage or v["pipeline"] not in (None, INVALID):
+        return True
+    ctx.error(path + ("outputs", "coverage"), "needs a pipeline: coverage is the open deals' value against quota; "
+                                              "add pipeline: {file: ...} or remove it")
+    return False
+
+
+NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days", "stage_value", "by_source", "coverage")
+"""Outputs whose results the engine does not give yet: asking for one is refused, never ignored."""
+MOVES_BUILT = False
+"""Whether the engine simulates ``moves`` (v2 B); until it does, a file with moves is refused."""
+
+
+def _built(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """Refuse what the format accepts but the engine does not simulate yet, rather than
+    give numbers that ignore it."""
+    ok = True
+    outputs, segments = v["outputs"], v["segments"]
+    if outputs not in (None, INVALID):
+        for key in NOT_BUILT_OUTPUTS:
+            if getattr(outputs, key):
+                ok = False
+                ctx.error(path + ("outputs", key), "is not produced by this version of forecaster yet; remove it")
+    if not MOVES_BUILT and segments not in (None, INVALID):
+        for name, seg in segments.items():
+            for stage, entry in seg.funnel.items():
+                if entry.moves:
+                    ok = False
+                    ctx.error(path + ("segments", name, "funnel", stage, "moves"),
+                              "are not simulated by this version of forecaster yet; remove them")
+    return ok
+
+
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale),
+    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
+            _built),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},
     fields={
@@ -520,6 +682,7 @@ SCENARIO = Record(
         "clv": Field(CLV, default=Clv()),
         "regular_from": Field(Num(lo=2, hi=1e9, integer=True, what="a whole number of purchases",
                                   doc="A customer is regular from this purchase on (v2 A.3)."), default=3),
+        "outputs": Field(OUTPUTS, default=Outputs()),
         "customers": Field(Record(name="a customers mapping",
                                   fields={"file": Field(Text(doc="CSV of the installed base at start, relative "
                                                                  "to the scenario (v2 A.5)."), required=True)})),

@@ -275,6 +275,24 @@ class Choice(Node):
 
 
 @dataclass
+class Flag(Node):
+    """true or false."""
+
+    doc: str = ""
+
+    def expected(self) -> str:
+        return "true or false"
+
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
+        if isinstance(value, bool):
+            return value
+        return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+
+    def json_schema(self) -> JSONSchema:
+        return self._schema({"type": "boolean"})
+
+
+@dataclass
 class ListOf(Node):
     """A list of items of one kind."""
 
