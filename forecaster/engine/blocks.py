@@ -54,6 +54,8 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     customers = plan.has_customers
     after_sale, stage_revenue = plan.split_extra(extra)
     after = plan.customer_outputs(after_sale) if customers else None
+    by_source = plan.split_sources(extra)  # v2 F12: what each source adds is told apart by marks
+    before = _mark(out) if by_source is not None else None
     logs = []  # (customer streams, deal log) of each source, with customers
     for g in range(G) if sources is None else sources.segments:
         log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
@@ -62,14 +64,20 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         if plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
                                                plan.stage_values, theta, month_factor, stage_revenue)
+    new_leads_done = _mark(due) if by_source is not None else None
+    pipeline_at = -1  # the pipeline's index in logs
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
                                         theta, due, customers, plan.stage_values, stage_revenue)
         logs.append((keys.customers_pipeline, log))
+        pipeline_at = len(logs) - 1
     if plan.has_capacity and customers:  # deals admitted one by one: each customer starts when its deal is won
         logs = _admitted(plan, keys, gens, first, n, logs, out)
     elif plan.has_capacity:
         kernels.apply_capacity(keys.capacity.streams(*gens), first, plan.capacity, due, out)
+    if by_source is not None:
+        _by_source(plan, keys, gens, first, by_source, out, due, before, new_leads_done,
+                   logs[pipeline_at][1] if pipeline_at >= 0 and plan.has_capacity and customers else None)
     if after is not None:
         for key_set, log in logs:
             _customers_of(key_set, gens, first, log, plan, theta, after)
@@ -103,6 +111,47 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
     return result
 
 
+def _mark(out) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of an Outputs record's won deals and revenue, (trials, days or periods, segments)."""
+    return out.won.copy(), out.revenue.copy()
+
+
+def _by_source(plan: Plan, keys: StreamKeys, gens, first: int, by_source, out, due, before, new_leads_done,
+               pipeline_log) -> None:
+    """Revenue and won deals by source (v2 F12) of a block, into ``by_source`` = (revenue
+    (n, periods, sources), won (n, periods, sources)), added to.
+
+    The pipeline's deals are what :func:`kernels.simulate_pipeline` added to ``due`` (by period
+    without a capacity); with a capacity, those the capacity admits: from the deal-by-deal log
+    with customers (``pipeline_log``), else followed through the queues by
+    :func:`kernels.capacity_pipeline_share`. The new leads' are the rest of what the block added
+    to ``out`` (no events yet, v2 F2): won deals add up exactly; revenue to its rounding.
+    """
+    from forecaster.engine.plan import NEW_LEADS_SOURCE, PIPELINE_SOURCE
+
+    revenue, won = by_source
+    pipe_won = due.won - new_leads_done[0]
+    pipe_revenue = due.revenue - new_leads_done[1]
+    pipe_p_won = np.zeros(won.shape[:2], dtype=np.int32)  # the pipeline's, by period
+    pipe_p_revenue = np.zeros(revenue.shape[:2])
+    if not plan.has_capacity:
+        pipe_p_won += pipe_won.sum(axis=2, dtype=np.int32)
+        pipe_p_revenue += pipe_revenue.sum(axis=2)
+    elif pipeline_log is not None:
+        trial, day, _, value, _ = pipeline_log
+        period = plan.periods.of_day[np.asarray(day, dtype=np.int64)]
+        np.add.at(pipe_p_won, (trial, period), 1)
+        np.add.at(pipe_p_revenue, (trial, period), value)
+    elif plan.has_pipeline:
+        kernels.capacity_pipeline_share(keys.capacity.streams(*gens), first, plan.capacity, due,
+                                        np.ascontiguousarray(pipe_won), np.ascontiguousarray(pipe_revenue),
+                                        plan.periods.of_day, pipe_p_won, pipe_p_revenue)
+    won[:, :, PIPELINE_SOURCE] += pipe_p_won
+    revenue[:, :, PIPELINE_SOURCE] += pipe_p_revenue
+    won[:, :, NEW_LEADS_SOURCE] += (out.won - before[0]).sum(axis=2, dtype=np.int32) - pipe_p_won
+    revenue[:, :, NEW_LEADS_SOURCE] += (out.revenue - before[1]).sum(axis=2) - pipe_p_revenue
+
+
 def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after) -> None:
     """The customers of one source's deal log (:func:`kernels.simulate_customers`)."""
     kernels.simulate_customers(key_set.streams(*gens), first, *log, plan.customers, theta, after)
@@ -115,6 +164,9 @@ def kernels_of(plan: Plan) -> tuple:
                                      (kernels.simulate_pipeline, plan.has_pipeline),
                                      (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
                                      (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
+                                     (kernels.capacity_pipeline_share,
+                                      plan.by_source and plan.has_capacity and plan.has_pipeline
+                                      and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)

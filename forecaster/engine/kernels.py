@@ -1695,3 +1695,77 @@ def simulate_lost_stage_values(streams, trial0, funnel, segment, stage_values, t
                             if 0.0 <= x < horizon:
                                 stage_revenue[t, period_of_day[int(x)], segment] += v
             reach *= p
+
+
+# --- v2 F12: the pipeline's share of the deals a team's capacity admits --------------------------
+
+@jit
+def capacity_pipeline_share(streams, trial0, capacity, due, pipeline_won, pipeline_revenue, period_of_day, won_out,
+                            revenue_out):
+    """The deals of the open pipeline among those :func:`apply_capacity` admits (v2 F12).
+
+    Replays :func:`apply_capacity` (the same ``CAPACITY`` draws, rooms and shares between
+    segments: this kernel changes none of its outputs) and follows, within each segment's
+    queue, the deals that came from the pipeline: when ``take`` of a segment's ``n`` waiting
+    deals are admitted, the pipeline's ``n_p`` of them give their share of ``take`` (whole
+    deals, by largest remainder, ties to the new leads) and the same fraction ``take / n``
+    of their value, as the segment's value moves in :func:`_admit`.
+
+    Parameters
+    ----------
+    due : Outputs
+        Every source's deals by the day they were due (as for :func:`apply_capacity`).
+    pipeline_won : int32, shape (trials, days, segments); pipeline_revenue : float64, same shape
+        The pipeline's part of ``due.won`` and ``due.revenue`` [deals, currency].
+    period_of_day : int64, shape (days,)
+        The reporting period of each day.
+    won_out : int32, shape (trials, periods); revenue_out : float64, shape (trials, periods)
+        The pipeline's deals admitted and their value, by period, added to.
+    """
+    capacity_of_day, month_of_day, cv = capacity.of_day, capacity.month_of_day, capacity.cv
+    day_won = due.won
+    expect(streams, CAPACITY, 1)
+    gen = streams.gens[CAPACITY]
+    n_days, n_seg = day_won.shape[1], day_won.shape[2]
+    carry_n, carry_p, carry_pv = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg)
+    old_n, old_p, old_pv = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg)
+    due_n, due_p, due_pv = np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg, dtype=np.int64), np.zeros(n_seg)
+    take = np.zeros(n_seg, dtype=np.int64)
+    pair, split = np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    for t in range(day_won.shape[0]):
+        reseed_role(streams, CAPACITY, 0, trial0 + t)
+        for g in range(n_seg):
+            carry_n[g], carry_p[g], carry_pv[g] = 0, 0, 0.0
+        room = 0
+        for d in range(n_days):
+            if d == 0 or month_of_day[d] != month_of_day[d - 1]:
+                c = capacity_of_day[d]
+                if cv > 0.0:
+                    c *= gen.standard_gamma(1.0 / (cv * cv)) * cv * cv
+                room = int(c + 0.5)
+            p = period_of_day[d]
+            for g in range(n_seg):
+                old_n[g], old_p[g], old_pv[g] = carry_n[g], carry_p[g], carry_pv[g]
+                carry_n[g], carry_p[g], carry_pv[g] = 0, 0, 0.0
+                due_n[g], due_p[g], due_pv[g] = day_won[t, d, g], pipeline_won[t, d, g], pipeline_revenue[t, d, g]
+            for queue in range(2):  # the deals already waiting first, then the day's own (as _admit is called)
+                counts, pn, pv = (old_n, old_p, old_pv) if queue == 0 else (due_n, due_p, due_pv)
+                total = 0
+                for g in range(n_seg):
+                    total += counts[g]
+                if total == 0:
+                    continue
+                taken = min(room, total)
+                _share_out(taken, counts, take)
+                for g in range(n_seg):
+                    if counts[g] == 0:
+                        continue
+                    frac = take[g] / counts[g]
+                    pair[0], pair[1] = counts[g] - pn[g], pn[g]
+                    _share_out(take[g], pair, split)
+                    won_out[t, p] += split[1]
+                    revenue_out[t, p] += pv[g] * frac
+                    carry_n[g] += counts[g] - take[g]
+                    carry_p[g] += pn[g] - split[1]
+                    carry_pv[g] += pv[g] * (1.0 - frac)
+                room -= taken

@@ -138,6 +138,7 @@ class Plan:
     customers: Customers
     installed: Installed
     stage_values: StageValues
+    by_source: bool = False         # v2 F12: revenue and won deals split by source (see SOURCES)
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -201,6 +202,7 @@ class Plan:
             out += tuple(np.zeros((n, P, G)) for _ in AFTER_SALE_FLOWS) + (np.zeros((n, C, R)),)
         if self.has_stage_values:
             out += (np.zeros((n, P, G)),)
+        out += self.source_buffers(n)
         return out
 
     def split_extra(self, extra: tuple) -> tuple[tuple, np.ndarray]:
@@ -209,6 +211,24 @@ class Plan:
         n_after = len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0
         stage = extra[n_after] if self.has_stage_values else np.zeros((0, len(self.periods), len(self.segment_names)))
         return tuple(extra[:n_after]), stage
+
+    # --- v2 F12: results by source -------------------------------------------------------------
+
+    def source_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """With ``outputs.by_source``: revenue_by_source, float64 (n, periods, sources)
+        [currency], and won_by_source, int32 (n, periods, sources) [deals], sources in
+        :data:`SOURCES`' order; nothing otherwise. They come last in :meth:`kernel_buffers`."""
+        if not self.by_source:
+            return ()
+        P = len(self.periods)
+        return np.zeros((n, P, len(SOURCES))), np.zeros((n, P, len(SOURCES)), dtype=np.int32)
+
+    def split_sources(self, extra: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+        """The by-source buffers among the buffers of :meth:`kernel_buffers` after the first
+        four (see :meth:`source_buffers`), or None without ``outputs.by_source``."""
+        if not self.by_source:
+            return None
+        return extra[-2], extra[-1]
 
     def customer_outputs(self, after_sale) -> CustomerOutputs:
         """The after-sale buffers of :meth:`kernel_buffers` as the kernel's record."""
@@ -237,6 +257,10 @@ class Plan:
 AFTER_SALE_FLOWS = ("recognised", "renewal", "repeat", "cancellations", "new", "churned", "repeat_customers",
                     "regular_customers", "active", "mrr")
 """The (trials, periods, segments) fields of :class:`CustomerOutputs`, in its order."""
+
+SOURCES = ("pipeline", "new_leads", "events")
+"""v2 F12: the sources of won deals, in the order of the ``source`` coordinate."""
+PIPELINE_SOURCE, NEW_LEADS_SOURCE, EVENTS_SOURCE = range(3)
 
 
 def build_plan(sc: Scenario) -> Plan:
@@ -325,7 +349,7 @@ def build_plan(sc: Scenario) -> Plan:
                      convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
                      drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
         capacity=capacity, customers=customers, installed=_installed(sc, rep_index),
-        stage_values=stage_values)
+        stage_values=stage_values, by_source=sc.outputs.by_source)
 
 
 def _after_sale_quantities(seg) -> tuple[Distribution, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from forecaster.engine.interface import NONE
-from forecaster.engine.plan import AFTER_SALE_FLOWS, Plan
+from forecaster.engine.plan import AFTER_SALE_FLOWS, SOURCES, Plan
 from forecaster.engine.seeding import BLOCK_TRIALS
 from forecaster.results.commission import commission_by_period, commission_per_quota_period
 from forecaster.results.files import GuardedFile, checkpoint
@@ -134,6 +134,12 @@ class Layout:
                 dtype = "f8" if unit == "currency" else "i4"
                 out.append(Variable(name, ("trial", "period"), dtype, attrs))
                 out.append(Variable(f"{name}_by_segment", ("trial", "period", "segment"), dtype, attrs))
+        if self.plan.by_source:  # v2 F12
+            out.append(Variable("revenue_by_source", ("trial", "period", "source"), "f8",
+                                {"units": u, "long_name": "value of deals won, by source (pipeline, new_leads, "
+                                                          "events); sums to revenue"}))
+            out.append(Variable("won_deals_by_source", ("trial", "period", "source"), "i4",
+                                {"units": "deals", "long_name": "deals won, by source; sums to won_deals"}))
         if self.plan.has_customers:
             out.append(Variable("clv", ("trial", "segment"), "f8", {
                 "units": u, "long_name": "customer lifetime value: expected discounted net bookings of one customer "
@@ -147,6 +153,8 @@ class Layout:
             sizes["rep"] = len(self.reps)
         if self.scenario.commission:
             sizes["quota_period"] = len(self.quota_periods)
+        if self.plan.by_source:
+            sizes["source"] = len(SOURCES)
         return sizes
 
     def per_trial_bytes(self, precision: str = "float64") -> int:
@@ -190,6 +198,8 @@ class Layout:
         if self.scenario.commission:
             out["quota_period"] = (days(self.quota_periods), {**time_attrs, "long_name": "first day of the "
                                    f"{self.scenario.commission.period} of each quota within the horizon"})
+        if self.plan.by_source:
+            out["source"] = (list(SOURCES), {"long_name": "where won deals come from (v2 F12)"})
         return out
 
     def statics(self) -> dict:
@@ -215,6 +225,9 @@ class Layout:
                 out["commission_bookings"] = base
             if after_sale:
                 out["clv"] = self._clv(inputs)
+        by_source = self.plan.split_sources(extra)
+        if by_source is not None:
+            out["revenue_by_source"], out["won_deals_by_source"] = by_source
         commission = self.scenario.commission
         if commission:
             earned = commission_per_quota_period(base, self.quotas, commission)

@@ -384,6 +384,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                 arrays = memory.arrays()
                 summary = summarize_columns(Columns(arrays, layout.trials), meta)
                 summary["funnel"] = funnel_expectation(plan, arrays["inputs"])
+                _add_coverage(summary, sc, plan, arrays["inputs"])
                 del memory, arrays
             else:
                 path = staged.path(FORECAST) if keep == "all" else staged.scratch(FORECAST)
@@ -393,6 +394,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                     run_trials(plan, sc, netcdf, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
                     summary = summarize_columns(netcdf.columns(), meta)
                     summary["funnel"] = funnel_expectation(plan, netcdf.inputs())
+                    _add_coverage(summary, sc, plan, netcdf.inputs())
                 except BaseException:
                     netcdf.abort()
                     raise
@@ -406,6 +408,14 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
             raise OutputError(_failure(out, exc, est)) from None
         raise
+
+
+def _add_coverage(summary: dict, sc: Scenario, plan, inputs) -> None:
+    """With ``outputs.coverage``, the summary's ``coverage`` (v2 F12) from the trials' draws."""
+    if sc.outputs.coverage:
+        from forecaster.results.coverage import coverage_summary
+
+        summary["coverage"] = coverage_summary(sc, plan, inputs)
 
 
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,

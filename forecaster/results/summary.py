@@ -112,7 +112,12 @@ def summarize(ds, scenario: Scenario) -> dict:
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
-    summary["funnel"] = funnel_expectation(build_plan(scenario), ds["inputs"].values)
+    plan = build_plan(scenario)
+    summary["funnel"] = funnel_expectation(plan, ds["inputs"].values)
+    if scenario.outputs.coverage:  # v2 F12
+        from forecaster.results.coverage import coverage_summary  # imports this module
+
+        summary["coverage"] = coverage_summary(scenario, plan, ds["inputs"].values)
     return summary
 
 

@@ -608,8 +608,15 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 
 def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    """Outputs that need another key (v2 F12: coverage needs a pipeline)."""
-    outputs = v["outputs"]
+    """Outputs that need another key (v2 F12: coverage needs a pipeline), or that cannot be
+    combined with one yet (coverage with moves: forecaster.results.coverage.chain_win_probabilities)."""
+    outputs, segments = v["outputs"], v["segments"]
+    if outputs not in (None, INVALID) and outputs.coverage and segments not in (None, INVALID):
+        with_moves = [name for name, seg in segments.items() if seg.has_moves]
+        if with_moves:
+            ctx.error(path + ("outputs", "coverage"), f"cannot be combined with moves yet (segment {with_moves[0]} "
+                                                      "has moves): remove one")
+            return False
     if outputs in (None, INVALID) or not outputs.coverage or v["pipeline"] not in (None, INVALID):
         return True
     ctx.error(path + ("outputs", "coverage"), "needs a pipeline: coverage is the open deals' value against quota; "
@@ -617,7 +624,7 @@ def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return False
 
 
-NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days", "stage_value", "by_source", "coverage")
+NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days", "stage_value")
 """Outputs whose results the engine does not give yet: asking for one is refused, never ignored."""
 MOVES_BUILT = False
 """Whether the engine simulates ``moves`` (v2 B); until it does, a file with moves is refused."""
