@@ -22,6 +22,15 @@ bookings) are exactly 0 in every trial.
 top, every segment), *stretching* (+step conversion at every stage, every segment) and the
 *key level* (the one stage whose +step conversion, in every segment, pays most).
 
+**Conversion steps** (v2 F9, ``convert_step``): levers on probabilities step relative (v1's,
+capped at 1 where the scaled law would pass 1, and said so under ``capped``), on the odds
+(each trial's drawn p) or in points (skipped where p leaves [0, 1]); see
+:mod:`forecaster.analysis.steps`. **Ties**: stage levers whose mean effects differ by less
+than :data:`TIE` (relative) tie, and the key level names them all (``key_level.tied``); with
+no open pipeline, relative steps tie every stage of a segment. **Stage value**: with
+``outputs: {stage_value: true}``, the base run's stage value table
+(:func:`forecaster.results.summary.stage_value_summary`) is stored under ``stage_value``.
+
 **Variance attribution.** The per-trial draws of rates and probabilities (``inputs`` of a
 run) explain part of the spread of total revenue; the rest is counting and per-deal noise.
 First-order Sobol indices S_j = Var(E[Y | X_j]) / Var(Y) are estimated from the base run
@@ -32,7 +41,9 @@ variance times B / N), over Var(Y).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +60,7 @@ from forecaster.analysis.compare import (
     paired_difference,
     stored_seed,
 )
+from forecaster.analysis.steps import MODES, PROBABILITY_KINDS, DrawnStep
 from forecaster.engine._numba import default_threads
 from forecaster.engine.blocks import Sources
 from forecaster.engine.plan import build_plan
@@ -56,7 +68,7 @@ from forecaster.engine.simulation import run_trials
 from forecaster.errors import ForecasterError, ScenarioError
 from forecaster.results.files import checkpoint
 from forecaster.results.layout import Layout, MemorySink
-from forecaster.results.summary import describe
+from forecaster.results.summary import describe, stage_value_summary
 from forecaster.scenario.loading import build_scenario, load_scenario, read_document
 from forecaster.scenario.model import LEAD_SOURCES, Scenario
 from forecaster.scenario.variants import Literal, apply_changes
@@ -115,12 +127,14 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     def value_path(name):
         return Literal(("segments", name, "deal_value"))
 
+    # v2 F4: a segment's levers are on its own stages; "all: <stage>" spans the segments that pass it
+    own = {name: [s for s in stages if seg.passes(s)] for name, seg in scenario.segments.items()}
     after_sale, after_sale_everywhere = _after_sale_levers(doc, scenario)
     for name in scenario.segments:
         out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
-        for stage in stages:
+        for stage in own[name]:
             out.append(Lever(f"{name}: {stage} convert", "convert", name, (convert_path(name, stage),)))
-        for stage in stages:
+        for stage in own[name]:
             out.append(Lever(f"{name}: {stage} days", "days", name, day_paths(name, stage)))
         out.append(Lever(f"{name}: deal value", "deal_value", name, (value_path(name),)))
         out.extend(lever for lever in after_sale if lever.scope == name)
@@ -128,12 +142,13 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     everywhere = "all segments"  # kept even for one segment: the three moves are read from these
     out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(lead_path(n) for n in names)))
     for stage in stages:
-        out.append(Lever(f"all: {stage} convert", "convert", everywhere,
-                         tuple(convert_path(n, stage) for n in names)))
+        paths = tuple(convert_path(n, stage) for n in names if stage in own[n])
+        if paths:
+            out.append(Lever(f"all: {stage} convert", "convert", everywhere, paths))
     out.append(Lever("all: every stage convert (stretching)", "convert", everywhere,
-                     tuple(convert_path(n, s) for n in names for s in stages)))
+                     tuple(convert_path(n, s) for n in names for s in own[n])))
     out.append(Lever("all: every stage days", "days", everywhere,
-                     tuple(p for n in names for s in stages for p in day_paths(n, s))))
+                     tuple(p for n in names for s in own[n] for p in day_paths(n, s))))
     out.append(Lever("all: deal value", "deal_value", everywhere, tuple(value_path(n) for n in names)))
     out.extend(after_sale_everywhere)
     return out
@@ -165,6 +180,81 @@ def _after_sale_levers(doc: dict, scenario: Scenario) -> tuple[list[Lever], list
     everywhere = [Lever(f"all: {label}", kind, "all segments", tuple(movable[kind]))
                   for kind, label, _ in AFTER_SALE_LEVERS if len(movable.get(kind, ())) >= 2]
     return per_segment, everywhere
+
+
+@dataclass
+class _Change:
+    """How a lever's run differs from the base: ``changes`` to the scenario document (for
+    :func:`forecaster.scenario.variants.apply_changes`), a per-trial step of drawn
+    probabilities (``adjust``), and the quantities whose relative step was capped at 1
+    (``capped``: (key path, why) pairs)."""
+
+    changes: dict
+    adjust: DrawnStep | None = None
+    capped: tuple = ()
+
+
+def _at(doc: dict, path) -> Any:
+    node: Any = doc
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _key_path(path) -> str:
+    return ".".join(str(k) for k in path)
+
+
+def _slot(path, doc: dict, segment_names, quantity_names) -> tuple[int, int]:
+    """The (segment, theta slot) of a probability's key path: ``segments.<s>.funnel.<stage>.convert``
+    is slot ``convert.<stage>``, ``segments.<s>.funnel.<stage>.moves[i].share`` slot
+    ``move.<stage>.<to>`` (v2 B)."""
+    parts = list(path)
+    name, stage = parts[1], parts[3]
+    if parts[4] == "convert":
+        quantity = f"convert.{stage}"
+    else:  # a move's share
+        quantity = f"move.{stage}.{_at(doc, parts[:6])['to']}"
+    names = [str(q) for q in quantity_names]
+    if quantity not in names:
+        raise ForecasterError(f"{_key_path(path)}: the engine draws no per-trial {quantity} to step")
+    return list(segment_names).index(name), names.index(quantity)
+
+
+def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str = "relative",
+                 segment_names=(), quantity_names=()) -> _Change:
+    """What lever ``lever`` changes at -step (``direction`` -1) or +step (+1).
+
+    Levers on probabilities (:data:`forecaster.analysis.steps.PROBABILITY_KINDS`) step as
+    ``mode`` says (see :mod:`forecaster.analysis.steps`); every other lever scales its
+    quantities by 1 ± step. ``segment_names`` and ``quantity_names`` (the plan's theta slots)
+    place a per-trial step.
+    """
+    from forecaster.scenario.distributions import PROBABILITY, Quantity
+    from forecaster.scenario.validation import INVALID, Context
+    from forecaster.scenario.variants import scale_quantity
+
+    factor = 1 + direction * step
+    if lever.kind not in PROBABILITY_KINDS or mode == "relative":
+        scaled, capped = {}, []
+        for p in lever.paths:
+            if lever.kind in PROBABILITY_KINDS:
+                ctx = Context()
+                if Quantity(PROBABILITY).validate(scale_quantity(_at(doc, p), factor), (), ctx) is INVALID:
+                    why = ctx.problems[0].message if ctx.problems else "leaves [0, 1]"
+                    capped.append((p, f"x{factor:g} would leave [0, 1] ({why}): each trial's drawn "
+                                      f"probability p became min(1, {factor:g} p)"))
+                    continue
+            scaled[p] = factor
+        adjust = DrawnStep("capped", factor, tuple(_slot(p, doc, segment_names, quantity_names) for p, _ in capped)) \
+            if capped else None
+        return _Change({"scale": scaled}, adjust, tuple((_key_path(p), why) for p, why in capped))
+    if mode == "odds":
+        return _Change({}, DrawnStep("odds", factor, tuple(_slot(p, doc, segment_names, quantity_names)
+                                                           for p in lever.paths)))
+    if mode == "points":
+        return _Change({"shift": {p: direction * step for p in lever.paths}})
+    raise ValueError(f"convert step {mode!r}: expected one of {', '.join(MODES)}")
 
 
 def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
@@ -231,13 +321,22 @@ def _totals(layout: Layout, revenue: np.ndarray, won: np.ndarray, bookings: np.n
     return totals
 
 
+def _plan(sc: Scenario, adjust: DrawnStep | None):
+    """``sc``'s plan; with ``adjust``, every trial's drawn probabilities stepped by it
+    (:mod:`forecaster.analysis.steps`)."""
+    plan = build_plan(sc)
+    if adjust is not None:
+        plan = dataclasses.replace(plan, adjust_theta=adjust)
+    return plan
+
+
 def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
-         stop: threading.Event | None = None) -> _Run:
+         stop: threading.Event | None = None, adjust: DrawnStep | None = None) -> _Run:
     """Simulate ``sc`` in memory on one thread and keep only its per-trial totals: the
     numbers of :func:`forecaster.simulate` and :func:`forecaster.analysis.compare.per_trial_metrics`,
     without building a Dataset (a sensitivity makes ~80 runs; several run at once)."""
     sc = sc.with_run(trials, seed)
-    plan = build_plan(sc)
+    plan = _plan(sc, adjust)
     sink = MemorySink(Layout.of(sc, plan))
     run_trials(plan, sc, sink, chunk_trials=sc.trials, threads=1, stop=stop)
     totals = _totals(sink.layout, *sink.kernel_arrays)
@@ -288,12 +387,13 @@ class _Split:
     run: _Run
 
 
-def _run_sources(sc: Scenario, trials: int, seed: int, which: list[int] | None, stop: threading.Event | None):
+def _run_sources(sc: Scenario, trials: int, seed: int, which: list[int] | None, stop: threading.Event | None,
+                 adjust: DrawnStep | None = None):
     """Simulate the sources ``which`` of ``sc`` (default: all), each into arrays of its own.
 
     Returns the run's layout, ``{index: (revenue, won, bookings)}`` and its per-trial inputs."""
     sc = sc.with_run(trials, seed)
-    plan = build_plan(sc)
+    plan = _plan(sc, adjust)
     layout = Layout.of(sc, plan)
     every = sources_of(plan)
     parts, inputs = {}, None
@@ -322,9 +422,9 @@ def _base_split(sc: Scenario, trials: int, seed: int, stop: threading.Event | No
 
 
 def _lever_split(sc: Scenario, trials: int, seed: int, which: list[int], base: Future,
-                 stop: threading.Event | None) -> _Run:
+                 stop: threading.Event | None, adjust: DrawnStep | None = None) -> _Run:
     """A lever's run: the sources it changes simulated, the others the base's."""
-    layout, parts, inputs = _run_sources(sc, trials, seed, which, stop)
+    layout, parts, inputs = _run_sources(sc, trials, seed, which, stop, adjust)
     kept = cast(_Split, base.result()).parts
     return _Run(_totals(layout, *_add([parts.get(i, p) for i, p in enumerate(kept)]), inputs))
 
@@ -340,14 +440,75 @@ def _result(future: Future) -> Any:
             checkpoint()
 
 
+TIE = 1e-9
+"""Levers whose mean effects differ by less than this, relative to the larger, are tied (v2 F9)."""
+
+
+def tied(a: float, b: float) -> bool:
+    """Whether two mean effects are tied: |a - b| <= :data:`TIE` max(|a|, |b|)."""
+    return abs(a - b) <= TIE * max(abs(a), abs(b))
+
+
+def three_moves(effects: list[dict], metric: str, skipped: Sequence[dict] = (), capped: Sequence[dict] = ()) -> dict:
+    """Expansion, stretching and the key level, each at +step, read on ``metric``.
+
+    The key level is the all-segment stage lever whose +step pays most; levers tied with it
+    (:func:`tied`) are listed in stage order under ``tied`` (``lever``: the first of them).
+    A move whose lever could not move +step says why (``skipped``); the stage levers left out
+    of the key level's choice for that reason are under ``key_level.skipped``; quantities
+    capped at 1 under ``capped``. Those keys appear only when they apply.
+    """
+    def plus(name):
+        e = next((e for e in effects if e["lever"] == name), None)
+        return e.get("plus") if e else None
+
+    def notes(name) -> dict:
+        out: dict[str, Any] = {}
+        why = [s["why"] for s in skipped if s["lever"] == name and s["direction"] == "+"]
+        if why:
+            out["skipped"] = why[0]
+        caps = [c["quantity"] for c in capped if c["lever"] == name and c["direction"] == "+"]
+        if caps:
+            out["capped"] = caps
+        return out
+
+    stretching = "all: every stage convert (stretching)"
+    stage_levers = [e for e in effects if e["scope"] == "all segments" and e["kind"] == "convert"
+                    and e["lever"] != stretching]
+    moving = [e for e in stage_levers if "plus" in e]
+    key_level: dict[str, Any] = {"lever": None}
+    if moving:
+        best = max(e["plus"][metric]["mean"] for e in moving)
+        ties = [e for e in moving if tied(e["plus"][metric]["mean"], best)]
+        key = ties[0]
+        key_level = {"lever": key["lever"], **key["plus"]}
+        if len(ties) > 1:
+            key_level["tied"] = [e["lever"] for e in ties]
+        key_level.update({k: v for k, v in notes(key["lever"]).items() if k == "capped"})
+    left_out = [e["lever"] for e in stage_levers if "plus" not in e]
+    if left_out:
+        key_level["skipped"] = left_out
+    return {"expansion": {"lever": "all: leads (expansion)", **(plus("all: leads (expansion)") or {}),
+                          **notes("all: leads (expansion)")},
+            "stretching": {"lever": stretching, **(plus(stretching) or {}), **notes(stretching)},
+            "key_level": key_level}
+
+
 def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: int | None = None,
                 threads: int | None = None, progress=None, by_source: bool = True,
-                metric: str = "revenue") -> tuple[dict, object]:
+                metric: str = "revenue", convert_step: str = "relative") -> tuple[dict, object]:
     """Run every lever at ±step on common random numbers.
 
     ``metric``: what the ranking, the three moves and the variance shares are read on, one of
     :data:`RANKED_BY` (``recognised_revenue`` and ``total_bookings`` need customers); the
     effects on every metric the scenario reports are computed whatever it is.
+
+    ``convert_step``: how levers on probabilities step (v2 F9), one of
+    :data:`forecaster.analysis.steps.MODES`: ``relative`` (p (1 ± step), capped at 1 where
+    the scaled law would leave [0, 1], listed under ``capped``), ``odds`` (each trial's p
+    with its odds times 1 ± step) or ``points`` (p ± step; skipped where it leaves [0, 1]).
+    Levers whose effects differ by less than :data:`TIE` (relative) are tied: the key level
+    then lists them all (``three_moves.key_level.tied``).
 
     ``by_source``: simulate of each lever's run only the sources of won deals it changes
     (see "runs by source" above; not with a team capacity); False runs every lever whole
@@ -377,6 +538,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     available = [m for m in METRICS if m in reported]
     if metric not in RANKED_BY:
         raise ForecasterError(f"metric {metric!r}: a sensitivity ranks by one of {', '.join(RANKED_BY)}")
+    if convert_step not in MODES:
+        raise ForecasterError(f"convert step {convert_step!r}: expected one of {', '.join(MODES)}")
     if metric not in available:
         raise ForecasterError(f"{path}: metric {metric} is not available: the scenario has no after-sale outputs "
                               "(no segment has a `customer` block); rank by revenue, or give a segment a `customer` "
@@ -394,6 +557,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                  f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
+    capped: list[dict[str, str]] = []
     # see "runs by source" above (customers: not yet split by source)
     by_source = by_source and not base_plan.has_capacity and not base_plan.has_customers \
         and not base_plan.has_stage_values
@@ -413,23 +577,26 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                     runs.append([None, None])
                     continue
                 for j, factor in enumerate((1 - step, 1 + step)):
-                    changed, problems = apply_changes(copy.deepcopy(doc), {"scale": {p: factor for p in lever.paths}},
-                                                      "")
                     try:
+                        change = lever_change(doc, lever, 2 * j - 1, step, convert_step, base_sc.segment_names,
+                                              base_plan.quantity_names)
+                        changed, problems = apply_changes(copy.deepcopy(doc), change.changes, "")
                         if problems:
                             raise ScenarioError(str(path), problems)
                         sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})",
                                             base_dir=source.parent, raw=raw, source=source)
-                    except ScenarioError as exc:  # e.g. a probability pushed above 1
+                    except ScenarioError as exc:  # e.g. a probability pushed past 0 or 1 (points)
                         skipped.append({"lever": lever.name, "direction": "-+"[j],
                                         "why": str(exc).splitlines()[-1].strip()})
                         pair.append(None)
                         continue
+                    capped.extend({"lever": lever.name, "direction": "-+"[j], "quantity": q, "why": why}
+                                  for q, why in change.capped)
                     if by_source:
                         pair.append(pool.submit(_lever_split, sc, trials, seed, changed_sources(lever, base_plan),
-                                                base_split, stop))
+                                                base_split, stop, change.adjust))
                     else:
-                        pair.append(pool.submit(_run, sc, trials, seed, stop=stop))
+                        pair.append(pool.submit(_run, sc, trials, seed, stop=stop, adjust=change.adjust))
                 runs.append(pair)
             base_result = _result(base_run)
             if by_source:
@@ -466,29 +633,28 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
             return max(moved) if moved else 0.0
         return [e["lever"] for e in sorted((e for e in effects if e["scope"] != "all segments"), key=lambda e: -size(e))]
 
-    def plus(name):
-        e = next(e for e in effects if e["lever"] == name)
-        return e.get("plus")
-
-    stage_levers = [e for e in effects if e["scope"] == "all segments" and e["kind"] == "convert"
-                    and "stretching" not in e["lever"] and "plus" in e]
-    key = max(stage_levers, key=lambda e: e["plus"][metric]["mean"]) if stage_levers else None
-    moves = {"expansion": {"lever": "all: leads (expansion)", **(plus("all: leads (expansion)") or {})},
-             "stretching": {"lever": "all: every stage convert (stretching)",
-                            **(plus("all: every stage convert (stretching)") or {})},
-             "key_level": {"lever": key["lever"] if key else None, **(key["plus"] if key else {})}}
+    moves = three_moves(effects, metric, skipped, capped)
     shares = _variance_shares(base[metric], base_inputs, base_sc.segment_names, base_plan.quantity_names)
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}  # reorders base[m]: after every use
     summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                "currency": base_sc.currency, "metric": metric, "base": base_stats, "levers": effects, "ranking": ranked(metric),
                "ranking_commission": ranked("commission") if "commission" in metrics else None, "three_moves": moves,
                "variance_shares": shares, "skipped": skipped}
+    # only what a run asks for or meets: a default run's sensitivity.json is as before (v2 0.1)
+    if convert_step != "relative":
+        summary["convert_step"] = convert_step
+    if capped:
+        summary["capped"] = capped
+    if base_sc.outputs.stage_value:  # v2 F9: the base run's stage value table
+        summary["stage_value"] = stage_value_summary(base_sc, base_plan.quantity_names, base_inputs)
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},
                     coords={"lever": [lv.name for lv in all_levers], "direction": ["minus", "plus"],
                             "trial": np.arange(trials)})
     ds.attrs.update({"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                      "what": "per-trial change of each total when a lever moves by -step / +step "
                              "(common random numbers); NaN where the lever could not move"})
+    if convert_step != "relative":
+        ds.attrs["convert_step"] = convert_step
     for m in metrics:  # each difference in its metric's unit (the exports and readers show it)
         ds[f"{m}_difference"].attrs["units"] = metric_unit(m, base_sc.currency or "currency")
     return summary, ds

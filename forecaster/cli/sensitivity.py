@@ -36,12 +36,17 @@ def _step(ctx, param, value: str) -> float:
               help="What the levers are ranked by: total revenue (bookings of won deals), or, in a scenario with "
                    "customers, total recognised revenue or total bookings (renewals and repeat purchases "
                    "included, cancellations deducted).")
+@click.option("--convert-step", type=click.Choice(["relative", "odds", "points"]), default="relative",
+              show_default=True,
+              help="How levers on conversions step: relative (p x (1 +- STEP); capped at 1 where that would pass "
+                   "1, and said so), odds (each trial's p with its odds x (1 +- STEP): never leaves (0, 1)) or "
+                   "points (p +- STEP; a lever that would leave [0, 1] is skipped).")
 @trials_option
 @seed_option
 @threads_option
 @export_option
 @quiet_option
-def sensitivity_command(scenario, out, step, metric, trials, seed, threads, export, quiet):
+def sensitivity_command(scenario, out, step, metric, convert_step, trials, seed, threads, export, quiet):
     """Move every lever of SCENARIO by -STEP and +STEP and rank the effects.
 
     Levers: each segment's leads (rate or budget), each stage's conversion, each stage's
@@ -50,6 +55,12 @@ def sensitivity_command(scenario, out, step, metric, trials, seed, threads, expo
     Each run uses the scenario's trials, at most 5,000 unless --trials says otherwise.
     Prints a tornado table, the three moves (expansion, stretching, the key level) side by
     side, and the share of the revenue variance due to each uncertain per-trial input.
+
+    --convert-step says how conversion levers (and stretching and the key level) move:
+    relative (default), odds or points (see the option). Levers whose effects tie (with no
+    open pipeline every stage's relative step does the same) are named together as the key
+    level. With `outputs: {stage_value: true}` in the scenario, the stage value table (each
+    stage's eventual win probability and worth) is printed and stored too.
 
     With customers (a segment's `customer` block) the levers include each segment's renew,
     expansion, repeat per_month, dropout and cancel probability, and --metric ranks by
@@ -64,6 +75,7 @@ def sensitivity_command(scenario, out, step, metric, trials, seed, threads, expo
     Example:
       forecaster sensitivity scenarios/saas-quarter.yaml --out out/sens --step 10% --trials 5000
       forecaster sensitivity saas.yaml --out out/sens --metric recognised_revenue
+      forecaster sensitivity scenarios/minimal.yaml --out out/sens --convert-step points
     """
     import sys
 
@@ -84,7 +96,7 @@ def sensitivity_command(scenario, out, step, metric, trials, seed, threads, expo
 
     try:
         summary, ds = sensitivity(scenario, step=step, trials=trials, seed=seed, threads=threads, progress=progress,
-                                  metric=metric)
+                                  metric=metric, convert_step=convert_step)
     finally:
         if bar:
             bar[0].close()
@@ -120,14 +132,25 @@ def _print_by_metric(summary: dict, metric: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from forecaster.present.console import Console, _add_columns, _count, _money, _signed, as_text, printable
+    from forecaster.present.console import (
+        Console,
+        _add_columns,
+        _count,
+        _money,
+        _signed,
+        as_text,
+        lever_label,
+        move_lever,
+        print_sensitivity_notes,
+        printable,
+        sensitivity_heading,
+    )
 
     console = Console(width=None if sys.stdout.isatty() else 140)
     label, column = METRIC_LABELS[metric]
     step = f"{summary['step']:.0%}"
     console.print(Text.assemble(("sensitivity", "bold"), printable(
-        f" of {summary['scenario']}: each lever -{step} / +{step}, {summary['trials']:,} trials, "
-        f"seed {summary['seed']}; base {label} {_money(summary['base'][metric]['mean'])}")), highlight=False)
+        sensitivity_heading(summary, f"base {label} {_money(summary['base'][metric]['mean'])}"))), highlight=False)
 
     def cell(effect):
         if effect is None:
@@ -141,7 +164,7 @@ def _print_by_metric(summary: dict, metric: str) -> None:
     by_name = {e["lever"]: e for e in summary["levers"]}
     for name in summary["ranking"]:
         e = by_name[name]
-        table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
+        table.add_row(as_text(lever_label(name, summary)), cell(e.get("minus")), cell(e.get("plus")))
     console.print(table)
     table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
     _add_columns(table, ("move", "left"), ("lever", "left"), (f"{column} (95% CI)", "right"),
@@ -151,8 +174,8 @@ def _print_by_metric(summary: dict, metric: str) -> None:
                        ("key_level", "key level: the one stage that pays most")):
         m = summary["three_moves"][move]
         won = m.get("won_deals")
-        table.add_row(text, as_text(m.get("lever")), cell(m if metric in m else None),
-                      _signed(_count, won["mean"]) if won else "-")
+        table.add_row(text, as_text(move_lever(m)), cell(m if metric in m else None) if "skipped" not in m
+                      else "skipped", _signed(_count, won["mean"]) if won else "-")
     console.print(table)
     if summary["variance_shares"]:
         table = Table(title=f"Share of the variance of {label} (first-order Sobol index)",
@@ -164,6 +187,4 @@ def _print_by_metric(summary: dict, metric: str) -> None:
         rest = 1 - sum(i["share"] for i in summary["variance_shares"])
         table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
         console.print(table)
-    for item in summary["skipped"]:
-        console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
-                      highlight=False)
+    print_sensitivity_notes(summary, console)

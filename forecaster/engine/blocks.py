@@ -43,6 +43,8 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     G = len(plan.segment_names)
     for g in range(G):
         kernels.draw_parameters(keys.parameters[g].streams(*gens), first, funnel, g, theta)
+    if plan.adjust_theta is not None:  # a sensitivity's step of each trial's drawn probabilities, before the shocks
+        plan.adjust_theta(theta)
     month_factor = plan.month_factors(n)
     if plan.has_shocks:
         kernels.apply_shocks(keys.shocks.streams(*gens), first, plan.shocks, funnel, theta, month_factor)

@@ -7,6 +7,7 @@ field) and the one kernel that reads it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -139,6 +140,7 @@ class Plan:
     installed: Installed
     stage_values: StageValues
     by_source: bool = False         # v2 F12: revenue and won deals split by source (see SOURCES)
+    adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool

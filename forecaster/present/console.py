@@ -350,8 +350,7 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
     step = f"{summary['step']:.0%}"
     base = summary["base"]["revenue"]
     console.print(Text.assemble(("sensitivity", "bold"), printable(
-        f" of {summary['scenario']}: each lever -{step} / +{step}, {summary['trials']:,} trials, "
-        f"seed {summary['seed']}; base revenue {_money(base['mean'])}")), highlight=False)
+        sensitivity_heading(summary, f"base revenue {_money(base['mean'])}"))), highlight=False)
 
     def cell(effect):
         if effect is None:
@@ -365,7 +364,7 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
     by_name = {e["lever"]: e for e in summary["levers"]}
     for name in summary["ranking"]:
         e = by_name[name]
-        table.add_row(as_text(name), cell(e.get("minus")), cell(e.get("plus")))
+        table.add_row(as_text(lever_label(name, summary)), cell(e.get("minus")), cell(e.get("plus")))
     console.print(table)
     table = Table(title=f"The three moves, each +{step}", title_justify="left", show_edge=False, pad_edge=False)
     _add_columns(table, ("move", "left"), ("lever", "left"), ("revenue (95% CI)", "right"), ("won deals", "right"))
@@ -374,8 +373,8 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
                         ("key_level", "key level: the one stage that pays most")):
         m = summary["three_moves"][move]
         won = m.get("won_deals")
-        table.add_row(label, as_text(m.get("lever")), cell(m if "revenue" in m else None),
-                      _signed(_count, won["mean"]) if won else "-")
+        table.add_row(label, as_text(move_lever(m)), cell(m if "revenue" in m else None) if "skipped" not in m
+                      else "skipped", _signed(_count, won["mean"]) if won else "-")
     console.print(table)
     if summary["variance_shares"]:
         table = Table(title="Share of the variance of total revenue (first-order Sobol index)", title_justify="left",
@@ -387,9 +386,81 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
         rest = 1 - sum(i["share"] for i in summary["variance_shares"])
         table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
         console.print(table)
+    print_sensitivity_notes(summary, console)
+
+
+def sensitivity_heading(summary: dict, base: str) -> str:
+    """The first line of a sensitivity: the scenario, the steps, trials, seed and ``base``."""
+    step = f"{summary['step']:.0%}"
+    mode = summary.get("convert_step", "relative")
+    how = {"odds": f" (conversions: odds x {1 - summary['step']:g} / x {1 + summary['step']:g})",
+           "points": f" (conversions: -{summary['step'] * 100:g} / +{summary['step'] * 100:g} points)"}.get(mode, "")
+    return (f" of {summary['scenario']}: each lever -{step} / +{step}{how}, {summary['trials']:,} trials, "
+            f"seed {summary['seed']}; {base}")
+
+
+def move_lever(move: dict) -> str:
+    """A three moves row's lever: its name, whether it is a tie and whether it was capped at 1
+    (v2 F9; print_sensitivity_notes says more)."""
+    tied = move.get("tied") or []
+    notes = ([f"a tie of {len(tied)}"] if len(tied) > 1 else []) + (["capped at 1"] if move.get("capped") else [])
+    return f"{move.get('lever')} ({', '.join(notes)})" if notes else str(move.get("lever"))
+
+
+def lever_label(name: str, summary: dict) -> str:
+    """A tornado row's lever: its name, marked where one of its quantities was capped at 1."""
+    return f"{name} (capped)" if any(c["lever"] == name for c in summary.get("capped", ())) else name
+
+
+def print_sensitivity_notes(summary: dict, console: Console) -> None:
+    """What a sensitivity's tables leave to words: a key level that is a tie, quantities capped
+    at 1, levers skipped, stage levers the key level could not compare; and, with
+    ``outputs: {stage_value: true}``, the stage value table (v2 F9)."""
+    step = f"{summary['step']:.0%}"
+    key = summary["three_moves"].get("key_level", {})
+    if key.get("tied"):
+        console.print(as_text(
+            f"The key level is a tie: {', '.join(key['tied'])} pay the same (within 1e-9). With relative steps "
+            "and no open pipeline, every stage's step multiplies the won deals by the same factor; "
+            "--convert-step points or --convert-step odds tells the stages apart."
+            if summary.get("convert_step", "relative") == "relative" else
+            f"The key level is a tie: {', '.join(key['tied'])} pay the same (within 1e-9)."), highlight=False)
+    capped: dict[tuple, list] = {}  # one line per quantity and step, naming every lever it was capped in
+    for item in summary.get("capped", []):
+        capped.setdefault((item["direction"], item["quantity"], item["why"]), []).append(item["lever"])
+    for (direction, quantity, why), levers in capped.items():
+        console.print(as_text(f"capped at 1 ({direction}{step}) in {', '.join(levers)}: {quantity} {why}"),
+                      highlight=False)
     for item in summary["skipped"]:
         console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
                       highlight=False)
+    if key.get("skipped"):
+        console.print(as_text(f"the key level was chosen without {', '.join(key['skipped'])}, which could not "
+                              f"move +{step}"), highlight=False)
+    if summary.get("stage_value"):
+        console.print(stage_value_table(summary["stage_value"], summary.get("currency")))
+
+
+def stage_value_table(table: dict, currency: str | None) -> Table:
+    """``stage_value``: each segment's stages, the eventual win probability of a deal entering
+    it and its worth (mean, P10, P90 over trials)."""
+    cur = f" [{printable(currency)}]" if currency else ""
+    out = Table(title=as_text(f"Stage value: what a deal now entering each stage is worth{cur}"),
+                title_justify="left", show_edge=False, pad_edge=False)
+    _add_columns(out, ("segment", "left"), ("stage", "left"), ("win probability", "right"), ("P10 – P90", "right"),
+                 ("value", "right"), ("value P10 – P90", "right"))
+    for segment, stages in table.items():
+        name = as_text(segment)
+        for stage, item in stages.items():
+            h, v = item["win_probability"], item["value"]
+
+            def chance(x):
+                return "-" if x is None else f"{x:.2%}"
+
+            out.add_row(name, as_text(stage), chance(h["mean"]), f"{chance(h['p10'])} – {chance(h['p90'])}",
+                        _money(v["mean"]), f"{_money(v['p10'])} – {_money(v['p90'])}")
+            name = Text("")
+    return out
 
 
 def _description():

@@ -40,7 +40,7 @@ from forecaster.results.layout import (
     NetCDFSink,
     chunk_trials_for,
 )
-from forecaster.results.summary import Meta, funnel_expectation, summarize_columns
+from forecaster.results.summary import Meta, funnel_expectation, stage_value_summary, summarize_columns
 from forecaster.scenario.loading import load_scenario
 from forecaster.scenario.model import Scenario
 
@@ -384,6 +384,8 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                 arrays = memory.arrays()
                 summary = summarize_columns(Columns(arrays, layout.trials), meta)
                 summary["funnel"] = funnel_expectation(plan, arrays["inputs"])
+                if sc.outputs.stage_value:  # v2 F9
+                    summary["stage_value"] = stage_value_summary(sc, plan.quantity_names, arrays["inputs"])
                 _add_coverage(summary, sc, plan, arrays["inputs"])
                 del memory, arrays
             else:
@@ -394,6 +396,8 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                     run_trials(plan, sc, netcdf, chunk_trials=chunk, threads=threads, progress=progress, runner=runner)
                     summary = summarize_columns(netcdf.columns(), meta)
                     summary["funnel"] = funnel_expectation(plan, netcdf.inputs())
+                    if sc.outputs.stage_value:  # v2 F9
+                        summary["stage_value"] = stage_value_summary(sc, plan.quantity_names, netcdf.inputs())
                     _add_coverage(summary, sc, plan, netcdf.inputs())
                 except BaseException:
                     netcdf.abort()

@@ -14,6 +14,7 @@ import numpy as np
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.plan import build_plan
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
+from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
 
@@ -114,6 +115,8 @@ def summarize(ds, scenario: Scenario) -> dict:
 
     plan = build_plan(scenario)
     summary["funnel"] = funnel_expectation(plan, ds["inputs"].values)
+    if scenario.outputs.stage_value:  # v2 F9
+        summary["stage_value"] = stage_value_summary(scenario, ds["quantity"].values, ds["inputs"].values)
     if scenario.outputs.coverage:  # v2 F12
         from forecaster.results.coverage import coverage_summary  # imports this module
 
@@ -214,4 +217,20 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
         out[name] = {"stages": stages, "won_eventually": float(reach.mean()),
                      "open_pipeline": {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
                                        for s, stage in enumerate(plan.stage_names)}}
+    return out
+
+
+def stage_value_summary(scenario: Scenario, quantities, inputs) -> dict:
+    """``stage_value.<segment>.<stage>`` (v2 F9): for each of a segment's own stages, the
+    eventual win probability h of a deal now entering it, from each trial's draws after shocks
+    (``inputs``, slots named ``quantities``; :mod:`forecaster.results.stage_value`), and its
+    ``value``, h times the mean of the segment's ``deal_value`` law; each with
+    :func:`describe`'s statistics over trials."""
+    out: dict[str, dict] = {}
+    for g, name in enumerate(scenario.segment_names):
+        stages, h = segment_win_probabilities(scenario, g, quantities, inputs)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = h * scenario.segments[name].deal_value.mean()
+        chances, values = describe(h), describe(value)
+        out[name] = {s: {"win_probability": chances[i], "value": values[i]} for i, s in enumerate(stages)}
     return out

@@ -624,7 +624,7 @@ def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return False
 
 
-NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days", "stage_value")
+NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days")
 """Outputs whose results the engine does not give yet: asking for one is refused, never ignored."""
 MOVES_BUILT = False
 """Whether the engine simulates ``moves`` (v2 B); until it does, a file with moves is refused."""

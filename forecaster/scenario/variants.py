@@ -120,12 +120,38 @@ def scale_quantity(value: object, factor: float) -> object:
     raise ValueError("is not a number or a distribution")
 
 
+SHIFTED = {"fixed": ("value",), "uniform": ("low", "high"), "triangular": ("low", "mode", "high"),
+           "pert": ("low", "mode", "high"), "normal": ("mean",), "beta": ("mean",), "empirical": ("values",)}
+"""What :func:`shift_quantity` moves in each family a probability may have."""
+
+
+def shift_quantity(value: object, delta: float) -> object:
+    """The probability ``value`` (a number or a distribution mapping) shifted by ``delta``:
+    a ``fixed`` value, ``uniform``/``triangular``/``pert`` bounds and mode, a ``normal``'s
+    mean, a ``beta``'s mean (its concentration kept) and ``empirical`` values move by delta."""
+    if isinstance(value, bool):
+        raise ValueError("is not a number or a distribution")
+    if isinstance(value, (int, float)):
+        return value + delta
+    if isinstance(value, dict) and value.get("dist") in SHIFTED:
+        out = dict(value)
+        for key in SHIFTED[value["dist"]]:
+            if key == "values" and isinstance(out.get(key), list):
+                out[key] = [v + delta for v in out[key]]
+            elif isinstance(out.get(key), (int, float)) and not isinstance(out[key], bool):
+                out[key] = out[key] + delta
+        return out
+    raise ValueError("is not a probability that can be shifted (a number, or a fixed, uniform, triangular, pert, "
+                     "normal, beta or empirical distribution)")
+
+
 def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple[Doc, list[Problem]]:
     """A copy of the base document with the variant's ``set`` and ``scale`` applied, and any
-    problems."""
+    problems. (``shift``, used by sensitivity's ``points`` steps and not a key of a variant
+    file, adds a number to a probability: :func:`shift_quantity`.)"""
     doc = copy.deepcopy(base)
     problems: list[Problem] = []
-    for section in ("set", "scale"):
+    for section in ("set", "scale", "shift"):
         changes = variant.get(section) or {}
         if not isinstance(changes, dict):
             problems.append(Problem(section, f"must be a mapping of key path -> value; got {show(changes)}"))
@@ -138,13 +164,17 @@ def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple
             if section == "scale" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 problems.append(Problem(at, f"must be a factor >= 0 (1.1 raises by 10%); got {show(value)}"))
                 continue
+            if section == "shift" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                problems.append(Problem(at, f"must be a number (0.1 adds 10 points); got {show(value)}"))
+                continue
             for container, key in _targets(doc, parse_path(path), at, problems, create_last=section == "set",
                                            literal=isinstance(path, Literal)):
                 if section == "set":
                     container[key] = copy.deepcopy(value)
                     continue
                 try:
-                    container[key] = scale_quantity(container[key], value)
+                    change = scale_quantity if section == "scale" else shift_quantity
+                    container[key] = change(container[key], value)
                 except ValueError as exc:
                     problems.append(Problem(at, f"points at {show(container[key])}, which {exc}"))
     return doc, problems
