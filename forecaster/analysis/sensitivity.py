@@ -202,7 +202,8 @@ def _at(doc: dict, path) -> Any:
 
 
 def _key_path(path) -> str:
-    return ".".join(str(k) for k in path)
+    """A key path as the contract spells it: ``segments.web.funnel.evaluation.moves[0].share``."""
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
 
 
 def _slot(path, doc: dict, segment_names, quantity_names) -> tuple[int, int]:

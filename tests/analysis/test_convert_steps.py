@@ -318,3 +318,19 @@ def test_a_bad_convert_step_is_a_clear_error(tmp_path):
     assert not (tmp_path / "o").exists()
     with pytest.raises(fc.ForecasterError, match="expected one of"):
         sens.sensitivity(path, trials=10, convert_step="logit")
+
+
+def test_a_move_share_lever_steps_its_own_theta_slot():
+    # v2 B.4's levers on move shares use the same steps: the slot is move.<stage>.<to>
+    doc = {"segments": {"s": {"funnel": {"two": {"convert": 0.4, "moves": [{"to": "one", "share": 0.25}]}}}}}
+    path = sens.Literal(("segments", "s", "funnel", "two", "moves", 0, "share"))
+    lever = sens.Lever("s: two move to one share", "move_share", "s", (path,))
+    quantities = ("leads", "growth_per_month", "convert.one", "convert.two", "move.two.one")
+    change = sens.lever_change(doc, lever, +1, 0.1, "odds", ("s",), quantities)
+    assert change.changes == {} and change.adjust == DrawnStep("odds", 1.1, ((0, 4),))
+    change = sens.lever_change(doc, lever, -1, 0.1, "points", ("s",), quantities)
+    assert change.changes == {"shift": {path: -0.1}} and change.adjust is None
+    doc["segments"]["s"]["funnel"]["two"]["moves"][0]["share"] = 0.95
+    change = sens.lever_change(doc, lever, +1, 0.1, "relative", ("s",), quantities)
+    assert change.changes == {"scale": {}} and change.adjust == DrawnStep("capped", 1.1, ((0, 4),))
+    assert [q for q, _ in change.capped] == ["segments.s.funnel.two.moves[0].share"]
