@@ -58,10 +58,15 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     after = plan.customer_outputs(after_sale) if customers else None
     by_source = plan.split_sources(extra)  # v2 F12: what each source adds is told apart by marks
     before = _mark(out) if by_source is not None else None
+    counts = plan.counts_of(plan.split_counts(extra))  # v2 F1: entries and losses by stage (on 0: not counted)
     logs = []  # (customer streams, deal log) of each source, with customers
     for g in range(G) if sources is None else sources.segments:
         log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
-                                         month_factor, due, customers, plan.stage_values, stage_revenue)
+                                         month_factor, due, customers, plan.stage_values, stage_revenue,
+                                         keys.won_stage_times[g].streams(*gens), counts)
+        if plan.counting:
+            kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
+                                        theta)
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
@@ -70,7 +75,8 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     pipeline_at = -1  # the pipeline's index in logs
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
-                                        theta, due, customers, plan.stage_values, stage_revenue)
+                                        theta, due, customers, plan.stage_values, stage_revenue,
+                                        _pipeline_count_keys(keys).streams(*gens), counts)
         logs.append((keys.customers_pipeline, log))
         pipeline_at = len(logs) - 1
     if plan.has_capacity and customers:  # deals admitted one by one: each customer starts when its deal is won
@@ -111,6 +117,12 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
         result.append((key_set, (tr[keep], when[keep], seg[keep], value[keep], rep[keep])))
         at += size
     return result
+
+
+def _pipeline_count_keys(keys: StreamKeys):
+    """The count streams the pipeline kernel is given (v2 F1; :func:`stream_keys` always sets them)."""
+    assert keys.pipeline_stage_counts is not None
+    return keys.pipeline_stage_counts
 
 
 def _mark(out) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +183,7 @@ def kernels_of(plan: Plan) -> tuple:
                                       and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
+                                     (kernels.simulate_lost_leads, plan.counting),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 

@@ -72,6 +72,11 @@ QUANTITY = 0                                                  # draw_parameters
 SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT = range(4)  # apply_shocks
 CAPACITY = 0                                                  # apply_capacity
 CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL = range(5)    # simulate_customers
+STAGE_COUNTS, COUNTS_MIXING, COUNTS_DRIFT_LEADS, COUNTS_DRIFT_CONVERT = range(4)  # v2 F1: simulate_lost_leads
+# v2 F1: the count streams given to simulate_new_leads (drawn at the end of a trial, after every
+# draw of the trial's own, which the next trial reseeds) and to simulate_pipeline (drawn between
+# its deals' draws: a role the pipeline kernel does not use)
+PIPELINE_COUNTS = 2
 N_ROLES = 8
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -103,6 +108,15 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     "simulate_lost_stage_values": (("segment/{segment}/stage-value-lost", LOST),
                                    ("segment/{segment}/arrival-mixing", MIXING)),
     "apply_capacity": (("capacity", CAPACITY),),
+    # v2 F1: the new leads that are lost (Poisson classes of their own, sharing the day's gamma
+    # multiplier through the new leads' mixing stream and the drift's walks through its streams),
+    # the stage times the won leads' kernel did not draw, and the open deals' losses
+    "simulate_lost_leads": (("segment/{segment}/stage-counts", STAGE_COUNTS),
+                            ("segment/{segment}/arrival-mixing", COUNTS_MIXING),
+                            ("shocks/drift/leads", COUNTS_DRIFT_LEADS),
+                            ("shocks/drift/convert.{stage}", COUNTS_DRIFT_CONVERT)),
+    "entries_of_won": (("segment/{segment}/stage-counts-won", STAGE_COUNTS),),
+    "pipeline_loss": (("pipeline/stage-counts", PIPELINE_COUNTS),),
     # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
     # a segment's new leads, "pipeline"), so that each source's customers draw from streams
     # of their own
@@ -126,6 +140,7 @@ F64_2 = Annotated[np.ndarray, np.float64, 2]
 F64_3 = Annotated[np.ndarray, np.float64, 3]
 F64_3_OUT = Annotated[np.ndarray, np.float64, 3, WRITTEN]
 I32_3_OUT = Annotated[np.ndarray, np.int32, 3, WRITTEN]
+I32_4_OUT = Annotated[np.ndarray, np.int32, 4, WRITTEN]
 
 
 class Funnel(NamedTuple):
@@ -253,6 +268,28 @@ class StageValues(NamedTuple):
     lead_stage: I64_2      # (G, S) the stage of each column of funnel.lead_days_* (longest mean first)
     period_of_day: I64_1   # (D,) reporting period of each day
     pool: F64_1            # the empirical values (the funnel's pool)
+
+
+class StageCounts(NamedTuple):
+    """Entries into and losses at each stage (v2 F1), G segments, S stages, D days, N open deals
+    (those of :class:`Pipeline`). Built per block of trials (its outputs are the block's rows).
+
+    A kernel that counts writes ``entries[t, period_of_day[day], g, s] += 1`` when a lead or
+    deal enters stage s (index in the scenario's ``stages``) on ``day`` < D, and ``losses`` the
+    same on the day it is given up; never at a stage the segment does not pass (``passes``).
+    """
+
+    on: int                 # 1: count (outputs.stage_entries or outputs.losses), 0: the kernels skip it
+    passes: I64_2           # (G, S) 1 where the segment passes the stage (v2 F4)
+    lost_codes: I64_2       # (G, S) each stage's days_lost (its days where absent), stage order
+    lost_pars: F64_3        # (G, S, 4)
+    stalled: F64_1          # (S,) share of the leads not converting out of a stage that never leave it
+    deal_lost_sf: F64_1     # (N,) S_lost(a): P(days_lost > age) of each open deal in its stage
+    deal_stalled: F64_1     # (N,) P(stalled | open at its age and not converting out of its stage)
+    period_of_day: I64_1    # (D,) reporting period of each day
+    pool: F64_1             # the empirical values (the funnel's pool)
+    entries: I32_4_OUT      # (trials, periods, G, S) [leads]
+    losses: I32_4_OUT       # (trials, periods, G, S) [leads]
 
 
 class Installed(NamedTuple):

@@ -89,6 +89,9 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     CAPACITY,
     CONVERT,
     COUNT,
+    COUNTS_DRIFT_CONVERT,
+    COUNTS_DRIFT_LEADS,
+    COUNTS_MIXING,
     CUSTOMER,
     DAYS,
     DRIFT_CONVERT,
@@ -109,6 +112,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     ORDINARY,
     PER_MONTH,
     PERT,
+    PIPELINE_COUNTS,
     PIPELINE_STAGE_VALUE,
     QUANTITY,
     RENEW,
@@ -120,6 +124,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     SHOCK_CONVERT,
     SHOCK_LEADS,
     SLIP,
+    STAGE_COUNTS,
     STAGE_VALUE,
     SUBSCRIPTION,
     THETA_CONVERT,
@@ -556,7 +561,7 @@ def _book(t, day, segment, value, rep, out):
 
 @jit
 def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log, stage_values,
-                       stage_revenue):
+                       stage_revenue, count_streams, counts):
     """Won deals from one segment's new leads, for a block of trials.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
@@ -604,6 +609,11 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
         stage: its exit time is its arrival plus its times through the stages up to there,
         in stage order; the times the loop above did not draw (it stops a deal once it is
         past the horizon) and the values come from the ``STAGE_VALUE`` stream, deal by deal.
+    count_streams, counts : Streams, StageCounts
+        With ``counts.on`` (v2 F1), every lead to be won enters each stage the segment passes
+        at its arrival plus its times through the stages before, in stage order, counted in
+        ``counts.entries`` when inside the horizon; the times the loop did not draw come from
+        ``count_streams`` (``entries_of_won``: one stream, ``STAGE_COUNTS``), deal by deal.
 
     Returns
     -------
@@ -616,6 +626,10 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     valued = stage_values.valued[segment, 0] != 0  # read from the data: a literal False would compile apart
     for k in range(1, n_stages):
         valued = valued or stage_values.valued[segment, k] != 0
+    counting = counts.on != 0
+    record = valued or counting  # keep each lead's arrival and stage times
+    if counting:
+        expect(count_streams, STAGE_COUNTS, 1)
     # The trials run in _new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
@@ -628,18 +642,18 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     log_n = np.zeros(1, dtype=np.int64)
     # with stage values: each lead's arrival, its index before the loop over stages dropped
     # deals, and its time in each stage (NaN where not drawn)
-    arrival, orig = np.empty(256 if valued else 0), np.empty(256 if valued else 0, dtype=np.int64)
-    stage_t = np.empty((256 if valued else 0, n_stages))
+    arrival, orig = np.empty(256 if record else 0), np.empty(256 if record else 0, dtype=np.int64)
+    stage_t = np.empty((256 if record else 0, n_stages))
     t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
     while t < theta.shape[0]:
         t, need, need_log = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
                                               times, drawn, keep_log, log_trial, log_day, log_segment, log_value,
                                               log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
-                                              stage_t)
+                                              stage_t, record, count_streams, counts)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
-            if valued:
+            if record:
                 arrival, orig = np.empty(times.shape[0]), np.empty(times.shape[0], dtype=np.int64)
                 stage_t = np.empty((times.shape[0], n_stages))
         if need_log > log_trial.shape[0]:
@@ -661,7 +675,7 @@ def _grown(log_trial, log_day, log_segment, log_value, log_rep, n, room):
 @jit
 def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
                       keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n, valued, stage_values,
-                      stage_revenue, arrival, orig, stage_t):
+                      stage_revenue, arrival, orig, stage_t, record, count_streams, tally):
     """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
     deals than ``times`` (or, with ``keep_log``, the log) holds. Returns the trial it stopped
     at (the block's length when done), the room that trial needs in ``times`` and in the log
@@ -745,7 +759,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         # stage by stage over all of this trial's deals (independent draws pipeline well),
         # keeping only those still inside the horizon; each stage's stream in turn
         alive = n_won
-        if valued:
+        if record:
             for i in range(n_won):
                 arrival[i] = times[i]
                 orig[i] = i
@@ -763,7 +777,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 draws(gen_days, code, days_pars[s, 0], days_pars[s, 1], days_pars[s, 2], days_pars[s, 3], pool,
                       drawn, alive, in_turn, no_key, trial0)
             kept = 0
-            if valued:
+            if record:
                 column = stage_values.lead_stage[segment, s]
                 for i in range(alive):
                     stage_t[orig[i], column] = drawn[i]
@@ -811,7 +825,32 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         if valued:
             _stage_values_of_won(streams, trial0 + t, t, n_won, segment, funnel, stage_values, stage_revenue, arrival,
                                  stage_t, horizon)
+        if record and tally.on != 0:  # v2 F1 (``tally``: the StageCounts record)
+            entries_of_won(count_streams, trial0 + t, t, n_won, segment, funnel, tally, arrival, stage_t, horizon)
     return theta.shape[0], 0, 0
+
+
+@jit
+def entries_of_won(streams, trial, t, n_won, segment, funnel, counts, arrival, stage_t, horizon):
+    """Entries (v2 F1) of one trial's leads to be won: each enters stage s at its arrival plus
+    its times through the stages before s, counted while inside the horizon; the times the
+    won kernel did not draw come from the ``STAGE_COUNTS`` stream, deal by deal, in stage order."""
+    reseed_role(streams, STAGE_COUNTS, 0, trial)
+    gen = streams.gens[STAGE_COUNTS]
+    days_codes, days_pars, pool = funnel.days_codes[segment], funnel.days_pars[segment], funnel.pool
+    passes, period_of_day, entries = counts.passes[segment], counts.period_of_day, counts.entries
+    for j in range(n_won):
+        x = arrival[j]
+        for k in range(days_codes.shape[0]):
+            if not x < horizon:
+                break
+            if passes[k] != 0:
+                entries[t, period_of_day[int(x)], segment, k] += 1
+            st = stage_t[j, k]
+            if st != st:  # not drawn: the deal was past the horizon before this stage's turn
+                st = draw_one(gen, days_codes[k], days_pars[k, 0], days_pars[k, 1], days_pars[k, 2],
+                              days_pars[k, 3], pool)
+            x += st
 
 
 @jit
@@ -844,7 +883,8 @@ def _stage_values_of_won(streams, trial, t, n_won, segment, funnel, stage_values
 
 
 @jit
-def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log, stage_values, stage_revenue):
+def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log, stage_values, stage_revenue,
+                      count_streams, counts):
     """Won deals from the open pipeline, for a block of trials.
 
     Every deal draws its conversion, its times through every remaining stage, its value
@@ -886,6 +926,14 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
         deal converts out of every stage); its exit time is a partial sum of the times it
         draws anyway. Values come from the ``PIPELINE_STAGE_VALUE`` stream, one per deal
         and valued stage ahead of it, whether booked or not.
+    count_streams, counts : Streams, StageCounts
+        With ``counts.on`` (v2 F1): a deal enters each later stage it reaches (its conversion
+        uniform below its chance of converting out of every stage before) at the partial sum
+        of its times, and is lost at the first stage it does not convert out of (the same
+        uniform): at its own stage after ``days_lost`` given that it exceeds its age (at
+        time 0 where no law has mass above it), at a later one after a ``days_lost`` from its
+        entry; a share ``stalled`` of those never leave. Those draws come from
+        ``count_streams`` (``pipeline_loss``), reseeded for every trial.
     """
     for role in (CONVERT, DAYS, VALUE, REP, SLIP, PIPELINE_STAGE_VALUE):
         expect(streams, role, 1)
@@ -897,7 +945,8 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
     t = np.int64(0)
     while t < theta.shape[0]:
         t = _pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                             log_segment, log_value, log_rep, log_n, stage_values, stage_revenue)
+                             log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams,
+                             counts)
         if t < theta.shape[0]:
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
                 log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
@@ -908,7 +957,7 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
 
 @jit
 def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                     log_segment, log_value, log_rep, log_n, stage_values, stage_revenue):
+                     log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams, counts):
     """Trials ``first`` .. of :func:`simulate_pipeline` (see there), until the log (with
     ``keep_log``) may not hold a trial's deals; returns the trial it stopped at (the
     block's length when done)."""
@@ -930,6 +979,10 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
             valued_any = valued_any or stage_values.valued[g, k] != 0
     sv_codes, sv_pars, sv_valued = stage_values.codes, stage_values.pars, stage_values.valued
     report_period = stage_values.period_of_day
+    counting = counts.on != 0
+    if counting:
+        expect(count_streams, PIPELINE_COUNTS, 1)
+    gen_counts = count_streams.gens[PIPELINE_COUNTS]
     for t in range(first, theta.shape[0]):
         if keep_log and log_n[0] + n_deals > log_trial.shape[0]:
             return t
@@ -937,6 +990,8 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
             reseed_role(streams, role, 0, trial0 + t)
         if valued_any:
             reseed_role(streams, PIPELINE_STAGE_VALUE, 0, trial0 + t)
+        if counting:
+            reseed_role(count_streams, PIPELINE_COUNTS, 0, trial0 + t)
         for i in range(pipeline.segment.shape[0]):
             g, s0, mode = pipeline.segment[i], pipeline.stage[i], pipeline.mode[i]
             p = theta[t, g, THETA_CONVERT + s0]
@@ -984,12 +1039,18 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                 else:
                     x = draw_above(gen_days, code, p0, p1, days_pars[g, s0, 2], days_pars[g, s0, 3], pool, a, sf)
                 time = x - a
+            reach = q_out  # v2 F1: the chance to convert out of every stage before the next
+            if counting and not uc < reach:
+                pipeline_loss(gen_counts, counts, t, i, g, s0, mode == NO_MASS, pipeline.age[i], horizon)
             if valued_any and sv_valued[g, s0] != 0:
                 sv = draw_one(gen_stage_value, sv_codes[g, s0], sv_pars[g, s0, 0], sv_pars[g, s0, 1],
                               sv_pars[g, s0, 2], sv_pars[g, s0, 3], pool)
                 if uc < q_out and 0.0 <= time < horizon:
                     stage_revenue[t, report_period[int(time)], g] += sv
             for s in range(s0 + 1, n_stages):
+                entered = time
+                if counting and uc < reach and time < horizon and counts.passes[g, s] != 0:
+                    counts.entries[t, counts.period_of_day[int(time)], g, s] += 1
                 code = days_codes[g, s]
                 p0, p1 = days_pars[g, s, 0], days_pars[g, s, 1]
                 if code == LOGNORMAL:
@@ -1000,6 +1061,10 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                     time += p1 * _std_exponential(gen_days) ** (1.0 / p0)
                 else:
                     time += draw_one(gen_days, code, p0, p1, days_pars[g, s, 2], days_pars[g, s, 3], pool)
+                if counting:
+                    if uc < reach and not uc < reach * theta[t, g, THETA_CONVERT + s]:
+                        _later_loss(gen_counts, counts, t, g, s, entered, horizon)
+                    reach *= theta[t, g, THETA_CONVERT + s]
                 if valued_any:
                     q_out *= theta[t, g, THETA_CONVERT + s]
                     if sv_valued[g, s] != 0:
@@ -1035,6 +1100,37 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                     log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, int(time), g, value, rep
                     log_n[0] = k + 1
     return theta.shape[0]
+
+
+@jit
+def pipeline_loss(gen, counts, t, i, g, s0, no_mass, a, horizon):
+    """v2 F1: open deal ``i`` (segment g, age ``a``) is not converting out of its stage s0:
+    stalled with its chance (never lost), else lost after ``days_lost`` given that it exceeds
+    ``a`` (at time 0 without mass above it), counted when inside the horizon."""
+    if counts.deal_stalled[i] > 0.0 and gen.random() < counts.deal_stalled[i]:
+        return
+    sf = counts.deal_lost_sf[i]
+    lost = 0.0
+    if not no_mass and sf > 0.0:
+        code, par = counts.lost_codes[g, s0], counts.lost_pars[g, s0]
+        lost = draw_above(gen, code, par[0], par[1], par[2], par[3], counts.pool, a, sf) - a
+    if 0.0 <= lost < horizon and counts.passes[g, s0] != 0:
+        counts.losses[t, counts.period_of_day[int(lost)], g, s0] += 1
+
+
+@jit
+def _later_loss(gen, counts, t, g, s, entered, horizon):
+    """v2 F1: a lead or deal that entered stage s at ``entered`` and does not convert out of
+    it: stalled with the stage's share (never lost), else lost a ``days_lost`` later, counted
+    when inside the horizon."""
+    if not entered < horizon:
+        return
+    if counts.stalled[s] > 0.0 and gen.random() < counts.stalled[s]:
+        return
+    par = counts.lost_pars[g, s]
+    x = entered + draw_one(gen, counts.lost_codes[g, s], par[0], par[1], par[2], par[3], counts.pool)
+    if x < horizon and counts.passes[g, s] != 0:
+        counts.losses[t, counts.period_of_day[int(x)], g, s] += 1
 
 
 @jit(inline="always")
@@ -1769,3 +1865,126 @@ def capacity_pipeline_share(streams, trial0, capacity, due, pipeline_won, pipeli
                     carry_p[g] += pn[g] - split[1]
                     carry_pv[g] += pv[g] * (1.0 - frac)
                 room -= taken
+
+
+# --- v2 F1: the new leads that are lost --------------------------------------------------------
+
+@jit
+def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta):
+    """Entries and losses (v2 F1) of one segment's new leads that are not won, which
+    :func:`simulate_new_leads` never draws.
+
+    By Poisson splitting, the leads arriving on day d that convert out of stages 1 .. k - 1
+    and not out of k are Poisson(m_d G_d P_{<k} (1 - p_k)), independent of the won ones and
+    of each other; G_d is the day's gamma multiplier with dispersion, redrawn from the new
+    leads' own mixing stream (``COUNTS_MIXING``), so both share it. With ``drift``, month j's
+    leads arrive at the lead walk's factor and convert with month j's shifted p (the walks
+    redrawn from the drift's own streams, as :func:`apply_shocks` draws them). For each k,
+    the count, each lead's arrival day, its times through stages 1 .. k - 1 (``days``) and at
+    k (``days_lost``) come from the ``STAGE_COUNTS`` stream: it enters each stage on its way
+    and is lost at the end, each counted while inside the horizon (a share ``stalled`` of the
+    leads that do not convert out of k never leave it: they enter, and are not lost).
+
+    Parameters
+    ----------
+    counts : StageCounts
+        Where entries and losses are added (stages the segment does not pass convert 1, so
+        no lead is lost there, and are not counted).
+    shocks : Shocks
+        The drift's sds (its walks are redrawn; the one-off shocks are already in theta).
+    theta : float64, shape (trials, segments, K)
+        The trials' draws after shocks.
+    """
+    expect(streams, STAGE_COUNTS, 1)
+    expect(streams, COUNTS_MIXING, 1)
+    n_stages = funnel.days_codes.shape[1]
+    expect(streams, COUNTS_DRIFT_LEADS, 1)
+    expect(streams, COUNTS_DRIFT_CONVERT, n_stages)
+    gen, gen_mixing = streams.gens[STAGE_COUNTS], streams.gens[COUNTS_MIXING]
+    days_codes, days_pars, pool = funnel.days_codes[segment], funnel.days_pars[segment], funnel.pool
+    day_mean, elapsed_months = funnel.day_mean[segment], funnel.elapsed_months
+    rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
+    passes, period_of_day, entries = counts.passes[segment], counts.period_of_day, counts.entries
+    drift_leads, drift_convert = shocks.drift_leads, shocks.drift_convert
+    drifting = drift_leads > 0.0
+    for s in range(n_stages):
+        drifting = drifting or drift_convert[s] > 0.0
+    n_days = day_mean.shape[0]
+    horizon = float(n_days)
+    n_months = elapsed_months[n_days - 1] + 1
+    growth = np.empty(n_months)
+    convert = np.empty((n_months, n_stages))  # month j's conversions (drifted)
+    walks = np.zeros(n_months)
+    cum = np.empty((n_stages, n_days))
+    m = np.empty(n_days)
+    for t in range(theta.shape[0]):
+        reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
+        reseed_role(streams, COUNTS_MIXING, 0, trial0 + t)
+        base = theta[t, segment, THETA_LEADS]
+        rate = 1.0 / base if rate_is_cost else base
+        if not rate > 0.0:
+            continue
+        growth[0] = 1.0
+        for j in range(1, n_months):
+            growth[j] = growth[j - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+        for j in range(n_months):
+            for s in range(n_stages):
+                convert[j, s] = theta[t, segment, THETA_CONVERT + s]
+        if drifting:  # the walks of apply_shocks, redrawn from its streams
+            if drift_leads > 0.0:
+                reseed_role(streams, COUNTS_DRIFT_LEADS, 0, trial0 + t)
+            w = 0.0
+            for j in range(n_months):
+                if j > 0 and drift_leads > 0.0:
+                    w += streams.gens[COUNTS_DRIFT_LEADS].standard_normal()
+                growth[j] *= math.exp(drift_leads * w - 0.5 * j * drift_leads * drift_leads)
+            for s in range(n_stages):
+                if drift_convert[s] > 0.0:
+                    reseed_role(streams, COUNTS_DRIFT_CONVERT, s, trial0 + t)
+                w = 0.0
+                for j in range(n_months):
+                    if j > 0 and drift_convert[s] > 0.0:
+                        w += streams.gens[COUNTS_DRIFT_CONVERT].standard_normal()
+                    walks[j] = drift_convert[s] * w
+                for j in range(n_months):
+                    p = convert[j, s]
+                    if 0.0 < p < 1.0 and walks[j] != 0.0:
+                        odds = math.exp(walks[j])
+                        convert[j, s] = p * odds / (1.0 - p + p * odds)
+        for d in range(n_days):
+            m[d] = rate * day_mean[d] * growth[elapsed_months[d]]
+            if dispersion > 0.0:
+                m[d] *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+        for k in range(n_stages):
+            total = 0.0
+            for d in range(n_days):
+                j = elapsed_months[d]
+                reach = 1.0
+                for s in range(k):
+                    reach *= convert[j, s]
+                total += m[d] * reach * (1.0 - convert[j, k])
+                cum[k, d] = total
+            if not total > 0.0:
+                continue
+            n_lost = gen.poisson(total)
+            for _ in range(n_lost):
+                u = gen.random() * total
+                lo, hi = 0, n_days - 1  # the first day whose cumulative mean passes u
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if cum[k, mid] <= u:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                x = float(lo)
+                for s in range(k):
+                    if not x < horizon:
+                        break
+                    if passes[s] != 0:
+                        entries[t, period_of_day[int(x)], segment, s] += 1
+                    x += draw_one(gen, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2],
+                                  days_pars[s, 3], pool)
+                if x < horizon:
+                    if passes[k] != 0:
+                        entries[t, period_of_day[int(x)], segment, k] += 1
+                    _later_loss(gen, counts, t, segment, k, x, horizon)

@@ -46,6 +46,7 @@ from forecaster.engine.interface import (
     Outputs,
     Pipeline,
     Shocks,
+    StageCounts,
     StageValues,
     quantity_names,
     theta_size,
@@ -140,6 +141,7 @@ class Plan:
     installed: Installed
     stage_values: StageValues
     by_source: bool = False         # v2 F12: revenue and won deals split by source (see SOURCES)
+    stage_counts: StageCounts | None = None  # v2 F1: entries and losses by stage (outputs empty: see counts_of)
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
 
     # the few arrays the results layer reads
@@ -204,6 +206,7 @@ class Plan:
             out += tuple(np.zeros((n, P, G)) for _ in AFTER_SALE_FLOWS) + (np.zeros((n, C, R)),)
         if self.has_stage_values:
             out += (np.zeros((n, P, G)),)
+        out += self.count_buffers(n)
         out += self.source_buffers(n)
         return out
 
@@ -213,6 +216,37 @@ class Plan:
         n_after = len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0
         stage = extra[n_after] if self.has_stage_values else np.zeros((0, len(self.periods), len(self.segment_names)))
         return tuple(extra[:n_after]), stage
+
+    # --- v2 F1: entries and losses by stage ---------------------------------------------------
+
+    @property
+    def counting(self) -> bool:
+        """Whether entries into and losses at each stage are counted (v2 F1)."""
+        return self.stage_counts is not None and self.stage_counts.on != 0
+
+    def count_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """When counting: stage_entries and losses, int32 (n, periods, segments, stages)
+        [leads]; nothing otherwise. In :meth:`kernel_buffers`, after stage_revenue."""
+        if not self.counting:
+            return ()
+        shape = (n, len(self.periods), len(self.segment_names), len(self.stage_names))
+        return np.zeros(shape, dtype=np.int32), np.zeros(shape, dtype=np.int32)
+
+    def split_counts(self, extra: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stage_entries and losses buffers among those after the first four, or None."""
+        if not self.counting:
+            return None
+        at = (len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0) + (1 if self.has_stage_values else 0)
+        return extra[at], extra[at + 1]
+
+    def counts_of(self, counts: tuple[np.ndarray, np.ndarray] | None) -> StageCounts:
+        """The kernels' :class:`StageCounts` record writing into a block's ``counts`` buffers
+        (:meth:`split_counts`); without counting, one that the kernels skip (``on`` 0)."""
+        base = self.stage_counts if self.stage_counts is not None else _stage_counts_off(self)
+        if counts is None:
+            empty = np.zeros((0, len(self.periods), len(self.segment_names), len(self.stage_names)), dtype=np.int32)
+            return base._replace(entries=empty, losses=np.zeros_like(empty))
+        return base._replace(entries=counts[0], losses=counts[1])
 
     # --- v2 F12: results by source -------------------------------------------------------------
 
@@ -322,6 +356,8 @@ def build_plan(sc: Scenario) -> Plan:
                       for seg in sc.segments.values()]).reshape(G, S)
     customers = _customers(sc, enc, report, after_sale)
     stage_values = _stage_values(sc, enc, order, report)
+    stage_counts = _stage_counts(sc, enc, report, [d for d in sc.pipeline if not sc.segments[d.segment].has_moves]) \
+        if sc.outputs.counts else None
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
@@ -329,6 +365,7 @@ def build_plan(sc: Scenario) -> Plan:
                    value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array())
     customers = customers._replace(pool=funnel.pool)  # one pool: the encoder's, complete now
     stage_values = stage_values._replace(pool=funnel.pool)
+    stage_counts = stage_counts._replace(pool=funnel.pool) if stage_counts is not None else None
     shocks = sc.shocks or ScenarioShocks()
     slips = _closing_arrays(sc) if sc.closing is not None else (np.zeros(0),) * 3
     pending = _pending_window(sc) if sc.closing is not None else (0.0, 0.0)
@@ -351,7 +388,41 @@ def build_plan(sc: Scenario) -> Plan:
                      convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
                      drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
         capacity=capacity, customers=customers, installed=_installed(sc, rep_index),
-        stage_values=stage_values, by_source=sc.outputs.by_source)
+        stage_values=stage_values, by_source=sc.outputs.by_source, stage_counts=stage_counts)
+
+
+def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageCounts:
+    """The :class:`StageCounts` record (v2 F1) without its outputs: what the kernels need to
+    count entries and losses (``on`` 0 unless ``outputs.stage_entries`` or ``outputs.losses``).
+    ``deals``: the open deals of the :class:`Pipeline` record, in its order."""
+    G, S = len(sc.segments), len(sc.stages)
+    passes, codes, pars = np.zeros((G, S), dtype=np.int64), np.zeros((G, S), dtype=np.int64), np.zeros((G, S, 4))
+    for g, seg in enumerate(sc.segments.values()):
+        for k, name in enumerate(sc.stages):
+            passes[g, k] = seg.passes(name)
+            codes[g, k], pars[g, k] = enc(seg.funnel[name].lost_days)
+    stalled = np.array([sc.stalled.get(name, 0.0) for name in sc.stages], dtype=float)
+    n = len(deals)
+    lost_sf, stall = np.zeros(n), np.zeros(n)
+    for i, d in enumerate(deals):  # P(stalled | open at age a, not converting) = sigma / (sigma + (1 - sigma) S_lost(a))
+        age = (sc.start - d.entered_stage).days
+        lost_sf[i] = sc.segments[d.segment].funnel[d.stage].lost_days.survival(age)
+        sigma = stalled[sc.stages.index(d.stage)]
+        open_lost = sigma + (1.0 - sigma) * lost_sf[i]
+        stall[i] = sigma / open_lost if open_lost > 0 else 0.0
+    empty = np.zeros((0, len(report.starts), G, S), dtype=np.int32)
+    return typed(StageCounts, on=int(sc.outputs.counts), passes=passes, lost_codes=codes, lost_pars=pars,
+                 stalled=stalled, deal_lost_sf=lost_sf, deal_stalled=stall, period_of_day=report.of_day,
+                 pool=np.zeros(1), entries=empty, losses=np.zeros_like(empty))
+
+
+def _stage_counts_off(plan: Plan) -> StageCounts:
+    """A :class:`StageCounts` record that the kernels skip (``on`` 0), of the plan's shapes."""
+    G, S, N = len(plan.segment_names), len(plan.stage_names), plan.pipeline.segment.shape[0]
+    empty = np.zeros((0, len(plan.periods), G, S), dtype=np.int32)
+    return typed(StageCounts, on=0, passes=np.zeros((G, S), dtype=np.int64), lost_codes=np.zeros((G, S), dtype=np.int64),
+                 lost_pars=np.zeros((G, S, 4)), stalled=np.zeros(S), deal_lost_sf=np.zeros(N), deal_stalled=np.zeros(N),
+                 period_of_day=plan.periods.of_day, pool=plan.funnel.pool, entries=empty, losses=np.zeros_like(empty))
 
 
 def _after_sale_quantities(seg) -> tuple[Distribution, ...]:

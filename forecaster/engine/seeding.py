@@ -22,7 +22,7 @@ thread reuses a small pool of generators whose states the kernels overwrite.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,6 +94,10 @@ class StreamKeys:
         pipeline's deals; installed: of ``simulate_installed``.
     lost_stage_values : list of KeySet, one per segment
         Of ``simulate_lost_stage_values``.
+    lost_leads, won_stage_times : list of KeySet, one per segment; pipeline_stage_counts : KeySet
+        v2 F1: of ``simulate_lost_leads``, and the count streams ``simulate_new_leads`` and
+        ``simulate_pipeline`` are given (``interface.STREAMS``' ``entries_of_won`` and
+        ``pipeline_loss``, after the kernels they call that draw from them).
     """
 
     parameters: list
@@ -105,6 +109,9 @@ class StreamKeys:
     customers_pipeline: KeySet
     installed: KeySet
     lost_stage_values: list
+    lost_leads: list = field(default_factory=list)
+    won_stage_times: list = field(default_factory=list)
+    pipeline_stage_counts: KeySet | None = None
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -123,7 +130,10 @@ def stream_keys(plan, seed: int) -> StreamKeys:
     customers = [of("simulate_customers", source=f"segment/{name}") for name in plan.segment_names]
     return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"), customers,
                       of("simulate_customers", source="pipeline"), of("simulate_customers", source="installed"),
-                      [of("simulate_lost_stage_values", segment=name) for name in plan.segment_names])
+                      [of("simulate_lost_stage_values", segment=name) for name in plan.segment_names],
+                      lost_leads=[of("simulate_lost_leads", segment=name) for name in plan.segment_names],
+                      won_stage_times=[of("entries_of_won", segment=name) for name in plan.segment_names],
+                      pipeline_stage_counts=of("pipeline_loss"))
 
 
 _local = threading.local()

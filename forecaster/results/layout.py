@@ -134,6 +134,15 @@ class Layout:
                 dtype = "f8" if unit == "currency" else "i4"
                 out.append(Variable(name, ("trial", "period"), dtype, attrs))
                 out.append(Variable(f"{name}_by_segment", ("trial", "period", "segment"), dtype, attrs))
+        if self.plan.counting:  # v2 F1
+            dims = ("trial", "period", "segment", "stage")
+            if self.scenario.outputs.stage_entries:
+                out.append(Variable("stage_entries", dims, "i4", {
+                    "units": "leads", "long_name": "entries into each stage, dated at the entry (an open deal's "
+                                                   "current stage is not one); 0 at stages a segment does not pass"}))
+            if self.scenario.outputs.losses:
+                out.append(Variable("losses", dims, "i4", {
+                    "units": "leads", "long_name": "leads lost at each stage, dated when they are given up"}))
         if self.plan.by_source:  # v2 F12
             out.append(Variable("revenue_by_source", ("trial", "period", "source"), "f8",
                                 {"units": u, "long_name": "value of deals won, by source (pipeline, new_leads, "
@@ -153,6 +162,8 @@ class Layout:
             sizes["rep"] = len(self.reps)
         if self.scenario.commission:
             sizes["quota_period"] = len(self.quota_periods)
+        if self.plan.counting:
+            sizes["stage"] = len(self.plan.stage_names)
         if self.plan.by_source:
             sizes["source"] = len(SOURCES)
         return sizes
@@ -198,6 +209,8 @@ class Layout:
         if self.scenario.commission:
             out["quota_period"] = (days(self.quota_periods), {**time_attrs, "long_name": "first day of the "
                                    f"{self.scenario.commission.period} of each quota within the horizon"})
+        if self.plan.counting:
+            out["stage"] = (list(self.plan.stage_names), {})
         if self.plan.by_source:
             out["source"] = (list(SOURCES), {"long_name": "where won deals come from (v2 F12)"})
         return out
@@ -225,6 +238,12 @@ class Layout:
                 out["commission_bookings"] = base
             if after_sale:
                 out["clv"] = self._clv(inputs)
+        counts = self.plan.split_counts(extra)
+        if counts is not None:  # v2 F1
+            if self.scenario.outputs.stage_entries:
+                out["stage_entries"] = counts[0]
+            if self.scenario.outputs.losses:
+                out["losses"] = counts[1]
         by_source = self.plan.split_sources(extra)
         if by_source is not None:
             out["revenue_by_source"], out["won_deals_by_source"] = by_source

@@ -18,6 +18,9 @@ from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
 
+STAGE_METRICS = ("stage_entries", "losses")
+"""v2 F1: per-trial variables (trial, period, segment, stage) reported as ``<name>.<stage>``."""
+
 Z975 = 1.959963984540054
 PERCENTILES = (5, 10, 50, 90, 95)
 
@@ -75,6 +78,7 @@ class Meta:
     targets: dict
     currency: str | None
     description: str | None = None
+    stages: tuple = ()     # the stages of stage_entries and losses (v2 F1), when counted
 
     @classmethod
     def of_layout(cls, layout) -> Meta:
@@ -82,7 +86,7 @@ class Meta:
         return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
                    tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
                    tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency,
-                   sc.description)
+                   sc.description, tuple(layout.plan.stage_names) if layout.plan.counting else ())
 
     @classmethod
     def of_dataset(cls, ds, scenario: Scenario) -> Meta:
@@ -93,7 +97,8 @@ class Meta:
         quota_dim = "quota_period" if "quota_period" in ds.dims else "period"
         return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
                    labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
-                   "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description)
+                   "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description,
+                   tuple(str(s) for s in ds["stage"].values) if "stage" in ds.dims else ())
 
 
 def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
@@ -109,7 +114,7 @@ def summarize(ds, scenario: Scenario) -> dict:
     """The contents of ``summary.json`` for a simulated Dataset."""
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
                          "commission", "commission_bookings", "clv", *AFTER_SALE_VARIABLES,
-                         *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES)) if n in ds]
+                         *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES), *STAGE_METRICS) if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -141,14 +146,19 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
         if name in cols:  # v2 A.3: a flow's total sums the periods; a stock's is its level at the end
             metrics[name] = metric_summary(cols, name, meta.periods,
                                            (lambda p: (p,)) if kind == "flow" else (lambda p: (last if p is None else p,)))
+    metrics.update(stage_metrics(cols, meta))
     a = meta.attrs
     out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
     if meta.targets:
         out["targets"] = {}
         for metric, threshold in meta.targets.items():
             stock = metric in AFTER_SALE_VARIABLES and AFTER_SALE_VARIABLES[metric][0] == "stock"
-            totals = cols.column(metric, (None, None) if metric == "commission" else
-                                 (len(meta.periods) - 1,) if stock else (None,))
+            name, _, stage = metric.partition(".")
+            if name in STAGE_METRICS:  # v2 F1: summed over segments
+                totals = cols.column(name, (None, None, meta.stages.index(stage)))
+            else:
+                totals = cols.column(metric, (None, None) if metric == "commission" else
+                                     (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
     if "commission_period" in a:  # what each rep's quota_attainment item is a period of
@@ -169,6 +179,16 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
     out["scenario_sha256"] = a.get("scenario_sha256", "")
+    return out
+
+
+def stage_metrics(cols: Columns, meta: Meta) -> dict:
+    """v2 F1: ``stage_entries.<stage>`` and ``losses.<stage>``, summed over segments (flows)."""
+    out = {}
+    for name in STAGE_METRICS:
+        if name in cols:
+            for k, stage in enumerate(meta.stages):
+                out[f"{name}.{stage}"] = metric_summary(cols, name, meta.periods, lambda p, k=k: (p, None, k))
     return out
 
 

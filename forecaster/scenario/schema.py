@@ -7,7 +7,7 @@ rep, tiers increase) sit beside the table as ``checks``.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from forecaster.scenario import chain
@@ -69,6 +69,30 @@ CUSTOMER_STOCKS = ("active_customers", "mrr")
 """The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
 TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue",)
 """Metrics a target may name (each only where the scenario has it)."""
+STAGE_METRICS = ("stage_entries", "losses")
+"""v2 F1: metrics by stage, named ``<metric>.<stage>`` (with the output asked for under ``outputs``)."""
+
+
+@dataclass
+class TargetMetric(Choice):
+    """A metric a target names: one of ``options``, or ``stage_entries.<stage>`` / ``losses.<stage>``
+    (v2 F1; whether the scenario reports it is checked with the scenario, in :func:`_after_sale`)."""
+
+    def expected(self) -> str:
+        return super().expected() + ", or " + " or ".join(f"{m}.<stage>" for m in STAGE_METRICS)
+
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
+        if isinstance(value, str):
+            metric, _, stage = value.partition(".")
+            if metric in STAGE_METRICS and stage:
+                return value
+        return super().validate(value, path, ctx)
+
+    def json_schema(self) -> JSONSchema:
+        return {"anyOf": [super().json_schema(),
+                          {"type": "string", "pattern": r"^(" + "|".join(STAGE_METRICS) + r")\..+$"}]}
+
+
 REPORT_BY = ("day", "week", "month", "quarter")
 MAX_CONCENTRATION = 1e12
 """Largest concentration of a per-customer beta (beyond, every customer has the mean)."""
@@ -452,12 +476,17 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
         has |= set(CUSTOMER_FLOWS) | set(CUSTOMER_STOCKS)
     if valued:
         has |= {"stage_revenue", "total_bookings"}
+    outputs = v["outputs"]
+    if outputs not in (None, INVALID) and stages:  # v2 F1
+        has |= {f"{m}.{s}" for m in STAGE_METRICS if getattr(outputs, m) for s in stages}
     if targets not in (None, INVALID):
         for metric in targets:
             if metric not in has and metric != "commission":
                 ok = False
                 ctx.error(path + ("targets", metric), f"names {metric}, which this scenario does not report "
-                                                      "(it needs a customer block, or a stage value)")
+                                                      "(it needs a customer block or a stage value; "
+                                                      "stage_entries.<stage> and losses.<stage> need that output "
+                                                      "under outputs and a stage of stages)")
     return ok
 
 
@@ -624,7 +653,7 @@ def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return False
 
 
-NOT_BUILT_OUTPUTS = ("stage_entries", "losses", "cycle_days")
+NOT_BUILT_OUTPUTS = ("cycle_days",)
 """Outputs whose results the engine does not give yet: asking for one is refused, never ignored."""
 MOVES_BUILT = False
 """Whether the engine simulates ``moves`` (v2 B); until it does, a file with moves is refused."""
@@ -680,7 +709,7 @@ SCENARIO = Record(
                                                        required=True)})),
         "team": Field(TEAM),
         "commission": Field(COMMISSION),
-        "targets": Field(MapOf(Choice(TARGET_METRICS), Num(what="a threshold"),
+        "targets": Field(MapOf(TargetMetric(TARGET_METRICS), Num(what="a threshold"),
                                doc="Metric -> threshold; reports P(total >= threshold)."), default={}),
         "shocks": Field(SHOCKS),
         "closing": Field(CLOSING),

@@ -136,7 +136,8 @@ def test_a_kernel_refuses_streams_it_does_not_draw_from(tmp_path):
     with pytest.raises(ValueError, match="random streams"):
         kernels.simulate_new_leads(short.streams(*gens), 0, plan.funnel, 0, plan.closing, theta,
                                    plan.month_factors(2), plan.outputs(*plan.kernel_buffers(2)[:3]), False,
-                                   plan.stage_values, np.zeros((2, len(plan.periods), 1)))
+                                   plan.stage_values, np.zeros((2, len(plan.periods), 1)),
+                                   keys.won_stage_times[0].streams(*gens), plan.counts_of(None))
 
 
 def test_the_stream_table_names_the_streams_of_before():
@@ -152,7 +153,8 @@ def test_the_stream_table_names_the_streams_of_before():
                                    "pipeline/closing", "pipeline/stage-value")  # the last: v2 F11, drawn only with values
     assert keys.capacity.names == ("capacity",)
     assert set(interface.STREAMS) == {"draw_parameters", "apply_shocks", "simulate_new_leads", "simulate_pipeline",
-                                      "apply_capacity", "simulate_customers", "simulate_lost_stage_values"}
+                                      "apply_capacity", "simulate_customers", "simulate_lost_stage_values",
+                                      "simulate_lost_leads", "entries_of_won", "pipeline_loss"}
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
         "customer", "renewal", "repeat", "repeat-value", "cancel"))
