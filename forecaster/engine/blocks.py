@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.engine import kernels
+from forecaster.engine import kernels, moves
 from forecaster.engine._numba import expect_kernels
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import StreamKeys, thread_generators
@@ -60,13 +60,19 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     before = _mark(out) if by_source is not None else None
     counts = plan.counts_of(plan.split_counts(extra))  # v2 F1: entries and losses by stage (on 0: not counted)
     logs = []  # (customer streams, deal log) of each source, with customers
+    failed = np.full(1, -1, dtype=np.int64)  # v2 B: the first trial whose chain no lead leaves
     for g in range(G) if sources is None else sources.segments:
-        log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing, theta,
-                                         month_factor, due, customers, plan.stage_values, stage_revenue,
-                                         keys.won_stage_times[g].streams(*gens), counts)
-        if plan.counting:
-            kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
-                                        theta)
+        if plan.chain is not None and plan.chain.has[g]:
+            log = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel, plan.chain,
+                                                 g, plan.closing, theta, month_factor, due, customers, failed)
+            _check_absorbed(plan, failed, g)
+        else:
+            log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
+                                             theta, month_factor, due, customers, plan.stage_values, stage_revenue,
+                                             keys.won_stage_times[g].streams(*gens), counts)
+            if plan.counting:
+                kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
+                                            theta)
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
@@ -77,6 +83,15 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
                                         theta, due, customers, plan.stage_values, stage_revenue,
                                         _pipeline_count_keys(keys).streams(*gens), counts)
+        if plan.has_chain_pipeline and keys.pipeline_moves is not None:  # open deals of segments with moves (v2 B)
+            chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
+                                                    plan.chain_pipeline, plan.closing, theta, due, customers, failed)
+            _check_absorbed(plan, failed, -1)
+            # one log for the pipeline: its customers draw from the pipeline's streams in this order
+            log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
+            if customers:  # grouped by trial as every log is
+                order = np.argsort(log[0], kind="stable")
+                log = tuple(x[order] for x in log)
         logs.append((keys.customers_pipeline, log))
         pipeline_at = len(logs) - 1
     if plan.has_capacity and customers:  # deals admitted one by one: each customer starts when its deal is won
@@ -117,6 +132,23 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
         result.append((key_set, (tr[keep], when[keep], seg[keep], value[keep], rep[keep])))
         at += size
     return result
+
+
+def _check_absorbed(plan: Plan, failed: np.ndarray, g: int) -> None:
+    """Stop the run (v2 B.5) when a trial's drawn conversions and shares made a chain that no
+    lead leaves: ``failed[0]`` is that trial (-1: none); ``g`` the segment, or -1 for the
+    pipeline's (the first segment with moves whose chain fails in that trial is named)."""
+    trial = int(failed[0])
+    if trial < 0:
+        return
+    from forecaster.errors import Problem, ScenarioError
+
+    name = plan.segment_names[g] if g >= 0 else None
+    raise ScenarioError(plan.shown, [Problem(
+        f"segments.{name}.funnel" if name else "segments",
+        f"in trial {trial}, the drawn conversions and move shares{'' if name else ' of a segment with moves'} make "
+        "a loop of stages that no lead leaves (some expected number of visits is above 10,000); narrow the "
+        "distributions of the conversions or shares on that loop")])
 
 
 def _pipeline_count_keys(keys: StreamKeys):
@@ -176,6 +208,8 @@ def kernels_of(plan: Plan) -> tuple:
     return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.simulate_new_leads, True),
                                      (kernels.simulate_pipeline, plan.has_pipeline),
+                                     (moves.simulate_new_leads_moves, plan.has_moves),
+                                     (moves.simulate_pipeline_moves, plan.has_chain_pipeline),
                                      (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
                                      (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
                                      (kernels.capacity_pipeline_share,

@@ -48,14 +48,17 @@ scenario with a ``customer`` block (absent otherwise, so v1 files keep their lay
 RENEW, EXPANSION, PER_MONTH, DROPOUT, CANCEL_PROBABILITY = range(5)
 
 
-def theta_size(n_stages: int, after_sale: bool = False) -> int:
-    """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots)."""
-    return THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0)
+def theta_size(n_stages: int, after_sale: bool = False, n_moves: int = 0) -> int:
+    """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots, and the
+    shares of ``n_moves`` moves, v2 B)."""
+    return THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0) + n_moves
 
 
-def quantity_names(stages, after_sale: bool = False) -> tuple[str, ...]:
-    """The name of each slot of theta (also the name of the stream that draws it)."""
-    return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages), *(AFTER_SALE if after_sale else ()))
+def quantity_names(stages, after_sale: bool = False, moves=()) -> tuple[str, ...]:
+    """The name of each slot of theta (also the name of the stream that draws it); ``moves``:
+    the (stage, to) pairs with a share slot, ``move.<stage>.<to>`` (v2 B), last."""
+    return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages), *(AFTER_SALE if after_sale else ()),
+            *(f"move.{s}.{to}" for s, to in moves))
 
 
 # --- random streams ---------------------------------------------------------------------------
@@ -77,7 +80,7 @@ STAGE_COUNTS, COUNTS_MIXING, COUNTS_DRIFT_LEADS, COUNTS_DRIFT_CONVERT = range(4)
 # draw of the trial's own, which the next trial reseeds) and to simulate_pipeline (drawn between
 # its deals' draws: a role the pipeline kernel does not use)
 PIPELINE_COUNTS = 2
-N_ROLES = 8
+N_ROLES = 9  # the most a kernel draws with: simulate_new_leads_moves (forecaster.engine.moves)
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     # kernel -> its streams as (name, role). In a name, {segment} is the segment's name,
@@ -117,6 +120,23 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                             ("shocks/drift/convert.{stage}", COUNTS_DRIFT_CONVERT)),
     "entries_of_won": (("segment/{segment}/stage-counts-won", STAGE_COUNTS),),
     "pipeline_loss": (("pipeline/stage-counts", PIPELINE_COUNTS),),
+    # v2 B: a segment with moves, its new leads and the open deals of such segments
+    # (roles: forecaster.engine.moves; the pipeline's convert uniforms take COUNT's role)
+    "simulate_new_leads_moves": (("segment/{segment}/arrival-count", 0),
+                                 ("segment/{segment}/arrival-mixing", 1),
+                                 ("segment/{segment}/arrival-day", 2),
+                                 ("segment/{segment}/deal-value", 3),
+                                 ("segment/{segment}/rep", 4),
+                                 ("segment/{segment}/closing", 5),
+                                 ("segment/{segment}/days/{stage}", 6),
+                                 ("segment/{segment}/path", 7),
+                                 ("segment/{segment}/days-move", 8)),
+    "simulate_pipeline_moves": (("pipeline/moves/convert", 0),
+                                ("pipeline/moves/days", 6),
+                                ("pipeline/moves/deal-value", 3),
+                                ("pipeline/moves/rep", 4),
+                                ("pipeline/moves/closing", 5),
+                                ("pipeline/moves/path", 7)),
     # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
     # a segment's new leads, "pipeline"), so that each source's customers draw from streams
     # of their own

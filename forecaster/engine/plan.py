@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -52,9 +52,10 @@ from forecaster.engine.interface import (
     theta_size,
     typed,
 )
+from forecaster.engine.moves import Chain, ChainPipeline
 from forecaster.scenario.customers import add_months
 from forecaster.scenario.distributions import Distribution, beta_shapes, pert_shapes
-from forecaster.scenario.model import Scenario, Shocks as ScenarioShocks
+from forecaster.scenario.model import WON, Scenario, Shocks as ScenarioShocks
 
 
 def encode(dist: Distribution) -> tuple[int, np.ndarray, np.ndarray]:
@@ -142,18 +143,38 @@ class Plan:
     stage_values: StageValues
     by_source: bool = False         # v2 F12: revenue and won deals split by source (see SOURCES)
     stage_counts: StageCounts | None = None  # v2 F1: entries and losses by stage (outputs empty: see counts_of)
+    chain: Chain | None = None      # v2 B: the segments' moves (None: no segment has any)
+    shown: str = "<scenario>"       # the scenario as errors found while running name it
+    segment_stages: tuple = ()      # (G,) each segment's own stages (v2 F4; all of them without `stages`)
+    chain_pipeline: ChainPipeline | None = None  # v2 B: the open deals of segments with moves
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
     day_mean = property(lambda self: self.funnel.day_mean)              # (G, D)
     elapsed_months = property(lambda self: self.funnel.elapsed_months)  # (D,)
-    deal_segment = property(lambda self: self.pipeline.segment)         # (N,)
-    deal_stage = property(lambda self: self.pipeline.stage)             # (N,)
+    deal_segment = property(lambda self: self._deals("segment"))        # (N,) of both kinds of open deals
+    deal_stage = property(lambda self: self._deals("stage"))            # (N,)
+
+    def _deals(self, field: str) -> np.ndarray:
+        """A field of every open deal: those of segments without moves, then with."""
+        own = getattr(self.pipeline, field)
+        return own if not self.has_chain_pipeline else np.concatenate([own, getattr(self.chain_pipeline, field)])
 
     @property
     def has_pipeline(self) -> bool:
-        return self.pipeline.segment.shape[0] > 0
+        """Whether there are open deals (of segments with moves or without)."""
+        return self.pipeline.segment.shape[0] > 0 or self.has_chain_pipeline
+
+    @property
+    def has_moves(self) -> bool:
+        """Whether some segment has moves (v2 B): its leads and deals go through
+        :mod:`forecaster.engine.moves`."""
+        return self.chain is not None
+
+    @property
+    def has_chain_pipeline(self) -> bool:
+        return self.chain_pipeline is not None and self.chain_pipeline.segment.shape[0] > 0
 
     @property
     def has_shocks(self) -> bool:
@@ -304,7 +325,8 @@ def build_plan(sc: Scenario) -> Plan:
     enc = _Encoder()
     G, S, D = len(sc.segments), len(sc.stages), sc.days
     after_sale = sc.has_customers
-    K = theta_size(S, after_sale)
+    moves = move_quantities(sc)  # v2 B: a slot of theta for each (stage, to) with a move, last
+    K = theta_size(S, after_sale, len(moves))
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
     fy = sc.fiscal_start_month
@@ -349,6 +371,15 @@ def build_plan(sc: Scenario) -> Plan:
         segment_n_reps[g] = len(covering[g])
         segment_reps[g, :len(covering[g])] = covering[g]
 
+    chain = None
+    if moves:
+        first_move = theta_size(S, after_sale)
+        for g, seg in enumerate(sc.segments.values()):
+            for i, (stage, to) in enumerate(moves):
+                move = next((m for m in seg.funnel[stage].moves if m.to == to), None)
+                param_codes[g, first_move + i], param_pars[g, first_move + i] = enc(
+                    move.share if move is not None else Distribution.fixed(0.0))
+        chain = typed(Chain, **chain_record(sc, enc, first_move)._asdict())  # before the pool is made
     # A new lead's time to win is a sum over stages, so the order of its draws does not
     # matter; drawing the longest stage first lets the kernel stop sooner for deals that
     # end after the horizon.
@@ -376,19 +407,27 @@ def build_plan(sc: Scenario) -> Plan:
         capacity = typed(Capacity, of_day=cap.won_per_month * shape * (
             np.bincount(elapsed)[elapsed] / month_len),  # pro rata: the month's days inside the horizon
             month_of_day=elapsed, cv=cap.cv)
+    # the open deals of segments with moves go through forecaster.engine.moves
+    with_moves = tuple(d for d in sc.pipeline if sc.segments[d.segment].has_moves)
+    without_moves = replace(sc, pipeline=tuple(d for d in sc.pipeline if not sc.segments[d.segment].has_moves)) \
+        if with_moves else sc
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=quantity_names(sc.stages, after_sale), rep_names=sc.rep_names,
+        quantity_names=quantity_names(sc.stages, after_sale, moves), rep_names=sc.rep_names,
         quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
-        pipeline=typed(Pipeline, **_pipeline_arrays(sc, enc, rep_index)),
+        pipeline=typed(Pipeline, **_pipeline_arrays(without_moves, enc, rep_index)),
         closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
                       pending_hi=pending[1]),
         shocks=typed(Shocks, leads=shocks.leads, drift_leads=shocks.drift_leads,
                      convert=np.array([shocks.convert.get(s, 0.0) for s in sc.stages], dtype=float),
                      drift_convert=np.array([shocks.drift_convert.get(s, 0.0) for s in sc.stages], dtype=float)),
         capacity=capacity, customers=customers, installed=_installed(sc, rep_index),
-        stage_values=stage_values, by_source=sc.outputs.by_source, stage_counts=stage_counts)
+        stage_values=stage_values, by_source=sc.outputs.by_source, stage_counts=stage_counts, chain=chain,
+        shown=str(sc.source) if sc.source is not None else sc.name,
+        segment_stages=tuple(tuple(s for s in sc.stages if seg.passes(s)) for seg in sc.segments.values()),
+        chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
+                                                             chain.to.shape[2])._asdict()) if chain else None)
 
 
 def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageCounts:
@@ -660,3 +699,79 @@ def _pipeline_arrays(sc: Scenario, enc: _Encoder, rep_index: dict) -> dict:
         if deal.owner is not None:
             out["owner"][i] = rep_index[deal.owner]
     return out
+
+
+# --- v2 B: the scenario's moves as the records of forecaster.engine.moves ------------------------------
+
+def move_quantities(sc) -> list[tuple[str, str]]:
+    """Every (stage, to) pair some segment has a move for, in first appearance: each gets a
+    slot of theta named ``move.<stage>.<to>`` (0 for the segments without that move)."""
+    out: list[tuple[str, str]] = []
+    for seg in sc.segments.values():
+        for stage in sc.stages:
+            for move in seg.funnel[stage].moves:
+                if (stage, move.to) not in out:
+                    out.append((stage, move.to))
+    return out
+
+
+def chain_record(sc, encode, first_slot: int) -> Chain:
+    """The kernels' :class:`Chain` of ``sc``: the share of move (stage, to) is in slot
+    ``first_slot + i`` of theta, i its index in :func:`move_quantities`; ``encode`` the
+    plan's encoder (distribution -> (code, 4 parameters))."""
+    pairs = {pair: first_slot + i for i, pair in enumerate(move_quantities(sc))}
+    stage_index = {s: i for i, s in enumerate(sc.stages)}
+    G, S = len(sc.segments), len(sc.stages)
+    M = max([1] + [len(seg.funnel[s].moves) for seg in sc.segments.values() for s in sc.stages])
+    has = np.zeros(G, dtype=np.int64)
+    n_moves = np.zeros((G, S), dtype=np.int64)
+    to = np.full((G, S, M), -1, dtype=np.int64)
+    slot = np.zeros((G, S, M), dtype=np.int64)
+    own = np.zeros((G, S, M), dtype=np.int64)
+    codes = np.zeros((G, S, M), dtype=np.int64)
+    pars = np.zeros((G, S, M, 4))
+    for g, seg in enumerate(sc.segments.values()):
+        has[g] = int(seg.has_moves)
+        for s, stage in enumerate(sc.stages):
+            entry = seg.funnel[stage]
+            n_moves[g, s] = len(entry.moves)
+            for j, move in enumerate(entry.moves):
+                to[g, s, j] = -1 if move.to == WON else stage_index[move.to]
+                slot[g, s, j] = pairs[(stage, move.to)]
+                own[g, s, j] = int(move.days is not None)
+                codes[g, s, j], pars[g, s, j] = encode(move.days if move.days is not None else entry.days)
+    return Chain(has=has, n_moves=n_moves, to=to, slot=slot, own_days=own, days_codes=codes, days_pars=pars)
+
+
+def chain_pipeline(sc, deals, rep_index: dict, n_max: int) -> ChainPipeline:
+    """The open ``deals`` of segments with moves, with each exit's survival at the deal's age,
+    scaled so the largest is 1 (a deal far in every law's tail keeps its exits' odds:
+    log-survivals where the survivals underflow)."""
+    seg_index = {n: i for i, n in enumerate(sc.segments)}
+    stage_index = {n: i for i, n in enumerate(sc.stages)}
+    n = len(deals)
+    sf, rel = np.zeros((n, n_max + 2)), np.zeros((n, n_max + 2))
+    ages = np.array([(sc.start - d.entered_stage).days for d in deals], dtype=float)
+    for i, d in enumerate(deals):
+        entry = sc.segments[d.segment].funnel[d.stage]
+        laws = [entry.days] + [m.days if m.days is not None else entry.days for m in entry.moves]
+        columns = list(range(1 + len(entry.moves))) + [n_max + 1]
+        laws.append(entry.lost_days)
+        logs = np.full(len(laws), -np.inf)
+        for k, law in enumerate(laws):
+            s = float(law.survival(ages[i]))
+            sf[i, columns[k]] = s
+            if s > 0:
+                logs[k] = math.log(s)
+            elif law.dist in _UNBOUNDED:
+                x = float(_log_survival(law, np.array([ages[i]]))[0])
+                logs[k] = x if math.isfinite(x) else -np.inf
+        top = logs.max()
+        if math.isfinite(top):
+            for k, col in enumerate(columns):
+                rel[i, col] = math.exp(logs[k] - top) if math.isfinite(logs[k]) else 0.0
+    return ChainPipeline(
+        segment=np.array([seg_index[d.segment] for d in deals], dtype=np.int64),
+        stage=np.array([stage_index[d.stage] for d in deals], dtype=np.int64), age=ages, sf=sf, rel=rel,
+        amount=np.array([-1.0 if d.amount is None else d.amount for d in deals]),
+        owner=np.array([rep_index.get(d.owner, -1) if d.owner else -1 for d in deals], dtype=np.int64))

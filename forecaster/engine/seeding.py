@@ -94,6 +94,9 @@ class StreamKeys:
         pipeline's deals; installed: of ``simulate_installed``.
     lost_stage_values : list of KeySet, one per segment
         Of ``simulate_lost_stage_values``.
+    new_leads_moves : list of KeySet, one per segment; pipeline_moves : KeySet
+        Of ``simulate_new_leads_moves`` and ``simulate_pipeline_moves`` (v2 B,
+        :mod:`forecaster.engine.moves`).
     lost_leads, won_stage_times : list of KeySet, one per segment; pipeline_stage_counts : KeySet
         v2 F1: of ``simulate_lost_leads``, and the count streams ``simulate_new_leads`` and
         ``simulate_pipeline`` are given (``interface.STREAMS``' ``entries_of_won`` and
@@ -109,6 +112,8 @@ class StreamKeys:
     customers_pipeline: KeySet
     installed: KeySet
     lost_stage_values: list
+    new_leads_moves: list
+    pipeline_moves: KeySet | None
     lost_leads: list = field(default_factory=list)
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
@@ -131,9 +136,12 @@ def stream_keys(plan, seed: int) -> StreamKeys:
     return StreamKeys(params, leads, of("simulate_pipeline"), of("apply_shocks"), of("apply_capacity"), customers,
                       of("simulate_customers", source="pipeline"), of("simulate_customers", source="installed"),
                       [of("simulate_lost_stage_values", segment=name) for name in plan.segment_names],
-                      lost_leads=[of("simulate_lost_leads", segment=name) for name in plan.segment_names],
-                      won_stage_times=[of("entries_of_won", segment=name) for name in plan.segment_names],
-                      pipeline_stage_counts=of("pipeline_loss"))
+                      [of("simulate_new_leads_moves", segment=name) if plan.has_moves else None
+                       for name in plan.segment_names],
+                      of("simulate_pipeline_moves") if plan.has_moves else None,
+                      [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
+                      [of("entries_of_won", segment=name) for name in plan.segment_names],
+                      of("pipeline_loss"))
 
 
 _local = threading.local()

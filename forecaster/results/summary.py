@@ -230,14 +230,49 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
         with np.errstate(divide="ignore"):
             scale = 1.0 / base if plan.rate_is_cost[g] else base
         arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
-        stages, reach = [], arrivals.copy()
-        for s, stage in enumerate(plan.stage_names):
-            stages.append({"stage": stage, "entering": float(reach.mean())})
-            reach = reach * inputs[:, g, THETA_CONVERT + s]
-        out[name] = {"stages": stages, "won_eventually": float(reach.mean()),
-                     "open_pipeline": {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
-                                       for s, stage in enumerate(plan.stage_names)}}
+        open_pipeline = {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
+                         for s, stage in enumerate(plan.stage_names)}
+        own = plan.segment_stages[g] if plan.segment_stages else plan.stage_names  # v2 F4: only its stages
+        if plan.chain is not None and plan.chain.has[g]:
+            out[name] = _chain_funnel(plan, g, inputs, arrivals)
+        else:
+            stages, reach = [], arrivals.copy()
+            for s, stage in enumerate(plan.stage_names):
+                stages.append({"stage": stage, "entering": float(reach.mean())})
+                reach = reach * inputs[:, g, THETA_CONVERT + s]
+            out[name] = {"stages": stages, "won_eventually": float(reach.mean())}
+        out[name]["stages"] = [st for st in out[name]["stages"] if st["stage"] in own]
+        out[name]["open_pipeline"] = {stage: n for stage, n in open_pipeline.items() if stage in own}
     return out
+
+
+def _chain_funnel(plan, g: int, inputs: np.ndarray, arrivals: np.ndarray) -> dict:
+    """The funnel of a segment with moves (v2 B.2), from each trial's draws: per stage the
+    expected entries (arrivals x N[0, s], every visit an entry), the expected visits of a new
+    lead N[0, s] and the eventual win probability h_s of a deal entering it; and the leads
+    won eventually (arrivals x h_0). Means over trials."""
+    chain, S = plan.chain, len(plan.stage_names)
+    T = inputs.shape[0]
+    Q, R = np.zeros((T, S, S)), np.zeros((T, S))
+    p = inputs[:, g, THETA_CONVERT:THETA_CONVERT + S]
+    for s in range(S):
+        if s + 1 < S:
+            Q[:, s, s + 1] = p[:, s]
+        else:
+            R[:, s] = p[:, s]
+        for j in range(int(chain.n_moves[g, s])):
+            share = (1.0 - p[:, s]) * inputs[:, g, int(chain.slot[g, s, j])]
+            target = int(chain.to[g, s, j])
+            if target < 0:
+                R[:, s] += share
+            else:
+                Q[:, s, target] += share
+    N = np.linalg.inv(np.eye(S)[None, :, :] - Q)
+    h = np.einsum("tij,tj->ti", N, R)
+    stages = [{"stage": stage, "entering": float(np.mean(arrivals * N[:, 0, s])),
+               "visits": float(np.mean(N[:, 0, s])), "win_probability": float(np.mean(h[:, s]))}
+              for s, stage in enumerate(plan.stage_names)]
+    return {"stages": stages, "won_eventually": float(np.mean(arrivals * h[:, 0]))}
 
 
 def stage_value_summary(scenario: Scenario, quantities, inputs) -> dict:

@@ -1,0 +1,525 @@
+r"""Kernels for funnels with moves (v2 B): an absorbing chain, sampled exactly.
+
+A segment whose stages have ``moves`` is an absorbing semi-Markov chain over its S stages:
+a visit to stage s ends forward (probability p_s, time ~ ``days``), by move j to stage t_j
+or to won ((1 - p_s) sigma_j, time ~ the move's ``days``, or the stage's), or lost
+((1 - p_s)(1 - sum_j sigma_j), time ~ ``days_lost``). With Q the transient matrix and R the
+one-step win vector, h = (I - Q)^-1 R is the eventual win probability from each stage
+(:func:`solve_chain`, per trial from that trial's conversions and shares after shocks).
+
+**New leads** (:func:`simulate_new_leads_moves`). A lead's fate does not depend on other
+leads nor on its arrival day, so v1's thinning holds with the product of conversions
+replaced by h_0: the leads to be won are Poisson(sum_d m_d h_0) (with dispersion, per day
+with the day's gamma multiplier, as in v1). Each won lead's path is drawn from the chain
+conditioned on being won (Doob's h-transform): at stage s the next state is stage t with
+probability Q[s, t] h_t / h_s, or won with R[s] / h_s; each visit's time is drawn from the
+law of the exit taken. This is exact in distribution. Draws, trial by trial, in three
+passes: the paths (one ``PATH`` uniform per visit at a stage with moves), then each stage's
+times in stage order (its ``DAYS`` stream, every visit of every deal that leaves the stage
+forward or by a move without days of its own, in deal and visit order), then the times of
+moves with days of their own (``MOVE_DAYS``, in deal and visit order).
+
+**Open pipeline deals** (:func:`simulate_pipeline_moves`). A deal in stage s with age a has
+exits i (forward, each move, lost) with probabilities pi_i and survival functions S_i at a
+(prepared in the plan); given it has stayed a days, exit i has probability
+pi_i(a) = pi_i S_i(a) / sum_k pi_k S_k(a), and the deal is won with probability
+q = sum_i pi_i(a) h(i), h(i) the eventual win probability of exit i's target (1 for won,
+0 for lost). A won deal's first exit is drawn in proportion to pi_i(a) h(i), its remaining
+time in s from exit i's law above a, and its path on from exit i's target as a new lead's.
+Exits with no mass above a get probability 0; when none has any, the deal leaves at
+time 0 with the unconditioned pi_i (v1's rule).
+
+Both book into the same :class:`~forecaster.engine.interface.Outputs` as v1's kernels (by
+the day the deal is due when the team has a ``capacity``), slip with ``closing`` as v1
+does, and return the same deal log.
+"""
+from __future__ import annotations
+
+from typing import Annotated, NamedTuple
+
+import numpy as np
+
+from forecaster.engine._numba import jit
+from forecaster.engine._streams import expect, reseed_role
+from forecaster.engine.interface import (
+    F64_1,
+    F64_2,
+    I64_1,
+    I64_2,
+    THETA_CONVERT,
+    THETA_GROWTH,
+    THETA_LEADS,
+)
+from forecaster.engine.kernels import _book, _grown, _slip_by, _slipped, draw_above, draw_one
+
+I64_3 = Annotated[np.ndarray, np.int64, 3]
+F64_4 = Annotated[np.ndarray, np.float64, 4]
+
+MAX_VISITS = 10_000.0
+"""Most expected visits N[s, t] a trial's chain may have (v2 B.5)."""
+
+# roles of simulate_new_leads_moves (and, for the pipeline, CONVERT = COUNT's slot)
+M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_DAYS, M_PATH, M_MOVE_DAYS = range(9)
+M_CONVERT = M_COUNT
+N_MOVE_ROLES = 9
+
+
+class Chain(NamedTuple):
+    """The moves of every segment: G segments, S stages, at most M moves a stage."""
+
+    has: I64_1            # (G,) 1 for a segment with moves (its leads and deals go through these kernels)
+    n_moves: I64_2        # (G, S) moves of each stage
+    to: I64_3             # (G, S, M) each move's target stage, or -1 for won
+    slot: I64_3           # (G, S, M) the slot of theta holding its share
+    own_days: I64_3       # (G, S, M) 1 where the move has days of its own
+    days_codes: I64_3     # (G, S, M) the move's days (the stage's where it has none)
+    days_pars: F64_4      # (G, S, M, 4)
+
+
+class ChainPipeline(NamedTuple):
+    """Open deals of segments with moves, N of them: each with its exits' survival at its age."""
+
+    segment: I64_1    # (N,)
+    stage: I64_1      # (N,)
+    age: F64_1        # (N,) whole days in its stage at start [days]
+    sf: F64_2         # (N, M + 2) S_i(a) of each exit: forward, moves 0 .. M-1, lost (0 past the last move)
+    rel: F64_2        # (N, M + 2) the same scaled so the largest is 1 (from log-survivals where S_i(a) underflows)
+    amount: F64_1     # (N,) its value, or -1 to draw it [currency]
+    owner: I64_1      # (N,) rep index, or -1 to assign one
+
+
+@jit
+def chain_of(theta, t, g, chain, n_stages, Q, R):
+    """Fill Q (S, S) and R (S,) of segment g's chain at trial t (v2 B.2)."""
+    for s in range(n_stages):
+        R[s] = 0.0
+        for k in range(n_stages):
+            Q[s, k] = 0.0
+    for s in range(n_stages):
+        p = theta[t, g, THETA_CONVERT + s]
+        if s + 1 < n_stages:
+            Q[s, s + 1] = p
+        else:
+            R[s] = p
+        for j in range(chain.n_moves[g, s]):
+            share = (1.0 - p) * theta[t, g, chain.slot[g, s, j]]
+            target = chain.to[g, s, j]
+            if target < 0:
+                R[s] += share
+            else:
+                Q[s, target] += share
+
+
+@jit
+def solve_chain(Q, R, h, N):
+    """N = (I - Q)^-1 and h = N R by Gauss-Jordan elimination with partial pivoting, into
+    ``N`` (S, S) and ``h`` (S,). Returns False when the chain is not absorbing (v2 B.5: a
+    pivot vanishes, or some expected visit count is not finite, negative or above
+    :data:`MAX_VISITS`)."""
+    n = Q.shape[0]
+    A = np.empty((n, 2 * n))
+    for i in range(n):
+        for k in range(n):
+            A[i, k] = (1.0 if i == k else 0.0) - Q[i, k]
+            A[i, n + k] = 1.0 if i == k else 0.0
+    for c in range(n):
+        best, row = 0.0, c
+        for i in range(c, n):
+            if abs(A[i, c]) > best:
+                best, row = abs(A[i, c]), i
+        if not best > 1e-300:
+            return False
+        if row != c:
+            for k in range(2 * n):
+                A[c, k], A[row, k] = A[row, k], A[c, k]
+        pivot = A[c, c]
+        for k in range(2 * n):
+            A[c, k] /= pivot
+        for i in range(n):
+            if i != c and A[i, c] != 0.0:
+                f = A[i, c]
+                for k in range(2 * n):
+                    A[i, k] -= f * A[c, k]
+    ok = True
+    for i in range(n):
+        total = 0.0
+        for k in range(n):
+            x = A[i, n + k]
+            N[i, k] = x
+            if not (-1e-9 <= x <= MAX_VISITS):
+                ok = False
+            total += x * R[k]
+        h[i] = min(max(total, 0.0), 1.0)
+    return ok
+
+
+@jit(inline="always")
+def _exit(gen_path, p, s, g, n_stages, chain, theta, t, h):
+    """The exit a won path takes out of stage s (conditioned on being won): -1 forward,
+    j >= 0 move j; one ``PATH`` uniform at a stage with moves, none otherwise."""
+    n = chain.n_moves[g, s]
+    if n == 0:
+        return -1
+    forward = p * (h[s + 1] if s + 1 < n_stages else 1.0)
+    total = forward
+    for j in range(n):
+        target = chain.to[g, s, j]
+        total += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * (h[target] if target >= 0 else 1.0)
+    u = gen_path.random() * total
+    if u < forward:
+        return -1
+    acc = forward
+    for j in range(n):
+        target = chain.to[g, s, j]
+        acc += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * (h[target] if target >= 0 else 1.0)
+        if u < acc:
+            return j
+    return n - 1  # rounding at the top end: the last move with weight
+
+
+@jit
+def _path(gen_path, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room):
+    """Append a won path's visits from stage s on to (v_stage, v_exit) from index k; returns
+    the index after them, or -1 when more than ``room`` visits would be needed."""
+    while True:
+        if k >= room:
+            return -1
+        p = theta[t, g, THETA_CONVERT + s]
+        e = _exit(gen_path, p, s, g, n_stages, chain, theta, t, h)
+        v_stage[k], v_exit[k] = s, e
+        k += 1
+        if e < 0:
+            if s + 1 >= n_stages:
+                return k
+            s += 1
+        else:
+            target = chain.to[g, s, e]
+            if target < 0:
+                return k
+            s = target
+
+
+@jit
+def _visit_times(streams, trial, g, funnel, chain, n_deals, first, count, v_stage, v_exit, v_time, n_stages, pool):
+    """Each visit's time: by stage (``DAYS``, reseeded per stage) for forward exits and moves
+    without days of their own, then moves with days of their own (``MOVE_DAYS``), each in
+    deal and visit order."""
+    gen_days, gen_move = streams.gens[M_DAYS], streams.gens[M_MOVE_DAYS]
+    for s in range(n_stages):
+        reseed_role(streams, M_DAYS, s, trial)
+        code, pars = funnel.days_codes[g, s], funnel.days_pars[g, s]
+        for i in range(n_deals):
+            for k in range(first[i], first[i] + count[i]):
+                if v_stage[k] == s and (v_exit[k] < 0 or chain.own_days[g, s, v_exit[k]] == 0):
+                    v_time[k] = draw_one(gen_days, code, pars[0], pars[1], pars[2], pars[3], pool)
+    reseed_role(streams, M_MOVE_DAYS, 0, trial)
+    for i in range(n_deals):
+        for k in range(first[i], first[i] + count[i]):
+            e = v_exit[k]
+            if e >= 0:
+                s = v_stage[k]
+                if chain.own_days[g, s, e] != 0:
+                    pars = chain.days_pars[g, s, e]
+                    v_time[k] = draw_one(gen_move, chain.days_codes[g, s, e], pars[0], pars[1], pars[2], pars[3],
+                                         pool)
+
+
+@jit
+def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, out, keep_log,
+                             failed):
+    """Won deals from the new leads of one segment with moves, for a block of trials (see
+    the module docstring).
+
+    Parameters
+    ----------
+    streams : Streams
+        ``M_COUNT``, ``M_MIXING``, ``M_ARRIVAL`` (won-lead counts, daily gamma multipliers,
+        arrival days, as v1's), ``M_VALUE``, ``M_REP``, ``M_SLIP``, one ``M_DAYS`` stream
+        per stage in stage order, ``M_PATH`` (a uniform per visit at a stage with moves),
+        ``M_MOVE_DAYS``.
+    funnel, closing, theta, month_factor, out, keep_log
+        As for :func:`forecaster.engine.kernels.simulate_new_leads`.
+    chain : Chain
+    failed : int64, shape (1,)
+        Set to the trial's index in the run (its first) when a trial's chain is not
+        absorbing (v2 B.5), and the kernel returns at once; -1 otherwise.
+
+    Returns
+    -------
+    (trial, day, segment, value, rep) : the deal log, five arrays of equal length
+    """
+    n_stages = funnel.days_codes.shape[1]
+    for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH, M_MOVE_DAYS):
+        expect(streams, role, 1)
+    expect(streams, M_DAYS, n_stages)
+    g = segment
+    day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
+    rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
+    value_code, value_par = funnel.value_codes[g], funnel.value_pars[g]
+    reps, n_reps = funnel.reps[g], funnel.n_reps[g]
+    slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    closing_on = slip_prob.shape[0] > 0
+    n_days = day_mean.shape[0]
+    horizon = float(n_days)
+    Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
+    h, N = np.empty(n_stages), np.empty((n_stages, n_stages))
+    growth = np.empty(elapsed_months[n_days - 1] + 1)
+    cum = np.empty(n_days)
+    counts = np.empty(n_days, dtype=np.int64)
+    arrival = np.empty(256)
+    first, count = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
+    v_stage, v_exit = np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64)
+    v_time = np.empty(1024)
+    log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
+    log_n = 0
+    gen_count, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
+    gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
+    gen_path = streams.gens[M_PATH]
+    failed[0] = -1
+    t = 0
+    while t < theta.shape[0]:
+        trial = trial0 + t
+        for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH):
+            reseed_role(streams, role, 0, trial)
+        chain_of(theta, t, g, chain, n_stages, Q, R)
+        if not solve_chain(Q, R, h, N):
+            failed[0] = trial
+            break
+        base = theta[t, g, THETA_LEADS]
+        scale = (1.0 / base if rate_is_cost else base) * h[0]
+        if not scale > 0.0:
+            t += 1
+            continue
+        growth[0] = 1.0
+        for k in range(1, growth.shape[0]):
+            growth[k] = growth[k - 1] * (1.0 + theta[t, g, THETA_GROWTH])
+        if month_factor.shape[2] > 0:
+            for k in range(growth.shape[0]):
+                growth[k] *= month_factor[t, g, k]
+        # the won leads' arrival days, as v1 draws them
+        n_won = 0
+        if dispersion > 0.0:
+            for d in range(n_days):
+                lam = scale * day_mean[d] * growth[elapsed_months[d]]
+                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+                counts[d] = gen_count.poisson(lam)
+                n_won += counts[d]
+        else:
+            total = 0.0
+            for d in range(n_days):
+                total += scale * day_mean[d] * growth[elapsed_months[d]]
+                cum[d] = total
+            n_won = gen_count.poisson(total)
+        if n_won > arrival.shape[0]:
+            size = max(n_won, 2 * arrival.shape[0])
+            arrival = np.empty(size)
+            first, count = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+        if dispersion > 0.0:
+            i = 0
+            for d in range(n_days):
+                for _ in range(counts[d]):
+                    arrival[i] = d
+                    i += 1
+        else:
+            for i in range(n_won):
+                u = gen_arrival.random() * total
+                lo, hi = 0, n_days - 1  # the first day whose cumulative mean passes u
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if cum[mid] <= u:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                arrival[i] = lo
+        # pass 1: the paths, conditioned on being won
+        k = 0
+        i = 0
+        while i < n_won:
+            first[i] = k
+            end = _path(gen_path, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, v_stage.shape[0])
+            if end < 0:  # more visits than room: grow and go on with this deal
+                size = 2 * v_stage.shape[0]
+                a, b, c = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size)
+                a[:k], b[:k] = v_stage[:k], v_exit[:k]
+                v_stage, v_exit, v_time = a, b, c
+                reseed_role(streams, M_PATH, 0, trial)  # the trial's paths again, from the first deal
+                k = 0
+                i = 0
+                continue
+            count[i] = end - first[i]
+            k = end
+            i += 1
+        if v_time.shape[0] < v_stage.shape[0]:
+            v_time = np.empty(v_stage.shape[0])
+        # passes 2 and 3: the visits' times
+        _visit_times(streams, trial, g, funnel, chain, n_won, first, count, v_stage, v_exit, v_time, n_stages,
+                     pool)
+        for i in range(n_won):
+            time = arrival[i]
+            for k in range(first[i], first[i] + count[i]):
+                time += v_time[k]
+            value = draw_one(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
+            rep = -1
+            if n_reps > 0:
+                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+            if closing_on:
+                time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
+            if not 0.0 <= time < horizon:
+                continue
+            day = int(time)
+            _book(t, day, g, value, rep, out)
+            if keep_log:
+                if log_n >= log_trial.shape[0]:
+                    log_trial, log_day, log_segment, log_value, log_rep = _grown(
+                        log_trial, log_day, log_segment, log_value, log_rep, log_n, max(256, 2 * log_n))
+                log_trial[log_n], log_day[log_n], log_segment[log_n] = t, day, g
+                log_value[log_n], log_rep[log_n] = value, rep
+                log_n += 1
+        t += 1
+    return log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], log_rep[:log_n]
+
+
+@jit
+def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta, out, keep_log, failed):
+    """Won deals from the open deals of segments with moves, for a block of trials (see the
+    module docstring). Every deal draws, in every trial, a ``M_CONVERT`` uniform (won or
+    not), a ``M_PATH`` uniform (its first exit), two ``M_SLIP`` uniforms with ``closing``,
+    its value (unless given) and its rep; a won deal then draws its times (``M_DAYS``, one
+    stream in deal order) and its path on (``M_PATH``).
+
+    ``failed``: as for :func:`simulate_new_leads_moves`.
+    """
+    for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH):
+        expect(streams, role, 1)
+    n_stages = funnel.days_codes.shape[1]
+    n_seg = funnel.days_codes.shape[0]
+    pool = funnel.pool
+    slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    closing_on = slip_prob.shape[0] > 0
+    horizon = float(out.period_of_day.shape[0])
+    Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
+    hs, N = np.zeros((n_seg, n_stages)), np.empty((n_stages, n_stages))
+    h = np.empty(n_stages)
+    n_max = chain.to.shape[2]
+    w = np.empty(n_max + 2)
+    v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
+    log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
+    log_n = 0
+    gen_convert, gen_days, gen_value = streams.gens[M_CONVERT], streams.gens[M_DAYS], streams.gens[M_VALUE]
+    gen_rep, gen_slip, gen_path = streams.gens[M_REP], streams.gens[M_SLIP], streams.gens[M_PATH]
+    failed[0] = -1
+    for t in range(theta.shape[0]):
+        trial = trial0 + t
+        for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH):
+            reseed_role(streams, role, 0, trial)
+        for g in range(n_seg):
+            if chain.has[g] != 0:
+                chain_of(theta, t, g, chain, n_stages, Q, R)
+                if not solve_chain(Q, R, h, N):
+                    failed[0] = trial
+                    return log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], \
+                        log_rep[:log_n]
+                for s in range(n_stages):
+                    hs[g, s] = h[s]
+        for i in range(pipe.segment.shape[0]):
+            g, s0, a = pipe.segment[i], pipe.stage[i], pipe.age[i]
+            p = theta[t, g, THETA_CONVERT + s0]
+            n = chain.n_moves[g, s0]
+            # the exits' weights pi_i S_i(a): forward, the moves, lost
+            shares = 0.0
+            w[0] = p * pipe.rel[i, 0]
+            for j in range(n):
+                share = theta[t, g, chain.slot[g, s0, j]]
+                shares += share
+                w[1 + j] = (1.0 - p) * share * pipe.rel[i, 1 + j]
+            w[1 + n] = (1.0 - p) * max(1.0 - shares, 0.0) * pipe.rel[i, n_max + 1]
+            total = 0.0
+            for j in range(n + 2):
+                total += w[j]
+            at_once = not total > 0.0  # no exit has mass above the age: leaves now, unconditioned
+            if at_once:
+                w[0] = p
+                for j in range(n):
+                    w[1 + j] = (1.0 - p) * theta[t, g, chain.slot[g, s0, j]]
+                w[1 + n] = (1.0 - p) * max(1.0 - shares, 0.0)
+                total = 0.0
+                for j in range(n + 2):
+                    total += w[j]
+            won_weight = w[0] * (hs[g, s0 + 1] if s0 + 1 < n_stages else 1.0)
+            for j in range(n):
+                target = chain.to[g, s0, j]
+                won_weight += w[1 + j] * (hs[g, target] if target >= 0 else 1.0)
+            q = won_weight / total if total > 0.0 else 0.0
+            won = gen_convert.random() < q
+            u_exit = gen_path.random() * won_weight
+            u = v = 1.0
+            if closing_on:
+                u = gen_slip.random()
+                v = gen_slip.random()
+            value = pipe.amount[i]
+            if value < 0.0:
+                value = draw_one(gen_value, funnel.value_codes[g], funnel.value_pars[g, 0], funnel.value_pars[g, 1],
+                                 funnel.value_pars[g, 2], funnel.value_pars[g, 3], pool)
+            rep = pipe.owner[i]
+            n_reps = funnel.n_reps[g]
+            if n_reps > 0:
+                pick = funnel.reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
+                if rep < 0:
+                    rep = pick
+            if not won:
+                continue
+            # its first exit, in proportion to pi_i(a) h(i)
+            e = -1
+            acc = w[0] * (hs[g, s0 + 1] if s0 + 1 < n_stages else 1.0)
+            if not u_exit < acc:
+                e = n - 1
+                for j in range(n):
+                    target = chain.to[g, s0, j]
+                    acc += w[1 + j] * (hs[g, target] if target >= 0 else 1.0)
+                    if u_exit < acc:
+                        e = j
+                        break
+            # its remaining time in s0, from the exit's law above the age
+            if e < 0 or chain.own_days[g, s0, e] == 0:
+                code, pars = funnel.days_codes[g, s0], funnel.days_pars[g, s0]
+            else:
+                code, pars = chain.days_codes[g, s0, e], chain.days_pars[g, s0, e]
+            sf = pipe.sf[i, 0 if e < 0 else 1 + e]
+            time = 0.0
+            if not at_once:
+                time = draw_above(gen_days, code, pars[0], pars[1], pars[2], pars[3], pool, a, sf) - a
+            # then its path on from the exit's target
+            target = (s0 + 1 if s0 + 1 < n_stages else -1) if e < 0 else chain.to[g, s0, e]
+            if target >= 0:
+                end = _path(gen_path, target, g, n_stages, chain, theta, t, hs[g], v_stage, v_exit, 0,
+                            v_stage.shape[0])
+                while end < 0:
+                    v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
+                        np.empty(2 * v_stage.shape[0], dtype=np.int64)
+                    end = _path(gen_path, target, g, n_stages, chain, theta, t, hs[g], v_stage, v_exit, 0,
+                                v_stage.shape[0])
+                for k in range(end):
+                    s, x = v_stage[k], v_exit[k]
+                    if x < 0 or chain.own_days[g, s, x] == 0:
+                        pr = funnel.days_pars[g, s]
+                        time += draw_one(gen_days, funnel.days_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
+                    else:
+                        pr = chain.days_pars[g, s, x]
+                        time += draw_one(gen_days, chain.days_codes[g, s, x], pr[0], pr[1], pr[2], pr[3], pool)
+            if closing_on:
+                time = _slip_by(time, u, v, slip_prob, slip_lo, slip_hi)
+            if not 0.0 <= time < horizon:
+                continue
+            day = int(time)
+            _book(t, day, g, value, rep, out)
+            if keep_log:
+                if log_n >= log_trial.shape[0]:
+                    log_trial, log_day, log_segment, log_value, log_rep = _grown(
+                        log_trial, log_day, log_segment, log_value, log_rep, log_n, max(256, 2 * log_n))
+                log_trial[log_n], log_day[log_n], log_segment[log_n] = t, day, g
+                log_value[log_n], log_rep[log_n] = value, rep
+                log_n += 1
+    return log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], log_rep[:log_n]
+

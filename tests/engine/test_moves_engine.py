@@ -1,0 +1,159 @@
+"""The engine's funnels with moves (v2 B, forecaster.engine.moves) against closed forms: the
+won count's law, the paths' times, per-trial shares and shocks, independence between
+segments, open deals, and the per-trial absorption test (B.5)."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import within
+
+import forecaster as fc
+from forecaster.scenario import chain
+
+
+def h_of(p, moves=(), won_moves=()):
+    Q, R = chain.matrices(np.asarray(p, dtype=float), [(s, t, x) for s, t, x in moves] +
+                          [(s, -1, x) for s, x in won_moves])
+    return chain.solve(Q, R)[0]
+
+
+def test_new_leads_paths_take_the_moves_times(make):
+    """a (3 days) -> b (4 days), b moves back to a after 10 days: a lead arriving on day d and
+    returning k times is won on day d + 7 + 13 k, with probability h 0.85 0.15^k."""
+    sc = make("""\
+    report_by: day
+    stages: [a, b]
+    segments:
+      s:
+        leads: {per_day: 20}
+        funnel:
+          a: {convert: 0.5, days: 3}
+          b: {convert: 0.4, days: 4, moves: [{to: a, share: 0.5, days: 10}]}
+        deal_value: 1
+    """, trials=4000)
+    won = fc.simulate(sc)["won_deals"].values.astype(float)
+    n = won.shape[0]
+    h = 0.2 / 0.85
+    assert np.allclose(won[:, :7], 0)  # nothing is won before the shortest path ends
+    for day, ks in ((7, (0,)), (19, (0,)), (20, (0, 1)), (33, (0, 1, 2))):
+        lam = 20 * h * sum(0.85 * 0.15 ** k for k in ks)
+        within(won[:, day].mean(), lam, math.sqrt(lam / n))
+
+
+def test_per_trial_shares_and_shocked_conversions(make):
+    """A beta share and a shocked conversion: the won leads are Poisson(m h) given the trial's
+    draws, so E = m E[h] (an integral over the draws, by quadrature) and Var = E + m^2 Var[h]."""
+    sc = make("""\
+    stages: [a, b, c]
+    segments:
+      s:
+        leads: {per_day: 30}
+        funnel:
+          a: {convert: 0.5, days: 0}
+          b: {convert: 0.4, days: 0, moves: [{to: a, share: {dist: beta, mean: 0.4, concentration: 4}}]}
+          c: {convert: 0.6, days: 0, moves: [{to: b, share: 0.3}]}
+        deal_value: 1
+    shocks: {convert: {c: 0.8}}
+    """, trials=20000)
+    won = fc.simulate(sc)["won_deals"].values.sum(axis=1).astype(float)
+    from scipy import stats
+
+    a, b = 0.4 * 4, 0.6 * 4
+    xs, wx = np.polynomial.legendre.leggauss(200)
+    x, wx = (xs + 1) / 2, wx / 2
+    zs, wz = np.polynomial.hermite_e.hermegauss(60)
+    wz = wz / wz.sum()
+    hs = np.zeros((x.size, zs.size))
+    for i, sigma in enumerate(x):
+        for j, z in enumerate(zs):
+            pc = 1 / (1 + (0.4 / 0.6) * math.exp(-0.8 * z))
+            hs[i, j] = h_of([0.5, 0.4, pc], [(1, 0, sigma), (2, 1, 0.3)])[0]
+    dens = stats.beta(a, b).pdf(x) * wx
+    mean_h = float(dens @ hs @ wz)
+    var_h = float(dens @ hs ** 2 @ wz) - mean_h ** 2
+    m = 30 * 90
+    n = won.size
+    var = m * mean_h + m * m * var_h
+    within(won.mean(), m * mean_h, math.sqrt(var / n))
+    assert 0.9 < won.var(ddof=1) / var < 1.1
+
+
+def test_two_segments_with_moves_are_independent(make):
+    sc = make("""\
+    stages: [a, b]
+    segments:
+      one:
+        leads: {per_day: 10}
+        funnel:
+          a: {convert: 0.5, days: {dist: exponential, mean: 5}}
+          b: {convert: 0.4, days: 4, moves: [{to: a, share: 0.5}]}
+        deal_value: {dist: lognormal, median: 100, sigma: 0.5}
+      two:
+        leads: {per_day: 10}
+        funnel:
+          a: {convert: 0.5, days: {dist: exponential, mean: 5}}
+          b: {convert: 0.4, days: 4, moves: [{to: a, share: 0.5}]}
+        deal_value: {dist: lognormal, median: 100, sigma: 0.5}
+    """, trials=20000)
+    ds = fc.simulate(sc)
+    by = ds["revenue_by_segment"].sum("period")
+    x, y = by.sel(segment="one").values, by.sel(segment="two").values
+    assert abs(np.corrcoef(x, y)[0, 1]) < 5 / math.sqrt(x.size)
+    assert abs(x.mean() - y.mean()) < 5 * math.sqrt((x.var() + y.var()) / x.size)
+
+
+def test_open_deals_follow_their_chain_and_keep_their_amount(make):
+    """Deals at stage b of a -> b (b moves back to a): each is won with h_b in the end; a long
+    horizon holds every path; a deal with an amount books it."""
+    rows = "deal_id,segment,stage,entered_stage,amount\n" + "".join(
+        f"{i},s,b,2027-01-01,{250 if i % 2 else ''}\n" for i in range(600))
+    sc = make("""\
+    stages: [a, b]
+    segments:
+      s:
+        leads: {per_day: 0}
+        funnel:
+          a: {convert: 0.5, days: 2}
+          b: {convert: 0.4, days: 3, moves: [{to: a, share: 0.5}]}
+        deal_value: 100
+    pipeline: {file: open.csv}
+    """, files={"open.csv": rows}, trials=4000)
+    ds = fc.simulate(sc)
+    won = ds["won_deals"].values.sum(axis=1).astype(float)
+    hb = h_of([0.5, 0.4], [(1, 0, 0.5)])[1]  # 0.4 / (1 - 0.6 * 0.5 * 0.5) = 0.470588
+    assert hb == pytest.approx(0.4 / 0.85)
+    within(won.mean(), 600 * hb, math.sqrt(600 * hb * (1 - hb) / won.size))
+    revenue = ds["revenue"].values.sum(axis=1)
+    within(revenue.mean(), 300 * hb * (250 + 100), math.sqrt(300 * hb * (1 - hb) * (250 ** 2 + 100 ** 2) / won.size))
+
+
+def test_a_trial_whose_chain_no_lead_leaves_stops_the_run(tmp_path):
+    """B.5: at the means the loop a <-> b is left (share 0.95), but a trial drawing a share above
+    0.9999 gives more than 10,000 expected visits: the run stops with status 2 and writes nothing."""
+    text = """\
+name: loop
+start: 2027-01-01
+end: 2027-03-31
+trials: 20000
+seed: 1
+stages: [a, b]
+segments:
+  s:
+    leads: {per_day: 1}
+    funnel:
+      a: {convert: 1, days: 0}
+      b: {convert: 0, days: 0, moves: [{to: a, share: {dist: uniform, low: 0.9, high: 1.0}}]}
+    deal_value: 1
+"""
+    path = tmp_path / "loop.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "forecaster", "run", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "segments.s.funnel" in proc.stderr and "in trial" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
