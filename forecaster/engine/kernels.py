@@ -1869,6 +1869,23 @@ def capacity_pipeline_share(streams, trial0, capacity, due, pipeline_won, pipeli
 
 # --- v2 F1: the new leads that are lost --------------------------------------------------------
 
+@jit(inline="always")
+def _stage_time(gen, code, p0, p1, p2, p3, pool):
+    """A time drawn from a stage's law: the usual families in line (a call passing arrays
+    counts references on every draw), the others through :func:`draw_one`."""
+    if code == LOGNORMAL:
+        return math.exp(p0 + p1 * _std_normal(gen))
+    if code == GAMMA:
+        return p1 * _std_gamma(gen, p0)
+    if code == EXPONENTIAL:
+        return p0 * _std_exponential(gen)
+    if code == FIXED:
+        return p0
+    if code == WEIBULL:
+        return p1 * _std_exponential(gen) ** (1.0 / p0)
+    return draw_one(gen, code, p0, p1, p2, p3, pool)
+
+
 @jit
 def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta):
     """Entries and losses (v2 F1) of one segment's new leads that are not won, which
@@ -1879,11 +1896,13 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
     of each other; G_d is the day's gamma multiplier with dispersion, redrawn from the new
     leads' own mixing stream (``COUNTS_MIXING``), so both share it. With ``drift``, month j's
     leads arrive at the lead walk's factor and convert with month j's shifted p (the walks
-    redrawn from the drift's own streams, as :func:`apply_shocks` draws them). For each k,
-    the count, each lead's arrival day, its times through stages 1 .. k - 1 (``days``) and at
-    k (``days_lost``) come from the ``STAGE_COUNTS`` stream: it enters each stage on its way
+    redrawn from the drift's own streams, as :func:`apply_shocks` draws them). Day by day and
+    stage by stage, the count, then each lead's times through stages 1 .. k - 1 (``days``) and
+    at k (``days_lost``) come from the ``STAGE_COUNTS`` stream: it enters each stage on its way
     and is lost at the end, each counted while inside the horizon (a share ``stalled`` of the
-    leads that do not convert out of k never leave it: they enter, and are not lost).
+    leads that do not convert out of k never leave it: they enter, and are not lost). Its
+    cost follows the leads that are lost, every one of which is drawn: that is why the
+    output is asked for.
 
     Parameters
     ----------
@@ -1904,7 +1923,9 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
     days_codes, days_pars, pool = funnel.days_codes[segment], funnel.days_pars[segment], funnel.pool
     day_mean, elapsed_months = funnel.day_mean[segment], funnel.elapsed_months
     rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
-    passes, period_of_day, entries = counts.passes[segment], counts.period_of_day, counts.entries
+    passes, period_of_day, entries, losses = counts.passes[segment], counts.period_of_day, counts.entries, \
+        counts.losses
+    lost_codes, lost_pars, stalled = counts.lost_codes[segment], counts.lost_pars[segment], counts.stalled
     drift_leads, drift_convert = shocks.drift_leads, shocks.drift_convert
     drifting = drift_leads > 0.0
     for s in range(n_stages):
@@ -1915,8 +1936,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
     growth = np.empty(n_months)
     convert = np.empty((n_months, n_stages))  # month j's conversions (drifted)
     walks = np.zeros(n_months)
-    cum = np.empty((n_stages, n_days))
-    m = np.empty(n_days)
+    weight = np.empty((n_months, n_stages))
     for t in range(theta.shape[0]):
         reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
         reseed_role(streams, COUNTS_MIXING, 0, trial0 + t)
@@ -1951,40 +1971,40 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
                     if 0.0 < p < 1.0 and walks[j] != 0.0:
                         odds = math.exp(walks[j])
                         convert[j, s] = p * odds / (1.0 - p + p * odds)
+        for j in range(n_months):  # weight[j, k] = P_{<k} (1 - p_k) with month j's conversions
+            reach = 1.0
+            for k in range(n_stages):
+                weight[j, k] = reach * (1.0 - convert[j, k])
+                reach *= convert[j, k]
         for d in range(n_days):
-            m[d] = rate * day_mean[d] * growth[elapsed_months[d]]
+            m = rate * day_mean[d] * growth[elapsed_months[d]]
             if dispersion > 0.0:
-                m[d] *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-        for k in range(n_stages):
-            total = 0.0
-            for d in range(n_days):
-                j = elapsed_months[d]
-                reach = 1.0
-                for s in range(k):
-                    reach *= convert[j, s]
-                total += m[d] * reach * (1.0 - convert[j, k])
-                cum[k, d] = total
-            if not total > 0.0:
+                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            if not m > 0.0:
                 continue
-            n_lost = gen.poisson(total)
-            for _ in range(n_lost):
-                u = gen.random() * total
-                lo, hi = 0, n_days - 1  # the first day whose cumulative mean passes u
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if cum[k, mid] <= u:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                x = float(lo)
-                for s in range(k):
-                    if not x < horizon:
-                        break
-                    if passes[s] != 0:
-                        entries[t, period_of_day[int(x)], segment, s] += 1
-                    x += draw_one(gen, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2],
-                                  days_pars[s, 3], pool)
-                if x < horizon:
-                    if passes[k] != 0:
-                        entries[t, period_of_day[int(x)], segment, k] += 1
-                    _later_loss(gen, counts, t, segment, k, x, horizon)
+            day_period = period_of_day[d]
+            for k in range(n_stages):
+                lam = m * weight[elapsed_months[d], k]
+                if not lam > 0.0:
+                    continue
+                n_lost = gen.poisson(lam)
+                if n_lost == 0:
+                    continue
+                if passes[0] != 0:  # every one of them enters the first stage on arrival
+                    entries[t, day_period, segment, 0] += n_lost
+                for _ in range(n_lost):
+                    x = float(d)
+                    for s in range(k + 1):
+                        if s > 0:
+                            if not x < horizon:
+                                break
+                            if passes[s] != 0:
+                                entries[t, period_of_day[int(x)], segment, s] += 1
+                        if s < k:
+                            x += _stage_time(gen, days_codes[s], days_pars[s, 0], days_pars[s, 1], days_pars[s, 2],
+                                             days_pars[s, 3], pool)
+                        elif stalled[k] == 0.0 or gen.random() >= stalled[k]:  # lost, unless stalled for ever
+                            x += _stage_time(gen, lost_codes[k], lost_pars[k, 0], lost_pars[k, 1], lost_pars[k, 2],
+                                             lost_pars[k, 3], pool)
+                            if x < horizon and passes[k] != 0:
+                                losses[t, period_of_day[int(x)], segment, k] += 1
