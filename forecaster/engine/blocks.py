@@ -67,9 +67,11 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                                                  g, plan.closing, theta, month_factor, due, customers, failed)
             _check_absorbed(plan, failed, g)
         else:
-            log = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
-                                             theta, month_factor, due, customers, plan.stage_values, stage_revenue,
-                                             keys.won_stage_times[g].streams(*gens), counts)
+            result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
+                                                theta, month_factor, due, customers, plan.stage_values, stage_revenue,
+                                                keys.won_stage_times[g].streams(*gens), counts)
+            log = result[:5]
+            _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
                                             theta)
@@ -155,6 +157,17 @@ def _pipeline_count_keys(keys: StreamKeys):
     """The count streams the pipeline kernel is given (v2 F1; :func:`stream_keys` always sets them)."""
     assert keys.pipeline_stage_counts is not None
     return keys.pipeline_stage_counts
+
+
+def _pool_cycles(cycles, g: int, trial: np.ndarray, days: np.ndarray) -> None:
+    """v2 F1: add segment ``g``'s deals (their trial in the block, their days from arrival to
+    win; grouped by trial) to each trial's (segment, days) rows in ``cycles`` (None: not asked for)."""
+    if cycles is None or trial.size == 0:
+        return
+    bounds = np.flatnonzero(np.diff(trial)) + 1
+    for part_t, part in zip(np.split(trial, bounds), np.split(days, bounds)):
+        t = int(part_t[0])
+        cycles[t] = np.concatenate([cycles[t], np.column_stack([np.full(part.size, float(g)), part])])
 
 
 def _mark(out) -> tuple[np.ndarray, np.ndarray]:

@@ -300,6 +300,7 @@ class StageCounts(NamedTuple):
     """
 
     on: int                 # 1: count (outputs.stage_entries or outputs.losses), 0: the kernels skip it
+    cycle: int              # 1: return each won deal's time from arrival to win (outputs.cycle_days)
     passes: I64_2           # (G, S) 1 where the segment passes the stage (v2 F4)
     lost_codes: I64_2       # (G, S) each stage's days_lost (its days where absent), stage order
     lost_pars: F64_3        # (G, S, 4)

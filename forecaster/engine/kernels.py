@@ -617,7 +617,10 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
 
     Returns
     -------
-    (trial, day, segment, value, rep) : the deal log, five arrays of equal length
+    (trial, day, segment, value, rep) : the deal log, five arrays of equal length (empty
+        without ``keep_log``)
+    (cycle_trial, cycle) : with ``counts.cycle`` (v2 F1), each deal booked inside the horizon:
+        its trial and its time from arrival to win [days] (slips included); else empty
     """
     n_stages = funnel.lead_days_codes.shape[1]
     for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, STAGE_VALUE):
@@ -627,19 +630,22 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     for k in range(1, n_stages):
         valued = valued or stage_values.valued[segment, k] != 0
     counting = counts.on != 0
-    record = valued or counting  # keep each lead's arrival and stage times
+    cycling = counts.cycle != 0  # v2 F1: each booked deal's time from arrival to win
+    record = valued or counting or cycling  # keep each lead's arrival and stage times
     if counting:
         expect(count_streams, STAGE_COUNTS, 1)
+    logging = keep_log or cycling  # the cycle times go with the deal log
     # The trials run in _new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
     # reassigned: numba would count references to such an array on every use in a loop.
     times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days]
     drawn = np.empty(256)  # a batch of draws, one per deal
-    room = 256 if keep_log else 0
+    room = 256 if logging else 0
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
     log_n = np.zeros(1, dtype=np.int64)
+    log_cycle = np.empty(room if cycling else 0)
     # with stage values: each lead's arrival, its index before the loop over stages dropped
     # deals, and its time in each stage (NaN where not drawn)
     arrival, orig = np.empty(256 if record else 0), np.empty(256 if record else 0, dtype=np.int64)
@@ -647,9 +653,9 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
     while t < theta.shape[0]:
         t, need, need_log = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
-                                              times, drawn, keep_log, log_trial, log_day, log_segment, log_value,
+                                              times, drawn, logging, log_trial, log_day, log_segment, log_value,
                                               log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
-                                              stage_t, record, count_streams, counts)
+                                              stage_t, record, count_streams, counts, cycling, log_cycle)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
@@ -657,10 +663,17 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
                 arrival, orig = np.empty(times.shape[0]), np.empty(times.shape[0], dtype=np.int64)
                 stage_t = np.empty((times.shape[0], n_stages))
         if need_log > log_trial.shape[0]:
+            size = max(need_log, 2 * log_trial.shape[0])
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
-                log_trial, log_day, log_segment, log_value, log_rep, log_n[0], max(need_log, 2 * log_trial.shape[0]))
+                log_trial, log_day, log_segment, log_value, log_rep, log_n[0], size)
+            if cycling:
+                grown = np.empty(size)
+                grown[:log_n[0]] = log_cycle[:log_n[0]]
+                log_cycle = grown
     n = log_n[0]
-    return log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
+    k = n if keep_log else 0  # the deal log only when asked for; the cycle times with their trials
+    return (log_trial[:k], log_day[:k], log_segment[:k], log_value[:k], log_rep[:k], log_trial[:n] if cycling
+            else log_trial[:0], log_cycle[:n])
 
 
 @jit
@@ -675,7 +688,7 @@ def _grown(log_trial, log_day, log_segment, log_value, log_rep, n, room):
 @jit
 def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
                       keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n, valued, stage_values,
-                      stage_revenue, arrival, orig, stage_t, record, count_streams, tally):
+                      stage_revenue, arrival, orig, stage_t, record, count_streams, tally, cycling, log_cycle):
     """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
     deals than ``times`` (or, with ``keep_log``, the log) holds. Returns the trial it stopped
     at (the block's length when done), the room that trial needs in ``times`` and in the log
@@ -821,6 +834,8 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
             if keep_log:
                 k = log_n[0]
                 log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, day, segment, value, rep
+                if cycling:  # v2 F1: the time from arrival to win, slips included [days]
+                    log_cycle[k] = time - arrival[orig[i]]
                 log_n[0] = k + 1
         if valued:
             _stage_values_of_won(streams, trial0 + t, t, n_won, segment, funnel, stage_values, stage_revenue, arrival,

@@ -245,13 +245,32 @@ class Plan:
         """Whether entries into and losses at each stage are counted (v2 F1)."""
         return self.stage_counts is not None and self.stage_counts.on != 0
 
+    @property
+    def cycling(self) -> bool:
+        """Whether the won deals' cycle times are pooled (v2 F1, ``outputs.cycle_days``)."""
+        return self.stage_counts is not None and self.stage_counts.cycle != 0
+
     def count_buffers(self, n: int) -> tuple[np.ndarray, ...]:
         """When counting: stage_entries and losses, int32 (n, periods, segments, stages)
-        [leads]; nothing otherwise. In :meth:`kernel_buffers`, after stage_revenue."""
-        if not self.counting:
-            return ()
-        shape = (n, len(self.periods), len(self.segment_names), len(self.stage_names))
-        return np.zeros(shape, dtype=np.int32), np.zeros(shape, dtype=np.int32)
+        [leads]; when pooling cycle times, an object array (n,) holding each trial's float64
+        array (deals, 2) of (segment, days from arrival to win); nothing otherwise. In
+        :meth:`kernel_buffers`, after stage_revenue."""
+        out: tuple[np.ndarray, ...] = ()
+        if self.counting:
+            shape = (n, len(self.periods), len(self.segment_names), len(self.stage_names))
+            out += (np.zeros(shape, dtype=np.int32), np.zeros(shape, dtype=np.int32))
+        if self.cycling:
+            cycles = np.empty(n, dtype=object)
+            cycles[:] = [np.zeros((0, 2)) for _ in range(n)]
+            out += (cycles,)
+        return out
+
+    def split_cycles(self, extra: tuple) -> np.ndarray | None:
+        """The cycle-time buffer of :meth:`count_buffers` among those after the first four, or None."""
+        if not self.cycling:
+            return None
+        at = (len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0) + (1 if self.has_stage_values else 0)
+        return extra[at + (2 if self.counting else 0)]
 
     def split_counts(self, extra: tuple) -> tuple[np.ndarray, np.ndarray] | None:
         """The stage_entries and losses buffers among those after the first four, or None."""
@@ -388,7 +407,7 @@ def build_plan(sc: Scenario) -> Plan:
     customers = _customers(sc, enc, report, after_sale)
     stage_values = _stage_values(sc, enc, order, report)
     stage_counts = _stage_counts(sc, enc, report, [d for d in sc.pipeline if not sc.segments[d.segment].has_moves]) \
-        if sc.outputs.counts else None
+        if sc.outputs.counts or sc.outputs.cycle_days else None
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
@@ -450,7 +469,8 @@ def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageC
         open_lost = sigma + (1.0 - sigma) * lost_sf[i]
         stall[i] = sigma / open_lost if open_lost > 0 else 0.0
     empty = np.zeros((0, len(report.starts), G, S), dtype=np.int32)
-    return typed(StageCounts, on=int(sc.outputs.counts), passes=passes, lost_codes=codes, lost_pars=pars,
+    return typed(StageCounts, on=int(sc.outputs.counts), cycle=int(sc.outputs.cycle_days), passes=passes,
+                 lost_codes=codes, lost_pars=pars,
                  stalled=stalled, deal_lost_sf=lost_sf, deal_stalled=stall, period_of_day=report.of_day,
                  pool=np.zeros(1), entries=empty, losses=np.zeros_like(empty))
 
@@ -459,7 +479,8 @@ def _stage_counts_off(plan: Plan) -> StageCounts:
     """A :class:`StageCounts` record that the kernels skip (``on`` 0), of the plan's shapes."""
     G, S, N = len(plan.segment_names), len(plan.stage_names), plan.pipeline.segment.shape[0]
     empty = np.zeros((0, len(plan.periods), G, S), dtype=np.int32)
-    return typed(StageCounts, on=0, passes=np.zeros((G, S), dtype=np.int64), lost_codes=np.zeros((G, S), dtype=np.int64),
+    return typed(StageCounts, on=0, cycle=0, passes=np.zeros((G, S), dtype=np.int64),
+                 lost_codes=np.zeros((G, S), dtype=np.int64),
                  lost_pars=np.zeros((G, S, 4)), stalled=np.zeros(S), deal_lost_sf=np.zeros(N), deal_stalled=np.zeros(N),
                  period_of_day=plan.periods.of_day, pool=plan.funnel.pool, entries=empty, losses=np.zeros_like(empty))
 

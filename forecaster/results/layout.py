@@ -255,6 +255,14 @@ class Layout:
         return out
 
 
+    def cycles(self, *buffers) -> np.ndarray:
+        """v2 F1: the (segment index, days from arrival to win) rows of a chunk's won deals from
+        new leads, pooled over its trials (``buffers``: those of :meth:`Plan.kernel_buffers`)."""
+        from forecaster.results.cycle_days import pooled
+
+        cycles = self.plan.split_cycles(tuple(buffers[4:]))
+        return pooled(cycles) if cycles is not None else np.zeros((0, 2))
+
     def _clv(self, inputs: np.ndarray) -> np.ndarray:
         return _clv_of(self, inputs)
 
@@ -346,6 +354,10 @@ class MemorySink:
     def arrays(self) -> dict:
         return self.layout.derive(*self.kernel_arrays)
 
+    def cycles(self) -> np.ndarray:
+        """v2 F1: every trial's (segment, cycle days) rows, pooled."""
+        return self.layout.cycles(*self.kernel_arrays)
+
     def to_dataset(self):
         """The results as an xarray Dataset (imports xarray)."""
         import xarray as xr
@@ -360,6 +372,13 @@ class MemorySink:
             coords[name] = xr.Variable((name,), values, attrs)
         data = {v.name: xr.Variable(v.dims, arrays[v.name], v.attrs) for v in lay.variables()}
         data.update({k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in lay.statics().items()})
+        if lay.plan.cycling:  # v2 F1: the won deals' cycle times, pooled over trials (for summarize)
+            rows = self.cycles()
+            data["cycle_days"] = xr.Variable(("won_deal",), rows[:, 1], {
+                "units": "days", "long_name": "time from arrival to win of the deals from new leads won inside the "
+                                              "horizon, every trial's in turn"})
+            data["cycle_days_segment"] = xr.Variable(("won_deal",), rows[:, 0].astype(np.int32),
+                                                     {"long_name": "index of each won deal's segment"})
         return xr.Dataset(data, coords=coords, attrs=dict(lay.attrs))
 
 
@@ -385,6 +404,7 @@ class NetCDFSink:
         self.layout = layout
         self.file = None
         self.vars = {}
+        self.cycle_parts: list = []  # v2 F1: each chunk's pooled cycle times
         self.chunk_trials = max(1, min(chunk_trials, layout.trials))
         self.compress = compress
         self.guard = GuardedFile(path)
@@ -436,6 +456,8 @@ class NetCDFSink:
             for name, values in self.layout.derive(*buffers).items():
                 if values.size:
                     self.vars[name][lo:lo + n] = values
+            if self.layout.plan.cycling:
+                self.cycle_parts.append(self.layout.cycles(*buffers))
         except (OSError, RuntimeError) as exc:
             raise self._failure(exc) from None
         self.guard.check()
@@ -464,6 +486,10 @@ class NetCDFSink:
             except Exception:
                 pass
         self.guard.close()
+
+    def cycles(self) -> np.ndarray:
+        """v2 F1: every committed trial's (segment, cycle days) rows, pooled."""
+        return np.concatenate(self.cycle_parts) if self.cycle_parts else np.zeros((0, 2))
 
     def columns(self) -> Columns:
         rows = self.chunk_trials if self.compress else Columns.ROWS  # one decompression per chunk

@@ -387,6 +387,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                 if sc.outputs.stage_value:  # v2 F9
                     summary["stage_value"] = stage_value_summary(sc, plan.quantity_names, arrays["inputs"])
                 _add_coverage(summary, sc, plan, arrays["inputs"])
+                _add_cycles(summary, sc, memory)
                 del memory, arrays
             else:
                 path = staged.path(FORECAST) if keep == "all" else staged.scratch(FORECAST)
@@ -399,6 +400,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
                     if sc.outputs.stage_value:  # v2 F9
                         summary["stage_value"] = stage_value_summary(sc, plan.quantity_names, netcdf.inputs())
                     _add_coverage(summary, sc, plan, netcdf.inputs())
+                    _add_cycles(summary, sc, netcdf)
                 except BaseException:
                     netcdf.abort()
                     raise
@@ -420,6 +422,14 @@ def _add_coverage(summary: dict, sc: Scenario, plan, inputs) -> None:
         from forecaster.results.coverage import coverage_summary
 
         summary["coverage"] = coverage_summary(sc, plan, inputs)
+
+
+def _add_cycles(summary: dict, sc: Scenario, sink) -> None:
+    """With ``outputs.cycle_days``, the summary's ``cycle_days`` (v2 F1) from the sink's pooled rows."""
+    if sc.outputs.cycle_days:
+        from forecaster.results.cycle_days import cycle_summary
+
+        summary["cycle_days"] = cycle_summary(sink.cycles(), sc.segment_names)
 
 
 def run(scenario_path: str | Path, out: str | Path, *, trials: int | None = None, seed: int | None = None,

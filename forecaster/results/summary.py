@@ -122,6 +122,11 @@ def summarize(ds, scenario: Scenario) -> dict:
     summary["funnel"] = funnel_expectation(plan, ds["inputs"].values)
     if scenario.outputs.stage_value:  # v2 F9
         summary["stage_value"] = stage_value_summary(scenario, ds["quantity"].values, ds["inputs"].values)
+    if "cycle_days" in ds:  # v2 F1
+        from forecaster.results.cycle_days import cycle_summary  # imports this module
+
+        rows = np.column_stack([ds["cycle_days_segment"].values, ds["cycle_days"].values])
+        summary["cycle_days"] = cycle_summary(rows, tuple(str(s) for s in ds["segment"].values))
     if scenario.outputs.coverage:  # v2 F12
         from forecaster.results.coverage import coverage_summary  # imports this module
 

@@ -663,6 +663,16 @@ def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """Outputs that need another key (v2 F12: coverage needs a pipeline), or that cannot be
     combined with one yet (coverage with moves: forecaster.results.coverage.chain_win_probabilities)."""
     outputs, segments = v["outputs"], v["segments"]
+    if outputs not in (None, INVALID) and outputs.cycle_days and v["capacity"] not in (None, INVALID):
+        ctx.error(path + ("outputs", "cycle_days"), "cannot be combined with capacity yet (a deal the team's capacity "
+                                                    "makes wait is won later than its cycle): remove one")
+        return False
+    if outputs not in (None, INVALID) and outputs.cycle_days and segments not in (None, INVALID):
+        with_moves = [name for name, seg in segments.items() if seg.has_moves]
+        if with_moves:
+            ctx.error(path + ("outputs", "cycle_days"), f"cannot be combined with moves yet (segment {with_moves[0]} "
+                                                        "has moves): remove one")
+            return False
     if outputs not in (None, INVALID) and outputs.coverage and segments not in (None, INVALID):
         with_moves = [name for name, seg in segments.items() if seg.has_moves]
         if with_moves:
@@ -676,7 +686,7 @@ def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return False
 
 
-NOT_BUILT_OUTPUTS = ("cycle_days",)
+NOT_BUILT_OUTPUTS: tuple[str, ...] = ()
 """Outputs whose results the engine does not give yet: asking for one is refused, never ignored."""
 MOVES_BUILT = True
 """Whether the engine simulates ``moves`` (v2 B); until it does, a file with moves is refused."""

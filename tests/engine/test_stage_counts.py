@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, within
 
 import forecaster as fc
+from forecaster.results.outputs import run_to_folder
 
 HEAD = "name: t\nstart: 2027-01-01\nend: 2027-03-31\nreport_by: month\ntrials: {trials}\nseed: 5\n"
 D = 90
@@ -226,3 +227,58 @@ def test_targets_may_name_the_counts_of_a_stage(tmp_path):
         fc.load_scenario(path)
     assert "targets.losses.b names losses.b, which this scenario does not report" in str(err.value)
     assert "targets.stage_entries.z names stage_entries.z" in str(err.value)
+
+
+CYCLE = """\
+stages: [only]
+segments:
+  s:
+    leads: {per_day: 30}
+    funnel:
+      only: {convert: 0.4, days: {dist: exponential, mean: 20}, days_lost: 10}
+    deal_value: 1
+outputs: {cycle_days: true}
+"""
+
+
+def test_cycle_days_are_censored_by_the_horizon(tmp_path):
+    """F1's check: density proportional to f(t) ceil(90 - t) on (0, 90), f exponential of mean
+    20: mean 14.6831, median 10.6506, sd 13.5685, 848.550 deals a trial."""
+    trials = 2000
+    path = tmp_path / "s.yaml"
+    path.write_text(HEAD.format(trials=trials) + CYCLE)
+    sc = fc.load_scenario(path)
+    summary = run_to_folder(sc, tmp_path / "out")
+    cyc = summary["cycle_days"]
+    won = summary["metrics"]["won_deals"]["total"]["mean"]
+    assert cyc["count"] == round(won * trials)
+    within(cyc["count"] / trials, 848.550, math.sqrt(848.550 / trials))
+    n = cyc["count"]
+    within(cyc["mean"], 14.6831, 13.5685 / math.sqrt(n))
+    within(cyc["std"], 13.5685, 13.5685 * math.sqrt(2 / n))
+    density = math.exp(-10.6506 / 20) / 20 * 80 / (848.550 / (30 * 0.4))  # f(m) ceil(90 - m) / Z at the median
+    within(cyc["p50"], 10.6506, math.sqrt(0.25 / n) / density)
+    assert cyc["p5"] <= cyc["p10"] <= cyc["p50"] <= cyc["p90"] <= cyc["p95"] < 90
+    assert cyc["by_segment"]["s"] == {k: v for k, v in cyc.items() if k != "by_segment"}
+    ds = fc.simulate(sc)  # the in-memory Dataset holds the pooled times: the same summary
+    assert fc.summarize(ds, sc)["cycle_days"] == cyc
+    assert ds["cycle_days"].size == n and "cycle_days" not in summary["metrics"]
+
+
+def test_cycle_days_count_slips_and_leave_every_other_number(tmp_path):
+    body = CYCLE.replace("only: {convert", "only: {convert").replace(
+        "outputs: {cycle_days: true}\n", "closing: {slip: {3: 0.5}, window_days: 20}\n")
+    plain = _simulate(tmp_path, body, trials=300)
+    asked = _simulate(tmp_path, body + "outputs: {cycle_days: true, stage_entries: true}\n", trials=300)
+    for name in plain.data_vars:
+        assert np.array_equal(plain[name].values, asked[name].values), name
+    assert asked["cycle_days"].size == int(asked["won_deals"].sum())
+    assert (asked["cycle_days"].values >= 0).all() and (asked["cycle_days"].values < D).all()
+
+
+def test_cycle_days_with_a_capacity_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(HEAD.format(trials=10) + CYCLE + "capacity: {won_per_month: 100}\n")
+    with pytest.raises(fc.ScenarioError) as err:
+        fc.load_scenario(path)
+    assert "outputs.cycle_days cannot be combined with capacity yet" in str(err.value)
