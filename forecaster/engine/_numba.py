@@ -64,7 +64,8 @@ KERNEL_MODULES = ("_numba", "_streams", "interface", "kernels", "moves")
 cache folder follows their source (a test checks that no other module is compiled in)."""
 
 COMPILE_SECONDS = {"draw_parameters": 3, "simulate_new_leads": 3, "apply_shocks": 2, "simulate_pipeline": 4,
-                   "apply_capacity": 2, "simulate_new_leads_moves": 4, "simulate_pipeline_moves": 4}
+                   "apply_capacity": 2, "simulate_new_leads_moves": 4, "simulate_pipeline_moves": 4,
+                   "simulate_lost_leads_moves": 3}
 """Rough compile time of each kernel with the helpers it compiles first [s] (one core of a
 2-core cloud machine, 2026), for the first-run message."""
 

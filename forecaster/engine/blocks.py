@@ -64,8 +64,11 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     for g in range(G) if sources is None else sources.segments:
         if plan.chain is not None and plan.chain.has[g]:
             log = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel, plan.chain,
-                                                 g, plan.closing, theta, month_factor, due, customers, failed)
+                                                 g, plan.closing, theta, month_factor, due, customers, failed, counts)
             _check_absorbed(plan, failed, g)
+            if plan.counting:
+                moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
+                                                counts, theta, month_factor)
         else:
             result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
                                                 theta, month_factor, due, customers, plan.stage_values, stage_revenue,
@@ -87,7 +90,8 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                                         _pipeline_count_keys(keys).streams(*gens), counts)
         if plan.has_chain_pipeline and keys.pipeline_moves is not None:  # open deals of segments with moves (v2 B)
             chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
-                                                    plan.chain_pipeline, plan.closing, theta, due, customers, failed)
+                                                    plan.chain_pipeline, plan.closing, theta, due, customers, failed,
+                                                    counts)
             _check_absorbed(plan, failed, -1)
             # one log for the pipeline: its customers draw from the pipeline's streams in this order
             log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
@@ -223,6 +227,7 @@ def kernels_of(plan: Plan) -> tuple:
                                      (kernels.simulate_pipeline, plan.has_pipeline),
                                      (moves.simulate_new_leads_moves, plan.has_moves),
                                      (moves.simulate_pipeline_moves, plan.has_chain_pipeline),
+                                     (moves.simulate_lost_leads_moves, plan.has_moves and plan.counting),
                                      (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
                                      (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
                                      (kernels.capacity_pipeline_share,

@@ -136,7 +136,12 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                                 ("pipeline/moves/deal-value", 3),
                                 ("pipeline/moves/rep", 4),
                                 ("pipeline/moves/closing", 5),
-                                ("pipeline/moves/path", 7)),
+                                ("pipeline/moves/path", 7),
+                                ("pipeline/moves/stage-counts", 1)),
+    # v2 F1 with moves: the new leads that are not won (they share the won ones' mixing stream)
+    "simulate_lost_leads_moves": (("segment/{segment}/stage-counts-moves", 0),
+                                  ("segment/{segment}/arrival-mixing", 1),
+                                  ("segment/{segment}/stage-counts-arrival", 2)),
     # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
     # a segment's new leads, "pipeline"), so that each source's customers draw from streams
     # of their own

@@ -61,6 +61,7 @@ MAX_VISITS = 10_000.0
 # roles of simulate_new_leads_moves (and, for the pipeline, CONVERT = COUNT's slot)
 M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_DAYS, M_PATH, M_MOVE_DAYS = range(9)
 M_CONVERT = M_COUNT
+M_COUNTS = M_MIXING  # simulate_pipeline_moves: the paths of the deals that are not won (v2 F1)
 N_MOVE_ROLES = 9
 
 
@@ -177,6 +178,70 @@ def _exit(gen_path, p, s, g, n_stages, chain, theta, t, h):
     return n - 1  # rounding at the top end: the last move with weight
 
 
+@jit(inline="always")
+def _lost_exit(gen, p, s, g, n_stages, chain, theta, t, h):
+    """The exit a path that is lost in the end takes out of stage s (conditioned on being
+    lost): -1 forward, j >= 0 move j, -2 lost here; one uniform."""
+    n = chain.n_moves[g, s]
+    forward = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
+    shares = 0.0
+    total = forward
+    for j in range(n):
+        target = chain.to[g, s, j]
+        share = theta[t, g, chain.slot[g, s, j]]
+        shares += share
+        total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
+    lost = (1.0 - p) * max(1.0 - shares, 0.0)
+    u = gen.random() * (total + lost)
+    if u < forward:
+        return -1
+    acc = forward
+    for j in range(n):
+        target = chain.to[g, s, j]
+        acc += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * ((1.0 - h[target]) if target >= 0 else 0.0)
+        if u < acc:
+            return j
+    return -2
+
+
+@jit
+def _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room):
+    """As :func:`_path` for a path conditioned on being lost; its last visit has exit -2."""
+    while True:
+        if k >= room:
+            return -1
+        p = theta[t, g, THETA_CONVERT + s]
+        e = _lost_exit(gen, p, s, g, n_stages, chain, theta, t, h)
+        v_stage[k], v_exit[k] = s, e
+        k += 1
+        if e == -2:
+            return k
+        s = s + 1 if e == -1 else chain.to[g, s, e]
+
+
+@jit
+def _visit_time(gen, g, s, e, funnel, chain, counts, pool):
+    """One visit's time at stage s ending by exit e (-1 forward, j move j, -2 lost) [days]."""
+    if e == -2:
+        pr = counts.lost_pars[g, s]
+        return draw_one(gen, counts.lost_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
+    if e >= 0 and chain.own_days[g, s, e] != 0:
+        pr = chain.days_pars[g, s, e]
+        return draw_one(gen, chain.days_codes[g, s, e], pr[0], pr[1], pr[2], pr[3], pool)
+    pr = funnel.days_pars[g, s]
+    return draw_one(gen, funnel.days_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
+
+
+@jit(inline="always")
+def _count(counts, t, g, s, time, horizon, losses):
+    """Count an entry into (or, with ``losses``, a loss at) stage s at ``time`` (v2 F1)."""
+    if 0.0 <= time < horizon and counts.passes[g, s] != 0:
+        if losses:
+            counts.losses[t, counts.period_of_day[int(time)], g, s] += 1
+        else:
+            counts.entries[t, counts.period_of_day[int(time)], g, s] += 1
+
+
 @jit
 def _path(gen_path, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room):
     """Append a won path's visits from stage s on to (v_stage, v_exit) from index k; returns
@@ -226,7 +291,7 @@ def _visit_times(streams, trial, g, funnel, chain, n_deals, first, count, v_stag
 
 @jit
 def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, out, keep_log,
-                             failed):
+                             failed, counts):
     """Won deals from the new leads of one segment with moves, for a block of trials (see
     the module docstring).
 
@@ -243,6 +308,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     failed : int64, shape (1,)
         Set to the trial's index in the run (its first) when a trial's chain is not
         absorbing (v2 B.5), and the kernel returns at once; -1 otherwise.
+    counts : StageCounts
+        With ``on`` (v2 F1): every visit of a won path is an entry, on the day it starts
+        (the leads that are lost: :func:`simulate_lost_leads_moves`).
 
     Returns
     -------
@@ -265,7 +333,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     h, N = np.empty(n_stages), np.empty((n_stages, n_stages))
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     cum = np.empty(n_days)
-    counts = np.empty(n_days, dtype=np.int64)
+    day_counts = np.empty(n_days, dtype=np.int64)
     arrival = np.empty(256)
     first, count = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     v_stage, v_exit = np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64)
@@ -303,8 +371,8 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
             for d in range(n_days):
                 lam = scale * day_mean[d] * growth[elapsed_months[d]]
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-                counts[d] = gen_count.poisson(lam)
-                n_won += counts[d]
+                day_counts[d] = gen_count.poisson(lam)
+                n_won += day_counts[d]
         else:
             total = 0.0
             for d in range(n_days):
@@ -318,7 +386,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if dispersion > 0.0:
             i = 0
             for d in range(n_days):
-                for _ in range(counts[d]):
+                for _ in range(day_counts[d]):
                     arrival[i] = d
                     i += 1
         else:
@@ -358,6 +426,8 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         for i in range(n_won):
             time = arrival[i]
             for k in range(first[i], first[i] + count[i]):
+                if counts.on != 0:
+                    _count(counts, t, g, v_stage[k], time, horizon, False)
                 time += v_time[k]
             value = draw_one(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
             rep = -1
@@ -381,17 +451,22 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
 
 
 @jit
-def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta, out, keep_log, failed):
+def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta, out, keep_log, failed, counts):
     """Won deals from the open deals of segments with moves, for a block of trials (see the
     module docstring). Every deal draws, in every trial, a ``M_CONVERT`` uniform (won or
     not), a ``M_PATH`` uniform (its first exit), two ``M_SLIP`` uniforms with ``closing``,
     its value (unless given) and its rep; a won deal then draws its times (``M_DAYS``, one
     stream in deal order) and its path on (``M_PATH``).
 
-    ``failed``: as for :func:`simulate_new_leads_moves`.
+    ``failed``: as for :func:`simulate_new_leads_moves`. ``counts`` (v2 F1, with ``on``): a
+    deal's current stage is not an entry, the later visits of its path are; a deal that is
+    not won draws its path, conditioned on being lost, from ``M_COUNTS`` (its own stream,
+    so the other draws stay as they are): its first exit in proportion to pi_i(a) (1 - h(i)),
+    its time above its age, then its visits; it is counted lost at the end.
     """
     for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH):
         expect(streams, role, 1)
+    expect(streams, M_COUNTS, 1)
     n_stages = funnel.days_codes.shape[1]
     n_seg = funnel.days_codes.shape[0]
     pool = funnel.pool
@@ -409,11 +484,15 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
     log_n = 0
     gen_convert, gen_days, gen_value = streams.gens[M_CONVERT], streams.gens[M_DAYS], streams.gens[M_VALUE]
     gen_rep, gen_slip, gen_path = streams.gens[M_REP], streams.gens[M_SLIP], streams.gens[M_PATH]
+    gen_counts = streams.gens[M_COUNTS]
+    counting = counts.on != 0
     failed[0] = -1
     for t in range(theta.shape[0]):
         trial = trial0 + t
         for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH):
             reseed_role(streams, role, 0, trial)
+        if counting:
+            reseed_role(streams, M_COUNTS, 0, trial)
         for g in range(n_seg):
             if chain.has[g] != 0:
                 chain_of(theta, t, g, chain, n_stages, Q, R)
@@ -469,6 +548,9 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                 if rep < 0:
                     rep = pick
             if not won:
+                if counting:
+                    _count_lost_deal(gen_counts, t, g, s0, a, n, w, total, at_once, hs[g], funnel, chain, counts,
+                                     theta, pipe.sf[i], n_stages, horizon, pool, v_stage, v_exit)
                 continue
             # its first exit, in proportion to pi_i(a) h(i)
             e = -1
@@ -502,6 +584,8 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                                 v_stage.shape[0])
                 for k in range(end):
                     s, x = v_stage[k], v_exit[k]
+                    if counting:
+                        _count(counts, t, g, s, time, horizon, False)
                     if x < 0 or chain.own_days[g, s, x] == 0:
                         pr = funnel.days_pars[g, s]
                         time += draw_one(gen_days, funnel.days_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
@@ -523,3 +607,117 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                 log_n += 1
     return log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], log_rep[:log_n]
 
+
+
+@jit
+def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, counts, theta, sf, n_stages, horizon,
+                     pool, v_stage, v_exit):
+    """Entries and loss (v2 F1) of an open deal that is not won (see
+    :func:`simulate_pipeline_moves`): ``w`` its exits' weights pi_i S_i(a) (forward, moves,
+    lost at ``1 + n``), ``total`` their sum; ``sf`` its exits' survivals at its age."""
+    lost_weight = w[1 + n]
+    forward = w[0] * ((1.0 - h[s0 + 1]) if s0 + 1 < n_stages else 0.0)
+    weight = forward + lost_weight
+    for j in range(n):
+        target = chain.to[g, s0, j]
+        weight += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+    if not weight > 0.0:
+        return
+    u = gen.random() * weight
+    e = -2
+    if u < forward:
+        e = -1
+    else:
+        acc = forward
+        for j in range(n):
+            target = chain.to[g, s0, j]
+            acc += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+            if u < acc:
+                e = j
+                break
+    time = 0.0
+    if not at_once:
+        if e == -2:
+            code, pars, above = counts.lost_codes[g, s0], counts.lost_pars[g, s0], sf[sf.shape[0] - 1]
+        elif e == -1 or chain.own_days[g, s0, e] == 0:
+            code, pars, above = funnel.days_codes[g, s0], funnel.days_pars[g, s0], sf[0 if e == -1 else 1 + e]
+        else:
+            code, pars, above = chain.days_codes[g, s0, e], chain.days_pars[g, s0, e], sf[1 + e]
+        time = draw_above(gen, code, pars[0], pars[1], pars[2], pars[3], pool, a, above) - a
+    if e == -2:
+        _count(counts, t, g, s0, time, horizon, True)
+        return
+    s = s0 + 1 if e == -1 else chain.to[g, s0, e]
+    end = _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+    while end < 0:  # a path longer than the room: draw it again from here, with more (rare)
+        v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
+                                                                                  dtype=np.int64)
+        end = _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+    for k in range(end):
+        _count(counts, t, g, v_stage[k], time, horizon, False)
+        time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
+    _count(counts, t, g, v_stage[end - 1], time, horizon, True)
+
+
+@jit
+def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor):
+    """Entries and losses (v2 F1) of the new leads of a segment with moves that are not won.
+
+    By Poisson splitting they are Poisson(sum_d m_d G_d (1 - h_0)), independent of the won
+    ones; G_d, the day's gamma multiplier with dispersion, is redrawn from the new leads'
+    own mixing stream (``M_MIXING``), so both share it. Each lead's arrival day
+    (``M_ARRIVAL``), then its path conditioned on being lost (the h-transform with 1 - h)
+    and its visits' times (``M_COUNT``'s stream, in turn): every visit is an entry on the
+    day it starts, and the lead is lost at the end of the last.
+    """
+    n_stages = funnel.days_codes.shape[1]
+    for role in (M_COUNT, M_MIXING, M_ARRIVAL):
+        expect(streams, role, 1)
+    g = segment
+    day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
+    rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
+    n_days = day_mean.shape[0]
+    horizon = float(n_days)
+    Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
+    h, N = np.empty(n_stages), np.empty((n_stages, n_stages))
+    growth = np.empty(elapsed_months[n_days - 1] + 1)
+    mean = np.empty(n_days)
+    v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
+    gen, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
+    for t in range(theta.shape[0]):
+        trial = trial0 + t
+        for role in (M_COUNT, M_MIXING, M_ARRIVAL):
+            reseed_role(streams, role, 0, trial)
+        chain_of(theta, t, g, chain, n_stages, Q, R)
+        if not solve_chain(Q, R, h, N):
+            continue  # the won leads' kernel stops the run for this trial
+        base = theta[t, g, THETA_LEADS]
+        scale = (1.0 / base if rate_is_cost else base) * (1.0 - h[0])
+        if not scale > 0.0:
+            continue
+        growth[0] = 1.0
+        for k in range(1, growth.shape[0]):
+            growth[k] = growth[k - 1] * (1.0 + theta[t, g, THETA_GROWTH])
+        if month_factor.shape[2] > 0:
+            for k in range(growth.shape[0]):
+                growth[k] *= month_factor[t, g, k]
+        for d in range(n_days):
+            lam = scale * day_mean[d] * growth[elapsed_months[d]]
+            if dispersion > 0.0:
+                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            mean[d] = lam
+        for d in range(n_days):
+            for _ in range(gen_arrival.poisson(mean[d])):
+                end = _lost_path(gen, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+                while end < 0:
+                    v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
+                        np.empty(2 * v_stage.shape[0], dtype=np.int64)
+                    end = _lost_path(gen, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+                time = float(d)
+                for k in range(end):
+                    if time >= horizon:
+                        break
+                    _count(counts, t, g, v_stage[k], time, horizon, False)
+                    time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
+                    if k == end - 1:
+                        _count(counts, t, g, v_stage[k], time, horizon, True)

@@ -94,9 +94,10 @@ class StreamKeys:
         pipeline's deals; installed: of ``simulate_installed``.
     lost_stage_values : list of KeySet, one per segment
         Of ``simulate_lost_stage_values``.
-    new_leads_moves : list of KeySet, one per segment; pipeline_moves : KeySet
-        Of ``simulate_new_leads_moves`` and ``simulate_pipeline_moves`` (v2 B,
-        :mod:`forecaster.engine.moves`).
+    new_leads_moves, lost_leads_moves : list of KeySet (or None without moves), one per
+        segment; pipeline_moves : KeySet or None
+        Of ``simulate_new_leads_moves``, ``simulate_lost_leads_moves`` and
+        ``simulate_pipeline_moves`` (v2 B, :mod:`forecaster.engine.moves`).
     lost_leads, won_stage_times : list of KeySet, one per segment; pipeline_stage_counts : KeySet
         v2 F1: of ``simulate_lost_leads``, and the count streams ``simulate_new_leads`` and
         ``simulate_pipeline`` are given (``interface.STREAMS``' ``entries_of_won`` and
@@ -114,6 +115,7 @@ class StreamKeys:
     lost_stage_values: list
     new_leads_moves: list
     pipeline_moves: KeySet | None
+    lost_leads_moves: list
     lost_leads: list = field(default_factory=list)
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
@@ -139,6 +141,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                       [of("simulate_new_leads_moves", segment=name) if plan.has_moves else None
                        for name in plan.segment_names],
                       of("simulate_pipeline_moves") if plan.has_moves else None,
+                      [of("simulate_lost_leads_moves", segment=name) if plan.has_moves else None
+                       for name in plan.segment_names],
                       [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
                       [of("entries_of_won", segment=name) for name in plan.segment_names],
                       of("pipeline_loss"))

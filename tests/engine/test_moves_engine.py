@@ -157,3 +157,69 @@ segments:
     assert proc.returncode == 2, proc.stderr
     assert "segments.s.funnel" in proc.stderr and "in trial" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_losses_and_entries_of_a_chain_with_the_lost_leads_drawn(make):
+    """v2 F1 with moves, days 0: a stage's expected entries are m N[0, s] (every visit an entry)
+    and its losses m N[0, s] (1 - p_s)(1 - sum of its shares); won and lost leads add up to the
+    arrivals' visits; asking for the counts leaves revenue bit-identical (rule 0.1)."""
+    body = """\
+    stages: [a, b, c]
+    segments:
+      s:
+        leads: {per_day: 20}
+        funnel:
+          a: {convert: 0.5, days: 0, moves: [{to: c, share: 0.2}]}
+          b: {convert: 0.4, days: 0, moves: [{to: a, share: 0.25}, {to: won, share: 0.1}]}
+          c: {convert: 0.5, days: 0, moves: [{to: b, share: 0.6}]}
+        deal_value: {dist: lognormal, median: 100, sigma: 0.5}
+    """
+    counted = fc.simulate(make(body + "outputs: {stage_entries: true, losses: true}\n", trials=6000))
+    plain = fc.simulate(make(body, trials=6000))
+    assert np.array_equal(counted["revenue"].values, plain["revenue"].values)
+    p = np.array([0.5, 0.4, 0.5])
+    Q, R = chain.matrices(p, [(0, 2, 0.2), (1, 0, 0.25), (1, -1, 0.1), (2, 1, 0.6)])
+    h, N = chain.solve(Q, R)
+    lost_share = (1 - p) * (1 - np.array([0.2, 0.35, 0.6]))
+    m = 20 * 90
+    n = counted.sizes["trial"]
+    entries = counted["stage_entries"].sel(segment="s").sum("period").transpose("trial", "stage").values
+    losses = counted["losses"].sel(segment="s").sum("period").transpose("trial", "stage").values
+    second = (N @ (2 * np.diag(np.diag(N)) - np.eye(3)))[0]
+    for s in range(3):
+        within(entries[:, s].mean(), m * N[0, s], math.sqrt(m * second[s] / n))
+        lam = m * N[0, s] * lost_share[s]
+        within(losses[:, s].mean(), lam, math.sqrt(m * second[s] / n))
+    won = counted["won_deals"].sum("period").values
+    within((losses.sum(axis=1) + won).mean(), m, math.sqrt(m / n))  # every lead ends won or lost
+    within(losses.sum(axis=1).mean(), m * (1 - h[0]), math.sqrt(m * (1 - h[0]) / n))
+
+
+def test_open_deals_with_moves_count_their_later_visits_and_their_loss(make):
+    """600 deals at stage b, age 0, days 0: entries into a and b from their paths are
+    600 N[b, a] and 600 (N[b, b] - 1) (the current visit is not an entry); every deal not won
+    is lost: 600 (1 - h_b)."""
+    rows = "deal_id,segment,stage,entered_stage\n" + "".join(f"{i},s,b,2027-01-01\n" for i in range(600))
+    sc = make("""\
+    stages: [a, b]
+    segments:
+      s:
+        leads: {per_day: 0}
+        funnel:
+          a: {convert: 0.5, days: 0}
+          b: {convert: 0.4, days: 0, moves: [{to: a, share: 0.5}]}
+        deal_value: 1
+    pipeline: {file: open.csv}
+    outputs: {stage_entries: true, losses: true}
+    """, files={"open.csv": rows}, trials=6000)
+    ds = fc.simulate(sc)
+    Q, R = chain.matrices(np.array([0.5, 0.4]), [(1, 0, 0.5)])
+    h, N = chain.solve(Q, R)
+    n = ds.sizes["trial"]
+    entries = ds["stage_entries"].sel(segment="s").sum("period").transpose("trial", "stage").values
+    losses = ds["losses"].sel(segment="s").sum("period").values.sum(axis=-1)
+    within(entries[:, 0].mean(), 600 * N[1, 0], math.sqrt(600 * 4 * N[1, 0] / n))
+    within(entries[:, 1].mean(), 600 * (N[1, 1] - 1), math.sqrt(600 * 4 * N[1, 1] / n))
+    within(losses.mean(), 600 * (1 - h[1]), math.sqrt(600 * h[1] * (1 - h[1]) / n))
+    won = ds["won_deals"].sum("period").values
+    assert np.all(won + losses == 600)  # days 0: every deal ends inside the horizon
