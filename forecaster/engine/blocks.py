@@ -63,9 +63,12 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     failed = np.full(1, -1, dtype=np.int64)  # v2 B: the first trial whose chain no lead leaves
     for g in range(G) if sources is None else sources.segments:
         if plan.chain is not None and plan.chain.has[g]:
-            log = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel, plan.chain,
-                                                 g, plan.closing, theta, month_factor, due, customers, failed, counts)
+            result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
+                                                    plan.chain, g, plan.closing, theta, month_factor, due, customers,
+                                                    failed, counts)
             _check_absorbed(plan, failed, g)
+            log = result[:5]
+            _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
                                                 counts, theta, month_factor)

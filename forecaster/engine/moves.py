@@ -314,7 +314,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
 
     Returns
     -------
-    (trial, day, segment, value, rep) : the deal log, five arrays of equal length
+    (trial, day, segment, value, rep) : the deal log, five arrays of equal length; then
+    (trial, days) of every deal won inside the horizon with ``counts.cycle`` (v2 F1: its
+    days from arrival to win), else empty
     """
     n_stages = funnel.days_codes.shape[1]
     for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH, M_MOVE_DAYS):
@@ -341,6 +343,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
     log_n = 0
+    cycling = counts.cycle != 0  # v2 F1: each won deal's days from arrival to win
+    cyc_trial, cyc_days = np.empty(256 if cycling else 0, dtype=np.int64), np.empty(256 if cycling else 0)
+    cyc_n = 0
     gen_count, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
     gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
     gen_path = streams.gens[M_PATH]
@@ -439,6 +444,13 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                 continue
             day = int(time)
             _book(t, day, g, value, rep, out)
+            if cycling:
+                if cyc_n >= cyc_trial.shape[0]:
+                    grown_t, grown_d = np.empty(2 * cyc_n, dtype=np.int64), np.empty(2 * cyc_n)
+                    grown_t[:cyc_n], grown_d[:cyc_n] = cyc_trial[:cyc_n], cyc_days[:cyc_n]
+                    cyc_trial, cyc_days = grown_t, grown_d
+                cyc_trial[cyc_n], cyc_days[cyc_n] = t, time - arrival[i]
+                cyc_n += 1
             if keep_log:
                 if log_n >= log_trial.shape[0]:
                     log_trial, log_day, log_segment, log_value, log_rep = _grown(
@@ -447,7 +459,8 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                 log_value[log_n], log_rep[log_n] = value, rep
                 log_n += 1
         t += 1
-    return log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], log_rep[:log_n]
+    return (log_trial[:log_n], log_day[:log_n], log_segment[:log_n], log_value[:log_n], log_rep[:log_n],
+            cyc_trial[:cyc_n], cyc_days[:cyc_n])
 
 
 @jit

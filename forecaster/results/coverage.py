@@ -46,12 +46,49 @@ def _with_moves(sc: Scenario, deal) -> bool:
 
 
 def chain_win_probabilities(sc: Scenario, plan, inputs: np.ndarray) -> np.ndarray:
-    """q_i of the open deals of segments with moves (v2 B.3: sum over the exits of
-    pi_i(a) h(i)), shape (trials, M), in ``sc.pipeline``'s order of those deals.
-
-    Not built yet: the scenario layer refuses ``coverage`` in a file with moves until it is.
-    """
-    raise NotImplementedError("coverage of open deals in segments with moves (v2 B.3)")
+    """q_i of the open deals of segments with moves (v2 B.3): with pi_i the probabilities of
+    the exits of the deal's stage (forward, each move, lost) and S_i their survivals at its
+    age (``plan.chain_pipeline.rel``, scaled), q = sum_i pi_i S_i h(i) / sum_i pi_i S_i, h(i)
+    the eventual win probability of exit i's target from the trial's chain (1 for won, 0 for
+    lost); with no exit's law above the age, the unconditioned pi_i. Shape (trials, M), in
+    ``sc.pipeline``'s order of those deals (the plan's)."""
+    chain, pipe = plan.chain, plan.chain_pipeline
+    T, S = inputs.shape[0], len(sc.stages)
+    n_max = chain.to.shape[2]
+    h = np.zeros((T, len(sc.segments), S))
+    for g in map(int, np.flatnonzero(chain.has)):
+        p = inputs[:, g, THETA_CONVERT:THETA_CONVERT + S]
+        Q, R = np.zeros((T, S, S)), np.zeros((T, S))
+        for s in range(S):
+            if s + 1 < S:
+                Q[:, s, s + 1] = p[:, s]
+            else:
+                R[:, s] = p[:, s]
+            for j in range(int(chain.n_moves[g, s])):
+                share = (1.0 - p[:, s]) * inputs[:, g, int(chain.slot[g, s, j])]
+                target = int(chain.to[g, s, j])
+                if target < 0:
+                    R[:, s] += share
+                else:
+                    Q[:, s, target] += share
+        h[:, g] = np.linalg.solve(np.eye(S)[None] - Q, R[..., None])[..., 0]
+    out = np.zeros((T, pipe.segment.shape[0]))
+    for i in range(pipe.segment.shape[0]):
+        g, s0 = int(pipe.segment[i]), int(pipe.stage[i])
+        p = inputs[:, g, THETA_CONVERT + s0]
+        n = int(chain.n_moves[g, s0])
+        shares = [inputs[:, g, int(chain.slot[g, s0, j])] for j in range(n)]
+        pi = [p] + [(1.0 - p) * x for x in shares] + [(1.0 - p) * np.maximum(1.0 - sum(shares, np.zeros(T)), 0.0)]
+        wins = [h[:, g, s0 + 1] if s0 + 1 < S else np.ones(T)]
+        wins += [h[:, g, int(chain.to[g, s0, j])] if chain.to[g, s0, j] >= 0 else np.ones(T) for j in range(n)]
+        wins += [np.zeros(T)]
+        rel = [pipe.rel[i, 0]] + [pipe.rel[i, 1 + j] for j in range(n)] + [pipe.rel[i, n_max + 1]]
+        if not any(r > 0 for r in rel):  # no exit has mass above the age: it leaves now, unconditioned
+            rel = [1.0] * len(rel)
+        weight = sum(x * r for x, r in zip(pi, rel))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, i] = np.where(weight > 0, sum(x * r * w for x, r, w in zip(pi, rel, wins)) / weight, 0.0)
+    return out
 
 
 def win_probabilities(pipeline, inputs: np.ndarray, n_stages: int) -> np.ndarray:

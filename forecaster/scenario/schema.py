@@ -661,24 +661,12 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """Outputs that need another key (v2 F12: coverage needs a pipeline), or that cannot be
-    combined with one yet (coverage with moves: forecaster.results.coverage.chain_win_probabilities)."""
-    outputs, segments = v["outputs"], v["segments"]
+    combined with one yet (cycle_days with a capacity)."""
+    outputs = v["outputs"]
     if outputs not in (None, INVALID) and outputs.cycle_days and v["capacity"] not in (None, INVALID):
         ctx.error(path + ("outputs", "cycle_days"), "cannot be combined with capacity yet (a deal the team's capacity "
                                                     "makes wait is won later than its cycle): remove one")
         return False
-    if outputs not in (None, INVALID) and outputs.cycle_days and segments not in (None, INVALID):
-        with_moves = [name for name, seg in segments.items() if seg.has_moves]
-        if with_moves:
-            ctx.error(path + ("outputs", "cycle_days"), f"cannot be combined with moves yet (segment {with_moves[0]} "
-                                                        "has moves): remove one")
-            return False
-    if outputs not in (None, INVALID) and outputs.coverage and segments not in (None, INVALID):
-        with_moves = [name for name, seg in segments.items() if seg.has_moves]
-        if with_moves:
-            ctx.error(path + ("outputs", "coverage"), f"cannot be combined with moves yet (segment {with_moves[0]} "
-                                                      "has moves): remove one")
-            return False
     if outputs in (None, INVALID) or not outputs.coverage or v["pipeline"] not in (None, INVALID):
         return True
     ctx.error(path + ("outputs", "coverage"), "needs a pipeline: coverage is the open deals' value against quota; "

@@ -223,3 +223,69 @@ def test_open_deals_with_moves_count_their_later_visits_and_their_loss(make):
     within(losses.mean(), 600 * (1 - h[1]), math.sqrt(600 * h[1] * (1 - h[1]) / n))
     won = ds["won_deals"].sum("period").values
     assert np.all(won + losses == 600)  # days 0: every deal ends inside the horizon
+
+
+def test_cycle_days_of_paths_that_return(tmp_path):
+    """v2 F1 cycle_days with moves: a -> b (3 and 4 days), back to a after 10 days: a won
+    lead's cycle is 7 + 13 k days with probability 0.85 0.15^k, counted when its arrival
+    d (0..89) has d + cycle < 90: weights (90 - c) 0.85 0.15^k."""
+    text = """\
+name: cyc
+start: 2027-01-01
+end: 2027-03-31
+trials: 3000
+seed: 5
+stages: [a, b]
+segments:
+  s:
+    leads: {per_day: 20}
+    funnel:
+      a: {convert: 0.5, days: 3}
+      b: {convert: 0.4, days: 4, moves: [{to: a, share: 0.5, days: 10}]}
+    deal_value: 1
+outputs: {cycle_days: true}
+"""
+    path = tmp_path / "cyc.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "forecaster", "run", str(path), "--out", str(out), "--quiet"], check=True,
+                   capture_output=True, timeout=600)
+    import json
+
+    cyc = json.loads((out / "summary.json").read_text())["cycle_days"]
+    c = np.array([7 + 13 * k for k in range(7)], dtype=float)
+    w = (90 - c) * 0.85 * 0.15 ** np.arange(7)
+    mean = float(np.sum(c * w) / np.sum(w))
+    sd = math.sqrt(float(np.sum((c - mean) ** 2 * w) / np.sum(w)))
+    assert cyc["p50"] == 7.0 and cyc["count"] > 0
+    within(cyc["mean"], mean, sd / math.sqrt(cyc["count"]))
+    h = 0.2 / 0.85
+    within(cyc["count"] / 3000, 20 * h * float(np.sum(w)) / 1.0 * 1.0, math.sqrt(20 * h * 90 / 3000))
+
+
+def test_pipeline_coverage_with_moves_uses_the_age_conditioned_exits(make):
+    """v2 F12 coverage with B.6 check 5: a deal at stage two of the three-stage chain, age 10,
+    exponential exits (forward 10, move 20, lost 5), is won with 0.320519, a fresh one with
+    h_2 = 0.248447: the win rate of two deals of equal value is their mean."""
+    rows = "deal_id,segment,stage,entered_stage,amount\nold,s,two,2026-12-22,1000\nnew,s,two,2027-01-01,1000\n"
+    sc = make("""\
+    stages: [one, two, three]
+    segments:
+      s:
+        leads: {per_day: 0}
+        funnel:
+          one:   {convert: 0.5, days: 0}
+          two:   {convert: 0.4, days: {dist: exponential, mean: 10}, days_lost: {dist: exponential, mean: 5},
+                  moves: [{to: one, share: 0.25, days: {dist: exponential, mean: 20}}]}
+          three: {convert: 0.5, days: 0, moves: [{to: two, share: 0.6}]}
+        deal_value: 1
+    pipeline: {file: open.csv}
+    outputs: {coverage: true}
+    """, files={"open.csv": rows}, trials=50)
+    from forecaster.engine.plan import build_plan
+    from forecaster.results.coverage import coverage_summary
+
+    ds = fc.simulate(sc)
+    cov = coverage_summary(sc, build_plan(sc), ds["inputs"].values)
+    assert cov["pipeline_value"] == 2000
+    assert cov["win_rate"]["mean"] == pytest.approx((0.320519 + 0.248447) / 2, abs=2e-6)
