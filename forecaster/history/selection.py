@@ -23,15 +23,20 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
    *and* lowers it at two thirds (:data:`MIN_AGREE`) of the inner cutoffs where it changes
    the forecast at all, at least two: one lucky window is not evidence, and a cutoff too
    early to fit the part is no evidence either way.
-4. Honesty check: the shared spread is multiplied by the factor of :data:`SCALE` (0.5 to
-   4) with the lowest walk-forward score among those whose P10-P90 covers at least 80% of
-   the inner months' won deals (or, if none does, the one covering most, with a warning).
-   The spread widened is itself chosen the same way: the kept set's own (its shocks and a
-   kept capacity's cv: a team whose deals wait wins what its capacity allows), or, when the
-   shocks are not kept, the set with the shocks added back (always tried when the set's
+4. Honesty check, as sharp as honesty allows (Gneiting's "maximise sharpness subject to
+   calibration"): with its shared spread as fitted (factor 1), the kept set's walk-forward
+   P10-P90 covers some share of the inner months' won deals. Short of 80%, the spread is
+   multiplied by the smallest factor of :data:`SCALE` (up to 4) that reaches 80%; at 80% or
+   more, by the factor at most 1 (down to 0.5) with the lowest walk-forward score among
+   those still covering 80%: narrowed when the history shows the intervals needlessly wide,
+   never widened because a wider one scored a little better over a dozen months (on a
+   saturated team that bought x1.5 the width the next months did not need). If no factor
+   reaches 80%, the one covering most, with a warning. The spread widened is itself chosen
+   the same way (the lowest score of each set's choice): the kept set's own (its shocks and
+   a kept capacity's cv: a team whose deals wait wins what its capacity allows), or, when
+   the shocks are not kept, the set with the shocks added back (always tried when the set's
    coverage is short of 80%; a capacity's cv alone cannot widen months the cap does not
-   bind). So intervals are widened until they are honest in the history, and narrowed
-   when the history shows them needlessly wide.
+   bind).
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
@@ -140,16 +145,36 @@ def spread_configs(kept: tuple, fitted, forced_off, coverage_before: float) -> l
 
 
 def choose_spread(configs: list[tuple], coverage, score, factors=SCALE) -> tuple[tuple, float, float]:
-    """The honesty check's rule: of every (parts, factor) with ``parts`` in ``configs`` and
-    ``factor`` in ``factors``, those whose walk-forward P10-P90 covers at least
-    :data:`NOMINAL` of the inner months (``coverage(parts, factor)``) are honest, and the
-    honest one with the lowest walk-forward score (``score(parts, factor)``, mean relative
-    CRPS) wins: widened no more than honesty needs, narrowed when the history shows the
-    intervals needlessly wide. If none is honest, the one covering most (the wider factor
-    on a tie). Returns (parts, factor, coverage reached)."""
+    """The honesty check's rule: as sharp as honesty allows (Gneiting's "maximise sharpness
+    subject to calibration"). For each set ``parts`` in ``configs``, whose walk-forward
+    P10-P90 covers ``coverage(parts, factor)`` of the inner months:
+
+    * honest as fitted (factor 1 covers at least :data:`NOMINAL`): of the factors at most 1
+      that stay honest, the one with the lowest walk-forward score (``score(parts,
+      factor)``, mean relative CRPS): narrowed when the history shows the intervals
+      needlessly wide, never widened only because a wider one scored a little better in a
+      dozen months (that buys the score with width the next months rarely need);
+    * short as fitted: the smallest factor above 1 that reaches :data:`NOMINAL`, widened
+      no more than honesty needs.
+
+    Of the sets' candidates, the lowest score wins. If no set can be made honest, the
+    (parts, factor) covering most (the wider factor on a tie). Returns (parts, factor,
+    coverage reached)."""
     trials = {(c, f): (coverage(c, f), score(c, f)) for c in configs for f in factors}
-    honest = [k for k in trials if trials[k][0] >= NOMINAL]
-    chosen = min(honest, key=lambda k: trials[k][1]) if honest else max(trials, key=lambda k: (trials[k][0], k[1]))
+    candidates = []
+    for c in configs:
+        if coverage(c, 1.0) >= NOMINAL:
+            honest = [(c, f) for f in factors if f <= 1.0 and trials[(c, f)][0] >= NOMINAL]
+            if honest:
+                candidates.append(min(honest, key=lambda k: trials[k][1]))
+        else:
+            wider = [(c, f) for f in sorted(factors) if f > 1.0 and trials[(c, f)][0] >= NOMINAL]
+            if wider:
+                candidates.append(wider[0])
+    if candidates:
+        chosen = min(candidates, key=lambda k: trials[k][1])
+    else:
+        chosen = max(trials, key=lambda k: (trials[k][0], k[1]))
     return chosen[0], chosen[1], trials[chosen][0]
 
 

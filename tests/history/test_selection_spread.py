@@ -8,11 +8,19 @@ def table(rows):
     return (lambda c, f: rows[(c, f)][0]), (lambda c, f: rows[(c, f)][1])
 
 
-def test_lowest_score_among_the_honest_not_the_first_honest():
+def test_short_as_fitted_widens_no_more_than_honesty_needs():
+    """Short of 80% at factor 1: the smallest factor that reaches it, even where a wider one
+    scores a little better in the inner months (that width is bought for a dozen months)."""
     kept = ("shocks",)
     rows = {(kept, 1.0): (0.70, 0.30), (kept, 1.5): (0.80, 0.27), (kept, 2.0): (0.90, 0.25), (kept, 3.0): (0.95, 0.29)}
     parts, factor, reached = choose_spread([kept], *table(rows), factors=(1.0, 1.5, 2.0, 3.0))
-    assert (parts, factor, reached) == (kept, 2.0, 0.90)  # the first honest factor (1.5) scores worse
+    assert (parts, factor, reached) == (kept, 1.5, 0.80)
+
+
+def test_honest_as_fitted_is_never_widened():
+    kept = ("shocks", "capacity")
+    rows = {(kept, 0.75): (0.42, 0.19), (kept, 1.0): (0.83, 0.1805), (kept, 1.5): (1.0, 0.1731)}
+    assert choose_spread([kept], *table(rows), factors=(0.75, 1.0, 1.5))[1] == 1.0
 
 
 def test_narrows_when_the_history_shows_needlessly_wide_intervals():
