@@ -693,6 +693,20 @@ FULL_AFTER_SALE = {  # the after-sale keys (v2 A) and a stage value (F11, not wi
     "regular_from": 3,
     "customers": {"file": "c.csv"},
 }
+FULL_V2 = {  # moves (v2 B), a segment's own stages (F4) and every output asked for (F): no stalled, drift of
+    # conversions or stage value beside moves, no capacity beside cycle_days
+    **{k: v for k, v in FULL.items() if k not in ("capacity", "stalled")},
+    "shocks": {"leads": 0.1, "convert": {"proposal": 0.2}, "drift": {"leads": 0.05}},
+    "segments": {
+        "direct": {**FULL["segments"]["direct"],
+                   "funnel": {**FULL["segments"]["direct"]["funnel"],
+                              "proposal": {**FULL["segments"]["direct"]["funnel"]["proposal"],
+                                           "moves": [{"to": "lead", "share": 0.2,
+                                                      "days": {"dist": "exponential", "mean": 3}}]}}},
+        "bought": {**FULL["segments"]["bought"], "stages": ["lead", "qualified", "proposal"]}},
+    "outputs": {"stage_entries": True, "losses": True, "cycle_days": True, "stage_value": True, "by_source": True,
+                "coverage": True},
+}
 CUSTOMERS_CSV = ("customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
                  "C1,direct,2027-01-20,100,2,,,,ana\n"
                  "C2,bought,,,,2026-03-01,2026-10-01,2,\n")
@@ -1198,16 +1212,17 @@ def family_schema() -> list[Case]:
     schema = json_schema()
     leaves = schema_leaves(schema, FULL)
     after_sale = schema_leaves(schema, FULL_AFTER_SALE)
+    v2 = schema_leaves(schema, FULL_V2)
     patterns = set(schema_patterns(schema))
-    covered = {_pattern_of(p, schema) for p, _ in leaves + after_sale}
+    covered = {_pattern_of(p, schema) for p, _ in leaves + after_sale + v2}
     cases = []
     for pat in sorted(patterns - covered - set(ALTERNATIVES)):  # a key added to the format since: say so
-        msg = (f"the schema has a leaf {pat} that FULL does not hold: add it to FULL (or FULL_AFTER_SALE, or "
-               "ALTERNATIVES) in benchmarks/fuzz.py")
+        msg = (f"the schema has a leaf {pat} that FULL does not hold: add it to FULL (or FULL_AFTER_SALE, "
+               "FULL_V2, or ALTERNATIVES) in benchmarks/fuzz.py")
         cases.append(Case(f"schema/uncovered-{pat}", ["schema"], {}, msg, expect=frozenset({0}),
                           check=lambda ctx, msg=msg: [msg]))
     targets, seen = [], set()
-    for doc, doc_leaves in ((FULL, leaves), (FULL_AFTER_SALE, after_sale)):
+    for doc, doc_leaves in ((FULL, leaves), (FULL_AFTER_SALE, after_sale), (FULL_V2, v2)):
         for p, n in doc_leaves:  # one concrete leaf per leaf of the schema
             pat = _pattern_of(p, schema)
             if pat not in seen:

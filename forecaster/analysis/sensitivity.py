@@ -89,7 +89,7 @@ class Lever:
     """A group of quantities scaled together: ``paths`` into the scenario document."""
 
     name: str
-    kind: str        # leads | convert | days | deal_value | renew | expansion | per_month | dropout | cancel
+    kind: str        # leads | convert | move_share | days | deal_value | renew | expansion | per_month | dropout | cancel
     scope: str       # a segment name, or "all segments"
     paths: tuple
     unmoved: str = ""  # why scaling it changes nothing (it is not run), e.g. an expansion of 0
@@ -134,6 +134,10 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
         out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
         for stage in own[name]:
             out.append(Lever(f"{name}: {stage} convert", "convert", name, (convert_path(name, stage),)))
+        for stage in own[name]:  # v2 B.4: a lever per move's share
+            for i, move in enumerate(scenario.segments[name].funnel[stage].moves):
+                out.append(Lever(f"{name}: {stage} move to {move.to} share", "move_share", name,
+                                 (Literal(("segments", name, "funnel", stage, "moves", i, "share")),)))
         for stage in own[name]:
             out.append(Lever(f"{name}: {stage} days", "days", name, day_paths(name, stage)))
         out.append(Lever(f"{name}: deal value", "deal_value", name, (value_path(name),)))
@@ -371,9 +375,9 @@ def changed_sources(lever: Lever, plan) -> list[int]:
     g = list(plan.segment_names).index(lever.scope)
     changed = [g]
     if plan.has_pipeline and lever.kind != "leads":
-        own = plan.pipeline.segment == g
+        own = plan.deal_segment == g  # the open deals of segments with moves too (v2 B)
         if lever.kind == "deal_value":
-            own &= plan.pipeline.amount < 0  # deals with an amount of their own keep it
+            own &= plan.deal_amount < 0  # deals with an amount of their own keep it
         if own.any():
             changed.append(len(plan.segment_names))
     return changed

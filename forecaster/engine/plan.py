@@ -155,6 +155,7 @@ class Plan:
     elapsed_months = property(lambda self: self.funnel.elapsed_months)  # (D,)
     deal_segment = property(lambda self: self._deals("segment"))        # (N,) of both kinds of open deals
     deal_stage = property(lambda self: self._deals("stage"))            # (N,)
+    deal_amount = property(lambda self: self._deals("amount"))          # (N,) -1: drawn from deal_value
 
     def _deals(self, field: str) -> np.ndarray:
         """A field of every open deal: those of segments without moves, then with."""
