@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from forecaster.engine.interface import LOST_ONLY, NO_MASS, ORDINARY, THETA_CONVERT, WON_ONLY
-from forecaster.results.summary import describe
+from forecaster.results.stats import describe
 from forecaster.scenario.model import Scenario
 
 

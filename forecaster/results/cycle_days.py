@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from forecaster.results.summary import PERCENTILES
+from forecaster.results.stats import PERCENTILES
 
 
 def pooled(cycles) -> np.ndarray:

@@ -6,7 +6,6 @@ with z the normal 97.5% quantile.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,40 +14,12 @@ from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.plan import build_plan
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.results.stage_value import segment_win_probabilities
+from forecaster.results.stats import PERCENTILES, Z975, _num, describe  # noqa: F401 (re-exported: compare, tests)
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
 
 STAGE_METRICS = ("stage_entries", "losses")
 """v2 F1: per-trial variables (trial, period, segment, stage) reported as ``<name>.<stage>``."""
-
-Z975 = 1.959963984540054
-PERCENTILES = (5, 10, 50, 90, 95)
-
-
-def describe(x: np.ndarray) -> list[dict]:
-    """Statistics of each column of ``x`` (which may be reordered in place).
-
-    Parameters
-    ----------
-    x : ndarray, shape (trials, k)
-
-    Returns
-    -------
-    list of k dicts with mean, std, p5, p10, p50, p90, p95, mean_ci_low, mean_ci_high
-    """
-    x = np.asarray(x, dtype=float)
-    n = x.shape[0]
-    mean = x.mean(axis=0)
-    std = x.std(axis=0, ddof=1) if n > 1 else np.full(x.shape[1], np.nan)
-    half = Z975 * std / math.sqrt(n)
-    q = np.percentile(x, PERCENTILES, axis=0, overwrite_input=True)
-    out = []
-    for j in range(x.shape[1]):
-        item = {"mean": mean[j], "std": std[j]}
-        item.update({f"p{p}": q[i, j] for i, p in enumerate(PERCENTILES)})
-        item["mean_ci_low"], item["mean_ci_high"] = mean[j] - half[j], mean[j] + half[j]
-        out.append({k: _num(v) for k, v in item.items()})
-    return out
 
 
 def describe_columns(cols: Columns, name: str, indexes: list) -> list[dict]:
@@ -57,11 +28,6 @@ def describe_columns(cols: Columns, name: str, indexes: list) -> list[dict]:
     for group in cols.groups(indexes):
         out += describe(cols.columns(name, group))
     return out
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)

@@ -201,14 +201,3 @@ def test_an_output_not_built_yet_is_still_refused(tmp_path):
         fc.load_scenario(path)
     assert f"outputs.{key} is not produced by this version of forecaster yet" in str(err.value)
     assert "by_source" not in str(err.value)
-
-
-def test_coverage_with_moves_is_refused_until_built(tmp_path):
-    body = ONE_STAGE.replace("stages: [close]", "stages: [open, close]").replace(
-        "    funnel:\n", "    funnel:\n      open: {convert: 0.5, days: 5, moves: [{to: won, share: 0.2}]}\n")
-    _pipeline(tmp_path / "open.csv")
-    path = tmp_path / "s.yaml"
-    path.write_text(HEAD.format(trials=10) + body + "outputs: {coverage: true}\n")
-    with pytest.raises(fc.ScenarioError) as err:
-        fc.load_scenario(path)
-    assert "outputs.coverage cannot be combined with moves yet (segment s has moves)" in str(err.value)
