@@ -14,6 +14,7 @@ import html
 import json
 import math
 import re
+import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
 from forecaster.present.console import AFTER_SALE, printable, quota_chances
 from forecaster.results.files import Staged
+from forecaster.scenario.model import WON
 from forecaster.scenario.yamlio import NotRegularFile, open_input
 
 W, H, PAD = 720, 300, 56
@@ -781,6 +783,323 @@ def pit_chart(counts: list[int], title: str) -> str:
 BINS = "forecaster's months per PIT bin"
 
 
+# --- a funnel with moves (v2 B), stage volumes and cycle time (v2 F1) ----------------------------
+
+FUNNEL_CSS = "table.funnel td{white-space:nowrap}"
+"""The funnel's and stage volumes' tables keep their numbers on one line."""
+_FORWARD, _BACK, _SKIP, _WON_FILL = "#08306b", "#d95f02", "#1b9e77", "#e5f5e0"
+_MOVE_KINDS = {"back": ("moves back: share of the leads leaving the stage without converting (mean)", _BACK, "6 3"),
+               "skip": ("skips ahead or is won: share of the leads leaving without converting (mean)", _SKIP, "2 3")}
+
+
+def pct(v: float) -> str:
+    """A probability as a percentage with as few decimals as it needs (at most one above 1%):
+    25%, 19.9%, 0.35%."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    digits = 1 if abs(v) >= 0.01 or v == 0 else 2
+    text = f"{v * 100:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def _count(v: float) -> str:
+    """An expected count in a funnel, without trailing zeros: 23,004, 470.2, 187, 8.51, 9."""
+    text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.1f}" if abs(v) >= 10 else f"{v:,.2f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _move_kind(stages: list[str], frm: str, to: str) -> str:
+    return "back" if to != WON and stages.index(to) < stages.index(frm) else "skip"
+
+
+def _arrowhead(x: float, y: float, direction: str, colour: str) -> str:
+    """A filled arrowhead with its tip at (x, y), pointing "down", "left" or "right"."""
+    dx, dy = {"down": (0, -1), "left": (1, 0), "right": (-1, 0)}[direction]
+    back_x, back_y = x + 8 * dx, y + 8 * dy
+    side_x, side_y = 4 * dy, 4 * dx
+    return (f'<polygon points="{x:.1f},{y:.1f} {back_x + side_x:.1f},{back_y + side_y:.1f} '
+            f'{back_x - side_x:.1f},{back_y - side_y:.1f}" fill="{colour}"/>')
+
+
+def funnel_diagram(segment: str, stages: list[dict], moves: list[tuple[str, str, float]], won_eventually: float,
+                   title: str) -> str:
+    """A segment's funnel with moves, top down: each own stage a box (its expected entries over
+    the horizon, every visit an entry, and the eventual win probability h of a deal entering
+    it), forward arrows labelled with the conversion, and one arrow per move labelled with its
+    share of the leads that leave the stage without converting: moves back on the right, skips
+    and moves to won on the left, each in a lane of its own, ending in the box of ``won``.
+    ``stages``: summary.json's funnel stages with "convert" (mean) added; ``moves``: (stage,
+    to, mean share), ``to`` a stage or "won"."""
+    names = [st["stage"] for st in stages]
+    S = len(names)
+    index = {name: i for i, name in enumerate(names)}
+    index[WON] = S
+    kinds = [_move_kind(names, a, b) for a, b, _ in moves]
+    legend = [(_line_swatch(_FORWARD), "converts to the next stage (mean of the trials)")]
+    legend += [(_line_swatch(colour, dash), label) for kind, (label, colour, dash) in _MOVE_KINDS.items() if kind in kinds]
+    box_h, gap = 50, 46
+    lines = [[st["stage"], f"{_count(st['entering'])} entries", f"wins eventually {pct(st['win_probability'])}"]
+             for st in stages] + [["won", f"{_count(won_eventually)} new leads", "won eventually"]]
+    box_w = min(max([text_width(t) for row in lines for t in row] + [150.0]) + 20, 260.0)
+    labels = [pct(share) for _, _, share in moves]
+    lane = max([text_width(label) + 18 for label in labels] + [40.0])
+    # lanes: a side's shortest moves nearest the boxes, each in the first lane that no move over
+    # the same boxes (ends included) holds, so nested moves are drawn inside one another
+    lane_of: dict[int, int] = {}
+    for side in ("back", "skip"):
+        mine = sorted((j for j, k in enumerate(kinds) if k == side),
+                      key=lambda j: (abs(index[moves[j][1]] - index[moves[j][0]]), index[moves[j][0]]))
+        for j in mine:
+            lo, hi = sorted((index[moves[j][0]], index[moves[j][1]]))
+            taken = {lane_of[i] for i in lane_of if kinds[i] == side
+                     and min(index[moves[i][0]], index[moves[i][1]]) <= hi and max(index[moves[i][0]], index[moves[i][1]]) >= lo}
+            lane_of[j] = next(k for k in range(len(mine)) if k not in taken)
+    n_left = 1 + max([lane_of[j] for j, k in enumerate(kinds) if k == "skip"], default=-1)
+    n_right = 1 + max([lane_of[j] for j, k in enumerate(kinds) if k == "back"], default=-1)
+    left_w = 24 + lane * n_left if n_left else 12
+    right_w = 24 + lane * n_right if n_right else 12
+    w = max(float(W), left_w + box_w + right_w + 20)
+    bx0 = (w - box_w) / 2 + (left_w - right_w) / 2
+    bx1 = bx0 + box_w
+    top = 8 + legend_height(legend, 10, w - 10) + 10
+    h = top + (S + 1) * box_h + S * gap + 14
+
+    def box_y(i: int) -> float:
+        return top + i * (box_h + gap)
+
+    # the ends of the moves on each box's side, spread over its height, ordered by the other end
+    ends: dict[tuple[int, str], list[tuple[int, int, str]]] = {}
+    for j, (a, b, _) in enumerate(moves):
+        side = "right" if kinds[j] == "back" else "left"
+        ends.setdefault((index[a], side), []).append((index[b], j, "from"))
+        ends.setdefault((index[b], side), []).append((index[a], j, "to"))
+    port: dict[tuple[int, str], float] = {}
+    for (i, _side), items in ends.items():
+        items.sort(key=lambda e: (e[0], e[1]))
+        for k, (_, j, end) in enumerate(items):
+            port[(j, end)] = box_y(i) + box_h * (k + 1) / (len(items) + 1)
+    out = [_svg("funnel-diagram", title, w, h)]
+    for i in range(S + 1):  # the boxes
+        y0 = box_y(i)
+        if i < S:
+            st = stages[i]
+            tip = (f"{segment} · {st['stage']}: {_count(st['entering'])} expected entries over the horizon "
+                   f"({st.get('visits', 0):.3f} visits per new lead); a deal entering it is won eventually with "
+                   f"probability {pct(st['win_probability'])}; converts {pct(st['convert'])} (mean)")
+            fill, stroke, css = "#f5f7fa", "#9ecae1", "stage"
+        else:
+            tip = f"{segment}: {_count(won_eventually)} of the new leads of the horizon are won eventually (mean)"
+            fill, stroke, css = _WON_FILL, "#74c476", "stage won"
+        out.append(f'<g class="{css}" data-stage="{esc(lines[i][0])}"><title>{esc(tip)}</title>'
+                   f'<rect x="{bx0:.1f}" y="{y0:.1f}" width="{box_w:.1f}" height="{box_h}" rx="5" fill="{fill}" '
+                   f'stroke="{stroke}"/>'
+                   f'<text class="stage-name" x="{bx0 + box_w / 2:.1f}" y="{y0 + 15:.1f}" text-anchor="middle" '
+                   'font-weight="600">'
+                   f"{esc(_fit(lines[i][0], box_w - 12))}</text>"
+                   + "".join(f'<text x="{bx0 + box_w / 2:.1f}" y="{y0 + 15 + 14 * k:.1f}" text-anchor="middle">'
+                             f"{esc(lines[i][k])}</text>" for k in (1, 2)) + "</g>")
+    cx = bx0 + box_w / 2
+    for i in range(S):  # forward arrows
+        y0, y1 = box_y(i) + box_h, box_y(i + 1)
+        to = names[i + 1] if i + 1 < S else WON
+        out.append(f'<g class="forward" data-from="{esc(names[i])}" data-to="{esc(to)}" {_series(legend[0][1])}>'
+                   f"<title>{esc(names[i])} → {esc(to)}: converts {pct(stages[i]['convert'])} (mean of the trials)</title>"
+                   f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y0:.1f}" y2="{y1 - 1:.1f}" stroke="{_FORWARD}" stroke-width="2"/>'
+                   + _arrowhead(cx, y1, "down", _FORWARD)
+                   + f'<text class="forward-label" x="{cx + 8:.1f}" y="{(y0 + y1) / 2 + 4:.1f}">converts '
+                   f"{esc(pct(stages[i]['convert']))}</text></g>")
+    for j, (a, b, share) in enumerate(moves):  # moves, one lane each
+        kind = kinds[j]
+        label, colour, dash = _MOVE_KINDS[kind]
+        ya, yb = port[(j, "from")], port[(j, "to")]
+        if kind == "back":
+            edge, lx = bx1, bx1 + 24 + lane * lane_of[j]
+            text = f'x="{lx + 4:.1f}" text-anchor="start"'
+        else:
+            edge, lx = bx0, bx0 - 24 - lane * lane_of[j]
+            text = f'x="{lx - 4:.1f}" text-anchor="end"'
+        # the label: in the longest stretch of the lane that no outer lane's arm of this side crosses
+        cuts = sorted({ya, yb} | {port[(i, end)] for i in range(len(moves)) for end in ("from", "to")
+                                  if i != j and kinds[i] == kind and lane_of[i] > lane_of[j]
+                                  and min(ya, yb) < port[(i, end)] < max(ya, yb)})
+        low, high = max(zip(cuts, cuts[1:]), key=lambda c: c[1] - c[0])
+        tip = (f"{a} → {b}: {pct(share)} of the leads leaving {a} without converting (mean of the trials), "
+               + ("back to an earlier stage" if kind == "back" else "won" if b == WON else "skipping ahead"))
+        out.append(f'<g class="move {kind}" data-from="{esc(a)}" data-to="{esc(b)}" data-share="{share:.6g}" '
+                   f"{_series(label)}><title>{esc(tip)}</title>"
+                   f'<path d="M{edge:.1f},{ya:.1f} H{lx:.1f} V{yb:.1f} H{edge + (8 if kind == "back" else -8):.1f}" '
+                   f'fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>'
+                   + _arrowhead(edge, yb, "left" if kind == "back" else "right", colour)
+                   + f'<text class="move-label" {text} y="{(low + high) / 2 + 4:.1f}" fill="{colour}" stroke="white" '
+                   f'stroke-width="3" paint-order="stroke">{esc(pct(share))}</text></g>')
+    out.append(_legend(legend, 10, 16, w - 10))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def funnel_html(segment: str, funnel: dict, chain: dict) -> list[str]:
+    """The part of the report on a segment with moves: its funnel diagram, a table of its
+    stages and one of its moves."""
+    stages = [dict(st, convert=chain["convert"][st["stage"]]) for st in funnel["stages"]]
+    names = [st["stage"] for st in stages]
+    moves = chain["moves"]
+    open_deals = funnel.get("open_pipeline") or {}
+    parts = [funnel_diagram(segment, stages, moves, funnel["won_eventually"],
+                            f"funnel of {segment} with its moves: expected entries and eventual win probability of "
+                            "each stage, conversions and move shares"),
+             '<p class="meta">Entries: the expected visits of each stage by the new leads of the horizon, whenever '
+             "they happen (each visit is an entry: a lead that moves back enters a stage again). "
+             "Wins eventually: the probability that a deal entering the stage is won, whatever path it takes. "
+             "A move's share is of the leads that leave the stage without converting; the rest of them are "
+             "lost. Conversions and shares: means of the trials' draws (after shocks).</p>"]
+    rows = []
+    for st in stages:
+        out_share = sum(share for a, _, share in moves if a == st["stage"])
+        rows.append([st["stage"], _count(st["entering"]), f"{st.get('visits', 0):.3f}", pct(st["convert"]),
+                     pct((1 - st["convert"]) * (1 - out_share)), pct(st["win_probability"]),
+                     str(open_deals.get(st["stage"], 0))])
+    parts.append(_table(["stage", "entries (mean)", "visits per new lead", "converts", "lost per visit",
+                         "wins eventually", "open deals now"], rows, "funnel"))
+    if moves:
+        parts.append(_table(["move", "kind", "share of the leads not converting", "share of the visits"],
+                            [[f"{a} → {b}", "back" if _move_kind(names, a, b) == "back" else "won" if b == WON
+                              else "skip ahead", pct(share), pct((1 - chain["convert"][a]) * share)]
+                             for a, b, share in moves], "funnel"))
+    return parts
+
+
+_STAGE_PREFIXES = ("stage_entries.", "losses.")
+
+
+def _stage_metrics(summary: dict) -> bool:
+    return any(name.startswith(_STAGE_PREFIXES) for name in summary["metrics"])
+
+
+def stage_panels(labels: list[str], stages: list[str], series: dict[str, dict[str, np.ndarray]], title: str,
+                 x_axis: str, y_axis: str, report_by: str = "") -> str:
+    """Small multiples, one panel per stage (each with its own y axis from 0): per period the
+    mean (line) and the P10–P90 band of each series. ``series``: label -> {stage: array of
+    shape (3, periods): mean, P10, P90}; a stage a series lacks is not drawn in that panel."""
+    colours = dict(zip(series, ("#08519c", "#d95f02", "#1b9e77")))
+    legend = [(f'<rect y="0" width="16" height="10" fill="{colours[label]}" fill-opacity="0.18"/>'
+               f'<line x1="0" x2="16" y1="5" y2="5" stroke="{colours[label]}" stroke-width="2"/>', label)
+              for label in series]
+    cols = 1 if len(stages) == 1 else 2
+    rows = -(-len(stages) // cols)
+    gutter, tick_w, panel_h = 26.0, 44.0, 150.0
+    panel_w = (W - gutter - 10) / cols - tick_w - 12
+    top = 8 + legend_height(legend, gutter + tick_w) + 8
+    row_h = panel_h + 56
+    h = top + rows * row_h + 22
+    out = [_svg("stage-volumes", title, W, h)]
+    n = len(labels)
+    for k, stage in enumerate(stages):
+        r, c = divmod(k, cols)
+        left = gutter + tick_w + c * (panel_w + tick_w + 12)
+        right = left + panel_w
+        ptop = top + r * row_h + 18
+        bottom = ptop + panel_h
+        drawn = {label: q[stage] for label, q in series.items() if stage in q}
+        values = np.concatenate([q[np.isfinite(q)] for q in drawn.values()] + [np.zeros(1)])
+        hi = float(values.max()) * 1.08 or 1.0
+        y = _scale(0.0, hi, bottom, ptop)
+        x = _category_x(labels, left + 4, right - 4)
+        out.append(f'<g class="panel" data-stage="{esc(stage)}">'
+                   f'<text class="panel-title" x="{left:.1f}" y="{ptop - 6:.1f}" font-weight="600">'
+                   f"{esc(_fit(stage, panel_w))}</text>")
+        out.append(_y_grid(y, _ticks(0.0, hi, 4), left, right))
+        for label, q in drawn.items():
+            colour = colours[label]
+            ok = [i for i in range(n) if np.isfinite(q[:, i]).all()]
+            tips = f"<title>{esc(stage)}, {esc(label)}: P10–P90</title>"
+            if len(ok) > 1:
+                pts = [f"{x(i):.1f},{y(q[2, i]):.1f}" for i in ok] + [f"{x(i):.1f},{y(q[1, i]):.1f}" for i in reversed(ok)]
+                out.append(f'<polygon class="band" {_series(label)} points="{" ".join(pts)}" fill="{colour}" '
+                           f'fill-opacity="0.18">{tips}</polygon>'
+                           f'<polyline class="mean" {_series(label)} fill="none" stroke="{colour}" stroke-width="2" '
+                           f'points="{" ".join(f"{x(i):.1f},{y(q[0, i]):.1f}" for i in ok)}"/>')
+            out += [f'<circle {_series(label)} cx="{x(i):.1f}" cy="{y(q[0, i]):.1f}" r="{2.5 if len(ok) > 1 else 4}" '
+                    f'fill="{colour}"><title>{esc(stage)}, {esc(label)}, {esc(labels[i])}: mean {esc(_count(q[0, i]))}, '
+                    f"P10 {esc(_count(q[1, i]))}, P90 {esc(_count(q[2, i]))}</title></circle>" for i in ok]
+            if len(ok) == 1:
+                i = ok[0]
+                out.append(f'<line {_series(label)} x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{y(q[1, i]):.1f}" '
+                           f'y2="{y(q[2, i]):.1f}" stroke="{colour}" stroke-opacity="0.5" stroke-width="8"/>')
+        out.append(f'<line x1="{left:.1f}" x2="{right:.1f}" y1="{bottom:.1f}" y2="{bottom:.1f}" stroke="#999"/>'
+                   f'<line x1="{left:.1f}" x2="{left:.1f}" y1="{ptop:.1f}" y2="{bottom:.1f}" stroke="#999"/>')
+        shown = _thin([x(i) for i in range(n)], labels, steps=_NICE_STEPS.get(report_by, ()))
+        out += [f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{bottom:.1f}" y2="{bottom + 3:.1f}" stroke="#999"/>'
+                for i in (range(n) if n <= 30 else shown)]  # a tick per period, unless they would form a comb
+        out += [f'<text class="tick x" x="{x(i):.1f}" y="{bottom + 15:.1f}" text-anchor="middle">{esc(labels[i])}</text>'
+                for i in shown]
+        out.append("</g>")
+    out.append(_x_title(x_axis, gutter + tick_w, W - 10, h - 8) + _y_title(y_axis, top, h - 30))
+    out.append(_legend(legend, gutter + tick_w, 16))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def stage_volumes_html(summary: dict) -> list[str]:
+    """With v2 F1's outputs: the entries into each stage (and its losses) per period, summed
+    over segments (summary.json's metrics ``stage_entries.<stage>`` and ``losses.<stage>``),
+    as small multiples and tables; and ``cycle_days`` in a line of text. Nothing without them."""
+    m, h = summary["metrics"], summary["horizon"]
+    per = h["report_by"]
+    parts: list[str] = []
+    entries = {k.removeprefix("stage_entries."): v for k, v in m.items() if k.startswith("stage_entries.")}
+    losses = {k.removeprefix("losses."): v for k, v in m.items() if k.startswith("losses.")}
+    stages = list(dict.fromkeys([*entries, *losses]))
+    if stages:
+        labels = [p["period"] for p in m["revenue"]["by_period"]]
+        names = [period_name(label, per, h.get("fiscal_year_start")) for label in labels]
+        series = {label: {stage: _quantiles(metric, ("mean", "p10", "p90")) for stage, metric in found.items()}
+                  for label, found in (("entries into the stage", entries), ("lost at the stage", losses)) if found}
+        parts.append(f"<h2>Stage volumes by {esc(per)}</h2>")
+        parts.append(f'<p class="meta">Expected leads entering each stage per {esc(per)} (every visit is an entry; '
+                     "an open deal's current stage is not)" + (", and lost at it (dated when given up)" if losses else "")
+                     + ", summed over the segments: lines the mean of the trials, bands P10–P90. Each panel has its "
+                     "own scale.</p>")
+        what = " and losses" if losses else ""
+        parts.append(stage_panels(names, stages, series, f"entries into each stage{what} per {per}: mean lines, "
+                                  "P10–P90 bands", _PERIOD_AXIS.get(per, per), f"leads per {per}", per))
+        parts.append(_table(["stage", "entries over the horizon, mean", "P10 – P90", "lost, mean", "P10 – P90"],
+                            [[stage, *(x for metric in (entries.get(stage), losses.get(stage)) for x in (
+                                ("-", "-") if metric is None else (_count(metric["total"]["mean"]),
+                                                                   f"{_count(metric['total']['p10'])} – "
+                                                                   f"{_count(metric['total']['p90'])}")))]
+                             for stage in stages], "funnel"))
+        if entries:
+            parts.append(f'<p class="meta">Entries per {esc(per)}: mean (P10 – P90).</p>')
+            parts.append(_table([per, *entries], [
+                [with_fiscal_quarter(label, per, h.get("fiscal_year_start")),
+                 *(f"{_count(metric['by_period'][i]['mean'])} ({_count(metric['by_period'][i]['p10'])} – "
+                   f"{_count(metric['by_period'][i]['p90'])})" for metric in entries.values())]
+                for i, label in enumerate(labels)], "funnel"))
+    cycle = summary.get("cycle_days")
+    if isinstance(cycle, dict):
+        parts.append("<h2>Time from arrival to win</h2>")
+        parts.append(f'<p class="cycle-days">{esc(cycle_text(cycle))}</p>')
+    return parts
+
+
+def _days(v) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def cycle_text(cycle: dict) -> str:
+    """summary.json's ``cycle_days`` in a line: the pooled mean and P10/P50/P90, then each segment's."""
+    def stats(c: dict) -> str:
+        return (f"mean {_days(c.get('mean'))} days (P10 {_days(c.get('p10'))}, P50 {_days(c.get('p50'))}, "
+                f"P90 {_days(c.get('p90'))})")
+
+    text = (f"Cycle time, from a lead's arrival to its win: {stats(cycle)}, over {int(cycle.get('count', 0)):,} deals "
+            "won inside the horizon from new leads, all trials pooled (deals won after the end are not counted)")
+    by = cycle.get("by_segment") or {}
+    if len(by) > 1:
+        text += "; " + "; ".join(f"{seg}: {stats(c)}" for seg, c in by.items())
+    return text + "."
+
+
 # --- after the sale (v2 A.3) -------------------------------------------------------------------
 
 _NAMES = {"recognised_revenue": "recognised revenue", "renewal_bookings": "renewals", "repeat_revenue": "repeat revenue",
@@ -1065,6 +1384,7 @@ def _read_json(path: Path, what: str) -> dict:
 _NUM, _OPT_NUM, _TEXT = ("number",), ("number", None), (str,)
 _STATS = {k: _OPT_NUM for k in ("mean", "p10", "p50", "p90", "mean_ci_low", "mean_ci_high")}
 _METRIC = {"total": _STATS, "by_period": [{"period": _TEXT, **_STATS}]}
+_CYCLE = {"count": _NUM, **{k: _OPT_NUM for k in ("mean", "p10", "p50", "p90")}}
 _SUMMARY = {
     "scenario": (str, int, float), "seed": (int, str), "trials": (int,), "description?": (str, None),
     "forecaster_version?": (str, None), "scenario_sha256?": (str,),
@@ -1073,7 +1393,9 @@ _SUMMARY = {
                 "fiscal_year_start?": (int,), "commission_period?": _TEXT},
     "targets?": {"*": {"threshold": _NUM, "probability": _NUM}},
     "segments": {"*": {"revenue": {"total": _STATS}, "won_deals": {"total": _STATS}}},
-    "funnel?": {"*": {"stages": [{"stage": _TEXT, "entering": _NUM}], "won_eventually": _NUM}},
+    "funnel?": {"*": {"stages": [{"stage": _TEXT, "entering": _NUM, "visits?": _NUM, "win_probability?": _NUM}],
+                      "won_eventually": _NUM, "open_pipeline?": {"*": _NUM}}},
+    "cycle_days?": {**_CYCLE, "by_segment?": {"*": _CYCLE}},
     "reps?": {"*": {"quota": _OPT_NUM, "commission?": {"total": _STATS},
                     "quota_attainment?": [{"probability": _NUM}]}},
 }
@@ -1130,6 +1452,8 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
                folder / "summary.json")
     if "clv" in summary:
         _check(summary["clv"], {"*": _STATS}, "clv", folder / "summary.json")
+    _check(summary["metrics"], {f"{name}?": _METRIC for name in summary["metrics"] if name.startswith(_STAGE_PREFIXES)},
+           "metrics", folder / "summary.json")
     import h5netcdf
 
     nc = folder / "forecast.nc"
@@ -1138,7 +1462,7 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
                           "summary.json")
     if not nc.is_file():
         raise OutputError(f"{nc}: is not a file; the report needs the forecast.nc that `forecaster run` writes")
-    arrays = {}
+    arrays: dict = {}  # name -> per-trial array; "chains": the funnels with moves (see _read_chains)
     try:
         with h5netcdf.File(nc, "r") as f:
             for name in ("revenue", "commission"):
@@ -1156,7 +1480,56 @@ def _read_run(folder: Path) -> tuple[dict, dict]:
                           f"{periods} periods of summary.json; found the shape {revenue.shape}")
     if not np.isfinite(revenue).all():
         raise OutputError(f"{nc}: `revenue` holds values that are not finite numbers (NaN or infinite)")
+    moving = [seg for seg, f in (summary.get("funnel") or {}).items() if _has_moves(f)]
+    if moving:
+        arrays["chains"] = _read_chains(nc, summary, moving)
     return summary, arrays
+
+
+def _has_moves(funnel: dict) -> bool:
+    """Whether summary.json's funnel of a segment is that of a segment with moves (v2 B): its
+    stages give their expected visits and eventual win probability."""
+    return any("win_probability" in st for st in funnel["stages"])
+
+
+def _read_chains(nc: Path, summary: dict, segments: list[str]) -> dict:
+    """The funnel of each of ``segments`` (segments with moves) as the report draws it: each
+    own stage's conversion and each move's share, means over the trials' draws after shocks
+    (forecast.nc's ``inputs``, slots ``convert.<stage>`` and ``move.<stage>.<to>``). A move
+    is one whose share is above 0 in some trial (the slot of a move that a segment lacks
+    holds 0). segment -> {"convert": {stage: mean}, "moves": [(stage, to, mean share)]};
+    a segment forecast.nc does not describe is left out (its funnel is drawn as bars)."""
+    import h5netcdf
+
+    def names(var) -> list[str]:
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in var[:]]
+
+    out: dict = {}
+    try:
+        with h5netcdf.File(nc, "r") as f:
+            if not {"inputs", "quantity", "segment"} <= set(f.variables):
+                return out
+            var, quantities, all_segments = f.variables["inputs"], names(f.variables["quantity"]), names(f.variables["segment"])
+            if tuple(var.dimensions) != ("trial", "segment", "quantity"):
+                return out
+            slot = {q: k for k, q in enumerate(quantities)}
+            for seg in segments:
+                if seg not in all_segments:
+                    continue
+                own = [st["stage"] for st in summary["funnel"][seg]["stages"]]
+                if any(f"convert.{stage}" not in slot for stage in own):
+                    continue
+                draws = np.asarray(var[:, all_segments.index(seg), :], dtype=float)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slot has no mean: not drawn
+                    mean, top = np.nanmean(draws, axis=0), np.nanmax(draws, axis=0)
+                moves = [(a, b, float(mean[slot[key]])) for a in own for b in [*own, WON]
+                         for key in [f"move.{a}.{b}"] if key in slot and np.isfinite(top[slot[key]]) and top[slot[key]] > 0]
+                out[seg] = {"convert": {stage: float(mean[slot[f"convert.{stage}"]]) for stage in own}, "moves": moves}
+    except Exception as exc:  # whatever a corrupt or foreign file makes h5py raise
+        detail = (str(exc).splitlines() or [""])[0]
+        raise OutputError(f"{nc}: cannot be read as a forecast ({type(exc).__name__}: {printable(detail)})") from None
+    return out
 
 
 _PERIOD_AXIS = {"day": "day", "week": "week starting (Monday)", "month": "month", "quarter": "quarter"}
@@ -1201,13 +1574,18 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                f"{np.mean(totals >= targets['revenue']['threshold']):.0%} of trials", targets["revenue"]["threshold"])]
              if "revenue" in targets else [])
     parts.append(histogram(totals, marks, "histogram of total revenue", f"total revenue over the horizon{unit}"))
+    chains = arrays.get("chains") or {}
     if summary.get("funnel"):
         parts.append("<h2>Expected new leads entering each stage</h2>")
         for seg, f in summary["funnel"].items():
             parts.append(f"<h3>{esc(seg)}</h3>")
+            if seg in chains and _has_moves(f):
+                parts += funnel_html(seg, f, chains[seg])
+                continue
             rows = [(s["stage"], s["entering"]) for s in f["stages"]] + [("won (eventually)", f["won_eventually"])]
             parts.append(bars(rows, f"funnel of {seg}", fmt=lambda v: f"{v:,.1f}",
                               x_title="new leads entering the stage over the horizon (mean of the trials)"))
+    parts += stage_volumes_html(summary)
     parts.append("<h2>By segment</h2>")
     parts.append(_table(["segment", f"revenue mean{unit}", "P10", "P50", "P90", "won deals mean"],
                         [[seg, money(s["revenue"]["total"]["mean"]), money(s["revenue"]["total"]["p10"]),
@@ -1227,7 +1605,8 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                               quota_chances(v, h)] for r, v in reps.items()]))
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
-    return _page(f"{summary['scenario']} – forecast", parts, AFTER_SALE_CSS if after_sale else "")
+    css = (AFTER_SALE_CSS if after_sale else "") + (FUNNEL_CSS if chains or _stage_metrics(summary) else "")
+    return _page(f"{summary['scenario']} – forecast", parts, css)
 
 
 def render_markdown(summary: dict, when: str) -> str:
