@@ -50,7 +50,7 @@ from forecaster.engine.interface import (
     THETA_GROWTH,
     THETA_LEADS,
 )
-from forecaster.engine.kernels import _book, _grown, _slip_by, _slipped, draw_above, draw_one
+from forecaster.engine.kernels import _book, _grown, _slip_by, _slipped, _uniform, draw_above, draw_one, draws
 
 I64_3 = Annotated[np.ndarray, np.int64, 3]
 F64_4 = Annotated[np.ndarray, np.float64, 4]
@@ -155,68 +155,69 @@ def solve_chain(Q, R, h, N):
 
 
 @jit(inline="always")
-def _exit(gen_path, p, s, g, n_stages, chain, theta, t, h):
+def _exit(gen_path, p, s, n_stages, n_moves, to, slot, th, h):
     """The exit a won path takes out of stage s (conditioned on being won): -1 forward,
-    j >= 0 move j; one ``PATH`` uniform at a stage with moves, none otherwise."""
-    n = chain.n_moves[g, s]
+    j >= 0 move j; one ``PATH`` uniform at a stage with moves, none otherwise. ``n_moves``,
+    ``to``, ``slot``: the segment's rows of :class:`Chain`; ``th``: its row of theta."""
+    n = n_moves[s]
     if n == 0:
         return -1
     forward = p * (h[s + 1] if s + 1 < n_stages else 1.0)
     total = forward
     for j in range(n):
-        target = chain.to[g, s, j]
-        total += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * (h[target] if target >= 0 else 1.0)
-    u = gen_path.random() * total
+        target = to[s, j]
+        total += (1.0 - p) * th[slot[s, j]] * (h[target] if target >= 0 else 1.0)
+    u = _uniform(gen_path) * total
     if u < forward:
         return -1
     acc = forward
     for j in range(n):
-        target = chain.to[g, s, j]
-        acc += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * (h[target] if target >= 0 else 1.0)
+        target = to[s, j]
+        acc += (1.0 - p) * th[slot[s, j]] * (h[target] if target >= 0 else 1.0)
         if u < acc:
             return j
     return n - 1  # rounding at the top end: the last move with weight
 
 
 @jit(inline="always")
-def _lost_exit(gen, p, s, g, n_stages, chain, theta, t, h):
+def _lost_exit(gen, p, s, n_stages, n_moves, to, slot, th, h):
     """The exit a path that is lost in the end takes out of stage s (conditioned on being
     lost): -1 forward, j >= 0 move j, -2 lost here; one uniform."""
-    n = chain.n_moves[g, s]
+    n = n_moves[s]
     forward = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
     shares = 0.0
     total = forward
     for j in range(n):
-        target = chain.to[g, s, j]
-        share = theta[t, g, chain.slot[g, s, j]]
+        target = to[s, j]
+        share = th[slot[s, j]]
         shares += share
         total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
     lost = (1.0 - p) * max(1.0 - shares, 0.0)
-    u = gen.random() * (total + lost)
+    u = _uniform(gen) * (total + lost)
     if u < forward:
         return -1
     acc = forward
     for j in range(n):
-        target = chain.to[g, s, j]
-        acc += (1.0 - p) * theta[t, g, chain.slot[g, s, j]] * ((1.0 - h[target]) if target >= 0 else 0.0)
+        target = to[s, j]
+        acc += (1.0 - p) * th[slot[s, j]] * ((1.0 - h[target]) if target >= 0 else 0.0)
         if u < acc:
             return j
     return -2
 
 
-@jit
-def _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room):
+@jit(inline="always")
+def _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, room):
     """As :func:`_path` for a path conditioned on being lost; its last visit has exit -2."""
     while True:
         if k >= room:
             return -1
-        p = theta[t, g, THETA_CONVERT + s]
-        e = _lost_exit(gen, p, s, g, n_stages, chain, theta, t, h)
+        p = th[THETA_CONVERT + s]
+        e = _lost_exit(gen, p, s, n_stages, n_moves, to, slot, th, h)
         v_stage[k], v_exit[k] = s, e
         k += 1
         if e == -2:
             return k
-        s = s + 1 if e == -1 else chain.to[g, s, e]
+        s = s + 1 if e == -1 else to[s, e]
 
 
 @jit
@@ -242,15 +243,16 @@ def _count(counts, t, g, s, time, horizon, losses):
             counts.entries[t, counts.period_of_day[int(time)], g, s] += 1
 
 
-@jit
-def _path(gen_path, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room):
+@jit(inline="always")
+def _path(gen_path, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, room):
     """Append a won path's visits from stage s on to (v_stage, v_exit) from index k; returns
-    the index after them, or -1 when more than ``room`` visits would be needed."""
+    the index after them, or -1 when more than ``room`` visits would be needed. ``n_moves``,
+    ``to``, ``slot``: the segment's rows of :class:`Chain`; ``th``: its row of theta."""
     while True:
         if k >= room:
             return -1
-        p = theta[t, g, THETA_CONVERT + s]
-        e = _exit(gen_path, p, s, g, n_stages, chain, theta, t, h)
+        p = th[THETA_CONVERT + s]
+        e = _exit(gen_path, p, s, n_stages, n_moves, to, slot, th, h)
         v_stage[k], v_exit[k] = s, e
         k += 1
         if e < 0:
@@ -258,35 +260,51 @@ def _path(gen_path, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, room
                 return k
             s += 1
         else:
-            target = chain.to[g, s, e]
+            target = to[s, e]
             if target < 0:
                 return k
             s = target
 
 
 @jit
-def _visit_times(streams, trial, g, funnel, chain, n_deals, first, count, v_stage, v_exit, v_time, n_stages, pool):
-    """Each visit's time: by stage (``DAYS``, reseeded per stage) for forward exits and moves
-    without days of their own, then moves with days of their own (``MOVE_DAYS``), each in
-    deal and visit order."""
+def _visit_times(streams, trial, g, funnel, chain, n_visits, v_stage, v_exit, v_time, n_stages, pool, idx, buf):
+    """Each visit's time: stage by stage (``DAYS``, reseeded per stage) for forward exits and
+    moves without days of their own, then move by move (``MOVE_DAYS``, in turn) for moves
+    with days of their own; each in deal and visit order, drawn in one batch a stage or move
+    (a call per draw would count references to the generator around every one).
+    ``idx`` (int64) and ``buf`` (float64): scratch of at least ``n_visits``."""
     gen_days, gen_move = streams.gens[M_DAYS], streams.gens[M_MOVE_DAYS]
+    in_turn, no_key = np.int64(0), np.uint64(0)
     for s in range(n_stages):
-        reseed_role(streams, M_DAYS, s, trial)
-        code, pars = funnel.days_codes[g, s], funnel.days_pars[g, s]
-        for i in range(n_deals):
-            for k in range(first[i], first[i] + count[i]):
-                if v_stage[k] == s and (v_exit[k] < 0 or chain.own_days[g, s, v_exit[k]] == 0):
-                    v_time[k] = draw_one(gen_days, code, pars[0], pars[1], pars[2], pars[3], pool)
-    reseed_role(streams, M_MOVE_DAYS, 0, trial)
-    for i in range(n_deals):
-        for k in range(first[i], first[i] + count[i]):
+        n = 0
+        for k in range(n_visits):
             e = v_exit[k]
-            if e >= 0:
-                s = v_stage[k]
-                if chain.own_days[g, s, e] != 0:
-                    pars = chain.days_pars[g, s, e]
-                    v_time[k] = draw_one(gen_move, chain.days_codes[g, s, e], pars[0], pars[1], pars[2], pars[3],
-                                         pool)
+            if v_stage[k] == s and (e < 0 or chain.own_days[g, s, e] == 0):
+                idx[n] = k
+                n += 1
+        if n == 0:
+            continue
+        reseed_role(streams, M_DAYS, s, trial)
+        pars = funnel.days_pars[g, s]
+        draws(gen_days, funnel.days_codes[g, s], pars[0], pars[1], pars[2], pars[3], pool, buf, n, in_turn, no_key,
+              trial)
+        for m in range(n):
+            v_time[idx[m]] = buf[m]
+    reseed_role(streams, M_MOVE_DAYS, 0, trial)
+    for s in range(n_stages):
+        for j in range(chain.n_moves[g, s]):
+            if chain.own_days[g, s, j] == 0:
+                continue
+            n = 0
+            for k in range(n_visits):
+                if v_stage[k] == s and v_exit[k] == j:
+                    idx[n] = k
+                    n += 1
+            pars = chain.days_pars[g, s, j]
+            draws(gen_move, chain.days_codes[g, s, j], pars[0], pars[1], pars[2], pars[3], pool, buf, n, in_turn,
+                  no_key, trial)
+            for m in range(n):
+                v_time[idx[m]] = buf[m]
 
 
 @jit
@@ -323,6 +341,10 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         expect(streams, role, 1)
     expect(streams, M_DAYS, n_stages)
     g = segment
+    n_moves_g, to_g, slot_g = chain.n_moves[g], chain.to[g], chain.slot[g]
+    period_of_day, quota_period_of_day = out.period_of_day, out.quota_period_of_day
+    revenue, won, bookings = out.revenue, out.won, out.bookings
+    counting = counts.on != 0
     day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
     rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
     value_code, value_par = funnel.value_codes[g], funnel.value_pars[g]
@@ -340,6 +362,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     first, count = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     v_stage, v_exit = np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64)
     v_time = np.empty(1024)
+    idx, buf = np.empty(1024, dtype=np.int64), np.empty(1024)  # scratch of the batched draws
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
     log_n = 0
@@ -406,11 +429,12 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                         hi = mid
                 arrival[i] = lo
         # pass 1: the paths, conditioned on being won
+        th = theta[t, g]
         k = 0
         i = 0
         while i < n_won:
             first[i] = k
-            end = _path(gen_path, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, k, v_stage.shape[0])
+            end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, k, v_stage.shape[0])
             if end < 0:  # more visits than room: grow and go on with this deal
                 size = 2 * v_stage.shape[0]
                 a, b, c = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size)
@@ -425,16 +449,19 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
             i += 1
         if v_time.shape[0] < v_stage.shape[0]:
             v_time = np.empty(v_stage.shape[0])
-        # passes 2 and 3: the visits' times
-        _visit_times(streams, trial, g, funnel, chain, n_won, first, count, v_stage, v_exit, v_time, n_stages,
-                     pool)
+        if idx.shape[0] < max(k, n_won):
+            idx, buf = np.empty(max(k, n_won), dtype=np.int64), np.empty(max(k, n_won))
+        # passes 2 and 3: the visits' times, then the values (one batch each, in deal order)
+        _visit_times(streams, trial, g, funnel, chain, k, v_stage, v_exit, v_time, n_stages, pool, idx, buf)
+        draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, buf, n_won,
+              np.int64(0), np.uint64(0), trial)
         for i in range(n_won):
             time = arrival[i]
             for k in range(first[i], first[i] + count[i]):
-                if counts.on != 0:
+                if counting:
                     _count(counts, t, g, v_stage[k], time, horizon, False)
                 time += v_time[k]
-            value = draw_one(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
+            value = buf[i]
             rep = -1
             if n_reps > 0:
                 rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
@@ -443,7 +470,11 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            _book(t, day, g, value, rep, out)
+            p = period_of_day[day]
+            revenue[t, p, g] += value
+            won[t, p, g] += 1
+            if rep >= 0:
+                bookings[t, quota_period_of_day[day], rep] += value
             if cycling:
                 if cyc_n >= cyc_trial.shape[0]:
                     grown_t, grown_d = np.empty(2 * cyc_n, dtype=np.int64), np.empty(2 * cyc_n)
@@ -588,13 +619,13 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
             # then its path on from the exit's target
             target = (s0 + 1 if s0 + 1 < n_stages else -1) if e < 0 else chain.to[g, s0, e]
             if target >= 0:
-                end = _path(gen_path, target, g, n_stages, chain, theta, t, hs[g], v_stage, v_exit, 0,
-                            v_stage.shape[0])
+                end = _path(gen_path, target, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g],
+                            hs[g], v_stage, v_exit, 0, v_stage.shape[0])
                 while end < 0:
                     v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
                         np.empty(2 * v_stage.shape[0], dtype=np.int64)
-                    end = _path(gen_path, target, g, n_stages, chain, theta, t, hs[g], v_stage, v_exit, 0,
-                                v_stage.shape[0])
+                    end = _path(gen_path, target, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g],
+                                theta[t, g], hs[g], v_stage, v_exit, 0, v_stage.shape[0])
                 for k in range(end):
                     s, x = v_stage[k], v_exit[k]
                     if counting:
@@ -661,11 +692,13 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
         _count(counts, t, g, s0, time, horizon, True)
         return
     s = s0 + 1 if e == -1 else chain.to[g, s0, e]
-    end = _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+    end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
+                     v_stage.shape[0])
     while end < 0:  # a path longer than the room: draw it again from here, with more (rare)
         v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
                                                                                   dtype=np.int64)
-        end = _lost_path(gen, s, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+        end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
+                     v_stage.shape[0])
     for k in range(end):
         _count(counts, t, g, v_stage[k], time, horizon, False)
         time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
@@ -687,6 +720,7 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     for role in (M_COUNT, M_MIXING, M_ARRIVAL):
         expect(streams, role, 1)
     g = segment
+    n_moves_g, to_g, slot_g = chain.n_moves[g], chain.to[g], chain.slot[g]
     day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
     rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
     n_days = day_mean.shape[0]
@@ -719,13 +753,16 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
             if dispersion > 0.0:
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
             mean[d] = lam
+        th = theta[t, g]
         for d in range(n_days):
             for _ in range(gen_arrival.poisson(mean[d])):
-                end = _lost_path(gen, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                                 v_stage.shape[0])
                 while end < 0:
                     v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
                         np.empty(2 * v_stage.shape[0], dtype=np.int64)
-                    end = _lost_path(gen, 0, g, n_stages, chain, theta, t, h, v_stage, v_exit, 0, v_stage.shape[0])
+                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                                 v_stage.shape[0])
                 time = float(d)
                 for k in range(end):
                     if time >= horizon:
