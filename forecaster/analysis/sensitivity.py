@@ -70,7 +70,7 @@ from forecaster.results.files import checkpoint
 from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import describe, stage_value_summary
 from forecaster.scenario.loading import build_scenario, load_scenario, read_document
-from forecaster.scenario.model import LEAD_SOURCES, Scenario
+from forecaster.scenario.model import LEAD_SOURCES, Outputs, Scenario
 from forecaster.scenario.variants import Literal, apply_changes
 
 AFTER_SALE_METRICS = ("recognised_revenue", "total_bookings", "renewal_bookings", "repeat_revenue", "cancellations",
@@ -240,6 +240,9 @@ def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str
     from forecaster.scenario.variants import scale_quantity
 
     factor = 1 + direction * step
+    if lever.kind == "move_share" and direction > 0 and mode in ("relative", "odds"):
+        for p in lever.paths:
+            _shares_stay_below_one(doc, p, factor, mode)
     if lever.kind not in PROBABILITY_KINDS or mode == "relative":
         scaled, capped = {}, []
         for p in lever.paths:
@@ -260,6 +263,27 @@ def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str
     if mode == "points":
         return _Change({"shift": {p: direction * step for p in lever.paths}})
     raise ValueError(f"convert step {mode!r}: expected one of {', '.join(MODES)}")
+
+
+def _shares_stay_below_one(doc: dict, path, factor: float, mode: str) -> None:
+    """Refuse (a ScenarioError, so the lever is skipped and said so) a step on a move's share
+    after which the upper ends of its stage's shares could sum above 1 (v2 B.5): under
+    ``odds`` each trial's share s becomes s f / (1 - s + s f), under ``relative`` min(1, f s)."""
+    from forecaster.errors import Problem
+    from forecaster.scenario.distributions import PROBABILITY, Quantity
+    from forecaster.scenario.validation import Context
+
+    moves, i = _at(doc, path[:5]), path[5]
+    highs = []
+    for j, move in enumerate(moves):
+        hi = Quantity(PROBABILITY).validate(move["share"], (), Context()).support()[1]
+        if j == i:
+            hi = (hi * factor / (1 - hi + hi * factor) if hi < 1 else 1.0) if mode == "odds" else min(1.0, hi * factor)
+        highs.append(hi)
+    if sum(highs) > 1.0 + 1e-12:
+        where = _key_path(path[:5])
+        raise ScenarioError("", [Problem(where, f"the shares of {where} could sum to {sum(highs):.4g} after the "
+                                                "step (they must stay <= 1 whatever is drawn): not run")])
 
 
 def first_order_index(x: np.ndarray, y: np.ndarray, bins: int) -> float:
@@ -536,6 +560,11 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     source = Path(path)  # base_sc.source, as load_scenario sets it
     data, _, raw = read_document(path)
     doc = cast(dict, data)  # the mapping load_scenario has just read and checked
+    # a sensitivity reads totals and the stage value table: the outputs that add arrays to a run
+    # (counts by stage, results by source, cycle times, coverage) are not asked of its runs
+    if isinstance(doc.get("outputs"), dict):
+        doc["outputs"] = {k: v for k, v in doc["outputs"].items() if k == "stage_value"}
+    base_sc = dataclasses.replace(base_sc, outputs=Outputs(stage_value=base_sc.outputs.stage_value))
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
     base_plan = build_plan(base_sc)

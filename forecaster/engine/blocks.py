@@ -8,6 +8,7 @@ import numpy as np
 
 from forecaster.engine import kernels, moves
 from forecaster.engine._numba import expect_kernels
+from forecaster.engine.interface import THETA_CONVERT
 from forecaster.engine.plan import Plan
 from forecaster.engine.seeding import StreamKeys, thread_generators
 
@@ -66,7 +67,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
                                                     plan.chain, g, plan.closing, theta, month_factor, due, customers,
                                                     failed, counts)
-            _check_absorbed(plan, failed, g)
+            _check_absorbed(plan, failed, g, theta, first)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
@@ -95,7 +96,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
                                                     plan.chain_pipeline, plan.closing, theta, due, customers, failed,
                                                     counts)
-            _check_absorbed(plan, failed, -1)
+            _check_absorbed(plan, failed, -1, theta, first)
             # one log for the pipeline: its customers draw from the pipeline's streams in this order
             log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
             if customers:  # grouped by trial as every log is
@@ -143,21 +144,34 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
     return result
 
 
-def _check_absorbed(plan: Plan, failed: np.ndarray, g: int) -> None:
+def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int) -> None:
     """Stop the run (v2 B.5) when a trial's drawn conversions and shares made a chain that no
     lead leaves: ``failed[0]`` is that trial (-1: none); ``g`` the segment, or -1 for the
-    pipeline's (the first segment with moves whose chain fails in that trial is named)."""
+    pipeline's (then the first segment with moves whose chain fails in that trial is named).
+    The message names the segment, the stages on the loop (from that trial's draws) and the
+    trial."""
     trial = int(failed[0])
-    if trial < 0:
+    if trial < 0 or plan.chain is None:
         return
     from forecaster.errors import Problem, ScenarioError
+    from forecaster.scenario import chain as chains
 
-    name = plan.segment_names[g] if g >= 0 else None
+    chain, row = plan.chain, theta[trial - first]
+    S = len(plan.stage_names)
+    named, loop = None, list(plan.stage_names)
+    for k in ([g] if g >= 0 else [int(x) for x in np.flatnonzero(chain.has)]):
+        moves = [(s, int(chain.to[k, s, j]), float(row[k, int(chain.slot[k, s, j])]))
+                 for s in range(S) for j in range(int(chain.n_moves[k, s]))]
+        Q, _ = chains.matrices(row[k, THETA_CONVERT:THETA_CONVERT + S], moves)
+        if not chains.absorbed(Q) or g >= 0:
+            named, loop = plan.segment_names[k], chains.loop_stages(Q, plan.stage_names)
+            break
+    stages = " and ".join(loop) if len(loop) < 3 else ", ".join(loop)
     raise ScenarioError(plan.shown, [Problem(
-        f"segments.{name}.funnel" if name else "segments",
-        f"in trial {trial}, the drawn conversions and move shares{'' if name else ' of a segment with moves'} make "
-        "a loop of stages that no lead leaves (some expected number of visits is above 10,000); narrow the "
-        "distributions of the conversions or shares on that loop")])
+        f"segments.{named}.funnel" if named else "segments",
+        f"in trial {trial}, the drawn conversions and move shares make stages {stages} a loop that no lead "
+        "leaves (some expected number of visits is above 10,000); narrow the distributions of the "
+        "conversions or shares on that loop")])
 
 
 def _pipeline_count_keys(keys: StreamKeys):

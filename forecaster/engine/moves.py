@@ -276,7 +276,7 @@ def _visit_times(streams, trial, g, funnel, chain, n_visits, v_stage, v_exit, v_
     gen_days, gen_move = streams.gens[M_DAYS], streams.gens[M_MOVE_DAYS]
     in_turn, no_key = np.int64(0), np.uint64(0)
     for s in range(n_stages):
-        n = 0
+        n = np.int64(0)
         for k in range(n_visits):
             e = v_exit[k]
             if v_stage[k] == s and (e < 0 or chain.own_days[g, s, e] == 0):
@@ -295,7 +295,7 @@ def _visit_times(streams, trial, g, funnel, chain, n_visits, v_stage, v_exit, v_
         for j in range(chain.n_moves[g, s]):
             if chain.own_days[g, s, j] == 0:
                 continue
-            n = 0
+            n = np.int64(0)
             for k in range(n_visits):
                 if v_stage[k] == s and v_exit[k] == j:
                     idx[n] = k
@@ -365,10 +365,10 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     idx, buf = np.empty(1024, dtype=np.int64), np.empty(1024)  # scratch of the batched draws
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
-    log_n = 0
+    log_n = np.int64(0)
     cycling = counts.cycle != 0  # v2 F1: each won deal's days from arrival to win
     cyc_trial, cyc_days = np.empty(256 if cycling else 0, dtype=np.int64), np.empty(256 if cycling else 0)
-    cyc_n = 0
+    cyc_n = np.int64(0)
     gen_count, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
     gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
     gen_path = streams.gens[M_PATH]
@@ -525,7 +525,7 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
     v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
-    log_n = 0
+    log_n = np.int64(0)
     gen_convert, gen_days, gen_value = streams.gens[M_CONVERT], streams.gens[M_DAYS], streams.gens[M_VALUE]
     gen_rep, gen_slip, gen_path = streams.gens[M_REP], streams.gens[M_SLIP], streams.gens[M_PATH]
     gen_counts = streams.gens[M_COUNTS]

@@ -143,6 +143,10 @@ class Table:
     rows: list[list] = field(default_factory=list)
 
 
+STAGE_COUNT_METRICS = ("stage_entries", "losses")
+"""v2 F1's metrics, one per stage (``stage_entries.<stage>``): counts of leads."""
+
+
 class Units:
     """The unit of a metric or of one of its statistics, in a run's currency."""
 
@@ -158,6 +162,8 @@ class Units:
 
     def metric(self, metric: str) -> tuple[str, str]:
         """(unit, kind) of a metric's values (``overrides``: a summary's own units, by metric)."""
+        if metric.partition(".")[0] in STAGE_COUNT_METRICS:
+            return "leads", "count"
         if metric in self.overrides:
             unit = self.overrides[metric]
             return unit, "money" if unit == self.currency else "count"
@@ -190,6 +196,16 @@ class Units:
             return FRACTION, "number"
         if last in self.RATES:
             return self.RATES[last], "number"
+        if parts and parts[0] == "cycle_days":  # v2 F1: days from arrival to win, and how many deals
+            return ("deals", "integer") if last == "count" else ("days", "number")
+        if "win_probability" in parts or "win_rate" in parts:  # v2 F9, F12
+            return FRACTION, "fraction"
+        if "pipeline_value" in parts or (parts and parts[0] == "stage_value" and "value" in parts):
+            return self.currency, "money"
+        if last == "undefined":  # v2 F12: the trials whose break-even cannot be told
+            return "trials", "integer"
+        if "break_even" in parts or "ratio" in parts:
+            return "x quota", "number"
         if last == "rate" or last.endswith("_rate"):
             return "-", "number"  # a rate of unknown unit: no unit rather than a wrong one
         for p in parts:
@@ -373,16 +389,23 @@ def _reps_table(reps: dict, units: Units) -> Table:
 
 
 def _funnel_table(funnel: dict) -> Table:
+    chained = any("visits" in s for f in funnel.values() for s in f.get("stages", []))  # v2 B: moves
     cols = [Column("segment", None, "text"), Column("stage", None, "text"),
             Column("expected_entering", "leads", "count"), Column("open_pipeline", "deals", "integer")]
+    if chained:
+        cols += [Column("visits_per_new_lead", "visits", "number"), Column("win_probability", FRACTION, "fraction")]
     table = Table("funnel", "expected new leads entering each stage over the horizon (averaged over the trials' "
                             "draws; the row 'won' counts those won eventually) and the open pipeline's deals in "
-                            "each stage at the start", cols)
+                            "each stage at the start" + ("; for a segment with moves every visit is an entry, with "
+                                                         "a new lead's expected visits and the eventual win "
+                                                         "probability of a deal entering the stage" if chained else ""),
+                  cols)
     for seg, f in funnel.items():
         pipe = f.get("open_pipeline", {})
         for s in f.get("stages", []):
-            table.rows.append([seg, s["stage"], s["entering"], pipe.get(s["stage"])])
-        table.rows.append([seg, "won", f.get("won_eventually"), None])
+            row = [seg, s["stage"], s["entering"], pipe.get(s["stage"])]
+            table.rows.append(row + [s.get("visits"), s.get("win_probability")] if chained else row)
+        table.rows.append([seg, "won", f.get("won_eventually"), None] + ([None, None] if chained else []))
     return table
 
 
@@ -393,9 +416,14 @@ def run_tables(summary: dict, currency: str | None = None) -> list[Table]:
     """The tables of a run's ``summary.json``."""
     units = Units(currency or (summary.get("horizon") or {}).get("currency"))
     first, rest = _split(summary.get("metrics", {}))
+    counts = {m: b for m, b in rest.items() if m.partition(".")[0] in STAGE_COUNT_METRICS}
+    rest = {m: b for m, b in rest.items() if m not in counts}
     tables = [period_table("periods", "revenue, won deals and commission per period and in total over the horizon: "
                                       "mean, its 95% interval, standard deviation and percentiles over the trials",
                            [([], first)], [], units)]
+    if counts:  # v2 F1: outputs.stage_entries / losses
+        tables.append(period_table("stages", "entries into each stage and leads lost at each stage per period and in "
+                                             "total over the horizon (summed over segments)", [([], counts)], [], units))
     if rest:
         tables.append(period_table("after_sale", "after-sale outputs per period (flows) and at each period's end "
                                                  "(stocks: active_customers, mrr); the total row of a stock is its "

@@ -515,7 +515,8 @@ def _own_stages(name: str, seg: Segment, stages: list, path: Path, ctx: Context)
     for i, stage in enumerate(own):
         if stage not in stages:
             ok = False
-            ctx.error(at + (i,), f"is not one of the stages{suggest(stage, stages)}; stages: {', '.join(stages)}")
+            ctx.error(at + (i,), f"names {stage!r}, which is not one of the stages{suggest(stage, stages)}; "
+                                 f"stages: {', '.join(stages)}")
     if ok:
         for a, b in zip(own, own[1:]):
             if stages.index(a) > stages.index(b):
@@ -661,11 +662,20 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 def _outputs_need(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """Outputs that need another key (v2 F12: coverage needs a pipeline), or that cannot be
-    combined with one yet (cycle_days with a capacity)."""
+    combined with one yet (cycle_days with a capacity; by_source with a capacity that shares
+    a month's room between sources by value, without customers)."""
     outputs = v["outputs"]
     if outputs not in (None, INVALID) and outputs.cycle_days and v["capacity"] not in (None, INVALID):
         ctx.error(path + ("outputs", "cycle_days"), "cannot be combined with capacity yet (a deal the team's capacity "
                                                     "makes wait is won later than its cycle): remove one")
+        return False
+    segments = v["segments"]
+    if outputs not in (None, INVALID) and outputs.by_source and v["capacity"] not in (None, INVALID) \
+            and segments not in (None, INVALID) and not any(seg.customer for seg in segments.values()):
+        ctx.error(path + ("outputs", "by_source"), "cannot be combined with capacity yet, unless a segment has a "
+                                                   "customer block (then the team admits deals one by one): a "
+                                                   "month's room is shared between sources by value, so a source's "
+                                                   "revenue would not be its own deals'; remove one")
         return False
     if outputs in (None, INVALID) or not outputs.coverage or v["pipeline"] not in (None, INVALID):
         return True

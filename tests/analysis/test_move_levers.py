@@ -57,3 +57,31 @@ def test_runs_by_source_give_the_whole_runs_effects_with_moves(tmp_path):
         for d in ("minus", "plus"):
             x, y = a[name][d]["revenue"]["mean"], b[name][d]["revenue"]["mean"]
             assert abs(x - y) <= 1e-6 * max(1.0, abs(y)), (name, d, x, y)
+
+
+def test_a_share_step_that_could_push_its_stages_shares_above_one_is_skipped(tmp_path):
+    """Two shares of 0.5 on one stage: +10% on the odds of one makes them sum to 1.0238 in
+    every trial, which the format refuses: the lever is skipped and said so, never run."""
+    text = """\
+name: two-shares
+start: 2027-01-01
+end: 2027-01-31
+trials: 100
+stages: [a, b, c]
+segments:
+  s:
+    leads: {per_day: 10}
+    funnel:
+      a: {convert: 0.5, days: 0}
+      b: {convert: 0.4, days: 0}
+      c: {convert: 0.5, days: 0, moves: [{to: a, share: 0.5}, {to: b, share: 0.5}]}
+    deal_value: 1
+"""
+    path = tmp_path / "two.yaml"
+    path.write_text(text)
+    for mode in ("odds", "relative"):
+        summary, _ = sens.sensitivity(path, trials=100, convert_step=mode)
+        skipped = {(s["lever"], s["direction"]) for s in summary["skipped"]}
+        assert ("s: c move to a share", "+") in skipped and ("s: c move to b share", "+") in skipped, mode
+        why = [s["why"] for s in summary["skipped"] if s["lever"] == "s: c move to a share"][0]
+        assert "could sum to" in why or "sum to" in why, why

@@ -289,3 +289,29 @@ def test_pipeline_coverage_with_moves_uses_the_age_conditioned_exits(make):
     cov = coverage_summary(sc, build_plan(sc), ds["inputs"].values)
     assert cov["pipeline_value"] == 2000
     assert cov["win_rate"]["mean"] == pytest.approx((0.320519 + 0.248447) / 2, abs=2e-6)
+
+
+def test_a_trial_whose_chain_fails_names_its_stages(tmp_path):
+    """B.5: the per-trial failure names the segment, the stages of the loop and the trial."""
+    text = """\
+name: loop2
+start: 2027-01-01
+end: 2027-01-31
+trials: 200
+seed: 3
+stages: [a, b, c]
+segments:
+  s:
+    leads: {per_day: 1}
+    funnel:
+      a: {convert: 0.5, days: 0}
+      b: {convert: 1, days: 0}
+      c: {convert: {dist: beta, mean: 0.05, concentration: 1}, days: 0, moves: [{to: b, share: 1}]}
+    deal_value: 1
+"""
+    path = tmp_path / "loop2.yaml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "forecaster", "run", str(path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "segments.s.funnel" in proc.stderr and "stages b and c a loop" in proc.stderr, proc.stderr

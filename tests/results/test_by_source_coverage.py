@@ -162,7 +162,15 @@ def _extensions(tmp_path, extra: str, customers: bool = False) -> fc.Scenario:
     return fc.load_scenario(path)
 
 
-@pytest.mark.parametrize("customers", [False, True], ids=["capacity-by-segment", "capacity-deal-by-deal"])
+def test_sources_with_a_capacity_that_shares_room_by_value_are_refused(tmp_path):
+    """Without customers a capacity admits a month's wins by segment, by value: a source's
+    revenue would not be its own deals' (a review found pipeline revenue in months where the
+    pipeline won nothing), so the pair is refused."""
+    with pytest.raises(fc.ScenarioError, match="outputs.by_source cannot be combined with capacity yet"):
+        _extensions(tmp_path, "outputs: {by_source: true}\n")
+
+
+@pytest.mark.parametrize("customers", [True], ids=["capacity-deal-by-deal"])
 def test_asking_for_sources_and_coverage_changes_no_other_number(tmp_path, customers):
     plain = fc.simulate(_extensions(tmp_path, "", customers), trials=600)
     asked = fc.simulate(_extensions(tmp_path, "outputs: {by_source: true, coverage: true}\n", customers), trials=600)
@@ -180,24 +188,11 @@ def test_a_capacity_that_never_binds_leaves_each_source_its_deals(tmp_path):
     text = (ROOT / "tests" / "golden" / "extensions.yaml").read_text()
     text = text.replace("../../scenarios/", str(ROOT / "scenarios") + "/")
     path = tmp_path / "roomy.yaml"
+    line = "    deal_value: {dist: lognormal, median: 6000, sigma: 0.7}\n"  # customers: deals admitted one by one
+    text = text.replace(line, line + "    customer: {recognition: {over_months: 12}}\n", 1)
     path.write_text(text.replace("won_per_month: 90", "won_per_month: 10000000") + "outputs: {by_source: true}\n")
     roomy = fc.load_scenario(path)
     free = dataclasses.replace(roomy, capacity=None)
     a, b = fc.simulate(free, trials=300), fc.simulate(roomy, trials=300)
     assert np.array_equal(a["won_deals_by_source"].values, b["won_deals_by_source"].values)
     assert np.allclose(a["revenue_by_source"].values, b["revenue_by_source"].values, rtol=1e-12)
-
-
-def test_an_output_not_built_yet_is_still_refused(tmp_path):
-    from forecaster.scenario.schema import NOT_BUILT_OUTPUTS
-
-    if not NOT_BUILT_OUTPUTS:
-        pytest.skip("every output of v2 F is produced")
-    key = NOT_BUILT_OUTPUTS[0]  # stage_value was the example here until v2 F9 built it
-    path = tmp_path / "s.yaml"
-    _pipeline(tmp_path / "open.csv")
-    path.write_text(HEAD.format(trials=10) + ONE_STAGE + f"outputs: {{{key}: true, by_source: true}}\n")
-    with pytest.raises(fc.ScenarioError) as err:
-        fc.load_scenario(path)
-    assert f"outputs.{key} is not produced by this version of forecaster yet" in str(err.value)
-    assert "by_source" not in str(err.value)

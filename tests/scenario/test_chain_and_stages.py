@@ -119,7 +119,7 @@ def test_a_loop_no_lead_leaves(tmp_path):
 @pytest.mark.parametrize("extra,fragment", [
     ("    stages: [b, a]\n", "segments.s.stages must keep the order of stages: b comes after a"),
     ("    stages: []\n", "segments.s.stages"),
-    ("    stages: [a, x]\n", "segments.s.stages[1] is not one of the stages"),
+    ("    stages: [a, x]\n", "segments.s.stages[1] names 'x', which is not one of the stages"),
     ("    stages: [a, c]\n", "segments.s.funnel.b s does not pass b"),
 ])
 def test_bad_segment_stages(tmp_path, extra, fragment):
