@@ -160,9 +160,7 @@ def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, f
     S = len(plan.stage_names)
     named, loop = None, list(plan.stage_names)
     for k in ([g] if g >= 0 else [int(x) for x in np.flatnonzero(chain.has)]):
-        moves = [(s, int(chain.to[k, s, j]), float(row[k, int(chain.slot[k, s, j])]))
-                 for s in range(S) for j in range(int(chain.n_moves[k, s]))]
-        Q, _ = chains.matrices(row[k, THETA_CONVERT:THETA_CONVERT + S], moves)
+        Q, _ = chains.matrices(row[k, THETA_CONVERT:THETA_CONVERT + S], moves.record_moves(chain, k, row[k]))
         if not chains.absorbed(Q) or g >= 0:
             named, loop = plan.segment_names[k], chains.loop_stages(Q, plan.stage_names)
             break

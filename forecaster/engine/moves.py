@@ -89,6 +89,14 @@ class ChainPipeline(NamedTuple):
     owner: I64_1      # (N,) rep index, or -1 to assign one
 
 
+def record_moves(chain: Chain, g: int, values: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Segment ``g``'s moves as (from, to, share) with ``to`` -1 for won and the share read from
+    ``values`` (theta's slots: shape (K,) for a trial, or (trials, K)) (Python, for the
+    results and the messages; the kernels read the record themselves)."""
+    return [(s, int(chain.to[g, s, j]), values[..., int(chain.slot[g, s, j])])
+            for s in range(chain.n_moves.shape[1]) for j in range(int(chain.n_moves[g, s]))]
+
+
 @jit
 def chain_of(theta, t, g, chain, n_stages, Q, R):
     """Fill Q (S, S) and R (S,) of segment g's chain at trial t (v2 B.2)."""

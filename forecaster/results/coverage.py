@@ -28,7 +28,9 @@ import math
 import numpy as np
 
 from forecaster.engine.interface import LOST_ONLY, NO_MASS, ORDINARY, THETA_CONVERT, WON_ONLY
+from forecaster.engine.moves import record_moves
 from forecaster.results.stats import describe
+from forecaster.scenario import chain as chains
 from forecaster.scenario.model import Scenario
 
 
@@ -58,20 +60,7 @@ def chain_win_probabilities(sc: Scenario, plan, inputs: np.ndarray) -> np.ndarra
     h = np.zeros((T, len(sc.segments), S))
     for g in map(int, np.flatnonzero(chain.has)):
         p = inputs[:, g, THETA_CONVERT:THETA_CONVERT + S]
-        Q, R = np.zeros((T, S, S)), np.zeros((T, S))
-        for s in range(S):
-            if s + 1 < S:
-                Q[:, s, s + 1] = p[:, s]
-            else:
-                R[:, s] = p[:, s]
-            for j in range(int(chain.n_moves[g, s])):
-                share = (1.0 - p[:, s]) * inputs[:, g, int(chain.slot[g, s, j])]
-                target = int(chain.to[g, s, j])
-                if target < 0:
-                    R[:, s] += share
-                else:
-                    Q[:, s, target] += share
-        h[:, g] = np.linalg.solve(np.eye(S)[None] - Q, R[..., None])[..., 0]
+        h[:, g] = chains.solve_trials(*chains.matrices(p, record_moves(chain, g, inputs[:, g])))[0]
     out = np.zeros((T, pipe.segment.shape[0]))
     for i in range(pipe.segment.shape[0]):
         g, s0 = int(pipe.segment[i]), int(pipe.stage[i])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from forecaster.errors import ForecasterError
-from forecaster.scenario.chain import segment_moves
+from forecaster.scenario.chain import matrices, segment_moves, solve_trials
 from forecaster.scenario.model import Scenario, Segment
 
 
@@ -47,17 +47,7 @@ def win_probabilities(convert: np.ndarray, moves=()) -> np.ndarray:
         for s in range(S - 2, -1, -1):
             h[:, s] = p[:, s] * h[:, s + 1]
         return h
-    Q, R = np.zeros((T, S, S)), np.zeros((T, S))
-    for s in range(S - 1):
-        Q[:, s, s + 1] = p[:, s]
-    R[:, S - 1] = p[:, S - 1]
-    for s, t, share in moves:
-        add = (1.0 - p[:, s]) * np.asarray(share, dtype=float)
-        if t < 0:
-            R[:, s] += add
-        else:
-            Q[:, s, t] += add
-    return np.linalg.solve(np.eye(S) - Q, R[:, :, None])[:, :, 0]
+    return solve_trials(*matrices(p, moves))[0]
 
 
 def segment_win_probabilities(scenario: Scenario, g: int, quantities, inputs) -> tuple[list[str], np.ndarray]:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
+from forecaster.engine.moves import record_moves
 from forecaster.engine.plan import build_plan
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.results.stats import PERCENTILES, Z975, _num, describe  # noqa: F401 (re-exported: compare, tests)
+from forecaster.scenario import chain as chains
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
 
@@ -222,24 +224,9 @@ def _chain_funnel(plan, g: int, inputs: np.ndarray, arrivals: np.ndarray) -> dic
     expected entries (arrivals x N[0, s], every visit an entry), the expected visits of a new
     lead N[0, s] and the eventual win probability h_s of a deal entering it; and the leads
     won eventually (arrivals x h_0). Means over trials."""
-    chain, S = plan.chain, len(plan.stage_names)
-    T = inputs.shape[0]
-    Q, R = np.zeros((T, S, S)), np.zeros((T, S))
+    S = len(plan.stage_names)
     p = inputs[:, g, THETA_CONVERT:THETA_CONVERT + S]
-    for s in range(S):
-        if s + 1 < S:
-            Q[:, s, s + 1] = p[:, s]
-        else:
-            R[:, s] = p[:, s]
-        for j in range(int(chain.n_moves[g, s])):
-            share = (1.0 - p[:, s]) * inputs[:, g, int(chain.slot[g, s, j])]
-            target = int(chain.to[g, s, j])
-            if target < 0:
-                R[:, s] += share
-            else:
-                Q[:, s, target] += share
-    N = np.linalg.inv(np.eye(S)[None, :, :] - Q)
-    h = np.einsum("tij,tj->ti", N, R)
+    h, N = chains.solve_trials(*chains.matrices(p, record_moves(plan.chain, g, inputs[:, g])))
     stages = [{"stage": stage, "entering": float(np.mean(arrivals * N[:, 0, s])),
                "visits": float(np.mean(N[:, 0, s])), "win_probability": float(np.mean(h[:, s]))}
               for s, stage in enumerate(plan.stage_names)]

@@ -19,23 +19,31 @@ MAX_RADIUS = 1.0 - 1e-9
 
 
 def matrices(convert: np.ndarray, moves) -> tuple[np.ndarray, np.ndarray]:
-    """Q (S, S) and R (S,) of B.2.
+    """Q (..., S, S) and R (..., S) of B.2.
 
-    ``convert``: p_s, shape (S,); ``moves``: (from, to, share) triples, ``to`` a stage index
-    or -1 for won. Q[s, s+1] = p_s, R[S-1] = p_{S-1}, and each move adds (1 - p_s) share.
+    ``convert``: p_s, shape (S,), or (trials, S) for every trial at once; ``moves``: (from,
+    to, share) triples, ``to`` a stage index or -1 for won, ``share`` a number or shape
+    (trials,). Q[s, s+1] = p_s, R[S-1] = p_{S-1}, and each move adds (1 - p_s) share.
     """
     p = np.asarray(convert, dtype=float)
-    S = p.shape[0]
-    Q, R = np.zeros((S, S)), np.zeros(S)
+    S = p.shape[-1]
+    Q, R = np.zeros(p.shape[:-1] + (S, S)), np.zeros(p.shape)
     for s in range(S - 1):
-        Q[s, s + 1] = p[s]
-    R[S - 1] = p[S - 1]
+        Q[..., s, s + 1] = p[..., s]
+    R[..., S - 1] = p[..., S - 1]
     for s, t, share in moves:
+        add = (1.0 - p[..., s]) * np.asarray(share, dtype=float)
         if t < 0:
-            R[s] += (1.0 - p[s]) * share
+            R[..., s] += add
         else:
-            Q[s, t] += (1.0 - p[s]) * share
+            Q[..., s, t] += add
     return Q, R
+
+
+def solve_trials(Q: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, N) of :func:`solve` for every trial: Q (trials, S, S), R (trials, S)."""
+    N = np.linalg.inv(np.eye(Q.shape[-1])[None] - Q)
+    return np.einsum("tij,tj->ti", N, R), N
 
 
 def absorbed(Q: np.ndarray) -> bool:
