@@ -617,7 +617,10 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                         changed, problems = apply_changes(copy.deepcopy(doc), change.changes, "")
                         if problems:
                             raise ScenarioError(str(path), problems)
-                        sc = build_scenario(changed, {}, f"{path} ({lever.name} x{factor:g})",
+                        step_name = f"x{factor:g}" if lever.kind not in PROBABILITY_KINDS or convert_step == "relative" \
+                            else f"{'+' if j else '-'}{step:g} points" if convert_step == "points" \
+                            else f"odds x{factor:g}"
+                        sc = build_scenario(changed, {}, f"{path} ({lever.name} {step_name})",
                                             base_dir=source.parent, raw=raw, source=source)
                     except ScenarioError as exc:  # e.g. a probability pushed past 0 or 1 (points)
                         skipped.append({"lever": lever.name, "direction": "-+"[j],

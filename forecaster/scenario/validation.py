@@ -302,6 +302,9 @@ class ListOf(Node):
     doc: str = ""
 
     def expected(self) -> str:
+        if isinstance(self.item, Record):  # "a list of a move with keys ...s" reads badly
+            what = f"a list, each item {self.item.expected()}"
+            return what if self.min_items == 0 else f"{what}, at least {self.min_items}"
         return f"a list of {self.item.expected()}s" if self.min_items == 0 else \
             f"a list of at least {self.min_items} ({self.item.expected()})"
 
