@@ -208,7 +208,7 @@ def _extensions(tmp_path, extra: str) -> fc.Scenario:
 
 def test_asking_for_the_counts_changes_no_other_number(tmp_path):
     plain = fc.simulate(_extensions(tmp_path, ""), trials=400)
-    asked = fc.simulate(_extensions(tmp_path, "outputs: {stage_entries: true, losses: true, by_source: true}\n"),
+    asked = fc.simulate(_extensions(tmp_path, "outputs: {stage_entries: true, losses: true}\n"),
                         trials=400)
     for name in plain.data_vars:
         assert np.array_equal(plain[name].values, asked[name].values, equal_nan=True), name
