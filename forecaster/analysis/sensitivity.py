@@ -113,9 +113,12 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     stages = list(scenario.stages)
 
     # paths as literal keys: a segment or stage may be named "eu.north" or "[new]"
-    def lead_path(name):
-        source = next(k for k in LEAD_SOURCES if k in doc["segments"][name]["leads"])
-        return Literal(("segments", name, "leads", source))
+    def lead_paths(name):  # v2 C.4: a bought segment's every monthly budget, never its reference budget
+        leads = doc["segments"][name]["leads"]
+        source = next(k for k in LEAD_SOURCES if k in leads)
+        by_month = leads.get("budget_by_month") or {}
+        return (Literal(("segments", name, "leads", source)),
+                *(Literal(("segments", name, "leads", "budget_by_month", m)) for m in by_month))
 
     def day_paths(name, stage):
         entry = doc["segments"][name]["funnel"][stage]
@@ -131,7 +134,7 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     own = {name: [s for s in stages if seg.passes(s)] for name, seg in scenario.segments.items()}
     after_sale, after_sale_everywhere = _after_sale_levers(doc, scenario)
     for name in scenario.segments:
-        out.append(Lever(f"{name}: leads", "leads", name, (lead_path(name),)))
+        out.append(Lever(f"{name}: leads", "leads", name, lead_paths(name)))
         for stage in own[name]:
             out.append(Lever(f"{name}: {stage} convert", "convert", name, (convert_path(name, stage),)))
         for stage in own[name]:  # v2 B.4: a lever per move's share
@@ -144,7 +147,7 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
         out.extend(lever for lever in after_sale if lever.scope == name)
     names = list(scenario.segments)
     everywhere = "all segments"  # kept even for one segment: the three moves are read from these
-    out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(lead_path(n) for n in names)))
+    out.append(Lever("all: leads (expansion)", "leads", everywhere, tuple(p for n in names for p in lead_paths(n))))
     for stage in stages:
         paths = tuple(convert_path(n, stage) for n in names if stage in own[n])
         if paths:

@@ -48,17 +48,28 @@ scenario with a ``customer`` block (absent otherwise, so v1 files keep their lay
 RENEW, EXPANSION, PER_MONTH, DROPOUT, CANCEL_PROBABILITY = range(5)
 
 
-def theta_size(n_stages: int, after_sale: bool = False, n_moves: int = 0) -> int:
-    """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots, and the
-    shares of ``n_moves`` moves, v2 B)."""
-    return THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0) + n_moves
+RESPONSE = ("response.elasticity", "response.half_saturation", "response.slope")
+"""v2 C: a bought segment's response curve, the last slots of theta in a scenario where a
+segment has ``response`` (absent otherwise); RESPONSE_ELASTICITY .. RESPONSE_SLOPE after the
+first."""
+RESPONSE_ELASTICITY, RESPONSE_HALF_SATURATION, RESPONSE_SLOPE = range(3)
+NO_RESPONSE, POWER, HILL = range(3)
+"""v2 C: ``Funnel.response_curve``'s codes."""
 
 
-def quantity_names(stages, after_sale: bool = False, moves=()) -> tuple[str, ...]:
+def theta_size(n_stages: int, after_sale: bool = False, n_moves: int = 0, response: bool = False) -> int:
+    """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots, the
+    shares of ``n_moves`` moves, v2 B, and the response's, v2 C)."""
+    return (THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0) + n_moves
+            + (len(RESPONSE) if response else 0))
+
+
+def quantity_names(stages, after_sale: bool = False, moves=(), response: bool = False) -> tuple[str, ...]:
     """The name of each slot of theta (also the name of the stream that draws it); ``moves``:
-    the (stage, to) pairs with a share slot, ``move.<stage>.<to>`` (v2 B), last."""
+    the (stage, to) pairs with a share slot, ``move.<stage>.<to>`` (v2 B); then, with
+    ``response``, the response curve's (v2 C), last."""
     return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages), *(AFTER_SALE if after_sale else ()),
-            *(f"move.{s}.{to}" for s, to in moves))
+            *(f"move.{s}.{to}" for s, to in moves), *(RESPONSE if response else ()))
 
 
 # --- random streams ---------------------------------------------------------------------------
@@ -186,6 +197,10 @@ class Funnel(NamedTuple):
     reps: I64_2             # (G, max(1, most reps of a segment)) rep indices covering each segment
     n_reps: I64_1           # (G,) how many of reps[g] count (0 without a team)
     pool: F64_1             # the empirical distributions' values (at least one slot)
+    response_curve: I64_1   # (G,) v2 C: NO_RESPONSE, POWER or HILL
+    response_slot: I64_1    # (G,) theta's slot of response.elasticity (the curve's draws follow), or -1
+    budget_ratio: F64_2     # (G, M) month k's budget over the reference budget B_k / B0 (1 without response)
+    reference_budget: F64_1  # (G,) B0 [currency per month] (1 without response)
 
 
 class Pipeline(NamedTuple):

@@ -107,6 +107,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     LOST_ONLY,
     MIXING,
     NO_MASS,
+    NO_RESPONSE,
     NONE,
     NORMAL,
     ORDINARY,
@@ -114,6 +115,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     PERT,
     PIPELINE_COUNTS,
     PIPELINE_STAGE_VALUE,
+    POWER,
     QUANTITY,
     RENEW,
     RENEWAL,
@@ -121,6 +123,9 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     REPEAT,
     REPEAT_BUYER,
     REPEAT_VALUE,
+    RESPONSE_ELASTICITY,
+    RESPONSE_HALF_SATURATION,
+    RESPONSE_SLOPE,
     SHOCK_CONVERT,
     SHOCK_LEADS,
     SLIP,
@@ -417,6 +422,53 @@ def draw_above(gen, code, p0, p1, p2, p3, pool, a, sf):
         i = first + int(gen.random() * (n - first))
         return pool[off + min(i, n - 1)]
     raise ValueError("unknown distribution code")
+
+
+@jit
+def softplus(z):
+    """log(1 + e^z) without overflow."""
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+@jit
+def response_factor(curve, x, beta, kappa, n):
+    """g(B) / g(B0) of a response curve (v2 C.2) at budget ratio ``x`` = B / B0: x^beta for
+    ``POWER``; for ``HILL``, x^n (kappa^n + 1) / (kappa^n + x^n) with kappa = K / B0, written in
+    logs so that no power overflows. Exactly 1 at x = 1, 0 at x = 0."""
+    if curve == NO_RESPONSE:
+        return 1.0
+    if not x > 0.0:
+        return 0.0
+    if curve == POWER:
+        return x ** beta
+    a, b = n * math.log(kappa), n * math.log(x)
+    return math.exp(b + softplus(-a) - softplus(b - a))
+
+
+@jit
+def lead_growth(funnel, theta, t, segment, growth):
+    """Month k's factor on a segment's lead rate in trial ``t``, into ``growth[k]``:
+    (1 + growth_per_month)^k, times the response of month k's budget (v2 C), g(B_k) / g(B0)
+    with the trial's draws of the curve (1 without a response)."""
+    growth[0] = 1.0
+    for k in range(1, growth.shape[0]):
+        growth[k] = growth[k - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+    curve = funnel.response_curve[segment]
+    if curve != NO_RESPONSE:
+        j = funnel.response_slot[segment]
+        beta = theta[t, segment, j + RESPONSE_ELASTICITY]
+        kappa = theta[t, segment, j + RESPONSE_HALF_SATURATION] / funnel.reference_budget[segment]
+        n = theta[t, segment, j + RESPONSE_SLOPE]
+        for k in range(growth.shape[0]):
+            growth[k] *= response_factor(curve, funnel.budget_ratio[segment, k], beta, kappa, n)
+
+
+@jit
+def lead_growths(funnel, theta, segment, out):
+    """:func:`lead_growth` of every trial of ``theta`` (trials, segments, K) into ``out``
+    (trials, months), for the results layer (the expected arrivals of the summary's funnel)."""
+    for t in range(theta.shape[0]):
+        lead_growth(funnel, theta, t, segment, out[t])
 
 
 @jit
@@ -729,9 +781,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         scale = (1.0 / base if rate_is_cost else base) * p_win
         if not scale > 0.0:
             continue
-        growth[0] = 1.0
-        for k in range(1, growth.shape[0]):
-            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+        lead_growth(funnel, theta, t, segment, growth)
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, segment, k]
@@ -1767,9 +1817,7 @@ def simulate_lost_stage_values(streams, trial0, funnel, segment, stage_values, t
         rate = 1.0 / base if rate_is_cost else base
         if not rate > 0.0:
             continue
-        growth[0] = 1.0
-        for k in range(1, growth.shape[0]):
-            growth[k] = growth[k - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+        lead_growth(funnel, theta, t, segment, growth)
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, segment, k]
@@ -1959,9 +2007,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
         rate = 1.0 / base if rate_is_cost else base
         if not rate > 0.0:
             continue
-        growth[0] = 1.0
-        for j in range(1, n_months):
-            growth[j] = growth[j - 1] * (1.0 + theta[t, segment, THETA_GROWTH])
+        lead_growth(funnel, theta, t, segment, growth)
         for j in range(n_months):
             for s in range(n_stages):
                 convert[j, s] = theta[t, segment, THETA_CONVERT + s]

@@ -47,10 +47,19 @@ from forecaster.engine.interface import (
     I64_1,
     I64_2,
     THETA_CONVERT,
-    THETA_GROWTH,
     THETA_LEADS,
 )
-from forecaster.engine.kernels import _book, _grown, _slip_by, _slipped, _uniform, draw_above, draw_one, draws
+from forecaster.engine.kernels import (
+    _book,
+    _grown,
+    _slip_by,
+    _slipped,
+    _uniform,
+    draw_above,
+    draw_one,
+    draws,
+    lead_growth,
+)
 
 I64_3 = Annotated[np.ndarray, np.int64, 3]
 F64_4 = Annotated[np.ndarray, np.float64, 4]
@@ -395,9 +404,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if not scale > 0.0:
             t += 1
             continue
-        growth[0] = 1.0
-        for k in range(1, growth.shape[0]):
-            growth[k] = growth[k - 1] * (1.0 + theta[t, g, THETA_GROWTH])
+        lead_growth(funnel, theta, t, g, growth)
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
@@ -750,9 +757,7 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         scale = (1.0 / base if rate_is_cost else base) * (1.0 - h[0])
         if not scale > 0.0:
             continue
-        growth[0] = 1.0
-        for k in range(1, growth.shape[0]):
-            growth[k] = growth[k - 1] * (1.0 + theta[t, g, THETA_GROWTH])
+        lead_growth(funnel, theta, t, g, growth)
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]

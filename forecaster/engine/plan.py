@@ -20,6 +20,7 @@ from forecaster.engine.interface import (
     EXPONENTIAL,
     FIXED,
     GAMMA,
+    HILL,
     LOGNORMAL,
     LOST_ONLY,
     NO_MASS,
@@ -28,6 +29,7 @@ from forecaster.engine.interface import (
     ONE_OFF,
     ORDINARY,
     PERT,
+    POWER,
     REPEAT_BUYER,
     SUBSCRIPTION,
     THETA_CONVERT,
@@ -346,7 +348,8 @@ def build_plan(sc: Scenario) -> Plan:
     G, S, D = len(sc.segments), len(sc.stages), sc.days
     after_sale = sc.has_customers
     moves = move_quantities(sc)  # v2 B: a slot of theta for each (stage, to) with a move, last
-    K = theta_size(S, after_sale, len(moves))
+    responding = any(seg.leads.response is not None for seg in sc.segments.values())  # v2 C: slots last
+    K = theta_size(S, after_sale, len(moves), responding)
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
     fy = sc.fiscal_start_month
@@ -365,6 +368,13 @@ def build_plan(sc: Scenario) -> Plan:
     covering = [[rep_index[r.name] for r in sc.reps if seg in r.segments] for seg in sc.segments]
     segment_reps = np.full((G, max([1, *map(len, covering)])), -1, dtype=np.int64)
     segment_n_reps = np.zeros(G, dtype=np.int64)
+    n_months = int(elapsed[-1]) + 1
+    month_of = np.zeros(n_months, dtype=np.int64)  # calendar month (1-12) of each elapsed month
+    month_of[elapsed] = month
+    response_curve = np.zeros(G, dtype=np.int64)
+    response_slot = np.full(G, -1, dtype=np.int64)
+    budget_ratio = np.ones((G, n_months))
+    reference_budget = np.ones(G)
 
     for g, seg in enumerate(sc.segments.values()):
         leads = seg.leads
@@ -380,8 +390,7 @@ def build_plan(sc: Scenario) -> Plan:
                 param_codes[g, THETA_CONVERT + S + i], param_pars[g, THETA_CONVERT + S + i] = enc(dist)
         rate_is_cost[g] = source == "budget_per_month"
         unit = {"per_day": np.ones(D), "per_week": np.full(D, 1 / 7), "per_month": 1.0 / month_len,
-                "budget_per_month": leads.budget_per_month / month_len if leads.budget_per_month else
-                np.zeros(D)}[source]
+                "budget_per_month": _budget_per_day(leads, month, month_len)}.get(source)
         season = np.array([leads.seasonality.get(int(m), 1.0) for m in month])
         day_mean[g] = unit * season
         dispersion[g] = leads.dispersion
@@ -391,6 +400,17 @@ def build_plan(sc: Scenario) -> Plan:
         segment_n_reps[g] = len(covering[g])
         segment_reps[g, :len(covering[g])] = covering[g]
 
+    if responding:  # v2 C: the curve's draws in the last slots; month k's budget as B_k / B0
+        first_response = theta_size(S, after_sale, len(moves))
+        for g, seg in enumerate(sc.segments.values()):
+            response = seg.leads.response
+            for i, dist in enumerate(response.quantities() if response else (Distribution.fixed(0.0),) * 3):
+                param_codes[g, first_response + i], param_pars[g, first_response + i] = enc(dist)
+            if response is not None:
+                response_curve[g] = POWER if response.curve == "power" else HILL
+                response_slot[g] = first_response
+                reference_budget[g] = response.reference_budget
+                budget_ratio[g] = [seg.leads.budget(int(m)) / response.reference_budget for m in month_of]
     chain = None
     if moves:
         first_move = theta_size(S, after_sale)
@@ -413,7 +433,9 @@ def build_plan(sc: Scenario) -> Plan:
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
                    lead_days_pars=np.take_along_axis(days_pars, order[:, :, None], axis=1), value_codes=value_codes,
-                   value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array())
+                   value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array(),
+                   response_curve=response_curve, response_slot=response_slot, budget_ratio=budget_ratio,
+                   reference_budget=reference_budget)
     customers = customers._replace(pool=funnel.pool)  # one pool: the encoder's, complete now
     stage_values = stage_values._replace(pool=funnel.pool)
     stage_counts = stage_counts._replace(pool=funnel.pool) if stage_counts is not None else None
@@ -434,7 +456,7 @@ def build_plan(sc: Scenario) -> Plan:
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=quantity_names(sc.stages, after_sale, moves), rep_names=sc.rep_names,
+        quantity_names=quantity_names(sc.stages, after_sale, moves, responding), rep_names=sc.rep_names,
         quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
         pipeline=typed(Pipeline, **_pipeline_arrays(without_moves, enc, rep_index)),
         closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
@@ -448,6 +470,17 @@ def build_plan(sc: Scenario) -> Plan:
         segment_stages=tuple(tuple(s for s in sc.stages if seg.passes(s)) for seg in sc.segments.values()),
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
                                                              chain.to.shape[2])._asdict()) if chain else None)
+
+
+def _budget_per_day(leads, month: np.ndarray, month_len: np.ndarray) -> np.ndarray:
+    """Each day's share of its month's budget [currency per day], shape (D,): the month's
+    budget (``budget_by_month``, else ``budget_per_month``) over its days; with ``response``
+    (v2 C), the reference budget's, whose curve then scales each month by g(B_k) / g(B0)."""
+    if leads.response is not None:
+        return leads.response.reference_budget / month_len
+    if not leads.budget_by_month:  # v1
+        return leads.budget_per_month / month_len if leads.budget_per_month else np.zeros(month.shape[0])
+    return np.array([leads.budget(int(m)) for m in month]) / month_len
 
 
 def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageCounts:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.engine import kernels
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.moves import record_moves
 from forecaster.engine.plan import build_plan
@@ -202,7 +203,12 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
         weights = np.bincount(k, weights=plan.day_mean[g])  # sum of f_d over the days of month k
         with np.errstate(divide="ignore"):
             scale = 1.0 / base if plan.rate_is_cost[g] else base
-        arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
+        if plan.funnel.response_curve[g]:  # v2 C: each trial's month factors with its response curve
+            months = np.empty((base.shape[0], weights.shape[0]))
+            kernels.lead_growths(plan.funnel, np.ascontiguousarray(inputs, dtype=float), g, months)
+            arrivals = scale * (months @ weights)
+        else:
+            arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
         open_pipeline = {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
                          for s, stage in enumerate(plan.stage_names)}
         own = plan.segment_stages[g] if plan.segment_stages else plan.stage_names  # v2 F4: only its stages

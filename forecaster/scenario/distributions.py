@@ -112,6 +112,8 @@ PROBABILITY = Role("a probability", 0.0, 1.0,
 NONNEGATIVE = Role("a number", 0.0, math.inf)
 POSITIVE = Role("a number", 0.0, math.inf, lo_open=True)
 GROWTH = Role("a growth rate", -1.0, math.inf, lo_open=True)
+ELASTICITY = Role("an elasticity", 0.0, 1.0, lo_open=True, families=PROBABILITY.families)
+"""v2 C: a power response's exponent, in (0, 1]."""
 
 
 @dataclass(frozen=True)

@@ -60,13 +60,13 @@ def expected_leads(leads, start: date, end: date) -> float:
     """Expected leads of one segment from ``start`` to ``end``: month by month, the mean
     rate per day times the month's days in the horizon and its seasonality, compounded by
     the mean growth from the first month; bought leads at budget x E[1 / cost]
-    (:func:`inverse_mean`). inf where it overflows."""
+    (:func:`inverse_mean`), the month's budget through the response curve at its means (v2 C).
+    inf where it overflows."""
     import calendar
 
     src = leads.source
     growth = leads.growth_per_month.mean() if leads.growth_per_month is not None else 0.0
     log_growth = math.log1p(growth) if growth > -1 else -math.inf
-    bought = leads.budget_per_month * inverse_mean(leads.cost_per_lead) if src == "budget_per_month" else 0.0
     total = 0.0
     for k, (year, month, days) in enumerate(_months(start, end)):
         month_days = calendar.monthrange(year, month)[1]
@@ -77,7 +77,7 @@ def expected_leads(leads, start: date, end: date) -> float:
         elif src == "per_month":
             rate = leads.per_month.mean() / month_days
         else:
-            rate = bought / month_days
+            rate = _bought(leads, month) * inverse_mean(leads.cost_per_lead) / month_days
         rate *= leads.seasonality.get(month, 1.0) * days
         if rate <= 0:
             continue
@@ -86,6 +86,24 @@ def expected_leads(leads, start: date, end: date) -> float:
             return math.inf
         total += math.exp(log)
     return total
+
+
+def _bought(leads, month: int) -> float:
+    """The budget whose leads calendar month ``month`` buys at the cost per lead [currency]: the
+    month's budget, or with a response (v2 C) B0 g(B) / g(B0) at the curve's means."""
+    budget, response = leads.budget(month), leads.response
+    if response is None or budget == 0.0:
+        return budget
+    b0, x = response.reference_budget, budget / response.reference_budget
+    if response.curve == "power":
+        return b0 * x ** response.elasticity.mean()
+    n = response.slope.mean() if response.slope is not None else 1.0
+    a, b = n * math.log(response.half_saturation.mean() / b0), n * math.log(x)
+    return b0 * math.exp(min(b + _softplus(-a) - _softplus(b - a), 700.0))
+
+
+def _softplus(z: float) -> float:
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
 def inverse_mean(dist) -> float:
@@ -164,10 +182,14 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                           f"has a mean of {_show(value)}; the engine adds values exactly up to a mean deal "
                           f"value of {MAX_VALUE:g} (a larger one would overflow the revenue)")
             _after_sale_limits(name, seg, start, end, ctx)
-            budget = seg.leads.budget_per_month
-            if budget is not None and budget > MAX_VALUE:
-                ctx.error(("segments", name, "leads", "budget_per_month"),
-                          f"must be at most {MAX_VALUE:g}; got {fmt_number(budget)}")
+            budgets = [(("budget_per_month",), seg.leads.budget_per_month),
+                       *((("budget_by_month", m), b) for m, b in seg.leads.budget_by_month.items())]
+            if seg.leads.response is not None:
+                budgets.append((("response", "reference_budget"), seg.leads.response.reference_budget))
+            for key, budget in budgets:
+                if budget is not None and budget > MAX_VALUE:
+                    ctx.error(("segments", name, "leads", *key),
+                              f"must be at most {MAX_VALUE:g}; got {fmt_number(budget)}")
         if not total <= MAX_LEADS and worst is not None:
             key = worst[0]
             ctx.error(("segments", key, "leads"),

@@ -13,6 +13,32 @@ from pathlib import Path
 from forecaster.scenario.distributions import Distribution
 
 LEAD_SOURCES = ("per_day", "per_week", "per_month", "budget_per_month")
+RESPONSE_CURVES = ("power", "hill")
+"""v2 C: the shapes of bought leads' response to the monthly budget."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """How a bought segment's leads respond to its monthly budget B (v2 C): mean leads in a
+    calendar month L(B) = (B0 / c) g(B) / g(B0), with B0 = ``reference_budget`` [currency per
+    month], c the segment's ``cost_per_lead`` and g(B) = B^elasticity (``curve`` power) or
+    B^slope / (half_saturation^slope + B^slope) (``curve`` hill; ``half_saturation`` [currency per
+    month]). ``elasticity``, ``half_saturation`` and ``slope`` are drawn once per trial; the
+    other curve's keys are None."""
+
+    reference_budget: float
+    curve: str
+    elasticity: Distribution | None = None
+    half_saturation: Distribution | None = None
+    slope: Distribution | None = None
+
+    def quantities(self) -> tuple[Distribution, Distribution, Distribution]:
+        """(elasticity, half_saturation, slope), the curve's own and fixed 0 for the other's
+        (the engine's slots ``response.*``)."""
+        zero = Distribution.fixed(0.0)
+        if self.curve == "power":
+            return self.elasticity or zero, zero, zero
+        return zero, self.half_saturation or zero, self.slope or Distribution.fixed(1.0)
 
 
 @dataclass(frozen=True)
@@ -23,7 +49,8 @@ class Leads:
     ``budget_per_month`` [currency] (with ``cost_per_lead`` [currency / lead]) is set.
     ``dispersion`` is the negative-binomial d of daily counts (var = m + d m^2);
     ``seasonality`` maps calendar month (1-12) to a rate multiplier; ``growth_per_month``
-    compounds from the month of ``start``.
+    compounds from the month of ``start``. v2 C: ``budget_by_month`` maps calendar months to
+    their budget (else ``budget_per_month``), and ``response`` makes leads saturate with it.
     """
 
     per_day: Distribution | None = None
@@ -34,6 +61,13 @@ class Leads:
     dispersion: float = 0.0
     seasonality: dict = field(default_factory=dict, hash=False)
     growth_per_month: Distribution | None = None
+    response: Response | None = None  # v2 C: with budget_per_month only
+    budget_by_month: dict = field(default_factory=dict, hash=False)  # v2 C: calendar month -> budget [currency]
+
+    def budget(self, month: int) -> float:
+        """The budget of calendar month ``month`` (1-12) [currency]: ``budget_by_month``'s where
+        given, else ``budget_per_month`` (bought leads only)."""
+        return float(self.budget_by_month.get(month, self.budget_per_month or 0.0))
 
     @property
     def source(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from forecaster.scenario import chain
 from forecaster.scenario.distributions import (
+    ELASTICITY,
     GROWTH,
     MAX_GAMMA_CV,
     MIN_GAMMA_CV,
@@ -23,6 +24,7 @@ from forecaster.scenario.distributions import (
 )
 from forecaster.scenario.model import (
     LEAD_SOURCES,
+    RESPONSE_CURVES,
     WON,
     Cancel,
     Capacity,
@@ -35,6 +37,7 @@ from forecaster.scenario.model import (
     Outputs,
     Rep,
     Repeat,
+    Response,
     Segment,
     Shocks,
     Stage,
@@ -116,11 +119,65 @@ def _one_lead_source(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return True
 
 
+def _curve_keys(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 C.5: each curve takes its own keys (power: elasticity; hill: half_saturation, slope)."""
+    curve = v["curve"]
+    if curve is INVALID:
+        return True
+    own = {"power": ("elasticity",), "hill": ("half_saturation", "slope")}
+    ok = True
+    for other, keys in own.items():
+        for key in keys:
+            if other != curve and v[key] is not None:
+                ok = False
+                ctx.error(path + (key,), f"is a key of curve: {other}; this curve is {curve} "
+                                         f"(its keys: {', '.join(own[curve])})")
+    for key in own[curve]:
+        if key != "slope" and v[key] is None:
+            ok = False
+            ctx.error(path + (key,), f"is missing: curve {curve} needs it")
+    return ok
+
+
+RESPONSE = Record(
+    name="a budget response mapping",
+    doc="How bought leads respond to the monthly budget (v2 C): the average cost of a lead rises with it.",
+    make=Response,
+    checks=(_curve_keys,),
+    fields={
+        "reference_budget": Field(Num(lo=0.0, lo_open=True, doc="The monthly budget at which cost_per_lead is the "
+                                                                "average cost of a lead. [currency]"), required=True),
+        "curve": Field(Choice(RESPONSE_CURVES, doc="power: L ~ B^elasticity; hill: L ~ B^slope / (K^slope + "
+                                                   "B^slope)."), required=True),
+        "elasticity": Field(Quantity(ELASTICITY, doc="power only: leads grow as the budget to this power (drawn "
+                                                     "once per trial).")),
+        "half_saturation": Field(Quantity(POSITIVE, doc="hill only: the budget K of half the ceiling (drawn once "
+                                                        "per trial). [currency per month]")),
+        "slope": Field(Quantity(POSITIVE, doc="hill only: the steepness n (drawn once per trial; default 1).")),
+    },
+)
+
+
+def _bought_only(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 C.5: ``response`` and ``budget_by_month`` describe bought leads."""
+    ok = True
+    if v["budget_per_month"] is None:
+        if v["response"] not in (None, INVALID):
+            ok = False
+            ctx.error(path + ("response",), "needs budget_per_month with cost_per_lead (it describes how bought "
+                                            "leads respond to spend)")
+        if v["budget_by_month"]:
+            ok = False
+            ctx.error(path + ("budget_by_month",), "needs budget_per_month with cost_per_lead (it gives some "
+                                                   "months another budget than budget_per_month)")
+    return ok
+
+
 LEADS = Record(
     name="a lead-arrival mapping",
     doc="Arrivals at the segment's first stage.",
     make=Leads,
-    checks=(_one_lead_source,),
+    checks=(_one_lead_source, _bought_only),
     fields={
         "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).")),
         "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.")),
@@ -134,6 +191,12 @@ LEADS = Record(
                              default={}),
         "growth_per_month": Field(Quantity(GROWTH, doc="Monthly compounding growth from start's month "
                                                        "(a rate: drawn once per trial).")),
+        "response": Field(RESPONSE),
+        "budget_by_month": Field(MapOf(Num(lo=1, hi=12, integer=True, what="a calendar month"),
+                                       Num(lo=0.0, what="a budget"), key_pattern="^([1-9]|1[0-2])$",
+                                       doc="Calendar month (1-12) -> that month's budget, instead of "
+                                           "budget_per_month (v2 C). [currency]"),
+                                 default={}),
     },
 )
 
