@@ -59,7 +59,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     after = plan.customer_outputs(after_sale) if customers else None
     by_source = plan.split_sources(extra)  # v2 F12: what each source adds is told apart by marks
     before = _mark(out) if by_source is not None else None
-    counts = plan.counts_of(plan.split_counts(extra))  # v2 F1: entries and losses by stage (on 0: not counted)
+    counts = plan.counts_of(plan.split_counts(extra), plan.split_leads(extra))  # v2 F1, E.3 (on 0: not counted)
     logs = []  # (customer streams, deal log) of each source, with customers
     failed = np.full(1, -1, dtype=np.int64)  # v2 B: the first trial whose chain no lead leaves
     for g in range(G) if sources is None else sources.segments:
@@ -81,7 +81,10 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
-                                            theta)
+                                            theta, np.int64(0))
+            if plan.counting_leads:  # v2 E.3: the leads that are not won
+                kernels.simulate_lost_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
+                                            theta, np.int64(1))
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
@@ -250,7 +253,7 @@ def kernels_of(plan: Plan) -> tuple:
                                       and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
-                                     (kernels.simulate_lost_leads, plan.counting),
+                                     (kernels.simulate_lost_leads, plan.counting or plan.counting_leads),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 

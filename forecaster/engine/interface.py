@@ -49,6 +49,9 @@ RENEW, EXPANSION, PER_MONTH, DROPOUT, CANCEL_PROBABILITY = range(5)
 
 
 RESPONSE = ("response.elasticity", "response.half_saturation", "response.slope")
+COST_PER_LEAD = "cost.per_lead"
+"""v2 E.2: a segment's cost of an arriving lead, theta's last slot in a scenario where a segment
+has a ``cost`` (absent otherwise)."""
 """v2 C: a bought segment's response curve, the last slots of theta in a scenario where a
 segment has ``response`` (absent otherwise); RESPONSE_ELASTICITY .. RESPONSE_SLOPE after the
 first."""
@@ -57,19 +60,22 @@ NO_RESPONSE, POWER, HILL = range(3)
 """v2 C: ``Funnel.response_curve``'s codes."""
 
 
-def theta_size(n_stages: int, after_sale: bool = False, n_moves: int = 0, response: bool = False) -> int:
+def theta_size(n_stages: int, after_sale: bool = False, n_moves: int = 0, response: bool = False,
+               cost: bool = False) -> int:
     """Length of theta for a funnel of ``n_stages`` stages (and the after-sale slots, the
-    shares of ``n_moves`` moves, v2 B, and the response's, v2 C)."""
+    shares of ``n_moves`` moves, v2 B, the response's, v2 C, and the cost per lead, v2 E.2)."""
     return (THETA_CONVERT + n_stages + (len(AFTER_SALE) if after_sale else 0) + n_moves
-            + (len(RESPONSE) if response else 0))
+            + (len(RESPONSE) if response else 0) + (1 if cost else 0))
 
 
-def quantity_names(stages, after_sale: bool = False, moves=(), response: bool = False) -> tuple[str, ...]:
+def quantity_names(stages, after_sale: bool = False, moves=(), response: bool = False,
+                   cost: bool = False) -> tuple[str, ...]:
     """The name of each slot of theta (also the name of the stream that draws it); ``moves``:
     the (stage, to) pairs with a share slot, ``move.<stage>.<to>`` (v2 B); then, with
-    ``response``, the response curve's (v2 C), last."""
+    ``response``, the response curve's (v2 C), and with ``cost`` the cost per lead (v2 E.2), last."""
     return ("leads", "growth_per_month", *(f"convert.{s}" for s in stages), *(AFTER_SALE if after_sale else ()),
-            *(f"move.{s}.{to}" for s, to in moves), *(RESPONSE if response else ()))
+            *(f"move.{s}.{to}" for s, to in moves), *(RESPONSE if response else ()),
+            *((COST_PER_LEAD,) if cost else ()))
 
 
 # --- random streams ---------------------------------------------------------------------------
@@ -129,6 +135,11 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                             ("segment/{segment}/arrival-mixing", COUNTS_MIXING),
                             ("shocks/drift/leads", COUNTS_DRIFT_LEADS),
                             ("shocks/drift/convert.{stage}", COUNTS_DRIFT_CONVERT)),
+    # v2 E.3: the new leads that are not won, by the same kernel (its STAGE_COUNTS role keyed apart)
+    "simulate_unwon_leads": (("segment/{segment}/unwon", STAGE_COUNTS),
+                             ("segment/{segment}/arrival-mixing", COUNTS_MIXING),
+                             ("shocks/drift/leads", COUNTS_DRIFT_LEADS),
+                             ("shocks/drift/convert.{stage}", COUNTS_DRIFT_CONVERT)),
     "entries_of_won": (("segment/{segment}/stage-counts-won", STAGE_COUNTS),),
     "pipeline_loss": (("pipeline/stage-counts", PIPELINE_COUNTS),),
     # v2 B: a segment with moves, its new leads and the open deals of such segments
@@ -331,6 +342,8 @@ class StageCounts(NamedTuple):
     pool: F64_1             # the empirical values (the funnel's pool)
     entries: I32_4_OUT      # (trials, periods, G, S) [leads]
     losses: I32_4_OUT       # (trials, periods, G, S) [leads]
+    leads: int              # 1: count the new leads arriving into ``arrivals`` (v2 E.3), 0: skip it
+    arrivals: I32_3_OUT     # (trials, periods, G) [leads] on their arrival day (won ones by the lead kernels)
 
 
 class Installed(NamedTuple):

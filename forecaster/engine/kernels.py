@@ -771,6 +771,8 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
     in_turn, no_key = np.int64(0), np.uint64(0)  # draws without reseeding (see draws)
     closing_on = slip_prob.shape[0] > 0
     room = times.shape[0]
+    lead_period = tally.period_of_day
+    arrived = np.zeros(tally.arrivals.shape[1], dtype=np.int64)
     for t in range(first, theta.shape[0]):
         for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP):
             reseed_role(streams, role, 0, trial0 + t)
@@ -819,6 +821,11 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 while d < n_days - 1 and cum[d] <= u:
                     d += 1
                 times[i] = d
+        if tally.leads != 0:  # v2 E.3: the won leads by arrival period, added once the trial is booked
+            for p in range(arrived.shape[0]):
+                arrived[p] = 0
+            for i in range(n_won):
+                arrived[lead_period[int(times[i])]] += 1
         # stage by stage over all of this trial's deals (independent draws pipeline well),
         # keeping only those still inside the horizon; each stage's stream in turn
         alive = n_won
@@ -856,6 +863,9 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
             alive = kept
         if keep_log and log_n[0] + alive > log_trial.shape[0]:
             return t, 0, log_n[0] + alive  # nothing of this trial is booked yet: it runs again
+        if tally.leads != 0:
+            for p in range(arrived.shape[0]):
+                tally.arrivals[t, p, segment] += arrived[p]
         # every deal still alive draws its value, in order (its own stream: the reps' and
         # slips' draws in between do not touch it)
         lognormal_value = value_code == LOGNORMAL
@@ -1950,7 +1960,35 @@ def _stage_time(gen, code, p0, p1, p2, p3, pool):
 
 
 @jit
-def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta):
+def _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed_months, dispersion, not_won,
+                    period_of_day, arrivals):
+    """One trial's leads that are not won (v2 E.3), into ``arrivals[t, period, segment]``: with
+    dispersion, a Poisson per day of m_d G_d (1 - P), G_d the day's gamma multiplier drawn from
+    ``gen_mixing`` (the won leads' mixing stream: both share it); without, a Poisson per period
+    of the sum over its days of m_d (1 - P)."""
+    n_days = day_mean.shape[0]
+    mean, period = 0.0, period_of_day[0]
+    for d in range(n_days):
+        m = rate * day_mean[d] * growth[elapsed_months[d]]
+        if dispersion > 0.0:
+            m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            lam = m * not_won[elapsed_months[d]]
+            if lam > 0.0:
+                arrivals[t, period_of_day[d], segment] += gen.poisson(lam)
+            continue
+        if period_of_day[d] != period:
+            if mean > 0.0:
+                arrivals[t, period, segment] += gen.poisson(mean)
+            mean, period = 0.0, period_of_day[d]
+        lam = m * not_won[elapsed_months[d]]
+        if lam > 0.0:
+            mean += lam
+    if mean > 0.0:
+        arrivals[t, period, segment] += gen.poisson(mean)
+
+
+@jit
+def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, unwon):
     """Entries and losses (v2 F1) of one segment's new leads that are not won, which
     :func:`simulate_new_leads` never draws.
 
@@ -1976,6 +2014,11 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
         The drift's sds (its walks are redrawn; the one-off shocks are already in theta).
     theta : float64, shape (trials, segments, K)
         The trials' draws after shocks.
+    unwon : int64
+        1: instead, the leads that are not won (v2 E.3), Poisson(sum over the period's days of
+        m_d G_d (1 - P)) (P the month's product of the conversions), counted by the period they
+        arrive in into ``counts.arrivals``, from their own stream (``streams``' ``STAGE_COUNTS``
+        role, keyed apart); per day with dispersion, per period without.
     """
     expect(streams, STAGE_COUNTS, 1)
     expect(streams, COUNTS_MIXING, 1)
@@ -2000,6 +2043,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
     convert = np.empty((n_months, n_stages))  # month j's conversions (drifted)
     walks = np.zeros(n_months)
     weight = np.empty((n_months, n_stages))
+    not_won = np.empty(n_months)
     for t in range(theta.shape[0]):
         reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
         reseed_role(streams, COUNTS_MIXING, 0, trial0 + t)
@@ -2037,6 +2081,11 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta)
             for k in range(n_stages):
                 weight[j, k] = reach * (1.0 - convert[j, k])
                 reach *= convert[j, k]
+            not_won[j] = 1.0 - reach
+        if unwon != 0:
+            _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed_months, dispersion,
+                            not_won, period_of_day, counts.arrivals)
+            continue
         for d in range(n_days):
             m = rate * day_mean[d] * growth[elapsed_months[d]]
             if dispersion > 0.0:

@@ -150,6 +150,7 @@ class Plan:
     segment_stages: tuple = ()      # (G,) each segment's own stages (v2 F4; all of them without `stages`)
     chain_pipeline: ChainPipeline | None = None  # v2 B: the open deals of segments with moves
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
+    spend: Spend | None = None      # v2 E.3: what each segment spends (None: spend is not reported)
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -231,6 +232,7 @@ class Plan:
         if self.has_stage_values:
             out += (np.zeros((n, P, G)),)
         out += self.count_buffers(n)
+        out += self.lead_buffers(n)
         out += self.source_buffers(n)
         return out
 
@@ -282,14 +284,38 @@ class Plan:
         at = (len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0) + (1 if self.has_stage_values else 0)
         return extra[at], extra[at + 1]
 
-    def counts_of(self, counts: tuple[np.ndarray, np.ndarray] | None) -> StageCounts:
+    def counts_of(self, counts: tuple[np.ndarray, np.ndarray] | None, leads: np.ndarray | None = None) -> StageCounts:
         """The kernels' :class:`StageCounts` record writing into a block's ``counts`` buffers
-        (:meth:`split_counts`); without counting, one that the kernels skip (``on`` 0)."""
+        (:meth:`split_counts`) and ``leads`` buffer (:meth:`split_leads`); without counting,
+        one that the kernels skip (``on`` 0; ``leads`` 0 without the leads buffer)."""
         base = self.stage_counts if self.stage_counts is not None else _stage_counts_off(self)
+        if leads is not None:
+            base = base._replace(arrivals=leads)
         if counts is None:
             empty = np.zeros((0, len(self.periods), len(self.segment_names), len(self.stage_names)), dtype=np.int32)
             return base._replace(entries=empty, losses=np.zeros_like(empty))
         return base._replace(entries=counts[0], losses=counts[1])
+
+    # --- v2 E.3: leads and spend ----------------------------------------------------------------
+
+    @property
+    def counting_leads(self) -> bool:
+        """Whether the leads arriving are counted (v2 E.3: ``outputs.leads`` or spend)."""
+        return self.stage_counts is not None and self.stage_counts.leads != 0
+
+    def lead_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """When counting leads: leads, int32 (n, periods, segments) [leads]; nothing otherwise.
+        In :meth:`kernel_buffers`, after the count buffers."""
+        return (np.zeros((n, len(self.periods), len(self.segment_names)), dtype=np.int32),) \
+            if self.counting_leads else ()
+
+    def split_leads(self, extra: tuple) -> np.ndarray | None:
+        """The leads buffer of :meth:`lead_buffers` among those after the first four, or None."""
+        if not self.counting_leads:
+            return None
+        at = ((len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0) + (1 if self.has_stage_values else 0)
+              + (2 if self.counting else 0) + (1 if self.cycling else 0))
+        return extra[at]
 
     # --- v2 F12: results by source -------------------------------------------------------------
 
@@ -349,7 +375,8 @@ def build_plan(sc: Scenario) -> Plan:
     after_sale = sc.has_customers
     moves = move_quantities(sc)  # v2 B: a slot of theta for each (stage, to) with a move, last
     responding = any(seg.leads.response is not None for seg in sc.segments.values())  # v2 C: slots last
-    K = theta_size(S, after_sale, len(moves), responding)
+    costing = any(seg.cost is not None for seg in sc.segments.values())  # v2 E.2: the cost per lead's slot, last
+    K = theta_size(S, after_sale, len(moves), responding, costing)
     rep_index = {name: i for i, name in enumerate(sc.rep_names)}
     month, month_len, elapsed = day_calendar(sc.start, sc.end)
     fy = sc.fiscal_start_month
@@ -411,6 +438,12 @@ def build_plan(sc: Scenario) -> Plan:
                 response_slot[g] = first_response
                 reference_budget[g] = response.reference_budget
                 budget_ratio[g] = [seg.leads.budget(int(m)) / response.reference_budget for m in month_of]
+    cost_slot = -1
+    if costing:
+        cost_slot = theta_size(S, after_sale, len(moves), responding)
+        for g, seg in enumerate(sc.segments.values()):
+            per_lead = seg.cost.per_lead if seg.cost is not None else None
+            param_codes[g, cost_slot], param_pars[g, cost_slot] = enc(per_lead or Distribution.fixed(0.0))
     chain = None
     if moves:
         first_move = theta_size(S, after_sale)
@@ -428,7 +461,7 @@ def build_plan(sc: Scenario) -> Plan:
     customers = _customers(sc, enc, report, after_sale)
     stage_values = _stage_values(sc, enc, order, report)
     stage_counts = _stage_counts(sc, enc, report, [d for d in sc.pipeline if not sc.segments[d.segment].has_moves]) \
-        if sc.outputs.counts or sc.outputs.cycle_days else None
+        if sc.outputs.counts or sc.outputs.cycle_days or sc.counts_leads else None
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
@@ -456,7 +489,7 @@ def build_plan(sc: Scenario) -> Plan:
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=quantity_names(sc.stages, after_sale, moves, responding), rep_names=sc.rep_names,
+        quantity_names=quantity_names(sc.stages, after_sale, moves, responding, costing), rep_names=sc.rep_names,
         quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
         pipeline=typed(Pipeline, **_pipeline_arrays(without_moves, enc, rep_index)),
         closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
@@ -469,7 +502,48 @@ def build_plan(sc: Scenario) -> Plan:
         shown=str(sc.source) if sc.source is not None else sc.name,
         segment_stages=tuple(tuple(s for s in sc.stages if seg.passes(s)) for seg in sc.segments.values()),
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
-                                                             chain.to.shape[2])._asdict()) if chain else None)
+                                                             chain.to.shape[2])._asdict()) if chain else None,
+        spend=_spend(sc, month, month_len, cost_slot) if sc.spends else None)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What each segment spends (v2 E.3), G segments, D days: ``fixed`` [currency] on each day,
+    shape (G, D): the day's share of its month's budget (C.4) and of ``cost.per_month``, and
+    the events' costs on their dates; ``per_won`` [currency per won deal], shape (G,); and
+    ``cost_slot``, theta's slot of ``cost.per_lead`` [currency per lead] (-1: no segment has
+    a cost)."""
+
+    fixed: np.ndarray
+    per_won: np.ndarray
+    cost_slot: int
+
+    def of(self, leads: np.ndarray, won: np.ndarray, theta: np.ndarray, period_of_day: np.ndarray) -> np.ndarray:
+        """Spend by trial, period and segment [currency], shape (n, P, G), from the leads
+        arriving and the deals won by period (n, P, G) and the trials' draws ``theta`` (n, G, K)."""
+        P = leads.shape[1]
+        fixed = np.stack([np.bincount(period_of_day, weights=row, minlength=P) for row in self.fixed], axis=1)
+        out = fixed[None, :, :] + self.per_won[None, None, :] * won
+        if self.cost_slot >= 0:
+            out = out + theta[:, None, :, self.cost_slot] * leads
+        return out
+
+
+def _spend(sc: Scenario, month: np.ndarray, month_len: np.ndarray, cost_slot: int) -> Spend:
+    """The :class:`Spend` record of a scenario that reports spend."""
+    G, D = len(sc.segments), sc.days
+    fixed, per_won = np.zeros((G, D)), np.zeros(G)
+    for g, seg in enumerate(sc.segments.values()):
+        leads = seg.leads
+        if leads.source == "budget_per_month":  # what is spent is the budget, whatever the response (C.4)
+            fixed[g] += np.array([leads.budget(int(m)) for m in month]) / month_len
+        if seg.cost is not None:
+            fixed[g] += seg.cost.per_month / month_len
+            per_won[g] = seg.cost.per_won
+        for event in getattr(leads, "events", ()):  # v2 F2: an event's cost on its date
+            if event.cost:
+                fixed[g, (event.date - sc.start).days] += event.cost
+    return Spend(fixed, per_won, cost_slot)
 
 
 def _budget_per_day(leads, month: np.ndarray, month_len: np.ndarray) -> np.ndarray:
@@ -506,7 +580,8 @@ def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageC
     return typed(StageCounts, on=int(sc.outputs.counts), cycle=int(sc.outputs.cycle_days), passes=passes,
                  lost_codes=codes, lost_pars=pars,
                  stalled=stalled, deal_lost_sf=lost_sf, deal_stalled=stall, period_of_day=report.of_day,
-                 pool=np.zeros(1), entries=empty, losses=np.zeros_like(empty))
+                 pool=np.zeros(1), entries=empty, losses=np.zeros_like(empty), leads=int(sc.counts_leads),
+                 arrivals=np.zeros((0, len(report.starts), G), dtype=np.int32))
 
 
 def _stage_counts_off(plan: Plan) -> StageCounts:
@@ -516,7 +591,8 @@ def _stage_counts_off(plan: Plan) -> StageCounts:
     return typed(StageCounts, on=0, cycle=0, passes=np.zeros((G, S), dtype=np.int64),
                  lost_codes=np.zeros((G, S), dtype=np.int64),
                  lost_pars=np.zeros((G, S, 4)), stalled=np.zeros(S), deal_lost_sf=np.zeros(N), deal_stalled=np.zeros(N),
-                 period_of_day=plan.periods.of_day, pool=plan.funnel.pool, entries=empty, losses=np.zeros_like(empty))
+                 period_of_day=plan.periods.of_day, pool=plan.funnel.pool, entries=empty, losses=np.zeros_like(empty),
+                 leads=0, arrivals=np.zeros((0, len(plan.periods), G), dtype=np.int32))
 
 
 def _after_sale_quantities(seg) -> tuple[Distribution, ...]:

@@ -119,6 +119,7 @@ class StreamKeys:
     lost_leads: list = field(default_factory=list)
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
+    unwon_leads: list = field(default_factory=list)
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -145,7 +146,8 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                        for name in plan.segment_names],
                       [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
                       [of("entries_of_won", segment=name) for name in plan.segment_names],
-                      of("pipeline_loss"))
+                      of("pipeline_loss"),
+                      [of("simulate_unwon_leads", segment=name) for name in plan.segment_names])
 
 
 _local = threading.local()

@@ -143,6 +143,16 @@ class Layout:
             if self.scenario.outputs.losses:
                 out.append(Variable("losses", dims, "i4", {
                     "units": "leads", "long_name": "leads lost at each stage, dated when they are given up"}))
+        if self.plan.counting_leads:  # v2 E.3
+            attrs = {"units": "leads", "long_name": "leads arriving (new leads on their arrival day and event "
+                                                    "leads on their date; open pipeline deals are not leads)"}
+            out.append(Variable("leads", ("trial", "period"), "i4", attrs))
+            out.append(Variable("leads_by_segment", ("trial", "period", "segment"), "i4", attrs))
+        if self.plan.spend is not None:
+            attrs = {"units": u, "long_name": "spend: the budget, cost.per_lead x leads, cost.per_month, "
+                                              "cost.per_won x won deals and the events' costs"}
+            out.append(Variable("spend", ("trial", "period"), "f8", attrs))
+            out.append(Variable("spend_by_segment", ("trial", "period", "segment"), "f8", attrs))
         if self.plan.by_source:  # v2 F12
             out.append(Variable("revenue_by_source", ("trial", "period", "source"), "f8",
                                 {"units": u, "long_name": "value of deals won, by source (pipeline, new_leads, "
@@ -247,6 +257,12 @@ class Layout:
         by_source = self.plan.split_sources(extra)
         if by_source is not None:
             out["revenue_by_source"], out["won_deals_by_source"] = by_source
+        leads = self.plan.split_leads(extra)
+        if leads is not None:  # v2 E.3
+            out["leads_by_segment"], out["leads"] = leads, leads.sum(axis=2, dtype=np.int32)
+            if self.plan.spend is not None:
+                spend = self.plan.spend.of(leads, won, inputs, self.plan.periods.of_day)
+                out["spend_by_segment"], out["spend"] = spend, spend.sum(axis=2)
         commission = self.scenario.commission
         if commission:
             earned = commission_per_quota_period(base, self.quotas, commission)

@@ -83,7 +83,8 @@ def summarize(ds, scenario: Scenario) -> dict:
     """The contents of ``summary.json`` for a simulated Dataset."""
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
                          "commission", "commission_bookings", "clv", *AFTER_SALE_VARIABLES,
-                         *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES), *STAGE_METRICS) if n in ds]
+                         *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES), *STAGE_METRICS,
+                         *SPEND_VARIABLES) if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -121,6 +122,9 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
             metrics[name] = metric_summary(cols, name, meta.periods,
                                            (lambda p: (p,)) if kind == "flow" else (lambda p: (last if p is None else p,)))
     metrics.update(stage_metrics(cols, meta))
+    for name in ("leads", "spend"):  # v2 E.3
+        if name in cols:
+            metrics[name] = metric_summary(cols, name, meta.periods)
     a = meta.attrs
     out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
     if meta.targets:
@@ -149,11 +153,48 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     if "clv" in cols:  # v2 A.3: per segment with a customer block, statistics over trials
         values = describe_columns(cols, "clv", [(g,) for g in range(len(meta.segments))])
         out["clv"] = {seg: stats for seg, stats in zip(meta.segments, values) if stats["mean"] is not None}
+    if "spend" in cols:
+        out["ratios"] = ratio_summary(cols, meta)
     if meta.reps:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
     out["scenario_sha256"] = a.get("scenario_sha256", "")
     return out
+
+
+SPEND_VARIABLES = ("leads", "leads_by_segment", "spend", "spend_by_segment")
+"""v2 E.3: the leads arriving and the spend, by period (and segment)."""
+
+
+def ratio_summary(cols: Columns, meta: Meta) -> dict:
+    """v2 E.3: ``spend_per_lead`` = spend / leads, ``cac`` = spend / won_deals, ``roi`` =
+    (revenue - spend) / spend and, with after-sale bookings, ``roi_total`` = (total_bookings -
+    spend) / spend, each of the trials' totals over the horizon: v1's statistics over the
+    trials where the denominator is not 0, ``undefined`` (how many are left out), and
+    ``by_segment.<segment>`` of the same form."""
+    def ratios(spend, leads, won, revenue, total) -> dict:
+        pairs = {"spend_per_lead": (spend, leads), "cac": (spend, won), "roi": (revenue - spend, spend)}
+        if total is not None:
+            pairs["roi_total"] = (total - spend, spend)
+        out = {}
+        for name, (num, den) in pairs.items():
+            defined = den != 0
+            item = describe((num[defined] / den[defined])[:, None])[0] if defined.any() else \
+                {k: None for k in describe(np.zeros((1, 1)))[0]}
+            out[name] = {**item, "undefined": int((~defined).sum())}
+        return out
+
+    has_total = "total_bookings" in cols
+    everything = ratios(cols.column("spend", (None,)), cols.column("leads", (None,)),
+                        cols.column("won_deals", (None,)), cols.column("revenue", (None,)),
+                        cols.column("total_bookings", (None,)) if has_total else None)
+    for g, seg in enumerate(meta.segments):
+        one = ratios(cols.column("spend_by_segment", (None, g)), cols.column("leads_by_segment", (None, g)),
+                     cols.column("won_deals_by_segment", (None, g)), cols.column("revenue_by_segment", (None, g)),
+                     cols.column("total_bookings_by_segment", (None, g)) if has_total else None)
+        for name, item in one.items():
+            everything[name].setdefault("by_segment", {})[seg] = item
+    return everything
 
 
 def stage_metrics(cols: Columns, meta: Meta) -> dict:

@@ -191,6 +191,13 @@ class Segment:
     deal_value: Distribution
     customer: Customer | None = None
     stages: tuple | None = None
+    cost: Cost | None = None  # v2 E.2
+
+    @property
+    def spends(self) -> bool:
+        """Whether the segment's file asks for spend by default (v2 E.3): a ``cost``, a
+        ``response`` or ``budget_by_month``."""
+        return self.cost is not None or self.leads.response is not None or bool(self.leads.budget_by_month)
 
     @property
     def has_moves(self) -> bool:
@@ -203,13 +210,26 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a channel costs besides its budget (v2 E.2): ``per_lead`` [currency per arriving
+    lead] (drawn once per trial), ``per_month`` [currency per calendar month, spread evenly over
+    its days], ``per_won`` [currency per won deal]."""
+
+    per_lead: Distribution | None = None
+    per_month: float = 0.0
+    per_won: float = 0.0
+
+
+@dataclass(frozen=True)
 class Outputs:
     """The outputs asked for under ``outputs`` (v2 F): each adds results and changes no other.
 
     ``stage_entries``, ``losses``, ``cycle_days`` (F1): entries into and losses at each
     stage by period, and the time from arrival to win; ``stage_value`` (F9): each stage's
     eventual win probability and worth; ``by_source`` (F12): revenue and won deals split by
-    source; ``coverage`` (F12, needs a pipeline): pipeline value against quota.
+    source; ``coverage`` (F12, needs a pipeline): pipeline value against quota; ``leads``
+    (E.3): the leads arriving by period; ``spend`` (E.3, implies ``leads``; None: on when a
+    segment spends, see :attr:`Scenario.spends`).
     """
 
     stage_entries: bool = False
@@ -218,6 +238,8 @@ class Outputs:
     stage_value: bool = False
     by_source: bool = False
     coverage: bool = False
+    leads: bool = False
+    spend: bool | None = None
 
     @property
     def counts(self) -> bool:
@@ -406,6 +428,20 @@ class Scenario:
     def has_customers(self) -> bool:
         """Whether the after-sale outputs exist (v2 A.3): a segment with a ``customer`` block."""
         return any(seg.customer is not None for seg in self.segments.values())
+
+    @property
+    def spends(self) -> bool:
+        """Whether spend is reported (v2 E.3): ``outputs.spend``, by default on when a segment
+        has a ``cost``, a ``response``, ``budget_by_month`` or an event with a cost."""
+        if self.outputs.spend is not None:
+            return self.outputs.spend
+        return any(seg.spends or any(getattr(e, "cost", 0.0) for e in getattr(seg.leads, "events", ()))
+                   for seg in self.segments.values())
+
+    @property
+    def counts_leads(self) -> bool:
+        """Whether the leads arriving are counted (v2 E.3): ``outputs.leads``, or spend."""
+        return self.outputs.leads or self.spends
 
     @property
     def metrics(self) -> tuple:

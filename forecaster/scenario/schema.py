@@ -31,6 +31,7 @@ from forecaster.scenario.model import (
     Closing,
     Clv,
     Commission,
+    Cost,
     Customer,
     Leads,
     Move,
@@ -70,7 +71,7 @@ CUSTOMER_FLOWS = ("recognised_revenue", "renewal_bookings", "repeat_revenue", "c
 """The after-sale flows (v2 A.3): amounts or counts summed over each period's days."""
 CUSTOMER_STOCKS = ("active_customers", "mrr")
 """The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
-TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue",)
+TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue", "leads", "spend")
 """Metrics a target may name (each only where the scenario has it)."""
 STAGE_METRICS = ("stage_entries", "losses")
 """v2 F1: metrics by stage, named ``<metric>.<stage>`` (with the output asked for under ``outputs``)."""
@@ -307,6 +308,19 @@ CUSTOMER = Record(
     },
 )
 
+COST = Record(
+    name="a cost mapping",
+    doc="What the channel costs besides its budget (v2 E.2); all of it adds to spend.",
+    make=Cost,
+    fields={
+        "per_lead": Field(Quantity(NONNEGATIVE, doc="Cost of each arriving lead (a rate: drawn once per trial). "
+                                                    "[currency per lead]")),
+        "per_month": Field(Num(lo=0.0, doc="Fixed cost per calendar month, spread evenly over its days. "
+                                           "[currency per month]"), default=0.0),
+        "per_won": Field(Num(lo=0.0, doc="Cost per won deal (a bounty). [currency per deal]"), default=0.0),
+    },
+)
+
 SEGMENT = Record(
     name="a segment",
     make=Segment,
@@ -318,14 +332,19 @@ SEGMENT = Record(
         "stages": Field(ListOf(Name("a stage name"), min_items=1, unique=True,
                                doc="The segment's own stages, an ordered subsequence of `stages` (v2 F4; "
                                    "default: all).")),
+        "cost": Field(COST),
     },
 )
 
 OUTPUTS = Record(
     name="an outputs mapping",
     doc="Results asked for (v2 F); none changes another output.",
-    make=lambda **flags: Outputs(**{k: bool(v) for k, v in flags.items()}),
+    make=lambda **flags: Outputs(**{k: v if v is None else bool(v) for k, v in flags.items()}),  # type: ignore[arg-type]
     fields={
+        "leads": Field(Flag(doc="Leads arriving by period, by segment (E.3)."), default=False),
+        "spend": Field(Flag(doc="Spend by period, by segment, and the ratios spend per lead, cac, roi (E.3; "
+                                "implies leads; on by default with cost, response or budget_by_month)."),
+                       default=None),
         "stage_entries": Field(Flag(doc="Entries into each stage by period (F1)."), default=False),
         "losses": Field(Flag(doc="Leads lost at each stage by period (F1)."), default=False),
         "cycle_days": Field(Flag(doc="Days from arrival to win of the deals won (F1)."),
@@ -542,6 +561,11 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     outputs = v["outputs"]
     if outputs not in (None, INVALID) and stages:  # v2 F1
         has |= {f"{m}.{s}" for m in STAGE_METRICS if getattr(outputs, m) for s in stages}
+    if outputs not in (None, INVALID) and isinstance(v["segments"], dict):  # v2 E.3
+        spends = outputs.spend if outputs.spend is not None else any(
+            seg.spends or any(getattr(e, "cost", 0.0) for e in getattr(seg.leads, "events", ()))
+            for seg in v["segments"].values() if seg is not INVALID)
+        has |= ({"leads"} if outputs.leads or spends else set()) | ({"spend"} if spends else set())
     if targets not in (None, INVALID):
         for metric in targets:
             if metric not in has and metric != "commission":
@@ -549,7 +573,8 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                 ctx.error(path + ("targets", metric), f"names {metric}, which this scenario does not report "
                                                       "(it needs a customer block or a stage value; "
                                                       "stage_entries.<stage> and losses.<stage> need that output "
-                                                      "under outputs and a stage of stages)")
+                                                      "under outputs and a stage of stages; leads and spend need "
+                                                      "that output, spend also a cost or a budget)")
     return ok
 
 
