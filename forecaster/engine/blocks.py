@@ -83,8 +83,8 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
                                             theta, np.int64(0))
             if plan.counting_leads:  # v2 E.3: the leads that are not won
-                kernels.simulate_lost_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
-                                            theta, np.int64(1))
+                kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
+                                             plan.shocks, theta)
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
@@ -253,7 +253,8 @@ def kernels_of(plan: Plan) -> tuple:
                                       and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
-                                     (kernels.simulate_lost_leads, plan.counting or plan.counting_leads),
+                                     (kernels.simulate_lost_leads, plan.counting),
+                                     (kernels.simulate_unwon_leads, plan.counting_leads),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 

@@ -2118,3 +2118,10 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                                              lost_pars[k, 3], pool)
                             if x < horizon and passes[k] != 0:
                                 losses[t, period_of_day[int(x)], segment, k] += 1
+
+
+@jit
+def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta):
+    """The new leads of a segment that are not won (v2 E.3), into ``counts.arrivals``: see
+    :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own, keyed apart)."""
+    simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1))
