@@ -144,6 +144,10 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
     console.print(_metric_table("Won deals", m["won_deals"], _count, h))
     if any(name in m for name in AFTER_SALE):
         print_after_sale(summary, console)
+    if "ratios" in summary:  # v2 E.3
+        print_spend(summary, cur, console)
+    elif "leads" in m:
+        console.print(_metric_table("Leads", m["leads"], _count, h))
     if "commission" in m:
         console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money, h))
     if "reps" in summary and "commission" in m:
@@ -165,6 +169,48 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         for metric, t in summary["targets"].items():
             table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
         console.print(table)
+
+
+def _price(x: float | None) -> str:
+    """An amount per lead or per deal: cents below 100."""
+    return "-" if x is None else f"{x:,.2f}" if abs(x) < 100 else _money(x)
+
+
+_RATIOS = (("spend_per_lead", "spend per lead", _price), ("cac", "CAC", _price), ("roi", "ROI", None),
+           ("roi_total", "ROI on total bookings", None))
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.0%}"
+
+
+def print_spend(summary: dict, cur: str, console: Console) -> None:
+    """v2 E.3: leads and spend by period, then spend per lead, CAC and ROI, all segments and
+    by segment (mean and P10–P90 over the trials where each is defined)."""
+    m, h = summary["metrics"], summary["horizon"]
+    console.print(_metric_table("Leads", m["leads"], _count, h))
+    console.print(_metric_table(f"Spend{cur}", m["spend"], _money, h))
+    ratios = summary["ratios"]
+    table = Table(title=as_text(f"Returns on spend{cur}"), title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("segment")
+    names = [(key, label, fmt or _ratio) for key, label, fmt in _RATIOS if key in ratios]
+    for _, label, _ in names:
+        table.add_column(f"{label}\nmean (P10 – P90)", justify="right")
+    segments = list(next(iter(ratios.values()))["by_segment"])
+    undefined = False
+    for name in [None, *segments]:
+        cells = []
+        for key, _, fmt in names:
+            item = ratios[key] if name is None else ratios[key]["by_segment"][name]
+            undefined = undefined or item["undefined"] > 0
+            cells.append("-" if item["mean"] is None else
+                         f"{fmt(item['mean'])} ({fmt(item['p10'])} – {fmt(item['p90'])})")
+        table.add_row(as_text("all" if name is None else name), *cells, style="bold" if name is None else None,
+                      end_section=name is None)
+    console.print(table)
+    if undefined:
+        console.print("A ratio leaves out the trials where its denominator is 0 (summary.json: undefined).",
+                      style="dim")
 
 
 AFTER_SALE = ("recognised_revenue", "total_bookings", "renewal_bookings", "repeat_revenue", "stage_revenue",
