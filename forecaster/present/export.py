@@ -162,7 +162,7 @@ class Units:
 
     def metric(self, metric: str) -> tuple[str, str]:
         """(unit, kind) of a metric's values (``overrides``: a summary's own units, by metric)."""
-        if metric.partition(".")[0] in STAGE_COUNT_METRICS:
+        if metric.partition(".")[0] in STAGE_COUNT_METRICS or metric == "leads":
             return "leads", "count"
         if metric in self.overrides:
             unit = self.overrides[metric]
@@ -202,6 +202,9 @@ class Units:
             return FRACTION, "fraction"
         if "pipeline_value" in parts or (parts and parts[0] == "stage_value" and "value" in parts):
             return self.currency, "money"
+        if parts and parts[0] in RATIO_UNITS and last != "undefined":  # v2 E.3
+            unit = RATIO_UNITS[parts[0]]
+            return (FRACTION, "fraction") if unit == FRACTION else (f"{self.currency} {unit}", "number")
         if last == "undefined":  # v2 F12: the trials whose break-even cannot be told
             return "trials", "integer"
         if "break_even" in parts or "ratio" in parts:
@@ -412,18 +415,41 @@ def _funnel_table(funnel: dict) -> Table:
 RUN_META = ("scenario", "seed", "trials", "horizon", "description", "forecaster_version", "scenario_sha256")
 
 
+RATIO_UNITS = {"spend_per_lead": "per lead", "cac": "per deal won", "roi": FRACTION, "roi_total": FRACTION}
+"""v2 E.3: the ratios of ``summary.json``'s ``ratios``, by the unit of their values."""
+
+
+def _ratios_table(ratios: dict, units: Units) -> Table:
+    """v2 E.3: a row per ratio, for all segments and each segment."""
+    rows = []
+    for name, item in ratios.items():
+        rows.append(([name, "all"], {k: v for k, v in item.items() if k != "by_segment"}))
+        rows += [([name, seg], stats) for seg, stats in item.get("by_segment", {}).items()]
+    return generic_table("ratios", "spend per lead, customer acquisition cost (spend per deal won) and return on "
+                                   "spend ((revenue - spend) / spend) of the trials' totals over the horizon: "
+                                   "statistics over the trials where the denominator is not 0 (undefined: how "
+                                   "many are not)", rows,
+                         [Column("ratio", None, "text"), Column("segment", None, "text")], units)
+
+
 def run_tables(summary: dict, currency: str | None = None) -> list[Table]:
     """The tables of a run's ``summary.json``."""
     units = Units(currency or (summary.get("horizon") or {}).get("currency"))
     first, rest = _split(summary.get("metrics", {}))
     counts = {m: b for m, b in rest.items() if m.partition(".")[0] in STAGE_COUNT_METRICS}
-    rest = {m: b for m, b in rest.items() if m not in counts}
+    spend = {m: b for m, b in rest.items() if m in ("leads", "spend")}
+    rest = {m: b for m, b in rest.items() if m not in counts and m not in spend}
     tables = [period_table("periods", "revenue, won deals and commission per period and in total over the horizon: "
                                       "mean, its 95% interval, standard deviation and percentiles over the trials",
                            [([], first)], [], units)]
     if counts:  # v2 F1: outputs.stage_entries / losses
         tables.append(period_table("stages", "entries into each stage and leads lost at each stage per period and in "
                                              "total over the horizon (summed over segments)", [([], counts)], [], units))
+    if spend:  # v2 E.3
+        tables.append(period_table("spend", "leads arriving and spend per period and in total over the horizon "
+                                            "(all segments)", [([], spend)], [], units))
+    if summary.get("ratios"):
+        tables.append(_ratios_table(summary["ratios"], units))
     if rest:
         tables.append(period_table("after_sale", "after-sale outputs per period (flows) and at each period's end "
                                                  "(stocks: active_customers, mrr); the total row of a stock is its "
@@ -443,7 +469,7 @@ def run_tables(summary: dict, currency: str | None = None) -> list[Table]:
                                     [Column("segment", None, "text")], units))
     if summary.get("funnel"):
         tables.append(_funnel_table(summary["funnel"]))
-    known = {"metrics", "targets", "reps", "segments", "clv", "funnel", *RUN_META}
+    known = {"metrics", "targets", "reps", "segments", "clv", "funnel", "ratios", *RUN_META}
     return tables + _other_tables(summary, known, units)
 
 
