@@ -183,7 +183,7 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                           f"value of {MAX_VALUE:g} (a larger one would overflow the revenue)")
             _after_sale_limits(name, seg, start, end, ctx)
             budgets = [(("budget_per_month",), seg.leads.budget_per_month),
-                       *((("budget_by_month", m), b) for m, b in seg.leads.budget_by_month.items())]
+                       *((("budget_by_month", str(m)), b) for m, b in seg.leads.budget_by_month.items())]
             if seg.leads.response is not None:
                 budgets.append((("response", "reference_budget"), seg.leads.response.reference_budget))
             for key, budget in budgets:
