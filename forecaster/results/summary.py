@@ -246,7 +246,7 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
             scale = 1.0 / base if plan.rate_is_cost[g] else base
         if plan.funnel.response_curve[g]:  # v2 C: each trial's month factors with its response curve
             months = np.empty((base.shape[0], weights.shape[0]))
-            kernels.lead_growths(plan.funnel, np.ascontiguousarray(inputs, dtype=float), g, months)
+            kernels.lead_growths(plan.funnel, np.array(inputs, dtype=float, order="C"), g, months)  # writable: one signature
             arrivals = scale * (months @ weights)
         else:
             arrivals = scale * sum(w * (1.0 + growth) ** j for j, w in enumerate(weights))
