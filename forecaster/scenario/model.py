@@ -16,6 +16,19 @@ LEAD_SOURCES = ("per_day", "per_week", "per_month", "budget_per_month")
 
 
 @dataclass(frozen=True)
+class LeadEvent:
+    """A dated lead event (v2 F2): at the beginning of ``date``, ``count`` leads (a whole
+    number, or a distribution drawn per trial and rounded to the nearest whole number, halves
+    up) enter ``stage`` (None: the segment's first stage) and go on as new leads of the
+    segment; ``cost`` [currency] adds to the segment's spend on ``date`` (E.3)."""
+
+    date: date
+    count: Distribution
+    stage: str | None = None
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
 class Leads:
     """Arrivals at a segment's first stage.
 
@@ -23,7 +36,8 @@ class Leads:
     ``budget_per_month`` [currency] (with ``cost_per_lead`` [currency / lead]) is set.
     ``dispersion`` is the negative-binomial d of daily counts (var = m + d m^2);
     ``seasonality`` maps calendar month (1-12) to a rate multiplier; ``growth_per_month``
-    compounds from the month of ``start``.
+    compounds from the month of ``start``. ``events`` (v2 F2): dated lead events, a tuple of
+    :class:`LeadEvent` that none of the above touches.
     """
 
     per_day: Distribution | None = None
@@ -34,6 +48,7 @@ class Leads:
     dispersion: float = 0.0
     seasonality: dict = field(default_factory=dict, hash=False)
     growth_per_month: Distribution | None = None
+    events: tuple = field(default=(), hash=False)
 
     @property
     def source(self) -> str:
