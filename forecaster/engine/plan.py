@@ -217,7 +217,9 @@ class Plan:
         """With events: each event's drawn count, int64 (n, E) [leads], in the order of
         ``events`` (segment by segment, each segment's list in its order); nothing otherwise.
         In :meth:`kernel_buffers`, just before the by-source buffers."""
-        return (np.zeros((n, self.events.day.shape[0]), dtype=np.int64),) if self.has_events else ()
+        if self.events is None or not self.has_events:
+            return ()
+        return (np.zeros((n, self.events.day.shape[0]), dtype=np.int64),)
 
     def split_event_counts(self, extra: tuple) -> np.ndarray | None:
         """Each event's drawn count, int64 (trials, E), among the buffers of
