@@ -1,5 +1,5 @@
 """One block of trials through the kernels: the per-trial parameters, the shared shocks, new
-leads, pipeline deals and the team's capacity, in that order."""
+leads, dated lead events, pipeline deals and the team's capacity, in that order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +15,8 @@ from forecaster.engine.seeding import StreamKeys, thread_generators
 
 @dataclass(frozen=True)
 class Sources:
-    """Which sources of won deals a block simulates: the new leads of ``segments`` (indices)
-    and, if ``pipeline``, the open pipeline's deals.
+    """Which sources of won deals a block simulates: the new leads and the dated lead events
+    (v2 F2) of ``segments`` (indices) and, if ``pipeline``, the open pipeline's deals.
 
     Every source draws from streams of its own, so a run of some sources books, for every
     trial, exactly the deals a whole run books from them: a whole run's outputs are the sum

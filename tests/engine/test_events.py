@@ -130,7 +130,7 @@ segments:
       b: {convert: 0.5, days: {dist: exponential, mean: 10}}
       c: {convert: 0.8, days: 5}
     deal_value: 1
-outputs: {stage_entries: true, losses: true, cycle_days: true}
+outputs: {stage_entries: true, losses: true, cycle_days: true, by_source: true}
 """
 
 
@@ -164,6 +164,8 @@ def test_times_start_at_the_entry_stage(tmp_path):
     assert cyc["count"] == int(won.sum())
     within(cyc["mean"], mean, 10 / math.sqrt(cyc["count"]))
     assert np.array_equal(plan.event_spend()[:, 0], [0, 250, 0])
+    src = ds["won_deals_by_source"].transpose("trial", "period", "source")
+    assert np.array_equal(src.sel(source="events").values, won) and src.sel(source="new_leads").values.sum() == 0
 
 
 DRIFT = """\
