@@ -699,11 +699,16 @@ FULL_V2 = {  # moves (v2 B), a segment's own stages (F4) and every output asked 
     "shocks": {"leads": 0.1, "convert": {"proposal": 0.2}, "drift": {"leads": 0.05}},
     "segments": {
         "direct": {**FULL["segments"]["direct"],
+                   "leads": {**FULL["segments"]["direct"]["leads"],
+                             "events": [{"date": "2027-01-20", "count": 100, "stage": "proposal"}]},
                    "funnel": {**FULL["segments"]["direct"]["funnel"],
                               "proposal": {**FULL["segments"]["direct"]["funnel"]["proposal"],
                                            "moves": [{"to": "lead", "share": 0.2,
                                                       "days": {"dist": "exponential", "mean": 3}}]}}},
-        "bought": {**FULL["segments"]["bought"], "stages": ["lead", "qualified", "proposal"]}},
+        "bought": {**FULL["segments"]["bought"], "stages": ["lead", "qualified", "proposal"],
+                   "leads": {**FULL["segments"]["bought"]["leads"], "events": [  # v2 F2
+                       {"date": "2027-02-15", "count": 300, "stage": "qualified", "cost": 500},
+                       {"date": "2027-03-01", "count": {"dist": "uniform", "low": 50, "high": 150}}]}}},
     "outputs": {"stage_entries": True, "losses": True, "cycle_days": True, "stage_value": True, "by_source": True,
                 "coverage": True},
 }

@@ -59,13 +59,13 @@ import numba
 import numpy as np
 from numba.core import event
 
-KERNEL_MODULES = ("_numba", "_streams", "interface", "kernels", "moves")
+KERNEL_MODULES = ("_numba", "_streams", "interface", "kernels", "moves", "events")
 """Modules of ``forecaster.engine`` whose code or constants the compiled kernels hold; the
 cache folder follows their source (a test checks that no other module is compiled in)."""
 
 COMPILE_SECONDS = {"draw_parameters": 3, "simulate_new_leads": 3, "apply_shocks": 2, "simulate_pipeline": 4,
                    "apply_capacity": 2, "simulate_new_leads_moves": 4, "simulate_pipeline_moves": 4,
-                   "simulate_lost_leads_moves": 3}
+                   "simulate_lost_leads_moves": 3, "simulate_events": 4}
 """Rough compile time of each kernel with the helpers it compiles first [s] (one core of a
 2-core cloud machine, 2026), for the first-run message."""
 

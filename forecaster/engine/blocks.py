@@ -1,12 +1,12 @@
 """One block of trials through the kernels: the per-trial parameters, the shared shocks, new
-leads, pipeline deals and the team's capacity, in that order."""
+leads, dated lead events, pipeline deals and the team's capacity, in that order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.engine import kernels, moves
+from forecaster.engine import events, kernels, moves
 from forecaster.engine._numba import expect_kernels
 from forecaster.engine.interface import THETA_CONVERT
 from forecaster.engine.plan import Plan
@@ -15,8 +15,8 @@ from forecaster.engine.seeding import StreamKeys, thread_generators
 
 @dataclass(frozen=True)
 class Sources:
-    """Which sources of won deals a block simulates: the new leads of ``segments`` (indices)
-    and, if ``pipeline``, the open pipeline's deals.
+    """Which sources of won deals a block simulates: the new leads and the dated lead events
+    (v2 F2) of ``segments`` (indices) and, if ``pipeline``, the open pipeline's deals.
 
     Every source draws from streams of its own, so a run of some sources books, for every
     trial, exactly the deals a whole run books from them: a whole run's outputs are the sum
@@ -90,6 +90,21 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
                                                plan.stage_values, theta, month_factor, stage_revenue)
     new_leads_done = _mark(due) if by_source is not None else None
+    events_at = []  # v2 F2: the events' indices in logs
+    if plan.has_events:
+        event_counts = plan.split_event_counts(extra)
+        chain = plan.chain_record()
+        for g in range(G) if sources is None else sources.segments:
+            if not plan.events_of(g):
+                continue
+            result = events.simulate_events(keys.events[g].streams(*gens), first, funnel, chain, plan.events, g,
+                                            plan.closing, plan.shocks, theta, due, customers, plan.stage_values,
+                                            stage_revenue, counts, event_counts, failed)
+            _check_absorbed(plan, failed, g, theta, first)
+            logs.append((keys.customers_events[g], result[:5]))
+            events_at.append(len(logs) - 1)
+            _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
+    events_done = _mark(due) if by_source is not None and plan.has_events else new_leads_done
     pipeline_at = -1  # the pipeline's index in logs
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
@@ -112,8 +127,10 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     elif plan.has_capacity:
         kernels.apply_capacity(keys.capacity.streams(*gens), first, plan.capacity, due, out)
     if by_source is not None:
-        _by_source(plan, keys, gens, first, by_source, out, due, before, new_leads_done,
-                   logs[pipeline_at][1] if pipeline_at >= 0 and plan.has_capacity and customers else None)
+        admitted = plan.has_capacity and customers  # then the logs hold the deals won, deal by deal
+        _by_source(plan, keys, gens, first, by_source, out, due, before, new_leads_done, events_done,
+                   logs[pipeline_at][1] if pipeline_at >= 0 and admitted else None,
+                   [logs[i][1] for i in events_at] if admitted else None)
     if after is not None:
         for key_set, log in logs:
             _customers_of(key_set, gens, first, log, plan, theta, after)
@@ -198,21 +215,24 @@ def _mark(out) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _by_source(plan: Plan, keys: StreamKeys, gens, first: int, by_source, out, due, before, new_leads_done,
-               pipeline_log) -> None:
+               events_done, pipeline_log, event_logs) -> None:
     """Revenue and won deals by source (v2 F12) of a block, into ``by_source`` = (revenue
     (n, periods, sources), won (n, periods, sources)), added to.
 
     The pipeline's deals are what :func:`kernels.simulate_pipeline` added to ``due`` (by period
     without a capacity); with a capacity, those the capacity admits: from the deal-by-deal log
     with customers (``pipeline_log``), else followed through the queues by
-    :func:`kernels.capacity_pipeline_share`. The new leads' are the rest of what the block added
-    to ``out`` (no events yet, v2 F2): won deals add up exactly; revenue to its rounding.
+    :func:`kernels.capacity_pipeline_share`. The events' (v2 F2) are what
+    :func:`events.simulate_events` added to ``due`` (marked before, ``new_leads_done``, and
+    after, ``events_done``), or with a capacity and customers those admitted (``event_logs``,
+    deal by deal). The new leads' are the rest of what the block added to ``out``: won deals
+    add up exactly; revenue to its rounding.
     """
-    from forecaster.engine.plan import NEW_LEADS_SOURCE, PIPELINE_SOURCE
+    from forecaster.engine.plan import EVENTS_SOURCE, NEW_LEADS_SOURCE, PIPELINE_SOURCE
 
     revenue, won = by_source
-    pipe_won = due.won - new_leads_done[0]
-    pipe_revenue = due.revenue - new_leads_done[1]
+    pipe_won = due.won - events_done[0]
+    pipe_revenue = due.revenue - events_done[1]
     pipe_p_won = np.zeros(won.shape[:2], dtype=np.int32)  # the pipeline's, by period
     pipe_p_revenue = np.zeros(revenue.shape[:2])
     if not plan.has_capacity:
@@ -229,8 +249,25 @@ def _by_source(plan: Plan, keys: StreamKeys, gens, first: int, by_source, out, d
                                         plan.periods.of_day, pipe_p_won, pipe_p_revenue)
     won[:, :, PIPELINE_SOURCE] += pipe_p_won
     revenue[:, :, PIPELINE_SOURCE] += pipe_p_revenue
-    won[:, :, NEW_LEADS_SOURCE] += (out.won - before[0]).sum(axis=2, dtype=np.int32) - pipe_p_won
-    revenue[:, :, NEW_LEADS_SOURCE] += (out.revenue - before[1]).sum(axis=2) - pipe_p_revenue
+    new_won = (out.won - before[0]).sum(axis=2, dtype=np.int32) - pipe_p_won
+    new_revenue = (out.revenue - before[1]).sum(axis=2) - pipe_p_revenue
+    if plan.has_events:  # v2 F2
+        ev_won = np.zeros(won.shape[:2], dtype=np.int32)
+        ev_revenue = np.zeros(revenue.shape[:2])
+        if event_logs is not None:
+            for trial, day, _, value, _ in event_logs:
+                period = plan.periods.of_day[np.asarray(day, dtype=np.int64)]
+                np.add.at(ev_won, (trial, period), 1)
+                np.add.at(ev_revenue, (trial, period), value)
+        elif not plan.has_capacity:
+            ev_won += (events_done[0] - new_leads_done[0]).sum(axis=2, dtype=np.int32)
+            ev_revenue += (events_done[1] - new_leads_done[1]).sum(axis=2)
+        won[:, :, EVENTS_SOURCE] += ev_won
+        revenue[:, :, EVENTS_SOURCE] += ev_revenue
+        new_won -= ev_won
+        new_revenue -= ev_revenue
+    won[:, :, NEW_LEADS_SOURCE] += new_won
+    revenue[:, :, NEW_LEADS_SOURCE] += new_revenue
 
 
 def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after) -> None:
@@ -246,6 +283,7 @@ def kernels_of(plan: Plan) -> tuple:
                                      (moves.simulate_new_leads_moves, plan.has_moves),
                                      (moves.simulate_pipeline_moves, plan.has_chain_pipeline),
                                      (moves.simulate_lost_leads_moves, plan.has_moves and plan.counting),
+                                     (events.simulate_events, plan.has_events),
                                      (kernels.apply_capacity, plan.has_capacity and not plan.has_customers),
                                      (kernels.apply_capacity_deals, plan.has_capacity and plan.has_customers),
                                      (kernels.capacity_pipeline_share,

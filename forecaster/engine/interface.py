@@ -97,6 +97,8 @@ STAGE_COUNTS, COUNTS_MIXING, COUNTS_DRIFT_LEADS, COUNTS_DRIFT_CONVERT = range(4)
 # draw of the trial's own, which the next trial reseeds) and to simulate_pipeline (drawn between
 # its deals' draws: a role the pipeline kernel does not use)
 PIPELINE_COUNTS = 2
+# v2 F2: simulate_events (forecaster.engine.events)
+EV_WON, EV_COUNT, EV_DAYS, EV_VALUE, EV_REP, EV_SLIP, EV_PATH, EV_LOST, EV_DRIFT_CONVERT = range(9)
 N_ROLES = 9  # the most a kernel draws with: simulate_new_leads_moves (forecaster.engine.moves)
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -164,9 +166,23 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     "simulate_lost_leads_moves": (("segment/{segment}/stage-counts-moves", 0),
                                   ("segment/{segment}/arrival-mixing", 1),
                                   ("segment/{segment}/stage-counts-arrival", 2)),
+    # v2 F2: a segment's dated lead events: the won counts (binomials), each event's count when
+    # it is a distribution, the won leads' stage times, values, reps, slips and paths (with
+    # moves), the leads that are not won (with F1's counts or F11's values), and the drift's
+    # walks of the conversions (redrawn from apply_shocks' streams: the same walks)
+    # ({event}: the event's index in the segment's list, a set of streams per event)
+    "simulate_events": (("segment/{segment}/events[{event}]/won", EV_WON),
+                        ("segment/{segment}/events[{event}]/count", EV_COUNT),
+                        ("segment/{segment}/events[{event}]/days", EV_DAYS),
+                        ("segment/{segment}/events[{event}]/deal-value", EV_VALUE),
+                        ("segment/{segment}/events[{event}]/rep", EV_REP),
+                        ("segment/{segment}/events[{event}]/closing", EV_SLIP),
+                        ("segment/{segment}/events[{event}]/path", EV_PATH),
+                        ("segment/{segment}/events[{event}]/lost", EV_LOST),
+                        ("shocks/drift/convert.{stage}", EV_DRIFT_CONVERT)),
     # after the sale (v2 A.4), one set per source of won deals ({source}: "segment/<name>" for
-    # a segment's new leads, "pipeline"), so that each source's customers draw from streams
-    # of their own
+    # a segment's new leads, "segment/<name>/events" for its events, "pipeline"), so that each
+    # source's customers draw from streams of their own
     "simulate_customers": (("{source}/customer", CUSTOMER),
                            ("{source}/renewal", RENEWAL),
                            ("{source}/repeat", REPEAT),
@@ -263,6 +279,18 @@ class Outputs(NamedTuple):
     revenue: F64_3_OUT          # (trials, periods, G) [currency]
     won: I32_3_OUT              # (trials, periods, G) [deals]
     bookings: F64_3_OUT         # (trials, quota periods, reps) [currency]
+
+
+class Events(NamedTuple):
+    """Dated lead events (v2 F2), E of them, grouped by segment in segment order (each
+    segment's in the order of its ``leads.events``); D days in the horizon."""
+
+    first: I64_1        # (G + 1,) segment g's events are first[g] .. first[g + 1] - 1
+    day: I64_1          # (E,) the event's date [days from start]
+    stage: I64_1        # (E,) the stage its leads enter (index in the scenario's stages)
+    count_codes: I64_1  # (E,) the count's law (FIXED for a whole number)
+    count_pars: F64_2   # (E, 4)
+    cost: F64_1         # (E,) [currency]; not read by the kernels (spend, v2 E.3)
 
 
 class Customers(NamedTuple):

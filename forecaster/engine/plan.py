@@ -43,6 +43,7 @@ from forecaster.engine.interface import (
     Closing,
     CustomerOutputs,
     Customers,
+    Events,
     Funnel,
     Installed,
     Outputs,
@@ -151,6 +152,7 @@ class Plan:
     chain_pipeline: ChainPipeline | None = None  # v2 B: the open deals of segments with moves
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
     spend: Spend | None = None      # v2 E.3: what each segment spends (None: spend is not reported)
+    events: Events | None = None    # v2 F2: the dated lead events (None: none)
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -194,6 +196,62 @@ class Plan:
         return int(self.elapsed_months[-1]) + 1
 
     @property
+    def has_events(self) -> bool:
+        """Whether some segment has dated lead events (v2 F2)."""
+        return self.events is not None and self.events.day.shape[0] > 0
+
+    def events_of(self, g: int) -> int:
+        """How many dated lead events segment ``g`` has (v2 F2)."""
+        return 0 if self.events is None else int(self.events.first[g + 1] - self.events.first[g])
+
+    def chain_record(self) -> Chain:
+        """The kernels' :class:`Chain`: the segments' moves, or one without any (every ``has`` 0)."""
+        if self.chain is not None:
+            return self.chain
+        G, S = len(self.segment_names), len(self.stage_names)
+        none = np.zeros((G, S, 1), dtype=np.int64)
+        return typed(Chain, has=np.zeros(G, dtype=np.int64), n_moves=np.zeros((G, S), dtype=np.int64),
+                     to=np.full((G, S, 1), -1, dtype=np.int64), slot=none, own_days=none, days_codes=none,
+                     days_pars=np.zeros((G, S, 1, 4)))
+
+    # --- v2 F2: what the dated lead events bring (for leads and spend, v2 E.3) ---------------
+
+    def event_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """With events: each event's drawn count, int64 (n, E) [leads], in the order of
+        ``events`` (segment by segment, each segment's list in its order); nothing otherwise.
+        In :meth:`kernel_buffers`, just before the by-source buffers."""
+        if self.events is None or not self.has_events:
+            return ()
+        return (np.zeros((n, self.events.day.shape[0]), dtype=np.int64),)
+
+    def split_event_counts(self, extra: tuple) -> np.ndarray | None:
+        """Each event's drawn count, int64 (trials, E), among the buffers of
+        :meth:`kernel_buffers` after the first four; None without events."""
+        if not self.has_events:
+            return None
+        return extra[-3] if self.by_source else extra[-1]
+
+    def event_leads(self, counts: np.ndarray) -> np.ndarray:
+        """Event leads by period and segment, int64 (trials, periods, segments) [leads]: each
+        event's count (``counts``, (trials, E), see :meth:`split_event_counts`) on its date."""
+        out = np.zeros((counts.shape[0], len(self.periods), len(self.segment_names)), dtype=np.int64)
+        if self.events is not None:
+            for g in range(len(self.segment_names)):
+                for e in range(int(self.events.first[g]), int(self.events.first[g + 1])):
+                    out[:, self.periods.of_day[self.events.day[e]], g] += counts[:, e]
+        return out
+
+    def event_spend(self) -> np.ndarray:
+        """The events' costs on their dates, by period and segment, float64 (periods, segments)
+        [currency] (the same in every trial)."""
+        out = np.zeros((len(self.periods), len(self.segment_names)))
+        if self.events is not None:
+            for g in range(len(self.segment_names)):
+                for e in range(int(self.events.first[g]), int(self.events.first[g + 1])):
+                    out[self.periods.of_day[self.events.day[e]], g] += self.events.cost[e]
+        return out
+
+    @property
     def has_closing(self) -> bool:
         return self.closing.slip_prob.shape[0] > 0
 
@@ -233,6 +291,7 @@ class Plan:
             out += (np.zeros((n, P, G)),)
         out += self.count_buffers(n)
         out += self.lead_buffers(n)
+        out += self.event_buffers(n)
         out += self.source_buffers(n)
         return out
 
@@ -460,8 +519,12 @@ def build_plan(sc: Scenario) -> Plan:
                       for seg in sc.segments.values()]).reshape(G, S)
     customers = _customers(sc, enc, report, after_sale)
     stage_values = _stage_values(sc, enc, order, report)
+    has_events = any(seg.leads.events for seg in sc.segments.values())
+    # with events, the record even when nothing is counted: the leads they do not win draw their
+    # days_lost (and stalled) whether or not they are counted, so stage values do not depend on it
     stage_counts = _stage_counts(sc, enc, report, [d for d in sc.pipeline if not sc.segments[d.segment].has_moves]) \
-        if sc.outputs.counts or sc.outputs.cycle_days or sc.counts_leads else None
+        if sc.outputs.counts or sc.outputs.cycle_days or sc.counts_leads or has_events else None
+    events = _events(sc, enc) if has_events else None
     funnel = typed(Funnel, param_codes=param_codes, param_pars=param_pars, rate_is_cost=rate_is_cost,
                    day_mean=day_mean, elapsed_months=elapsed, dispersion=dispersion, days_codes=days_codes,
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
@@ -503,7 +566,8 @@ def build_plan(sc: Scenario) -> Plan:
         segment_stages=tuple(tuple(s for s in sc.stages if seg.passes(s)) for seg in sc.segments.values()),
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
                                                              chain.to.shape[2])._asdict()) if chain else None,
-        spend=_spend(sc, month, month_len, cost_slot) if sc.spends else None)
+        spend=_spend(sc, month, month_len, cost_slot) if sc.spends else None,
+        events=events)
 
 
 @dataclass(frozen=True)
@@ -555,6 +619,27 @@ def _budget_per_day(leads, month: np.ndarray, month_len: np.ndarray) -> np.ndarr
     if not leads.budget_by_month:  # v1
         return leads.budget_per_month / month_len if leads.budget_per_month else np.zeros(month.shape[0])
     return np.array([leads.budget(int(m)) for m in month]) / month_len
+
+
+
+
+def _events(sc: Scenario, enc: _Encoder) -> Events:
+    """The :class:`Events` record (v2 F2): every segment's events, segment by segment, each
+    entering its stage (default: the segment's first)."""
+    first, day, stage, codes, pars, cost = [0], [], [], [], [], []
+    for seg in sc.segments.values():
+        own = seg.stages or sc.stages
+        for event in seg.leads.events:
+            day.append((event.date - sc.start).days)
+            stage.append(sc.stages.index(event.stage or own[0]))
+            code, par = enc(event.count)
+            codes.append(code)
+            pars.append(par)
+            cost.append(event.cost)
+        first.append(len(day))
+    return typed(Events, first=np.array(first, dtype=np.int64), day=np.array(day, dtype=np.int64),
+                 stage=np.array(stage, dtype=np.int64), count_codes=np.array(codes, dtype=np.int64),
+                 count_pars=np.array(pars, dtype=float).reshape(len(day), 4), cost=np.array(cost, dtype=float))
 
 
 def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageCounts:

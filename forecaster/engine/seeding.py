@@ -102,6 +102,10 @@ class StreamKeys:
         v2 F1: of ``simulate_lost_leads``, and the count streams ``simulate_new_leads`` and
         ``simulate_pipeline`` are given (``interface.STREAMS``' ``entries_of_won`` and
         ``pipeline_loss``, after the kernels they call that draw from them).
+    events, customers_events : list of KeySet (None for a segment without events), one per segment
+        v2 F2: of ``simulate_events`` (its per-event streams, ``segment/<name>/events[i]/...``)
+        and of ``simulate_customers`` for the customers of its events' won deals (empty lists
+        in a run without events).
     """
 
     parameters: list
@@ -120,6 +124,8 @@ class StreamKeys:
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
     unwon_leads: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    customers_events: list = field(default_factory=list)
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -147,7 +153,11 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                       [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
                       [of("entries_of_won", segment=name) for name in plan.segment_names],
                       of("pipeline_loss"),
-                      [of("simulate_unwon_leads", segment=name) for name in plan.segment_names])
+                      [of("simulate_unwon_leads", segment=name) for name in plan.segment_names],
+                      [of("simulate_events", segment=name, event=[str(i) for i in range(plan.events_of(g))])
+                       if plan.events_of(g) else None for g, name in enumerate(plan.segment_names)],
+                      [of("simulate_customers", source=f"segment/{name}/events") if plan.events_of(g) else None
+                       for g, name in enumerate(plan.segment_names)])
 
 
 _local = threading.local()

@@ -258,7 +258,10 @@ class Layout:
         if by_source is not None:
             out["revenue_by_source"], out["won_deals_by_source"] = by_source
         leads = self.plan.split_leads(extra)
-        if leads is not None:  # v2 E.3
+        if leads is not None:  # v2 E.3: new leads on their arrival day, and event leads on their date (F2)
+            event_counts = self.plan.split_event_counts(extra)
+            if event_counts is not None:
+                leads = leads + self.plan.event_leads(event_counts).astype(np.int32)
             out["leads_by_segment"], out["leads"] = leads, leads.sum(axis=2, dtype=np.int32)
             if self.plan.spend is not None:
                 spend = self.plan.spend.of(leads, won, inputs, self.plan.periods.of_day)

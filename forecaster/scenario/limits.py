@@ -6,7 +6,8 @@ scenario whose *expected* sizes pass these limits is refused up front, with the 
 instead of returning zeros, overflowed infinities or ``null`` statistics:
 
 * :data:`MAX_LEADS` expected leads a trial over the horizon, all segments together (rates
-  with their growth compounded, seasonality and bought leads at the mean cost per lead);
+  with their growth compounded, seasonality and bought leads at the mean cost per lead, and
+  the mean counts of dated lead events, v2 F2);
 * :data:`MAX_VALUE` for the mean of a deal value, a pipeline deal's amount, a lead budget
   a month, a quota and a commission cap [currency];
 * :data:`MAX_RATE` for a commission tier's rate (a fraction of bookings);
@@ -172,7 +173,7 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
         for name, seg in segments.items():
             if seg is INVALID:
                 continue
-            n = expected_leads(seg.leads, start, end)
+            n = expected_leads(seg.leads, start, end) + sum(e.count.mean() for e in seg.leads.events)  # v2 F2
             total += n
             if worst is None or n > worst[1]:
                 worst = (name, n)
@@ -182,6 +183,10 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                           f"has a mean of {_show(value)}; the engine adds values exactly up to a mean deal "
                           f"value of {MAX_VALUE:g} (a larger one would overflow the revenue)")
             _after_sale_limits(name, seg, start, end, ctx)
+            for i, event in enumerate(seg.leads.events):  # v2 F2: spend adds event costs exactly
+                if event.cost > MAX_VALUE:
+                    ctx.error(("segments", name, "leads", "events", i, "cost"),
+                              f"must be at most {MAX_VALUE:g}; got {fmt_number(event.cost)}")
             budgets = [(("budget_per_month",), seg.leads.budget_per_month),
                        *((("budget_by_month", str(m)), b) for m, b in seg.leads.budget_by_month.items())]
             if seg.leads.response is not None:

@@ -42,6 +42,19 @@ class Response:
 
 
 @dataclass(frozen=True)
+class LeadEvent:
+    """A dated lead event (v2 F2): at the beginning of ``date``, ``count`` leads (a whole
+    number, or a distribution drawn per trial and rounded to the nearest whole number, halves
+    up) enter ``stage`` (None: the segment's first stage) and go on as new leads of the
+    segment; ``cost`` [currency] adds to the segment's spend on ``date`` (E.3)."""
+
+    date: date
+    count: Distribution
+    stage: str | None = None
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
 class Leads:
     """Arrivals at a segment's first stage.
 
@@ -51,6 +64,8 @@ class Leads:
     ``seasonality`` maps calendar month (1-12) to a rate multiplier; ``growth_per_month``
     compounds from the month of ``start``. v2 C: ``budget_by_month`` maps calendar months to
     their budget (else ``budget_per_month``), and ``response`` makes leads saturate with it.
+    ``events`` (v2 F2): dated lead events, a tuple of :class:`LeadEvent` that none of the
+    above touches.
     """
 
     per_day: Distribution | None = None
@@ -63,6 +78,7 @@ class Leads:
     growth_per_month: Distribution | None = None
     response: Response | None = None  # v2 C: with budget_per_month only
     budget_by_month: dict = field(default_factory=dict, hash=False)  # v2 C: calendar month -> budget [currency]
+    events: tuple = field(default=(), hash=False)
 
     def budget(self, month: int) -> float:
         """The budget of calendar month ``month`` (1-12) [currency]: ``budget_by_month``'s where

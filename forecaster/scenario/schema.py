@@ -33,6 +33,7 @@ from forecaster.scenario.model import (
     Commission,
     Cost,
     Customer,
+    LeadEvent,
     Leads,
     Move,
     Outputs,
@@ -159,6 +160,49 @@ RESPONSE = Record(
 )
 
 
+@dataclass
+class Count(Quantity):
+    """A count of leads (v2 F2): a whole number >= 0, or a distribution >= 0 drawn per trial
+    and rounded to the nearest whole number (halves up); a fixed one must be whole."""
+
+    role: Any = NONNEGATIVE
+
+    def expected(self) -> str:
+        return "a whole number >= 0 or a distribution ({dist: ...})"
+
+    def validate(self, value: Any, path: Path, ctx: Context) -> Any:
+        if not isinstance(value, dict):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return ctx.error(path, f"must be {self.expected()}; got {show(value)}")
+            got = Num(lo=0.0, integer=True, what="a whole number").validate(value, path, ctx)
+            return INVALID if got is INVALID else Distribution.fixed(float(got))
+        got = super().validate(value, path, ctx)
+        if got is not INVALID and got.dist == "fixed" and not float(got["value"]).is_integer():
+            return ctx.error(path + ("value",), f"must be a whole number: a fixed count is not rounded; "
+                                                f"got {fmt_number(got['value'])}")
+        return got
+
+    def json_schema(self) -> JSONSchema:
+        schema = super().json_schema()
+        schema["anyOf"][0] = {"type": "integer", "minimum": 0}
+        return schema
+
+
+EVENT = Record(
+    name="a lead event",
+    doc="Leads entering a stage at the beginning of a date (v2 F2).",
+    make=lambda date, count, stage, cost: LeadEvent(date, count, stage, cost),
+    fields={
+        "date": Field(Date(doc="The day the leads enter, in [start, end]."), required=True),
+        "count": Field(Count(doc="How many leads enter (a whole number, or a distribution drawn per trial and "
+                                 "rounded to the nearest whole number, halves up)."), required=True),
+        "stage": Field(Name("a stage name", doc="The stage they enter: one the segment passes (default: its "
+                                                "first).")),
+        "cost": Field(Num(lo=0.0, doc="Spend of the event, on its date (E.3). [currency]"), default=0.0),
+    },
+)
+
+
 def _bought_only(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """v2 C.5: ``response`` and ``budget_by_month`` describe bought leads."""
     ok = True
@@ -177,7 +221,7 @@ def _bought_only(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 LEADS = Record(
     name="a lead-arrival mapping",
     doc="Arrivals at the segment's first stage.",
-    make=Leads,
+    make=lambda events, **keys: Leads(events=tuple(events), **keys),
     checks=(_one_lead_source, _bought_only),
     fields={
         "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).")),
@@ -198,6 +242,9 @@ LEADS = Record(
                                        doc="Calendar month (1-12) -> that month's budget, instead of "
                                            "budget_per_month (v2 C). [currency]"),
                                  default={}),
+        "events": Field(ListOf(EVENT, doc="Dated lead events (v2 F2): counts of leads entering a stage on a "
+                                          "date, untouched by the rate's dispersion, seasonality, growth and "
+                                          "shocks."), default=()),
     },
 )
 
@@ -719,6 +766,33 @@ def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok
 
 
+def _events(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 F2: each event's date inside the horizon, its stage one the segment passes."""
+    segments, stages, start, end = v["segments"], v["stages"], v["start"], v["end"]
+    if segments is INVALID:
+        return True
+    ok = True
+    for name, seg in segments.items():
+        own = seg.stages or (stages if stages is not INVALID else None)
+        for i, event in enumerate(seg.leads.events):
+            at = path + ("segments", name, "leads", "events", i)
+            if start is not INVALID and end is not INVALID and not start <= event.date <= end:
+                ok = False
+                ctx.error(at + ("date",), f"must be within the horizon, from start ({start.isoformat()}) to end "
+                                          f"({end.isoformat()}); got {event.date.isoformat()}")
+            if event.stage is None or stages is INVALID:
+                continue
+            if event.stage not in stages:
+                ok = False
+                ctx.error(at + ("stage",), f"names {event.stage!r}, which is not one of the stages"
+                                           f"{suggest(event.stage, stages)}; stages: {', '.join(stages)}")
+            elif own is not None and event.stage not in own:
+                ok = False
+                ctx.error(at + ("stage",), f"names {event.stage}, which segment {name} does not pass: its stages are "
+                                           f"{', '.join(own)}")
+    return ok
+
+
 def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     team, commission, segments, targets = v["team"], v["commission"], v["segments"], v["targets"]
     ok = True
@@ -800,7 +874,7 @@ def _built(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
+    checks=(_horizon, _events, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
             _built),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import forecaster as fc
-from forecaster.engine import _numba, interface, kernels, moves, seeding
+from forecaster.engine import _numba, events, interface, kernels, moves, seeding
 from forecaster.engine.plan import build_plan
 
 ENGINE = Path(kernels.__file__).resolve().parent
@@ -156,12 +156,13 @@ def test_the_stream_table_names_the_streams_of_before():
                                       "apply_capacity", "simulate_customers", "simulate_lost_stage_values",
                                       "simulate_lost_leads", "entries_of_won", "pipeline_loss",
                                       "simulate_new_leads_moves", "simulate_pipeline_moves", "simulate_lost_leads_moves",
-                                      "simulate_unwon_leads"}  # v2 E.3
+                                      "simulate_unwon_leads",  # v2 E.3
+                                      "simulate_events"}  # v2 F2
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
         "customer", "renewal", "repeat", "repeat-value", "cancel"))
     assert keys.customers_pipeline.names[0] == "pipeline/customer" and keys.installed.names[0] == "installed/customer"
-    assert all(hasattr(kernels, name) or hasattr(moves, name) for name in interface.STREAMS)
+    assert all(hasattr(kernels, name) or hasattr(moves, name) or hasattr(events, name) for name in interface.STREAMS)
     with pytest.raises(ValueError, match="two rows"):
         seeding.key_set(1, (("a", interface.DAYS), ("b", interface.VALUE), ("c", interface.DAYS)), {})
 
