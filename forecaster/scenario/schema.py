@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from forecaster.scenario import chain
+from forecaster.scenario import chain, same_as
 from forecaster.scenario.distributions import (
     GROWTH,
     MAX_GAMMA_CV,
@@ -122,18 +122,21 @@ LEADS = Record(
     make=Leads,
     checks=(_one_lead_source,),
     fields={
-        "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).")),
-        "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.")),
-        "per_month": Field(Quantity(NONNEGATIVE, doc="Mean new leads per calendar month, spread evenly over its days.")),
+        "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).",
+                                   per_trial=True)),
+        "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.", per_trial=True)),
+        "per_month": Field(Quantity(NONNEGATIVE, doc="Mean new leads per calendar month, spread evenly over its days.",
+                                     per_trial=True)),
         "budget_per_month": Field(Num(lo=0.0, doc="Spend on bought leads per calendar month. [currency]")),
-        "cost_per_lead": Field(Quantity(POSITIVE, doc="Cost of one bought lead (a rate: drawn once per trial). [currency]")),
+        "cost_per_lead": Field(Quantity(POSITIVE, doc="Cost of one bought lead (a rate: drawn once per trial). [currency]",
+                                         per_trial=True)),
         "dispersion": Field(Num(lo=0.0, doc="0 = Poisson days; d > 0 = negative binomial, var = m + d m^2."), default=0.0),
         "seasonality": Field(MapOf(Num(lo=1, hi=12, integer=True, what="a calendar month"),
                                    Num(lo=0.0, what="a rate multiplier"), key_pattern="^([1-9]|1[0-2])$",
                                    doc="Calendar month (1-12) -> multiplier on the rate (default 1)."),
                              default={}),
         "growth_per_month": Field(Quantity(GROWTH, doc="Monthly compounding growth from start's month "
-                                                       "(a rate: drawn once per trial).")),
+                                                       "(a rate: drawn once per trial).", per_trial=True)),
     },
 )
 
@@ -145,7 +148,7 @@ MOVE = Record(
         "to": Field(Name("a stage name or won", doc="A stage of the segment (earlier: back; later than the next: "
                                                     "a skip), or `won`."), required=True),
         "share": Field(Quantity(PROBABILITY, doc="Of the leads leaving a visit without converting, the share "
-                                                 "that move (drawn once per trial)."), required=True),
+                                                 "that move (drawn once per trial).", per_trial=True), required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days in the stage before the move (per visit; default: the "
                                                 "stage's days).")),
     },
@@ -155,7 +158,8 @@ STAGE = Record(
     name="a funnel stage",
     make=Stage,
     fields={
-        "convert": Field(Quantity(PROBABILITY, doc="Probability to move on (drawn once per trial)."), required=True),
+        "convert": Field(Quantity(PROBABILITY, doc="Probability to move on (drawn once per trial).", per_trial=True),
+                         required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days a converting deal spends here (drawn per deal)."), required=True),
         "days_lost": Field(Quantity(NONNEGATIVE, doc="Days a lost deal spends here before it is given up "
                                                      "(per deal; default: as days).")),
@@ -165,6 +169,9 @@ STAGE = Record(
     },
 )
 
+NO_EXPANSION = Distribution.fixed(0.0)
+"""An absent ``expansion``'s value (this very object: a ``same_as`` cannot name an absent key)."""
+
 SUBSCRIPTION = Record(
     name="a subscription mapping",
     doc="A contract renewed at each term's end; terms are anchored on the win day.",
@@ -173,13 +180,13 @@ SUBSCRIPTION = Record(
     fields={
         "term_months": Field(Num(lo=1, hi=1200, integer=True, what="a whole number of months",
                                  doc="Length of a term. [calendar months]"), default=1),
-        "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial)."),
-                       required=True),
+        "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial).",
+                                per_trial=True), required=True),
         "concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own renewal "
                                    "probability is Beta(renew k, (1 - renew) k) (shifted-beta-geometric); absent: "
                                    "none.")),
-        "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial)."),
-                           default=Distribution.fixed(0.0)),
+        "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial).",
+                                    per_trial=True), default=NO_EXPANSION),
     },
 )
 
@@ -189,12 +196,12 @@ REPEAT = Record(
     make=Repeat,
     fields={
         "per_month": Field(Quantity(NONNEGATIVE, doc="Purchases per customer month (30.4375 days) while active "
-                                                     "(drawn once per trial)."), required=True),
+                                                     "(drawn once per trial).", per_trial=True), required=True),
         "rate_cv": Field(Num(lo=MIN_GAMMA_CV, hi=MAX_GAMMA_CV, doc="Each customer's rate is per_month x a gamma "
                                                                    "of mean 1 and this coefficient of variation; "
                                                                    "absent: none.")),
         "dropout": Field(Quantity(PROBABILITY, doc="Chance of becoming inactive after each repeat purchase "
-                                                   "(drawn once per trial)."), required=True),
+                                                   "(drawn once per trial).", per_trial=True), required=True),
         "dropout_concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own "
                                            "dropout is Beta(dropout k, (1 - dropout) k); absent: none.")),
         "value": Field(Quantity(NONNEGATIVE, doc="Value of each repeat purchase (drawn per purchase; default: "
@@ -208,7 +215,7 @@ CANCEL = Record(
     make=Cancel,
     fields={
         "probability": Field(Quantity(PROBABILITY, doc="Chance that a won deal is cancelled (drawn once per "
-                                                       "trial)."), required=True),
+                                                       "trial).", per_trial=True), required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days from the win to the cancellation (drawn per deal)."),
                       required=True),
         "refund": Field(Num(lo=0.0, hi=1.0, doc="Share of the deal's value refunded."), default=1.0),
@@ -712,7 +719,7 @@ def _built(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
+    checks=(_horizon, same_as.resolve, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
             _built),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},
