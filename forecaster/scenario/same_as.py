@@ -89,6 +89,14 @@ def _exists(values: dict, text: str) -> bool:
         and _walk(values, parts) is not None
 
 
+def quantity_at(scenario: Any, path: Path) -> Distribution:
+    """The law of the per-trial quantity at key path ``path`` (a tuple) of a built scenario
+    (a ``same_as``'s is its target's)."""
+    found = _walk({"segments": scenario.segments}, path)
+    assert isinstance(found, Distribution), path
+    return found
+
+
 def _describe(kind: str) -> str:
     return kind if kind == PROBABILITY else f"a rate ({kind})"
 
