@@ -43,12 +43,15 @@ RATE_KEYS = (("leads", "per_day"), ("leads", "per_week"), ("leads", "per_month")
 """The rates drawn once per trial (key paths under a segment): each is its own kind."""
 
 
+NO_EXPANSION = Distribution.fixed(0.0)
+"""An absent ``expansion``'s value, this very object (the schema's default): a ``same_as``
+cannot name an absent key."""
+
+
 def per_trial_quantities(seg: Any) -> Iterator[tuple[Path, str, Any]]:
     """A segment's quantities drawn once per trial: (key path under the segment, kind, value),
     the value a :class:`Distribution` or, while the file is checked, a :class:`SameAs`. Only
     the keys the file gives (an absent ``expansion`` is not one)."""
-    from forecaster.scenario.schema import NO_EXPANSION
-
     for rel in RATE_KEYS + PROBABILITY_KEYS:
         value = _walk(seg, rel[:-1])
         value = getattr(value, rel[-1], None) if value is not None else None
@@ -79,7 +82,7 @@ def _walk(node: Any, parts) -> Any:
             node = getattr(node, part)
         else:
             return None
-    return None if node is INVALID else node
+    return None if node is INVALID or node is NO_EXPANSION else node
 
 
 def _exists(values: dict, text: str) -> bool:

@@ -41,6 +41,7 @@ from forecaster.scenario.model import (
     Subscription,
     Tier,
 )
+from forecaster.scenario.same_as import NO_EXPANSION
 from forecaster.scenario.validation import (
     INVALID,
     Choice,
@@ -168,9 +169,6 @@ STAGE = Record(
         "moves": Field(ListOf(MOVE, doc="Moves back, skips ahead or wins another way (v2 B)."), default=()),
     },
 )
-
-NO_EXPANSION = Distribution.fixed(0.0)
-"""An absent ``expansion``'s value (this very object: a ``same_as`` cannot name an absent key)."""
 
 SUBSCRIPTION = Record(
     name="a subscription mapping",
