@@ -25,7 +25,7 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, cast
 
 from forecaster.errors import Problem, ScenarioError
 from forecaster.scenario.loading import build_scenario, read_document
@@ -152,7 +152,7 @@ def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple
     doc = copy.deepcopy(base)
     problems: list[Problem] = []
     for section in ("set", "scale", "shift"):
-        moved: list[tuple[Container, Any, object, str]] = []  # (container, key, factor or delta, where)
+        moved: list[tuple[Container, Any, float, str]] = []  # (container, key, factor or delta, where)
         changes = variant.get(section) or {}
         if not isinstance(changes, dict):
             problems.append(Problem(section, f"must be a mapping of key path -> value; got {show(changes)}"))
@@ -174,7 +174,7 @@ def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple
                 for container, key in found:
                     container[key] = copy.deepcopy(value)
                 continue
-            moved.extend((container, key, value, at) for container, key in found)
+            moved.extend((container, key, cast(float, value), at) for container, key in found)
         # v2 E.1: a {same_as: PATH} takes PATH's draw: it follows PATH's change, and is
         # refused when PATH is not changed alike (it has no law of its own to change)
         changed = {(id(container), key): value for container, key, value, _ in moved}
