@@ -708,7 +708,10 @@ FULL_V2 = {  # moves (v2 B), a segment's own stages (F4) and every output asked 
         "bought": {**FULL["segments"]["bought"], "stages": ["lead", "qualified", "proposal"],
                    "leads": {**FULL["segments"]["bought"]["leads"], "events": [  # v2 F2
                        {"date": "2027-02-15", "count": 300, "stage": "qualified", "cost": 500},
-                       {"date": "2027-03-01", "count": {"dist": "uniform", "low": 50, "high": 150}}]}}},
+                       {"date": "2027-03-01", "count": {"dist": "uniform", "low": 50, "high": 150}}]},
+                   "funnel": {**FULL["segments"]["bought"]["funnel"],  # a shared draw (E.1)
+                              "lead": {**FULL["segments"]["bought"]["funnel"]["lead"],
+                                       "convert": {"same_as": "segments.direct.funnel.lead.convert"}}}}},
     "outputs": {"stage_entries": True, "losses": True, "cycle_days": True, "stage_value": True, "by_source": True,
                 "coverage": True},
 }
@@ -1330,6 +1333,39 @@ def family_schema() -> list[Case]:
             text = text.replace("end: '2027-03-31'", "end: '2027-12-31'")
         cases.append(Case(f"schema/map-{label}", RUN("s.yaml"), {"s.yaml": text, **files},
                           f"{'.'.join(map(str, path))}: {raw[:80]}", names=("s.yaml",), writes=("out",)))
+    # v2 E.1: shared per-trial draws, valid and not
+    convert = ("segments", "direct", "funnel", "qualified", "convert")
+    for label, path, raw, ok in [
+            ("ok-convert", convert, "{same_as: segments.bought.funnel.qualified.convert}", True),
+            ("ok-chain", ("segments", "direct", "funnel", "lead", "convert"),
+             "{same_as: segments.direct.funnel.qualified.convert}", True),
+            ("loop-cost-per-lead", ("segments", "bought", "leads", "cost_per_lead"),
+             "{same_as: segments.bought.leads.cost_per_lead}", False),  # itself: a loop
+            ("loop-growth", ("segments", "direct", "leads", "growth_per_month"),
+             "{same_as: segments.direct.leads.growth_per_month}", False),
+            ("unknown", convert, "{same_as: segments.nope.funnel.qualified.convert}", False),
+            ("wildcard", convert, "{same_as: 'segments.*.funnel.qualified.convert'}", False),
+            ("other-kind", convert, "{same_as: segments.direct.leads.per_week}", False),
+            ("rate-other-key", ("segments", "bought", "leads", "cost_per_lead"),
+             "{same_as: segments.direct.leads.per_week}", False),
+            ("to-days", convert, "{same_as: segments.direct.funnel.lead.days}", False),
+            ("to-plain-number", convert, "{same_as: segments.direct.leads.dispersion}", False),
+            ("to-top-level", convert, "{same_as: trials}", False),
+            ("on-days", ("segments", "direct", "funnel", "lead", "days"),
+             "{same_as: segments.bought.funnel.lead.days}", False),
+            ("on-deal-value", ("segments", "direct", "deal_value"), "{same_as: segments.bought.deal_value}", False),
+            ("beside-dist", convert, "{same_as: segments.bought.funnel.qualified.convert, dist: beta}", False),
+            ("number", convert, "{same_as: 0.4}", False), ("null", convert, "{same_as: null}", False),
+            ("empty", convert, "{same_as: ''}", False), ("list", convert, "{same_as: [a]}", False),
+            ("escape", convert, '{same_as: "segments.direct\\e[31m"}', False),
+            ("bidi", convert, '{same_as: "segments.\\u202edirect"}', False),
+            ("huge", convert, "{same_as: " + "a." * 5000 + "a}", False),
+            ("index-out-of-range", convert, "{same_as: 'team.reps[99].quota'}", False),
+    ]:
+        text = with_token(FULL, path, raw)
+        cases.append(Case(f"schema/same-as-{label}", RUN("s.yaml"), {"s.yaml": text, **files},
+                          f"{'.'.join(map(str, path))}: {raw[:80]}", expect=frozenset({0 if ok else 2}),
+                          names=("s.yaml",), writes=("out",)))
     return cases
 
 
@@ -1748,6 +1784,18 @@ def family_variants() -> list[Case]:
         add(label, text, label.replace("-", " "))
     add("latin1", "name: v\ndescription: caf\xe9\nscale: {segments.direct.leads.per_week: 2}\n".encode("latin-1"),
         "a variant in latin-1")
+    shared = dump({**FULL, "segments": {**FULL["segments"], "direct": {**FULL["segments"]["direct"], "funnel": {
+        **FULL["segments"]["direct"]["funnel"], "lead": {**FULL["segments"]["direct"]["funnel"]["lead"],
+                                                         "convert": {"same_as": "segments.bought.funnel.lead.convert"}}}}}})
+    for label, text in {  # v2 E.1: a same_as follows its target's change, or is refused
+            "same-as-scale-holder": "name: v\nscale:\n  segments.direct.funnel.lead.convert: 1.1\n",
+            "same-as-scale-both": "name: v\nscale:\n  segments.*.funnel.lead.convert: 1.1\n",
+            "same-as-set-unknown": "name: v\nset:\n  segments.direct.funnel.lead.convert: {same_as: nope}\n",
+            "same-as-set-holder": "name: v\nset:\n  segments.direct.funnel.lead.convert: 0.3\n",
+            "same-as-set-loop": "name: v\nset:\n  segments.bought.funnel.lead.convert: "
+                                "{same_as: segments.direct.funnel.lead.convert}\n"}.items():
+        add(label, text, label.replace("-", " "), more={"s.yaml": shared},
+            expect=frozenset({0}) if label in ("same-as-scale-both", "same-as-set-holder") else frozenset({2}))
     for label, files2, argv, desc in [
             ("variant-missing", {}, ["compare", "s.yaml", "nope.yaml", "--out", "out"], "the variant does not exist"),
             ("variant-folder", {"v": Dir()}, ["compare", "s.yaml", "v", "--out", "out"], "the variant is a folder"),
@@ -1787,6 +1835,8 @@ def family_degenerate() -> list[Case]:
                              "commission: {period: quarter, tiers: [{up_to: 1, rate: 0.1}, {rate: 10}], cap: 1e15}\n",
         "target-0": MINIMAL + "targets: {revenue: 0, won_deals: 0}\n",
         "weekly-1-trial": MINIMAL.replace("trials: 200", "trials: 1") + "report_by: week\n",
+        "same-as": MINIMAL.replace("convert: 0.40", "convert: {same_as: segments.direct.funnel.lead.convert}")
+        .replace("convert: 0.25", "convert: {dist: beta, mean: 0.25, concentration: 1e-300}"),
     }
     cases = []
     for label, text in scenarios.items():

@@ -189,6 +189,14 @@ def _after_sale_levers(doc: dict, scenario: Scenario) -> tuple[list[Lever], list
     return per_segment, everywhere
 
 
+def shared_laws(scenario: Scenario) -> dict:
+    """Key path tuple -> law, of every quantity that shares a draw (v2 E.1): each ``same_as``
+    and each quantity one names."""
+    from forecaster.scenario.same_as import quantity_at
+
+    return {tuple(p): quantity_at(scenario, p) for link in scenario.same_as for p in link}
+
+
 @dataclass
 class _Change:
     """How a lever's run differs from the base: ``changes`` to the scenario document (for
@@ -214,29 +222,80 @@ def _key_path(path) -> str:
 
 
 def _slot(path, doc: dict, segment_names, quantity_names) -> tuple[int, int]:
-    """The (segment, theta slot) of a probability's key path: ``segments.<s>.funnel.<stage>.convert``
+    """The (segment, theta slot) of a per-trial quantity's key path: ``segments.<s>.funnel.<stage>.convert``
     is slot ``convert.<stage>``, ``segments.<s>.funnel.<stage>.moves[i].share`` slot
-    ``move.<stage>.<to>`` (v2 B)."""
+    ``move.<stage>.<to>`` (v2 B), a lead rate slot ``leads``, ... (:func:`forecaster.engine.plan.slot_of`)."""
+    from forecaster.engine.plan import slot_of
+
     parts = list(path)
-    name, stage = parts[1], parts[3]
-    if parts[4] == "convert":
-        quantity = f"convert.{stage}"
-    else:  # a move's share
-        quantity = f"move.{stage}.{_at(doc, parts[:6])['to']}"
+    name = parts[1]
+    if parts[2] == "funnel" and parts[4] == "convert":
+        quantity = f"convert.{parts[3]}"
+    elif parts[2] == "funnel":  # a move's share
+        quantity = f"move.{parts[3]}.{_at(doc, parts[:6])['to']}"
+    else:
+        quantity = slot_of(None, tuple(parts[2:]))
     names = [str(q) for q in quantity_names]
     if quantity not in names:
         raise ForecasterError(f"{_key_path(path)}: the engine draws no per-trial {quantity} to step")
     return list(segment_names).index(name), names.index(quantity)
 
 
+SHARED_PROBABILITIES = ("convert", "move_share", "renew", "dropout", "cancel")
+"""Lever kinds whose quantities are probabilities (a shared one is stepped per trial within [0, 1])."""
+
+
+def _shared_change(doc: dict, lever: Lever, direction: int, step: float, mode: str, segment_names, quantity_names,
+                   shared: dict) -> tuple[list, DrawnStep | None, list]:
+    """The part of a lever on quantities that share a draw (v2 E.1: a ``same_as`` or the
+    quantity one names), stepped per trial on its own segment's draw, after the copy: a lever
+    moves only its own segment, never the other quantities of the same draw.
+
+    ``shared``: key path tuple -> the law its draws follow, for every holder and target of a
+    ``same_as``. Returns the lever's other paths, the per-trial step of the shared ones (None:
+    none) and their (key path, why) caps. Raises ScenarioError (the lever is skipped) where
+    the step would leave a probability's range as v1 skips: a ``points`` step, or a relative
+    step of an after-sale probability.
+    """
+    from forecaster.errors import Problem
+    from forecaster.scenario.distributions import PROBABILITY, Quantity
+    from forecaster.scenario.validation import INVALID, Context
+    from forecaster.scenario.variants import scale_quantity, shift_quantity
+
+    own = [p for p in lever.paths if tuple(p) not in shared]
+    paths = [p for p in lever.paths if tuple(p) in shared]
+    if not paths:
+        return own, None, []
+    factor = 1 + direction * step
+    probability = lever.kind in SHARED_PROBABILITIES
+    rule, amount = ("scale", factor) if not probability else ("capped", factor) if mode == "relative" or \
+        lever.kind not in PROBABILITY_KINDS else ("odds", factor) if mode == "odds" else ("shift", direction * step)
+    capped = []
+    for p in paths if probability and rule != "odds" else ():
+        law = shared[tuple(p)].to_yaml()
+        moved = shift_quantity(law, amount) if rule == "shift" else scale_quantity(law, factor)
+        ctx = Context()
+        if Quantity(PROBABILITY).validate(moved, (), ctx) is INVALID:
+            why = ctx.problems[0].message if ctx.problems else "leaves [0, 1]"
+            if rule == "shift" or lever.kind not in PROBABILITY_KINDS:
+                raise ScenarioError("", [Problem(_key_path(p), f"{why}: not run (it takes a shared draw, "
+                                                               "stepped in every trial)")])
+            capped.append((p, f"x{factor:g} would leave [0, 1] ({why}): each trial's drawn "
+                              f"probability p became min(1, {factor:g} p)"))
+    slots = tuple(_slot(p, doc, segment_names, quantity_names) for p in paths)
+    return own, DrawnStep(rule, amount, slots), capped
+
+
 def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str = "relative",
-                 segment_names=(), quantity_names=()) -> _Change:
+                 segment_names=(), quantity_names=(), shared: dict | None = None) -> _Change:
     """What lever ``lever`` changes at -step (``direction`` -1) or +step (+1).
 
     Levers on probabilities (:data:`forecaster.analysis.steps.PROBABILITY_KINDS`) step as
     ``mode`` says (see :mod:`forecaster.analysis.steps`); every other lever scales its
     quantities by 1 ± step. ``segment_names`` and ``quantity_names`` (the plan's theta slots)
-    place a per-trial step.
+    place a per-trial step. ``shared`` (v2 E.1): key path tuple -> law of every quantity
+    that shares a draw (a ``same_as`` or the quantity one names); those are stepped per
+    trial on their own segment's draw only (:func:`_shared_change`).
     """
     from forecaster.scenario.distributions import PROBABILITY, Quantity
     from forecaster.scenario.validation import INVALID, Context
@@ -245,7 +304,16 @@ def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str
     factor = 1 + direction * step
     if lever.kind == "move_share" and direction > 0 and mode in ("relative", "odds"):
         for p in lever.paths:
-            _shares_stay_below_one(doc, p, factor, mode)
+            _shares_stay_below_one(doc, p, factor, mode, shared or {})
+    own, drawn, drawn_capped = _shared_change(doc, lever, direction, step, mode, segment_names, quantity_names,
+                                              shared or {})
+    if drawn is not None:
+        change = lever_change(doc, dataclasses.replace(lever, paths=tuple(own)), direction, step, mode,
+                              segment_names, quantity_names, shared) if own else _Change({})
+        assert change.adjust is None or change.adjust.rule == drawn.rule, (change.adjust, drawn)
+        slots = drawn.slots + (change.adjust.slots if change.adjust is not None else ())
+        return _Change(change.changes, DrawnStep(drawn.rule, drawn.factor, slots),
+                       change.capped + tuple((_key_path(p), why) for p, why in drawn_capped))
     if lever.kind not in PROBABILITY_KINDS or mode == "relative":
         scaled, capped = {}, []
         for p in lever.paths:
@@ -268,10 +336,11 @@ def lever_change(doc: dict, lever: Lever, direction: int, step: float, mode: str
     raise ValueError(f"convert step {mode!r}: expected one of {', '.join(MODES)}")
 
 
-def _shares_stay_below_one(doc: dict, path, factor: float, mode: str) -> None:
+def _shares_stay_below_one(doc: dict, path, factor: float, mode: str, shared: dict) -> None:
     """Refuse (a ScenarioError, so the lever is skipped and said so) a step on a move's share
     after which the upper ends of its stage's shares could sum above 1 (v2 B.5): under
-    ``odds`` each trial's share s becomes s f / (1 - s + s f), under ``relative`` min(1, f s)."""
+    ``odds`` each trial's share s becomes s f / (1 - s + s f), under ``relative`` min(1, f s).
+    ``shared``: the laws of the shares that are a ``same_as`` (v2 E.1), by key path tuple."""
     from forecaster.errors import Problem
     from forecaster.scenario.distributions import PROBABILITY, Quantity
     from forecaster.scenario.validation import Context
@@ -279,7 +348,8 @@ def _shares_stay_below_one(doc: dict, path, factor: float, mode: str) -> None:
     moves, i = _at(doc, path[:5]), path[5]
     highs = []
     for j, move in enumerate(moves):
-        hi = Quantity(PROBABILITY).validate(move["share"], (), Context()).support()[1]
+        law = shared.get((*tuple(path[:5]), j, "share"))
+        hi = (law if law is not None else Quantity(PROBABILITY).validate(move["share"], (), Context())).support()[1]
         if j == i:
             hi = (hi * factor / (1 - hi + hi * factor) if hi < 1 else 1.0) if mode == "odds" else min(1.0, hi * factor)
         highs.append(hi)
@@ -312,19 +382,22 @@ def variance_shares(ds, scenario: Scenario, metric: str = "revenue") -> list[dic
     """First-order shares of the variance of ``metric``'s total (default revenue), one per
     uncertain per-trial input (the after-sale rates and probabilities included)."""
     return _variance_shares(horizon_total(metric, ds[metric].values.astype(float)), ds["inputs"].values,
-                            ds["segment"].values, ds["quantity"].values)
+                            ds["segment"].values, ds["quantity"].values, build_plan(scenario).same_as)
 
 
-def _variance_shares(y: np.ndarray, inputs: np.ndarray, segments, quantities) -> list[dict]:
+def _variance_shares(y: np.ndarray, inputs: np.ndarray, segments, quantities, same_as=()) -> list[dict]:
     """:func:`variance_shares` from arrays: a metric's totals ``y`` (trials,) and ``inputs``
-    (trials, segments, quantities)."""
+    (trials, segments, quantities). ``same_as``: the plan's rows (segment, slot, target
+    segment, target slot) of shared draws (v2 E.1): a holder's column is its target's draw,
+    whose share it is, and is not listed again."""
     bins = int(max(10, min(100, round(np.sqrt(y.size) / 2))))
     out: list[dict[str, Any]] = []
+    holders = {(int(g), int(k)) for g, k, _, _ in same_as}
     for g, seg in enumerate(segments):
         for k, quantity in enumerate(quantities):
             x = inputs[:, g, k]
-            if np.all(x == x[0]):
-                continue  # fixed in this scenario
+            if np.all(x == x[0]) or (g, k) in holders:
+                continue  # fixed in this scenario, or the same draw as another's
             out.append({"input": f"{seg}.{quantity}", "share": first_order_index(x, y, bins)})
     out.sort(key=lambda r: -r["share"])
     return out
@@ -582,6 +655,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                               "(no segment has a `customer` block); rank by revenue, or give a segment a `customer` "
                               "block. Nothing was run.")
     all_levers = levers(doc, base_sc)
+    shared = shared_laws(base_sc)
     # the runs go on `workers` threads, each run on one (the numbers do not depend on it):
     # one run's Python work (building its scenario and plan) overlaps the others' kernels,
     # and no core waits for the last block of a run. Kept meanwhile: every run's totals.
@@ -616,7 +690,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                 for j, factor in enumerate((1 - step, 1 + step)):
                     try:
                         change = lever_change(doc, lever, 2 * j - 1, step, convert_step, base_sc.segment_names,
-                                              base_plan.quantity_names)
+                                              base_plan.quantity_names, shared)
                         changed, problems = apply_changes(copy.deepcopy(doc), change.changes, "")
                         if problems:
                             raise ScenarioError(str(path), problems)
@@ -674,7 +748,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
         return [e["lever"] for e in sorted((e for e in effects if e["scope"] != "all segments"), key=lambda e: -size(e))]
 
     moves = three_moves(effects, metric, skipped, capped)
-    shares = _variance_shares(base[metric], base_inputs, base_sc.segment_names, base_plan.quantity_names)
+    shares = _variance_shares(base[metric], base_inputs, base_sc.segment_names, base_plan.quantity_names,
+                              base_plan.same_as)
     base_stats = {m: describe(base[m][:, None])[0] for m in metrics}  # reorders base[m]: after every use
     summary = {"scenario": base_sc.name, "seed": stored_seed(seed), "trials": trials, "step": step,
                "currency": base_sc.currency, "metric": metric, "base": base_stats, "levers": effects, "ranking": ranked(metric),

@@ -51,13 +51,27 @@ def capped_step(p, factor: float):
     return float(out) if out.ndim == 0 else out
 
 
-RULES = {"odds": odds_step, "capped": capped_step}
+def scale_step(x, factor: float):
+    """x f: a relative step of a drawn rate (v2 E.1: a rate that shares a draw is stepped per trial)."""
+    out = np.asarray(x, dtype=float) * factor
+    return float(out) if out.ndim == 0 else out
+
+
+def shift_step(p, delta: float):
+    """p + delta: a ``points`` step of a drawn probability (v2 E.1: one that shares a draw is
+    stepped per trial; the lever is skipped where its law would leave [0, 1])."""
+    out = np.asarray(p, dtype=float) + delta
+    return float(out) if out.ndim == 0 else out
+
+
+RULES = {"odds": odds_step, "capped": capped_step, "scale": scale_step, "shift": shift_step}
 """Per-trial maps of a drawn probability, by name."""
 
 
 @dataclass(frozen=True)
 class DrawnStep:
-    """A map applied to some slots of every trial's draws: ``theta[:, g, k] = rule(theta[:, g, k], factor)``.
+    """A map applied to some slots of every trial's draws: ``theta[:, g, k] = rule(theta[:, g, k], factor)``
+    (``factor``: the step's amount, an added number for ``shift``).
 
     The engine calls it (``Plan.adjust_theta``) right after drawing the per-trial
     parameters and before the shared shocks. ``slots``: (segment index, theta slot) pairs.

@@ -44,6 +44,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     G = len(plan.segment_names)
     for g in range(G):
         kernels.draw_parameters(keys.parameters[g].streams(*gens), first, funnel, g, theta)
+    plan.share_draws(theta)  # v2 E.1: a same_as takes its target's draw, before any step or shock
     if plan.adjust_theta is not None:  # a sensitivity's step of each trial's drawn probabilities, before the shocks
         plan.adjust_theta(theta)
     month_factor = plan.month_factors(n)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field as dataclass_field, replace
 from datetime import date
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from forecaster.calendar import Periods, day_calendar, month_of_quarter, periods
 from forecaster.engine.interface import (
     BETA,
+    COST_PER_LEAD,
     EMPIRICAL,
     EXPONENTIAL,
     FIXED,
@@ -153,6 +154,16 @@ class Plan:
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
     spend: Spend | None = None      # v2 E.3: what each segment spends (None: spend is not reported)
     events: Events | None = None    # v2 F2: the dated lead events (None: none)
+    same_as: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
+    """(L, 4) int64: v2 E.1's shared draws as (holder segment, holder slot, target segment, target
+    slot) of theta; each target draws its own value, so the copies may be made in any order."""
+
+    def share_draws(self, theta: np.ndarray) -> None:
+        """Give every holder of a ``same_as`` its target's draws (v2 E.1): ``theta[:, g, k] =
+        theta[:, g_target, k_target]`` for each row of :attr:`same_as`, on a block's theta
+        (trials, segments, K), after every segment's draws and before any step or shock."""
+        for g, k, g_target, k_target in self.same_as:
+            theta[:, g, k] = theta[:, g_target, k_target]
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -512,6 +523,15 @@ def build_plan(sc: Scenario) -> Plan:
                 param_codes[g, first_move + i], param_pars[g, first_move + i] = enc(
                     move.share if move is not None else Distribution.fixed(0.0))
         chain = typed(Chain, **chain_record(sc, enc, first_move)._asdict())  # before the pool is made
+    # v2 E.1: a quantity that is the same draw as another draws nothing of its own (a fixed 0,
+    # overwritten in every trial by its target's draw: Plan.share_draws)
+    names = quantity_names(sc.stages, after_sale, moves, responding, costing)
+    seg_index = {name: g for g, name in enumerate(sc.segments)}
+    shared = np.array([(seg_index[holder[1]], names.index(slot_of(sc.segments[holder[1]], holder[2:])),
+                        seg_index[target[1]], names.index(slot_of(sc.segments[target[1]], target[2:])))
+                       for holder, target in sc.same_as], dtype=np.int64).reshape(-1, 4)
+    for g, k, _, _ in shared:
+        param_codes[g, k], param_pars[g, k] = FIXED, 0.0
     # A new lead's time to win is a sum over stages, so the order of its draws does not
     # matter; drawing the longest stage first lets the kernel stop sooner for deals that
     # end after the horizon.
@@ -552,7 +572,7 @@ def build_plan(sc: Scenario) -> Plan:
     return Plan(
         days=D, periods=report, quota_periods=quota,
         earn_period=report.of_day[quota.last_day], segment_names=sc.segment_names, stage_names=sc.stages,
-        quantity_names=quantity_names(sc.stages, after_sale, moves, responding, costing), rep_names=sc.rep_names,
+        quantity_names=names, rep_names=sc.rep_names, same_as=shared,
         quotas=np.array([r.quota for r in sc.reps], dtype=float), lead_days_order=order, funnel=funnel,
         pipeline=typed(Pipeline, **_pipeline_arrays(without_moves, enc, rep_index)),
         closing=typed(Closing, slip_prob=slips[0], slip_lo=slips[1], slip_hi=slips[2], pending_lo=pending[0],
@@ -640,6 +660,38 @@ def _events(sc: Scenario, enc: _Encoder) -> Events:
     return typed(Events, first=np.array(first, dtype=np.int64), day=np.array(day, dtype=np.int64),
                  stage=np.array(stage, dtype=np.int64), count_codes=np.array(codes, dtype=np.int64),
                  count_pars=np.array(pars, dtype=float).reshape(len(day), 4), cost=np.array(cost, dtype=float))
+
+
+AFTER_SALE_SLOTS = {("customer", "subscription", "renew"): "renew", ("customer", "subscription", "expansion"): "expansion",
+                    ("customer", "repeat", "per_month"): "repeat.per_month", ("customer", "repeat", "dropout"): "dropout",
+                    ("customer", "cancel", "probability"): "cancel.probability"}
+"""The slot of theta of each after-sale quantity drawn once per trial, by key path under its segment."""
+
+
+def slot_of(seg, rel: tuple) -> str:
+    """The slot of theta (a name of :func:`~forecaster.engine.interface.quantity_names`) that
+    holds the per-trial quantity at key path ``rel`` under segment ``seg``: a lead rate or
+    ``cost_per_lead`` -> ``leads``, ``funnel.<stage>.convert`` -> ``convert.<stage>``,
+    ``funnel.<stage>.moves[i].share`` -> ``move.<stage>.<to>``, ...
+
+    Raises
+    ------
+    KeyError
+        For a key path that is not a quantity drawn once per trial.
+    """
+    rel = tuple(rel)
+    if rel[:1] == ("leads",) and len(rel) == 2:
+        return {"per_day": "leads", "per_week": "leads", "per_month": "leads", "cost_per_lead": "leads",
+                "growth_per_month": "growth_per_month"}[str(rel[1])]
+    if rel[:2] == ("leads", "response") and len(rel) == 3:  # v2 C
+        return f"response.{rel[2]}"
+    if rel == ("cost", "per_lead"):  # v2 E.2
+        return COST_PER_LEAD
+    if rel[:1] == ("funnel",) and len(rel) == 3 and rel[2] == "convert":
+        return f"convert.{rel[1]}"
+    if rel[:1] == ("funnel",) and len(rel) == 5 and rel[2] == "moves" and rel[4] == "share":
+        return f"move.{rel[1]}.{seg.funnel[rel[1]].moves[rel[3]].to}"
+    return AFTER_SALE_SLOTS[rel]
 
 
 def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageCounts:

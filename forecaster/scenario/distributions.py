@@ -25,6 +25,7 @@ from forecaster.scenario.validation import (
     fmt_number,
     show,
     suggest,
+    unsafe_character,
 )
 from forecaster.scenario.yamlio import Path
 
@@ -272,18 +273,60 @@ def beta_shapes(mean: float, concentration: float) -> tuple[float, float]:
     return mean * concentration, (1.0 - mean) * concentration
 
 
+MAX_SAME_AS = 2000
+"""Longest key path a ``same_as`` may name [characters]."""
+
+
+@dataclass(frozen=True)
+class SameAs:
+    """``{same_as: PATH}`` as read (v2 E.1): the quantity takes the draw of the per-trial
+    quantity at key path ``path`` (the text, as messages write key paths). Only while a file
+    is checked: :mod:`forecaster.scenario.same_as` replaces it by that quantity's
+    :class:`Distribution` and records the link on the scenario."""
+
+    path: str
+
+
 @dataclass
 class Quantity(Node):
-    """A number or a distribution playing a :class:`Role`."""
+    """A number or a distribution playing a :class:`Role`; with ``per_trial`` (a rate or a
+    probability drawn once per trial), also ``{same_as: PATH}`` (v2 E.1)."""
 
     role: Role = NONNEGATIVE
     doc: str = ""
+    per_trial: bool = False
 
     def expected(self) -> str:
-        return f"{self.role.num().expected()} or a distribution ({{dist: ...}})"
+        return (f"{self.role.num().expected()} or a distribution ({{dist: ...}})"
+                + (" or {same_as: <key path>}" if self.per_trial else ""))
+
+    def _same_as(self, value: dict, path: Path, ctx: Context) -> Any:
+        """``{same_as: PATH}``: the link as read (:class:`SameAs`), checked for its form only."""
+        if not self.per_trial:
+            return ctx.error(path, "cannot be {same_as: ...}: it is not drawn once per trial (only a rate or a "
+                                   "probability drawn once per trial may be the same draw as another)")
+        ok = True
+        for key in value:
+            if key != "same_as":
+                ok = False
+                ctx.error(path + (str(key),), "cannot be given beside same_as: {same_as: <key path>} stands "
+                                              "alone (the quantity takes that key's draw)")
+        text = value["same_as"]
+        at = path + ("same_as",)
+        if not isinstance(text, str) or not text.strip():
+            return ctx.error(at, f"must be a key path of this file such as segments.web.funnel.deal.convert; "
+                                 f"got {show(text)}")
+        bad = unsafe_character(text)
+        if bad:
+            return ctx.error(at, f"must be a key path without {bad}")
+        if len(text) > MAX_SAME_AS:
+            return ctx.error(at, f"must be a key path of at most {MAX_SAME_AS:,} characters; got {len(text):,}")
+        return SameAs(text) if ok else INVALID
 
     def validate(self, value: Any, path: Path, ctx: Context) -> Any:
         role = self.role
+        if isinstance(value, dict) and "same_as" in value:
+            return self._same_as(value, path, ctx)
         if not isinstance(value, dict):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return ctx.error(path, f"must be {role.num().expected()}, or a distribution "
@@ -349,4 +392,9 @@ class Quantity(Node):
             props.update({k: n.json_schema() for k, n in spec.items()})
             variants.append({"type": "object", "description": DESCRIPTIONS[name], "properties": props,
                              "required": ["dist", *spec], "additionalProperties": False})
+        if self.per_trial:
+            variants.append({"type": "object", "description": "the very value drawn in each trial for the "
+                             "per-trial quantity of the same kind at this key path of the file (v2 E.1)",
+                             "properties": {"same_as": {"type": "string", "minLength": 1}},
+                             "required": ["same_as"], "additionalProperties": False})
         return self._schema({"anyOf": [self.role.num().json_schema(), *variants]})

@@ -147,7 +147,7 @@ def build_scenario(data, lines, shown: str, *, base_dir: Path, raw: bytes, sourc
         targets=dict(v["targets"]), shocks=v["shocks"], closing=v["closing"], stalled=dict(v["stalled"]),
         capacity=v["capacity"], clv=v["clv"], regular_from=int(v["regular_from"]),
         customers_file=v["customers"]["file"] if v["customers"] else None, customers=installed,
-        outputs=v["outputs"], source=source, sha256=digest.hexdigest())
+        outputs=v["outputs"], same_as=v["same_as"], source=source, sha256=digest.hexdigest())
 
 
 def _check_date_range(values: dict, ctx: Context) -> bool:

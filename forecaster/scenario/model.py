@@ -391,7 +391,11 @@ class Scenario:
     """A whole validated scenario.
 
     ``source`` is the file it came from (None for one built from a dict), ``sha256`` a hash
-    of the scenario text and of the pipeline file, for provenance.
+    of the scenario text and of the pipeline file, for provenance. ``same_as`` (v2 E.1): the
+    shared per-trial draws, as (holder, target) key path tuples such as
+    ``(("segments", "referrals", "funnel", "deal", "convert"), ("segments", "ads", "funnel",
+    "deal", "convert"))``: in every trial the holder takes the target's draw (the target has a
+    law of its own; the holder's field holds the same :class:`Distribution`).
     """
 
     name: str
@@ -419,6 +423,7 @@ class Scenario:
     customers_file: str | None = None
     customers: tuple = ()
     outputs: Outputs = field(default_factory=Outputs)
+    same_as: tuple = ()
     source: Path | None = None
     sha256: str = ""
 

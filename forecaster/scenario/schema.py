@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from forecaster.scenario import chain
+from forecaster.scenario import chain, same_as
 from forecaster.scenario.distributions import (
     ELASTICITY,
     GROWTH,
@@ -46,6 +46,7 @@ from forecaster.scenario.model import (
     Subscription,
     Tier,
 )
+from forecaster.scenario.same_as import NO_EXPANSION
 from forecaster.scenario.validation import (
     INVALID,
     Choice,
@@ -152,10 +153,11 @@ RESPONSE = Record(
         "curve": Field(Choice(RESPONSE_CURVES, doc="power: L ~ B^elasticity; hill: L ~ B^slope / (K^slope + "
                                                    "B^slope)."), required=True),
         "elasticity": Field(Quantity(ELASTICITY, doc="power only: leads grow as the budget to this power (drawn "
-                                                     "once per trial).")),
+                                                     "once per trial).", per_trial=True)),
         "half_saturation": Field(Quantity(POSITIVE, doc="hill only: the budget K of half the ceiling (drawn once "
-                                                        "per trial). [currency per month]")),
-        "slope": Field(Quantity(POSITIVE, doc="hill only: the steepness n (drawn once per trial; default 1).")),
+                                                        "per trial). [currency per month]", per_trial=True)),
+        "slope": Field(Quantity(POSITIVE, doc="hill only: the steepness n (drawn once per trial; default 1).",
+                                  per_trial=True)),
     },
 )
 
@@ -224,18 +226,21 @@ LEADS = Record(
     make=lambda events, **keys: Leads(events=tuple(events), **keys),
     checks=(_one_lead_source, _bought_only),
     fields={
-        "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).")),
-        "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.")),
-        "per_month": Field(Quantity(NONNEGATIVE, doc="Mean new leads per calendar month, spread evenly over its days.")),
+        "per_day": Field(Quantity(NONNEGATIVE, doc="Mean new leads per day (a rate: drawn once per trial).",
+                                   per_trial=True)),
+        "per_week": Field(Quantity(NONNEGATIVE, doc="Mean new leads per 7 days.", per_trial=True)),
+        "per_month": Field(Quantity(NONNEGATIVE, doc="Mean new leads per calendar month, spread evenly over its days.",
+                                     per_trial=True)),
         "budget_per_month": Field(Num(lo=0.0, doc="Spend on bought leads per calendar month. [currency]")),
-        "cost_per_lead": Field(Quantity(POSITIVE, doc="Cost of one bought lead (a rate: drawn once per trial). [currency]")),
+        "cost_per_lead": Field(Quantity(POSITIVE, doc="Cost of one bought lead (a rate: drawn once per trial). [currency]",
+                                         per_trial=True)),
         "dispersion": Field(Num(lo=0.0, doc="0 = Poisson days; d > 0 = negative binomial, var = m + d m^2."), default=0.0),
         "seasonality": Field(MapOf(Num(lo=1, hi=12, integer=True, what="a calendar month"),
                                    Num(lo=0.0, what="a rate multiplier"), key_pattern="^([1-9]|1[0-2])$",
                                    doc="Calendar month (1-12) -> multiplier on the rate (default 1)."),
                              default={}),
         "growth_per_month": Field(Quantity(GROWTH, doc="Monthly compounding growth from start's month "
-                                                       "(a rate: drawn once per trial).")),
+                                                       "(a rate: drawn once per trial).", per_trial=True)),
         "response": Field(RESPONSE),
         "budget_by_month": Field(MapOf(Num(lo=1, hi=12, integer=True, what="a calendar month"),
                                        Num(lo=0.0, what="a budget"), key_pattern="^([1-9]|1[0-2])$",
@@ -256,7 +261,7 @@ MOVE = Record(
         "to": Field(Name("a stage name or won", doc="A stage of the segment (earlier: back; later than the next: "
                                                     "a skip), or `won`."), required=True),
         "share": Field(Quantity(PROBABILITY, doc="Of the leads leaving a visit without converting, the share "
-                                                 "that move (drawn once per trial)."), required=True),
+                                                 "that move (drawn once per trial).", per_trial=True), required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days in the stage before the move (per visit; default: the "
                                                 "stage's days).")),
     },
@@ -266,7 +271,8 @@ STAGE = Record(
     name="a funnel stage",
     make=Stage,
     fields={
-        "convert": Field(Quantity(PROBABILITY, doc="Probability to move on (drawn once per trial)."), required=True),
+        "convert": Field(Quantity(PROBABILITY, doc="Probability to move on (drawn once per trial).", per_trial=True),
+                         required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days a converting deal spends here (drawn per deal)."), required=True),
         "days_lost": Field(Quantity(NONNEGATIVE, doc="Days a lost deal spends here before it is given up "
                                                      "(per deal; default: as days).")),
@@ -284,13 +290,13 @@ SUBSCRIPTION = Record(
     fields={
         "term_months": Field(Num(lo=1, hi=1200, integer=True, what="a whole number of months",
                                  doc="Length of a term. [calendar months]"), default=1),
-        "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial)."),
-                       required=True),
+        "renew": Field(Quantity(PROBABILITY, doc="Probability to renew at each term's end (drawn once per trial).",
+                                per_trial=True), required=True),
         "concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own renewal "
                                    "probability is Beta(renew k, (1 - renew) k) (shifted-beta-geometric); absent: "
                                    "none.")),
-        "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial)."),
-                           default=Distribution.fixed(0.0)),
+        "expansion": Field(Quantity(GROWTH, doc="Growth of the value at each renewal (drawn once per trial).",
+                                    per_trial=True), default=NO_EXPANSION),
     },
 )
 
@@ -300,12 +306,12 @@ REPEAT = Record(
     make=Repeat,
     fields={
         "per_month": Field(Quantity(NONNEGATIVE, doc="Purchases per customer month (30.4375 days) while active "
-                                                     "(drawn once per trial)."), required=True),
+                                                     "(drawn once per trial).", per_trial=True), required=True),
         "rate_cv": Field(Num(lo=MIN_GAMMA_CV, hi=MAX_GAMMA_CV, doc="Each customer's rate is per_month x a gamma "
                                                                    "of mean 1 and this coefficient of variation; "
                                                                    "absent: none.")),
         "dropout": Field(Quantity(PROBABILITY, doc="Chance of becoming inactive after each repeat purchase "
-                                                   "(drawn once per trial)."), required=True),
+                                                   "(drawn once per trial).", per_trial=True), required=True),
         "dropout_concentration": Field(Num(lo=0.0, lo_open=True, hi=MAX_CONCENTRATION, doc="Each customer's own "
                                            "dropout is Beta(dropout k, (1 - dropout) k); absent: none.")),
         "value": Field(Quantity(NONNEGATIVE, doc="Value of each repeat purchase (drawn per purchase; default: "
@@ -319,7 +325,7 @@ CANCEL = Record(
     make=Cancel,
     fields={
         "probability": Field(Quantity(PROBABILITY, doc="Chance that a won deal is cancelled (drawn once per "
-                                                       "trial)."), required=True),
+                                                       "trial).", per_trial=True), required=True),
         "days": Field(Quantity(NONNEGATIVE, doc="Days from the win to the cancellation (drawn per deal)."),
                       required=True),
         "refund": Field(Num(lo=0.0, hi=1.0, doc="Share of the deal's value refunded."), default=1.0),
@@ -361,7 +367,7 @@ COST = Record(
     make=Cost,
     fields={
         "per_lead": Field(Quantity(NONNEGATIVE, doc="Cost of each arriving lead (a rate: drawn once per trial). "
-                                                    "[currency per lead]")),
+                                                    "[currency per lead]", per_trial=True)),
         "per_month": Field(Num(lo=0.0, doc="Fixed cost per calendar month, spread evenly over its days. "
                                            "[currency per month]"), default=0.0),
         "per_won": Field(Num(lo=0.0, doc="Cost per won deal (a bounty). [currency per deal]"), default=0.0),
@@ -874,7 +880,7 @@ def _built(v: dict[str, Any], path: Path, ctx: Context) -> bool:
 
 SCENARIO = Record(
     name="a scenario",
-    checks=(_horizon, _events, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
+    checks=(_horizon, _events, same_as.resolve, _funnels_match_stages, _team_and_commission, _shocked_stages, _after_sale, _outputs_need,
             _built),
     schema_extra={"title": "forecaster scenario",
                   "$schema": "https://json-schema.org/draft/2020-12/schema"},

@@ -25,7 +25,7 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, cast
 
 from forecaster.errors import Problem, ScenarioError
 from forecaster.scenario.loading import build_scenario, read_document
@@ -152,6 +152,7 @@ def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple
     doc = copy.deepcopy(base)
     problems: list[Problem] = []
     for section in ("set", "scale", "shift"):
+        moved: list[tuple[Container, Any, float, str]] = []  # (container, key, factor or delta, where)
         changes = variant.get(section) or {}
         if not isinstance(changes, dict):
             problems.append(Problem(section, f"must be a mapping of key path -> value; got {show(changes)}"))
@@ -167,17 +168,51 @@ def apply_changes(base: Doc, variant: Mapping[str, object], where: str) -> tuple
             if section == "shift" and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 problems.append(Problem(at, f"must be a number (0.1 adds 10 points); got {show(value)}"))
                 continue
-            for container, key in _targets(doc, parse_path(path), at, problems, create_last=section == "set",
-                                           literal=isinstance(path, Literal)):
-                if section == "set":
+            found = _targets(doc, parse_path(path), at, problems, create_last=section == "set",
+                             literal=isinstance(path, Literal))
+            if section == "set":
+                for container, key in found:
                     container[key] = copy.deepcopy(value)
-                    continue
-                try:
-                    change = scale_quantity if section == "scale" else shift_quantity
-                    container[key] = change(container[key], value)
-                except ValueError as exc:
-                    problems.append(Problem(at, f"points at {show(container[key])}, which {exc}"))
+                continue
+            moved.extend((container, key, cast(float, value), at) for container, key in found)
+        # v2 E.1: a {same_as: PATH} takes PATH's draw: it follows PATH's change, and is
+        # refused when PATH is not changed alike (it has no law of its own to change)
+        changed = {(id(container), key): value for container, key, value, _ in moved}
+        for container, key, value, at in moved:
+            target = container[key]
+            if _is_same_as(target):
+                end = _end_of_chain(doc, target)
+                if end is None or changed.get((id(end[0]), end[1])) != value:
+                    problems.append(Problem(at, f"points at {{same_as: {show(target['same_as'])}}}, which takes "
+                                                "that quantity's draw and has no law of its own to change: "
+                                                f"{section} that key path instead (each same_as of it follows), or "
+                                                "set this key to a number or a distribution"))
+                continue
+            try:
+                change = scale_quantity if section == "scale" else shift_quantity
+                container[key] = change(target, value)
+            except ValueError as exc:
+                problems.append(Problem(at, f"points at {show(target)}, which {exc}"))
     return doc, problems
+
+
+def _is_same_as(value: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and isinstance(value.get("same_as"), str)
+
+
+def _end_of_chain(doc: object, value: dict[str, Any]) -> tuple[Container, Any] | None:
+    """The (container, key) of the quantity a chain of ``same_as`` starting at ``value`` ends
+    at in ``doc`` (one with a law of its own), or None when a link names nothing or loops."""
+    seen: list[tuple[int, Any]] = []
+    while True:
+        found = _targets(doc, parse_path(value["same_as"]), "", [], create_last=False, literal=True)
+        if len(found) != 1 or (id(found[0][0]), found[0][1]) in seen:
+            return None
+        container, key = found[0]
+        if not _is_same_as(container[key]):
+            return container, key
+        seen.append((id(container), key))
+        value = container[key]
 
 
 def load_variant(path: str | Path, base_path: str | Path) -> Scenario:

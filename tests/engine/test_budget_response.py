@@ -230,3 +230,21 @@ segments:
     won = ds["won_deals"].values.sum(axis=1)
     assert cac["undefined"] == int((won == 0).sum()) > 0  # P(no deal in 3 months) = e^-0.9 = 0.41
     assert math.isclose(cac["mean"], float(np.mean(300 / won[won > 0])), rel_tol=1e-9)
+
+
+def test_a_response_and_a_cost_per_lead_may_be_the_same_draw_as_another_segments(tmp_path):
+    """v2 E.1 on C's and E.2's per-trial rates: the holder takes its target's draws, trial by trial."""
+    own = "{reference_budget: 50000, curve: power, elasticity: {dist: uniform, low: 0.2, high: 0.8}}"
+    shared = "{reference_budget: 50000, curve: power, elasticity: {same_as: segments.a.leads.response.elasticity}}"
+    body = "stages: [x]\nsegments:\n" + _bought("a", 4 * B0, own, extra="") + _bought("b", 4 * B0, shared) + \
+        _bought("c", 4 * B0, own)
+    body = body.replace("    funnel:\n", "    cost: {per_lead: %s}\n    funnel:\n")
+    body = body % ("{dist: uniform, low: 1, high: 2}", "{same_as: segments.a.cost.per_lead}",
+                   "{dist: uniform, low: 1, high: 2}")
+    ds = _simulate(tmp_path, body, trials=3000)
+    inputs = ds["inputs"]
+    for quantity in ("response.elasticity", "cost.per_lead"):
+        a, b, c = (inputs.sel(segment=s, quantity=quantity).values for s in "abc")
+        assert np.array_equal(a, b) and not np.array_equal(a, c), quantity
+    won = ds["won_deals_by_segment"].sum("period").transpose("trial", "segment").values
+    assert np.corrcoef(won[:, 0], won[:, 1])[0, 1] > 0.9 > 0.1 > abs(np.corrcoef(won[:, 0], won[:, 2])[0, 1])
