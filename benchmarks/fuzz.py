@@ -295,7 +295,10 @@ def check_json_file(path: Path, rel: str) -> list[str]:
             return
         if isinstance(node, dict):
             keys = set(node)
-            if {"mean", "p50"} <= keys:
+            # a ratio or break-even undefined in every trial (v2 E.3, F12) has null statistics and says so
+            void = isinstance(node.get("undefined"), int) and node["undefined"] > 0 and all(
+                node.get(k) is None for k in STATS)
+            if {"mean", "p50"} <= keys and not void:
                 where = ".".join(trail)
                 for k in STATS:
                     if k in node and (node[k] is None or not isinstance(node[k], (int, float))):
@@ -684,7 +687,12 @@ FULL_AFTER_SALE = {  # the after-sale keys (v2 A) and a stage value (F11, not wi
             "subscription": {"term_months": 1, "renew": {"dist": "beta", "mean": 0.9, "concentration": 300},
                              "concentration": 20, "expansion": 0.01},
             "cancel": {"probability": 0.05, "days": {"dist": "uniform", "low": 0, "high": 60}, "refund": 0.8}}},
-        "bought": {**FULL["segments"]["bought"], "customer": {
+        "bought": {**FULL["segments"]["bought"],
+                   "leads": {**FULL["segments"]["bought"]["leads"],  # v2 C: a hill response
+                             "response": {"reference_budget": 20000, "curve": "hill",
+                                          "half_saturation": {"dist": "uniform", "low": 20000, "high": 40000},
+                                          "slope": 1.5}},
+                   "customer": {
             "recognition": {"over_months": 6},
             "repeat": {"per_month": 0.3, "rate_cv": 1.0, "dropout": 0.2, "dropout_concentration": 5,
                        "value": {"dist": "lognormal", "median": 200, "sigma": 0.4}}}}},
@@ -708,12 +716,18 @@ FULL_V2 = {  # moves (v2 B), a segment's own stages (F4) and every output asked 
         "bought": {**FULL["segments"]["bought"], "stages": ["lead", "qualified", "proposal"],
                    "leads": {**FULL["segments"]["bought"]["leads"], "events": [  # v2 F2
                        {"date": "2027-02-15", "count": 300, "stage": "qualified", "cost": 500},
-                       {"date": "2027-03-01", "count": {"dist": "uniform", "low": 50, "high": 150}}]},
+                       {"date": "2027-03-01", "count": {"dist": "uniform", "low": 50, "high": 150}}],
+                             # v2 C: a power response and a month's own budget
+                             "response": {"reference_budget": 25000, "curve": "power",
+                                          "elasticity": {"dist": "beta", "mean": 0.6, "concentration": 20}},
+                             "budget_by_month": {2: 30000}},
+                   "cost": {"per_lead": {"dist": "uniform", "low": 0.5, "high": 1.5}, "per_month": 800,
+                            "per_won": 50},  # v2 E.2
                    "funnel": {**FULL["segments"]["bought"]["funnel"],  # a shared draw (E.1)
                               "lead": {**FULL["segments"]["bought"]["funnel"]["lead"],
                                        "convert": {"same_as": "segments.direct.funnel.lead.convert"}}}}},
     "outputs": {"stage_entries": True, "losses": True, "cycle_days": True, "stage_value": True, "by_source": True,
-                "coverage": True},
+                "coverage": True, "leads": True, "spend": True},
 }
 CUSTOMERS_CSV = ("customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
                  "C1,direct,2027-01-20,100,2,,,,ana\n"

@@ -226,8 +226,9 @@ class Funnel(NamedTuple):
     pool: F64_1             # the empirical distributions' values (at least one slot)
     response_curve: I64_1   # (G,) v2 C: NO_RESPONSE, POWER or HILL
     response_slot: I64_1    # (G,) theta's slot of response.elasticity (the curve's draws follow), or -1
-    budget_ratio: F64_2     # (G, M) month k's budget over the reference budget B_k / B0 (1 without response)
-    reference_budget: F64_1  # (G,) B0 [currency per month] (1 without response)
+    log_budget_ratio: F64_2  # (G, M) log(B_k / B0): month k's budget over the reference (0 without response,
+                             # -inf for a budget of 0)
+    log_reference_budget: F64_1  # (G,) log B0 [log currency per month] (0 without response)
 
 
 class Pipeline(NamedTuple):

@@ -431,18 +431,33 @@ def softplus(z):
 
 
 @jit
+def response_log(curve, log_x, beta, log_kappa, n):
+    """log(g(B) / g(B0)) of a response curve (v2 C.2) at log x = log(B / B0): beta log x for
+    ``POWER``; for ``HILL``, log(x^n (kappa^n + 1) / (kappa^n + x^n)) with log kappa = log(K /
+    B0), in logs so that no power overflows or underflows. Exactly 0 at x = 1; -inf at x = 0."""
+    if curve == NO_RESPONSE:
+        return 0.0
+    if log_x == -math.inf:
+        return -math.inf
+    if curve == POWER:
+        return beta * log_x
+    a, b = n * log_kappa, n * log_x
+    if a == math.inf:  # K far above every budget: x^n
+        return b
+    if a == -math.inf:  # K far below: flat at the ceiling
+        return 0.0
+    return b + softplus(-a) - softplus(b - a)
+
+
+@jit
 def response_factor(curve, x, beta, kappa, n):
-    """g(B) / g(B0) of a response curve (v2 C.2) at budget ratio ``x`` = B / B0: x^beta for
-    ``POWER``; for ``HILL``, x^n (kappa^n + 1) / (kappa^n + x^n) with kappa = K / B0, written in
-    logs so that no power overflows. Exactly 1 at x = 1, 0 at x = 0."""
+    """g(B) / g(B0) at budget ratio ``x`` = B / B0 and ``kappa`` = K / B0 (see
+    :func:`response_log`): 1 without a response, 0 at x = 0."""
     if curve == NO_RESPONSE:
         return 1.0
     if not x > 0.0:
         return 0.0
-    if curve == POWER:
-        return x ** beta
-    a, b = n * math.log(kappa), n * math.log(x)
-    return math.exp(b + softplus(-a) - softplus(b - a))
+    return math.exp(response_log(curve, math.log(x), beta, math.log(kappa) if kappa > 0.0 else -math.inf, n))
 
 
 @jit
@@ -457,10 +472,11 @@ def lead_growth(funnel, theta, t, segment, growth):
     if curve != NO_RESPONSE:
         j = funnel.response_slot[segment]
         beta = theta[t, segment, j + RESPONSE_ELASTICITY]
-        kappa = theta[t, segment, j + RESPONSE_HALF_SATURATION] / funnel.reference_budget[segment]
+        half = theta[t, segment, j + RESPONSE_HALF_SATURATION]
+        log_kappa = math.log(half) - funnel.log_reference_budget[segment] if half > 0.0 else -math.inf
         n = theta[t, segment, j + RESPONSE_SLOPE]
         for k in range(growth.shape[0]):
-            growth[k] *= response_factor(curve, funnel.budget_ratio[segment, k], beta, kappa, n)
+            growth[k] *= math.exp(response_log(curve, funnel.log_budget_ratio[segment, k], beta, log_kappa, n))
 
 
 @jit

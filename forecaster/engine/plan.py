@@ -470,8 +470,8 @@ def build_plan(sc: Scenario) -> Plan:
     month_of[elapsed] = month
     response_curve = np.zeros(G, dtype=np.int64)
     response_slot = np.full(G, -1, dtype=np.int64)
-    budget_ratio = np.ones((G, n_months))
-    reference_budget = np.ones(G)
+    log_budget_ratio = np.zeros((G, n_months))
+    log_reference_budget = np.zeros(G)
 
     for g, seg in enumerate(sc.segments.values()):
         leads = seg.leads
@@ -497,7 +497,7 @@ def build_plan(sc: Scenario) -> Plan:
         segment_n_reps[g] = len(covering[g])
         segment_reps[g, :len(covering[g])] = covering[g]
 
-    if responding:  # v2 C: the curve's draws in the last slots; month k's budget as B_k / B0
+    if responding:  # v2 C: the curve's draws in the last slots; month k's budget as log(B_k / B0)
         first_response = theta_size(S, after_sale, len(moves))
         for g, seg in enumerate(sc.segments.values()):
             response = seg.leads.response
@@ -506,8 +506,9 @@ def build_plan(sc: Scenario) -> Plan:
             if response is not None:
                 response_curve[g] = POWER if response.curve == "power" else HILL
                 response_slot[g] = first_response
-                reference_budget[g] = response.reference_budget
-                budget_ratio[g] = [seg.leads.budget(int(m)) / response.reference_budget for m in month_of]
+                log_reference_budget[g] = math.log(response.reference_budget)
+                log_budget_ratio[g] = [math.log(b) - log_reference_budget[g] if b > 0 else -math.inf
+                                       for b in (seg.leads.budget(int(m)) for m in month_of)]
     cost_slot = -1
     if costing:
         cost_slot = theta_size(S, after_sale, len(moves), responding)
@@ -550,8 +551,8 @@ def build_plan(sc: Scenario) -> Plan:
                    days_pars=days_pars, lead_days_codes=np.take_along_axis(days_codes, order, axis=1),
                    lead_days_pars=np.take_along_axis(days_pars, order[:, :, None], axis=1), value_codes=value_codes,
                    value_pars=value_pars, reps=segment_reps, n_reps=segment_n_reps, pool=enc.pool_array(),
-                   response_curve=response_curve, response_slot=response_slot, budget_ratio=budget_ratio,
-                   reference_budget=reference_budget)
+                   response_curve=response_curve, response_slot=response_slot, log_budget_ratio=log_budget_ratio,
+                   log_reference_budget=log_reference_budget)
     customers = customers._replace(pool=funnel.pool)  # one pool: the encoder's, complete now
     stage_values = stage_values._replace(pool=funnel.pool)
     stage_counts = stage_counts._replace(pool=funnel.pool) if stage_counts is not None else None

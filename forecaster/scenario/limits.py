@@ -89,6 +89,25 @@ def expected_leads(leads, start: date, end: date) -> float:
     return total
 
 
+MAX_BUDGET_RATIO = 1e12
+"""v2 C: how far from the reference budget a month's budget may be (either way): a response
+curve is read between the two, and beyond that its powers would overflow."""
+
+
+def _response_limits(name: str, seg, ctx) -> None:
+    """v2 C: every month's nonzero budget within :data:`MAX_BUDGET_RATIO` of the reference."""
+    response = seg.leads.response
+    if response is None:
+        return
+    b0 = response.reference_budget
+    budgets = [seg.leads.budget_per_month or 0.0, *seg.leads.budget_by_month.values()]
+    far = [b for b in budgets if b > 0 and not 1 / MAX_BUDGET_RATIO <= b / b0 <= MAX_BUDGET_RATIO]
+    if far:
+        ctx.error(("segments", name, "leads", "response", "reference_budget"),
+                  f"must be within a factor of {MAX_BUDGET_RATIO:g} of every monthly budget (the curve is read "
+                  f"between them); got {fmt_number(b0)} against a budget of {fmt_number(far[0])}")
+
+
 def _bought(leads, month: int) -> float:
     """The budget whose leads calendar month ``month`` buys at the cost per lead [currency]: the
     month's budget, or with a response (v2 C) B0 g(B) / g(B0) at the curve's means."""
@@ -99,7 +118,10 @@ def _bought(leads, month: int) -> float:
     if response.curve == "power":
         return b0 * x ** response.elasticity.mean()
     n = response.slope.mean() if response.slope is not None else 1.0
-    a, b = n * math.log(response.half_saturation.mean() / b0), n * math.log(x)
+    half = response.half_saturation.mean()
+    a, b = n * (math.log(half) - math.log(b0) if half > 0 else -math.inf), n * math.log(x)
+    if a == -math.inf:
+        return b0
     return b0 * math.exp(min(b + _softplus(-a) - _softplus(b - a), 700.0))
 
 
@@ -195,6 +217,14 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                 if budget is not None and budget > MAX_VALUE:
                     ctx.error(("segments", name, "leads", *key),
                               f"must be at most {MAX_VALUE:g}; got {fmt_number(budget)}")
+            _response_limits(name, seg, ctx)
+            cost = seg.cost
+            if cost is not None:  # v2 E.2: spend is added up exactly
+                for key, amount in (("per_lead", cost.per_lead.mean() if cost.per_lead else 0.0),
+                                    ("per_month", cost.per_month), ("per_won", cost.per_won)):
+                    if not amount <= MAX_VALUE:
+                        ctx.error(("segments", name, "cost", key), f"must be at most {MAX_VALUE:g}"
+                                  f"{' on average' if key == 'per_lead' else ''}; got {_show(amount)}")
         if not total <= MAX_LEADS and worst is not None:
             key = worst[0]
             ctx.error(("segments", key, "leads"),
