@@ -62,17 +62,20 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     counts = plan.counts_of(plan.split_counts(extra))  # v2 F1: entries and losses by stage (on 0: not counted)
     logs = []  # (customer streams, deal log) of each source, with customers
     failed = np.full(1, -1, dtype=np.int64)  # v2 B: the first trial whose chain no lead leaves
+    walks = plan.drift_walks(n)  # v2 B.4: the conversion drift's walks, for each month's chain
+    if plan.moves_drift and keys.drift_walks is not None:
+        moves.drift_walks(keys.drift_walks.streams(*gens), first, plan.shocks.drift_convert, walks)
     for g in range(G) if sources is None else sources.segments:
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
-                                                    plan.chain, g, plan.closing, theta, month_factor, due, customers,
-                                                    failed, counts)
-            _check_absorbed(plan, failed, g, theta, first)
+                                                    plan.chain, g, plan.closing, theta, month_factor, walks, due,
+                                                    customers, failed, counts)
+            _check_absorbed(plan, failed, g, theta, first, walks)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
-                                                counts, theta, month_factor)
+                                                counts, theta, month_factor, walks)
         else:
             result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
                                                 theta, month_factor, due, customers, plan.stage_values, stage_revenue,
@@ -144,12 +147,14 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
     return result
 
 
-def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int) -> None:
+def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int,
+                    walks: np.ndarray | None = None) -> None:
     """Stop the run (v2 B.5) when a trial's drawn conversions and shares made a chain that no
     lead leaves: ``failed[0]`` is that trial (-1: none); ``g`` the segment, or -1 for the
     pipeline's (then the first segment with moves whose chain fails in that trial is named).
     The message names the segment, the stages on the loop (from that trial's draws) and the
-    trial."""
+    trial; with a conversion drift (``walks``, (trials, S, months)) whose month made the loop
+    (v2 B.4), that month too."""
     trial = int(failed[0])
     if trial < 0 or plan.chain is None:
         return
@@ -158,18 +163,28 @@ def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, f
 
     chain, row = plan.chain, theta[trial - first]
     S = len(plan.stage_names)
-    named, loop = None, list(plan.stage_names)
+    named, loop, month = None, list(plan.stage_names), 0
     for k in ([g] if g >= 0 else [int(x) for x in np.flatnonzero(chain.has)]):
-        Q, _ = chains.matrices(row[k, THETA_CONVERT:THETA_CONVERT + S], moves.record_moves(chain, k, row[k]))
+        p, shares = row[k, THETA_CONVERT:THETA_CONVERT + S], moves.record_moves(chain, k, row[k])
+        Q, _ = chains.matrices(p, shares)
+        if chains.absorbed(Q) and walks is not None and walks.shape[2] > 0:  # some month's chain, drifted
+            for m in range(1, walks.shape[2]):
+                odds = np.exp(walks[trial - first, :, m])
+                drifted, _ = chains.matrices(np.where((p > 0) & (p < 1), p * odds / (1.0 - p + p * odds), p), shares)
+                if not chains.absorbed(drifted):
+                    Q, month = drifted, m
+                    break
         if not chains.absorbed(Q) or g >= 0:
             named, loop = plan.segment_names[k], chains.loop_stages(Q, plan.stage_names)
             break
     stages = " and ".join(loop) if len(loop) < 3 else ", ".join(loop)
+    when = (f"in trial {trial}, calendar month {month} after start's (its conversions moved by shocks.drift.convert)"
+            if month else f"in trial {trial}")
     raise ScenarioError(plan.shown, [Problem(
         f"segments.{named}.funnel" if named else "segments",
-        f"in trial {trial}, the drawn conversions and move shares make stages {stages} a loop that no lead "
+        f"{when}, the drawn conversions and move shares make stages {stages} a loop that no lead "
         "leaves (some expected number of visits is above 10,000); narrow the distributions of the "
-        "conversions or shares on that loop")])
+        "conversions or shares on that loop" + (", or the drift" if month else ""))])
 
 
 def _pipeline_count_keys(keys: StreamKeys):
@@ -240,6 +255,7 @@ def kernels_of(plan: Plan) -> tuple:
     return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.simulate_new_leads, True),
                                      (kernels.simulate_pipeline, plan.has_pipeline),
+                                     (moves.drift_walks, plan.moves_drift),
                                      (moves.simulate_new_leads_moves, plan.has_moves),
                                      (moves.simulate_pipeline_moves, plan.has_chain_pipeline),
                                      (moves.simulate_lost_leads_moves, plan.has_moves and plan.counting),

@@ -138,6 +138,9 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                                 ("pipeline/moves/closing", 5),
                                 ("pipeline/moves/path", 7),
                                 ("pipeline/moves/stage-counts", 1)),
+    # v2 B.4: the conversion drift's walks for segments with moves, drawn again from apply_shocks'
+    # streams (the same keys: the same walks)
+    "drift_walks": (("shocks/drift/convert.{stage}", 0),),
     # v2 F1 with moves: the new leads that are not won (they share the won ones' mixing stream)
     "simulate_lost_leads_moves": (("segment/{segment}/stage-counts-moves", 0),
                                   ("segment/{segment}/arrival-mixing", 1),

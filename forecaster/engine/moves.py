@@ -19,6 +19,18 @@ times in stage order (its ``DAYS`` stream, every visit of every deal that leaves
 forward or by a move without days of its own, in deal and visit order), then the times of
 moves with days of their own (``MOVE_DAYS``, in deal and visit order).
 
+**Conversion drift** (v2 B.4). ``shocks.drift.convert`` moves p_s of calendar month k on the
+log-odds scale by a walk drift_s W_{s,k} (the walks ``apply_shocks`` draws, drawn again from
+the same streams by :func:`drift_walks`); the shares stay shares of 1 - p_s, so a month's
+moves and losses scale together by (1 - p_s') / (1 - p_s). Each month k has its chain
+(Q_k, R_k) and h(k) (:func:`_month_chains`): the won leads of day d are
+Poisson(m_d G_d h_0(k_d)), with m_d carrying the lead drift (``month_factor`` with its
+conversions' part, prod_s p_s' / p_s, divided out), and each won lead's path is drawn from
+its arrival month's chain conditioned on being won; the lost ones (v2 F1) likewise with
+1 - h_0(k). As in v1, the drift acts on new leads by their arrival month: the whole path of
+a lead follows its arrival month's conversions, and open pipeline deals follow start's
+month's chain (no drift).
+
 **Open pipeline deals** (:func:`simulate_pipeline_moves`). A deal in stage s with age a has
 exits i (forward, each move, lost) with probabilities pi_i and survival functions S_i at a
 (prepared in the plan); given it has stayed a days, exit i has probability
@@ -35,6 +47,7 @@ does, and return the same deal log.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, NamedTuple
 
 import numpy as np
@@ -63,6 +76,7 @@ M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_DAYS, M_PATH, M_MOVE_DAY
 M_CONVERT = M_COUNT
 M_COUNTS = M_MIXING  # simulate_pipeline_moves: the paths of the deals that are not won (v2 F1)
 N_MOVE_ROLES = 9
+W_DRIFT = 0  # drift_walks: the conversion drift's streams, one per stage
 
 
 class Chain(NamedTuple):
@@ -100,18 +114,24 @@ def record_moves(chain: Chain, g: int, values: np.ndarray) -> list[tuple[int, in
 @jit
 def chain_of(theta, t, g, chain, n_stages, Q, R):
     """Fill Q (S, S) and R (S,) of segment g's chain at trial t (v2 B.2)."""
+    _chain_of_row(theta[t, g], g, chain, n_stages, Q, R)
+
+
+@jit
+def _chain_of_row(th, g, chain, n_stages, Q, R):
+    """Fill Q (S, S) and R (S,) of segment g's chain from ``th``, its row of theta (K,)."""
     for s in range(n_stages):
         R[s] = 0.0
         for k in range(n_stages):
             Q[s, k] = 0.0
     for s in range(n_stages):
-        p = theta[t, g, THETA_CONVERT + s]
+        p = th[THETA_CONVERT + s]
         if s + 1 < n_stages:
             Q[s, s + 1] = p
         else:
             R[s] = p
         for j in range(chain.n_moves[g, s]):
-            share = (1.0 - p) * theta[t, g, chain.slot[g, s, j]]
+            share = (1.0 - p) * th[chain.slot[g, s, j]]
             target = chain.to[g, s, j]
             if target < 0:
                 R[s] += share
@@ -160,6 +180,69 @@ def solve_chain(Q, R, h, N):
             total += x * R[k]
         h[i] = min(max(total, 0.0), 1.0)
     return ok
+
+
+@jit
+def drift_walks(streams, trial0, drift_convert, walks):
+    """The conversion drift's walks, as :func:`forecaster.engine.kernels.apply_shocks` draws
+    them, for the kernels of segments with moves (v2 B.4).
+
+    Stage s's walk in calendar month k after start's is drift_convert_s W_{s,k}, W_{s,0} = 0
+    and W_{s,k} a sum of k standard normals; the normals come from the drift's own streams
+    (``shocks/drift/convert.<stage>``, the same keys, reseeded per trial and drawn in the same
+    order), so they are the walks ``apply_shocks`` drew. A stage without drift walks at 0.
+
+    Parameters
+    ----------
+    streams : Streams
+        Role ``W_DRIFT``: one stream per stage.
+    drift_convert : float64, shape (S,)
+        Each stage's sd per month on the log-odds scale.
+    walks : float64, shape (trials, S, months), written
+    """
+    n_stages, n_months = drift_convert.shape[0], walks.shape[2]
+    expect(streams, W_DRIFT, n_stages)
+    gen = streams.gens[W_DRIFT]
+    for t in range(walks.shape[0]):
+        for s in range(n_stages):
+            sd = drift_convert[s]
+            if sd > 0.0:
+                reseed_role(streams, W_DRIFT, s, trial0 + t)
+            w = 0.0
+            for k in range(n_months):
+                if k > 0 and sd > 0.0:
+                    w += gen.standard_normal()
+                walks[t, s, k] = sd * w
+
+
+@jit
+def _month_chains(th, g, chain, n_stages, walks, th_m, h_m, ratio, Q, R, N):
+    """Segment g's chain in every calendar month k under the conversion drift (v2 B.4).
+
+    ``th``: its row of theta (K,) after the shocks; ``walks``: the trial's walks (S, months).
+    Month k's conversions are p_s shifted on the log-odds scale by walks[s, k] (as
+    ``apply_shocks`` shifts them; p_s of 0 or 1 stays), its shares unchanged (so moves and
+    losses scale together by (1 - p_s') / (1 - p_s)). Writes month k's row of theta into
+    ``th_m[k]`` (months, K), its h into ``h_m[k]`` (months, S) and into ``ratio[k]`` the
+    product over stages of p_s' / p_s, the conversions' part of ``apply_shocks``' month
+    factor (what a funnel without moves would win more). Returns False when some month's
+    chain is not absorbing (v2 B.5)."""
+    for k in range(walks.shape[1]):
+        f = 1.0
+        for i in range(th.shape[0]):
+            th_m[k, i] = th[i]
+        for s in range(n_stages):
+            p = th[THETA_CONVERT + s]
+            if 0.0 < p < 1.0 and walks[s, k] != 0.0:
+                odds = math.exp(walks[s, k])
+                r = odds / (1.0 - p + p * odds)  # (p shifted) / p
+                f *= r
+                th_m[k, THETA_CONVERT + s] = p * r
+        ratio[k] = f
+        _chain_of_row(th_m[k], g, chain, n_stages, Q, R)
+        if not solve_chain(Q, R, h_m[k], N):
+            return False
+    return True
 
 
 @jit(inline="always")
@@ -316,8 +399,8 @@ def _visit_times(streams, trial, g, funnel, chain, n_visits, v_stage, v_exit, v_
 
 
 @jit
-def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, out, keep_log,
-                             failed, counts):
+def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, walks, out,
+                             keep_log, failed, counts):
     """Won deals from the new leads of one segment with moves, for a block of trials (see
     the module docstring).
 
@@ -331,9 +414,16 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     funnel, closing, theta, month_factor, out, keep_log
         As for :func:`forecaster.engine.kernels.simulate_new_leads`.
     chain : Chain
+    walks : float64, shape (trials, S, months), or (trials, S, 0) without a conversion drift
+        The conversion drift's walks (:func:`drift_walks`). With them (v2 B.4), month k's
+        leads are won with h_0 of month k's chain (:func:`_month_chains`) and follow its
+        paths: the won leads of day d are Poisson(m_d G_d h_0(k_d)), m_d with the lead
+        drift of ``month_factor`` (its conversions' part divided out), and each path is
+        drawn from the chain of its arrival month conditioned on being won.
     failed : int64, shape (1,)
-        Set to the trial's index in the run (its first) when a trial's chain is not
-        absorbing (v2 B.5), and the kernel returns at once; -1 otherwise.
+        Set to the trial's index in the run (its first) when a trial's chain (or, with a
+        conversion drift, some month's) is not absorbing (v2 B.5), and the kernel returns
+        at once; -1 otherwise.
     counts : StageCounts
         With ``on`` (v2 F1): every visit of a won path is an entry, on the day it starts
         (the leads that are lost: :func:`simulate_lost_leads_moves`).
@@ -371,6 +461,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     v_stage, v_exit = np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64)
     v_time = np.empty(1024)
     idx, buf = np.empty(1024, dtype=np.int64), np.empty(1024)  # scratch of the batched draws
+    drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
+    th_m, h_m = np.empty((walks.shape[2], theta.shape[2])), np.empty((walks.shape[2], n_stages))
+    ratio = np.empty(walks.shape[2])
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
     log_n = np.int64(0)
@@ -390,8 +483,11 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if not solve_chain(Q, R, h, N):
             failed[0] = trial
             break
+        if drifting and not _month_chains(theta[t, g], g, chain, n_stages, walks[t], th_m, h_m, ratio, Q, R, N):
+            failed[0] = trial
+            break
         base = theta[t, g, THETA_LEADS]
-        scale = (1.0 / base if rate_is_cost else base) * h[0]
+        scale = (1.0 / base if rate_is_cost else base) * (1.0 if drifting else h[0])
         if not scale > 0.0:
             t += 1
             continue
@@ -401,6 +497,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
+        if drifting:  # month k's own h_0, in place of the conversions' part of the month factor
+            for k in range(growth.shape[0]):
+                growth[k] *= h_m[k, 0] / ratio[k]
         # the won leads' arrival days, as v1 draws them
         n_won = 0
         if dispersion > 0.0:
@@ -442,7 +541,13 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         i = 0
         while i < n_won:
             first[i] = k
-            end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, k, v_stage.shape[0])
+            if drifting:  # the chain of its arrival month
+                month = elapsed_months[int(arrival[i])]
+                end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th_m[month], h_m[month], v_stage, v_exit,
+                            k, v_stage.shape[0])
+            else:
+                end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, k,
+                            v_stage.shape[0])
             if end < 0:  # more visits than room: grow and go on with this deal
                 size = 2 * v_stage.shape[0]
                 a, b, c = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size)
@@ -714,7 +819,7 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
 
 
 @jit
-def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor):
+def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor, walks):
     """Entries and losses (v2 F1) of the new leads of a segment with moves that are not won.
 
     By Poisson splitting they are Poisson(sum_d m_d G_d (1 - h_0)), independent of the won
@@ -722,7 +827,9 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     own mixing stream (``M_MIXING``), so both share it. Each lead's arrival day
     (``M_ARRIVAL``), then its path conditioned on being lost (the h-transform with 1 - h)
     and its visits' times (``M_COUNT``'s stream, in turn): every visit is an entry on the
-    day it starts, and the lead is lost at the end of the last.
+    day it starts, and the lead is lost at the end of the last. With a conversion drift
+    (``walks``, as for :func:`simulate_new_leads_moves`), month k's leads are lost with
+    1 - h_0(k) and follow month k's chain.
     """
     n_stages = funnel.days_codes.shape[1]
     for role in (M_COUNT, M_MIXING, M_ARRIVAL):
@@ -739,6 +846,9 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     mean = np.empty(n_days)
     v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     gen, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
+    drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
+    th_m, h_m = np.empty((walks.shape[2], theta.shape[2])), np.empty((walks.shape[2], n_stages))
+    ratio = np.empty(walks.shape[2])
     for t in range(theta.shape[0]):
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL):
@@ -746,8 +856,10 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         chain_of(theta, t, g, chain, n_stages, Q, R)
         if not solve_chain(Q, R, h, N):
             continue  # the won leads' kernel stops the run for this trial
+        if drifting and not _month_chains(theta[t, g], g, chain, n_stages, walks[t], th_m, h_m, ratio, Q, R, N):
+            continue
         base = theta[t, g, THETA_LEADS]
-        scale = (1.0 / base if rate_is_cost else base) * (1.0 - h[0])
+        scale = (1.0 / base if rate_is_cost else base) * (1.0 if drifting else 1.0 - h[0])
         if not scale > 0.0:
             continue
         growth[0] = 1.0
@@ -756,20 +868,25 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
+        if drifting:  # month k's own 1 - h_0, in place of the conversions' part of the month factor
+            for k in range(growth.shape[0]):
+                growth[k] *= (1.0 - h_m[k, 0]) / ratio[k]
         for d in range(n_days):
             lam = scale * day_mean[d] * growth[elapsed_months[d]]
             if dispersion > 0.0:
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
             mean[d] = lam
-        th = theta[t, g]
+        th, h_d = theta[t, g], h
         for d in range(n_days):
+            if drifting:  # the chain of the day's month
+                th, h_d = th_m[elapsed_months[d]], h_m[elapsed_months[d]]
             for _ in range(gen_arrival.poisson(mean[d])):
-                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
                                  v_stage.shape[0])
                 while end < 0:
                     v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
                         np.empty(2 * v_stage.shape[0], dtype=np.int64)
-                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
                                  v_stage.shape[0])
                 time = float(d)
                 for k in range(end):

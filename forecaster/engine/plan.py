@@ -186,6 +186,17 @@ class Plan:
         return self.shocks.drift_leads > 0 or bool(np.any(self.shocks.drift_convert > 0))
 
     @property
+    def moves_drift(self) -> bool:
+        """Whether segments with moves meet a conversion drift (v2 B.4): their kernels then
+        follow each month's chain, from the drift's walks (:func:`forecaster.engine.moves.drift_walks`)."""
+        return self.has_moves and bool(np.any(self.shocks.drift_convert > 0))
+
+    def drift_walks(self, n: int) -> np.ndarray:
+        """Buffer of the conversion drift's walks for ``n`` trials, shape (n, S, months), or
+        (n, S, 0) unless :attr:`moves_drift`."""
+        return np.zeros((n, len(self.stage_names), self.months if self.moves_drift else 0))
+
+    @property
     def months(self) -> int:
         """Calendar months the horizon touches."""
         return int(self.elapsed_months[-1]) + 1

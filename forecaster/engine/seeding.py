@@ -102,6 +102,8 @@ class StreamKeys:
         v2 F1: of ``simulate_lost_leads``, and the count streams ``simulate_new_leads`` and
         ``simulate_pipeline`` are given (``interface.STREAMS``' ``entries_of_won`` and
         ``pipeline_loss``, after the kernels they call that draw from them).
+    drift_walks : KeySet or None
+        v2 B.4: of ``moves.drift_walks`` (moves with a conversion drift; None otherwise).
     """
 
     parameters: list
@@ -119,6 +121,7 @@ class StreamKeys:
     lost_leads: list = field(default_factory=list)
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
+    drift_walks: KeySet | None = None
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -145,7 +148,7 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                        for name in plan.segment_names],
                       [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
                       [of("entries_of_won", segment=name) for name in plan.segment_names],
-                      of("pipeline_loss"))
+                      of("pipeline_loss"), of("drift_walks") if plan.moves_drift else None)
 
 
 _local = threading.local()

@@ -564,11 +564,6 @@ def _moves_combine(name: str, seg: Segment, v: dict[str, Any], path: Path, ctx: 
     """What a segment with moves cannot be combined with yet: each is refused with what to do,
     never ignored."""
     ok = True
-    shocks = v["shocks"]
-    if shocks not in (None, INVALID) and any(x > 0 for x in shocks.drift_convert.values()):
-        ok = False
-        ctx.error(path + ("shocks", "drift", "convert"), f"cannot be combined with moves yet (segment {name} has "
-                                                          "moves): use shocks.convert, or remove the moves")
     if v["stalled"] not in (None, INVALID) and v["stalled"]:
         ok = False
         ctx.error(path + ("stalled",), f"cannot be combined with moves yet (segment {name} has moves): a share "
