@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from conftest import MONTH_DAYS, within
@@ -157,3 +158,36 @@ segments:
     assert "segments.s.funnel" in proc.stderr and "stages a and b a loop" in proc.stderr, proc.stderr
     assert "shocks.drift.convert" in proc.stderr and "calendar month" in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_sensitivity_and_the_summarys_funnel_with_moves_under_drift(tmp_path):
+    """Sensitivity's runs by source give the whole runs' effects with moves under a conversion
+    drift (the walks are drawn for every block whatever its sources), and the summary's funnel
+    of a segment with moves keeps its visits and win probabilities (start's month's chain)."""
+    import yaml
+
+    import forecaster.analysis.sensitivity as sens
+    from forecaster.results.summary import summarize
+
+    journeys = Path(__file__).resolve().parents[2] / "scenarios" / "buying-journeys.yaml"
+    doc = yaml.safe_load(journeys.read_text())
+    doc["shocks"] = {"drift": {"convert": {"validation": 0.3, "problem": 0.2}}}
+    doc["trials"] = 100
+    path = tmp_path / "j.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    (tmp_path / "buying-journeys-pipeline.csv").write_text(
+        (journeys.parent / "buying-journeys-pipeline.csv").read_text())
+    split, _ = sens.sensitivity(path, trials=100, by_source=True)
+    whole, _ = sens.sensitivity(path, trials=100, by_source=False)
+    a = {e["lever"]: e for e in split["levers"]}
+    b = {e["lever"]: e for e in whole["levers"]}
+    assert a.keys() == b.keys() and any("move to" in name for name in a)
+    for name in a:
+        for d in ("minus", "plus"):
+            x, y = a[name][d]["revenue"]["mean"], b[name][d]["revenue"]["mean"]
+            assert abs(x - y) <= 1e-6 * max(1.0, abs(y)), (name, d, x, y)
+    sc = fc.load_scenario(path)
+    funnel = summarize(fc.simulate(sc), sc)["funnel"]["business"]
+    stages = {st["stage"]: st for st in funnel["stages"]}
+    assert 0 < stages["problem"]["win_probability"] < stages["consensus"]["win_probability"] < 1
+    assert stages["validation"]["visits"] > 0 and funnel["won_eventually"] > 0
