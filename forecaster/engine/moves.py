@@ -41,6 +41,13 @@ time in s from exit i's law above a, and its path on from exit i's target as a n
 Exits with no mass above a get probability 0; when none has any, the deal leaves at
 time 0 with the unconditioned pi_i (v1's rule).
 
+**Stalled** (the extension ``stalled``, share sigma_s of a stage). Of the leads that take a
+visit's lost exit, probability (1 - p_s)(1 - sum_j sigma_j) as in B.2, a share sigma_s never
+leave the stage: never won, as the lost, and never counted lost (v2 F1). The moves' shares
+and h are B.2's, so new leads are not touched. An open deal's lost exit is open at its age
+with sigma_s + (1 - sigma_s) S_lost(a) (in ``ChainPipeline.rel``), which lowers the chance
+of an old deal being won, as in v1; so no deal of such a stage leaves at time 0.
+
 Both book into the same :class:`~forecaster.engine.interface.Outputs` as v1's kernels (by
 the day the deal is due when the team has a ``capacity``), slip with ``closing`` as v1
 does, and return the same deal log.
@@ -332,6 +339,14 @@ def _count(counts, t, g, s, time, horizon, losses):
             counts.losses[t, counts.period_of_day[int(time)], g, s] += 1
         else:
             counts.entries[t, counts.period_of_day[int(time)], g, s] += 1
+
+
+@jit(inline="always")
+def _given_up(gen, stalled):
+    """Whether a lead that takes a visit's lost exit is given up (counted lost), or is one of
+    the stage's share ``stalled`` that stay open for ever (extension ``stalled``); a uniform
+    only when that share is above 0."""
+    return stalled == 0.0 or gen.random() >= stalled
 
 
 @jit(inline="always")
@@ -793,6 +808,10 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
                 e = j
                 break
     time = 0.0
+    if e == -2 and counts.stalled[s0] > 0.0:  # stalled for ever (never lost) with its chance given its age
+        sigma = counts.stalled[s0]
+        if gen.random() * (sigma + (1.0 - sigma) * sf[sf.shape[0] - 1]) < sigma:
+            return
     if not at_once:
         if e == -2:
             code, pars, above = counts.lost_codes[g, s0], counts.lost_pars[g, s0], sf[sf.shape[0] - 1]
@@ -815,7 +834,8 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
     for k in range(end):
         _count(counts, t, g, v_stage[k], time, horizon, False)
         time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
-    _count(counts, t, g, v_stage[end - 1], time, horizon, True)
+    if _given_up(gen, counts.stalled[v_stage[end - 1]]):
+        _count(counts, t, g, v_stage[end - 1], time, horizon, True)
 
 
 @jit
@@ -894,5 +914,5 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
                         break
                     _count(counts, t, g, v_stage[k], time, horizon, False)
                     time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
-                    if k == end - 1:
+                    if k == end - 1 and _given_up(gen, counts.stalled[v_stage[k]]):
                         _count(counts, t, g, v_stage[k], time, horizon, True)

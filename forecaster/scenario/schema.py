@@ -564,10 +564,6 @@ def _moves_combine(name: str, seg: Segment, v: dict[str, Any], path: Path, ctx: 
     """What a segment with moves cannot be combined with yet: each is refused with what to do,
     never ignored."""
     ok = True
-    if v["stalled"] not in (None, INVALID) and v["stalled"]:
-        ok = False
-        ctx.error(path + ("stalled",), f"cannot be combined with moves yet (segment {name} has moves): a share "
-                                       "that never leaves a stage is a loop; remove one")
     for stage, entry in seg.funnel.items():
         if entry.value is not None:
             ok = False
