@@ -69,7 +69,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
                                                     plan.chain, g, plan.closing, theta, month_factor, walks, due,
-                                                    customers, failed, counts)
+                                                    customers, failed, counts, plan.stage_values, stage_revenue)
             _check_absorbed(plan, failed, g, theta, first, walks)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
@@ -86,7 +86,10 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
                                             theta)
         logs.append((keys.customers_new_leads[g], log))
-        if plan.stage_values.valued[g].any():
+        if plan.stage_values.valued[g].any() and plan.chain is not None and plan.chain.has[g]:
+            moves.simulate_lost_stage_values_moves(keys.lost_stage_values_moves[g].streams(*gens), first, funnel,
+                                                   plan.chain, g, plan.stage_values, theta, month_factor, stage_revenue)
+        elif plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
                                                plan.stage_values, theta, month_factor, stage_revenue)
     new_leads_done = _mark(due) if by_source is not None else None
@@ -98,7 +101,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         if plan.has_chain_pipeline and keys.pipeline_moves is not None:  # open deals of segments with moves (v2 B)
             chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
                                                     plan.chain_pipeline, plan.closing, theta, due, customers, failed,
-                                                    counts)
+                                                    counts, plan.stage_values, stage_revenue)
             _check_absorbed(plan, failed, -1, theta, first)
             # one log for the pipeline: its customers draw from the pipeline's streams in this order
             log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
@@ -266,6 +269,7 @@ def kernels_of(plan: Plan) -> tuple:
                                       and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
+                                     (moves.simulate_lost_stage_values_moves, plan.has_stage_values and plan.has_moves),
                                      (kernels.simulate_lost_leads, plan.counting),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 

@@ -104,6 +104,9 @@ class StreamKeys:
         ``pipeline_loss``, after the kernels they call that draw from them).
     drift_walks : KeySet or None
         v2 B.4: of ``moves.drift_walks`` (moves with a conversion drift; None otherwise).
+    lost_stage_values_moves : list of KeySet (or None), one per segment
+        v2 F11 with moves: of ``moves.simulate_lost_stage_values_moves`` (None without moves
+        or without stage values).
     """
 
     parameters: list
@@ -122,6 +125,7 @@ class StreamKeys:
     won_stage_times: list = field(default_factory=list)
     pipeline_stage_counts: KeySet | None = None
     drift_walks: KeySet | None = None
+    lost_stage_values_moves: list = field(default_factory=list)
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -148,7 +152,9 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                        for name in plan.segment_names],
                       [of("simulate_lost_leads", segment=name) for name in plan.segment_names],
                       [of("entries_of_won", segment=name) for name in plan.segment_names],
-                      of("pipeline_loss"), of("drift_walks") if plan.moves_drift else None)
+                      of("pipeline_loss"), of("drift_walks") if plan.moves_drift else None,
+                      [of("simulate_lost_stage_values_moves", segment=name)
+                       if plan.has_moves and plan.has_stage_values else None for name in plan.segment_names])
 
 
 _local = threading.local()

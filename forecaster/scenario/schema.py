@@ -560,18 +560,6 @@ def _funnels_match_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok and _moves(v, path, ctx)
 
 
-def _moves_combine(name: str, seg: Segment, v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    """What a segment with moves cannot be combined with yet: each is refused with what to do,
-    never ignored."""
-    ok = True
-    for stage, entry in seg.funnel.items():
-        if entry.value is not None:
-            ok = False
-            ctx.error(path + ("segments", name, "funnel", stage, "value"),
-                      "cannot be combined with moves in the segment yet: remove the value or the moves")
-    return ok
-
-
 def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """v2 B.5, on funnels that match the stages: each move's target, the shares' upper ends,
     and absorption with every probability at its mean."""
@@ -610,8 +598,6 @@ def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                 bad(at, f"the shares of {'.'.join(map(str, at))} can sum to {fmt_number(sum(highs))} "
                                    f"(upper ends {' + '.join(fmt_number(h) for h in highs)}); they must stay "
                                    "<= 1 whatever is drawn")
-        if seg.has_moves:
-            ok = _moves_combine(name, seg, v, path, ctx) and ok
         if ok and seg.has_moves:
             Q, _ = chain.at_means(seg, stages)
             if not chain.absorbed(Q):

@@ -156,7 +156,7 @@ def test_the_stream_table_names_the_streams_of_before():
                                       "apply_capacity", "simulate_customers", "simulate_lost_stage_values",
                                       "simulate_lost_leads", "entries_of_won", "pipeline_loss",
                                       "simulate_new_leads_moves", "simulate_pipeline_moves", "simulate_lost_leads_moves",
-                                      "drift_walks"}
+                                      "drift_walks", "simulate_lost_stage_values_moves"}
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
         "customer", "renewal", "repeat", "repeat-value", "cancel"))
