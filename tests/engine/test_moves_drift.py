@@ -4,6 +4,7 @@ the walks are those ``apply_shocks`` draws; open deals keep start's month's chai
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,38 @@ def test_sensitivity_and_the_summarys_funnel_with_moves_under_drift(tmp_path):
     stages = {st["stage"]: st for st in funnel["stages"]}
     assert 0 < stages["problem"]["win_probability"] < stages["consensus"]["win_probability"] < 1
     assert stages["validation"]["visits"] > 0 and funnel["won_eventually"] > 0
+
+
+JIT_PARITY = """
+import sys, numpy as np, forecaster as fc
+ds = fc.simulate(fc.load_scenario(sys.argv[1]), threads=1)
+np.savez(sys.argv[2], **{v: ds[v].values for v in ds.data_vars})
+"""
+
+
+def test_moves_with_drift_stalled_and_stage_values_give_the_same_numbers_without_the_jit(tmp_path):
+    """The kernels of this change (each month's chain, the stalled share, stage values of won,
+    lost and open deals, with the counts) run the same with NUMBA_DISABLE_JIT=1, bit for bit."""
+    funnel = """\
+    a: {convert: 0.5, days: {dist: exponential, mean: 3}VALUE_A}
+          b: {convert: 0.4, days: {dist: gamma, mean: 5, cv: 0.5}, moves: [{to: a, share: 0.3, days: 4}]VALUE_B}
+          c: {convert: 0.5, days: 2, moves: [{to: b, share: 0.5}]}"""
+    head = "name: parity\nstart: 2027-01-01\nend: 2027-02-28\ntrials: 8\nseed: 3\nstages: [a, b, c]\n"
+    rows = "deal_id,segment,stage,entered_stage\n" + "".join(f"{i},s,{'ab'[i % 2]},2026-12-20\n" for i in range(20))
+    (tmp_path / "p.csv").write_text(rows)
+    tail = "pipeline: {file: p.csv}\nstalled: {b: 0.2}\noutputs: {stage_entries: true, losses: true}\n"
+    seg = "segments:\n  s:\n    leads: {per_day: 10}\n    funnel:\n      " + funnel + "\n    deal_value: 1\n"
+    drift = head + "shocks: {drift: {convert: {b: 0.3}}}\n" + seg.replace("VALUE_A", "").replace("VALUE_B", "")
+    values = head + seg.replace("VALUE_A", ", value: 7").replace("VALUE_B", ", value: 5")
+    for name, text in (("drift", drift + tail), ("values", values + tail)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        got = {}
+        for jit_off in ("0", "1"):
+            out = tmp_path / f"{name}-{jit_off}.npz"
+            subprocess.run([sys.executable, "-c", JIT_PARITY, str(path), str(out)], check=True, timeout=600,
+                           env=dict(os.environ, NUMBA_DISABLE_JIT=jit_off))
+            got[jit_off] = np.load(out)
+        assert got["0"]["won_deals"].sum() > 0
+        for var in got["0"].files:
+            assert np.array_equal(got["0"][var], got["1"][var]), (name, var)
