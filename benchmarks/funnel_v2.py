@@ -13,6 +13,8 @@ Measured in the same run, as medians of ``--repeat`` runs of the engine in this 
   the figure to read;
 * the same without its moves (each stage converting as before, every move removed): the
   price of the paths;
+* the same with a conversion drift on every stage (v2 B.4): each calendar month's chain is
+  solved per trial and each path is drawn from its arrival month's;
 * ``outputs: {stage_entries, losses, cycle_days}`` on the journeys and on ``r1`` (the shared
   speed scenario) against the same files without: the counts draw every lead that is lost,
   whose number grows with the top of the funnel, which is why they are asked for.
@@ -103,6 +105,10 @@ def main() -> None:
     plain = median_seconds(load(without_moves(journeys), JOURNEYS.parent, "journeys without moves"), T, K)
     rows.append(("moves", "buying-journeys without its moves (the same conversions, every move removed)",
                  f"{plain:.2f} s", f"x{plain / base:.2f}", "the price of the paths: the ratio's inverse"))
+    drifting = {**journeys, "shocks": {"drift": {"convert": {s: 0.1 for s in journeys["stages"]}}}}
+    drift = median_seconds(load(drifting, JOURNEYS.parent, "journeys with a conversion drift"), T, K)
+    rows.append(("moves", "buying-journeys with a conversion drift of 0.1 a month on every stage (v2 B.4)",
+                 f"{drift:.2f} s", f"x{drift / base:.2f}", "each month's chain, and each path drawn from its own"))
     for name, data, where in (("buying-journeys", journeys, JOURNEYS.parent),
                               ("r1", yaml.safe_load(R1.read_text()), R1.parent)):
         without = median_seconds(load(data, where, name), T, K)

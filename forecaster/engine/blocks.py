@@ -63,17 +63,20 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     counts = plan.counts_of(plan.split_counts(extra), plan.split_leads(extra))  # v2 F1, E.3 (on 0: not counted)
     logs = []  # (customer streams, deal log) of each source, with customers
     failed = np.full(1, -1, dtype=np.int64)  # v2 B: the first trial whose chain no lead leaves
+    walks = plan.drift_walks(n)  # v2 B.4: the conversion drift's walks, for each month's chain
+    if plan.moves_drift and keys.drift_walks is not None:
+        moves.drift_walks(keys.drift_walks.streams(*gens), first, plan.shocks.drift_convert, walks)
     for g in range(G) if sources is None else sources.segments:
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
-                                                    plan.chain, g, plan.closing, theta, month_factor, due, customers,
-                                                    failed, counts)
-            _check_absorbed(plan, failed, g, theta, first)
+                                                    plan.chain, g, plan.closing, theta, month_factor, walks, due,
+                                                    customers, failed, counts, plan.stage_values, stage_revenue)
+            _check_absorbed(plan, failed, g, theta, first, walks)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
-                                                counts, theta, month_factor)
+                                                counts, theta, month_factor, walks)
         else:
             result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
                                                 theta, month_factor, due, customers, plan.stage_values, stage_revenue,
@@ -87,7 +90,10 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                 kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
                                              plan.shocks, theta)
         logs.append((keys.customers_new_leads[g], log))
-        if plan.stage_values.valued[g].any():
+        if plan.stage_values.valued[g].any() and plan.chain is not None and plan.chain.has[g]:
+            moves.simulate_lost_stage_values_moves(keys.lost_stage_values_moves[g].streams(*gens), first, funnel,
+                                                   plan.chain, g, plan.stage_values, theta, month_factor, stage_revenue)
+        elif plan.stage_values.valued[g].any():
             kernels.simulate_lost_stage_values(keys.lost_stage_values[g].streams(*gens), first, funnel, g,
                                                plan.stage_values, theta, month_factor, stage_revenue)
     new_leads_done = _mark(due) if by_source is not None else None
@@ -114,7 +120,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         if plan.has_chain_pipeline and keys.pipeline_moves is not None:  # open deals of segments with moves (v2 B)
             chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
                                                     plan.chain_pipeline, plan.closing, theta, due, customers, failed,
-                                                    counts)
+                                                    counts, plan.stage_values, stage_revenue)
             _check_absorbed(plan, failed, -1, theta, first)
             # one log for the pipeline: its customers draw from the pipeline's streams in this order
             log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
@@ -165,12 +171,14 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
     return result
 
 
-def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int) -> None:
+def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int,
+                    walks: np.ndarray | None = None) -> None:
     """Stop the run (v2 B.5) when a trial's drawn conversions and shares made a chain that no
     lead leaves: ``failed[0]`` is that trial (-1: none); ``g`` the segment, or -1 for the
     pipeline's (then the first segment with moves whose chain fails in that trial is named).
     The message names the segment, the stages on the loop (from that trial's draws) and the
-    trial."""
+    trial; with a conversion drift (``walks``, (trials, S, months)) whose month made the loop
+    (v2 B.4), that month too."""
     trial = int(failed[0])
     if trial < 0 or plan.chain is None:
         return
@@ -179,18 +187,28 @@ def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, f
 
     chain, row = plan.chain, theta[trial - first]
     S = len(plan.stage_names)
-    named, loop = None, list(plan.stage_names)
+    named, loop, month = None, list(plan.stage_names), 0
     for k in ([g] if g >= 0 else [int(x) for x in np.flatnonzero(chain.has)]):
-        Q, _ = chains.matrices(row[k, THETA_CONVERT:THETA_CONVERT + S], moves.record_moves(chain, k, row[k]))
+        p, shares = row[k, THETA_CONVERT:THETA_CONVERT + S], moves.record_moves(chain, k, row[k])
+        Q, _ = chains.matrices(p, shares)
+        if chains.absorbed(Q) and walks is not None and walks.shape[2] > 0:  # some month's chain, drifted
+            for m in range(1, walks.shape[2]):
+                odds = np.exp(walks[trial - first, :, m])
+                drifted, _ = chains.matrices(np.where((p > 0) & (p < 1), p * odds / (1.0 - p + p * odds), p), shares)
+                if not chains.absorbed(drifted):
+                    Q, month = drifted, m
+                    break
         if not chains.absorbed(Q) or g >= 0:
             named, loop = plan.segment_names[k], chains.loop_stages(Q, plan.stage_names)
             break
     stages = " and ".join(loop) if len(loop) < 3 else ", ".join(loop)
+    when = (f"in trial {trial}, calendar month {month} after start's (its conversions moved by shocks.drift.convert)"
+            if month else f"in trial {trial}")
     raise ScenarioError(plan.shown, [Problem(
         f"segments.{named}.funnel" if named else "segments",
-        f"in trial {trial}, the drawn conversions and move shares make stages {stages} a loop that no lead "
+        f"{when}, the drawn conversions and move shares make stages {stages} a loop that no lead "
         "leaves (some expected number of visits is above 10,000); narrow the distributions of the "
-        "conversions or shares on that loop")])
+        "conversions or shares on that loop" + (", or the drift" if month else ""))])
 
 
 def _pipeline_count_keys(keys: StreamKeys):
@@ -281,6 +299,7 @@ def kernels_of(plan: Plan) -> tuple:
     return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.simulate_new_leads, True),
                                      (kernels.simulate_pipeline, plan.has_pipeline),
+                                     (moves.drift_walks, plan.moves_drift),
                                      (moves.simulate_new_leads_moves, plan.has_moves),
                                      (moves.simulate_pipeline_moves, plan.has_chain_pipeline),
                                      (moves.simulate_lost_leads_moves, plan.has_moves and plan.counting),
@@ -292,6 +311,7 @@ def kernels_of(plan: Plan) -> tuple:
                                       and not plan.has_customers),
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
+                                     (moves.simulate_lost_stage_values_moves, plan.has_stage_values and plan.has_moves),
                                      (kernels.simulate_lost_leads, plan.counting),
                                      (kernels.simulate_unwon_leads, plan.counting_leads),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)

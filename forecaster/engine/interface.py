@@ -99,7 +99,7 @@ STAGE_COUNTS, COUNTS_MIXING, COUNTS_DRIFT_LEADS, COUNTS_DRIFT_CONVERT = range(4)
 PIPELINE_COUNTS = 2
 # v2 F2: simulate_events (forecaster.engine.events)
 EV_WON, EV_COUNT, EV_DAYS, EV_VALUE, EV_REP, EV_SLIP, EV_PATH, EV_LOST, EV_DRIFT_CONVERT = range(9)
-N_ROLES = 9  # the most a kernel draws with: simulate_new_leads_moves (forecaster.engine.moves)
+N_ROLES = 10  # the most a kernel draws with: simulate_new_leads_moves (forecaster.engine.moves)
 
 STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
     # kernel -> its streams as (name, role). In a name, {segment} is the segment's name,
@@ -154,14 +154,22 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                                  ("segment/{segment}/closing", 5),
                                  ("segment/{segment}/days/{stage}", 6),
                                  ("segment/{segment}/path", 7),
-                                 ("segment/{segment}/days-move", 8)),
+                                 ("segment/{segment}/days-move", 8),
+                                 ("segment/{segment}/stage-value", 9)),
     "simulate_pipeline_moves": (("pipeline/moves/convert", 0),
                                 ("pipeline/moves/days", 6),
                                 ("pipeline/moves/deal-value", 3),
                                 ("pipeline/moves/rep", 4),
                                 ("pipeline/moves/closing", 5),
                                 ("pipeline/moves/path", 7),
-                                ("pipeline/moves/stage-counts", 1)),
+                                ("pipeline/moves/stage-counts", 1),
+                                ("pipeline/moves/stage-value", 2)),
+    # v2 F11 with moves: the new leads that are lost after a forward exit from a valued stage
+    "simulate_lost_stage_values_moves": (("segment/{segment}/stage-value-lost-moves", 0),
+                                         ("segment/{segment}/arrival-mixing", 1)),
+    # v2 B.4: the conversion drift's walks for segments with moves, drawn again from apply_shocks'
+    # streams (the same keys: the same walks)
+    "drift_walks": (("shocks/drift/convert.{stage}", 0),),
     # v2 F1 with moves: the new leads that are not won (they share the won ones' mixing stream)
     "simulate_lost_leads_moves": (("segment/{segment}/stage-counts-moves", 0),
                                   ("segment/{segment}/arrival-mixing", 1),

@@ -19,6 +19,18 @@ times in stage order (its ``DAYS`` stream, every visit of every deal that leaves
 forward or by a move without days of its own, in deal and visit order), then the times of
 moves with days of their own (``MOVE_DAYS``, in deal and visit order).
 
+**Conversion drift** (v2 B.4). ``shocks.drift.convert`` moves p_s of calendar month k on the
+log-odds scale by a walk drift_s W_{s,k} (the walks ``apply_shocks`` draws, drawn again from
+the same streams by :func:`drift_walks`); the shares stay shares of 1 - p_s, so a month's
+moves and losses scale together by (1 - p_s') / (1 - p_s). Each month k has its chain
+(Q_k, R_k) and h(k) (:func:`_month_chains`): the won leads of day d are
+Poisson(m_d G_d h_0(k_d)), with m_d carrying the lead drift (``month_factor`` with its
+conversions' part, prod_s p_s' / p_s, divided out), and each won lead's path is drawn from
+its arrival month's chain conditioned on being won; the lost ones (v2 F1) likewise with
+1 - h_0(k). As in v1, the drift acts on new leads by their arrival month: the whole path of
+a lead follows its arrival month's conversions, and open pipeline deals follow start's
+month's chain (no drift).
+
 **Open pipeline deals** (:func:`simulate_pipeline_moves`). A deal in stage s with age a has
 exits i (forward, each move, lost) with probabilities pi_i and survival functions S_i at a
 (prepared in the plan); given it has stayed a days, exit i has probability
@@ -29,12 +41,20 @@ time in s from exit i's law above a, and its path on from exit i's target as a n
 Exits with no mass above a get probability 0; when none has any, the deal leaves at
 time 0 with the unconditioned pi_i (v1's rule).
 
+**Stalled** (the extension ``stalled``, share sigma_s of a stage). Of the leads that take a
+visit's lost exit, probability (1 - p_s)(1 - sum_j sigma_j) as in B.2, a share sigma_s never
+leave the stage: never won, as the lost, and never counted lost (v2 F1). The moves' shares
+and h are B.2's, so new leads are not touched. An open deal's lost exit is open at its age
+with sigma_s + (1 - sigma_s) S_lost(a) (in ``ChainPipeline.rel``), which lowers the chance
+of an old deal being won, as in v1; so no deal of such a stage leaves at time 0.
+
 Both book into the same :class:`~forecaster.engine.interface.Outputs` as v1's kernels (by
 the day the deal is due when the team has a ``capacity``), slip with ``closing`` as v1
 does, and return the same deal log.
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, NamedTuple
 
 import numpy as np
@@ -69,9 +89,12 @@ MAX_VISITS = 10_000.0
 
 # roles of simulate_new_leads_moves (and, for the pipeline, CONVERT = COUNT's slot)
 M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_DAYS, M_PATH, M_MOVE_DAYS = range(9)
+M_STAGE_VALUE = 9  # v2 F11: the values of the valued stages a won path converts out of
 M_CONVERT = M_COUNT
 M_COUNTS = M_MIXING  # simulate_pipeline_moves: the paths of the deals that are not won (v2 F1)
-N_MOVE_ROLES = 9
+M_PIPELINE_VALUE = M_ARRIVAL  # simulate_pipeline_moves: stage values (v2 F11)
+N_MOVE_ROLES = 10
+W_DRIFT = 0  # drift_walks: the conversion drift's streams, one per stage
 
 
 class Chain(NamedTuple):
@@ -109,18 +132,24 @@ def record_moves(chain: Chain, g: int, values: np.ndarray) -> list[tuple[int, in
 @jit
 def chain_of(theta, t, g, chain, n_stages, Q, R):
     """Fill Q (S, S) and R (S,) of segment g's chain at trial t (v2 B.2)."""
+    _chain_of_row(theta[t, g], g, chain, n_stages, Q, R)
+
+
+@jit
+def _chain_of_row(th, g, chain, n_stages, Q, R):
+    """Fill Q (S, S) and R (S,) of segment g's chain from ``th``, its row of theta (K,)."""
     for s in range(n_stages):
         R[s] = 0.0
         for k in range(n_stages):
             Q[s, k] = 0.0
     for s in range(n_stages):
-        p = theta[t, g, THETA_CONVERT + s]
+        p = th[THETA_CONVERT + s]
         if s + 1 < n_stages:
             Q[s, s + 1] = p
         else:
             R[s] = p
         for j in range(chain.n_moves[g, s]):
-            share = (1.0 - p) * theta[t, g, chain.slot[g, s, j]]
+            share = (1.0 - p) * th[chain.slot[g, s, j]]
             target = chain.to[g, s, j]
             if target < 0:
                 R[s] += share
@@ -169,6 +198,69 @@ def solve_chain(Q, R, h, N):
             total += x * R[k]
         h[i] = min(max(total, 0.0), 1.0)
     return ok
+
+
+@jit
+def drift_walks(streams, trial0, drift_convert, walks):
+    """The conversion drift's walks, as :func:`forecaster.engine.kernels.apply_shocks` draws
+    them, for the kernels of segments with moves (v2 B.4).
+
+    Stage s's walk in calendar month k after start's is drift_convert_s W_{s,k}, W_{s,0} = 0
+    and W_{s,k} a sum of k standard normals; the normals come from the drift's own streams
+    (``shocks/drift/convert.<stage>``, the same keys, reseeded per trial and drawn in the same
+    order), so they are the walks ``apply_shocks`` drew. A stage without drift walks at 0.
+
+    Parameters
+    ----------
+    streams : Streams
+        Role ``W_DRIFT``: one stream per stage.
+    drift_convert : float64, shape (S,)
+        Each stage's sd per month on the log-odds scale.
+    walks : float64, shape (trials, S, months), written
+    """
+    n_stages, n_months = drift_convert.shape[0], walks.shape[2]
+    expect(streams, W_DRIFT, n_stages)
+    gen = streams.gens[W_DRIFT]
+    for t in range(walks.shape[0]):
+        for s in range(n_stages):
+            sd = drift_convert[s]
+            if sd > 0.0:
+                reseed_role(streams, W_DRIFT, s, trial0 + t)
+            w = 0.0
+            for k in range(n_months):
+                if k > 0 and sd > 0.0:
+                    w += gen.standard_normal()
+                walks[t, s, k] = sd * w
+
+
+@jit
+def _month_chains(th, g, chain, n_stages, walks, th_m, h_m, ratio, Q, R, N):
+    """Segment g's chain in every calendar month k under the conversion drift (v2 B.4).
+
+    ``th``: its row of theta (K,) after the shocks; ``walks``: the trial's walks (S, months).
+    Month k's conversions are p_s shifted on the log-odds scale by walks[s, k] (as
+    ``apply_shocks`` shifts them; p_s of 0 or 1 stays), its shares unchanged (so moves and
+    losses scale together by (1 - p_s') / (1 - p_s)). Writes month k's row of theta into
+    ``th_m[k]`` (months, K), its h into ``h_m[k]`` (months, S) and into ``ratio[k]`` the
+    product over stages of p_s' / p_s, the conversions' part of ``apply_shocks``' month
+    factor (what a funnel without moves would win more). Returns False when some month's
+    chain is not absorbing (v2 B.5)."""
+    for k in range(walks.shape[1]):
+        f = 1.0
+        for i in range(th.shape[0]):
+            th_m[k, i] = th[i]
+        for s in range(n_stages):
+            p = th[THETA_CONVERT + s]
+            if 0.0 < p < 1.0 and walks[s, k] != 0.0:
+                odds = math.exp(walks[s, k])
+                r = odds / (1.0 - p + p * odds)  # (p shifted) / p
+                f *= r
+                th_m[k, THETA_CONVERT + s] = p * r
+        ratio[k] = f
+        _chain_of_row(th_m[k], g, chain, n_stages, Q, R)
+        if not solve_chain(Q, R, h_m[k], N):
+            return False
+    return True
 
 
 @jit(inline="always")
@@ -261,6 +353,14 @@ def _count(counts, t, g, s, time, horizon, losses):
 
 
 @jit(inline="always")
+def _given_up(gen, stalled):
+    """Whether a lead that takes a visit's lost exit is given up (counted lost), or is one of
+    the stage's share ``stalled`` that stay open for ever (extension ``stalled``); a uniform
+    only when that share is above 0."""
+    return stalled == 0.0 or gen.random() >= stalled
+
+
+@jit(inline="always")
 def _path(gen_path, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, room):
     """Append a won path's visits from stage s on to (v_stage, v_exit) from index k; returns
     the index after them, or -1 when more than ``room`` visits would be needed. ``n_moves``,
@@ -281,6 +381,87 @@ def _path(gen_path, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, r
             if target < 0:
                 return k
             s = target
+
+
+@jit
+def _exit_time(gen, g, s, e, funnel, chain, pool):
+    """One visit's time at stage s ending forward (e = -1) or by move e [days]."""
+    if e >= 0 and chain.own_days[g, s, e] != 0:
+        pr = chain.days_pars[g, s, e]
+        return draw_one(gen, chain.days_codes[g, s, e], pr[0], pr[1], pr[2], pr[3], pool)
+    pr = funnel.days_pars[g, s]
+    return draw_one(gen, funnel.days_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
+
+
+@jit(inline="always")
+def _book_stage_value(gen, t, g, s, time, horizon, stage_values, stage_revenue, booked):
+    """v2 F11: a forward exit from stage s at ``time``: the first from a valued stage books its
+    value (drawn then) in ``stage_revenue`` when inside the horizon; ``booked`` (S,) marks it."""
+    if stage_values.valued[g, s] != 0 and booked[s] == 0:
+        booked[s] = 1
+        pr = stage_values.pars[g, s]
+        v = draw_one(gen, stage_values.codes[g, s], pr[0], pr[1], pr[2], pr[3], stage_values.pool)
+        if 0.0 <= time < horizon:
+            stage_revenue[t, stage_values.period_of_day[int(time)], g] += v
+
+
+@jit
+def _valued_chain(th, g, chain, n_stages, valued, h, Q, R, f, N):
+    """v2 F11: f_s, the chance that a lead entering stage s makes a forward exit from some
+    valued stage and is then lost, into ``f`` (S,): f = (I - Q')^-1 b, Q' the chain's Q without
+    the forward steps out of valued stages, b_s = p_s (1 - h_{s+1}) at a valued stage s (after
+    such a step the lead must be lost), 0 elsewhere (a move to won is never lost). ``valued``:
+    the segment's row (S,). Returns False when the chain is not absorbing."""
+    _chain_of_row(th, g, chain, n_stages, Q, R)
+    for s in range(n_stages):
+        R[s] = 0.0
+        if valued[s] != 0 and s + 1 < n_stages:
+            R[s] = Q[s, s + 1] * (1.0 - h[s + 1])
+            Q[s, s + 1] = 0.0
+    return solve_chain(Q, R, f, N)
+
+
+@jit
+def _valued_lost_path(gen, n_stages, n_moves, to, slot, th, h, f, valued, v_stage, v_exit, room):
+    """A new lead's path conditioned on a forward exit from some valued stage and on being lost
+    (v2 F11): from stage 0 by the h-transform with ``f`` (:func:`_valued_chain`) up to the first
+    such exit, then with 1 - h (:func:`_lost_path`). Written into (v_stage, v_exit) from index 0;
+    returns the number of visits (the last has exit -2), or -1 when more than ``room``."""
+    s, k = 0, 0
+    while True:
+        if k >= room:
+            return -1
+        p = th[THETA_CONVERT + s]
+        n = n_moves[s]
+        forward = 0.0
+        if s + 1 < n_stages:
+            forward = p * ((1.0 - h[s + 1]) if valued[s] != 0 else f[s + 1])
+        total = forward
+        for j in range(n):
+            target = to[s, j]
+            if target >= 0:
+                total += (1.0 - p) * th[slot[s, j]] * f[target]
+        u = _uniform(gen) * total
+        e = -1
+        if not u < forward:
+            acc = forward
+            for j in range(n):
+                target = to[s, j]
+                if target >= 0:
+                    weight = (1.0 - p) * th[slot[s, j]] * f[target]
+                    if weight > 0.0:
+                        e = j  # rounding at the top end: the last move with weight
+                        acc += weight
+                        if u < acc:
+                            break
+        v_stage[k], v_exit[k] = s, e
+        k += 1
+        if e == -1:
+            if valued[s] != 0:
+                return _lost_path(gen, s + 1, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, room)
+            s += 1
+        else:
+            s = to[s, e]
 
 
 @jit
@@ -325,8 +506,8 @@ def _visit_times(streams, trial, g, funnel, chain, n_visits, v_stage, v_exit, v_
 
 
 @jit
-def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, out, keep_log,
-                             failed, counts):
+def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, theta, month_factor, walks, out,
+                             keep_log, failed, counts, stage_values, stage_revenue):
     """Won deals from the new leads of one segment with moves, for a block of trials (see
     the module docstring).
 
@@ -340,12 +521,23 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     funnel, closing, theta, month_factor, out, keep_log
         As for :func:`forecaster.engine.kernels.simulate_new_leads`.
     chain : Chain
+    walks : float64, shape (trials, S, months), or (trials, S, 0) without a conversion drift
+        The conversion drift's walks (:func:`drift_walks`). With them (v2 B.4), month k's
+        leads are won with h_0 of month k's chain (:func:`_month_chains`) and follow its
+        paths: the won leads of day d are Poisson(m_d G_d h_0(k_d)), m_d with the lead
+        drift of ``month_factor`` (its conversions' part divided out), and each path is
+        drawn from the chain of its arrival month conditioned on being won.
     failed : int64, shape (1,)
-        Set to the trial's index in the run (its first) when a trial's chain is not
-        absorbing (v2 B.5), and the kernel returns at once; -1 otherwise.
+        Set to the trial's index in the run (its first) when a trial's chain (or, with a
+        conversion drift, some month's) is not absorbing (v2 B.5), and the kernel returns
+        at once; -1 otherwise.
     counts : StageCounts
         With ``on`` (v2 F1): every visit of a won path is an entry, on the day it starts
         (the leads that are lost: :func:`simulate_lost_leads_moves`).
+    stage_values, stage_revenue : StageValues, float64 (trials, periods, segments)
+        With a value on some stage of the segment (v2 F11), a won path books it on its first
+        forward exit from that stage, the value drawn then (``M_STAGE_VALUE``, in deal and
+        visit order); the leads that are lost: :func:`simulate_lost_stage_values_moves`.
 
     Returns
     -------
@@ -354,10 +546,15 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     days from arrival to win), else empty
     """
     n_stages = funnel.days_codes.shape[1]
-    for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH, M_MOVE_DAYS):
+    for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH, M_MOVE_DAYS, M_STAGE_VALUE):
         expect(streams, role, 1)
     expect(streams, M_DAYS, n_stages)
     g = segment
+    valued = False  # v2 F11 (read from the data: a literal would compile apart)
+    for s in range(n_stages):
+        valued = valued or stage_values.valued[g, s] != 0
+    booked = np.zeros(n_stages, dtype=np.int64)
+    gen_stage_value = streams.gens[M_STAGE_VALUE]
     n_moves_g, to_g, slot_g = chain.n_moves[g], chain.to[g], chain.slot[g]
     period_of_day, quota_period_of_day = out.period_of_day, out.quota_period_of_day
     revenue, won, bookings = out.revenue, out.won, out.bookings
@@ -380,6 +577,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     v_stage, v_exit = np.empty(1024, dtype=np.int64), np.empty(1024, dtype=np.int64)
     v_time = np.empty(1024)
     idx, buf = np.empty(1024, dtype=np.int64), np.empty(1024)  # scratch of the batched draws
+    drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
+    th_m, h_m = np.empty((walks.shape[2], theta.shape[2])), np.empty((walks.shape[2], n_stages))
+    ratio = np.empty(walks.shape[2])
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
     log_n = np.int64(0)
@@ -399,8 +599,11 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if not solve_chain(Q, R, h, N):
             failed[0] = trial
             break
+        if drifting and not _month_chains(theta[t, g], g, chain, n_stages, walks[t], th_m, h_m, ratio, Q, R, N):
+            failed[0] = trial
+            break
         base = theta[t, g, THETA_LEADS]
-        scale = (1.0 / base if rate_is_cost else base) * h[0]
+        scale = (1.0 / base if rate_is_cost else base) * (1.0 if drifting else h[0])
         if not scale > 0.0:
             t += 1
             continue
@@ -408,6 +611,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
+        if drifting:  # month k's own h_0, in place of the conversions' part of the month factor
+            for k in range(growth.shape[0]):
+                growth[k] *= h_m[k, 0] / ratio[k]
         # the won leads' arrival days, as v1 draws them
         n_won = 0
         if dispersion > 0.0:
@@ -449,7 +655,13 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         i = 0
         while i < n_won:
             first[i] = k
-            end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, k, v_stage.shape[0])
+            if drifting:  # the chain of its arrival month
+                month = elapsed_months[int(arrival[i])]
+                end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th_m[month], h_m[month], v_stage, v_exit,
+                            k, v_stage.shape[0])
+            else:
+                end = _path(gen_path, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, k,
+                            v_stage.shape[0])
             if end < 0:  # more visits than room: grow and go on with this deal
                 size = 2 * v_stage.shape[0]
                 a, b, c = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size)
@@ -470,12 +682,19 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         _visit_times(streams, trial, g, funnel, chain, k, v_stage, v_exit, v_time, n_stages, pool, idx, buf)
         draws(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool, buf, n_won,
               np.int64(0), np.uint64(0), trial)
+        if valued:
+            reseed_role(streams, M_STAGE_VALUE, 0, trial)
         for i in range(n_won):
             time = arrival[i]
+            if valued:
+                booked[:] = 0
             for k in range(first[i], first[i] + count[i]):
                 if counting:
                     _count(counts, t, g, v_stage[k], time, horizon, False)
                 time += v_time[k]
+                if valued and v_exit[k] == -1:
+                    _book_stage_value(gen_stage_value, t, g, v_stage[k], time, horizon, stage_values, stage_revenue,
+                                      booked)
             value = buf[i]
             rep = -1
             if n_reps > 0:
@@ -510,7 +729,8 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
 
 
 @jit
-def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta, out, keep_log, failed, counts):
+def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta, out, keep_log, failed, counts,
+                            stage_values, stage_revenue):
     """Won deals from the open deals of segments with moves, for a block of trials (see the
     module docstring). Every deal draws, in every trial, a ``M_CONVERT`` uniform (won or
     not), a ``M_PATH`` uniform (its first exit), two ``M_SLIP`` uniforms with ``closing``,
@@ -522,10 +742,21 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
     not won draws its path, conditioned on being lost, from ``M_COUNTS`` (its own stream,
     so the other draws stay as they are): its first exit in proportion to pi_i(a) (1 - h(i)),
     its time above its age, then its visits; it is counted lost at the end.
+
+    ``stage_values``, ``stage_revenue`` (v2 F11): a deal books the value of each valued stage
+    from its own on (in stage order; one already past a stage books nothing) on its first
+    forward exit from it after start, the value drawn then from ``M_PIPELINE_VALUE``'s stream,
+    which also draws, for a deal that is not won and has such a stage, its path conditioned on
+    being lost and its times (as for the counts), deal by deal.
     """
-    for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH):
+    for role in (M_CONVERT, M_DAYS, M_VALUE, M_REP, M_SLIP, M_PATH, M_PIPELINE_VALUE):
         expect(streams, role, 1)
     expect(streams, M_COUNTS, 1)
+    valued_any = False  # v2 F11
+    for g in range(stage_values.valued.shape[0]):
+        for s in range(stage_values.valued.shape[1]):
+            valued_any = valued_any or stage_values.valued[g, s] != 0
+    gen_stage_value = streams.gens[M_PIPELINE_VALUE]
     n_stages = funnel.days_codes.shape[1]
     n_seg = funnel.days_codes.shape[0]
     pool = funnel.pool
@@ -537,6 +768,7 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
     h = np.empty(n_stages)
     n_max = chain.to.shape[2]
     w = np.empty(n_max + 2)
+    booked = np.zeros(n_stages, dtype=np.int64)
     v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     log_trial, log_day = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
@@ -552,6 +784,8 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
             reseed_role(streams, role, 0, trial)
         if counting:
             reseed_role(streams, M_COUNTS, 0, trial)
+        if valued_any:
+            reseed_role(streams, M_PIPELINE_VALUE, 0, trial)
         for g in range(n_seg):
             if chain.has[g] != 0:
                 chain_of(theta, t, g, chain, n_stages, Q, R)
@@ -606,7 +840,16 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                 pick = funnel.reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
                 if rep < 0:
                     rep = pick
+            later_values = False  # a valued stage from its own on (v2 F11)
+            if valued_any:
+                for s in range(s0, n_stages):
+                    later_values = later_values or stage_values.valued[g, s] != 0
+                booked[:] = 0
             if not won:
+                if later_values:
+                    _stage_values_of_lost_deal(gen_stage_value, t, g, s0, a, n, w, at_once, hs[g], funnel, chain,
+                                               theta, pipe.sf[i], n_stages, horizon, pool, v_stage, v_exit,
+                                               stage_values, stage_revenue, booked)
                 if counting:
                     _count_lost_deal(gen_counts, t, g, s0, a, n, w, total, at_once, hs[g], funnel, chain, counts,
                                      theta, pipe.sf[i], n_stages, horizon, pool, v_stage, v_exit)
@@ -631,6 +874,8 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
             time = 0.0
             if not at_once:
                 time = draw_above(gen_days, code, pars[0], pars[1], pars[2], pars[3], pool, a, sf) - a
+            if later_values and e < 0:
+                _book_stage_value(gen_stage_value, t, g, s0, time, horizon, stage_values, stage_revenue, booked)
             # then its path on from the exit's target
             target = (s0 + 1 if s0 + 1 < n_stages else -1) if e < 0 else chain.to[g, s0, e]
             if target >= 0:
@@ -651,6 +896,9 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                     else:
                         pr = chain.days_pars[g, s, x]
                         time += draw_one(gen_days, chain.days_codes[g, s, x], pr[0], pr[1], pr[2], pr[3], pool)
+                    if later_values and x == -1 and s >= s0:
+                        _book_stage_value(gen_stage_value, t, g, s, time, horizon, stage_values, stage_revenue,
+                                          booked)
             if closing_on:
                 time = _slip_by(time, u, v, slip_prob, slip_lo, slip_hi)
             if not 0.0 <= time < horizon:
@@ -695,6 +943,10 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
                 e = j
                 break
     time = 0.0
+    if e == -2 and counts.stalled[s0] > 0.0:  # stalled for ever (never lost) with its chance given its age
+        sigma = counts.stalled[s0]
+        if gen.random() * (sigma + (1.0 - sigma) * sf[sf.shape[0] - 1]) < sigma:
+            return
     if not at_once:
         if e == -2:
             code, pars, above = counts.lost_codes[g, s0], counts.lost_pars[g, s0], sf[sf.shape[0] - 1]
@@ -717,11 +969,67 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
     for k in range(end):
         _count(counts, t, g, v_stage[k], time, horizon, False)
         time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
-    _count(counts, t, g, v_stage[end - 1], time, horizon, True)
+    if _given_up(gen, counts.stalled[v_stage[end - 1]]):
+        _count(counts, t, g, v_stage[end - 1], time, horizon, True)
 
 
 @jit
-def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor):
+def _stage_values_of_lost_deal(gen, t, g, s0, a, n, w, at_once, h, funnel, chain, theta, sf, n_stages, horizon, pool,
+                               v_stage, v_exit, stage_values, stage_revenue, booked):
+    """Stage values (v2 F11) of an open deal that is not won (see :func:`simulate_pipeline_moves`):
+    its first exit in proportion to pi_i(a) (1 - h(i)) (``w``: its exits' weights pi_i S_i(a),
+    lost at ``1 + n``; ``sf`` their survivals at its age), its time above its age, then its path
+    conditioned on being lost and its visits' times, from ``gen``; each first forward exit from
+    a valued stage from s0 on books that stage's value."""
+    forward = w[0] * ((1.0 - h[s0 + 1]) if s0 + 1 < n_stages else 0.0)
+    weight = forward + w[1 + n]
+    for j in range(n):
+        target = chain.to[g, s0, j]
+        weight += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+    if not weight > 0.0:
+        return
+    u = gen.random() * weight
+    e = -2
+    if u < forward:
+        e = -1
+    else:
+        acc = forward
+        for j in range(n):
+            target = chain.to[g, s0, j]
+            acc += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+            if u < acc:
+                e = j
+                break
+    if e == -2:
+        return  # lost from its own stage: no forward exit
+    time = 0.0
+    if not at_once:
+        if e == -1 or chain.own_days[g, s0, e] == 0:
+            code, pars, above = funnel.days_codes[g, s0], funnel.days_pars[g, s0], sf[0 if e == -1 else 1 + e]
+        else:
+            code, pars, above = chain.days_codes[g, s0, e], chain.days_pars[g, s0, e], sf[1 + e]
+        time = draw_above(gen, code, pars[0], pars[1], pars[2], pars[3], pool, a, above) - a
+    if e == -1:
+        _book_stage_value(gen, t, g, s0, time, horizon, stage_values, stage_revenue, booked)
+    s = s0 + 1 if e == -1 else chain.to[g, s0, e]
+    end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
+                     v_stage.shape[0])
+    while end < 0:  # a path longer than the room: draw it again from here, with more (rare)
+        v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
+                                                                                  dtype=np.int64)
+        end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage,
+                         v_exit, 0, v_stage.shape[0])
+    for k in range(end):
+        x = v_exit[k]
+        if x == -2 or not time < horizon:
+            return
+        time += _exit_time(gen, g, v_stage[k], x, funnel, chain, pool)
+        if x == -1 and v_stage[k] >= s0:
+            _book_stage_value(gen, t, g, v_stage[k], time, horizon, stage_values, stage_revenue, booked)
+
+
+@jit
+def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor, walks):
     """Entries and losses (v2 F1) of the new leads of a segment with moves that are not won.
 
     By Poisson splitting they are Poisson(sum_d m_d G_d (1 - h_0)), independent of the won
@@ -729,7 +1037,9 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     own mixing stream (``M_MIXING``), so both share it. Each lead's arrival day
     (``M_ARRIVAL``), then its path conditioned on being lost (the h-transform with 1 - h)
     and its visits' times (``M_COUNT``'s stream, in turn): every visit is an entry on the
-    day it starts, and the lead is lost at the end of the last.
+    day it starts, and the lead is lost at the end of the last. With a conversion drift
+    (``walks``, as for :func:`simulate_new_leads_moves`), month k's leads are lost with
+    1 - h_0(k) and follow month k's chain.
     """
     n_stages = funnel.days_codes.shape[1]
     for role in (M_COUNT, M_MIXING, M_ARRIVAL):
@@ -746,6 +1056,9 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     mean = np.empty(n_days)
     v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     gen, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
+    drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
+    th_m, h_m = np.empty((walks.shape[2], theta.shape[2])), np.empty((walks.shape[2], n_stages))
+    ratio = np.empty(walks.shape[2])
     for t in range(theta.shape[0]):
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL):
@@ -753,28 +1066,35 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         chain_of(theta, t, g, chain, n_stages, Q, R)
         if not solve_chain(Q, R, h, N):
             continue  # the won leads' kernel stops the run for this trial
+        if drifting and not _month_chains(theta[t, g], g, chain, n_stages, walks[t], th_m, h_m, ratio, Q, R, N):
+            continue
         base = theta[t, g, THETA_LEADS]
-        scale = (1.0 / base if rate_is_cost else base) * (1.0 - h[0])
+        scale = (1.0 / base if rate_is_cost else base) * (1.0 if drifting else 1.0 - h[0])
         if not scale > 0.0:
             continue
         lead_growth(funnel, theta, t, g, growth)
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
+        if drifting:  # month k's own 1 - h_0, in place of the conversions' part of the month factor
+            for k in range(growth.shape[0]):
+                growth[k] *= (1.0 - h_m[k, 0]) / ratio[k]
         for d in range(n_days):
             lam = scale * day_mean[d] * growth[elapsed_months[d]]
             if dispersion > 0.0:
                 lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
             mean[d] = lam
-        th = theta[t, g]
+        th, h_d = theta[t, g], h
         for d in range(n_days):
+            if drifting:  # the chain of the day's month
+                th, h_d = th_m[elapsed_months[d]], h_m[elapsed_months[d]]
             for _ in range(gen_arrival.poisson(mean[d])):
-                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
                                  v_stage.shape[0])
                 while end < 0:
                     v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
                         np.empty(2 * v_stage.shape[0], dtype=np.int64)
-                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h, v_stage, v_exit, 0,
+                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
                                  v_stage.shape[0])
                 time = float(d)
                 for k in range(end):
@@ -782,5 +1102,95 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
                         break
                     _count(counts, t, g, v_stage[k], time, horizon, False)
                     time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
-                    if k == end - 1:
+                    if k == end - 1 and _given_up(gen, counts.stalled[v_stage[k]]):
                         _count(counts, t, g, v_stage[k], time, horizon, True)
+
+
+@jit
+def simulate_lost_stage_values_moves(streams, trial0, funnel, chain, segment, stage_values, theta, month_factor,
+                                     stage_revenue):
+    """Stage values (v2 F11) of the new leads of a segment with moves that are lost after a
+    forward exit from a valued stage.
+
+    By Poisson splitting they are Poisson(sum_d m_d G_d f_0), f from :func:`_valued_chain`,
+    independent of the won ones (which book their own, :func:`simulate_new_leads_moves`); G_d,
+    the day's gamma multiplier with dispersion, is redrawn from the new leads' own mixing
+    stream (role 1), so both share it. From role 0's stream, lead by lead: its arrival day,
+    its path conditioned on such an exit and on being lost (:func:`_valued_lost_path`), then
+    its visits' times and, at each first forward exit from a valued stage, that stage's value,
+    booked on that day when inside the horizon (drawing stops once the lead is past it).
+    (Conversion drift: refused with stage values, as without moves.)
+    """
+    expect(streams, 0, 1)
+    expect(streams, 1, 1)
+    gen, gen_mixing = streams.gens[0], streams.gens[1]
+    g = segment
+    n_stages = funnel.days_codes.shape[1]
+    valued = stage_values.valued[g]
+    any_valued = False
+    for s in range(n_stages):
+        any_valued = any_valued or valued[s] != 0
+    if not any_valued:
+        return
+    n_moves_g, to_g, slot_g = chain.n_moves[g], chain.to[g], chain.slot[g]
+    day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
+    rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
+    n_days = day_mean.shape[0]
+    horizon = float(n_days)
+    Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
+    h, f, N = np.empty(n_stages), np.empty(n_stages), np.empty((n_stages, n_stages))
+    growth = np.empty(elapsed_months[n_days - 1] + 1)
+    cum = np.empty(n_days)
+    booked = np.zeros(n_stages, dtype=np.int64)
+    v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
+    for t in range(theta.shape[0]):
+        reseed_role(streams, 0, 0, trial0 + t)
+        reseed_role(streams, 1, 0, trial0 + t)
+        th = theta[t, g]
+        chain_of(theta, t, g, chain, n_stages, Q, R)
+        if not solve_chain(Q, R, h, N):
+            continue  # the won leads' kernel stops the run for this trial
+        if not _valued_chain(th, g, chain, n_stages, valued, h, Q, R, f, N):
+            continue
+        base = th[THETA_LEADS]
+        rate = 1.0 / base if rate_is_cost else base
+        if not rate > 0.0:
+            continue
+        lead_growth(funnel, theta, t, g, growth)
+        if month_factor.shape[2] > 0:
+            for k in range(growth.shape[0]):
+                growth[k] *= month_factor[t, g, k]
+        total = 0.0
+        for d in range(n_days):
+            m = rate * day_mean[d] * growth[elapsed_months[d]]
+            if dispersion > 0.0:
+                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            total += m
+            cum[d] = total
+        if not total * f[0] > 0.0:
+            continue
+        for _ in range(gen.poisson(total * f[0])):
+            u = gen.random() * total
+            lo, hi = 0, n_days - 1  # the first day whose cumulative mean passes u
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cum[mid] <= u:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            end = _valued_lost_path(gen, n_stages, n_moves_g, to_g, slot_g, th, h, f, valued, v_stage, v_exit,
+                                    v_stage.shape[0])
+            while end < 0:  # a path longer than the room: draw it again, with more (rare)
+                v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
+                    np.empty(2 * v_stage.shape[0], dtype=np.int64)
+                end = _valued_lost_path(gen, n_stages, n_moves_g, to_g, slot_g, th, h, f, valued, v_stage, v_exit,
+                                        v_stage.shape[0])
+            time = float(lo)
+            booked[:] = 0
+            for k in range(end):
+                e = v_exit[k]
+                if e == -2 or not time < horizon:
+                    break
+                time += _exit_time(gen, g, v_stage[k], e, funnel, chain, pool)
+                if e == -1:
+                    _book_stage_value(gen, t, g, v_stage[k], time, horizon, stage_values, stage_revenue, booked)

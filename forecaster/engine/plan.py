@@ -202,6 +202,17 @@ class Plan:
         return self.shocks.drift_leads > 0 or bool(np.any(self.shocks.drift_convert > 0))
 
     @property
+    def moves_drift(self) -> bool:
+        """Whether segments with moves meet a conversion drift (v2 B.4): their kernels then
+        follow each month's chain, from the drift's walks (:func:`forecaster.engine.moves.drift_walks`)."""
+        return self.has_moves and bool(np.any(self.shocks.drift_convert > 0))
+
+    def drift_walks(self, n: int) -> np.ndarray:
+        """Buffer of the conversion drift's walks for ``n`` trials, shape (n, S, months), or
+        (n, S, 0) unless :attr:`moves_drift`."""
+        return np.zeros((n, len(self.stage_names), self.months if self.moves_drift else 0))
+
+    @property
     def months(self) -> int:
         """Calendar months the horizon touches."""
         return int(self.elapsed_months[-1]) + 1
@@ -1015,7 +1026,13 @@ def chain_record(sc, encode, first_slot: int) -> Chain:
 def chain_pipeline(sc, deals, rep_index: dict, n_max: int) -> ChainPipeline:
     """The open ``deals`` of segments with moves, with each exit's survival at the deal's age,
     scaled so the largest is 1 (a deal far in every law's tail keeps its exits' odds:
-    log-survivals where the survivals underflow)."""
+    log-survivals where the survivals underflow).
+
+    With the extension ``stalled`` (share sigma of the stage), a share sigma of the leads that
+    take the lost exit of a visit never leave it (v2 B with ``stalled``: the moves' shares keep
+    B.2's meaning, and a stalled lead is never won, as a lost one): that exit is open at age a
+    with sigma + (1 - sigma) S_lost(a), which its column of ``rel`` weighs; ``sf`` keeps
+    S_lost(a), the law a deal that is given up draws its time from."""
     seg_index = {n: i for i, n in enumerate(sc.segments)}
     stage_index = {n: i for i, n in enumerate(sc.stages)}
     n = len(deals)
@@ -1027,9 +1044,12 @@ def chain_pipeline(sc, deals, rep_index: dict, n_max: int) -> ChainPipeline:
         columns = list(range(1 + len(entry.moves))) + [n_max + 1]
         laws.append(entry.lost_days)
         logs = np.full(len(laws), -np.inf)
+        stalled = sc.stalled.get(d.stage, 0.0)
         for k, law in enumerate(laws):
             s = float(law.survival(ages[i]))
             sf[i, columns[k]] = s
+            if k == len(laws) - 1 and stalled > 0:  # the lost exit: its stalled share is open at every age
+                s = stalled + (1.0 - stalled) * s
             if s > 0:
                 logs[k] = math.log(s)
             elif law.dist in _UNBOUNDED:

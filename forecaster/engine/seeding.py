@@ -106,6 +106,11 @@ class StreamKeys:
         v2 F2: of ``simulate_events`` (its per-event streams, ``segment/<name>/events[i]/...``)
         and of ``simulate_customers`` for the customers of its events' won deals (empty lists
         in a run without events).
+    drift_walks : KeySet or None
+        v2 B.4: of ``moves.drift_walks`` (moves with a conversion drift; None otherwise).
+    lost_stage_values_moves : list of KeySet (or None), one per segment
+        v2 F11 with moves: of ``moves.simulate_lost_stage_values_moves`` (None without moves
+        or without stage values).
     """
 
     parameters: list
@@ -126,6 +131,8 @@ class StreamKeys:
     unwon_leads: list = field(default_factory=list)
     events: list = field(default_factory=list)
     customers_events: list = field(default_factory=list)
+    drift_walks: KeySet | None = None
+    lost_stage_values_moves: list = field(default_factory=list)
 
 
 def stream_keys(plan, seed: int) -> StreamKeys:
@@ -157,7 +164,10 @@ def stream_keys(plan, seed: int) -> StreamKeys:
                       [of("simulate_events", segment=name, event=[str(i) for i in range(plan.events_of(g))])
                        if plan.events_of(g) else None for g, name in enumerate(plan.segment_names)],
                       [of("simulate_customers", source=f"segment/{name}/events") if plan.events_of(g) else None
-                       for g, name in enumerate(plan.segment_names)])
+                       for g, name in enumerate(plan.segment_names)],
+                      of("drift_walks") if plan.moves_drift else None,
+                      [of("simulate_lost_stage_values_moves", segment=name)
+                       if plan.has_moves and plan.has_stage_values else None for name in plan.segment_names])
 
 
 _local = threading.local()

@@ -220,11 +220,11 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
             _response_limits(name, seg, ctx)
             cost = seg.cost
             if cost is not None:  # v2 E.2: spend is added up exactly
-                for key, amount in (("per_lead", cost.per_lead.mean() if cost.per_lead else 0.0),
-                                    ("per_month", cost.per_month), ("per_won", cost.per_won)):
+                for part, amount in (("per_lead", cost.per_lead.mean() if cost.per_lead else 0.0),
+                                     ("per_month", cost.per_month), ("per_won", cost.per_won)):
                     if not amount <= MAX_VALUE:
-                        ctx.error(("segments", name, "cost", key), f"must be at most {MAX_VALUE:g}"
-                                  f"{' on average' if key == 'per_lead' else ''}; got {_show(amount)}")
+                        ctx.error(("segments", name, "cost", part), f"must be at most {MAX_VALUE:g}"
+                                  f"{' on average' if part == 'per_lead' else ''}; got {_show(amount)}")
         if not total <= MAX_LEADS and worst is not None:
             key = worst[0]
             ctx.error(("segments", key, "leads"),

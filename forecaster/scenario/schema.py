@@ -701,27 +701,6 @@ def _funnels_match_stages(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok and _moves(v, path, ctx)
 
 
-def _moves_combine(name: str, seg: Segment, v: dict[str, Any], path: Path, ctx: Context) -> bool:
-    """What a segment with moves cannot be combined with yet: each is refused with what to do,
-    never ignored."""
-    ok = True
-    shocks = v["shocks"]
-    if shocks not in (None, INVALID) and any(x > 0 for x in shocks.drift_convert.values()):
-        ok = False
-        ctx.error(path + ("shocks", "drift", "convert"), f"cannot be combined with moves yet (segment {name} has "
-                                                          "moves): use shocks.convert, or remove the moves")
-    if v["stalled"] not in (None, INVALID) and v["stalled"]:
-        ok = False
-        ctx.error(path + ("stalled",), f"cannot be combined with moves yet (segment {name} has moves): a share "
-                                       "that never leaves a stage is a loop; remove one")
-    for stage, entry in seg.funnel.items():
-        if entry.value is not None:
-            ok = False
-            ctx.error(path + ("segments", name, "funnel", stage, "value"),
-                      "cannot be combined with moves in the segment yet: remove the value or the moves")
-    return ok
-
-
 def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     """v2 B.5, on funnels that match the stages: each move's target, the shares' upper ends,
     and absorption with every probability at its mean."""
@@ -760,8 +739,6 @@ def _moves(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                 bad(at, f"the shares of {'.'.join(map(str, at))} can sum to {fmt_number(sum(highs))} "
                                    f"(upper ends {' + '.join(fmt_number(h) for h in highs)}); they must stay "
                                    "<= 1 whatever is drawn")
-        if seg.has_moves:
-            ok = _moves_combine(name, seg, v, path, ctx) and ok
         if ok and seg.has_moves:
             Q, _ = chain.at_means(seg, stages)
             if not chain.absorbed(Q):

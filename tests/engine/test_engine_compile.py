@@ -157,7 +157,8 @@ def test_the_stream_table_names_the_streams_of_before():
                                       "simulate_lost_leads", "entries_of_won", "pipeline_loss",
                                       "simulate_new_leads_moves", "simulate_pipeline_moves", "simulate_lost_leads_moves",
                                       "simulate_unwon_leads",  # v2 E.3
-                                      "simulate_events"}  # v2 F2
+                                      "simulate_events",  # v2 F2
+                                      "drift_walks", "simulate_lost_stage_values_moves"}  # v2 B.4, F11
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
         "customer", "renewal", "repeat", "repeat-value", "cancel"))
