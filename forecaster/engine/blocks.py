@@ -85,10 +85,12 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
-                                            theta, np.int64(0))
-            if plan.counting_leads:  # v2 E.3: the leads that are not won
-                kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
-                                             plan.shocks, theta)
+                                            theta, np.int64(0), NO_OVERRIDE)
+        if plan.counting_leads:  # v2 E.3: the leads that are not won
+            not_won = _chain_not_won(plan, g, theta, walks) if plan.chain is not None and plan.chain.has[g] \
+                else NO_OVERRIDE
+            kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
+                                         plan.shocks, theta, not_won)
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any() and plan.chain is not None and plan.chain.has[g]:
             moves.simulate_lost_stage_values_moves(keys.lost_stage_values_moves[g].streams(*gens), first, funnel,
@@ -169,6 +171,33 @@ def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list
         result.append((key_set, (tr[keep], when[keep], seg[keep], value[keep], rep[keep])))
         at += size
     return result
+
+
+NO_OVERRIDE = np.zeros((0, 0))
+"""simulate_lost_leads' ``not_won_of`` for a segment without moves."""
+
+
+def _chain_not_won(plan: Plan, g: int, theta: np.ndarray, walks: np.ndarray | None) -> np.ndarray:
+    """v2 E.3 with moves: 1 - h_1 of segment ``g``'s chain in each trial of ``theta`` (trials,
+    segments, K) and calendar month, shape (trials, months); with a conversion drift
+    (``walks``, (trials, S, months)) each month's conversions shifted on the log-odds scale as
+    the moves kernels shift them (v2 B.4)."""
+    from forecaster.scenario import chain as chains
+
+    assert plan.chain is not None
+    S, n = len(plan.stage_names), theta.shape[0]
+    p = theta[:, g, THETA_CONVERT:THETA_CONVERT + S]
+    shares = moves.record_moves(plan.chain, g, theta[:, g])
+    out = np.empty((n, plan.months))
+    drifting = walks is not None and walks.shape[2] > 0
+    for m in range(plan.months if drifting else 1):
+        pm = p
+        if walks is not None and drifting:
+            odds = np.exp(walks[:, :, m])
+            pm = np.where((p > 0) & (p < 1), p * odds / (1.0 - p + p * odds), p)
+        h, _ = chains.solve_trials(*chains.matrices(pm, shares))
+        out[:, m:] = (1.0 - h[:, 0])[:, None]
+    return np.clip(out, 0.0, 1.0)
 
 
 def _check_absorbed(plan: Plan, failed: np.ndarray, g: int, theta: np.ndarray, first: int,

@@ -2004,7 +2004,7 @@ def _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed
 
 
 @jit
-def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, unwon):
+def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, unwon, not_won_of):
     """Entries and losses (v2 F1) of one segment's new leads that are not won, which
     :func:`simulate_new_leads` never draws.
 
@@ -2035,6 +2035,9 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
         m_d G_d (1 - P)) (P the month's product of the conversions), counted by the period they
         arrive in into ``counts.arrivals``, from their own stream (``streams``' ``STAGE_COUNTS``
         role, keyed apart); per day with dispersion, per period without.
+    not_won_of : float64, shape (trials, months) or (0, 0)
+        With ``unwon``, for a segment with moves (v2 B): each trial's and month's 1 - h_1 of its
+        chain (drifted), in place of 1 - P; empty otherwise.
     """
     expect(streams, STAGE_COUNTS, 1)
     expect(streams, COUNTS_MIXING, 1)
@@ -2097,7 +2100,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
             for k in range(n_stages):
                 weight[j, k] = reach * (1.0 - convert[j, k])
                 reach *= convert[j, k]
-            not_won[j] = 1.0 - reach
+            not_won[j] = 1.0 - reach if not_won_of.shape[0] == 0 else not_won_of[t, j]
         if unwon != 0:
             _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed_months, dispersion,
                             not_won, period_of_day, counts.arrivals)
@@ -2137,7 +2140,8 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
 
 
 @jit
-def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta):
+def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta, not_won_of):
     """The new leads of a segment that are not won (v2 E.3), into ``counts.arrivals``: see
-    :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own, keyed apart)."""
-    simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1))
+    :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own, keyed apart;
+    ``not_won_of``: a segment with moves' 1 - h_1 by trial and month, else (0, 0))."""
+    simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1), not_won_of)

@@ -649,6 +649,9 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                     else:
                         hi = mid
                 arrival[i] = lo
+        if counts.leads != 0:  # v2 E.3: the won leads by arrival period
+            for i in range(n_won):
+                counts.arrivals[t, counts.period_of_day[int(arrival[i])], g] += 1
         # pass 1: the paths, conditioned on being won
         th = theta[t, g]
         k = 0

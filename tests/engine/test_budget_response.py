@@ -248,3 +248,38 @@ def test_a_response_and_a_cost_per_lead_may_be_the_same_draw_as_another_segments
         assert np.array_equal(a, b) and not np.array_equal(a, c), quantity
     won = ds["won_deals_by_segment"].sum("period").transpose("trial", "segment").values
     assert np.corrcoef(won[:, 0], won[:, 1])[0, 1] > 0.9 > 0.1 > abs(np.corrcoef(won[:, 0], won[:, 2])[0, 1])
+
+
+MOVES = """\
+stages: [a, b]
+segments:
+  s:
+    leads: {per_day: 20}
+    funnel:
+      a: {convert: 0.5, days: 0}
+      b: {convert: 0.4, days: 0, moves: [{to: a, share: 0.5}]}
+    deal_value: 1
+outputs: {leads: true}
+"""
+
+
+def test_leads_of_a_segment_with_moves_split_by_the_chains_win_probability(tmp_path):
+    """h_a = 0.2 / 0.85 (v2 B); the leads not won are Poisson(m D (1 - h_a)), independent of the won."""
+    ds = _simulate(tmp_path, MOVES, trials=20000)
+    L, W = ds["leads"].values.sum(axis=1), ds["won_deals"].values.sum(axis=1)
+    n, m, h = L.size, 20 * 90, 0.2 / 0.85
+    within(L.mean(), m, math.sqrt(m / n))
+    within((L - W).mean(), m * (1 - h), math.sqrt(m * (1 - h) / n))
+    assert 0.95 < (L - W).var(ddof=1) / (m * (1 - h)) < 1.05
+    assert abs(np.corrcoef(L - W, W)[0, 1]) < 5 / math.sqrt(n)
+
+
+def test_leads_of_a_segment_with_moves_under_a_conversion_drift_keep_their_rate(tmp_path):
+    """The drift moves h month by month: the won and the not-won leads trade places, the leads stay Poisson(m)."""
+    ds = _simulate(tmp_path, MOVES + "shocks: {drift: {convert: {b: 0.4}}}\n", trials=20000)
+    L, W = ds["leads"].values, ds["won_deals"].values
+    n = L.shape[0]
+    for k, days in enumerate((31, 28, 31)):
+        within(L[:, k].mean(), 20 * days, math.sqrt(20 * days / n))
+        assert 0.93 < L[:, k].var(ddof=1) / (20 * days) < 1.07
+    assert np.corrcoef((L - W)[:, 2], W[:, 2])[0, 1] < -0.2  # the walk: more won, fewer not won
