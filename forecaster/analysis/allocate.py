@@ -582,8 +582,8 @@ def allocate(path, *, total_budget: float, metric: str = "revenue", quantile: fl
     for g, ch in enumerate(channels):
         stats = difference_stats(best_t, bumped_t[g])
         marginal[ch.name] = {"step": MARGINAL_STEP, **stats, "per_currency": (stats["mean"] or 0.0) / MARGINAL_STEP}
-    spans = {ch.name: np.linspace(0.0, max(2.0 * max(best[g], ch.budget), total_budget / len(channels)),
-                                  CURVE_POINTS) for g, ch in enumerate(channels)}
+    spans = {ch.name: np.linspace(0.0, 1.0, CURVE_POINTS) ** 1.5 * max(2.0 * max(best[g], ch.budget), total_budget / len(channels))
+             for g, ch in enumerate(channels)}
     curves = lead_curves(base_sc, channels, cast(np.ndarray, evaluator.inputs), evaluator.quantity_names, spans)
     for g, ch in enumerate(channels):
         curves[ch.name].update(best=float(best[g]), current=ch.budget,
