@@ -255,7 +255,7 @@ def response_factor(curve: str | None, x: np.ndarray, beta=None, kappa=None, n=N
         else:
             a, b = n * np.log(kappa), n * np.log(np.maximum(x, 1e-300))
             out = np.where(x > 0, np.exp(b + np.logaddexp(0.0, -a) - np.logaddexp(0.0, b - a)), 0.0)
-    return cast(np.ndarray, out)
+    return out
 
 
 def lead_curves(sc: Scenario, channels: Sequence[Channel], inputs: np.ndarray, quantity_names,
@@ -496,11 +496,17 @@ def search(evaluate: Callable[[Sequence[np.ndarray]], list[np.ndarray]], objecti
 
 def allocate(path, *, total_budget: float, metric: str = "revenue", quantile: float | None = None,
              minimums: Mapping[str, float] | None = None, maximums: Mapping[str, float] | None = None,
-             trials: int | None = None, seed: int | None = None, threads: int | None = None) -> dict:
+             trials: int | None = None, seed: int | None = None, threads: int | None = None,
+             by_source: bool = True) -> dict:
     """The split of ``total_budget`` [currency per month] over the bought segments of the
     scenario at ``path`` that maximises the expected total of ``metric`` over the horizon (or
     its ``quantile``, e.g. 0.1), with each split's forecast, the file's split, their paired
     difference and the marginal return of the next :data:`MARGINAL_STEP` in each channel.
+
+    ``by_source``: simulate one segment's source per budget and keep it (see the module
+    docstring; not with a capacity or stage values); False makes every split a whole run and
+    starts from the even split (the same totals up to rounding, at many times the work: the
+    benchmark ``benchmarks/allocate.py`` measures both).
 
     ``minimums``/``maximums``: bounds per bought segment [currency per month]. Runs use the
     scenario's trials, at most :data:`DEFAULT_TRIALS` unless ``trials`` says.
@@ -537,7 +543,7 @@ def allocate(path, *, total_budget: float, metric: str = "revenue", quantile: fl
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
     seed = base_sc.seed if seed is None else seed
     plan = build_plan(base_sc)
-    separable = not plan.has_capacity and not plan.has_stage_values
+    separable = by_source and not plan.has_capacity and not plan.has_stage_values
     workers = max(1, threads or default_threads())
     parts_kept = 8 * trials * (len(channels) * 200)  # about the source runs a search keeps
     check_memory(trials, (workers + 1) * memory_per_trial([base_sc]) + parts_kept // max(trials, 1),
@@ -613,8 +619,8 @@ def allocate(path, *, total_budget: float, metric: str = "revenue", quantile: fl
                    "whole_runs": evaluator.whole_runs,
                    "runs": evaluator.whole_runs + evaluator.source_runs, "seconds": seconds,
                    "threads": workers},
-        "notes": [f"budget_by_month months are scaled by the factor of their segment's budget_per_month (the new "
-                  f"budget over the file's)" if any(ch.by_month for ch in channels) else "",
+        "notes": ["budget_by_month months are scaled by the factor of their segment's budget_per_month (the new "
+                  "budget over the file's)" if any(ch.by_month for ch in channels) else "",
                   "" if abs(current_sum - total_budget) <= 1e-9 * total_budget else
                   f"the file's budgets sum to {current_sum:,.2f}, not --total-budget {total_budget:,.2f}: the current "
                   "split is shown as the file has it"],

@@ -7,9 +7,9 @@ import sys
 from forecaster.present.console import Console, _add_columns, _signed, as_text, printable
 from forecaster.present.report import (
     FONT,
-    H,
     PAD,
     PALETTE,
+    H,
     W,
     _box,
     _legend,
@@ -32,6 +32,11 @@ from forecaster.present.report import (
 _METRIC = {"revenue": "total revenue", "won_deals": "total won deals", "total_bookings": "total bookings"}
 
 
+def money(x) -> str:
+    """An amount of currency, whole: 214,844 (None: -)."""
+    return "-" if x is None else f"{x:,.0f}"
+
+
 def _fmt(summary: dict):
     if summary["metric"] == "won_deals":
         return lambda x: "-" if x is None else f"{x:,.1f}"
@@ -52,7 +57,6 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
 
     console = console or Console(width=None if sys.stdout.isatty() else 140)
     fmt = _fmt(summary)
-    money = (lambda x: "-" if x is None else f"{x:,.0f}")
     cur = summary.get("currency") or "currency"
     unit = f" [{printable(summary['unit'])}]"
     console.print(Text.assemble(("allocate", "bold"), printable(
@@ -147,7 +151,6 @@ def render_allocation(summary: dict, when: str) -> str:
     each bought segment's response curve with the current and best budgets marked."""
     cur = summary.get("currency") or "currency"
     fmt = _fmt(summary)
-    money = (lambda x: "-" if x is None else f"{x:,.0f}")
     body = [f"<h1>Budget allocation of {esc(summary['scenario'])}</h1>",
             f'<p class="meta">{esc(money(summary["total_budget"]))} {esc(cur)} a month over the bought segments, '
             f'maximising the {esc(objective_label(summary))} · {summary["trials"]:,} trials · seed '
