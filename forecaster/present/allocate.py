@@ -62,7 +62,7 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
     console.print(Text.assemble(("allocate", "bold"), printable(
         f" {summary['scenario']}: {money(summary['total_budget'])} {cur} a month over "
         f"{len(summary['channels'])} bought segments, maximising the {objective_label(summary)} "
-        f"({summary['trials']:,} trials, seed {summary['seed']})")), highlight=False)
+        f"({summary['trials']:,} trials, seed {summary['seed']})")), highlight=False, soft_wrap=True)
     table = Table(title=f"Monthly budget by segment [{printable(cur)} per month]", title_justify="left",
                   show_edge=False, pad_edge=False)
     _add_columns(table, ("segment", "left"), ("best", "right"), ("current (the file's)", "right"),
@@ -88,10 +88,11 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
             f"higher in {d['probability_higher']:.0%} of trials)")
     if "objective" in d:
         line += f"; {summary['objective'].upper()} {_signed(fmt, d['objective'])}"
-    console.print(printable(line), highlight=False)
-    table = Table(title=f"Marginal return of the next {money(_step(summary))} {printable(cur)} a month at the best split"
-                        f"{unit}", title_justify="left", show_edge=False, pad_edge=False)
-    _add_columns(table, ("segment", "left"), ("change of the total (95% CI)", "right"), ("per 1 spent a month", "right"))
+    console.print(printable(line), highlight=False, soft_wrap=True)
+    table = Table(title=f"Marginal return of {money(_step(summary))} {printable(cur)} more a month{unit}",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    _add_columns(table, ("segment (at its best budget)", "left"), ("change of the total (95% CI)", "right"),
+                 (f"per 1 {printable(cur)} a month", "right"))
     for name, m in summary["marginal_return"].items():
         table.add_row(as_text(name), f"{_signed(fmt, m['mean'])} ({_signed(fmt, m['mean_ci_low'])} – "
                                      f"{_signed(fmt, m['mean_ci_high'])})", f"{m['per_currency']:,.3g}")
@@ -100,9 +101,9 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
     console.print(printable(f"search: {s['start']}, then {s['moves']} transfers down to steps of "
                             f"{money(s['last_step'])}; {s['splits_evaluated']} splits evaluated with {s['runs']} runs "
                             f"({s['source_runs']} of one segment, {s['whole_runs']} whole) in {s['seconds']:.1f} s"),
-                  style="dim", highlight=False)
+                  style="dim", highlight=False, soft_wrap=True)
     for note in summary.get("notes", []):
-        console.print(printable(f"note: {note}"), highlight=False)
+        console.print(printable(f"note: {note}"), highlight=False, soft_wrap=True)
 
 
 def _step(summary: dict) -> float:
