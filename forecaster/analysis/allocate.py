@@ -343,6 +343,8 @@ class _Evaluator:
         return dataclasses.replace(sc, outputs=Outputs()).with_run(self.trials, self.seed)
 
     def _run(self, sc: Scenario, segment: int | None, keep_inputs: bool = False):
+        """One run of ``sc``: whole (``segment`` None) or of the new leads of the scenario's
+        segment ``segment`` (its index among all segments) alone; the metric's per-trial totals."""
         plan = build_plan(sc)
         sink = MemorySink(Layout.of(sc, plan))
         sources = None if segment is None else Sources((segment,), False)
@@ -374,7 +376,7 @@ class _Evaluator:
         for g, budget in wanted:
             key = (g, _round(budget))
             if key not in self.parts:
-                self.parts[key] = self.pool.submit(self._run, self.scenario({g: budget}), g)
+                self.parts[key] = self.pool.submit(self._run, self.scenario({g: budget}), self.channels[g].index)
                 self.source_runs += 1
 
     def _part(self, g: int, budget: float) -> np.ndarray:
@@ -623,7 +625,11 @@ def allocate(path, *, total_budget: float, metric: str = "revenue", quantile: fl
                   "budget over the file's)" if any(ch.by_month for ch in channels) else "",
                   "" if abs(current_sum - total_budget) <= 1e-9 * total_budget else
                   f"the file's budgets sum to {current_sum:,.2f}, not --total-budget {total_budget:,.2f}: the current "
-                  "split is shown as the file has it"],
+                  "split is shown as the file has it",
+                  "" if all(c.low <= c.budget <= c.high for c in channels) else
+                  "the file's split is outside the bounds (" + ", ".join(
+                      f"{c.name} {c.budget:,.0f}" for c in channels if not c.low <= c.budget <= c.high)
+                  + "): it is shown as the file has it, and may do better than any split within them"],
     }
     summary["notes"] = [n for n in summary["notes"] if n]
     if quantile is not None:

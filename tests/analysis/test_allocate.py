@@ -233,12 +233,19 @@ def test_budget_by_month_scales_with_the_budget(tmp_path):
     assert scaled.segments["b"].leads == sc.segments["b"].leads
 
 
-@pytest.mark.parametrize("kind", ["capacity", "customers"])
+ORGANIC = "  organic:\n    leads: {per_week: 50}\n    funnel: {lead: {convert: 1, days: 0}}\n    deal_value: 1\n"
+
+
+@pytest.mark.parametrize("kind", ["capacity", "customers", "organic-first"])
 def test_sources_add_up_to_the_whole_run(tmp_path, kind):
     """The search's totals at a split, from each segment's source run and the fixed part, equal
-    a whole run's at that split trial by trial; with a capacity every split is a whole run."""
+    a whole run's at that split trial by trial; with a capacity every split is a whole run.
+    (organic-first: a segment that does not buy its leads comes first, so a bought segment's
+    index among the segments is not its index among the bought ones.)"""
     extra = "capacity: {won_per_month: 100000}\n" if kind == "capacity" else ""
     a, b = channel("a", 100, "curve: power, elasticity: 0.5"), channel("b", 200, "curve: power, elasticity: 0.5")
+    if kind == "organic-first":
+        a = ORGANIC + a
     metric = "revenue"
     if kind == "customers":  # fewer leads: each is a customer with a life of its own
         sub = ("    customer:\n      subscription: {term_months: 1, renew: {dist: beta, mean: 0.9, concentration: 100}}\n")
@@ -249,11 +256,15 @@ def test_sources_add_up_to_the_whole_run(tmp_path, kind):
     summary = allocate(path, total_budget=TOTAL, metric=metric, trials=400, threads=2)
     whole = summary["search"]["whole_runs"]
     assert (whole > 1 and summary["search"]["source_runs"] == 0) if kind == "capacity" else whole == 1
+    if kind == "organic-first":  # and the search finds the closed form's split there too
+        assert abs(summary["best"]["split"]["a"] - 160_000) < 15_000
+        assert summary["marginal_return"]["a"]["mean_ci_low"] > 0
     sc = fc.load_scenario(path)
     from forecaster.scenario.loading import read_document
 
     data, _, raw = read_document(path)
-    channels = [Channel("a", 0, 1e5), Channel("b", 1, 1e5)]
+    first = 1 if kind == "organic-first" else 0
+    channels = [Channel("a", first, 1e5), Channel("b", first + 1, 1e5)]
     from concurrent.futures import ThreadPoolExecutor
 
     split = np.array([137_000.0, 63_000.0])
