@@ -248,6 +248,7 @@ def main():
 
 # the commands register themselves on import
 from forecaster.cli import (  # noqa: E402,F401
+    allocate as _allocate,
     backtest as _backtest,
     batch as _batch,
     calibrate as _calibrate,
