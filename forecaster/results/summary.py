@@ -14,6 +14,7 @@ from forecaster.engine import kernels
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.moves import record_moves
 from forecaster.engine.plan import build_plan
+from forecaster.results.commission import EXTRA_VARIABLES
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.results.stats import PERCENTILES, Z975, _num, describe  # noqa: F401 (re-exported: compare, tests)
@@ -84,7 +85,7 @@ def summarize(ds, scenario: Scenario) -> dict:
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
                          "commission", "commission_bookings", "clv", *AFTER_SALE_VARIABLES,
                          *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES), *STAGE_METRICS,
-                         *SPEND_VARIABLES) if n in ds]
+                         *SPEND_VARIABLES, *EXTRA_VARIABLES) if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -125,6 +126,7 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     for name in ("leads", "spend"):  # v2 E.3
         if name in cols:
             metrics[name] = metric_summary(cols, name, meta.periods)
+    metrics.update(commission_extra_metrics(cols, meta))  # v2 D.6
     a = meta.attrs
     out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
     if meta.targets:
@@ -155,6 +157,9 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
         out["clv"] = {seg: stats for seg, stats in zip(meta.segments, values) if stats["mean"] is not None}
     if "spend" in cols:
         out["ratios"] = ratio_summary(cols, meta)
+    for name in ("draw_balance", "clawback_after_end"):  # v2 D.6: per trial, summed over reps
+        if name in cols:
+            out[name] = describe(cols.column(name, (None,))[:, None])[0]
     if meta.reps:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
@@ -195,6 +200,18 @@ def ratio_summary(cols: Columns, meta: Meta) -> dict:
         for name, item in one.items():
             everything[name].setdefault("by_segment", {})[seg] = item
     return everything
+
+
+def commission_extra_metrics(cols: Columns, meta: Meta) -> dict:
+    """v2 D.6: ``spif``, ``clawback``, ``net_commission``, ``payout`` (summed over reps, like
+    ``commission``) and ``commission_expense``, where the plan has them (flows)."""
+    out = {}
+    for name in ("spif", "clawback", "net_commission", "payout"):
+        if name in cols:
+            out[name] = metric_summary(cols, name, meta.periods, lambda p: (p, None))
+    if "commission_expense" in cols:
+        out["commission_expense"] = metric_summary(cols, "commission_expense", meta.periods)
+    return out
 
 
 def stage_metrics(cols: Columns, meta: Meta) -> dict:
