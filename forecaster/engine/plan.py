@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 
 from forecaster.calendar import Periods, day_calendar, month_of_quarter, periods
+from forecaster.engine.deals import CommissionDeals
 from forecaster.engine.interface import (
     BETA,
     EMPIRICAL,
@@ -54,7 +55,6 @@ from forecaster.engine.interface import (
     theta_size,
     typed,
 )
-from forecaster.engine.deals import CommissionDeals
 from forecaster.engine.moves import Chain, ChainPipeline
 from forecaster.scenario.customers import add_months
 from forecaster.scenario.distributions import Distribution, beta_shapes, pert_shapes
