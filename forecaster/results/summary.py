@@ -137,7 +137,8 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
             if name in STAGE_METRICS:  # v2 F1: summed over segments
                 totals = cols.column(name, (None, None, meta.stages.index(stage)))
             else:
-                totals = cols.column(metric, (None, None) if metric == "commission" else
+                by_rep = metric in ("commission", "spif", "clawback", "net_commission", "payout")  # v2 D.6
+                totals = cols.column(metric, (None, None) if by_rep else
                                      (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}

@@ -74,7 +74,10 @@ CUSTOMER_FLOWS = ("recognised_revenue", "renewal_bookings", "repeat_revenue", "c
 """The after-sale flows (v2 A.3): amounts or counts summed over each period's days."""
 CUSTOMER_STOCKS = ("active_customers", "mrr")
 """The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
-TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue", "leads", "spend")
+COMMISSION_EXTRA_METRICS = ("spif", "clawback", "net_commission", "payout", "commission_expense")
+"""v2 D.6: the commission extras' metrics (each only where the plan has what produces it)."""
+TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue", "leads", "spend") \
+    + COMMISSION_EXTRA_METRICS
 """Metrics a target may name (each only where the scenario has it)."""
 STAGE_METRICS = ("stage_entries", "losses")
 """v2 F1: metrics by stage, named ``<metric>.<stage>`` (with the output asked for under ``outputs``)."""
@@ -657,6 +660,7 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
             seg.spends or any(getattr(e, "cost", 0.0) for e in getattr(seg.leads, "events", ()))
             for seg in v["segments"].values() if seg is not INVALID)
         has |= ({"leads"} if outputs.leads or spends else set()) | ({"spend"} if spends else set())
+    has |= _commission_extra_metrics(v)
     if targets not in (None, INVALID):
         for metric in targets:
             if metric not in has and metric != "commission":
@@ -665,8 +669,21 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                                                       "(it needs a customer block or a stage value; "
                                                       "stage_entries.<stage> and losses.<stage> need that output "
                                                       "under outputs and a stage of stages; leads and spend need "
-                                                      "that output, spend also a cost or a budget)")
+                                                      "that output, spend also a cost or a budget; spif, "
+                                                      "clawback, net_commission, payout and commission_expense "
+                                                      "the commission key that produces them)")
     return ok
+
+
+def _commission_extra_metrics(v: dict[str, Any]) -> set:
+    """v2 D.6: the metrics the commission extras of the scenario produce."""
+    plan, team = v["commission"], v["team"]
+    if plan in (None, INVALID):
+        return set()
+    drawn = plan.draw is not None or (team not in (None, INVALID) and any(r.draw is not None for r in team["reps"]))
+    return {name for name, on in (("spif", bool(plan.spifs)), ("clawback", plan.clawback is not None),
+                                  ("net_commission", bool(plan.spifs) or plan.clawback is not None),
+                                  ("payout", drawn), ("commission_expense", plan.amortize_months is not None)) if on}
 
 
 def _horizon(v: dict[str, Any], path: Path, ctx: Context) -> bool:

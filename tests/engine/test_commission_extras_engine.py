@@ -1,0 +1,172 @@
+"""v2 D through :func:`forecaster.simulate`: spifs with a budget that binds, clawbacks at the
+rate paid against closed forms (inside the horizon and after end), and the bit-identity of
+everything v1 and A define when the commission extras are added.
+
+The public checks (../shared/conformance-v2/test_commission_extras.py) drive the command line
+on D's worked examples; these reach the order of a budget's payments, capped spifs, the
+renewal decisions after end and the other outputs' bit-identity.
+"""
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from conftest import within
+
+import forecaster as fc
+
+START = date(2027, 1, 1)
+
+
+def won_on(day: int, days_in_stage: int = 200) -> str:
+    """entered_stage of an open deal that a stage of fixed ``days_in_stage`` days wins on ``day``."""
+    return (START - timedelta(days_in_stage - day)).isoformat()
+
+
+def _scenario(tmp_path, body: str, rows=(), *, end="2027-12-31", trials=200, seed=5):
+    if rows:
+        (tmp_path / "deals.csv").write_text("deal_id,segment,stage,entered_stage,amount,owner\n" + "".join(
+            f"d{i},{seg},close,{entered},{amount},{rep}\n" for i, (seg, entered, amount, rep) in enumerate(rows)))
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: t\nstart: 2027-01-01\nend: {end}\ntrials: {trials}\nseed: {seed}\n" + body)
+    return fc.load_scenario(path)
+
+
+PIPELINE_ONLY = """\
+stages: [close]
+segments:
+  s:
+    leads: {per_day: 0}
+    funnel:
+      close: {convert: 1.0, days: 200}
+    deal_value: 1
+pipeline: {file: deals.csv}
+team:
+  reps:
+    - {name: ana, segments: [s], quota: 1000000}
+    - {name: ben, segments: [s], quota: 1000000}
+"""
+
+
+def test_a_budget_pays_deals_in_the_order_they_are_won_the_one_crossing_it_in_part(tmp_path):
+    # won on days 40 (ben), 5, 5 (ana), 70 (ana), 10 (ben): in win order ana, ana, ben, ben, ana
+    rows = [("s", won_on(40), 1000, "ben"), ("s", won_on(5), 1000, "ana"), ("s", won_on(5), 1000, "ana"),
+            ("s", won_on(70), 1000, "ana"), ("s", won_on(10), 1000, "ben")]
+    body = PIPELINE_ONLY + """\
+commission:
+  period: month
+  tiers: [{rate: 0.1}]
+  spifs:
+    - {name: push, segments: [s], per_deal: 100, budget: 350}
+    - {name: share, segments: [s], rate: 0.05, min_value: 1000, from: 2027-01-07, to: 2027-02-28}
+"""
+    ds = fc.simulate(_scenario(tmp_path, body, rows, trials=3))
+    spif = ds["spif"].transpose("trial", "period", "rep").values
+    # push: ana 100 + 100 in January, ben 100 (day 10, January) + 50 (day 40, February), ana's day 70 nothing;
+    # share: 5% of 1,000 on days 10 and 40 only (ben; day 5 is 2027-01-06)
+    assert np.allclose(spif[:, 0], [[200, 100 + 50]])
+    assert np.allclose(spif[:, 1], [[0, 50 + 50]])
+    assert np.allclose(spif[:, 2:], 0)
+    assert np.allclose(ds["net_commission"], ds["commission"] + ds["spif"])
+
+
+def test_a_capped_spif_is_cut_to_what_the_cap_leaves_and_commission_stays_v1(tmp_path):
+    rows = [("s", won_on(3), 9000, "ana"), ("s", won_on(3), 2000, "ben")]
+    body = PIPELINE_ONLY + """\
+commission:
+  period: month
+  tiers: [{rate: 0.1}]
+  cap: 1000
+  spifs:
+    - {name: in-cap, segments: [s], per_deal: 300, capped: true}
+    - {name: beside, segments: [s], per_deal: 10}
+"""
+    ds = fc.simulate(_scenario(tmp_path, body, rows, trials=2))
+    jan = ds["spif"].isel(period=0).transpose("trial", "rep").values
+    assert np.allclose(ds["commission"].isel(period=0).transpose("trial", "rep").values, [[900, 200]])
+    assert np.allclose(jan, [[100 + 10, 300 + 10]])  # ana: 900 + 300 capped at 1,000
+
+
+def test_clawbacks_of_cancellations_match_rate_times_the_chance_of_a_loss_within_the_window(tmp_path):
+    lam, days, p, mean, window, value, rate = 2.0, 365, 0.3, 40.0, 30, 500.0, 0.1
+    body = f"""\
+stages: [close]
+segments:
+  s:
+    leads: {{per_day: {lam}}}
+    funnel:
+      close: {{convert: 1.0, days: 0}}
+    deal_value: {value}
+    customer:
+      cancel: {{probability: {p}, days: {{dist: exponential, mean: {mean}}}}}
+team:
+  reps:
+    - {{name: ana, segments: [s], quota: 1.0e12}}
+commission:
+  period: quarter
+  tiers: [{{rate: {rate}}}]
+  clawback: {{within_days: {window}}}
+"""
+    ds = fc.simulate(_scenario(tmp_path, body, trials=2000))
+    total = ds["clawback"].sum(("period", "rep")).values + ds["clawback_after_end"].sum("rep").values
+    # a deal is lost within the window when floor(days) <= window: P = p (1 - exp(-(window + 1) / mean))
+    q = p * (1 - math.exp(-(window + 1) / mean))
+    n = lam * days
+    within(total.mean(), rate * value * n * q, rate * value * math.sqrt(n * q / total.size))
+    assert np.all(ds["clawback_after_end"].values >= 0) and ds["clawback_after_end"].values.mean() > 0
+
+
+@pytest.mark.parametrize("window,chance", [(45, 0.3), (70, 0.3 + 0.7 * 0.3)])
+def test_renewal_decisions_after_end_within_the_window_are_clawed_back_after_end(tmp_path, window, chance):
+    n = 400
+    rows = [("s", won_on(80), 1000, "ana")] * n  # won 2027-03-22, ten days before end
+    body = PIPELINE_ONLY.replace("deal_value: 1\n", "deal_value: 1\n    customer:\n"
+                                                    "      subscription: {renew: 0.7, term_months: 1}\n") + f"""\
+commission:
+  period: quarter
+  tiers: [{{rate: 0.1}}]
+  clawback: {{within_days: {window}}}
+"""
+    ds = fc.simulate(_scenario(tmp_path, body, rows, end="2027-03-31", trials=400))
+    after = ds["clawback_after_end"].sel(rep="ana").values
+    assert np.allclose(ds["clawback"].values, 0)
+    assert np.allclose(after / 100, np.round(after / 100))
+    within(after.mean() / 100, n * chance, math.sqrt(n * chance * (1 - chance) / after.size))
+
+
+def test_the_extras_leave_every_other_output_bit_identical(tmp_path):
+    rows = [("s", won_on(30 + i), 800 + 10 * i, "ana" if i % 2 else "") for i in range(30)]
+    base = PIPELINE_ONLY.replace("close: {convert: 1.0, days: 200}", "close: {convert: 0.6, days: 200}").replace(
+        "leads: {per_day: 0}", "leads: {per_day: 3}").replace(
+        "deal_value: 1\n", "deal_value: {dist: lognormal, median: 900, sigma: 0.4}\n    customer:\n"
+                           "      subscription: {renew: {dist: beta, mean: 0.8, concentration: 50}, term_months: 1}\n"
+                           "      cancel: {probability: 0.1, days: {dist: uniform, low: 0, high: 40}}\n")
+    plan = "commission:\n  period: month\n  tiers: [{up_to: 0.5, rate: 0.05}, {rate: 0.1}]\n"
+    extras = ("  clawback: {within_days: 60, share: 0.5}\n  draw: {amount: 100, recoverable: true}\n"
+              "  spifs: [{name: a, segments: [s], per_deal: 50, budget: 500}]\n  amortize_months: 6\n")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = fc.simulate(_scenario(tmp_path / "a", base + plan, rows, end="2027-06-30"))
+    two = fc.simulate(_scenario(tmp_path / "b", base + plan + extras, rows, end="2027-06-30"))
+    for name in one.data_vars:
+        assert np.array_equal(one[name].values, two[name].values), name
+    assert {"spif", "clawback", "payout", "commission_expense"} <= set(two.data_vars) - set(one.data_vars)
+
+
+def test_a_backdated_band_changes_commission_only(tmp_path):
+    body = VALID_TEAM = PIPELINE_ONLY.replace("leads: {per_day: 0}", "leads: {per_day: 2}").replace(
+        "days: 200", "days: {dist: exponential, mean: 20}").replace("deal_value: 1", "deal_value: 1000")
+    plan = "commission:\n  period: month\n  tiers: [{up_to: 0.5, rate: 0.05}, {rate: 0.1%s}]\n"
+    rows = [("s", "2026-12-20", 1000, "ana")]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = fc.simulate(_scenario(tmp_path / "a", VALID_TEAM + plan % "", rows, end="2027-03-31"))
+    two = fc.simulate(_scenario(tmp_path / "b", body + plan % ", backdate: true", rows, end="2027-03-31"))
+    for name in ("revenue", "won_deals", "bookings", "revenue_by_segment"):
+        assert np.array_equal(one[name].values, two[name].values), name
+    b = two["bookings"].values
+    q = 1e6
+    expected = np.where(b > 0.5 * q, 0.1 * b, 0.05 * b)
+    assert np.allclose(two["commission_by_quota_period"].values, expected)
