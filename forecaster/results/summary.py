@@ -14,7 +14,7 @@ from forecaster.engine import kernels
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.moves import record_moves
 from forecaster.engine.plan import build_plan
-from forecaster.results.commission import EXTRA_VARIABLES
+from forecaster.results.commission import EXTRA_VARIABLES, draw_schedule
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.results.stats import PERCENTILES, Z975, _num, describe  # noqa: F401 (re-exported: compare, tests)
@@ -49,6 +49,7 @@ class Meta:
     currency: str | None
     description: str | None = None
     stages: tuple = ()     # the stages of stage_entries and losses (v2 F1), when counted
+    draws: tuple = ()      # v2 D.3: each rep's draws over the horizon [currency], NaN without a draw
 
     @classmethod
     def of_layout(cls, layout) -> Meta:
@@ -56,7 +57,8 @@ class Meta:
         return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
                    tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
                    tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency,
-                   sc.description, tuple(layout.plan.stage_names) if layout.plan.counting else ())
+                   sc.description, tuple(layout.plan.stage_names) if layout.plan.counting else (),
+                   _draws(sc, len(layout.quota_periods)))
 
     @classmethod
     def of_dataset(cls, ds, scenario: Scenario) -> Meta:
@@ -68,7 +70,16 @@ class Meta:
         return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
                    labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
                    "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description,
-                   tuple(str(s) for s in ds["stage"].values) if "stage" in ds.dims else ())
+                   tuple(str(s) for s in ds["stage"].values) if "stage" in ds.dims else (),
+                   _draws(scenario, ds.sizes.get("quota_period", 0)))
+
+
+def _draws(sc: Scenario, n_quota_periods: int) -> tuple:
+    """v2 D.3: each rep's draws summed over the commission periods (NaN: no draw)."""
+    if sc.commission is None:
+        return ()
+    amount, _, has = draw_schedule(sc, n_quota_periods)
+    return tuple(float(a) if h else float("nan") for a, h in zip(amount.sum(axis=0), has))
 
 
 def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
@@ -240,6 +251,26 @@ def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
                 attainment = np.median(booked) / quota
             item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
                                              "attainment_p50": _num(attainment)})  # None, not inf: valid JSON
+        item.update(rep_commission_extras(cols, meta, r))
+    return item
+
+
+def rep_commission_extras(cols: Columns, meta: Meta, r: int) -> dict:
+    """v2 D.6, one rep's: ``spif``, ``clawback``, ``net_commission``, ``payout`` (totals over
+    the horizon), ``draw_balance`` and ``clawback_after_end``, each ``{"total": stats}`` where
+    the plan has it; with a draw, ``draw`` = {"total": the draws over the horizon,
+    "probability_net_below": the probability that the rep's net earnings over the horizon (commission +
+    spif - clawback) fall below them}."""
+    item = {}
+    for name in ("spif", "clawback", "net_commission", "payout"):
+        if name in cols:
+            item[name] = {"total": describe(cols.column(name, (None, r))[:, None])[0]}
+    for name in ("draw_balance", "clawback_after_end"):
+        if name in cols:
+            item[name] = {"total": describe(cols.column(name, (r,))[:, None])[0]}
+    if meta.draws and not np.isnan(meta.draws[r]):
+        net = cols.column("net_commission" if "net_commission" in cols else "commission", (None, r))
+        item["draw"] = {"total": meta.draws[r], "probability_net_below": float(np.mean(net < meta.draws[r]))}
     return item
 
 

@@ -170,3 +170,50 @@ def test_a_backdated_band_changes_commission_only(tmp_path):
     q = 1e6
     expected = np.where(b > 0.5 * q, 0.1 * b, 0.05 * b)
     assert np.allclose(two["commission_by_quota_period"].values, expected)
+
+
+def test_summary_has_each_reps_extras_and_the_chance_net_earnings_fall_below_the_draws(tmp_path):
+    rows = [("s", won_on(10), 5000, "ana"), ("s", won_on(40), 20000, "ana"), ("s", won_on(95), 40000, "ana"),
+            ("s", won_on(40), 10000, "cy")]
+    body = PIPELINE_ONLY.replace("    - {name: ben, segments: [s], quota: 1000000}\n",
+                                 "    - {name: ben, segments: [s], quota: 1000000}\n"
+                                 "    - {name: cy, segments: [s], quota: 1000000, draw: {amount: 500, "
+                                 "recoverable: false}}\n") + """\
+commission:
+  period: month
+  tiers: [{rate: 0.1}]
+  draw: {amount: 1500, recoverable: true, periods: 2}
+  amortize_months: 0
+targets: {payout: 9000, commission_expense: 7000}
+"""
+    sc = _scenario(tmp_path, body, rows, end="2027-04-30", trials=5)
+    ds = fc.simulate(sc)
+    summary = fc.summarize(ds, sc)
+    reps = summary["reps"]
+    # ana earns (500, 2000, 0, 4000) = 6,500 against draws of 3,000; ben 0 against 3,000; cy 1,000 against 2,000
+    assert [reps[r]["draw"] for r in ("ana", "ben", "cy")] == [
+        {"total": 3000.0, "probability_net_below": 0.0}, {"total": 3000.0, "probability_net_below": 1.0},
+        {"total": 2000.0, "probability_net_below": 1.0}]
+    assert reps["ana"]["payout"]["total"]["mean"] == 6500 and reps["ben"]["draw_balance"]["total"]["mean"] == 3000
+    assert reps["cy"]["payout"]["total"]["mean"] == 500 + 1000 + 500 + 500
+    assert summary["draw_balance"]["mean"] == 3000 and "spif" not in summary["metrics"]
+    assert summary["targets"]["payout"]["probability"] == 1.0  # 6,500 + 3,000 + 2,500
+    # with amortize_months 0 the expense is the net commission, in the period it is earned
+    assert np.allclose(ds["commission_expense"].values, ds["commission"].sum("rep").values)
+    assert summary["targets"]["commission_expense"]["probability"] == 1.0
+
+
+def test_the_command_line_writes_the_summary_the_library_computes(tmp_path):
+    """Chunked and streamed to forecast.nc (the clawback rows and spifs chunk by chunk), the
+    example plan's summary.json is the in-memory one, to the bit."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "saas-commission-plan.yaml"
+    subprocess.run([sys.executable, "-m", "forecaster", "run", str(path), "-o", str(tmp_path), "--trials", "700",
+                    "--seed", "4"], check=True, capture_output=True)
+    sc = fc.load_scenario(path)
+    want = json.loads(json.dumps(fc.summarize(fc.simulate(sc, trials=700, seed=4), sc)))
+    assert json.loads((tmp_path / "summary.json").read_text()) == want
