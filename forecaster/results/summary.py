@@ -261,7 +261,7 @@ def rep_commission_extras(cols: Columns, meta: Meta, r: int) -> dict:
     the plan has it; with a draw, ``draw`` = {"total": the draws over the horizon,
     "probability_net_below": the probability that the rep's net earnings over the horizon (commission +
     spif - clawback) fall below them}."""
-    item = {}
+    item: dict[str, dict] = {}
     for name in ("spif", "clawback", "net_commission", "payout"):
         if name in cols:
             item[name] = {"total": describe(cols.column(name, (None, r))[:, None])[0]}
