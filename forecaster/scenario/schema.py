@@ -445,12 +445,17 @@ def _tiers_increase(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     return ok
 
 
+MAX_CLAWBACK_DAYS = 36525
+"""Longest clawback window (100 years): the engine follows each subscriber's renewals through it."""
+MAX_AMORTIZE_MONTHS = 1200
+"""Longest amortisation (100 years), as ``clv.horizon_months``."""
+
 CLAWBACK = Record(
     name="a clawback mapping",
     doc="Commission taken back when a deal's customer is lost soon after the win (v2 D.2).",
     make=lambda within_days, share: Clawback(int(within_days), share),
     fields={
-        "within_days": Field(Num(lo=1, integer=True, what="a whole number of days",
+        "within_days": Field(Num(lo=1, hi=MAX_CLAWBACK_DAYS, integer=True, what="a whole number of days",
                                  doc="A customer lost within this many days of the win is clawed back."),
                              required=True),
         "share": Field(Num(lo=0.0, hi=1.0, what="a share in [0, 1]",
@@ -465,7 +470,7 @@ def _spif_amount(v: dict[str, Any], path: Path, ctx: Context) -> bool:
         ctx.error(path, "must give exactly one of per_deal (currency per deal) and rate (a fraction of the "
                         f"deal's value); found {' and '.join(given) if given else 'neither'}")
         return False
-    if v["from"] is not None and v["to"] is not None and v["from"] > v["to"]:
+    if v["from"] not in (None, INVALID) and v["to"] not in (None, INVALID) and v["from"] > v["to"]:
         ctx.error(path + ("to",), f"must be on or after from ({v['from'].isoformat()}); got {v['to'].isoformat()}")
         return False
     return True
@@ -521,7 +526,7 @@ COMMISSION = Record(
         "clawback": Field(CLAWBACK),
         "draw": Field(DRAW),
         "spifs": Field(ListOf(SPIF, doc="Bonuses per qualifying deal (v2 D.4)."), default=()),
-        "amortize_months": Field(Num(lo=0, integer=True, what="a whole number of months",
+        "amortize_months": Field(Num(lo=0, hi=MAX_AMORTIZE_MONTHS, integer=True, what="a whole number of months",
                                      doc="Net commission expensed over this many months from the day it is "
                                          "earned (0: on that day), reported as commission_expense (v2 D.5).")),
     },
