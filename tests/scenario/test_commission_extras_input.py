@@ -70,6 +70,15 @@ CASES = [
     (text(extra="  spifs: [{name: a, segments: [s], per_deal: 1}]\ncapacity: {won_per_month: 10}\n"),
      "commission.spifs", "capacity"),
     (text(extra="targets: {spif: 10}\n"), "targets.spif", "does not report"),
+    # the engine's limits (found by the fuzz battery: these overflowed or ran out of dates)
+    (text(extra="  draw: {amount: 1.0e+308, recoverable: true}\n"), "commission.draw.amount", "at most 1e+15"),
+    (text(rep=", draw: {amount: 1.0e+300, recoverable: true}"), "team.reps[0].draw.amount", "at most 1e+15"),
+    (text(extra="  spifs: [{name: a, segments: [s], rate: 1.0e+308}]\n"), "commission.spifs[0].rate", "at most 10"),
+    (text(extra="  spifs: [{name: a, segments: [s], per_deal: 1, from: 2027-13-01}]\n"), "commission.spifs[0].from",
+     "ISO date"),
+    (text(extra="  clawback: {within_days: 99999999999}\n", customer="    customer: {subscription: {renew: 0.9}}"),
+     "commission.clawback.within_days", "36525"),
+    (text(extra="  amortize_months: 100000001\n"), "commission.amortize_months", "1200"),
 ]
 
 
