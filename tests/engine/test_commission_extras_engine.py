@@ -217,3 +217,42 @@ def test_the_command_line_writes_the_summary_the_library_computes(tmp_path):
     sc = fc.load_scenario(path)
     want = json.loads(json.dumps(fc.summarize(fc.simulate(sc, trials=700, seed=4), sc)))
     assert json.loads((tmp_path / "summary.json").read_text()) == want
+
+
+EXAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "scenarios" / "saas-commission-plan.yaml"
+EXTRAS = ("spif", "clawback", "clawback_after_end", "net_commission", "payout", "draw_balance",
+          "commission_expense_by_rep")
+_PARITY = """\
+import sys
+import numpy as np
+import forecaster as fc
+ds = fc.simulate(fc.load_scenario(sys.argv[1]), trials=int(sys.argv[2]), seed=3, threads=1)
+np.savez(sys.argv[3], **{k: ds[k].values for k in sys.argv[4:]})
+"""
+
+
+def test_the_extras_are_the_same_without_the_jit(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ref = fc.simulate(fc.load_scenario(EXAMPLE), trials=6, seed=3, threads=1)
+    out = tmp_path / "o.npz"
+    subprocess.run([sys.executable, "-c", _PARITY, str(EXAMPLE), "6", str(out), *EXTRAS], check=True,
+                   env=dict(os.environ, NUMBA_DISABLE_JIT="1"), timeout=900)
+    got = np.load(out)
+    for name in EXTRAS:
+        assert np.array_equal(got[name], ref[name].values), name
+
+
+def test_the_extras_of_a_trial_depend_on_its_index_only(monkeypatch):
+    from forecaster.engine import seeding, simulation
+    from forecaster.results import layout
+
+    sc = fc.load_scenario(EXAMPLE).with_run(trials=60, seed=21)
+    ref = fc.simulate(sc, threads=2)
+    for module in (seeding, simulation, layout):
+        monkeypatch.setattr(module, "BLOCK_TRIALS", 7)
+    odd = fc.simulate(sc, threads=2)
+    for name in EXTRAS:
+        assert np.array_equal(ref[name].values, odd[name].values), name
