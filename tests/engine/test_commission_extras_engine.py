@@ -25,10 +25,10 @@ def won_on(day: int, days_in_stage: int = 200) -> str:
     return (START - timedelta(days_in_stage - day)).isoformat()
 
 
-def _scenario(tmp_path, body: str, rows=(), *, end="2027-12-31", trials=200, seed=5):
+def _scenario(tmp_path, body: str, rows=(), *, end="2027-12-31", trials=200, seed=5, stage="close"):
     if rows:
         (tmp_path / "deals.csv").write_text("deal_id,segment,stage,entered_stage,amount,owner\n" + "".join(
-            f"d{i},{seg},close,{entered},{amount},{rep}\n" for i, (seg, entered, amount, rep) in enumerate(rows)))
+            f"d{i},{seg},{stage},{entered},{amount},{rep}\n" for i, (seg, entered, amount, rep) in enumerate(rows)))
     path = tmp_path / "s.yaml"
     path.write_text(f"name: t\nstart: 2027-01-01\nend: {end}\ntrials: {trials}\nseed: {seed}\n" + body)
     return fc.load_scenario(path)
@@ -256,3 +256,43 @@ def test_the_extras_of_a_trial_depend_on_its_index_only(monkeypatch):
     odd = fc.simulate(sc, threads=2)
     for name in EXTRAS:
         assert np.array_equal(ref[name].values, odd[name].values), name
+
+
+def test_spifs_without_customers_keep_a_deal_log_that_changes_no_number(tmp_path):
+    """A spif makes the kernels keep every deal (and rerun a trial whose log outgrows its
+    arrays): no other output moves, the counts of F1 and E.3 included."""
+    body = """\
+stages: [a, b]
+segments:
+  s:
+    leads: {per_day: 40, dispersion: 0.1}
+    funnel:
+      a: {convert: 0.5, days: {dist: exponential, mean: 5}}
+      b: {convert: 0.6, days: {dist: gamma, mean: 9, cv: 0.5}}
+    deal_value: {dist: lognormal, median: 1000, sigma: 0.5}
+  t:
+    leads: {per_week: 30}
+    funnel:
+      a: {convert: 0.4, days: 3}
+      b: {convert: 0.5, days: 8}
+    deal_value: 5000
+pipeline: {file: deals.csv}
+team:
+  reps:
+    - {name: ana, segments: [s, t], quota: 50000}
+    - {name: ben, segments: [s], quota: 50000}
+outputs: {stage_entries: true, losses: true, leads: true, by_source: true}
+commission:
+  period: month
+  tiers: [{up_to: 1, rate: 0.05}, {rate: 0.08}]
+  cap: 9000
+"""
+    rows = [("s", "2026-12-20", 1000 + i, "ana" if i % 3 else "") for i in range(40)]
+    spifs = "  spifs: [{name: x, segments: [s, t], per_deal: 10, budget: 20000, capped: true}]\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = fc.simulate(_scenario(tmp_path / "a", body, rows, end="2027-04-30", trials=120, stage="b"))
+    two = fc.simulate(_scenario(tmp_path / "b", body + spifs, rows, end="2027-04-30", trials=120, stage="b"))
+    for name in one.data_vars:
+        assert np.array_equal(one[name].values, two[name].values), name
+    assert two["spif"].values.sum() > 0
