@@ -222,7 +222,8 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
 def _commission_extra_limits(commission, team, ctx: Context) -> None:
     """v2 D: the draws' and spifs' amounts the engine adds exactly (:data:`MAX_VALUE`), and a
     spif's rate (:data:`MAX_RATE`)."""
-    amounts = [(("commission", "draw", "amount"), commission.draw.amount if commission.draw else None)]
+    amounts: list[tuple[tuple, float | None]] = [
+        (("commission", "draw", "amount"), commission.draw.amount if commission.draw else None)]
     if team and team is not INVALID:
         amounts += [(("team", "reps", i, "draw", "amount"), rep.draw.amount)
                     for i, rep in enumerate(team.get("reps") or ()) if rep is not INVALID and rep.draw is not None]
