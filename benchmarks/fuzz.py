@@ -696,7 +696,7 @@ FULL_AFTER_SALE = {  # the after-sale keys (v2 A) and a stage value (F11, not wi
             "recognition": {"over_months": 6},
             "repeat": {"per_month": 0.3, "rate_cv": 1.0, "dropout": 0.2, "dropout_concentration": 5,
                        "value": {"dist": "lognormal", "median": 200, "sigma": 0.4}}}}},
-    "commission": {**FULL["commission"], "base": "total_bookings"},
+    "commission": {**FULL["commission"], "base": "total_bookings", "clawback": {"within_days": 60, "share": 0.5}},
     "clv": {"horizon_months": 36, "discount_per_year": 0.08},
     "regular_from": 3,
     "customers": {"file": "c.csv"},
@@ -728,6 +728,16 @@ FULL_V2 = {  # moves (v2 B), a segment's own stages (F4) and every output asked 
                                        "convert": {"same_as": "segments.direct.funnel.lead.convert"}}}}},
     "outputs": {"stage_entries": True, "losses": True, "cycle_days": True, "stage_value": True, "by_source": True,
                 "coverage": True, "leads": True, "spend": True},
+    # v2 D: the commission extras (clawback, which needs customers, is in FULL_AFTER_SALE)
+    "team": {"reps": [FULL["team"]["reps"][0], {**FULL["team"]["reps"][1],
+                                                "draw": {"amount": 2000, "recoverable": False, "periods": 2}}]},
+    "commission": {"period": "quarter", "tiers": [{"up_to": 0.5, "rate": 0.04},
+                                                  {"up_to": 1.0, "rate": 0.08, "backdate": True}, {"rate": 0.12}],
+                   "cap": 50000, "draw": {"amount": 1000, "recoverable": True, "periods": 1},
+                   "spifs": [{"name": "push", "segments": ["direct"], "per_deal": 100, "min_value": 1000,
+                              "from": "2027-02-01", "to": "2027-03-31", "budget": 3000, "capped": True},
+                             {"name": "share", "segments": ["bought"], "rate": 0.01}],
+                   "amortize_months": 12},
 }
 CUSTOMERS_CSV = ("customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
                  "C1,direct,2027-01-20,100,2,,,,ana\n"

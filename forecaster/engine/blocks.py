@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.engine import events, kernels, moves
+from forecaster.engine import deals, events, kernels, moves
 from forecaster.engine._numba import expect_kernels
 from forecaster.engine.interface import THETA_CONVERT
 from forecaster.engine.plan import Plan
@@ -56,6 +56,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     if sources is not None and plan.has_capacity:
         raise ValueError("a team capacity couples every source of won deals: simulate them together")
     customers = plan.has_customers
+    keep_log = plan.keeps_deals  # with customers, spifs or clawbacks (v2 D): every deal won
     after_sale, stage_revenue = plan.split_extra(extra)
     after = plan.customer_outputs(after_sale) if customers else None
     by_source = plan.split_sources(extra)  # v2 F12: what each source adds is told apart by marks
@@ -70,7 +71,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
                                                     plan.chain, g, plan.closing, theta, month_factor, walks, due,
-                                                    customers, failed, counts, plan.stage_values, stage_revenue)
+                                                    keep_log, failed, counts, plan.stage_values, stage_revenue)
             _check_absorbed(plan, failed, g, theta, first, walks)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
@@ -79,7 +80,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                                                 counts, theta, month_factor, walks)
         else:
             result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
-                                                theta, month_factor, due, customers, plan.stage_values, stage_revenue,
+                                                theta, month_factor, due, keep_log, plan.stage_values, stage_revenue,
                                                 keys.won_stage_times[g].streams(*gens), counts)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
@@ -107,7 +108,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             if not plan.events_of(g):
                 continue
             result = events.simulate_events(keys.events[g].streams(*gens), first, funnel, chain, plan.events, g,
-                                            plan.closing, plan.shocks, theta, due, customers, plan.stage_values,
+                                            plan.closing, plan.shocks, theta, due, keep_log, plan.stage_values,
                                             stage_revenue, counts, event_counts, failed)
             _check_absorbed(plan, failed, g, theta, first)
             logs.append((keys.customers_events[g], result[:5]))
@@ -117,16 +118,16 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     pipeline_at = -1  # the pipeline's index in logs
     if plan.has_pipeline and (sources is None or sources.pipeline):
         log = kernels.simulate_pipeline(keys.pipeline.streams(*gens), first, funnel, plan.pipeline, plan.closing,
-                                        theta, due, customers, plan.stage_values, stage_revenue,
+                                        theta, due, keep_log, plan.stage_values, stage_revenue,
                                         _pipeline_count_keys(keys).streams(*gens), counts)
         if plan.has_chain_pipeline and keys.pipeline_moves is not None:  # open deals of segments with moves (v2 B)
             chained = moves.simulate_pipeline_moves(keys.pipeline_moves.streams(*gens), first, funnel, plan.chain,
-                                                    plan.chain_pipeline, plan.closing, theta, due, customers, failed,
+                                                    plan.chain_pipeline, plan.closing, theta, due, keep_log, failed,
                                                     counts, plan.stage_values, stage_revenue)
             _check_absorbed(plan, failed, -1, theta, first)
             # one log for the pipeline: its customers draw from the pipeline's streams in this order
             log = tuple(np.concatenate([a, b]) for a, b in zip(log, chained))
-            if customers:  # grouped by trial as every log is
+            if keep_log:  # grouped by trial as every log is
                 order = np.argsort(log[0], kind="stable")
                 log = tuple(x[order] for x in log)
         logs.append((keys.customers_pipeline, log))
@@ -140,12 +141,18 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         _by_source(plan, keys, gens, first, by_source, out, due, before, new_leads_done, events_done,
                    logs[pipeline_at][1] if pipeline_at >= 0 and admitted else None,
                    [logs[i][1] for i in events_at] if admitted else None)
+    losses = []  # v2 D.2: the day each deal's customer is lost, per source (with a clawback)
+    clawing = plan.deals is not None and plan.deals.clawback and sources is None
     if after is not None:
         for key_set, log in logs:
-            _customers_of(key_set, gens, first, log, plan, theta, after)
+            loss = np.full(log[0].shape[0] if clawing else 0, -1, dtype=np.int64)
+            _customers_of(key_set, gens, first, log, plan, theta, after, loss)
+            losses.append(loss)
         if plan.installed.segment.shape[0] > 0 and sources is None:
             kernels.simulate_installed(keys.installed.streams(*gens), first, plan.installed, plan.customers, funnel,
                                        theta, after)
+    if plan.deals is not None and sources is None:  # v2 D.2, D.4 (a whole run: the rates need every source)
+        _commission_deals(plan, logs, losses, extra)
 
 
 def _admitted(plan: Plan, keys: StreamKeys, gens, first: int, n: int, logs: list, out) -> list:
@@ -318,9 +325,23 @@ def _by_source(plan: Plan, keys: StreamKeys, gens, first: int, by_source, out, d
     revenue[:, :, NEW_LEADS_SOURCE] += new_revenue
 
 
-def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after) -> None:
-    """The customers of one source's deal log (:func:`kernels.simulate_customers`)."""
-    kernels.simulate_customers(key_set.streams(*gens), first, *log, plan.customers, theta, after)
+def _customers_of(key_set, gens, first: int, log, plan: Plan, theta, after, loss) -> None:
+    """The customers of one source's deal log (:func:`kernels.simulate_customers`); ``loss``:
+    where each deal's loss day goes (v2 D.2; empty: not asked for)."""
+    window = np.int64(plan.deals.window if plan.deals is not None else -1)
+    kernels.simulate_customers(key_set.streams(*gens), first, *log, plan.customers, theta, after, loss, window)
+
+
+def _commission_deals(plan: Plan, logs: list, losses: list, extra: tuple) -> None:
+    """v2 D.4 and D.2: a block's spif payments and clawback rows, from every source's deals
+    (:mod:`forecaster.engine.deals`), into the buffers of :meth:`Plan.commission_buffers`."""
+    assert plan.deals is not None
+    free, capped, rows = plan.split_commission(extra)
+    won = deals.won_in_order([log for _, log in logs], losses)
+    if free is not None:
+        deals.spif_payments(plan.deals, won, free, capped)
+    if rows is not None:
+        deals.clawback_rows(plan.deals, won, rows)
 
 
 def kernels_of(plan: Plan) -> tuple:

@@ -91,7 +91,7 @@ LOST = 0                                                      # simulate_lost_st
 QUANTITY = 0                                                  # draw_parameters
 SHOCK_LEADS, SHOCK_CONVERT, DRIFT_LEADS, DRIFT_CONVERT = range(4)  # apply_shocks
 CAPACITY = 0                                                  # apply_capacity
-CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL = range(5)    # simulate_customers
+CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL, CLAWBACK = range(6)  # simulate_customers
 STAGE_COUNTS, COUNTS_MIXING, COUNTS_DRIFT_LEADS, COUNTS_DRIFT_CONVERT = range(4)  # v2 F1: simulate_lost_leads
 # v2 F1: the count streams given to simulate_new_leads (drawn at the end of a trial, after every
 # draw of the trial's own, which the next trial reseeds) and to simulate_pipeline (drawn between
@@ -195,7 +195,9 @@ STREAMS: dict[str, tuple[tuple[str, int], ...]] = {
                            ("{source}/renewal", RENEWAL),
                            ("{source}/repeat", REPEAT),
                            ("{source}/repeat-value", REPEAT_VALUE),
-                           ("{source}/cancel", CANCEL)),
+                           ("{source}/cancel", CANCEL),
+                           # v2 D.2: renewal decisions after end, within a clawback's window only
+                           ("{source}/clawback-renewal", CLAWBACK)),
 }
 
 # --- field types ------------------------------------------------------------------------------

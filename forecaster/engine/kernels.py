@@ -87,6 +87,7 @@ from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-expo
     CANCEL,
     CANCEL_PROBABILITY,
     CAPACITY,
+    CLAWBACK,
     CONVERT,
     COUNT,
     COUNTS_DRIFT_CONVERT,
@@ -1507,6 +1508,9 @@ def _renewals(gen_renewal, t, g, lo, anchor, k, value, rho, growth, tau, purchas
     add_months(anchor, (k + j + 1) tau): each recognised per day (inside the horizon), active
     and in MRR through it; at its end one uniform below ``rho`` renews at value x ``growth``
     (a renewal booking), otherwise the customer churns that day. Followed to the horizon's end.
+
+    Returns (churn day or -1, hi, k): with no churn inside the horizon, the next decision is
+    on day hi = add_months(anchor, k tau), on or after the horizon's end.
     """
     period_start, period_of_day = customers.period_start, customers.period_of_day
     n_days = period_of_day.shape[0]
@@ -1516,10 +1520,10 @@ def _renewals(gen_renewal, t, g, lo, anchor, k, value, rho, growth, tau, purchas
         _stock(out.active, t, g, max(lo, 0), hi, 1.0, period_start, period_of_day)
         _stock(out.mrr, t, g, max(lo, 0), hi, v / tau, period_start, period_of_day)
         if hi >= n_days:
-            return
+            return -1, hi, k
         if not _uniform(gen_renewal) < rho:
             _on_day(out.churned, t, g, hi, 1.0, period_of_day)
-            return
+            return hi, hi, k
         k += 1
         lo, hi, v = hi, add_months(anchor, k * tau, customers.start_days), v * growth
         _on_day(out.renewal, t, g, lo, v, period_of_day)
@@ -1548,7 +1552,8 @@ def _repeat_purchases(gen_repeat, gen_value, t, g, s, ends, lam, drop, purchases
 
 
 @jit
-def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_value, log_rep, customers, theta, out):
+def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_value, log_rep, customers, theta, out,
+                       loss, window):
     """The customers a source's won deals create, and their lives to the horizon's end.
 
     The i-th deal of the log (booked by :func:`simulate_new_leads` or
@@ -1576,9 +1581,18 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
     Everything is followed to the horizon's end only; each stream is reseeded at each
     trial's first deal. ``theta[t, g, customers.theta_after + i]`` holds the trial's
     ``AFTER_SALE`` quantities. Outputs (:class:`CustomerOutputs`) are added to.
+
+    v2 D.2: when ``loss`` (int64, one slot per deal, filled with -1) is not empty, the day
+    each deal's customer is lost is written there: its cancellation's, or the day a
+    subscriber churns by not renewing; a repeat buyer's dropout is not a loss. A subscriber
+    still active at the horizon's end has its renewal decisions on days d <= w + ``window``
+    drawn too, from a stream of their own (``CLAWBACK``), so that nothing inside the horizon
+    changes.
     """
-    for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
+    for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL, CLAWBACK):
         expect(streams, role, 1)
+    gen_claw = streams.gens[CLAWBACK]
+    losing = loss.shape[0] > 0
     gen_customer, gen_renewal, gen_repeat = streams.gens[CUSTOMER], streams.gens[RENEWAL], streams.gens[REPEAT]
     gen_value, gen_cancel = streams.gens[REPEAT_VALUE], streams.gens[CANCEL]
     period_start, period_of_day = customers.period_start, customers.period_of_day
@@ -1596,6 +1610,8 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
         if t != current:
             for role in (CUSTOMER, RENEWAL, REPEAT, REPEAT_VALUE, CANCEL):
                 reseed_role(streams, role, 0, trial0 + t)
+            if losing:
+                reseed_role(streams, CLAWBACK, 0, trial0 + t)
             current = t
         _on_day(new_out, t, g, w, 1.0, period_of_day)
         # the customer's own draws
@@ -1637,8 +1653,18 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
                 _stock(active_out, t, g, w, x, 1.0, period_start, period_of_day)
                 _stock(mrr_out, t, g, w, x, value / tau, period_start, period_of_day)
                 _on_day(churn_out, t, g, x, 1.0, period_of_day)
+                if losing:
+                    loss[i] = x
                 continue
-            _renewals(gen_renewal, t, g, w, w, np.int64(1), value, rho, growth, tau, purchases, rep, customers, out)
+            churn, hi, k = _renewals(gen_renewal, t, g, w, w, np.int64(1), value, rho, growth, tau, purchases, rep,
+                                     customers, out)
+            if losing:
+                while churn < 0 and hi - w <= window:  # v2 D.2: decisions after end, within the window
+                    if not _uniform(gen_claw) < rho:
+                        churn = hi
+                    k += 1
+                    hi = add_months(w, k * tau, start_days)
+                loss[i] = churn
             continue
         # a one-off or repeat buyer's first deal
         length = 0
@@ -1647,6 +1673,8 @@ def simulate_customers(streams, trial0, log_trial, log_day, log_segment, log_val
         _ratable_until(value, w, length, x, t, g, refund, rec, period_start, period_of_day)
         if x >= 0:
             _on_day(cancel_out, t, g, x, refund * value, period_of_day)
+            if losing:
+                loss[i] = x
         ends = n_days if x < 0 else min(x, n_days)  # no purchase from the cancellation's day on
         inactive = -1  # the day it becomes inactive by dropping out
         if kind == REPEAT_BUYER and lam > 0.0:

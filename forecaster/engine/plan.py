@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 
 from forecaster.calendar import Periods, day_calendar, month_of_quarter, periods
+from forecaster.engine.deals import CommissionDeals
 from forecaster.engine.interface import (
     BETA,
     COST_PER_LEAD,
@@ -164,6 +165,7 @@ class Plan:
         (trials, segments, K), after every segment's draws and before any step or shock."""
         for g, k, g_target, k_target in self.same_as:
             theta[:, g, k] = theta[:, g_target, k_target]
+    deals: CommissionDeals | None = None  # v2 D.2, D.4: spifs and clawbacks (None: neither)
 
     # the few arrays the results layer reads
     rate_is_cost = property(lambda self: self.funnel.rate_is_cost)      # (G,) bool
@@ -313,9 +315,51 @@ class Plan:
             out += (np.zeros((n, P, G)),)
         out += self.count_buffers(n)
         out += self.lead_buffers(n)
+        out += self.commission_buffers(n)  # split_commission counts from the start, split_event_counts from the end
         out += self.event_buffers(n)
         out += self.source_buffers(n)
         return out
+
+    # --- v2 D: spifs and clawbacks ------------------------------------------------------------
+
+    @property
+    def keeps_deals(self) -> bool:
+        """Whether the kernels keep a log of the deals won: for customers, spifs or clawbacks."""
+        return self.has_customers or self.deals is not None
+
+    def commission_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+        """With spifs: the spifs' payments, float64 (n, commission periods, reps) [currency],
+        those not counting toward the cap, then those that do (v2 D.4); with a clawback, an
+        object array (n,) holding each trial's rows of
+        :data:`forecaster.engine.deals.CLAWBACK_COLUMNS` (v2 D.2). In :meth:`kernel_buffers`,
+        after the leads buffer."""
+        out: tuple[np.ndarray, ...] = ()
+        if self.deals is None:
+            return out
+        if self.deals.spifs:
+            C, R = len(self.quota_periods), len(self.rep_names)
+            out += (np.zeros((n, C, R)), np.zeros((n, C, R)))
+        if self.deals.clawback:
+            rows = np.empty(n, dtype=object)
+            rows[:] = [np.zeros((0, 4)) for _ in range(n)]
+            out += (rows,)
+        return out
+
+    def split_commission(self, extra: tuple) -> tuple:
+        """(spif free, spif capped, clawback rows) among the buffers after the first four,
+        each None where the plan has no such buffer (or ``extra`` holds none: a caller that
+        passes only the first four)."""
+        if self.deals is None or not extra:
+            return None, None, None
+        at = ((len(AFTER_SALE_FLOWS) + 1 if self.has_customers else 0) + (1 if self.has_stage_values else 0)
+              + (2 if self.counting else 0) + (1 if self.cycling else 0) + (1 if self.counting_leads else 0))
+        free = capped = rows = None
+        if self.deals.spifs:
+            free, capped = extra[at], extra[at + 1]
+            at += 2
+        if self.deals.clawback:
+            rows = extra[at]
+        return free, capped, rows
 
     def split_extra(self, extra: tuple) -> tuple[tuple, np.ndarray]:
         """The buffers of :meth:`kernel_buffers` after the first four: the after-sale ones
@@ -599,7 +643,7 @@ def build_plan(sc: Scenario) -> Plan:
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
                                                              chain.to.shape[2])._asdict()) if chain else None,
         spend=_spend(sc, month, month_len, cost_slot) if sc.spends else None,
-        events=events)
+        events=events, deals=CommissionDeals.of(sc, quota.of_day))
 
 
 @dataclass(frozen=True)

@@ -163,12 +163,42 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         if any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values()):
             console.print("P(reach quota) is given for each commission period, named by its first month.",
                           style="dim")
+        print_commission_extras(summary, cur, console)  # v2 D
     if summary.get("targets"):
         table = Table(title="Targets", title_justify="left", show_edge=False, pad_edge=False)
         _add_columns(table, ("metric", "left"), ("threshold", "right"), ("P(total >= threshold)", "right"))
         for metric, t in summary["targets"].items():
             table.add_row(as_text(metric), _money(t["threshold"]), f"{t['probability']:.1%}")
         console.print(table)
+
+
+EXTRA_COLUMNS = (("spif", "spif"), ("clawback", "clawback"), ("clawback_after_end", "clawback after end"),
+                 ("net_commission", "net commission"), ("payout", "payout"), ("draw_balance", "draw owed at end"))
+"""v2 D: the per-rep columns of the commission extras' table (summary key, heading)."""
+
+
+def print_commission_extras(summary: dict, cur: str, console: Console) -> None:
+    """v2 D: each rep's spif, clawback, net commission, payout and draw balance (means over
+    trials, totals over the horizon), the draws and the chance that net earnings fall below
+    them; the plan's commission expense. Nothing for a plan without the extras."""
+    reps = summary.get("reps", {})
+    shown = [(key, head) for key, head in EXTRA_COLUMNS if any(key in r for r in reps.values())]
+    drawn = any("draw" in r for r in reps.values())
+    if shown or drawn:
+        table = Table(title=as_text(f"Commission extras by rep, means over the horizon{cur}"), title_justify="left",
+                      show_edge=False, pad_edge=False)
+        _add_columns(table, ("rep", "left"), *((head, "right") for _, head in shown),
+                     *((("draws", "right"), ("P(net < draws)", "right")) if drawn else ()))
+        for name, r in reps.items():
+            cells = [_money(r[key]["total"]["mean"]) if key in r else "" for key, _ in shown]
+            if drawn:
+                draw = r.get("draw")
+                cells += [_money(draw["total"]), f"{draw['probability_net_below']:.1%}"] if draw else ["", ""]
+            table.add_row(as_text(name), *cells)
+        console.print(table)
+    m, h = summary["metrics"], summary["horizon"]
+    if "commission_expense" in m:
+        console.print(_metric_table(f"Commission expense, all reps{cur}", m["commission_expense"], _money, h))
 
 
 def _price(x: float | None) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from forecaster.calendar import period_end, period_name as calendar_period_name, with_fiscal_quarter
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
-from forecaster.present.console import AFTER_SALE, printable, quota_chances
+from forecaster.present.console import AFTER_SALE, EXTRA_COLUMNS, printable, quota_chances
 from forecaster.results.files import Staged
 from forecaster.scenario.model import WON
 from forecaster.scenario.yamlio import NotRegularFile, open_input
@@ -1603,10 +1603,37 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                             [[r, money(v["quota"]), money(v["commission"]["total"]["mean"]),
                               money(v["commission"]["total"]["p10"]), money(v["commission"]["total"]["p90"]),
                               quota_chances(v, h)] for r, v in reps.items()]))
+        parts += commission_extras_html(summary, unit)  # v2 D
     parts.append("<p class=\"meta\">P10–P90: in 80% of simulated periods the value fell in this range. "
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
     css = (AFTER_SALE_CSS if after_sale else "") + (FUNNEL_CSS if chains or _stage_metrics(summary) else "")
     return _page(f"{summary['scenario']} – forecast", parts, css)
+
+
+def commission_extras_html(summary: dict, unit: str) -> list[str]:
+    """v2 D: each rep's spif, clawback, net commission, payout and draw balance (means,
+    totals over the horizon), the draws and P(net earnings < draws); the commission expense
+    by period. Nothing for a plan without the extras."""
+    reps, m, h = summary["reps"], summary["metrics"], summary["horizon"]
+    shown = [(key, head) for key, head in EXTRA_COLUMNS if any(key in r for r in reps.values())]
+    drawn = any("draw" in r for r in reps.values())
+    parts = []
+    if shown or drawn:
+        rows = []
+        for name, r in reps.items():
+            row = [name, *(money(r[key]["total"]["mean"]) if key in r else "" for key, _ in shown)]
+            if drawn:
+                row += [money(r["draw"]["total"]), pct(r["draw"]["probability_net_below"])] if "draw" in r else ["", ""]
+            rows.append(row)
+        parts.append(f"<h3>Spifs, clawbacks and draws, means over the horizon{esc(unit)}</h3>")
+        parts.append(_table(["rep", *(f"{head}" for _, head in shown),
+                             *(["draws", "P(net < draws)"] if drawn else [])], rows))
+    if "commission_expense" in m:
+        parts.append(f"<h3>Commission expense (net commission, amortised){esc(unit)}</h3>")
+        parts.append(_table(["period", "mean", "P10", "P50", "P90"], [
+            [with_fiscal_quarter(p["period"], h["report_by"], h.get("fiscal_year_start")), money(p["mean"]),
+             money(p["p10"]), money(p["p50"]), money(p["p90"])] for p in m["commission_expense"]["by_period"]]))
+    return parts
 
 
 def render_markdown(summary: dict, when: str) -> str:

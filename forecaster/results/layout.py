@@ -25,7 +25,13 @@ import numpy as np
 from forecaster.engine.interface import NONE
 from forecaster.engine.plan import AFTER_SALE_FLOWS, SOURCES, Plan
 from forecaster.engine.seeding import BLOCK_TRIALS
-from forecaster.results.commission import commission_by_period, commission_per_quota_period
+from forecaster.results.commission import (
+    EXTRA_VARIABLES,
+    commission_by_period,
+    commission_extras,
+    commission_per_quota_period,
+    extra_names,
+)
 from forecaster.results.files import GuardedFile, checkpoint
 from forecaster.scenario.model import Scenario
 from forecaster.version import __version__
@@ -124,6 +130,8 @@ class Layout:
             out.append(Variable("commission", ("trial", "period", "rep"), "f8",
                                 {"units": u, "long_name": "commission paid, in the period it is earned"}))
             out.append(Variable("commission_by_quota_period", ("trial", "quota_period", "rep"), "f8", {"units": u}))
+            out += [Variable(name, ("trial", *EXTRA_VARIABLES[name][0]), "f8",  # v2 D
+                             {"units": u, "long_name": EXTRA_VARIABLES[name][1]}) for name in extra_names(self.scenario)]
         if self.plan.has_customers or self.plan.has_stage_values:
             for name, (kind, unit, meaning) in AFTER_SALE_VARIABLES.items():
                 if not self.plan.has_customers and name not in ("stage_revenue", "total_bookings"):
@@ -271,6 +279,12 @@ class Layout:
             earned = commission_per_quota_period(base, self.quotas, commission)
             out["commission"] = commission_by_period(earned, self.earn_period, len(self.periods))
             out["commission_by_quota_period"] = earned
+            if extra_names(self.scenario):  # v2 D: spifs, clawbacks, draws, commission expense
+                q = self.plan.quota_periods
+                out.update(commission_extras(self.scenario, earned, base, *self.plan.split_commission(extra),
+                                             earn_period=self.earn_period, n_periods=len(self.periods),
+                                             quota_period_of_day=q.of_day, quota_last_day=q.last_day,
+                                             period_of_day=self.plan.periods.of_day))
         return out
 
 

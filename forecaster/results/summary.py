@@ -14,6 +14,7 @@ from forecaster.engine import kernels
 from forecaster.engine.interface import THETA_CONVERT, THETA_GROWTH, THETA_LEADS
 from forecaster.engine.moves import record_moves
 from forecaster.engine.plan import build_plan
+from forecaster.results.commission import EXTRA_VARIABLES, draw_schedule
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Columns
 from forecaster.results.stage_value import segment_win_probabilities
 from forecaster.results.stats import PERCENTILES, Z975, _num, describe  # noqa: F401 (re-exported: compare, tests)
@@ -48,6 +49,7 @@ class Meta:
     currency: str | None
     description: str | None = None
     stages: tuple = ()     # the stages of stage_entries and losses (v2 F1), when counted
+    draws: tuple = ()      # v2 D.3: each rep's draws over the horizon [currency], NaN without a draw
 
     @classmethod
     def of_layout(cls, layout) -> Meta:
@@ -55,7 +57,8 @@ class Meta:
         return cls(dict(layout.attrs), [d.isoformat() for d in layout.periods], tuple(layout.segments),
                    tuple(layout.reps), [d.isoformat() for d in layout.quota_periods],
                    tuple(float(q) for q in layout.quotas), sc.commission is not None, dict(sc.targets), sc.currency,
-                   sc.description, tuple(layout.plan.stage_names) if layout.plan.counting else ())
+                   sc.description, tuple(layout.plan.stage_names) if layout.plan.counting else (),
+                   _draws(sc, len(layout.quota_periods)))
 
     @classmethod
     def of_dataset(cls, ds, scenario: Scenario) -> Meta:
@@ -67,7 +70,16 @@ class Meta:
         return cls(dict(ds.attrs), labels("period"), tuple(str(s) for s in ds["segment"].values), reps,
                    labels(quota_dim) if reps else [], tuple(float(q) for q in ds["quota"].values) if reps else (),
                    "commission" in ds, dict(scenario.targets), scenario.currency, scenario.description,
-                   tuple(str(s) for s in ds["stage"].values) if "stage" in ds.dims else ())
+                   tuple(str(s) for s in ds["stage"].values) if "stage" in ds.dims else (),
+                   _draws(scenario, ds.sizes.get("quota_period", 0)))
+
+
+def _draws(sc: Scenario, n_quota_periods: int) -> tuple:
+    """v2 D.3: each rep's draws summed over the commission periods (NaN: no draw)."""
+    if sc.commission is None:
+        return ()
+    amount, _, has = draw_schedule(sc, n_quota_periods)
+    return tuple(float(a) if h else float("nan") for a, h in zip(amount.sum(axis=0), has))
 
 
 def metric_summary(cols: Columns, name: str, periods: list, index=lambda p: (p,)) -> dict:
@@ -84,7 +96,7 @@ def summarize(ds, scenario: Scenario) -> dict:
     names = [n for n in ("revenue", "won_deals", "revenue_by_segment", "won_deals_by_segment", "bookings",
                          "commission", "commission_bookings", "clv", *AFTER_SALE_VARIABLES,
                          *(f"{v}_by_segment" for v in AFTER_SALE_VARIABLES), *STAGE_METRICS,
-                         *SPEND_VARIABLES) if n in ds]
+                         *SPEND_VARIABLES, *EXTRA_VARIABLES) if n in ds]
     cols = Columns({n: ds[n].values for n in names}, ds.sizes["trial"])
     summary = summarize_columns(cols, Meta.of_dataset(ds, scenario))
 
@@ -125,6 +137,7 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     for name in ("leads", "spend"):  # v2 E.3
         if name in cols:
             metrics[name] = metric_summary(cols, name, meta.periods)
+    metrics.update(commission_extra_metrics(cols, meta))  # v2 D.6
     a = meta.attrs
     out = {"scenario": a["scenario"], "seed": a["seed"], "trials": int(a["trials"]), "metrics": metrics}
     if meta.targets:
@@ -135,7 +148,8 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
             if name in STAGE_METRICS:  # v2 F1: summed over segments
                 totals = cols.column(name, (None, None, meta.stages.index(stage)))
             else:
-                totals = cols.column(metric, (None, None) if metric == "commission" else
+                by_rep = metric in ("commission", "spif", "clawback", "net_commission", "payout")  # v2 D.6
+                totals = cols.column(metric, (None, None) if by_rep else
                                      (len(meta.periods) - 1,) if stock else (None,))
             out["targets"][metric] = {"threshold": threshold, "probability": float(np.mean(totals >= threshold))}
     out["horizon"] = {"start": a["start"], "end": a["end"], "report_by": a["report_by"], "currency": meta.currency}
@@ -155,6 +169,9 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
         out["clv"] = {seg: stats for seg, stats in zip(meta.segments, values) if stats["mean"] is not None}
     if "spend" in cols:
         out["ratios"] = ratio_summary(cols, meta)
+    for name in ("draw_balance", "clawback_after_end"):  # v2 D.6: per trial, summed over reps
+        if name in cols:
+            out[name] = describe(cols.column(name, (None,))[:, None])[0]
     if meta.reps:
         out["reps"] = {rep: rep_summary(cols, meta, r) for r, rep in enumerate(meta.reps)}
     out["forecaster_version"] = __version__
@@ -197,6 +214,18 @@ def ratio_summary(cols: Columns, meta: Meta) -> dict:
     return everything
 
 
+def commission_extra_metrics(cols: Columns, meta: Meta) -> dict:
+    """v2 D.6: ``spif``, ``clawback``, ``net_commission``, ``payout`` (summed over reps, like
+    ``commission``) and ``commission_expense``, where the plan has them (flows)."""
+    out = {}
+    for name in ("spif", "clawback", "net_commission", "payout"):
+        if name in cols:
+            out[name] = metric_summary(cols, name, meta.periods, lambda p: (p, None))
+    if "commission_expense" in cols:
+        out["commission_expense"] = metric_summary(cols, "commission_expense", meta.periods)
+    return out
+
+
 def stage_metrics(cols: Columns, meta: Meta) -> dict:
     """v2 F1: ``stage_entries.<stage>`` and ``losses.<stage>``, summed over segments (flows)."""
     out = {}
@@ -222,6 +251,26 @@ def rep_summary(cols: Columns, meta: Meta, r: int) -> dict:
                 attainment = np.median(booked) / quota
             item["quota_attainment"].append({"period": label, "probability": float(np.mean(booked >= quota)),
                                              "attainment_p50": _num(attainment)})  # None, not inf: valid JSON
+        item.update(rep_commission_extras(cols, meta, r))
+    return item
+
+
+def rep_commission_extras(cols: Columns, meta: Meta, r: int) -> dict:
+    """v2 D.6, one rep's: ``spif``, ``clawback``, ``net_commission``, ``payout`` (totals over
+    the horizon), ``draw_balance`` and ``clawback_after_end``, each ``{"total": stats}`` where
+    the plan has it; with a draw, ``draw`` = {"total": the draws over the horizon,
+    "probability_net_below": the probability that the rep's net earnings over the horizon (commission +
+    spif - clawback) fall below them}."""
+    item: dict[str, dict] = {}
+    for name in ("spif", "clawback", "net_commission", "payout"):
+        if name in cols:
+            item[name] = {"total": describe(cols.column(name, (None, r))[:, None])[0]}
+    for name in ("draw_balance", "clawback_after_end"):
+        if name in cols:
+            item[name] = {"total": describe(cols.column(name, (r,))[:, None])[0]}
+    if meta.draws and not np.isnan(meta.draws[r]):
+        net = cols.column("net_commission" if "net_commission" in cols else "commission", (None, r))
+        item["draw"] = {"total": meta.draws[r], "probability_net_below": float(np.mean(net < meta.draws[r]))}
     return item
 
 

@@ -9,8 +9,8 @@ instead of returning zeros, overflowed infinities or ``null`` statistics:
   with their growth compounded, seasonality and bought leads at the mean cost per lead, and
   the mean counts of dated lead events, v2 F2);
 * :data:`MAX_VALUE` for the mean of a deal value, a pipeline deal's amount, a lead budget
-  a month, a quota and a commission cap [currency];
-* :data:`MAX_RATE` for a commission tier's rate (a fraction of bookings);
+  a month, a quota, a commission cap, a draw and a spif's amount and budget [currency];
+* :data:`MAX_RATE` for a commission tier's rate (a fraction of bookings) and a spif's;
 * :data:`MAX_TRIALS` trials.
 
 Expected sizes are used, so a heavy-tailed rate whose mean passes may still draw a rare
@@ -251,6 +251,26 @@ def check_limits(values: dict, deals, ctx: Context) -> None:
                           f"{fmt_number(tier.rate)}")
         if commission.cap is not None and commission.cap > MAX_VALUE:
             ctx.error(("commission", "cap"), f"must be at most {MAX_VALUE:g}; got {fmt_number(commission.cap)}")
+        _commission_extra_limits(commission, team, ctx)
+
+
+def _commission_extra_limits(commission, team, ctx: Context) -> None:
+    """v2 D: the draws' and spifs' amounts the engine adds exactly (:data:`MAX_VALUE`), and a
+    spif's rate (:data:`MAX_RATE`)."""
+    amounts: list[tuple[tuple, float | None]] = [
+        (("commission", "draw", "amount"), commission.draw.amount if commission.draw else None)]
+    if team and team is not INVALID:
+        amounts += [(("team", "reps", i, "draw", "amount"), rep.draw.amount)
+                    for i, rep in enumerate(team.get("reps") or ()) if rep is not INVALID and rep.draw is not None]
+    for i, spif in enumerate(commission.spifs):
+        amounts += [(("commission", "spifs", i, "per_deal"), spif.per_deal),
+                    (("commission", "spifs", i, "budget"), spif.budget)]
+        if spif.rate is not None and spif.rate > MAX_RATE:
+            ctx.error(("commission", "spifs", i, "rate"), f"must be at most {MAX_RATE:g} (a fraction of the deal's "
+                                                          f"value: 0.01 is 1%); got {fmt_number(spif.rate)}")
+    for path, amount in amounts:
+        if amount is not None and amount > MAX_VALUE:
+            ctx.error(path, f"must be at most {MAX_VALUE:g}; got {fmt_number(amount)}")
 
 
 MAX_PURCHASES_PER_MONTH = 1000.0

@@ -264,12 +264,25 @@ class Outputs:
 
 
 @dataclass(frozen=True)
+class Draw:
+    """An advance against commission (v2 D.3): ``amount`` [currency] per commission period
+    in the first ``periods`` periods from ``start`` (None: every period); ``recoverable``:
+    repaid from later earnings above it."""
+
+    amount: float
+    recoverable: bool
+    periods: int | None = None
+
+
+@dataclass(frozen=True)
 class Rep:
-    """A sales rep: covered segments and quota per commission period [currency]."""
+    """A sales rep: covered segments and quota per commission period [currency]; ``draw``
+    (v2 D.3) replaces the plan's draw for this rep."""
 
     name: str
     segments: tuple
     quota: float
+    draw: Draw | None = None
 
 
 @dataclass(frozen=True)
@@ -278,11 +291,42 @@ class Tier:
 
     rate: float
     up_to: float | None = None
+    backdate: bool = False  # v2 D.1: reaching the band pays the bookings below it at its rate
+
+
+@dataclass(frozen=True)
+class Clawback:
+    """v2 D.2: the commission on a deal whose customer is lost within ``within_days`` days
+    of the win is taken back, ``share`` of it, at the rate it was paid."""
+
+    within_days: int
+    share: float = 1.0
+
+
+@dataclass(frozen=True)
+class Spif:
+    """v2 D.4: a bonus on every deal won of ``segments`` on a day in [``start``, ``end``]
+    (the file's ``from`` and ``to``; None: the horizon's) with value >= ``min_value``:
+    ``per_deal`` [currency] or ``rate`` x its value (exactly one is given); at most
+    ``budget`` [currency] in all (None: no limit); ``capped``: counts toward the plan's cap."""
+
+    name: str
+    segments: tuple
+    per_deal: float | None = None
+    rate: float | None = None
+    min_value: float = 0.0
+    start: date | None = None
+    end: date | None = None
+    budget: float | None = None
+    capped: bool = False
 
 
 @dataclass(frozen=True)
 class Commission:
     """The commission plan: period ('month' or 'quarter'), marginal tiers and optional cap.
+
+    v2 D: ``clawback``, ``draw``, ``spifs`` and ``amortize_months`` (the commission extras);
+    none of them changes the commission itself.
 
     ``base`` (v2 A.6): "new_bookings" (v1: the deals a rep won) or "total_bookings" (plus
     the renewals and repeat purchases of the rep's customers).
@@ -292,6 +336,15 @@ class Commission:
     tiers: tuple
     cap: float | None = None
     base: str = "new_bookings"
+    clawback: Clawback | None = None      # v2 D.2
+    draw: Draw | None = None              # v2 D.3: every rep's, unless the rep has its own
+    spifs: tuple = ()                     # v2 D.4: Spif records
+    amortize_months: int | None = None    # v2 D.5
+
+    @property
+    def backdated(self) -> bool:
+        """Whether a band is backdated (v2 D.1)."""
+        return any(t.backdate for t in self.tiers)
 
 
 @dataclass(frozen=True)

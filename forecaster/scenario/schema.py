@@ -28,11 +28,13 @@ from forecaster.scenario.model import (
     WON,
     Cancel,
     Capacity,
+    Clawback,
     Closing,
     Clv,
     Commission,
     Cost,
     Customer,
+    Draw,
     LeadEvent,
     Leads,
     Move,
@@ -42,6 +44,7 @@ from forecaster.scenario.model import (
     Response,
     Segment,
     Shocks,
+    Spif,
     Stage,
     Subscription,
     Tier,
@@ -73,7 +76,10 @@ CUSTOMER_FLOWS = ("recognised_revenue", "renewal_bookings", "repeat_revenue", "c
 """The after-sale flows (v2 A.3): amounts or counts summed over each period's days."""
 CUSTOMER_STOCKS = ("active_customers", "mrr")
 """The after-sale stocks (v2 A.3): levels at the end of each period's last day in the horizon."""
-TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue", "leads", "spend")
+COMMISSION_EXTRA_METRICS = ("spif", "clawback", "net_commission", "payout", "commission_expense")
+"""v2 D.6: the commission extras' metrics (each only where the plan has what produces it)."""
+TARGET_METRICS = METRICS + CUSTOMER_FLOWS + CUSTOMER_STOCKS + ("stage_revenue", "leads", "spend") \
+    + COMMISSION_EXTRA_METRICS
 """Metrics a target may name (each only where the scenario has it)."""
 STAGE_METRICS = ("stage_entries", "losses")
 """v2 F1: metrics by stage, named ``<metric>.<stage>`` (with the output asked for under ``outputs``)."""
@@ -411,13 +417,27 @@ OUTPUTS = Record(
     },
 )
 
+DRAW = Record(
+    name="a draw mapping",
+    doc="An advance paid against commission in each commission period (v2 D.3).",
+    make=lambda amount, recoverable, periods: Draw(amount, recoverable, None if periods is None else int(periods)),
+    fields={
+        "amount": Field(Num(lo=0.0, doc="Advance per commission period. [currency]"), required=True),
+        "recoverable": Field(Flag(doc="Whether advances are repaid from later earnings above the draw."),
+                             required=True),
+        "periods": Field(Num(lo=1, integer=True, what="a whole number of commission periods",
+                             doc="Commission periods from start with a draw (default: every period).")),
+    },
+)
+
 REP = Record(
     name="a rep",
-    make=lambda name, segments, quota: Rep(name, tuple(segments), quota),
+    make=lambda name, segments, quota, draw: Rep(name, tuple(segments), quota, draw),
     fields={
         "name": Field(Name("a rep name"), required=True),
         "segments": Field(ListOf(Name("a segment name"), min_items=1, unique=True), required=True),
         "quota": Field(Num(lo=0.0, lo_open=True, doc="Quota per commission period. [currency]"), required=True),
+        "draw": Field(DRAW),
     },
 )
 
@@ -440,10 +460,12 @@ TEAM = Record(
 
 TIER = Record(
     name="a commission tier",
-    make=lambda rate, up_to: Tier(rate=rate, up_to=up_to),
+    make=lambda rate, up_to, backdate: Tier(rate=rate, up_to=up_to, backdate=backdate),
     fields={
         "up_to": Field(Num(lo=0.0, lo_open=True, doc="Upper end of the band, as a fraction of quota.")),
         "rate": Field(Num(lo=0.0, doc="Marginal commission rate on bookings in the band."), required=True),
+        "backdate": Field(Flag(doc="Reaching the band pays every booking below it at its rate (v2 D.1)."),
+                          default=False),
     },
 )
 
@@ -469,13 +491,84 @@ def _tiers_increase(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                                        f"tiers' up_to values strictly increase; got {fmt_number(t.up_to)}")
         if t.up_to is not None:
             prev = max(prev, t.up_to)
+    if tiers and tiers[0].backdate:  # v2 D.1
+        ok = False
+        ctx.error(path + ("tiers", 0, "backdate"), "the first band has no bookings below it to repay; "
+                                                   "remove backdate from tiers[0]")
+    return ok
+
+
+MAX_CLAWBACK_DAYS = 36525
+"""Longest clawback window (100 years): the engine follows each subscriber's renewals through it."""
+MAX_AMORTIZE_MONTHS = 1200
+"""Longest amortisation (100 years), as ``clv.horizon_months``."""
+
+CLAWBACK = Record(
+    name="a clawback mapping",
+    doc="Commission taken back when a deal's customer is lost soon after the win (v2 D.2).",
+    make=lambda within_days, share: Clawback(int(within_days), share),
+    fields={
+        "within_days": Field(Num(lo=1, hi=MAX_CLAWBACK_DAYS, integer=True, what="a whole number of days",
+                                 doc="A customer lost within this many days of the win is clawed back."),
+                             required=True),
+        "share": Field(Num(lo=0.0, hi=1.0, what="a share in [0, 1]",
+                           doc="Share of the deal's commission taken back."), default=1.0),
+    },
+)
+
+
+def _spif_amount(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    given = [k for k in ("per_deal", "rate") if v[k] is not None]
+    if len(given) != 1:
+        ctx.error(path, "must give exactly one of per_deal (currency per deal) and rate (a fraction of the "
+                        f"deal's value); found {' and '.join(given) if given else 'neither'}")
+        return False
+    if v["from"] not in (None, INVALID) and v["to"] not in (None, INVALID) and v["from"] > v["to"]:
+        ctx.error(path + ("to",), f"must be on or after from ({v['from'].isoformat()}); got {v['to'].isoformat()}")
+        return False
+    return True
+
+
+SPIF = Record(
+    name="a spif",
+    doc="A bonus on every qualifying deal won (v2 D.4).",
+    checks=(_spif_amount,),
+    make=lambda **k: Spif(k["name"], tuple(k["segments"]), k["per_deal"], k["rate"], k["min_value"], k["from"],
+                          k["to"], k["budget"], k["capped"]),
+    fields={
+        "name": Field(Name("a spif name"), required=True),
+        "segments": Field(ListOf(Name("a segment name"), min_items=1, unique=True,
+                                 doc="Segments whose deals qualify."), required=True),
+        "per_deal": Field(Num(lo=0.0, doc="Paid per qualifying deal. [currency]")),
+        "rate": Field(Num(lo=0.0, doc="Paid per qualifying deal, as a fraction of its value.")),
+        "min_value": Field(Num(lo=0.0, doc="Smallest value of a qualifying deal. [currency]"), default=0.0),
+        "from": Field(Date(doc="First day a deal won qualifies (default: start).")),
+        "to": Field(Date(doc="Last day a deal won qualifies (default: end).")),
+        "budget": Field(Num(lo=0.0, lo_open=True, doc="The most the spif pays in all; deals are paid in the "
+                                                      "order they are won. [currency]")),
+        "capped": Field(Flag(doc="Whether the spif counts toward commission.cap."), default=False),
+    },
+)
+
+
+def _unique_spif_names(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    spifs = v["spifs"]
+    if spifs in (None, INVALID):
+        return True
+    ok, names = True, [s.name for s in spifs]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            ok = False
+            ctx.error(path + ("spifs", i, "name"), f"repeats the spif name {n!r}; spif names are unique")
     return ok
 
 
 COMMISSION = Record(
     name="a commission plan",
-    make=lambda period, tiers, cap, base: Commission(period, tuple(tiers), cap, base),
-    checks=(_tiers_increase,),
+    make=lambda period, tiers, cap, base, clawback, draw, spifs, amortize_months: Commission(
+        period, tuple(tiers), cap, base, clawback, draw, tuple(spifs),
+        None if amortize_months is None else int(amortize_months)),
+    checks=(_tiers_increase, _unique_spif_names),
     fields={
         "period": Field(Choice(("quarter", "month"), doc="Calendar period each quota is for."), required=True),
         "tiers": Field(ListOf(TIER, min_items=1, doc="Marginal rates by attainment band."), required=True),
@@ -483,6 +576,12 @@ COMMISSION = Record(
         "base": Field(Choice(("new_bookings", "total_bookings"),
                              doc="What the plan pays on: the deals a rep won, or also the renewals and repeat "
                                  "purchases of the rep's customers."), default="new_bookings"),
+        "clawback": Field(CLAWBACK),
+        "draw": Field(DRAW),
+        "spifs": Field(ListOf(SPIF, doc="Bonuses per qualifying deal (v2 D.4)."), default=()),
+        "amortize_months": Field(Num(lo=0, hi=MAX_AMORTIZE_MONTHS, integer=True, what="a whole number of months",
+                                     doc="Net commission expensed over this many months from the day it is "
+                                         "earned (0: on that day), reported as commission_expense (v2 D.5).")),
     },
 )
 
@@ -619,6 +718,7 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
             seg.spends or any(getattr(e, "cost", 0.0) for e in getattr(seg.leads, "events", ()))
             for seg in v["segments"].values() if seg is not INVALID)
         has |= ({"leads"} if outputs.leads or spends else set()) | ({"spend"} if spends else set())
+    has |= _commission_extra_metrics(v)
     if targets not in (None, INVALID):
         for metric in targets:
             if metric not in has and metric != "commission":
@@ -627,8 +727,21 @@ def _after_sale(v: dict[str, Any], path: Path, ctx: Context) -> bool:
                                                       "(it needs a customer block or a stage value; "
                                                       "stage_entries.<stage> and losses.<stage> need that output "
                                                       "under outputs and a stage of stages; leads and spend need "
-                                                      "that output, spend also a cost or a budget)")
+                                                      "that output, spend also a cost or a budget; spif, "
+                                                      "clawback, net_commission, payout and commission_expense "
+                                                      "the commission key that produces them)")
     return ok
+
+
+def _commission_extra_metrics(v: dict[str, Any]) -> set:
+    """v2 D.6: the metrics the commission extras of the scenario produce."""
+    plan, team = v["commission"], v["team"]
+    if plan in (None, INVALID):
+        return set()
+    drawn = plan.draw is not None or (team not in (None, INVALID) and any(r.draw is not None for r in team["reps"]))
+    return {name for name, on in (("spif", bool(plan.spifs)), ("clawback", plan.clawback is not None),
+                                  ("net_commission", bool(plan.spifs) or plan.clawback is not None),
+                                  ("payout", drawn), ("commission_expense", plan.amortize_months is not None)) if on}
 
 
 def _horizon(v: dict[str, Any], path: Path, ctx: Context) -> bool:
@@ -786,6 +899,7 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
     if targets not in (None, INVALID) and "commission" in targets and commission is None:
         ok = False
         ctx.error(path + ("targets", "commission"), "needs a commission plan: there is no `commission`")
+    ok = _commission_extras(v, path, ctx) and ok
     if team in (None, INVALID) or segments is INVALID:
         return ok
     covered = set()
@@ -802,6 +916,42 @@ def _team_and_commission(v: dict[str, Any], path: Path, ctx: Context) -> bool:
             ok = False
             ctx.error(path + ("team", "reps"), f"cover no rep for segment {seg!r}: with a team, every "
                                                "segment needs at least one rep to receive its deals")
+    return ok
+
+
+def _commission_extras(v: dict[str, Any], path: Path, ctx: Context) -> bool:
+    """v2 D.6: what the commission extras need: a rep's draw a plan, a spif known segments
+    (and, with a capacity, a customer block, which makes the team admit deals one by one), a
+    clawback a way for customers to be lost."""
+    team, commission, segments = v["team"], v["commission"], v["segments"]
+    ok = True
+    if team not in (None, INVALID) and commission is None:
+        for i, rep in enumerate(team["reps"]):
+            if rep.draw is not None:
+                ok = False
+                ctx.error(path + ("team", "reps", i, "draw"), "needs a commission plan: a draw is an advance "
+                                                              "against commission; add commission or remove it")
+    if commission in (None, INVALID) or segments in (None, INVALID):
+        return ok
+    for i, spif in enumerate(commission.spifs):
+        for j, seg in enumerate(spif.segments):
+            if seg not in segments:
+                ok = False
+                ctx.error(path + ("commission", "spifs", i, "segments", j),
+                          f"names {seg!r}, which is not a segment{suggest(seg, segments)}; "
+                          f"segments: {', '.join(segments)}")
+    customers = any(seg.customer is not None for seg in segments.values() if seg is not INVALID)
+    if commission.spifs and v["capacity"] not in (None, INVALID) and not customers:
+        ok = False
+        ctx.error(path + ("commission", "spifs"), "cannot be combined with capacity yet, unless a segment has a "
+                                                  "customer block (then the team admits deals one by one and each "
+                                                  "deal's win day is known); remove one")
+    if commission.clawback is not None and not any(
+            seg.customer is not None and (seg.customer.cancel is not None or seg.customer.subscription is not None)
+            for seg in segments.values() if seg is not INVALID):
+        ok = False
+        ctx.error(path + ("commission", "clawback"), "needs a way for customers to be lost: customer.cancel or "
+                                                     "customer.subscription in some segment")
     return ok
 
 

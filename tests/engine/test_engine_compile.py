@@ -161,7 +161,8 @@ def test_the_stream_table_names_the_streams_of_before():
                                       "drift_walks", "simulate_lost_stage_values_moves"}  # v2 B.4, F11
     # after the sale (v2 A.4): a set of streams per source of customers
     assert keys.customers_new_leads[0].names == tuple(f"segment/{g}/{s}" for s in (
-        "customer", "renewal", "repeat", "repeat-value", "cancel"))
+        "customer", "renewal", "repeat", "repeat-value", "cancel",
+        "clawback-renewal"))  # v2 D.2: renewal decisions after end, drawn only with a clawback
     assert keys.customers_pipeline.names[0] == "pipeline/customer" and keys.installed.names[0] == "installed/customer"
     assert all(hasattr(kernels, name) or hasattr(moves, name) or hasattr(events, name) for name in interface.STREAMS)
     with pytest.raises(ValueError, match="two rows"):
