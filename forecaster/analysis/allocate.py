@@ -329,6 +329,7 @@ class _Evaluator:
         scaled alike), through the variant machinery (``set:``/``scale:`` by key path), checked
         like any scenario."""
         set_, scale = {}, {}
+        budgets = {g: max(0.0, _round(b)) for g, b in budgets.items()}  # a residue of 1e-55 is 0
         for g, budget in budgets.items():
             ch = self.channels[g]
             set_[Literal(("segments", ch.name, "leads", "budget_per_month"))] = float(budget)
@@ -340,7 +341,7 @@ class _Evaluator:
             raise ScenarioError(f"{self.path} (budgets {shown})", problems)
         sc = build_scenario(doc, {}, f"{self.path} (budgets {shown})", base_dir=Path(self.path).parent, raw=self.raw,
                             source=Path(self.path))
-        return dataclasses.replace(sc, outputs=Outputs()).with_run(self.trials, self.seed)
+        return dataclasses.replace(sc, outputs=Outputs(spend=False)).with_run(self.trials, self.seed)
 
     def _run(self, sc: Scenario, segment: int | None, keep_inputs: bool = False):
         """One run of ``sc``: whole (``segment`` None) or of the new leads of the scenario's

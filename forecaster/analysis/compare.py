@@ -49,7 +49,9 @@ AFTER_SALE_METRICS = tuple(AFTER_SALE_VARIABLES)
 """The after-sale outputs (v2 A.3), present when a segment has a ``customer`` block:
 ``recognised_revenue``, ``renewal_bookings``, ``repeat_revenue``, ``cancellations``,
 ``total_bookings``, the customer counts, and the stocks ``active_customers`` and ``mrr``."""
-METRICS = V1_METRICS + AFTER_SALE_METRICS
+SPEND_METRICS = ("leads", "spend")
+"""v2 E.3: compared when every scenario reports them (flows)."""
+METRICS = V1_METRICS + AFTER_SALE_METRICS + SPEND_METRICS
 STOCKS = frozenset(name for name, (kind, _, _) in AFTER_SALE_VARIABLES.items() if kind == "stock")
 """Metrics that are levels, not flows: their total is the level at the end of the horizon."""
 
@@ -68,7 +70,7 @@ def per_trial_metrics(ds) -> dict:
     out = {"revenue": ds["revenue"].values, "won_deals": ds["won_deals"].values.astype(float)}
     if "commission" in ds:
         out["commission"] = ds["commission"].sum("rep").values
-    for name in AFTER_SALE_METRICS:
+    for name in AFTER_SALE_METRICS + SPEND_METRICS:
         if name in ds:
             out[name] = ds[name].values.astype(float)
     return out
@@ -210,7 +212,8 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     trials = base.trials if trials is None else trials
     seed = base.seed if seed is None else seed
     # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
-    metrics_kept = len(V1_METRICS) + (len(AFTER_SALE_METRICS) if any(sc.has_customers for sc in scenarios) else 0)
+    metrics_kept = (len(V1_METRICS) + (len(AFTER_SALE_METRICS) if any(sc.has_customers for sc in scenarios) else 0)
+                    + (len(SPEND_METRICS) if any(sc.counts_leads for sc in scenarios) else 0))
     kept = 3 * 8 * metrics_kept * sum(len(periods(sc.start, sc.end, sc.report_by, sc.fiscal_start_month).starts)
                                       for sc in scenarios)
     n = len(variants)
@@ -245,6 +248,8 @@ def metric_unit(metric: str, currency: str) -> str:
     """A metric's unit: deals, customers, or the currency."""
     if metric == "won_deals":
         return "deals"
+    if metric == "leads":
+        return "leads"
     unit = AFTER_SALE_VARIABLES[metric][1] if metric in AFTER_SALE_VARIABLES else "currency"
     return currency if unit == "currency" else unit
 

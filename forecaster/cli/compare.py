@@ -82,6 +82,8 @@ AFTER_SALE_PRINTED = {
     "cancellations": ("Cancellations", "total over the horizon"),
     "active_customers": ("Active customers", "at the end of the horizon"),
     "mrr": ("MRR", "at the end of the horizon"),
+    "leads": ("Leads", "total over the horizon"),  # v2 E.3
+    "spend": ("Spend", "total over the horizon"),
 }
 
 
@@ -96,8 +98,8 @@ def _v1_view(summary: dict) -> dict:
 
 
 def _print_after_sale(summary: dict, currency: str | None) -> None:
-    """The after-sale metrics' tables, as the console prints revenue's (those that are 0 in
-    every scenario and trial are left out)."""
+    """The after-sale metrics' tables, and leads and spend (v2 E.3), as the console prints
+    revenue's (those that are 0 in every scenario and trial are left out)."""
     import sys
 
     from rich.table import Table
@@ -113,8 +115,8 @@ def _print_after_sale(summary: dict, currency: str | None) -> None:
         totals = [scen[metric]["total"] for scen in summary["scenarios"].values()]
         if all(t["mean"] == 0 and not t["std"] for t in totals):
             continue
-        fmt = _count if metric == "active_customers" else _money
-        unit = "" if metric == "active_customers" else cur
+        fmt = _count if metric in ("active_customers", "leads") else _money
+        unit = "" if metric in ("active_customers", "leads") else cur
         console = console or Console(width=None if sys.stdout.isatty() else 140)
         table = Table(title=as_text(f"{title}{unit}, {when}"), title_justify="left", show_edge=False, pad_edge=False)
         _add_columns(table, ("scenario", "left"), ("mean", "right"), ("difference (95% CI)", "right"),

@@ -89,10 +89,11 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
     if "objective" in d:
         line += f"; {summary['objective'].upper()} {_signed(fmt, d['objective'])}"
     console.print(printable(line), highlight=False, soft_wrap=True)
-    table = Table(title=f"Marginal return of {money(_step(summary))} {printable(cur)} more a month{unit}",
+    table = Table(title=f"Marginal return of {money(_step(summary))} {printable(cur)} more a month: the mean change of "
+                        f"the total over the horizon{unit}",
                   title_justify="left", show_edge=False, pad_edge=False)
     _add_columns(table, ("segment (at its best budget)", "left"), ("change of the total (95% CI)", "right"),
-                 (f"per 1 {printable(cur)} a month", "right"))
+                 (f"per 1 {printable(cur)} more a month (horizon total)", "right"))
     for name, m in summary["marginal_return"].items():
         table.add_row(as_text(name), f"{_signed(fmt, m['mean'])} ({_signed(fmt, m['mean_ci_low'])} – "
                                      f"{_signed(fmt, m['mean_ci_high'])})", f"{m['per_currency']:,.3g}")

@@ -1593,6 +1593,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                           f"{s['won_deals']['total']['mean']:,.1f}"] for seg, s in summary["segments"].items()]))
     if after_sale:
         parts += after_sale_html(summary)
+    parts += spend_html(summary, unit)  # v2 E.3
     if summary.get("reps") and "commission" in m:
         parts.append(f"<h2>Commission per rep {esc(cur)}</h2>")
         reps = summary["reps"]
@@ -1608,6 +1609,55 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
                  "The 95% CI describes how precisely the trials pin down the mean.</p>")
     css = (AFTER_SALE_CSS if after_sale else "") + (FUNNEL_CSS if chains or _stage_metrics(summary) else "")
     return _page(f"{summary['scenario']} – forecast", parts, css)
+
+
+def _ratio_cell(item: dict, fmt) -> str:
+    """A ratio's mean (P10 – P90), or "-" where it is undefined in every trial."""
+    if item.get("mean") is None:
+        return "-"
+    return f"{fmt(item['mean'])} ({fmt(item['p10'])} – {fmt(item['p90'])})"
+
+
+def _price(x: float) -> str:
+    return f"{x:,.2f}" if abs(x) < 100 else money(x)
+
+
+def spend_html(summary: dict, unit: str) -> list[str]:
+    """v2 E.3: leads and spend per period, each segment's, and the returns on spend (spend
+    per lead, CAC, ROI: mean and P10–P90 of the trials' ratios). Nothing without them."""
+    m, h = summary["metrics"], summary["horizon"]
+    if "leads" not in m:
+        return []
+    spend = "spend" in m
+    parts = ["<h2>Leads" + (", spend and returns" if spend else "") + "</h2>"]
+    head = ["period", "leads mean", "leads P10 – P90"] + ([f"spend mean{unit}", "spend P10 – P90"] if spend else [])
+    rows = []
+    for k, p in enumerate(m["leads"]["by_period"]):
+        row = [with_fiscal_quarter(p["period"], h["report_by"], h.get("fiscal_year_start")), _count(p["mean"]),
+               f"{_count(p['p10'])} – {_count(p['p90'])}"]
+        if spend:
+            q = m["spend"]["by_period"][k]
+            row += [money(q["mean"]), f"{money(q['p10'])} – {money(q['p90'])}"]
+        rows.append(row)
+    parts.append(_table(head, rows))
+    ratios = summary.get("ratios")
+    if ratios:
+        names = [(key, label, fmt) for key, label, fmt in (
+            ("spend_per_lead", f"spend per lead{unit}", _price), ("cac", f"CAC (spend per deal won){unit}", _price),
+            ("roi", "ROI ((revenue − spend) / spend)", pct), ("roi_total", "ROI on total bookings", pct))
+            if key in ratios]
+        segs = summary.get("segments", {})
+        rows = [["all (blended)", "", "", *(_ratio_cell(ratios[key], fmt) for key, _, fmt in names)]]
+        for seg in next(iter(ratios.values())).get("by_segment", {}):
+            s = segs.get(seg, {})
+            rows.append([seg, _count(s["leads"]["total"]["mean"]) if "leads" in s else "",
+                         money(s["spend"]["total"]["mean"]) if "spend" in s else "",
+                         *(_ratio_cell(ratios[key]["by_segment"][seg], fmt) for key, _, fmt in names)])
+        parts.append("<h3>Returns on spend over the horizon: mean (P10 – P90) of the trials</h3>")
+        parts.append(_table(["segment", "leads mean", f"spend mean{unit}", *(label for _, label, _ in names)], rows))
+        parts.append('<p class="meta">A ratio leaves out the trials where its denominator is 0; "-": 0 in every '
+                     "trial (a segment that spends nothing has no ROI).</p>")
+    return parts
 
 
 def commission_extras_html(summary: dict, unit: str) -> list[str]:
@@ -1647,6 +1697,11 @@ def render_markdown(summary: dict, when: str) -> str:
              f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
     for t, v in summary.get("targets", {}).items():
         lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
+    if "spend" in m and summary.get("ratios"):  # v2 E.3
+        roi, cac = summary["ratios"]["roi"], summary["ratios"]["cac"]
+        lines.append(f"- Spend: mean {money(m['spend']['total']['mean'])}; ROI mean {pct(roi['mean'])}"
+                     f" (P10–P90 {pct(roi['p10'])} – {pct(roi['p90'])}); CAC mean "
+                     f"{money(cac['mean']) if cac['mean'] is not None else '-'}")
     fy = h.get("fiscal_year_start")
     lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | "

@@ -164,6 +164,10 @@ def summarize_columns(cols: Columns, meta: Meta) -> dict:
     won = describe_columns(cols, "won_deals_by_segment", seg_index)
     out["segments"] = {seg: {"revenue": {"total": revenue[g]}, "won_deals": {"total": won[g]}}
                        for g, seg in enumerate(meta.segments)}
+    for name in ("leads", "spend"):  # v2 E.3: each segment's totals over the horizon
+        if f"{name}_by_segment" in cols:
+            for g, stats in enumerate(describe_columns(cols, f"{name}_by_segment", seg_index)):
+                out["segments"][meta.segments[g]][name] = {"total": stats}
     if "clv" in cols:  # v2 A.3: per segment with a customer block, statistics over trials
         values = describe_columns(cols, "clv", [(g,) for g in range(len(meta.segments))])
         out["clv"] = {seg: stats for seg, stats in zip(meta.segments, values) if stats["mean"] is not None}

@@ -283,3 +283,39 @@ def test_leads_of_a_segment_with_moves_under_a_conversion_drift_keep_their_rate(
         within(L[:, k].mean(), 20 * days, math.sqrt(20 * days / n))
         assert 0.93 < L[:, k].var(ddof=1) / (20 * days) < 1.07
     assert np.corrcoef((L - W)[:, 2], W[:, 2])[0, 1] < -0.2  # the walk: more won, fewer not won
+
+
+def test_sensitivity_of_a_bought_segment_shows_its_saturation(tmp_path):
+    """C.4: the leads lever scales the budget, not the reference: +10% budget gives 1.1^0.5 - 1 of
+    the leads with elasticity 0.5 (a run with spend and an event cost, which sensitivity once refused)."""
+    import json
+    import subprocess
+    import sys
+
+    body = """\
+stages: [deal]
+segments:
+  search:
+    leads: {budget_per_month: 1000, cost_per_lead: 10,
+            response: {reference_budget: 1000, curve: power, elasticity: 0.5}}
+    cost: {per_month: 100}
+    funnel: {deal: {convert: 1, days: 0}}
+    deal_value: 1
+  organic:
+    leads: {per_month: 100, events: [{date: 2027-02-01, count: 50, cost: 100}]}
+    funnel: {deal: {convert: 1, days: 0}}
+    deal_value: 1
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(HEAD.format(trials=2000) + body)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "forecaster", "sensitivity", str(path), "--out", str(out),
+                           "--trials", "4000"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    levers = {item["lever"]: item for item in json.loads((out / "sensitivity.json").read_text())["levers"]}
+    for sign, step in (("plus", 1.1), ("minus", 0.9)):
+        got = levers["search: leads"][sign]["won_deals"]
+        expected = 300 * (step ** 0.5 - 1)  # 1,000 / 10 leads a month for three months
+        assert got["mean_ci_low"] - 1 <= expected <= got["mean_ci_high"] + 1, (sign, got, expected)
+    # the organic lever scales its rate, not the event's count: +10% of 300
+    assert levers["organic: leads"]["plus"]["won_deals"]["mean"] == pytest.approx(30, abs=3)
