@@ -638,7 +638,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     doc = cast(dict, data)  # the mapping load_scenario has just read and checked
     # a sensitivity reads totals and the stage value table: the outputs that add arrays to a run
     # (counts by stage, results by source, cycle times, coverage, leads and spend) are not asked of its runs
-    outputs = doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {}
+    outputs: dict = doc["outputs"] if isinstance(doc.get("outputs"), dict) else {}
     doc["outputs"] = {**{k: v for k, v in outputs.items() if k == "stage_value"}, "spend": False}
     base_sc = dataclasses.replace(base_sc, outputs=Outputs(stage_value=base_sc.outputs.stage_value, spend=False))
     trials = min(base_sc.trials, DEFAULT_TRIALS) if trials is None else trials
