@@ -590,7 +590,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
     gen_path = streams.gens[M_PATH]
     failed[0] = -1
-    t = 0
+    t = np.int64(0)  # not a literal: lead_growth, a shared helper, would compile twice
     while t < theta.shape[0]:
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH):

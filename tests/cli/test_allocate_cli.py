@@ -26,7 +26,8 @@ def test_allocate_prints_the_splits_and_writes_json_and_page(tmp_path):
     for fragment in ("400,000 USD a month over 3 bought segments, maximising the expected total revenue",
                      "Monthly budget by segment [USD per month]", "current (the file's)", "20,000 – no max",
                      "Forecast of total revenue over the horizon [USD]", "best − current, paired trial by trial",
-                     "Marginal return of 1,000 USD more a month [USD]", "splits evaluated with",
+                     "Marginal return of 1,000 USD more a month: the mean change of the total over the horizon [USD]",
+                     "splits evaluated with",
                      "the file's budgets sum to 500,000.00, not --total-budget 400,000.00",
                      "budget_by_month months are scaled by the factor", "allocate.json and"):
         assert fragment in text, fragment
