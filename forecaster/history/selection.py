@@ -38,6 +38,15 @@ Instead, a walk-forward *inside the history known on the as-of date* decides:
    coverage is short of 80%; a capacity's cv alone cannot widen months the cap does not
    bind).
 
+Two parts explain the same sign and are never kept together unless both are forced on
+(:data:`EXCLUSIVE`): the drifting **speed** and the team's **capacity**. Both read wins that
+come later and later; the speed part as a cycle that slows (it stretches the time to win
+and extrapolates the stretch), the capacity as deals waiting for a team that closes what it
+can. Together the wait is counted twice: the stretched cycle makes fewer wins due than the
+cap, and the forecast falls below what the team closes every month (on the synthetic
+saturated team, 58 won deals a month forecast against a cap of 81 and 98 actual; with the
+capacity alone, 81). So once one of them is kept, the other is no longer a candidate.
+
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.
 """
@@ -67,6 +76,14 @@ MIN_GAIN = 0.02
 MIN_AGREE = 2 / 3
 SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 NOMINAL = 0.8
+EXCLUSIVE = (frozenset({"speed", "capacity"}),)
+"""Pairs of parts that explain the same sign (module docstring): once one is kept (or
+forced on), the other is not a candidate; both are kept only when both are forced on."""
+
+
+def excluded_by(kept) -> set[str]:
+    """The parts that may no longer join ``kept`` (:data:`EXCLUSIVE`)."""
+    return {other for pair in EXCLUSIVE for part in kept if part in pair for other in pair if other != part}
 
 
 def _month_end(y: int, m: int) -> date:
@@ -273,7 +290,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
 
     kept = _ordered(forced_on)
     steps = [{"kept": list(kept), "score": score(kept)}]
-    candidates = [m for m in fitted if m not in kept and m not in forced_off]
+    candidates = [m for m in fitted if m not in kept and m not in forced_off and m not in excluded_by(kept)]
     while candidates:
         tries = {m: score(_ordered(kept + (m,))) for m in candidates}
         best = min(tries, key=tries.__getitem__)
@@ -281,7 +298,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         if not better(_ordered(kept + (best,)), kept):
             break
         kept = _ordered(kept + (best,))
-        candidates.remove(best)
+        candidates = [m for m in candidates if m != best and m not in excluded_by(kept)]
     before = coverage(kept)
     configs = spread_configs(kept, fitted, forced_off, before)
     widen, reached = 1.0, before
