@@ -155,6 +155,9 @@ class Plan:
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
     spend: Spend | None = None      # v2 E.3: what each segment spends (None: spend is not reported)
     events: Events | None = None    # v2 F2: the dated lead events (None: none)
+    event_means: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0))
+    """(E,) float: each event's expected count [leads], the mean of its ``count`` law (v2 F2; a
+    fixed count is itself), in the order of :attr:`events`; the summary's funnel reads it."""
     same_as: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
     """(L, 4) int64: v2 E.1's shared draws as (holder segment, holder slot, target segment, target
     slot) of theta; each target draws its own value, so the copies may be made in any order."""
@@ -643,7 +646,8 @@ def build_plan(sc: Scenario) -> Plan:
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
                                                              chain.to.shape[2])._asdict()) if chain else None,
         spend=_spend(sc, month, month_len, elapsed, cost_slot) if sc.spends else None,
-        events=events, deals=CommissionDeals.of(sc, quota.of_day))
+        events=events, deals=CommissionDeals.of(sc, quota.of_day),
+        event_means=np.array([e.count.mean() for seg in sc.segments.values() for e in seg.leads.events], dtype=float))
 
 
 @dataclass(frozen=True)

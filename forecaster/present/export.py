@@ -397,8 +397,9 @@ def _funnel_table(funnel: dict) -> Table:
             Column("expected_entering", "leads", "count"), Column("open_pipeline", "deals", "integer")]
     if chained:
         cols += [Column("visits_per_new_lead", "visits", "number"), Column("win_probability", FRACTION, "fraction")]
-    table = Table("funnel", "expected new leads entering each stage over the horizon (averaged over the trials' "
-                            "draws; the row 'won' counts those won eventually) and the open pipeline's deals in "
+    table = Table("funnel", "expected leads entering each stage over the horizon (new leads at the first stage, "
+                            "dated lead events' at their own; averaged over the trials' draws; the row 'won' "
+                            "counts those won eventually) and the open pipeline's deals in "
                             "each stage at the start" + ("; for a segment with moves every visit is an entry, with "
                                                          "a new lead's expected visits and the eventual win "
                                                          "probability of a deal entering the stage" if chained else ""),
