@@ -569,8 +569,11 @@ def sensitivity_tables(summary: dict, currency: str | None = None) -> list[Table
     if summary.get("skipped"):
         tables.append(generic_table("skipped", "levers that could not move, and why",
                                     [([], v) for v in summary["skipped"]], [], units))
+    if summary.get("notes"):  # v2 F2
+        tables.append(generic_table("notes", "notes on levers: what a leads lever does not scale (dated lead events' "
+                                             "counts)", [([], v) for v in summary["notes"]], [], units))
     known = {"scenario", "seed", "trials", "step", "metric", "base", "levers", "three_moves", "variance_shares",
-             "skipped", *rankings}
+             "skipped", "notes", *rankings}
     return tables + _other_tables(summary, known, units)
 
 
