@@ -515,8 +515,9 @@ def compare_tables(summary: dict, currency: str | None = None) -> list[Table]:
         tables.append(period_table(key, f"{what}: revenue, won deals, commission per period and in total",
                                    v1, [Column(label, None, "text")], units))
         if any(b for _, b in rest):
-            tables.append(period_table(f"{key}_after_sale", f"{what}: after-sale outputs (a stock's total: its "
-                                                            "level at the end)", rest,
+            tables.append(period_table(f"{key}_after_sale", f"{what}: after-sale outputs, leads and spend, and "
+                                                            "the commission extras' flows summed over reps (a "
+                                                            "stock's total: its level at the end)", rest,
                                        [Column(label, None, "text")], units))
         extra = list(dict.fromkeys(k for item in data.values() for k, v in item.items() if not _is_block(v)))
         if extra:  # one table of the other fields, a row per entry and field (a declared name)
