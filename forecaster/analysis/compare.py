@@ -39,6 +39,7 @@ from forecaster.calendar import periods
 from forecaster.engine.plan import build_plan
 from forecaster.errors import ForecasterError, Problem, ScenarioError
 from forecaster.results import outputs
+from forecaster.results.commission import extra_names
 from forecaster.results.dataset import simulate
 from forecaster.results.layout import AFTER_SALE_VARIABLES, Layout
 from forecaster.results.summary import Z975, describe
@@ -51,7 +52,10 @@ AFTER_SALE_METRICS = tuple(AFTER_SALE_VARIABLES)
 ``total_bookings``, the customer counts, and the stocks ``active_customers`` and ``mrr``."""
 SPEND_METRICS = ("leads", "spend")
 """v2 E.3: compared when every scenario reports them (flows)."""
-METRICS = V1_METRICS + AFTER_SALE_METRICS + SPEND_METRICS
+COMMISSION_EXTRA_METRICS = ("spif", "clawback", "net_commission", "payout", "commission_expense")
+"""v2 D.6's flows, summed over reps (as ``summary.json``'s metrics): compared when every
+scenario reports them (a plan with spifs, clawbacks, draws or ``amortize_months``)."""
+METRICS = V1_METRICS + AFTER_SALE_METRICS + SPEND_METRICS + COMMISSION_EXTRA_METRICS
 STOCKS = frozenset(name for name, (kind, _, _) in AFTER_SALE_VARIABLES.items() if kind == "stock")
 """Metrics that are levels, not flows: their total is the level at the end of the horizon."""
 
@@ -65,14 +69,18 @@ def horizon_total(metric: str, values: np.ndarray) -> np.ndarray:
 
 
 def per_trial_metrics(ds) -> dict:
-    """``metric -> (trials, periods)`` array of revenue, won deals, (with a plan) commission
-    and (with customers) the after-sale outputs, as float."""
+    """``metric -> (trials, periods)`` array of revenue, won deals, (with a plan) commission,
+    (with customers) the after-sale outputs, leads and spend (v2 E.3) and the commission
+    extras' flows summed over reps (v2 D: :data:`COMMISSION_EXTRA_METRICS`), as float."""
     out = {"revenue": ds["revenue"].values, "won_deals": ds["won_deals"].values.astype(float)}
     if "commission" in ds:
         out["commission"] = ds["commission"].sum("rep").values
     for name in AFTER_SALE_METRICS + SPEND_METRICS:
         if name in ds:
             out[name] = ds[name].values.astype(float)
+    for name in COMMISSION_EXTRA_METRICS:  # v2 D: sums over reps, as commission's
+        if name in ds:
+            out[name] = (ds[name].sum("rep") if "rep" in ds[name].dims else ds[name]).values.astype(float)
     return out
 
 
@@ -200,7 +208,10 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
         ``<metric>(scenario, trial, period)`` and ``<metric>_difference(scenario, trial,
         period)`` (variant - base; zero for the base) for revenue, won_deals and, when
         every scenario has a plan, commission; when every scenario has customers, for the
-        after-sale outputs too (a stock's difference per period is that of its level).
+        after-sale outputs too (a stock's difference per period is that of its level); when
+        every scenario reports them, leads and spend (v2 E.3) and the commission extras'
+        flows summed over reps (v2 D: spif, clawback, net_commission, payout,
+        commission_expense).
         ``scenario`` lists the base first. A metric the base has a target for carries it in the
         attribute ``target``: each scenario's P(target) is read against the base's threshold.
     """
@@ -213,7 +224,8 @@ def compare(base: Scenario, variants: list[Scenario], *, trials: int | None = No
     seed = base.seed if seed is None else seed
     # kept while the next runs: each run's metrics (trials x periods), then stacked, and the differences
     metrics_kept = (len(V1_METRICS) + (len(AFTER_SALE_METRICS) if any(sc.has_customers for sc in scenarios) else 0)
-                    + (len(SPEND_METRICS) if any(sc.counts_leads for sc in scenarios) else 0))
+                    + (len(SPEND_METRICS) if any(sc.counts_leads for sc in scenarios) else 0)
+                    + (len(COMMISSION_EXTRA_METRICS) if any(extra_names(sc) for sc in scenarios) else 0))
     kept = 3 * 8 * metrics_kept * sum(len(periods(sc.start, sc.end, sc.report_by, sc.fiscal_start_month).starts)
                                       for sc in scenarios)
     n = len(variants)

@@ -11,7 +11,10 @@ intervals, ranked by size (a tornado).
 ``expansion``, ``repeat per_month``, ``dropout`` and ``cancel probability`` (those the
 segment has), and each across the segments that have it when two or more do (with one, it
 would be that segment's lever again). A lever on a quantity fixed at 0 (an ``expansion: 0``)
-would scale 0 to 0: it is not run and says so in ``skipped``. With customers the effects
+would scale 0 to 0: it is not run and says so in ``skipped``. A ``leads`` lever scales a
+segment's rate or budget, never a dated lead event's count (v2 F2: a count is a count): a
+segment whose leads come only from events has an effect of 0, and ``notes`` says why
+(:func:`event_lead_notes`). With customers the effects
 are also on the after-sale outputs (:data:`AFTER_SALE_METRICS`: a flow's total over the
 horizon, a stock's level at its end), and the ranking, the tornado and the three moves may
 be read on ``recognised_revenue`` or ``total_bookings`` instead of revenue (``metric``).
@@ -159,6 +162,35 @@ def levers(doc: dict, scenario: Scenario) -> list[Lever]:
     out.append(Lever("all: deal value", "deal_value", everywhere, tuple(value_path(n) for n in names)))
     out.extend(after_sale_everywhere)
     return out
+
+
+def event_lead_notes(scenario: Scenario) -> list[dict[str, str]]:
+    """Notes on the ``leads`` levers of a scenario with dated lead events (v2 F2), as
+    ``{"lever", "note"}``: a lever scales the segment's rate or budget (v1's "each segment's
+    leads"), never an event's count (F2: a count is a count). So a segment whose leads come
+    only from events (a rate fixed at 0, or a budget of 0) has no arrival rate to scale and
+    its lever's effect is exactly 0, and the expansion lever leaves the events' leads out."""
+    notes, having = [], []
+    for name, seg in scenario.segments.items():
+        leads = seg.leads
+        if not leads.events:
+            continue
+        having.append(name)
+        if leads.source == "budget_per_month":
+            zero = not leads.budget_per_month and not any(leads.budget_by_month.values())
+        else:
+            rate = getattr(leads, leads.source)
+            zero = rate.is_fixed and rate["value"] == 0
+        if zero:
+            notes.append({"lever": f"{name}: leads",
+                          "note": f"segment {name} has no arrival rate to scale (its {leads.source} is 0): its leads "
+                                  "come only from its dated lead events, whose counts the lever does not scale, so "
+                                  "its effect is 0"})
+    if having:
+        notes.append({"lever": "all: leads (expansion)",
+                      "note": "scales the segments' lead rates and budgets, not the counts of the dated lead events "
+                              f"of {', '.join(having)}"})
+    return notes
 
 
 def _after_sale_levers(doc: dict, scenario: Scenario) -> tuple[list[Lever], list[Lever]]:
@@ -760,6 +792,9 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
         summary["convert_step"] = convert_step
     if capped:
         summary["capped"] = capped
+    notes = event_lead_notes(base_sc)
+    if notes:  # v2 F2: the leads levers scale rates, not the events' counts
+        summary["notes"] = notes
     if base_sc.outputs.stage_value:  # v2 F9: the base run's stage value table
         summary["stage_value"] = stage_value_summary(base_sc, base_plan.quantity_names, base_inputs)
     ds = xr.Dataset({f"{m}_difference": (("lever", "direction", "trial"), diffs[m]) for m in metrics},

@@ -84,6 +84,11 @@ AFTER_SALE_PRINTED = {
     "mrr": ("MRR", "at the end of the horizon"),
     "leads": ("Leads", "total over the horizon"),  # v2 E.3
     "spend": ("Spend", "total over the horizon"),
+    "spif": ("SPIFs", "total over the horizon, all reps"),  # v2 D
+    "clawback": ("Clawbacks", "total over the horizon, all reps"),
+    "net_commission": ("Net commission (commission + spif - clawback)", "total over the horizon, all reps"),
+    "payout": ("Payout (with draws)", "total over the horizon, all reps"),
+    "commission_expense": ("Commission expense", "total over the horizon"),
 }
 
 
@@ -98,8 +103,9 @@ def _v1_view(summary: dict) -> dict:
 
 
 def _print_after_sale(summary: dict, currency: str | None) -> None:
-    """The after-sale metrics' tables, and leads and spend (v2 E.3), as the console prints
-    revenue's (those that are 0 in every scenario and trial are left out)."""
+    """The after-sale metrics' tables, leads and spend (v2 E.3) and the commission extras
+    (v2 D), as the console prints revenue's (those that are 0 in every scenario and trial are
+    left out)."""
     import sys
 
     from rich.table import Table

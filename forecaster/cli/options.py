@@ -60,7 +60,19 @@ seed_option = click.option("--seed", type=click.INT, default=None, callback=_see
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
                               help="Threads to use (default: all cores, or NUMBA_NUM_THREADS). "
                                    "The numbers do not depend on it.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; no progress bar.")
+def _quiet(ctx, param, value: bool) -> bool:
+    """``--quiet`` also silences the kernels' first-compile message (errors still go to stderr),
+    for the command's duration."""
+    if value:
+        from forecaster.engine._numba import compiles_quiet, quiet_compiles
+        before = compiles_quiet()
+        quiet_compiles()
+        ctx.call_on_close(lambda: quiet_compiles(before))
+    return value
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, callback=_quiet,
+                            help="Print nothing but errors; no progress bar.")
 scheduler_option = click.option("--scheduler", metavar="ADDRESS", default=None,
                                 help="Run the trials on this Dask distributed scheduler (e.g. tcp://10.0.0.5:8786).")
 workers_option = click.option("--workers", type=click.IntRange(min=1), default=None,

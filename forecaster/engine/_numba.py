@@ -39,7 +39,8 @@ First compile
 -------------
 When a kernel must be compiled (not in the cache), a message says so on stderr, once per
 process, before numba starts: the first run after installing or upgrading takes seconds
-more, and the next ones load the machine code.
+more, and the next ones load the machine code. :func:`quiet_compiles` (the command line's
+``--quiet``) or ``FORECASTER_QUIET_COMPILE=1`` in the environment silences it.
 """
 from __future__ import annotations
 
@@ -271,12 +272,13 @@ class _FirstCompile(event.Listener):
     def __init__(self):
         self.lock = threading.Lock()
         self.said = False
+        self.silent = os.environ.get(QUIET_COMPILE) == "1"
         self.expected: tuple = ()
 
     def on_start(self, ev):
         dispatcher = ev.data.get("dispatcher")
         module = getattr(getattr(dispatcher, "py_func", None), "__module__", "")
-        if self.said or not module.startswith("forecaster.engine."):
+        if self.said or self.silent or not module.startswith("forecaster.engine."):
             return
         with self.lock:
             if self.said:
@@ -291,8 +293,23 @@ class _FirstCompile(event.Listener):
         pass
 
 
+QUIET_COMPILE = "FORECASTER_QUIET_COMPILE"
+"""The environment variable that, set to ``1``, silences the first-compile message (a local
+cluster's worker processes get it from a quiet command)."""
+
 _first_compile = _FirstCompile()
 event.register("numba:compile", _first_compile)
+
+
+def quiet_compiles(quiet: bool = True) -> None:
+    """Silence (or, with ``quiet=False``, restore) the first-compile message in this process:
+    a command's ``--quiet`` prints nothing but errors."""
+    _first_compile.silent = quiet
+
+
+def compiles_quiet() -> bool:
+    """Whether the first-compile message is silenced in this process."""
+    return _first_compile.silent
 
 
 def expect_kernels(kernels) -> None:

@@ -15,6 +15,7 @@ import tempfile
 
 import numpy as np
 
+from forecaster.engine._numba import QUIET_COMPILE, compiles_quiet
 from forecaster.engine.blocks import run_block
 from forecaster.engine.seeding import stream_keys
 from forecaster.errors import ForecasterError
@@ -95,7 +96,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         stack.enter_context(dask.config.set({"temporary-directory": scratch}))  # the scheduler's scratch space
         cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                                   local_directory=scratch, preload=[__name__]))
+                                                   local_directory=scratch, preload=[__name__],
+                                                   env={QUIET_COMPILE: "1"} if compiles_quiet() else {}))
         yield stack.enter_context(Client(cluster))
 
 

@@ -155,6 +155,9 @@ class Plan:
     adjust_theta: Callable[[np.ndarray], None] | None = None  # sensitivity's per-trial step of drawn probabilities
     spend: Spend | None = None      # v2 E.3: what each segment spends (None: spend is not reported)
     events: Events | None = None    # v2 F2: the dated lead events (None: none)
+    event_means: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0))
+    """(E,) float: each event's expected count [leads], the mean of its ``count`` law (v2 F2; a
+    fixed count is itself), in the order of :attr:`events`; the summary's funnel reads it."""
     same_as: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
     """(L, 4) int64: v2 E.1's shared draws as (holder segment, holder slot, target segment, target
     slot) of theta; each target draws its own value, so the copies may be made in any order."""
@@ -642,48 +645,71 @@ def build_plan(sc: Scenario) -> Plan:
         segment_stages=tuple(tuple(s for s in sc.stages if seg.passes(s)) for seg in sc.segments.values()),
         chain_pipeline=typed(ChainPipeline, **chain_pipeline(sc, with_moves, rep_index,
                                                              chain.to.shape[2])._asdict()) if chain else None,
-        spend=_spend(sc, month, month_len, cost_slot) if sc.spends else None,
-        events=events, deals=CommissionDeals.of(sc, quota.of_day))
+        spend=_spend(sc, month, month_len, elapsed, cost_slot) if sc.spends else None,
+        events=events, deals=CommissionDeals.of(sc, quota.of_day),
+        event_means=np.array([e.count.mean() for seg in sc.segments.values() for e in seg.leads.events], dtype=float))
 
 
 @dataclass(frozen=True)
 class Spend:
-    """What each segment spends (v2 E.3), G segments, D days: ``fixed`` [currency] on each day,
-    shape (G, D): the day's share of its month's budget (C.4) and of ``cost.per_month``, and
-    the events' costs on their dates; ``per_won`` [currency per won deal], shape (G,); and
+    """What each segment spends (v2 E.3), G segments, M months of the horizon (the months it
+    touches, first to last), D days: ``monthly`` [currency per calendar month], shape (G, M):
+    each month's budget (C.4) and ``cost.per_month``, spent evenly over the month's days;
+    ``month_of_day`` (D,), each day's month of the horizon (0 = ``start``'s) and
+    ``month_days`` (M,), each month's calendar days; ``dated`` [currency], shape (G, D): the
+    events' costs on their dates; ``per_won`` [currency per won deal], shape (G,); and
     ``cost_slot``, theta's slot of ``cost.per_lead`` [currency per lead] (-1: no segment has
     a cost)."""
 
-    fixed: np.ndarray
+    monthly: np.ndarray
+    month_of_day: np.ndarray
+    month_days: np.ndarray
+    dated: np.ndarray
     per_won: np.ndarray
     cost_slot: int
+
+    def fixed(self, period_of_day: np.ndarray, P: int) -> np.ndarray:
+        """The spend that does not depend on the trial, by period and segment [currency], shape
+        (P, G): each (period, month) pair's share of the month's amount, amount x (the month's
+        days inside the period) / (the month's days), exactly the amount where the whole month
+        is inside the period (so whole months add up without rounding noise), plus the events'
+        costs."""
+        M = self.month_days.shape[0]
+        inside = np.bincount(self.month_of_day * P + period_of_day, minlength=M * P).reshape(M, P)
+        whole = inside == self.month_days[:, None]
+        out = np.zeros((P, self.monthly.shape[0]))
+        for g, amounts in enumerate(self.monthly):
+            share = np.where(whole, amounts[:, None], amounts[:, None] * inside / self.month_days[:, None])
+            out[:, g] = share.sum(axis=0)
+            out[:, g] += np.bincount(period_of_day, weights=self.dated[g], minlength=P)
+        return out
 
     def of(self, leads: np.ndarray, won: np.ndarray, theta: np.ndarray, period_of_day: np.ndarray) -> np.ndarray:
         """Spend by trial, period and segment [currency], shape (n, P, G), from the leads
         arriving and the deals won by period (n, P, G) and the trials' draws ``theta`` (n, G, K)."""
-        P = leads.shape[1]
-        fixed = np.stack([np.bincount(period_of_day, weights=row, minlength=P) for row in self.fixed], axis=1)
-        out = fixed[None, :, :] + self.per_won[None, None, :] * won
+        out = self.fixed(period_of_day, leads.shape[1])[None, :, :] + self.per_won[None, None, :] * won
         if self.cost_slot >= 0:
             out = out + theta[:, None, :, self.cost_slot] * leads
         return out
 
 
-def _spend(sc: Scenario, month: np.ndarray, month_len: np.ndarray, cost_slot: int) -> Spend:
+def _spend(sc: Scenario, month: np.ndarray, month_len: np.ndarray, elapsed: np.ndarray, cost_slot: int) -> Spend:
     """The :class:`Spend` record of a scenario that reports spend."""
-    G, D = len(sc.segments), sc.days
-    fixed, per_won = np.zeros((G, D)), np.zeros(G)
+    G, D, M = len(sc.segments), sc.days, int(elapsed[-1]) + 1
+    first = np.searchsorted(elapsed, np.arange(M))  # each month's first day in the horizon
+    calendar, days = month[first], month_len[first].astype(float)
+    monthly, dated, per_won = np.zeros((G, M)), np.zeros((G, D)), np.zeros(G)
     for g, seg in enumerate(sc.segments.values()):
         leads = seg.leads
         if leads.source == "budget_per_month":  # what is spent is the budget, whatever the response (C.4)
-            fixed[g] += np.array([leads.budget(int(m)) for m in month]) / month_len
+            monthly[g] += [leads.budget(int(m)) for m in calendar]
         if seg.cost is not None:
-            fixed[g] += seg.cost.per_month / month_len
+            monthly[g] += seg.cost.per_month
             per_won[g] = seg.cost.per_won
         for event in getattr(leads, "events", ()):  # v2 F2: an event's cost on its date
             if event.cost:
-                fixed[g, (event.date - sc.start).days] += event.cost
-    return Spend(fixed, per_won, cost_slot)
+                dated[g, (event.date - sc.start).days] += event.cost
+    return Spend(monthly, elapsed, days, dated, per_won, cost_slot)
 
 
 def _budget_per_day(leads, month: np.ndarray, month_len: np.ndarray) -> np.ndarray:

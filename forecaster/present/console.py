@@ -490,8 +490,8 @@ def lever_label(name: str, summary: dict) -> str:
 
 def print_sensitivity_notes(summary: dict, console: Console) -> None:
     """What a sensitivity's tables leave to words: a key level that is a tie, quantities capped
-    at 1, levers skipped, stage levers the key level could not compare; and, with
-    ``outputs: {stage_value: true}``, the stage value table (v2 F9)."""
+    at 1, levers skipped, notes on levers (v2 F2's events), stage levers the key level could
+    not compare; and, with ``outputs: {stage_value: true}``, the stage value table (v2 F9)."""
     step = f"{summary['step']:.0%}"
     key = summary["three_moves"].get("key_level", {})
     if key.get("tied"):
@@ -510,6 +510,8 @@ def print_sensitivity_notes(summary: dict, console: Console) -> None:
     for item in summary["skipped"]:
         console.print(as_text(f"skipped {item['lever']} ({item['direction']}{step}): {item['why']}"), style="dim",
                       highlight=False)
+    for item in summary.get("notes", []):  # v2 F2: what a leads lever does not scale
+        console.print(as_text(f"note on {item['lever']}: {item['note']}"), style="dim", highlight=False)
     if key.get("skipped"):
         console.print(as_text(f"the key level was chosen without {', '.join(key['skipped'])}, which could not "
                               f"move +{step}"), highlight=False)

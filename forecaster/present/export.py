@@ -397,8 +397,9 @@ def _funnel_table(funnel: dict) -> Table:
             Column("expected_entering", "leads", "count"), Column("open_pipeline", "deals", "integer")]
     if chained:
         cols += [Column("visits_per_new_lead", "visits", "number"), Column("win_probability", FRACTION, "fraction")]
-    table = Table("funnel", "expected new leads entering each stage over the horizon (averaged over the trials' "
-                            "draws; the row 'won' counts those won eventually) and the open pipeline's deals in "
+    table = Table("funnel", "expected leads entering each stage over the horizon (new leads at the first stage, "
+                            "dated lead events' at their own; averaged over the trials' draws; the row 'won' "
+                            "counts those won eventually) and the open pipeline's deals in "
                             "each stage at the start" + ("; for a segment with moves every visit is an entry, with "
                                                          "a new lead's expected visits and the eventual win "
                                                          "probability of a deal entering the stage" if chained else ""),
@@ -514,8 +515,9 @@ def compare_tables(summary: dict, currency: str | None = None) -> list[Table]:
         tables.append(period_table(key, f"{what}: revenue, won deals, commission per period and in total",
                                    v1, [Column(label, None, "text")], units))
         if any(b for _, b in rest):
-            tables.append(period_table(f"{key}_after_sale", f"{what}: after-sale outputs (a stock's total: its "
-                                                            "level at the end)", rest,
+            tables.append(period_table(f"{key}_after_sale", f"{what}: after-sale outputs, leads and spend, and "
+                                                            "the commission extras' flows summed over reps (a "
+                                                            "stock's total: its level at the end)", rest,
                                        [Column(label, None, "text")], units))
         extra = list(dict.fromkeys(k for item in data.values() for k, v in item.items() if not _is_block(v)))
         if extra:  # one table of the other fields, a row per entry and field (a declared name)
@@ -568,8 +570,11 @@ def sensitivity_tables(summary: dict, currency: str | None = None) -> list[Table
     if summary.get("skipped"):
         tables.append(generic_table("skipped", "levers that could not move, and why",
                                     [([], v) for v in summary["skipped"]], [], units))
+    if summary.get("notes"):  # v2 F2
+        tables.append(generic_table("notes", "notes on levers: what a leads lever does not scale (dated lead events' "
+                                             "counts)", [([], v) for v in summary["notes"]], [], units))
     known = {"scenario", "seed", "trials", "step", "metric", "base", "levers", "three_moves", "variance_shares",
-             "skipped", *rankings}
+             "skipped", "notes", *rankings}
     return tables + _other_tables(summary, known, units)
 
 

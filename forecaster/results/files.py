@@ -573,7 +573,7 @@ TABLES: dict[str, tuple[str, ...]] = {
             "other"),
     "compare": ("scenarios", "scenarios_after_sale", "scenarios_other", "differences", "differences_after_sale",
                 "differences_other", "targets", "other"),
-    "sensitivity": ("base", "levers", "three_moves", "variance_shares", "skipped", "other"),
+    "sensitivity": ("base", "levers", "three_moves", "variance_shares", "skipped", "notes", "other"),
     "backtest": ("scores", "averages", "cutoffs", "other"),
 }
 """Every summary table ``--export`` may write, per command: ``<folder>/<name>.csv`` (and a sheet

@@ -279,11 +279,14 @@ def rep_commission_extras(cols: Columns, meta: Meta, r: int) -> dict:
 
 
 def funnel_expectation(plan, inputs: np.ndarray) -> dict:
-    """Expected new leads entering each stage over the horizon, per segment.
+    """Expected leads entering each stage over the horizon, per segment: new leads, and the
+    dated lead events' (v2 F2), which enter their own stage (default the segment's first) and
+    count there and after, as in ``leads`` (E.3) and ``stage_entries`` (F1).
 
     Averages, over the trials' own draws of rates and probabilities ``inputs`` (shape
-    (trials, segments, S + 2)), the mean arrivals sum_d m_d and their products with the
-    conversions of the stages before; dispersion does not change these means.
+    (trials, segments, K)), the mean arrivals sum_d m_d plus each event's expected count (the
+    mean of its ``count`` law) at its stage, and their products with the conversions of the
+    stages between; dispersion does not change these means.
 
     Returns
     -------
@@ -306,11 +309,13 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
         open_pipeline = {stage: int(np.sum((plan.deal_segment == g) & (plan.deal_stage == s)))
                          for s, stage in enumerate(plan.stage_names)}
         own = plan.segment_stages[g] if plan.segment_stages else plan.stage_names  # v2 F4: only its stages
+        entering = _event_entries(plan, g, arrivals)  # (trials, S): who enters each stage from outside
         if plan.chain is not None and plan.chain.has[g]:
-            out[name] = _chain_funnel(plan, g, inputs, arrivals)
+            out[name] = _chain_funnel(plan, g, inputs, entering)
         else:
-            stages, reach = [], arrivals.copy()
+            stages, reach = [], np.zeros_like(arrivals)
             for s, stage in enumerate(plan.stage_names):
+                reach = reach + entering[:, s]
                 stages.append({"stage": stage, "entering": float(reach.mean())})
                 reach = reach * inputs[:, g, THETA_CONVERT + s]
             out[name] = {"stages": stages, "won_eventually": float(reach.mean())}
@@ -319,18 +324,38 @@ def funnel_expectation(plan, inputs: np.ndarray) -> dict:
     return out
 
 
-def _chain_funnel(plan, g: int, inputs: np.ndarray, arrivals: np.ndarray) -> dict:
-    """The funnel of a segment with moves (v2 B.2), from each trial's draws: per stage the
-    expected entries (arrivals x N[0, s], every visit an entry), the expected visits of a new
-    lead N[0, s] and the eventual win probability h_s of a deal entering it; and the leads
-    won eventually (arrivals x h_0). Means over trials."""
+def _event_entries(plan, g: int, arrivals: np.ndarray) -> np.ndarray:
+    """The leads that enter each stage of segment ``g`` from outside it, per trial, shape
+    (trials, S): the new leads' ``arrivals`` (trials,) at the first stage, and each dated lead
+    event's expected count (v2 F2) at its own stage."""
+    out = np.zeros((arrivals.shape[0], len(plan.stage_names)))
+    out[:, 0] = arrivals
+    if plan.has_events:
+        for e in range(int(plan.events.first[g]), int(plan.events.first[g + 1])):
+            out[:, plan.events.stage[e]] += plan.event_means[e]
+    return out
+
+
+def _chain_funnel(plan, g: int, inputs: np.ndarray, entering: np.ndarray) -> dict:
+    """The funnel of a segment with moves (v2 B.2), from each trial's draws and the leads
+    ``entering`` each stage from outside (trials, S) (new leads at the first, events' at
+    theirs): per stage the expected entries (sum_r entering_r x N[r, s], every visit an
+    entry), the expected visits of a new lead N[0, s] and the eventual win probability h_s of
+    a deal entering it; and the leads won eventually (sum_r entering_r x h_r). Means over
+    trials."""
     S = len(plan.stage_names)
     p = inputs[:, g, THETA_CONVERT:THETA_CONVERT + S]
     h, N = chains.solve_trials(*chains.matrices(p, record_moves(plan.chain, g, inputs[:, g])))
-    stages = [{"stage": stage, "entering": float(np.mean(arrivals * N[:, 0, s])),
-               "visits": float(np.mean(N[:, 0, s])), "win_probability": float(np.mean(h[:, s]))}
-              for s, stage in enumerate(plan.stage_names)]
-    return {"stages": stages, "won_eventually": float(np.mean(arrivals * h[:, 0]))}
+
+    def through(x: np.ndarray) -> np.ndarray:  # sum_r entering_r x[:, r], x (trials, S), per trial
+        out = entering[:, 0] * x[:, 0]
+        for r in np.flatnonzero(np.any(entering[:, 1:] != 0, axis=0)) + 1:  # stages events enter
+            out = out + entering[:, r] * x[:, r]
+        return out
+
+    stages = [{"stage": stage, "entering": float(np.mean(through(N[:, :, s]))), "visits": float(np.mean(N[:, 0, s])),
+               "win_probability": float(np.mean(h[:, s]))} for s, stage in enumerate(plan.stage_names)]
+    return {"stages": stages, "won_eventually": float(np.mean(through(h)))}
 
 
 def stage_value_summary(scenario: Scenario, quantities, inputs) -> dict:

@@ -243,3 +243,41 @@ def test_common_random_numbers_pair_every_trial(tmp_path):
     w = ds["won_deals"].sel(scenario="t").sum("period").values
     assert d.std(ddof=1) < 0.35 * math.sqrt(2 * w.var(ddof=1))  # independent runs: sqrt(2 var)
     assert np.mean(d >= 0) > 0.95
+
+
+def test_compare_reports_the_commission_extras_where_every_run_has_them(tmp_path):
+    """v2 D: spif, clawback, net commission, payout and commission expense (sums over reps)
+    are compared with the paired treatment of the other metrics. Halving the clawback share
+    halves every trial's clawbacks and moves nothing else of the deals: the paired
+    difference is exactly -1/2 of the base's clawback, +1/2 of it in net commission, 0 in
+    revenue, commission and spifs. A file without section D compares as before."""
+    variant = write(tmp_path, "half.yaml", """\
+        name: half-clawback
+        set:
+          commission.clawback: {within_days: 90, share: 0.5}
+        """)
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(main, ["compare", str(SCENARIOS / "saas-commission-plan.yaml"), str(variant),
+                                    "--out", str(out), "--trials", "300", "--export", "csv"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "compare.json").read_text())
+    extras = ("spif", "clawback", "net_commission", "payout", "commission_expense")
+    base = summary["scenarios"]["saas-commission-plan-h1"]
+    assert set(extras) <= set(base) and all(summary["units"][m] == "USD" for m in extras)
+    diff = summary["differences"]["half-clawback"]
+    clawback = base["clawback"]["total"]["mean"]
+    assert clawback > 1000
+    assert diff["clawback"]["total"]["mean"] == pytest.approx(-clawback / 2, rel=1e-9)
+    assert diff["net_commission"]["total"]["mean"] == pytest.approx(clawback / 2, rel=1e-9)
+    for m in ("revenue", "commission", "spif"):
+        assert diff[m]["total"]["mean"] == 0.0 and diff[m]["total"]["probability_higher"] == 0.0, m
+    assert diff["clawback"]["total"]["mean_ci_high"] < 0 and len(diff["clawback"]["by_period"]) == 6
+    ds = xr.open_dataset(out / "compare.nc")
+    claw = ds["clawback"].values.sum(axis=2)
+    assert np.allclose(claw[1], claw[0] / 2, rtol=1e-12)
+    ds.close()
+    assert "Clawbacks [USD]" in res.output and "Net commission" in res.output
+    assert "clawback_mean" in (out / "compare-tables" / "differences_after_sale.csv").read_text()
+    plain = compare_summary(compare(fc.load_scenario(SAAS), [load_variant(SCENARIOS / "variants" /
+                                                                          "saas-faster-cycle.yaml", SAAS)], trials=50))
+    assert not set(extras) & set(plain["units"])

@@ -131,3 +131,63 @@ def test_with_a_capacity_every_lever_runs_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(sens, "_lever_split", lambda *a, **k: calls.append(a))
     summary, _ = sens.sensitivity(path, trials=100, seed=2, threads=1)
     assert calls == [] and summary["levers"]
+
+
+# --- leads levers and dated lead events (v2 F2) -----------------------------------------------
+
+EVENTS = """\
+name: launch
+start: 2027-01-01
+end: 2027-03-31
+report_by: month
+trials: 300
+seed: 3
+stages: [lead, deal]
+segments:
+  web:
+    leads: {per_day: 4}
+    funnel:
+      lead: {convert: 0.3, days: 0}
+      deal: {convert: 0.5, days: 0}
+    deal_value: 100
+"""
+
+LAUNCH = """\
+  launch:
+    leads:
+      per_week: 0
+      events: [{date: 2027-02-01, count: 2000}]
+    funnel:
+      lead: {convert: 0.2, days: 0}
+      deal: {convert: 0.5, days: 0}
+    deal_value: 100
+"""
+
+
+def test_a_leads_lever_of_a_segment_of_events_only_is_0_and_says_why(tmp_path):
+    """The lever scales the rate (v1: "each segment's leads (its rate or budget)"), never an
+    event's count (F2: a count is a count): a segment whose leads come only from events keeps
+    an effect of exactly 0, and sensitivity.json, the console and the exports say why; the
+    expansion lever says it leaves the events out. A file without events has no notes."""
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    path = tmp_path / "launch.yaml"
+    path.write_text(EVENTS + LAUNCH)
+    res = CliRunner().invoke(main, ["sensitivity", str(path), "--out", str(tmp_path / "o"), "--export", "csv"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "sensitivity.json").read_text())
+    effect = next(e for e in summary["levers"] if e["lever"] == "launch: leads")
+    assert effect["plus"]["revenue"]["mean"] == 0.0 and effect["minus"]["won_deals"]["mean"] == 0.0
+    notes = {n["lever"]: n["note"] for n in summary["notes"]}
+    assert set(notes) == {"launch: leads", "all: leads (expansion)"}
+    assert "no arrival rate to scale" in notes["launch: leads"] and "per_week is 0" in notes["launch: leads"]
+    assert "launch" in notes["all: leads (expansion)"]
+    assert "note on launch: leads: segment launch has no arrival rate to scale" in " ".join(res.output.split())
+    assert "no arrival rate" in (tmp_path / "o" / "sensitivity-tables" / "notes.csv").read_text()
+    web = next(e for e in summary["levers"] if e["lever"] == "web: leads")
+    assert web["plus"]["revenue"]["mean"] > 0
+    path.write_text(EVENTS)
+    plain, _ = sens.sensitivity(path, trials=100)
+    assert "notes" not in plain

@@ -31,6 +31,40 @@ def test_quiet_prints_nothing(tmp_path):
     assert res.exit_code == 0 and res.output == ""
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_silences_the_first_compile_message_and_errors_still_show(tmp_path, monkeypatch, quiet):
+    """A cold cache's "compiling the simulation kernels" line is progress, not an error: -q
+    drops it. The kernels are warm in this process, so the run announces a compile of one of
+    forecaster's kernels to numba's event listeners, as numba does before compiling it."""
+    from numba.core import event
+
+    from forecaster.engine import _numba, kernels
+    from forecaster.results import outputs
+
+    monkeypatch.setattr(_numba._first_compile, "said", False)
+    monkeypatch.setattr(_numba._first_compile, "silent", False, raising=False)
+    real = outputs.run_to_folder
+
+    def compiling_first(*args, **kwargs):
+        with event.trigger_event("numba:compile", data={"dispatcher": kernels.response_factor}):
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "run_to_folder", compiling_first)
+    flags = ["--quiet"] if quiet else []
+    res = CliRunner().invoke(main, ["run", str(SCENARIOS / "minimal.yaml"), "--out", str(tmp_path / "o"),
+                                    "--trials", "100", *flags])
+    assert res.exit_code == 0, res.output
+    assert ("compiling the simulation kernels" in res.stderr) is not quiet, res.stderr
+    if quiet:
+        assert res.stdout == "" and res.stderr == ""
+        assert not _numba.compiles_quiet()  # for the command's duration only
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("name: x\n")
+        res = CliRunner().invoke(main, ["run", str(bad), "--out", str(tmp_path / "b"), "-q"])
+        assert res.exit_code == 2 and "bad.yaml" in res.stderr
+
+
 def test_validate_reports_valid_and_invalid(tmp_path):
     res = invoke("validate", SCENARIOS / "saas-quarter.yaml")
     assert res.exit_code == 0

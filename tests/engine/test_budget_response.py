@@ -319,3 +319,64 @@ segments:
         assert got["mean_ci_low"] - 1 <= expected <= got["mean_ci_high"] + 1, (sign, got, expected)
     # the organic lever scales its rate, not the event's count: +10% of 300
     assert levers["organic: leads"]["plus"]["won_deals"]["mean"] == pytest.approx(30, abs=3)
+
+
+def test_whole_months_of_budget_are_spent_exactly_and_partial_months_pro_rata(tmp_path):
+    """Spend per period sums each (period, month) share, budget x (the month's days inside the
+    period) / (the month's days): a whole month is its budget to the bit (no 470000.00000000006
+    from adding daily shares), and a month the horizon or a period cuts is its share."""
+    body = """\
+stages: [x]
+segments:
+  search:
+    leads: {budget_per_month: 250000, cost_per_lead: 200}
+    funnel:
+      x: {convert: 0.1, days: 0}
+    deal_value: 1
+  social:
+    leads: {budget_per_month: 150000, cost_per_lead: 100, budget_by_month: {1: 120000}}
+    funnel:
+      x: {convert: 0.1, days: 0}
+    deal_value: 1
+  events:
+    leads: {budget_per_month: 100000, cost_per_lead: 400}
+    funnel:
+      x: {convert: 0.1, days: 0}
+    deal_value: 1
+"""
+    path = tmp_path / "months.yaml"
+    path.write_text(HEAD.format(trials=20) + body)
+    sc = fc.load_scenario(path)
+    ds = fc.simulate(sc)
+    assert ds["spend"].values.tolist() == [[470000.0, 500000.0, 500000.0]] * 20
+    from forecaster.results.summary import summarize
+
+    s = json_round_trip(summarize(ds, sc))["metrics"]["spend"]
+    assert [p["mean"] for p in s["by_period"]] == [470000.0, 500000.0, 500000.0]
+    assert s["total"]["mean"] == 1470000.0 and s["total"]["std"] == 0.0
+    from forecaster.present.export import run_tables, write_csv
+
+    table = next(t for t in run_tables(summarize(ds, sc)) if t.name == "spend")
+    write_csv(table, tmp_path / "spend.csv")
+    text = (tmp_path / "spend.csv").read_text()
+    assert "470000" in text and "470000.0000" not in text and "499999.99" not in text
+    # 15 January to 30 April by week (Mondays): the first period holds 3/31 of January's
+    # budget, the week of 29 March-4 April 3/31 of March's and 4/30 of April's; the horizon
+    # spends 17/31 of January's
+    weekly = (HEAD.replace("2027-01-01", "2027-01-15").replace("2027-03-31", "2027-04-30")
+              .replace("report_by: month", "report_by: week").format(trials=3) + body)
+    path.write_text(weekly)
+    sc = fc.load_scenario(path)
+    ds = fc.simulate(sc)
+    by_segment = ds["spend_by_segment"].sel(segment="social").values[0]
+    weeks = [str(p)[:10] for p in ds["period"].values]
+    assert weeks[:2] == ["2027-01-15", "2027-01-18"] and by_segment[0] == 120000 * 3 / 31
+    assert by_segment[weeks.index("2027-03-29")] == 150000 * 3 / 31 + 150000 * 4 / 30
+    assert by_segment[weeks.index("2027-02-01")] == 150000 * 7 / 28
+    assert math.isclose(by_segment.sum(), 120000 * 17 / 31 + 3 * 150000, rel_tol=1e-14)
+
+
+def json_round_trip(value):
+    import json
+
+    return json.loads(json.dumps(value))

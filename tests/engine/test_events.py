@@ -463,3 +463,47 @@ def test_events_give_the_same_numbers_without_the_jit(tmp_path, jit_off):
     assert ref["won_deals_by_source"].sel(source="events").values.sum() > 0
     for name in got.files:
         assert np.array_equal(got[name], ref[name].values), name
+
+
+FUNNEL = """\
+stages: [a, b, c]
+segments:
+  s:
+    leads:
+      per_day: 10
+      events:
+        - {date: 2027-01-10, count: 5000}
+        - {date: 2027-02-10, count: {dist: uniform, low: 300, high: 500}, stage: b}
+    funnel:
+      a: {convert: 0.5, days: 0}
+      b: {convert: 0.4, days: 0}
+      c: {convert: 0.3, days: 0}
+    deal_value: 1
+outputs: {stage_entries: true}
+"""
+
+
+def test_the_summarys_funnel_counts_event_leads_at_their_own_stage(tmp_path):
+    """summary.json's funnel counts what ``leads`` and ``stage_entries`` count (E.3, F1): the
+    event leads enter their own stage (the first by default) and go on from there. 900 new
+    leads and 5,000 at a, 400 expected at b: a 5,900, b 2,950 + 400 = 3,350, c 1,340, won
+    402; the simulated entries agree."""
+    from forecaster.results.summary import summarize
+
+    sc = fc.load_scenario(_path(tmp_path, FUNNEL, trials=400))
+    ds = fc.simulate(sc)
+    funnel = summarize(ds, sc)["funnel"]["s"]
+    entering = [st["entering"] for st in funnel["stages"]]
+    assert entering == pytest.approx([5900, 3350, 1340], rel=1e-12)
+    assert funnel["won_eventually"] == pytest.approx(402, rel=1e-12)
+    simulated = ds["stage_entries"].sel(segment="s").sum("period").mean("trial").values
+    assert simulated == pytest.approx(entering, rel=0.01)
+    # with moves: sum over entry stages r of the entries x N[r, t], and x h_r for the wins
+    ds = _simulate(tmp_path, MOVES.replace("per_day: 0", "per_day: 5"), trials=2000)
+    sc = fc.load_scenario(tmp_path / "s.yaml")
+    funnel = summarize(ds, sc)["funnel"]["s"]
+    h, N = chains.solve(*chains.matrices(np.array([0.5, 0.4]), [(1, 0, 0.5)]))
+    assert [st["entering"] for st in funnel["stages"]] == pytest.approx(450 * N[0] + 1000 * N[1], rel=1e-12)
+    assert funnel["won_eventually"] == pytest.approx(450 * h[0] + 1000 * h[1], rel=1e-12)
+    simulated = ds["stage_entries"].sel(segment="s").sum("period").mean("trial").values
+    assert simulated == pytest.approx(450 * N[0] + 1000 * N[1], rel=0.01)
