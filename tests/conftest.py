@@ -43,6 +43,37 @@ def scenario_text(body: str, name: str = "t", trials: int = 4000, seed: int = 1)
     return HEAD.format(name=name, trials=trials, seed=seed) + textwrap.dedent(body)
 
 
+def synthetic_benchmark():
+    """``benchmarks/synthetic.py`` as a module (the synthetic CRM histories with known truths),
+    loaded once under the name ``synthetic_benchmark``."""
+    import importlib.util
+    import sys
+
+    name = "synthetic_benchmark"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "synthetic.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: its dataclass looks itself up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def load_text(tmp_path: Path, text: str, files: dict | None = None) -> fc.Scenario:
+    """Write ``text`` as ``tmp_path/s.yaml`` (and ``files``: name -> text beside it) and load it."""
+    for name, body in (files or {}).items():
+        (tmp_path / name).write_text(body)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return fc.load_scenario(path)
+
+
+def scenario_problems(tmp_path: Path, text: str, files: dict | None = None) -> str:
+    """The message of the ScenarioError that loading ``text`` (as :func:`load_text`) raises."""
+    with pytest.raises(fc.ScenarioError) as info:
+        load_text(tmp_path, text, files)
+    return str(info.value)
+
+
 @pytest.fixture
 def make(tmp_path):
     """``make(body, **head)`` writes a scenario into tmp_path and loads it."""

@@ -489,6 +489,21 @@ def lead_growths(funnel, theta, segment, out):
 
 
 @jit
+def day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, out):
+    """Each day's mean arrivals of a segment in one trial, into ``out`` (shape (days,)):
+    ``scale`` (leads a day's unit, times whatever share is counted) x ``day_mean[d]`` x
+    ``growth[month of d]`` (:func:`lead_growth`), times, with ``dispersion`` > 0, the day's
+    gamma multiplier (mean 1, variance ``dispersion``) drawn from ``gen_mixing`` day by day.
+    Every kernel that splits a segment's arrivals (won, lost, not won, stage values) draws the
+    multipliers this way from the same mixing stream, so they share each day's."""
+    for d in range(day_mean.shape[0]):
+        m = scale * day_mean[d] * growth[elapsed_months[d]]
+        if dispersion > 0.0:
+            m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+        out[d] = m
+
+
+@jit
 def draw_parameters(streams, trial0, funnel, segment, theta):
     """Per-trial draws of a segment's rates and probabilities, each from its own stream.
 
@@ -782,7 +797,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
     gen_value, gen_rep, gen_slip = streams.gens[VALUE], streams.gens[REP], streams.gens[SLIP]
     gen_days = streams.gens[DAYS]
     growth = np.empty(elapsed_months[n_days - 1] + 1)
-    cum = np.empty(n_days)
+    cum, mean = np.empty(n_days), np.empty(n_days)
     guide = np.empty(n_days, dtype=np.int64)
     counts = np.empty(n_days, dtype=np.int64)
     in_turn, no_key = np.int64(0), np.uint64(0)  # draws without reseeding (see draws)
@@ -805,11 +820,10 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, segment, k]
         n_won = 0
+        day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, mean)
         if dispersion > 0.0:
             for d in range(n_days):
-                lam = scale * day_mean[d] * growth[elapsed_months[d]]
-                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-                counts[d] = gen_count.poisson(lam)
+                counts[d] = gen_count.poisson(mean[d])
                 n_won += counts[d]
             if n_won > room:
                 return t, n_won, 0
@@ -821,7 +835,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         else:
             total = 0.0
             for d in range(n_days):
-                total += scale * day_mean[d] * growth[elapsed_months[d]]
+                total += mean[d]
                 cum[d] = total
             n_won = gen_count.poisson(total)
             if n_won > room:
@@ -1875,12 +1889,10 @@ def simulate_lost_stage_values(streams, trial0, funnel, segment, stage_values, t
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, segment, k]
+        day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, cum)
         total = 0.0
         for d in range(n_days):
-            m = rate * day_mean[d] * growth[elapsed_months[d]]
-            if dispersion > 0.0:
-                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-            total += m
+            total += cum[d]
             cum[d] = total
         if not total > 0.0:
             continue
@@ -2004,18 +2016,16 @@ def _stage_time(gen, code, p0, p1, p2, p3, pool):
 
 
 @jit
-def _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed_months, dispersion, not_won,
-                    period_of_day, arrivals):
-    """One trial's leads that are not won (v2 E.3), into ``arrivals[t, period, segment]``: with
-    dispersion, a Poisson per day of m_d G_d (1 - P), G_d the day's gamma multiplier drawn from
-    ``gen_mixing`` (the won leads' mixing stream: both share it); without, a Poisson per period
-    of the sum over its days of m_d (1 - P)."""
-    n_days = day_mean.shape[0]
+def _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day, arrivals):
+    """One trial's leads that are not won (v2 E.3), into ``arrivals[t, period, segment]``, from
+    each day's mean arrivals ``means`` (:func:`day_means`: m_d G_d, G_d the day's gamma
+    multiplier from the won leads' mixing stream, so both share it): with dispersion, a
+    Poisson per day of m_d G_d (1 - P); without, a Poisson per period of the sum over its days
+    of m_d (1 - P)."""
     mean, period = 0.0, period_of_day[0]
-    for d in range(n_days):
-        m = rate * day_mean[d] * growth[elapsed_months[d]]
+    for d in range(means.shape[0]):
+        m = means[d]
         if dispersion > 0.0:
-            m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
             lam = m * not_won[elapsed_months[d]]
             if lam > 0.0:
                 arrivals[t, period_of_day[d], segment] += gen.poisson(lam)
@@ -2091,6 +2101,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
     walks = np.zeros(n_months)
     weight = np.empty((n_months, n_stages))
     not_won = np.empty(n_months)
+    means = np.empty(n_days)  # each day's mean arrivals (day_means)
     for t in range(theta.shape[0]):
         reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
         reseed_role(streams, COUNTS_MIXING, 0, trial0 + t)
@@ -2129,14 +2140,13 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                 weight[j, k] = reach * (1.0 - convert[j, k])
                 reach *= convert[j, k]
             not_won[j] = 1.0 - reach if not_won_of.shape[0] == 0 else not_won_of[t, j]
+        day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, means)
         if unwon != 0:
-            _unwon_arrivals(gen, gen_mixing, t, segment, rate, day_mean, growth, elapsed_months, dispersion,
-                            not_won, period_of_day, counts.arrivals)
+            _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day,
+                            counts.arrivals)
             continue
         for d in range(n_days):
-            m = rate * day_mean[d] * growth[elapsed_months[d]]
-            if dispersion > 0.0:
-                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
+            m = means[d]
             if not m > 0.0:
                 continue
             day_period = period_of_day[d]

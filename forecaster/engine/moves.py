@@ -75,6 +75,7 @@ from forecaster.engine.kernels import (
     _slip_by,
     _slipped,
     _uniform,
+    day_means,
     draw_above,
     draw_one,
     draws,
@@ -330,6 +331,48 @@ def _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k, r
 
 
 @jit
+def _lost_path_with_room(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit):
+    """:func:`_lost_path` from stage ``s`` into (v_stage, v_exit) from index 0; a path longer
+    than their room is drawn again from ``s`` (the stream moved on) into arrays twice as long
+    (rare). Returns (visits, v_stage, v_exit): the arrays are new when they were too short."""
+    end = _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, 0, v_stage.shape[0])
+    while end < 0:
+        v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
+                                                                                  dtype=np.int64)
+        end = _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, 0, v_stage.shape[0])
+    return end, v_stage, v_exit
+
+
+NO_EXIT = -3
+"""What :func:`_lost_first_exit` returns when no exit can lead to a loss (weight 0)."""
+
+
+@jit
+def _lost_first_exit(gen, g, s0, n, w, h, chain, n_stages):
+    """The first exit of an open deal at stage ``s0`` that is not won: forward (-1), move j
+    (j), or lost from its own stage (-2), in proportion to pi_i S_i(a) (1 - h(target)) (``w``:
+    its exits' weights pi_i S_i(a), forward at 0, moves at 1..n, lost at ``1 + n``), from one
+    uniform of ``gen``; :data:`NO_EXIT` (nothing drawn) when every weight is 0."""
+    forward = w[0] * ((1.0 - h[s0 + 1]) if s0 + 1 < n_stages else 0.0)
+    weight = forward + w[1 + n]
+    for j in range(n):
+        target = chain.to[g, s0, j]
+        weight += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+    if not weight > 0.0:
+        return NO_EXIT
+    u = gen.random() * weight
+    if u < forward:
+        return -1
+    acc = forward
+    for j in range(n):
+        target = chain.to[g, s0, j]
+        acc += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
+        if u < acc:
+            return j
+    return -2
+
+
+@jit
 def _visit_time(gen, g, s, e, funnel, chain, counts, pool):
     """One visit's time at stage s ending by exit e (-1 forward, j move j, -2 lost) [days]."""
     if e == -2:
@@ -570,7 +613,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
     h, N = np.empty(n_stages), np.empty((n_stages, n_stages))
     growth = np.empty(elapsed_months[n_days - 1] + 1)
-    cum = np.empty(n_days)
+    cum, mean = np.empty(n_days), np.empty(n_days)
     day_counts = np.empty(n_days, dtype=np.int64)
     arrival = np.empty(256)
     first, count = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
@@ -616,16 +659,15 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                 growth[k] *= h_m[k, 0] / ratio[k]
         # the won leads' arrival days, as v1 draws them
         n_won = 0
+        day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, mean)
         if dispersion > 0.0:
             for d in range(n_days):
-                lam = scale * day_mean[d] * growth[elapsed_months[d]]
-                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-                day_counts[d] = gen_count.poisson(lam)
+                day_counts[d] = gen_count.poisson(mean[d])
                 n_won += day_counts[d]
         else:
             total = 0.0
             for d in range(n_days):
-                total += scale * day_mean[d] * growth[elapsed_months[d]]
+                total += mean[d]
                 cum[d] = total
             n_won = gen_count.poisson(total)
         if n_won > arrival.shape[0]:
@@ -925,26 +967,9 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
     """Entries and loss (v2 F1) of an open deal that is not won (see
     :func:`simulate_pipeline_moves`): ``w`` its exits' weights pi_i S_i(a) (forward, moves,
     lost at ``1 + n``), ``total`` their sum; ``sf`` its exits' survivals at its age."""
-    lost_weight = w[1 + n]
-    forward = w[0] * ((1.0 - h[s0 + 1]) if s0 + 1 < n_stages else 0.0)
-    weight = forward + lost_weight
-    for j in range(n):
-        target = chain.to[g, s0, j]
-        weight += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
-    if not weight > 0.0:
+    e = _lost_first_exit(gen, g, s0, n, w, h, chain, n_stages)
+    if e == NO_EXIT:
         return
-    u = gen.random() * weight
-    e = -2
-    if u < forward:
-        e = -1
-    else:
-        acc = forward
-        for j in range(n):
-            target = chain.to[g, s0, j]
-            acc += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
-            if u < acc:
-                e = j
-                break
     time = 0.0
     if e == -2 and counts.stalled[s0] > 0.0:  # stalled for ever (never lost) with its chance given its age
         sigma = counts.stalled[s0]
@@ -962,13 +987,8 @@ def _count_lost_deal(gen, t, g, s0, a, n, w, total, at_once, h, funnel, chain, c
         _count(counts, t, g, s0, time, horizon, True)
         return
     s = s0 + 1 if e == -1 else chain.to[g, s0, e]
-    end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
-                     v_stage.shape[0])
-    while end < 0:  # a path longer than the room: draw it again from here, with more (rare)
-        v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
-                                                                                  dtype=np.int64)
-        end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
-                     v_stage.shape[0])
+    end, v_stage, v_exit = _lost_path_with_room(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g],
+                                                theta[t, g], h, v_stage, v_exit)
     for k in range(end):
         _count(counts, t, g, v_stage[k], time, horizon, False)
         time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
@@ -984,26 +1004,8 @@ def _stage_values_of_lost_deal(gen, t, g, s0, a, n, w, at_once, h, funnel, chain
     lost at ``1 + n``; ``sf`` their survivals at its age), its time above its age, then its path
     conditioned on being lost and its visits' times, from ``gen``; each first forward exit from
     a valued stage from s0 on books that stage's value."""
-    forward = w[0] * ((1.0 - h[s0 + 1]) if s0 + 1 < n_stages else 0.0)
-    weight = forward + w[1 + n]
-    for j in range(n):
-        target = chain.to[g, s0, j]
-        weight += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
-    if not weight > 0.0:
-        return
-    u = gen.random() * weight
-    e = -2
-    if u < forward:
-        e = -1
-    else:
-        acc = forward
-        for j in range(n):
-            target = chain.to[g, s0, j]
-            acc += w[1 + j] * ((1.0 - h[target]) if target >= 0 else 0.0)
-            if u < acc:
-                e = j
-                break
-    if e == -2:
+    e = _lost_first_exit(gen, g, s0, n, w, h, chain, n_stages)
+    if e == NO_EXIT or e == -2:
         return  # lost from its own stage: no forward exit
     time = 0.0
     if not at_once:
@@ -1015,13 +1017,8 @@ def _stage_values_of_lost_deal(gen, t, g, s0, a, n, w, at_once, h, funnel, chain
     if e == -1:
         _book_stage_value(gen, t, g, s0, time, horizon, stage_values, stage_revenue, booked)
     s = s0 + 1 if e == -1 else chain.to[g, s0, e]
-    end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage, v_exit, 0,
-                     v_stage.shape[0])
-    while end < 0:  # a path longer than the room: draw it again from here, with more (rare)
-        v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), np.empty(2 * v_stage.shape[0],
-                                                                                  dtype=np.int64)
-        end = _lost_path(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g], theta[t, g], h, v_stage,
-                         v_exit, 0, v_stage.shape[0])
+    end, v_stage, v_exit = _lost_path_with_room(gen, s, n_stages, chain.n_moves[g], chain.to[g], chain.slot[g],
+                                                theta[t, g], h, v_stage, v_exit)
     for k in range(end):
         x = v_exit[k]
         if x == -2 or not time < horizon:
@@ -1082,23 +1079,14 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         if drifting:  # month k's own 1 - h_0, in place of the conversions' part of the month factor
             for k in range(growth.shape[0]):
                 growth[k] *= (1.0 - h_m[k, 0]) / ratio[k]
-        for d in range(n_days):
-            lam = scale * day_mean[d] * growth[elapsed_months[d]]
-            if dispersion > 0.0:
-                lam *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-            mean[d] = lam
+        day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, mean)
         th, h_d = theta[t, g], h
         for d in range(n_days):
             if drifting:  # the chain of the day's month
                 th, h_d = th_m[elapsed_months[d]], h_m[elapsed_months[d]]
             for _ in range(gen_arrival.poisson(mean[d])):
-                end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
-                                 v_stage.shape[0])
-                while end < 0:
-                    v_stage, v_exit = np.empty(2 * v_stage.shape[0], dtype=np.int64), \
-                        np.empty(2 * v_stage.shape[0], dtype=np.int64)
-                    end = _lost_path(gen, 0, n_stages, n_moves_g, to_g, slot_g, th, h_d, v_stage, v_exit, 0,
-                                 v_stage.shape[0])
+                end, v_stage, v_exit = _lost_path_with_room(gen, np.int64(0), n_stages, n_moves_g, to_g, slot_g, th,
+                                                            h_d, v_stage, v_exit)
                 time = float(d)
                 for k in range(end):
                     if time >= horizon:
@@ -1163,12 +1151,10 @@ def simulate_lost_stage_values_moves(streams, trial0, funnel, chain, segment, st
         if month_factor.shape[2] > 0:
             for k in range(growth.shape[0]):
                 growth[k] *= month_factor[t, g, k]
+        day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, cum)
         total = 0.0
         for d in range(n_days):
-            m = rate * day_mean[d] * growth[elapsed_months[d]]
-            if dispersion > 0.0:
-                m *= gen_mixing.standard_gamma(1.0 / dispersion) * dispersion
-            total += m
+            total += cum[d]
             cum[d] = total
         if not total * f[0] > 0.0:
             continue

@@ -4,31 +4,19 @@ kept together, the wait is counted twice. Tested on the synthetic saturated team
 is known: each month the team closes a Poisson(85) number of the ~100 wins due."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import synthetic_benchmark
 
 from forecaster.history.calibrate import calibrate
 from forecaster.history.parts import MECHANISMS, pipeline_csv
 from forecaster.history.selection import excluded_by
 from forecaster.results.dataset import simulate
 from forecaster.scenario.loading import scenario_from_dict
-
-
-def _synthetic():
-    name = "synthetic_benchmark"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "synthetic.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: its dataclass looks itself up there
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def test_excluded_by():
@@ -50,7 +38,7 @@ def _forecast_mean(cal, trials=2000):
 
 @pytest.fixture(scope="module")
 def saturated():
-    syn = _synthetic()
+    syn = synthetic_benchmark()
     h = syn.make_history("saturated_team", 0)
     cut = syn.month_end(h.start, 15)  # 2024-03-31: 15 months in, a backlog of ~200 wins waiting
     horizon = (syn.add_months(cut + timedelta(days=1), 3) - (cut + timedelta(days=1))).days

@@ -5,28 +5,15 @@ Fast: histories only, no calibration or backtest. Tolerances are a few standard 
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections import Counter
 from datetime import date, timedelta
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import synthetic_benchmark
 
-
-def _load():
-    name = "synthetic_benchmark"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "synthetic.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: its dataclass looks itself up there
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-syn = _load()
+syn = synthetic_benchmark()
 SEED = 11
 
 

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_text as load, scenario_problems as problems
 
 import forecaster as fc
 from forecaster.scenario import chain
 from forecaster.scenario.schema import PASS_THROUGH
-
-
-def problems(tmp_path, text, files=None):
-    for fname, body in (files or {}).items():
-        (tmp_path / fname).write_text(body)
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    with pytest.raises(fc.ScenarioError) as info:
-        fc.load_scenario(path)
-    return str(info.value)
-
-
-def load(tmp_path, text):
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    return fc.load_scenario(path)
-
 
 HEAD = "name: t\nstart: 2027-01-01\nend: 2027-03-31\n"
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-import forecaster as fc
+from conftest import load_text as load, scenario_problems as problems
 
 HEAD = "name: t\nstart: 2027-01-01\nend: 2027-03-31\nstages: [x]\nsegments:\n  web:\n"
 FUNNEL = "    funnel:\n      x: {convert: 0.5, days: 1}\n    deal_value: 10\n"
@@ -12,18 +11,6 @@ FUNNEL = "    funnel:\n      x: {convert: 0.5, days: 1}\n    deal_value: 10\n"
 
 def _text(leads: str, extra: str = "", tail: str = "") -> str:
     return HEAD + f"    leads: {leads}\n" + extra + FUNNEL + tail
-
-
-def load(tmp_path, text):
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    return fc.load_scenario(path)
-
-
-def problems(tmp_path, text):
-    with pytest.raises(fc.ScenarioError) as info:
-        load(tmp_path, text)
-    return str(info.value)
 
 
 BOUGHT = "{budget_per_month: 20000, cost_per_lead: 40, %s}"

@@ -7,27 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import VALID
+from conftest import VALID, load_text as load, scenario_problems as problems
 
 import forecaster as fc
 from forecaster.scenario.distributions import Distribution
 from forecaster.scenario.schema import json_schema
 from forecaster.scenario.variants import apply_changes
-
-
-def problems(tmp_path, text):
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    with pytest.raises(fc.ScenarioError) as info:
-        fc.load_scenario(path)
-    return str(info.value)
-
-
-def load(tmp_path, text):
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    return fc.load_scenario(path)
-
 
 HOLDER = "segments.direct.funnel.qualified.convert"
 
