@@ -1,6 +1,7 @@
 """Shared helpers: scenarios written from text, and the example files."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -96,9 +97,22 @@ def within(got: float, expected: float, se: float, k: float = 5.0) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _kernels_compiled():
+def _kernels_compiled(tmp_path_factory):
     """Load (or, on a fresh machine, compile) every kernel once before the tests, so that the
     one-time "compiling the simulation kernels" message lands here and not inside a test
-    that checks what a command prints; subprocesses then load the machine code from disk."""
+    that checks what a command prints; subprocesses then load the machine code from disk.
+
+    Under pytest-xdist the workers share the kernels' cache folder: they take turns here (a
+    lock file in the run's shared temporary folder), so the first compiles and writes the
+    cache while the others wait and then load it, rather than all compiling at once and
+    writing the same cache files over each other."""
     scenario = fc.load_scenario(Path(__file__).resolve().parent / "golden" / "extensions.yaml")
-    fc.simulate(scenario, trials=2, seed=0)  # pipeline, closing, capacity and shocks: every kernel
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import fcntl  # POSIX; the suite runs on Linux
+
+        lock = tmp_path_factory.getbasetemp().parent / "kernels-compiled.lock"
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+            fc.simulate(scenario, trials=2, seed=0)
+    else:
+        fc.simulate(scenario, trials=2, seed=0)  # pipeline, closing, capacity and shocks: every kernel

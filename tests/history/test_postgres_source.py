@@ -100,7 +100,9 @@ def test_a_query_returning_too_many_rows_is_stopped_not_sent(url, monkeypatch):
     start = time.perf_counter()
     with pytest.raises(ScenarioError, match="the query returns more than 1,000 rows, the most a history may have"):
         deals_of(url, query="SELECT d.* FROM deals d, generate_series(1, 250000000)")  # 10^11 rows
-    assert time.perf_counter() - start < 20
+    # sent whole, 10^11 rows would take hours; stopped after the first 1,001 they take seconds
+    # (27 s once on a 2-core machine shared with other jobs, hence the margin)
+    assert time.perf_counter() - start < 60
 
 
 def test_a_query_running_too_long_is_stopped_by_the_server(url, monkeypatch):
