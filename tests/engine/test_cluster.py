@@ -83,25 +83,6 @@ def test_a_malformed_scheduler_address_is_a_clear_error(tmp_path, address):
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
-def test_a_local_cluster_serves_nothing_on_the_dashboard_port():
-    import socket
-
-    from forecaster.engine.cluster import dask_client
-
-    def listening(port):
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    before = listening(8787)
-    with dask_client(workers=1) as c:
-        info = c.scheduler_info()
-        assert info["address"].startswith("tcp://127.0.0.1:")
-        assert listening(8787) == before  # nothing new on 8787 (the default dashboard port)
-        for port in info.get("services", {}).values():  # whatever HTTP it serves is on loopback only
-            with socket.socket() as s:
-                assert s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _sleep_forever(*args):
     """A task that does not return within the run's stall timeout (2 s), but does end: a worker
     asleep for an hour could hold up the shared cluster's shutdown at the end of the module
