@@ -50,7 +50,7 @@ from forecaster.engine.interface import (
     EV_WON,
     THETA_CONVERT,
 )
-from forecaster.engine.kernels import _book, _grown, _slipped, _stage_time, draw_one
+from forecaster.engine.kernels import _book, _grown, _pick_rep, _slipped, _stage_time, draw_one
 from forecaster.engine.moves import _count, _lost_path, _path, _visit_time, chain_of, solve_chain
 
 MAX_COUNT = 2.0 ** 53
@@ -248,9 +248,7 @@ def simulate_events(streams, trial0, funnel, chain, events, segment, closing, sh
                             if 0.0 <= time < horizon:
                                 stage_revenue[t, stage_values.period_of_day[int(time)], g] += sv
                 value = draw_one(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
-                rep = -1
-                if n_reps > 0:
-                    rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+                rep = _pick_rep(gen_rep, reps, n_reps)
                 if closing_on:
                     time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
                 if not 0.0 <= time < horizon:

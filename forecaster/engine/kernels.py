@@ -481,6 +481,28 @@ def lead_growth(funnel, theta, t, segment, growth):
 
 
 @jit
+def arrival_growth(funnel, theta, month_factor, t, segment, growth):
+    """:func:`lead_growth`, times the trial's month factors ``month_factor[t, segment, k]``
+    (the shocks' drift and seasonality, :func:`apply_shocks`; shape (trials, segments, 0)
+    without): month k's factor on the segment's arrivals in trial ``t``, into ``growth[k]``."""
+    lead_growth(funnel, theta, t, segment, growth)
+    if month_factor.shape[2] > 0:
+        for k in range(growth.shape[0]):
+            growth[k] *= month_factor[t, segment, k]
+
+
+@jit
+def cumulate(values, out):
+    """Running sums of ``values`` into ``out`` (the same shape; it may be ``values`` itself);
+    returns the total."""
+    total = 0.0
+    for d in range(values.shape[0]):
+        total += values[d]
+        out[d] = total
+    return total
+
+
+@jit
 def lead_growths(funnel, theta, segment, out):
     """:func:`lead_growth` of every trial of ``theta`` (trials, segments, K) into ``out``
     (trials, months), for the results layer (the expected arrivals of the summary's funnel)."""
@@ -632,6 +654,15 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
         lo = max(time, slip_lo[day])
         return lo + (slip_hi[day] - lo) * v
     return time
+
+
+@jit(inline="always")
+def _pick_rep(gen_rep, reps, n_reps):
+    """A won deal's rep, uniformly among the segment's ``n_reps`` reps ``reps[:n_reps]`` (one
+    uniform of ``gen_rep``), or -1 (nothing drawn) when the segment has none."""
+    if n_reps > 0:
+        return reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+    return -1
 
 
 @jit(inline="always")
@@ -788,8 +819,6 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
     value_code, value_par = funnel.value_codes[segment], funnel.value_pars[segment]
     reps, n_reps = funnel.reps[segment], funnel.n_reps[segment]
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
-    period_of_day, quota_period_of_day = out.period_of_day, out.quota_period_of_day
-    revenue, won, bookings = out.revenue, out.won, out.bookings
     n_days = day_mean.shape[0]
     horizon = float(n_days)
     n_stages = days_codes.shape[0]
@@ -815,10 +844,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
         scale = (1.0 / base if rate_is_cost else base) * p_win
         if not scale > 0.0:
             continue
-        lead_growth(funnel, theta, t, segment, growth)
-        if month_factor.shape[2] > 0:
-            for k in range(growth.shape[0]):
-                growth[k] *= month_factor[t, segment, k]
+        arrival_growth(funnel, theta, month_factor, t, segment, growth)
         n_won = 0
         day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, mean)
         if dispersion > 0.0:
@@ -833,10 +859,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                     times[i] = d
                     i += 1
         else:
-            total = 0.0
-            for d in range(n_days):
-                total += mean[d]
-                cum[d] = total
+            total = cumulate(mean, cum)
             n_won = gen_count.poisson(total)
             if n_won > room:
                 return t, n_won, 0
@@ -908,20 +931,14 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 value = math.exp(value_par[0] + value_par[1] * gen_value.standard_normal())
             else:
                 value = drawn[i]
-            rep = -1
-            if n_reps > 0:
-                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+            rep = _pick_rep(gen_rep, reps, n_reps)
             time = times[i]
             if closing_on:
                 time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
                 if time >= horizon:
                     continue
             day = int(time)
-            p = period_of_day[day]
-            revenue[t, p, segment] += value
-            won[t, p, segment] += 1
-            if rep >= 0:
-                bookings[t, quota_period_of_day[day], rep] += value
+            _book(t, day, segment, value, rep, out)
             if keep_log:
                 k = log_n[0]
                 log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, day, segment, value, rep
@@ -1190,11 +1207,9 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                 else:
                     value = draw_one(gen_value, code, p0, p1, value_pars[g, 2], value_pars[g, 3], pool)
             rep = pipeline.owner[i]
-            n_reps = segment_n_reps[g]
-            if n_reps > 0:
-                pick = segment_reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
-                if rep < 0:
-                    rep = pick
+            pick = _pick_rep(gen_rep, segment_reps[g], segment_n_reps[g])  # drawn whether or not it has an owner
+            if rep < 0:
+                rep = pick
             if waiting:  # a slipped win still to land in this quarter's window
                 time = pending_lo + (pending_hi - pending_lo) * v
             elif closing_on:  # u is uniform again, given not waiting
@@ -1885,15 +1900,9 @@ def simulate_lost_stage_values(streams, trial0, funnel, segment, stage_values, t
         rate = 1.0 / base if rate_is_cost else base
         if not rate > 0.0:
             continue
-        lead_growth(funnel, theta, t, segment, growth)
-        if month_factor.shape[2] > 0:
-            for k in range(growth.shape[0]):
-                growth[k] *= month_factor[t, segment, k]
+        arrival_growth(funnel, theta, month_factor, t, segment, growth)
         day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, cum)
-        total = 0.0
-        for d in range(n_days):
-            total += cum[d]
-            cum[d] = total
+        total = cumulate(cum, cum)
         if not total > 0.0:
             continue
         reach = 1.0  # P_{<k}: the chance to convert out of every stage before k

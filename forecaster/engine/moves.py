@@ -72,14 +72,16 @@ from forecaster.engine.interface import (
 from forecaster.engine.kernels import (
     _book,
     _grown,
+    _pick_rep,
     _slip_by,
     _slipped,
     _uniform,
+    arrival_growth,
+    cumulate,
     day_means,
     draw_above,
     draw_one,
     draws,
-    lead_growth,
 )
 
 I64_3 = Annotated[np.ndarray, np.int64, 3]
@@ -599,8 +601,6 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     booked = np.zeros(n_stages, dtype=np.int64)
     gen_stage_value = streams.gens[M_STAGE_VALUE]
     n_moves_g, to_g, slot_g = chain.n_moves[g], chain.to[g], chain.slot[g]
-    period_of_day, quota_period_of_day = out.period_of_day, out.quota_period_of_day
-    revenue, won, bookings = out.revenue, out.won, out.bookings
     counting = counts.on != 0
     day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
     rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
@@ -633,7 +633,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
     gen_path = streams.gens[M_PATH]
     failed[0] = -1
-    t = np.int64(0)  # not a literal: lead_growth, a shared helper, would compile twice
+    t = np.int64(0)  # not a literal: arrival_growth, a shared helper, would compile twice
     while t < theta.shape[0]:
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH):
@@ -650,10 +650,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
         if not scale > 0.0:
             t += 1
             continue
-        lead_growth(funnel, theta, t, g, growth)
-        if month_factor.shape[2] > 0:
-            for k in range(growth.shape[0]):
-                growth[k] *= month_factor[t, g, k]
+        arrival_growth(funnel, theta, month_factor, t, g, growth)
         if drifting:  # month k's own h_0, in place of the conversions' part of the month factor
             for k in range(growth.shape[0]):
                 growth[k] *= h_m[k, 0] / ratio[k]
@@ -665,10 +662,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                 day_counts[d] = gen_count.poisson(mean[d])
                 n_won += day_counts[d]
         else:
-            total = 0.0
-            for d in range(n_days):
-                total += mean[d]
-                cum[d] = total
+            total = cumulate(mean, cum)
             n_won = gen_count.poisson(total)
         if n_won > arrival.shape[0]:
             size = max(n_won, 2 * arrival.shape[0])
@@ -741,19 +735,13 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                     _book_stage_value(gen_stage_value, t, g, v_stage[k], time, horizon, stage_values, stage_revenue,
                                       booked)
             value = buf[i]
-            rep = -1
-            if n_reps > 0:
-                rep = reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
+            rep = _pick_rep(gen_rep, reps, n_reps)
             if closing_on:
                 time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            p = period_of_day[day]
-            revenue[t, p, g] += value
-            won[t, p, g] += 1
-            if rep >= 0:
-                bookings[t, quota_period_of_day[day], rep] += value
+            _book(t, day, g, value, rep, out)
             if cycling:
                 if cyc_n >= cyc_trial.shape[0]:
                     grown_t, grown_d = np.empty(2 * cyc_n, dtype=np.int64), np.empty(2 * cyc_n)
@@ -880,11 +868,9 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                 value = draw_one(gen_value, funnel.value_codes[g], funnel.value_pars[g, 0], funnel.value_pars[g, 1],
                                  funnel.value_pars[g, 2], funnel.value_pars[g, 3], pool)
             rep = pipe.owner[i]
-            n_reps = funnel.n_reps[g]
-            if n_reps > 0:
-                pick = funnel.reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
-                if rep < 0:
-                    rep = pick
+            pick = _pick_rep(gen_rep, funnel.reps[g], funnel.n_reps[g])  # drawn whether or not it has an owner
+            if rep < 0:
+                rep = pick
             later_values = False  # a valued stage from its own on (v2 F11)
             if valued_any:
                 for s in range(s0, n_stages):
@@ -1072,10 +1058,7 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         scale = (1.0 / base if rate_is_cost else base) * (1.0 if drifting else 1.0 - h[0])
         if not scale > 0.0:
             continue
-        lead_growth(funnel, theta, t, g, growth)
-        if month_factor.shape[2] > 0:
-            for k in range(growth.shape[0]):
-                growth[k] *= month_factor[t, g, k]
+        arrival_growth(funnel, theta, month_factor, t, g, growth)
         if drifting:  # month k's own 1 - h_0, in place of the conversions' part of the month factor
             for k in range(growth.shape[0]):
                 growth[k] *= (1.0 - h_m[k, 0]) / ratio[k]
@@ -1147,15 +1130,9 @@ def simulate_lost_stage_values_moves(streams, trial0, funnel, chain, segment, st
         rate = 1.0 / base if rate_is_cost else base
         if not rate > 0.0:
             continue
-        lead_growth(funnel, theta, t, g, growth)
-        if month_factor.shape[2] > 0:
-            for k in range(growth.shape[0]):
-                growth[k] *= month_factor[t, g, k]
+        arrival_growth(funnel, theta, month_factor, t, g, growth)
         day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, cum)
-        total = 0.0
-        for d in range(n_days):
-            total += cum[d]
-            cum[d] = total
+        total = cumulate(cum, cum)
         if not total * f[0] > 0.0:
             continue
         for _ in range(gen.poisson(total * f[0])):
