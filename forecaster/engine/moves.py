@@ -380,11 +380,7 @@ def _visit_time(gen, g, s, e, funnel, chain, counts, pool):
     if e == -2:
         pr = counts.lost_pars[g, s]
         return draw_one(gen, counts.lost_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
-    if e >= 0 and chain.own_days[g, s, e] != 0:
-        pr = chain.days_pars[g, s, e]
-        return draw_one(gen, chain.days_codes[g, s, e], pr[0], pr[1], pr[2], pr[3], pool)
-    pr = funnel.days_pars[g, s]
-    return draw_one(gen, funnel.days_codes[g, s], pr[0], pr[1], pr[2], pr[3], pool)
+    return _exit_time(gen, g, s, e, funnel, chain, pool)
 
 
 @jit(inline="always")
