@@ -276,6 +276,29 @@ def test_quarter_end_bunching_is_recovered_from_wins():
     assert "closing" not in calibrate(steady, ["x"], date(2026, 3, 31)).mechanisms
 
 
+def test_quarter_end_bunching_is_read_from_whole_months_before_two_whole_quarters():
+    """Eight months of history (January to August; wins steady from February on, the slipped
+    ones lengthening the times to win): one whole quarter of steady wins, six whole months.
+    Read by whole quarters, the slips could not be measured before October; by months (each
+    place in the quarter twice), a 40% slip out of months 1 and 2 is found, and steady
+    months show none."""
+    from datetime import date
+
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import quarter_end_closing
+
+    as_of = date(2025, 8, 31)
+    pushed = _drifting_history(np.random.default_rng(10), lambda m: 0.6, lambda m: 600, months=8,
+                               slip={1: 0.4, 2: 0.4})
+    cal = Calibration({}, [])
+    closing = quarter_end_closing(pushed, as_of, cal)
+    assert closing is not None, cal.notes
+    assert closing["slip"][1] == pytest.approx(0.4, abs=0.08) and closing["slip"][2] == pytest.approx(0.4, abs=0.08)
+    assert "6 whole months" in cal.notes[-1]
+    steady = _drifting_history(np.random.default_rng(11), lambda m: 0.6, lambda m: 600, months=8)
+    assert quarter_end_closing(steady, as_of, Calibration({}, [])) is None
+
+
 def test_seasonality_needs_two_years_and_finds_the_peak():
     from datetime import date, timedelta
 
