@@ -231,13 +231,16 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     # each inner cutoff's (won deals, revenue) samples, None when a part refused to simulate
     cache: dict[tuple[tuple, float], list[tuple[np.ndarray, np.ndarray]] | None] = {}
 
+    # each inner calibration's open deals as a pipeline CSV, the same text for every set of parts
+    csv_text = [pipeline_csv(icalib.pipeline) if icalib.pipeline else "" for _, icalib, _, _ in inner]
+
     def simulated(kept: tuple, widen: float) -> list[tuple[np.ndarray, np.ndarray]] | None:
         out = []
-        for _, icalib, _, _ in inner:
+        for (_, icalib, _, _), text in zip(inner, csv_text):
             doc = build_scenario(icalib, kept, widen)
             with tempfile.TemporaryDirectory() as tmp:
                 if icalib.pipeline:
-                    (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+                    (Path(tmp) / doc["pipeline"]["file"]).write_text(text)
                 try:
                     ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
                 except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
