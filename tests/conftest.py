@@ -116,3 +116,31 @@ def _kernels_compiled(tmp_path_factory):
             fc.simulate(scenario, trials=2, seed=0)
     else:
         fc.simulate(scenario, trials=2, seed=0)  # pipeline, closing, capacity and shocks: every kernel
+
+
+# The files that take longest (seconds on 2 loaded cores, CI of December 2026), started first.
+# With --dist loadfile a file runs whole on one worker and the files are handed out in the
+# order collected, alphabetical, which put the README's examples (one test, 1-2.5 minutes)
+# and the other top-level files last: one worker ran them while the other idled. Only the
+# order of files changes; the tests of a file keep theirs.
+SLOW_FILES = (
+    "history/test_fitting.py",                # 100-180 s
+    "test_readme_examples.py",                # 65-160 s: the README's 10 commands, one after another
+    "engine/test_engine_compile.py",          # 150 s: a cold compile of every kernel, by design
+    "engine/test_moves_drift.py",             # 85 s
+    "analysis/test_allocate.py",              # 80 s
+    "test_fuzz_battery.py",
+    "analysis/test_after_sale_analysis.py",
+    "cli/test_history_sources_cli.py",
+    "analysis/test_move_levers.py",
+    "history/test_history_input.py",
+    "engine/test_extensions.py",
+    "test_notebooks.py",
+    "test_packaging.py",                      # builds the wheel
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    here = Path(__file__).resolve().parent
+    rank = {here / f: i for i, f in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(Path(str(item.path)).resolve(), len(SLOW_FILES)))  # stable

@@ -276,12 +276,30 @@ def unslipped_factor(days: dict, closing: dict, entries: list, fiscal_year_start
     slip = np.array([0.0, closing["slip"].get(1, 0.0), closing["slip"].get(2, 0.0), 0.0])
     window = closing["window_days"]
 
-    def slipped_median(f: float) -> float:
-        due = start + f * base
+    def by_day(due: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each due time's month of its quarter (1-3) and the day after its quarter's last
+        (an ordinal, as float), worked out once per calendar day (the draws fall on a few
+        hundred days) and spread back to the draws: the same arrays as day by day."""
+        if np.isfinite(due).all():
+            days, back = np.unique(due.astype(np.int64), return_inverse=True)  # int(x): toward zero, as astype
+            try:
+                dates = [date.fromordinal(int(x)) for x in days]
+            except (ValueError, OverflowError):
+                dates = None  # a day out of range: raise as day by day below
+            if dates is not None:
+                month = np.array([month_of_quarter(d.month, fiscal_year_start) for d in dates])
+                q_end = np.array([period_end(d, "quarter", fiscal_year_start).toordinal() + 1
+                                  for d in dates], dtype=float)
+                return month[back], q_end[back]
         dates = [date.fromordinal(int(x)) for x in due]
         month = np.array([month_of_quarter(d.month, fiscal_year_start) for d in dates])
         q_end = np.array([period_end(d, "quarter", fiscal_year_start).toordinal() + 1
                           for d in dates], dtype=float)  # the day after the quarter's last
+        return month, q_end
+
+    def slipped_median(f: float) -> float:
+        due = start + f * base
+        month, q_end = by_day(due)
         moves = u < slip[month]
         lo = np.maximum(due, q_end - window)
         return float(np.median(np.where(moves, lo + (q_end - lo) * v, due) - start))

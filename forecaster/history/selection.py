@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -64,6 +65,7 @@ from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, build_scenario, new_lead_share, pipeline_csv
 from forecaster.results.dataset import simulate
 from forecaster.scenario.loading import scenario_from_dict
+from forecaster.scenario.model import Scenario
 
 INNER_CUTOFFS = 5
 MIN_HISTORY_MONTHS = 4
@@ -231,17 +233,32 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     # each inner cutoff's (won deals, revenue) samples, None when a part refused to simulate
     cache: dict[tuple[tuple, float], list[tuple[np.ndarray, np.ndarray]] | None] = {}
 
+    # each inner calibration's open deals, as read from its pipeline CSV the first time one of
+    # its scenarios is built: every set of parts has the same file, checked against the same
+    # start, segments and stages (the parts change none of them), so the later sets take the
+    # deals as read rather than writing and reading thousands of rows again
+    read: dict[int, Scenario] = {}
+
+    def scenario(i: int, icalib, doc: dict) -> Scenario:
+        if i in read:
+            sc = scenario_from_dict({k: v for k, v in doc.items() if k != "pipeline"})
+            return replace(sc, pipeline_file=read[i].pipeline_file, pipeline=read[i].pipeline)
+        with tempfile.TemporaryDirectory() as tmp:
+            if icalib.pipeline:
+                (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+            sc = scenario_from_dict(doc, base_dir=tmp)
+        if icalib.pipeline:
+            read[i] = sc
+        return sc
+
     def simulated(kept: tuple, widen: float) -> list[tuple[np.ndarray, np.ndarray]] | None:
         out = []
-        for _, icalib, _, _ in inner:
+        for i, (_, icalib, _, _) in enumerate(inner):
             doc = build_scenario(icalib, kept, widen)
-            with tempfile.TemporaryDirectory() as tmp:
-                if icalib.pipeline:
-                    (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
-                try:
-                    ds = simulate(scenario_from_dict(doc, base_dir=tmp), trials=TRIALS, seed=0)
-                except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
-                    return None
+            try:
+                ds = simulate(scenario(i, icalib, doc), trials=TRIALS, seed=0)
+            except ScenarioError:  # a part fitted to odd data that the format refuses: not a candidate
+                return None
             out.append((ds["won_deals"].values.astype(float)[:, :months],
                         ds["revenue"].values.astype(float)[:, :months]))
         return out
