@@ -11,7 +11,7 @@ from forecaster.history.readers import Deal
 
 
 def _short_history() -> list[Deal]:
-    """Ten weeks of wins and losses: no two whole quarters of wins."""
+    """Ten weeks of wins and losses: not six whole months of wins."""
     rng = np.random.default_rng(5)
     deals, day = [], date(2023, 4, 10)
     while day <= date(2023, 6, 20):
@@ -34,7 +34,7 @@ def test_a_part_forced_on_but_not_fitted_is_a_warning_saying_why():
     capacity = [w for w in cal.warnings if w.startswith("capacity:")]
     assert len(closing) == 1 and len(capacity) == 1
     assert "asked for (--mechanism closing=on) but could not be fitted" in closing[0]
-    assert "fewer than two whole quarters of wins" in closing[0]
+    assert "fewer than six whole months of steady wins" in closing[0]
     assert "no whole quarter of wins yet" in capacity[0]
     assert "closing" not in cal.scenario and "capacity" not in cal.scenario
 
