@@ -375,6 +375,8 @@ class StageCounts(NamedTuple):
     lost_codes: I64_2       # (G, S) each stage's days_lost (its days where absent), stage order
     lost_pars: F64_3        # (G, S, 4)
     stalled: F64_1          # (S,) share of the leads not converting out of a stage that never leave it
+    first: I64_1            # (G,) the first stage each segment passes, where its new leads enter
+    first_below: F64_2      # (G, D + 1) P(days_lost < c) at that stage, c = 0 .. D days (exact at atoms)
     deal_lost_sf: F64_1     # (N,) S_lost(a): P(days_lost > age) of each open deal in its stage
     deal_stalled: F64_1     # (N,) P(stalled | open at its age and not converting out of its stage)
     period_of_day: I64_1    # (D,) reporting period of each day

@@ -2025,6 +2025,50 @@ def _stage_time(gen, code, p0, p1, p2, p3, pool):
 
 
 @jit
+def period_ends(period_of_day):
+    """Day after the last of each day's reporting period, shape (D,) int64 [days]."""
+    n_days = period_of_day.shape[0]
+    ends = np.empty(n_days, dtype=np.int64)
+    end = n_days
+    for d in range(n_days - 1, -1, -1):
+        if d + 1 < n_days and period_of_day[d + 1] != period_of_day[d]:
+            end = d + 1
+        ends[d] = end
+    return ends
+
+
+@jit
+def lost_on_entry(gen, counts, t, g, k, d, n, ends):
+    """v2 F1: ``n`` leads of segment g that entered stage k, the first it passes
+    (``counts.first[g]``), on day d and do not leave it forward or by a move: a share
+    ``stalled[k]`` stays open for ever (one binomial), the others are given up X days later,
+    X from the stage's ``days_lost``. Their loss days are counted all at once: by period from
+    d's on, and beyond the horizon, they are multinomial with the masses of
+    ``counts.first_below`` shifted by d (P(d + X in a period) = P(X < its end - d) - P(X < its
+    start - d)), drawn from ``gen`` as one binomial per period given the ones before, until
+    none is left. Exact, as drawing each lead's X; ``ends``: :func:`period_ends`."""
+    stalled = counts.stalled[k]
+    if stalled > 0.0:
+        n -= gen.binomial(n, stalled)
+    if n <= 0 or counts.passes[g, k] == 0:
+        return
+    below = counts.first_below[g]
+    n_days = ends.shape[0]
+    start, done = d, 0.0  # the period's first day (from d's on), P(X < start - d)
+    while n > 0 and start < n_days:
+        stop = ends[start]
+        upto = below[stop - d]
+        left = 1.0 - done
+        if not left > 0.0:
+            return
+        x = gen.binomial(n, min(max((upto - done) / left, 0.0), 1.0))
+        if x > 0:
+            counts.losses[t, counts.period_of_day[start], g, k] += x
+            n -= x
+        start, done = stop, upto
+
+
+@jit
 def _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day, arrivals):
     """One trial's leads that are not won (v2 E.3), into ``arrivals[t, period, segment]``, from
     each day's mean arrivals ``means`` (:func:`day_means`: m_d G_d, G_d the day's gamma
@@ -2064,9 +2108,11 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
     stage by stage, the count, then each lead's times through stages 1 .. k - 1 (``days``) and
     at k (``days_lost``) come from the ``STAGE_COUNTS`` stream: it enters each stage on its way
     and is lost at the end, each counted while inside the horizon (a share ``stalled`` of the
-    leads that do not convert out of k never leave it: they enter, and are not lost). Its
-    cost follows the leads that are lost, every one of which is drawn: that is why the
-    output is asked for.
+    leads that do not convert out of k never leave it: they enter, and are not lost). The
+    leads lost at the first stage they enter (usually most of them) are not drawn one by one:
+    their loss periods are one multinomial per day (:func:`lost_on_entry`). The cost of the
+    others follows their number, every one of which is drawn: that is why the output is
+    asked for.
 
     Parameters
     ----------
@@ -2111,6 +2157,7 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
     weight = np.empty((n_months, n_stages))
     not_won = np.empty(n_months)
     means = np.empty(n_days)  # each day's mean arrivals (day_means)
+    first, ends = counts.first[segment], period_ends(period_of_day)
     for t in range(theta.shape[0]):
         reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
         reseed_role(streams, COUNTS_MIXING, 0, trial0 + t)
@@ -2168,6 +2215,11 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                     continue
                 if passes[0] != 0:  # every one of them enters the first stage on arrival
                     entries[t, day_period, segment, 0] += n_lost
+                if k == first:  # lost at the stage they enter on arrival: their loss days at once
+                    if k > 0:  # (the stages before, not passed, take no time)
+                        entries[t, day_period, segment, k] += n_lost
+                    lost_on_entry(gen, counts, t, segment, k, d, n_lost, ends)
+                    continue
                 for _ in range(n_lost):
                     x = float(d)
                     for s in range(k + 1):

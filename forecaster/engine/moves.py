@@ -75,6 +75,7 @@ from forecaster.engine.kernels import (
     _pick_rep,
     _slip_by,
     _slipped,
+    _stage_time,
     _uniform,
     arrival_growth,
     cumulate,
@@ -82,6 +83,8 @@ from forecaster.engine.kernels import (
     draw_above,
     draw_one,
     draws,
+    lost_on_entry,
+    period_ends,
 )
 
 I64_3 = Annotated[np.ndarray, np.int64, 3]
@@ -343,6 +346,67 @@ def _lost_path_with_room(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_
                                                                                   dtype=np.int64)
         end = _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, 0, v_stage.shape[0])
     return end, v_stage, v_exit
+
+
+@jit(inline="always")
+def _lost_here(p, s, n_stages, n_moves, to, slot, th, h):
+    """P(a path that is lost in the end is lost at this visit of stage s): the weight of the
+    lost exit among those of :func:`_lost_exit`."""
+    n = n_moves[s]
+    total = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
+    shares = 0.0
+    for j in range(n):
+        target = to[s, j]
+        share = th[slot[s, j]]
+        shares += share
+        total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
+    lost = (1.0 - p) * max(1.0 - shares, 0.0)
+    return lost / (total + lost) if total + lost > 0.0 else 1.0
+
+
+@jit(inline="always")
+def _leaving_exit(gen, p, s, n_stages, n_moves, to, slot, th, h):
+    """As :func:`_lost_exit` given that the path is not lost at this visit: -1 forward, j >= 0
+    move j; one uniform."""
+    n = n_moves[s]
+    forward = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
+    total = forward
+    for j in range(n):
+        target = to[s, j]
+        total += (1.0 - p) * th[slot[s, j]] * ((1.0 - h[target]) if target >= 0 else 0.0)
+    u = _uniform(gen) * total
+    if u < forward:
+        return -1
+    acc, last = forward, -1
+    for j in range(n):
+        target = to[s, j]
+        w = (1.0 - p) * th[slot[s, j]] * ((1.0 - h[target]) if target >= 0 else 0.0)
+        acc += w
+        if w > 0.0:
+            last = j
+        if u < acc:
+            return j
+    return last  # rounding at the top end: the last exit with weight
+
+
+@jit(inline="always")
+def _lost_path_past_entry(gen, k0, n_stages, n_moves, to, slot, th, h, v_stage, v_exit):
+    """A new lead's path conditioned on being lost and on not being lost at its first visit
+    of stage ``k0`` (the first its segment passes; the stages before, converting 1, it passes
+    forward at once), into (v_stage, v_exit) from index 0, as :func:`_lost_path_with_room`:
+    returns (visits, v_stage, v_exit)."""
+    while True:
+        room = v_stage.shape[0]
+        if room > k0 + 1:
+            for s in range(k0):
+                v_stage[s], v_exit[s] = s, -1
+            e = _leaving_exit(gen, th[THETA_CONVERT + k0], k0, n_stages, n_moves, to, slot, th, h)
+            v_stage[k0], v_exit[k0] = k0, e
+            s = k0 + 1 if e == -1 else to[k0, e]
+            end = _lost_path(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_exit, k0 + 1, room)
+            if end >= 0:
+                return end, v_stage, v_exit
+        v_stage, v_exit = np.empty(2 * room, dtype=np.int64), np.empty(2 * room, dtype=np.int64)
 
 
 NO_EXIT = -3
@@ -1016,10 +1080,12 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
 
     By Poisson splitting they are Poisson(sum_d m_d G_d (1 - h_0)), independent of the won
     ones; G_d, the day's gamma multiplier with dispersion, is redrawn from the new leads'
-    own mixing stream (``M_MIXING``), so both share it. Each lead's arrival day
-    (``M_ARRIVAL``), then its path conditioned on being lost (the h-transform with 1 - h)
-    and its visits' times (``M_COUNT``'s stream, in turn): every visit is an entry on the
-    day it starts, and the lead is lost at the end of the last. With a conversion drift
+    own mixing stream (``M_MIXING``), so both share it. Each day's count (``M_ARRIVAL``);
+    from ``M_COUNT``'s stream, those lost at their first visit of the stage they enter (a
+    binomial, with the lost exit's share there of the h-transform with 1 - h), whose loss
+    days are drawn all at once (:func:`lost_on_entry`), then each other lead's path
+    conditioned on being lost and not there, and its visits' times: every visit is an entry
+    on the day it starts, and the lead is lost at the end of the last. With a conversion drift
     (``walks``, as for :func:`simulate_new_leads_moves`), month k's leads are lost with
     1 - h_0(k) and follow month k's chain.
     """
@@ -1041,6 +1107,19 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
     th_m, h_m = np.empty((walks.shape[2], theta.shape[2])), np.empty((walks.shape[2], n_stages))
     ratio = np.empty(walks.shape[2])
+    k0, ends = counts.first[g], period_ends(counts.period_of_day)
+    # each visit's time law by stage and exit: forward at 0, move j at 1 + j, lost at 1 + M
+    M = chain.to.shape[2]
+    law_codes, law_pars = np.empty((n_stages, M + 2), dtype=np.int64), np.empty((n_stages, M + 2, 4))
+    for s in range(n_stages):
+        law_codes[s, 0], law_codes[s, M + 1] = funnel.days_codes[g, s], counts.lost_codes[g, s]
+        for i in range(4):
+            law_pars[s, 0, i], law_pars[s, M + 1, i] = funnel.days_pars[g, s, i], counts.lost_pars[g, s, i]
+        for j in range(M):
+            own = chain.own_days[g, s, j] != 0
+            law_codes[s, 1 + j] = chain.days_codes[g, s, j] if own else funnel.days_codes[g, s]
+            for i in range(4):
+                law_pars[s, 1 + j, i] = chain.days_pars[g, s, j, i] if own else funnel.days_pars[g, s, i]
     for t in range(theta.shape[0]):
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL):
@@ -1063,15 +1142,28 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
         for d in range(n_days):
             if drifting:  # the chain of the day's month
                 th, h_d = th_m[elapsed_months[d]], h_m[elapsed_months[d]]
-            for _ in range(gen_arrival.poisson(mean[d])):
-                end, v_stage, v_exit = _lost_path_with_room(gen, np.int64(0), n_stages, n_moves_g, to_g, slot_g, th,
-                                                            h_d, v_stage, v_exit)
+            n = gen_arrival.poisson(mean[d])
+            if n == 0:
+                continue
+            # those lost at their first visit of the stage they enter: their loss days at once
+            here = gen.binomial(n, min(max(_lost_here(th[THETA_CONVERT + k0], k0, n_stages, n_moves_g, to_g, slot_g,
+                                                      th, h_d), 0.0), 1.0))
+            if here > 0:
+                if counts.passes[g, k0] != 0:
+                    counts.entries[t, counts.period_of_day[d], g, k0] += here
+                lost_on_entry(gen, counts, t, g, k0, d, here, ends)
+            for _ in range(n - here):
+                end, v_stage, v_exit = _lost_path_past_entry(gen, k0, n_stages, n_moves_g, to_g, slot_g, th, h_d,
+                                                             v_stage, v_exit)
                 time = float(d)
                 for k in range(end):
                     if time >= horizon:
                         break
                     _count(counts, t, g, v_stage[k], time, horizon, False)
-                    time += _visit_time(gen, g, v_stage[k], v_exit[k], funnel, chain, counts, pool)
+                    s, x = v_stage[k], v_exit[k]
+                    c = 0 if x == -1 else (M + 1 if x == -2 else 1 + x)  # as _visit_time, from the tables
+                    time += _stage_time(gen, law_codes[s, c], law_pars[s, c, 0], law_pars[s, c, 1], law_pars[s, c, 2],
+                                        law_pars[s, c, 3], pool)
                     if k == end - 1 and _given_up(gen, counts.stalled[v_stage[k]]):
                         _count(counts, t, g, v_stage[k], time, horizon, True)
 

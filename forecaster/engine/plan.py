@@ -796,11 +796,29 @@ def _stage_counts(sc: Scenario, enc: _Encoder, report: Periods, deals) -> StageC
         open_lost = sigma + (1.0 - sigma) * lost_sf[i]
         stall[i] = sigma / open_lost if open_lost > 0 else 0.0
     empty = np.zeros((0, len(report.starts), G, S), dtype=np.int32)
+    first = np.array([next((k for k in range(S) if passes[g, k]), 0) for g in range(G)], dtype=np.int64)
+    below = np.array([_below(seg.funnel[sc.stages[first[g]]].lost_days, report.of_day.shape[0])
+                      for g, seg in enumerate(sc.segments.values())], dtype=float).reshape(G, -1)
     return typed(StageCounts, on=int(sc.outputs.counts), cycle=int(sc.outputs.cycle_days), passes=passes,
                  lost_codes=codes, lost_pars=pars,
-                 stalled=stalled, deal_lost_sf=lost_sf, deal_stalled=stall, period_of_day=report.of_day,
+                 stalled=stalled, first=first, first_below=below, deal_lost_sf=lost_sf, deal_stalled=stall, period_of_day=report.of_day,
                  pool=np.zeros(1), entries=empty, losses=np.zeros_like(empty), leads=int(sc.counts_leads),
                  arrivals=np.zeros((0, len(report.starts), G), dtype=np.int32))
+
+
+def _below(dist: Distribution, n_days: int) -> np.ndarray:
+    """P(X < c) for c = 0, 1, .., n_days [days], shape (n_days + 1,): strictly below, so that a
+    lead arriving on day d and given up after X days is given up before day d + c exactly when
+    X < c, atoms included (``fixed``, ``empirical``)."""
+    c = np.arange(n_days + 1, dtype=float)
+    if dist.dist == "fixed":
+        out = (dist.params["value"] < c).astype(float)
+    elif dist.dist == "empirical":
+        v = np.sort(np.asarray(dist.params["values"], dtype=float))
+        out = np.searchsorted(v, c, side="left") / v.size
+    else:  # no atoms: P(X < c) = P(X <= c) = 1 - P(X > c)
+        out = 1.0 - np.asarray(dist.survival(c), dtype=float)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _stage_counts_off(plan: Plan) -> StageCounts:
@@ -809,7 +827,8 @@ def _stage_counts_off(plan: Plan) -> StageCounts:
     empty = np.zeros((0, len(plan.periods), G, S), dtype=np.int32)
     return typed(StageCounts, on=0, cycle=0, passes=np.zeros((G, S), dtype=np.int64),
                  lost_codes=np.zeros((G, S), dtype=np.int64),
-                 lost_pars=np.zeros((G, S, 4)), stalled=np.zeros(S), deal_lost_sf=np.zeros(N), deal_stalled=np.zeros(N),
+                 lost_pars=np.zeros((G, S, 4)), stalled=np.zeros(S), first=np.zeros(G, dtype=np.int64),
+                 first_below=np.zeros((G, len(plan.periods.of_day) + 1)), deal_lost_sf=np.zeros(N), deal_stalled=np.zeros(N),
                  period_of_day=plan.periods.of_day, pool=plan.funnel.pool, entries=empty, losses=np.zeros_like(empty),
                  leads=0, arrivals=np.zeros((0, len(plan.periods), G), dtype=np.int32))
 
