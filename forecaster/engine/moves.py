@@ -295,19 +295,26 @@ def _exit(gen_path, p, s, n_stages, n_moves, to, slot, th, h):
 
 
 @jit(inline="always")
+def _lost_weights(p, s, n_stages, n_moves, to, slot, th, h):
+    """The weights of the exits out of stage s of a path that is lost in the end: (forward
+    and moves together, lost here), unnormalised (:func:`_lost_exit`, :func:`_lost_here`)."""
+    total = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
+    shares = 0.0
+    for j in range(n_moves[s]):
+        target = to[s, j]
+        share = th[slot[s, j]]
+        shares += share
+        total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
+    return total, (1.0 - p) * max(1.0 - shares, 0.0)
+
+
+@jit(inline="always")
 def _lost_exit(gen, p, s, n_stages, n_moves, to, slot, th, h):
     """The exit a path that is lost in the end takes out of stage s (conditioned on being
     lost): -1 forward, j >= 0 move j, -2 lost here; one uniform."""
     n = n_moves[s]
     forward = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
-    shares = 0.0
-    total = forward
-    for j in range(n):
-        target = to[s, j]
-        share = th[slot[s, j]]
-        shares += share
-        total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
-    lost = (1.0 - p) * max(1.0 - shares, 0.0)
+    total, lost = _lost_weights(p, s, n_stages, n_moves, to, slot, th, h)
     u = _uniform(gen) * (total + lost)
     if u < forward:
         return -1
@@ -352,15 +359,7 @@ def _lost_path_with_room(gen, s, n_stages, n_moves, to, slot, th, h, v_stage, v_
 def _lost_here(p, s, n_stages, n_moves, to, slot, th, h):
     """P(a path that is lost in the end is lost at this visit of stage s): the weight of the
     lost exit among those of :func:`_lost_exit`."""
-    n = n_moves[s]
-    total = p * (1.0 - h[s + 1]) if s + 1 < n_stages else 0.0
-    shares = 0.0
-    for j in range(n):
-        target = to[s, j]
-        share = th[slot[s, j]]
-        shares += share
-        total += (1.0 - p) * share * ((1.0 - h[target]) if target >= 0 else 0.0)
-    lost = (1.0 - p) * max(1.0 - shares, 0.0)
+    total, lost = _lost_weights(p, s, n_stages, n_moves, to, slot, th, h)
     return lost / (total + lost) if total + lost > 0.0 else 1.0
 
 
