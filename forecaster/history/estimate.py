@@ -62,7 +62,7 @@ from forecaster.history.fitting import (
     open_non_converter,
 )
 from forecaster.history.parts import Calibration, Mechanism
-from forecaster.history.quarters import quarter_end_closing, team_capacity, unslipped_factor
+from forecaster.history.quarters import poisson_fit, quarter_end_closing, team_capacity, unslipped_factor
 from forecaster.history.readers import Deal
 
 MIN_CONVERTED = 30
@@ -93,6 +93,108 @@ def observed_from(deals: list[Deal], as_of: date) -> date | None:
     """
     closed = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
     return min(closed, default=None)
+
+
+THINNED_LR = 4.0
+"""How much likelier (log-likelihood units) the arrivals before a history's first close must
+be under thinning by it than as complete counts for :func:`thinned_until` to say so."""
+THINNED_MATERIAL = 0.8
+"""... and the share of a month's deals still open on the first close must fall below this
+for at least one month before it (thinning too slight to tell is left alone)."""
+
+
+def thinned_until(deals: list[Deal], as_of: date, first_seen: date | None) -> tuple[date, str] | None:
+    """The first whole month of arrivals an export that starts mid-stream shows in full, and
+    why, or None.
+
+    Such an export holds a deal that entered before its first close (``first_seen``) only if
+    the deal was still open on that day: a month of arrivals ``a`` days before it shows the
+    share P(T >= a) of its deals, T a deal's days from entry to a recorded close (won, or lost
+    when losses are recorded; Kaplan-Meier over the deals that entered from ``first_seen``
+    on). Read as complete counts, those months make a steady flow look like a steep ramp
+    (on a synthetic export cut at its fourth month, +32% a month, a drift of 0.41 a month and
+    shocks three times too wide two months in). A history whose closes simply start later
+    than its leads (Olist records wins only from December 2017, its leads from June) shows
+    its early months in full. So the whole months before ``first_seen`` (but the history's
+    first, which its start may cut; at least two) and the first three whole months from it
+    are fitted twice, as thinned by P(T >= a) and as complete, each a Poisson regression of
+    the month's count on a log-linear trend (a growing flow's early months are thinner too)
+    and a step at the first close (a flow that changed on that day, or thinned alike in
+    every month before it, is no evidence of a cut: what tells is how the months thin out
+    towards the past). When thinning would remove more than 1 - :data:`THINNED_MATERIAL`
+    of some month and is likelier by :data:`THINNED_LR`, the arrivals are read from the
+    first whole month from ``first_seen`` on.
+
+    Not before three whole months from ``first_seen`` are known: the drifting level of the
+    arrivals needs three, and with fewer the lead flow would be read as a recent rate with
+    no uncertainty of its own (on Maven's export, whose closes start in March 2017, four
+    months after its first deals, that made the forecasts from March and April 2017 a tenth
+    as wide, and they covered none of their six months).
+    """
+    if first_seen is None:
+        return None
+    entries = sorted(e for d in deals if (e := d.entered[0]) is not None and e <= as_of)
+    if not entries or entries[0] >= first_seen:
+        return None
+    start = first_seen if first_seen.day == 1 else date(first_seen.year + first_seen.month // 12,
+                                                        first_seen.month % 12 + 1, 1)
+    post = [(y, m) for y, m in months_until(start, as_of)
+            if date(y, m, days_in_month(date(y, m, 1))) <= as_of][:3]
+    pre = [(y, m) for y, m in months_until(entries[0], as_of)[1:]
+           if date(y, m, days_in_month(date(y, m, 1))) < first_seen]
+    if len(post) < 3 or not pre:
+        return None
+    counts = monthly_counts(entries)
+    post_days = sum(days_in_month(date(y, m, 1)) for y, m in post)
+    level = sum(counts.get(ym, 0) for ym in post) / post_days  # arrivals a day, for the note
+    if level <= 0:
+        return None
+    # Kaplan-Meier of the days to a recorded close, from the deals that entered from first_seen on
+    oldest = (first_seen - date(*pre[0], 1)).days
+    events = np.zeros(oldest + 2)
+    exits = np.zeros(oldest + 2)  # deals whose observed time (close or censoring) is this age
+    for d in deals:
+        e = d.entered[0]
+        if e is None or e < first_seen or e > as_of:
+            continue
+        closed = d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")
+        age = min((d.closed - e).days if closed else (as_of - e).days, oldest + 1)
+        exits[age] += 1
+        if closed and age <= oldest:
+            events[age] += 1
+    at_risk = exits[::-1].cumsum()[::-1]  # observed time >= t
+    hazard = np.divide(events, at_risk, out=np.zeros_like(events), where=at_risk > 0)
+    still_open = np.concatenate([[1.0], np.cumprod(1 - hazard)])  # P(T >= a), a = 0..oldest + 2
+    shares = []
+    for y, m in pre:
+        first = date(y, m, 1)
+        ages = [(first_seen - (first + timedelta(days=i))).days for i in range(days_in_month(first))]
+        shares.append(float(np.mean(still_open[ages])))
+    if min(shares) >= THINNED_MATERIAL:
+        return None
+    if len(pre) < 2:  # a cut shows in how the months before it thin out towards the past
+        return None
+    # both hypotheses with a log-linear trend over the months (a growing flow's early months
+    # are thinner too) and a step at the first close (a flow that changed then, or thinning
+    # alike in every month before it, is no evidence of a cut): Poisson regressions whose
+    # exposure is the month's days, times its share still open for the thinned one
+    every = pre + post
+    counted = np.array([counts.get(ym, 0) for ym in every], dtype=float)
+    days = np.array([days_in_month(date(*ym, 1)) for ym in every], dtype=float)
+    index = np.array([(yr - every[0][0]) * 12 + mo - every[0][1] for yr, mo in every], dtype=float)
+    X = np.stack([np.ones(len(every)), index - index.mean(), np.arange(len(every)) >= len(pre)], axis=1)
+    thinning = np.concatenate([np.maximum(shares, 1e-9), np.ones(len(post))])
+    ll_thinned = poisson_fit(counted, days * thinning, X.astype(float))[0]
+    ll_full = poisson_fit(counted, days, X.astype(float))[0]
+    if ll_thinned - ll_full < THINNED_LR:
+        return None
+    seen = sum(counts.get(ym, 0) for ym in pre)
+    full = level * sum(days_in_month(date(y, m, 1)) for y, m in pre)
+    return start, (f"the {len(pre)} whole months of arrivals before the first close ({first_seen}) hold {seen} "
+                   f"deals where {full:.0f} would be at the level after it: as thinned as an export that "
+                   f"starts mid-stream keeps them (only the deals still open on its first day; "
+                   f"{', '.join(f'{s:.0%}' for s in shares)} of each month would be), so arrivals are read from "
+                   f"{start:%Y-%m} on")
 
 
 def stage_data(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
@@ -174,6 +276,11 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if since is not None:
         cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
                          "ramp-up, below half the median month's arrivals)")
+    thinned = thinned_until(deals, as_of, first_seen)
+    arrivals_from = None
+    if thinned is not None and (since is None or thinned[0] > since):
+        since = arrivals_from = thinned[0]
+        cal.notes.append(f"all segments: {thinned[1]}")
     if first_seen is not None:
         early = sum(1 for d in deals if d.entered[0] is not None and d.entered[0] < first_seen)
         if early:
@@ -216,7 +323,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         if not lost_observed:  # leads that are never won stay in their stage (the data records no losses)
             for entry in funnel.values():
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
-        leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead)
+        leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead, arrivals_from)
         seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg)}
     start = as_of + timedelta(days=1)
     cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
@@ -541,13 +648,15 @@ def _rounded(entry: dict) -> dict:
 
 
 def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibration, seg: str,
-               level: Level | None, ahead: float) -> tuple[dict, float]:
+               level: Level | None, ahead: float, arrivals_from: date | None = None) -> tuple[dict, float]:
     """A segment's arrivals: its share of the whole's latest level (the level's uncertainty
     is the shared ``shocks.leads``), or, without a level, its own recent rate; and its share
-    of the whole's recent arrivals."""
+    of the whole's recent arrivals. ``arrivals_from``: the first day arrivals show in full
+    (:func:`thinned_until`); the recent rate counts none before it."""
     def recent(ds):
         first = [d.entered[0] for d in ds if d.entered[0] is not None and d.entered[0] <= as_of]
-        span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1))
+        span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1),
+                         arrivals_from or date.min)
         return first, span_start, sum(1 for e in first if e >= span_start)
 
     first, span_start, count = recent(deals)

@@ -153,8 +153,8 @@ def month_of_quarter_effect(counts: np.ndarray, day_counts: np.ndarray,
     t = np.arange(y.size, dtype=float) - (y.size - 1) / 2
     trend_only = np.stack([np.ones(y.size), t], axis=1)
     with_months = np.column_stack([trend_only, place == 0, place == 1]).astype(float)
-    ll0, _ = _poisson_fit(y, exposure, trend_only)
-    ll1, beta = _poisson_fit(y, exposure, with_months)
+    ll0, _ = poisson_fit(y, exposure, trend_only)
+    ll1, beta = poisson_fit(y, exposure, with_months)
     mu = exposure * np.exp(with_months @ beta)
     dof = y.size - with_months.shape[1]
     dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / dof, 1.0)
@@ -313,7 +313,7 @@ def unslipped_factor(days: dict, closing: dict, entries: list, fiscal_year_start
     return round((lo + hi) / 2, 4)
 
 
-def _poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[float, np.ndarray]:
+def poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[float, np.ndarray]:
     """Poisson regression of counts ``y`` (shape (n,)) on ``X`` (shape (n, k)) with log
     ``exposure`` as offset, by Newton's method: (log-likelihood, coefficients)."""
     beta = np.zeros(X.shape[1])
