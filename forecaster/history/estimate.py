@@ -30,7 +30,9 @@ on T. What is fitted, and how:
   :data:`LOOKBACK_DAYS` days' arrivals (a gamma whose cv is the share's sampling error),
   the level's uncertainty becomes ``shocks.leads``, and month-to-month noise beyond
   Poisson becomes ``dispersion``. With fewer than 3 months, the segment's own recent rate.
-  A local linear trend is the ``trend`` part.
+  A local linear trend is the ``trend`` part. An export that starts mid-stream has its
+  months before the first close thinned by the cut (:func:`thinned_until`): its arrivals
+  are then read from the first whole month from the first close on.
 * **Quarter-end closing** (:func:`quarter_end_closing`, against a trend) and **capacity**
   (:func:`team_capacity`) from the last whole quarters of wins; seasonality from 24
   months of arrivals.
