@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until
+from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until, period_end
 from forecaster.history.drift import Level, Trend, expit, local_level, local_trend, logit
 from forecaster.history.fitting import (
     LogTimeLaw,
@@ -139,13 +139,12 @@ def thinned_until(deals: list[Deal], as_of: date, first_seen: date | None) -> tu
     entries = sorted(e for d in deals if (e := d.entered[0]) is not None and e <= as_of)
     if not entries or entries[0] >= first_seen:
         return None
-    start = first_seen if first_seen.day == 1 else date(first_seen.year + first_seen.month // 12,
-                                                        first_seen.month % 12 + 1, 1)
+    start = first_seen if first_seen.day == 1 else period_end(first_seen, "month") + timedelta(days=1)
     post = [(y, m) for y, m in months_until(start, as_of)
             if date(y, m, days_in_month(date(y, m, 1))) <= as_of][:3]
     pre = [(y, m) for y, m in months_until(entries[0], as_of)[1:]
            if date(y, m, days_in_month(date(y, m, 1))) < first_seen]
-    if len(post) < 3 or not pre:
+    if len(post) < 3 or len(pre) < 2:  # a cut shows in how the months before it thin out towards the past
         return None
     counts = monthly_counts(entries)
     post_days = sum(days_in_month(date(y, m, 1)) for y, m in post)
@@ -175,8 +174,6 @@ def thinned_until(deals: list[Deal], as_of: date, first_seen: date | None) -> tu
         ages = [(first_seen - (first + timedelta(days=i))).days for i in range(days_in_month(first))]
         shares.append(float(np.mean(still_open[ages])))
     if min(shares) >= THINNED_MATERIAL:
-        return None
-    if len(pre) < 2:  # a cut shows in how the months before it thin out towards the past
         return None
     # both hypotheses with a log-linear trend over the months (a growing flow's early months
     # are thinner too) and a step at the first close (a flow that changed then, or thinning
