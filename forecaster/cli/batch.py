@@ -36,10 +36,14 @@ def batch_command(folder, out, force, trials, threads, quiet):
     """
     from forecaster.present.batch import STOP, run_batch
     from forecaster.present.console import BatchProgress, printable
+    from forecaster.results.files import _on_signal
 
     def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
-        STOP.set()  # also stops at the next scenario if the exception below lands where Python ignores it
-        raise KeyboardInterrupt
+        STOP.set()  # also stops at the next scenario if the exception lands where Python ignores it
+        # raised as every command's handler raises it (KeyboardInterrupt, Terminated for SIGTERM):
+        # deferred while HDF5 is inside our file callbacks, where an exception crashes the
+        # interpreter (an h5py object's dealloc writing through GuardedFile)
+        _on_signal(signum, frame)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -107,6 +107,44 @@ def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(
         files._Interrupts.pending = None
 
 
+
+SIGNAL_IN_HDF5_WRITE = """
+import os, signal, sys
+from forecaster.results import files
+real_write, calls = os.write, [0]
+
+def write(fd, data):  # the signal arrives while HDF5 writes through GuardedFile.write
+    if sys._getframe(1).f_code is files.GuardedFile.write.__code__:
+        calls[0] += 1
+        if calls[0] == int(sys.argv[3]):
+            os.kill(os.getpid(), int(sys.argv[4]))
+    return real_write(fd, data)
+
+os.write = write
+from forecaster.cli import main
+main(["batch", sys.argv[1], "--out", sys.argv[2], "--trials", "300", "--quiet"], prog_name="forecaster")
+"""
+
+
+@pytest.mark.parametrize("sig,status,said,nth", [(signal.SIGINT, 130, "Interrupted", 8),
+                                                 (signal.SIGINT, 130, "Interrupted", 40),
+                                                 (signal.SIGTERM, 143, "Terminated (SIGTERM)", 8)],
+                         ids=["SIGINT-8th", "SIGINT-40th", "SIGTERM-8th"])
+def test_a_signal_inside_hdf5s_file_callback_during_a_batch_waits_for_a_safe_point(tmp_path, sig, status, said, nth):
+    """The batch's own handler (it sets the stop flag) defers as every command's does: raised
+    inside GuardedFile.write (an h5py object's dealloc among others) HDF5 crashed (status 139)."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"s{i}.yaml").write_text(MINIMAL.read_text().replace("name: minimal", f"name: s{i}"))
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_HDF5_WRITE, str(folder), str(out), str(nth), str(int(sig))],
+                          capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == status, proc.stderr
+    assert said in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
 # --- stale temporaries -----------------------------------------------------------------------
 
 def dead_pid() -> int:
