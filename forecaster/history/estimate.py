@@ -50,6 +50,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until, period_end
 from forecaster.history.drift import Level, Trend, expit, local_level, local_trend, logit
@@ -78,9 +79,20 @@ PRIOR_WEIGHT = 30.0
 
 
 IMMATURE_VAR = 1.0
-"""Extra variance (log-odds) of a monthly cohort's conversion per unit of (1 - seen) / seen,
-seen being the share of its conversions that could already show: a cohort half seen gets
-+1, one 90% seen +0.11 (see :func:`conversion_level`)."""
+"""The prior of the immaturity variance (log-odds) of a monthly cohort's conversion per unit of
+(1 - seen) / seen, seen being the share of its conversions that could already show: with
+this value, a cohort half seen gets +1, one 90% seen +0.11. What the history's own young
+cohorts were revised by as they aged replaces it (:func:`immaturity_variance`)."""
+
+
+REVISION_LAGS = (1, 2, 3)
+"""Months back at which :func:`immaturity_variance` re-reads the cohorts, to compare what they
+said then with what they say on the as-of date."""
+
+
+IMMATURE_PRIOR_WEIGHT = 1.0
+"""How much evidence :data:`IMMATURE_VAR` counts as, in units of (1 - seen) / seen: one cohort
+half seen when it was first read."""
 
 
 LOOKBACK_DAYS = 90
@@ -525,8 +537,8 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
     law = LogTimeLaw.of(cdf, int(counted.converted.size))
     still_open = (lambda ages: open_non_converter(fit, ages)) if open_non_converter(fit, np.zeros(1)) is not None \
         else None
-    level, (ys, vs) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since, first_seen,
-                                       still_open)
+    level, (ys, vs), (tau2, revisions) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since,
+                                                          first_seen, still_open)
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
@@ -535,7 +547,9 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                      f"p = {expit(level.m):.4f} ± {math.sqrt(level.variance(0)):.3f}, drift sd "
                      f"{math.sqrt(level.q):.3f} a month (log-odds)"
                      + (f"; cycle x{math.exp(speed.m):.2f} the pooled one" if speed is not None
-                        else "; too few cohorts old enough to measure their speed"))
+                        else "; too few cohorts old enough to measure their speed")
+                     + f"; young cohorts' extra variance {tau2:.3f} per (1 - seen) / seen, from {revisions} "
+                       f"revisions")
     return WholeStage(fit, cdf, p, level.m, level, speed, speed_trend)
 
 
@@ -556,46 +570,113 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
     return date(*months[-1], 1)
 
 
+def _months_back(day: date, k: int) -> date:
+    """The day ``k`` months before ``day``: a month's end for a month's end, else the same day
+    of the month (the month's last one when it is shorter)."""
+    y, m = divmod(day.year * 12 + day.month - 1 - k, 12)
+    first = date(y, m + 1, 1)
+    last = days_in_month(first)
+    return first.replace(day=last if day == period_end(day, "month") else min(day.day, last))
+
+
+def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool, law: LogTimeLaw,
+                    still_open) -> tuple:
+    """What a monthly cohort says on ``as_of``: its :class:`CohortEstimate` and the share of its
+    conversions that could already show (its exposure over its deals)."""
+    data = stage_data(cohort, s, n_stages, as_of, lost_observed)
+    est = cohort_conversion(data, law, still_open)
+    exposure = conversion_exposure(data, law.cdf)  # refuses data without every deal's age
+    assert data.ages is not None
+    return est, exposure / max(data.ages.size, 1)
+
+
+def immaturity_variance(cohorts: dict, now: dict, s: int, n_stages: int, as_of: date, lost_observed: bool,
+                        law: LogTimeLaw, still_open) -> tuple[float, int]:
+    """The variance (log-odds) a young cohort's conversion carries beyond its own counts, per
+    unit of (1 - seen) / seen, from how the history's cohorts were revised as they aged.
+
+    A young cohort's count depends on more than its conversion and speed (a queue in front of
+    the team, wins pushed to a quarter's end that the as-of date falls on). Each cohort is
+    read again as it was :data:`REVISION_LAGS` months before ``as_of``; its revision r (then
+    minus now, log-odds) is taken as normal with variance dv + tau^2 w, dv = v_then - v_now
+    from the counts and w = (1 - seen_then) / seen_then - (1 - seen_now) / seen_now. tau^2 is
+    the maximum of that likelihood together with a prior pseudo-revision that says
+    :data:`IMMATURE_VAR` with the weight :data:`IMMATURE_PRIOR_WEIGHT` (so with no revision
+    it is the prior, and a revision whose own counts are noisy, large dv, says little). A
+    history whose cohorts' early reads agree with their later ones trusts young cohorts by
+    their counts; one whose early reads were far off keeps them loose. ``cohorts``: month ->
+    its deals; ``now``: month -> its reading on ``as_of`` (:func:`_cohort_reading`). Returns
+    tau^2 and the number of revisions."""
+    r2, dv, w = [IMMATURE_VAR * IMMATURE_PRIOR_WEIGHT], [0.0], [IMMATURE_PRIOR_WEIGHT]
+    for lag in REVISION_LAGS:
+        then = _months_back(as_of, lag)
+        for key, cohort in cohorts.items():
+            if key not in now or date(*key, 1) > then:
+                continue
+            early = [d for d in cohort if d.entered[s] <= then]
+            if not early:
+                continue
+            est_then, seen_then = _cohort_reading(early, s, n_stages, then, lost_observed, law, still_open)
+            est_now, seen_now = now[key]
+            weight = (1 - seen_then) / max(seen_then, 1e-3) - (1 - seen_now) / max(seen_now, 1e-3)
+            r = est_then.logit_p - est_now.logit_p
+            if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p):
+                r2.append(r * r)
+                dv.append(max(est_then.var_logit_p - est_now.var_logit_p, 1e-6))
+                w.append(weight)
+    r2_, dv_, w_ = np.array(r2), np.array(dv), np.array(w)
+
+    def minus_loglik(log_tau2: float) -> float:
+        var = dv_ + math.exp(log_tau2) * w_
+        return float(np.sum(np.log(var) + r2_ / var))
+
+    best = minimize_scalar(minus_loglik, bounds=(math.log(1e-4), math.log(1e2)), method="bounded")
+    return math.exp(float(best.x)), len(r2) - 1
+
+
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
                      law: LogTimeLaw, since: date | None = None,
-                     first_seen: date | None = None, still_open=None) -> tuple[Level | None, tuple]:
+                     first_seen: date | None = None, still_open=None) -> tuple[Level | None, tuple, tuple]:
     """The drifting conversion of stage ``s``, and its drifting speed: local levels
     (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
     the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
     the pooled time to convert ``law``) estimated together
     (:func:`forecaster.history.fitting.cohort_conversion`), so that faster closing is not read as
     higher conversion; with ``still_open`` (losses recorded), a cohort's losses count too, so
-    that wins that wait are not read as lower conversion. Young cohorts tell little, so they weigh little. Cohorts that entered
-    before the history's first close (``first_seen``) are left out. Returns the conversion's
-    level (None with fewer than 3 cohorts) and the cohorts' log time scales and their
-    variances, (ys, vs), shape (months,) each (NaN: none), for the speed's drift models."""
+    that wins that wait are not read as lower conversion. Young cohorts tell little, so they
+    weigh little: their conversion's variance grows by tau^2 (1 - seen) / seen, tau^2 measured
+    from the cohorts' own revisions (:func:`immaturity_variance`), their speed's by
+    :data:`IMMATURE_VAR` (1 - seen) / seen. Cohorts that entered before the
+    history's first close (``first_seen``) are left out. Returns the conversion's level (None
+    with fewer than 3 cohorts), the cohorts' log time scales and their variances, (ys, vs),
+    shape (months,) each (NaN: none), for the speed's drift models, and (tau^2, revisions)."""
     cohorts: dict[tuple[int, int], list[Deal]] = {}
     for d in deals:
         e = d.entered[s]
         if e is not None and e <= as_of and (first_seen is None or e >= first_seen):
             cohorts.setdefault((e.year, e.month), []).append(d)
     if not cohorts:
-        return None, (None, None)
+        return None, (None, None), (IMMATURE_VAR, 0)
     months = months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
+    now = {key: _cohort_reading(cohorts[key], s, n_stages, as_of, lost_observed, law, still_open)
+           for key in months if key in cohorts}
+    tau2, pairs = immaturity_variance({key: cohorts[key] for key in now}, now, s, n_stages, as_of, lost_observed,
+                                      law, still_open)
     y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
     ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
     for k, key in enumerate(months):
-        if key in cohorts:
-            data = stage_data(cohorts[key], s, n_stages, as_of, lost_observed)
-            est = cohort_conversion(data, law, still_open)
-            # a young cohort's count depends on more than its conversion and speed (a queue in
-            # front of the team, wins pushed to a quarter's end that the as-of date falls on):
-            # what it says of its conversion and its speed (the few early conversions of a cohort
-            # days old lean on the left tail of the pooled law) is trusted in proportion to how
-            # much of it could already show
-            exposure = conversion_exposure(data, law.cdf)  # refuses data without every deal's age
-            assert data.ages is not None
-            seen = exposure / max(data.ages.size, 1)
-            immature = IMMATURE_VAR * (1 - seen) / max(seen, 1e-3)
-            y[k], v[k] = est.logit_p, est.var_logit_p + immature
+        if key in now:
+            est, seen = now[key]
+            # what a young cohort says of its conversion and its speed is trusted in proportion
+            # to how much of it could already show: its conversion by what the history's
+            # revisions measured, its speed by the prior (the few early conversions of a cohort
+            # days old lean on the left tail of the pooled law, which revisions of the
+            # conversion do not measure)
+            young = (1 - seen) / max(seen, 1e-3)
+            y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
-                ys[k], vs[k] = est.log_scale, est.var_log_scale + immature
-    return local_level(y, v), (ys, vs)
+                ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young
+    return local_level(y, v), (ys, vs), (tau2, pairs)
 
 
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
