@@ -36,10 +36,13 @@ def batch_command(folder, out, force, trials, threads, quiet):
     """
     from forecaster.present.batch import STOP, run_batch
     from forecaster.present.console import BatchProgress, printable
-    from forecaster.results.files import _on_signal
+    from forecaster.results.files import Terminated, _on_signal
+
+    caught: list[int] = []
 
     def stop(signum, frame):  # a kill ends the batch like Ctrl-C: temporary files are removed
         STOP.set()  # also stops at the next scenario if the exception lands where Python ignores it
+        caught.append(signum)
         # raised as every command's handler raises it (KeyboardInterrupt, Terminated for SIGTERM):
         # deferred while HDF5 is inside our file callbacks, where an exception crashes the
         # interpreter (an h5py object's dealloc writing through GuardedFile)
@@ -47,9 +50,16 @@ def batch_command(folder, out, force, trials, threads, quiet):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
-        manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
-                             on_start=display.start, progress=display.advance)
+    try:
+        with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
+            manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
+                                 on_start=display.start, progress=display.advance)
+    except KeyboardInterrupt as exc:
+        # a SIGTERM whose exception was swallowed (raised where Python ignores it) still stops
+        # the batch at the next scenario, with a KeyboardInterrupt: it ends as a kill all the same
+        if caught and caught[-1] == signal.SIGTERM and not isinstance(exc, Terminated):
+            raise Terminated() from None
+        raise
     entries, actions = manifest["scenarios"], manifest["last_run"]
     failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
     lost = None  # stdout could not be written: the failures are still told and still set the status

@@ -145,6 +145,37 @@ def test_a_signal_inside_hdf5s_file_callback_during_a_batch_waits_for_a_safe_poi
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
+SIGTERM_SWALLOWED = """
+import os, signal, sys
+from forecaster.present import batch
+
+def run_batch(*args, **kwargs):  # a SIGTERM whose exception lands where Python ignores it
+    class Dropped:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+    Dropped()
+    if batch.STOP.is_set():  # as run_batch does between scenarios
+        raise KeyboardInterrupt
+    raise AssertionError("the signal did not set the stop flag")
+
+batch.run_batch = run_batch
+from forecaster.cli import main
+main(["batch", sys.argv[1], "--out", sys.argv[2], "--quiet"], prog_name="forecaster")
+"""
+
+
+def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_batch_as_a_kill(tmp_path):
+    """The stop flag ends the batch at the next scenario with a KeyboardInterrupt; the batch
+    tells it was SIGTERM (143), not Ctrl-C (130)."""
+    (tmp_path / "in").mkdir()
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_SWALLOWED, str(tmp_path / "in"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    # the handler's Terminated is lost in __del__: without the batch's own record of the
+    # signal this exits 130, "Interrupted" (checked)
+    assert proc.returncode == 143, proc.stderr
+    assert "Terminated (SIGTERM)" in proc.stderr
+
+
 # --- stale temporaries -----------------------------------------------------------------------
 
 def dead_pid() -> int:
