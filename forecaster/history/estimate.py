@@ -90,11 +90,6 @@ REVISION_LAGS = (1, 2, 3)
 said then with what they say on the as-of date."""
 
 
-IMMATURE_PRIOR_WEIGHT = 1.0
-"""How much evidence :data:`IMMATURE_VAR` counts as, in units of (1 - seen) / seen: one cohort
-half seen when it was first read."""
-
-
 LOOKBACK_DAYS = 90
 
 
@@ -590,7 +585,7 @@ def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost
     return est, exposure / max(data.ages.size, 1)
 
 
-def immaturity_variance(cohorts: dict, now: dict, s: int, n_stages: int, as_of: date, lost_observed: bool,
+def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tuple[int, int], tuple], s: int, n_stages: int, as_of: date, lost_observed: bool,
                         law: LogTimeLaw, still_open) -> tuple[float, int]:
     """The variance (log-odds) a young cohort's conversion carries beyond its own counts, per
     unit of (1 - seen) / seen, from how the history's cohorts were revised as they aged.
@@ -600,14 +595,14 @@ def immaturity_variance(cohorts: dict, now: dict, s: int, n_stages: int, as_of: 
     read again as it was :data:`REVISION_LAGS` months before ``as_of``; its revision r (then
     minus now, log-odds) is taken as normal with variance dv + tau^2 w, dv = v_then - v_now
     from the counts and w = (1 - seen_then) / seen_then - (1 - seen_now) / seen_now. tau^2 is
-    the maximum of that likelihood together with a prior pseudo-revision that says
-    :data:`IMMATURE_VAR` with the weight :data:`IMMATURE_PRIOR_WEIGHT` (so with no revision
-    it is the prior, and a revision whose own counts are noisy, large dv, says little). A
+    the maximum of that likelihood together with one pseudo-revision that says
+    :data:`IMMATURE_VAR` (r^2 = IMMATURE_VAR w, dv = 0, w = 1): with no revision it is the
+    prior, and a revision whose own counts are noisy (large dv) says little. A
     history whose cohorts' early reads agree with their later ones trusts young cohorts by
     their counts; one whose early reads were far off keeps them loose. ``cohorts``: month ->
     its deals; ``now``: month -> its reading on ``as_of`` (:func:`_cohort_reading`). Returns
     tau^2 and the number of revisions."""
-    r2, dv, w = [IMMATURE_VAR * IMMATURE_PRIOR_WEIGHT], [0.0], [IMMATURE_PRIOR_WEIGHT]
+    r2, dv, w = [IMMATURE_VAR], [0.0], [1.0]  # the prior's pseudo-revision
     for lag in REVISION_LAGS:
         then = _months_back(as_of, lag)
         for key, cohort in cohorts.items():
@@ -624,14 +619,20 @@ def immaturity_variance(cohorts: dict, now: dict, s: int, n_stages: int, as_of: 
                 r2.append(r * r)
                 dv.append(max(est_then.var_logit_p - est_now.var_logit_p, 1e-6))
                 w.append(weight)
-    r2_, dv_, w_ = np.array(r2), np.array(dv), np.array(w)
+    return revision_variance(np.array(r2), np.array(dv), np.array(w)), len(r2) - 1
 
+
+def revision_variance(r2: np.ndarray, dv: np.ndarray, w: np.ndarray) -> float:
+    """The maximum-likelihood tau^2 of revisions r_i ~ N(0, dv_i + tau^2 w_i), given r_i^2
+    (``r2``), dv_i and w_i (shape (n,) each, dv_i + tau^2 w_i > 0), searched on [1e-4, 100]:
+    :func:`immaturity_variance`'s estimate. With every dv_i = 0 it is the closed form
+    mean(r_i^2 / w_i)."""
     def minus_loglik(log_tau2: float) -> float:
-        var = dv_ + math.exp(log_tau2) * w_
-        return float(np.sum(np.log(var) + r2_ / var))
+        var = dv + math.exp(log_tau2) * w
+        return float(np.sum(np.log(var) + r2 / var))
 
     best = minimize_scalar(minus_loglik, bounds=(math.log(1e-4), math.log(1e2)), method="bounded")
-    return math.exp(float(best.x)), len(r2) - 1
+    return math.exp(float(best.x))
 
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
