@@ -585,8 +585,9 @@ def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost
     return est, exposure / max(data.ages.size, 1)
 
 
-def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tuple[int, int], tuple], s: int, n_stages: int, as_of: date, lost_observed: bool,
-                        law: LogTimeLaw, still_open) -> tuple[float, int]:
+def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tuple[int, int], tuple], s: int,
+                        n_stages: int, as_of: date, lost_observed: bool, law: LogTimeLaw,
+                        still_open) -> tuple[float, int]:
     """The variance (log-odds) a young cohort's conversion carries beyond its own counts, per
     unit of (1 - seen) / seen, from how the history's cohorts were revised as they aged.
 
