@@ -36,6 +36,12 @@ JUMP_PROB = 1 / 24
 """Prior chance that the level jumps in a given month (about one jump in two years)."""
 JUMP_VAR = 0.5
 """Variance of a jump (a factor of 2 at one standard deviation)."""
+OUTLIER_PROB = JUMP_PROB
+"""With ``outliers`` (:func:`local_level`): prior chance that a month is a one-off, seen off
+the level by an extra N(0, :data:`OUTLIER_VAR`) that does not move it. As likely as a jump
+and as large, so that a last month far off the level is read half as a jump, half as a
+one-off, until the next months tell which."""
+OUTLIER_VAR = JUMP_VAR
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,19 @@ class Level:
         return float(self.weights @ self.rs)
 
 
-def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0) -> tuple[float, float, float]:
+def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0,
+            outliers: bool = False) -> tuple[float, float, float]:
     """Kalman filter over the months (NaN = no observation): (m_K, P_K, log-likelihood).
 
     Each month's innovation is N(0, q), or with probability :data:`JUMP_PROB` a jump
     N(0, :data:`JUMP_VAR`): two Gaussians, updated and merged by their moments each month
     (a first-order Gaussian-sum filter). A one-off move is then read as a jump, after which
-    the level follows the new data, not as proof of a wildly drifting level.
+    the level follows the new data, not as proof of a wildly drifting level. With
+    ``outliers``, each month is also, with probability :data:`OUTLIER_PROB`, seen off the
+    level by an extra N(0, :data:`OUTLIER_VAR`) (four Gaussians a month, merged the same way).
     """
     m, P, ll, started, gap = 0.0, math.inf, 0.0, False, 0
+    seen = ((1 - OUTLIER_PROB, 0.0), (OUTLIER_PROB, OUTLIER_VAR)) if outliers else ((1.0, 0.0),)
     for yk, vk in zip(y, v):
         if started:
             gap += 1
@@ -97,27 +107,32 @@ def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0) -> tuple[flo
         e = yk - m
         logw, means, variances = [], [], []
         for prob, var in ((1 - JUMP_PROB, P + gap * q), (JUMP_PROB, P + gap * q + JUMP_VAR)):
-            F = max(var + vk, 1e-12)  # a month known exactly (v = 0) must not divide by zero
-            logw.append(math.log(prob) - 0.5 * (math.log(2 * math.pi * F) + e * e / F))
-            means.append(m + var / F * e)
-            variances.append(var * vk / F)
+            for seen_prob, extra in seen:
+                noise = vk + extra
+                F = max(var + noise, 1e-12)  # a month known exactly (v = 0) must not divide by zero
+                logw.append(math.log(prob * seen_prob) - 0.5 * (math.log(2 * math.pi * F) + e * e / F))
+                means.append(m + var / F * e)
+                variances.append(var * noise / F)
         top = max(logw)
-        w0, w1 = (math.exp(lw - top) for lw in logw)
-        ll += top + math.log(w0 + w1)
-        w0, w1 = w0 / (w0 + w1), w1 / (w0 + w1)
-        m = w0 * means[0] + w1 * means[1]
-        P = w0 * (variances[0] + (means[0] - m) ** 2) + w1 * (variances[1] + (means[1] - m) ** 2)
+        ws = [math.exp(lw - top) for lw in logw]
+        total = sum(ws)
+        ll += top + math.log(total)
+        ws = [w / total for w in ws]
+        m = sum(w * mk for w, mk in zip(ws, means))
+        P = sum(w * (vk_ + (mk - m) ** 2) for w, mk, vk_ in zip(ws, means, variances))
         gap = 0
     return m, P + gap * q, ll
 
 
-def local_level(y, v) -> Level | None:
+def local_level(y, v, outliers: bool = False) -> Level | None:
     """Fit the local-level model to monthly estimates ``y`` with sampling variances ``v``.
 
     Parameters
     ----------
     y, v : array-like, shape (months,)
         Estimates in time order (NaN where a month has none) and their variances.
+    outliers : bool
+        Whether a month may be a one-off (:data:`OUTLIER_PROB`) rather than a moved level.
 
     Returns
     -------
@@ -127,7 +142,7 @@ def local_level(y, v) -> Level | None:
     if np.isfinite(y).sum() < 3:
         return None
     qs, rs = (g.ravel() for g in np.meshgrid(GRID, GRID))
-    ms, Ps, ll = np.array([_filter(y, v, q, r) for q, r in zip(qs, rs)]).T
+    ms, Ps, ll = np.array([_filter(y, v, q, r, outliers) for q, r in zip(qs, rs)]).T
     weights = np.exp(ll - ll.max())
     weights /= weights.sum()
     return Level(m=float(weights @ ms), weights=weights, ms=ms, Ps=Ps, qs=qs, rs=rs,

@@ -678,7 +678,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young
-    return local_level(y, v), (ys, vs), (tau2, pairs)
+    return local_level(y, v, outliers=True), (ys, vs), (tau2, pairs)
 
 
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
