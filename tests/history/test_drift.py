@@ -54,3 +54,35 @@ def test_a_jump_is_followed_and_months_without_data_are_skipped():
 def test_empirical_logit_and_its_variance():
     y, var = empirical_logit(30, 100)
     assert math.isclose(y, math.log(30.5 / 70.5)) and math.isclose(var, 1 / 30.5 + 1 / 70.5)
+
+
+def test_with_one_offs_the_random_walk_is_still_covered():
+    rng = np.random.default_rng(7)
+    hits, n = 0, 400
+    for _ in range(n):
+        x = np.cumsum(rng.normal(0, math.sqrt(0.05), 19))
+        v = rng.uniform(0.01, 0.05, 18)
+        fit = local_level(x[:18] + rng.normal(0, np.sqrt(v)), v, outliers=True)
+        hits += abs(x[18] - fit.m) <= 1.2816 * math.sqrt(fit.variance(1))
+    share, se = hits / n, math.sqrt(0.8 * 0.2 / n)
+    assert abs(share - 0.8) < 3.5 * se, share
+
+
+def test_a_last_month_far_off_is_half_a_jump_half_a_one_off_until_the_next_tells():
+    """A steady level at 0 (12 cohorts known to sd 0.1), then one at -0.85 (a conversion
+    halved): without one-offs the level follows it; with them it goes about halfway, with
+    an interval that holds both readings; a second month there moves it, one back at 0
+    puts it back."""
+    rng = np.random.default_rng(3)
+    steady = rng.normal(0, 0.1, 12)
+    v = np.full(14, 0.01)
+    jump_only = local_level(np.r_[steady, -0.85], v[:13])
+    hedged = local_level(np.r_[steady, -0.85], v[:13], outliers=True)
+    assert jump_only.m < -0.7
+    assert -0.6 < hedged.m < -0.25
+    sd = math.sqrt(hedged.variance(1))
+    assert hedged.m - 1.2816 * sd < -0.85 and hedged.m + 1.2816 * sd > 0  # both inside P10-P90
+    moved = local_level(np.r_[steady, -0.85, -0.85], v, outliers=True)
+    back = local_level(np.r_[steady, -0.85, 0.0], v, outliers=True)
+    assert moved.m < -0.7 and abs(back.m) < 0.15
+
