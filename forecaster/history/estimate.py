@@ -16,8 +16,9 @@ on T. What is fitted, and how:
   deal weighted by the chance that its conversion would already show, from the
   nonparametric time to convert). Each monthly entry cohort's conversion and speed are
   estimated together (:func:`forecaster.history.fitting.cohort_conversion`), its conversion
-  trusted in proportion to what could already show (:data:`IMMATURE_VAR`), and go through
-  local-level models (:mod:`forecaster.history.drift`) from the month the history is steady
+  trusted in proportion to what could already show, as far as the history's own young
+  cohorts earned it (:func:`immaturity_variance`), and go through local-level models
+  (:mod:`forecaster.history.drift`; a cohort may be a one-off) from the month the history is steady
   (:func:`steady_start`): the latest level is the conversion, its uncertainty over the
   horizon (level, drift, jumps) the stage's ``shocks.convert``, shared by every segment,
   sized for the horizon's mix of expected wins from new leads and open deals; the latest
@@ -595,7 +596,11 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
     the team, wins pushed to a quarter's end that the as-of date falls on). Each cohort is
     read again as it was :data:`REVISION_LAGS` months before ``as_of``; its revision r (then
     minus now, log-odds) is taken as normal with variance dv + tau^2 w, dv = v_then - v_now
-    from the counts and w = (1 - seen_then) / seen_then - (1 - seen_now) / seen_now. tau^2 is
+    from the counts (at least 1e-6) and w = (1 - seen_then) / seen_then - (1 - seen_now) /
+    seen_now (seen at least 1e-3). A read that could show less than one deal's conversion
+    (exposure below 1: a cohort days old, an as-of date on the 1st) is its prior, not a
+    reading, and is not counted: its revision is bounded by the prior's grid while the model
+    would give it a variance of tau^2 times hundreds, pulling tau^2 down. tau^2 is
     the maximum of that likelihood together with one pseudo-revision that says
     :data:`IMMATURE_VAR` (r^2 = IMMATURE_VAR w, dv = 0, w = 1): with no revision it is the
     prior, and a revision whose own counts are noisy (large dv) says little. A
@@ -613,6 +618,8 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
             if not early:
                 continue
             est_then, seen_then = _cohort_reading(early, s, n_stages, then, lost_observed, law, still_open)
+            if seen_then * len(early) < 1:  # less than one deal's conversion could show then
+                continue
             est_now, seen_now = now[key]
             weight = (1 - seen_then) / max(seen_then, 1e-3) - (1 - seen_now) / max(seen_now, 1e-3)
             r = est_then.logit_p - est_now.logit_p
@@ -648,7 +655,9 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     that wins that wait are not read as lower conversion. Young cohorts tell little, so they
     weigh little: their conversion's variance grows by tau^2 (1 - seen) / seen, tau^2 measured
     from the cohorts' own revisions (:func:`immaturity_variance`), their speed's by
-    :data:`IMMATURE_VAR` (1 - seen) / seen. Cohorts that entered before the
+    :data:`IMMATURE_VAR` (1 - seen) / seen. The conversion's local level lets a cohort be a
+    one-off (``outliers``), so that a last cohort far off the level is not taken for a jump
+    outright. Cohorts that entered before the
     history's first close (``first_seen``) are left out. Returns the conversion's level (None
     with fewer than 3 cohorts), the cohorts' log time scales and their variances, (ys, vs),
     shape (months,) each (NaN: none), for the speed's drift models, and (tau^2, revisions)."""

@@ -123,3 +123,19 @@ def test_the_month_back_keeps_a_month_end_a_month_end():
     assert estimate._months_back(date(2024, 1, 31), 1) == date(2023, 12, 31)
     assert estimate._months_back(date(2024, 3, 15), 1) == date(2024, 2, 15)
     assert estimate._months_back(date(2024, 2, 29), 1) == date(2024, 1, 31)
+
+
+def test_a_read_that_could_show_nothing_is_not_a_revision(monkeypatch):
+    """On the 1st of a month the cohorts re-read at the start of earlier months are days-old
+    or zero-day-old reads: their estimate is the prior's (log-odds near 0, variance near the
+    grid's), so w would be about 1,000 for a revision the grid bounds, and pull tau^2 down."""
+    seen: list = []
+
+    def spy(r2, dv, w):
+        seen.append(w.copy())
+        return revision_variance(r2, dv, w)
+
+    monkeypatch.setattr(estimate, "revision_variance", spy)
+    as_of = date(2024, 7, 1)
+    _read(_history(np.random.default_rng(0), 7, as_of), as_of)
+    assert seen and max(np.max(w) for w in seen) < 500  # every counted read could show a deal's conversion

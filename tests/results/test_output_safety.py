@@ -170,8 +170,8 @@ def test_a_sigterm_whose_exception_was_swallowed_still_ends_the_batch_as_a_kill(
     (tmp_path / "in").mkdir()
     proc = subprocess.run([sys.executable, "-c", SIGTERM_SWALLOWED, str(tmp_path / "in"), str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
-    # the handler's Terminated is lost in __del__: without the batch's own record of the
-    # signal this exits 130, "Interrupted" (checked)
+    # the signal arrives inside __del__, where an exception would be lost: without the
+    # batch's own record of the signal this exits 130, "Interrupted" (checked)
     assert proc.returncode == 143, proc.stderr
     assert "Terminated (SIGTERM)" in proc.stderr
 
