@@ -575,6 +575,12 @@ def _months_back(day: date, k: int) -> date:
     return first.replace(day=last if day == period_end(day, "month") else min(day.day, last))
 
 
+def _unseen_odds(seen: float) -> float:
+    """(1 - seen) / seen, seen floored at 1e-3: how young a cohort's reading is, the unit in
+    which its extra variance is counted (:func:`conversion_level`, :func:`immaturity_variance`)."""
+    return (1 - seen) / max(seen, 1e-3)
+
+
 def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool, law: LogTimeLaw,
                     still_open) -> tuple:
     """What a monthly cohort says on ``as_of``: its :class:`CohortEstimate` and the share of its
@@ -606,13 +612,13 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
     prior, and a revision whose own counts are noisy (large dv) says little. A
     history whose cohorts' early reads agree with their later ones trusts young cohorts by
     their counts; one whose early reads were far off keeps them loose. ``cohorts``: month ->
-    its deals; ``now``: month -> its reading on ``as_of`` (:func:`_cohort_reading`). Returns
-    tau^2 and the number of revisions."""
+    its deals, for the months of ``now``; ``now``: month -> its reading on ``as_of``
+    (:func:`_cohort_reading`). Returns tau^2 and the number of revisions."""
     r2, dv, w = [IMMATURE_VAR], [0.0], [1.0]  # the prior's pseudo-revision
     for lag in REVISION_LAGS:
         then = _months_back(as_of, lag)
         for key, cohort in cohorts.items():
-            if key not in now or date(*key, 1) > then:
+            if date(*key, 1) > then:
                 continue
             early = [d for d in cohort if d.entered[s] <= then]
             if not early:
@@ -621,7 +627,7 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
             if seen_then * len(early) < 1:  # less than one deal's conversion could show then
                 continue
             est_now, seen_now = now[key]
-            weight = (1 - seen_then) / max(seen_then, 1e-3) - (1 - seen_now) / max(seen_now, 1e-3)
+            weight = _unseen_odds(seen_then) - _unseen_odds(seen_now)
             r = est_then.logit_p - est_now.logit_p
             if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p):
                 r2.append(r * r)
@@ -683,7 +689,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             # revisions measured, its speed by the prior (the few early conversions of a cohort
             # days old lean on the left tail of the pooled law, which revisions of the
             # conversion do not measure)
-            young = (1 - seen) / max(seen, 1e-3)
+            young = _unseen_odds(seen)
             y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young
