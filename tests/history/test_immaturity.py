@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, timedelta
+import sys
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import forecaster.history.estimate as estimate
-from forecaster.history.estimate import IMMATURE_VAR, fit_candidates, revision_variance
-from forecaster.history.readers import Deal
+sys.path.insert(0, str(Path(__file__).parent))
+from deal_flows import draw_flow, export  # noqa: E402
 
-START = date(2024, 1, 1)
+import forecaster.history.estimate as estimate  # noqa: E402
+from forecaster.history.estimate import IMMATURE_VAR, fit_candidates, revision_variance  # noqa: E402
 
 
 def test_with_no_noise_from_the_counts_the_estimate_is_the_closed_form():
@@ -57,35 +59,6 @@ def test_a_revision_that_its_own_counts_explain_says_little():
     assert moment > 2.0 and revision_variance(r2, dv, w) < 0.5
 
 
-def _history(rng, months: int, as_of: date, fast_share=None) -> list[Deal]:
-    """A one-stage funnel of 400 deals a month from START, as an export on ``as_of`` shows
-    it: 25% won after a lognormal 45 days (sigma 0.8), the rest lost after a lognormal 30
-    days (sigma 0.9). ``fast_share``: each monthly cohort instead wins a share drawn from
-    it (uniform 0.05-0.95) of its wins within about 10 days and the rest after about 100,
-    so that what a young cohort shows says little of how it ends."""
-    deals = []
-    for m in range(months):
-        first = date(START.year + m // 12, m % 12 + 1, 1)
-        days = (date(first.year + first.month // 12, first.month % 12 + 1, 1) - first).days
-        fast = rng.uniform(0.05, 0.95) if fast_share else None
-        for i in range(rng.poisson(400)):
-            entered = first + timedelta(days=int(rng.integers(0, days)))
-            if rng.random() < 0.25:
-                if fast is None:
-                    t = rng.lognormal(math.log(45), 0.8)
-                else:
-                    t = rng.lognormal(math.log(10), 0.3) if rng.random() < fast else rng.lognormal(math.log(100), 0.3)
-                outcome, closed = "won", entered + timedelta(days=int(t))
-            else:
-                outcome, closed = "lost", entered + timedelta(days=int(rng.lognormal(math.log(30), 0.9)))
-            if entered > as_of:
-                continue
-            if closed > as_of:
-                outcome, closed = "open", None
-            deals.append(Deal(f"d{m}-{i}", "all", [entered], outcome, closed, 1000.0))
-    return deals
-
-
 def _read(deals, as_of: date) -> tuple[float, float, float, int]:
     """The calibrated conversion level's p and sd (log-odds), tau^2 and the revisions, from
     the calibration's note."""
@@ -100,7 +73,7 @@ def _read(deals, as_of: date) -> tuple[float, float, float, int]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_young_export_whose_cohorts_are_honest_trusts_them(seed, monkeypatch):
     as_of = date(2024, 6, 30)  # six months: fewer than two inner cutoffs, nothing else to narrow with
-    deals = _history(np.random.default_rng(seed), 6, as_of)
+    deals = export(draw_flow(np.random.default_rng(seed), 6, stall=None), as_of, ids="monthly")
     p, sd, tau2, revisions = _read(deals, as_of)
     assert revisions >= 10 and tau2 < 0.25
     assert abs(math.log(p / (1 - p)) - math.log(0.25 / 0.75)) < 3 * sd  # the truth inside
@@ -112,8 +85,9 @@ def test_a_young_export_whose_cohorts_are_honest_trusts_them(seed, monkeypatch):
 def test_cohorts_whose_early_reads_wander_stay_looser_than_honest_ones():
     as_of = date(2024, 10, 31)
     for seed in range(3):
-        honest = _read(_history(np.random.default_rng(seed), 10, as_of), as_of)[2]
-        wander = _read(_history(np.random.default_rng(seed), 10, as_of, fast_share=True), as_of)[2]
+        honest = export(draw_flow(np.random.default_rng(seed), 10, stall=None), as_of, ids="monthly")
+        wander = export(draw_flow(np.random.default_rng(seed), 10, stall=None, fast_share=True), as_of, ids="monthly")
+        honest, wander = _read(honest, as_of)[2], _read(wander, as_of)[2]
         assert wander > 1.3 * honest, (honest, wander)
 
 
@@ -137,5 +111,5 @@ def test_a_read_that_could_show_nothing_is_not_a_revision(monkeypatch):
 
     monkeypatch.setattr(estimate, "revision_variance", spy)
     as_of = date(2024, 7, 1)
-    _read(_history(np.random.default_rng(0), 7, as_of), as_of)
+    _read(export(draw_flow(np.random.default_rng(0), 7, stall=None), as_of, ids="monthly"), as_of)
     assert seen and max(np.max(w) for w in seen) < 500  # every counted read could show a deal's conversion

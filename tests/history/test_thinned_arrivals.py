@@ -4,67 +4,29 @@ Such an export keeps a deal that entered before its first close only if the deal
 open that day, so its early months of arrivals are thinned, by the share of deals still
 open at their age then. Read as complete, they make a steady flow look like a steep ramp.
 A history whose closes simply start later than its leads shows its early months in full,
-and must not be cut. Truths are known: each history is generated here."""
+and must not be cut. Truths are known: each history is generated (deal_flows.py)."""
 from __future__ import annotations
 
-import math
 import re
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from forecaster.history.calibrate import calibrate
-from forecaster.history.estimate import observed_from, thinned_until
-from forecaster.history.readers import Deal
+sys.path.insert(0, str(Path(__file__).parent))
+from deal_flows import draw_flow, export  # noqa: E402
 
-START = date(2024, 1, 1)
-
-
-def _flow(rng, months: int, leads: float = 400.0, growth: float = 0.0, lost_observed: bool = True,
-          stall: float = 0.0):
-    """Every deal of a one-stage funnel from START for ``months`` months, as it will end:
-    (entered, outcome, closed): a share ``stall`` never closes; of the others 25% are won
-    after a lognormal 45 days (sigma 0.8), the rest lost after a lognormal 30 days (sigma
-    0.9), or never closed when losses are not recorded."""
-    out = []
-    for m in range(months):
-        first = date(START.year + m // 12, m % 12 + 1, 1)
-        days = (date(first.year + first.month // 12, first.month % 12 + 1, 1) - first).days
-        for _ in range(rng.poisson(leads * (1 + growth) ** m)):
-            entered = first + timedelta(days=int(rng.integers(0, days)))
-            if rng.random() < stall:
-                out.append((entered, "open", None))
-            elif rng.random() < 0.25:
-                out.append((entered, "won", entered + timedelta(days=int(rng.lognormal(math.log(45), 0.8)))))
-            elif lost_observed:
-                out.append((entered, "lost", entered + timedelta(days=int(rng.lognormal(math.log(30), 0.9)))))
-            else:
-                out.append((entered, "open", None))
-    return out
-
-
-def _export(flow, as_of: date, *, closes_from: date | None = None, drop_closed_before: date | None = None):
-    """The deals as an export on ``as_of`` shows them. ``drop_closed_before``: an export
-    that starts mid-stream (deals closed before that day are missing). ``closes_from``: a
-    CRM that records closes only from that day (earlier closes stay open, the deal kept)."""
-    deals = []
-    for i, (entered, outcome, closed) in enumerate(flow):
-        if entered > as_of:
-            continue
-        if drop_closed_before is not None and closed is not None and closed < drop_closed_before:
-            continue
-        if closed is None or closed > as_of or (closes_from is not None and closed < closes_from):
-            outcome, closed = "open", None
-        deals.append(Deal(f"d{i}", "all", [entered], outcome, closed, 1000.0))
-    return deals
+from forecaster.history.calibrate import calibrate  # noqa: E402
+from forecaster.history.estimate import observed_from, thinned_until  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_an_export_cut_mid_stream_is_read_from_its_first_whole_month(seed):
-    flow = _flow(np.random.default_rng(seed), 12)
+    flow = draw_flow(np.random.default_rng(seed), 12)
     cut = date(2024, 6, 1)
-    deals = _export(flow, date(2024, 9, 30), drop_closed_before=cut)
+    deals = export(flow, date(2024, 9, 30), drop_closed_before=cut)
     assert observed_from(deals, date(2024, 9, 30)) == cut
     found = thinned_until(deals, date(2024, 9, 30), cut)
     assert found is not None and found[0] == cut
@@ -80,18 +42,18 @@ def test_an_export_cut_mid_stream_is_read_from_its_first_whole_month(seed):
     assert len(shares) == 4
     assert np.allclose(shares, truth, atol=0.05), (shares, truth)
     # two whole months after the cut are too few to read a level from: the months before stay
-    early = _export(flow, date(2024, 7, 31), drop_closed_before=cut)
+    early = export(flow, date(2024, 7, 31), drop_closed_before=cut)
     assert thinned_until(early, date(2024, 7, 31), cut) is None
-    assert thinned_until(_export(flow, date(2024, 8, 31), drop_closed_before=cut), date(2024, 8, 31), cut) is not None
+    assert thinned_until(export(flow, date(2024, 8, 31), drop_closed_before=cut), date(2024, 8, 31), cut) is not None
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_closes_recorded_only_from_a_later_day_are_not_a_cut_export(seed):
     """Leads in full from January, closes recorded from June on (Olist's shape, losses
     never recorded): nothing is cut."""
-    flow = _flow(np.random.default_rng(seed), 12, lost_observed=False)
+    flow = draw_flow(np.random.default_rng(seed), 12, lost_observed=False)
     as_of = date(2024, 9, 30)
-    deals = _export(flow, as_of, closes_from=date(2024, 6, 1))
+    deals = export(flow, as_of, closes_from=date(2024, 6, 1))
     first = observed_from(deals, as_of)
     assert first is not None and first >= date(2024, 6, 1)
     assert thinned_until(deals, as_of, first) is None
@@ -99,13 +61,13 @@ def test_closes_recorded_only_from_a_later_day_are_not_a_cut_export(seed):
 
 @pytest.mark.parametrize("growth", [0.0, 0.08, -0.05])
 def test_a_whole_history_and_one_growing_or_declining_are_not_cut(growth):
-    flow = _flow(np.random.default_rng(4), 12, growth=growth)
+    flow = draw_flow(np.random.default_rng(4), 12, growth=growth)
     as_of = date(2024, 9, 30)
-    deals = _export(flow, as_of)
+    deals = export(flow, as_of)
     assert thinned_until(deals, as_of, observed_from(deals, as_of)) is None
     # closes recorded from April on, leads in full, losses recorded: the months before April
     # still hold every deal, so a growing team's thinner early months are growth, not a cut
-    later = _export(flow, as_of, closes_from=date(2024, 4, 1))
+    later = export(flow, as_of, closes_from=date(2024, 4, 1))
     assert thinned_until(later, as_of, observed_from(later, as_of)) is None
 
 
@@ -115,9 +77,9 @@ def test_the_cut_export_is_calibrated_at_its_true_lead_flow_without_a_ramp():
     complete, the thinned months before the cut made a ramp of +22% a month and a drift of
     0.34 a month (shocks on the leads of 0.41: this history, before the cut was read); read
     from the first close on, the level is June's truth and the drift a third of that."""
-    flow = _flow(np.random.default_rng(5), 12, growth=0.06, stall=0.25)
+    flow = draw_flow(np.random.default_rng(5), 12, growth=0.06, stall=0.25)
     cut, as_of = date(2024, 4, 1), date(2024, 6, 30)
-    deals = _export(flow, as_of, drop_closed_before=cut)
+    deals = export(flow, as_of, drop_closed_before=cut)
     cal = calibrate(deals, ["opportunity"], as_of, horizon_days=92, select=False)
     assert any("arrivals are read from 2024-04 on" in n for n in cal.notes)
     level = [n for n in cal.notes if "months of arrivals; latest level" in n]
@@ -138,18 +100,18 @@ def test_a_flow_that_steps_up_on_the_first_close_is_not_read_as_a_cut(monkeypatc
 
     monkeypatch.setattr(estimate, "THINNED_MATERIAL", 1.01)
     rng = np.random.default_rng(6)
-    early = _flow(rng, 5, leads=300.0, lost_observed=False)
+    early = draw_flow(rng, 5, leads=300.0, lost_observed=False)
     late = [(e + timedelta(days=152), o, c + timedelta(days=152) if c else None)
-            for e, o, c in _flow(rng, 7, leads=900.0, lost_observed=False)]
+            for e, o, c in draw_flow(rng, 7, leads=900.0, lost_observed=False)]
     as_of = date(2024, 10, 31)
-    deals = _export(early + late, as_of, closes_from=date(2024, 6, 1))
+    deals = export(early + late, as_of, closes_from=date(2024, 6, 1))
     first = observed_from(deals, as_of)
     assert first is not None and first >= date(2024, 6, 1)
     assert thinned_until(deals, as_of, first) is None
     # the same step with losses recorded, cut mid-stream on June 1st, thins its early months
     # from 79% (May) to 8% (February) still open: read as cut, step or not
     rng = np.random.default_rng(7)
-    early = _flow(rng, 5, leads=300.0)
-    late = [(e + timedelta(days=152), o, c + timedelta(days=152)) for e, o, c in _flow(rng, 7, leads=900.0)]
-    cut = _export(early + late, as_of, drop_closed_before=date(2024, 6, 1))
+    early = draw_flow(rng, 5, leads=300.0)
+    late = [(e + timedelta(days=152), o, c + timedelta(days=152)) for e, o, c in draw_flow(rng, 7, leads=900.0)]
+    cut = export(early + late, as_of, drop_closed_before=date(2024, 6, 1))
     assert thinned_until(cut, as_of, observed_from(cut, as_of)) is not None
