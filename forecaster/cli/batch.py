@@ -36,7 +36,7 @@ def batch_command(folder, out, force, trials, threads, quiet):
     """
     from forecaster.present.batch import STOP, run_batch
     from forecaster.present.console import BatchProgress, printable
-    from forecaster.results.files import Terminated, _on_signal
+    from forecaster.results.files import Terminated, on_signal
 
     caught: list[int] = []
 
@@ -46,7 +46,7 @@ def batch_command(folder, out, force, trials, threads, quiet):
         # raised as every command's handler raises it (KeyboardInterrupt, Terminated for SIGTERM):
         # deferred while HDF5 is inside our file callbacks, where an exception crashes the
         # interpreter (an h5py object's dealloc writing through GuardedFile)
-        _on_signal(signum, frame)
+        on_signal(signum, frame)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -71,7 +71,16 @@ def _must_wait(frame) -> bool:
     return False
 
 
-def _on_signal(signum, frame):
+def on_signal(signum, frame):
+    """The signal handler :func:`handle_interrupts` installs: raise :class:`Terminated` for
+    SIGTERM and :class:`KeyboardInterrupt` for any other signal (Ctrl-C), at once, or at the
+    next :func:`checkpoint` where raising now would harm (inside the NetCDF library's file
+    callbacks or a publication, in a destructor or a weakref callback). The interrupt is kept
+    for :func:`checkpoint` even when raised, in case Python drops the exception.
+
+    Call it, with its ``signum`` and ``frame``, at the end of a handler of one's own that
+    must also end the process as every command does (``forecaster batch``'s, which first
+    marks the batch to stop); within :func:`handle_interrupts` it is installed already."""
     exc = Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
     # kept also when raised: an exception raised in a weakref callback or a destructor is
     # printed and dropped by Python, and the next checkpoint() must still stop the run
@@ -132,10 +141,10 @@ def handle_interrupts(sigterm: bool = False):
         wanted = [signal.SIGINT] + ([signal.SIGTERM] if sigterm and hasattr(signal, "SIGTERM") else [])
         for sig in wanted:
             current = signal.getsignal(sig)
-            if current is _on_signal or current is signal.SIG_IGN \
+            if current is on_signal or current is signal.SIG_IGN \
                     or (sig == signal.SIGINT and current is not signal.default_int_handler):
                 continue  # ours already, ignored on purpose (nohup), or someone else's Ctrl-C handler
-            installed[sig] = signal.signal(sig, _on_signal)
+            installed[sig] = signal.signal(sig, on_signal)
     if installed:
         _Interrupts.pending = None
     try:

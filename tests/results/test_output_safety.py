@@ -86,7 +86,7 @@ def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(
 
     def write_then_signal(fd, data):
         calls.append(1)
-        files._on_signal(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived right here
+        files.on_signal(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived right here
         return real_write(fd, data)
 
     guard = GuardedFile(tmp_path / "f")
@@ -102,7 +102,7 @@ def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(
     files.checkpoint()  # raised once
     try:
         with pytest.raises(KeyboardInterrupt):  # outside the library: at once
-            files._on_signal(signal.SIGINT, sys._getframe())
+            files.on_signal(signal.SIGINT, sys._getframe())
     finally:
         files._Interrupts.pending = None
 
