@@ -246,6 +246,27 @@ def test_cutoffs_run_from_the_middle_to_three_months_before_the_end():
     assert all((c + timedelta(days=1)).day == 1 for c in full)
 
 
+def test_the_young_export_is_the_issues_and_is_walked_forward_from_its_fourth_month():
+    months, first = syn.SPANS["young_growing_export"]
+    h = syn.make_history("young_growing_export", SEED, months)
+    full, quick = syn.cutoffs_for(months, h.start, 10, first), syn.cutoffs_for(months, h.start, 4, first)
+    assert full[0] == quick[0] == date(2023, 4, 30) and full[-1] == quick[-1] == date(2024, 1, 31)
+    assert len(full) == 10 and len(quick) == 4
+    t = h.truth
+    # about 14,000 opportunities over its first 13 months, growing 6% a month
+    assert 13_000 < sum(t["leads_per_month"][:13]) < 14_500
+    assert math.isclose(t["leads_per_month"][12] / t["leads_per_month"][0], 1.06 ** 12, rel_tol=1e-9)
+    # the export starts mid-stream: nothing closed before its 4th month
+    assert t["truncated_before"] == "2023-04-01" and all(d.closed is None or d.closed >= date(2023, 4, 1)
+                                                          for d in h.deals)
+    # a quarter of the leads stall; 45% of a cohort is won in the end (60% of the rest)
+    assert np.allclose(t["convert_eventual"], 0.45)
+    # later cohorts close faster: the median time to win falls from 70 to 30 days
+    assert math.isclose(t["win_median_days"][0], 70.0) and math.isclose(t["win_median_days"][-1], 30.0)
+    early, late = _win_days(_cohorts(h, 3, 4)), _win_days(_cohorts(h, 10, 11))
+    assert np.median(late) < 0.75 * np.median(early)
+
+
 def test_wilson_and_cluster_intervals():
     lo, hi = syn.wilson(8, 10)
     assert 0.49 < lo < 0.5 and 0.94 < hi < 0.95  # the textbook values
