@@ -75,7 +75,8 @@ def on_signal(signum, frame):
     """The signal handler :func:`handle_interrupts` installs: raise :class:`Terminated` for
     SIGTERM and :class:`KeyboardInterrupt` for any other signal (Ctrl-C), at once, or at the
     next :func:`checkpoint` where raising now would harm (inside the NetCDF library's file
-    callbacks or a publication, in a destructor or a weakref callback). The interrupt is kept
+    callbacks, a publication or a staged output's clean-up, in a destructor or a weakref
+    callback). The interrupt is kept
     for :func:`checkpoint` even when raised, in case Python drops the exception.
 
     Call it, with its ``signum`` and ``frame``, at the end of a handler of one's own that
