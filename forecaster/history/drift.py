@@ -82,9 +82,10 @@ class Level:
         return float(self.weights @ self.rs)
 
 
-def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0,
-            outliers: bool = False) -> tuple[float, float, float]:
-    """Kalman filter over the months (NaN = no observation): (m_K, P_K, log-likelihood).
+def _filter(y: np.ndarray, v: np.ndarray, qs: np.ndarray, rs: np.ndarray,
+            outliers: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kalman filter over the months (NaN = no observation) for every grid point (q, r) at
+    once: (m_K, P_K, log-likelihood), arrays of the grid's shape.
 
     Each month's innovation is N(0, q), or with probability :data:`JUMP_PROB` a jump
     N(0, :data:`JUMP_VAR`): two Gaussians, updated and merged by their moments each month
@@ -93,35 +94,40 @@ def _filter(y: np.ndarray, v: np.ndarray, q: float, r: float = 0.0,
     ``outliers``, each month is also, with probability :data:`OUTLIER_PROB`, seen off the
     level by an extra N(0, :data:`OUTLIER_VAR`) (four Gaussians a month, merged the same way).
     """
-    m, P, ll, started, gap = 0.0, math.inf, 0.0, False, 0
+    qs, rs = np.asarray(qs, dtype=float), np.asarray(rs, dtype=float)
+    m, P, ll = np.zeros(qs.shape), np.full(qs.shape, math.inf), np.zeros(qs.shape)
+    started, gap = False, 0
     seen = ((1 - OUTLIER_PROB, 0.0), (OUTLIER_PROB, OUTLIER_VAR)) if outliers else ((1.0, 0.0),)
     for yk, vk in zip(y, v):
         if started:
             gap += 1
         if not np.isfinite(yk):
             continue
-        vk = vk + r
+        noise0 = vk + rs
         if not started:  # a diffuse start: the first observation sets the level
-            m, P, started, gap = float(yk), vk, True, 0
+            m, P, started, gap = np.full(qs.shape, float(yk)), noise0, True, 0
             continue
         e = yk - m
         logw, means, variances = [], [], []
-        for prob, var in ((1 - JUMP_PROB, P + gap * q), (JUMP_PROB, P + gap * q + JUMP_VAR)):
+        for prob, jump in ((1 - JUMP_PROB, 0.0), (JUMP_PROB, JUMP_VAR)):
+            var = P + gap * qs + jump
             for seen_prob, extra in seen:
-                noise = vk + extra
-                F = max(var + noise, 1e-12)  # a month known exactly (v = 0) must not divide by zero
-                logw.append(math.log(prob * seen_prob) - 0.5 * (math.log(2 * math.pi * F) + e * e / F))
+                noise = noise0 + extra
+                F = np.maximum(var + noise, 1e-12)  # a month known exactly (v = 0) must not divide by zero
+                logw.append(math.log(prob * seen_prob) - 0.5 * (np.log(2 * math.pi * F) + e * e / F))
                 means.append(m + var / F * e)
                 variances.append(var * noise / F)
-        top = max(logw)
-        ws = [math.exp(lw - top) for lw in logw]
-        total = sum(ws)
-        ll += top + math.log(total)
-        ws = [w / total for w in ws]
-        m = sum(w * mk for w, mk in zip(ws, means))
-        P = sum(w * (vk_ + (mk - m) ** 2) for w, mk, vk_ in zip(ws, means, variances))
+        lw = np.array(logw)
+        top = lw.max(axis=0)
+        ws = np.exp(lw - top)
+        total = ws.sum(axis=0)
+        ll = ll + (top + np.log(total))
+        ws = ws / total
+        mk = np.array(means)
+        m = (ws * mk).sum(axis=0)
+        P = (ws * (np.array(variances) + (mk - m) ** 2)).sum(axis=0)
         gap = 0
-    return m, P + gap * q, ll
+    return m, P + gap * qs, ll
 
 
 def local_level(y, v, outliers: bool = False) -> Level | None:
@@ -142,7 +148,7 @@ def local_level(y, v, outliers: bool = False) -> Level | None:
     if np.isfinite(y).sum() < 3:
         return None
     qs, rs = (g.ravel() for g in np.meshgrid(GRID, GRID))
-    ms, Ps, ll = np.array([_filter(y, v, q, r, outliers) for q, r in zip(qs, rs)]).T
+    ms, Ps, ll = _filter(y, v, qs, rs, outliers)
     weights = np.exp(ll - ll.max())
     weights /= weights.sum()
     return Level(m=float(weights @ ms), weights=weights, ms=ms, Ps=Ps, qs=qs, rs=rs,

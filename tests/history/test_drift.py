@@ -86,3 +86,53 @@ def test_a_last_month_far_off_is_half_a_jump_half_a_one_off_until_the_next_tells
     back = local_level(np.r_[steady, -0.85, 0.0], v, outliers=True)
     assert moved.m < -0.7 and abs(back.m) < 0.15
 
+
+
+def _one_grid_point(y, v, q, r, outliers):
+    """The filter of :func:`forecaster.history.drift._filter` written out for one (q, r), scalar
+    by scalar, as it was before it ran over the whole grid at once: (m_K, P_K, log-likelihood)."""
+    from forecaster.history.drift import JUMP_PROB, JUMP_VAR, OUTLIER_PROB, OUTLIER_VAR
+
+    m, P, ll, started, gap = 0.0, math.inf, 0.0, False, 0
+    seen = ((1 - OUTLIER_PROB, 0.0), (OUTLIER_PROB, OUTLIER_VAR)) if outliers else ((1.0, 0.0),)
+    for yk, vk in zip(y, v):
+        if started:
+            gap += 1
+        if not np.isfinite(yk):
+            continue
+        vk = vk + r
+        if not started:
+            m, P, started, gap = float(yk), vk, True, 0
+            continue
+        e, comps = yk - m, []
+        for prob, var in ((1 - JUMP_PROB, P + gap * q), (JUMP_PROB, P + gap * q + JUMP_VAR)):
+            for seen_prob, extra in seen:
+                F = max(var + vk + extra, 1e-12)
+                comps.append((math.log(prob * seen_prob) - 0.5 * (math.log(2 * math.pi * F) + e * e / F),
+                              m + var / F * e, var * (vk + extra) / F))
+        top = max(c[0] for c in comps)
+        ws = [math.exp(c[0] - top) for c in comps]
+        ll += top + math.log(sum(ws))
+        ws = [w / sum(ws) for w in ws]
+        m_new = sum(w * c[1] for w, c in zip(ws, comps))
+        P = sum(w * (c[2] + (c[1] - m_new) ** 2) for w, c in zip(ws, comps))
+        m, gap = m_new, 0
+    return m, P + gap * q, ll
+
+
+def test_the_grid_filter_is_the_one_point_filter_at_every_grid_point():
+    from forecaster.history.drift import GRID, _filter
+
+    rng = np.random.default_rng(12)
+    qs, rs = (g.ravel() for g in np.meshgrid(GRID, GRID))
+    for case in range(12):
+        k = int(rng.integers(3, 20))
+        y = np.cumsum(rng.normal(0, 0.3, k)) + rng.normal(0, 0.1, k)
+        v = rng.uniform(0.0, 0.1, k) * (rng.random(k) > 0.2)  # some months known exactly (v = 0)
+        y[rng.integers(0, k)] = np.nan if case % 3 == 0 else y[0]  # gaps
+        y[-1] += 2.0 if case % 4 == 1 else 0.0  # a last month far off
+        outliers = bool(case % 2)
+        ms, Ps, ll = _filter(y, v, qs, rs, outliers)
+        for i in rng.choice(qs.size, 25, replace=False):
+            want = _one_grid_point(y, v, qs[i], rs[i], outliers)
+            assert np.allclose((ms[i], Ps[i], ll[i]), want, rtol=1e-12, atol=1e-12), (case, i)
