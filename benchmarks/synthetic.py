@@ -29,10 +29,11 @@ history's ``truth`` holds the parameters by month.
 three months before its end (a young export's from its 4th month, :data:`SPANS`), calls
 :func:`forecaster.history.backtest.backtest` (3 months ahead) and collects, per metric,
 the forecaster's P10–P90 coverage of monthly values (with a Wilson 95% interval), the
-monthly CRPS of the forecaster and of every baseline the backtest reports, and, at the last cutoff, the calibrated conversion, median time to win
-and lead rate against the truth. Each (regime, seed) runs in its own process, with a
-timeout. It writes ``SYNTHETIC.md`` and ``synthetic.json`` and exits non-zero only when
-a run failed, never on poor scores: it is a measuring instrument.
+monthly CRPS of the forecaster and of every baseline the backtest reports, and, at the
+last cutoff, the calibrated conversion, median time to win and lead rate against the
+truth. Each (regime, seed) runs in its own process, with a timeout. It writes
+``SYNTHETIC.md`` and ``synthetic.json`` and exits non-zero only when a run failed, never
+on poor scores: it is a measuring instrument.
 """
 from __future__ import annotations
 
