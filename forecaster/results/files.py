@@ -76,8 +76,8 @@ def on_signal(signum, frame):
     SIGTERM and :class:`KeyboardInterrupt` for any other signal (Ctrl-C), at once, or at the
     next :func:`checkpoint` where raising now would harm (inside the NetCDF library's file
     callbacks, a publication or a staged output's clean-up, in a destructor or a weakref
-    callback). The interrupt is kept
-    for :func:`checkpoint` even when raised, in case Python drops the exception.
+    callback). The interrupt is kept for :func:`checkpoint` even when raised, in case Python
+    drops the exception.
 
     Call it, with its ``signum`` and ``frame``, at the end of a handler of one's own that
     must also end the process as every command does (``forecaster batch``'s, which first

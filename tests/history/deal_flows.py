@@ -6,8 +6,8 @@ Units: dates are calendar days and every time to close a whole number of days; m
 the m-th calendar month from START (2024-01-01, month 0); ``leads`` is the mean number of
 deals entering month 0 (month m's count is Poisson with mean ``leads * (1 + growth) ** m``),
 each on a uniform day of its month; ``growth`` is a rate a month (0.06: 6% more leads each
-month); shares are fractions of deals (0.25: a quarter); every
-deal's amount is 1,000 (in the history's currency), its segment "all".
+month); shares are fractions of deals (0.25: a quarter); every deal's amount is 1,000 (in
+the history's currency), its segment "all".
 
 Draws are from a numpy Generator passed in, in a fixed order: a test's seed gives the same
 deals on every run. (Not history_tables.py: that one must run on the standard library
