@@ -209,37 +209,48 @@ class Trend:
         return float(self.weights @ (own + (self.ms + h * self.bs - self.mean(h)) ** 2))
 
 
-def _trend_filter(y: np.ndarray, v: np.ndarray, q: float, r: float) -> tuple:
+def _trend_filter(y: np.ndarray, v: np.ndarray, qs: np.ndarray, rs: np.ndarray) -> tuple:
     """Kalman filter of a local linear trend (state: level, slope; the slope fixed but unknown)
-    with the level's jumps as in :func:`_filter`. The first two observations start it (a
-    diffuse start) and do not count in the likelihood. Returns (m, b, Pmm, Pmb, Pbb, ll)."""
-    x, P, ll, seen = np.zeros(2), np.diag([1e6, 1e6]), 0.0, 0
-    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    with the level's jumps as in :func:`_filter`, for every grid point (q, r) at once (numpy
+    over the grid, the 2 x 2 matrices written out entry by entry). The first two
+    observations start it (a diffuse start) and do not count in the likelihood. Returns
+    (m, b, Pmm, Pmb, Pbb, ll), arrays of the grid's shape."""
+    qs, rs = np.asarray(qs, dtype=float), np.asarray(rs, dtype=float)
+    x0, x1 = np.zeros(qs.shape), np.zeros(qs.shape)  # level, slope
+    P00, P01, P10, P11 = np.full(qs.shape, 1e6), np.zeros(qs.shape), np.zeros(qs.shape), np.full(qs.shape, 1e6)
+    ll, seen = np.zeros(qs.shape), 0
     for k, (yk, vk) in enumerate(zip(y, v)):
-        if k > 0:
-            x = F @ x
-            P = F @ P @ F.T + np.diag([q, 0.0])
+        if k > 0:  # x = F x, P = F P F' + diag(q, 0), F = [[1, 1], [0, 1]]
+            x0 = x0 + x1
+            A00, A01 = P00 + P10, P01 + P11
+            P00, P01, P10 = A00 + A01 + qs, A01, P10 + P11
         if not np.isfinite(yk):
             continue
-        R = vk + r
-        e = yk - x[0]
+        R = vk + rs
+        e = yk - x0
         comps = []
         for prob, extra in ((1 - JUMP_PROB, 0.0), (JUMP_PROB, JUMP_VAR)):
-            Pk = P + np.diag([extra, 0.0])
-            S = Pk[0, 0] + R
-            K = Pk[:, 0] / S
-            comps.append((math.log(prob) - 0.5 * (math.log(2 * math.pi * S) + e * e / S), x + K * e,
-                          Pk - np.outer(K, Pk[0, :])))
-        logw = [c[0] for c in comps]
-        top = max(logw)
-        w = np.exp(np.array(logw) - top)
+            Pk00 = P00 + extra
+            S = Pk00 + R
+            K0, K1 = Pk00 / S, P10 / S
+            comps.append((math.log(prob) - 0.5 * (np.log(2 * math.pi * S) + e * e / S),  # log weight
+                          x0 + K0 * e, x1 + K1 * e,  # mean
+                          Pk00 - K0 * Pk00, P01 - K0 * P01, P10 - K1 * Pk00, P11 - K1 * P01))  # covariance
+        (la, *a), (lb, *b) = comps
+        top = np.maximum(la, lb)
+        wa, wb = np.exp(la - top), np.exp(lb - top)
+        total = wa + wb
         if seen >= 2:
-            ll += top + math.log(w.sum())
-        w /= w.sum()
-        x_new = w[0] * comps[0][1] + w[1] * comps[1][1]
-        P = sum(wi * (c[2] + np.outer(c[1] - x_new, c[1] - x_new)) for wi, c in zip(w, comps))
-        x, seen = x_new, seen + 1
-    return x[0], x[1], P[0, 0], P[0, 1], P[1, 1], ll
+            ll = ll + (top + np.log(total))
+        wa, wb = wa / total, wb / total
+        x0, x1 = wa * a[0] + wb * b[0], wa * a[1] + wb * b[1]
+        da0, da1, db0, db1 = a[0] - x0, a[1] - x1, b[0] - x0, b[1] - x1
+        P00 = wa * (a[2] + da0 * da0) + wb * (b[2] + db0 * db0)
+        P01 = wa * (a[3] + da0 * da1) + wb * (b[3] + db0 * db1)
+        P10 = wa * (a[4] + da1 * da0) + wb * (b[4] + db1 * db0)
+        P11 = wa * (a[5] + da1 * da1) + wb * (b[5] + db1 * db1)
+        seen += 1
+    return x0, x1, P00, P01, P11, ll
 
 
 def local_trend(y, v) -> Trend | None:
@@ -253,8 +264,7 @@ def local_trend(y, v) -> Trend | None:
         return None
     grid = GRID[::2]  # a coarser grid: the trend's filter is a 2-state one
     qs, rs = (g.ravel() for g in np.meshgrid(grid, grid))
-    out = np.array([_trend_filter(y, v, q, r) for q, r in zip(qs, rs)]).T
-    ms, bs, Pmm, Pmb, Pbb, ll = out
+    ms, bs, Pmm, Pmb, Pbb, ll = _trend_filter(y, v, qs, rs)
     weights = np.exp(ll - ll.max())
     weights /= weights.sum()
     return Trend(weights=weights, ms=ms, bs=bs, Pmm=Pmm, Pmb=Pmb, Pbb=Pbb, qs=qs, months=int(np.isfinite(y).sum()))

@@ -177,6 +177,7 @@ class _Points:
         idx = [inverse[bounds[k]:bounds[k + 1]] for k in range(len(parts))]
         self.kc, self.kc1, self.kl, self.kl1, self.ko, self.ec, self.el, self.eo = idx
         self.nc, self.nl, self.no = nc, nl, no
+        self.nc_sum, self.nl_sum = nc.sum(), nl.sum()  # constants of every call of _loglik
         self.late = [(self.ec[ec > 0], nc[ec > 0]), (self.el[el > 0], nl[el > 0]), (self.eo[eo > 0], no[eo > 0])]
 
 
@@ -198,20 +199,22 @@ def _loglik(data: StageData, wf: str, lf: str | None, x: np.ndarray, pts: _Point
         s_lost = sigma + (1 - sigma) * (1.0 - Fl[i]) if Fl is not None else 1.0
         return p * (1.0 - Fw[i]) + (1 - p) * s_lost
 
+    # (array.sum(), not np.sum(array): the same sums, without np.sum's dispatch on every call
+    # of an optimiser that makes thousands)
     ll = 0.0
     if pts.nc.size:
-        ll += pts.nc.sum() * math.log(max(p, tiny))
-        ll += float(np.sum(pts.nc * np.log(np.maximum(Fw[pts.kc1] - Fw[pts.kc], tiny))))
+        ll += pts.nc_sum * math.log(max(p, tiny))
+        ll += float((pts.nc * np.log(np.maximum(Fw[pts.kc1] - Fw[pts.kc], tiny))).sum())
     if Fl is not None and pts.nl.size:
-        ll += pts.nl.sum() * math.log(max((1 - p) * (1 - sigma), tiny))
-        ll += float(np.sum(pts.nl * np.log(np.maximum(Fl[pts.kl1] - Fl[pts.kl], tiny))))
+        ll += pts.nl_sum * math.log(max((1 - p) * (1 - sigma), tiny))
+        ll += float((pts.nl * np.log(np.maximum(Fl[pts.kl1] - Fl[pts.kl], tiny))).sum())
     if pts.no.size:
-        ll += float(np.sum(pts.no * np.log(np.maximum(open_at(pts.ko), tiny))))
+        ll += float((pts.no * np.log(np.maximum(open_at(pts.ko), tiny))).sum())
     for j, (i, n) in enumerate(pts.late):  # delayed entry: conditioned on being open at e
         if j == 1 and Fl is None:  # losses not modelled: their rows are not in the likelihood
             continue
         if i.size:
-            ll -= float(np.sum(n * np.log(np.maximum(open_at(i), tiny))))
+            ll -= float((n * np.log(np.maximum(open_at(i), tiny))).sum())
     return ll
 
 

@@ -136,3 +136,52 @@ def test_the_grid_filter_is_the_one_point_filter_at_every_grid_point():
         for i in rng.choice(qs.size, 25, replace=False):
             want = _one_grid_point(y, v, qs[i], rs[i], outliers)
             assert np.allclose((ms[i], Ps[i], ll[i]), want, rtol=1e-12, atol=1e-12), (case, i)
+
+
+def _one_trend_point(y, v, q, r):
+    """The filter of :func:`forecaster.history.drift._trend_filter` written out for one (q, r)
+    with 2 x 2 matrices, as it was before it ran over the whole grid at once: (m, b, Pmm,
+    Pmb, Pbb, log-likelihood)."""
+    from forecaster.history.drift import JUMP_PROB, JUMP_VAR
+
+    x, P, ll, seen = np.zeros(2), np.diag([1e6, 1e6]), 0.0, 0
+    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    for k, (yk, vk) in enumerate(zip(y, v)):
+        if k > 0:
+            x = F @ x
+            P = F @ P @ F.T + np.diag([q, 0.0])
+        if not np.isfinite(yk):
+            continue
+        e, comps = yk - x[0], []
+        for prob, extra in ((1 - JUMP_PROB, 0.0), (JUMP_PROB, JUMP_VAR)):
+            Pk = P + np.diag([extra, 0.0])
+            S = Pk[0, 0] + (vk + r)
+            K = Pk[:, 0] / S
+            comps.append((math.log(prob) - 0.5 * (math.log(2 * math.pi * S) + e * e / S), x + K * e,
+                          Pk - np.outer(K, Pk[0, :])))
+        top = max(c[0] for c in comps)
+        w = np.exp(np.array([c[0] for c in comps]) - top)
+        if seen >= 2:  # the first two observations start the filter
+            ll += top + math.log(w.sum())
+        w /= w.sum()
+        x_new = w[0] * comps[0][1] + w[1] * comps[1][1]
+        P = sum(wi * (c[2] + np.outer(c[1] - x_new, c[1] - x_new)) for wi, c in zip(w, comps))
+        x, seen = x_new, seen + 1
+    return x[0], x[1], P[0, 0], P[0, 1], P[1, 1], ll
+
+
+def test_the_grid_trend_filter_is_the_one_point_filter_at_every_grid_point():
+    from forecaster.history.drift import GRID, _trend_filter
+
+    rng = np.random.default_rng(13)
+    qs, rs = (g.ravel() for g in np.meshgrid(GRID, GRID))
+    for case in range(12):
+        k = int(rng.integers(4, 24))
+        y = np.cumsum(rng.normal(0, 0.3, k)) + 0.05 * np.arange(k) + rng.normal(0, 0.1, k)  # a slope, drift, noise
+        v = rng.uniform(0.0, 0.1, k) * (rng.random(k) > 0.2)  # some months known exactly (v = 0)
+        y[rng.integers(0, k)] = np.nan if case % 3 == 0 else y[0]  # gaps
+        y[-1] += 2.0 if case % 4 == 1 else 0.0  # a last month far off (a jump)
+        got = _trend_filter(y, v, qs, rs)
+        for i in rng.choice(qs.size, 25, replace=False):
+            want = _one_trend_point(y, v, qs[i], rs[i])
+            assert np.allclose([g[i] for g in got], want, rtol=1e-12, atol=1e-12), (case, i)
