@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +45,7 @@ import click
 
 @cli.main.command("busy")
 def busy():
+    print("busy", file=sys.stderr, flush=True)
     try:
         time.sleep(30)
     except KeyboardInterrupt as exc:
@@ -56,8 +56,13 @@ cli.main()
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    time.sleep(3)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    try:  # signalled once the command runs (a fixed wait was too short for the imports on a loaded machine)
+        first = proc.stderr.readline()
+        assert first == "busy\n", first + proc.communicate(timeout=60)[1]
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == status, err
     assert "Internal error" not in err and ("Terminated" in err or "Interrupted" in err)

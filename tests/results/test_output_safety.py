@@ -407,6 +407,12 @@ def test_run_help_documents_the_output_options():
         assert fragment in text, fragment
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time a running process has used (Linux: /proc/PID/stat's utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_sigterm_ends_any_command_cleanly(tmp_path):
     # not only `run`: compare (two scenarios, many trials) handles SIGTERM like Ctrl-C too
     out = tmp_path / "c"
@@ -415,7 +421,11 @@ def test_sigterm_ends_any_command_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "forecaster", "compare", str(MINIMAL), str(other), "--out", str(out),
                              "--trials", "20000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(6)  # imports done, simulating
+        # signalled once it has computed for 5 s (imports and set-up take under 2; 20 million
+        # trials take minutes): a fixed wait can end before the imports on a loaded machine
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and _cpu_seconds(proc.pid) < 5.0:
+            time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
