@@ -757,16 +757,19 @@ _C_DUMPER = getattr(yaml, "CSafeDumper", None)
 
 def dump(doc) -> str:
     """A case's YAML file: PyYAML's own emitter's text, written by libyaml's where it is
-    installed (each process builds about 4,000 files: 12 s in Python, 3 s with libyaml). Over
-    the whole battery the two differ only in escapes (libyaml writes a character beyond the
-    Basic Multilingual Plane as ``\\U0001F4A5``, hiding the raw character a case means to
-    send) and in an empty key (Python's ``? ''``, libyaml's ``'':``), so a text with a
-    backslash or an empty string is written by Python's: the cases' files are byte for byte
-    the same either way (``tests/test_fuzz_battery.py`` checks it)."""
+    installed (the runner and each worker build the battery's ~4,000 files: 12 s each in
+    Python, 3 s with libyaml). The two emitters differ in escapes (libyaml writes a character
+    beyond the Basic Multilingual Plane as ``\\U0001F4A5``, hiding the raw character a case
+    means to send), in an empty key (Python's ``? ''``, libyaml's ``'':``) and in when a long
+    key becomes ``? key`` (Python from 123 characters, libyaml beyond 128 bytes). So a text
+    with a backslash, an empty string, an explicit key or a line of 120 bytes or more is
+    written by Python's: over the whole battery the files are byte for byte the same either
+    way (``tests/test_fuzz_battery.py`` checks it, where libyaml is installed)."""
     kw = dict(sort_keys=False, allow_unicode=True, width=100000, default_flow_style=False)
     if _C_DUMPER is not None:
         text = yaml.dump(doc, Dumper=_C_DUMPER, **kw)
-        if "\\" not in text and "''" not in text:
+        if ("\\" not in text and "''" not in text and "? " not in text
+                and max(len(line.encode()) for line in text.splitlines()) < 120):
             return text
     return yaml.safe_dump(doc, **kw)
 

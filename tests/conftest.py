@@ -120,10 +120,12 @@ def _kernels_compiled(tmp_path_factory):
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (pyproject.toml's addopts): a worker per core and one more. Some tests wait
-    rather than compute (a Dask cluster starting, a signal sent after a delay, a browser, a
-    scheduler that never answers, PostgreSQL): the extra worker computes meanwhile. The
-    whole suite on this 2-core machine (December 2026): 598 s with 2 workers, 525 s with 3,
-    557 s with 4."""
+    rather than compute (a Dask cluster starting, a command run until it is signalled, a
+    browser, a scheduler that never answers, PostgreSQL): the extra worker computes
+    meanwhile. The whole suite on this 2-core machine (December 2026): 598 s with 2 workers,
+    525 s with 3, 557 s with 4. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own reading of it
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

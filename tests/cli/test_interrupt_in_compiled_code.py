@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,13 +58,30 @@ cli.main()
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:  # signalled once the command runs (a fixed wait was too short for the imports on a loaded machine)
-        first = proc.stderr.readline()
-        assert first == "busy\n", first + proc.communicate(timeout=60)[1]
+    # signalled once the command runs (a fixed wait was too short for the imports on a loaded
+    # machine); stderr is read on a thread, so that a child that hangs or dies ends the wait
+    lines: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line == "busy\n":
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not running.wait(0.05) and proc.poll() is None and time.monotonic() < deadline:
+            pass
+        assert running.is_set(), "the command never ran: " + "".join(lines)
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == status, err
     assert "Internal error" not in err and ("Terminated" in err or "Interrupted" in err)

@@ -179,7 +179,7 @@ def test_the_grid_trend_filter_is_the_one_point_filter_at_every_grid_point():
         k = int(rng.integers(4, 24))
         y = np.cumsum(rng.normal(0, 0.3, k)) + 0.05 * np.arange(k) + rng.normal(0, 0.1, k)  # a slope, drift, noise
         v = rng.uniform(0.0, 0.1, k) * (rng.random(k) > 0.2)  # some months known exactly (v = 0)
-        y[rng.integers(0, k)] = np.nan if case % 3 == 0 else y[0]  # gaps
+        y[rng.integers(0, k)] = np.nan if case % 3 == 0 else y[0]  # a gap, or a month back at the first's level
         y[-1] += 2.0 if case % 4 == 1 else 0.0  # a last month far off (a jump)
         got = _trend_filter(y, v, qs, rs)
         for i in rng.choice(qs.size, 25, replace=False):
