@@ -282,14 +282,13 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
       forecaster calibrate deals.csv --stages lead --as-of 2026-06-30 -o out/q3.yaml \\
           --subscriptions terms.csv --term-outcome churned=Cancelled
     """
-    import yaml
-
     from forecaster.errors import ForecasterError, ScenarioError
     from forecaster.history.calibrate import calibrate
     from forecaster.history.parts import pipeline_csv
     from forecaster.history.readers import load_deals
     from forecaster.history.sources import shown_name
     from forecaster.results.files import shorten
+    from forecaster.scenario.yamlio import dump_yaml
 
     source = shown_name(history)  # a URL without its password
     if query is not None:
@@ -346,7 +345,7 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
     header += ["# Evidence for the optional parts (in-history walk-forward):"] + [
         f"#   {_comment(line)}" for line in evidence_lines(cal)]
     header += ["# Warnings:"] + [f"#   {_comment(w)}" for w in cal.warnings] if cal.warnings else []
-    text = "\n".join(header) + "\n" + yaml.safe_dump(cal.scenario, sort_keys=False, default_flow_style=None, width=120)
+    text = "\n".join(header) + "\n" + dump_yaml(cal.scenario)
     pipeline = pipeline_csv(cal.pipeline) if cal.pipeline else None
     check_scenario(text, pipeline_file, pipeline, output=output, history=source, as_of=as_of,
                    extra_files={customers_file: customers} if customers is not None else None)
@@ -365,9 +364,11 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
         click.echo(f"warning: {w}", err=True)
     ev = cal.evidence
     if ev.get("coverage_p10_p90") is not None:
+        from forecaster.history.selection import spread_said
+
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; in-history P10-P90 coverage of monthly won "
                    f"deals {ev['coverage_p10_p90']:.0%} over {len(ev['cutoffs'])} month ends x {ev['months']} months "
-                   f"(shared spread: shocks and capacity cv x{ev['widen']:g}).")
+                   f"({spread_said(cal.kept, ev['widen'])}).")
     else:
         click.echo(f"Kept {', '.join(cal.kept) or 'no optional part'}; {ev.get('note', 'no in-history evidence')}.")
     if after_sale:
@@ -383,10 +384,17 @@ def evidence_lines(cal) -> list[str]:
     lines = [f"month ends {', '.join(ev['cutoffs'])}, {ev['months']} months each; score: mean CRPS of monthly won "
              "deals (and revenue) over their mean, lower is better"]
     lines.append(f"none: {ev['score_base']:.4f}")
+    from forecaster.history.selection import spread_said
+
     for step in ev["steps"][1:]:
         tried = ", ".join(f"+{m} {v:.4f}" for m, v in step["tried"].items())
-        lines.append(f"tried {tried}; best {step['best']}")
-    lines.append(f"kept: {', '.join(ev['kept']) or 'none'} ({ev['score']:.4f}); shared spread x{ev['widen']:g}; "
+        verdict = ": added" if step.get("added") else (f": not added, it {step['why_not']}" if "why_not" in step else "")
+        lines.append(f"tried {tried}; best {step['best']}{verdict}")
+    added = [m for m in ev["kept"] if m not in ev.get("selected", ev["kept"])]
+    if added:
+        lines.append(f"the honesty check added {', '.join(added)}: with the parts chosen above, P10-P90 covered "
+                     f"{ev['coverage_before_widening']:.0%} of the inner months' won deals, short of 80%")
+    lines.append(f"kept: {', '.join(ev['kept']) or 'none'} ({ev['score']:.4f}); {spread_said(ev['kept'], ev['widen'])}; "
                  f"P10-P90 coverage {ev['coverage_before_widening']:.0%} before widening, "
                  f"{ev['coverage_p10_p90']:.0%} after")
     return lines
@@ -396,11 +404,13 @@ def calibration_report(cal, history: Path | str, as_of: date) -> str:
     """A short Markdown report of a calibration: the parts fitted and kept, and the evidence."""
     out = [f"# Calibration of {_comment(history)} as known on {as_of}", "",
            "| optional part | fitted | kept |", "|---|---|---|"]
+    from forecaster.history.calibrate import why_not_fitted
     from forecaster.history.parts import MECHANISMS
 
     for m in MECHANISMS:
         fitted = cal.mechanisms.get(m)
-        out.append(f"| {m} | {fitted.summary if fitted else 'not fitted (no basis in the history)'} | "
+        said = fitted.summary if fitted else "not fitted: " + why_not_fitted(cal.notes, m)
+        out.append(f"| {m} | {_comment(said).replace('|', chr(92) + '|')} | "
                    f"{'yes' if m in cal.kept else 'no'} |")
     out += ["", "## Evidence (walk-forward inside the history)", ""] + [f"- {_comment(x)}" for x in evidence_lines(cal)]
     out += ["", "## What was fitted", ""] + [f"- {_comment(n)}" for n in cal.notes]

@@ -64,7 +64,7 @@ from forecaster.history.baselines import (
 from forecaster.history.calibrate import calibrate
 from forecaster.history.parts import pipeline_csv
 from forecaster.history.quarters import whole_quarters
-from forecaster.history.readers import Deal, won_dates
+from forecaster.history.readers import Deal, beyond_records, recorded_through, won_dates
 from forecaster.history.selection import crps as crps_samples  # one CRPS for the backtest and calibration
 from forecaster.results.dataset import simulate
 from forecaster.scenario.loading import scenario_from_dict
@@ -146,6 +146,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     ``trailing_mean``: ``by_month``, a list of ``months`` scores, and ``total``;
     ``weighted_pipeline``: ``total``); the averages as :func:`average` makes them.
     """
+    _check_recorded(deals, cutoffs, months)
     results = []
     # a history without amounts has no revenue to score (it would repeat won deals)
     metrics = ("won_deals", "revenue") if any(d.amount for d in deals) else ("won_deals",)
@@ -194,6 +195,30 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         if progress:
             progress(cutoff)
     return {"cutoffs": results, "average": average(results, metrics)}
+
+
+def _check_recorded(deals: list[Deal], cutoffs: list[date], months: int) -> None:
+    """Refuse cutoffs whose ``months`` the history does not show to their end
+    (:func:`~forecaster.history.readers.recorded_through`): they would be scored against
+    the wins of days the export never saw, as if none had been won.
+
+    Raises
+    ------
+    ValueError
+        Naming the first such cutoff, the history's last recorded date and the latest
+        cutoff it can score (or that no cutoff can be, with fewer months the way out).
+    """
+    for cutoff in sorted(cutoffs):
+        end = add_months(cutoff + timedelta(days=1), months) - timedelta(days=1)
+        past = beyond_records(deals, end)
+        if not past:
+            continue
+        last, quiet = recorded_through(deals) or (end, 0)
+        seen = last + timedelta(days=quiet)
+        latest = add_months(seen + timedelta(days=1), -months) - timedelta(days=1)  # a month end
+        hint = f"the latest cutoff it can score over {months} month{'s' * (months != 1)} is {latest}"
+        raise ValueError(f"cutoff {cutoff} is scored on the {months} month{'s' * (months != 1)} to {end}, past the "
+                         f"history: {past}; {hint} (or use fewer --months)")
 
 
 def _mean(xs: list[dict], key: str) -> float | None:

@@ -18,7 +18,7 @@ from datetime import date
 
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, Calibration, build_scenario, new_lead_share
-from forecaster.history.readers import Deal
+from forecaster.history.readers import Deal, beyond_records
 from forecaster.history.selection import select_mechanisms
 
 
@@ -43,6 +43,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     not whether this shorter history shows it. ``fiscal_year_start``: the month (1-12) the
     company's quarters count from (quarter-end slips, capacity, and the scenario's key).
     """
+    past = beyond_records(deals, as_of)
+    if past:
+        raise ValueError(f"the as-of date is past the history: {past}; use an as-of date on or before the last "
+                         "recorded date, or a later export")
     force = dict(force or {})
     if capacity:
         force["capacity"] = True
@@ -54,7 +58,7 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     for m in MECHANISMS:
         if force.get(m) is True and m not in cal.mechanisms:
             cal.warnings.append(f"{m}: asked for (--mechanism {m}=on) but could not be fitted from the history known "
-                                f"on {as_of}, so the scenario is without it: {_why_not(cal.notes, m)}")
+                                f"on {as_of}, so the scenario is without it: {why_not_fitted(cal.notes, m)}")
     if select:
         kept, widen = select_mechanisms(deals, stages, as_of, cal, horizon_days=horizon_days,
                                         lost_observed=lost_observed, forced_on=forced_on,
@@ -69,7 +73,7 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     return cal
 
 
-def _why_not(notes: list[str], mechanism: str) -> str:
+def why_not_fitted(notes: list[str], mechanism: str) -> str:
     """Why ``mechanism`` was not fitted: its notes (those starting ``closing:``, or naming
     it, as ``no seasonality: ...``), or that none says."""
     own = [n for n in notes if n.startswith(f"{mechanism}:")] or [n for n in notes if mechanism in n.split(":")[0]]

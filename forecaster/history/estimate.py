@@ -333,7 +333,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
             for entry in funnel.values():
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
         leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead, arrivals_from)
-        seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg)}
+        seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg, deals)}
     start = as_of + timedelta(days=1)
     cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
                 "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),
@@ -802,10 +802,26 @@ def seasonality(entries: list, as_of: date) -> dict:
     return {m: round(float(v / level), 4) for m, v in by_month.items()}
 
 
-def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str):
+def _won_amounts(deals: list[Deal], as_of: date) -> tuple[list, list[float]]:
+    """The amounts of the deals won by ``as_of`` (None where blank), and those given, sorted."""
     won = [d.amount for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of]
-    values = sorted(a for a in won if a is not None)  # an amount of 0 (a free pilot) is worth 0
+    return won, sorted(a for a in won if a is not None)  # an amount of 0 (a free pilot) is worth 0
+
+
+def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str, every: list[Deal]):
+    """A segment's ``deal_value``: its won amounts, resampled (``deals``: the segment's;
+    ``every``: the whole history's). A segment with no won amount yet (no win, or wins
+    without amounts) resamples the whole history's won amounts, as its conversion borrows
+    from the whole; only a history with no won amount at all makes revenue count won deals
+    (deal_value 1)."""
+    won, values = _won_amounts(deals, as_of)
     if not values:
+        pooled = _won_amounts(every, as_of)[1]
+        if pooled:
+            cal.warnings.append(f"{seg}: no won deal with an amount by {as_of} "
+                                f"({'none won' if not won else f'{len(won)} won without one'}): deal_value resamples "
+                                f"the {len(pooled)} won amounts of all segments")
+            return {"dist": "empirical", "values": [round(v, 2) for v in pooled]}
         cal.warnings.append(f"{seg}: no won deal has an amount: deal_value is 1, so revenue counts won deals")
         return 1
     if len(values) < len(won):

@@ -38,7 +38,7 @@ import re
 import shlex
 import unicodedata
 from collections.abc import Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -709,7 +709,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     deals, problems = [], []
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
     seen: dict[str, tuple[int, bytes]] = {}  # deal id -> (line, digest of its cells)
-    repeated, backwards, before_stage = [], [], []
+    repeated, backwards, before_stage, no_segment = [], [], [], []
     dropped: dict[str, list[int]] = {}      # reason -> lines
     n_problems = n_rows = 0
 
@@ -780,7 +780,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             bad.append((f"the deal is {outcome} ({col['outcome']} {_show(raw_outcome)}) but closed (column "
                         f"{col['closed']!r}) is blank; expected the date it was {outcome}",
                         "an outcome won or lost but no close date"))
-        segment = (cell(cells, "segment") or "all") if "segment" in index else "all"
+        segment = (cell(cells, "segment") or NO_SEGMENT) if "segment" in index else "all"
+        if segment == NO_SEGMENT:
+            no_segment.append(line)
         why = _name_problem(segment)
         if why:
             bad.append((f"segment (column {col['segment']!r}) {_show(segment)} {why}", "a segment that is no name"))
@@ -819,9 +821,16 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         raise ScenarioError(shown, problems)
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
+    deals, merged = _one_spelling(deals)
     if warnings is not None:
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")
+        if no_segment:
+            warnings.append(f"{shown}: {_count(no_segment, 'deal')} with a blank segment (column {col['segment']!r}; "
+                            f"{_lines(no_segment, unit=unit)}) make a segment of their own, {NO_SEGMENT!r}")
+        if merged:
+            warnings.append(f"{shown}: segment names that differ only in case or spacing are read as one: "
+                            + "; ".join(merged))
         if repeated:
             warnings.append(f"{shown}: {_count(repeated, 'row')} identical to an earlier row, read once "
                             f"({_lines(repeated, unit=unit)})")
@@ -833,6 +842,37 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
                             f"({_lines(before_stage, unit=unit)}): those times count as 0 days")
         warnings.extend(f"{shown}: {note}" for note in table.notes)
     return deals
+
+
+NO_SEGMENT = "(no segment)"
+"""The segment of a deal whose segment cell is blank (with a segment column)."""
+
+
+def _one_spelling(deals: list[Deal]) -> tuple[list[Deal], list[str]]:
+    """``deals`` with segment names that differ only in case or inner spacing (``Inbound``,
+    ``inbound``, ``In  bound``) made one, the most frequent spelling (the first found on a
+    tie), and what was merged, as text (``'inbound' (120 deals) as 'Inbound' (480)``).
+    Outcome values are matched ignoring case too: an export typed by hand spells one
+    segment several ways, and each spelling would otherwise be fitted apart on a part of
+    its deals."""
+    counts: dict[str, int] = {}
+    for d in deals:
+        counts[d.segment] = counts.get(d.segment, 0) + 1
+    groups: dict[str, list[str]] = {}
+    for name in counts:  # in the order first found
+        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    rename, said = {}, []
+    for names in groups.values():
+        if len(names) < 2:
+            continue
+        keep = max(names, key=lambda n: counts[n])  # the first of the most frequent
+        for n in names:
+            if n != keep:
+                rename[n] = keep
+                said.append(f"{n!r} ({counts[n]:,} deal{'s' * (counts[n] != 1)}) as {keep!r} ({counts[keep]:,})")
+    if not rename:
+        return deals, []
+    return [replace(d, segment=rename[d.segment]) if d.segment in rename else d for d in deals], said
 
 
 def _text(value) -> str:
@@ -1072,3 +1112,40 @@ def read_olist(folder: Path, *, warnings: list | None = None, drop_bad_rows: boo
 def won_dates(deals: list[Deal], as_of: date) -> list[date]:
     """The dates of the wins known on ``as_of``, in order."""
     return sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
+
+
+def recorded_through(deals: list[Deal]) -> tuple[date, int] | None:
+    """How far the export looks: its last recorded date and the days of quiet it may have
+    after it, or None for a history with no date.
+
+    The last recorded date is the latest day a deal entered a stage or was won or lost (an
+    open deal's close date is only expected, so it does not count). An export taken some
+    days later shows nothing of those days, which looks the same as days with no deal at
+    all: the days after it count as seen as long as they are no more than the history's
+    longest run of days without any record (a history quiet every weekend, exported on a
+    Sunday, ends on a Friday; a business quiet every summer has shown such a summer; one
+    with a record every day allows none). Past that, a forecast would read the export's
+    end as a stop of every new deal and every close.
+    """
+    days = {e for d in deals for e in d.entered if e is not None}
+    days.update(d.closed for d in deals if d.closed is not None and d.outcome in ("won", "lost"))
+    if not days:
+        return None
+    ordered = sorted(days)
+    quiet = max(((b - a).days - 1 for a, b in itertools.pairwise(ordered)), default=0)
+    return ordered[-1], quiet
+
+
+def beyond_records(deals: list[Deal], day: date) -> str | None:
+    """Why ``day`` is past what the history recorded (:func:`recorded_through`), or None
+    when it is within it."""
+    seen = recorded_through(deals)
+    if seen is None:
+        return None
+    last, quiet = seen
+    if (day - last).days <= quiet:
+        return None
+    return (f"the history's last recorded date is {last} (the latest day a deal entered a stage or was won or "
+            f"lost), {(day - last).days} days before {day}" +
+            (f", longer than its longest quiet spell before it ({quiet} days)" if quiet else "") +
+            ": the export shows nothing after it, so those days would read as no new deal and no close")

@@ -211,7 +211,9 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     if len(cuts) < 2:
         cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "fewer than 2 inner cutoffs: no evidence"}
         cal.notes.append("selection: fewer than 2 month ends inside the history with a whole horizon after them: "
-                         "the optional parts are not tested; kept the shared shocks and stalled deals")
+                         "the optional parts are not tested; kept the shared shocks and stalled deals where fitted ("
+                         + (", ".join(sorted(set(default) | set(forced_on), key=MECHANISMS.index)) or "neither was")
+                         + ")")
         return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
     revenue = any(d.amount for d in deals)
     inner = []
@@ -287,15 +289,24 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     def score(kept: tuple, widen: float = 1.0) -> float:
         return float(np.mean(by_cutoff(kept, widen)))
 
-    def better(new: tuple, old: tuple) -> bool:
-        """Lower by at least MIN_GAIN on average, and lower at MIN_AGREE of the inner cutoffs
-        where it changes anything (at least two: where a part could not be fitted yet it
-        changes nothing, which is no evidence either way)."""
+    def short_of(new: tuple, old: tuple) -> str | None:
+        """Why ``new`` is not better than ``old``, or None when it is: lower by at least
+        MIN_GAIN on average, and lower at MIN_AGREE of the inner cutoffs where it changes
+        anything (at least two: where a part could not be fitted yet it changes nothing,
+        which is no evidence either way)."""
         a, b = by_cutoff(new), by_cutoff(old)
         informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
-        n = int(informative.sum())
-        return bool(a.mean() <= b.mean() * (1 - MIN_GAIN) and n >= 2
-                    and np.sum(a < b) >= math.ceil(MIN_AGREE * n))
+        n, lower = int(informative.sum()), int(np.sum(a < b))
+        gain = 1 - a.mean() / b.mean() if b.mean() > 0 else 0.0
+        if not a.mean() <= b.mean() * (1 - MIN_GAIN):
+            return (f"{'lowers' if gain > 0 else 'does not lower'} the score"
+                    + (f" by {gain:.1%}, less than the {MIN_GAIN:.0%} asked" if gain > 0 else ""))
+        if n < 2:
+            return f"changes the forecast at {n} month end{'s' * (n != 1)} only, and 2 are asked"
+        if lower < math.ceil(MIN_AGREE * n):
+            return (f"lowers the score by {gain:.1%} but at only {lower} of the {n} month ends where it changes the "
+                    f"forecast, and {math.ceil(MIN_AGREE * n)} are asked (two thirds)")
+        return None
 
     def coverage(kept: tuple, widen: float = 1.0) -> float:
         drawn = samples(kept, widen)
@@ -311,11 +322,14 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
     while candidates:
         tries = {m: score(_ordered(kept + (m,))) for m in candidates}
         best = min(tries, key=tries.__getitem__)
-        steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best})
-        if not better(_ordered(kept + (best,)), kept):
+        why = short_of(_ordered(kept + (best,)), kept)
+        steps.append({"tried": {m: round(v, 5) for m, v in tries.items()}, "best": best, "added": why is None,
+                      **({"why_not": why} if why else {})})
+        if why:
             break
         kept = _ordered(kept + (best,))
         candidates = [m for m in candidates if m != best and m not in excluded_by(kept)]
+    selected = kept
     before = coverage(kept)
     configs = spread_configs(kept, fitted, forced_off, before)
     widen, reached = 1.0, before
@@ -325,11 +339,22 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
             cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
                                 f"x{widen:g}: the intervals are likely too narrow")
     cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "months": months, "steps": steps,
-                    "kept": list(kept), "score": score(kept, widen), "score_base": score(()),
-                    "widen": widen, "coverage_p10_p90": reached, "coverage_before_widening": before}
+                    "selected": list(selected), "kept": list(kept), "score": score(kept, widen),
+                    "score_base": score(()), "widen": widen, "coverage_p10_p90": reached,
+                    "coverage_before_widening": before}
+    added = [m for m in kept if m not in selected]
     cal.notes.append(f"selection: walk-forward inside the history from {len(inner)} month ends "
                      f"({', '.join(c.isoformat() for c, *_ in inner)}), {months} months each: kept "
-                     f"{', '.join(kept) or 'nothing optional'}; relative CRPS {score(kept, widen):.4f} against "
-                     f"{score(()):.4f} with none; shared spread (shocks, capacity cv) x{widen}; "
-                     f"in-history P10-P90 coverage {reached:.0%}")
+                     f"{', '.join(kept) or 'nothing optional'}"
+                     + (f" ({', '.join(added)} added by the honesty check: {before:.0%} coverage without)"
+                        if added else "")
+                     + f"; relative CRPS {score(kept, widen):.4f} against {score(()):.4f} with none; "
+                     f"{spread_said(kept, widen)}; in-history P10-P90 coverage {reached:.0%}")
     return list(kept), widen
+
+
+def spread_said(kept, widen: float) -> str:
+    """What the honesty check scaled, in words: ``shared spread (shocks) x1.25``, or that
+    the kept parts have none (neither shocks nor a capacity's cv)."""
+    parts = [name for part, name in (("shocks", "shocks"), ("capacity", "capacity cv")) if part in kept]
+    return f"shared spread ({' and '.join(parts)}) x{widen:g}" if parts else "no shared spread to scale"

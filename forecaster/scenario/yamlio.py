@@ -107,6 +107,27 @@ for _tag, _regex, _first in [
 _EXPLICIT = {**_RESOLVERS, _T + "int": re.compile(r"^(?:[-+]?[0-9]+|[-+]?0o[0-7]+|[-+]?0x[0-9a-fA-F]+)$")}
 
 
+class _Yaml12Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string :func:`load_yaml` would read as something else.
+
+    PyYAML writes a string plain unless its own (YAML 1.1) resolvers would read it back as
+    another type, but the reader uses YAML 1.2's core schema, which differs: ``1e3`` is a
+    float and ``0o17`` an integer there, plain strings to YAML 1.1. The dumper knows both
+    sets, so a segment named ``3E8`` is written ``'3E8'`` and read back as that name."""
+
+
+for _tag, _regex in _RESOLVERS.items():
+    _Yaml12Dumper.add_implicit_resolver(_tag, _regex, None)
+
+
+def dump_yaml(doc) -> str:
+    """``doc`` (mappings, lists, strings, numbers, booleans, None) as YAML text that
+    :func:`load_yaml` reads back as the same values: keys in their order, nested lists in
+    flow style, lines wrapped at 120 characters."""
+    return yaml.dump(doc, Dumper=_Yaml12Dumper, sort_keys=False, default_flow_style=None, width=120,
+                     allow_unicode=False)
+
+
 def format_path(path: Path) -> str:
     """``('segments', 'smb', 'funnel')`` -> ``segments.smb.funnel``; ints become ``[i]``."""
     out = ""

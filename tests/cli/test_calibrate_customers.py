@@ -164,7 +164,7 @@ def test_transactions_become_the_repeat_block_and_the_installed_base(tmp_path):
 def test_customer_logs_refused_with_a_reason_and_nothing_written(tmp_path):
     """An unknown --segment, one segment in both logs, a log's segment the scenario lacks, a
     malformed map: exit 2, a message, no traceback, no file."""
-    _history(tmp_path / "h.csv", months=3)
+    _history(tmp_path / "h.csv")
     _subscriptions(tmp_path / "terms.csv", n=50)
     _transactions(tmp_path / "t.csv", n=50)
     out = tmp_path / "x.yaml"

@@ -72,7 +72,7 @@ def test_both_commands_take_the_same_input_options(tmp_path, command):
                        'd1,01/02/2026,Signed,01/20/2026,"1.500,00"\n'
                        'd2,01/03/2026,Dropped,01/21/2026,"2.000,00"\n'
                        'd3,01/04/2026,Talking,,"750,00"\n')
-    extra = ["--as-of", "2026-03-31", "-o", tmp_path / "o" / "s.yaml"] if command == "calibrate" else \
+    extra = ["--as-of", "2026-01-31", "-o", tmp_path / "o" / "s.yaml"] if command == "calibrate" else \
         ["--cutoffs", "2026-01-31", "--trials", 100, "--out", tmp_path / "o"]
     base = [command, history, "--stages", "lead", "--column", "deal_id=Ref", "--column", "lead=Opened",
             "--column", "outcome=Result", "--column", "closed=Closed", "--column", "amount=Value", *extra]

@@ -379,7 +379,11 @@ def test_team_capacity_is_read_from_whole_quarters_of_wins():
     widen = forced.evidence.get("widen", 1.0)  # the honesty check scales the shared spread, the cv with it
     assert forced.scenario["capacity"] == {**cap, "cv": round(cap["cv"] * widen, 4)}
     # on a saturated team the in-history walk-forward keeps it unasked; forced off, it is left out
-    assert "capacity" in calibrate(deals, ["x"], date(2025, 12, 31)).kept
+    free = calibrate(deals, ["x"], date(2025, 12, 31))
+    assert "capacity" in free.kept
+    added = [step for step in free.evidence["steps"][1:] if step["added"]]
+    assert "capacity" in [step["best"] for step in added] and not any("why_not" in step for step in added)
+    assert all(step["why_not"] for step in free.evidence["steps"][1:] if not step["added"])
     assert "capacity" not in calibrate(deals, ["x"], date(2025, 12, 31), force={"capacity": False}).scenario
 
 

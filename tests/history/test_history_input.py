@@ -322,7 +322,7 @@ def test_odd_but_readable_rows_are_read_with_a_warning(tmp_path):
              "e2,2026-01-10,2026-01-15,lost,2026-01-12T23:59:59+02:00,",   # line 84: closed before it entered
              '"e3","2026-01-10","","open","2026-01-01",""', ""]
     history.write_text("\n".join(rows) + "\n")
-    res = invoke("calibrate", history, "--stages", "lead,proposal", "--as-of", "2026-03-31",
+    res = invoke("calibrate", history, "--stages", "lead,proposal", "--as-of", "2026-02-28",
                  "-o", tmp_path / "o" / "s.yaml")
     assert res.exit_code == 0, res.output
     assert "h.csv: 1 row identical to an earlier row, read once (line 82)" in res.output

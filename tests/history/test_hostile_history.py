@@ -72,7 +72,8 @@ def good(tmp_path):
 def test_a_one_row_history_never_leaves_an_invalid_scenario(tmp_path):
     history = write(tmp_path / "one.csv", ["d1,2025-01-05,won,2025-01-20,100"])
     out = tmp_path / "o" / "one.yaml"
-    res = calibrate(history, out, "--report")
+    # as of the end of its month: within the 14 quiet days it has shown (later is refused, as past the export)
+    res = invoke("calibrate", history, "--stages", "lead", "--as-of", "2025-01-31", "-o", out, "--report")
     assert "Traceback" not in res.output and "Internal error" not in res.output, res.output
     assert res.exit_code == 0, res.output  # every deal won says p is high, not certain: a sane scenario
     assert_valid(out)
@@ -100,7 +101,7 @@ def test_won_amounts_of_zero_count_as_zero(tmp_path):
     deals = [Deal(f"d{i}", "all", [date(2025, 1, 1)], "won", date(2025, 2, 1), a)
              for i, a in enumerate([0.0, 0.0, 100.0, None])]
     cal = Calibration({}, [])
-    assert _deal_value(deals, date(2025, 3, 31), cal, "all") == {"dist": "empirical", "values": [0.0, 0.0, 100.0]}
+    assert _deal_value(deals, date(2025, 3, 31), cal, "all", deals) == {"dist": "empirical", "values": [0.0, 0.0, 100.0]}
     assert any("1 of 4 won deals have no amount" in w for w in cal.warnings)
 
 
@@ -418,3 +419,115 @@ def test_backtest_reads_the_history_as_calibrate_does(tmp_path):
     assert_refused(invoke("backtest", "/dev/zero", "--stages", "lead", "--cutoffs", "2025-01-31", "--out",
                           tmp_path / "bt"), "is a character device")
     assert not (tmp_path / "bt").exists()
+
+
+# --- an as-of date or a backtest's months past what the export recorded ----------------------
+
+def test_an_as_of_date_past_the_export_is_refused_rather_than_read_as_no_deals(tmp_path, good):
+    # the history's last record is 2025-03-27 (its longest quiet spell: 4 days)
+    res = invoke("calibrate", good, "--stages", "lead", "--as-of", "2025-06-30", "-o", tmp_path / "o" / "c.yaml")
+    assert_refused(res, "h.csv: cannot calibrate on 2025-06-30: the as-of date is past the history",
+                   "last recorded date is 2025-03-27", "95 days before 2025-06-30",
+                   "longest quiet spell before it (4 days)")
+    assert not (tmp_path / "o").exists()
+    # within its quiet spells, the days after the last record count as seen
+    res = calibrate(good, tmp_path / "c.yaml")
+    assert res.exit_code == 0, res.output
+
+
+def test_a_backtest_whose_months_run_past_the_export_is_refused_before_any_work(tmp_path, good):
+    res = invoke("backtest", good, "--stages", "lead", "--cutoffs", "2025-01-31,2025-02-28", "--months", "2",
+                 "--out", tmp_path / "bt")
+    assert_refused(res, "cutoff 2025-02-28 is scored on the 2 months to 2025-04-30, past the history",
+                   "last recorded date is 2025-03-27", "the latest cutoff it can score over 2 months is 2025-01-31",
+                   "(or use fewer --months)")
+    assert not (tmp_path / "bt").exists()
+
+
+def test_the_days_after_the_last_record_count_as_seen_only_within_the_usual_quiet_spells():
+    from datetime import date, timedelta
+
+    from forecaster.history.readers import Deal, beyond_records, recorded_through
+
+    # deals created every weekday from January to March 2025 (none at weekends), each lost a
+    # week later, or open with an expected close date far ahead (which is no record)
+    days = [date(2025, 1, 1) + timedelta(days=k) for k in range(90)]
+    weekdays = [d for d in days if d.weekday() < 5 and d <= date(2025, 3, 28)]  # the last: Friday 28 March
+    deals = [Deal(f"d{k}", "all", [d], "lost", d + timedelta(days=7), None) for k, d in enumerate(weekdays)
+             if d + timedelta(days=7) <= date(2025, 3, 28)]
+    deals.append(Deal("open", "all", [date(2025, 3, 28)], "open", None, None))
+    assert recorded_through(deals) == (date(2025, 3, 28), 2)  # weekends: two quiet days
+    assert beyond_records(deals, date(2025, 3, 30)) is None  # Sunday: a weekend's quiet
+    why = beyond_records(deals, date(2025, 3, 31))
+    assert why is not None and "3 days before 2025-03-31" in why and "(2 days)" in why
+    # a record every day leaves no quiet: the next day is already past it
+    daily = [Deal(f"e{k}", "all", [d], "open", None, None) for k, d in enumerate(days)]
+    assert recorded_through(daily) == (days[-1], 0)
+    assert beyond_records(daily, days[-1]) is None
+    assert beyond_records(daily, days[-1] + timedelta(days=1)) is not None
+    assert recorded_through([]) is None and beyond_records([], date(2025, 1, 1)) is None
+
+
+@pytest.mark.parametrize("name", ["1e3", "3E8", "0o17", "0x1F", ".5", "-2e-3", "1_000", "012", "1:30", "null", "yes",
+                                  "True", "~", ".inf", "2025-01-01"])
+def test_segment_names_that_read_as_numbers_or_dates_stay_names(tmp_path, name):
+    """YAML 1.2 reads 1e3 and 0o17 as numbers where PyYAML's writer (YAML 1.1) sees text: the
+    scenario quotes every name either would read as something else."""
+    lines = [f"{line},{name if i % 2 else 'other'}" for i, line in enumerate(rows(60))]
+    history = write(tmp_path / "h.csv", lines, header=HEADER + ",segment")
+    res = invoke("calibrate", history, "--stages", "lead", "--segment-column", "segment", "--as-of", AS_OF,
+                 "-o", tmp_path / "c.yaml")
+    assert res.exit_code == 0, res.output
+    from forecaster.scenario.yamlio import load_yaml
+
+    data, _ = load_yaml((tmp_path / "c.yaml").read_text(), "c.yaml")
+    assert sorted(data["segments"]) == sorted([name, "other"])
+    assert_valid(tmp_path / "c.yaml")
+
+
+def test_the_scenario_writer_round_trips_every_plain_value():
+    from forecaster.scenario.yamlio import dump_yaml, load_yaml
+
+    doc = {"a": 1, "b": 1.5, "c": 1e20, "d": True, "e": None, "f": "1e3", "g": ["0o17", 3, "x"], "1e3": {"0x1F": 2.5e-7}}
+    data, _ = load_yaml(dump_yaml(doc), "x.yaml")
+    assert data == doc
+
+
+def test_a_segment_without_won_amounts_resamples_the_whole_historys(tmp_path):
+    """Revenue sums segments in one currency: a segment with no win yet is valued as the
+    whole history's wins (as its conversion borrows from the whole), not at 1 a deal."""
+    lines = [f"{line},{'big' if i % 4 else 'new'}" for i, line in enumerate(rows(80))]
+    lines = [line if not line.endswith(",new") else line.replace(",won,", ",lost,") for line in lines]
+    history = write(tmp_path / "h.csv", lines, header=HEADER + ",segment")
+    res = invoke("calibrate", history, "--stages", "lead", "--segment-column", "segment", "--as-of", AS_OF,
+                 "-o", tmp_path / "c.yaml")
+    assert res.exit_code == 0, res.output
+    assert "new: no won deal with an amount by 2025-03-31 (none won): deal_value resamples the" in res.output
+    doc = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    big, new = doc["segments"]["big"]["deal_value"], doc["segments"]["new"]["deal_value"]
+    won = sorted(float(line.split(",")[4]) for line in lines if ",won," in line)
+    assert big == new == {"dist": "empirical", "values": won}
+    # a history with no amount at all still counts won deals (deal_value 1), and says so
+    bare = write(tmp_path / "bare.csv", [line.rsplit(",", 2)[0] + ",," + line.rsplit(",", 1)[1] for line in lines],
+                 header=HEADER + ",segment")
+    res = invoke("calibrate", bare, "--stages", "lead", "--segment-column", "segment", "--as-of", AS_OF,
+                 "-o", tmp_path / "b.yaml")
+    assert res.exit_code == 0, res.output
+    assert "deal_value is 1, so revenue counts won deals" in res.output
+    assert yaml.safe_load((tmp_path / "b.yaml").read_text())["segments"]["new"]["deal_value"] == 1
+
+
+def test_blank_segments_and_spellings_of_one_segment_are_said_and_read_as_one(tmp_path):
+    names = ["Inbound", "inbound ", "", "Out bound", "INBOUND", "Out  Bound", "Inbound"]
+    lines = [f"{line},{names[i % len(names)]}" for i, line in enumerate(rows(70))]
+    history = write(tmp_path / "h.csv", lines, header=HEADER + ",segment")
+    res = invoke("calibrate", history, "--stages", "lead", "--segment-column", "segment", "--as-of", AS_OF,
+                 "-o", tmp_path / "c.yaml")
+    assert res.exit_code == 0, res.output
+    assert ("h.csv: 10 deals with a blank segment (column 'segment'; lines 4, 11, 18, 25, 32, 39, 46, 53 and 2 more) "
+            "make a segment of their own, '(no segment)'") in res.output
+    assert ("segment names that differ only in case or spacing are read as one: 'inbound' (10 deals) as 'Inbound' "
+            "(20); 'INBOUND' (10 deals) as 'Inbound' (20); 'Out  Bound' (10 deals) as 'Out bound' (10)\n") in res.output
+    doc = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert sorted(doc["segments"]) == ["(no segment)", "Inbound", "Out bound"]
+    assert_valid(tmp_path / "c.yaml")
