@@ -214,6 +214,10 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
                          "the optional parts are not tested; kept the shared shocks and stalled deals where fitted ("
                          + (", ".join(sorted(set(default) | set(forced_on), key=MECHANISMS.index)) or "neither was")
                          + ")")
+        cal.warnings.append(f"the history is too young to check the intervals against it (an in-history check needs "
+                            f"two month ends at least {MIN_HISTORY_MONTHS} months after its first deal and "
+                            f"{MIN_CLOSED_MONTHS} after its first close, each with a whole month known after it): "
+                            "P10-P90 are not checked and may be too narrow")
         return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
     revenue = any(d.amount for d in deals)
     inner = []
