@@ -14,7 +14,8 @@
 """
 from __future__ import annotations
 
-from datetime import date
+import calendar
+from datetime import date, timedelta
 
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, Calibration, build_scenario, new_lead_share
@@ -70,7 +71,44 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     cal.scenario = build_scenario(cal, kept, widen)
     for m in fitted:
         cal.notes.append(f"{m}: {'kept' if m in kept else 'left out'} ({cal.mechanisms[m].summary})")
+    if select and "seasonality" in fitted and "seasonality" not in kept and force.get("seasonality") is not False:
+        unjudged = unjudged_season(cal, as_of, horizon_days)
+        if unjudged:
+            cal.warnings.append(f"seasonality: left out, but the in-history check that left it out scored no "
+                                f"{' or '.join(unjudged)}, the horizon's months furthest from an average one, so it "
+                                "says nothing of them; --mechanism seasonality=on keeps it")
     return cal
+
+
+SEASON_OFF = 0.2
+"""How far from 1 a calendar month's seasonal multiplier is before :func:`unjudged_season`
+says that leaving seasonality out was judged without it."""
+
+
+def unjudged_season(cal: Calibration, as_of: date, horizon_days: int) -> list[str]:
+    """The horizon's calendar months whose seasonal multiplier (in some segment) is more
+    than :data:`SEASON_OFF` away from 1 and that no inner month of the in-history check
+    scored: the walk-forward judged seasonality on other months (its last few), where it
+    may change little, so its verdict says nothing of these. Each as ``December (x0.32)``."""
+    doc = build_scenario(cal, ["seasonality"])
+    factors: dict[int, float] = {}
+    for seg in doc["segments"].values():
+        for month, f in (seg["leads"].get("seasonality") or {}).items():
+            if abs(f - 1) > abs(factors.get(month, 1.0) - 1):
+                factors[month] = f
+    scored: set[int] = set()
+    months = cal.evidence.get("months", 0)
+    for i, c in enumerate(cal.evidence.get("cutoffs", [])):  # latest first, the i-th scored on min(i + 1, months)
+        m = int(c[5:7])
+        scored.update((m + k - 1) % 12 + 1 for k in range(1, min(i + 1, months) + 1))
+    horizon = []
+    day = as_of + timedelta(days=1)
+    while day <= as_of + timedelta(days=horizon_days):
+        if day.month not in horizon:
+            horizon.append(day.month)
+        day = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+    return [f"{calendar.month_name[m]} (x{factors[m]:.2f})" for m in horizon
+            if m in factors and abs(factors[m] - 1) > SEASON_OFF and m not in scored]
 
 
 def why_not_fitted(notes: list[str], mechanism: str) -> str:

@@ -738,7 +738,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     for line, cells in _footer_aside(table.rows(), footer):
         n_rows += 1
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
-        joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))  # type: ignore[attr-defined]
+        joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))
         digest = hashlib.blake2b(joined.encode(), digest_size=16).digest()
         deal_id = cell(cells, "deal_id")
         if not deal_id:

@@ -116,8 +116,8 @@ class _Yaml12Dumper(yaml.SafeDumper):
     sets, so a segment named ``3E8`` is written ``'3E8'`` and read back as that name."""
 
 
-for _tag, _regex in _RESOLVERS.items():
-    _Yaml12Dumper.add_implicit_resolver(_tag, _regex, None)
+for _resolved, _pattern in _RESOLVERS.items():
+    _Yaml12Dumper.add_implicit_resolver(_resolved, _pattern, None)
 
 
 def dump_yaml(doc) -> str:

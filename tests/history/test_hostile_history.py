@@ -559,3 +559,28 @@ def test_a_history_too_young_to_check_its_intervals_says_so(tmp_path, good):
     assert res.exit_code == 0, res.output
     assert "the history is too young to check the intervals against it" in res.output
     assert "P10-P90 are not checked and may be too narrow" in res.output
+
+
+def test_seasonality_left_out_on_months_the_check_never_scored_is_said():
+    """The in-history check scores its last few months: a December dip can be left out by a
+    check that scored only spring and summer. The months it could not judge are named."""
+    from datetime import date
+
+    from forecaster.history.calibrate import unjudged_season
+    from forecaster.history.parts import Calibration, Mechanism
+
+    season = {m: 1.0 for m in range(1, 13)} | {12: 0.3, 1: 0.85, 11: 1.3}
+
+    def apply(doc):
+        doc["segments"]["a"]["leads"]["seasonality"] = dict(season)
+
+    cal = Calibration({}, [], base={"segments": {"a": {"leads": {}}, "b": {"leads": {}}}},
+                      mechanisms={"seasonality": Mechanism("seasonality", apply, "monthly")},
+                      evidence={"cutoffs": ["2022-09-30", "2022-08-31", "2022-07-31"], "months": 3})
+    # horizon November to January; scored: October (from 09-30), September-October (from 08-31),
+    # August-October (from 07-31): November (x1.30) and December (x0.30) were never scored,
+    # January is within 20% of an average month
+    assert unjudged_season(cal, date(2022, 10, 31), 92) == ["November (x1.30)", "December (x0.30)"]
+    # a check that scored the December of a year before judged it
+    cal.evidence = {"cutoffs": ["2021-11-30", "2021-10-31"], "months": 3}
+    assert unjudged_season(cal, date(2022, 10, 31), 92) == []
