@@ -392,8 +392,10 @@ def evidence_lines(cal) -> list[str]:
         lines.append(f"tried {tried}; best {step['best']}{verdict}")
     added = [m for m in ev["kept"] if m not in ev.get("selected", ev["kept"])]
     if added:
+        before = ev["coverage_before_widening"]
         lines.append(f"the honesty check added {', '.join(added)}: with the parts chosen above, P10-P90 covered "
-                     f"{ev['coverage_before_widening']:.0%} of the inner months' won deals, short of 80%")
+                     f"{before:.0%} of the inner months' won deals"
+                     + (", short of 80%" if before < 0.8 else f", and with {', '.join(added)} scaled the score was lower"))
     lines.append(f"kept: {', '.join(ev['kept']) or 'none'} ({ev['score']:.4f}); {spread_said(ev['kept'], ev['widen'])}; "
                  f"P10-P90 coverage {ev['coverage_before_widening']:.0%} before widening, "
                  f"{ev['coverage_p10_p90']:.0%} after")
@@ -516,8 +518,11 @@ def _fit_customers(cal, as_of: date, purchases, terms, segment: str | None, cust
     a line saying what was fitted."""
     from forecaster.errors import ForecasterError
     from forecaster.history.customers import BGNBDFit, calibrate_customers, customers_csv
+    from forecaster.history.readers import same_segment
 
     segments = list(cal.scenario["segments"])
+    if segment is not None:
+        segment = same_segment(segment, segments)  # spelt as the scenario spells it (case, spaces)
     if segment is not None and segment not in segments:
         raise click.UsageError(f"--segment {segment!r} is not a segment of the calibrated scenario (its segments: "
                                f"{', '.join(segments)})")

@@ -216,7 +216,12 @@ def _check_recorded(deals: list[Deal], cutoffs: list[date], months: int) -> None
         last, quiet = recorded_through(deals) or (end, 0)
         seen = last + timedelta(days=quiet)
         latest = add_months(seen + timedelta(days=1), -months) - timedelta(days=1)  # a month end
-        hint = f"the latest cutoff it can score over {months} month{'s' * (months != 1)} is {latest}"
+        first = min((e for d in deals for e in d.entered if e is not None), default=latest)
+        if latest >= first:
+            hint = f"the latest cutoff it can score over {months} month{'s' * (months != 1)} is {latest}"
+        else:
+            hint = (f"it holds no {months} whole month{'s' * (months != 1)} after a cutoff on or after its first "
+                    f"deal ({first}), so no cutoff can be scored over {months} month{'s' * (months != 1)}")
         raise ValueError(f"cutoff {cutoff} is scored on the {months} month{'s' * (months != 1)} to {end}, past the "
                          f"history: {past}; {hint} (or use fewer --months)")
 

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, Calibration, build_scenario, new_lead_share
-from forecaster.history.readers import Deal, beyond_records
+from forecaster.history.readers import Deal, beyond_records, recorded_through
 from forecaster.history.selection import select_mechanisms
 
 
@@ -46,8 +46,9 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     """
     past = beyond_records(deals, as_of)
     if past:
-        raise ValueError(f"the as-of date is past the history: {past}; use an as-of date on or before the last "
-                         "recorded date, or a later export")
+        last, quiet = recorded_through(deals) or (as_of, 0)
+        raise ValueError(f"the as-of date is past the history: {past}; use an as-of date up to "
+                         f"{last + timedelta(days=quiet)}, or a later export")
     force = dict(force or {})
     if capacity:
         force["capacity"] = True
@@ -71,7 +72,8 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     cal.scenario = build_scenario(cal, kept, widen)
     for m in fitted:
         cal.notes.append(f"{m}: {'kept' if m in kept else 'left out'} ({cal.mechanisms[m].summary})")
-    if select and "seasonality" in fitted and "seasonality" not in kept and force.get("seasonality") is not False:
+    if (select and "seasonality" in fitted and "seasonality" not in kept and force.get("seasonality") is not False
+            and cal.evidence.get("steps")):  # (without a check, the history's own warning says so)
         unjudged = unjudged_season(cal, as_of, horizon_days)
         if unjudged:
             cal.warnings.append(f"seasonality: left out, but the in-history check that left it out scored no "
@@ -97,10 +99,9 @@ def unjudged_season(cal: Calibration, as_of: date, horizon_days: int) -> list[st
             if abs(f - 1) > abs(factors.get(month, 1.0) - 1):
                 factors[month] = f
     scored: set[int] = set()
-    months = cal.evidence.get("months", 0)
-    for i, c in enumerate(cal.evidence.get("cutoffs", [])):  # latest first, the i-th scored on min(i + 1, months)
+    for c, n in zip(cal.evidence.get("cutoffs", []), cal.evidence.get("scored", [])):  # each scored on n months
         m = int(c[5:7])
-        scored.update((m + k - 1) % 12 + 1 for k in range(1, min(i + 1, months) + 1))
+        scored.update((m + k - 1) % 12 + 1 for k in range(1, n + 1))
     horizon = []
     day = as_of + timedelta(days=1)
     while day <= as_of + timedelta(days=horizon_days):

@@ -85,6 +85,7 @@ from forecaster.history.readers import (
     _read_text,
     _records,
     _show,
+    same_segment,
 )
 
 CUSTOMER_MONTH_DAYS = 365.25 / 12
@@ -1195,7 +1196,9 @@ def _assign(rows: list, segments: Sequence[str], default: str | None, what: str)
         When a row has no segment and there is no default, or names a segment the scenario
         does not have.
     """
-    grouped = by_segment(rows, default)
+    grouped: dict[str | None, list] = {}
+    for s, v in by_segment(rows, default).items():  # spelt as the scenario spells it (case, spaces)
+        grouped.setdefault(same_segment(s, segments) if s is not None else None, []).extend(v)
     if None in grouped:
         raise ValueError(f"the {what} names no segment and the scenario has several ({', '.join(segments)}): say "
                          "which one it describes")

@@ -39,7 +39,7 @@ import shlex
 import unicodedata
 from collections.abc import Sized
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import NotRequired, TypedDict
@@ -782,8 +782,6 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
                         f"{col['closed']!r}) is blank; expected the date it was {outcome}",
                         "an outcome won or lost but no close date"))
         segment = (cell(cells, "segment") or NO_SEGMENT) if "segment" in index else "all"
-        if segment == NO_SEGMENT:
-            no_segment.append(line)
         why = _name_problem(segment)
         if why:
             bad.append((f"segment (column {col['segment']!r}) {_show(segment)} {why}", "a segment that is no name"))
@@ -808,6 +806,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             backwards.append(line)
         if closed is not None and known and closed < max(d for _, d in known):
             before_stage.append(line)
+        if segment == NO_SEGMENT:
+            no_segment.append(line)
         deals.append(Deal(deal_id, segment, entered, outcome, closed, amount))
 
     if not n_rows:
@@ -823,6 +823,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
     deals, merged = _one_spelling(deals)
+    blank_column = bool(deals) and len(no_segment) == len(deals)
+    if blank_column:  # a segment column blank on every row: one segment, as without the column
+        deals = [replace(d, segment="all") for d in deals]
     if warnings is not None:
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")
@@ -830,7 +833,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             warnings.append(f"{shown}: the last {_count(footer, 'row')} ({_lines([n for n, _ in footer], unit=unit)}) "
                             f"hold one cell each, as a report's footer does ({_show(footer[0][1])}"
                             f"{', ...' if len(footer) > 1 else ''}): not read as deals")
-        if no_segment:
+        if blank_column:
+            warnings.append(f"{shown}: the segment column {col['segment']!r} is blank on every row: one segment, 'all'")
+        elif no_segment:
             warnings.append(f"{shown}: {_count(no_segment, 'deal')} with a blank segment (column {col['segment']!r}; "
                             f"{_lines(no_segment, unit=unit)}) make a segment of their own, {NO_SEGMENT!r}")
         if merged:
@@ -874,6 +879,19 @@ def _footer_aside(rows, footer: list):
     footer.extend((line, text) for line, _, text in held)
 
 
+def segment_key(name: str) -> str:
+    """What makes two spellings one segment: ``Inbound``, ``inbound`` and ``In  bound``'s
+    ``in bound`` (case and runs of spaces ignored). Names read elsewhere (``--segment``, a
+    customer log's segments) are matched to the scenario's by it."""
+    return " ".join(name.split()).casefold()
+
+
+def same_segment(name: str, segments) -> str:
+    """``name`` as spelt among ``segments`` (:func:`segment_key`), else ``name`` itself."""
+    key = segment_key(name)
+    return next((s for s in segments if segment_key(s) == key), name)
+
+
 NO_SEGMENT = "(no segment)"
 """The segment of a deal whose segment cell is blank (with a segment column)."""
 
@@ -890,7 +908,7 @@ def _one_spelling(deals: list[Deal]) -> tuple[list[Deal], list[str]]:
         counts[d.segment] = counts.get(d.segment, 0) + 1
     groups: dict[str, list[str]] = {}
     for name in counts:  # in the order first found
-        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+        groups.setdefault(segment_key(name), []).append(name)
     rename, said = {}, []
     for names in groups.values():
         if len(names) < 2:
@@ -1144,26 +1162,46 @@ def won_dates(deals: list[Deal], as_of: date) -> list[date]:
     return sorted(d.closed for d in deals if d.outcome == "won" and d.closed is not None and d.closed <= as_of)
 
 
+QUIET_YEAR_DAYS = 365
+"""Days before the last recorded date over which :func:`recorded_through` measures the
+history's quiet spells (a week's, a holiday's, a quiet season's, if the year had one)."""
+MIN_SLACK_DAYS = 3
+"""Days after the last recorded date that always count as seen: the export's own day, taken
+part-way through, and a weekend."""
+
+
 def recorded_through(deals: list[Deal]) -> tuple[date, int] | None:
-    """How far the export looks: its last recorded date and the days of quiet it may have
-    after it, or None for a history with no date.
+    """How far the export looks: its last recorded date and the days after it that count as
+    seen, or None for a history with no date.
 
     The last recorded date is the latest day a deal entered a stage or was won or lost (an
     open deal's close date is only expected, so it does not count). An export taken some
     days later shows nothing of those days, which looks the same as days with no deal at
-    all: the days after it count as seen as long as they are no more than the history's
-    longest run of days without any record (a history quiet every weekend, exported on a
-    Sunday, ends on a Friday; a business quiet every summer has shown such a summer; one
-    with a record every day allows none). Past that, a forecast would read the export's
-    end as a stop of every new deal and every close.
+    all: the days after it count as seen as long as they are no more than the longest run
+    of days without any record in the :data:`QUIET_YEAR_DAYS` before it (a history quiet
+    every weekend, exported on a Sunday, ends on a Friday; a business quiet every summer
+    showed a summer), and at least :data:`MIN_SLACK_DAYS`. Past that, a forecast would
+    read the export's end as a stop of every new deal and every close. A record far after
+    all the others (a placeholder close date such as 2099-12-31 on a lost deal: further
+    from the one before it than twice that year's longest quiet spell, and than a month)
+    is not the export's end and is passed over.
     """
     days = {e for d in deals for e in d.entered if e is not None}
     days.update(d.closed for d in deals if d.closed is not None and d.outcome in ("won", "lost"))
     if not days:
         return None
     ordered = sorted(days)
-    quiet = max(((b - a).days - 1 for a, b in itertools.pairwise(ordered)), default=0)
-    return ordered[-1], quiet
+
+    def quiet_before(k: int) -> int:
+        """The longest run of days without a record in the year up to ``ordered[k]``."""
+        start = ordered[k] - timedelta(days=QUIET_YEAR_DAYS)
+        recent = [x for x in ordered[:k + 1] if x >= start]
+        return max(((b - a).days - 1 for a, b in itertools.pairwise(recent)), default=0)
+
+    last = len(ordered) - 1
+    while last > 0 and (ordered[last] - ordered[last - 1]).days - 1 > max(2 * quiet_before(last - 1), 31):
+        last -= 1
+    return ordered[last], max(quiet_before(last), MIN_SLACK_DAYS)
 
 
 def beyond_records(deals: list[Deal], day: date) -> str | None:
@@ -1177,5 +1215,6 @@ def beyond_records(deals: list[Deal], day: date) -> str | None:
         return None
     return (f"the history's last recorded date is {last} (the latest day a deal entered a stage or was won or "
             f"lost), {(day - last).days} days before {day}" +
-            (f", longer than its longest quiet spell before it ({quiet} days)" if quiet else "") +
-            ": the export shows nothing after it, so those days would read as no new deal and no close")
+            f", more than the {quiet} days that count as seen after it (its longest spell without a record in "
+            f"the year before, at least {MIN_SLACK_DAYS}): the export shows nothing after it, so those days would "
+            "read as no new deal and no close")

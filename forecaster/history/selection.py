@@ -78,6 +78,8 @@ MIN_GAIN = 0.02
 MIN_AGREE = 2 / 3
 SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 NOMINAL = 0.8
+UNCHECKED = "P10-P90 are not checked and may be too narrow"
+"""What a calibration without an in-history check says of its intervals."""
 EXCLUSIVE = (frozenset({"speed", "capacity"}),)
 """Pairs of parts that explain the same sign (module docstring): once one is kept (or
 forced on), the other is not a candidate; both are kept only when both are forced on."""
@@ -212,12 +214,12 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "fewer than 2 inner cutoffs: no evidence"}
         cal.notes.append("selection: fewer than 2 month ends inside the history with a whole horizon after them: "
                          "the optional parts are not tested; kept the shared shocks and stalled deals where fitted ("
-                         + (", ".join(sorted(set(default) | set(forced_on), key=MECHANISMS.index)) or "neither was")
-                         + ")")
+                         + (", ".join(default) or "neither was") + ")"
+                         + (f" and what was forced on ({', '.join(forced_on)})" if forced_on else ""))
         cal.warnings.append(f"the history is too young to check the intervals against it (an in-history check needs "
                             f"two month ends at least {MIN_HISTORY_MONTHS} months after its first deal and "
                             f"{MIN_CLOSED_MONTHS} after its first close, each with a whole month known after it): "
-                            "P10-P90 are not checked and may be too narrow")
+                            f"{UNCHECKED}")
         return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
     revenue = any(d.amount for d in deals)
     inner = []
@@ -233,6 +235,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         inner.append((c, icalib, won, value))
     if len(inner) < 2:
         cal.evidence = {"cutoffs": [c.isoformat() for c in cuts], "note": "inner calibrations failed"}
+        cal.warnings.append(f"the in-history check could not calibrate on {len(cuts) - len(inner)} of its "
+                            f"{len(cuts)} month ends: {UNCHECKED}")
         return sorted(set(default) | set(forced_on), key=MECHANISMS.index), 1.0
     scale_won = max(float(np.mean([w.mean() for _, _, w, _ in inner])), 1.0)
     scale_value = max(float(np.mean([v.mean() for _, _, _, v in inner])), 1e-9)
@@ -302,6 +306,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
         n, lower = int(informative.sum()), int(np.sum(a < b))
         gain = 1 - a.mean() / b.mean() if b.mean() > 0 else 0.0
+        if not np.all(np.isfinite(a)):
+            return "could not be simulated at every month end (the format refused a part fitted there)"
         if not a.mean() <= b.mean() * (1 - MIN_GAIN):
             return (f"{'lowers' if gain > 0 else 'does not lower'} the score"
                     + (f" by {gain:.1%}, less than the {MIN_GAIN:.0%} asked" if gain > 0 else ""))
@@ -342,7 +348,8 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
         if reached < NOMINAL:
             cal.warnings.append(f"in-history coverage of P10-P90 is {reached:.0%} even with the shared spread "
                                 f"x{widen:g}: the intervals are likely too narrow")
-    cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "months": months, "steps": steps,
+    cal.evidence = {"cutoffs": [c.isoformat() for c, *_ in inner], "scored": [int(w.size) for _, _, w, _ in inner],
+                    "months": months, "steps": steps,
                     "selected": list(selected), "kept": list(kept), "score": score(kept, widen),
                     "score_base": score(()), "widen": widen, "coverage_p10_p90": reached,
                     "coverage_before_widening": before}

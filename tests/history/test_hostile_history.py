@@ -428,7 +428,8 @@ def test_an_as_of_date_past_the_export_is_refused_rather_than_read_as_no_deals(t
     res = invoke("calibrate", good, "--stages", "lead", "--as-of", "2025-06-30", "-o", tmp_path / "o" / "c.yaml")
     assert_refused(res, "h.csv: cannot calibrate on 2025-06-30: the as-of date is past the history",
                    "last recorded date is 2025-03-27", "95 days before 2025-06-30",
-                   "longest quiet spell before it (4 days)")
+                   "more than the 4 days that count as seen after it (its longest spell without a record in the "
+                   "year before, at least 3)", "use an as-of date up to 2025-03-31, or a later export")
     assert not (tmp_path / "o").exists()
     # within its quiet spells, the days after the last record count as seen
     res = calibrate(good, tmp_path / "c.yaml")
@@ -441,6 +442,11 @@ def test_a_backtest_whose_months_run_past_the_export_is_refused_before_any_work(
     assert_refused(res, "cutoff 2025-02-28 is scored on the 2 months to 2025-04-30, past the history",
                    "last recorded date is 2025-03-27", "the latest cutoff it can score over 2 months is 2025-01-31",
                    "(or use fewer --months)")
+    assert not (tmp_path / "bt").exists()
+    res = invoke("backtest", good, "--stages", "lead", "--cutoffs", "2025-01-31", "--months", "3",
+                 "--out", tmp_path / "bt")
+    assert_refused(res, "it holds no 3 whole months after a cutoff on or after its first deal (2025-01-01), so no "
+                        "cutoff can be scored over 3 months (or use fewer --months)")
     assert not (tmp_path / "bt").exists()
 
 
@@ -456,15 +462,21 @@ def test_the_days_after_the_last_record_count_as_seen_only_within_the_usual_quie
     deals = [Deal(f"d{k}", "all", [d], "lost", d + timedelta(days=7), None) for k, d in enumerate(weekdays)
              if d + timedelta(days=7) <= date(2025, 3, 28)]
     deals.append(Deal("open", "all", [date(2025, 3, 28)], "open", None, None))
-    assert recorded_through(deals) == (date(2025, 3, 28), 2)  # weekends: two quiet days
-    assert beyond_records(deals, date(2025, 3, 30)) is None  # Sunday: a weekend's quiet
-    why = beyond_records(deals, date(2025, 3, 31))
-    assert why is not None and "3 days before 2025-03-31" in why and "(2 days)" in why
-    # a record every day leaves no quiet: the next day is already past it
+    assert recorded_through(deals) == (date(2025, 3, 28), 3)  # weekends: two quiet days; at least 3 count
+    assert beyond_records(deals, date(2025, 3, 31)) is None  # Monday: within the 3 days
+    why = beyond_records(deals, date(2025, 4, 1))
+    assert why is not None and "4 days before 2025-04-01" in why and "more than the 3 days" in why
+    # a record every day: the export's own day and a weekend (3 days) still count as seen
     daily = [Deal(f"e{k}", "all", [d], "open", None, None) for k, d in enumerate(days)]
-    assert recorded_through(daily) == (days[-1], 0)
-    assert beyond_records(daily, days[-1]) is None
-    assert beyond_records(daily, days[-1] + timedelta(days=1)) is not None
+    assert recorded_through(daily) == (days[-1], 3)
+    assert beyond_records(daily, days[-1] + timedelta(days=3)) is None
+    assert beyond_records(daily, days[-1] + timedelta(days=4)) is not None
+    # only the last year's quiet spells count: a stray record years before does not open the gate
+    stray = [Deal("old", "all", [date(2019, 5, 1)], "open", None, None), *daily]
+    assert recorded_through(stray) == (days[-1], 3)
+    # a record far after all the others (a placeholder close date on a lost deal) is not the export's end
+    odd = [*daily, Deal("x", "all", [days[10]], "lost", date(2099, 12, 31), None)]
+    assert recorded_through(odd) == (days[-1], 3)
     assert recorded_through([]) is None and beyond_records([], date(2025, 1, 1)) is None
 
 
@@ -576,11 +588,28 @@ def test_seasonality_left_out_on_months_the_check_never_scored_is_said():
 
     cal = Calibration({}, [], base={"segments": {"a": {"leads": {}}, "b": {"leads": {}}}},
                       mechanisms={"seasonality": Mechanism("seasonality", apply, "monthly")},
-                      evidence={"cutoffs": ["2022-09-30", "2022-08-31", "2022-07-31"], "months": 3})
+                      evidence={"cutoffs": ["2022-09-30", "2022-08-31", "2022-07-31"], "scored": [1, 2, 3]})
     # horizon November to January; scored: October (from 09-30), September-October (from 08-31),
     # August-October (from 07-31): November (x1.30) and December (x0.30) were never scored,
     # January is within 20% of an average month
     assert unjudged_season(cal, date(2022, 10, 31), 92) == ["November (x1.30)", "December (x0.30)"]
     # a check that scored the December of a year before judged it
-    cal.evidence = {"cutoffs": ["2021-11-30", "2021-10-31"], "months": 3}
+    cal.evidence = {"cutoffs": ["2021-11-30", "2021-10-31"], "scored": [1, 2]}
     assert unjudged_season(cal, date(2022, 10, 31), 92) == []
+
+
+def test_segments_named_elsewhere_match_the_scenarios_spelling():
+    """--segment and a customer log's segments are matched as the history's spellings were
+    merged: case and runs of spaces aside."""
+    from types import SimpleNamespace
+
+    from forecaster.history.customers import _assign
+    from forecaster.history.readers import same_segment, segment_key
+
+    assert segment_key(" In  Bound ") == segment_key("in bound") != segment_key("inbound")
+    assert same_segment("INBOUND", ["Outbound", "Inbound"]) == "Inbound"
+    assert same_segment("partner", ["Outbound", "Inbound"]) == "partner"
+    rows = [SimpleNamespace(segment="inbound"), SimpleNamespace(segment="Inbound"), SimpleNamespace(segment=None)]
+    assert _assign(rows, ["Inbound", "Outbound"], "Outbound", "log") == {"Inbound": rows[:2], "Outbound": rows[2:]}
+    with pytest.raises(ValueError, match="names segment 'partner', not in the scenario"):
+        _assign([SimpleNamespace(segment="partner")], ["Inbound"], None, "log")
