@@ -699,7 +699,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     looking = [(index[n], c.look) for n, c in date_columns.items()] + (
         [(index["amount"], amounts.look)] if amounts is not None else [])
     if date_format is None or (amounts is not None and decimal is None):
-        for position, cells in table.rows():
+        for position, cells in _footer_aside(table.rows(), []):  # a footer's cells decide no format
             for i, look in looking:
                 if i < len(cells):
                     look(cells[i], position)
