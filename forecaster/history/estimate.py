@@ -377,13 +377,30 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     return cal
 
 
+def capped_sigma(sigma: float, kind: str, cal: Calibration) -> float:
+    """A shock's sigma (log scale), rounded to 4 digits and held to the format's largest
+    (:data:`forecaster.scenario.limits.MAX_SHOCK`: ``kind`` is ``leads``, ``drift.leads``,
+    ``convert`` or ``drift.convert``), with a note when held: a level fitted to a
+    degenerate history (a lone deal decades before the rest) can drift further than any
+    scenario may say, and calibration must never write a scenario the format refuses."""
+    from forecaster.scenario.limits import MAX_SHOCK
+
+    value = round(sigma, 4)
+    if value > MAX_SHOCK[kind]:
+        cal.notes.append(f"shocks: the {kind} sigma fitted, {value:g}, is held to the format's largest, "
+                         f"{MAX_SHOCK[kind]:g}")
+        return MAX_SHOCK[kind]
+    return value
+
+
 def _shock_mechanism(cal: Calibration, stages, whole, lead_level, new_lead_share) -> None:
     """Shared shocks: the levels' uncertainty in the horizon's first month, drawn once per
     trial, and each month after the levels' monthly drift (``shocks.drift``)."""
     shocks: dict = {"drift": {}}
     if lead_level is not None:
-        shocks["leads"] = round(math.sqrt(lead_level.variance(1)), 4)
-        shocks["drift"]["leads"] = round(math.sqrt(lead_level.variance(2) - lead_level.variance(1)), 4)
+        shocks["leads"] = capped_sigma(math.sqrt(lead_level.variance(1)), "leads", cal)
+        shocks["drift"]["leads"] = capped_sigma(math.sqrt(lead_level.variance(2) - lead_level.variance(1)),
+                                                "drift.leads", cal)
     if any(w.level is not None for w in whole):
         # the conversion shock moves new leads (a month past the last cohort) and open deals
         # (from cohorts already seen: the level now) alike: sized for their mix of wins
@@ -391,9 +408,10 @@ def _shock_mechanism(cal: Calibration, stages, whole, lead_level, new_lead_share
         cal.notes.append(f"all segments: {new:.0%} of the horizon's expected wins come from new leads, the rest from "
                          "the open pipeline: the conversion shocks are sized for that mix")
         levels = [(stage, w.level) for stage, w in zip(stages, whole) if w.level is not None]
-        shocks["convert"] = {stage: round(math.sqrt(level.variance(new)), 4) for stage, level in levels}
-        shocks["drift"]["convert"] = {stage: round(math.sqrt(level.variance(1) - level.variance(0)), 4)
-                                      for stage, level in levels}
+        shocks["convert"] = {stage: capped_sigma(math.sqrt(level.variance(new)), "convert", cal)
+                             for stage, level in levels}
+        shocks["drift"]["convert"] = {stage: capped_sigma(math.sqrt(level.variance(1) - level.variance(0)),
+                                                          "drift.convert", cal) for stage, level in levels}
     shocks = {k: v for k, v in shocks.items() if v}
     if shocks:
         import copy
@@ -472,8 +490,8 @@ def _trend_mechanism(deals, as_of: date, cal: Calibration, since, shares: dict, 
             d["leads"]["per_month"]["mean"] = _sig(shares[seg] * math.exp(level) * AVG_MONTH_DAYS)
             d["leads"]["growth_per_month"] = round(growth, 4)
         if "shocks" in doc:
-            doc["shocks"]["leads"] = round(shock, 4)
-            doc["shocks"].setdefault("drift", {})["leads"] = round(drift, 4)
+            doc["shocks"]["leads"] = capped_sigma(shock, "leads", cal)
+            doc["shocks"].setdefault("drift", {})["leads"] = capped_sigma(drift, "drift.leads", cal)
     cal.mechanisms["trend"] = Mechanism("trend", apply, f"arrivals {growth:+.1%} a month (sd of the monthly log "
                                                         f"slope {trend.slope_sd:.3f})")
 
@@ -786,20 +804,45 @@ SEASON_MONTHS = 24
 
 
 def seasonality(entries: list, as_of: date) -> dict:
-    """Calendar month -> multiplier: each month's mean arrivals over the mean of all months,
-    from the whole months before ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`).
-    The rate is the recent level; multipliers are normalised so the months average 1."""
+    """Calendar month -> multiplier of a month's arrivals, from the whole months before
+    ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`); the multipliers average 1 (the
+    rate is the recent level).
+
+    Each calendar month's effect is read against a trend: a Poisson regression of the
+    monthly counts on a log-linear trend and twelve month effects (summing to zero), so a
+    history growing 5% a month does not read as Decembers busier than Januaries (the
+    calendar months' plain means differed by x1.7 there). How far the effects are trusted
+    is what the months say beyond noise: they are shrunk toward 1 as 1 + w (e - 1), with
+    w = max(0, 1 - 1/F) and F the quasi-Poisson statistic of the month effects against the
+    trend alone (likelihood ratio over its 11 degrees of freedom, scaled by the full model's
+    Pearson dispersion, at least 1): about 1 for months that differ only by noise (flat
+    multipliers), large for a clear pattern (kept nearly whole), as the quarter shape of a
+    team's capacity is."""
     counts = monthly_counts(e for e in entries if (e.year, e.month) < (as_of.year, as_of.month))
     if not counts:
         return {}
     months = months_until(date(*min(counts), 1), as_of)[:-1]  # the whole months before as_of's
     if len(months) < SEASON_MONTHS:
         return {}
-    by_month = {m: np.mean([counts.get(ym, 0) for ym in months if ym[1] == m]) for m in range(1, 13)}
-    level = np.mean(list(by_month.values()))
-    if level <= 0:
+    y = np.array([counts.get(ym, 0) for ym in months], dtype=float)
+    if y.sum() <= 0:
         return {}
-    return {m: round(float(v / level), 4) for m, v in by_month.items()}
+    n = y.size
+    calendar_month = np.array([m for _, m in months])
+    trend = np.column_stack([np.ones(n), (np.arange(n) - (n - 1) / 2) / n])
+    dummies = (calendar_month[:, None] == np.arange(1, 13)[None, :]).astype(float)
+    with_months = np.column_stack([trend, dummies[:, :11] - dummies[:, 11:]])  # effects that sum to zero
+    exposure = np.ones(n)  # per calendar month, as the format's per_month and its multipliers are
+    ll0, _ = poisson_fit(y, exposure, trend)
+    ll1, beta = poisson_fit(y, exposure, with_months)
+    mu = np.exp(np.clip(with_months @ beta, -50, 50))
+    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / max(n - 13, 1), 1.0)
+    f_stat = 2 * max(ll1 - ll0, 0.0) / 11 / dispersion
+    weight = max(0.0, 1.0 - 1.0 / f_stat) if f_stat > 0 else 0.0
+    effects = np.exp(np.append(beta[2:], -beta[2:].sum()))
+    effects = effects / effects.mean()
+    shaped = 1.0 + weight * (effects - 1.0)
+    return {m: round(float(shaped[m - 1]), 4) for m in range(1, 13)}
 
 
 def _won_amounts(deals: list[Deal], as_of: date) -> tuple[list, list[float]]:

@@ -6,6 +6,7 @@ by a short simulation), which estimation is given, never computes."""
 from __future__ import annotations
 
 import csv
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,12 +59,20 @@ def build_scenario(cal: Calibration, kept, widen: float = 1.0) -> dict:
     for m in MECHANISMS:
         if m in kept and m in cal.mechanisms:
             cal.mechanisms[m].apply(doc)
+    from forecaster.scenario.limits import MAX_CAPACITY_CV, MAX_SHOCK
+
     if widen != 1.0 and "shocks" in doc:
-        def scaled(v):  # a sigma, or a mapping stage -> sigma
-            return {k: scaled(x) for k, x in v.items()} if isinstance(v, dict) else round(v * widen, 4)
-        doc["shocks"] = scaled(doc["shocks"])
+        def scaled(v, kind: str):
+            """A sigma of ``kind`` (``leads``, ``drift.convert``, ...) or a mapping of them,
+            times ``widen``, held to the format's largest (a spread widened x4 must still
+            be a scenario the format takes)."""
+            if isinstance(v, dict):
+                return {k: scaled(x, kind if kind.split(".")[-1] in ("leads", "convert")
+                                  else (f"{kind}.{k}" if kind else k)) for k, x in v.items()}
+            return min(round(v * widen, 4), MAX_SHOCK.get(kind, math.inf))
+        doc["shocks"] = scaled(doc["shocks"], "")
     if widen != 1.0 and "capacity" in doc:
-        doc["capacity"] = {**doc["capacity"], "cv": round(doc["capacity"]["cv"] * widen, 4)}
+        doc["capacity"] = {**doc["capacity"], "cv": min(round(doc["capacity"]["cv"] * widen, 4), MAX_CAPACITY_CV)}
     return doc
 
 

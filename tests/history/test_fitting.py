@@ -314,6 +314,55 @@ def test_seasonality_needs_two_years_and_finds_the_peak():
     assert seasonality(entries[: len(entries) // 3], date(2024, 10, 31)) == {}
 
 
+def _arrivals(months: int, rate, seed: int) -> list:
+    """Arrival dates, Poisson each day at ``rate(month index, calendar month)`` a day, from January 2023."""
+    from datetime import date, timedelta
+
+    rng = np.random.default_rng(seed)
+    entries, d, k = [], date(2023, 1, 1), 0
+    while k < months:
+        entries += [d] * rng.poisson(rate(k, d.month))
+        nxt = d + timedelta(days=1)
+        k += nxt.month != d.month
+        d = nxt
+    return entries
+
+
+def test_seasonality_is_read_against_the_trend_and_shrunk_by_its_evidence():
+    """A history growing 5% a month has no seasons: plain calendar-month means read its
+    Decembers as x1.7 its Januaries. A December at 30% on the same growth is found; months
+    that differ only by noise give multipliers near 1."""
+    from datetime import date
+
+    from forecaster.history.estimate import seasonality
+
+    growing = _arrivals(30, lambda k, m: 3.0 * 1.05 ** k, seed=3)
+    season = seasonality(growing, date(2025, 6, 30))
+    assert max(abs(f - 1) for f in season.values()) < 0.1, season
+    # (the calendar months' plain means, as read before: December x1.5 or more over January)
+    plain = {m: np.mean([sum(1 for e in growing if (e.year, e.month) == (y, m)) for y in (2023, 2024)])
+             for m in (1, 12)}
+    assert plain[12] / plain[1] > 1.5
+    dip = _arrivals(30, lambda k, m: 3.0 * 1.05 ** k * (0.3 if m == 12 else 1.0), seed=4)
+    season = seasonality(dip, date(2025, 6, 30))
+    others = np.mean([season[m] for m in range(1, 12)])
+    assert season[12] / others == pytest.approx(0.3, abs=0.05)
+    flat = _arrivals(30, lambda k, m: 1.0, seed=5)  # about 30 a month: noise of +-18% a month
+    assert max(abs(f - 1) for f in seasonality(flat, date(2025, 6, 30)).values()) < 0.1
+
+
+def test_a_widened_spread_stays_within_the_formats_limits():
+    from forecaster.history.parts import Calibration, build_scenario
+
+    cal = Calibration({}, [], base={"shocks": {"leads": 0.9, "drift": {"leads": 0.3, "convert": {"a": 2.0}},
+                                               "convert": {"a": 3.0, "b": 0.5}}, "capacity": {"cv": 3.0}})
+    doc = build_scenario(cal, [], 4.0)
+    assert doc["shocks"] == {"leads": 3.0, "drift": {"leads": 1.0, "convert": {"a": 5.0}},
+                             "convert": {"a": 10.0, "b": 2.0}}
+    assert doc["capacity"] == {"cv": 10.0}
+    assert build_scenario(cal, [], 1.25)["shocks"]["drift"] == {"leads": 0.375, "convert": {"a": 2.5}}
+
+
 def test_backtest_folder_gets_its_chart(tmp_path):
     import json
     from datetime import date
