@@ -2570,7 +2570,8 @@ def family_proc() -> list[Case]:
         add(f"batch-{signame}", ["batch", "in", "--out", "out", "--trials", "100000", "--quiet"], dict(batch_in),
             f"{signame.upper()} 5 s into a batch of three long scenarios", names=("in",), expect=sig,
             writes_on_error=("out",), signal=(signum, 5.0), check=_no_half_written("out"))
-    add("calibrate-sigterm", CAL_ARGS("h.csv", "out/cal.yaml"),
+    # a year of deals moved to 2024 (its last record: 27 December), calibrated as of 30 December
+    add("calibrate-sigterm", ["calibrate", "h.csv", "--stages", "lead", "--as-of", "2024-12-30", "-o", "out/cal.yaml"],
         {"h.csv": history_text(history_rows(3000, 12)).replace("2025-", "2024-")},
         "SIGTERM 2.5 s into a calibration", names=("h.csv",), expect=sig, signal=(signal.SIGTERM, 2.5))
     # limits of the process
