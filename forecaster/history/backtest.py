@@ -208,14 +208,17 @@ def _check_recorded(deals: list[Deal], cutoffs: list[date], months: int) -> None
         Naming the first such cutoff, the history's last recorded date and the latest
         cutoff it can score (or that no cutoff can be, with fewer months the way out).
     """
+    seen = recorded_through(deals)
+    if seen is None:
+        return
     for cutoff in sorted(cutoffs):
         end = add_months(cutoff + timedelta(days=1), months) - timedelta(days=1)
-        past = beyond_records(deals, end)
+        past = beyond_records(deals, end, seen)
         if not past:
             continue
-        last, quiet = recorded_through(deals) or (end, 0)
-        seen = last + timedelta(days=quiet)
-        latest = add_months(seen + timedelta(days=1), -months) - timedelta(days=1)  # a month end
+        last, quiet = seen
+        seen_to = last + timedelta(days=quiet)
+        latest = add_months(seen_to + timedelta(days=1), -months) - timedelta(days=1)  # a month end
         first = min((e for d in deals for e in d.entered if e is not None), default=latest)
         if latest >= first:
             hint = f"the latest cutoff it can score over {months} month{'s' * (months != 1)} is {latest}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 from datetime import date, timedelta
 
+from forecaster.calendar import months_until
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, Calibration, build_scenario, new_lead_share
 from forecaster.history.readers import Deal, beyond_records, recorded_through
@@ -44,9 +45,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     not whether this shorter history shows it. ``fiscal_year_start``: the month (1-12) the
     company's quarters count from (quarter-end slips, capacity, and the scenario's key).
     """
-    past = beyond_records(deals, as_of)
-    if past:
-        last, quiet = recorded_through(deals) or (as_of, 0)
+    seen = recorded_through(deals)
+    past = beyond_records(deals, as_of, seen)
+    if seen and past:
+        last, quiet = seen
         raise ValueError(f"the as-of date is past the history: {past}; use an as-of date up to "
                          f"{last + timedelta(days=quiet)}, or a later export")
     force = dict(force or {})
@@ -102,12 +104,7 @@ def unjudged_season(cal: Calibration, as_of: date, horizon_days: int) -> list[st
     for c, n in zip(cal.evidence.get("cutoffs", []), cal.evidence.get("scored", [])):  # each scored on n months
         m = int(c[5:7])
         scored.update((m + k - 1) % 12 + 1 for k in range(1, n + 1))
-    horizon = []
-    day = as_of + timedelta(days=1)
-    while day <= as_of + timedelta(days=horizon_days):
-        if day.month not in horizon:
-            horizon.append(day.month)
-        day = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+    horizon = dict.fromkeys(m for _, m in months_until(as_of + timedelta(days=1), as_of + timedelta(days=horizon_days)))
     return [f"{calendar.month_name[m]} (x{factors[m]:.2f})" for m in horizon
             if m in factors and abs(factors[m] - 1) > SEASON_OFF and m not in scored]
 

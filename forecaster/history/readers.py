@@ -1204,10 +1204,10 @@ def recorded_through(deals: list[Deal]) -> tuple[date, int] | None:
     return ordered[last], max(quiet_before(last), MIN_SLACK_DAYS)
 
 
-def beyond_records(deals: list[Deal], day: date) -> str | None:
-    """Why ``day`` is past what the history recorded (:func:`recorded_through`), or None
-    when it is within it."""
-    seen = recorded_through(deals)
+def beyond_records(deals: list[Deal], day: date, seen: tuple[date, int] | None = None) -> str | None:
+    """Why ``day`` is past what the history recorded (:func:`recorded_through`, or ``seen``,
+    its result for ``deals`` when already at hand), or None when it is within it."""
+    seen = seen or recorded_through(deals)
     if seen is None:
         return None
     last, quiet = seen
