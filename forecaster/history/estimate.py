@@ -35,7 +35,7 @@ on T. What is fitted, and how:
   months before the first close thinned by the cut (:func:`thinned_until`): its arrivals
   are then read from the first whole month from the first close on.
 * **Quarter-end closing** (:func:`quarter_end_closing`, against a trend) and **capacity**
-  (:func:`team_capacity`) from the last whole quarters of wins; seasonality from 24
+  (:func:`team_capacity`, the level the wins stay at) from the last whole quarters of wins; seasonality from 24
   months of arrivals.
 * **Which optional parts are kept** (:data:`MECHANISMS`), and how wide the shared spread
   is, is decided by a walk-forward inside the history (:mod:`forecaster.history.selection`).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,17 +77,22 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
     """The team's capacity, as the format's ``capacity``, from its last whole quarters of wins.
 
     For a team whose deals wait for it, what it won is what it can win: ``won_per_month``
-    is the mean of those months (whole quarters after the wins' ramp-up,
-    :func:`wins_steady_from`), ``quarter_shape`` each month of the quarter's mean over it
+    is the level its wins stay at over those months (whole quarters after the wins' ramp-up,
+    :func:`wins_steady_from`), read by :func:`wins_level`: the mean of them all when they
+    are one level; the level they reached (the months since it binds) when they grew into
+    it (the mean of four quarters, two of them still growing, put a team closing 150 a
+    month at 107); None, with a note, while they are still growing (no level is seen yet,
+    and a mean of a ramp caps the forecast below what the team closes now).
+    ``quarter_shape`` each month of the quarter's mean over it
     (per day, so February is not short-changed), shrunk toward flat by how far the months
     of the quarter differ beyond noise: 1 + w (shape - 1) with w = max(0, 1 - 1/F), F the
     month-of-quarter statistic (:func:`month_of_quarter_effect`, against a trend; with one
     quarter, Poisson's chi-square over 2), so four quarters of noise (F near 1) give a flat
     shape and a clear quarter-end pattern keeps it; and ``cv``
     sqrt(phi / won_per_month), phi (at least 1, Poisson's) the months' Pearson dispersion
-    around that one level and shape over its degrees of freedom (3 x quarters - 1 - 2w): a
-    month varies by phi times its mean, its own counting noise counted once. None without a
-    whole quarter.
+    around that one level and shape over its degrees of freedom (3 x quarters - 1 - 2w; for
+    a level reached after growing, its months' around it, months - 1): a month varies by phi
+    times its mean, its own counting noise counted once. None without a whole quarter.
     """
     wins = won_dates(deals, as_of)
     quarters = whole_quarters(wins, as_of, wins_steady_from(deals, as_of), cal.fiscal_year_start or 1)
@@ -106,19 +112,120 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
         f_stat = float(np.sum((counts[0] - expected) ** 2 / expected)) / 2
     weight = max(0.0, 1.0 - 1.0 / f_stat) if f_stat > 0 else 0.0
     shape = 1.0 + weight * (raw - 1.0)
-    per_month = float(rates.mean()) * AVG_MONTH_DAYS
-    # quasi-Poisson: the months' variance is phi times their mean, phi their Pearson dispersion
-    # around the one level and shape forecast (quarters that differ count, as a next quarter
-    # may); a month's own counting noise is inside phi, not added to it
-    expected = rates.mean() * shape[None, :] * days
-    dof = counts.size - 1 - 2 * weight
-    phi = float(np.sum((counts - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
+    # the months in order, each one's days weighted by its place in the quarter's shape
+    exposure = (days * shape[None, :]).ravel()
+    level = wins_level(counts.ravel(), exposure)
+    if level.kind == "growing":
+        cal.notes.append(f"capacity: wins still growing {level.growth:+.1%} a month over the last "
+                         f"{counts.size} whole months, with no level they stopped at: no capacity seen, not fitted")
+        return None
+    if level.kind == "flat":
+        per_day = float(rates.mean())
+        # quasi-Poisson: the months' variance is phi times their mean, phi their Pearson
+        # dispersion around the one level and shape forecast (quarters that differ count, as a
+        # next quarter may); a month's own counting noise is inside phi, not added to it
+        expected = per_day * shape[None, :] * days
+        dof = counts.size - 1 - 2 * weight
+        phi = float(np.sum((counts - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
+        span = f"the last {len(quarters)} whole quarters"
+    else:  # the level the wins reached after growing: the months since, around it
+        per_day = level.per_day
+        tail, expected = counts.ravel()[level.since:], level.per_day * exposure[level.since:]
+        dof = tail.size - 1
+        phi = float(np.sum((tail - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
+        span = (f"the last {tail.size} whole months, the level the wins reached after changing "
+                f"{level.growth:+.1%} a month (the {level.since} months before)")
+    per_month = per_day * AVG_MONTH_DAYS
     cv = math.sqrt(max(phi, 1.0) / max(per_month, 1.0))
-    cal.notes.append(f"capacity: {per_month:.1f} wins a month over the last {len(quarters)} whole quarters, by month "
+    cal.notes.append(f"capacity: {per_month:.1f} wins a month over {span}, by month "
                      f"of the quarter x{shape[0]:.2f} / x{shape[1]:.2f} / x{shape[2]:.2f} (seen x{raw[0]:.2f} / "
                      f"x{raw[1]:.2f} / x{raw[2]:.2f}, F = {f_stat:.1f}), cv {cv:.3f}")
     return {"won_per_month": round(per_month, 2),
             "quarter_shape": {k + 1: round(float(shape[k]), 4) for k in range(3)}, "cv": round(cv, 4)}
+
+
+class WinsLevel(NamedTuple):
+    """What :func:`wins_level` read: ``kind`` ("flat", "plateau" or "growing"), ``since``
+    (the plateau's first month, an index into the months; 0 unless a plateau), ``per_day``
+    (the plateau's wins a day at shape 1; 0 unless a plateau) and ``growth`` (the growth a
+    month before the plateau, or of the whole months when growing; 0 when flat)."""
+    kind: str
+    since: int
+    per_day: float
+    growth: float
+
+
+MIN_LEVEL_MONTHS = 3
+"""Months a plateau of wins (and the growth before it) lasts at least in :func:`wins_level`."""
+GROWTH_LEVEL = 0.01
+"""The significance level at which :func:`wins_level` calls wins still growing."""
+
+
+def wins_level(counts: np.ndarray, exposure: np.ndarray) -> WinsLevel:
+    """Where a team's wins stand: one level, a level reached after growing, or still growing.
+
+    ``counts``: wins in consecutive whole months, shape (months,); ``exposure``: each
+    month's days times its month-of-the-quarter factor, shape (months,). A capacity is the
+    level the wins stay at; a team that grows into it wins more and more, then the same:
+    each month's wins Poisson around ``exposure x min(exp(a + b t), c)``, a log-linear demand
+    capped at c. Three quasi-Poisson models are compared by BIC (log-likelihoods divided by
+    the capped model's Pearson dispersion, at least 1): one level (1 parameter), a
+    log-linear trend (2) and the capped trend (3, maximum likelihood by Nelder-Mead from the
+    trend's fit and from each split into a trend and a level). The wins reached a *plateau*
+    when the capped trend has the lowest BIC, rises, and its cap binds the last
+    :data:`MIN_LEVEL_MONTHS` months and no more than all but :data:`MIN_LEVEL_MONTHS`
+    (``since``: the first month it binds). A step from one level to another is not a capped
+    growth and does not fit as one: a saturated team's flat months keep the level of them
+    all. Otherwise the wins are *growing* when the trend rises and beats one level at
+    :data:`GROWTH_LEVEL` (the likelihood ratio over the dispersion read as F(1, months - 3),
+    the dispersion being estimated), whichever model has the lowest BIC (a ramp whose last
+    month or two fall short is no plateau yet); else *flat*. Measured on 1,000 flat series
+    of 12 months: Poisson(300) 0 growing and 6 plateaus, a negative binomial four times as
+    dispersed 3 growing and 20 plateaus. Fewer than twice :data:`MIN_LEVEL_MONTHS` months:
+    one level.
+    """
+    from scipy import optimize, stats
+
+    y, e = np.asarray(counts, dtype=float), np.asarray(exposure, dtype=float)
+    n = y.size
+    flat = WinsLevel("flat", 0, 0.0, 0.0)
+    if n < 2 * MIN_LEVEL_MONTHS or y.sum() <= 0:
+        return flat
+
+    def loglik(mu: np.ndarray) -> float:
+        return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu))
+
+    t = np.arange(n, dtype=float) - (n - 1) / 2
+    X = np.stack([np.ones(n), t], axis=1)
+    ll_flat = loglik(e * y.sum() / e.sum())
+    ll_trend, beta = poisson_fit(y, e, X)
+
+    def capped(p: np.ndarray) -> np.ndarray:  # wins a day at shape 1, by month
+        return np.minimum(np.exp(np.clip(p[0] + p[1] * t, -50, 50)), np.exp(min(p[2], 50.0)))
+
+    starts = [np.array([beta[0], beta[1], math.log(y.max() / e.max() * 2)])]
+    for k in range(MIN_LEVEL_MONTHS, n - MIN_LEVEL_MONTHS + 1):  # a trend, then a level from month k
+        if y[k:].sum() > 0:
+            _, b = poisson_fit(y[:k], e[:k], X[:k])
+            starts.append(np.array([b[0], b[1], math.log(y[k:].sum() / e[k:].sum())]))
+    fits = [optimize.minimize(lambda p: -loglik(e * capped(p)), x0, method="Nelder-Mead",
+                              options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000}) for x0 in starts]
+    p = min(fits, key=lambda f: f.fun).x
+    mu = e * capped(p)
+    ll_capped = loglik(mu)
+    dispersion = max(float(np.sum((y - mu) ** 2 / np.maximum(mu, 1e-9))) / max(n - 3, 1), 1.0)
+    bic = {"flat": -2 * ll_flat / dispersion + math.log(n),
+           "trend": -2 * ll_trend / dispersion + 2 * math.log(n),
+           "capped": -2 * ll_capped / dispersion + 3 * math.log(n)}
+    rising = beta[1] > 0 and stats.f.sf(2 * (ll_trend - ll_flat) / dispersion, 1, max(n - 3, 1)) < GROWTH_LEVEL
+    binds = np.exp(p[0] + p[1] * t) >= math.exp(p[2])
+    since = int(np.argmax(binds))
+    if (bic["capped"] < min(bic["flat"], bic["trend"]) and p[1] > 0
+            and binds[-MIN_LEVEL_MONTHS:].all() and MIN_LEVEL_MONTHS <= since):
+        return WinsLevel("plateau", since, math.exp(p[2]), math.expm1(float(p[1])))
+    if rising:
+        return WinsLevel("growing", 0, 0.0, math.expm1(float(beta[1])))
+    return flat
 
 
 CLOSING_QUARTERS = 4

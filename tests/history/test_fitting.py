@@ -512,6 +512,67 @@ def test_a_capacity_cv_is_the_months_spread_counted_once(dispersion):
     assert (1.0 <= ratio <= 1.15) if dispersion == 1 else ratio == pytest.approx(1.0, abs=0.10)
 
 
+def test_wins_level_keeps_flat_months_one_level():
+    """A saturated team's months are one level: read as growing (no capacity fitted) or as a
+    plateau (a level of the last months only) rarely, even four times as dispersed as Poisson."""
+    from forecaster.history.quarters import wins_level
+
+    rng = np.random.default_rng(41)
+    exposure = np.full(12, 30.4375)
+    for draw in (lambda: rng.poisson(300, 12), lambda: rng.negative_binomial(100, 0.25, 12)):
+        kinds = [wins_level(draw(), exposure).kind for _ in range(300)]
+        # nominal: growing at most 1% (F test at 1%); 300 series, so 3% is far beyond noise
+        assert kinds.count("growing") <= 9 and kinds.count("flat") >= 270
+
+
+def test_wins_level_reads_a_team_growing_into_its_capacity():
+    """Demand 50 x 1.15^t a month capped at 150 (binding from month 8 of 12): the level is
+    the cap and the month it first binds is found; the same ramp uncapped is growing."""
+    from forecaster.history.quarters import wins_level
+
+    rng = np.random.default_rng(42)
+    exposure = np.full(12, 30.4375)
+    demand = 50 * 1.15 ** np.arange(12)
+    found = [wins_level(rng.poisson(np.minimum(demand, 150)), exposure) for _ in range(100)]
+    plateaus = [f for f in found if f.kind == "plateau"]
+    assert len(plateaus) >= 85
+    levels = np.array([f.per_day * 30.4375 for f in plateaus])
+    # the mean of 4 Poisson(150) months has sd 6; over 85+ series the mean's sd is below 0.7
+    assert levels.mean() == pytest.approx(150, abs=3) and np.median([f.since for f in plateaus]) == 8
+    assert np.mean([f.growth for f in plateaus]) == pytest.approx(0.15, abs=0.03)
+    ramps = [wins_level(rng.poisson(demand), exposure).kind for _ in range(100)]
+    assert ramps.count("growing") >= 95
+
+
+def test_team_capacity_is_the_level_a_growing_team_reached():
+    """Wins that grew 15% a month into a cap of 150 (reached in the history's 9th month):
+    the capacity is the cap, not the mean of four quarters (107 here, which capped the
+    forecast far below what the team was closing); while the wins are still growing no
+    capacity is seen, and the note says so."""
+    from datetime import date, timedelta
+
+    from forecaster.history.parts import Calibration
+    from forecaster.history.quarters import team_capacity
+    from forecaster.history.readers import Deal
+
+    rng = np.random.default_rng(43)
+    deals, i = [], 0
+    for month in range(13):  # Jan 2025 .. Jan 2026; 2025's four quarters are whole
+        first = date(2025 + month // 12, month % 12 + 1, 1)
+        days = (date(first.year + (first.month == 12), first.month % 12 + 1, 1) - first).days
+        for _ in range(rng.poisson(min(50 * 1.15 ** month, 150) * days / 30.4375)):
+            closed = first + timedelta(days=int(rng.integers(0, days)))
+            deals.append(Deal(f"w{i}", "all", [closed - timedelta(days=30)], "won", closed, 1.0))
+            i += 1
+    cal = Calibration({}, [])
+    cap = team_capacity(deals, date(2025, 12, 31), cal)
+    assert cap["won_per_month"] == pytest.approx(150, rel=0.06)  # four months of Poisson(150): sd 4%
+    assert "the level the wins reached after changing" in cal.notes[-1]
+    cal = Calibration({}, [])
+    assert team_capacity(deals, date(2025, 9, 30), cal) is None  # through Q3: still growing
+    assert "wins still growing" in cal.notes[-1] and "no capacity seen" in cal.notes[-1]
+
+
 def test_the_honesty_check_widens_a_capacity_cv_with_the_shocks():
     """A team whose deals wait wins what its capacity allows: widening the shared spread must
     reach the cap's cv, or a too-narrow forecast could only be widened by conversion shocks,
