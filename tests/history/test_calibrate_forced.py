@@ -42,3 +42,31 @@ def test_a_part_forced_on_but_not_fitted_is_a_warning_saying_why():
 def test_no_warning_when_nothing_is_forced():
     cal = calibrate(_short_history(), ["stage"], date(2023, 6, 20), horizon_days=90, select=False)
     assert not any("asked for" in w for w in cal.warnings)
+
+
+def _growing_history() -> list[Deal]:
+    """A year and a month of deals whose arrivals grow 15% a month, half of them won ten to
+    thirty days after they enter: wins that are still growing, with no level reached."""
+    rng = np.random.default_rng(6)
+    deals, day = [], date(2023, 1, 1)
+    while day <= date(2024, 1, 31):
+        months = (day.year - 2023) * 12 + day.month - 1
+        for _ in range(rng.poisson(2 * 1.15 ** months)):
+            outcome = "won" if rng.random() < 0.5 else "lost"
+            closed = day + timedelta(days=int(rng.integers(10, 30)))
+            if closed <= date(2024, 1, 31):
+                deals.append(Deal(f"d{len(deals)}", "all", [day], outcome, closed,
+                                  1000.0 if outcome == "won" else None))
+        day += timedelta(days=1)
+    return deals
+
+
+def test_a_capacity_forced_on_wins_still_growing_is_a_warning_saying_why():
+    """No level is seen while wins grow: a capacity read as their mean would cap the forecast
+    below what the team closes now, so none is written, and the warning says why."""
+    cal = calibrate(_growing_history(), ["stage"], date(2024, 1, 31), horizon_days=90, capacity=True,
+                    select=False)
+    capacity = [w for w in cal.warnings if w.startswith("capacity:")]
+    assert len(capacity) == 1 and "asked for" in capacity[0]
+    assert "wins still growing" in capacity[0] and "no capacity seen" in capacity[0]
+    assert "capacity" not in cal.scenario
