@@ -124,17 +124,16 @@ def team_capacity(deals: list[Deal], as_of: date, cal: Calibration) -> dict | No
         # quasi-Poisson: the months' variance is phi times their mean, phi their Pearson
         # dispersion around the one level and shape forecast (quarters that differ count, as a
         # next quarter may); a month's own counting noise is inside phi, not added to it
-        expected = per_day * shape[None, :] * days
+        seen, expected = counts, per_day * shape[None, :] * days
         dof = counts.size - 1 - 2 * weight
-        phi = float(np.sum((counts - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
         span = f"the last {len(quarters)} whole quarters"
     else:  # the level the wins reached after growing: the months since, around it
         per_day = level.per_day
-        tail, expected = counts.ravel()[level.since:], level.per_day * exposure[level.since:]
-        dof = tail.size - 1
-        phi = float(np.sum((tail - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
-        span = (f"the last {tail.size} whole months, the level the wins reached after changing "
+        seen, expected = counts.ravel()[level.since:], level.per_day * exposure[level.since:]
+        dof = seen.size - 1
+        span = (f"the last {seen.size} whole months, the level the wins reached after changing "
                 f"{level.growth:+.1%} a month (the {level.since} months before)")
+    phi = float(np.sum((seen - expected) ** 2 / expected)) / dof if dof >= 1 else 1.0
     per_month = per_day * AVG_MONTH_DAYS
     cv = math.sqrt(max(phi, 1.0) / max(per_month, 1.0))
     cal.notes.append(f"capacity: {per_month:.1f} wins a month over {span}, by month "
@@ -196,7 +195,7 @@ def wins_level(counts: np.ndarray, exposure: np.ndarray) -> WinsLevel:
         return flat
 
     def loglik(mu: np.ndarray) -> float:
-        return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu))
+        return poisson_loglik(y, mu)
 
     t = np.arange(n, dtype=float) - (n - 1) / 2
     X = np.stack([np.ones(n), t], axis=1)
@@ -438,4 +437,10 @@ def poisson_fit(y: np.ndarray, exposure: np.ndarray, X: np.ndarray) -> tuple[flo
         if np.max(np.abs(step)) < 1e-10:
             break
     mu = exposure * np.exp(np.clip(X @ beta, -50, 50))
-    return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu)), beta
+    return poisson_loglik(y, mu), beta
+
+
+def poisson_loglik(y: np.ndarray, mu: np.ndarray) -> float:
+    """Poisson log-likelihood of counts ``y`` at means ``mu`` (same shape), without the
+    log(y!) terms that no model changes."""
+    return float(np.sum(y * np.log(np.maximum(mu, 1e-300)) - mu))

@@ -10,19 +10,25 @@ from forecaster.history.calibrate import calibrate
 from forecaster.history.readers import Deal
 
 
-def _short_history() -> list[Deal]:
-    """Ten weeks of wins and losses: not six whole months of wins."""
-    rng = np.random.default_rng(5)
-    deals, day = [], date(2023, 4, 10)
-    while day <= date(2023, 6, 20):
-        for _ in range(rng.poisson(3)):
+def _daily_history(seed: int, first: date, last: date, per_day, spans: tuple[int, int]) -> list[Deal]:
+    """Deals entering each day from ``first`` to ``last`` (Poisson, mean ``per_day(day)``),
+    half of them won and half lost a uniform ``spans`` days later (those closing by ``last``)."""
+    rng = np.random.default_rng(seed)
+    deals, day = [], first
+    while day <= last:
+        for _ in range(rng.poisson(per_day(day))):
             outcome = "won" if rng.random() < 0.5 else "lost"
-            closed = day + timedelta(days=int(rng.integers(5, 20)))
-            if closed <= date(2023, 6, 20):
+            closed = day + timedelta(days=int(rng.integers(*spans)))
+            if closed <= last:
                 deals.append(Deal(f"d{len(deals)}", "all", [day], outcome, closed,
                                   1000.0 if outcome == "won" else None))
         day += timedelta(days=1)
     return deals
+
+
+def _short_history() -> list[Deal]:
+    """Ten weeks of wins and losses: not six whole months of wins."""
+    return _daily_history(5, date(2023, 4, 10), date(2023, 6, 20), lambda day: 3, (5, 20))
 
 
 def test_a_part_forced_on_but_not_fitted_is_a_warning_saying_why():
@@ -47,18 +53,8 @@ def test_no_warning_when_nothing_is_forced():
 def _growing_history() -> list[Deal]:
     """A year and a month of deals whose arrivals grow 15% a month, half of them won ten to
     thirty days after they enter: wins that are still growing, with no level reached."""
-    rng = np.random.default_rng(6)
-    deals, day = [], date(2023, 1, 1)
-    while day <= date(2024, 1, 31):
-        months = (day.year - 2023) * 12 + day.month - 1
-        for _ in range(rng.poisson(2 * 1.15 ** months)):
-            outcome = "won" if rng.random() < 0.5 else "lost"
-            closed = day + timedelta(days=int(rng.integers(10, 30)))
-            if closed <= date(2024, 1, 31):
-                deals.append(Deal(f"d{len(deals)}", "all", [day], outcome, closed,
-                                  1000.0 if outcome == "won" else None))
-        day += timedelta(days=1)
-    return deals
+    return _daily_history(6, date(2023, 1, 1), date(2024, 1, 31),
+                          lambda day: 2 * 1.15 ** ((day.year - 2023) * 12 + day.month - 1), (10, 30))
 
 
 def test_a_capacity_forced_on_wins_still_growing_is_a_warning_saying_why():
