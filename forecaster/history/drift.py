@@ -19,8 +19,9 @@ the forecast averages over a grid of (q, r) (q up to 1: larger moves are jumps),
 weighted by its marginal likelihood under a uniform prior over the grid; its mean and
 variance are those of that mixture (79% coverage of a random walk's next level over
 400 test series; the jump's size, 1/2, is the one of 1/4, 1/2 and 1 that came closest to
-80% there: 75.75%, 79%, 83.75%; 74.5%, 78.5%, 83% when each month was merged at once). The jump component lets a one-off move (a new sales process, a
-campaign) be followed as a new level rather than read as proof of a wildly drifting one.
+80% there: 75.75%, 79%, 83.75%; 74.5%, 78.5%, 83% when each month was merged at once).
+The jump component lets a one-off move (a new sales process, a campaign) be followed as a
+new level rather than read as proof of a wildly drifting one.
 """
 from __future__ import annotations
 
