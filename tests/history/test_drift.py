@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from forecaster.history.drift import empirical_logit, local_level
 
@@ -117,11 +118,6 @@ def test_the_month_after_a_far_off_one_tells_a_one_off_from_a_jump(monkeypatch):
         assert d.mean() + 3 * d.std() / math.sqrt(d.size) < 0, (case, kept[case::2].mean(), merged[case::2].mean())
 
 
-def _logsumexp(xs) -> float:
-    top = max(xs)
-    return top + math.log(sum(math.exp(x - top) for x in xs))
-
-
 def _one_grid_point(y, v, q, r, outliers):
     """The filter of :func:`forecaster.history.drift._filter` written out for one (q, r), scalar
     by scalar, with its components in a dict keyed by the readings of the last ``LAG``
@@ -148,14 +144,14 @@ def _one_grid_point(y, v, q, r, outliers):
                 F = max(var + vk + extra, 1e-12)
                 new[key + (i,)] = (lw + log_prob - 0.5 * (math.log(2 * math.pi * F) + e * e / F),
                                    m + var / F * e, var * (vk + extra) / F)
-        total = _logsumexp([c[0] for c in new.values()])
+        total = float(logsumexp([c[0] for c in new.values()]))
         ll += total
         groups: dict[tuple, list] = {}
         for key, comp in new.items():  # merge readings older than LAG months by their moments
             groups.setdefault(key[len(key) - LAG:] if LAG else (), []).append(comp)
         comps = {}
         for key, group in groups.items():
-            lw = _logsumexp([c[0] for c in group])
+            lw = float(logsumexp([c[0] for c in group]))
             ws = [math.exp(c[0] - lw) for c in group]
             m = sum(w * c[1] for w, c in zip(ws, group))
             comps[key] = (lw - total, m, sum(w * (c[2] + (c[1] - m) ** 2) for w, c in zip(ws, group)))
