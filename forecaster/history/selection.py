@@ -180,23 +180,41 @@ def choose_spread(configs: list[tuple], coverage, score, factors=SCALE) -> tuple
 
     Of the sets' candidates, the lowest score wins. If no set can be made honest, the
     (parts, factor) covering most (the wider factor on a tie). Returns (parts, factor,
-    coverage reached)."""
-    trials = {(c, f): (coverage(c, f), score(c, f)) for c in configs for f in factors}
+    coverage reached).
+
+    Each (parts, factor) is a walk-forward simulation at every inner cutoff, so only those the
+    rule needs are asked for: an honest set's factors at most 1, a short one's factors above 1
+    in increasing order up to the first that reaches :data:`NOMINAL`, and a score only where it
+    is compared; every factor only when no set can be made honest (the choice is the one asking
+    for all of them would make)."""
+    covered: dict[tuple[tuple, float], float] = {}
+    scored: dict[tuple[tuple, float], float] = {}
+
+    def cov(key: tuple[tuple, float]) -> float:
+        if key not in covered:
+            covered[key] = coverage(*key)
+        return covered[key]
+
+    def sc(key: tuple[tuple, float]) -> float:
+        if key not in scored:
+            scored[key] = score(*key)
+        return scored[key]
+
     candidates = []
     for c in configs:
-        if coverage(c, 1.0) >= NOMINAL:
-            honest = [(c, f) for f in factors if f <= 1.0 and trials[(c, f)][0] >= NOMINAL]
+        if cov((c, 1.0)) >= NOMINAL:
+            honest = [(c, f) for f in factors if f <= 1.0 and cov((c, f)) >= NOMINAL]
             if honest:
-                candidates.append(min(honest, key=lambda k: trials[k][1]))
+                candidates.append(min(honest, key=sc))
         else:
-            wider = [(c, f) for f in sorted(factors) if f > 1.0 and trials[(c, f)][0] >= NOMINAL]
-            if wider:
-                candidates.append(wider[0])
+            wider = next(((c, f) for f in sorted(factors) if f > 1.0 and cov((c, f)) >= NOMINAL), None)
+            if wider is not None:
+                candidates.append(wider)
     if candidates:
-        chosen = min(candidates, key=lambda k: trials[k][1])
+        chosen = min(candidates, key=sc)
     else:
-        chosen = max(trials, key=lambda k: (trials[k][0], k[1]))
-    return chosen[0], chosen[1], trials[chosen][0]
+        chosen = max(((c, f) for c in configs for f in factors), key=lambda k: (cov(k), k[1]))
+    return chosen[0], chosen[1], cov(chosen)
 
 
 def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, lost_observed: bool,
