@@ -183,10 +183,12 @@ def choose_spread(configs: list[tuple], coverage, score, factors=SCALE) -> tuple
     coverage reached).
 
     Each (parts, factor) is a walk-forward simulation at every inner cutoff, so only those the
-    rule needs are asked for: an honest set's factors at most 1, a short one's factors above 1
-    in increasing order up to the first that reaches :data:`NOMINAL`, and a score only where it
-    is compared; every factor only when no set can be made honest (the choice is the one asking
-    for all of them would make)."""
+    rule needs are asked for, each once: the coverage at factor 1 of every set, an honest
+    set's factors at most 1, a short one's factors above 1 in increasing order up to the first
+    that reaches :data:`NOMINAL`; the score of the candidates only (an honest set's factors
+    that stay honest, each set's choice); the coverage at every factor only when no set can be
+    made honest. The choice is the one asking for all of them would make (ties go to the
+    first in ``configs`` and ``factors`` order either way)."""
     covered: dict[tuple[tuple, float], float] = {}
     scored: dict[tuple[tuple, float], float] = {}
 
