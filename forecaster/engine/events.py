@@ -50,7 +50,7 @@ from forecaster.engine.interface import (
     EV_WON,
     THETA_CONVERT,
 )
-from forecaster.engine.kernels import _book, _grown, _pick_rep, _slipped, _stage_time, draw_one
+from forecaster.engine.kernels import _grown, _slipped, _stage_time, draw_one
 from forecaster.engine.moves import _count, _lost_path, _path, _visit_time, chain_of, solve_chain
 
 MAX_COUNT = 2.0 ** 53
@@ -140,8 +140,10 @@ def simulate_events(streams, trial0, funnel, chain, events, segment, closing, sh
     lost_too = counting or valued  # draw the leads that are not won
     days_codes, days_pars = funnel.days_codes[g], funnel.days_pars[g]
     value_code, value_par = funnel.value_codes[g], funnel.value_pars[g]
-    reps, n_reps = funnel.reps[g], funnel.n_reps[g]
+    reps, n_reps = funnel.reps, funnel.n_reps[g]
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    out_period, out_quota_period = out.period_of_day, out.quota_period_of_day
+    out_revenue, out_won, out_bookings = out.revenue, out.won, out.bookings
     closing_on = slip_prob.shape[0] > 0
     row = np.zeros((1, n_seg, n_slots))  # the trial's draws with the conversions of an event's month
     conv = np.empty((n_months, n_stages))  # each month's conversions (drifted)
@@ -248,13 +250,19 @@ def simulate_events(streams, trial0, funnel, chain, events, segment, closing, sh
                             if 0.0 <= time < horizon:
                                 stage_revenue[t, stage_values.period_of_day[int(time)], g] += sv
                 value = draw_one(gen_value, value_code, value_par[0], value_par[1], value_par[2], value_par[3], pool)
-                rep = _pick_rep(gen_rep, reps, n_reps)
+                rep = -1
+                if n_reps > 0:
+                    rep = reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
                 if closing_on:
                     time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
                 if not 0.0 <= time < horizon:
                     continue
                 day = int(time)
-                _book(t, day, g, value, rep, out)
+                won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+                out_revenue[t, won_period, g] += value
+                out_won[t, won_period, g] += 1
+                if rep >= 0:
+                    out_bookings[t, out_quota_period[day], rep] += value
                 if cycling:
                     if cyc_n >= cyc_trial.shape[0]:
                         grown_t, grown_d = np.empty(2 * cyc_n, dtype=np.int64), np.empty(2 * cyc_n)

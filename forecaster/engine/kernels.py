@@ -480,7 +480,7 @@ def lead_growth(funnel, theta, t, segment, growth):
             growth[k] *= math.exp(response_log(curve, funnel.log_budget_ratio[segment, k], beta, log_kappa, n))
 
 
-@jit
+@jit(inline="always")
 def arrival_growth(funnel, theta, month_factor, t, segment, growth):
     """:func:`lead_growth`, times the trial's month factors ``month_factor[t, segment, k]``
     (the shocks' drift and seasonality, :func:`apply_shocks`; shape (trials, segments, 0)
@@ -491,7 +491,7 @@ def arrival_growth(funnel, theta, month_factor, t, segment, growth):
             growth[k] *= month_factor[t, segment, k]
 
 
-@jit
+@jit(inline="always")
 def cumulate(values, out):
     """Running sums of ``values`` into ``out`` (the same shape; it may be ``values`` itself);
     returns the total."""
@@ -656,24 +656,6 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
     return time
 
 
-@jit(inline="always")
-def _pick_rep(gen_rep, reps, n_reps):
-    """A won deal's rep, uniformly among the segment's ``n_reps`` reps ``reps[:n_reps]`` (one
-    uniform of ``gen_rep``), or -1 (nothing drawn) when the segment has none."""
-    if n_reps > 0:
-        return reps[min(int(gen_rep.random() * n_reps), n_reps - 1)]
-    return -1
-
-
-@jit(inline="always")
-def _book(t, day, segment, value, rep, out):
-    p = out.period_of_day[day]
-    out.revenue[t, p, segment] += value
-    out.won[t, p, segment] += 1
-    if rep >= 0:
-        out.bookings[t, out.quota_period_of_day[day], rep] += value
-
-
 @jit
 def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log, stage_values,
                        stage_revenue, count_streams, counts):
@@ -817,8 +799,10 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
     rate_is_cost, dispersion = funnel.rate_is_cost[segment], funnel.dispersion[segment]
     days_codes, days_pars = funnel.lead_days_codes[segment], funnel.lead_days_pars[segment]
     value_code, value_par = funnel.value_codes[segment], funnel.value_pars[segment]
-    reps, n_reps = funnel.reps[segment], funnel.n_reps[segment]
+    reps, n_reps = funnel.reps, funnel.n_reps[segment]
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
+    out_period, out_quota_period = out.period_of_day, out.quota_period_of_day
+    out_revenue, out_won, out_bookings = out.revenue, out.won, out.bookings
     n_days = day_mean.shape[0]
     horizon = float(n_days)
     n_stages = days_codes.shape[0]
@@ -931,14 +915,20 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 value = math.exp(value_par[0] + value_par[1] * gen_value.standard_normal())
             else:
                 value = drawn[i]
-            rep = _pick_rep(gen_rep, reps, n_reps)
+            rep = -1
+            if n_reps > 0:
+                rep = reps[segment, min(int(gen_rep.random() * n_reps), n_reps - 1)]
             time = times[i]
             if closing_on:
                 time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
                 if time >= horizon:
                     continue
             day = int(time)
-            _book(t, day, segment, value, rep, out)
+            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            out_revenue[t, won_period, segment] += value
+            out_won[t, won_period, segment] += 1
+            if rep >= 0:
+                out_bookings[t, out_quota_period[day], rep] += value
             if keep_log:
                 k = log_n[0]
                 log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, day, segment, value, rep
@@ -1087,6 +1077,8 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
     days_codes, days_pars, value_codes, value_pars = funnel.days_codes, funnel.days_pars, funnel.value_codes, \
         funnel.value_pars
     pool, segment_reps, segment_n_reps = funnel.pool, funnel.reps, funnel.n_reps
+    out_period, out_quota_period = out.period_of_day, out.quota_period_of_day
+    out_revenue, out_won, out_bookings = out.revenue, out.won, out.bookings
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
     pending_lo, pending_hi = closing.pending_lo, closing.pending_hi
     horizon = float(out.period_of_day.shape[0])
@@ -1207,7 +1199,10 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                 else:
                     value = draw_one(gen_value, code, p0, p1, value_pars[g, 2], value_pars[g, 3], pool)
             rep = pipeline.owner[i]
-            pick = _pick_rep(gen_rep, segment_reps[g], segment_n_reps[g])  # drawn whether or not it has an owner
+            n_reps_g = segment_n_reps[g]
+            pick = -1
+            if n_reps_g > 0:  # drawn whether or not the deal has an owner
+                pick = segment_reps[g, min(int(gen_rep.random() * n_reps_g), n_reps_g - 1)]
             if rep < 0:
                 rep = pick
             if waiting:  # a slipped win still to land in this quarter's window
@@ -1215,7 +1210,12 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
             elif closing_on:  # u is uniform again, given not waiting
                 time = _slip_by(time, (u - pending) / (1.0 - pending), v, slip_prob, slip_lo, slip_hi)
             if converts and 0.0 <= time < horizon:
-                _book(t, int(time), g, value, rep, out)
+                day = int(time)
+                won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+                out_revenue[t, won_period, g] += value
+                out_won[t, won_period, g] += 1
+                if rep >= 0:
+                    out_bookings[t, out_quota_period[day], rep] += value
                 if keep_log:
                     k = log_n[0]
                     log_trial[k], log_day[k], log_segment[k], log_value[k], log_rep[k] = t, int(time), g, value, rep

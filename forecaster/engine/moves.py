@@ -70,9 +70,7 @@ from forecaster.engine.interface import (
     THETA_LEADS,
 )
 from forecaster.engine.kernels import (
-    _book,
     _grown,
-    _pick_rep,
     _slip_by,
     _slipped,
     _stage_time,
@@ -664,9 +662,11 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     day_mean, elapsed_months, pool = funnel.day_mean[g], funnel.elapsed_months, funnel.pool
     rate_is_cost, dispersion = funnel.rate_is_cost[g], funnel.dispersion[g]
     value_code, value_par = funnel.value_codes[g], funnel.value_pars[g]
-    reps, n_reps = funnel.reps[g], funnel.n_reps[g]
+    reps, n_reps = funnel.reps, funnel.n_reps[g]
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
     closing_on = slip_prob.shape[0] > 0
+    out_period, out_quota_period = out.period_of_day, out.quota_period_of_day
+    out_revenue, out_won, out_bookings = out.revenue, out.won, out.bookings
     n_days = day_mean.shape[0]
     horizon = float(n_days)
     Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
@@ -794,13 +794,19 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
                     _book_stage_value(gen_stage_value, t, g, v_stage[k], time, horizon, stage_values, stage_revenue,
                                       booked)
             value = buf[i]
-            rep = _pick_rep(gen_rep, reps, n_reps)
+            rep = -1
+            if n_reps > 0:
+                rep = reps[g, min(int(gen_rep.random() * n_reps), n_reps - 1)]
             if closing_on:
                 time = _slipped(gen_slip, time, slip_prob, slip_lo, slip_hi)
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            _book(t, day, g, value, rep, out)
+            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            out_revenue[t, won_period, g] += value
+            out_won[t, won_period, g] += 1
+            if rep >= 0:
+                out_bookings[t, out_quota_period[day], rep] += value
             if cycling:
                 if cyc_n >= cyc_trial.shape[0]:
                     grown_t, grown_d = np.empty(2 * cyc_n, dtype=np.int64), np.empty(2 * cyc_n)
@@ -855,6 +861,9 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
     slip_prob, slip_lo, slip_hi = closing.slip_prob, closing.slip_lo, closing.slip_hi
     closing_on = slip_prob.shape[0] > 0
     horizon = float(out.period_of_day.shape[0])
+    out_period, out_quota_period = out.period_of_day, out.quota_period_of_day
+    out_revenue, out_won, out_bookings = out.revenue, out.won, out.bookings
+    reps = funnel.reps
     Q, R = np.empty((n_stages, n_stages)), np.empty(n_stages)
     hs, N = np.zeros((n_seg, n_stages)), np.empty((n_stages, n_stages))
     h = np.empty(n_stages)
@@ -927,7 +936,10 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
                 value = draw_one(gen_value, funnel.value_codes[g], funnel.value_pars[g, 0], funnel.value_pars[g, 1],
                                  funnel.value_pars[g, 2], funnel.value_pars[g, 3], pool)
             rep = pipe.owner[i]
-            pick = _pick_rep(gen_rep, funnel.reps[g], funnel.n_reps[g])  # drawn whether or not it has an owner
+            n_reps_g = funnel.n_reps[g]
+            pick = -1
+            if n_reps_g > 0:  # drawn whether or not the deal has an owner
+                pick = reps[g, min(int(gen_rep.random() * n_reps_g), n_reps_g - 1)]
             if rep < 0:
                 rep = pick
             later_values = False  # a valued stage from its own on (v2 F11)
@@ -994,7 +1006,11 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            _book(t, day, g, value, rep, out)
+            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            out_revenue[t, won_period, g] += value
+            out_won[t, won_period, g] += 1
+            if rep >= 0:
+                out_bookings[t, out_quota_period[day], rep] += value
             if keep_log:
                 if log_n >= log_trial.shape[0]:
                     log_trial, log_day, log_segment, log_value, log_rep = _grown(
