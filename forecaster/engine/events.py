@@ -258,7 +258,7 @@ def simulate_events(streams, trial0, funnel, chain, events, segment, closing, sh
                 if not 0.0 <= time < horizon:
                     continue
                 day = int(time)
-                won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+                won_period = out_period[day]  # booked in line: see _LOOPS_WRITTEN_OUT
                 out_revenue[t, won_period, g] += value
                 out_won[t, won_period, g] += 1
                 if rep >= 0:

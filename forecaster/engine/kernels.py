@@ -150,6 +150,16 @@ _SQRT_HALF = math.sqrt(0.5)
 # generator (atomically) around each call it does not inline. Called through these small
 # functions instead, nothing is counted around the call, and their own count is pruned.
 
+_LOOPS_WRITTEN_OUT = None
+"""(A marker for the comments that point here.) A won deal's booking (its period's revenue
+and count, its rep's bookings) and its rep's pick are written out in each per-deal loop
+(new leads, pipeline, the moves kernels, events), with the output arrays taken out of the
+record before the loop and reps indexed in the (segments, reps) table. As ``inline="always"``
+helpers taking the record, a rep row and the generator (258da96), numba counted references
+to them on every deal: r1 on one thread fell from 42,000-43,700 to 33,600-38,300 trials/s
+(interleaved runs, benchmarks/RESULTS.md). The slip helpers (``_slipped``, ``_slip_by``) are
+still inlined per deal where a scenario has quarter-end slips; not measured."""
+
 @jit
 def _std_normal(gen):
     return gen.standard_normal()
@@ -924,7 +934,7 @@ def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, m
                 if time >= horizon:
                     continue
             day = int(time)
-            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            won_period = out_period[day]  # booked in line: see _LOOPS_WRITTEN_OUT
             out_revenue[t, won_period, segment] += value
             out_won[t, won_period, segment] += 1
             if rep >= 0:
@@ -1211,7 +1221,7 @@ def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, o
                 time = _slip_by(time, (u - pending) / (1.0 - pending), v, slip_prob, slip_lo, slip_hi)
             if converts and 0.0 <= time < horizon:
                 day = int(time)
-                won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+                won_period = out_period[day]  # booked in line: see _LOOPS_WRITTEN_OUT
                 out_revenue[t, won_period, g] += value
                 out_won[t, won_period, g] += 1
                 if rep >= 0:

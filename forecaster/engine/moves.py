@@ -692,7 +692,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
     gen_value, gen_rep, gen_slip = streams.gens[M_VALUE], streams.gens[M_REP], streams.gens[M_SLIP]
     gen_path = streams.gens[M_PATH]
     failed[0] = -1
-    t = np.int64(0)  # not a literal: arrival_growth, a shared helper, would compile twice
+    t = np.int64(0)  # not a literal: lead_growth (through arrival_growth), a shared helper, would compile twice
     while t < theta.shape[0]:
         trial = trial0 + t
         for role in (M_COUNT, M_MIXING, M_ARRIVAL, M_VALUE, M_REP, M_SLIP, M_PATH):
@@ -802,7 +802,7 @@ def simulate_new_leads_moves(streams, trial0, funnel, chain, segment, closing, t
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            won_period = out_period[day]  # booked in line: see _LOOPS_WRITTEN_OUT
             out_revenue[t, won_period, g] += value
             out_won[t, won_period, g] += 1
             if rep >= 0:
@@ -1006,7 +1006,7 @@ def simulate_pipeline_moves(streams, trial0, funnel, chain, pipe, closing, theta
             if not 0.0 <= time < horizon:
                 continue
             day = int(time)
-            won_period = out_period[day]  # booked in line: an inlined helper costs reference counts per deal
+            won_period = out_period[day]  # booked in line: see _LOOPS_WRITTEN_OUT
             out_revenue[t, won_period, g] += value
             out_won[t, won_period, g] += 1
             if rep >= 0:
