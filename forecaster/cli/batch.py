@@ -48,8 +48,13 @@ def batch_command(folder, out, force, trials, threads, quiet):
         # interpreter (an h5py object's dealloc writing through GuardedFile)
         on_signal(signum, frame)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # a signal ignored on purpose (nohup, a job started in the background by a shell without
+    # job control) stays ignored, as every other command leaves it (results.files); the
+    # handlers in place before are put back when the batch ends
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, stop)
     try:
         with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
             manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
@@ -60,6 +65,10 @@ def batch_command(folder, out, force, trials, threads, quiet):
         if caught and caught[-1] == signal.SIGTERM and not isinstance(exc, Terminated):
             raise Terminated() from None
         raise
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set from outside Python, left as it is
+                signal.signal(sig, handler)
     entries, actions = manifest["scenarios"], manifest["last_run"]
     failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
     lost = None  # stdout could not be written: the failures are still told and still set the status

@@ -37,6 +37,11 @@ def test_the_interrupt_behind_an_error_is_found():
     assert interrupt_behind(ValueError("a bug")) is None
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_inside_a_kernel_ends_the_command_as_an_interrupt(tmp_path, signum, status):
     """A command whose kernel call turns the signal into a SystemError (as numba's does)."""
@@ -56,8 +61,11 @@ def busy():
 sys.argv = ["forecaster", "busy"]
 cli.main()
 """
+    # Ctrl-C's and SIGTERM's defaults in the child, whatever this worker inherited: a run in
+    # the background (a shell without job control) starts with SIGINT ignored, and the
+    # command rightly leaves an ignored signal ignored, which would end this test with 0
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=_default_signals)
     # signalled once the command runs (a fixed wait was too short for the imports on a loaded
     # machine); stderr is read on a thread, so that a child that hangs or dies ends the wait
     lines: list[str] = []

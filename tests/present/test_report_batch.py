@@ -241,3 +241,33 @@ def test_a_stop_request_ends_the_batch_at_the_next_scenario_even_if_the_interrup
         run_batch(folder, out, trials=300)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [e["status"] for e in manifest["scenarios"].values()].count("ok") == 1  # it stopped after one
+
+
+def test_batch_leaves_an_ignored_signal_ignored_and_puts_the_handlers_back(tmp_path, monkeypatch):
+    """A batch started with SIGINT ignored (nohup, a background job of a shell without job
+    control) keeps it ignored while it runs, as every other command does, and SIGTERM gets the
+    batch's handler; after the command, both handlers are the ones from before."""
+    import signal
+
+    import forecaster.present.batch as batch
+
+    seen = {}
+
+    def fake_run_batch(*args, **kwargs):
+        seen.update({sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
+        return {"scenarios": {}, "last_run": {}}
+
+    monkeypatch.setattr(batch, "run_batch", fake_run_batch)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(tmp_path / "out"), "--quiet"])
+        assert res.exit_code == 0, res.output
+        assert seen[signal.SIGINT] is signal.SIG_IGN
+        assert callable(seen[signal.SIGTERM]) and seen[signal.SIGTERM] is not before[signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # as it was when the command started
+        assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGINT, before[signal.SIGINT])
