@@ -96,26 +96,58 @@ def within(got: float, expected: float, se: float, k: float = 5.0) -> None:
     assert abs(got - expected) <= k * se, f"{got} vs expected {expected}: {abs(got - expected) / se:.1f} SE"
 
 
+# Scenarios that, with tests/golden/extensions.yaml (pipeline, closing, capacity, shocks), call
+# every kernel (tests/engine/test_engine_compile.py checks that each compiles once): file name -> text.
+_HEAD = "name: k\nstart: 2027-01-01\nend: 2027-03-31\ntrials: 20\nseed: 5\nstages: [s0, s1, s2]\n"
+_FUNNEL = """    funnel:
+      s0: {convert: 0.5, days: {dist: exponential, mean: 4}}
+      s1: {convert: 0.5, days: 3VALUE}
+      s2: {convert: 0.4, days: {dist: gamma, mean: 6, cv: 0.5}MOVES}
+    deal_value: {dist: lognormal, median: 3000, sigma: 0.5}
+"""
+_MOVES = _FUNNEL.replace("MOVES", ", moves: [{to: s0, share: 0.2}]")
+_PLAIN = _FUNNEL.replace("MOVES", "").replace("VALUE", "")
+KERNEL_FEATURES = {  # the kernels extensions.yaml does not call
+    # moves under a conversion drift, dated lead events, counts
+    "moves-drift-events.yaml": _HEAD + "shocks: {drift: {convert: {s1: 0.3}}}\n"
+    "outputs: {stage_entries: true, losses: true}\nsegments:\n  g:\n"
+    "    leads: {per_week: 50, events: [{date: 2027-02-01, count: 40, stage: s1}]}\n" + _MOVES.replace("VALUE", ""),
+    # moves with a stage value and an open pipeline
+    "moves-values.yaml": _HEAD + "pipeline: {file: p.csv}\nsegments:\n  g:\n    leads: {per_week: 50}\n"
+    + _MOVES.replace("VALUE", ", value: 10"),
+    # customers behind a capacity, an installed base, a stage value without moves, bought leads
+    # (leads counted, those never won)
+    "customers.yaml": _HEAD + "capacity: {won_per_month: 5}\ncustomers: {file: c.csv}\n"
+    "outputs: {leads: true, losses: true}\nsegments:\n  g:\n    leads: {per_week: 50}\n"
+    "    customer: {subscription: {term_months: 1, renew: 0.9}}\n" + _FUNNEL.replace("MOVES", "").replace(
+        "VALUE", ", value: 10")
+    + "  b:\n    leads: {budget_per_month: 2000, cost_per_lead: 40}\n" + _PLAIN,
+}
+KERNEL_FEATURE_FILES = {
+    "p.csv": "deal_id,segment,stage,entered_stage,amount,owner\nD1,g,s2,2026-12-01,4000,\nD2,g,s1,2026-12-10,,\n",
+    "c.csv": "customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
+             "C1,g,2027-01-20,100,2,,,,\n"}
+"""The files the scenarios above read: name -> text."""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _kernels_compiled(tmp_path_factory):
-    """Load (or, on a fresh machine, compile) every kernel once before the tests, so that the
+    """Load (or, on a fresh machine, compile) every kernel before the tests, so that the
     one-time "compiling the simulation kernels" message lands here and not inside a test
     that checks what a command prints; subprocesses then load the machine code from disk.
 
-    Under pytest-xdist the workers share the kernels' cache folder: they take turns here (a
-    lock file in the run's shared temporary folder), so the first compiles and writes the
-    cache while the others wait and then load it, rather than all compiling at once and
-    writing the same cache files over each other."""
-    scenario = fc.load_scenario(Path(__file__).resolve().parent / "golden" / "extensions.yaml")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        import fcntl  # POSIX; the suite runs on Linux
-
-        lock = tmp_path_factory.getbasetemp().parent / "kernels-compiled.lock"
-        with open(lock, "a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
-            fc.simulate(scenario, trials=2, seed=0)
-    else:
-        fc.simulate(scenario, trials=2, seed=0)  # pipeline, closing, capacity and shocks: every kernel
+    Under pytest-xdist every worker runs the same scenarios, each starting with another: on a
+    cold cache the workers then compile different kernels side by side, and a kernel another
+    worker is compiling is waited for and loaded, not compiled twice (the engine's compile
+    lock, ``forecaster.engine._numba.compile_lock``)."""
+    folder = tmp_path_factory.mktemp("kernels")
+    for name, text in {**KERNEL_FEATURE_FILES, **KERNEL_FEATURES}.items():
+        (folder / name).write_text(text)
+    paths = [Path(__file__).resolve().parent / "golden" / "extensions.yaml", *(folder / n for n in KERNEL_FEATURES)]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    turn = int(worker[2:]) % len(paths) if worker[2:].isdigit() else 0
+    for path in paths[turn:] + paths[:turn]:
+        fc.simulate(fc.load_scenario(path), trials=2, seed=0)
 
 
 def pytest_xdist_auto_num_workers(config):

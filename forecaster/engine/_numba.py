@@ -41,9 +41,21 @@ When a kernel must be compiled (not in the cache), a message says so on stderr, 
 process, before numba starts: the first run after installing or upgrading takes seconds
 more, and the next ones load the machine code. :func:`quiet_compiles` (the command line's
 ``--quiet``) or ``FORECASTER_QUIET_COMPILE=1`` in the environment silences it.
+
+One compile for many processes
+------------------------------
+Processes started together on a cold cache (a local cluster's workers, a script running
+several commands at once, the test suite's workers) would each compile the same kernel and
+write the same cache files. A compile called from Python takes a lock file of its own
+function in the cache folder (``<name>.lock``, :func:`compile_lock`) first: another process
+needing that function waits, then loads what the first wrote. A process holds one such lock
+at a time (the helpers a kernel compiles in take none) and never waits while holding one, so
+processes cannot deadlock; a lock is let go if its holder dies, and one still held after
+:data:`COMPILE_LOCK_WAIT` seconds is ignored (the waiting process compiles for itself).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -59,6 +71,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from numba.core import event
+from numba.core.compiler_lock import global_compiler_lock
 
 KERNEL_MODULES = ("_numba", "_streams", "interface", "kernels", "moves", "events")
 """Modules of ``forecaster.engine`` whose code or constants the compiled kernels hold; the
@@ -184,6 +197,7 @@ def jit(fn=None, **options):
         numba.config.CACHE_DIR = saved
     if os.environ.get("FORECASTER_NUMBA_LIGHT_LOAD", "1") != "0":
         install_light_loader(dispatcher)
+    install_compile_lock(dispatcher)
     return dispatcher
 
 
@@ -266,6 +280,73 @@ def install_light_loader(dispatcher) -> bool:
     if cache is None or not all(hasattr(cache, p) for p in parts):
         return False
     cache.load_overload = light_loader(cache, cache.load_overload)
+    return True
+
+
+# --- one compile for many processes --------------------------------------------------------------
+
+COMPILE_LOCK_WAIT = 900.0
+"""Seconds a process waits for another's compile of the same function before compiling it
+itself (a holder stopped, not dead: a dead one's lock is let go at once). A cold compile of
+the largest kernel takes under a minute on a slow core."""
+
+_compiling = threading.local()  # .depth: compiles under way in this thread (helpers inside a kernel's)
+
+
+@contextlib.contextmanager
+def compile_lock(path: Path, wait: float | None = None):
+    """Hold an exclusive lock on the file ``path`` (created) against other processes, waiting
+    up to ``wait`` seconds (default :data:`COMPILE_LOCK_WAIT`); without the lock when the file
+    cannot be opened or locked (a read-only folder, no ``fcntl``) or the wait runs out."""
+    try:
+        import fcntl
+
+        held = open(path, "a")  # noqa: SIM115 - closed below, which releases the lock
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + (COMPILE_LOCK_WAIT if wait is None else wait)
+        locked = False
+        while True:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+            except OSError:  # a file system without locks
+                break
+        yield locked
+    finally:
+        held.close()
+
+
+def install_compile_lock(dispatcher) -> bool:
+    """Make ``dispatcher``'s compiles called from Python take :func:`compile_lock` on
+    ``<its name>.lock`` in its cache folder (see "One compile for many processes" above).
+    Leaves it as it is, and returns False, when it is not cached on disk."""
+    cache = getattr(dispatcher, "_cache", None)
+    if not getattr(cache, "_enabled", False) or not hasattr(dispatcher, "compile"):
+        return False
+    compile_ = dispatcher.compile
+    path = kernel_cache_dir() / f"{dispatcher.py_func.__qualname__}.lock"
+
+    def locked_compile(sig):
+        if getattr(_compiling, "depth", 0):  # a helper compiled inside a kernel's compile: no second lock
+            return compile_(sig)
+        # numba's compiler lock first, as numba takes it: the threads of this process then
+        # take the two locks in one order
+        with global_compiler_lock, compile_lock(path):
+            _compiling.depth = 1
+            try:
+                return compile_(sig)
+            finally:
+                _compiling.depth = 0
+
+    dispatcher.compile = locked_compile
     return True
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import KERNEL_FEATURE_FILES, KERNEL_FEATURES
 
 import forecaster as fc
 from forecaster.engine import _numba, events, interface, kernels, moves, seeding
@@ -87,34 +88,7 @@ SHAPES = [  # stages, segments, reps, extensions
     (6, 1, 1, {"shocks": True, "drift": True, "pipeline": True}),
     (9, 4, 0, {}),
 ]
-_HEAD = "name: k\nstart: 2027-01-01\nend: 2027-03-31\ntrials: 20\nseed: 5\nstages: [s0, s1, s2]\n"
-_FUNNEL = """    funnel:
-      s0: {convert: 0.5, days: {dist: exponential, mean: 4}}
-      s1: {convert: 0.5, days: 3VALUE}
-      s2: {convert: 0.4, days: {dist: gamma, mean: 6, cv: 0.5}MOVES}
-    deal_value: {dist: lognormal, median: 3000, sigma: 0.5}
-"""
-_MOVES = _FUNNEL.replace("MOVES", ", moves: [{to: s0, share: 0.2}]")
-_PLAIN = _FUNNEL.replace("MOVES", "").replace("VALUE", "")
-FEATURES = {  # the kernels the shapes above do not call
-    # moves under a conversion drift, dated lead events, counts
-    "moves-drift-events.yaml": _HEAD + "shocks: {drift: {convert: {s1: 0.3}}}\n"
-    "outputs: {stage_entries: true, losses: true}\nsegments:\n  g:\n"
-    "    leads: {per_week: 50, events: [{date: 2027-02-01, count: 40, stage: s1}]}\n" + _MOVES.replace("VALUE", ""),
-    # moves with a stage value and an open pipeline
-    "moves-values.yaml": _HEAD + "pipeline: {file: p.csv}\nsegments:\n  g:\n    leads: {per_week: 50}\n"
-    + _MOVES.replace("VALUE", ", value: 10"),
-    # customers behind a capacity, an installed base, a stage value without moves, bought leads
-    # (leads counted, those never won)
-    "customers.yaml": _HEAD + "capacity: {won_per_month: 5}\ncustomers: {file: c.csv}\n"
-    "outputs: {leads: true, losses: true}\nsegments:\n  g:\n    leads: {per_week: 50}\n"
-    "    customer: {subscription: {term_months: 1, renew: 0.9}}\n" + _FUNNEL.replace("MOVES", "").replace(
-        "VALUE", ", value: 10")
-    + "  b:\n    leads: {budget_per_month: 2000, cost_per_lead: 40}\n" + _PLAIN,
-}
-_FILES = {"p.csv": "deal_id,segment,stage,entered_stage,amount,owner\nD1,g,s2,2026-12-01,4000,\nD2,g,s1,2026-12-10,,\n",
-          "c.csv": "customer_id,segment,term_end,value,renewals,first_purchase,last_purchase,purchases,owner\n"
-                   "C1,g,2027-01-20,100,2,,,,\n"}
+FEATURES, _FILES = KERNEL_FEATURES, KERNEL_FEATURE_FILES  # the kernels the shapes above do not call
 
 _COMPILE = """
 import json, sys
