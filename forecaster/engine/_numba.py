@@ -51,7 +51,10 @@ function in the cache folder (``<name>.lock``, :func:`compile_lock`) first: anot
 needing that function waits, then loads what the first wrote. A process holds one such lock
 at a time (the helpers a kernel compiles in take none) and never waits while holding one, so
 processes cannot deadlock; a lock is let go if its holder dies, and one still held after
-:data:`COMPILE_LOCK_WAIT` seconds is ignored (the waiting process compiles for itself).
+:data:`COMPILE_LOCK_WAIT` seconds is ignored (the waiting process compiles for itself, after a
+line on stderr has said it waits). A function compiled inside another's compile (a helper, or
+``simulate_lost_leads`` inside ``simulate_unwon_leads``) is not locked: two processes may still
+compile it side by side, harmlessly (numba writes each cache file whole, then renames it).
 """
 from __future__ import annotations
 
@@ -285,37 +288,59 @@ def install_light_loader(dispatcher) -> bool:
 
 # --- one compile for many processes --------------------------------------------------------------
 
-COMPILE_LOCK_WAIT = 900.0
+COMPILE_LOCK_WAIT = 300.0
 """Seconds a process waits for another's compile of the same function before compiling it
 itself (a holder stopped, not dead: a dead one's lock is let go at once). A cold compile of
-the largest kernel takes under a minute on a slow core."""
+the largest kernel takes about a minute on a slow, busy core; a local cluster gives up on a
+silent worker after 600 s (``cluster.STALL_SECONDS``)."""
+
+WAIT_MESSAGE_AFTER = 2.0
+"""Seconds of waiting for another process's compile after which a line on stderr says so."""
 
 _compiling = threading.local()  # .depth: compiles under way in this thread (helpers inside a kernel's)
 
 
+def _open_lock(path: Path):
+    """``path`` opened for locking (created if it can be), or None."""
+    for mode in ("a", "r"):  # "r": a lock file another user made, or a read-only folder
+        try:
+            return open(path, mode)  # noqa: SIM115 - the caller closes it, which releases the lock
+        except OSError:
+            continue
+    return None
+
+
 @contextlib.contextmanager
-def compile_lock(path: Path, wait: float | None = None):
-    """Hold an exclusive lock on the file ``path`` (created) against other processes, waiting
-    up to ``wait`` seconds (default :data:`COMPILE_LOCK_WAIT`); without the lock when the file
-    cannot be opened or locked (a read-only folder, no ``fcntl``) or the wait runs out."""
+def compile_lock(path: Path, wait: float | None = None, on_wait=None):
+    """Hold an exclusive lock on the file ``path`` against other processes, waiting up to
+    ``wait`` seconds (default :data:`COMPILE_LOCK_WAIT`); yields whether it is held: not when
+    the file cannot be opened or locked (no ``fcntl``, a file system without locks) or the wait
+    runs out. ``on_wait()`` is called once if the wait passes :data:`WAIT_MESSAGE_AFTER`."""
     try:
         import fcntl
-
-        held = open(path, "a")  # noqa: SIM115 - closed below, which releases the lock
-    except (ImportError, OSError):
+    except ImportError:  # not POSIX: no lock
+        held = None
+    else:
+        held = _open_lock(path)
+    if held is None:
         yield False
         return
     try:
-        deadline = time.monotonic() + (COMPILE_LOCK_WAIT if wait is None else wait)
-        locked = False
+        start = time.monotonic()
+        deadline = start + (COMPILE_LOCK_WAIT if wait is None else wait)
+        locked, told = False, False
         while True:
             try:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 locked = True
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     break
+                if on_wait is not None and not told and now - start >= WAIT_MESSAGE_AFTER:
+                    told = True
+                    on_wait()
                 time.sleep(0.05)
             except OSError:  # a file system without locks
                 break
@@ -326,20 +351,21 @@ def compile_lock(path: Path, wait: float | None = None):
 
 def install_compile_lock(dispatcher) -> bool:
     """Make ``dispatcher``'s compiles called from Python take :func:`compile_lock` on
-    ``<its name>.lock`` in its cache folder (see "One compile for many processes" above).
+    ``<module>.<name>.lock`` in its cache folder (see "One compile for many processes" above).
     Leaves it as it is, and returns False, when it is not cached on disk."""
     cache = getattr(dispatcher, "_cache", None)
     if not getattr(cache, "_enabled", False) or not hasattr(dispatcher, "compile"):
         return False
     compile_ = dispatcher.compile
-    path = kernel_cache_dir() / f"{dispatcher.py_func.__qualname__}.lock"
+    fn = dispatcher.py_func
+    path = kernel_cache_dir() / f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__qualname__}.lock"
 
     def locked_compile(sig):
         if getattr(_compiling, "depth", 0):  # a helper compiled inside a kernel's compile: no second lock
             return compile_(sig)
         # numba's compiler lock first, as numba takes it: the threads of this process then
         # take the two locks in one order
-        with global_compiler_lock, compile_lock(path):
+        with global_compiler_lock, compile_lock(path, on_wait=_say_waiting):
             _compiling.depth = 1
             try:
                 return compile_(sig)
@@ -348,6 +374,12 @@ def install_compile_lock(dispatcher) -> bool:
 
     dispatcher.compile = locked_compile
     return True
+
+
+def _say_waiting() -> None:
+    if not _first_compile.silent:
+        sys.stderr.write("waiting for another process compiling the simulation kernels…\n")
+        sys.stderr.flush()
 
 
 # --- the first-compile message ------------------------------------------------------------------

@@ -6,7 +6,6 @@ second), in child processes, while the test itself holds or lets go of the funct
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from forecaster.engine import _numba
 
+fcntl = pytest.importorskip("fcntl")  # the lock is POSIX's; elsewhere compiles go unlocked
 JIT_OFF = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 pytestmark = pytest.mark.skipif(JIT_OFF, reason="nothing compiles without the JIT")
 
@@ -34,6 +34,7 @@ import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from forecaster.engine import _numba
+_numba.WAIT_MESSAGE_AFTER = 0.2
 if len(sys.argv) > 3:
     _numba.COMPILE_LOCK_WAIT = float(sys.argv[3])
 import lockmod
@@ -49,9 +50,10 @@ print(json.dumps({"misses": sum(lockmod.plus_one.stats.cache_misses.values()),
 def setup(tmp_path):
     """(folder with lockmod.py, environment with a private cache, the function's lock file)."""
     (tmp_path / "lockmod.py").write_text(MODULE)
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FORECASTER_QUIET_COMPILE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "FORECASTER_QUIET_COMPILE"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
     folder = _numba.cache_folder(_numba.source_hash(_numba.kernel_sources()), environ=env)
-    return tmp_path, env, folder / "plus_one.lock"
+    return tmp_path, env, folder / "lockmod.plus_one.lock"
 
 
 def _start(tmp_path: Path, env: dict, name: str, *extra: str) -> subprocess.Popen:
@@ -69,9 +71,10 @@ def _wait_ready(tmp_path: Path, names, procs, limit: float = 120.0) -> None:
 
 
 def _result(proc: subprocess.Popen) -> dict:
+    """What the child printed, and whether it said it waited for another process."""
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return {**json.loads(out.strip().splitlines()[-1]), "said_wait": "waiting for another process" in err}
 
 
 def test_processes_wait_for_the_lock_and_only_the_first_compiles(setup):
@@ -87,6 +90,7 @@ def test_processes_wait_for_the_lock_and_only_the_first_compiles(setup):
     results = [_result(p) for p in procs]
     assert sorted(r["misses"] for r in results) == [0, 1], results
     assert sorted(r["hits"] for r in results) == [0, 1], results
+    assert all(r["said_wait"] for r in results), results
 
 
 def test_a_lock_held_too_long_is_ignored(setup):
@@ -97,14 +101,21 @@ def test_a_lock_held_too_long_is_ignored(setup):
         proc = _start(tmp_path, env, "c", "1.0")
         result = _result(proc)
     assert result["misses"] == 1 and result["hits"] == 0, result
-    assert 1.0 <= result["seconds"] < 60, result
+    assert result["said_wait"] and 1.0 <= result["seconds"] < 60, result
 
 
-def test_a_read_only_cache_folder_compiles_without_the_lock(tmp_path):
-    """No lock file can be made: the compile goes ahead (as it did before the lock)."""
+def test_no_lock_file_means_no_lock_and_a_long_wait_is_told(tmp_path, monkeypatch):
+    """A lock file that cannot be made (its folder is missing): the compile goes ahead
+    unlocked, as before the lock. Waiting on another holder past WAIT_MESSAGE_AFTER calls
+    ``on_wait`` once (the line on stderr), and the wait ends unlocked at its limit."""
     with _numba.compile_lock(tmp_path / "missing-folder" / "f.lock") as locked:
         assert locked is False
+    monkeypatch.setattr(_numba, "WAIT_MESSAGE_AFTER", 0.1)
+    told = []
     with _numba.compile_lock(tmp_path / "f.lock") as locked:
         assert locked is True
-        with _numba.compile_lock(tmp_path / "f.lock", wait=0.2) as again:  # another holder: waited, then not held
-            assert again is False
+        with _numba.compile_lock(tmp_path / "f.lock", wait=0.5, on_wait=lambda: told.append(1)) as again:
+            assert again is False  # another holder (this process, through another file): waited, then not held
+    assert told == [1]
+    with _numba.compile_lock(tmp_path / "f.lock", wait=0.5, on_wait=lambda: told.append(2)) as locked:
+        assert locked is True and told == [1]  # let go: taken at once, nothing said
