@@ -47,7 +47,7 @@ One compile for many processes
 Processes started together on a cold cache (a local cluster's workers, a script running
 several commands at once, the test suite's workers) would each compile the same kernel and
 write the same cache files. A compile called from Python takes a lock file of its own
-function in the cache folder (``<name>.lock``, :func:`compile_lock`) first: another process
+function in the cache folder (``<module>.<function>.lock``, :func:`compile_lock`) first: another process
 needing that function waits, then loads what the first wrote. A process holds one such lock
 at a time (the helpers a kernel compiles in take none) and never waits while holding one, so
 processes cannot deadlock; a lock is let go if its holder dies, and one still held after

@@ -88,8 +88,6 @@ SHAPES = [  # stages, segments, reps, extensions
     (6, 1, 1, {"shocks": True, "drift": True, "pipeline": True}),
     (9, 4, 0, {}),
 ]
-FEATURES, _FILES = KERNEL_FEATURES, KERNEL_FEATURE_FILES  # the kernels the shapes above do not call
-
 _COMPILE = """
 import json, sys
 from pathlib import Path
@@ -128,9 +126,9 @@ def cold_then_warm(tmp_path_factory):
         path = folder / f"shape-{i}.yaml"
         path.write_text(yaml.safe_dump(_scenario_data(folder, n_stages, n_segments, n_reps, **ext)))
         paths.append(path)
-    for name, text in {**_FILES, **FEATURES}.items():
+    for name, text in {**KERNEL_FEATURE_FILES, **KERNEL_FEATURES}.items():  # the kernels the shapes do not call
         (folder / name).write_text(text)
-    paths += [folder / name for name in FEATURES]
+    paths += [folder / name for name in KERNEL_FEATURES]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "cache")}
     runs = []
     for _ in ("cold", "warm"):
