@@ -101,6 +101,12 @@ def expect(streams, role, n):
         raise ValueError("a kernel was not given the random streams it draws from (see interface.STREAMS)")
 
 
+def expect_in_python(streams, role, n):
+    """:func:`expect` called from Python (a function around a kernel): the same check without
+    a call through numba, which would type every field of ``streams`` each time."""
+    getattr(expect, "py_func", expect)(streams, role, n)
+
+
 @jit(inline="always")
 def key_of(streams, role, index):
     """The key of the ``index``-th stream of ``role``."""

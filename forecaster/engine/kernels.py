@@ -80,7 +80,7 @@ import math
 import numpy as np
 
 from forecaster.engine._numba import jit
-from forecaster.engine._streams import expect, key_of, reseed, reseed_role
+from forecaster.engine._streams import expect, expect_in_python, key_of, reseed, reseed_role
 from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-exported for tests)
     ARRIVAL,
     BETA,
@@ -666,10 +666,21 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
     return time
 
 
-@jit
+_ROOM: dict[tuple[str, int], int] = {}
+"""The room (deals) the arrays of :func:`simulate_new_leads` and :func:`simulate_pipeline`
+ended the last block with, by array and segment: where the next block's start. Only a
+starting size: a trial that needs more runs again with larger arrays, the same draws."""
+
+
 def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log, stage_values,
                        stage_revenue, count_streams, counts):
     """Won deals from one segment's new leads, for a block of trials.
+
+    Python around the kernel :func:`new_leads_trials`, which runs the trials: this function
+    makes its arrays and grows them when a trial needs more room, once a block or so. It is
+    not compiled: numba links a compiled caller's callees into its code and optimises them
+    again there, which cost a first run about 4 s for this loop (and 3 s for
+    :func:`simulate_pipeline`'s) and bought nothing.
 
     Without dispersion the won leads of the whole horizon are one Poisson draw,
     W ~ Poisson(sum_d m_d P), each given its arrival day d with probability
@@ -731,8 +742,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     """
     n_stages = funnel.lead_days_codes.shape[1]
     for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, STAGE_VALUE):
-        expect(streams, role, 1)
-    expect(streams, DAYS, n_stages)
+        expect_in_python(streams, role, 1)
+    expect_in_python(streams, DAYS, n_stages)
     valued = stage_values.valued[segment, 0] != 0  # read from the data: a literal False would compile apart
     for k in range(1, n_stages):
         valued = valued or stage_values.valued[segment, k] != 0
@@ -740,29 +751,33 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     cycling = counts.cycle != 0  # v2 F1: each booked deal's time from arrival to win
     record = valued or counting or cycling  # keep each lead's arrival and stage times
     if counting:
-        expect(count_streams, STAGE_COUNTS, 1)
+        expect_in_python(count_streams, STAGE_COUNTS, 1)
     logging = keep_log or cycling  # the cycle times go with the deal log
-    # The trials run in _new_leads_trials, which returns early when a trial has more won
+    # The trials run in new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
     # reassigned: numba would count references to such an array on every use in a loop.
-    times = np.empty(256)  # arrival day, then time so far, of each lead to be won [days]
-    drawn = np.empty(256)  # a batch of draws, one per deal
-    room = 256 if logging else 0
+    # They start at the size the segment's last block ended with (_ROOM): each return costs
+    # a call from Python (about 0.25 ms), and arrays grown from 256 in every block cost r1
+    # 10% of its trials' time.
+    size = _ROOM.get(("new leads", segment), 256)
+    times = np.empty(size)  # arrival day, then time so far, of each lead to be won [days]
+    drawn = np.empty(size)  # a batch of draws, one per deal
+    room = _ROOM.get(("new leads' log", segment), 256) if logging else 0
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
     log_n = np.zeros(1, dtype=np.int64)
     log_cycle = np.empty(room if cycling else 0)
     # with stage values: each lead's arrival, its index before the loop over stages dropped
     # deals, and its time in each stage (NaN where not drawn)
-    arrival, orig = np.empty(256 if record else 0), np.empty(256 if record else 0, dtype=np.int64)
-    stage_t = np.empty((256 if record else 0, n_stages))
-    t = np.int64(0)  # not a literal 0: _new_leads_trials compiles for one type only
+    arrival, orig = np.empty(size if record else 0), np.empty(size if record else 0, dtype=np.int64)
+    stage_t = np.empty((size if record else 0, n_stages))
+    t = 0
     while t < theta.shape[0]:
-        t, need, need_log = _new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
-                                              times, drawn, logging, log_trial, log_day, log_segment, log_value,
-                                              log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
-                                              stage_t, record, count_streams, counts, cycling, log_cycle)
+        t, need, need_log = new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
+                                             times, drawn, logging, log_trial, log_day, log_segment, log_value,
+                                             log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
+                                             stage_t, record, count_streams, counts, cycling, log_cycle)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
@@ -778,6 +793,9 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
                 grown[:log_n[0]] = log_cycle[:log_n[0]]
                 log_cycle = grown
     n = log_n[0]
+    _ROOM[("new leads", segment)] = times.shape[0]
+    if logging:
+        _ROOM[("new leads' log", segment)] = max(256, int(n * 1.25))
     k = n if keep_log else 0  # the deal log only when asked for; the cycle times with their trials
     return (log_trial[:k], log_day[:k], log_segment[:k], log_value[:k], log_rep[:k], log_trial[:n] if cycling
             else log_trial[:0], log_cycle[:n])
@@ -793,9 +811,9 @@ def _grown(log_trial, log_day, log_segment, log_value, log_rep, n, room):
 
 
 @jit
-def _new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
-                      keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n, valued, stage_values,
-                      stage_revenue, arrival, orig, stage_t, record, count_streams, tally, cycling, log_cycle):
+def new_leads_trials(streams, trial0, first, funnel, segment, closing, theta, month_factor, out, times, drawn,
+                     keep_log, log_trial, log_day, log_segment, log_value, log_rep, log_n, valued, stage_values,
+                     stage_revenue, arrival, orig, stage_t, record, count_streams, tally, cycling, log_cycle):
     """Trials ``first`` .. of :func:`simulate_new_leads` (see there), until one has more won
     deals than ``times`` (or, with ``keep_log``, the log) holds. Returns the trial it stopped
     at (the block's length when done), the room that trial needs in ``times`` and in the log
@@ -1005,10 +1023,11 @@ def _stage_values_of_won(streams, trial, t, n_won, segment, funnel, stage_values
                     stage_revenue[t, period_of_day[int(x)], segment] += v
 
 
-@jit
 def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, keep_log, stage_values, stage_revenue,
                       count_streams, counts):
-    """Won deals from the open pipeline, for a block of trials.
+    """Won deals from the open pipeline, for a block of trials: Python around the kernel
+    :func:`pipeline_trials`, which runs them (as :func:`simulate_new_leads` is around
+    :func:`new_leads_trials`).
 
     Every deal draws its conversion, its times through every remaining stage, its value
     (unless given) and its rep in every trial, whether it is won or not: then a change to
@@ -1059,28 +1078,30 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
         ``count_streams`` (``pipeline_loss``), reseeded for every trial.
     """
     for role in (CONVERT, DAYS, VALUE, REP, SLIP, PIPELINE_STAGE_VALUE):
-        expect(streams, role, 1)
-    room = 256 if keep_log else 0
+        expect_in_python(streams, role, 1)
+    room = _ROOM.get(("pipeline's log", 0), 256) if keep_log else 0  # as in simulate_new_leads
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)
     log_n = np.zeros(1, dtype=np.int64)
     n_deals = pipeline.segment.shape[0]
-    t = np.int64(0)
+    t = 0
     while t < theta.shape[0]:
-        t = _pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                             log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams,
-                             counts)
+        t = pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
+                            log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams,
+                            counts)
         if t < theta.shape[0]:
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
                 log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
                 max(log_n[0] + n_deals, 2 * log_trial.shape[0]))
     n = log_n[0]
+    if keep_log:
+        _ROOM[("pipeline's log", 0)] = max(256, int(n * 1.25))
     return log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
 
 
 @jit
-def _pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
-                     log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams, counts):
+def pipeline_trials(streams, trial0, first, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
+                    log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams, counts):
     """Trials ``first`` .. of :func:`simulate_pipeline` (see there), until the log (with
     ``keep_log``) may not hold a trial's deals; returns the trial it stopped at (the
     block's length when done)."""
