@@ -101,10 +101,10 @@ def expect(streams, role, n):
         raise ValueError("a kernel was not given the random streams it draws from (see interface.STREAMS)")
 
 
-def expect_in_python(streams, role, n):
-    """:func:`expect` called from Python (a function around a kernel): the same check without
-    a call through numba, which would type every field of ``streams`` each time."""
-    getattr(expect, "py_func", expect)(streams, role, n)
+def python_of(helper):
+    """A jitted helper's own Python function, for Python around a kernel: the same code without a
+    call through numba, which would type every field of a record (``streams``) each time."""
+    return getattr(helper, "py_func", helper)
 
 
 @jit(inline="always")

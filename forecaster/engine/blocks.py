@@ -346,7 +346,7 @@ def _commission_deals(plan: Plan, logs: list, losses: list, extra: tuple) -> Non
 
 def kernels_of(plan: Plan) -> tuple:
     """The kernels a block of ``plan`` calls (numba dispatchers, in the order they run)."""
-    return tuple(k for k, needed in ((kernels.draw_parameters, True), (kernels.apply_shocks, plan.has_shocks),
+    return tuple(k for k, needed in ((kernels.draws, True), (kernels.apply_shocks, plan.has_shocks),
                                      (kernels.new_leads_trials, True),
                                      (kernels.pipeline_trials, plan.has_pipeline),
                                      (moves.drift_walks, plan.moves_drift),

@@ -80,7 +80,7 @@ import math
 import numpy as np
 
 from forecaster.engine._numba import jit
-from forecaster.engine._streams import expect, expect_in_python, key_of, reseed, reseed_role
+from forecaster.engine._streams import expect, key_of, python_of, reseed, reseed_role
 from forecaster.engine.interface import (  # noqa: F401 (codes and modes re-exported for tests)
     ARRIVAL,
     BETA,
@@ -535,9 +535,12 @@ def day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, o
         out[d] = m
 
 
-@jit
 def draw_parameters(streams, trial0, funnel, segment, theta):
     """Per-trial draws of a segment's rates and probabilities, each from its own stream.
+
+    Python around the kernel :func:`draws`, once per quantity (as :func:`simulate_new_leads`
+    is around :func:`new_leads_trials`: compiled, this loop would have numba optimise
+    ``draws`` again inside it, about 1 s of a first run).
 
     Parameters
     ----------
@@ -554,15 +557,14 @@ def draw_parameters(streams, trial0, funnel, segment, theta):
         Written: ``theta[:, segment, :]``.
     """
     codes, pars, pool = funnel.param_codes[segment], funnel.param_pars[segment], funnel.pool
-    expect(streams, QUANTITY, codes.shape[0])
+    python_of(expect)(streams, QUANTITY, codes.shape[0])
     gen, address = streams.gens[QUANTITY], streams.addresses[QUANTITY]
     n = theta.shape[0]
     column = np.empty(n)
     for j in range(codes.shape[0]):  # quantity by quantity, a draw per trial from its stream
         draws(gen, codes[j], pars[j, 0], pars[j, 1], pars[j, 2], pars[j, 3], pool, column, n, address,
-              key_of(streams, QUANTITY, j), trial0)
-        for t in range(n):
-            theta[t, segment, j] = column[t]
+              python_of(key_of)(streams, QUANTITY, j), trial0)
+        theta[:, segment, j] = column
 
 
 @jit
@@ -742,8 +744,8 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     """
     n_stages = funnel.lead_days_codes.shape[1]
     for role in (COUNT, MIXING, ARRIVAL, VALUE, REP, SLIP, STAGE_VALUE):
-        expect_in_python(streams, role, 1)
-    expect_in_python(streams, DAYS, n_stages)
+        python_of(expect)(streams, role, 1)
+    python_of(expect)(streams, DAYS, n_stages)
     valued = stage_values.valued[segment, 0] != 0  # read from the data: a literal False would compile apart
     for k in range(1, n_stages):
         valued = valued or stage_values.valued[segment, k] != 0
@@ -751,7 +753,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     cycling = counts.cycle != 0  # v2 F1: each booked deal's time from arrival to win
     record = valued or counting or cycling  # keep each lead's arrival and stage times
     if counting:
-        expect_in_python(count_streams, STAGE_COUNTS, 1)
+        python_of(expect)(count_streams, STAGE_COUNTS, 1)
     logging = keep_log or cycling  # the cycle times go with the deal log
     # The trials run in new_leads_trials, which returns early when a trial has more won
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
@@ -1078,7 +1080,7 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
         ``count_streams`` (``pipeline_loss``), reseeded for every trial.
     """
     for role in (CONVERT, DAYS, VALUE, REP, SLIP, PIPELINE_STAGE_VALUE):
-        expect_in_python(streams, role, 1)
+        python_of(expect)(streams, role, 1)
     room = _ROOM.get(("pipeline's log", 0), 256) if keep_log else 0  # as in simulate_new_leads
     log_trial, log_day = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
     log_segment, log_value, log_rep = np.empty(room, dtype=np.int64), np.empty(room), np.empty(room, dtype=np.int64)

@@ -105,7 +105,7 @@ print(json.dumps(out))
 """
 
 
-EVERY_KERNEL = {"draw_parameters", "apply_shocks", "new_leads_trials", "pipeline_trials", "drift_walks",
+EVERY_KERNEL = {"draws", "apply_shocks", "new_leads_trials", "pipeline_trials", "drift_walks",
                 "simulate_new_leads_moves", "simulate_pipeline_moves", "simulate_lost_leads_moves",
                 "simulate_events", "apply_capacity", "apply_capacity_deals", "simulate_customers",
                 "simulate_lost_stage_values", "simulate_lost_stage_values_moves", "simulate_lost_leads",

@@ -156,6 +156,6 @@ def test_a_cache_without_the_parts_the_light_load_uses_is_left_alone():
 def test_the_kernels_load_lighter():
     from forecaster.engine import kernels
 
-    for name in ("draw_parameters", "new_leads_trials", "apply_shocks", "pipeline_trials", "apply_capacity"):
+    for name in ("draws", "new_leads_trials", "apply_shocks", "pipeline_trials", "apply_capacity"):
         load = getattr(kernels, name)._cache.load_overload
         assert getattr(load, "__module__", "") == "forecaster.engine._numba", name
