@@ -669,9 +669,19 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
 
 
 _ROOM: dict[tuple[str, int], int] = {}
-"""The room (deals) the arrays of :func:`simulate_new_leads` and :func:`simulate_pipeline`
-ended the last block with, by array and segment: where the next block's start. Only a
-starting size: a trial that needs more runs again with larger arrays, the same draws."""
+"""Where the arrays of :func:`simulate_new_leads` and :func:`simulate_pipeline` start, by
+array and segment index [deals]: the room the last block in this process with trials
+needed, at most :data:`ROOM_CAP`. Only a starting size: a trial that needs more runs
+again with larger arrays, the same draws."""
+ROOM_CAP = {"new leads": 1 << 16, "new leads' log": 1 << 20, "pipeline's log": 1 << 20}
+"""The largest starting size of each array [deals]: past it a block's few calls to grow
+cost nothing beside its trials, and one extreme scenario does not make every later block
+of the process allocate its size."""
+
+
+def _remember_room(array: str, segment: int, deals: int) -> None:
+    """Start the next block's ``array`` (:data:`_ROOM`) with room for ``deals``."""
+    _ROOM[(array, segment)] = max(256, min(deals, ROOM_CAP[array]))
 
 
 def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_factor, out, keep_log, stage_values,
@@ -759,7 +769,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
     # reassigned: numba would count references to such an array on every use in a loop.
-    # They start at the size the segment's last block ended with (_ROOM): each return costs
+    # They start at the room the segment's last block needed (_ROOM): each return costs
     # a call from Python (about 0.25 ms), and arrays grown from 256 in every block cost r1
     # 10% of its trials' time.
     size = _ROOM.get(("new leads", segment), 256)
@@ -774,12 +784,15 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     # deals, and its time in each stage (NaN where not drawn)
     arrival, orig = np.empty(size if record else 0), np.empty(size if record else 0, dtype=np.int64)
     stage_t = np.empty((size if record else 0, n_stages))
-    t = 0
-    while t < theta.shape[0]:
+    t, most = 0, 0  # the most won deals a trial of the block needed room for
+    while True:  # at least one call, even without trials: a block of 0 trials loads the kernel (blocks.prepare)
         t, need, need_log = new_leads_trials(streams, trial0, t, funnel, segment, closing, theta, month_factor, out,
                                              times, drawn, logging, log_trial, log_day, log_segment, log_value,
                                              log_rep, log_n, valued, stage_values, stage_revenue, arrival, orig,
                                              stage_t, record, count_streams, counts, cycling, log_cycle)
+        if t >= theta.shape[0]:
+            break
+        most = max(most, need)
         if need > times.shape[0]:
             times = np.empty(max(need, 2 * times.shape[0]))
             drawn = np.empty(times.shape[0])
@@ -787,17 +800,18 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
                 arrival, orig = np.empty(times.shape[0]), np.empty(times.shape[0], dtype=np.int64)
                 stage_t = np.empty((times.shape[0], n_stages))
         if need_log > log_trial.shape[0]:
-            size = max(need_log, 2 * log_trial.shape[0])
+            longer = max(need_log, 2 * log_trial.shape[0])
             log_trial, log_day, log_segment, log_value, log_rep = _grown(
-                log_trial, log_day, log_segment, log_value, log_rep, log_n[0], size)
+                log_trial, log_day, log_segment, log_value, log_rep, log_n[0], longer)
             if cycling:
-                grown = np.empty(size)
+                grown = np.empty(longer)
                 grown[:log_n[0]] = log_cycle[:log_n[0]]
                 log_cycle = grown
     n = log_n[0]
-    _ROOM[("new leads", segment)] = times.shape[0]
-    if logging:
-        _ROOM[("new leads' log", segment)] = max(256, int(n * 1.25))
+    if theta.shape[0] > 0:
+        _remember_room("new leads", segment, max(most, size))  # a trial that fitted needed at most ``size``
+        if logging:
+            _remember_room("new leads' log", segment, int(n * 1.25))
     k = n if keep_log else 0  # the deal log only when asked for; the cycle times with their trials
     return (log_trial[:k], log_day[:k], log_segment[:k], log_value[:k], log_rep[:k], log_trial[:n] if cycling
             else log_trial[:0], log_cycle[:n])
@@ -1087,17 +1101,18 @@ def simulate_pipeline(streams, trial0, funnel, pipeline, closing, theta, out, ke
     log_n = np.zeros(1, dtype=np.int64)
     n_deals = pipeline.segment.shape[0]
     t = 0
-    while t < theta.shape[0]:
+    while True:  # at least one call, as in simulate_new_leads
         t = pipeline_trials(streams, trial0, t, funnel, pipeline, closing, theta, out, keep_log, log_trial, log_day,
                             log_segment, log_value, log_rep, log_n, stage_values, stage_revenue, count_streams,
                             counts)
-        if t < theta.shape[0]:
-            log_trial, log_day, log_segment, log_value, log_rep = _grown(
-                log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
-                max(log_n[0] + n_deals, 2 * log_trial.shape[0]))
+        if t >= theta.shape[0]:
+            break
+        log_trial, log_day, log_segment, log_value, log_rep = _grown(
+            log_trial, log_day, log_segment, log_value, log_rep, log_n[0],
+            max(log_n[0] + n_deals, 2 * log_trial.shape[0]))
     n = log_n[0]
-    if keep_log:
-        _ROOM[("pipeline's log", 0)] = max(256, int(n * 1.25))
+    if keep_log and theta.shape[0] > 0:
+        _remember_room("pipeline's log", 0, int(n * 1.25))
     return log_trial[:n], log_day[:n], log_segment[:n], log_value[:n], log_rep[:n]
 
 

@@ -159,3 +159,29 @@ def test_the_kernels_load_lighter():
     for name in ("draws", "new_leads_trials", "apply_shocks", "pipeline_trials", "apply_capacity"):
         load = getattr(kernels, name)._cache.load_overload
         assert getattr(load, "__module__", "") == "forecaster.engine._numba", name
+
+
+_PREPARE = """
+import json, sys
+from pathlib import Path
+import forecaster as fc
+from forecaster.engine import blocks, seeding
+from forecaster.engine.plan import build_plan
+plan = build_plan(fc.load_scenario(Path(sys.argv[1])))
+blocks.prepare(plan, seeding.stream_keys(plan, 1))
+print(json.dumps({k.py_func.__name__: len(k.signatures) for k in blocks.kernels_of(plan)}))
+"""
+
+
+@pytest.mark.skipif(JIT_OFF, reason="no dispatchers without the JIT")
+def test_prepare_loads_every_kernel_a_block_calls():
+    """blocks.prepare runs a block of 0 trials so that the kernels are loaded (or compiled)
+    before the trials' threads start: a kernel called only when a block has trials (a loop
+    around it that a block of none never enters) would load inside the first block, with
+    the other threads waiting for numba's compiler lock. A fresh process (the kernels
+    loaded by nothing else), on the scenario with a pipeline, shocks and capacity."""
+    done = subprocess.run([sys.executable, "-c", _PREPARE, str(EXTENSIONS)], check=True, capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    assert {"draws", "new_leads_trials", "pipeline_trials", "apply_capacity"} <= set(loaded), loaded
+    assert all(n == 1 for n in loaded.values()), loaded
