@@ -670,9 +670,11 @@ def _slip_by(time, u, v, slip_prob, slip_lo, slip_hi):
 
 _ROOM: dict[tuple[str, int], int] = {}
 """Where the arrays of :func:`simulate_new_leads` and :func:`simulate_pipeline` start, by
-array and segment index [deals]: the room the last block in this process with trials
-needed, at most :data:`ROOM_CAP`. Only a starting size: a trial that needs more runs
-again with larger arrays, the same draws."""
+array and segment index [deals], at most :data:`ROOM_CAP`: for the new leads' scratch arrays
+the most won deals a trial of that segment index has asked room for in this process (it
+only grows, up to the cap); for the logs, what the last block with trials booked, and a
+quarter more. Only a starting size: a trial that needs more runs again with larger
+arrays, the same draws."""
 ROOM_CAP = {"new leads": 1 << 16, "new leads' log": 1 << 20, "pipeline's log": 1 << 20}
 """The largest starting size of each array [deals]: past it a block's few calls to grow
 cost nothing beside its trials, and one extreme scenario does not make every later block
@@ -769,7 +771,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
     # deals than ``times`` holds; the trial then runs again (its streams are reseeded, and
     # nothing is booked before the count is known) with larger arrays. Only here are arrays
     # reassigned: numba would count references to such an array on every use in a loop.
-    # They start at the room the segment's last block needed (_ROOM): each return costs
+    # They start at the most room a trial of the segment has asked for (_ROOM): each return costs
     # a call from Python (about 0.25 ms), and arrays grown from 256 in every block cost r1
     # 10% of its trials' time.
     size = _ROOM.get(("new leads", segment), 256)
@@ -809,7 +811,7 @@ def simulate_new_leads(streams, trial0, funnel, segment, closing, theta, month_f
                 log_cycle = grown
     n = log_n[0]
     if theta.shape[0] > 0:
-        _remember_room("new leads", segment, max(most, size))  # a trial that fitted needed at most ``size``
+        _remember_room("new leads", segment, max(most, size))  # the most asked for, this block or before
         if logging:
             _remember_room("new leads' log", segment, int(n * 1.25))
     k = n if keep_log else 0  # the deal log only when asked for; the cycle times with their trials
