@@ -52,9 +52,9 @@ needing that function waits, then loads what the first wrote. A process holds on
 at a time (the helpers a kernel compiles in take none) and never waits while holding one, so
 processes cannot deadlock; a lock is let go if its holder dies, and one still held after
 :data:`COMPILE_LOCK_WAIT` seconds is ignored (the waiting process compiles for itself, after a
-line on stderr has said it waits). A function compiled inside another's compile (a helper, or
-``simulate_lost_leads`` inside ``simulate_unwon_leads``) is not locked: two processes may still
-compile it side by side, harmlessly (numba writes each cache file whole, then renames it).
+line on stderr has said it waits). A function compiled inside another's compile (a helper) is
+not locked: two processes may still compile it side by side, harmlessly (numba writes each
+cache file whole, then renames it).
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ cache folder follows their source (a test checks that no other module is compile
 COMPILE_SECONDS = {"draws": 6, "new_leads_trials": 15, "apply_shocks": 4, "pipeline_trials": 10,
                    "apply_capacity": 3, "apply_capacity_deals": 3, "simulate_new_leads_moves": 25,
                    "simulate_pipeline_moves": 25, "simulate_lost_leads_moves": 10, "simulate_events": 18,
-                   "simulate_customers": 12, "simulate_unwon_leads": 8, "simulate_lost_leads": 9,
+                   "simulate_customers": 12, "simulate_lost_leads": 9,
                    "simulate_installed": 5, "simulate_lost_stage_values": 4, "simulate_lost_stage_values_moves": 7}
 """Rough compile time of each kernel with the helpers it compiles first [s], for the
 first-run message: measured on one core of a 2-core cloud machine (December 2026, numba

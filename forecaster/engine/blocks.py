@@ -362,8 +362,7 @@ def kernels_of(plan: Plan) -> tuple:
                                      (kernels.simulate_customers, plan.has_customers),
                                      (kernels.simulate_lost_stage_values, plan.has_stage_values),
                                      (moves.simulate_lost_stage_values_moves, plan.has_stage_values and plan.has_moves),
-                                     (kernels.simulate_lost_leads, plan.counting),
-                                     (kernels.simulate_unwon_leads, plan.counting_leads),
+                                     (kernels.simulate_lost_leads, plan.counting or plan.counting_leads),
                                      (kernels.simulate_installed, plan.installed.segment.shape[0] > 0)) if needed)
 
 

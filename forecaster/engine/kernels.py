@@ -2288,9 +2288,10 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                                 losses[t, period_of_day[int(x)], segment, k] += 1
 
 
-@jit
 def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta, not_won_of):
     """The new leads of a segment that are not won (v2 E.3), into ``counts.arrivals``: see
     :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own, keyed apart;
-    ``not_won_of``: a segment with moves' 1 - h_1 by trial and month, else (0, 0))."""
+    ``not_won_of``: a segment with moves' 1 - h_1 by trial and month, else (0, 0)). Python,
+    as :func:`simulate_new_leads` is: compiled, it would hold the kernel's code optimised
+    again."""
     simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1), not_won_of)

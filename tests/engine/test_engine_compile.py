@@ -109,7 +109,7 @@ EVERY_KERNEL = {"draws", "apply_shocks", "new_leads_trials", "pipeline_trials", 
                 "simulate_new_leads_moves", "simulate_pipeline_moves", "simulate_lost_leads_moves",
                 "simulate_events", "apply_capacity", "apply_capacity_deals", "simulate_customers",
                 "simulate_lost_stage_values", "simulate_lost_stage_values_moves", "simulate_lost_leads",
-                "simulate_unwon_leads", "simulate_installed"}
+                "simulate_installed"}
 """The kernels blocks.kernels_of may call (kernels.capacity_pipeline_share is left out: by_source
 with a capacity and no customers is refused by the format today, so no scenario calls it)."""
 
