@@ -193,7 +193,12 @@ class History:
     ``deals``: one :class:`~forecaster.history.readers.Deal` per opportunity, as exported on ``end``
     (one stage, ``opportunity``); ``lost_observed``: whether losses are recorded;
     ``start``/``end``: the first day of the history and the export date; ``truth``: the
-    generating parameters (see :func:`make_history`).
+    generating parameters (see :func:`make_history`); ``latent``: each generated lead's
+    fate, known to the generator and not to the export (arrays of shape (leads,): ``offset``,
+    its arrival [days from ``start``]; ``cohort``, its arrival month's index; ``stalled`` and
+    ``won``; ``close``, the day it is won or lost [days from ``start``], -1 for a stalled
+    lead; ``due``, the same before quarter-end slips and the team's queue), for the oracle
+    forecast (``benchmarks/oracle.py``); not written to the results.
     """
 
     regime: str
@@ -203,6 +208,7 @@ class History:
     deals: list
     lost_observed: bool
     truth: dict = field(default_factory=dict)
+    latent: dict = field(default_factory=dict, repr=False)
 
 
 def _per_month(value, months: int) -> np.ndarray:
@@ -277,6 +283,7 @@ def make_history(regime: str, seed: int, months: int | None = None, start: date 
     lose_days = np.floor(k["lose_median"] * np.exp(k["lose_sigma"] * z_lose)).astype(int)
     close = np.where(won, offsets + win_days, np.where(lost, offsets + lose_days, -1))  # days from start
 
+    due = close.copy()  # before slips and the team's queue
     if k["slip"] > 0:  # wins due in months 1-2 of a quarter slip into the quarter's last days
         for i in np.flatnonzero(won):
             d = start + timedelta(days=int(close[i]))
@@ -316,7 +323,8 @@ def make_history(regime: str, seed: int, months: int | None = None, start: date 
         "amount_mean": k["amount_mean"], "amount_sigma": k["amount_sigma"],
         "leads_generated": int(n), "knobs": {kk: (list(v) if isinstance(v, tuple) else v) for kk, v in k.items()},
     }
-    return History(regime, seed, start, end, deals, bool(k["record_losses"]), truth)
+    latent = {"offset": offsets, "cohort": cohort, "stalled": stalled, "won": won, "close": close, "due": due}
+    return History(regime, seed, start, end, deals, bool(k["record_losses"]), truth, latent)
 
 
 def _queue(close: np.ndarray, won: np.ndarray, start: date, end: date, caps: np.ndarray) -> np.ndarray:
