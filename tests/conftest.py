@@ -183,7 +183,7 @@ SLOW_FILES = (
     "history/test_history_input.py",
     "engine/test_extensions.py",
     "test_notebooks.py",
-    "test_oracle_benchmark.py",               # 30 s: 186 synthetic histories against their oracle
+    "test_oracle_benchmark.py",               # 45 s: 274 synthetic histories against their oracle
     "test_packaging.py",                      # builds the wheel
 )
 
