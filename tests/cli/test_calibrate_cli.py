@@ -67,13 +67,14 @@ def test_the_evidence_says_why_a_part_was_not_added_and_what_the_honesty_check_a
     ev = {"cutoffs": ["2025-11-30", "2025-10-31"], "months": 3, "score_base": 0.2, "score": 0.21, "widen": 1.5,
           "steps": [{"kept": [], "score": 0.2},
                     {"tried": {"speed": 0.19, "trend": 0.25}, "best": "speed", "added": False,
-                     "why_not": "lowers the score by 5.0%, but without the month end where it helps most "
-                                "(2025-11-30) by -1.2%, less than the 2% asked: one month end is not evidence"}],
+                     "why_not": "lowers the score by 5.0%, but at only 1 of the 2 month ends where it changes the "
+                                "forecast (2 asked), and without the one where it helps most (2025-11-30) by -1.2%: "
+                                "one month end is not evidence"}],
           "selected": [], "kept": ["shocks"], "coverage_before_widening": 0.5, "coverage_p10_p90": 0.83}
     lines = evidence_lines(SimpleNamespace(evidence=ev))
     assert lines[2] == ("tried +speed 0.1900, +trend 0.2500; best speed: not added, it lowers the score by 5.0%, but "
-                        "without the month end where it helps most (2025-11-30) by -1.2%, less than the 2% asked: one "
-                        "month end is not evidence")
+                        "at only 1 of the 2 month ends where it changes the forecast (2 asked), and without the one "
+                        "where it helps most (2025-11-30) by -1.2%: one month end is not evidence")
     assert lines[3] == ("the honesty check added shocks: with the parts chosen above, P10-P90 covered 50% of the "
                         "inner months' won deals, short of 80%")
     assert lines[4].startswith("kept: shocks (0.2100); shared spread (shocks) x1.5;")
