@@ -168,7 +168,7 @@ def oracle_samples(history, cutoff: date, months: int = 3, draws: int = DRAWS, s
         waits[min(k, months)] += 1
     if t["capacity_mean"] is None:
         due_all = np.column_stack([out + new_due, np.zeros(draws)])
-        if t["slip"] > 0:  # slips move wins due in a quarter's first two months to its last: redistribute each sample's dues by the slips (binomially)
+        if t["slip"] > 0:  # a quarter's first two months' wins slip to its last: each sample's, binomially
             due_all = _slipped(due_all, slips, rng)
         return due_all[:, :months] + waits[None, :months]
     # a capacity: the queue served month by month, oldest first (counts only)
@@ -199,15 +199,12 @@ def _slipped(dues: np.ndarray, slips: np.ndarray, rng) -> np.ndarray:
 
 
 def actual_wins(history, cutoff: date, months: int = 3) -> np.ndarray:
-    """The won deals in each month of the horizon, from the export: shape (months,)."""
+    """The won deals in each month of the horizon, from the export, counted as the backtest
+    counts them (:func:`forecaster.history.baselines.actuals`): shape (months,)."""
+    from forecaster.history.baselines import actuals
+
     starts, _ = _month_edges(history, cutoff, months)
-    out = np.zeros(months)
-    for d in history.deals:
-        if d.outcome == "won" and d.closed is not None:
-            for k in range(months):
-                if starts[k] <= d.closed < starts[k + 1]:
-                    out[k] += 1
-    return out
+    return np.array(actuals(history.deals, starts[:-1])["won_deals"])
 
 
 def score_regime(regime: str, run: dict, draws: int = DRAWS) -> list[dict]:

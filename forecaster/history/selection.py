@@ -164,7 +164,7 @@ def why_not_better(a: np.ndarray, b: np.ndarray, cutoffs: list[date]) -> str | N
     of those cutoffs) or robustly (still lower by :data:`MIN_GAIN` without the cutoff where
     it helps most): one lucky window is not evidence."""
     informative = np.abs(a - b) > 1e-12 * np.maximum(np.abs(b), 1e-12)
-    n, lower = int(informative.sum()), int(np.sum(a < b))
+    n, lower = int(informative.sum()), int(np.sum(informative & (a < b)))
     gain = 1 - a.mean() / b.mean() if b.mean() > 0 else 0.0
     if not np.all(np.isfinite(a)):
         return "could not be simulated at every month end (the format refused a part fitted there)"
