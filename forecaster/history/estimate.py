@@ -64,6 +64,7 @@ from forecaster.history.fitting import (
     conversion_exposure,
     fit_stage,
     open_non_converter,
+    with_fitted_tail,
 )
 from forecaster.history.parts import Calibration, Mechanism
 from forecaster.history.quarters import poisson_fit, quarter_end_closing, team_capacity, unslipped_factor
@@ -535,7 +536,9 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
                if families else fit_stage(data))
     except ValueError as exc:
         raise ValueError(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
-    cdf = conversion_cdf(data)
+    # the conversions not seen yet included (:func:`with_fitted_tail`): a young history's
+    # exposure and cohorts are read against the whole time to convert, not the part seen
+    cdf = with_fitted_tail(conversion_cdf(data), fit)
     counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
     exposure = conversion_exposure(counted, cdf)
     p = (counted.converted.size + 0.5) / (max(exposure, 0.0) + 1.0)

@@ -182,7 +182,10 @@ def why_not_better(a: np.ndarray, b: np.ndarray, cutoffs: list[date]) -> str | N
     rest_gain = 1 - a[rest].mean() / b[rest].mean() if b[rest].mean() > 0 else 0.0
     return (f"lowers the score by {gain:.1%}, but at only {lower} of the {n} month ends where it changes the "
             f"forecast ({math.ceil(MIN_AGREE * n)} asked), and without the one where it helps most "
-            f"({cutoffs[luckiest].isoformat()}) by {rest_gain:.1%}: one month end is not evidence")
+            f"({cutoffs[luckiest].isoformat()}) "
+            + (f"by only {rest_gain:.1%}" if rest_gain > 0
+               else f"it raises the score by {-rest_gain:.1%}" if rest_gain < 0 else "it does not lower the score")
+            + ": one month end is not evidence")
 
 
 def _ordered(parts) -> tuple:

@@ -39,7 +39,11 @@ def test_one_lucky_month_end_is_not_evidence():
     why = why_not_better(lucky, base, CUTS)
     assert why is not None and "2024-01-31" in why and "one month end is not evidence" in why
     assert why.startswith("lowers the score by 11.5%, but at only 1 of the 5 month ends where it changes the "
-                          "forecast (4 asked), and without the one where it helps most (2024-01-31) by -4.4%")
+                          "forecast (4 asked), and without the one where it helps most (2024-01-31) it raises the score "
+                          "by 4.4%: one month end is not evidence")
+    # still lower without it, but by less than asked
+    small = np.array([0.05, 0.19, 0.21, 0.205, 0.19])
+    assert why_not_better(small, base, CUTS).endswith("(2024-01-31) by only 0.6%: one month end is not evidence")
     # the same gain spread over two month ends is evidence
     two = np.array([0.125, 0.125, 0.21, 0.205, 0.21])
     assert why_not_better(two, base, CUTS) is None
