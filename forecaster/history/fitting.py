@@ -334,13 +334,13 @@ def with_fitted_tail(cdf: np.ndarray, fit: StageFit) -> np.ndarray:
     and every cohort compared with it reads slower than it is. The fitted family (``fit``:
     its parametric fit, which extrapolates the censored tail) puts 1 - F(T) of the
     conversions beyond T; but a family can be wrong about a tail, and the history says how
-    far: the family's last fifth of the conversions up to T (the days a..T with F(a) =
-    0.8 F(T)) is compared with the share of the conversions seen that came then. The tail
-    keeps 1 - F(T) times the ratio of the two (at most 1): all of it when the conversions
-    go on as the family says to the end of what was seen, less as they thin out (Maven's
-    deals convert within 138 days however long they stay open: a gamma fitted on 31 July
-    2017 puts 5.3% of its conversions beyond 270 days, the history supports 1.6%). At most
-    :data:`MAX_BEYOND` goes beyond T. Up to T the nonparametric shape is kept, scaled
+    far: over the last fifth of the durations seen (days a..T, a = 0.8 T), the share of the
+    conversions up to T that the family puts there is compared with the share seen there.
+    The tail keeps 1 - F(T) times the ratio of the two (at most 1): all of it when the
+    conversions go on as the family says to the end of what was seen, less as they thin
+    out, none when they stopped (Maven's deals convert within 138 days however long they
+    stay open: a gamma fitted on 31 July 2017 puts 5.3% of its conversions beyond 270 days,
+    none of which the history supports). At most :data:`MAX_BEYOND` goes beyond T. Up to T the nonparametric shape is kept, scaled
     to the share left; the family's own tail follows (scaled the same way), at
     :data:`TAIL_POINTS` log-spaced days up to the day where the family reaches 0.999 (at
     most 20 (T + 1)), then renormalised. Returns ``cdf`` itself when nothing is left beyond
@@ -355,8 +355,8 @@ def with_fitted_tail(cdf: np.ndarray, fit: StageFit) -> np.ndarray:
     at_T = float(F[-1])
     if not math.isfinite(at_T) or at_T >= 1.0 - 1e-9 or at_T <= 0.0:
         return cdf
-    a = int(np.argmax(F >= 0.8 * at_T))
-    if a == 0:  # the family's last fifth is the whole range: nothing to compare
+    a = int(math.ceil(0.8 * T))  # the last fifth of the durations seen: days a..T
+    if a == 0:  # T of a day or none: nothing to compare
         support = 1.0
     else:
         expected = 1.0 - float(F[a - 1]) / at_T
