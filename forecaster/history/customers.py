@@ -494,35 +494,44 @@ def bgnbd_log_likelihood(r: float, alpha: float, a: float, b: float, x, t_x, T, 
     return float(np.sum(w * (common + np.logaddexp(alive, gone))))
 
 
+SAME_FIT = 0.5
+"""Log-likelihood units within which two fits are the same fit for :func:`_maximise`'s
+convergence (a likelihood-ratio test would tell them apart at 2 x 0.5 = 1 on one degree of
+freedom: p = 0.32, nothing)."""
+
+
 def _maximise(ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float]],
               bounds: Sequence[tuple[float, float]]) -> tuple[np.ndarray, float, bool]:
     """The working parameters maximising ``ll`` from several ``starts`` (L-BFGS-B within
     ``bounds``), polished by Nelder-Mead: (best, its log-likelihood, converged).
 
-    Converged: some start's L-BFGS-B converged (the best point is at least as good as that
-    one), or the polish did. On a likelihood's flat ridge (customers alike: a + b running
-    off to infinity) the best start can end in a failed line search a hair above a start
-    that converged, and the polish wander along the ridge until its iterations run out
-    (scipy 1.17's L-BFGS-B reports that line search as ``ABNORMAL``): the fit is as good
-    as a converged one, and is not reported as a failure."""
+    Converged: the polish converged, or some start's L-BFGS-B converged at a log-likelihood
+    within :data:`SAME_FIT` of the best point's. On a likelihood's flat ridge (customers
+    alike: a + b running off to infinity) the best start can end in a failed line search a
+    hair above a start that converged (0.05 higher on a test's 4,000 customers), and the
+    polish wander along the ridge until its iterations run out (scipy 1.17's L-BFGS-B
+    reports that line search as ``ABNORMAL``): the fit is as good as a converged one, and
+    is not reported as a failure; a converged start far below the best is no evidence."""
     lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def negative(phi):
         v = ll(np.clip(phi, lo, hi))
         return -v if math.isfinite(v) else 1e300
 
-    best, converged = None, False
+    best, runs = None, []
     for start in starts:
         res = minimize(negative, np.clip(np.asarray(start, dtype=float), lo, hi), method="L-BFGS-B", bounds=bounds,
                        options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000})
-        converged = converged or bool(res.success)
+        runs.append(res)
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
     polish = minimize(negative, best.x, method="Nelder-Mead",
                       options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 400 * len(bounds)})
     phi = np.clip(polish.x, lo, hi) if polish.fun <= best.fun else best.x
-    return phi, -negative(phi), bool(converged or polish.success)
+    value = -negative(phi)
+    converged = any(r.success and -r.fun >= value - SAME_FIT for r in runs)
+    return phi, value, bool(converged or polish.success)
 
 
 def _hessian(f: Callable[[np.ndarray], float], theta: np.ndarray, h: float = 1e-3) -> np.ndarray:

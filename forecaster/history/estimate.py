@@ -538,7 +538,7 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
         raise ValueError(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
     # the conversions not seen yet included (:func:`with_fitted_tail`): a young history's
     # exposure and cohorts are read against the whole time to convert, not the part seen
-    cdf = with_fitted_tail(conversion_cdf(data), fit)
+    cdf = with_fitted_tail(conversion_cdf(data), fit, data.converted.size)
     counted = stage_data(deals, s, len(stages), as_of, lost_observed, first_seen, untruncated=True)
     exposure = conversion_exposure(counted, cdf)
     p = (counted.converted.size + 0.5) / (max(exposure, 0.0) + 1.0)

@@ -316,13 +316,17 @@ MAX_BEYOND = 0.5
 """The largest share of the conversions :func:`with_fitted_tail` puts beyond the longest
 duration seen: a history that has seen less than half of its cycle says little of the
 law's shape, and the family's extrapolation (from a month of closes, say) is held to half."""
+TAIL_PRIOR = 2.0
+"""Conversions added to both the seen and the expected count in :func:`with_fitted_tail`'s
+window: with a dozen expected, none seen keeps a seventh of the family's tail; with a
+thousand, a five-hundredth."""
 TAIL_POINTS = 200
 """Days at which :func:`with_fitted_tail` places the mass beyond the longest duration seen
 (log-spaced): the law's smoothing costs O(days with mass), which a day-by-day tail would
 multiply by up to twenty."""
 
 
-def with_fitted_tail(cdf: np.ndarray, fit: StageFit) -> np.ndarray:
+def with_fitted_tail(cdf: np.ndarray, fit: StageFit, conversions: float = math.inf) -> np.ndarray:
     """:func:`conversion_cdf` with the conversions not yet seen: the fitted family's tail,
     as far as the conversions seen last support it.
 
@@ -334,14 +338,18 @@ def with_fitted_tail(cdf: np.ndarray, fit: StageFit) -> np.ndarray:
     and every cohort compared with it reads slower than it is. The fitted family (``fit``:
     its parametric fit, which extrapolates the censored tail) puts 1 - F(T) of the
     conversions beyond T; but a family can be wrong about a tail, and the history says how
-    far: over the last fifth of the durations seen (days a..T, a = 0.8 T), the share of the
-    conversions up to T that the family puts there is compared with the share seen there.
-    The tail keeps 1 - F(T) times the ratio of the two (at most 1): all of it when the
-    conversions go on as the family says to the end of what was seen, less as they thin
-    out, none when they stopped (Maven's deals convert within 138 days however long they
-    stay open: a gamma fitted on 31 July 2017 puts 5.3% of its conversions beyond 270 days,
-    none of which the history supports). At most :data:`MAX_BEYOND` goes beyond T. Up to T the nonparametric shape is kept, scaled
-    to the share left; the family's own tail follows (scaled the same way), at
+    far: over the last fifth of the durations seen (days a..T, a = ceil(0.8 T)), the
+    conversions the family expects there (its share of the conversions up to T, times
+    ``conversions``, the number the law was estimated from) are compared with those seen
+    there, each with :data:`TAIL_PRIOR` added (a window of a few deals says little, and a
+    conversion more or less must not switch the tail on or off). The tail keeps 1 - F(T)
+    times the ratio of the two (at most 1): all of it when the conversions go on as the
+    family says to the end of what was seen, less as they thin out, next to none when
+    they stopped (Maven's deals convert within 138 days however long they stay open: a
+    gamma fitted on 31 July 2017 puts 5.3% of its conversions beyond 270 days, which the
+    history does not support). At most :data:`MAX_BEYOND` goes beyond T. Up to T the
+    nonparametric shape is kept, scaled to the share left; the family's own tail follows
+    (scaled the same way), at
     :data:`TAIL_POINTS` log-spaced days up to the day where the family reaches 0.999 (at
     most 20 (T + 1)), then renormalised. Returns ``cdf`` itself when nothing is left beyond
     T (the family's share under 1e-9, or none supported) or there is no family; else an
@@ -356,12 +364,15 @@ def with_fitted_tail(cdf: np.ndarray, fit: StageFit) -> np.ndarray:
     if not math.isfinite(at_T) or at_T >= 1.0 - 1e-9 or at_T <= 0.0:
         return cdf
     a = int(math.ceil(0.8 * T))  # the last fifth of the durations seen: days a..T
-    if a == 0:  # T of a day or none: nothing to compare
+    if a == 0:  # T == 0: nothing to compare
         support = 1.0
     else:
-        expected = 1.0 - float(F[a - 1]) / at_T
-        seen = 1.0 - float(cdf[a - 1]) / float(cdf[-1])
-        support = min(max(seen / expected, 0.0), 1.0) if expected > 0 else 1.0
+        expected = 1.0 - float(F[a - 1]) / at_T  # shares of the conversions up to T
+        seen = max(1.0 - float(cdf[a - 1]) / float(cdf[-1]), 0.0)
+        if math.isinf(conversions):
+            support = min(seen / expected, 1.0) if expected > 0 else 1.0
+        else:
+            support = min((seen * conversions + TAIL_PRIOR) / (expected * conversions + TAIL_PRIOR), 1.0)
     beyond = min(support * (1.0 - at_T), MAX_BEYOND)
     support = beyond / (1.0 - at_T)
     if beyond < 1e-9:

@@ -88,6 +88,24 @@ def test_the_tail_is_kept_only_as_far_as_the_last_conversions_seen_support_it():
     assert 1 - full[T] / full[-1] == pytest.approx(beyond_family, rel=0.05)
 
 
+def test_a_law_seen_for_less_than_half_its_cycle_keeps_at_most_half_beyond_it():
+    # ten days of a lognormal(60, 0.8): 98% of its conversions come later; the tail is held
+    # to half (MAX_BEYOND), and what the family says of it counts only as far as the window's
+    # conversions support it: with 1,000 conversions seen as the family says, all of it
+    T = 10
+    days = np.arange(T + 1)
+    cut = lognorm.cdf(days + 1.0, SIGMA, scale=MEDIAN)
+    cut = cut / cut[-1]
+    out = with_fitted_tail(cut, _fit(), 1000)
+    beyond = 1 - out[T] / out[-1]
+    assert 0.45 < beyond <= 0.5
+    np.testing.assert_allclose(out[:T + 1] / out[T], cut, rtol=1e-12)  # the shape up to T kept
+    # with no conversion in the window (days 8-10) where the family expects 40% of them:
+    # the pseudo-conversions keep 2 / (400 + 2) of it, next to nothing
+    stopped = np.minimum(cut, cut[7]) / cut[7]
+    assert 1 - (lambda o: o[T] / o[-1])(with_fitted_tail(stopped, _fit(), 1000)) < 0.01
+
+
 def _young_readings(syn, seed: int, cutoff: date, tail: bool) -> tuple[float, float]:
     """The pooled law's median and the cohorts' conversion level on ``cutoff`` (probability)."""
     h = syn.make_history("young_growing_export", seed, win_median=MEDIAN)
@@ -95,7 +113,7 @@ def _young_readings(syn, seed: int, cutoff: date, tail: bool) -> tuple[float, fl
     data = stage_data(h.deals, 0, 1, cutoff, True, first_seen)
     fit = fit_stage(data)
     cdf = conversion_cdf(data)
-    law = LogTimeLaw.of(with_fitted_tail(cdf, fit) if tail else cdf, int(data.converted.size))
+    law = LogTimeLaw.of(with_fitted_tail(cdf, fit, data.converted.size) if tail else cdf, int(data.converted.size))
     level, _, _ = conversion_level(h.deals, 0, 1, cutoff, True, law, None, first_seen,
                                    lambda ages: open_non_converter(fit, ages))
     assert level is not None
@@ -104,7 +122,7 @@ def _young_readings(syn, seed: int, cutoff: date, tail: bool) -> tuple[float, fl
 
 @pytest.mark.parametrize("tail", [True, False])
 def test_young_exports_read_their_cycle_and_conversion_with_the_tail(tail):
-    # 4 histories x 2 cutoffs (the export's 6th and 7th months; it starts with its 4th):
+    # 4 histories x 2 cutoffs (June and July: the export's 3rd and 4th months; it starts in April):
     # measured with the tail, median 59.0 days and conversion 0.440; without, 55.9 and 0.429
     syn = synthetic_benchmark()
     readings = np.array([_young_readings(syn, seed, cutoff, tail) for seed in range(4)
@@ -128,7 +146,7 @@ def test_calibration_counts_a_young_export_against_the_whole_time_to_convert(tai
     import forecaster.history.estimate as estimate
 
     if not tail:
-        monkeypatch.setattr(estimate, "with_fitted_tail", lambda cdf, fit: cdf)
+        monkeypatch.setattr(estimate, "with_fitted_tail", lambda cdf, fit, conversions: cdf)
     syn = synthetic_benchmark()
     means = []
     for seed in range(4):
