@@ -349,12 +349,12 @@ def with_fitted_tail(cdf: np.ndarray, fit: StageFit, conversions: float = math.i
     gamma fitted on 31 July 2017 puts 5.3% of its conversions beyond 270 days, which the
     history does not support). At most :data:`MAX_BEYOND` goes beyond T. Up to T the
     nonparametric shape is kept, scaled to the share left; the family's own tail follows
-    (scaled the same way), at
-    :data:`TAIL_POINTS` log-spaced days up to the day where the family reaches 0.999 (at
-    most 20 (T + 1)), then renormalised. Returns ``cdf`` itself when nothing is left beyond
-    T (the family's share under 1e-9, or none supported) or there is no family; else an
-    array of shape (K + 1,), K > T."""
-    if fit.theta is None or not fit.families:
+    (scaled the same way), at :data:`TAIL_POINTS` log-spaced days up to the day where the
+    family reaches 0.999 (at most 20 (T + 1)), then renormalised. Returns ``cdf`` itself
+    when nothing is left beyond T (the family's share under 1e-9, or none supported), when
+    there is no family or when ``cdf`` ends at 0 (no conversion); else an array of shape
+    (K + 1,), K > T."""
+    if fit.theta is None or not fit.families or not cdf.size or not cdf[-1] > 0:
         return cdf
     family = fit.families[0]
     theta = fit.theta[1:1 + _NPARAMS[family]]
