@@ -42,8 +42,8 @@ SCIPY_COMPUTED = ("clv",)
 """Data variables (and summary sections) computed through scipy's special functions and FFT
 (customer lifetime value, :mod:`forecaster.results.clv`), whose last bits move between scipy
 releases (1.17.1 moved shop-repeat's CLV quantiles in their 16th digit, December 2026): their
-SHA-256 is compared first and, where it differs, a fingerprint of the values (mean, sd and
-quantiles) within 1e-12 relative; anything our code changes moves them far more."""
+SHA-256 is compared first and, where it differs, a fingerprint of the values (:func:`_fingerprint`:
+mean, sd, a position-weighted sum and quantiles) within 1e-12 relative; anything our code changes moves them far more."""
 TOLERANCE = 1e-12
 
 

@@ -518,14 +518,9 @@ def _maximise(ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float
         v = ll(np.clip(phi, lo, hi))
         return -v if math.isfinite(v) else 1e300
 
-    best, runs = None, []
-    for start in starts:
-        res = minimize(negative, np.clip(np.asarray(start, dtype=float), lo, hi), method="L-BFGS-B", bounds=bounds,
-                       options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000})
-        runs.append(res)
-        if best is None or res.fun < best.fun:
-            best = res
-    assert best is not None
+    runs = [minimize(negative, np.clip(np.asarray(start, dtype=float), lo, hi), method="L-BFGS-B", bounds=bounds,
+                     options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000}) for start in starts]
+    best = min(runs, key=lambda r: r.fun)  # the first of equals, as the loop before kept
     polish = minimize(negative, best.x, method="Nelder-Mead",
                       options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 400 * len(bounds)})
     phi = np.clip(polish.x, lo, hi) if polish.fun <= best.fun else best.x
