@@ -51,6 +51,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from forecaster.calendar import AVG_MONTH_DAYS, days_in_month, monthly_counts, months_until, period_end
 from forecaster.history.drift import Level, Trend, expit, local_level, local_trend, logit
@@ -80,42 +81,10 @@ PRIOR_WEIGHT = 30.0
 
 
 IMMATURE_VAR = 1.0
-"""The prior mean of the immaturity variance tau^2 (log-odds) of a monthly cohort's conversion
-per unit of (1 - seen) / seen, seen being the share of its conversions that could already
-show: with this value, a cohort half seen gets +1, one 90% seen +0.11. What the history's own
-young cohorts were revised by as they aged updates it (:func:`immaturity_variance`,
-:func:`revision_variance`)."""
-
-IMMATURE_PRIOR_SD = 2.0
-"""The prior's spread: log tau^2 is normal with this sd (a factor e^2 = 7.4 either way at one
-sd) and the mean that makes tau^2's prior mean :data:`IMMATURE_VAR`. Histories differ by
-orders of magnitude here (revisions put tau^2 near 0.005 in a young export whose cohorts
-are honest, 0.3 on Maven, above 2 in Olist's first months), so the prior is one on the log
-scale, which a few revisions move. Of sd 1, 1.5 and 2, 2 gave the most even coverage of a
-new young reading's 80% interval over truths from 0.001 to 3 and 1 to 24 revisions
-(``tests/history/test_immaturity.py``); the earlier prior, one pseudo-revision on the
-variance scale, kept tau^2 near 1 / (n + 1) whatever n revisions said (100% coverage at
-tau^2 = 0.01 with 6 or 12 revisions)."""
-
-_LOG_TAU2 = np.linspace(math.log(1e-4), math.log(1e2), 161)
-"""The grid of log tau^2 over which :func:`revision_variance` integrates."""
-
-
-def _immaturity_prior() -> np.ndarray:
-    """Log prior weights on :data:`_LOG_TAU2`: normal, sd :data:`IMMATURE_PRIOR_SD`, its centre
-    moved until the grid's mean of tau^2 is :data:`IMMATURE_VAR` (the grid's ends cut the tails)."""
-    centre = math.log(IMMATURE_VAR) - IMMATURE_PRIOR_SD ** 2 / 2
-    for _ in range(50):
-        logp = -0.5 * ((_LOG_TAU2 - centre) / IMMATURE_PRIOR_SD) ** 2
-        p = np.exp(logp - logp.max())
-        step = math.log(IMMATURE_VAR / float(p @ np.exp(_LOG_TAU2) / p.sum()))
-        centre += step
-        if abs(step) < 1e-12:
-            break
-    return logp - math.log(float(np.exp(logp).sum()))
-
-
-_IMMATURE_LOG_PRIOR = _immaturity_prior()
+"""The prior of the immaturity variance (log-odds) of a monthly cohort's conversion per unit of
+(1 - seen) / seen, seen being the share of its conversions that could already show: with
+this value, a cohort half seen gets +1, one 90% seen +0.11. What the history's own young
+cohorts were revised by as they aged replaces it (:func:`immaturity_variance`)."""
 
 
 REVISION_LAGS = (1, 2, 3)
@@ -658,17 +627,15 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
     seen_now (seen at least 1e-3). A read that could show less than one deal's conversion
     (exposure below 1: a cohort days old, an as-of date on the 1st) is its prior, not a
     reading, and is not counted: its revision is bounded by the prior's grid while the model
-    would give it a variance of tau^2 times hundreds, pulling tau^2 down. tau^2 is the
-    posterior mean of that likelihood under the log-normal prior of :data:`IMMATURE_VAR` and
-    :data:`IMMATURE_PRIOR_SD` (:func:`revision_variance`): with no revision it is the prior's
-    mean, and a revision whose own counts are noisy (large dv) says little. A
+    would give it a variance of tau^2 times hundreds, pulling tau^2 down. tau^2 is
+    the maximum of that likelihood together with one pseudo-revision that says
+    :data:`IMMATURE_VAR` (r^2 = IMMATURE_VAR w, dv = 0, w = 1): with no revision it is the
+    prior, and a revision whose own counts are noisy (large dv) says little. A
     history whose cohorts' early reads agree with their later ones trusts young cohorts by
     their counts; one whose early reads were far off keeps them loose. ``cohorts``: month ->
     its deals, for the months of ``now``; ``now``: month -> its reading on ``as_of``
     (:func:`_cohort_reading`). Returns tau^2 and the number of revisions."""
-    r2: list[float] = []
-    dv: list[float] = []
-    w: list[float] = []
+    r2, dv, w = [IMMATURE_VAR], [0.0], [1.0]  # the prior's pseudo-revision
     for lag in REVISION_LAGS:
         then = _months_back(as_of, lag)
         for key, cohort in cohorts.items():
@@ -687,22 +654,20 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
                 r2.append(r * r)
                 dv.append(max(est_then.var_logit_p - est_now.var_logit_p, 1e-6))
                 w.append(weight)
-    return revision_variance(np.array(r2), np.array(dv), np.array(w)), len(r2)
+    return revision_variance(np.array(r2), np.array(dv), np.array(w)), len(r2) - 1
 
 
 def revision_variance(r2: np.ndarray, dv: np.ndarray, w: np.ndarray) -> float:
-    """The posterior mean of tau^2 given revisions r_i ~ N(0, dv_i + tau^2 w_i), from r_i^2
-    (``r2``), dv_i and w_i (shape (n,) each, n >= 0), under the log-normal prior of
-    :data:`IMMATURE_VAR` and :data:`IMMATURE_PRIOR_SD`, integrated over tau^2 from 1e-4 to 100
-    (161 log-spaced points): :func:`immaturity_variance`'s estimate. The mean, not the mode: a
-    young reading's variance is linear in tau^2, so its predictive variance is tau^2's mean;
-    with many revisions it is the maximum-likelihood estimate."""
-    r2, dv, w = (np.asarray(a, dtype=float) for a in (r2, dv, w))
-    tau2 = np.exp(_LOG_TAU2)
-    var = dv[None, :] + tau2[:, None] * w[None, :]
-    logpost = _IMMATURE_LOG_PRIOR - 0.5 * np.sum(np.log(var) + r2[None, :] / var, axis=1)
-    post = np.exp(logpost - logpost.max())
-    return float(post @ tau2 / post.sum())
+    """The maximum-likelihood tau^2 of revisions r_i ~ N(0, dv_i + tau^2 w_i), given r_i^2
+    (``r2``), dv_i and w_i (shape (n,) each, dv_i + tau^2 w_i > 0), searched on [1e-4, 100]:
+    :func:`immaturity_variance`'s estimate. With every dv_i = 0 it is the closed form
+    mean(r_i^2 / w_i)."""
+    def minus_loglik(log_tau2: float) -> float:
+        var = dv + math.exp(log_tau2) * w
+        return float(np.sum(np.log(var) + r2 / var))
+
+    best = minimize_scalar(minus_loglik, bounds=(math.log(1e-4), math.log(1e2)), method="bounded")
+    return math.exp(float(best.x))
 
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
