@@ -80,6 +80,12 @@ DRIFT_MONTHS = 12
 PRIOR_WEIGHT = 30.0
 
 
+HORIZON_QUARTER = 92 / 30.4375
+"""The longest horizon (months) whose average lead sets the calibrated lead rate (see
+``ahead`` in :func:`fit_candidates`): 92 days, the longest three calendar months (the default
+horizon, 3m, is 89 to 92 days); a longer horizon gets the same rate."""
+
+
 IMMATURE_VAR = 1.0
 """The prior of the immaturity variance (log-odds) of a monthly cohort's conversion per unit of
 (1 - seen) / seen, seen being the share of its conversions that could already show: with
@@ -280,7 +286,13 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if like is not None:
         fiscal_year_start = like.fiscal_year_start
     cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
-    ahead = (horizon_days / AVG_MONTH_DAYS + 1) / 2  # months from as_of's month to the horizon's average lead
+    # months from as_of's month to the average lead of the horizon's first quarter: the lead
+    # rate written is the level's mean there, and the simulation's drift keeps it (its
+    # random walk is mean-preserving). Over a longer horizon the mean of a log random walk
+    # grows with its variance (x1.9 at five years out), which would raise the rate of the
+    # first months with the horizon's length: the same months forecast 28.9 leads a month
+    # with a 3-month horizon and 56.6 with a 10-year one
+    ahead = (min(horizon_days / AVG_MONTH_DAYS, HORIZON_QUARTER) + 1) / 2
     since = steady_start(deals, as_of)
     first_seen = observed_from(deals, as_of)
     if since is not None:
@@ -335,6 +347,17 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
         leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead, arrivals_from)
         seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg, deals)}
+    if lead_level is not None and (total_share := sum(shares.values())) > 1 + 1e-9:
+        # a segment with no recent arrival keeps half a deal's share (not none: it may come
+        # back), which the others must give up, or the whole would grow by half a deal's
+        # share of the level for every quiet segment
+        for seg in seg_docs:
+            shares[seg] /= total_share
+            per_month = seg_docs[seg]["leads"]["per_month"]
+            per_month["mean"] = round(per_month["mean"] / total_share, 4)
+        cal.notes.append(f"segments: the shares of the recent arrivals, half a deal given to each segment with none, "
+                         f"summed to {total_share:.4f}: divided by it, so that the segments' leads add up to the "
+                         "whole's")
     start = as_of + timedelta(days=1)
     cal.base = {"name": name, "description": f"calibrated on the history known on {as_of.isoformat()}",
                 "start": start.isoformat(), "end": (start + timedelta(days=horizon_days - 1)).isoformat(),

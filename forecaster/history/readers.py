@@ -662,6 +662,12 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     for k, v in col.items():  # alternatives: the first the history has
         if isinstance(v, tuple):
             col[k] = next((a for a in v if a in header), v)
+    folded = {}
+    for k, v in col.items():  # a name the header has only in another case ('Amount' for amount): that column
+        if isinstance(v, str) and v not in header:
+            alike = [h for h in header if h.casefold() == v.casefold()]
+            if len(alike) == 1:
+                col[k], folded[k] = alike[0], (v, alike[0])
     wanted = [v for v in col.values() if isinstance(v, str)]
     index = _columns(header, table.header_at, shown, wanted, table.unit)
     must = {"deal_id", "outcome", "closed", *stages, *required} | ({"segment"} if segment_column else set())
@@ -709,7 +715,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     deals, problems = [], []
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
     seen: dict[str, tuple[int, bytes]] = {}  # deal id -> (line, digest of its cells)
-    repeated, backwards, before_stage, no_segment = [], [], [], []
+    repeated, backwards, before_stage, no_segment, no_stage = [], [], [], [], []
+    width = len(table.header)
     dropped: dict[str, list[int]] = {}      # reason -> lines
     n_problems = n_rows = 0
 
@@ -740,6 +747,12 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
         joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))
         digest = hashlib.blake2b(joined.encode(), digest_size=16).digest()
+        if len(cells) > width and any(_text(c) for c in cells[width:]):
+            # a cell too many shifts nothing before it but loses what it holds: an unquoted
+            # 1,000.50 in the last column would be read as 1
+            bad.append((f"has {len(cells)} cells where the header has {width}; expected one cell a column (a number "
+                        f"written with a thousands separator and no quotes, such as 1,000.50, splits into two "
+                        f"cells: quote it or drop the separator)", "more cells than the header"))
         deal_id = cell(cells, "deal_id")
         if not deal_id:
             bad.append((f"deal_id (column {col['deal_id']!r}) is blank", "a blank deal id"))
@@ -808,6 +821,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             before_stage.append(line)
         if segment == NO_SEGMENT:
             no_segment.append(line)
+        if not known:
+            no_stage.append(line)
         deals.append(Deal(deal_id, segment, entered, outcome, closed, amount))
 
     if not n_rows:
@@ -822,11 +837,19 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         raise ScenarioError(shown, problems)
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
+    if len(no_stage) == len(deals):
+        names = ", ".join(repr(str(col[st])) for st in stages)
+        raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({names}) on any row; expected the "
+                                                f"day each deal entered its stages, {stages[0]!r} first")])
     deals, merged = _one_spelling(deals)
     blank_column = bool(deals) and len(no_segment) == len(deals)
     if blank_column:  # a segment column blank on every row: one segment, as without the column
         deals = [replace(d, segment="all") for d in deals]
     if warnings is not None:
+        for k, (wanted_name, found) in folded.items():
+            if k in index:
+                warnings.append(f"{shown}: {k} read from column {found!r} (no column {wanted_name!r}; the names "
+                                "differ only in case)")
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")
         if footer:
@@ -841,6 +864,11 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if merged:
             warnings.append(f"{shown}: segment names that differ only in case or spacing are read as one: "
                             + "; ".join(merged))
+        if no_stage and len(no_stage) < len(deals):
+            names = ", ".join(repr(str(col[st])) for st in stages)
+            warnings.append(f"{shown}: {_count(no_stage, 'deal')} with no date in any stage column ({names}; "
+                            f"{_lines(no_stage, unit=unit)}) never entered the funnel: left out of every count, "
+                            f"their outcomes and amounts too")
         if repeated:
             warnings.append(f"{shown}: {_count(repeated, 'row')} identical to an earlier row, read once "
                             f"({_lines(repeated, unit=unit)})")

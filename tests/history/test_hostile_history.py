@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -628,3 +629,101 @@ def test_a_footer_in_a_date_column_decides_no_date_format(tmp_path):
     res = calibrate(history, tmp_path / "c.yaml")
     assert res.exit_code == 0, res.output
     assert "the last 2 rows (lines 48, 49) hold one cell each" in res.output
+
+
+# --- found by a hostile-input probe (December 2026) ------------------------------------------
+
+def test_a_row_with_a_cell_too_many_is_refused_not_cut(tmp_path):
+    """An unquoted 1,000.50 in the last column splits into 1 and 000.50: read as it was, the
+    amount came out as 1.0 and the rest went unseen."""
+    lines = rows()
+    lines[0] = "d0,2025-01-01,won,2025-01-28,1,000.50"
+    out = tmp_path / "s.yaml"
+    res = calibrate(write(tmp_path / "h.csv", lines), out)
+    assert_refused(res, "h.csv:2", "has 6 cells where the header has 5", "1,000.50")
+    assert not out.exists()
+    dropped = calibrate(tmp_path / "h.csv", out, "--drop-bad-rows")  # or left out, when asked
+    assert dropped.exit_code == 0 and "more cells than the header (line 2)" in dropped.output, dropped.output
+    quoted = list(rows())
+    quoted[0] = 'd0,2025-01-01,won,2025-01-28,"1,000.50"'
+    trailing = [r + ",," for r in rows()]  # empty cells past the header's (a spreadsheet's export): fine
+    for name, lines in (("q.csv", quoted), ("t.csv", trailing)):
+        res = calibrate(write(tmp_path / name, lines), tmp_path / f"{name}.yaml")
+        assert res.exit_code == 0, res.output
+    values = yaml.safe_load((tmp_path / "q.csv.yaml").read_text())["segments"]["all"]["deal_value"]["values"]
+    assert 1000.5 in values and 1.0 not in values
+
+
+def test_rows_with_no_stage_date_are_said_not_silently_dropped(tmp_path):
+    lines = rows()
+    for i in (3, 6, 9):  # won deals with amounts and close dates, but no day they entered the funnel
+        deal_id, _, outcome, closed, amount = lines[i].split(",")
+        lines[i] = ",".join([deal_id, "", outcome, closed, amount])
+    res = calibrate(write(tmp_path / "h.csv", lines), tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+    assert "3 deals with no date in any stage column ('lead'; lines 5, 8, 11) never entered the funnel" in res.output
+    blank = [",".join([r.split(",")[0], "", *r.split(",")[2:]]) for r in rows()]
+    assert_refused(calibrate(write(tmp_path / "b.csv", blank), tmp_path / "b.yaml"),
+                   "has no date in any stage column ('lead') on any row")
+
+
+def test_a_column_named_in_another_case_is_read_and_said(tmp_path):
+    res = calibrate(write(tmp_path / "h.csv", rows(), header="deal_id,Lead,outcome,closed,Amount"), tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+    assert "amount read from column 'Amount' (no column 'amount'; the names differ only in case)" in res.output
+    values = yaml.safe_load((tmp_path / "s.yaml").read_text())["segments"]["all"]["deal_value"]["values"]
+    assert sorted(values) == sorted(float(r.split(",")[4]) for r in rows() if ",won," in r)
+
+
+def _monthly_flow(months: int = 15, per_month: int = 30) -> list[str]:
+    """``per_month`` deals a month from January 2024, 40% won 20 days after they enter, the rest
+    lost after 10: deals entered near the end still open on 2025-03-25."""
+    out = []
+    for m in range(months):
+        year, month = 2024 + m // 12, 1 + m % 12
+        for k in range(per_month):
+            day = 1 + (k * 27) // per_month
+            entered = f"{year}-{month:02d}-{day:02d}"
+            e = date(year, month, day)
+            won = k % 5 < 2
+            closed = e + timedelta(days=20 if won else 10)
+            if closed > date(2025, 3, 25):
+                out.append(f"m{m}-{k},{entered},open,,{100 + k},main")
+            else:
+                out.append(f"m{m}-{k},{entered},{'won' if won else 'lost'},{closed},{100 + k},main")
+    return out
+
+
+def test_quiet_segments_take_their_share_from_the_others_not_on_top(tmp_path):
+    """Thirty segments with no deal in the last year got half a deal's share of the level
+    each on top of the active one's whole share: the segments' leads summed to 1.19 times the
+    whole's. Now they sum to the same as the history read as one segment."""
+    flow = _monthly_flow()
+    quiet = [f"old{j},2024-02-01,lost,2024-02-20,100,legacy{j}" for j in range(30)]
+    header = HEADER + ",segment"
+    split = write(tmp_path / "split.csv", flow + quiet, header=header)
+    whole = write(tmp_path / "whole.csv", flow + [r.rsplit(",", 1)[0] + ",main" for r in quiet], header=header)
+    sums = {}
+    for history in (split, whole):
+        out = tmp_path / f"{history.stem}.yaml"
+        res = invoke("calibrate", history, "--stages", "lead", "--segment-column", "segment", "--as-of", "2025-03-25",
+                     "-o", out)
+        assert res.exit_code == 0, res.output
+        segments = yaml.safe_load(out.read_text())["segments"]
+        sums[history.stem] = sum(s["leads"]["per_month"]["mean"] for s in segments.values())
+    assert sums["split"] == pytest.approx(sums["whole"], rel=1e-3), sums
+
+
+def test_the_lead_rate_does_not_grow_with_the_horizon(tmp_path):
+    """The first months' rate was the level's mean at the horizon's middle month, which a
+    log random walk raises with its variance: 28.9 leads a month with 3 months, 56.6 with
+    120, for the same months. Past three calendar months the rate is that of three."""
+    history = write(tmp_path / "h.csv", [r.rsplit(",", 1)[0] for r in _monthly_flow()])
+    rates = {}
+    for horizon in ("3m", "12m", "120m"):
+        out = tmp_path / f"{horizon}.yaml"
+        res = invoke("calibrate", history, "--stages", "lead", "--as-of", "2025-03-25", "--horizon", horizon,
+                     "-o", out)
+        assert res.exit_code == 0, res.output
+        rates[horizon] = yaml.safe_load(out.read_text())["segments"]["all"]["leads"]["per_month"]["mean"]
+    assert rates["3m"] == rates["12m"] == rates["120m"], rates
