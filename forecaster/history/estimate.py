@@ -83,7 +83,8 @@ PRIOR_WEIGHT = 30.0
 HORIZON_QUARTER = 92 / 30.4375
 """The longest horizon (months) whose average lead sets the calibrated lead rate (see
 ``ahead`` in :func:`fit_candidates`): 92 days, the longest three calendar months (the default
-horizon, 3m, is 89 to 92 days); a longer horizon gets the same rate."""
+horizon, 3m, from a month's end is 89 to 92 days; from mid-month it adds the month's rest); a
+longer horizon gets the same rate."""
 
 
 IMMATURE_VAR = 1.0
