@@ -40,6 +40,11 @@ def parse_day(value: str) -> date:
     try:
         day = date.fromisoformat(value.strip())
     except ValueError:
+        import re
+
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):  # the form is right, the day is not
+            raise ValueError(f"expected a day that exists (YYYY-MM-DD); got {value!r}, which the calendar has "
+                             "not") from None
         raise ValueError(f"expected an ISO date (YYYY-MM-DD); got {value!r}") from None
     if not FIRST_DATE <= day <= LAST_DATE:
         raise ValueError(f"expected a date from {FIRST_DATE} to {LAST_DATE}; got {value!r}")
@@ -64,6 +69,9 @@ def _output_file(ctx, param, value):
                                  "separator (nothing was written)")
     if os.path.isdir(text):
         raise click.BadParameter(f"expected a file name; got {text!r}, which is a folder (nothing was written)")
+    if text.strip() == "-":
+        raise click.BadParameter("expected a file name, e.g. out/q3.yaml; got '-' (the scenario comes with a "
+                                 "pipeline CSV beside it, so it is not written to standard output)")
     return Path(text)
 
 

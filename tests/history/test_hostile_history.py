@@ -372,6 +372,7 @@ def test_the_olist_preset_checks_its_folder(tmp_path, good):
 @pytest.mark.parametrize("args, found", [
     (["--as-of", "yesterday"], "Invalid value for '--as-of': expected an ISO date (YYYY-MM-DD); got 'yesterday'"),
     (["--as-of", "9999-12-31"], "expected a date from 1900-01-01 to 2199-12-31; got '9999-12-31'"),
+    (["--as-of", "2025-02-29"], "expected a day that exists (YYYY-MM-DD); got '2025-02-29'"),
     (["--as-of", "2000-01-01"], "cannot calibrate on 2000-01-01: no deal had entered any stage by 2000-01-01"),
     (["--as-of", AS_OF, "--horizon", "soon"], "Invalid value for '--horizon': expected days (90 or 90d) or months"),
     (["--as-of", AS_OF, "--horizon", "0"], "got '0'"),
@@ -727,3 +728,11 @@ def test_the_lead_rate_does_not_grow_with_the_horizon(tmp_path):
         assert res.exit_code == 0, res.output
         rates[horizon] = yaml.safe_load(out.read_text())["segments"]["all"]["leads"]["per_month"]["mean"]
     assert rates["3m"] == rates["12m"] == rates["120m"], rates
+
+
+def test_a_dash_for_the_output_is_refused_not_written_as_a_file(tmp_path, good, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    res = invoke("calibrate", good, "--stages", "lead", "--as-of", AS_OF, "-o", "-")
+    assert_refused(res, "Invalid value for '-o'", "got '-' (the scenario comes with a pipeline CSV beside it")
+    assert files_under(tmp_path) == before  # nothing named '-' or '.yaml' beside it
