@@ -37,6 +37,7 @@ import math
 import re
 import shlex
 import unicodedata
+from collections import Counter
 from collections.abc import Sized
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -716,7 +717,14 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
     seen: dict[str, tuple[int, bytes]] = {}  # deal id -> (line, digest of its cells)
     repeated, backwards, before_stage, no_segment, no_stage = [], [], [], [], []
+    # a CSV row longer than the header and than the file's usual row: a cell split in two (an
+    # unquoted 1,000.50) moves every cell after it, whether or not the last one was blank. A
+    # spreadsheet's export that pads every row alike sets the usual length; a workbook's
+    # cells cannot split, and a note right of its table is no deal's cell
     width = len(table.header)
+    if text_cells:
+        lengths = Counter(len(cells) for _, cells in table.rows())
+        width = max(width, lengths.most_common(1)[0][0] if lengths else width)
     dropped: dict[str, list[int]] = {}      # reason -> lines
     n_problems = n_rows = 0
 
@@ -747,12 +755,12 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
         joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))
         digest = hashlib.blake2b(joined.encode(), digest_size=16).digest()
-        if len(cells) > width and any(_text(c) for c in cells[width:]):
-            # a cell too many shifts nothing before it but loses what it holds: an unquoted
-            # 1,000.50 in the last column would be read as 1
-            bad.append((f"has {len(cells)} cells where the header has {width}; expected one cell a column (a number "
-                        f"written with a thousands separator and no quotes, such as 1,000.50, splits into two "
-                        f"cells: quote it or drop the separator)", "more cells than the header"))
+        if text_cells and len(cells) > width:
+            bad.append((f"has {len(cells)} cells where the header has {len(table.header)}"
+                        + (f" and most rows {width}" if width > len(table.header) else "")
+                        + "; expected one cell a column (a number written with a thousands separator and no "
+                          "quotes, such as 1,000.50, splits into two cells and moves the ones after it: quote it "
+                          "or drop the separator)", "more cells than the header"))
         deal_id = cell(cells, "deal_id")
         if not deal_id:
             bad.append((f"deal_id (column {col['deal_id']!r}) is blank", "a blank deal id"))
@@ -867,8 +875,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if no_stage and len(no_stage) < len(deals):
             names = ", ".join(repr(str(col[st])) for st in stages)
             warnings.append(f"{shown}: {_count(no_stage, 'deal')} with no date in any stage column ({names}; "
-                            f"{_lines(no_stage, unit=unit)}) never entered the funnel: left out of every count, "
-                            f"their outcomes and amounts too")
+                            f"{_lines(no_stage, unit=unit)}): no lead, conversion or time to close counts them "
+                            f"(their wins and amounts still count where wins are counted)")
         if repeated:
             warnings.append(f"{shown}: {_count(repeated, 'row')} identical to an earlier row, read once "
                             f"({_lines(repeated, unit=unit)})")
