@@ -717,11 +717,13 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
     seen: dict[str, tuple[int, bytes]] = {}  # deal id -> (line, digest of its cells)
     repeated, backwards, before_stage, no_segment, no_stage = [], [], [], [], []
-    # a CSV row longer than the header and than the file's usual row: a cell split in two (an
-    # unquoted 1,000.50) moves every cell after it, whether or not the last one was blank. A
-    # spreadsheet's export that pads every row alike sets the usual length; a workbook's
-    # cells cannot split, and a note right of its table is no deal's cell
-    width = len(table.header)
+    # a CSV row with a cell past the header's that holds something, or longer than the file's
+    # usual row: a cell split in two (an unquoted 1,000.50) moves every cell after it and
+    # pushes the last one out, blank or not. An export that pads every row alike with blank
+    # cells sets the usual length (a file whose every amount is split does not: its extra
+    # cells hold the amounts' ends); a workbook's cells cannot split, and a note right of its
+    # table is no deal's cell
+    named = width = len(table.header)
     if text_cells:
         lengths = Counter(len(cells) for _, cells in table.rows())
         width = max(width, lengths.most_common(1)[0][0] if lengths else width)
@@ -755,9 +757,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         bad: list[tuple[str, str]] = []  # (message, reason) of what makes the row no deal
         joined = "\x00".join([c.strip() for c in cells] if text_cells else map(_text, cells))
         digest = hashlib.blake2b(joined.encode(), digest_size=16).digest()
-        if text_cells and len(cells) > width:
-            bad.append((f"has {len(cells)} cells where the header has {len(table.header)}"
-                        + (f" and most rows {width}" if width > len(table.header) else "")
+        if text_cells and (len(cells) > width or any(_text(c) for c in cells[named:])):
+            bad.append((f"has {len(cells)} cells where the header has {named}"
+                        + (f" and most rows {width}" if width > named else "")
                         + "; expected one cell a column (a number written with a thousands separator and no "
                           "quotes, such as 1,000.50, splits into two cells and moves the ones after it: quote it "
                           "or drop the separator)", "more cells than the header"))

@@ -660,6 +660,10 @@ def test_a_row_with_a_cell_too_many_is_refused_not_cut(tmp_path):
     res = calibrate(write(tmp_path / "m.csv", middle, header=HEADER + ",segment"), tmp_path / "m.yaml",
                     "--segment-column", "segment")
     assert_refused(res, "m.csv:2", "has 7 cells where the header has 6")
+    # every amount of a thousand or more split: the usual row is the long one, and still refused
+    split = [r.rsplit(",", 1)[0] + ",1,500" for r in rows()]
+    res = calibrate(write(tmp_path / "s.csv", split[:40] + rows()[40:]), tmp_path / "s.yaml")
+    assert_refused(res, "s.csv:2", "has 6 cells where the header has 5 and most rows 6")
 
 
 def test_a_workbook_note_right_of_the_table_is_no_cell_of_a_deal(tmp_path):
