@@ -80,6 +80,11 @@ DRIFT_MONTHS = 12
 PRIOR_WEIGHT = 30.0
 
 
+MIN_RATE_DAYS = 28
+"""Fewer days of arrivals than this, with no monthly level to read (:func:`_lead_rate`), and
+calibrate warns that the rate a month is a few days' count scaled up."""
+
+
 HORIZON_QUARTER = 92 / 30.4375
 """The longest horizon (months) whose average lead sets the calibrated lead rate (see
 ``ahead`` in :func:`fit_candidates`): 92 days, the longest three calendar months (the default
@@ -817,6 +822,10 @@ def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibr
     else:
         mean = max(count, 0.5) / days * AVG_MONTH_DAYS
         cv = 1 / math.sqrt(max(count, 1))
+        if days < MIN_RATE_DAYS:
+            cal.warnings.append(f"{seg}: its arrivals span only {days} day{'s' if days > 1 else ''} before {as_of}: "
+                                f"the rate a month ({mean:.1f}) is theirs scaled to a month, and its spread counts "
+                                f"only their number, not how one week differs from another")
         cal.notes.append(f"{seg}: {count} deals entered {days} days before {as_of}: {mean:.1f} a month")
     leads: dict[str, Any] = {"per_month": {"dist": "gamma", "mean": round(mean, 4), "cv": round(max(cv, 1e-3), 4)}}
     if level is not None and level.r > 0:

@@ -764,3 +764,16 @@ def test_a_dash_for_the_output_is_refused_not_written_as_a_file(tmp_path, good, 
     res = invoke("calibrate", good, "--stages", "lead", "--as-of", AS_OF, "-o", "-")
     assert_refused(res, "Invalid value for '-o'", "got '-' (the scenario comes with a pipeline CSV beside it")
     assert files_under(tmp_path) == before  # nothing named '-' or '.yaml' beside it
+
+
+def test_a_rate_read_from_a_few_days_of_arrivals_is_said_to_be(tmp_path):
+    """A history whose deals all entered on one day got a lead rate with a cv of 0.003 from
+    Poisson counting alone, and no word that a day says little of a month."""
+    lines = [f"d{i},2025-03-20,{('won', 'lost', 'open')[i % 3]},{'' if i % 3 == 2 else '2025-03-24'},100"
+             for i in range(300)]
+    res = invoke("calibrate", write(tmp_path / "h.csv", lines), "--stages", "lead", "--as-of", "2025-03-26",
+                 "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+    assert "all: its arrivals span only 7 days before 2025-03-26: the rate a month (" in res.output, res.output
+    month = calibrate(write(tmp_path / "m.csv", rows()), tmp_path / "m.yaml")  # three months: no such warning
+    assert month.exit_code == 0 and "its arrivals span only" not in month.output, month.output
