@@ -665,10 +665,11 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             col[k] = next((a for a in v if a in header), v)
     folded = {}
     for k, v in col.items():  # a name the header has only in another case ('Amount' for amount): that column
-        if isinstance(v, str) and v not in header:
-            alike = [h for h in header if h.casefold() == v.casefold()]
+        spellings = (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ()
+        if spellings and not any(n in header for n in spellings):
+            alike = [h for h in header if h.casefold() in {n.casefold() for n in spellings}]
             if len(alike) == 1:
-                col[k], folded[k] = alike[0], (v, alike[0])
+                col[k], folded[k] = alike[0], (" or ".join(map(repr, spellings)), alike[0])
     wanted = [v for v in col.values() if isinstance(v, str)]
     index = _columns(header, table.header_at, shown, wanted, table.unit)
     must = {"deal_id", "outcome", "closed", *stages, *required} | ({"segment"} if segment_column else set())
@@ -858,7 +859,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     if warnings is not None:
         for k, (wanted_name, found) in folded.items():
             if k in index:
-                warnings.append(f"{shown}: {k} read from column {found!r} (no column {wanted_name!r}; the names "
+                warnings.append(f"{shown}: {k} read from column {found!r} (no column {wanted_name}; the names "
                                 "differ only in case)")
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")

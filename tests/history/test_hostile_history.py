@@ -777,3 +777,16 @@ def test_a_rate_read_from_a_few_days_of_arrivals_is_said_to_be(tmp_path):
     assert "all: its arrivals span only 7 days before 2025-03-26: the rate a month (" in res.output, res.output
     month = calibrate(write(tmp_path / "m.csv", rows()), tmp_path / "m.yaml")  # three months: no such warning
     assert month.exit_code == 0 and "its arrivals span only" not in month.output, month.output
+
+
+def test_a_presets_alternative_named_in_another_case_is_read(tmp_path):
+    """HubSpot's deal id is 'Record ID' or 'Deal ID'; an export that writes 'Record Id' was
+    refused as lacking it while a single name in another case was read."""
+    header = "Record Id,Create Date,Deal Stage,Close Date,Amount"
+    lines = [r.replace(",won,", ",closedwon,").replace(",lost,", ",closedlost,").replace(",open,", ",appointmentscheduled,")
+             for r in rows()]
+    res = invoke("calibrate", write(tmp_path / "h.csv", lines, header=header), "--preset", "hubspot",
+                 "--as-of", AS_OF, "-o", tmp_path / "s.yaml")
+    assert res.exit_code == 0, res.output
+    assert "deal_id read from column 'Record Id' (no column 'Record ID' or 'Deal ID'; the names differ only in case)" \
+        in res.output
