@@ -40,8 +40,6 @@ def parse_day(value: str) -> date:
     try:
         day = date.fromisoformat(value.strip())
     except ValueError:
-        import re
-
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):  # the form is right, the day is not
             raise ValueError(f"expected a day that exists (YYYY-MM-DD); got {value!r}, which the calendar has "
                              "not") from None

@@ -85,7 +85,7 @@ MIN_RATE_DAYS = 28
 calibrate warns that the rate a month is a few days' count scaled up."""
 
 
-HORIZON_QUARTER = 92 / 30.4375
+HORIZON_QUARTER = 92 / AVG_MONTH_DAYS
 """The longest horizon (months) whose average lead sets the calibrated lead rate (see
 ``ahead`` in :func:`fit_candidates`): 92 days, the longest three calendar months (the default
 horizon, 3m, from a month's end is 89 to 92 days; from mid-month it adds the month's rest); a

@@ -848,10 +848,10 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         raise ScenarioError(shown, problems)
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
+    stage_columns = ", ".join(repr(str(col[st])) for st in stages)
     if len(no_stage) == len(deals):
-        names = ", ".join(repr(str(col[st])) for st in stages)
-        raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({names}) on any row; expected the "
-                                                f"day each deal entered its stages, {stages[0]!r} first")])
+        raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({stage_columns}) on any row; "
+                                                f"expected the day each deal entered its stages, {stages[0]!r} first")])
     deals, merged = _one_spelling(deals)
     blank_column = bool(deals) and len(no_segment) == len(deals)
     if blank_column:  # a segment column blank on every row: one segment, as without the column
@@ -876,8 +876,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             warnings.append(f"{shown}: segment names that differ only in case or spacing are read as one: "
                             + "; ".join(merged))
         if no_stage and len(no_stage) < len(deals):
-            names = ", ".join(repr(str(col[st])) for st in stages)
-            warnings.append(f"{shown}: {_count(no_stage, 'deal')} with no date in any stage column ({names}; "
+            warnings.append(f"{shown}: {_count(no_stage, 'deal')} with no date in any stage column ({stage_columns}; "
                             f"{_lines(no_stage, unit=unit)}): no lead, conversion or time to close counts them "
                             f"(their wins and amounts still count where wins are counted)")
         if repeated:
