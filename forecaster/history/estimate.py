@@ -584,7 +584,7 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
     still_open = (lambda ages: open_non_converter(fit, ages)) if open_non_converter(fit, np.zeros(1)) is not None \
         else None
     level, (ys, vs), (tau2, revisions) = conversion_level(deals, s, len(stages), as_of, lost_observed, law, since,
-                                                          first_seen, still_open)
+                                                          first_seen, still_open, centre=logit(p))
     if level is None:
         cal.notes.append(f"all segments, {stages[s]}: fewer than 3 monthly cohorts: no drift measured")
         return WholeStage(fit, cdf, p, logit(p), None)
@@ -632,11 +632,11 @@ def _unseen_odds(seen: float) -> float:
 
 
 def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool, law: LogTimeLaw,
-                    still_open) -> tuple:
+                    still_open, centre: float | None = None) -> tuple:
     """What a monthly cohort says on ``as_of``: its :class:`CohortEstimate` and the share of its
     conversions that could already show (its exposure over its deals)."""
     data = stage_data(cohort, s, n_stages, as_of, lost_observed)
-    est = cohort_conversion(data, law, still_open)
+    est = cohort_conversion(data, law, still_open, centre)
     exposure = conversion_exposure(data, law.cdf)  # refuses data without every deal's age
     assert data.ages is not None
     return est, exposure / max(data.ages.size, 1)
@@ -644,7 +644,7 @@ def _cohort_reading(cohort: list[Deal], s: int, n_stages: int, as_of: date, lost
 
 def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tuple[int, int], tuple], s: int,
                         n_stages: int, as_of: date, lost_observed: bool, law: LogTimeLaw,
-                        still_open) -> tuple[float, int]:
+                        still_open, centre: float | None = None) -> tuple[float, int]:
     """The variance (log-odds) a young cohort's conversion carries beyond its own counts, per
     unit of (1 - seen) / seen, from how the history's cohorts were revised as they aged.
 
@@ -673,13 +673,13 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
             early = [d for d in cohort if d.entered[s] <= then]
             if not early:
                 continue
-            est_then, seen_then = _cohort_reading(early, s, n_stages, then, lost_observed, law, still_open)
+            est_then, seen_then = _cohort_reading(early, s, n_stages, then, lost_observed, law, still_open, centre)
             if seen_then * len(early) < 1:  # less than one deal's conversion could show then
                 continue
             est_now, seen_now = now[key]
             weight = _unseen_odds(seen_then) - _unseen_odds(seen_now)
             r = est_then.logit_p - est_now.logit_p
-            if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p):
+            if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p + est_now.var_logit_p):
                 r2.append(r * r)
                 dv.append(max(est_then.var_logit_p - est_now.var_logit_p, 1e-6))
                 w.append(weight)
@@ -701,7 +701,8 @@ def revision_variance(r2: np.ndarray, dv: np.ndarray, w: np.ndarray) -> float:
 
 def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost_observed: bool,
                      law: LogTimeLaw, since: date | None = None,
-                     first_seen: date | None = None, still_open=None) -> tuple[Level | None, tuple, tuple]:
+                     first_seen: date | None = None, still_open=None,
+                     centre: float | None = None) -> tuple[Level | None, tuple, tuple]:
     """The drifting conversion of stage ``s``, and its drifting speed: local levels
     (:mod:`forecaster.history.drift`) over the last :data:`DRIFT_MONTHS` monthly entry cohorts from
     the month ``since`` on, each cohort's conversion (log-odds) and time scale (log, against
@@ -714,7 +715,9 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     :data:`IMMATURE_VAR` (1 - seen) / seen. The conversion's local level lets a cohort be a
     one-off (``outliers``), so that a last cohort far off the level is not taken for a jump
     outright. Cohorts that entered before the
-    history's first close (``first_seen``) are left out. Returns the conversion's level (None
+    history's first close (``first_seen``) are left out. ``centre``: the pooled conversion's
+    log-odds, around which each cohort's likelihood is read (:func:`cohort_conversion`;
+    None: under a flat prior, as before December 2026). Returns the conversion's level (None
     with fewer than 3 cohorts), the cohorts' log time scales and their variances, (ys, vs),
     shape (months,) each (NaN: none), for the speed's drift models, and (tau^2, revisions)."""
     cohorts: dict[tuple[int, int], list[Deal]] = {}
@@ -725,10 +728,10 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     if not cohorts:
         return None, (None, None), (IMMATURE_VAR, 0)
     months = months_until(max(date(*min(cohorts), 1), since or date.min), as_of)[-DRIFT_MONTHS:]
-    now = {key: _cohort_reading(cohorts[key], s, n_stages, as_of, lost_observed, law, still_open)
+    now = {key: _cohort_reading(cohorts[key], s, n_stages, as_of, lost_observed, law, still_open, centre)
            for key in months if key in cohorts}
     tau2, pairs = immaturity_variance({key: cohorts[key] for key in now}, now, s, n_stages, as_of, lost_observed,
-                                      law, still_open)
+                                      law, still_open, centre)
     y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
     ys, vs = np.full(len(months), np.nan), np.full(len(months), np.nan)
     for k, key in enumerate(months):
@@ -740,17 +743,19 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             # days old lean on the left tail of the pooled law, which revisions of the
             # conversion do not measure)
             young = _unseen_odds(seen)
-            y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
+            if math.isfinite(est.var_logit_p):  # a cohort that says nothing of its conversion: none
+                y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young
     return local_level(y, v, outliers=True), (ys, vs), (tau2, pairs)
 
 
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
-    """Log daily arrivals per month (seasonality divided out when it is fitted) and their
-    variances, over the last :data:`DRIFT_MONTHS` months from ``since`` on, never the first
-    month, which the history's start likely cuts: two arrays of shape (months,), NaN where
-    a month has none; (None, None) without arrivals."""
+    """Log daily arrivals per month, log((n + 1/2) / days) (seasonality divided out when it is
+    fitted), and their variances 1 / (n + 1/2), over the last :data:`DRIFT_MONTHS` months from
+    ``since`` on, never the first month, which the history's start likely cuts: two arrays
+    of shape (months,), NaN where the seasonality has a calendar month without arrivals;
+    (None, None) without arrivals."""
     first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not first:
         return None, None
@@ -759,12 +764,21 @@ def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
     months = [m for m in months_until(min(first), as_of)[1:] if since is None or m >= (since.year, since.month)]
     months = months[-DRIFT_MONTHS:]
     y, v = np.full(len(months), np.nan), np.full(len(months), np.nan)
-    for k, (yr, mo) in enumerate(months):
-        n = counts.get((yr, mo), 0)
-        days = as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
-        factor = season.get(mo, 1.0)
-        if n > 0 and factor > 0:  # a calendar month with no arrivals in other years has factor 0
-            y[k], v[k] = math.log(n / days / factor), 1.0 / n
+    days = np.array([as_of.day if (yr, mo) == (as_of.year, as_of.month) else days_in_month(date(yr, mo, 1))
+                     for yr, mo in months], dtype=float)
+    factor = np.array([season.get(mo, 1.0) for _, mo in months])
+    n = np.array([counts.get(m, 0) for m in months], dtype=float)
+    ok = factor > 0  # a calendar month with no arrivals in other years has factor 0
+    if not ok.any():
+        return y, v
+    # a month's expected count, from the window's mean rate: its variance must not come from
+    # its own count, or the months that happened to bring more would weigh more (2 leads a
+    # month, each month weighed by its own count, were read as 5; 4 as 5.2)
+    expected = float(np.sum(n[ok]) / np.sum(days[ok] * factor[ok])) * days * factor
+    # log(n + 1/2): a month with none counts, and the log of a Poisson count is unbiased to
+    # first order (E log(n + c) = log mu + (c - 1/2) / mu + ...); its variance about 1 / mu
+    y[ok] = np.log((n[ok] + 0.5) / days[ok] / factor[ok])
+    v[ok] = 1.0 / (expected[ok] + 0.5)
     return y, v
 
 
