@@ -750,12 +750,19 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
     return local_level(y, v, outliers=True), (ys, vs), (tau2, pairs)
 
 
+MIN_MONTH_COUNT = 1.5
+"""Arrivals a month must be expected to bring to be read on the log scale (E log(n + 1/2) is
+log mu + 0.026 at 2, + 0.066 at 1.5, + 0.17 at 1, + 0.75 at 1/3): a history of fewer a month
+has no arrival level, and its lead rate is its recent count over its days (:func:`_lead_rate`)."""
+
+
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
     """Log daily arrivals per month, log((n + 1/2) / days) (seasonality divided out when it is
-    fitted), and their variances 1 / (n + 1/2), over the last :data:`DRIFT_MONTHS` months from
-    ``since`` on, never the first month, which the history's start likely cuts: two arrays
-    of shape (months,), NaN where the seasonality has a calendar month without arrivals;
-    (None, None) without arrivals."""
+    fitted), and their variances 1 / (mu + 1/2), mu the month's count expected at the
+    window's mean rate, over the last :data:`DRIFT_MONTHS` months from ``since`` on, never
+    the first month, which the history's start likely cuts: two arrays of shape (months,),
+    NaN where a month is not read (mu below :data:`MIN_MONTH_COUNT`, or a calendar month
+    the seasonality has no arrivals in); (None, None) without arrivals."""
     first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not first:
         return None, None
@@ -772,11 +779,14 @@ def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
     if not ok.any():
         return y, v
     # a month's expected count, from the window's mean rate: its variance must not come from
-    # its own count, or the months that happened to bring more would weigh more (2 leads a
-    # month, each month weighed by its own count, were read as 5; 4 as 5.2)
+    # its own count, or the months that happened to bring more would weigh more (at 2 leads a
+    # month, with empty months left out too, the level read 25% high)
     expected = float(np.sum(n[ok]) / np.sum(days[ok] * factor[ok])) * days * factor
     # log(n + 1/2): a month with none counts, and the log of a Poisson count is unbiased to
-    # first order (E log(n + c) = log mu + (c - 1/2) / mu + ...); its variance about 1 / mu
+    # first order (E log(n + c) = log mu + (c - 1/2) / mu + ...); its variance about 1 / mu.
+    # Below MIN_MONTH_COUNT expected the next terms are not small (+0.17 at 1, +0.75 at 1/3:
+    # a month cut short by an as-of date early in it), so such a month is not read
+    ok &= expected >= MIN_MONTH_COUNT
     y[ok] = np.log((n[ok] + 0.5) / days[ok] / factor[ok])
     v[ok] = 1.0 / (expected[ok] + 0.5)
     return y, v

@@ -533,9 +533,12 @@ def cohort_conversion(data: StageData, law: LogTimeLaw,
     tiny cohorts fell far below their pooled rate (a true 0.25 read as 0.16 on average at 2
     leads a month). Read around the centre, 0 of 2 and 1 of 2 say -2.6 and +0.1 (near the
     working response of a binomial at 0.25: -2.4 and +0.2), whose average is close to the
-    rate (:data:`CENTRE_PRIOR_SD`). Large cohorts read
-    as before to within the approximation's error; a cohort that says nothing of its
-    conversion (under a thousandth of the prior's information) gets an infinite variance.
+    rate (:data:`CENTRE_PRIOR_SD`). Large cohorts read as before to within the
+    approximation's error. The site is the likelihood's shape near the centre: where it says
+    nothing (under a thousandth of the prior's information) or falls outside two sd of the
+    cohort's flat-prior posterior (a cohort far from the pool, whose likelihood is a slope
+    near the centre: extrapolated, 2 wins of 10 at a pooled 1% read +6.5), the flat-prior
+    posterior is the reading, as before.
 
     Parameters
     ----------
@@ -567,10 +570,30 @@ def cohort_conversion(data: StageData, law: LogTimeLaw,
         seen = F(other_ages + 1.0)  # (scales, ages)
         ll += np.einsum("j,sjk->sk", other_n, np.log(np.maximum(1.0 - seen[:, :, None] * p[None, :, :], 1e-300)))
     prior = -0.5 * (LOG_SCALES / SCALE_PRIOR_SD) ** 2
-    prior_p = np.zeros(LOGITS.size) if centre is None else -0.5 * ((LOGITS - centre) / CENTRE_PRIOR_SD) ** 2
-    w = np.exp(ll + prior[:, None] + prior_p[None, :] - (ll + prior[:, None] + prior_p[None, :]).max())
-    w /= w.sum()
-    wp = w.sum(axis=0)
+    # a posterior on a single grid point still has the grid's own resolution (step^2 / 12)
+    floor_p, floor_s = (LOGITS[1] - LOGITS[0]) ** 2 / 12, (LOG_SCALES[1] - LOG_SCALES[0]) ** 2 / 12
+
+    def conversion(log_prior_p: np.ndarray) -> tuple[float, float]:
+        """Posterior mean and variance of logit p, the speed integrated out."""
+        t = ll + prior[:, None] + log_prior_p[None, :]
+        w = np.exp(t - t.max())
+        wp = w.sum(axis=0) / w.sum()
+        m = float(wp @ LOGITS)
+        return m, max(float(wp @ (LOGITS - m) ** 2), floor_p)
+
+    mp, var_p = conversion(np.zeros(LOGITS.size))  # under the flat prior
+    if centre is not None:
+        # the working prior inside the grid (a centre past it, from a pooled p near 0 or 1,
+        # would leave a prior truncated to the grid's last point, which nothing can divide)
+        c = min(max(centre, LOGITS[0] + 4 * CENTRE_PRIOR_SD), LOGITS[-1] - 4 * CENTRE_PRIOR_SD)
+        prior_p = -0.5 * ((LOGITS - c) / CENTRE_PRIOR_SD) ** 2
+        site, site_var = _divided(*conversion(prior_p), prior_p, LOGITS)
+        # the site is the likelihood's shape near the centre; a cohort far from it whose
+        # likelihood is a slope there (2 wins of 10 where the pool converts 1%) would be
+        # extrapolated along that slope (to log-odds +6.5): where the site falls outside two
+        # sd of the cohort's own posterior, that posterior is its reading
+        if math.isfinite(site_var) and abs(site - mp) <= 2 * math.sqrt(var_p):
+            mp, var_p = site, site_var
     # the speed from the likelihood profiled over p: a young cohort's few conversions are a
     # slow cohort that converts well or a fast one that converts badly, a ridge along which
     # the profile is flat. Integrating p out under a flat prior on its log-odds instead
@@ -579,9 +602,7 @@ def cohort_conversion(data: StageData, law: LogTimeLaw,
     profile = ll.max(axis=1) + prior
     ws = np.exp(profile - profile.max())
     ws /= ws.sum()
-    mp, ms = float(wp @ LOGITS), float(ws @ LOG_SCALES)
-    # a posterior on a single grid point still has the grid's own resolution (step^2 / 12)
-    floor_p, floor_s = (LOGITS[1] - LOGITS[0]) ** 2 / 12, (LOG_SCALES[1] - LOG_SCALES[0]) ** 2 / 12
+    ms = float(ws @ LOG_SCALES)
     var_s = max(float(ws @ (LOG_SCALES - ms) ** 2), floor_s)
     # the speed's prior is the same for every cohort: divide it out (Gaussian approximation)
     # so that the drift model, which pools the cohorts, counts it once, not once a cohort; a
@@ -589,9 +610,6 @@ def cohort_conversion(data: StageData, law: LogTimeLaw,
     # (the prior as the grid holds it: truncated at the grid's ends, its variance is a little
     # below SCALE_PRIOR_SD ** 2); data adding under a thousandth of the prior's information say nothing
     own_s, own_var = _divided(ms, var_s, prior, LOG_SCALES)
-    var_p = max(float(wp @ (LOGITS - mp) ** 2), floor_p)
-    if centre is not None:
-        mp, var_p = _divided(mp, var_p, prior_p, LOGITS)
     return CohortEstimate(mp, var_p, own_s, own_var)
 
 
