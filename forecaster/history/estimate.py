@@ -743,7 +743,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             # days old lean on the left tail of the pooled law, which revisions of the
             # conversion do not measure)
             young = _unseen_odds(seen)
-            if math.isfinite(est.var_logit_p):  # a cohort that says nothing of its conversion: none
+            if math.isfinite(est.var_logit_p):  # a guard: a reading is finite (the flat-prior one is the fallback)
                 y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young

@@ -530,8 +530,8 @@ def cohort_conversion(data: StageData, law: LogTimeLaw,
     likelihood, approximated where the cohorts lie. Under the flat prior a cohort with few
     deals is read by where its posterior spreads over the grid: 0 wins of 2 gave logit p
     about -5 (the grid's floor is -9), 1 of 2 about 0, so the drift model's average of
-    tiny cohorts fell far below their pooled rate (a true 0.25 read as 0.16 on average at 2
-    leads a month). Read around the centre, 0 of 2 and 1 of 2 say -2.6 and +0.1 (near the
+    tiny cohorts fell far below their pooled rate (a true 0.25 calibrated at 0.15 on average
+    at 2 leads a month). Read around the centre, 0 of 2 and 1 of 2 say -2.6 and +0.1 (near the
     working response of a binomial at 0.25: -2.4 and +0.2), whose average is close to the
     rate (:data:`CENTRE_PRIOR_SD`). Large cohorts read as before to within the
     approximation's error. The site is the likelihood's shape near the centre: where it says
