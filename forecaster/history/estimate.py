@@ -679,7 +679,7 @@ def immaturity_variance(cohorts: dict[tuple[int, int], list[Deal]], now: dict[tu
             est_now, seen_now = now[key]
             weight = _unseen_odds(seen_then) - _unseen_odds(seen_now)
             r = est_then.logit_p - est_now.logit_p
-            if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p + est_now.var_logit_p):
+            if weight > 0 and math.isfinite(r) and math.isfinite(est_then.var_logit_p):
                 r2.append(r * r)
                 dv.append(max(est_then.var_logit_p - est_now.var_logit_p, 1e-6))
                 w.append(weight)
@@ -743,8 +743,7 @@ def conversion_level(deals: list[Deal], s: int, n_stages: int, as_of: date, lost
             # days old lean on the left tail of the pooled law, which revisions of the
             # conversion do not measure)
             young = _unseen_odds(seen)
-            if math.isfinite(est.var_logit_p):  # a guard: a reading is finite (the flat-prior one is the fallback)
-                y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
+            y[k], v[k] = est.logit_p, est.var_logit_p + tau2 * young
             if math.isfinite(est.var_log_scale):  # a cohort too young to say anything of its speed: none
                 ys[k], vs[k] = est.log_scale, est.var_log_scale + IMMATURE_VAR * young
     return local_level(y, v, outliers=True), (ys, vs), (tau2, pairs)

@@ -667,7 +667,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     for k, v in col.items():  # a name the header has only in another case ('Amount' for amount): that column
         spellings = (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ()
         if spellings and not any(n in header for n in spellings):
-            alike = [h for h in header if h.casefold() in {n.casefold() for n in spellings}]
+            folds = {n.casefold() for n in spellings}
+            alike = [h for h in header if h.casefold() in folds]
             if len(alike) == 1:
                 col[k], folded[k] = alike[0], (" or ".join(map(repr, spellings)), alike[0])
     wanted = [v for v in col.values() if isinstance(v, str)]
