@@ -117,6 +117,9 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
         from forecaster.history.sources import shown_name
 
         raise ForecasterError(f"{shown_name(history)}: {exc}") from None
+    for x in result["skipped"]:
+        click.echo(f"warning: cutoff {x['cutoff']} skipped (by every method): too early to calibrate on: "
+                   f"{x['reason']}", err=True)
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
     from forecaster.present.export import write_together_with_exports

@@ -62,6 +62,7 @@ from forecaster.history.baselines import (
     weighted_pipeline,
 )
 from forecaster.history.calibrate import calibrate
+from forecaster.history.fitting import TooLittleHistory
 from forecaster.history.parts import pipeline_csv
 from forecaster.history.quarters import whole_quarters
 from forecaster.history.readers import Deal, beyond_records, recorded_through, won_dates
@@ -141,13 +142,20 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
 
     ``calibrate_options``: further keyword arguments of :func:`forecaster.history.calibrate.calibrate`.
 
-    Returns ``{"cutoffs": [...], "average": {metric: ...}}``: per cutoff, its ``months``
+    A cutoff too early to calibrate on (no deal entered by then, or none converted out of a
+    stage: :class:`~forecaster.history.fitting.TooLittleHistory`) is skipped, by every
+    method alike, and listed in ``skipped`` (``cutoff``, ``reason``): a small team's first
+    months should not cost the whole walk (scoring only the baselines there would compare
+    the methods on different months). ValueError when every cutoff is skipped.
+
+    Returns ``{"cutoffs": [...], "skipped": [...], "average": {metric: ...}}``: per cutoff, its ``months``
     and per metric and method (``forecaster``, ``seasonal_naive``, ``last_month_naive``,
     ``trailing_mean``: ``by_month``, a list of ``months`` scores, and ``total``;
     ``weighted_pipeline``: ``total``); the averages as :func:`average` makes them.
     """
     _check_recorded(deals, cutoffs, months)
-    results = []
+    results: list[dict] = []
+    skipped: list[dict] = []
     # a history without amounts has no revenue to score (it would repeat won deals)
     metrics = ("won_deals", "revenue") if any(d.amount for d in deals) else ("won_deals",)
     every_win = won_dates(deals, date.max)
@@ -158,8 +166,14 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             raise ValueError(f"cutoff {cutoff} must be the last day of a month")
         month_list = [add_months(first, k) for k in range(months)]
         horizon_days = (add_months(first, months) - first).days
-        cal = calibrate(deals, stages, cutoff, horizon_days=horizon_days, name=f"backtest-{cutoff}",
-                        lost_observed=lost_observed, capacity=capacity, **(calibrate_options or {}))
+        try:
+            cal = calibrate(deals, stages, cutoff, horizon_days=horizon_days, name=f"backtest-{cutoff}",
+                            lost_observed=lost_observed, capacity=capacity, **(calibrate_options or {}))
+        except TooLittleHistory as exc:  # too early to fit: scored by no method (see the docstring)
+            skipped.append({"cutoff": cutoff.isoformat(), "reason": str(exc)})
+            if progress:
+                progress(cutoff)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             if cal.pipeline:
                 (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline))
@@ -194,7 +208,10 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         results.append(item)
         if progress:
             progress(cutoff)
-    return {"cutoffs": results, "average": average(results, metrics)}
+    if not results:
+        raise ValueError("no cutoff could be calibrated on the history known then: "
+                         + "; ".join(f"{x['cutoff']}: {x['reason']}" for x in skipped) + "; use later cutoffs")
+    return {"cutoffs": results, "skipped": skipped, "average": average(results, metrics)}
 
 
 def _check_recorded(deals: list[Deal], cutoffs: list[date], months: int) -> None:

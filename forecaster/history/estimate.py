@@ -59,6 +59,7 @@ from forecaster.history.fitting import (
     LogTimeLaw,
     StageData,
     StageFit,
+    TooLittleHistory,
     cohort_conversion,
     conversion_cdf,
     conversion_exposure,
@@ -288,7 +289,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     S = len(stages)
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
-        raise ValueError(f"no deal had entered any stage by {as_of}")
+        raise TooLittleHistory(f"no deal had entered any stage by {as_of}")
     if like is not None:
         fiscal_year_start = like.fiscal_year_start
     cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
@@ -564,7 +565,8 @@ def _whole_stage(deals: list[Deal], s: int, stages: list[str], as_of: date, lost
         fit = (fit_stage(data, families=(families[0],), lost_families=(families[1],) if families[1] else None)
                if families else fit_stage(data))
     except ValueError as exc:
-        raise ValueError(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
+        kind = TooLittleHistory if isinstance(exc, TooLittleHistory) else ValueError
+        raise kind(f"stage {stages[s]!r} (by {as_of}): {exc}") from None
     # the conversions not seen yet included (:func:`with_fitted_tail`): a young history's
     # exposure and cohorts are read against the whole time to convert, not the part seen
     cdf = with_fitted_tail(conversion_cdf(data), fit, data.converted.size)

@@ -36,6 +36,12 @@ FAMILIES = ("lognormal", "gamma", "weibull", "exponential")
 _NPARAMS = {"lognormal": 2, "gamma": 2, "weibull": 2, "exponential": 1}
 
 
+class TooLittleHistory(ValueError):
+    """The history known on the as-of date cannot be fitted yet (no deal entered, or none
+    converted out of a stage): a later as-of date may be. A backtest skips such a cutoff
+    (:func:`forecaster.history.backtest.backtest`); calibration refuses it."""
+
+
 @dataclass
 class StageData:
     """Durations in whole days since a stage was entered (each array shape (n,)).
@@ -241,7 +247,7 @@ def fit_stage(data: StageData, families=FAMILIES, lost_families=None) -> StageFi
     from scipy.optimize import minimize
 
     if data.converted.size == 0:
-        raise ValueError("no deal converted out of this stage: its conversion and time cannot be fitted")
+        raise TooLittleHistory("no deal converted out of this stage: its conversion and time cannot be fitted")
     ce, le, oe = data.entries()
     pts = _Points((_tally(data.converted, ce), _tally(data.lost, le), _tally(data.open_ages, oe)))
     recorded_losses = data.lost_observed and data.lost.size > 0

@@ -627,7 +627,9 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     n = len(result["cutoffs"])
     console.print(Text.assemble(("backtest", "bold"), printable(
-        f": {n} cutoff{'s' * (n != 1)}, {', '.join(str(c['cutoff']) for c in result['cutoffs'])}")), highlight=False)
+        f": {n} cutoff{'s' * (n != 1)}, {', '.join(str(c['cutoff']) for c in result['cutoffs'])}"
+        + (f" (skipped, too early to calibrate on: {', '.join(x['cutoff'] for x in result['skipped'])})"
+           if result.get("skipped") else ""))), highlight=False)
 
     def share(x):
         return "-" if x is None else f"{x:.0%}"

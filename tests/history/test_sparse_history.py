@@ -10,6 +10,7 @@ counted more (the level of 2 leads a month read 25% high).
 """
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 
@@ -150,3 +151,54 @@ def test_two_leads_a_month_are_calibrated_at_their_conversion():
                         lost_observed=h.lost_observed, select=False)
         conversion.append(next(iter(cal.scenario["segments"].values()))["funnel"][syn.STAGE]["convert"]["mean"])
     assert abs(np.mean(conversion) - 0.25) < 0.045, np.mean(conversion)
+
+
+def _weekly_history(path, first=date(2025, 1, 6), weeks=50, export=date(2025, 12, 31)):
+    """A lead a week from ``first``; every fourth won 45 days after it entered (the first win
+    on 20 February), the others lost after 20 days; closes after ``export`` still open."""
+    rows = ["deal_id,lead,outcome,closed,amount"]
+    for k in range(weeks):
+        entered = first + timedelta(days=7 * k)
+        won = k % 4 == 0
+        closed = entered + timedelta(days=45 if won else 20)
+        outcome, when = (("won" if won else "lost"), closed.isoformat()) if closed <= export else ("open", "")
+        rows.append(f"d{k},{entered.isoformat()},{outcome},{when},1000")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_a_backtest_skips_a_cutoff_too_early_to_calibrate_on_and_scores_the_rest(tmp_path):
+    """A small team's first cutoff, before its first win, cannot be calibrated on (no
+    conversion to fit): the backtest skips it by every method, says so, and scores the
+    others. Until December 2026 it ended the whole run and wrote nothing."""
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    history = tmp_path / "team.csv"
+    _weekly_history(history)
+    res = CliRunner().invoke(main, ["backtest", str(history), "--stages", "lead", "--cutoffs",
+                                    "2025-01-31,2025-07-31,2025-08-31", "--months", "2", "--trials", "200",
+                                    "--out", str(tmp_path / "bt")])
+    assert res.exit_code == 0, res.output
+    assert "warning: cutoff 2025-01-31 skipped (by every method): too early to calibrate on" in res.output
+    assert "no deal converted out of this stage" in res.output
+    result = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert [c["cutoff"] for c in result["cutoffs"]] == ["2025-07-31", "2025-08-31"]
+    assert [x["cutoff"] for x in result["skipped"]] == ["2025-01-31"]
+    # the baselines are scored on the same two cutoffs, not on the skipped one
+    assert result["average"]["won_deals"]["paired"]["trailing_mean"]["cutoffs"] == 2
+
+
+def test_a_backtest_whose_every_cutoff_is_too_early_is_refused_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    history = tmp_path / "team.csv"
+    _weekly_history(history)
+    res = CliRunner().invoke(main, ["backtest", str(history), "--stages", "lead", "--cutoffs", "2025-01-31",
+                                    "--months", "2", "--trials", "200", "--out", str(tmp_path / "bt")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "no cutoff could be calibrated on the history known then: 2025-01-31: stage 'lead'" in res.output
+    assert "no deal converted out of this stage" in res.output and "use later cutoffs" in res.output
+    assert not (tmp_path / "bt").exists()
