@@ -456,6 +456,9 @@ def run_one(regime: str, seed: int, months: int, n_cutoffs: int, trials: int, op
     finally:
         if original is not None:
             bt.calibrate = original
+    if result["skipped"]:  # every run scores the cutoffs it names, or the tables would pool fewer months unsaid
+        raise RuntimeError(f"{regime} seed {seed}: cutoffs skipped as too early to "
+                           f"calibrate on: {result['skipped']}")
     t1 = time.perf_counter()
     horizon_days = (add_months(last + timedelta(days=1), 3) - (last + timedelta(days=1))).days
     diag = diagnose(history, last, horizon_days, options, captured.get("cal"))

@@ -167,5 +167,5 @@ export_option = click.option(
 backtest_export_option = click.option(
     "--export", "export", metavar="csv,xlsx", default=None, callback=_exports,
     help="Also write backtest.json's tables for spreadsheets, in --out and together with it: csv, one file per "
-         "table in backtest-tables/ (scores, averages, cutoffs); xlsx, backtest.xlsx with an About sheet and a sheet "
+         "table in backtest-tables/ (scores, averages, cutoffs, skipped); xlsx, backtest.xlsx with an About sheet and a sheet "
          "per table. A backtest keeps no trials, so parquet is refused.")

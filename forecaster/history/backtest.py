@@ -142,8 +142,10 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
 
     ``calibrate_options``: further keyword arguments of :func:`forecaster.history.calibrate.calibrate`.
 
-    A cutoff too early to calibrate on (no deal entered by then, or none converted out of a
-    stage: :class:`~forecaster.history.fitting.TooLittleHistory`) is skipped, by every
+    A cutoff before the history's first deal is refused (ValueError: there is nothing to
+    calibrate on; a mistyped year, more likely than not). A cutoff too early to calibrate on
+    (no deal converted out of a stage yet:
+    :class:`~forecaster.history.fitting.TooLittleHistory`) is skipped, by every
     method alike, and listed in ``skipped`` (``cutoff``, ``reason``): a small team's first
     months should not cost the whole walk (scoring only the baselines there would compare
     the methods on different months). ValueError when every cutoff is skipped.
@@ -154,6 +156,10 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
     ``weighted_pipeline``: ``total``); the averages as :func:`average` makes them.
     """
     _check_recorded(deals, cutoffs, months)
+    entered = [e for d in deals for e in d.entered if e is not None]
+    if entered and min(cutoffs) < min(entered):  # no history at all then: a mistyped year, more likely than not
+        raise ValueError(f"cutoff {min(cutoffs)} is before the history's first deal ({min(entered)}): there is "
+                         "nothing to calibrate on; use cutoffs after it")
     results: list[dict] = []
     skipped: list[dict] = []
     # a history without amounts has no revenue to score (it would repeat won deals)
@@ -210,7 +216,9 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             progress(cutoff)
     if not results:
         raise ValueError("no cutoff could be calibrated on the history known then: "
-                         + "; ".join(f"{x['cutoff']}: {x['reason']}" for x in skipped) + "; use later cutoffs")
+                         + "; ".join(f"{x['cutoff']}: {x['reason']}" for x in skipped)
+                         + "; use later cutoffs, or check the stage columns and outcome values (a history "
+                         "without a deal converted out of every stage cannot be calibrated)")
     return {"cutoffs": results, "skipped": skipped, "average": average(results, metrics)}
 
 

@@ -580,7 +580,8 @@ def sensitivity_tables(summary: dict, currency: str | None = None) -> list[Table
 
 def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     """The tables of ``backtest.json``: every score (per cutoff, method and month, and the
-    total), the averages per method, and what each cutoff was calibrated on."""
+    total), the averages per method, what each cutoff was calibrated on, and the cutoffs
+    skipped (too early to calibrate on; no rows when none was)."""
     units = Units(currency)  # a history has no currency: [currency]
     rows: list[tuple[list, Any]] = []
     for c in result.get("cutoffs", []):
@@ -610,7 +611,11 @@ def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     tables.append(generic_table("cutoffs", "what each cutoff's baselines were built on",
                                 [([c.get("cutoff")], c) for c in result.get("cutoffs", [])],
                                 [Column("cutoff", None, "date")], units, skip=("metrics", "cutoff")))
-    return tables + _other_tables(result, {"cutoffs", "average"}, units)
+    skipped = Table("skipped", "cutoffs too early to calibrate on, skipped by every method, and why",
+                    [Column("cutoff", None, "date"), Column("reason", None, "text")])
+    skipped.rows = [[x.get("cutoff"), x.get("reason")] for x in result.get("skipped", [])]
+    tables.append(skipped)
+    return tables + _other_tables(result, {"cutoffs", "average", "skipped"}, units)
 
 
 BUILDERS: dict[str, Callable[..., list[Table]]] = {"run": run_tables, "compare": compare_tables,

@@ -671,7 +671,8 @@ def render_backtest(result: dict, when: str) -> str:
     """Each cutoff's monthly intervals against what happened, every baseline's scores,
     forecaster's paired differences from them and the PIT histogram (``backtest.json``)."""
 
-    body = [f"<h1>Backtest: {len(result['cutoffs'])} cutoffs</h1>", f'<p class="meta">{esc(when)}</p>']
+    n = len(result["cutoffs"])
+    body = [f"<h1>Backtest: {n} cutoff{'s' * (n != 1)}</h1>", f'<p class="meta">{esc(when)}</p>']
     for x in result.get("skipped", []):  # absent from a backtest.json written before cutoffs were skipped
         body.append(f"<p>Cutoff {esc(x['cutoff'])} skipped by every method, too early to calibrate on: "
                     f"{esc(x['reason'])}</p>")

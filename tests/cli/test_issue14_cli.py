@@ -36,9 +36,10 @@ def test_backtest_exports_its_tables(tmp_path):
     r = CliRunner().invoke(main, [*args, "--export", "csv,xlsx"])
     assert r.exit_code == 0, r.output
     result = json.loads((out / "backtest.json").read_text())
-    assert sorted(p.name for p in (out / "backtest-tables").iterdir()) == ["averages.csv", "cutoffs.csv", "scores.csv"]
+    assert sorted(p.name for p in (out / "backtest-tables").iterdir()) == ["averages.csv", "cutoffs.csv", "scores.csv",
+                                                                         "skipped.csv"]
     wb = openpyxl.load_workbook(out / "backtest.xlsx", read_only=True)
-    assert wb.sheetnames[0] == "About" and len(wb.sheetnames) == 4
+    assert wb.sheetnames[0] == "About" and len(wb.sheetnames) == 5
     with open(out / "backtest-tables" / "cutoffs.csv", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert [r["cutoff"] for r in rows][:1] == [result["cutoffs"][0]["cutoff"]]

@@ -178,7 +178,7 @@ def test_a_backtest_skips_a_cutoff_too_early_to_calibrate_on_and_scores_the_rest
     _weekly_history(history)
     res = CliRunner().invoke(main, ["backtest", str(history), "--stages", "lead", "--cutoffs",
                                     "2025-01-31,2025-07-31,2025-08-31", "--months", "2", "--trials", "200",
-                                    "--out", str(tmp_path / "bt")])
+                                    "--out", str(tmp_path / "bt"), "--export", "csv"])
     assert res.exit_code == 0, res.output
     assert "warning: cutoff 2025-01-31 skipped (by every method): too early to calibrate on" in res.output
     assert "no deal converted out of this stage" in res.output
@@ -187,6 +187,49 @@ def test_a_backtest_skips_a_cutoff_too_early_to_calibrate_on_and_scores_the_rest
     assert [x["cutoff"] for x in result["skipped"]] == ["2025-01-31"]
     # the baselines are scored on the same two cutoffs, not on the skipped one
     assert result["average"]["won_deals"]["paired"]["trailing_mean"]["cutoffs"] == 2
+    assert "(skipped, too early to calibrate on: 2025-01-31)" in res.output
+    skipped = (tmp_path / "bt" / "backtest-tables" / "skipped.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert skipped[0] == "cutoff,reason" and skipped[1].startswith("2025-01-31,") and len(skipped) == 2
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "bt")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "bt" / "backtest.html").read_text()
+    assert "<h1>Backtest: 2 cutoffs</h1>" in html and "Cutoff 2025-01-31 skipped by every method" in html
+
+
+def test_a_backtest_skips_a_cutoff_where_a_later_stage_has_no_conversion_yet(tmp_path):
+    """Two stages: leads reach a demo from the first weeks, but the first win comes on 20
+    February; a cutoff on 31 January is skipped (the demo stage cannot be fitted), the
+    later ones scored."""
+    from forecaster.history.backtest import backtest
+    from forecaster.history.readers import Deal
+
+    deals = []
+    for k in range(50):
+        entered = date(2025, 1, 6) + timedelta(days=7 * k)
+        demo = entered + timedelta(days=5) if k % 2 == 0 else None
+        won = demo is not None and k % 4 == 0
+        closed = (demo + timedelta(days=40)) if won else entered + timedelta(days=20)
+        deals.append(Deal(f"d{k}", "all", [entered, demo], "won" if won else "lost", closed, 1000.0))
+    result = backtest(deals, ["lead", "demo"], [date(2025, 1, 31), date(2025, 6, 30)], months=2, trials=200)
+    assert [c["cutoff"] for c in result["cutoffs"]] == ["2025-06-30"]
+    assert result["skipped"][0]["cutoff"] == "2025-01-31" and "stage 'demo'" in result["skipped"][0]["reason"]
+
+
+def test_a_backtest_cutoff_before_the_first_deal_is_refused_not_skipped(tmp_path):
+    """Nothing at all to calibrate on (a mistyped year, more likely than not): refused,
+    naming the history's first deal, and nothing written."""
+    from click.testing import CliRunner
+
+    from forecaster.cli import main
+
+    history = tmp_path / "team.csv"
+    _weekly_history(history)
+    res = CliRunner().invoke(main, ["backtest", str(history), "--stages", "lead", "--cutoffs",
+                                    "2020-07-31,2025-07-31", "--months", "2", "--trials", "200",
+                                    "--out", str(tmp_path / "bt")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "cutoff 2020-07-31 is before the history's first deal (2025-01-06)" in res.output
+    assert not (tmp_path / "bt").exists()
 
 
 def test_a_backtest_whose_every_cutoff_is_too_early_is_refused_and_writes_nothing(tmp_path):
@@ -200,5 +243,5 @@ def test_a_backtest_whose_every_cutoff_is_too_early_is_refused_and_writes_nothin
                                     "--months", "2", "--trials", "200", "--out", str(tmp_path / "bt")])
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert "no cutoff could be calibrated on the history known then: 2025-01-31: stage 'lead'" in res.output
-    assert "no deal converted out of this stage" in res.output and "use later cutoffs" in res.output
+    assert "no deal converted out of this stage" in res.output and "use later cutoffs, or check the stage" in res.output
     assert not (tmp_path / "bt").exists()

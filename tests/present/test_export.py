@@ -386,7 +386,9 @@ def test_a_backtests_result_is_exported_with_write_together(tmp_path):
     write_together_with_exports(out, {"backtest.json": json.dumps(result)}, "--out bt", kind="backtest",
                                 summary=result, formats=("csv", "xlsx"), currency="USD")
     assert listing(out) == {"backtest.json", "backtest.xlsx", "backtest-tables/scores.csv",
-                            "backtest-tables/averages.csv", "backtest-tables/cutoffs.csv"}
+                            "backtest-tables/averages.csv", "backtest-tables/cutoffs.csv",
+                            "backtest-tables/skipped.csv"}
+    assert read_csv(out / "backtest-tables" / "skipped.csv") == (["cutoff", "reason"], [])  # none skipped
     header, rows = read_csv(out / "backtest-tables" / "scores.csv")
     assert header[:3] == ["cutoff", "method", "month"] and [r["month"] for r in rows] == ["2017-04-01", "total"]
     assert number(rows[0]["won_deals_crps [deals]"]) == 1.5 and number(rows[0]["revenue_p90 [USD]"]) == 15.0
@@ -399,7 +401,7 @@ def test_a_backtests_result_is_exported_with_write_together(tmp_path):
     assert not any("per day" in h for h in header)
     with pytest.raises(ValueError, match="parquet"):
         write_together_with_exports(out, {}, "--out bt", kind="backtest", summary=result, formats=("parquet",))
-    assert [t.name for t in tables_for("backtest", result)] == ["scores", "averages", "cutoffs"]
+    assert [t.name for t in tables_for("backtest", result)] == ["scores", "averages", "cutoffs", "skipped"]
 
 
 def test_backtest_units_histograms_count_months_and_revenue_has_no_made_up_unit():
