@@ -404,7 +404,7 @@ def test_bad_calibrate_options_are_refused(tmp_path, good, args, found):
     (["--cutoffs", "2025-02-28", "--months", "0"], "Invalid value for '--months'"),
     (["--cutoffs", "2025-02-28", "--months", "100000"], "Invalid value for '--months'"),
     (["--cutoffs", "2025-02-28", "--trials", "10000000000"], "Invalid value for '--trials'"),
-    (["--cutoffs", "1999-12-31"], "no deal had entered any stage by 1999-12-31"),
+    (["--cutoffs", "1999-12-31"], "cutoff 1999-12-31 is before the history's first deal"),
 ])
 def test_bad_backtest_options_are_refused(tmp_path, good, args, found):
     res = invoke("backtest", good, "--stages", "lead", *args, "--out", tmp_path / "bt")
