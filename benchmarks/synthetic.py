@@ -431,6 +431,13 @@ def diagnose(history: History, cutoff: date, horizon_days: int, options: dict | 
     }
 
 
+def every_cutoff_scored(result: dict, label: str) -> None:
+    """Refuse a backtest ``result`` that skipped a cutoff as too early to calibrate on: a
+    benchmark scores every cutoff it names, or its tables would pool fewer months unsaid."""
+    if result["skipped"]:
+        raise RuntimeError(f"{label}: cutoffs skipped as too early to calibrate on: {result['skipped']}")
+
+
 def run_one(regime: str, seed: int, months: int, n_cutoffs: int, trials: int, options: dict) -> dict:
     """One (regime, seed): the backtest's averages, per-month scores and the diagnostics."""
     import forecaster.history.backtest as bt
@@ -458,9 +465,7 @@ def run_one(regime: str, seed: int, months: int, n_cutoffs: int, trials: int, op
     finally:
         if original is not None:
             bt.calibrate = original
-    if result["skipped"]:  # every run scores the cutoffs it names, or the tables would pool fewer months unsaid
-        raise RuntimeError(f"{regime} seed {seed}: cutoffs skipped as too early to "
-                           f"calibrate on: {result['skipped']}")
+    every_cutoff_scored(result, f"{regime} seed {seed}")
     t1 = time.perf_counter()
     horizon_days = (add_months(last + timedelta(days=1), 3) - (last + timedelta(days=1))).days
     diag = diagnose(history, last, horizon_days, options, captured.get("cal"))
