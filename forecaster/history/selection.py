@@ -57,6 +57,15 @@ can. Together the wait is counted twice: the stretched cycle makes fewer wins du
 cap, and the forecast falls below what the team closes every month (on the synthetic
 saturated team, 58 won deals a month forecast against a cap of 81 and 98 actual; with the
 capacity alone, 81). So once one of them is kept, the other is no longer a candidate.
+Tried in December 2026 and not kept: asking a capacity to beat the speed part, by the test
+of step 3, before it is kept in its place (a cap is the stronger claim about the future),
+and keeping the speed where neither beats the other. On the synthetic cycle slowing down
+(6 seeds), where the speed part forced on scores 5.57 won deals a month against the
+trailing mean's 5.69 and the capacity stands in for it at 4 of 6 last cutoffs, it moved
+the score only 5.94 -> 5.90, since at most cutoffs the capacity does beat the speed inside
+the history (the inner calibrations' trend through fewer cohorts extrapolates poorly);
+and it cost the saturated team 6.32 -> 6.71, whose first cutoffs' capacity and speed also
+read alike.
 
 Fewer than 2 inner cutoffs: no evidence, so only the shared shocks and the stalled deals
 (both fitted from the history's own variation) are kept, plus what is forced on.

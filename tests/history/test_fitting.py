@@ -125,7 +125,7 @@ def test_calibrate_recovers_a_synthetic_history_and_writes_a_valid_scenario(tmp_
     # the fitted times as read, without the drifting speed: on this steady history the
     # in-history check keeps a speed part (the proposal's time x0.87, a fit to noise that
     # lowered the inner score by 16%, and by 3.3% without its best month end); the rule's
-    # trade-off is measured on the synthetic suite (README, "What moved in this release")
+    # trade-off is measured on the synthetic suite (docs/calibration.md, "The truth suite, release by release")
     res = CliRunner().invoke(main, ["calibrate", str(path), "--stages", "lead,proposal", "--segment-column", "segment",
                                     "--as-of", "2026-10-31", "-o", str(out), "--mechanism", "speed=off"])
     assert res.exit_code == 0, res.output
