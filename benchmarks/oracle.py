@@ -101,7 +101,7 @@ def oracle_samples(history, cutoff: date, months: int = 3, draws: int = DRAWS, s
     starts, edges = _month_edges(history, cutoff, months)
     cut = edges[0]  # the first day after the cutoff [days from start]
     n_months = len(t["months"])
-    kc = (cutoff.year - history.start.year) * 12 + cutoff.month - history.start.month  # cutoff's month index
+    kc = syn.months_after(history.start, cutoff)  # cutoff's month index
     s, sw, sl, lmed = t["stall_share"], t["win_sigma"], t["lose_sigma"], t["lose_median_days"]
     medians = np.array(t["win_median_days"])
     p_rule = np.array(t["convert"])

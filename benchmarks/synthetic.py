@@ -60,10 +60,10 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from forecaster.history.readers import Deal  # noqa: E402 (after the sys.path insert above)
+from forecaster.calendar import AVG_MONTH_DAYS, months_after  # noqa: E402 (after the sys.path insert above)
+from forecaster.history.readers import Deal  # noqa: E402
 
 STAGE = "opportunity"
-AVG_MONTH_DAYS = 30.4375
 START = date(2023, 1, 1)
 
 DEFAULTS: dict = {
@@ -409,7 +409,7 @@ def diagnose(history: History, cutoff: date, horizon_days: int, options: dict | 
     seg = next(iter(cal.scenario["segments"].values()))
     stage = seg["funnel"][STAGE]
     t = history.truth
-    k = (cutoff.year - history.start.year) * 12 + cutoff.month - history.start.month  # the cutoff's month index
+    k = months_after(history.start, cutoff)  # the cutoff's month index
     nxt = min(k + 1, len(t["months"]) - 1)
     leads = seg["leads"]["per_month"]
     return {
@@ -675,7 +675,7 @@ def _month_of(row: dict, i: int) -> int:
     """The month (whole months from the history's start) of a row's ``i``-th cutoff."""
     run = row["runs"][0]
     first, cut = date.fromisoformat(run["truth"]["months"][0] + "-01"), date.fromisoformat(run["cutoffs"][i])
-    return (cut.year - first.year) * 12 + cut.month - first.month + 1
+    return months_after(first, cut) + 1
 
 
 def report(rows: dict, meta: dict) -> str:

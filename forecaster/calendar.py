@@ -175,7 +175,7 @@ def day_calendar(start: date, end: date) -> tuple[np.ndarray, np.ndarray, np.nda
         d = start + timedelta(days=i)
         month[i] = d.month
         month_len[i] = days_in_month(d)
-        elapsed[i] = (d.year - start.year) * 12 + d.month - start.month
+        elapsed[i] = months_after(start, d)
     return month, month_len, elapsed
 
 
@@ -185,6 +185,12 @@ AVG_MONTH_DAYS = 30.4375
 def monthly_counts(dates: Iterable[date]) -> Counter[tuple[int, int]]:
     """How many of ``dates`` fall in each (year, month)."""
     return Counter((e.year, e.month) for e in dates)
+
+
+def months_after(first: date, day: date) -> int:
+    """Whole calendar months from ``first``'s month to ``day``'s (0 in the same month,
+    negative before it), whatever the days of the month."""
+    return (day.year - first.year) * 12 + day.month - first.month
 
 
 def months_until(first: date, as_of: date) -> list[tuple[int, int]]:

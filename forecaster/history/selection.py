@@ -80,6 +80,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forecaster.calendar import months_after
 from forecaster.errors import ScenarioError
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, build_scenario, new_lead_share, pipeline_csv
@@ -129,8 +130,7 @@ def inner_cutoffs(deals, as_of: date, months: int) -> list[tuple[date, int]]:
     for k in range(1, 1 + INNER_CUTOFFS):
         yy, mm = divmod(m - 1 - k, 12)
         c = _month_end(y + yy, mm + 1)
-        if ((c.year - first.year) * 12 + c.month - first.month < MIN_HISTORY_MONTHS
-                or (c.year - first_close.year) * 12 + c.month - first_close.month < MIN_CLOSED_MONTHS):
+        if months_after(first, c) < MIN_HISTORY_MONTHS or months_after(first_close, c) < MIN_CLOSED_MONTHS:
             break
         out.append((c, min(k, months)))
     return out

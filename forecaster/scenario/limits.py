@@ -22,6 +22,7 @@ import functools
 import math
 from datetime import date, timedelta
 
+from forecaster.calendar import months_after
 from forecaster.scenario.distributions import Distribution
 from forecaster.scenario.validation import INVALID, Context, fmt_number
 
@@ -299,7 +300,7 @@ def _after_sale_limits(name: str, seg, start: date, end: date, ctx: Context) -> 
     sub = customer.subscription
     if sub is not None:
         # the value after every renewal the horizon can hold, at the mean expansion
-        renewals = ((end.year - start.year) * 12 + end.month - start.month + 1) / sub.term_months + 1
+        renewals = (months_after(start, end) + 1) / sub.term_months + 1
         growth = sub.expansion.mean()
         log_growth = renewals * math.log1p(growth) + math.log(max(seg.deal_value.mean(), 1e-300)) if growth > -1 \
             else -math.inf
