@@ -120,6 +120,11 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
     for x in result["skipped"]:
         click.echo(f"warning: cutoff {x['cutoff']} skipped (by every method): too early to calibrate on: "
                    f"{x['reason']}", err=True)
+    for x in result["warnings"]:
+        at = x["cutoffs"]
+        where = (f"calibrating on {at[0]}: " if len(at) == 1
+                 else f"calibrating on {', '.join(at[:-1])} and {at[-1]}: " if at else "")
+        click.echo(f"warning: {where}{x['warning']}", err=True)
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
     from forecaster.present.export import write_together_with_exports

@@ -193,7 +193,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
         item = {"cutoff": cutoff.isoformat(), "months": [m.isoformat() for m in month_list], "metrics": {},
                 "whole_quarter": bool(whole_quarters(won_dates(deals, cutoff), cutoff)),
                 "last_month": last["month"].isoformat(), "trailing_mean_rate": trailing["rate"],
-                "trailing_months": [m.isoformat() for m in trailing["window"]]}
+                "trailing_months": [m.isoformat() for m in trailing["window"]], "warnings": list(cal.warnings)}
         for metric in metrics:
             y = truth[metric]
 
@@ -219,7 +219,31 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
                          + "; ".join(f"{x['cutoff']}: {x['reason']}" for x in skipped)
                          + "; use later cutoffs, or check the stage columns and outcome values (a history "
                          "without a deal converted out of every stage cannot be calibrated)")
-    return {"cutoffs": results, "skipped": skipped, "average": average(results, metrics)}
+    return {"cutoffs": results, "skipped": skipped, "warnings": _said(deals, results, metrics),
+            "average": average(results, metrics)}
+
+
+def _said(deals: list[Deal], results: list[dict], metrics) -> list[dict]:
+    """What the backtest's calibrations warned of, each warning once with the cutoffs it was
+    given at (``{"warning", "cutoffs"}``: a history too young to check its intervals, thin
+    segments, ...), and, where revenue is scored, how many of the scored months' won deals
+    had no amount (``cutoffs`` empty: counted at their month's mean,
+    :func:`~forecaster.history.baselines.actuals`)."""
+    said: dict[str, list[str]] = {}
+    for r in results:
+        for w in r.get("warnings", []):
+            said.setdefault(w, []).append(r["cutoff"])
+    out = [{"warning": w, "cutoffs": cs} for w, cs in said.items()]
+    if "revenue" in metrics:
+        months = sorted({date.fromisoformat(m) for r in results for m in r["months"]})
+        got = actuals(deals, months)
+        blank, won = int(sum(got["unvalued"])), int(sum(got["won_deals"]))
+        if blank:
+            out.append({"warning": f"{blank} of the {won} won deals in the months scored have no amount: each "
+                                   "counts in the revenue actuals at the mean amount of its month's won deals "
+                                   "that have one (calibration values them by resampling the known amounts)",
+                        "cutoffs": []})
+    return out
 
 
 def _check_recorded(deals: list[Deal], cutoffs: list[date], months: int) -> None:

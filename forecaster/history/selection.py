@@ -82,6 +82,7 @@ import numpy as np
 
 from forecaster.calendar import months_after
 from forecaster.errors import ScenarioError
+from forecaster.history.baselines import actuals
 from forecaster.history.estimate import fit_candidates
 from forecaster.history.parts import MECHANISMS, build_scenario, new_lead_share, pipeline_csv
 from forecaster.results.dataset import simulate
@@ -145,15 +146,11 @@ def _months_after(c: date, n: int) -> list[date]:
 
 
 def _actuals(deals, months: list[date]) -> tuple[np.ndarray, np.ndarray]:
-    """Won deals and their value in each month: two arrays of shape (months,)."""
-    index = {(m.year, m.month): k for k, m in enumerate(months)}
-    won, value = np.zeros(len(months)), np.zeros(len(months))
-    for d in deals:
-        if d.outcome == "won" and d.closed is not None and (d.closed.year, d.closed.month) in index:
-            k = index[(d.closed.year, d.closed.month)]
-            won[k] += 1
-            value[k] += d.amount or 0.0
-    return won, value
+    """Won deals and their value in each month (first days of months), as the backtest
+    counts them (:func:`forecaster.history.baselines.actuals`: a won deal without an amount
+    at its month's mean): two arrays of shape (months,)."""
+    got = actuals(deals, months)
+    return np.array(got["won_deals"]), np.array(got["revenue"], dtype=float)
 
 
 def crps(samples: np.ndarray, y: float) -> float:

@@ -580,8 +580,9 @@ def sensitivity_tables(summary: dict, currency: str | None = None) -> list[Table
 
 def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     """The tables of ``backtest.json``: every score (per cutoff, method and month, and the
-    total), the averages per method, what each cutoff was calibrated on, and the cutoffs
-    skipped (too early to calibrate on; no rows when none was)."""
+    total), the averages per method, what each cutoff was calibrated on, the cutoffs
+    skipped (too early to calibrate on; no rows when none was) and the calibrations'
+    warnings (no rows when none warned)."""
     units = Units(currency)  # a history has no currency: [currency]
     rows: list[tuple[list, Any]] = []
     for c in result.get("cutoffs", []):
@@ -610,12 +611,17 @@ def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
                                 [Column("method", None, "text")], units))
     tables.append(generic_table("cutoffs", "what each cutoff's baselines were built on",
                                 [([c.get("cutoff")], c) for c in result.get("cutoffs", [])],
-                                [Column("cutoff", None, "date")], units, skip=("metrics", "cutoff")))
+                                [Column("cutoff", None, "date")], units, skip=("metrics", "cutoff", "warnings")))
     skipped = Table("skipped", "cutoffs too early to calibrate on, skipped by every method, and why",
                     [Column("cutoff", None, "date"), Column("reason", None, "text")])
     skipped.rows = [[x.get("cutoff"), x.get("reason")] for x in result.get("skipped", [])]
     tables.append(skipped)
-    return tables + _other_tables(result, {"cutoffs", "average", "skipped"}, units)
+    said = Table("warnings", "what the calibrations warned of, each warning once with the cutoffs it was given at "
+                             "(none: of the backtest as a whole)",
+                 [Column("warning", None, "text"), Column("cutoffs", None, "text")])
+    said.rows = [[x.get("warning"), " ".join(x.get("cutoffs") or [])] for x in result.get("warnings", [])]
+    tables.append(said)
+    return tables + _other_tables(result, {"cutoffs", "average", "skipped", "warnings"}, units)
 
 
 BUILDERS: dict[str, Callable[..., list[Table]]] = {"run": run_tables, "compare": compare_tables,

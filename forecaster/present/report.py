@@ -676,6 +676,10 @@ def render_backtest(result: dict, when: str) -> str:
     for x in result.get("skipped", []):  # absent from a backtest.json written before cutoffs were skipped
         body.append(f"<p>Cutoff {esc(x['cutoff'])} skipped by every method, too early to calibrate on: "
                     f"{esc(x['reason'])}</p>")
+    for x in result.get("warnings", []):  # absent from a backtest.json written before warnings were kept
+        at = x.get("cutoffs") or []
+        body.append(f"<p>Warning{' (calibrating on ' + esc(', '.join(at)) + ')' if at else ''}: "
+                    f"{esc(x['warning'])}</p>")
 
     def share(x):
         return "–" if x is None else f"{x:.0%}"

@@ -584,7 +584,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "compare": ("scenarios", "scenarios_after_sale", "scenarios_other", "differences", "differences_after_sale",
                 "differences_other", "targets", "other"),
     "sensitivity": ("base", "levers", "three_moves", "variance_shares", "skipped", "notes", "other"),
-    "backtest": ("scores", "averages", "cutoffs", "skipped", "other"),
+    "backtest": ("scores", "averages", "cutoffs", "skipped", "warnings", "other"),
 }
 """Every summary table ``--export`` may write, per command: ``<folder>/<name>.csv`` (and a sheet
 of the workbook). Exact names, never a glob, so that a user's own CSV file beside them

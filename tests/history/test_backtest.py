@@ -296,3 +296,55 @@ def test_the_backtest_report_has_a_pit_histogram_and_the_console_every_baseline(
     for text in ("seasonal naive", "last-month naive", "trailing 3-month mean", "weighted pipeline", "90% CI"):
         assert text in out, text
     assert out.count("forecaster − ") >= 8  # three month baselines and the pipeline's total, per metric
+
+
+# --- won deals without an amount ----------------------------------------------------------------
+
+def test_a_won_deal_without_an_amount_counts_at_its_months_mean_not_at_one():
+    """Calibration values a blank-amount win by resampling the known won amounts; the actuals
+    it is scored against must value it alike (it counted 1 before: revenue actuals ~3% low
+    on an export with 5% of its amounts blank)."""
+    deals = _hand_history() + [_won("blank-mar", date(2026, 3, 20), None),
+                               _won("blank-may", date(2026, 5, 3), None)]
+    got = actuals(deals, [date(2026, 3, 1), date(2026, 4, 1), date(2026, 5, 1)])
+    assert got["won_deals"] == [7.0, 1.0, 1.0]
+    assert got["unvalued"] == [1, 0, 1]
+    # March: six known amounts, mean 200, and the blank one at that mean
+    assert got["revenue"][0] == pytest.approx(3 * 100 + 3 * 300 + 200)
+    assert got["revenue"][1] == pytest.approx(1e6)
+    # May has no known amount of its own: every known won amount to its end (its mean, not 1)
+    known = [50.0] + [100.0, 300.0] * 6 + [1e6]
+    assert got["revenue"][2] == pytest.approx(np.mean(known))
+    # the last-month naive reads March as the actuals do; the trailing mean resamples known amounts only
+    assert last_month_naive(deals, date(2026, 3, 31))["revenue"] == pytest.approx(got["revenue"][0])
+    t = trailing_mean(deals, date(2026, 3, 31), 2, 5000, seed=1)
+    assert t["revenue"][t["won_deals"] > 0].min() >= 50.0  # no draw of a blank win's 1
+    # the weighted pipeline's value: the mean of the known won amounts, a free pilot's 0 among them
+    pilot = [*_hand_history()[:3], _won("pilot", date(2026, 1, 9), 0.0),
+             Deal("open", "all", [date(2026, 2, 1)], "open", None, None)]
+    assert weighted_pipeline(pilot, ["x"], date(2026, 2, 28))["revenue"] == pytest.approx(
+        np.mean([50.0, 300.0, 100.0, 0.0]) * 1.0)
+
+
+def test_a_history_without_amounts_counts_won_deals_as_revenue():
+    deals = [_won(f"d{k}", date(2026, 3, 1 + k), None) for k in range(4)]
+    got = actuals(deals, [date(2026, 3, 1)])
+    assert got["revenue"] == [4.0] and got["unvalued"] == [0]
+
+
+def test_the_backtest_says_how_many_won_deals_it_valued_at_their_months_mean(run):
+    """The steady history has an amount on every win: no such warning; with amounts blanked
+    on a third of the wins after the first cutoff, the backtest counts them and says so."""
+    deals, result, _ = run
+    assert not any("have no amount" in w["warning"] for w in result["warnings"])
+    from forecaster.history.backtest import _said
+
+    blanked = [Deal(d.deal_id, d.segment, d.entered, d.outcome, d.closed,
+                    None if d.outcome == "won" and d.closed > date(2025, 6, 30) and k % 3 == 0 else d.amount)
+               for k, d in enumerate(deals)]
+    months = sorted({date.fromisoformat(m) for c in result["cutoffs"] for m in c["months"]})
+    counts = actuals(blanked, months)
+    said = [w for w in _said(blanked, result["cutoffs"], ("won_deals", "revenue")) if "have no amount" in w["warning"]]
+    assert len(said) == 1 and said[0]["cutoffs"] == []
+    assert said[0]["warning"].startswith(f"{sum(counts['unvalued'])} of the {int(sum(counts['won_deals']))} won deals")
+    assert 0 < sum(counts["unvalued"]) < sum(counts["won_deals"])

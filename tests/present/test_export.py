@@ -387,8 +387,9 @@ def test_a_backtests_result_is_exported_with_write_together(tmp_path):
                                 summary=result, formats=("csv", "xlsx"), currency="USD")
     assert listing(out) == {"backtest.json", "backtest.xlsx", "backtest-tables/scores.csv",
                             "backtest-tables/averages.csv", "backtest-tables/cutoffs.csv",
-                            "backtest-tables/skipped.csv"}
+                            "backtest-tables/skipped.csv", "backtest-tables/warnings.csv"}
     assert read_csv(out / "backtest-tables" / "skipped.csv") == (["cutoff", "reason"], [])  # none skipped
+    assert read_csv(out / "backtest-tables" / "warnings.csv") == (["warning", "cutoffs"], [])  # none warned
     header, rows = read_csv(out / "backtest-tables" / "scores.csv")
     assert header[:3] == ["cutoff", "method", "month"] and [r["month"] for r in rows] == ["2017-04-01", "total"]
     assert number(rows[0]["won_deals_crps [deals]"]) == 1.5 and number(rows[0]["revenue_p90 [USD]"]) == 15.0
@@ -401,7 +402,8 @@ def test_a_backtests_result_is_exported_with_write_together(tmp_path):
     assert not any("per day" in h for h in header)
     with pytest.raises(ValueError, match="parquet"):
         write_together_with_exports(out, {}, "--out bt", kind="backtest", summary=result, formats=("parquet",))
-    assert [t.name for t in tables_for("backtest", result)] == ["scores", "averages", "cutoffs", "skipped"]
+    assert [t.name for t in tables_for("backtest", result)] == ["scores", "averages", "cutoffs", "skipped",
+                                                               "warnings"]
 
 
 def test_backtest_units_histograms_count_months_and_revenue_has_no_made_up_unit():
