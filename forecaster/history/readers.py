@@ -64,6 +64,11 @@ FIELDS = ("deal_id", "segment", "outcome", "closed", "amount")
 """Our column names besides the stages (see the module docstring)."""
 MAX_REPORTED = 20
 """Problems listed one by one; the rest are counted."""
+MAX_DROPPED = 0.2
+"""``--drop-bad-rows`` leaves out a few bad rows (a typo, a test deal), not a fifth of the
+file: past this share of its rows, or half of its won or of its lost deals, what is wrong is
+a column or a mapping (every lost deal's close date in another column: the won deals alone
+read as a conversion of 0.75 where it was 0.26), and the history is refused."""
 MAX_VALUES = 10
 """Unmapped outcome values listed one by one."""
 MAX_AMOUNT = 1e15
@@ -250,6 +255,8 @@ _DMY = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})(?:,?(?:T|\s+)\d{1,2}:\d{
 """A date with the day and month in either order and a four-digit year (27/11/2024,
 11/27/2024, 27.11.2024, 27-11-2024), optionally followed by a time (ignored)."""
 DATE_FORMS = "2024-11-27, 11/27/2024, 27/11/2024 or 27.11.2024, optionally with a time"
+_TIME_AFTER = re.compile(r"[ T]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp][Mm])?\s*(?:Z|[+-]\d{2}:?\d{2})?$")
+"""A time of day after a date (``10:18``, ``T14:05:00Z``, ``2:05 PM``), as --date-format's dates may carry."""
 ORDERS = {"dmy": "day first", "mdy": "month first"}
 
 
@@ -342,7 +349,7 @@ class _DateColumn:
             except ValueError as exc:
                 raise _BadCell(f"{m.group(1)!r} is not a date ({exc})", "an unreadable date") from None
         if self.format:
-            for candidate in (text, text.split("T")[0], text.split()[0]):
+            for candidate in (text, text.split("T")[0], text.split()[0], _TIME_AFTER.sub("", text)):
                 try:
                     return datetime.strptime(candidate, self.format).date()
                 except ValueError:
@@ -389,10 +396,13 @@ def _point_kind(m: re.Match) -> str:
 AMOUNT_FORMS = "like 1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50"
 
 
-def _amount_text(text: str) -> tuple[bool, str] | None:
+def _amount_text(text: str, marks: list | None = None) -> tuple[bool, str] | None:
     """(negative, the number's digits and separators) of an amount as exports write it:
     a currency sign or code before or after, a minus or parentheses for a negative; None
-    when it has other words or signs."""
+    when it has other words or signs. ``marks``, when given, receives the currency marks
+    peeled, each as (kind, key, as written): ``("sign", "€", "€")``, ``("code", "US", "USD")``
+    (a code keyed by its first two letters, upper case: ``USD`` and ``US$``'s ``US`` are one
+    currency)."""
     s, negative = text.strip(), False
     symbols = codes = 0
     for _ in range(6):  # peel signs, parentheses and currency (one sign, one code), in any order
@@ -406,14 +416,22 @@ def _amount_text(text: str) -> tuple[bool, str] | None:
         elif len(s) > 1 and s[-1] in ("-", "\u2212"):
             negative, s = True, s[:-1].rstrip()
         if s and unicodedata.category(s[0]) == "Sc":
+            if marks is not None:
+                marks.append(("sign", s[0], s[0]))
             s, symbols = s[1:].lstrip(), symbols + 1
         if s and unicodedata.category(s[-1]) == "Sc":
+            if marks is not None:
+                marks.append(("sign", s[-1], s[-1]))
             s, symbols = s[:-1].rstrip(), symbols + 1
         m = _CODE_BEFORE.match(s)
         if m and m.end() < len(s):
+            if marks is not None:
+                marks.append(("code", m.group(0)[:2].upper(), m.group(0).rstrip(".")))
             s, codes = s[m.end():].lstrip(), codes + 1
         m = _CODE_AFTER.search(s)
         if m and m.start() > 0:
+            if marks is not None:
+                marks.append(("code", m.group(0)[:2].upper(), m.group(0).rstrip(".")))
             s, codes = s[:m.start()].rstrip(), codes + 1
         if s == before:
             break
@@ -441,6 +459,8 @@ class _AmountColumn:
         self.name, self.source, self.decimal = name, source, decimal
         self.seen: dict[str, tuple[str, int]] = {}   # "." / "," / "either" -> (first value, position)
         self.looked: set[str] = set()
+        # currency marks read: ("sign" | "code", mark) -> [amounts, first value, its position, mark as written]
+        self.marks: dict[tuple[str, str], list] = {}
 
     def look(self, value, position: int) -> None:
         if not isinstance(value, str) or self.decimal:
@@ -489,8 +509,24 @@ class _AmountColumn:
                 "is the decimal separator; give --decimal . (1,234.56) or --decimal , (1.234,56)")
         return None
 
-    def read(self, value) -> float | None:
-        """A cell as an amount from 0 to :data:`MAX_AMOUNT`, or None for a blank."""
+    def currencies(self, at) -> tuple[int, str] | None:
+        """(where, what) when the amounts read are in more than one currency: two currency
+        signs (``$`` and ``€``) or two codes (``USD`` and ``EUR``); a sign beside a code may
+        be the same currency and is not questioned."""
+        for kind in ("sign", "code"):
+            seen = sorted((v for k, v in self.marks.items() if k[0] == kind), key=lambda v: -v[0])
+            if len(seen) > 1:
+                listed = " and ".join(f"{_show(v[3])} ({v[0]} amount{'s' * (v[0] != 1)}, the first {_show(v[1])} "
+                                      f"on {at(v[2])})" for v in seen[:4])
+                return seen[1][2], (
+                    f"{self.name} (column {self.source!r}) holds amounts in more than one currency: {listed}; "
+                    "forecaster adds amounts as they are written, so convert them to one currency first (or "
+                    "forecast each currency's deals from a history of their own)")
+        return None
+
+    def read(self, value, position: int = 0) -> float | None:
+        """A cell as an amount from 0 to :data:`MAX_AMOUNT`, or None for a blank
+        (``position``: its line or row, for :meth:`currencies`)."""
         if value is None or isinstance(value, str):
             text = (value or "").strip()
             if not text:
@@ -503,7 +539,7 @@ class _AmountColumn:
             elif _FLOAT.fullmatch(text):
                 return _amount(text)
             else:
-                number = self._text(text)
+                number = self._text(text, position)
         elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             raise _BadCell(f"expected an amount >= 0 or a blank; found {_show(str(value))} ({type(value).__name__})",
                            "an amount that is not a number")
@@ -519,8 +555,11 @@ class _AmountColumn:
                            f"an amount above {MAX_AMOUNT:g}")
         return number
 
-    def _text(self, text: str) -> float:
-        split = _amount_text(text)
+    def _text(self, text: str, position: int = 0) -> float:
+        marks: list = []
+        split = _amount_text(text, marks)
+        for kind, mark, written in dict.fromkeys(marks):
+            self.marks.setdefault((kind, mark), [0, text, position, written])[0] += 1
         readings = _readings(split[1]) if split else {}
         if not readings:
             raise _BadCell(f"expected an amount >= 0 ({AMOUNT_FORMS}) or a blank; found {_show(text)}",
@@ -730,6 +769,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         lengths = Counter(len(cells) for _, cells in table.rows())
         width = max(width, lengths.most_common(1)[0][0] if lengths else width)
     dropped: dict[str, list[int]] = {}      # reason -> lines
+    dropped_as: Counter[str | None] = Counter()  # outcome -> rows dropped
+    unreadable_dates = False  # a date in no form read by default (nor by --date-format)
     n_problems = n_rows = 0
 
     def problem(line: int, message: str) -> None:
@@ -794,7 +835,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         amount = None
         if amounts is not None:
             try:
-                amount = amounts.read(raw(cells, "amount"))
+                amount = amounts.read(raw(cells, "amount"), line)
             except _Undecided:
                 undecided = True
             except _BadCell as exc:
@@ -821,9 +862,11 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if bad:
             if drop_bad_rows:
                 dropped.setdefault(bad[0][1], []).append(line)
+                dropped_as[outcome] += 1
             else:
-                for message, _ in bad:
+                for message, reason in bad:
                     problem(line, message)
+                    unreadable_dates |= reason == "an unreadable date"
             continue
         if outcome is None or not deal_id:
             continue
@@ -839,16 +882,24 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
 
     if not n_rows:
         raise ScenarioError(shown, [Problem("", "has a header but no deals")])
+    mixed = amounts.currencies(at) if amounts is not None else None
+    if mixed:
+        conventions.append(mixed)
     problems[:0] = [Problem("", message, line=position) if unit == "line" else
                     Problem("", f"{at(position)}: {message}") for position, message in conventions]
     if unmapped:
         problems.insert(0, Problem("", _unmapped_message(unmapped, str(col["outcome"]), outcome_map, unit)))
     if n_problems > MAX_REPORTED:
         problems.append(Problem("", f"and {n_problems - MAX_REPORTED} more problems like these"))
+    if unreadable_dates and not date_format:
+        problems.append(Problem("", "dates written another way are read with --date-format, the file's format in "
+                                    "Python's strftime codes: e.g. --date-format '%m/%d/%y' for 11/27/24, '%b %d, %Y' "
+                                    "for Nov 27, 2024, '%d-%b-%Y' for 27-Nov-2024 (a time after the date is ignored)"))
     if problems:
         raise ScenarioError(shown, problems)
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
+    _few_dropped(shown, dropped, dropped_as, deals, n_rows, unit)
     stage_columns = ", ".join(repr(str(col[st])) for st in stages)
     if len(no_stage) == len(deals):
         raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({stage_columns}) on any row; "
@@ -975,11 +1026,40 @@ def _text(value) -> str:
     return str(value)
 
 
+def _few_dropped(shown: str, dropped: dict[str, list[int]], dropped_as: Counter, deals: list[Deal], n_rows: int,
+                 unit: str) -> None:
+    """Refuse a ``--drop-bad-rows`` that would leave out more than :data:`MAX_DROPPED` of the
+    rows, or half of the won or of the lost deals (ScenarioError saying which, and why)."""
+    n = sum(len(v) for v in dropped.values())
+    if not n:
+        return
+    kept = Counter(d.outcome for d in deals)
+    for outcome in ("won", "lost"):
+        gone = dropped_as.get(outcome, 0)
+        if gone and gone > 0.5 * (gone + kept[outcome]):
+            raise ScenarioError(shown, [Problem("", (
+                f"--drop-bad-rows would leave out {gone} of the {gone + kept[outcome]} {outcome} deals, and the "
+                f"conversion would be read without them (too {'low' if outcome == 'won' else 'high'}); rows: "
+                f"{_reasons(dropped, unit)}. So many of one outcome is a column or an outcome value, not a few bad "
+                "rows: e.g. their close dates are in another column (--column closed= must name one column "
+                "holding the close dates of won and lost deals alike)"))])
+    if n > MAX_DROPPED * n_rows:
+        raise ScenarioError(shown, [Problem("", (
+            f"--drop-bad-rows would leave out {n} of the {n_rows} rows ({n / n_rows:.0%}; it is for a few bad rows, "
+            f"at most {MAX_DROPPED:.0%}): {_reasons(dropped, unit)}. Check the columns mapped (--column) and the "
+            "date format (--date-format)"))])
+
+
 def _dropped(dropped: dict[str, list[int]], unit: str = "line") -> str:
     """``left out 3 rows that are no deal (--drop-bad-rows): 2 with a negative amount (lines 4, 9), ...``"""
     n = sum(len(v) for v in dropped.values())
-    return (f"left out {_count(range(n), 'row')} that cannot be read as a deal (--drop-bad-rows): "
-            + "; ".join(f"{len(v)} with {reason} ({_lines(v, unit=unit)})" for reason, v in dropped.items()))
+    return f"left out {_count(range(n), 'row')} that cannot be read as a deal (--drop-bad-rows): " + _reasons(
+        dropped, unit)
+
+
+def _reasons(dropped: dict[str, list[int]], unit: str = "line") -> str:
+    """``2 with a negative amount (lines 4, 9); 1 with ...``"""
+    return "; ".join(f"{len(v)} with {reason} ({_lines(v, unit=unit)})" for reason, v in dropped.items())
 
 
 def _count(items: Sized, noun: str) -> str:

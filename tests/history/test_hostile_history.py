@@ -247,6 +247,32 @@ def test_drop_bad_rows_leaves_them_out_and_counts_them_by_reason(tmp_path):
     assert_refused(res, "all.csv: has no deal left: left out 1 row")
 
 
+def test_drop_bad_rows_refuses_to_leave_out_most_of_an_outcome_or_a_fifth_of_the_file(tmp_path):
+    """A new user's Pipedrive-style export (won and lost times in two columns) mapped the won
+    time as ``closed`` and dropped every lost deal as "won or lost but no close date": the
+    won deals alone read a conversion of 0.75 for a true 0.26, with one line of warning."""
+    lines = rows(60)
+    lines = [line.replace(",lost,2025-01-28,", ",lost,,").replace(",lost,2025-02-28,", ",lost,,")
+             .replace(",lost,2025-03-28,", ",lost,,") for line in lines]
+    out = tmp_path / "o" / "s.yaml"
+    res = calibrate(write(tmp_path / "h.csv", lines), out, "--drop-bad-rows")
+    assert_refused(res, "h.csv: --drop-bad-rows would leave out 20 of the 20 lost deals, and the conversion would "
+                        "be read without them (too high)", "20 with an outcome won or lost but no close date",
+                   "--column closed= must name one column holding the close dates of won and lost deals alike")
+    assert not (tmp_path / "o").exists()
+    # a few bad rows are left out; a fifth of the file is no longer a few
+    lines = rows(60)
+    lines = [line.rsplit(",", 1)[0] + ",-5" if i % 9 == 0 or i in (1, 2, 4, 5) else line for i, line in enumerate(lines)]
+    res = calibrate(write(tmp_path / "h2.csv", lines), out, "--drop-bad-rows")  # 11 of 60 (18%): a few
+    assert res.exit_code == 0, res.output
+    assert "h2.csv: left out 11 rows that cannot be read as a deal (--drop-bad-rows): 11 with a negative amount" \
+        in res.output
+    lines = [line.rsplit(",", 1)[0] + ",-5" if i % 4 == 0 else line for i, line in enumerate(rows(60))]
+    res = calibrate(write(tmp_path / "h3.csv", lines), out, "--drop-bad-rows")  # 15 of 60: a quarter
+    assert_refused(res, "h3.csv: --drop-bad-rows would leave out 15 of the 60 rows (25%; it is for a few bad rows, "
+                        "at most 20%): 15 with a negative amount", "Check the columns mapped (--column)")
+
+
 @pytest.mark.parametrize("cell, found", [
     ("0001-01-05", "expected a date from 1900-01-01 to 2199-12-31; found '0001-01-05'"),
     ("9999-12-31", "expected a date from 1900-01-01 to 2199-12-31; found '9999-12-31'"),

@@ -293,6 +293,26 @@ def test_the_decimal_separator_is_decided_per_column(tmp_path):
             "column's others") in str(err.value)
 
 
+def test_amounts_in_two_currencies_are_refused_not_added(tmp_path):
+    """A new user's export with a fifth of its amounts in EUR and the rest in USD read as one
+    currency, without a word; two signs or two codes are now refused, naming both."""
+    days = ["2026-01-05"] * 5
+    path = history(tmp_path, days, ["1,200.50 USD", "900 EUR", "1,000.00 USD", "USD 40", "80 eur"])
+    with pytest.raises(ScenarioError) as err:
+        read(path)
+    assert str(err.value) == (
+        f"{path}:3: amount (column 'amount') holds amounts in more than one currency: 'USD' (3 amounts, the first "
+        "'1,200.50 USD' on line 2) and 'EUR' (2 amounts, the first '900 EUR' on line 3); forecaster adds amounts as "
+        "they are written, so convert them to one currency first (or forecast each currency's deals from a "
+        "history of their own)")
+    with pytest.raises(ScenarioError, match="more than one currency: '\\$' .* and '€'"):
+        read(history(tmp_path, days, ["$5", "$6", "$7", "€8", "9"]))
+    # one currency however written (a sign beside its code, US$ and USD, a bare number) is read
+    same = read(history(tmp_path, days, ["$1,200.50", "USD 900", "US$1,000.00", "40", "80 usd"]))
+    assert [d.amount for d in same] == [1200.5, 900.0, 1000.0, 40.0, 80.0]
+    assert [d.amount for d in read(history(tmp_path, days[:2], ["1.234,56 €", "€ 7"]))] == [1234.56, 7.0]
+
+
 def test_the_order_of_day_and_month_is_decided_per_column(tmp_path):
     us = read(history(tmp_path, ["11/27/2024", "01/02/2025"], [1, 1]))
     assert [d.entered[0] for d in us] == [date(2024, 11, 27), date(2025, 1, 2)]
@@ -326,6 +346,24 @@ def test_a_column_whose_dates_leave_the_order_open_asks_for_date_format(tmp_path
         read(mixed)
     assert ("lead (column 'lead') holds dates day first ('27/11/2024', line 2) and month first ('11/28/2024', "
             "line 3); expected one order in a column: give --date-format") in str(err.value)
+
+
+def test_dates_in_no_default_form_point_to_date_format_which_reads_them_with_their_time(tmp_path):
+    """Month names and two-digit years were 20 lines of 'expected a date (...)' and a count,
+    with no word of --date-format, which reads them."""
+    path = history(tmp_path, ["Jan 28, 2024 10:18 AM", "Feb 3, 2024 2:05 PM"], [1, 1])
+    with pytest.raises(ScenarioError) as err:
+        read(path)
+    assert "h.csv:2: lead (column 'lead'): expected a date (2024-11-27," in str(err.value)
+    assert str(err.value).endswith("dates written another way are read with --date-format, the file's format in "
+                                   "Python's strftime codes: e.g. --date-format '%m/%d/%y' for 11/27/24, '%b %d, %Y' "
+                                   "for Nov 27, 2024, '%d-%b-%Y' for 27-Nov-2024 (a time after the date is ignored)")
+    assert [d.entered[0] for d in read(path, date_format="%b %d, %Y")] == [date(2024, 1, 28), date(2024, 2, 3)]
+    short = history(tmp_path, ["1/4/24 10:18", "11/27/24T09:00:00Z"], [1, 1])
+    assert [d.entered[0] for d in read(short, date_format="%m/%d/%y")] == [date(2024, 1, 4), date(2024, 11, 27)]
+    with pytest.raises(ScenarioError) as err:  # a format given that reads none: no second hint
+        read(path, date_format="%d.%m.%Y")
+    assert "dates written another way" not in str(err.value)
 
 
 def test_a_date_format_that_reads_no_date_is_a_usage_error(tmp_path):
