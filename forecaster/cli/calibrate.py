@@ -226,6 +226,10 @@ def _comment(text: str | Path) -> str:
                    "for a team whose deals wait for it (the open backlog grows while wins stay flat). Same as "
                    "--mechanism capacity=on.")
 @mechanism_option
+@click.option("--open-amounts", "open_amounts", is_flag=True,
+              help="Value each deal still open in the export at its own amount (the CRM's amount field) rather "
+                   "than as a won deal of its segment is (its won amounts, resampled). Off by default: an open "
+                   "deal's amount is an estimate, often set long before it closes.")
 @click.option("--report", "report", is_flag=True,
               help="Also write NAME-calibration.md beside the scenario: the optional parts tried in the in-history "
                    "walk-forward, their scores, which were kept, and the in-history coverage.")
@@ -251,7 +255,8 @@ def _comment(text: str | Path) -> str:
               help="Map --subscriptions' outcome values to renewed, churned or active (case and surrounding spaces "
                    "ignored), e.g. --term-outcome churned=\"Cancelled,Lapsed\". Repeatable.")
 def calibrate_command(history, as_of, output, query, preset, stages, segment_column, mapping, outcomes, date_format,
-                      decimal, drop_bad_rows, horizon, fiscal_year_start, capacity, mechanisms, report, transactions=None,
+                      decimal, drop_bad_rows, horizon, fiscal_year_start, capacity, mechanisms, open_amounts, report,
+                      transactions=None,
                       subscriptions=None, customer_segment=None, transaction_mapping=(), subscription_mapping=(),
                       term_outcomes=()):
     """Fit a scenario from HISTORY (one row per deal) using only what was known --as-of.
@@ -337,7 +342,7 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
     try:
         cal = calibrate(deals, stage_list, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                         capacity=capacity, force=mechanisms, pipeline_file=pipeline_file,
-                        fiscal_year_start=fiscal_year_start)
+                        fiscal_year_start=fiscal_year_start, open_amounts=True if open_amounts else None)
     except ScenarioError as exc:  # calibration builds its scenario to size the shocks
         raise _refused(exc, output=output, history=source, as_of=as_of) from None
     except ValueError as exc:

@@ -27,7 +27,8 @@ from forecaster.history.selection import select_mechanisms
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
               lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False,
               force: dict | None = None, select: bool = True, families: dict | None = None,
-              like: Calibration | None = None, fiscal_year_start: int | None = None) -> Calibration:
+              like: Calibration | None = None, fiscal_year_start: int | None = None,
+              open_amounts: bool | None = False) -> Calibration:
     """Fit a scenario from ``deals`` as known on ``as_of`` (see the module docstring).
 
     Every optional part (:data:`MECHANISMS`) is fitted, then kept only when a walk-forward
@@ -44,6 +45,10 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     test (quarter-end slips), since the question here is whether the part forecasts well,
     not whether this shorter history shows it. ``fiscal_year_start``: the month (1-12) the
     company's quarters count from (quarter-end slips, capacity, and the scenario's key).
+    ``open_amounts``: value the deals still open in the export at their own amounts
+    (:func:`~forecaster.history.estimate.fit_candidates`; None: not, with a warning when
+    they have amounts). A backtest never does: an open deal's amount in the export is the
+    one known at its end, not on an earlier cutoff.
     """
     seen = recorded_through(deals)
     past = beyond_records(deals, as_of, seen)
@@ -56,7 +61,8 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
         force["capacity"] = True
     cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                          pipeline_file=pipeline_file, families=families, like=like,
-                         new_lead_share=new_lead_share, fiscal_year_start=fiscal_year_start)
+                         new_lead_share=new_lead_share, fiscal_year_start=fiscal_year_start,
+                         open_amounts=open_amounts)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
     for m in MECHANISMS:

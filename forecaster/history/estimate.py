@@ -272,7 +272,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                    name: str = "calibrated", lost_observed: bool = True, pipeline_file: str = "pipeline.csv",
                    families: dict | None = None, like: Calibration | None = None,
                    new_lead_share: Callable[[Calibration], float] = lambda cal: 1.0,
-                   fiscal_year_start: int | None = None) -> Calibration:
+                   fiscal_year_start: int | None = None, open_amounts: bool | None = False) -> Calibration:
     """The base scenario (no optional part) and every optional part that can be fitted
     (``like``: as in :func:`calibrate`, whose fiscal year it takes).
 
@@ -285,7 +285,13 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     and pipeline); it sizes the conversion shocks, which move the two differently.
     Estimation itself never runs the simulator: :func:`forecaster.history.calibrate.calibrate`
     passes :func:`forecaster.history.parts.new_lead_share`; the default, 1.0, sizes the shocks
-    for new leads alone."""
+    for new leads alone.
+
+    ``open_amounts``: True writes each open deal's own amount into the pipeline (only deals
+    still open in the export: a deal open on ``as_of`` that the export shows closed later
+    carries its final amount, a look-ahead); False values every open deal as a won deal of
+    its segment is (``deal_value``, resampled); None as False, with a warning when open deals
+    carry amounts that are then not used."""
     S = len(stages)
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
@@ -371,13 +377,25 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                 "report_by": "month", "trials": 10000, "seed": 0, "stages": list(stages), "segments": seg_docs}
     if fiscal_year_start is not None:
         cal.base["fiscal_year_start"] = fiscal_year_start
+    priced: list[float] = []  # the amounts open deals still open in the export carry
     for d in deals:
         known = [(i, e) for i, e in enumerate(d.entered) if e is not None and e <= as_of]
         closed = d.closed is not None and d.closed <= as_of
         if known and not closed and (d.outcome == "open" or (d.closed or date.max) > as_of):
             i, e = known[-1]
+            own = d.amount if d.outcome == "open" and d.amount is not None else None
+            if own is not None:
+                priced.append(own)
             cal.pipeline.append({"deal_id": d.deal_id, "segment": d.segment, "stage": stages[i],
-                                 "entered_stage": e.isoformat(), "amount": ""})
+                                 "entered_stage": e.isoformat(),
+                                 "amount": "" if own is None or not open_amounts else repr(float(own))})
+    if priced and open_amounts:
+        cal.notes.append(f"pipeline: {len(priced)} of the {len(cal.pipeline)} open deals valued at their own amount "
+                         f"(mean {np.mean(priced):,.2f}); the others at the segment's won amounts, resampled")
+    elif priced and open_amounts is None:
+        cal.warnings.append(f"{len(priced)} of the {len(cal.pipeline)} open deals carry an amount (mean "
+                            f"{np.mean(priced):,.2f}), not used: every open deal is valued as a won deal of its "
+                            "segment is (its won amounts, resampled); --open-amounts values each by its own")
     if cal.pipeline:
         cal.base["pipeline"] = {"file": pipeline_file}
     _shock_mechanism(cal, stages, whole, lead_level, new_lead_share)

@@ -1695,7 +1695,8 @@ def commission_extras_html(summary: dict, unit: str) -> list[str]:
 
 
 def render_markdown(summary: dict, when: str) -> str:
-    """The same headline numbers as plain Markdown, for e-mail."""
+    """The same headline numbers as plain Markdown, for e-mail: revenue and won deals, in
+    total and per period, the targets, spend, the after-sale views and the reps."""
     m, h = summary["metrics"], summary["horizon"]
     rev = m["revenue"]["total"]
     lines = [f"# {md(summary['scenario'])}: forecast", "",
@@ -1703,6 +1704,11 @@ def render_markdown(summary: dict, when: str) -> str:
              f"{md(when)}", "",
              f"- Revenue: P50 {money(rev['p50'])}, P10–P90 {money(rev['p10'])} – {money(rev['p90'])}, "
              f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
+    won = m.get("won_deals")
+    if won:  # the deals as well as their value (report.html shows both)
+        w = won["total"]
+        lines.append(f"- Won deals: P50 {money(w['p50'])}, P10–P90 {money(w['p10'])} – {money(w['p90'])}, "
+                     f"mean {w['mean']:,.1f}")
     for t, v in summary.get("targets", {}).items():
         lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
     if "spend" in m and summary.get("ratios"):  # v2 E.3
@@ -1711,9 +1717,17 @@ def render_markdown(summary: dict, when: str) -> str:
                      f" (P10–P90 {pct(roi['p10'])} – {pct(roi['p90'])}); CAC mean "
                      f"{money(cac['mean']) if cac['mean'] is not None else '-'}")
     fy = h.get("fiscal_year_start")
-    lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | {money(p['p10'])} | {money(p['p50'])} | "
-              f"{money(p['p90'])} |" for p in m["revenue"]["by_period"]]
+    if won:
+        lines += ["", "| period | revenue mean | P10 | P50 | P90 | won deals P50 | P10–P90 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | "
+                  f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} | {money(q['p50'])} | "
+                  f"{money(q['p10'])} – {money(q['p90'])} |"
+                  for p, q in zip(m["revenue"]["by_period"], won["by_period"])]
+    else:
+        lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | "
+                  f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |" for p in m["revenue"]["by_period"]]
     if any(name in m for name in AFTER_SALE):
         lines += after_sale_markdown(summary)
     if summary.get("reps") and "commission" in m:

@@ -816,3 +816,32 @@ def test_a_presets_alternative_named_in_another_case_is_read(tmp_path):
     assert res.exit_code == 0, res.output
     assert "deal_id read from column 'Record Id' (no column 'Record ID' or 'Deal ID'; the names differ only in case)" \
         in res.output
+
+
+def test_open_deals_keep_their_own_amount_only_when_asked_and_only_if_still_open(tmp_path):
+    """A new user's export carried amounts on 95% of its open deals (up to $169k in 'Contract
+    sent'); the pipeline CSV blanked them all, without a word. Now calibrate says so, and
+    --open-amounts writes each still-open deal's own amount (never the final amount of a deal
+    open on the as-of date that the export shows closed later: that was not known then)."""
+    lines = rows(45)
+    lines.append("late,2025-03-02,won,2025-04-20,99000")  # open on the as-of date, won after it
+    history = write(tmp_path / "h.csv", lines)
+    out = tmp_path / "o" / "s.yaml"
+    res = calibrate(history, out)
+    assert res.exit_code == 0, res.output
+    assert ("15 of the 16 open deals carry an amount (mean 123.00), not used: every open deal is valued as a won "
+            "deal of its segment is (its won amounts, resampled); --open-amounts values each by its own") in res.output
+    import csv as csv_
+    with open(tmp_path / "o" / "s-pipeline.csv", newline="") as f:
+        plain = {r["deal_id"]: r["amount"] for r in csv_.DictReader(f)}
+    assert len(plain) == 16 and set(plain.values()) == {""}
+    res = calibrate(history, out, "--open-amounts")
+    assert res.exit_code == 0, res.output
+    assert "carry an amount" not in res.output
+    with open(tmp_path / "o" / "s-pipeline.csv", newline="") as f:
+        own = {r["deal_id"]: r["amount"] for r in csv_.DictReader(f)}
+    assert own["late"] == ""  # its 99,000 is what it closed at in April, unknown on 31 March
+    assert {k: float(v) for k, v in own.items() if k != "late"} == {
+        f"d{i}": 100.0 + i for i in range(45) if i % 3 == 2}
+    assert_valid(out)
+    assert "valued at their own amount (mean 123.00)" in out.read_text()

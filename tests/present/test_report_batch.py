@@ -55,7 +55,7 @@ def test_report_has_its_parts_and_escapes_every_name(evil_run):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch: self-contained
     md = (evil_run / "report.md").read_text()
-    assert md.startswith("# \\<b\\>evil\\</b\\>: forecast") and "| period | mean |" in md
+    assert md.startswith("# \\<b\\>evil\\</b\\>: forecast") and "| period | revenue mean |" in md and "- Won deals: P50 " in md
 
 
 def test_report_of_a_folder_without_a_run_is_a_clear_error(tmp_path):
