@@ -44,19 +44,24 @@ class Problem:
 class ScenarioError(ForecasterError, ValueError):
     """A scenario file (or a file it names) breaks the format.
 
-    Holds every problem found, so that a user fixes them all in one pass.
+    Holds every problem found, so that a user fixes them all in one pass, and an optional
+    ``hint``: what to do about them (an option that reads them), shown last and not counted
+    as a problem.
     """
 
-    def __init__(self, file: str, problems: list[Problem]):
+    def __init__(self, file: str, problems: list[Problem], hint: str | None = None):
         self.file = file
         self.problems = list(problems)
+        self.hint = hint
         super().__init__(self._text())
 
     def _text(self) -> str:
         lines = [p.render(self.file) for p in self.problems]
         if len(lines) == 1:
-            return lines[0]
-        return f"{self.file}: {len(lines)} problems\n" + "\n".join("  " + line for line in lines)
+            text = lines[0]
+        else:
+            text = f"{self.file}: {len(lines)} problems\n" + "\n".join("  " + line for line in lines)
+        return text + (f"\n  {self.hint}" if self.hint else "")
 
 
 class OutputError(ForecasterError, OSError):

@@ -635,6 +635,45 @@ def _other_sheets(table, col: dict, must: set) -> str:
     return said + ")"
 
 
+def _close_names(header: list[str], absent: dict) -> str:
+    """``; did you mean 'Deal owner' for 'Owner'?`` for the columns asked for that the header
+    has under a close name (difflib, case ignored), or nothing."""
+    import difflib
+
+    folded = {h.casefold(): h for h in header}
+    said = []
+    for v in absent.values():
+        for name in (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ():
+            close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+            if close:
+                said.append(f"{folded[close[0]]!r} for {name!r}")
+                break
+    return f"; did you mean {', '.join(said)}?" if said else ""
+
+
+HEADER_SEARCH_ROWS = 30
+"""Rows below the header searched for the column names a history lacks (a report's title
+rows above its real header)."""
+
+
+def _header_below(table, absent: dict) -> str:
+    """``; line 4 holds 'Deal ID', 'Amount' ...: ...`` when a row in the first
+    :data:`HEADER_SEARCH_ROWS` holds most of the names asked for that the header lacks (a
+    report's title rows above the real header), or nothing."""
+    names = {n.casefold() for v in absent.values() for n in ((v,) if isinstance(v, str) else
+                                                                v if isinstance(v, tuple) else ())}
+    wanted = max(1, (len(absent) + 1) // 2)
+    for k, (position, cells) in enumerate(table.rows()):
+        if k >= HEADER_SEARCH_ROWS:
+            break
+        found = [str(c).strip() for c in cells if isinstance(c, str) and c.strip().casefold() in names]
+        if len(found) >= wanted:
+            return (f"; {table.unit} {position} holds {', '.join(map(repr, found[:4]))}"
+                    f"{' ...' if len(found) > 4 else ''}: if that is the real header (a report's title rows "
+                    "above it), delete the rows above it")
+    return ""
+
+
 def _names(header: list[str], most: int = 40) -> str:
     """The header's names, the first ``most`` of them."""
     shown = ", ".join(header[:most])
@@ -717,11 +756,13 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     def said(v) -> str:
         return " or ".join(map(repr, v)) if isinstance(v, tuple) else repr(v)
 
-    missing = [f"{k} (column {said(v)})" for k, v in col.items() if k in must and v not in index]
+    absent = {k: v for k, v in col.items() if k in must and v not in index}
+    missing = [f"{k} (column {said(v)})" for k, v in absent.items()]
     if missing:
         raise ScenarioError(shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: {_names(header)}"
                                             f"{_other_sheets(table, col, must)}"
-                                            ". Map a name to another column with --column NAME=SOURCE")])
+                                            ". Map a name to another column with --column NAME=SOURCE"
+                                            + _header_below(table, absent) + _close_names(header, absent))])
     shared: dict[str, list[str]] = {}
     for k, v in col.items():
         if isinstance(v, str) and v in index:
@@ -771,6 +812,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     dropped: dict[str, list[int]] = {}      # reason -> lines
     dropped_as: Counter[str | None] = Counter()  # outcome -> rows dropped
     unreadable_dates = False  # a date in no form read by default (nor by --date-format)
+    droppable = 0  # rows refused that --drop-bad-rows would leave out
     n_problems = n_rows = 0
 
     def problem(line: int, message: str) -> None:
@@ -864,6 +906,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
                 dropped.setdefault(bad[0][1], []).append(line)
                 dropped_as[outcome] += 1
             else:
+                droppable += 1
                 for message, reason in bad:
                     problem(line, message)
                     unreadable_dates |= reason == "an unreadable date"
@@ -891,12 +934,16 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         problems.insert(0, Problem("", _unmapped_message(unmapped, str(col["outcome"]), outcome_map, unit)))
     if n_problems > MAX_REPORTED:
         problems.append(Problem("", f"and {n_problems - MAX_REPORTED} more problems like these"))
+    hint = None
     if unreadable_dates and not date_format:
-        problems.append(Problem("", "dates written another way are read with --date-format, the file's format in "
-                                    "Python's strftime codes: e.g. --date-format '%m/%d/%y' for 11/27/24, '%b %d, %Y' "
-                                    "for Nov 27, 2024, '%d-%b-%Y' for 27-Nov-2024 (a time after the date is ignored)"))
+        hint = ("dates written another way are read with --date-format, the file's format in Python's strftime "
+                "codes: e.g. --date-format '%m/%d/%y' for 11/27/24, '%b %d, %Y' for Nov 27, 2024, '%d-%b-%Y' for "
+                "27-Nov-2024 (a time after the date is ignored)")
+    elif droppable and not drop_bad_rows:
+        hint = (f"--drop-bad-rows leaves out rows like these ({_count(range(droppable), 'row')} here) and reads the "
+                "rest, when they are a few (at most a fifth of the file)")
     if problems:
-        raise ScenarioError(shown, problems)
+        raise ScenarioError(shown, problems, hint)
     if not deals:
         raise ScenarioError(shown, [Problem("", f"has no deal left: {_dropped(dropped, unit)}")])
     _few_dropped(shown, dropped, dropped_as, deals, n_rows, unit)

@@ -88,12 +88,15 @@ def test_a_workbooks_first_sheet_is_read_with_its_own_row_numbers(tmp_path):
         deals_of(tmp_path / "h.xlsx")
     # the title row is taken for the header: the message lists what it found
     assert "lacks deal_id (column 'Id')" in str(err.value) and "its columns are: Exported 2026-06-30" in str(err.value)
+    assert "; row 3 holds 'Id', " in str(err.value) and "delete the rows above it" in str(err.value)
     ws.delete_rows(1)                         # now the header is on row 2, the negative amount on row 5
     wb.save(tmp_path / "h.xlsx")
     with pytest.raises(ScenarioError) as err:
         deals_of(tmp_path / "h.xlsx")
     assert str(err.value) == (f"{tmp_path / 'h.xlsx'}: row 5: amount (column 'Amount'): expected an amount >= 0 (like "
-                              "1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50) or a blank; found '-12.5'")
+                              "1054.50, 1,054.50, 1.054,50, 1 054,50 or $1,054.50) or a blank; found '-12.5'"
+                              "\n  --drop-bad-rows leaves out rows like these (1 row here) and reads the rest, when "
+                              "they are a few (at most a fifth of the file)")
     ws.cell(row=5, column=6, value=12.5)
     wb.save(tmp_path / "h.xlsx")
     warnings: list[str] = []
@@ -553,3 +556,25 @@ def test_a_workbook_whose_first_sheet_is_notes_names_the_sheet_that_has_the_colu
     assert ("its columns are: This export was made on 2026-06-30 (read its first sheet, 'Notes'; its other sheets: "
             "'deals', 'Lookup'; sheet 'deals' has the columns: move it first in the workbook, or save it on its own)"
             ) in str(err.value)
+
+
+def test_a_header_below_title_rows_and_a_near_column_name_are_pointed_at(tmp_path):
+    """A report exported with its title above the header said only 'its columns are: Deals by
+    pipeline'; a mistyped --segment-column had no 'did you mean', unlike validate."""
+    path = tmp_path / "t.csv"
+    path.write_text("Deals by pipeline\n\nDeal ID,Create Date,Deal Stage,Close Date,Amount,Deal owner\n"
+                    "1,2025-01-02,closedwon,2025-01-20,100,ann\n")
+    with pytest.raises(ScenarioError) as err:
+        load_deals(path, "hubspot", None)
+    assert str(err.value).endswith("; line 3 holds 'Deal ID', 'Create Date', 'Deal Stage', 'Close Date': if that "
+                                   "is the real header (a report's title rows above it), delete the rows above it")
+    path.write_text("Deal ID,Create Date,Deal Stage,Close Date,Amount,Deal owner\n"
+                    "1,2025-01-02,closedwon,2025-01-20,100,ann\n")
+    with pytest.raises(ScenarioError) as err:
+        load_deals(path, "hubspot", None, segment_column="Owner")
+    assert str(err.value).endswith("lacks segment (column 'Owner'); its columns are: Deal ID, Create Date, Deal "
+                                   "Stage, Close Date, Amount, Deal owner. Map a name to another column with --column "
+                                   "NAME=SOURCE; did you mean 'Deal owner' for 'Owner'?")
+    with pytest.raises(ScenarioError) as err:  # nothing near: no guess
+        load_deals(path, "hubspot", None, segment_column="Region")
+    assert "did you mean" not in str(err.value) and "holds" not in str(err.value)
