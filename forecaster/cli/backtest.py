@@ -124,7 +124,8 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
         at = x["cutoffs"]
         where = (f"calibrating on {at[0]}: " if len(at) == 1
                  else f"calibrating on {', '.join(at[:-1])} and {at[-1]}: " if at else "")
-        click.echo(f"warning: {where}{x['warning']}", err=True)
+        vary = f" (as on {at[0]}; the figures differ at the others)" if x.get("figures_vary") else ""
+        click.echo(f"warning: {where}{x['warning']}{vary}", err=True)
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
     from forecaster.present.export import write_together_with_exports

@@ -678,8 +678,9 @@ def render_backtest(result: dict, when: str) -> str:
                     f"{esc(x['reason'])}</p>")
     for x in result.get("warnings", []):  # absent from a backtest.json written before warnings were kept
         at = x.get("cutoffs") or []
+        vary = f" (as on {at[0]}; the figures differ at the others)" if x.get("figures_vary") and at else ""
         body.append(f"<p>Warning{' (calibrating on ' + esc(', '.join(at)) + ')' if at else ''}: "
-                    f"{esc(x['warning'])}</p>")
+                    f"{esc(x['warning'] + vary)}</p>")
 
     def share(x):
         return "–" if x is None else f"{x:.0%}"

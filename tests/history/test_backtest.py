@@ -348,3 +348,18 @@ def test_the_backtest_says_how_many_won_deals_it_valued_at_their_months_mean(run
     assert len(said) == 1 and said[0]["cutoffs"] == []
     assert said[0]["warning"].startswith(f"{sum(counts['unvalued'])} of the {int(sum(counts['won_deals']))} won deals")
     assert 0 < sum(counts["unvalued"]) < sum(counts["won_deals"])
+
+
+def test_warnings_that_differ_only_in_their_figures_are_said_once():
+    from forecaster.history.backtest import _said
+
+    cutoffs = [{"cutoff": c, "months": [], "warnings": w} for c, w in (
+        ("2018-01-31", ["email, lead: only 0 conversions by 2018-01-31: shrunk", "too young"]),
+        ("2018-02-28", ["email, lead: only 1 conversions by 2018-02-28: shrunk", "too young"]),
+        ("2018-03-31", ["display: no amount"]))]
+    said = _said([], cutoffs, ("won_deals",))
+    assert said == [
+        {"warning": "email, lead: only 0 conversions by 2018-01-31: shrunk", "cutoffs": ["2018-01-31", "2018-02-28"],
+         "figures_vary": True},
+        {"warning": "too young", "cutoffs": ["2018-01-31", "2018-02-28"]},
+        {"warning": "display: no amount", "cutoffs": ["2018-03-31"]}]
