@@ -26,8 +26,9 @@ Baselines a forecaster must beat, scored on the same months and totals:
   T. Drawn with a fixed seed (one per cutoff), as many samples as forecaster's trials, the
   months of one sample drawn together (so the horizon's total is each sample's sum) and
   scored like forecaster (coverage, CRPS, PIT, pinball).
-* **seasonal naive** (``seasonal_naive``): each month as the same month of the previous
-  quarter. Where that month precedes the history's first win the naive forecast is 0
+* **seasonal naive** (``seasonal_naive``): each month as the same month of the last
+  quarter known on the cutoff (the previous quarter for the horizon's first three months,
+  the one before for the next three, ...). Where that month precedes the history's first win the naive forecast is 0
   through no fault of its own (``has_data`` false), so every method's CRPS is also averaged
   over the months it could see (``crps_month_naive_has_data``).
 * **weighted pipeline** (``weighted_pipeline``), the CRMs' expected value: each deal open
@@ -187,7 +188,11 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             sc = scenario_from_dict(cal.scenario, base_dir=tmp, name=f"calibrated on {cutoff}")
             ds = simulate(sc, trials=trials, seed=0)
         truth = actuals(deals, month_list)
-        previous = actuals(deals, [add_months(m, -3) for m in month_list])
+        # the same month of the last quarter known on the cutoff: 3 months back for the
+        # horizon's first three, 6 for the next three, ... (with --months above 3, a month
+        # 3 back was after the cutoff: a look-ahead)
+        seasonal = [add_months(m, -3 * (k // 3 + 1)) for k, m in enumerate(month_list)]
+        previous = actuals(deals, seasonal)
         last = last_month_naive(deals, cutoff)
         trailing = trailing_mean(deals, cutoff, months, trials, seed=(BASELINE_SEED, cutoff.toordinal()))
         pipeline = weighted_pipeline(deals, stages, cutoff)
@@ -205,7 +210,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             item["metrics"][metric] = {
                 "forecaster": distribution(ds[metric].values.astype(float)),
                 "seasonal_naive": {"by_month": [{**point_score(previous[metric][k], y[k]),
-                                                 "has_data": add_months(month_list[k], -3) >= first_win}
+                                                 "has_data": seasonal[k] >= first_win}
                                                 for k in range(months)],
                                    "total": point_score(sum(previous[metric]), sum(y))},
                 "last_month_naive": {"by_month": [point_score(last[metric], y[k]) for k in range(months)],
@@ -229,15 +234,19 @@ def _said(deals: list[Deal], results: list[dict], metrics) -> list[dict]:
     given at (``{"warning", "cutoffs"}``: a history too young to check its intervals, thin
     segments, ...), and, where revenue is scored, how many of the scored months' won deals
     had no amount (``cutoffs`` empty: counted at their month's mean,
-    :func:`~forecaster.history.baselines.actuals`). Warnings that differ only in their
-    figures (a thin segment's count of conversions by each cutoff, its date) are one, in the
-    words of its first cutoff, with ``"figures_vary": true``: Olist's backtest gave 37 lines
-    one by one, 21 so."""
-    said: dict[str, dict] = {}
+    :func:`~forecaster.history.baselines.actuals`). Warnings about the same subject (the
+    words before their first ``": "``, a segment and stage, matched exactly) that differ only
+    in the figures after it (a thin segment's count of conversions by each cutoff, its date)
+    are one, in the words of its first cutoff, with ``"figures_vary": true``: Olist's
+    backtest gave 37 lines one by one, 21 so. A subject's own figures (``Stage 2``, ``Tier
+    1``) keep warnings apart."""
+    said: dict[tuple[str, str], dict] = {}
     for r in results:
         for w in r.get("warnings", []):
-            entry = said.setdefault(_FIGURES.sub("#", w), {"warning": w, "cutoffs": []})
-            entry["cutoffs"].append(r["cutoff"])
+            subject, _, rest = w.partition(": ")
+            entry = said.setdefault((subject, _FIGURES.sub("#", rest)), {"warning": w, "cutoffs": []})
+            if r["cutoff"] not in entry["cutoffs"]:
+                entry["cutoffs"].append(r["cutoff"])
             if w != entry["warning"]:
                 entry["figures_vary"] = True
     out = list(said.values())
@@ -247,8 +256,8 @@ def _said(deals: list[Deal], results: list[dict], metrics) -> list[dict]:
         blank, won = int(sum(got["unvalued"])), int(sum(got["won_deals"]))
         if blank:
             out.append({"warning": f"{blank} of the {won} won deals in the months scored have no amount: each "
-                                   "counts in the revenue actuals at the mean amount of its month's won deals "
-                                   "that have one (calibration values them by resampling the known amounts)",
+                                   "counts in the revenue actuals as calibration values it, at the mean of its "
+                                   "segment's won amounts known by its month's end",
                         "cutoffs": []})
     return out
 

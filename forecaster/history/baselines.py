@@ -38,47 +38,45 @@ def add_months(d: date, k: int) -> date:
     return date(d.year + y, m + 1, 1)
 
 
-def _won(deals: list[Deal]) -> list[tuple[date, float | None]]:
-    """The won deals' (close date, amount or None)."""
-    return [(d.closed, d.amount) for d in deals if d.outcome == "won" and d.closed is not None]
+def _won(deals: list[Deal]) -> list[tuple[date, float | None, str]]:
+    """The won deals' (close date, amount or None, segment)."""
+    return [(d.closed, d.amount, d.segment) for d in deals if d.outcome == "won" and d.closed is not None]
 
 
 def actuals(deals: list[Deal], months: list[date]) -> dict:
     """Deals won, and their value, in each month: ``{"won_deals": [...], "revenue": [...],
     "unvalued": [...]}``, each a list with one number per month of ``months`` (first days of
-    months); ``unvalued``: the month's won deals without an amount.
+    months); ``unvalued``: the month's won deals without an amount counted at a mean.
 
-    A won deal without an amount, in a history where other won deals have one, counts at
-    the mean amount of its month's won deals that have one (of every won deal with one closed
-    by its month's end, when none of its month's has): calibration resamples the known won
-    amounts for such a deal (``deal_value``), and counting it as 1 put the revenue actuals
-    below what the forecast is a forecast of (3% on an export with 5% of its amounts blank).
-    Only the month's own deals and the ones before it are read, so a month's actual is known
-    at its end (the last-month naive forecasts from it). A history without any won amount
-    counts won deals (1 each), as calibration's ``deal_value: 1`` does."""
+    A won deal without an amount counts as calibration values it (``deal_value``, estimate's
+    ``_deal_value``) on its month's last day: at the mean of its segment's won amounts known
+    by then, or of every segment's when its segment has none, or 1 when no won deal has an
+    amount by then (revenue then counts won deals, as ``deal_value: 1`` does; not counted in
+    ``unvalued``). Counting every such deal as 1 put the revenue actuals below what the
+    forecast is a forecast of (3% on an export with 5% of its won amounts blank). Only deals
+    won by the month's end are read, so a month's actual is known at its end (the last-month
+    naive forecasts from it)."""
     wins = _won(deals)
-    valued = any(amount is not None for _, amount in wins)
-    per = {m: [0, 0.0, 0] for m in months}  # won, value of those with an amount, without one
-    for closed, amount in wins:
-        cell = per.get(month_start(closed))
-        if cell is None:
+    per = {m: [0, 0.0, 0] for m in months}  # won, value, won without an amount counted at a mean
+    blanks: dict[tuple[date, str], int] = {}  # (month, segment) -> won deals without an amount
+    for closed, amount, segment in wins:
+        m = month_start(closed)
+        if m not in per:
             continue
-        cell[0] += 1
-        if not valued:
-            cell[1] += 1.0
-        elif amount is None:
-            cell[2] += 1
+        per[m][0] += 1
+        if amount is None:
+            blanks[(m, segment)] = blanks.get((m, segment), 0) + 1
         else:
-            cell[1] += float(amount)
-    revenue = []
-    for m in months:
-        count, value, blank = per[m]
-        if blank:
-            own = [float(a) for c, a in wins if a is not None and month_start(c) == m]
-            known = own or [float(a) for c, a in wins if a is not None and c < add_months(m, 1)]
-            value += blank * float(np.mean(known)) if known else float(blank)
-        revenue.append(value)
-    return {"won_deals": [float(per[m][0]) for m in months], "revenue": revenue,
+            per[m][1] += float(amount)
+    for (m, segment), n in blanks.items():
+        by_end = [(a, g) for c, a, g in wins if a is not None and c < add_months(m, 1)]
+        known = [a for a, g in by_end if g == segment] or [a for a, _ in by_end]
+        if known:
+            per[m][1] += n * float(np.mean(known))
+            per[m][2] += n
+        else:
+            per[m][1] += float(n)
+    return {"won_deals": [float(per[m][0]) for m in months], "revenue": [per[m][1] for m in months],
             "unvalued": [per[m][2] for m in months]}
 
 
@@ -104,10 +102,10 @@ def trailing_mean(deals: list[Deal], cutoff: date, months: int, trials: int, see
     """
     window = [add_months(month_start(cutoff), -k) for k in reversed(range(TRAILING_MONTHS))]
     rate = float(np.mean(actuals(deals, window)["won_deals"]))
-    known = [a for c, a in _won(deals) if c <= cutoff]
-    # the amounts given, as calibration resamples them; 1 each only in a history without any
-    pool = (np.array([float(a) for a in known if a is not None])
-            if any(a is not None for _, a in _won(deals)) else np.ones(len(known)))
+    known = [a for c, a, _ in _won(deals) if c <= cutoff]
+    # the amounts known on the cutoff, as calibration resamples them; 1 each when none is
+    given = [float(a) for a in known if a is not None]
+    pool = np.array(given) if given else np.ones(len(known))
     rng = np.random.default_rng(seed)
     counts = rng.poisson(rate, size=(trials, months))
     if pool.size and counts.sum():
@@ -126,7 +124,7 @@ def weighted_pipeline(deals: list[Deal], stages: list[str], cutoff: date) -> dic
     before the cutoff (a deal's own amount is its final one, perhaps set after the
     cutoff). Returns ``{"won_deals": expected deals, "revenue": expected currency}``."""
     outcome_by_stage = {s: [0, 0] for s in range(len(stages))}   # won, lost after being in the stage
-    values = [a for c, a in _won(deals) if c <= cutoff and a is not None]
+    values = [a for c, a, _ in _won(deals) if c <= cutoff and a is not None]
     mean_value = float(np.mean(values)) if values else 1.0
     open_stages = []
     for d in deals:

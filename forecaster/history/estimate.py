@@ -289,9 +289,12 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
 
     ``open_amounts``: True writes each open deal's own amount into the pipeline (only deals
     still open in the export: a deal open on ``as_of`` that the export shows closed later
-    carries its final amount, a look-ahead); False values every open deal as a won deal of
-    its segment is (``deal_value``, resampled); None as False, with a warning when open deals
-    carry amounts that are then not used."""
+    carries its final amount, a look-ahead; not an amount of 0, more often a CRM's blank than
+    a free pilot; not in a segment whose revenue counts won deals, ``deal_value`` 1), with a
+    warning when the export goes on past ``as_of`` (its amounts are the export's, not those
+    known then); False values every open deal as a won deal of its segment is
+    (``deal_value``, resampled); None as False, with a warning when open deals carry amounts
+    that are then not used."""
     S = len(stages)
     segments = sorted({d.segment for d in deals if any(e is not None and e <= as_of for e in d.entered)})
     if not segments:
@@ -383,7 +386,10 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         closed = d.closed is not None and d.closed <= as_of
         if known and not closed and (d.outcome == "open" or (d.closed or date.max) > as_of):
             i, e = known[-1]
-            own = d.amount if d.outcome == "open" and d.amount is not None else None
+            # an amount of 0 on an open deal is a CRM's blank more often than a free pilot; a
+            # segment whose revenue counts won deals (deal_value 1) takes no currency amount
+            own = d.amount if (d.outcome == "open" and d.amount and seg_docs[d.segment]["deal_value"] != 1) \
+                else None
             if own is not None:
                 priced.append(own)
             cal.pipeline.append({"deal_id": d.deal_id, "segment": d.segment, "stage": stages[i],
@@ -392,6 +398,10 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if priced and open_amounts:
         cal.notes.append(f"pipeline: {len(priced)} of the {len(cal.pipeline)} open deals valued at their own amount "
                          f"(mean {np.mean(priced):,.2f}); the others at the segment's won amounts, resampled")
+        last = max((x for d in deals for x in (*d.entered, d.closed) if x is not None), default=as_of)
+        if last > as_of:
+            cal.warnings.append(f"--open-amounts: the open deals' amounts are those of the export, whose last record "
+                                f"is {last}, not those known on {as_of}")
     elif priced and open_amounts is None:
         cal.warnings.append(f"{len(priced)} of the {len(cal.pipeline)} open deals carry an amount (mean "
                             f"{np.mean(priced):,.2f}), not used: every open deal is valued as a won deal of its "

@@ -255,6 +255,16 @@ _DMY = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})(?:,?(?:T|\s+)\d{1,2}:\d{
 """A date with the day and month in either order and a four-digit year (27/11/2024,
 11/27/2024, 27.11.2024, 27-11-2024), optionally followed by a time (ignored)."""
 DATE_FORMS = "2024-11-27, 11/27/2024, 27/11/2024 or 27.11.2024, optionally with a time"
+ISO_CODES = frozenset(
+    "USD EUR GBP JPY CNY CHF CAD AUD NZD SEK NOK DKK ISK PLN CZK HUF RON BGN HRK RUB UAH TRY ILS AED SAR QAR KWD "
+    "BHD OMR EGP ZAR NGN KES MAD INR PKR BDT LKR IDR MYR SGD THB VND PHP HKD TWD KRW BRL MXN ARS CLP COP PEN UYU"
+    .split())
+"""The ISO 4217 codes :meth:`_AmountColumn.currencies` compares (the currencies an export
+most likely mixes): other letters beside an amount (``A$``'s ``A``, ``kr``, ``net``) are
+read past, never taken for a second currency."""
+OTHER_FORM = "a date in a form not read without --date-format"
+"""Why a date cell in none of :data:`DATE_FORMS` is bad: the one reason the --date-format
+hint answers (an impossible date such as 2024-02-30 is another)."""
 _TIME_AFTER = re.compile(r"[ T]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp][Mm])?\s*(?:Z|[+-]\d{2}:?\d{2})?$")
 """A time of day after a date (``10:18``, ``T14:05:00Z``, ``2:05 PM``), as --date-format's dates may carry."""
 ORDERS = {"dmy": "day first", "mdy": "month first"}
@@ -359,7 +369,7 @@ class _DateColumn:
                            "an unreadable date")
         m = _DMY.fullmatch(text)
         if m is None:
-            raise _BadCell(f"expected a date ({DATE_FORMS}); found {_show(text)}", "an unreadable date")
+            raise _BadCell(f"expected a date ({DATE_FORMS}); found {_show(text)}", OTHER_FORM)
         a, b, year = int(m.group(1)), int(m.group(3)), int(m.group(4))
         if self.order is None and a != b:  # the column's problem says so, once
             raise _Undecided(text, "an unreadable date")
@@ -400,9 +410,8 @@ def _amount_text(text: str, marks: list | None = None) -> tuple[bool, str] | Non
     """(negative, the number's digits and separators) of an amount as exports write it:
     a currency sign or code before or after, a minus or parentheses for a negative; None
     when it has other words or signs. ``marks``, when given, receives the currency marks
-    peeled, each as (kind, key, as written): ``("sign", "€", "€")``, ``("code", "US", "USD")``
-    (a code keyed by its first two letters, upper case: ``USD`` and ``US$``'s ``US`` are one
-    currency)."""
+    peeled, each as (kind, key, as written): ``("sign", "€", "€")``, ``("code", "USD",
+    "usd")``."""
     s, negative = text.strip(), False
     symbols = codes = 0
     for _ in range(6):  # peel signs, parentheses and currency (one sign, one code), in any order
@@ -426,12 +435,12 @@ def _amount_text(text: str, marks: list | None = None) -> tuple[bool, str] | Non
         m = _CODE_BEFORE.match(s)
         if m and m.end() < len(s):
             if marks is not None:
-                marks.append(("code", m.group(0)[:2].upper(), m.group(0).rstrip(".")))
+                marks.append(("code", m.group(0).rstrip(".").upper(), m.group(0).rstrip(".")))
             s, codes = s[m.end():].lstrip(), codes + 1
         m = _CODE_AFTER.search(s)
         if m and m.start() > 0:
             if marks is not None:
-                marks.append(("code", m.group(0)[:2].upper(), m.group(0).rstrip(".")))
+                marks.append(("code", m.group(0).rstrip(".").upper(), m.group(0).rstrip(".")))
             s, codes = s[:m.start()].rstrip(), codes + 1
         if s == before:
             break
@@ -461,6 +470,7 @@ class _AmountColumn:
         self.looked: set[str] = set()
         # currency marks read: ("sign" | "code", mark) -> [amounts, first value, its position, mark as written]
         self.marks: dict[tuple[str, str], list] = {}
+        self.last: tuple | None = None  # the last amount's marks, text and position, until kept
 
     def look(self, value, position: int) -> None:
         if not isinstance(value, str) or self.decimal:
@@ -510,9 +520,10 @@ class _AmountColumn:
         return None
 
     def currencies(self, at) -> tuple[int, str] | None:
-        """(where, what) when the amounts read are in more than one currency: two currency
-        signs (``$`` and ``€``) or two codes (``USD`` and ``EUR``); a sign beside a code may
-        be the same currency and is not questioned."""
+        """(where, what) when the amounts of the deals read are in more than one currency:
+        two currency signs (``$`` and ``€``) or two ISO codes (``USD`` and ``EUR``,
+        :data:`ISO_CODES`); a sign beside a code may be the same currency (``A$`` and
+        ``AUD``) and is not questioned."""
         for kind in ("sign", "code"):
             seen = sorted((v for k, v in self.marks.items() if k[0] == kind), key=lambda v: -v[0])
             if len(seen) > 1:
@@ -524,9 +535,17 @@ class _AmountColumn:
                     "forecast each currency's deals from a history of their own)")
         return None
 
+    def keep(self) -> None:
+        """Count the currency marks of the last amount read (its row is kept as a deal)."""
+        if self.last is not None:
+            marks, text, position = self.last
+            for kind, key, written in dict.fromkeys(marks):
+                self.marks.setdefault((kind, key), [0, text, position, written])[0] += 1
+
     def read(self, value, position: int = 0) -> float | None:
         """A cell as an amount from 0 to :data:`MAX_AMOUNT`, or None for a blank
         (``position``: its line or row, for :meth:`currencies`)."""
+        self.last = None
         if value is None or isinstance(value, str):
             text = (value or "").strip()
             if not text:
@@ -558,8 +577,9 @@ class _AmountColumn:
     def _text(self, text: str, position: int = 0) -> float:
         marks: list = []
         split = _amount_text(text, marks)
-        for kind, mark, written in dict.fromkeys(marks):
-            self.marks.setdefault((kind, mark), [0, text, position, written])[0] += 1
+        # a currency sign, or an ISO 4217 code (not A$'s A, kr, net, ca.), kept once the
+        # row is (:meth:`keep`): a row left out by --drop-bad-rows names no currency
+        self.last = [(k, key, w) for k, key, w in marks if k == "sign" or key in ISO_CODES], text, position
         readings = _readings(split[1]) if split else {}
         if not readings:
             raise _BadCell(f"expected an amount >= 0 ({AMOUNT_FORMS}) or a blank; found {_show(text)}",
@@ -637,7 +657,8 @@ def _other_sheets(table, col: dict, must: set) -> str:
 
 def _close_names(header: list[str], absent: dict) -> str:
     """``; did you mean 'Deal owner' for 'Owner'?`` for the columns asked for that the header
-    has under a close name (difflib, case ignored), or nothing."""
+    (its columns not read for another field) has under a close name (difflib, case
+    ignored), or nothing."""
     import difflib
 
     folded = {h.casefold(): h for h in header}
@@ -762,7 +783,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         raise ScenarioError(shown, [Problem("", f"lacks {', '.join(missing)}; its columns are: {_names(header)}"
                                             f"{_other_sheets(table, col, must)}"
                                             ". Map a name to another column with --column NAME=SOURCE"
-                                            + _header_below(table, absent) + _close_names(header, absent))])
+                                            + _header_below(table, absent)
+                                            + _close_names([h for i, h in enumerate(header)
+                                                            if i not in index.values()], absent))])
     shared: dict[str, list[str]] = {}
     for k, v in col.items():
         if isinstance(v, str) and v in index:
@@ -909,7 +932,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
                 droppable += 1
                 for message, reason in bad:
                     problem(line, message)
-                    unreadable_dates |= reason == "an unreadable date"
+                    unreadable_dates |= reason == OTHER_FORM
             continue
         if outcome is None or not deal_id:
             continue
@@ -922,6 +945,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if not known:
             no_stage.append(line)
         deals.append(Deal(deal_id, segment, entered, outcome, closed, amount))
+        if amounts is not None:
+            amounts.keep()
 
     if not n_rows:
         raise ScenarioError(shown, [Problem("", "has a header but no deals")])

@@ -618,8 +618,10 @@ def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     tables.append(skipped)
     said = Table("warnings", "what the calibrations warned of, each warning once with the cutoffs it was given at "
                              "(none: of the backtest as a whole)",
-                 [Column("warning", None, "text"), Column("cutoffs", None, "text")])
-    said.rows = [[x.get("warning"), " ".join(x.get("cutoffs") or [])] for x in result.get("warnings", [])]
+                 [Column("warning", None, "text"), Column("cutoffs", None, "text"),
+                  Column("figures_vary", "true/false", "bool")])
+    said.rows = [[x.get("warning"), " ".join(x.get("cutoffs") or []), bool(x.get("figures_vary"))]
+                 for x in result.get("warnings", [])]
     tables.append(said)
     return tables + _other_tables(result, {"cutoffs", "average", "skipped", "warnings"}, units)
 

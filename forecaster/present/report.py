@@ -59,6 +59,12 @@ def money(x) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
+def deals(x) -> str:
+    """A count of deals: whole, or to one decimal where a quantile falls between two (a
+    week's P50 of 0.5 is not 0)."""
+    return "-" if x is None else f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
+
+
 def compact(x: float) -> str:
     """Axis labels: 2.5M, 480k, 75."""
     if abs(x) >= 1e6:
@@ -1708,7 +1714,7 @@ def render_markdown(summary: dict, when: str) -> str:
     won = m.get("won_deals")
     if won:  # the deals as well as their value (report.html shows both)
         w = won["total"]
-        lines.append(f"- Won deals: P50 {money(w['p50'])}, P10–P90 {money(w['p10'])} – {money(w['p90'])}, "
+        lines.append(f"- Won deals: P50 {deals(w['p50'])}, P10–P90 {deals(w['p10'])} – {deals(w['p90'])}, "
                      f"mean {w['mean']:,.1f}")
     for t, v in summary.get("targets", {}).items():
         lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
@@ -1722,8 +1728,8 @@ def render_markdown(summary: dict, when: str) -> str:
         lines += ["", "| period | revenue mean | P10 | P50 | P90 | won deals P50 | P10–P90 |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | "
-                  f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} | {money(q['p50'])} | "
-                  f"{money(q['p10'])} – {money(q['p90'])} |"
+                  f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} | {deals(q['p50'])} | "
+                  f"{deals(q['p10'])} – {deals(q['p90'])} |"
                   for p, q in zip(m["revenue"]["by_period"], won["by_period"])]
     else:
         lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]

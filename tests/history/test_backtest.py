@@ -300,30 +300,46 @@ def test_the_backtest_report_has_a_pit_histogram_and_the_console_every_baseline(
 
 # --- won deals without an amount ----------------------------------------------------------------
 
-def test_a_won_deal_without_an_amount_counts_at_its_months_mean_not_at_one():
-    """Calibration values a blank-amount win by resampling the known won amounts; the actuals
-    it is scored against must value it alike (it counted 1 before: revenue actuals ~3% low
-    on an export with 5% of its amounts blank)."""
+def test_a_won_deal_without_an_amount_counts_as_calibration_values_it_not_at_one():
+    """Calibration values a blank-amount win by resampling its segment's known won amounts
+    (the whole history's when the segment has none); the actuals it is scored against must
+    value it alike, on its month's last day (it counted 1 before: revenue actuals ~3% low on
+    an export with 5% of its amounts blank)."""
     deals = _hand_history() + [_won("blank-mar", date(2026, 3, 20), None),
                                _won("blank-may", date(2026, 5, 3), None)]
     got = actuals(deals, [date(2026, 3, 1), date(2026, 4, 1), date(2026, 5, 1)])
     assert got["won_deals"] == [7.0, 1.0, 1.0]
     assert got["unvalued"] == [1, 0, 1]
-    # March: six known amounts, mean 200, and the blank one at that mean
-    assert got["revenue"][0] == pytest.approx(3 * 100 + 3 * 300 + 200)
+    by_march = [50.0] + [100.0, 300.0] * 6  # every won amount known on 31 March
+    assert got["revenue"][0] == pytest.approx(3 * 100 + 3 * 300 + np.mean(by_march))
     assert got["revenue"][1] == pytest.approx(1e6)
-    # May has no known amount of its own: every known won amount to its end (its mean, not 1)
-    known = [50.0] + [100.0, 300.0] * 6 + [1e6]
-    assert got["revenue"][2] == pytest.approx(np.mean(known))
+    assert got["revenue"][2] == pytest.approx(np.mean(by_march + [1e6]))  # April's win known by May's end
     # the last-month naive reads March as the actuals do; the trailing mean resamples known amounts only
     assert last_month_naive(deals, date(2026, 3, 31))["revenue"] == pytest.approx(got["revenue"][0])
     t = trailing_mean(deals, date(2026, 3, 31), 2, 5000, seed=1)
     assert t["revenue"][t["won_deals"] > 0].min() >= 50.0  # no draw of a blank win's 1
+    # by its own segment's amounts (a reviewer's case: an enterprise deal beside nine small ones)
+    seg = [Deal("e1", "enterprise", [date(2026, 2, 1)], "won", date(2026, 3, 2), 100_000.0),
+           Deal("e2", "enterprise", [date(2026, 2, 1)], "won", date(2026, 3, 3), None)]
+    seg += [Deal(f"s{k}", "smb", [date(2026, 2, 1)], "won", date(2026, 3, 4), 1_000.0) for k in range(9)]
+    assert actuals(seg, [date(2026, 3, 1)])["revenue"] == [pytest.approx(200_000.0 + 9_000.0)]
     # the weighted pipeline's value: the mean of the known won amounts, a free pilot's 0 among them
     pilot = [*_hand_history()[:3], _won("pilot", date(2026, 1, 9), 0.0),
              Deal("open", "all", [date(2026, 2, 1)], "open", None, None)]
     assert weighted_pipeline(pilot, ["x"], date(2026, 2, 28))["revenue"] == pytest.approx(
         np.mean([50.0, 300.0, 100.0, 0.0]) * 1.0)
+
+
+def test_amounts_given_only_after_the_cutoff_are_not_read_before_it():
+    """Wins without amounts to March, with amounts from April: on 31 March no amount is
+    known, so revenue counts won deals (as calibration's deal_value 1), not 0 (a reviewer
+    found the trailing mean's pool read the whole history to decide)."""
+    deals = [_won(f"a{k}", date(2026, m, 5 + k), None) for m in (1, 2, 3) for k in range(5)]
+    deals += [_won(f"b{k}", date(2026, 4, 5 + k), 1000.0) for k in range(5)]
+    t = trailing_mean(deals, date(2026, 3, 31), 1, 4000, seed=2)
+    assert np.array_equal(t["revenue"], t["won_deals"])
+    got = actuals(deals, [date(2026, 3, 1), date(2026, 4, 1)])
+    assert got["revenue"] == [5.0, 5000.0] and got["unvalued"] == [0, 0]
 
 
 def test_a_history_without_amounts_counts_won_deals_as_revenue():
@@ -356,10 +372,29 @@ def test_warnings_that_differ_only_in_their_figures_are_said_once():
     cutoffs = [{"cutoff": c, "months": [], "warnings": w} for c, w in (
         ("2018-01-31", ["email, lead: only 0 conversions by 2018-01-31: shrunk", "too young"]),
         ("2018-02-28", ["email, lead: only 1 conversions by 2018-02-28: shrunk", "too young"]),
-        ("2018-03-31", ["display: no amount"]))]
+        ("2018-03-31", ["display: no amount", "SMB, Stage 2: only 3 conversions", "SMB, Stage 3: only 4 conversions",
+                        "SMB, Stage 3: only 4 conversions"]))]
     said = _said([], cutoffs, ("won_deals",))
     assert said == [
         {"warning": "email, lead: only 0 conversions by 2018-01-31: shrunk", "cutoffs": ["2018-01-31", "2018-02-28"],
          "figures_vary": True},
         {"warning": "too young", "cutoffs": ["2018-01-31", "2018-02-28"]},
-        {"warning": "display: no amount", "cutoffs": ["2018-03-31"]}]
+        {"warning": "display: no amount", "cutoffs": ["2018-03-31"]},
+        # a subject's own figures keep warnings apart; a cutoff is named once
+        {"warning": "SMB, Stage 2: only 3 conversions", "cutoffs": ["2018-03-31"]},
+        {"warning": "SMB, Stage 3: only 4 conversions", "cutoffs": ["2018-03-31"]}]
+
+
+def test_the_seasonal_naive_never_reads_a_month_after_the_cutoff():
+    """With --months above 3 the seasonal naive read month 4 from month 1 of the horizon,
+    after the cutoff (a reviewer's find): it reads the same month of the last quarter known."""
+    import forecaster.history.backtest as bt
+
+    deals = _steady_history(np.random.default_rng(3))
+    # a burst of wins in the first month after the cutoff, which no forecast on the cutoff can see
+    deals += [Deal(f"burst{k}", "all", [date(2025, 7, 2)], "won", date(2025, 7, 20), 1000.0) for k in range(500)]
+    result = bt.backtest(deals, ["x"], [date(2025, 6, 30)], months=6, trials=200)
+    got = [s["forecast"] for s in result["cutoffs"][0]["metrics"]["won_deals"]["seasonal_naive"]["by_month"]]
+    won = actuals(deals, [date(2025, m, 1) for m in range(1, 7)])["won_deals"]
+    # July-September read April-June; October-December read April-June again (6 back), not July's burst
+    assert got == [won[3], won[4], won[5], won[3], won[4], won[5]]

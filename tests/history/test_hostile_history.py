@@ -825,23 +825,27 @@ def test_open_deals_keep_their_own_amount_only_when_asked_and_only_if_still_open
     open on the as-of date that the export shows closed later: that was not known then)."""
     lines = rows(45)
     lines.append("late,2025-03-02,won,2025-04-20,99000")  # open on the as-of date, won after it
+    lines.append("zero,2025-03-03,open,,0")  # a CRM's blank: valued as the segment's wins, not at 0
     history = write(tmp_path / "h.csv", lines)
     out = tmp_path / "o" / "s.yaml"
     res = calibrate(history, out)
     assert res.exit_code == 0, res.output
-    assert ("15 of the 16 open deals carry an amount (mean 123.00), not used: every open deal is valued as a won "
+    assert ("15 of the 17 open deals carry an amount (mean 123.00), not used: every open deal is valued as a won "
             "deal of its segment is (its won amounts, resampled); --open-amounts values each by its own") in res.output
     import csv as csv_
     with open(tmp_path / "o" / "s-pipeline.csv", newline="") as f:
         plain = {r["deal_id"]: r["amount"] for r in csv_.DictReader(f)}
-    assert len(plain) == 16 and set(plain.values()) == {""}
+    assert len(plain) == 17 and set(plain.values()) == {""}
     res = calibrate(history, out, "--open-amounts")
     assert res.exit_code == 0, res.output
     assert "carry an amount" not in res.output
+    # the export goes on to April: its open deals' amounts are its own, perhaps not March's
+    assert ("--open-amounts: the open deals' amounts are those of the export, whose last record is 2025-04-20, "
+            "not those known on 2025-03-31") in res.output
     with open(tmp_path / "o" / "s-pipeline.csv", newline="") as f:
         own = {r["deal_id"]: r["amount"] for r in csv_.DictReader(f)}
-    assert own["late"] == ""  # its 99,000 is what it closed at in April, unknown on 31 March
-    assert {k: float(v) for k, v in own.items() if k != "late"} == {
+    assert own["late"] == own["zero"] == ""  # late's 99,000 is what it closed at in April, unknown on 31 March
+    assert {k: float(v) for k, v in own.items() if k not in ("late", "zero")} == {
         f"d{i}": 100.0 + i for i in range(45) if i % 3 == 2}
     assert_valid(out)
     assert "valued at their own amount (mean 123.00)" in out.read_text()

@@ -314,6 +314,13 @@ def test_amounts_in_two_currencies_are_refused_not_added(tmp_path):
     same = read(history(tmp_path, days, ["$1,200.50", "USD 900", "US$1,000.00", "40", "80 usd"]))
     assert [d.amount for d in same] == [1200.5, 900.0, 1000.0, 40.0, 80.0]
     assert [d.amount for d in read(history(tmp_path, days[:2], ["1.234,56 €", "€ 7"]))] == [1234.56, 7.0]
+    # a sign beside a code (A$ and AUD), and letters that are no ISO code (kr, net), are read
+    assert [d.amount for d in read(history(tmp_path, days[:4], ["A$ 1,000.50", "AUD 2,000.00", "5 kr", "AUD 7"]))] \
+        == [1000.5, 2000.0, 5.0, 7.0]
+    assert [d.amount for d in read(history(tmp_path, days[:2], ["1000 net", "USD 5"]))] == [1000.0, 5.0]
+    # a row --drop-bad-rows leaves out names no currency: its date before 1900 drops it
+    dropped = history(tmp_path, ["2026-01-05", "0025-01-05", *days], ["USD 5", "EUR 9", "USD 6", *["USD 1"] * 5])
+    assert [d.amount for d in read(dropped, drop_bad_rows=True, warnings=[])] == [5.0, 6.0, 1.0, 1.0, 1.0, 1.0]
 
 
 def test_the_order_of_day_and_month_is_decided_per_column(tmp_path):
@@ -367,6 +374,9 @@ def test_dates_in_no_default_form_point_to_date_format_which_reads_them_with_the
     with pytest.raises(ScenarioError) as err:  # a format given that reads none: no second hint
         read(path, date_format="%d.%m.%Y")
     assert "dates written another way" not in str(err.value)
+    with pytest.raises(ScenarioError) as err:  # an impossible date is no other form: --drop-bad-rows's hint
+        read(history(tmp_path, ["2024-02-30", "2024-03-01"], [1, 1]))
+    assert "dates written another way" not in str(err.value) and "--drop-bad-rows leaves out" in str(err.value)
 
 
 def test_a_date_format_that_reads_no_date_is_a_usage_error(tmp_path):
