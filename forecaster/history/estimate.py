@@ -69,7 +69,7 @@ from forecaster.history.fitting import (
 )
 from forecaster.history.parts import Calibration, Mechanism
 from forecaster.history.quarters import poisson_fit, quarter_end_closing, team_capacity, unslipped_factor
-from forecaster.history.readers import Deal
+from forecaster.history.readers import Deal, recorded_through
 
 MIN_CONVERTED = 30
 
@@ -398,10 +398,11 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if priced and open_amounts:
         cal.notes.append(f"pipeline: {len(priced)} of the {len(cal.pipeline)} open deals valued at their own amount "
                          f"(mean {np.mean(priced):,.2f}); the others at the segment's won amounts, resampled")
-        last = max((x for d in deals for x in (*d.entered, d.closed) if x is not None), default=as_of)
-        if last > as_of:
+        seen = recorded_through(deals)  # an open deal's expected close date is no record
+        export_end = seen[0] if seen else as_of
+        if export_end > as_of:
             cal.warnings.append(f"--open-amounts: the open deals' amounts are those of the export, whose last record "
-                                f"is {last}, not those known on {as_of}")
+                                f"is {export_end}, not those known on {as_of}")
     elif priced and open_amounts is None:
         cal.warnings.append(f"{len(priced)} of the {len(cal.pipeline)} open deals carry an amount (mean "
                             f"{np.mean(priced):,.2f}), not used: every open deal is valued as a won deal of its "
