@@ -69,7 +69,8 @@ def actuals(deals: list[Deal], months: list[date]) -> dict:
         else:
             per[m][1] += float(amount)
     for (m, segment), n in blanks.items():
-        by_end = [(a, g) for c, a, g in wins if a is not None and c < add_months(m, 1)]
+        end = add_months(m, 1)
+        by_end = [(a, g) for c, a, g in wins if a is not None and c < end]
         known = [a for a, g in by_end if g == segment] or [a for a, _ in by_end]
         if known:
             per[m][1] += n * float(np.mean(known))

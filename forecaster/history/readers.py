@@ -410,8 +410,7 @@ def _amount_text(text: str, marks: list | None = None) -> tuple[bool, str] | Non
     """(negative, the number's digits and separators) of an amount as exports write it:
     a currency sign or code before or after, a minus or parentheses for a negative; None
     when it has other words or signs. ``marks``, when given, receives the currency marks
-    peeled, each as (kind, key, as written): ``("sign", "€", "€")``, ``("code", "USD",
-    "usd")``."""
+    peeled, each as (kind, as written): ``("sign", "€")``, ``("code", "usd")``."""
     s, negative = text.strip(), False
     symbols = codes = 0
     for _ in range(6):  # peel signs, parentheses and currency (one sign, one code), in any order
@@ -426,21 +425,21 @@ def _amount_text(text: str, marks: list | None = None) -> tuple[bool, str] | Non
             negative, s = True, s[:-1].rstrip()
         if s and unicodedata.category(s[0]) == "Sc":
             if marks is not None:
-                marks.append(("sign", s[0], s[0]))
+                marks.append(("sign", s[0]))
             s, symbols = s[1:].lstrip(), symbols + 1
         if s and unicodedata.category(s[-1]) == "Sc":
             if marks is not None:
-                marks.append(("sign", s[-1], s[-1]))
+                marks.append(("sign", s[-1]))
             s, symbols = s[:-1].rstrip(), symbols + 1
         m = _CODE_BEFORE.match(s)
         if m and m.end() < len(s):
             if marks is not None:
-                marks.append(("code", m.group(0).rstrip(".").upper(), m.group(0).rstrip(".")))
+                marks.append(("code", m.group(0).rstrip(".")))
             s, codes = s[m.end():].lstrip(), codes + 1
         m = _CODE_AFTER.search(s)
         if m and m.start() > 0:
             if marks is not None:
-                marks.append(("code", m.group(0).rstrip(".").upper(), m.group(0).rstrip(".")))
+                marks.append(("code", m.group(0).rstrip(".")))
             s, codes = s[:m.start()].rstrip(), codes + 1
         if s == before:
             break
@@ -579,7 +578,8 @@ class _AmountColumn:
         split = _amount_text(text, marks)
         # a currency sign, or an ISO 4217 code (not A$'s A, kr, net, ca.), kept once the
         # row is (:meth:`keep`): a row left out by --drop-bad-rows names no currency
-        self.last = [(k, key, w) for k, key, w in marks if k == "sign" or key in ISO_CODES], text, position
+        self.last = [(k, w.upper() if k == "code" else w, w) for k, w in marks
+                     if k == "sign" or w.upper() in ISO_CODES], text, position
         readings = _readings(split[1]) if split else {}
         if not readings:
             raise _BadCell(f"expected an amount >= 0 ({AMOUNT_FORMS}) or a blank; found {_show(text)}",
@@ -655,6 +655,12 @@ def _other_sheets(table, col: dict, must: set) -> str:
     return said + ")"
 
 
+def _spellings(v) -> tuple:
+    """The column names a mapping value stands for: one name, a preset's alternatives, or
+    none (a value that names no column)."""
+    return (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ()
+
+
 def _close_names(header: list[str], absent: dict) -> str:
     """``; did you mean 'Deal owner' for 'Owner'?`` for the columns asked for that the header
     (its columns not read for another field) has under a close name (difflib, case
@@ -664,7 +670,7 @@ def _close_names(header: list[str], absent: dict) -> str:
     folded = {h.casefold(): h for h in header}
     said = []
     for v in absent.values():
-        for name in (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ():
+        for name in _spellings(v):
             close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
             if close:
                 said.append(f"{folded[close[0]]!r} for {name!r}")
@@ -681,8 +687,7 @@ def _header_below(table, absent: dict) -> str:
     """``; line 4 holds 'Deal ID', 'Amount' ...: ...`` when a row in the first
     :data:`HEADER_SEARCH_ROWS` holds most of the names asked for that the header lacks (a
     report's title rows above the real header), or nothing."""
-    names = {n.casefold() for v in absent.values() for n in ((v,) if isinstance(v, str) else
-                                                                v if isinstance(v, tuple) else ())}
+    names = {n.casefold() for v in absent.values() for n in _spellings(v)}
     wanted = max(1, (len(absent) + 1) // 2)
     for k, (position, cells) in enumerate(table.rows()):
         if k >= HEADER_SEARCH_ROWS:
@@ -764,7 +769,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             col[k] = next((a for a in v if a in header), v)
     folded = {}
     for k, v in col.items():  # a name the header has only in another case ('Amount' for amount): that column
-        spellings = (v,) if isinstance(v, str) else v if isinstance(v, tuple) else ()
+        spellings = _spellings(v)
         if spellings and not any(n in header for n in spellings):
             folds = {n.casefold() for n in spellings}
             alike = [h for h in header if h.casefold() in folds]
