@@ -124,6 +124,14 @@ def quota_chances(rep: dict, horizon: dict, sep: str = ", ", colon: str = ":") -
     return sep.join(f"{_period_of(a['period'], kind, horizon)}{colon} {a['probability']:.0%}" for a in chances)
 
 
+def quota_heading(horizon: dict) -> str:
+    """The heading of a rep's quota: per commission period, as the
+    scenario's ``commission.period`` sets it (``quota/quarter``), since the other columns are
+    over the horizon."""
+    kind = horizon.get("commission_period")
+    return f"quota/{kind}" if kind else "quota"
+
+
 def _period_of(label: str, kind: str, horizon: dict) -> str:
     try:
         return period_name(date.fromisoformat(label), kind, horizon.get("fiscal_year_start"))
@@ -152,7 +160,8 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
         console.print(_metric_table(f"Commission, all reps{cur}", m["commission"], _money, h))
     if "reps" in summary and "commission" in m:
         table = Table(title=as_text(f"Commission by rep{cur}"), title_justify="left", show_edge=False, pad_edge=False)
-        _add_columns(table, ("rep", "left"), ("quota", "right"), ("bookings P50", "right"), ("commission mean", "right"),
+        _add_columns(table, ("rep", "left"), (quota_heading(h), "right"), ("bookings P50", "right"),
+                     ("commission mean", "right"),
                      ("P10", "right"), ("P50", "right"), ("P90", "right"), ("P(reach quota)", "right"))
         for name, r in summary["reps"].items():
             c = r["commission"]["total"]
@@ -160,9 +169,12 @@ def print_summary(summary: dict, scenario: Scenario, console: Console | None = N
             table.add_row(as_text(name), _money(r["quota"]), _money(r["bookings"]["total"]["p50"]), _money(c["mean"]),
                           _money(c["p10"]), _money(c["p50"]), _money(c["p90"]), chances)
         console.print(table)
-        if any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values()):
-            console.print("P(reach quota) is given for each commission period, named by its first month.",
-                          style="dim")
+        several = any(len(r["quota_attainment"]) > 1 for r in summary["reps"].values())
+        console.print((f"Quota is per {h['commission_period']}; bookings and commission are over the whole "
+                       "horizon." if h.get("commission_period") else "Bookings and commission are over the whole "
+                       "horizon.")
+                      + (" P(reach quota) is given for each commission period, named by its first month."
+                         if several else ""), style="dim")
         print_commission_extras(summary, cur, console)  # v2 D
     if summary.get("targets"):
         table = Table(title="Targets", title_justify="left", show_edge=False, pad_edge=False)

@@ -67,6 +67,8 @@ KINDS = ("run", "compare", "sensitivity", "backtest")
 STEMS = {"run": "forecast", "compare": "compare", "sensitivity": "sensitivity", "backtest": "backtest"}
 
 V1_METRICS = ("revenue", "won_deals", "commission")
+COMMISSION_EXTRAS = ("draw_balance", "clawback_after_end")
+"""The summary's top-level commission extras (v2 D.6), money summed over reps."""
 FRACTION = "fraction"
 PARQUET_CHUNK_BYTES = 64 << 20
 """Memory for one block of trials converted to Parquet columns [bytes] (at least one trial)."""
@@ -174,7 +176,7 @@ class Units:
         return self.currency, "money"
 
     def known(self, name: str) -> bool:
-        return (name in AFTER_SALE_VARIABLES or name in V1_METRICS or name in self.COUNTS
+        return (name in AFTER_SALE_VARIABLES or name in V1_METRICS or name in self.COUNTS or name in COMMISSION_EXTRAS
                 or name in ("bookings", "commission_bookings", "clv", "quota"))
 
     def of(self, parts: list[str], value: Any) -> tuple[str | None, str]:
@@ -470,12 +472,18 @@ def run_tables(summary: dict, currency: str | None = None) -> list[Table]:
                                     [Column("segment", None, "text")], units))
     if summary.get("funnel"):
         tables.append(_funnel_table(summary["funnel"]))
-    known = {"metrics", "targets", "reps", "segments", "clv", "funnel", "ratios", *RUN_META}
+    extras = [([name], summary[name]) for name in COMMISSION_EXTRAS if isinstance(summary.get(name), dict)]
+    if extras:  # v2 D.6: over the horizon, summed over reps
+        tables.append(generic_table("commission_extras", "commission extras summed over reps, statistics over the "
+                                    "trials: draw_balance, the recoverable advances not yet recovered at the end; "
+                                    "clawback_after_end, the clawbacks of customers lost after the end, within "
+                                    "the window", extras, [Column("field", None, "text")], units))
+    known = {"metrics", "targets", "reps", "segments", "clv", "funnel", "ratios", *COMMISSION_EXTRAS, *RUN_META}
     return tables + _other_tables(summary, known, units)
 
 
 def _other_tables(summary: dict, known: set, units: Units) -> list[Table]:
-    """Keys of a summary this module does not know, gathered in one table ``other`` (a row per
+    """Keys of a summary without a table of their own, gathered in one table ``other`` (a row per
     key, or per entry of a key holding dicts), so that no table of an undeclared name is made."""
     rows: list[tuple[list, Any]] = []
     for key, value in summary.items():
@@ -489,8 +497,9 @@ def _other_tables(summary: dict, known: set, units: Units) -> list[Table]:
             rows.append(([key, None], value))
     if not rows:
         return []
-    return [generic_table("other", "the summary's fields this version does not know (field: the summary's key; "
-                                   "name: the entry within it), as the summary holds them", rows,
+    return [generic_table("other", "the summary's fields without a table of their own (such as cycle_days, "
+                                   "stage_value, coverage; field: the summary's key; name: the entry within it), "
+                                   "as the summary holds them", rows,
                           [Column("field", None, "text"), Column("name", None, "text")], units)]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from forecaster.calendar import period_end, period_name as calendar_period_name, with_fiscal_quarter
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
-from forecaster.present.console import AFTER_SALE, EXTRA_COLUMNS, printable, quota_chances
+from forecaster.present.console import AFTER_SALE, EXTRA_COLUMNS, printable, quota_chances, quota_heading
 from forecaster.results.files import Staged
 from forecaster.scenario.model import WON
 from forecaster.scenario.yamlio import NotRegularFile, open_input
@@ -1615,7 +1615,7 @@ def render_html(summary: dict, arrays: dict, when: str) -> str:
         parts.append(ranges([(r, v["commission"]["total"]["p10"], v["commission"]["total"]["p50"],
                               v["commission"]["total"]["p90"]) for r, v in reps.items()], "commission per rep, P10-P90",
                             f"commission over the horizon{unit}"))
-        parts.append(_table(["rep", "quota", "commission mean", "P10", "P90", "P(reach quota)"],
+        parts.append(_table(["rep", quota_heading(h), "commission mean, horizon", "P10", "P90", "P(reach quota)"],
                             [[r, money(v["quota"]), money(v["commission"]["total"]["mean"]),
                               money(v["commission"]["total"]["p10"]), money(v["commission"]["total"]["p90"]),
                               quota_chances(v, h)] for r, v in reps.items()]))
@@ -1706,10 +1706,12 @@ def render_markdown(summary: dict, when: str) -> str:
     total and per period, the targets, spend, the after-sale views and the reps."""
     m, h = summary["metrics"], summary["horizon"]
     rev = m["revenue"]["total"]
+    cur = h.get("currency") or ""
+    unit = f" [{md(cur)}]" if cur else ""
     lines = [f"# {md(summary['scenario'])}: forecast", "",
              f"{md(h['start'])} to {md(h['end'])} · {summary['trials']:,} trials · seed {md(summary['seed'])} · "
-             f"{md(when)}", "",
-             f"- Revenue: P50 {money(rev['p50'])}, P10–P90 {money(rev['p10'])} – {money(rev['p90'])}, "
+             f"{md(when)}" + (f" · amounts in {md(cur)}" if cur else ""), "",
+             f"- Revenue{unit}: P50 {money(rev['p50'])}, P10–P90 {money(rev['p10'])} – {money(rev['p90'])}, "
              f"mean {money(rev['mean'])} (95% CI {money(rev['mean_ci_low'])} – {money(rev['mean_ci_high'])})"]
     won = m.get("won_deals")
     if won:  # the deals as well as their value (report.html shows both)
@@ -1720,27 +1722,28 @@ def render_markdown(summary: dict, when: str) -> str:
         lines.append(f"- P({md(t)} ≥ {money(v['threshold'])}) = {v['probability']:.0%}")
     if "spend" in m and summary.get("ratios"):  # v2 E.3
         roi, cac = summary["ratios"]["roi"], summary["ratios"]["cac"]
-        lines.append(f"- Spend: mean {money(m['spend']['total']['mean'])}; ROI mean {pct(roi['mean'])}"
+        lines.append(f"- Spend{unit}: mean {money(m['spend']['total']['mean'])}; ROI mean {pct(roi['mean'])}"
                      f" (P10–P90 {pct(roi['p10'])} – {pct(roi['p90'])}); CAC mean "
                      f"{money(cac['mean']) if cac['mean'] is not None else '-'}")
     fy = h.get("fiscal_year_start")
     if won:
-        lines += ["", "| period | revenue mean | P10 | P50 | P90 | won deals P50 | P10–P90 |",
+        lines += ["", f"| period | revenue mean{unit} | P10 | P50 | P90 | won deals P50 | P10–P90 |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | "
                   f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} | {deals(q['p50'])} | "
                   f"{deals(q['p10'])} – {deals(q['p90'])} |"
                   for p, q in zip(m["revenue"]["by_period"], won["by_period"])]
     else:
-        lines += ["", "| period | mean | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
+        lines += ["", f"| period | revenue mean{unit} | P10 | P50 | P90 |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {md(with_fiscal_quarter(p['period'], h['report_by'], fy))} | {money(p['mean'])} | "
                   f"{money(p['p10'])} | {money(p['p50'])} | {money(p['p90'])} |" for p in m["revenue"]["by_period"]]
     if any(name in m for name in AFTER_SALE):
         lines += after_sale_markdown(summary)
     if summary.get("reps") and "commission" in m:
-        lines += ["", "| rep | commission P50 | P(reach quota) |", "|---|---:|---:|"]
-        lines += [f"| {md(r)} | {money(v['commission']['total']['p50'])} | {md(quota_chances(v, h))} |"
-                  for r, v in summary["reps"].items()]
+        lines += ["", f"| rep | {md(quota_heading(h))}{unit} | commission P50, horizon{unit} | P(reach quota) |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {md(r)} | {money(v['quota'])} | {money(v['commission']['total']['p50'])} | "
+                  f"{md(quota_chances(v, h))} |" for r, v in summary["reps"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -580,7 +580,7 @@ def _is_file_or_link(path: Path) -> bool:
 
 TABLES: dict[str, tuple[str, ...]] = {
     "run": ("periods", "after_sale", "stages", "spend", "ratios", "targets", "reps", "segments", "clv", "funnel",
-            "other"),
+            "commission_extras", "other"),
     "compare": ("scenarios", "scenarios_after_sale", "scenarios_other", "differences", "differences_after_sale",
                 "differences_other", "targets", "other"),
     "sensitivity": ("base", "levers", "three_moves", "variance_shares", "skipped", "notes", "other"),

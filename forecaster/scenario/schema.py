@@ -511,7 +511,7 @@ CLAWBACK = Record(
         "within_days": Field(Num(lo=1, hi=MAX_CLAWBACK_DAYS, integer=True, what="a whole number of days",
                                  doc="A customer lost within this many days of the win is clawed back."),
                              required=True),
-        "share": Field(Num(lo=0.0, hi=1.0, what="a share in [0, 1]",
+        "share": Field(Num(lo=0.0, hi=1.0, what="a share",
                            doc="Share of the deal's commission taken back."), default=1.0),
     },
 )

@@ -45,8 +45,22 @@ Container = dict[Any, Any] | list[Any]
 
 
 def is_variant(data: object) -> TypeGuard[dict[str, Any]]:
-    """True for a variant file's document (changes to a base), False for a whole scenario."""
-    return isinstance(data, dict) and not ({"stages", "segments"} & set(data)) and bool({"set", "scale"} & set(data))
+    """True for a variant file's document (changes to a base), False for a whole scenario.
+
+    A document with ``set`` or ``scale`` and neither ``stages`` nor ``segments``; or one with
+    none of a scenario's ``start``, ``end``, ``stages``, ``segments`` whose keys are all
+    variant keys or near spellings of them (``sacle:``): read as a scenario, its error would
+    list four missing keys and suggest a scenario key for the misspelt one."""
+    if not isinstance(data, dict):
+        return False
+    keys = {str(k) for k in data}
+    if {"stages", "segments"} & keys:
+        return False
+    if {"set", "scale"} & keys:
+        return True
+    return bool(keys) and not ({"start", "end"} & keys) \
+        and all(k in VARIANT_KEYS or suggest(k, ("set", "scale")) for k in keys) \
+        and any(k not in VARIANT_KEYS for k in keys)
 
 
 class Literal(tuple):

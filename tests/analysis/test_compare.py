@@ -62,6 +62,23 @@ def test_variant_errors_name_the_file_the_path_and_what_is_there(tmp_path):
     assert "scale.segments.smb.leads points at a mapping, which is not a number or a distribution" in text
     assert "scale.segments.mid.deal_value must be a factor >= 0" in text
     assert "colour is not a known key of a variant file" in text
+
+
+@pytest.mark.parametrize("key, meant", [("sacle", "scale"), ("sett", "set")])
+def test_a_variant_with_its_only_change_key_misspelt_is_told_so(tmp_path, key, meant):
+    """A variant file whose ``scale:`` is misspelt has neither ``set`` nor ``scale``: read as a
+    whole scenario, it was told four scenario keys were missing and offered 'stalled' for
+    'sacle'. A document with no scenario key whose keys are all near a variant's is a variant."""
+    bad = write(tmp_path, "v.yaml", f"""\
+    name: bigger
+    {key}:
+      segments.smb.leads.per_day: 1.2
+    """)
+    with pytest.raises(fc.ScenarioError) as info:
+        load_variant(bad, SAAS)
+    text = str(info.value)
+    assert f"{key} is not a known key of a variant file (did you mean {meant!r}?)" in text
+    assert "missing" not in text
     too_far = write(tmp_path, "w.yaml", "scale:\n  segments.mid.funnel.lead.convert: 3\n")
     with pytest.raises(fc.ScenarioError, match=r"segments.mid.funnel.lead.convert must be a probability in \[0, 1\]; got 1.05"):
         load_variant(too_far, SAAS)

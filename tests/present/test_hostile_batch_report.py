@@ -347,7 +347,7 @@ def test_markdown_report_escapes_names(run_folder):
         assert raw not in md, raw
     assert "\\*\\*bold\\*\\*" in head and "\\<b\\>x\\</b\\>" in head and "\\&amp;" in head
     rep_rows = [line for line in md.splitlines() if line.startswith("| r ")]
-    assert len(rep_rows) == 1 and unescaped_pipes(rep_rows[0]) == 4, rep_rows
+    assert len(rep_rows) == 1 and unescaped_pipes(rep_rows[0]) == 5, rep_rows
     assert all(unescaped_pipes(line) == 8 for line in md.splitlines() if line.startswith("| 2027-"))  # revenue 4, won deals 2
     page = (run_folder / "report.html").read_text()
     assert "<b>x" not in page and "<i>s" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
