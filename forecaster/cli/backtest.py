@@ -100,10 +100,11 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
         raise ForecasterError(f"{shown}: exists and is not a folder; nothing was written")
     check_outputs(target, inputs)  # before the work, so a mistyped --out costs nothing
     warnings: list[str] = []
+    found: dict = {}
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
                                                       warnings=warnings, drop_bad_rows=drop_bad_rows, query=query,
-                                                      date_format=date_format, decimal=decimal)
+                                                      date_format=date_format, decimal=decimal, found=found)
     except ForecasterError:
         raise
     except ValueError as exc:
@@ -126,12 +127,14 @@ def backtest_command(history, cutoffs, months, query, preset, stages, segment_co
                  else f"calibrating on {', '.join(at[:-1])} and {at[-1]}: " if at else "")
         vary = f" (as on {at[0]}; the figures differ at the others)" if x.get("figures_vary") else ""
         click.echo(f"warning: {where}{x['warning']}{vary}", err=True)
+    if found.get("currency"):  # the history's amounts say their currency (else revenue is in "currency")
+        result["currency"] = found["currency"]
     text = json.dumps(result, indent=2) + "\n"
     check_outputs(target, inputs)
     from forecaster.present.export import write_together_with_exports
 
     written = write_together_with_exports(folder, {"backtest.json": text}, shown, kind="backtest", summary=result,
-                                          formats=export or ())
+                                          formats=export or (), currency=result.get("currency"))
     print_backtest(result)
     click.echo(f"Wrote {out}/backtest.json")
     exported = sorted(Path(p).relative_to(folder).as_posix() for p in written if Path(p).name != "backtest.json")

@@ -327,10 +327,11 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
     else:
         horizon_days = count
     warnings: list[str] = []
+    found: dict = {}
     try:
         deals, stage_list, lost_observed = load_deals(history, preset, stages, segment_column, mapping, outcomes,
                                                       warnings=warnings, drop_bad_rows=drop_bad_rows, query=query,
-                                                      date_format=date_format, decimal=decimal)
+                                                      date_format=date_format, decimal=decimal, found=found)
     except ForecasterError:
         raise
     except ValueError as exc:
@@ -347,6 +348,8 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
         raise _refused(exc, output=output, history=source, as_of=as_of) from None
     except ValueError as exc:
         raise ForecasterError(f"{shown_name(history)}: cannot calibrate on {as_of}: {exc}") from None
+    if found.get("currency"):  # the history's amounts say their currency: the scenario's label
+        cal.scenario = with_currency(cal.scenario, found["currency"])
     customers, after_sale = None, ""
     if customer_logs:
         customers, after_sale = _fit_customers(cal, as_of, purchases, terms, customer_segment, customers_file,
@@ -385,6 +388,17 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
     if after_sale:
         click.echo(after_sale)
     click.echo("Wrote " + " and ".join(str(output.parent / name) for name in files))
+
+
+def with_currency(scenario: dict, currency: str) -> dict:
+    """``scenario`` with its ``currency`` label, placed after its description."""
+    out: dict = {}
+    for key, value in scenario.items():
+        out[key] = value
+        if key == "description":
+            out["currency"] = currency
+    out.setdefault("currency", currency)
+    return out
 
 
 def evidence_lines(cal) -> list[str]:

@@ -24,6 +24,24 @@ from forecaster.history.readers import Deal, beyond_records, recorded_through
 from forecaster.history.selection import select_mechanisms
 
 
+def after_the_export(deals: list[Deal], as_of: date, seen: tuple[date, int] | None) -> str | None:
+    """What to say of won or lost deals closed after the history's last record
+    (:func:`~forecaster.history.readers.recorded_through`) and after ``as_of``: no export
+    shows a close after it was taken, so their dates are typed wrong (2027 for 2026) or
+    placeholders (2099-12-31); on ``as_of`` they read as still open. None when there are none."""
+    if seen is None:
+        return None
+    end = seen[0] + timedelta(days=seen[1])
+    late = sorted((d for d in deals if d.outcome in ("won", "lost") and d.closed is not None
+                   and d.closed > max(end, as_of)), key=lambda d: d.closed or date.max)
+    if not late:
+        return None
+    shown = ", ".join(f"{d.deal_id} {d.outcome} on {d.closed}" for d in late[:3]) + (", ..." if len(late) > 3 else "")
+    return (f"{len(late)} deal{'s' * (len(late) != 1)} won or lost after the history's last record ({seen[0]}), which "
+            f"no export shows ({shown}): typed dates or placeholders? They are read as still open on {as_of}, "
+            "in the pipeline; correct their close dates if they closed")
+
+
 def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days: int = 90, name: str = "calibrated",
               lost_observed: bool = True, pipeline_file: str = "pipeline.csv", capacity: bool = False,
               force: dict | None = None, select: bool = True, families: dict | None = None,
@@ -59,10 +77,13 @@ def calibrate(deals: list[Deal], stages: list[str], as_of: date, *, horizon_days
     force = dict(force or {})
     if capacity:
         force["capacity"] = True
+    late = after_the_export(deals, as_of, seen)
     cal = fit_candidates(deals, stages, as_of, horizon_days=horizon_days, name=name, lost_observed=lost_observed,
                          pipeline_file=pipeline_file, families=families, like=like,
                          new_lead_share=new_lead_share, fiscal_year_start=fiscal_year_start,
                          open_amounts=open_amounts)
+    if late:
+        cal.warnings.append(late)
     fitted = [m for m in MECHANISMS if m in cal.mechanisms]
     forced_on = [m for m in fitted if force.get(m) is True]
     for m in MECHANISMS:

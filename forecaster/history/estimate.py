@@ -894,9 +894,9 @@ SEASON_MONTHS = 24
 
 
 def seasonality(entries: list, as_of: date) -> dict:
-    """Calendar month -> multiplier of a month's arrivals, from the whole months before
-    ``as_of`` (empty with fewer than :data:`SEASON_MONTHS`); the multipliers average 1 (the
-    rate is the recent level).
+    """Calendar month -> multiplier of a month's arrivals, from the whole months known on
+    ``as_of`` (its own when it is the month's last day; empty with fewer than
+    :data:`SEASON_MONTHS`); the multipliers average 1 (the rate is the recent level).
 
     Each calendar month's effect is read against a trend: a Poisson regression of the
     monthly counts on a log-linear trend and twelve month effects (summing to zero), so a
@@ -908,10 +908,13 @@ def seasonality(entries: list, as_of: date) -> dict:
     Pearson dispersion, at least 1): about 1 for months that differ only by noise (flat
     multipliers), large for a clear pattern (kept nearly whole), as the quarter shape of a
     team's capacity is."""
-    counts = monthly_counts(e for e in entries if (e.year, e.month) < (as_of.year, as_of.month))
+    # the whole months known on as_of: through as_of's own when as_of is its last day (an
+    # export of 24 calendar months to 30 June was read as 23 until December 2026)
+    end = as_of if as_of == period_end(as_of, "month") else as_of.replace(day=1) - timedelta(days=1)
+    counts = monthly_counts(e for e in entries if e <= end)
     if not counts:
         return {}
-    months = months_until(date(*min(counts), 1), as_of)[:-1]  # the whole months before as_of's
+    months = months_until(date(*min(counts), 1), end)
     if len(months) < SEASON_MONTHS:
         return {}
     y = np.array([counts.get(ym, 0) for ym in months], dtype=float)

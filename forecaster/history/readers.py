@@ -10,6 +10,8 @@ outcome       ``won``, ``lost`` or ``open``, or values mapped to them (``--outco
 closed        the date it was won or lost (ignored for open deals: an export's close date
               of an open deal is a forecast, not an event)
 amount        the deal's value, a plain number >= 0 (needed for won deals; optional)
+currency      optional; the currency of the deal's amount: one value over the file (it becomes
+              the scenario's ``currency``), two are refused
 ============  =============================================================================
 
 Dates are ISO (``YYYY-MM-DD``), optionally followed by a time (``2017-06-30T14:05:00Z``
@@ -60,7 +62,7 @@ __all__ = ["MAX_BYTES", "MAX_COLUMNS", "MAX_RECORD_CHARS", "Deal", "PRESETS", "l
            "read_history", "read_olist", "won_dates"]
 
 OUTCOMES = ("won", "lost", "open")
-FIELDS = ("deal_id", "segment", "outcome", "closed", "amount")
+FIELDS = ("deal_id", "segment", "outcome", "closed", "amount", "currency")
 """Our column names besides the stages (see the module docstring)."""
 MAX_REPORTED = 20
 """Problems listed one by one; the rest are counted."""
@@ -137,6 +139,33 @@ class Deal:
     outcome: str           # won | lost | open
     closed: date | None    # None for open deals
     amount: float | None   # in the history's currency
+
+
+def passed_stages(entered: list, outcome: str, closed: date | None) -> tuple[list, list[int]]:
+    """A deal's stage dates with the stages it passed filled in, and which were filled.
+
+    A deal passed every stage between the first one it has a date for and a later one it
+    has a date for, and, once won, every stage after its first: a blank date there is a
+    stage skipped, or not recorded (a rep moving a deal two stages at once). Left blank, the
+    deal would count as never converting out of the stage before the gap (read as lost or
+    open there: a conversion read too low, for a deal that went on to win) and as never
+    entering the stage of the gap. Filled with the date of the next recorded step (the next
+    stage's date, or the win's close date), it converts out of each stage it passed, and
+    spends 0 days in the blank one. Blanks before the first dated stage stay blank (a deal
+    that came in at a later stage), as do those after a lost or open deal's last dated stage.
+    ``entered``: one date or None per stage, in funnel order."""
+    known = [k for k, d in enumerate(entered) if d is not None]
+    if not known:
+        return entered, []
+    out, filled = list(entered), []
+    nxt = closed if outcome == "won" else None
+    for k in range(len(out) - 1, known[0], -1):
+        if out[k] is not None:
+            nxt = out[k]
+        elif nxt is not None:
+            out[k] = nxt
+            filled.append(k)
+    return out, sorted(filled)
 
 
 def parse_outcomes(items) -> dict[str, str]:
@@ -262,6 +291,10 @@ ISO_CODES = frozenset(
 """The ISO 4217 codes :meth:`_AmountColumn.currencies` compares (the currencies an export
 most likely mixes): other letters beside an amount (``A$``'s ``A``, ``kr``, ``net``) are
 read past, never taken for a second currency."""
+SIGN_CODES = {"€": "EUR", "£": "GBP", "₹": "INR", "₩": "KRW", "₺": "TRY", "₽": "RUB", "₴": "UAH", "₪": "ILS",
+              "₫": "VND", "₱": "PHP", "฿": "THB", "₦": "NGN"}
+"""Currency signs that one currency alone uses, and its ISO code (``$``, ``¥``, ``kr`` are
+several currencies': an amount written with them names none)."""
 OTHER_FORM = "a date in a form not read without --date-format"
 """Why a date cell in none of :data:`DATE_FORMS` is bad: the one reason the --date-format
 hint answers (an impossible date such as 2024-02-30 is another)."""
@@ -534,6 +567,16 @@ class _AmountColumn:
                     "forecast each currency's deals from a history of their own)")
         return None
 
+    def currency(self) -> str | None:
+        """The currency the kept amounts are written in, when they say one: their one ISO code
+        (``USD 1,200``), else their one sign when only one currency uses it (``€``, ``£``);
+        None for no mark, or a sign that many currencies use (``$``, ``kr``)."""
+        codes = [key for kind, key in self.marks if kind == "code"]
+        if codes:
+            return codes[0] if len(codes) == 1 else None
+        signs = [key for kind, key in self.marks if kind == "sign"]
+        return SIGN_CODES.get(signs[0]) if len(signs) == 1 else None
+
     def keep(self) -> None:
         """Count the currency marks of the last amount read (its row is kept as a deal)."""
         if self.last is not None:
@@ -709,7 +752,7 @@ def _names(header: list[str], most: int = 40) -> str:
 def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: dict | None = None,
                  segment_column: str | None = None, *, required=(), warnings: list | None = None,
                  drop_bad_rows: bool = False, query: str | None = None, date_format: str | None = None,
-                 decimal: str | None = None) -> list[Deal]:
+                 decimal: str | None = None, found: dict | None = None) -> list[Deal]:
     """Read a history into deals (see the module docstring for the format).
 
     Parameters
@@ -745,6 +788,10 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     decimal : str, optional
         The decimal separator of text amounts (``.`` or ``,``), for a column whose values
         leave it open.
+    found : dict, optional
+        Given ``currency``: the currency the amounts of the deals read are in, when the
+        history says one (a ``currency`` column holding one value on the rows with an
+        amount, or the amounts' own one ISO code or unambiguous sign, :meth:`_AmountColumn.currency`).
 
     Raises
     ------
@@ -761,7 +808,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     table = open_table(path, query)
     shown = table.shown
     col: dict[str, str | tuple[str, ...] | None] = {
-        name: columns.get(name, name) for name in ("deal_id", "outcome", "closed", "amount", *stages)}
+        name: columns.get(name, name) for name in ("deal_id", "outcome", "closed", "amount", "currency", *stages)}
     col["segment"] = segment_column or columns.get("segment", "segment")
     header = table.header
     for k, v in col.items():  # alternatives: the first the history has
@@ -827,6 +874,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     unmapped: dict[str, list] = {}          # key -> [count, first line, spelling as first found]
     seen: dict[str, tuple[int, bytes]] = {}  # deal id -> (line, digest of its cells)
     repeated, backwards, before_stage, no_segment, no_stage = [], [], [], [], []
+    skipped: dict[str, list[int]] = {}  # a stage passed without its date: its lines
+    currencies: dict[str, list] = {}  # the currency column's value (upper case) -> [rows, first line, as written]
     # a CSV row with a cell past the header's that holds something, or longer than the file's
     # usual row: a cell split in two (an unquoted 1,000.50) moves every cell after it and
     # pushes the last one out, blank or not. An export that pads every row alike with blank
@@ -896,8 +945,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         dates = {}
         undecided = False
         for name, reader in date_columns.items():
-            try:  # an open deal's close date is ignored: only its form is checked
-                dates[name] = reader.read(raw(cells, name), bounded=not (name == "closed" and outcome == "open"))
+            try:  # an open deal's close date is ignored (so is one whose outcome is not mapped yet): only its form
+                closing = name == "closed" and outcome not in ("won", "lost")
+                dates[name] = reader.read(raw(cells, name), bounded=not closing)
             except _Undecided:
                 undecided = True
             except _BadCell as exc:
@@ -910,7 +960,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
                 undecided = True
             except _BadCell as exc:
                 bad.append((f"amount (column {col['amount']!r}): {exc}", exc.reason))
-        closed = dates.get("closed") if outcome != "open" else None
+        closed = dates.get("closed") if outcome in ("won", "lost") else None
         entered = [dates.get(s) for s in stages]
         known = [(s, d) for s, d in zip(stages, entered) if d is not None]
         if outcome in ("won", "lost") and "closed" in dates and closed is None:
@@ -949,15 +999,29 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
             no_segment.append(line)
         if not known:
             no_stage.append(line)
+        entered, gaps = passed_stages(entered, outcome, closed)
+        for gap in gaps:
+            skipped.setdefault(stages[gap], []).append(line)
         deals.append(Deal(deal_id, segment, entered, outcome, closed, amount))
         if amounts is not None:
             amounts.keep()
+        written = cell(cells, "currency").strip() if "currency" in index and amount is not None else ""
+        if written:
+            currencies.setdefault(written.upper(), [0, line, written])[0] += 1
 
     if not n_rows:
         raise ScenarioError(shown, [Problem("", "has a header but no deals")])
     mixed = amounts.currencies(at) if amounts is not None else None
     if mixed:
         conventions.append(mixed)
+    if len(currencies) > 1:
+        by_count = sorted(currencies.values(), key=lambda v: -v[0])
+        listed = " and ".join(f"{_show(v[2])} ({v[0]} amount{'s' * (v[0] != 1)}, the first on {at(v[1])})"
+                              for v in by_count[:4])
+        conventions.append((by_count[1][1], f"currency (column {col['currency']!r}) names more than one currency for "
+                                        f"the amounts: {listed}; forecaster adds amounts as they are written, so "
+                                        "convert them to one currency first (or forecast each currency's deals "
+                                        "from a history of their own)"))
     problems[:0] = [Problem("", message, line=position) if unit == "line" else
                     Problem("", f"{at(position)}: {message}") for position, message in conventions]
     if unmapped:
@@ -981,20 +1045,24 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     if len(no_stage) == len(deals):
         raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({stage_columns}) on any row; "
                                                 f"expected the day each deal entered its stages, {stages[0]!r} first")])
+    if found is not None:
+        label = next(iter(currencies.values()))[2] if currencies else None
+        found["currency"] = label if label is not None and len(label) <= 16 and not _name_problem(label) \
+            else None if currencies else amounts.currency() if amounts is not None else None
     deals, merged = _one_spelling(deals)
     blank_column = bool(deals) and len(no_segment) == len(deals)
     if blank_column:  # a segment column blank on every row: one segment, as without the column
         deals = [replace(d, segment="all") for d in deals]
     if warnings is not None:
-        for k, (wanted_name, found) in folded.items():
+        for k, (wanted_name, spelt) in folded.items():
             if k in index:
-                warnings.append(f"{shown}: {k} read from column {found!r} (no column {wanted_name}; the names "
+                warnings.append(f"{shown}: {k} read from column {spelt!r} (no column {wanted_name}; the names "
                                 "differ only in case)")
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")
         if footer:
             warnings.append(f"{shown}: the last {_count(footer, 'row')} ({_lines([n for n, _ in footer], unit=unit)}) "
-                            f"hold one cell each, as a report's footer does ({_show(footer[0][1])}"
+                            f"hold one cell each or a total, as a report's footer does ({_show(footer[0][1])}"
                             f"{', ...' if len(footer) > 1 else ''}): not read as deals")
         if blank_column:
             warnings.append(f"{shown}: the segment column {col['segment']!r} is blank on every row: one segment, 'all'")
@@ -1017,23 +1085,36 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if before_stage:
             warnings.append(f"{shown}: {_count(before_stage, 'deal')} closed before entering their last stage "
                             f"({_lines(before_stage, unit=unit)}): those times count as 0 days")
+        for stage, lines in skipped.items():
+            warnings.append(f"{shown}: {_count(lines, 'deal')} passed {stage!r} without a date in its column "
+                            f"{col[stage]!r} (a later stage's date or the win is recorded; {_lines(lines, unit=unit)})"
+                            f": read as entering it on the day of the next recorded step, so each converts out of "
+                            f"the stages before it and spends 0 days in {stage!r}")
         warnings.extend(f"{shown}: {note}" for note in table.notes)
     return deals
+
+
+_TOTALS = re.compile(r"\s*(?:grand\s+totals?|sub-?totals?|totals?|sum|count|record count)\b", re.IGNORECASE)
+"""How a report's totals row begins (``Grand Totals (7932 records)``, ``Total``, ``Sum``)."""
+_DATE_LIKE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 
 def _footer_aside(rows, footer: list):
     """``rows`` ((line, cells) pairs) as read, but for a report's footer: the rows at the end
     of the table that hold one non-blank cell each (a Salesforce report ends with its title,
-    "Copyright ...", "Generated By: ..." and the company), which go into ``footer`` as
-    (line, text) instead. Such a row is no deal wherever it is (a deal has an id and an
-    outcome at least): one followed by a deal's row, or in a table of nothing else, is passed
-    on, to be reported as the bad row it is."""
+    "Copyright ...", "Generated By: ..." and the company), or a totals row (its first
+    non-blank cell ``Grand Totals (7932 records)``, ``Total`` or ``Sum``, and no date in any
+    cell: every deal has the date it entered a stage), which go into ``footer`` as (line,
+    text) instead. Such a row is no deal wherever it is (a deal has an id and an outcome at
+    least): one followed by a deal's row, or in a table of nothing else, is passed on, to be
+    reported as the bad row it is."""
     held: list = []
     deal_rows = False
     for line, cells in rows:
-        filled = [c for c in cells if _text(c)]
-        if len(filled) == 1:
-            held.append((line, cells, _text(filled[0])))
+        filled = [_text(c) for c in cells if _text(c)]
+        if len(filled) == 1 or (filled and _TOTALS.match(filled[0])
+                                and not any(_DATE_LIKE.search(c) for c in filled)):
+            held.append((line, cells, " · ".join(filled)))
             continue
         for h_line, h_cells, _ in held:
             yield h_line, h_cells
@@ -1194,7 +1275,8 @@ def _option(outcome: str, values: list[str]) -> str:
 def load_deals(history: Path | str, preset: str, stages: str | None = None, segment_column: str | None = None,
                mapping=(), outcomes: dict | None = None,
                warnings: list | None = None, drop_bad_rows: bool = False, *, query: str | None = None,
-               date_format: str | None = None, decimal: str | None = None) -> tuple[list[Deal], list[str], bool]:
+               date_format: str | None = None, decimal: str | None = None,
+               found: dict | None = None) -> tuple[list[Deal], list[str], bool]:
     """Deals, stage names and whether losses are recorded, for a history and a preset.
 
     ``history``: a file (CSV, Parquet, XLSX), a DuckDB database or a ``postgresql://`` URL
@@ -1202,7 +1284,8 @@ def load_deals(history: Path | str, preset: str, stages: str | None = None, segm
     preset); ``mapping``: ``NAME=SOURCE`` items mapping our column names to the file's;
     ``outcomes``: the file's outcome values to won, lost or open (:func:`parse_outcomes`),
     over the preset's map (these win); ``warnings`` is appended with what looks off in the
-    file; ``drop_bad_rows``, ``date_format`` and ``decimal``: see :func:`read_history`.
+    file; ``drop_bad_rows``, ``date_format``, ``decimal`` and ``found`` (the history's
+    currency): see :func:`read_history`.
 
     Raises
     ------
@@ -1254,8 +1337,8 @@ def load_deals(history: Path | str, preset: str, stages: str | None = None, segm
     if decimal not in (None, ".", ","):
         raise ValueError(f"--decimal expects . or , (the decimal separator of the amounts); got {decimal!r}")
     deals = read_history(history, stage_list, columns, merged, segment_column,
-                         required=user & {"segment", "amount"}, warnings=warnings, drop_bad_rows=drop_bad_rows,
-                         query=query, date_format=date_format, decimal=decimal)
+                         required=user & {"segment", "amount", "currency"}, warnings=warnings, drop_bad_rows=drop_bad_rows,
+                         query=query, date_format=date_format, decimal=decimal, found=found)
     return deals, stage_list, True
 
 
@@ -1361,6 +1444,9 @@ def won_dates(deals: list[Deal], as_of: date) -> list[date]:
 QUIET_YEAR_DAYS = 365
 """Days before the last recorded date over which :func:`recorded_through` measures the
 history's quiet spells (a week's, a holiday's, a quiet season's, if the year had one)."""
+TAIL_SHARE = 0.02
+"""The share of a history's recorded days, at its end, that :func:`recorded_through` may pass
+over as a cluster of stray dates after a silence the history never had before."""
 MIN_SLACK_DAYS = 3
 """Days after the last recorded date that always count as seen: the export's own day, taken
 part-way through, and a weekend."""
@@ -1380,7 +1466,8 @@ def recorded_through(deals: list[Deal]) -> tuple[date, int] | None:
     read the export's end as a stop of every new deal and every close. A record far after
     all the others (a placeholder close date such as 2099-12-31 on a lost deal: further
     from the one before it than twice that year's longest quiet spell, and than a month)
-    is not the export's end and is passed over.
+    is not the export's end and is passed over, as are a few such records together (at most
+    :data:`TAIL_SHARE` of the days: five close dates typed a year ahead).
     """
     days = {e for d in deals for e in d.entered if e is not None}
     days.update(d.closed for d in deals if d.closed is not None and d.outcome in ("won", "lost"))
@@ -1394,8 +1481,17 @@ def recorded_through(deals: list[Deal]) -> tuple[date, int] | None:
         recent = [x for x in ordered[:k + 1] if x >= start]
         return max(((b - a).days - 1 for a, b in itertools.pairwise(recent)), default=0)
 
+    def apart(k: int) -> bool:
+        """Whether ``ordered[k]`` comes after a silence the history before it never had."""
+        return (ordered[k] - ordered[k - 1]).days - 1 > max(2 * quiet_before(k - 1), 31)
+
     last = len(ordered) - 1
-    while last > 0 and (ordered[last] - ordered[last - 1]).days - 1 > max(2 * quiet_before(last - 1), 31):
+    # a few records together far after the rest (five close dates typed 2027 for 2026, a
+    # month apart from each other) are no more the export's end than one is: the earliest
+    # such silence among the last TAIL_SHARE of the days ends the history
+    tail = int(len(ordered) * TAIL_SHARE)
+    last = next((k - 1 for k in range(len(ordered) - tail, len(ordered)) if k > 0 and apart(k)), last)
+    while last > 0 and apart(last):
         last -= 1
     return ordered[last], max(quiet_before(last), MIN_SLACK_DAYS)
 

@@ -648,9 +648,9 @@ def print_backtest(result: dict, console: Console | None = None) -> None:
 
     for metric, avg in result["average"].items():
         fmt = _count if metric == "won_deals" else _money
-        unit = "deals" if metric == "won_deals" else "revenue"
+        unit = "deals" if metric == "won_deals" else result.get("currency") or "revenue"
         naive = avg["seasonal_naive"]
-        table = Table(title=f"{metric}: averages over cutoffs (CRPS and bias in {unit} a month or a horizon)",
+        table = Table(title=as_text(f"{metric}: averages over cutoffs (CRPS and bias in {unit} a month or a horizon)"),
                       title_justify="left", show_edge=False, pad_edge=False)
         fair = f"CRPS month, where the seasonal naive has data ({naive['months_naive_has_data']})"
         _add_columns(table, ("method", "left"), ("coverage 50 / 80 / 90% (month)", "right"), ("80% (total)", "right"),

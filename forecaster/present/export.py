@@ -592,7 +592,7 @@ def backtest_tables(result: dict, currency: str | None = None) -> list[Table]:
     total), the averages per method, what each cutoff was calibrated on, the cutoffs
     skipped (too early to calibrate on; no rows when none was) and the calibrations'
     warnings (no rows when none warned)."""
-    units = Units(currency)  # a history has no currency: [currency]
+    units = Units(currency or result.get("currency"))  # a history that names none: [currency]
     rows: list[tuple[list, Any]] = []
     for c in result.get("cutoffs", []):
         metrics = c.get("metrics", {})

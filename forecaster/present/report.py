@@ -691,6 +691,7 @@ def render_backtest(result: dict, when: str) -> str:
     def share(x):
         return "–" if x is None else f"{x:.0%}"
 
+    money_unit = result.get("currency") or "the history's currency"
     for metric, avg in result["average"].items():
         fmt = (lambda v: "-" if v is None else f"{v:,.1f}") if metric == "won_deals" else money
         unit = "won deals" if metric == "won_deals" else "revenue"
@@ -720,7 +721,7 @@ def render_backtest(result: dict, when: str) -> str:
                      for m, s in zip(c["months"], c["metrics"][metric]["forecaster"]["by_month"])]
         body.append(f"<h3>Forecaster's P10–P90 per forecast month, with the actual ({esc(unit)})</h3>")
         body.append(interval_chart(intervals, f"{metric}: P10–P90 per forecast month, with the actual",
-                                   axis=f"{unit} in the month" + (" [the history's currency]" if metric == "revenue" else "")))
+                                   axis=f"{unit} in the month" + (f" [{money_unit}]" if metric == "revenue" else "")))
         pit = avg["forecaster"].get("pit_histogram")
         if pit:
             body.append(f"<h3>PIT histogram of forecaster's months ({esc(unit)})</h3>")

@@ -318,6 +318,23 @@ def test_seasonality_needs_two_years_and_finds_the_peak():
     assert seasonality(entries[: len(entries) // 3], date(2024, 10, 31)) == {}
 
 
+def test_seasonality_counts_the_as_of_month_when_it_is_whole():
+    """Exactly 24 calendar months to an as-of date on a month's last day are 24 whole months
+    (read as 23, and seasonality refused, until December 2026); a day earlier, 23."""
+    from datetime import date, timedelta
+
+    from forecaster.history.estimate import seasonality
+
+    rng = np.random.default_rng(9)
+    entries, d = [], date(2024, 7, 1)
+    while d <= date(2026, 6, 30):
+        entries += [d] * rng.poisson(10 * (1.6 if d.month == 3 else 1.0))
+        d += timedelta(days=1)
+    season = seasonality(entries, date(2026, 6, 30))
+    assert season and season[3] > 1.3 > season[9]
+    assert seasonality([e for e in entries if e <= date(2026, 6, 29)], date(2026, 6, 29)) == {}
+
+
 def _arrivals(months: int, rate, seed: int) -> list:
     """Arrival dates, Poisson each day at ``rate(month index, calendar month)`` a day, from January 2023."""
     from datetime import date, timedelta

@@ -197,7 +197,7 @@ def test_column_maps_the_history_for_backtest(tmp_path):
     ("deal_id", "expected NAME=SOURCE"),
     ("=Created", "expected NAME=SOURCE"),
     ("dael_id=Opportunity ID", ("'dael_id' is not one of our names; expected one of deal_id, segment, outcome, "
-                                "closed, amount, lead")),
+                                "closed, amount, currency, lead")),
     ("amount=Valeu", "lacks amount (column 'Valeu')"),  # named by the user: it must be there
 ])
 def test_bad_column_items_are_clear(tmp_path, item, message):
@@ -307,6 +307,19 @@ def test_bad_rows_are_all_reported_with_their_lines(tmp_path):
     assert "h.csv:8: deal_id (column 'deal_id') is blank" in out
     assert "h.csv:9: amount (column 'amount'): expected a plain number >= 0" in out  # 'nan', read as before
     assert not (tmp_path / "o").exists()
+
+
+def test_a_row_whose_outcome_is_not_mapped_is_not_also_a_bad_row(tmp_path):
+    """Until its outcome is mapped, a row's close date may be an open deal's forecast (before
+    its lead date, or years ahead): the file is refused for the unmapped value alone, not also
+    for rows that are fine once mapped, with --drop-bad-rows offered for them."""
+    history = tmp_path / "h.csv"
+    history.write_text("deal_id,lead,outcome,closed\nd1,2026-01-05,won,2026-01-20\n"
+                       "d2,2026-01-10,In Progress,2026-01-01\nd3,2026-01-10,In Progress,2099-12-31\n"
+                       "d4,2026-01-10,lost,2026-01-30\n")
+    res = invoke("calibrate", history, "--stages", "lead", "--as-of", "2026-02-28", "-o", tmp_path / "o" / "s.yaml")
+    assert res.exit_code == 2 and "'In Progress': 2 rows" in res.output, res.output
+    assert "before lead" not in res.output and "drop-bad-rows" not in res.output and "2099" not in res.output
 
 
 def test_odd_but_readable_rows_are_read_with_a_warning(tmp_path):

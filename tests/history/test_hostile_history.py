@@ -508,6 +508,33 @@ def test_the_days_after_the_last_record_count_as_seen_only_within_the_usual_quie
     assert recorded_through([]) is None and beyond_records([], date(2025, 1, 1)) is None
 
 
+def test_a_few_close_dates_typed_a_year_ahead_are_not_the_export_end_and_are_said(tmp_path):
+    """Five won deals' close dates typed 2027 for 2026, days and weeks apart from each other:
+    each gap among them looked usual beside the 184-day silence before them, so the export
+    read as going on to March 2027 and an as-of date up to September 2027 was accepted. A few
+    stray days together (at most 2% of the days) are passed over as one is; calibrate names
+    them, as the close dates no export shows."""
+    from forecaster.history.calibrate import after_the_export
+    from forecaster.history.readers import Deal, beyond_records, recorded_through
+
+    days = [date(2025, 1, 1) + timedelta(days=k) for k in range(400)]
+    daily = [Deal(f"e{k}", "all", [d], "lost", d + timedelta(days=5), None) for k, d in enumerate(days)
+             if d + timedelta(days=5) <= days[-1]]
+    typed = [date(2027, 1, 1), date(2027, 1, 11), date(2027, 1, 31), date(2027, 3, 6), date(2027, 3, 7)]
+    late = [Deal(f"t{k}", "all", [days[100 + k]], "won", d, 100.0) for k, d in enumerate(typed)]
+    history = [*daily, *late]
+    assert recorded_through(history) == (days[-1], 3)
+    assert beyond_records(history, date(2026, 9, 1)) is not None
+    said = after_the_export(history, days[-1], recorded_through(history))
+    assert said is not None and said.startswith("5 deals won or lost after the history's last record (2026-02-04)")
+    assert "t0 won on 2027-01-01, t1 won on 2027-01-11, t2 won on 2027-01-31, ..." in said
+    assert after_the_export(daily, days[-1], recorded_through(daily)) is None
+    # a history that went quiet for months and came back is not cut: its later days are many
+    back = [*daily, *(Deal(f"b{k}", "all", [date(2026, 9, 1) + timedelta(days=k)], "open", None, None)
+                      for k in range(60))]
+    assert recorded_through(back)[0] == date(2026, 9, 1) + timedelta(days=59)
+
+
 @pytest.mark.parametrize("name", ["1e3", "3E8", "0o17", "0x1F", ".5", "-2e-3", "1_000", "012", "1:30", "null", "yes",
                                   "True", "~", ".inf", "2025-01-01"])
 def test_segment_names_that_read_as_numbers_or_dates_stay_names(tmp_path, name):
@@ -579,7 +606,7 @@ def test_a_report_footer_is_set_aside_and_said_but_a_one_cell_row_among_deals_is
     history = write(tmp_path / "h.csv", rows() + footer)
     res = calibrate(history, tmp_path / "c.yaml")
     assert res.exit_code == 0, res.output
-    assert ("h.csv: the last 3 rows (lines 48, 49, 50) hold one cell each, as a report's footer does "
+    assert ("h.csv: the last 3 rows (lines 48, 49, 50) hold one cell each or a total, as a report's footer does "
             "('Opportunity Pipeline', ...): not read as deals") in res.output
     assert_valid(tmp_path / "c.yaml")
     # the same row before a deal is a bad row, reported with its line
@@ -592,6 +619,21 @@ def test_a_report_footer_is_set_aside_and_said_but_a_one_cell_row_among_deals_is
     # a table of nothing but one-cell rows is no history, said as before
     res = calibrate(write(tmp_path / "ids.csv", ["d1", "d2"]), tmp_path / "e.yaml")
     assert_refused(res, "ids.csv: column 'outcome' (the outcome) holds 1 value mapped to no outcome (2 rows)")
+
+
+def test_a_totals_row_at_the_end_is_set_aside_but_a_deal_named_total_is_read(tmp_path):
+    """A report's last row of totals (``Grand Totals (45 records)`` over the amount column) was
+    refused as a row without an outcome, which --drop-bad-rows did not help. It has no date,
+    as every deal has: set aside as a footer and said. A deal whose id begins with "Total"
+    has its dates, and is read."""
+    history = write(tmp_path / "h.csv", rows() + ["Grand Totals (45 records),,,,6990"])
+    res = calibrate(history, tmp_path / "c.yaml")
+    assert res.exit_code == 0, res.output
+    assert "(line 47) hold one cell each or a total, as a report's footer does ('Grand Totals (45 records) · 6990')" \
+        in res.output
+    res = calibrate(write(tmp_path / "t.csv", rows() + ["Total Rewards,2025-03-02,open,,500"]), tmp_path / "d.yaml")
+    assert res.exit_code == 0 and "footer" not in res.output, res.output
+    assert "Total Rewards" in (tmp_path / "d-pipeline.csv").read_text()
 
 
 def test_a_history_too_young_to_check_its_intervals_says_so(tmp_path, good):
