@@ -45,6 +45,7 @@ def compare_command(base, variants, out, trials, seed, threads, export, quiet):
       forecaster compare scenarios/saas-quarter.yaml scenarios/variants/saas-budget-up-60.yaml --out out/cmp
     """
     from forecaster.analysis.compare import compare, compare_summary
+    from forecaster.cli.options import warn_implausible
     from forecaster.present.console import print_comparison
     from forecaster.results.files import check_out, check_targets
     from forecaster.results.outputs import write_comparison
@@ -55,6 +56,8 @@ def compare_command(base, variants, out, trials, seed, threads, export, quiet):
         check_targets(out, ("compare.nc", "compare.json"))
     base_sc = load_scenario(base)
     others = [load_variant(v, base) for v in variants]
+    for sc in (base_sc, *others):
+        warn_implausible(sc)
     ds = compare(base_sc, others, trials=trials, seed=seed, threads=threads)
     summary = compare_summary(ds)
     if export:

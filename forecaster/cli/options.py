@@ -169,3 +169,13 @@ backtest_export_option = click.option(
     help="Also write backtest.json's tables for spreadsheets, in --out and together with it: csv, one file per "
          "table in backtest-tables/ (scores, averages, cutoffs, skipped); xlsx, backtest.xlsx with an About sheet and a sheet "
          "per table. A backtest keeps no trials, so parquet is refused.")
+
+
+def warn_implausible(sc) -> None:
+    """Print, as warnings on stderr, what in scenario ``sc`` reads like a percentage written
+    as a number (:func:`forecaster.scenario.plausibility.implausible`)."""
+    from forecaster.present.console import printable
+    from forecaster.scenario.plausibility import implausible
+
+    for message in implausible(sc):
+        click.echo(printable(f"warning: {sc.source or sc.name}: {message}"), err=True)

@@ -60,6 +60,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
       forecaster run scenarios/saas-quarter.yaml --out out/big --trials 5000000 --keep summary
       forecaster run scenarios/saas-quarter.yaml --out out/saas --trials 1000000 --scheduler tcp://10.0.0.5:8786
     """
+    from forecaster.cli.options import warn_implausible
     from forecaster.present.console import LazyProgress, print_summary
     from forecaster.results.files import Terminated, check_out, handle_interrupts, sweep_stale_temporaries
     from forecaster.results.outputs import format_bytes, run_to_folder
@@ -77,6 +78,7 @@ def run_command(scenario, out, trials, seed, threads, scheduler, workers, keep, 
     try:
         with handle_interrupts(sigterm=True):
             sc = load_scenario(scenario).with_run(trials, seed)
+            warn_implausible(sc)
             if check_out(out):  # an existing folder; a file in its place or a path too long is refused
                 swept = sweep_stale_temporaries(out)
                 if swept and not quiet:

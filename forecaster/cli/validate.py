@@ -16,10 +16,12 @@ def validate_command(scenario):
     Example:
       forecaster validate scenarios/saas-quarter.yaml
     """
+    from forecaster.cli.options import warn_implausible
     from forecaster.present.console import printable
     from forecaster.scenario.loading import load_scenario
 
     sc = load_scenario(scenario)
+    warn_implausible(sc)
     parts = [f"{len(sc.segments)} segment{'s' * (len(sc.segments) != 1)}", f"{len(sc.stages)} stages",
              f"{sc.days} days by {sc.report_by}"]
     if sc.pipeline:
