@@ -67,7 +67,15 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
     walks = plan.drift_walks(n)  # v2 B.4: the conversion drift's walks, for each month's chain
     if plan.moves_drift and keys.drift_walks is not None:
         moves.drift_walks(keys.drift_walks.streams(*gens), first, plan.shocks.drift_convert, walks)
+    # v2 E.3/F1: the leads not won, drawn once per segment and trial (the leads output's draws),
+    # then split over the stages they are lost at: the leads counted are those entering
+    unwon = np.zeros((n if plan.counting else 0, len(plan.funnel.elapsed_months)), dtype=np.int64)
     for g in range(G) if sources is None else sources.segments:
+        if plan.counting or plan.counting_leads:
+            not_won = _chain_not_won(plan, g, theta, walks) if plan.chain is not None and plan.chain.has[g] \
+                else NO_OVERRIDE
+            kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
+                                         plan.shocks, theta, not_won, unwon)
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
                                                     plan.chain, g, plan.closing, theta, month_factor, walks, due,
@@ -77,7 +85,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
-                                                counts, theta, month_factor, walks)
+                                                counts, theta, month_factor, walks, unwon)
         else:
             result = kernels.simulate_new_leads(keys.new_leads[g].streams(*gens), first, funnel, g, plan.closing,
                                                 theta, month_factor, due, keep_log, plan.stage_values, stage_revenue,
@@ -86,12 +94,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
             if plan.counting:
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
-                                            theta, np.int64(0), NO_OVERRIDE)
-        if plan.counting_leads:  # v2 E.3: the leads that are not won
-            not_won = _chain_not_won(plan, g, theta, walks) if plan.chain is not None and plan.chain.has[g] \
-                else NO_OVERRIDE
-            kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
-                                         plan.shocks, theta, not_won)
+                                            theta, np.int64(0), NO_OVERRIDE, unwon)
         logs.append((keys.customers_new_leads[g], log))
         if plan.stage_values.valued[g].any() and plan.chain is not None and plan.chain.has[g]:
             moves.simulate_lost_stage_values_moves(keys.lost_stage_values_moves[g].streams(*gens), first, funnel,

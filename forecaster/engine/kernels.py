@@ -2119,40 +2119,95 @@ def lost_on_entry(gen, counts, t, g, k, d, n, ends):
 
 
 @jit
-def _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day, arrivals):
-    """One trial's leads that are not won (v2 E.3), into ``arrivals[t, period, segment]``, from
-    each day's mean arrivals ``means`` (:func:`day_means`: m_d G_d, G_d the day's gamma
-    multiplier from the won leads' mixing stream, so both share it): with dispersion, a
-    Poisson per day of m_d G_d (1 - P); without, a Poisson per period of the sum over its days
-    of m_d (1 - P)."""
-    mean, period = 0.0, period_of_day[0]
+def _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day, arrivals, record):
+    """One trial's leads that are not won (v2 E.3), from each day's mean arrivals ``means``
+    (:func:`day_means`: m_d G_d, G_d the day's gamma multiplier from the won leads' mixing
+    stream, so both share it): with dispersion, a Poisson per day of m_d G_d (1 - P); without,
+    a Poisson per period of the sum over its days of m_d (1 - P). Added into
+    ``arrivals[t, period, segment]`` (when it has trials) and written into ``record[t, day]``
+    (when it has trials): each day's count with dispersion, each period's at its first day
+    without (0 on its other days), for :func:`_unwon_days` to split."""
+    mean, period, start = 0.0, period_of_day[0], 0
+    adding, recording = arrivals.shape[0] > 0, record.shape[0] > 0
     for d in range(means.shape[0]):
         m = means[d]
+        if recording:
+            record[t, d] = 0
         if dispersion > 0.0:
             lam = m * not_won[elapsed_months[d]]
             if lam > 0.0:
-                arrivals[t, period_of_day[d], segment] += gen.poisson(lam)
+                n = gen.poisson(lam)
+                if adding:
+                    arrivals[t, period_of_day[d], segment] += n
+                if recording:
+                    record[t, d] = n
             continue
         if period_of_day[d] != period:
             if mean > 0.0:
-                arrivals[t, period, segment] += gen.poisson(mean)
-            mean, period = 0.0, period_of_day[d]
+                n = gen.poisson(mean)
+                if adding:
+                    arrivals[t, period, segment] += n
+                if recording:
+                    record[t, start] = n
+            mean, period, start = 0.0, period_of_day[d], d
         lam = m * not_won[elapsed_months[d]]
         if lam > 0.0:
             mean += lam
     if mean > 0.0:
-        arrivals[t, period, segment] += gen.poisson(mean)
+        n = gen.poisson(mean)
+        if adding:
+            arrivals[t, period, segment] += n
+        if recording:
+            record[t, start] = n
 
 
 @jit
-def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, unwon, not_won_of):
+def _unwon_days(gen, recorded, weights, per_day, ends, out):
+    """Each day's leads that are not won, ``out`` (D,), from one trial's ``recorded`` counts
+    (:func:`_unwon_arrivals`' ``record`` row): as recorded when drawn per day (``per_day``);
+    else each period's count, at its first day, split over its days in proportion to
+    ``weights`` (D,), each day's mean m_d (1 - P) (binomials in day order, from ``gen``: a
+    multinomial). Given the period's Poisson count, the days' counts are then independent
+    Poissons of those means, as drawing them day by day would make them."""
+    n_days = out.shape[0]
+    if per_day:
+        for d in range(n_days):
+            out[d] = recorded[d]
+        return
+    d = 0
+    while d < n_days:
+        stop = ends[d]
+        n = recorded[d]
+        total = 0.0
+        for e in range(d, stop):
+            if weights[e] > 0.0:
+                total += weights[e]
+        for e in range(d, stop):
+            w = weights[e] if weights[e] > 0.0 else 0.0
+            if n <= 0 or not total > 0.0:
+                out[e] = 0
+            elif e == stop - 1 or w >= total:
+                out[e], n = n, 0
+            else:
+                x = gen.binomial(n, min(max(w / total, 0.0), 1.0))
+                out[e], n = x, n - x
+            total -= w
+        d = stop
+
+
+@jit
+def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, unwon, not_won_of, record):
     """Entries and losses (v2 F1) of one segment's new leads that are not won, which
     :func:`simulate_new_leads` never draws.
 
     By Poisson splitting, the leads arriving on day d that convert out of stages 1 .. k - 1
     and not out of k are Poisson(m_d G_d P_{<k} (1 - p_k)), independent of the won ones and
     of each other; G_d is the day's gamma multiplier with dispersion, redrawn from the new
-    leads' own mixing stream (``COUNTS_MIXING``), so both share it. With ``drift``, month j's
+    leads' own mixing stream (``COUNTS_MIXING``), so both share it. They are drawn as the
+    leads that are not won (``record``: :func:`_unwon_arrivals`' counts, the same draws as the
+    ``leads`` output's, v2 E.3), each day's split over the stages they are lost at in
+    proportion to P_{<k} (1 - p_k) (binomials, from ``STAGE_COUNTS``): the same law, and in
+    every trial the leads counted as arriving are those entering the first stage. With ``drift``, month j's
     leads arrive at the lead walk's factor and convert with month j's shifted p (the walks
     redrawn from the drift's own streams, as :func:`apply_shocks` draws them). Day by day and
     stage by stage, the count, then each lead's times through stages 1 .. k - 1 (``days``) and
@@ -2181,6 +2236,9 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
     not_won_of : float64, shape (trials, months) or (0, 0)
         With ``unwon``, for a segment with moves (v2 B): each trial's and month's 1 - h_1 of its
         chain (drifted), in place of 1 - P; empty otherwise.
+    record : int64, shape (trials, D) or (0, D)
+        With ``unwon``, written with the counts drawn (:func:`_unwon_arrivals`; not written when
+        it has no trials); without, read: the leads not won that are split over the stages.
     """
     expect(streams, STAGE_COUNTS, 1)
     expect(streams, COUNTS_MIXING, 1)
@@ -2205,8 +2263,10 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
     convert = np.empty((n_months, n_stages))  # month j's conversions (drifted)
     walks = np.zeros(n_months)
     weight = np.empty((n_months, n_stages))
+    last_lost = np.empty(n_months, dtype=np.int64)  # month j's last stage a lead can be lost at
     not_won = np.empty(n_months)
     means = np.empty(n_days)  # each day's mean arrivals (day_means)
+    day_weight, day_count = np.empty(n_days), np.empty(n_days, dtype=np.int64)  # the leads not won, by day
     first, ends = counts.first[segment], period_ends(period_of_day)
     for t in range(theta.shape[0]):
         reseed_role(streams, STAGE_COUNTS, 0, trial0 + t)
@@ -2242,25 +2302,41 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                         convert[j, s] = p * odds / (1.0 - p + p * odds)
         for j in range(n_months):  # weight[j, k] = P_{<k} (1 - p_k) with month j's conversions
             reach = 1.0
+            last_lost[j] = -1
             for k in range(n_stages):
                 weight[j, k] = reach * (1.0 - convert[j, k])
                 reach *= convert[j, k]
+                if weight[j, k] > 0.0:
+                    last_lost[j] = k
             not_won[j] = 1.0 - reach if not_won_of.shape[0] == 0 else not_won_of[t, j]
         day_means(rate, day_mean, growth, elapsed_months, dispersion, gen_mixing, means)
         if unwon != 0:
             _unwon_arrivals(gen, t, segment, means, elapsed_months, dispersion, not_won, period_of_day,
-                            counts.arrivals)
+                            counts.arrivals, record)
             continue
         for d in range(n_days):
-            m = means[d]
-            if not m > 0.0:
+            lam = means[d] * not_won[elapsed_months[d]]
+            day_weight[d] = lam if lam > 0.0 else 0.0
+        _unwon_days(gen, record[t], day_weight, dispersion > 0.0, ends, day_count)
+        for d in range(n_days):
+            n_left = day_count[d]
+            if n_left <= 0:
                 continue
             day_period = period_of_day[d]
+            j = elapsed_months[d]
+            left = not_won[j]
             for k in range(n_stages):
-                lam = m * weight[elapsed_months[d], k]
-                if not lam > 0.0:
+                if n_left <= 0:
+                    break
+                w = weight[j, k]
+                if not w > 0.0:
                     continue
-                n_lost = gen.poisson(lam)
+                if k == last_lost[j] or w >= left:
+                    n_lost = n_left
+                else:
+                    n_lost = gen.binomial(n_left, min(max(w / left, 0.0), 1.0))
+                n_left -= n_lost
+                left -= w
                 if n_lost == 0:
                     continue
                 if passes[0] != 0:  # every one of them enters the first stage on arrival
@@ -2288,10 +2364,11 @@ def simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta,
                                 losses[t, period_of_day[int(x)], segment, k] += 1
 
 
-def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta, not_won_of):
-    """The new leads of a segment that are not won (v2 E.3), into ``counts.arrivals``: see
-    :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own, keyed apart;
-    ``not_won_of``: a segment with moves' 1 - h_1 by trial and month, else (0, 0)). Python,
-    as :func:`simulate_new_leads` is: compiled, it would hold the kernel's code optimised
-    again."""
-    simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1), not_won_of)
+def simulate_unwon_leads(streams, trial0, funnel, segment, counts, shocks, theta, not_won_of, record):
+    """The new leads of a segment that are not won (v2 E.3), into ``counts.arrivals`` (when
+    the leads are counted) and ``record`` (when it has trials: the counts the stage counts
+    split, v2 F1): see :func:`simulate_lost_leads` with ``unwon`` 1 (``streams``: its own,
+    keyed apart; ``not_won_of``: a segment with moves' 1 - h_1 by trial and month, else
+    (0, 0)). Python, as :func:`simulate_new_leads` is: compiled, it would hold the kernel's
+    code optimised again."""
+    simulate_lost_leads(streams, trial0, funnel, segment, counts, shocks, theta, np.int64(1), not_won_of, record)

@@ -75,6 +75,7 @@ from forecaster.engine.kernels import (
     _slipped,
     _stage_time,
     _uniform,
+    _unwon_days,
     arrival_growth,
     cumulate,
     day_means,
@@ -1090,13 +1091,16 @@ def _stage_values_of_lost_deal(gen, t, g, s0, a, n, w, at_once, h, funnel, chain
 
 
 @jit
-def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor, walks):
+def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, theta, month_factor, walks, record):
     """Entries and losses (v2 F1) of the new leads of a segment with moves that are not won.
 
     By Poisson splitting they are Poisson(sum_d m_d G_d (1 - h_0)), independent of the won
     ones; G_d, the day's gamma multiplier with dispersion, is redrawn from the new leads'
-    own mixing stream (``M_MIXING``), so both share it. Each day's count (``M_ARRIVAL``);
-    from ``M_COUNT``'s stream, those lost at their first visit of the stage they enter (a
+    own mixing stream (``M_MIXING``), so both share it. They are the leads not won that the
+    ``leads`` output counts (v2 E.3; ``record``, :func:`forecaster.engine.kernels._unwon_arrivals`'
+    counts, shape (trials, D)): each period's count split over its days in proportion to their
+    means (``M_ARRIVAL``; with dispersion, each day's as drawn), so that in every trial the
+    leads counted as arriving are those entering the first stage. From ``M_COUNT``'s stream, those lost at their first visit of the stage they enter (a
     binomial, with the lost exit's share there of the h-transform with 1 - h), whose loss
     days are drawn all at once (:func:`lost_on_entry`), then each other lead's path
     conditioned on being lost and not there, and its visits' times: every visit is an entry
@@ -1117,6 +1121,7 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
     h, N = np.empty(n_stages), np.empty((n_stages, n_stages))
     growth = np.empty(elapsed_months[n_days - 1] + 1)
     mean = np.empty(n_days)
+    day_count = np.empty(n_days, dtype=np.int64)  # the leads not won, by day
     v_stage, v_exit = np.empty(256, dtype=np.int64), np.empty(256, dtype=np.int64)
     gen, gen_mixing, gen_arrival = streams.gens[M_COUNT], streams.gens[M_MIXING], streams.gens[M_ARRIVAL]
     drifting = walks.shape[2] > 0  # v2 B.4: each month's chain under the conversion drift
@@ -1153,11 +1158,12 @@ def simulate_lost_leads_moves(streams, trial0, funnel, chain, segment, counts, t
             for k in range(growth.shape[0]):
                 growth[k] *= (1.0 - h_m[k, 0]) / ratio[k]
         day_means(scale, day_mean, growth, elapsed_months, dispersion, gen_mixing, mean)
+        _unwon_days(gen_arrival, record[t], mean, dispersion > 0.0, ends, day_count)
         th, h_d = theta[t, g], h
         for d in range(n_days):
             if drifting:  # the chain of the day's month
                 th, h_d = th_m[elapsed_months[d]], h_m[elapsed_months[d]]
-            n = gen_arrival.poisson(mean[d])
+            n = day_count[d]
             if n == 0:
                 continue
             # those lost at their first visit of the stage they enter: their loss days at once
