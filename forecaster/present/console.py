@@ -469,11 +469,17 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
                       show_edge=False, pad_edge=False)
         table.add_column("per-trial input")
         table.add_column("share", justify="right")
+        table.add_column("within noise", justify="right")
         for item in summary["variance_shares"]:
-            table.add_row(as_text(item["input"]), f"{item['share']:.1%}")
+            noise = item.get("share_noise")
+            table.add_row(as_text(item["input"]), f"{item['share']:.1%}",
+                          f"below {noise:.1%}" if noise is not None and item["share"] < noise else "")
         rest = 1 - sum(i["share"] for i in summary["variance_shares"])
-        table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", style="dim")
+        table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", "", style="dim")
         console.print(table)
+        if any(i.get("share_noise") is not None and i["share"] < i["share_noise"] for i in summary["variance_shares"]):
+            console.print("within noise: below what an input with no effect reaches about 3 times in 100 at these "
+                          "trials; not told from zero (more trials narrow it)", style="dim")
     print_sensitivity_notes(summary, console)
 
 

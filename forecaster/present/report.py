@@ -666,6 +666,13 @@ def render_sensitivity(summary: dict, when: str) -> str:
         body.append('<p class="meta">The bars sum to 100%: each input\'s first-order share, and the rest (what no '
                     "single input explains: the counting of leads and deals, each deal's own value and time, and "
                     "interactions between inputs).</p>")
+        faint = [v for v in summary["variance_shares"]
+                 if v.get("share_noise") is not None and v["share"] < v["share_noise"]]
+        if faint:
+            body.append('<p class="meta">Within the noise of the estimate, not told from zero (an input with no '
+                        "effect reaches its figure about 3 times in 100 at these trials): "
+                        + ", ".join(f"{esc(v['input'])} ({v['share']:.1%}, below {v['share_noise']:.1%})"
+                                    for v in faint) + ".</p>")
     return _page(f"sensitivity {summary['scenario']}", body)
 
 

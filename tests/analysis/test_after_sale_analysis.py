@@ -360,7 +360,7 @@ pipeline: {{file: deals.csv}}
     assert shares["a.renew"] == pytest.approx(var_mean / (var_mean + mean_var), abs=0.02)
     assert set(shares) == {"a.renew"}
     # revenue does not vary (the deals are fixed): no share of it is due to renew
-    assert sens.variance_shares(ds, sc) == [{"input": "a.renew", "share": 0.0}]
+    assert sens.variance_shares(ds, sc) == [{"input": "a.renew", "share": 0.0, "share_noise": 0.0}]
 
 
 # --- compare ---------------------------------------------------------------------------------

@@ -94,6 +94,8 @@ def test_default_options_give_the_sensitivity_json_of_before(case):
         assert tied is None
     for key in ("convert_step", "capped", "stage_value"):
         assert key not in got["summary"]
+    for share in got["summary"]["variance_shares"]:  # added in December 2026: each share's noise
+        assert 0 < share.pop("share_noise") < 0.05
     assert got["arrays"] == want["arrays"]
     assert got["summary"] == want["summary"]
 
