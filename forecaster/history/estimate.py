@@ -312,8 +312,12 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     since = steady_start(deals, as_of)
     first_seen = observed_from(deals, as_of)
     if since is not None:
-        cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on (earlier months: the history's "
-                         "ramp-up, below half the median month's arrivals)")
+        first_entry = min((d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of),
+                          default=since)
+        cal.notes.append(f"all segments: drift measured from {since:%Y-%m} on"
+                         + (" (earlier months: the history's ramp-up, below half the median month's arrivals)"
+                            if (first_entry.year, first_entry.month) < (since.year, since.month)
+                            else " (the history's first month)"))
     thinned = thinned_until(deals, as_of, first_seen)
     arrivals_from = None
     if thinned is not None and (since is None or thinned[0] > since):

@@ -99,7 +99,7 @@ def print_allocation(summary: dict, console: Console | None = None) -> None:
                                      f"{_signed(fmt, m['mean_ci_high'])})", f"{m['per_currency']:,.3g}")
     console.print(table)
     s = summary["search"]
-    console.print(printable(f"search: {s['start']}, then {s['moves']} transfers down to steps of "
+    console.print(printable(f"search: {s['start']}, then {s['moves']} transfer{'s' * (s['moves'] != 1)} down to steps of "
                             f"{money(s['last_step'])}; {s['splits_evaluated']} splits evaluated with {s['runs']} runs "
                             f"({s['source_runs']} of one segment, {s['whole_runs']} whole) in {s['seconds']:.1f} s"),
                   style="dim", highlight=False, soft_wrap=True)
@@ -184,7 +184,7 @@ def render_allocation(summary: dict, when: str) -> str:
         body.append(f"<h3>{esc(name)}</h3>")
         body.append(response_chart(name, curve, cur, PALETTE[i % len(PALETTE)]))
     s = summary["search"]
-    body.append(f'<p class="meta">Search: {esc(s["method"])}; {esc(s["start"])}, then {s["moves"]} transfers down to '
+    body.append(f'<p class="meta">Search: {esc(s["method"])}; {esc(s["start"])}, then {s["moves"]} transfer{"s" * (s["moves"] != 1)} down to '
                 f'steps of {esc(money(s["last_step"]))}; {s["splits_evaluated"]} splits with {s["runs"]} runs in '
                 f'{s["seconds"]:.1f} s.</p>')
     for note in summary.get("notes", []):

@@ -685,7 +685,15 @@ def render_backtest(result: dict, when: str) -> str:
     forecaster's paired differences from them and the PIT histogram (``backtest.json``)."""
 
     n = len(result["cutoffs"])
-    body = [f"<h1>Backtest: {n} cutoff{'s' * (n != 1)}</h1>", f'<p class="meta">{esc(when)}</p>']
+    body = [f"<h1>Backtest: {n} cutoff{'s' * (n != 1)}</h1>", f'<p class="meta">{esc(when)}</p>',
+            "<p>Each cutoff is calibrated on what was known then and forecasts the months after it, which "
+            "are then compared with what happened. <b>Coverage</b>: the share of months whose actual fell "
+            "inside the interval (an honest 80% interval covers about 80%). <b>CRPS</b> (continuous ranked "
+            "probability score): how far the forecast's whole distribution was from the actual, in the "
+            "metric's own unit (won deals, or the currency); for a forecast of a single number it is the "
+            "absolute error, and lower is better. Forecaster is compared with simple forecasts any analyst "
+            "could make (last month again, the trailing 3-month mean, the same month of the quarter before, the "
+            "CRM's weighted pipeline): a negative difference means forecaster was better.</p>"]
     for x in result.get("skipped", []):  # absent from a backtest.json written before cutoffs were skipped
         body.append(f"<p>Cutoff {esc(x['cutoff'])} skipped by every method, too early to calibrate on: "
                     f"{esc(x['reason'])}</p>")
