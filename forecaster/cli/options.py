@@ -171,11 +171,15 @@ backtest_export_option = click.option(
          "per table. A backtest keeps no trials, so parquet is refused.")
 
 
-def warn_implausible(sc) -> None:
+def warn_implausible(sc, skip: frozenset = frozenset()) -> frozenset:
     """Print, as warnings on stderr, what in scenario ``sc`` reads like a percentage written
-    as a number (:func:`forecaster.scenario.plausibility.implausible`)."""
+    as a number (:func:`forecaster.scenario.plausibility.implausible`), but those in
+    ``skip``; return what it found."""
     from forecaster.present.console import printable
     from forecaster.scenario.plausibility import implausible
 
-    for message in implausible(sc):
-        click.echo(printable(f"warning: {sc.source or sc.name}: {message}"), err=True)
+    found = implausible(sc)
+    for message in found:
+        if message not in skip:
+            click.echo(printable(f"warning: {sc.source or sc.name}: {message}"), err=True)
+    return frozenset(found)

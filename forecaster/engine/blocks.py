@@ -69,13 +69,18 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
         moves.drift_walks(keys.drift_walks.streams(*gens), first, plan.shocks.drift_convert, walks)
     # v2 E.3/F1: the leads not won, drawn once per segment and trial (the leads output's draws),
     # then split over the stages they are lost at: the leads counted are those entering
+    # (after the won leads: with moves, only once their kernel has stopped a run whose chain no
+    # lead leaves, which the leads not won, solved trial by trial, cannot be drawn for)
     unwon = np.zeros((n if plan.counting else 0, len(plan.funnel.elapsed_months)), dtype=np.int64)
-    for g in range(G) if sources is None else sources.segments:
+
+    def draw_unwon(g: int) -> None:
         if plan.counting or plan.counting_leads:
             not_won = _chain_not_won(plan, g, theta, walks) if plan.chain is not None and plan.chain.has[g] \
                 else NO_OVERRIDE
             kernels.simulate_unwon_leads(keys.unwon_leads[g].streams(*gens), first, funnel, g, counts,
                                          plan.shocks, theta, not_won, unwon)
+
+    for g in range(G) if sources is None else sources.segments:
         if plan.chain is not None and plan.chain.has[g]:
             result = moves.simulate_new_leads_moves(keys.new_leads_moves[g].streams(*gens), first, funnel,
                                                     plan.chain, g, plan.closing, theta, month_factor, walks, due,
@@ -83,6 +88,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             _check_absorbed(plan, failed, g, theta, first, walks)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
+            draw_unwon(g)
             if plan.counting:
                 moves.simulate_lost_leads_moves(keys.lost_leads_moves[g].streams(*gens), first, funnel, plan.chain, g,
                                                 counts, theta, month_factor, walks, unwon)
@@ -92,6 +98,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
                                                 keys.won_stage_times[g].streams(*gens), counts)
             log = result[:5]
             _pool_cycles(plan.split_cycles(extra), g, result[5], result[6])
+            draw_unwon(g)
             if plan.counting:
                 kernels.simulate_lost_leads(keys.lost_leads[g].streams(*gens), first, funnel, g, counts, plan.shocks,
                                             theta, np.int64(0), NO_OVERRIDE, unwon)

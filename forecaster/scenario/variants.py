@@ -59,8 +59,23 @@ def is_variant(data: object) -> TypeGuard[dict[str, Any]]:
     if {"set", "scale"} & keys:
         return True
     return bool(keys) and not ({"start", "end"} & keys) \
-        and all(k in VARIANT_KEYS or suggest(k, ("set", "scale")) for k in keys) \
+        and all(k in VARIANT_KEYS or _nearer_a_change(k) for k in keys) \
         and any(k not in VARIANT_KEYS for k in keys)
+
+
+def _nearer_a_change(key: str) -> bool:
+    """Whether ``key`` is a near spelling of ``set`` or ``scale`` (:func:`suggest`'s measure)
+    and nearer them than any key of a scenario (``stage`` is a misspelt ``stages``, not
+    ``scale``)."""
+    import difflib
+
+    from forecaster.scenario.schema import SCENARIO
+
+    def near(choices) -> float:
+        return max(difflib.SequenceMatcher(None, key, str(c)).ratio() for c in choices)
+
+    change = near(("set", "scale"))
+    return change >= 0.6 and change > near(SCENARIO.fields)
 
 
 class Literal(tuple):

@@ -89,3 +89,22 @@ def test_the_backtest_reports_revenue_in_the_history_currency(tmp_path):
     assert result["currency"] == "GBP"
     header = (tmp_path / "bt" / "backtest-tables" / "averages.csv").read_text(encoding="utf-8-sig").splitlines()[0]
     assert "[GBP" in header and "[currency" not in header
+
+
+def test_amounts_read_from_a_converted_column_are_not_questioned_by_the_deals_own_currencies(tmp_path):
+    """Salesforce's multi-currency export: ``Amount`` in each deal's ``Currency`` and ``Amount
+    (converted)`` in one. Amounts read from the converted column were refused for the plain
+    column's two currencies (a reviewer's finding); that column names the deals' own
+    currencies, not the converted amounts': it is not read unless mapped."""
+    path = tmp_path / "h.csv"
+    path.write_text("deal_id,lead,outcome,closed,Amount,Currency,Amount (converted)\n"
+                    "d1,2026-01-05,won,2026-01-20,1000,EUR,1080\nd2,2026-01-10,won,2026-01-25,500,USD,500\n")
+    found: dict = {}
+    deals, _, _ = load_deals(path, "generic", "lead", mapping=["amount=Amount (converted)"], found=found)
+    assert [d.amount for d in deals] == [1080, 500] and found["currency"] is None
+    try:
+        load_deals(path, "generic", "lead")
+    except Exception as exc:  # the deals' own amounts, in two currencies: refused, with the way out
+        assert "names more than one currency" in str(exc) and "--column amount=" in str(exc)
+    else:
+        raise AssertionError("two currencies in the amounts read were not refused")

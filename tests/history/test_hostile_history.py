@@ -529,10 +529,12 @@ def test_a_few_close_dates_typed_a_year_ahead_are_not_the_export_end_and_are_sai
     assert said is not None and said.startswith("5 deals won or lost after the history's last record (2026-02-04)")
     assert "t0 won on 2027-01-01, t1 won on 2027-01-11, t2 won on 2027-01-31, ..." in said
     assert after_the_export(daily, days[-1], recorded_through(daily)) is None
-    # a history that went quiet for months and came back is not cut: its later days are many
-    back = [*daily, *(Deal(f"b{k}", "all", [date(2026, 9, 1) + timedelta(days=k)], "open", None, None)
-                      for k in range(60))]
-    assert recorded_through(back)[0] == date(2026, 9, 1) + timedelta(days=59)
+    # a history that went quiet for months and came back is not cut: its later days are many,
+    # or, when few (5 days after a silence: under 2% of the days), deals entered then
+    for n_back in (60, 5):
+        back = [*daily, *(Deal(f"b{k}", "all", [date(2026, 9, 1) + timedelta(days=k)], "open", None, None)
+                          for k in range(n_back))]
+        assert recorded_through(back)[0] == date(2026, 9, 1) + timedelta(days=n_back - 1)
 
 
 @pytest.mark.parametrize("name", ["1e3", "3E8", "0o17", "0x1F", ".5", "-2e-3", "1_000", "012", "1:30", "null", "yes",
@@ -629,11 +631,19 @@ def test_a_totals_row_at_the_end_is_set_aside_but_a_deal_named_total_is_read(tmp
     history = write(tmp_path / "h.csv", rows() + ["Grand Totals (45 records),,,,6990"])
     res = calibrate(history, tmp_path / "c.yaml")
     assert res.exit_code == 0, res.output
-    assert "(line 47) hold one cell each or a total, as a report's footer does ('Grand Totals (45 records) · 6990')" \
-        in res.output
+    assert ("the last row (line 47) holds one cell or a total, as a report's footer does ('Grand Totals (45 records) · "
+            "6990')") in res.output
     res = calibrate(write(tmp_path / "t.csv", rows() + ["Total Rewards,2025-03-02,open,,500"]), tmp_path / "d.yaml")
     assert res.exit_code == 0 and "footer" not in res.output, res.output
     assert "Total Rewards" in (tmp_path / "d-pipeline.csv").read_text()
+    # nor one whose dates have a month's name (no ISO date for the pattern to see)
+    named = [",".join([c[0], date.fromisoformat(c[1]).strftime("%d %b %Y"), c[2],
+                       c[3] and date.fromisoformat(c[3]).strftime("%d %b %Y"), c[4]])
+             for c in (line.split(",") for line in rows())]
+    res = calibrate(write(tmp_path / "n.csv", named + ["Total Quality,02 Mar 2025,open,,500"]), tmp_path / "e.yaml",
+                    "--date-format", "%d %b %Y")
+    assert res.exit_code == 0 and "footer" not in res.output, res.output
+    assert "Total Quality" in (tmp_path / "e-pipeline.csv").read_text()
 
 
 def test_a_history_too_young_to_check_its_intervals_says_so(tmp_path, good):
