@@ -334,3 +334,25 @@ def test_the_leads_counted_are_the_leads_entering_the_first_stage_in_every_trial
     assert np.array_equal(alone["stage_entries"].values, ds["stage_entries"].values)
     only = _simulate(tmp_path, body.replace("stage_entries: true, losses: true, ", ""), trials=2000)
     assert np.array_equal(only["leads"].values, ds["leads"].values)
+
+
+@pytest.mark.parametrize("outputs", ["stage_entries: true, losses: true", "leads: true"])
+def test_a_drawn_loop_no_lead_leaves_stops_with_its_message_when_counts_are_asked(tmp_path, outputs):
+    """A trial whose drawn conversion and share make a loop no lead leaves stops the run with
+    the clear message, counts asked or not: the leads not won are drawn only after the won
+    leads' kernel has checked the chain (drawn before, a singular matrix raised LinAlgError)."""
+    body = """\
+stages: [a, b]
+segments:
+  s:
+    leads: {per_day: 1}
+    funnel:
+      a: {convert: 1, days: 0}
+      b: {convert: {dist: empirical, values: [0, 0.2]}, days: 0,
+          moves: [{to: a, share: {dist: empirical, values: [0.5, 1.0]}}]}
+    deal_value: 1
+outputs: {%s}
+""" % outputs
+    with pytest.raises(fc.ScenarioError) as info:
+        _simulate(tmp_path, body, trials=200)
+    assert "a loop that no lead leaves" in str(info.value)
