@@ -351,8 +351,7 @@ segments:
       b: {convert: {dist: empirical, values: [0, 0.2]}, days: 0,
           moves: [{to: a, share: {dist: empirical, values: [0.5, 1.0]}}]}
     deal_value: 1
-outputs: {%s}
-""" % outputs
+""" + "outputs: {" + outputs + "}\n"
     with pytest.raises(fc.ScenarioError) as info:
         _simulate(tmp_path, body, trials=200)
     assert "a loop that no lead leaves" in str(info.value)
