@@ -299,6 +299,9 @@ SIGN_CODES = {"€": "EUR", "£": "GBP", "₹": "INR", "₩": "KRW", "₺": "TRY
               "₫": "VND", "₱": "PHP", "฿": "THB", "₦": "NGN"}
 """Currency signs that one currency alone uses, and its ISO code (``$``, ``¥``, ``kr`` are
 several currencies': an amount written with them names none)."""
+ONE_CURRENCY_FIRST = ("forecaster adds amounts as they are written, so convert them to one currency first (or "
+                      "forecast each currency's deals from a history of their own)")
+"""What to do with a history whose amounts are in two currencies (their marks, or a currency column)."""
 OTHER_FORM = "a date in a form not read without --date-format"
 """Why a date cell in none of :data:`DATE_FORMS` is bad: the one reason the --date-format
 hint answers (an impossible date such as 2024-02-30 is another)."""
@@ -567,8 +570,7 @@ class _AmountColumn:
                                       f"on {at(v[2])})" for v in seen[:4])
                 return seen[1][2], (
                     f"{self.name} (column {self.source!r}) holds amounts in more than one currency: {listed}; "
-                    "forecaster adds amounts as they are written, so convert them to one currency first (or "
-                    "forecast each currency's deals from a history of their own)")
+                    + ONE_CURRENCY_FIRST)
         return None
 
     def currency(self) -> str | None:
@@ -1027,11 +1029,9 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         listed = " and ".join(f"{_show(v[2])} ({v[0]} amount{'s' * (v[0] != 1)}, the first on {at(v[1])})"
                               for v in by_count[:4])
         conventions.append((by_count[1][1], f"currency (column {col['currency']!r}) names more than one currency for "
-                                        f"the amounts: {listed}; forecaster adds amounts as they are written, so "
-                                        "convert them to one currency first (or forecast each currency's deals "
-                                        "from a history of their own); if the amounts are already converted, read "
-                                        "them from the converted column (--column amount=\"Amount (converted)\") "
-                                        "or name its currency's column with --column currency=..."))
+                                        f"the amounts: {listed}; {ONE_CURRENCY_FIRST}; if the amounts are already "
+                                        "converted, read them from the converted column (--column amount=\"Amount "
+                                        "(converted)\") or name its currency's column with --column currency=..."))
     problems[:0] = [Problem("", message, line=position) if unit == "line" else
                     Problem("", f"{at(position)}: {message}") for position, message in conventions]
     if unmapped:
@@ -1055,10 +1055,12 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     if len(no_stage) == len(deals):
         raise ScenarioError(shown, [Problem("", f"has no date in any stage column ({stage_columns}) on any row; "
                                                 f"expected the day each deal entered its stages, {stages[0]!r} first")])
-    if found is not None:
-        label = next(iter(currencies.values()))[2] if currencies else None
-        found["currency"] = label if label is not None and len(label) <= 16 and not _name_problem(label) \
-            else None if currencies else amounts.currency() if amounts is not None else None
+    if found is not None:  # the column's one value (when it is a plain label), else the amounts' own mark
+        if currencies:
+            label = next(iter(currencies.values()))[2]
+            found["currency"] = label if len(label) <= 16 and not _name_problem(label) else None
+        else:
+            found["currency"] = amounts.currency() if amounts is not None else None
     deals, merged = _one_spelling(deals)
     blank_column = bool(deals) and len(no_segment) == len(deals)
     if blank_column:  # a segment column blank on every row: one segment, as without the column
@@ -1071,7 +1073,7 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
         if dropped:
             warnings.append(f"{shown}: {_dropped(dropped, unit)}")
         if footer:
-            rows_are = "row" if len(footer) == 1 else f"{_count(footer, 'row')}"
+            rows_are = "row" if len(footer) == 1 else _count(footer, "row")
             warnings.append(f"{shown}: the last {rows_are} ({_lines([n for n, _ in footer], unit=unit)}) "
                             f"{'holds one cell or a total' if len(footer) == 1 else 'hold one cell each or a total'}"
                             f", as a report's footer does ({_show(footer[0][1])}"
@@ -1123,13 +1125,13 @@ def _footer_aside(rows, footer: list, width: int = 0):
     non-blank cell ``Grand Totals (7932 records)``, ``Total`` or ``Sum``, no date in any
     cell, as every deal has the date it entered a stage, and at most half of the header's
     ``width`` cells filled: a deal named "Total Quality" has its dates and outcome), which
-    go into ``footer`` as (line, text) instead. Such a row is no deal wherever it is (a deal has an id and an outcome at
-    least): one followed by a deal's row, or in a table of nothing else, is passed on, to be
-    reported as the bad row it is."""
+    go into ``footer`` as (line, text) instead. Such a row is no deal wherever it is (a deal
+    has an id and an outcome at least): one followed by a deal's row, or in a table of
+    nothing else, is passed on, to be reported as the bad row it is."""
     held: list = []
     deal_rows = False
     for line, cells in rows:
-        filled = [_text(c) for c in cells if _text(c)]
+        filled = [text for text in map(_text, cells) if text]
         if len(filled) == 1 or (filled and _TOTALS.match(filled[0]) and 2 * len(filled) <= width
                                 and not any(_DATE_LIKE.search(c) for c in filled)):
             held.append((line, cells, " · ".join(filled)))

@@ -124,6 +124,14 @@ def quota_chances(rep: dict, horizon: dict, sep: str = ", ", colon: str = ":") -
     return sep.join(f"{_period_of(a['period'], kind, horizon)}{colon} {a['probability']:.0%}" for a in chances)
 
 
+def within_noise(share: dict) -> bool:
+    """Whether a variance share (an item of ``variance_shares``) is below its ``share_noise``
+    (:func:`forecaster.analysis.sensitivity._first_order`): not told from zero. A summary
+    written before the noise was kept has none, and says nothing."""
+    noise = share.get("share_noise")
+    return noise is not None and share["share"] < noise
+
+
 def quota_heading(horizon: dict) -> str:
     """The heading of a rep's quota: per commission period, as the
     scenario's ``commission.period`` sets it (``quota/quarter``), since the other columns are
@@ -471,13 +479,12 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
         table.add_column("share", justify="right")
         table.add_column("within noise", justify="right")
         for item in summary["variance_shares"]:
-            noise = item.get("share_noise")
             table.add_row(as_text(item["input"]), f"{item['share']:.1%}",
-                          f"below {noise:.1%}" if noise is not None and item["share"] < noise else "")
+                          f"below {item['share_noise']:.1%}" if within_noise(item) else "")
         rest = 1 - sum(i["share"] for i in summary["variance_shares"])
         table.add_row("the rest: counting and per-deal noise, interactions", f"{max(rest, 0):.1%}", "", style="dim")
         console.print(table)
-        if any(i.get("share_noise") is not None and i["share"] < i["share_noise"] for i in summary["variance_shares"]):
+        if any(map(within_noise, summary["variance_shares"])):
             console.print("within noise: below what an input with no effect reaches about 3 times in 100 at these "
                           "trials; not told from zero (more trials narrow it)", style="dim")
     print_sensitivity_notes(summary, console)

@@ -23,7 +23,14 @@ import numpy as np
 from forecaster.calendar import period_end, period_name as calendar_period_name, with_fiscal_quarter
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.history.baselines import LABELS, MONTH_BASELINES
-from forecaster.present.console import AFTER_SALE, EXTRA_COLUMNS, printable, quota_chances, quota_heading
+from forecaster.present.console import (
+    AFTER_SALE,
+    EXTRA_COLUMNS,
+    printable,
+    quota_chances,
+    quota_heading,
+    within_noise,
+)
 from forecaster.results.files import Staged
 from forecaster.scenario.model import WON
 from forecaster.scenario.yamlio import NotRegularFile, open_input
@@ -666,8 +673,7 @@ def render_sensitivity(summary: dict, when: str) -> str:
         body.append('<p class="meta">The bars sum to 100%: each input\'s first-order share, and the rest (what no '
                     "single input explains: the counting of leads and deals, each deal's own value and time, and "
                     "interactions between inputs).</p>")
-        faint = [v for v in summary["variance_shares"]
-                 if v.get("share_noise") is not None and v["share"] < v["share_noise"]]
+        faint = [v for v in summary["variance_shares"] if within_noise(v)]
         if faint:
             body.append('<p class="meta">Within the noise of the estimate, not told from zero (an input with no '
                         "effect reaches its figure about 3 times in 100 at these trials): "
