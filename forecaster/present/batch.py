@@ -36,6 +36,7 @@ from typing import Any
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.present import report
 from forecaster.present.console import printable
+from forecaster.present.export import Units, safe_cell
 from forecaster.results.files import Staged, prepare_folder, sweep_stale_temporaries
 from forecaster.results.outputs import run_to_folder
 from forecaster.scenario.loading import load_scenario, read_document
@@ -99,13 +100,6 @@ def _write_atomic(folder: Path, name: str, text: str) -> None:
         raise OutputError(f"{folder / name}: cannot be written: {exc.strerror or exc}") from None
 
 
-def safe_cell(value) -> str:
-    """A CSV cell a spreadsheet will not run: text starting with = + - @ or a control
-    character is prefixed with an apostrophe (OWASP's advice against formula injection)."""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
-
-
 def summaries_csv(summaries: dict) -> str:
     """One row per scenario, metric and period (``total`` for the whole horizon).
 
@@ -113,22 +107,27 @@ def summaries_csv(summaries: dict) -> str:
     the after-sale flows and stocks too (v2 A.3), where a flow's ``total`` is its sum over the
     horizon and a stock's (``active_customers``, ``mrr``) its level at the end, as in
     ``summary.json``; and each segment's customer lifetime value as the metric ``clv.<segment>``
-    (a per-trial quantity: its ``total`` row only).
+    (a per-trial quantity: its ``total`` row only). The last column, ``unit``, is what the
+    row counts: the scenario's currency for money (``currency`` when it names none), or
+    ``deals``, ``leads``, ``customers``, as the export's tables name them.
 
     Control characters are shown as escapes (:func:`~forecaster.present.console.printable`). A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["scenario", "metric", "period", *STATS])
+    w.writerow(["scenario", "metric", "period", *STATS, "unit"])
     for name, s in summaries.items():
         try:
+            units = Units((s.get("horizon") or {}).get("currency"))
             rows = [[safe_cell(printable(name)), safe_cell(printable(metric)), safe_cell(printable(period)),
-                     *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS)]
+                     *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
+                     safe_cell(printable(units.metric(metric)[0]))]
                     for metric, m in s["metrics"].items()
                     for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
             rows += [[safe_cell(printable(name)), safe_cell(printable(f"clv.{seg}")), "total",
-                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS)]
+                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
+                      safe_cell(printable(units.currency))]
                      for seg, stats in (s.get("clv") or {}).items()]
         except (KeyError, TypeError, ValueError, AttributeError):
             continue

@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.present.batch import safe_cell
 from forecaster.results.files import TABLES, table_files
 from forecaster.results.layout import AFTER_SALE_VARIABLES
 
@@ -147,6 +146,13 @@ class Table:
 
 STAGE_COUNT_METRICS = ("stage_entries", "losses")
 """v2 F1's metrics, one per stage (``stage_entries.<stage>``): counts of leads."""
+
+
+def safe_cell(value) -> str:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ or a control
+    character is prefixed with an apostrophe (OWASP's advice against formula injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
 
 
 class Units:

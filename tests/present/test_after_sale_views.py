@@ -374,7 +374,7 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
     assert {k: v["status"] for k, v in manifest["scenarios"].items()} == {"after-sale": "ok", "minimal": "ok"}
     with (out / "summaries.csv").open() as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["scenario", "metric", "period", *STATS]
+        assert reader.fieldnames == ["scenario", "metric", "period", *STATS, "unit"]
         rows = list(reader)
     summary = json.loads((out / "after-sale" / "summary.json").read_text())
     mine = [r for r in rows if r["scenario"] == "after-sale"]
@@ -395,6 +395,14 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
     end = {r["period"]: float(r["mean"]) for r in mine if r["metric"] == "active_customers"}
     assert end["total"] == end["2027-06-01"]
     assert {r["metric"] for r in rows if r["scenario"] == "minimal"} == {"revenue", "won_deals"}
+    # each row says what it counts: a batch mixes currencies and counts in one column
+    unit = {r["metric"]: r["unit"] for r in rows if r["scenario"] == "after-sale"}
+    assert {m: unit[m] for m in (*MONEY, "mrr", "revenue")} == dict.fromkeys((*MONEY, "mrr", "revenue"), "EUR")
+    assert {m: unit[m] for m in ("active_customers", "new_customers", "churned_customers")} \
+        == dict.fromkeys(("active_customers", "new_customers", "churned_customers"), "customers")
+    assert unit["won_deals"] == "deals" and {unit[f"clv.{seg}"] for seg in summary["clv"]} == {"EUR"}
+    assert {(r["metric"], r["unit"]) for r in rows if r["scenario"] == "minimal"} \
+        == {("revenue", "currency"), ("won_deals", "deals")}  # a scenario without a currency says so
     assert "After the sale" in (out / "after-sale" / "report.html").read_text()
     assert "After the sale" not in (out / "minimal" / "report.html").read_text()
 
