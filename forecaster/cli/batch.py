@@ -8,7 +8,14 @@ import sys
 import click
 
 from forecaster.cli import _say, main
-from forecaster.cli.options import out_option, quiet_option, threads_option, trials_option
+from forecaster.cli.options import (
+    compress_option,
+    out_option,
+    precision_option,
+    quiet_option,
+    threads_option,
+    trials_option,
+)
 
 
 @main.command("batch")
@@ -17,8 +24,10 @@ from forecaster.cli.options import out_option, quiet_option, threads_option, tri
 @click.option("--force", is_flag=True, help="Run every scenario, even those whose inputs did not change.")
 @trials_option
 @threads_option
+@precision_option
+@compress_option
 @quiet_option
-def batch_command(folder, out, force, trials, threads, quiet):
+def batch_command(folder, out, force, trials, threads, precision, compress, quiet):
     """Run every scenario (*.yaml) in FOLDER into OUT/<name>/, with a report each.
 
     Writes OUT/manifest.json (per scenario: status, input hash, forecaster version, seed,
@@ -26,9 +35,12 @@ def batch_command(folder, out, force, trials, threads, quiet):
     alone (and so does, unopened, a *.yaml that is not a regular file: a FIFO, a device,
     a broken link); re-running skips scenarios whose inputs and version did not change; an
     interrupted batch keeps what it finished and the next run completes it. OUT/<name> is
-    the file name made safe and unique; nothing is written outside OUT, nor through a
-    symbolic link inside it. Exit status: 0 all ran (or were unchanged), 2 some failed,
-    1 some failed on a bug in forecaster (the others are still written).
+    the file name made safe and unique, and stays a file's name from run to run; a scenario
+    whose file is gone is marked removed (its folder is kept, its rows leave summaries.csv).
+    Nothing is written outside OUT, nor through a symbolic link inside it; one batch at a
+    time writes into OUT. Each scenario's line is printed as it ends. Exit status: 0 all ran
+    (or were unchanged), 2 some failed or FOLDER holds no scenario, 1 some failed on a bug in
+    forecaster (the others are still written).
 
     \b
     Example (a nightly cron job):
@@ -55,10 +67,22 @@ def batch_command(folder, out, force, trials, threads, quiet):
     for sig, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(sig, stop)
+    lost: list[OSError] = []  # stdout could not be written: failures are still told and still set the status
+
+    def said(name, action, e):
+        """A scenario's line, as it ends (a cron log shows how far a killed batch got)."""
+        if quiet or lost:
+            return
+        try:
+            click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
+            sys.stdout.flush()
+        except OSError as exc:
+            lost.append(exc)
+
     try:
         with BatchProgress(enabled=not quiet and sys.stderr.isatty()) as display:
-            manifest = run_batch(folder, out, force=force, trials=trials, threads=threads,
-                                 on_start=display.start, progress=display.advance)
+            manifest = run_batch(folder, out, force=force, trials=trials, threads=threads, precision=precision,
+                                 compress=compress, on_start=display.start, progress=display.advance, on_done=said)
     except KeyboardInterrupt as exc:
         # a SIGTERM whose exception was swallowed (raised where Python ignores it) still stops
         # the batch at the next scenario, with a KeyboardInterrupt: it ends as a kill all the same
@@ -71,23 +95,23 @@ def batch_command(folder, out, force, trials, threads, quiet):
                 signal.signal(sig, handler)
     entries, actions = manifest["scenarios"], manifest["last_run"]
     failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
-    lost = None  # stdout could not be written: the failures are still told and still set the status
-    if not quiet:
+    if not quiet and not lost:
         try:
-            for name, action in actions.items():
-                e = entries[name]
-                click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
             click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
         except OSError as exc:
-            if not failed:
-                raise  # the command line says what happened (forecaster.cli)
-            lost = exc
+            lost.append(exc)
+    if lost and not failed:
+        raise lost[0]  # the command line says what happened (forecaster.cli)
     for name, e in failed.items():  # on stderr, even a closed one: the status below says it all the same
         _say(f"{'Internal error' if e.get('internal_error') else 'Error'}: {printable(name)}: "
              f"{printable(e['error'], newlines=True)}")
-    if lost is not None and lost.errno != errno.EPIPE:
-        _say(f"Error: cannot write to stdout: {lost.strerror or lost}; the manifest in {printable(out)} lists every "
-             "scenario")
+    if lost and lost[0].errno != errno.EPIPE:
+        _say(f"Error: cannot write to stdout: {lost[0].strerror or lost[0]}; the manifest in {printable(out)} lists "
+             "every scenario")
+    if actions and set(actions.values()) <= {"skipped", "removed"}:
+        _say(f"Error: {printable(folder)}: holds no whole scenario, only variant files (run them with `forecaster "
+             "compare`)")
+        sys.exit(2)
     if any(e.get("internal_error") for e in failed.values()):
         sys.exit(1)
     if failed:

@@ -8,7 +8,9 @@ FIFO, a device, a link that loops or leads nowhere: refused unopened, never skip
 file is written under a temporary name and renamed, and the manifest is rewritten after
 each scenario, so an interrupted batch leaves every finished scenario intact and no
 half-written file; the next run skips the scenarios whose inputs and forecaster version did
-not change (unless ``force``) and completes the rest.
+not change (unless ``force``) and completes the rest. One batch at a time writes into an
+``OUT`` (:data:`LOCK`); a scenario keeps its run folder's name from run to run, and one whose
+file is gone is marked ``removed`` rather than left to look current.
 
 Nothing is written or deleted outside ``OUT``: ``<name>`` is the scenario file's stem made
 safe by :func:`run_folder_names` (never ``.``, ``..``, empty, hidden, with a separator or
@@ -19,6 +21,7 @@ refused, not written through.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -55,6 +58,8 @@ RUN_FILES = ("forecast.nc", "summary.json", "report.html", "report.md")
 files of the run's declared set (:data:`forecaster.results.files.OUTPUTS`, e.g. exports of an
 earlier ``run --export`` into the folder); nothing else in it is written or deleted."""
 STATS = ("mean", "std", "p5", "p10", "p50", "p90", "p95", "mean_ci_low", "mean_ci_high")
+RUN_DEFAULTS = {"precision": "float64", "compress": False}
+"""``forecaster run``'s output options a batch passes on, as a manifest entry without them ran."""
 _RESERVED = {MANIFEST.casefold(), CSV_FILE.casefold()}
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _MAX_NAME_BYTES = 200
@@ -148,12 +153,17 @@ def scenario_files(folder: Path) -> list[Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise OutputError(f"{folder}: not a folder of scenarios")
+        raise OutputError(f"{folder}: does not exist; expected a folder of scenarios (*.yaml)" if not folder.exists()
+                          else f"{folder}: is not a folder; expected a folder of scenarios (*.yaml)")
     try:
         entries = [p for p in folder.iterdir() if p.name.endswith(SUFFIXES)]
     except OSError as exc:
         raise ForecasterError(f"{folder}: cannot list the scenarios: {exc.strerror or exc}") from None
-    return sorted(p for p in entries if not _is_folder(p))
+    found = sorted(p for p in entries if not _is_folder(p))
+    if not found:  # a share that failed to mount, a wrong path: not a batch that succeeded
+        raise OutputError(f"{folder}: holds no scenario (*.yaml, *.yml; subfolders are not searched); nothing was run "
+                          "or written")
+    return found
 
 
 def _is_folder(path: Path) -> bool:
@@ -212,12 +222,25 @@ def safe_name(stem: str) -> str:
     return name
 
 
-def run_folder_names(files: list[Path]) -> dict[Path, str]:
+def run_folder_names(files: list[Path], previous: dict[str, str] | None = None) -> dict[Path, str]:
     """Each scenario file's run folder name: :func:`safe_name` of its stem, unique among them
     (compared case-insensitively) and never one of the batch's own files; a clash gets
-    ``-2``, ``-3``... in the order of the sorted file names, so a rerun maps alike."""
+    ``-2``, ``-3``... in the order of the sorted file names.
+
+    ``previous`` (run folder name -> file name, from the last manifest) keeps names stable: a
+    file keeps the name it had when that name is still one its stem gives (the stem's, or
+    it with ``-n``) and no other file here takes it first, so removing ``A.yaml`` does not
+    move ``a.yaml``'s results from ``a-2`` to ``a`` (and a dashboard's link with them)."""
     taken, out = set(_RESERVED), {}
-    for path in sorted(files):
+    for name, file in (previous or {}).items():
+        path = next((p for p in files if p.name == file), None)
+        if path is None or path in out or name.casefold() in taken:
+            continue
+        base = safe_name(path.stem)
+        if name == base or re.fullmatch(re.escape(base) + r"-[0-9]+", name):
+            taken.add(name.casefold())
+            out[path] = name
+    for path in sorted(p for p in files if p not in out):
         base = safe_name(path.stem)
         name, n = base, 1
         while name.casefold() in taken:
@@ -295,123 +318,242 @@ def _read_summary(target: Path) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
+LOCK = ".batch.lock"
+"""The file in ``OUT`` a batch holds an exclusive lock on while it runs, removed when it
+ends: a second batch into the same ``OUT`` is refused instead of mixing its results with the
+first's under one manifest."""
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold ``OUT``'s batch lock (:data:`LOCK`) for the block, or refuse at once, naming the
+    holder. The lock file is removed while still locked; a process that opened it before
+    and locks it after finds it no longer at its path and tries again on the new one. Without
+    advisory locks (``fcntl``: not on Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX has it
+        yield
+        return
+    path = out / LOCK
+    for _ in range(100):
+        kind = _kind(path)
+        if kind not in (None, "file"):
+            raise OutputError(f"{path} is {_WHAT[kind]}; the batch keeps its lock file there and never opens a link: "
+                              "move it away or choose another --out")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileNotFoundError:
+            continue  # removed by the batch that held it, between the look and the open
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot be created: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise OutputError(f"--out {out}: another `forecaster batch` is writing there"
+                              + (f" ({holder})" if holder else "") + "; wait for it to finish or choose another "
+                              "--out. Nothing was written.") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # locked a file its holder had already removed: lock the one at the path now
+    else:  # pragma: no cover - a hundred batches ending one after the other meanwhile
+        raise OutputError(f"--out {out}: its lock file {LOCK} keeps being replaced; try again")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()}, started {_now()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
 def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trials: int | None = None,
-              threads: int | None = None, on_start=None, progress=None) -> dict:
+              threads: int | None = None, precision: str = "float64", compress: bool = False,
+              on_start=None, progress=None, on_done=None) -> dict:
     """Run every scenario in ``folder`` into ``out``; returns the manifest.
 
-    ``on_start(index, total, name)`` is called before each scenario and ``progress(n)``
-    with trials done, for a display. A scenario that fails (bad input, a link where its
-    folder goes, or an unexpected error, marked ``"internal_error": true``) is recorded as
-    failed with its message and the others go on.
+    ``on_start(index, total, name)`` is called before each scenario, ``progress(n)`` with
+    trials done, for a display, and ``on_done(name, action, entry)`` as each scenario ends (ran,
+    unchanged, failed, skipped) and for each scenario whose file is gone (removed). A
+    scenario that fails (bad input, a link where its folder goes, or an unexpected error,
+    marked ``"internal_error": true``) is recorded as failed with its message and the
+    others go on. ``precision`` and ``compress`` are ``forecaster run``'s; a scenario whose
+    results were written with others runs again.
+
+    The manifest's ``last_run`` is what this run did, scenario by scenario as it goes, and
+    ``last_run_finished`` is null until it has finished: a batch that was killed says so.
+    A scenario whose file is gone is marked ``removed`` (its run folder is kept, and left out
+    of ``summaries.csv``); one that fails after an earlier success keeps that success's
+    files, which ``outputs_from`` dates. Only one batch at a time writes into ``out``
+    (:data:`LOCK`).
     """
 
     folder = Path(folder)
-    files = scenario_files(folder)  # a missing or unreadable folder is refused before --out is created
+    files = scenario_files(folder)  # a missing, unreadable or empty folder is refused before --out is created
     out = prepare_folder(out)
     for own in (MANIFEST, CSV_FILE):
         kind = _kind(out / own)
         if kind not in (None, "file"):
             raise OutputError(f"{out / own} is {_WHAT[kind]}; the batch writes its {own} there and never through a "
                               "link: move it away or choose another --out")
+    with _exclusive(out):
+        return _run_locked(folder, files, out, force=force, trials=trials, threads=threads, precision=precision,
+                           compress=compress, on_start=on_start, progress=progress, on_done=on_done)
+
+
+def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, threads, precision, compress, on_start,
+                progress, on_done) -> dict:
+    """:func:`run_batch` once ``out`` is locked."""
     _remove_stale_temporaries(out, _OUT_TEMP)
-    names = run_folder_names(files)
     manifest = _read_manifest(out / MANIFEST)
     entries = manifest.get("scenarios", {})
-    actions = {}  # what this run did with each scenario: ran, unchanged, failed, skipped
+    names = run_folder_names(files, {n: e.get("file") for n, e in entries.items() if isinstance(e.get("file"), str)})
+    actions: dict[str, str] = {}  # what this run did with each scenario: ran, unchanged, failed, skipped, removed
+    manifest.update({"last_run": actions, "last_run_started": _now(), "last_run_finished": None})
+    options = {"precision": precision, "compress": compress}
 
     def save():
         manifest.update({"forecaster_version": __version__, "updated": _now(), "folder": str(folder),
                          "scenarios": entries})
         _write_atomic(out, MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
+    def done(name, action):
+        actions[name] = action
+        save()
+        if on_done:
+            on_done(name, action, entries.get(name, {}))
+
     def fail(name, entry, message, internal=False, **extra):
+        prior = entries.get(name, {})
+        made = (prior.get("outputs_from") if prior.get("status") != "ok"
+                else {k: prior[k] for k in ("finished", "input_sha256", "seed", "trials") if k in prior})
         entries[name] = {**entry, "status": "failed", "error": message, **extra, "finished": _now()}
+        if made and _finished(out / name):  # the last good results stay in the folder: say whose they are
+            entries[name]["outputs_from"] = made
         if internal:
             entries[name]["internal_error"] = True
-        actions[name] = "failed"
-        save()
+        done(name, "failed")
 
+    gone = [n for n, e in entries.items() if n not in names.values() and e.get("status") != "removed"]
+    for name in gone:
+        entries[name] = {**entries[name], "status": "removed", "removed": _now(),
+                         "error": f"{entries[name].get('file')}: no longer in {folder}; its last results stay in "
+                                  f"{name}/ and are left out of {CSV_FILE}"}
     STOP.clear()
-    for i, path in enumerate(files):
+    try:
+        for name in gone:
+            done(name, "removed")
+        for i, path in enumerate(files):
+            if STOP.is_set():
+                raise KeyboardInterrupt
+            name = names[path]
+            if on_start:
+                on_start(i, len(files), name)
+            _run_one(path, name, out, folder, entries, fail, done, force=force, trials=trials, threads=threads,
+                     options=options, progress=progress)
         if STOP.is_set():
             raise KeyboardInterrupt
-        name = names[path]
-        if on_start:
-            on_start(i, len(files), name)
-        target = out / name
-        entry: dict[str, Any] = {"file": path.name, "forecaster_version": __version__}
-        problem = scenario_problem(path)
-        if problem:  # a FIFO, device, socket or broken link: listed as failed, never opened
-            fail(name, entry, problem)
-            continue
-        try:
-            data, _, _ = read_document(path)
-            if is_variant(data):
-                entries[name] = {**entry, "status": "skipped", "error": "a variant file (changes to a base "
-                                 "scenario), not a whole scenario; run it with `forecaster compare`"}
-                actions[name] = "skipped"
-                save()
-                continue
-            sc = load_scenario(path).with_run(trials=trials)
-        except ForecasterError as exc:
-            fail(name, entry, str(exc))
-            continue
-        except RecursionError:
-            fail(name, entry, f"{path}: nested too deeply to read (a recursive YAML alias?)")
-            continue
-        except Exception as exc:  # a bug: this scenario fails, the others still run
-            fail(name, entry, _internal(exc), internal=True)
-            continue
-        entry.update({"input_sha256": sc.sha256, "seed": sc.seed, "trials": sc.trials})
-        previous = entries.get(name, {})
-        unchanged = (previous.get("status") == "ok" and previous.get("file") == path.name
-                     and previous.get("input_sha256") == sc.sha256 and previous.get("forecaster_version") == __version__
-                     and previous.get("trials") == sc.trials and _finished(target))
-        if unchanged and not force:
-            actions[name] = "unchanged"
-            if progress:
-                progress(sc.trials)
-            continue
-        problem = _run_folder_problem(target, folder)
-        if problem:
-            fail(name, entry, problem)
-            continue
-        if _kind(target) == "folder":
-            _remove_stale_temporaries(target, _RUN_TEMP)  # left by a run that was killed
-        started, t0 = _now(), time.perf_counter()
-        try:
-            try:
-                os.mkdir(target)  # never through a link: a link created meanwhile makes this fail
-            except FileExistsError:
-                if _kind(target) != "folder":
-                    raise OutputError(_run_folder_problem(target, folder)) from None
-            run_to_folder(sc, target, threads=threads, progress=progress)
-            report.write_report(target)
-        except ForecasterError as exc:
-            fail(name, entry, str(exc), started=started)
-            continue
-        except OSError as exc:
-            fail(name, entry, f"{target}: cannot be written: {exc.strerror or exc}", started=started)
-            continue
-        except Exception as exc:  # a bug: this scenario fails, the others still run
-            fail(name, entry, _internal(exc), internal=True, started=started)
-            continue
-        entries[name] = {**entry, "status": "ok", "started": started, "finished": _now(),
-                         "seconds": round(time.perf_counter() - t0, 3)}
-        actions[name] = "ran"
-        save()
-    if STOP.is_set():
-        raise KeyboardInterrupt
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM) or a failure of the batch itself: summaries.csv still
+        # follows what finished, as the manifest does (a SIGKILL leaves the previous one)
+        with contextlib.suppress(Exception):
+            _write_atomic(out, CSV_FILE, summaries_csv(_summaries(out, entries)))
+        raise
+    _write_atomic(out, CSV_FILE, summaries_csv(_summaries(out, entries)))
+    manifest["last_run_finished"] = _now()
+    save()
+    return manifest
+
+
+def _summaries(out: Path, entries: dict) -> dict:
+    """The summaries of the scenarios whose last run succeeded, by run folder name."""
     summaries = {}
     for name, e in entries.items():
         if e.get("status") == "ok":
             summary = _read_summary(out / name)
             if summary is not None:
                 summaries[name] = summary
-    _write_atomic(out, CSV_FILE, summaries_csv(summaries))
-    manifest["last_run"] = actions
-    save()
-    return manifest
+    return summaries
+
+
+def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail, done, *, force, trials, threads,
+             options, progress) -> None:
+    """One scenario of a batch: read it, skip it when nothing changed, run it into ``out/name``."""
+    target = out / name
+    entry: dict[str, Any] = {"file": path.name, "forecaster_version": __version__}
+    problem = scenario_problem(path)
+    if problem:  # a FIFO, device, socket or broken link: listed as failed, never opened
+        fail(name, entry, problem)
+        return
+    try:
+        data, _, _ = read_document(path)
+        if is_variant(data):
+            entries[name] = {**entry, "status": "skipped", "error": "a variant file (changes to a base "
+                             "scenario), not a whole scenario; run it with `forecaster compare`"}
+            done(name, "skipped")
+            return
+        sc = load_scenario(path).with_run(trials=trials)
+    except ForecasterError as exc:
+        fail(name, entry, str(exc))
+        return
+    except RecursionError:
+        fail(name, entry, f"{path}: nested too deeply to read (a recursive YAML alias?)")
+        return
+    except Exception as exc:  # a bug: this scenario fails, the others still run
+        fail(name, entry, _internal(exc), internal=True)
+        return
+    entry.update({"input_sha256": sc.sha256, "seed": sc.seed, "trials": sc.trials, **options})
+    previous = entries.get(name, {})
+    unchanged = (previous.get("status") == "ok" and previous.get("file") == path.name
+                 and previous.get("input_sha256") == sc.sha256 and previous.get("forecaster_version") == __version__
+                 and previous.get("trials") == sc.trials
+                 and all(previous.get(k, RUN_DEFAULTS[k]) == v for k, v in options.items())
+                 and _finished(target))
+    if unchanged and not force:
+        if progress:
+            progress(sc.trials)
+        done(name, "unchanged")
+        return
+    problem = _run_folder_problem(target, folder)
+    if problem:
+        fail(name, entry, problem)
+        return
+    if _kind(target) == "folder":
+        _remove_stale_temporaries(target, _RUN_TEMP)  # left by a run that was killed
+    started, t0 = _now(), time.perf_counter()
+    made = False
+    try:
+        try:
+            os.mkdir(target)  # never through a link: a link created meanwhile makes this fail
+            made = True
+        except FileExistsError:
+            if _kind(target) != "folder":
+                raise OutputError(_run_folder_problem(target, folder)) from None
+        run_to_folder(sc, target, threads=threads, progress=progress, keep_summary_advice=False, **options)
+        report.write_report(target)
+    except BaseException as exc:
+        if made:  # a folder this run created and left empty: not a result
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+        if isinstance(exc, ForecasterError):
+            fail(name, entry, str(exc), started=started)
+        elif isinstance(exc, OSError):
+            fail(name, entry, f"{target}: cannot be written: {exc.strerror or exc}", started=started)
+        elif isinstance(exc, Exception):  # a bug: this scenario fails, the others still run
+            fail(name, entry, _internal(exc), internal=True, started=started)
+        else:
+            raise
+        return
+    entries[name] = {**entry, "status": "ok", "started": started, "finished": _now(),
+                     "seconds": round(time.perf_counter() - t0, 3)}
+    done(name, "ran")
 
 
 def _internal(exc: Exception) -> str:

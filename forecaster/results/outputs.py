@@ -216,16 +216,19 @@ def _existing(path: Path) -> Path:
 
 
 def check_room(out: str | Path, est: Estimate, *, keep: str = "all", precision: str = "float64",
-               compress: bool = False) -> None:
+               compress: bool = False, keep_summary_advice: bool = True) -> None:
     """Refuse a run whose outputs exceed the free space under ``out`` or the file-size limit,
-    or whose summary exceeds the memory of the machine, saying what would fit."""
+    or whose summary exceeds the memory of the machine, saying what would fit
+    (``keep_summary_advice``: whether ``--keep summary`` is among the ways; a batch, which
+    writes a report from ``forecast.nc``, has no such option)."""
     out = Path(out)
     trials = f"{est.trials:,} trial{'s' if est.trials != 1 else ''}"
 
     def advice(room: int | None) -> str:
         ways = []
         if keep == "all":
-            ways.append(f"--keep summary (summary.json only, about {format_bytes(est.summary)})")
+            if keep_summary_advice:
+                ways.append(f"--keep summary (summary.json only, about {format_bytes(est.summary)})")
             if precision == "float64":
                 ways.append(f"--precision float32 (forecast.nc about {format_bytes(est.float32_forecast)})")
         if room is not None and est.per_trial:
@@ -337,7 +340,8 @@ def _write_pair(out, ds, summary: dict, nc_name: str, json_name: str) -> dict[st
 
 
 def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, progress=None,
-                  runner=None, keep: str = "all", precision: str = "float64", compress: bool = False) -> dict:
+                  runner=None, keep: str = "all", precision: str = "float64", compress: bool = False,
+                  keep_summary_advice: bool = True) -> dict:
     """Simulate ``sc`` straight into ``out/forecast.nc``, summarise it, and publish both files.
 
     Only one chunk of trials is in memory at a time (see
@@ -356,6 +360,8 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
         stored values.
     compress : bool
         Compress ``forecast.nc`` losslessly (zlib level 1 with byte shuffling).
+    keep_summary_advice : bool
+        Whether a refusal for want of room may advise ``--keep summary`` (not in a batch).
 
     Raises
     ------
@@ -371,7 +377,7 @@ def run_to_folder(sc: Scenario, out: str | Path, *, threads: int | None = None, 
     check_out(Path(out))
     check_targets(Path(out), (FORECAST, SUMMARY) if keep == "all" else (SUMMARY,),
                   removed=(FORECAST,) if keep == "summary" else ())
-    check_room(out, est, keep=keep, precision=precision, compress=compress)
+    check_room(out, est, keep=keep, precision=precision, compress=compress, keep_summary_advice=keep_summary_advice)
     out, created = create_out_folder(out)
     chunk = chunk_trials_for(layout)
     meta = Meta.of_layout(layout)

@@ -156,6 +156,181 @@ def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(
     assert all(done["scenarios"][n]["status"] == "ok" for n in ("minimal", "=HYPERLINK(1)"))
 
 
+def test_an_interrupted_batch_leaves_summaries_csv_with_what_finished_and_says_it_did_not_finish(tmp_path,
+                                                                                                  monkeypatch):
+    """The manifest is saved after each scenario; summaries.csv, written at the end, is also
+    written on the way out of an interrupted batch, so the two agree; last_run is this run's
+    and last_run_finished stays null."""
+    import forecaster.present.report as report
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    run_batch(folder, out, trials=300)
+    before = {r["scenario"]: r["mean"] for r in csv.DictReader((out / "summaries.csv").open())
+              if r["metric"] == "revenue" and r["period"] == "total"}
+    for name in ("minimal.yaml", "=HYPERLINK(1).yaml"):  # both change: more leads
+        (folder / name).write_text((folder / name).read_text().replace("per_week: 120", "per_week: 240"))
+    real, calls = report.write_report, []
+
+    def interrupt_second(target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(target)
+
+    monkeypatch.setattr(report, "write_report", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(folder, out, trials=300)
+    first, second = calls[0].name, calls[1].name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["last_run_finished"] is None and manifest["last_run"][first] == "ran"
+    assert second not in manifest["last_run"]
+    after = {r["scenario"].lstrip("'"): r["mean"] for r in csv.DictReader((out / "summaries.csv").open())
+             if r["metric"] == "revenue" and r["period"] == "total"}
+    total = json.loads((out / first / "summary.json").read_text())["metrics"]["revenue"]["total"]["mean"]
+    assert float(after[first]) == total and total > 1.5 * float(before[first.replace("=", "'=")])
+    monkeypatch.setattr(report, "write_report", real)
+    done = run_batch(folder, out, trials=300)
+    assert done["last_run_finished"] is not None and done["last_run"][second] == "ran"
+
+
+def test_a_second_batch_into_the_same_out_is_refused_while_the_first_runs(tmp_path, monkeypatch):
+    import forecaster.present.batch as batch
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    out.mkdir()
+    with batch._exclusive(out):  # a first batch holds OUT
+        res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--trials", "300"])
+        assert res.exit_code == 2 and "another `forecaster batch` is writing there (process" in res.output
+        assert "Traceback" not in res.output
+        assert sorted(p.name for p in out.iterdir()) == [batch.LOCK]  # nothing written
+    assert list(out.iterdir()) == []  # the lock file goes with the lock
+    assert run_batch(folder, out, trials=300)["last_run_finished"]
+    assert not (out / batch.LOCK).exists()
+
+
+def test_two_batch_processes_at_once_one_is_refused_and_the_manifest_describes_the_files(tmp_path):
+    import sys
+
+    folder, out = tmp_path / "many", tmp_path / "out"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"s{i}.yaml").write_text((SCENARIOS / "minimal.yaml").read_text().replace("name: minimal", f"name: s{i}"))
+    cmd = [sys.executable, "-m", "forecaster", "batch", str(folder), "--out", str(out), "--quiet"]
+    first = subprocess.Popen([*cmd, "--trials", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / ".batch.lock").exists() and first.poll() is None:
+        time.sleep(0.02)
+    second = subprocess.run([*cmd, "--trials", "500"], capture_output=True, text=True, timeout=300)
+    first.communicate(timeout=600)
+    assert first.returncode == 0
+    assert second.returncode == 2 and "another `forecaster batch` is writing there" in second.stderr
+    entries = json.loads((out / "manifest.json").read_text())["scenarios"]
+    for name, e in entries.items():
+        assert e["trials"] == 100000 == json.loads((out / name / "summary.json").read_text())["trials"]
+
+
+def test_a_removed_scenario_is_marked_and_leaves_summaries_csv_and_names_stay_put(tmp_path):
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    for stem in ("A", "a", "b"):
+        shutil.copy(SCENARIOS / "minimal.yaml", folder / f"{stem}.yaml")
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "a.yml")
+    first = run_batch(folder, out, trials=200)
+    names = {e["file"]: n for n, e in first["scenarios"].items()}
+    assert names == {"A.yaml": "A", "a.yaml": "a-2", "a.yml": "a-3", "b.yaml": "b"}
+    (folder / "A.yaml").unlink()
+    (folder / "b.yaml").unlink()
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--trials", "200"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = manifest["scenarios"]
+    # the remaining files keep their folders: a dashboard's link to a-2 still shows a.yaml
+    assert {e["file"]: n for n, e in entries.items() if e["status"] == "ok"} == {"a.yaml": "a-2", "a.yml": "a-3"}
+    assert manifest["last_run"] == {"A": "removed", "b": "removed", "a-2": "unchanged", "a-3": "unchanged"}
+    assert entries["b"]["status"] == "removed" and "no longer in" in entries["b"]["error"]
+    assert (out / "b" / "summary.json").exists()  # its last results are kept, not deleted
+    assert {r["scenario"] for r in csv.DictReader((out / "summaries.csv").open())} == {"a-2", "a-3"}
+    assert "  removed  b" in res.output
+    (folder / "b.yaml").write_text((SCENARIOS / "minimal.yaml").read_text())  # back again: runs as before
+    again = run_batch(folder, out, trials=200)
+    assert again["last_run"]["b"] == "ran" and again["scenarios"]["b"]["status"] == "ok"
+    assert "A" not in again["last_run"]  # said once, not on every run
+
+
+@pytest.mark.parametrize("layout", ["empty", "only subfolders", "only variants"])
+def test_a_folder_without_a_scenario_is_an_error_not_a_batch_that_succeeded(tmp_path, layout):
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    if layout == "only subfolders":
+        (folder / "emea").mkdir()
+        shutil.copy(SCENARIOS / "minimal.yaml", folder / "emea" / "minimal.yaml")
+    if layout == "only variants":
+        (folder / "v.yaml").write_text("scale:\n  segments.direct.leads.per_week: 2\n")
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2, res.output
+    if layout == "only variants":
+        assert "only variant files" in res.output
+    else:
+        assert "holds no scenario (*.yaml, *.yml; subfolders are not searched)" in res.output
+        assert not out.exists()  # nothing written
+    missing = CliRunner().invoke(main, ["batch", str(tmp_path / "nope"), "--out", str(out)])
+    assert missing.exit_code == 2 and "nope: does not exist" in missing.output
+
+
+def test_a_scenario_failing_after_a_success_keeps_its_files_dated_and_a_new_failure_leaves_no_empty_folder(tmp_path,
+                                                                                                         monkeypatch):
+    import forecaster.present.batch as batch
+    from forecaster.errors import OutputError
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    good = run_batch(folder, out, trials=300)["scenarios"]["minimal"]
+    (folder / "minimal.yaml").write_text((folder / "minimal.yaml").read_text().replace("2027-03-31", "2026-03-31"))
+    entry = run_batch(folder, out, trials=300)["scenarios"]["minimal"]
+    assert entry["status"] == "failed" and "end" in entry["error"]
+    assert entry["outputs_from"] == {k: good[k] for k in ("finished", "input_sha256", "seed", "trials")}
+    again = run_batch(folder, out, trials=300)["scenarios"]["minimal"]  # failing again: still those files
+    assert again["outputs_from"] == entry["outputs_from"]
+
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "fresh.yaml")
+
+    def full_disk(*args, **kwargs):
+        raise OutputError("no room")
+
+    monkeypatch.setattr(batch, "run_to_folder", full_disk)
+    failed = run_batch(folder, out, trials=300)["scenarios"]["fresh"]
+    assert failed["status"] == "failed" and "outputs_from" not in failed
+    assert not (out / "fresh").exists()  # no empty folder that looks like a result
+
+
+def test_batch_precision_and_compress_are_run_options_whose_change_reruns(tmp_path):
+    import xarray as xr
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    (folder / "broken.yaml").unlink()
+    run_batch(folder, out, trials=300)
+    assert run_batch(folder, out, trials=300)["last_run"]["minimal"] == "unchanged"
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--trials", "300",
+                                    "--precision", "float32", "--compress"])
+    assert res.exit_code == 0, res.output
+    assert "      ran  minimal" in res.output
+    with xr.open_dataset(out / "minimal" / "forecast.nc") as ds:
+        assert ds["revenue"].dtype == "float32"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scenarios"]["minimal"]["precision"] == "float32" and manifest["scenarios"]["minimal"]["compress"]
+    assert run_batch(folder, out, trials=300, precision="float32", compress=True)["last_run"]["minimal"] == "unchanged"
+
+
+def test_each_scenario_is_told_as_it_ends(tmp_path):
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    told = []
+    manifest = run_batch(folder, out, trials=300, on_done=lambda name, action, entry: told.append(
+        (name, action, json.loads((out / "manifest.json").read_text())["last_run"].get(name))))
+    assert [(n, a) for n, a, _ in told] == list(manifest["last_run"].items())
+    assert all(a == saved for _, a, saved in told)  # the manifest already says so when it is told
+
+
 @pytest.mark.parametrize("text,safe", [("=1+1", "'=1+1"), ("+x", "'+x"), ("-x", "'-x"), ("@x", "'@x"),
                                        ("\tx", "'\tx"), ("plain", "plain"), ("a=b", "a=b")])
 def test_csv_cells_cannot_become_formulas(text, safe):
