@@ -1,21 +1,47 @@
 """``forecaster validate``: report every problem in a scenario file at once."""
 from __future__ import annotations
 
+import sys
+
 import click
 
-from forecaster.cli import main
-from forecaster.cli.options import scenario_argument
+from forecaster.cli import _say, main
 
 
 @main.command("validate")
-@scenario_argument
-def validate_command(scenario):
-    """Check SCENARIO against the format; list all problems and exit 2 if there are any.
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+def validate_command(scenarios):
+    """Check each SCENARIO against the format; list all problems and exit 2 if there are any.
+
+    Several files are checked one after the other, each file's problems on stderr, and the
+    exit status is 2 when any file has one (a folder of scenarios checked in one call, before
+    a batch runs it).
 
     \b
-    Example:
+    Examples:
       forecaster validate scenarios/saas-quarter.yaml
+      forecaster validate scenarios/*.yaml
     """
+    if len(scenarios) == 1:
+        _validate(scenarios[0])
+        return
+    from forecaster.errors import ForecasterError
+    from forecaster.present.console import printable
+
+    bad = 0
+    for scenario in scenarios:
+        try:
+            _validate(scenario)
+        except ForecasterError as exc:
+            bad += 1
+            _say(f"Error: {printable(str(exc), newlines=True)}")
+    if bad:
+        _say(f"{bad} of {len(scenarios)} files are not valid scenarios")
+        sys.exit(2)
+
+
+def _validate(scenario: str) -> None:
+    """Load one scenario (raising what is wrong with it), warn of implausible values, and say it is valid."""
     from forecaster.cli.options import warn_implausible
     from forecaster.present.console import printable
     from forecaster.scenario.loading import load_scenario

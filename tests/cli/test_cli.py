@@ -79,6 +79,19 @@ def test_validate_reports_valid_and_invalid(tmp_path):
     assert "Traceback" not in res.output
 
 
+
+def test_validate_checks_several_files_and_fails_if_any_is_bad(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    files = [SCENARIOS / "minimal.yaml", bad, SCENARIOS / "saas-quarter.yaml"]
+    res = CliRunner().invoke(main, ["validate", *map(str, files)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "minimal.yaml: valid (minimal" in res.output and "saas-quarter.yaml: valid (saas-fy27-q1" in res.output
+    assert "bad.yaml: 4 problems" in res.output and "1 of 3 files are not valid scenarios" in res.output
+    good = CliRunner().invoke(main, ["validate", str(SCENARIOS / "minimal.yaml"), str(SCENARIOS / "saas-quarter.yaml")])
+    assert good.exit_code == 0 and good.output.count(": valid (") == 2
+    assert CliRunner().invoke(main, ["validate"]).exit_code == 2  # a file is still required
+
 def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\n")
