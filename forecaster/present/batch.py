@@ -112,27 +112,44 @@ def summaries_csv(summaries: dict) -> str:
     the after-sale flows and stocks too (v2 A.3), where a flow's ``total`` is its sum over the
     horizon and a stock's (``active_customers``, ``mrr``) its level at the end, as in
     ``summary.json``; and each segment's customer lifetime value as the metric ``clv.<segment>``
-    (a per-trial quantity: its ``total`` row only). The last column, ``unit``, is what the
-    row counts: the scenario's currency for money (``currency`` when it names none), or
-    ``deals``, ``leads``, ``customers``, as the export's tables name them.
+    (a per-trial quantity: its ``total`` row only). After the statistics, for a table a BI
+    tool reads without ``summary.json``: ``unit``, what the row counts (the scenario's
+    currency for money, ``currency`` when it names none, or ``deals``, ``leads``,
+    ``customers``, as the export's tables name them); ``period_end``, the period's last day
+    within the horizon (a partial first or last period shows as one; ``total``: the
+    horizon's end); ``kind``, ``flow`` (the total sums the periods), ``stock`` (the total is
+    the level at the end) or ``lifetime`` (``clv.<segment>``).
 
-    Control characters are shown as escapes (:func:`~forecaster.present.console.printable`). A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
+    Control characters are shown as escapes (:func:`~forecaster.present.console.printable`).
+    A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
     """
+    from forecaster.results.layout import AFTER_SALE_VARIABLES
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["scenario", "metric", "period", *STATS, "unit"])
+    w.writerow(["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"])
     for name, s in summaries.items():
         try:
-            units = Units((s.get("horizon") or {}).get("currency"))
+            h = s["horizon"]
+            units = Units(h.get("currency"))
+
+            def ends(period: str, h: dict = h) -> str:
+                return h["end"] if period == "total" else report.period_end_name(
+                    period, h["report_by"], h["end"], h.get("fiscal_year_start"))
+
+            def kind(metric: str) -> str:
+                return "stock" if metric in AFTER_SALE_VARIABLES and AFTER_SALE_VARIABLES[metric][0] == "stock" \
+                    else "flow"
+
             rows = [[safe_cell(printable(name)), safe_cell(printable(metric)), safe_cell(printable(period)),
                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
-                     safe_cell(printable(units.metric(metric)[0]))]
+                     safe_cell(printable(units.metric(metric)[0])), safe_cell(printable(ends(period))), kind(metric)]
                     for metric, m in s["metrics"].items()
                     for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
             rows += [[safe_cell(printable(name)), safe_cell(printable(f"clv.{seg}")), "total",
                       *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
-                      safe_cell(printable(units.currency))]
+                      safe_cell(printable(units.currency)), safe_cell(printable(h["end"])), "lifetime"]
                      for seg, stats in (s.get("clv") or {}).items()]
         except (KeyError, TypeError, ValueError, AttributeError):
             continue

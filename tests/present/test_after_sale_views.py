@@ -374,7 +374,7 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
     assert {k: v["status"] for k, v in manifest["scenarios"].items()} == {"after-sale": "ok", "minimal": "ok"}
     with (out / "summaries.csv").open() as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["scenario", "metric", "period", *STATS, "unit"]
+        assert reader.fieldnames == ["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"]
         rows = list(reader)
     summary = json.loads((out / "after-sale" / "summary.json").read_text())
     mine = [r for r in rows if r["scenario"] == "after-sale"]
@@ -403,6 +403,13 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
     assert unit["won_deals"] == "deals" and {unit[f"clv.{seg}"] for seg in summary["clv"]} == {"EUR"}
     assert {(r["metric"], r["unit"]) for r in rows if r["scenario"] == "minimal"} \
         == {("revenue", "currency"), ("won_deals", "deals")}  # a scenario without a currency says so
+    # a BI tool tells a stock's total (its level at the end) from a flow's (the sum) without summary.json
+    kind = {r["metric"]: r["kind"] for r in rows if r["scenario"] == "after-sale"}
+    assert kind["active_customers"] == kind["mrr"] == "stock" and kind["revenue"] == kind["new_customers"] == "flow"
+    assert {kind[f"clv.{seg}"] for seg in summary["clv"]} == {"lifetime"}
+    ends = {(r["metric"], r["period"]): r["period_end"] for r in rows if r["scenario"] == "after-sale"}
+    assert ends[("revenue", "2027-01-01")] == "2027-01-31" and ends[("revenue", "2027-02-01")] == "2027-02-28"
+    assert ends[("active_customers", "total")] == "2027-06-30"
     assert "After the sale" in (out / "after-sale" / "report.html").read_text()
     assert "After the sale" not in (out / "minimal" / "report.html").read_text()
 
