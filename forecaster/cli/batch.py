@@ -73,9 +73,13 @@ def batch_command(folder, out, force, trials, threads, precision, compress, quie
         """A scenario's line, as it ends (a cron log shows how far a killed batch got)."""
         if quiet or lost:
             return
+        line = f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else "")
         try:
-            click.echo(f"{action:>9}  {printable(name)}" + (f"  ({e['seconds']} s)" if action == "ran" else ""))
-            sys.stdout.flush()
+            if display.bar is not None and sys.stdout.isatty():  # above the live bar, not under its redraws
+                display.line(line)
+            else:
+                click.echo(line)
+                sys.stdout.flush()
         except OSError as exc:
             lost.append(exc)
 
@@ -100,7 +104,8 @@ def batch_command(folder, out, force, trials, threads, precision, compress, quie
             click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
         except OSError as exc:
             lost.append(exc)
-    if lost and not failed:
+    only_variants = bool(actions) and set(actions.values()) <= {"skipped", "removed"}
+    if lost and not failed and not only_variants:
         raise lost[0]  # the command line says what happened (forecaster.cli)
     for name, e in failed.items():  # on stderr, even a closed one: the status below says it all the same
         _say(f"{'Internal error' if e.get('internal_error') else 'Error'}: {printable(name)}: "
@@ -108,7 +113,7 @@ def batch_command(folder, out, force, trials, threads, precision, compress, quie
     if lost and lost[0].errno != errno.EPIPE:
         _say(f"Error: cannot write to stdout: {lost[0].strerror or lost[0]}; the manifest in {printable(out)} lists "
              "every scenario")
-    if actions and set(actions.values()) <= {"skipped", "removed"}:
+    if only_variants:
         _say(f"Error: {printable(folder)}: holds no whole scenario, only variant files (run them with `forecaster "
              "compare`)")
         sys.exit(2)

@@ -239,33 +239,64 @@ def safe_name(stem: str) -> str:
     return name
 
 
-def run_folder_names(files: list[Path], previous: dict[str, str] | None = None) -> dict[Path, str]:
+def _suffixed(base: str, n: int) -> str:
+    """``base-n``, ``base`` shortened as needed to keep the whole within the name limit."""
+    suffix = f"-{n}"
+    while len((base + suffix).encode("utf-8")) > _MAX_NAME_BYTES:
+        base = base[:-1]
+    return base + suffix
+
+
+def run_folder_names(files: list[Path], previous: dict[str, dict] | None = None, finished=None) -> dict[Path, str]:
     """Each scenario file's run folder name: :func:`safe_name` of its stem, unique among them
     (compared case-insensitively) and never one of the batch's own files; a clash gets
     ``-2``, ``-3``... in the order of the sorted file names.
 
-    ``previous`` (run folder name -> file name, from the last manifest) keeps names stable: a
-    file keeps the name it had when that name is still one its stem gives (the stem's, or
-    it with ``-n``) and no other file here takes it first, so removing ``A.yaml`` does not
-    move ``a.yaml``'s results from ``a-2`` to ``a`` (and a dashboard's link with them)."""
-    taken, out = set(_RESERVED), {}
-    for name, file in (previous or {}).items():
-        path = next((p for p in files if p.name == file), None)
-        if path is None or path in out or name.casefold() in taken:
+    ``previous`` (the last manifest's entries, by run folder name) keeps names stable: a file
+    keeps the name an entry gave it, when that name is still one its stem gives (the stem's,
+    or it with ``-n``), so removing ``A.yaml`` does not move ``a.yaml``'s results from ``a-2``
+    to ``a`` (and a dashboard's link with them). Where two entries name one file (a manifest
+    edited by hand), the one not removed whose folder holds a finished run (``finished(name)``)
+    wins. Every other entry's name stays reserved, removed ones included: a new file never
+    writes into the folder a removed scenario's results were left in, whatever the case of its name."""
+    previous = {n: e for n, e in (previous or {}).items() if isinstance(e, dict)}
+    present = {p.name: p for p in files}
+    claims: dict[Path, list[str]] = {}
+    for name, entry in previous.items():
+        file = entry.get("file")
+        path = present.get(file) if isinstance(file, str) else None
+        if path is None:
             continue
         base = safe_name(path.stem)
-        if name == base or re.fullmatch(re.escape(base) + r"-[0-9]+", name):
+        if name == base or _is_suffix_of(name, base):
+            claims.setdefault(path, []).append(name)
+    taken, out = set(_RESERVED), {}
+
+    def rank(name: str) -> tuple:
+        entry = previous[name]
+        return (entry.get("status") == "removed", not (finished(name) if finished else False))
+
+    for path in sorted(claims):
+        name = min(claims[path], key=rank)  # min is stable: the first in the manifest among equals
+        if name.casefold() not in taken:
             taken.add(name.casefold())
             out[path] = name
+    taken |= {name.casefold() for name in previous}  # the others' names stay theirs
     for path in sorted(p for p in files if p not in out):
         base = safe_name(path.stem)
         name, n = base, 1
         while name.casefold() in taken:
             n += 1
-            name = f"{base}-{n}"
+            name = _suffixed(base, n)
         taken.add(name.casefold())
         out[path] = name
     return out
+
+
+def _is_suffix_of(name: str, base: str) -> bool:
+    """Whether ``name`` is ``base-n`` as :func:`_suffixed` makes it (``base`` perhaps shortened)."""
+    stem, dash, n = name.rpartition("-")
+    return bool(dash) and n.isdigit() and n[0] != "0" and base.startswith(stem) and _suffixed(base, int(n)) == name
 
 
 def _is_safe_key(name) -> bool:
@@ -341,18 +372,26 @@ ends: a second batch into the same ``OUT`` is refused instead of mixing its resu
 first's under one manifest."""
 
 
+_HELD = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+"""What ``flock`` says when another process holds the lock; any other error means the file
+system cannot lock (then the batch runs unlocked, as before locks)."""
+
+
 @contextlib.contextmanager
 def _exclusive(out: Path):
     """Hold ``OUT``'s batch lock (:data:`LOCK`) for the block, or refuse at once, naming the
     holder. The lock file is removed while still locked; a process that opened it before
-    and locks it after finds it no longer at its path and tries again on the new one. Without
-    advisory locks (``fcntl``: not on Windows) the block runs unlocked."""
+    and locks it after finds it no longer at its path and tries again on the new one. Where
+    the file system cannot lock (``fcntl`` missing, as on Windows, or ``flock`` failing for
+    another reason than a holder) the block runs unlocked. The lock file is never opened
+    through a link, symbolic or hard: nothing is written outside OUT."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - POSIX has it
         yield
         return
     path = out / LOCK
+    fd = -1
     for _ in range(100):
         kind = _kind(path)
         if kind not in (None, "file"):
@@ -363,15 +402,30 @@ def _exclusive(out: Path):
         except FileNotFoundError:
             continue  # removed by the batch that held it, between the look and the open
         except OSError as exc:
-            raise OutputError(f"{path}: cannot be created: {exc.strerror or exc}") from None
+            raise OutputError(f"{path}: cannot be opened or created: {exc.strerror or exc}; move it away or "
+                              "choose another --out") from None
+        if os.fstat(fd).st_nlink != 1:  # a hard link: its other name is a file the batch must not touch
+            os.close(fd)
+            raise OutputError(f"{path} is a hard link to another file; the batch keeps its lock file there and "
+                              "never writes through a link: move it away or choose another --out")
+        held: bool | None = None  # None: locked; True: another holds it; False: this file system cannot lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            held = exc.errno in _HELD
+        if held is False:  # no locks on this file system: run unlocked, leaving nothing behind
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.fstat(fd), os.lstat(path)) and os.fstat(fd).st_size == 0:
+                    os.unlink(path)
+            os.close(fd)
+            fd = -1
+            break
+        if held:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             raise OutputError(f"--out {out}: another `forecaster batch` is writing there"
                               + (f" ({holder})" if holder else "") + "; wait for it to finish or choose another "
-                              "--out. Nothing was written.") from None
+                              "--out. Nothing was written.")
         try:
             same = os.path.samestat(os.fstat(fd), os.lstat(path))
         except OSError:
@@ -381,13 +435,17 @@ def _exclusive(out: Path):
         os.close(fd)  # locked a file its holder had already removed: lock the one at the path now
     else:  # pragma: no cover - a hundred batches ending one after the other meanwhile
         raise OutputError(f"--out {out}: its lock file {LOCK} keeps being replaced; try again")
+    if fd < 0:
+        yield
+        return
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}, started {_now()}\n".encode(), 0)
         yield
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):  # ours still: never another's
+                os.unlink(path)
         os.close(fd)
 
 
@@ -431,7 +489,7 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
     _remove_stale_temporaries(out, _OUT_TEMP)
     manifest = _read_manifest(out / MANIFEST)
     entries = manifest.get("scenarios", {})
-    names = run_folder_names(files, {n: e.get("file") for n, e in entries.items() if isinstance(e.get("file"), str)})
+    names = run_folder_names(files, entries, lambda name: _finished(out / name))
     actions: dict[str, str] = {}  # what this run did with each scenario: ran, unchanged, failed, skipped, removed
     manifest.update({"last_run": actions, "last_run_started": _now(), "last_run_finished": None})
     options = {"precision": precision, "compress": compress}
@@ -448,22 +506,23 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
             on_done(name, action, entries.get(name, {}))
 
     def fail(name, entry, message, internal=False, **extra):
-        prior = entries.get(name, {})
-        made = (prior.get("outputs_from") if prior.get("status") != "ok"
-                else {k: prior[k] for k in ("finished", "input_sha256", "seed", "trials") if k in prior})
-        entries[name] = {**entry, "status": "failed", "error": message, **extra, "finished": _now()}
-        if made and _finished(out / name):  # the last good results stay in the folder: say whose they are
-            entries[name]["outputs_from"] = made
+        entries[name] = {**entry, "status": "failed", "error": message, **extra, "finished": _now(),
+                         **_dated(entries.get(name, {}), out / name)}
         if internal:
             entries[name]["internal_error"] = True
         done(name, "failed")
 
     gone = [n for n, e in entries.items() if n not in names.values() and e.get("status") != "removed"]
+    by_file = {path.name: name for path, name in names.items()}
     for name in gone:
+        file = entries[name].get("file")
+        why = (f"{file} runs into {by_file[file]}/ (two entries of the manifest named it)"
+               if isinstance(file, str) and file in by_file else f"{file}: no longer in {folder}")
         entries[name] = {**entries[name], "status": "removed", "removed": _now(),
-                         "error": f"{entries[name].get('file')}: no longer in {folder}; its last results stay in "
-                                  f"{name}/ and are left out of {CSV_FILE}"}
+                         "error": f"{why}; the last results of this entry stay in {name}/ and are left out of "
+                                  f"{CSV_FILE}", **_dated(entries[name], out / name)}
     STOP.clear()
+    save()  # from now on the manifest says this run has not finished
     try:
         for name in gone:
             done(name, "removed")
@@ -489,13 +548,26 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
     return manifest
 
 
+def _dated(prior: dict, target: Path) -> dict:
+    """``{"outputs_from": ...}`` for an entry that no longer says ``ok`` (failed, removed,
+    skipped) whose folder still holds the finished results of its last success: when they
+    were made, from which inputs (``prior``: the entry before, which may itself carry it);
+    else {}."""
+    made = prior.get("outputs_from") if prior.get("status") != "ok" else \
+        {k: prior[k] for k in ("finished", "input_sha256", "seed", "trials") if k in prior}
+    return {"outputs_from": made} if made and _finished(target) else {}
+
+
 def _summaries(out: Path, entries: dict) -> dict:
-    """The summaries of the scenarios whose last run succeeded, by run folder name."""
+    """The summaries of the scenarios whose last run succeeded, by run folder name: only a
+    finished folder (its report written) whose summary is of the inputs the manifest names
+    (a run interrupted between its summary and its report has neither the old nor the new
+    row)."""
     summaries = {}
     for name, e in entries.items():
-        if e.get("status") == "ok":
+        if e.get("status") == "ok" and _finished(out / name):
             summary = _read_summary(out / name)
-            if summary is not None:
+            if summary is not None and summary.get("scenario_sha256") == e.get("input_sha256"):
                 summaries[name] = summary
     return summaries
 
@@ -513,7 +585,8 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
         data, _, _ = read_document(path)
         if is_variant(data):
             entries[name] = {**entry, "status": "skipped", "error": "a variant file (changes to a base "
-                             "scenario), not a whole scenario; run it with `forecaster compare`"}
+                             "scenario), not a whole scenario; run it with `forecaster compare`",
+                             **_dated(entries.get(name, {}), target)}
             done(name, "skipped")
             return
         sc = load_scenario(path).with_run(trials=trials)
@@ -545,7 +618,7 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
     if _kind(target) == "folder":
         _remove_stale_temporaries(target, _RUN_TEMP)  # left by a run that was killed
     started, t0 = _now(), time.perf_counter()
-    made = False
+    made = published = False
     try:
         try:
             os.mkdir(target)  # never through a link: a link created meanwhile makes this fail
@@ -554,17 +627,20 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
             if _kind(target) != "folder":
                 raise OutputError(_run_folder_problem(target, folder)) from None
         run_to_folder(sc, target, threads=threads, progress=progress, keep_summary_advice=False, **options)
+        published = True
         report.write_report(target)
     except BaseException as exc:
         if made:  # a folder this run created and left empty: not a result
             with contextlib.suppress(OSError):
                 os.rmdir(target)
+        # the forecast is published before its report is written: a report that failed leaves them without one
+        left = f"; {target} holds this run's forecast.nc and summary.json, without a report" if published else ""
         if isinstance(exc, ForecasterError):
-            fail(name, entry, str(exc), started=started)
+            fail(name, entry, str(exc) + left, started=started)
         elif isinstance(exc, OSError):
-            fail(name, entry, f"{target}: cannot be written: {exc.strerror or exc}", started=started)
+            fail(name, entry, f"{target}: cannot be written: {exc.strerror or exc}{left}", started=started)
         elif isinstance(exc, Exception):  # a bug: this scenario fails, the others still run
-            fail(name, entry, _internal(exc), internal=True, started=started)
+            fail(name, entry, _internal(exc) + left, internal=True, started=started)
         else:
             raise
         return

@@ -637,6 +637,11 @@ class BatchProgress:
         if self.bar:
             self.bar.advance(self.current, n)
 
+    def line(self, text: str) -> None:
+        """``text`` printed above the live bar (on its terminal), which then redraws below it."""
+        if self.bar:
+            self.bar.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
     def __exit__(self, *exc):
         if self.bar:
             self.bar.stop()

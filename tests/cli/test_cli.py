@@ -91,6 +91,10 @@ def test_validate_checks_several_files_and_fails_if_any_is_bad(tmp_path):
     good = CliRunner().invoke(main, ["validate", str(SCENARIOS / "minimal.yaml"), str(SCENARIOS / "saas-quarter.yaml")])
     assert good.exit_code == 0 and good.output.count(": valid (") == 2
     assert CliRunner().invoke(main, ["validate"]).exit_code == 2  # a file is still required
+    variant = tmp_path / "v.yaml"  # a batch folder's variant file: batch skips it, validate says so
+    variant.write_text("scale:\n  segments.direct.leads.per_week: 2\n")
+    res = CliRunner().invoke(main, ["validate", str(SCENARIOS / "minimal.yaml"), str(variant)])
+    assert res.exit_code == 0 and "v.yaml: a variant file (changes to a base scenario)" in res.output
 
 def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"

@@ -188,9 +188,24 @@ def test_an_interrupted_batch_leaves_summaries_csv_with_what_finished_and_says_i
              if r["metric"] == "revenue" and r["period"] == "total"}
     total = json.loads((out / first / "summary.json").read_text())["metrics"]["revenue"]["total"]["mean"]
     assert float(after[first]) == total and total > 1.5 * float(before[first.replace("=", "'=")])
+    # the second was stopped between its new summary and its report: the manifest still names the
+    # old inputs, the folder holds neither result whole, so it has no row (not the new one under the old)
+    assert second not in after and manifest["scenarios"][second]["input_sha256"] != \
+        json.loads((out / second / "summary.json").read_text())["scenario_sha256"]
     monkeypatch.setattr(report, "write_report", real)
     done = run_batch(folder, out, trials=300)
     assert done["last_run_finished"] is not None and done["last_run"][second] == "ran"
+    rows = {r["scenario"].lstrip("'") for r in csv.DictReader((out / "summaries.csv").open())}
+    assert {first, second} <= rows
+
+    def interrupt_first(target):  # stopped in its first scenario: the manifest already says unfinished
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupt_first)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(folder, out, trials=300, force=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["last_run_finished"] is None and manifest["last_run"] == {}
 
 
 def test_a_second_batch_into_the_same_out_is_refused_while_the_first_runs(tmp_path, monkeypatch):
@@ -208,27 +223,64 @@ def test_a_second_batch_into_the_same_out_is_refused_while_the_first_runs(tmp_pa
     assert not (out / batch.LOCK).exists()
 
 
-def test_two_batch_processes_at_once_one_is_refused_and_the_manifest_describes_the_files(tmp_path):
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from forecaster.present.batch import _exclusive
+out, flag = Path(sys.argv[1]), Path(sys.argv[2])
+with _exclusive(out):
+    print("held", flush=True)
+    while not flag.exists():
+        time.sleep(0.02)
+"""
+
+
+def test_a_batch_is_refused_while_another_process_holds_out_and_runs_once_it_is_gone(tmp_path):
     import sys
 
-    folder, out = tmp_path / "many", tmp_path / "out"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"s{i}.yaml").write_text((SCENARIOS / "minimal.yaml").read_text().replace("name: minimal", f"name: s{i}"))
-    cmd = [sys.executable, "-m", "forecaster", "batch", str(folder), "--out", str(out), "--quiet"]
-    first = subprocess.Popen([*cmd, "--trials", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    import time
+    folder, out, flag = _folder(tmp_path), tmp_path / "out", tmp_path / "done"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(out), str(flag)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cmd = [sys.executable, "-m", "forecaster", "batch", str(folder), "--out", str(out), "--trials", "200"]
+        refused = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and "another `forecaster batch` is writing there (process " in refused.stderr
+        assert "Traceback" not in refused.stderr and sorted(p.name for p in out.iterdir()) == [".batch.lock"]
+    finally:
+        flag.touch()
+        holder.communicate(timeout=60)
+    assert not (out / ".batch.lock").exists()
+    ran = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 2, ran.stderr  # broken.yaml fails, the others run
+    assert json.loads((out / "manifest.json").read_text())["scenarios"]["minimal"]["status"] == "ok"
 
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / ".batch.lock").exists() and first.poll() is None:
-        time.sleep(0.02)
-    second = subprocess.run([*cmd, "--trials", "500"], capture_output=True, text=True, timeout=300)
-    first.communicate(timeout=600)
-    assert first.returncode == 0
-    assert second.returncode == 2 and "another `forecaster batch` is writing there" in second.stderr
-    entries = json.loads((out / "manifest.json").read_text())["scenarios"]
-    for name, e in entries.items():
-        assert e["trials"] == 100000 == json.loads((out / name / "summary.json").read_text())["trials"]
+
+def test_the_lock_never_writes_through_a_hard_link_and_a_file_system_without_locks_runs_unlocked(tmp_path,
+                                                                                                 monkeypatch):
+    import errno
+    import fcntl
+
+    import forecaster.present.batch as batch
+    from forecaster.errors import OutputError
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    os.link(precious, out / batch.LOCK)
+    with pytest.raises(OutputError, match="hard link"):
+        run_batch(folder, out, trials=200)
+    assert precious.read_text() == "keep me"
+    (out / batch.LOCK).unlink()
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert run_batch(folder, out, trials=200)["scenarios"]["minimal"]["status"] == "ok"
+    assert not (out / batch.LOCK).exists()
 
 
 def test_a_removed_scenario_is_marked_and_leaves_summaries_csv_and_names_stay_put(tmp_path):
@@ -257,6 +309,48 @@ def test_a_removed_scenario_is_marked_and_leaves_summaries_csv_and_names_stay_pu
     again = run_batch(folder, out, trials=200)
     assert again["last_run"]["b"] == "ran" and again["scenarios"]["b"]["status"] == "ok"
     assert "A" not in again["last_run"]  # said once, not on every run
+
+
+def test_a_new_file_never_takes_the_folder_a_removed_scenario_left_whatever_its_case(tmp_path):
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "b.yaml")
+    run_batch(folder, out, trials=200)
+    (folder / "b.yaml").rename(folder / "B.yaml")  # b.yaml removed, B.yaml new
+    second = run_batch(folder, out, trials=200)
+    assert second["last_run"] == {"b": "removed", "B-2": "ran"}  # not b/, where b.yaml's results stay
+    shutil.copy(folder / "B.yaml", folder / "b.yml")
+    shutil.copy(folder / "B.yaml", folder / "b.yaml")  # back again: its own folder
+    third = run_batch(folder, out, trials=200)
+    assert third["last_run"] == {"b": "ran", "B-2": "unchanged", "b-3": "ran"}
+    assert {n: e["file"] for n, e in third["scenarios"].items()} == {"b": "b.yaml", "B-2": "B.yaml", "b-3": "b.yml"}
+    assert all(e["status"] == "ok" for e in third["scenarios"].values())
+
+
+def test_two_manifest_entries_naming_one_file_keep_the_one_with_results(tmp_path):
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "a.yaml")
+    first = run_batch(folder, out, trials=200)
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["scenarios"] = {"a-2": dict(first["scenarios"]["a"]), "a": first["scenarios"]["a"]}  # edited by hand
+    path.write_text(json.dumps(manifest))
+    again = run_batch(folder, out, trials=200)
+    assert again["last_run"] == {"a-2": "removed", "a": "unchanged"}
+    assert "a.yaml runs into a/" in again["scenarios"]["a-2"]["error"]
+
+
+def test_names_at_the_length_limit_keep_their_suffix_and_stay_put(tmp_path):
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    for end in "ab":
+        shutil.copy(SCENARIOS / "minimal.yaml", folder / ("x" * 198 + f"{end}.yaml"))
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / ("x" * 198 + "a.yml"))
+    first = run_batch(folder, out, trials=200)
+    assert all(len(n.encode()) <= 200 for n in first["scenarios"])
+    again = run_batch(folder, out, trials=200)
+    assert set(again["last_run"].values()) == {"unchanged"}, again["last_run"]
 
 
 @pytest.mark.parametrize("layout", ["empty", "only subfolders", "only variants"])
@@ -317,6 +411,7 @@ def test_batch_precision_and_compress_are_run_options_whose_change_reruns(tmp_pa
     assert "      ran  minimal" in res.output
     with xr.open_dataset(out / "minimal" / "forecast.nc") as ds:
         assert ds["revenue"].dtype == "float32"
+        assert ds["revenue"].encoding.get("zlib") or ds["revenue"].encoding.get("compression")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["scenarios"]["minimal"]["precision"] == "float32" and manifest["scenarios"]["minimal"]["compress"]
     assert run_batch(folder, out, trials=300, precision="float32", compress=True)["last_run"]["minimal"] == "unchanged"
