@@ -16,17 +16,21 @@ from forecaster.engine.seeding import StreamKeys, thread_generators
 @dataclass(frozen=True)
 class Sources:
     """Which sources of won deals a block simulates: the new leads and the dated lead events
-    (v2 F2) of ``segments`` (indices) and, if ``pipeline``, the open pipeline's deals.
+    (v2 F2) of ``segments`` (indices), if ``pipeline`` the open pipeline's deals, and if
+    ``installed`` the installed base's customers (v2 A.5). With customers, each source's won
+    deals bring their customers along (each source's from streams of its own).
 
     Every source draws from streams of its own, so a run of some sources books, for every
-    trial, exactly the deals a whole run books from them: a whole run's outputs are the sum
-    of its sources' (up to the rounding of the sum). The per-trial parameters and shared
-    shocks are drawn for every segment whatever the sources. Not with a team capacity,
-    which decides jointly when every source's deals are won.
+    trial, exactly the deals (and customers) a whole run books from them: a whole run's
+    outputs are the sum of its sources' (up to the rounding of the sum). The per-trial
+    parameters and shared shocks are drawn for every segment whatever the sources. Not with
+    a team capacity, which decides jointly when every source's deals are won, nor with
+    spifs or clawbacks (v2 D), whose rates need every source's deals.
     """
 
     segments: tuple[int, ...]
     pipeline: bool
+    installed: bool = False
 
 
 def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bookings, theta, *extra,
@@ -158,7 +162,7 @@ def run_block(plan: Plan, keys: StreamKeys, first: int, n: int, revenue, won, bo
             loss = np.full(log[0].shape[0] if clawing else 0, -1, dtype=np.int64)
             _customers_of(key_set, gens, first, log, plan, theta, after, loss)
             losses.append(loss)
-        if plan.installed.segment.shape[0] > 0 and sources is None:
+        if plan.installed.segment.shape[0] > 0 and (sources is None or sources.installed):
             kernels.simulate_installed(keys.installed.streams(*gens), first, plan.installed, plan.customers, funnel,
                                        theta, after)
     if plan.deals is not None and sources is None:  # v2 D.2, D.4 (a whole run: the rates need every source)

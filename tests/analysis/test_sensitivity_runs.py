@@ -191,3 +191,74 @@ def test_a_leads_lever_of_a_segment_of_events_only_is_0_and_says_why(tmp_path):
     path.write_text(EVENTS)
     plain, _ = sens.sensitivity(path, trials=100)
     assert "notes" not in plain
+
+
+# --- customers after the sale (v2 A): new leads', the pipeline's and the installed base's ------
+
+SUBSCRIPTIONS = Path(__file__).resolve().parents[2] / "scenarios" / "saas-subscriptions.yaml"
+
+
+def _subscriptions(tmp_path) -> Path:
+    """saas-subscriptions over a quarter, with a small pipeline (self_serve deals only) and the
+    sales_led installed customers' values left blank (they draw the segment's deal value)."""
+    rows = (SUBSCRIPTIONS.parent / "saas-subscriptions-customers.csv").read_text().splitlines()
+    kept = [rows[0]]
+    for row in rows[1:]:
+        cells = row.split(",")
+        if cells[1] == "sales_led":
+            cells[3] = ""
+        kept.append(",".join(cells))
+    (tmp_path / "saas-subscriptions-customers.csv").write_text("\n".join(kept) + "\n")
+    (tmp_path / "pipeline.csv").write_text(
+        "deal_id,segment,stage,entered_stage,amount,owner\n"
+        + "".join(f"P-{i},self_serve,{stage},2026-12-{10 + i},,\n" for i, stage in enumerate(("lead", "trial") * 3)))
+    text = SUBSCRIPTIONS.read_text().replace("end: 2027-12-31", "end: 2027-03-31")
+    path = tmp_path / "subs.yaml"
+    path.write_text(text + "\npipeline: {file: pipeline.csv}\n")
+    return path
+
+
+def test_with_customers_levers_rerun_only_the_sources_whose_customers_they_change(tmp_path):
+    """The installed base is a source of its own: only the after-sale levers (and a deal value
+    that its customers without a value of their own draw) run it again."""
+    path = _subscriptions(tmp_path)
+    sc = fc.load_scenario(path)
+    plan = sens.build_plan(sc)
+    assert [(s.segments, s.pipeline, s.installed) for s in sens.sources_of(plan)] == [
+        ((0,), False, False), ((1,), False, False), ((), True, False), ((), False, True)]
+    doc = sens.read_document(path)[0]
+    reruns = {lever.name: sens.changed_sources(lever, plan) for lever in sens.levers(doc, sc)}
+    assert reruns["self_serve: leads"] == [0] and reruns["sales_led: leads"] == [1]
+    assert reruns["self_serve: renew"] == [0, 2, 3] and reruns["sales_led: renew"] == [1, 3]
+    assert reruns["self_serve: deal value"] == [0, 2]  # its installed customers keep their own values
+    assert reruns["sales_led: deal value"] == [1, 3]   # its installed customers draw the deal value
+    assert reruns["sales_led: negotiation convert"] == [1]
+    assert reruns["all: renew"] == [0, 1, 2, 3]
+
+
+def test_with_customers_runs_by_source_give_the_numbers_of_whole_runs(tmp_path, monkeypatch):
+    """Every metric's effect of every lever, after-sale stocks and flows included, is the whole
+    runs' up to the rounding of sums; a lever that changes no customer has an effect of 0."""
+    path = _subscriptions(tmp_path)
+    calls, real = [], sens._lever_split
+    monkeypatch.setattr(sens, "_lever_split", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    split, _ = sens.sensitivity(path, trials=120, seed=5, threads=2)
+    assert calls and [3] not in calls and any(3 not in which for which in calls)  # runs by source, indeed
+    monkeypatch.setattr(sens, "_lever_split", real)
+    whole, _ = sens.sensitivity(path, trials=120, seed=5, threads=2, by_source=False)
+    assert [e["lever"] for e in split["levers"]] == [e["lever"] for e in whole["levers"]]
+    assert "active_customers" in whole["base"] and "total_bookings" in whole["base"]
+    for a, b in zip(split["levers"], whole["levers"]):
+        for direction in ("minus", "plus"):
+            assert (direction in a) == (direction in b), a["lever"]
+            for metric, stats in b.get(direction, {}).items():
+                got = a[direction][metric]
+                assert math.isclose(got["mean"], stats["mean"], rel_tol=1e-9, abs_tol=1e-6), (a["lever"], metric)
+    for metric in whole["base"]:
+        assert math.isclose(split["base"][metric]["mean"], whole["base"][metric]["mean"], rel_tol=1e-12), metric
+    # sales_led's new annual customers renew after the quarter: its leads move no renewal, exactly
+    leads = next(e for e in split["levers"] if e["lever"] == "sales_led: leads")
+    assert leads["minus"]["renewal_bookings"]["mean"] == 0.0 and leads["plus"]["renewal_bookings"]["mean"] == 0.0
+    assert leads["plus"]["revenue"]["mean"] > 0
+    renew = next(e for e in split["levers"] if e["lever"] == "self_serve: renew")
+    assert renew["minus"]["mrr"]["mean"] < 0  # fewer renewals: less MRR, from new and installed customers alike
