@@ -356,6 +356,25 @@ def _finished(target: Path) -> bool:
                                                                                   "report.html"))
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The first bytes of every ``forecast.nc`` a run writes (netCDF-4 is HDF5)."""
+
+
+def _intact(target: Path, sha256: str) -> bool:
+    """Whether a finished run folder still holds what its run wrote: a ``summary.json`` that
+    reads, of the inputs ``sha256``, and a ``forecast.nc`` that starts as one (a file
+    overwritten or truncated by hand, or by a disk that filled, is run again, not kept as
+    unchanged)."""
+    summary = _read_summary(target)
+    if summary is None or summary.get("scenario_sha256") != sha256:
+        return False
+    try:
+        with open(target / "forecast.nc", "rb") as f:
+            return f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
 def _read_summary(target: Path) -> dict | None:
     if _kind(target) != "folder" or _kind(target / "summary.json") != "file":
         return None
@@ -605,7 +624,7 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
                  and previous.get("input_sha256") == sc.sha256 and previous.get("forecaster_version") == __version__
                  and previous.get("trials") == sc.trials
                  and all(previous.get(k, RUN_DEFAULTS[k]) == v for k, v in options.items())
-                 and _finished(target))
+                 and _finished(target) and _intact(target, sc.sha256))
     if unchanged and not force:
         if progress:
             progress(sc.trials)

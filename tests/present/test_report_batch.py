@@ -417,6 +417,16 @@ def test_batch_precision_and_compress_are_run_options_whose_change_reruns(tmp_pa
     assert run_batch(folder, out, trials=300, precision="float32", compress=True)["last_run"]["minimal"] == "unchanged"
 
 
+@pytest.mark.parametrize("damage", ["forecast.nc", "summary.json"])
+def test_a_damaged_result_is_run_again_not_kept_as_unchanged(tmp_path, damage):
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    run_batch(folder, out, trials=300)
+    (out / "minimal" / damage).write_text("junk\n")
+    again = run_batch(folder, out, trials=300)
+    assert again["last_run"]["minimal"] == "ran" and again["last_run"]["=HYPERLINK(1)"] == "unchanged"
+    assert json.loads((out / "minimal" / "summary.json").read_text())["trials"] == 300
+
+
 def test_each_scenario_is_told_as_it_ends(tmp_path):
     folder, out = _folder(tmp_path), tmp_path / "out"
     told = []
