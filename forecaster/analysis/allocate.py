@@ -82,7 +82,7 @@ from forecaster.engine.simulation import run_trials
 from forecaster.errors import ForecasterError, ScenarioError
 from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import Z975, describe
-from forecaster.scenario.loading import build_scenario, load_scenario, read_document
+from forecaster.scenario.loading import build_scenario, files_folder, load_scenario, read_document
 from forecaster.scenario.model import Outputs, Scenario
 from forecaster.scenario.validation import suggest
 from forecaster.scenario.variants import Literal, apply_changes
@@ -339,8 +339,8 @@ class _Evaluator:
         shown = ", ".join(f"{self.channels[g].name} {b:,.2f}" for g, b in budgets.items())
         if problems:
             raise ScenarioError(f"{self.path} (budgets {shown})", problems)
-        sc = build_scenario(doc, {}, f"{self.path} (budgets {shown})", base_dir=Path(self.path).parent, raw=self.raw,
-                            source=Path(self.path))
+        sc = build_scenario(doc, {}, f"{self.path} (budgets {shown})", base_dir=files_folder(Path(self.path), doc),
+                            raw=self.raw, source=Path(self.path))
         return dataclasses.replace(sc, outputs=Outputs(spend=False)).with_run(self.trials, self.seed)
 
     def _run(self, sc: Scenario, segment: int | None, keep_inputs: bool = False):

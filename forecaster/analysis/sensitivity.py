@@ -74,7 +74,7 @@ from forecaster.errors import ForecasterError, ScenarioError
 from forecaster.results.files import checkpoint
 from forecaster.results.layout import Layout, MemorySink
 from forecaster.results.summary import describe, stage_value_summary
-from forecaster.scenario.loading import build_scenario, load_scenario, read_document
+from forecaster.scenario.loading import build_scenario, files_folder, load_scenario, read_document
 from forecaster.scenario.model import LEAD_SOURCES, Outputs, Scenario
 from forecaster.scenario.variants import Literal, apply_changes
 
@@ -771,7 +771,7 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                             else f"{'+' if j else '-'}{step:g} points" if convert_step == "points" \
                             else f"odds x{factor:g}"
                         sc = build_scenario(changed, {}, f"{path} ({lever.name} {step_name})",
-                                            base_dir=source.parent, raw=raw, source=source)
+                                            base_dir=files_folder(source, changed), raw=raw, source=source)
                     except ScenarioError as exc:  # e.g. a probability pushed past 0 or 1 (points)
                         skipped.append({"lever": lever.name, "direction": "-+"[j],
                                         "why": str(exc).splitlines()[-1].strip()})

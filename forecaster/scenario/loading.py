@@ -71,7 +71,9 @@ def load_scenario(path: str | Path) -> Scenario:
     Parameters
     ----------
     path : str or Path
-        The scenario file. A pipeline file it names is read relative to its folder.
+        The scenario file. A pipeline or customers file it names is read relative to its
+        folder (:func:`files_folder`: for a symbolic link whose files lie beside the file it
+        leads to and not beside the link, that file's folder).
 
     Raises
     ------
@@ -80,7 +82,27 @@ def load_scenario(path: str | Path) -> Scenario:
     """
     path = Path(path)
     data, lines, raw = read_document(path)
-    return build_scenario(data, lines, str(path), base_dir=path.parent, raw=raw, source=path)
+    return build_scenario(data, lines, str(path), base_dir=files_folder(path, data), raw=raw, source=path)
+
+
+def files_folder(path: Path, data: object) -> Path:
+    """The folder a scenario's own files (``pipeline.file``, ``customers.file``) are read from:
+    the scenario file's; for a symbolic link (a batch folder of links into a repository), the
+    folder of the file it leads to when every file named is there and not every one is beside
+    the link. Beside the link wins when both hold them, so a link never changes a scenario
+    that read its files beside it before."""
+    here = path.parent
+    if not isinstance(data, dict) or not path.is_symlink():
+        return here
+    names = [part["file"] for part in (data.get("pipeline"), data.get("customers"))
+             if isinstance(part, dict) and isinstance(part.get("file"), str) and part["file"]]
+    try:
+        there = path.resolve().parent
+    except (OSError, RuntimeError):
+        return here
+    if not names or all((here / n).is_file() for n in names) or not all((there / n).is_file() for n in names):
+        return here
+    return there
 
 
 def scenario_from_dict(data: dict, *, base_dir: str | Path = ".", name: str = "<scenario>") -> Scenario:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, TypeVar, cast
 
 from forecaster.errors import Problem, ScenarioError
-from forecaster.scenario.loading import build_scenario, read_document
+from forecaster.scenario.loading import build_scenario, files_folder, read_document
 from forecaster.scenario.model import Scenario
 from forecaster.scenario.validation import show, suggest
 
@@ -256,7 +256,7 @@ def load_variant(path: str | Path, base_path: str | Path) -> Scenario:
     path, base_path = Path(path), Path(base_path)
     data, lines, raw = read_document(path)
     if not is_variant(data):
-        return build_scenario(data, lines, str(path), base_dir=path.parent, raw=raw, source=path)
+        return build_scenario(data, lines, str(path), base_dir=files_folder(path, data), raw=raw, source=path)
     problems = [Problem(str(k), f"is not a known key of a variant file{suggest(k, VARIANT_KEYS)}; "
                                 f"valid keys: {', '.join(VARIANT_KEYS)}") for k in data if k not in VARIANT_KEYS]
     base, _, base_raw = read_document(base_path)
@@ -268,5 +268,5 @@ def load_variant(path: str | Path, base_path: str | Path) -> Scenario:
         doc["name"] = data.get("name") or path.stem
         if data.get("description"):
             doc["description"] = data["description"]
-    return build_scenario(doc, {}, f"{path} (applied to {base_path.name})", base_dir=base_path.parent,
+    return build_scenario(doc, {}, f"{path} (applied to {base_path.name})", base_dir=files_folder(base_path, doc),
                           raw=base_raw + raw, source=path)

@@ -237,3 +237,25 @@ def test_week_dates_are_not_iso_calendar_dates(tmp_path):
                     'funnel: {x: {convert: 0.5, days: 1}}, deal_value: 1}}\n')
     with pytest.raises(fc.ScenarioError, match="start must be an ISO date"):
         fc.load_scenario(path)
+
+
+def test_a_symbolic_link_to_a_scenario_reads_its_files_beside_what_it_leads_to(tmp_path):
+    """A batch folder of links into a repository: the pipeline beside the real file is found;
+    a pipeline beside the link, when there is one, still wins (a link never changes a
+    scenario that read its files beside it)."""
+    import shutil
+
+    repo, links = tmp_path / "repo", tmp_path / "links"
+    repo.mkdir()
+    links.mkdir()
+    shutil.copy(SCENARIOS / "saas-quarter.yaml", repo / "sq.yaml")
+    shutil.copy(SCENARIOS / "saas-quarter-pipeline.csv", repo / "saas-quarter-pipeline.csv")
+    (links / "sq.yaml").symlink_to(repo / "sq.yaml")
+    assert len(fc.load_scenario(links / "sq.yaml").pipeline) == 340
+    rows = (SCENARIOS / "saas-quarter-pipeline.csv").read_text().splitlines()
+    (links / "saas-quarter-pipeline.csv").write_text("\n".join(rows[:11]) + "\n")  # ten deals beside the link
+    assert len(fc.load_scenario(links / "sq.yaml").pipeline) == 10
+    (links / "saas-quarter-pipeline.csv").unlink()
+    (repo / "saas-quarter-pipeline.csv").unlink()  # nowhere: the error names the place beside the link
+    with pytest.raises(fc.ScenarioError, match="links/saas-quarter-pipeline.csv"):
+        fc.load_scenario(links / "sq.yaml")
