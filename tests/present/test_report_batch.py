@@ -130,12 +130,12 @@ def test_batch_skips_what_did_not_change_and_reruns_what_did(tmp_path):
     assert forced["last_run"]["=HYPERLINK(1)"] == "ran"
 
 
-def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(tmp_path, monkeypatch):
+def _interrupt_second_report(monkeypatch) -> list:
+    """Make the batch's second report raise KeyboardInterrupt (a Ctrl-C there); returns the
+    run folders whose report was asked for, in order."""
     import forecaster.present.report as report
 
-    folder, out = _folder(tmp_path), tmp_path / "out"
-    real = report.write_report
-    calls = []
+    real, calls = report.write_report, []
 
     def interrupt_second(target):
         calls.append(target)
@@ -144,6 +144,15 @@ def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(
         return real(target)
 
     monkeypatch.setattr(report, "write_report", interrupt_second)
+    return calls
+
+
+def test_an_interrupted_batch_keeps_finished_work_and_the_next_run_completes_it(tmp_path, monkeypatch):
+    import forecaster.present.report as report
+
+    folder, out = _folder(tmp_path), tmp_path / "out"
+    real = report.write_report
+    calls = _interrupt_second_report(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_batch(folder, out, trials=300)
     first = calls[0].name
@@ -169,15 +178,8 @@ def test_an_interrupted_batch_leaves_summaries_csv_with_what_finished_and_says_i
               if r["metric"] == "revenue" and r["period"] == "total"}
     for name in ("minimal.yaml", "=HYPERLINK(1).yaml"):  # both change: more leads
         (folder / name).write_text((folder / name).read_text().replace("per_week: 120", "per_week: 240"))
-    real, calls = report.write_report, []
-
-    def interrupt_second(target):
-        calls.append(target)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(target)
-
-    monkeypatch.setattr(report, "write_report", interrupt_second)
+    real = report.write_report
+    calls = _interrupt_second_report(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_batch(folder, out, trials=300)
     first, second = calls[0].name, calls[1].name
