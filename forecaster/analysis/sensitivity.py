@@ -506,8 +506,8 @@ def _run(sc: Scenario, trials: int, seed: int, *, keep_inputs: bool = False,
 # after-sale levers and a deal value its customers without a value of their own draw.
 # Every total, the base's included, is the sum of its sources in that one order, so a lever
 # that changes nothing has an effect of exactly 0. (Not with a team capacity, which decides
-# jointly when every source's deals are won, nor with spifs or clawbacks, whose rates need
-# every source's deals, nor with stage values: sensitivity then runs whole runs.)
+# jointly when every source's deals are won, nor with stage values, nor with customers and
+# spifs or clawbacks, whose loss days only whole runs record: sensitivity then runs whole runs.)
 
 
 def _has_installed(plan) -> bool:
@@ -527,8 +527,17 @@ INSTALLED_KINDS = frozenset({kind for kind, _, _ in AFTER_SALE_LEVERS} | {"deal_
 and the deal value (a subscriber whose file gives no value draws the segment's)."""
 
 
-def changed_sources(lever: Lever, plan) -> list[int]:
-    """Indices into :func:`sources_of` of the sources whose deals (or customers) ``lever`` can change."""
+def repeats_drawing_deal_value(sc: Scenario) -> frozenset[int]:
+    """The segments (indices) whose repeat buyers price each repeat purchase by the segment's
+    ``deal_value`` (no ``repeat.value``, v2 A.1): a deal value lever reaches every customer
+    of theirs, those of pipeline deals with an amount of their own too."""
+    return frozenset(g for g, seg in enumerate(sc.segments.values())
+                     if seg.customer is not None and seg.customer.repeat is not None and seg.customer.repeat.value is None)
+
+
+def changed_sources(lever: Lever, plan, repeats_draw_value: frozenset[int] = frozenset()) -> list[int]:
+    """Indices into :func:`sources_of` of the sources whose deals (or customers) ``lever`` can
+    change (``repeats_draw_value``: :func:`repeats_drawing_deal_value` of the scenario)."""
     every = sources_of(plan)
     if lever.scope not in plan.segment_names:
         return list(range(len(every)))
@@ -536,8 +545,8 @@ def changed_sources(lever: Lever, plan) -> list[int]:
     changed = [g]
     if plan.has_pipeline and lever.kind != "leads":
         own = plan.deal_segment == g  # the open deals of segments with moves too (v2 B)
-        if lever.kind == "deal_value":
-            own &= plan.deal_amount < 0  # deals with an amount of their own keep it
+        if lever.kind == "deal_value" and g not in repeats_draw_value:
+            own &= plan.deal_amount < 0  # deals with an amount of their own keep it (and their customers theirs)
         if own.any():
             changed.append(len(plan.segment_names))
     if _has_installed(plan) and lever.kind in INSTALLED_KINDS:
@@ -736,15 +745,17 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
     run_bytes = memory_per_trial([base_sc])
     # held at once: each worker's run (by source: every source's arrays and their sum), the base's
     # sources, every run's totals
-    sources = len(base_sc.segments) + 3
+    sources = len(sources_of(base_plan)) + 1
     check_memory(trials, (workers + 1) * sources * run_bytes + 8 * len(available) * (2 * len(all_levers) + 2),
                  f"sensitivity of {path} ({len(all_levers)} levers, each -step and +step)")
     total_runs, done_runs = 2 * len(all_levers), 0
     skipped: list[dict[str, str]] = []
     capped: list[dict[str, str]] = []
-    # see "runs by source" above (not with spifs or clawbacks, whose rates need every source's deals)
-    by_source = by_source and not base_plan.has_capacity and base_plan.deals is None \
-        and not base_plan.has_stage_values
+    # see "runs by source" above (with customers, not with spifs or clawbacks: a customer's loss
+    # day is recorded for the clawbacks only in whole runs)
+    by_source = by_source and not base_plan.has_capacity and not base_plan.has_stage_values \
+        and not (base_plan.has_customers and base_plan.deals is not None)
+    repeats_draw_value = repeats_drawing_deal_value(base_sc)
     with ThreadPoolExecutor(workers) as pool:
         stop = threading.Event()  # set when the command is interrupted: running runs give up within a block
         if by_source:
@@ -780,7 +791,8 @@ def sensitivity(path, *, step: float = 0.10, trials: int | None = None, seed: in
                     capped.extend({"lever": lever.name, "direction": "-+"[j], "quantity": q, "why": why}
                                   for q, why in change.capped)
                     if by_source:
-                        pair.append(pool.submit(_lever_split, sc, trials, seed, changed_sources(lever, base_plan),
+                        pair.append(pool.submit(_lever_split, sc, trials, seed,
+                                                changed_sources(lever, base_plan, repeats_draw_value),
                                                 base_split, stop, change.adjust))
                     else:
                         pair.append(pool.submit(_run, sc, trials, seed, stop=stop, adjust=change.adjust))
