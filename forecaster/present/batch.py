@@ -306,17 +306,21 @@ def _is_safe_key(name) -> bool:
 def _read_manifest(path: Path) -> dict:
     """The previous run's manifest, or {} when there is none or it is not one of ours
     (unreadable, not JSON, wrong shape). Entries whose names are not safe run folder names
-    (a hand-edited ``../elsewhere``) are dropped: nothing is read or written through them."""
+    (a hand-edited ``../elsewhere``) are dropped: nothing is read or written through them;
+    so are entries that name no scenario file (not one of ours: they neither keep a name nor
+    read as removed). ``NaN`` and ``Infinity``, which strict JSON does not have, read as
+    null, so that the manifest written back is strict JSON."""
     if _kind(path) != "file":
         return {}
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _: None)
     except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(manifest, dict):
         return {}
     entries = manifest.get("scenarios")
-    manifest["scenarios"] = ({k: v for k, v in entries.items() if _is_safe_key(k) and isinstance(v, dict)}
+    manifest["scenarios"] = ({k: v for k, v in entries.items() if _is_safe_key(k) and isinstance(v, dict)
+                              and isinstance(v.get("file"), str) and v["file"]}
                              if isinstance(entries, dict) else {})
     return manifest
 

@@ -553,3 +553,23 @@ def test_batch_leaves_an_ignored_signal_ignored_and_puts_the_handlers_back(tmp_p
         assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
     finally:
         signal.signal(signal.SIGINT, before[signal.SIGINT])
+
+
+def test_a_manifest_with_nan_or_entries_naming_no_file_is_read_as_not_ours(tmp_path):
+    """A hand-edited manifest: its entry without a file neither keeps its name from the file
+    that would have it nor reads as removed, and the manifest written back is strict JSON
+    (NaN, which strict JSON lacks, reads as null)."""
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "good.yaml")
+    (out / "manifest.json").write_text('{"scenarios": {"good": {"seconds": NaN}, "old": {"file": "old.yaml", '
+                                       '"status": "ok", "seconds": Infinity}}}')
+    manifest = run_batch(folder, out, trials=200)
+    assert manifest["last_run"] == {"old": "removed", "good": "ran"}
+
+    def strict(constant):
+        raise ValueError(constant)
+
+    written = json.loads((out / "manifest.json").read_text(), parse_constant=strict)
+    assert written["scenarios"]["old"]["seconds"] is None and written["scenarios"]["good"]["status"] == "ok"
