@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -44,16 +45,16 @@ def _validate(scenario: str) -> None:
     """Load one scenario (raising what is wrong with it), warn of implausible values, and say it is valid."""
     from forecaster.cli.options import warn_implausible
     from forecaster.present.console import printable
-    from forecaster.scenario.loading import load_scenario, read_document
+    from forecaster.scenario.loading import read_document, scenario_of_document
     from forecaster.scenario.variants import is_variant
 
-    data, _, _ = read_document(scenario)
+    data, lines, raw = read_document(scenario)
     if is_variant(data) and {"set", "scale"} & {str(k) for k in data}:
         # a batch folder's variant files: batch skips them; compare checks them against their base
         click.echo(printable(f"{scenario}: a variant file (changes to a base scenario), not a whole scenario: "
                              "not checked alone (`forecaster compare BASE VARIANT` checks it; batch skips it)"))
         return
-    sc = load_scenario(scenario)
+    sc = scenario_of_document(Path(scenario), data, lines, raw)
     warn_implausible(sc)
     parts = [f"{len(sc.segments)} segment{'s' * (len(sc.segments) != 1)}", f"{len(sc.stages)} stages",
              f"{sc.days} days by {sc.report_by}"]

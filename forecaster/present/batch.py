@@ -36,13 +36,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forecaster.analysis.compare import STOCKS
 from forecaster.errors import ForecasterError, OutputError
 from forecaster.present import report
 from forecaster.present.console import printable
 from forecaster.present.export import Units, safe_cell
 from forecaster.results.files import Staged, prepare_folder, sweep_stale_temporaries
 from forecaster.results.outputs import run_to_folder
-from forecaster.scenario.loading import load_scenario, read_document
+from forecaster.scenario.loading import read_document, scenario_of_document
 from forecaster.scenario.variants import is_variant
 from forecaster.version import __version__
 
@@ -124,8 +125,6 @@ def summaries_csv(summaries: dict) -> str:
     A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
     """
-    from forecaster.results.layout import AFTER_SALE_VARIABLES
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"])
@@ -133,18 +132,10 @@ def summaries_csv(summaries: dict) -> str:
         try:
             h = s["horizon"]
             units = Units(h.get("currency"))
-
-            def ends(period: str, h: dict = h) -> str:
-                return h["end"] if period == "total" else report.period_end_name(
-                    period, h["report_by"], h["end"], h.get("fiscal_year_start"))
-
-            def kind(metric: str) -> str:
-                return "stock" if metric in AFTER_SALE_VARIABLES and AFTER_SALE_VARIABLES[metric][0] == "stock" \
-                    else "flow"
-
             rows = [[safe_cell(printable(name)), safe_cell(printable(metric)), safe_cell(printable(period)),
                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
-                     safe_cell(printable(units.metric(metric)[0])), safe_cell(printable(ends(period))), kind(metric)]
+                     safe_cell(printable(units.metric(metric)[0])), safe_cell(printable(_period_end(h, period))),
+                     "stock" if metric in STOCKS else "flow"]
                     for metric, m in s["metrics"].items()
                     for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
             rows += [[safe_cell(printable(name)), safe_cell(printable(f"clv.{seg}")), "total",
@@ -155,6 +146,12 @@ def summaries_csv(summaries: dict) -> str:
             continue
         w.writerows(rows)
     return buf.getvalue()
+
+
+def _period_end(horizon: dict, period: str) -> str:
+    """The last day within the horizon of the period named ``period`` (``total``: the horizon's end)."""
+    return horizon["end"] if period == "total" else report.period_end_name(
+        period, horizon["report_by"], horizon["end"], horizon.get("fiscal_year_start"))
 
 
 SUFFIXES = (".yaml", ".yml")
@@ -364,13 +361,21 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """The first bytes of every ``forecast.nc`` a run writes (netCDF-4 is HDF5)."""
 
 
+def _result(target: Path, sha256) -> dict | None:
+    """The summary of a finished run folder whose ``summary.json`` reads and is of the inputs
+    ``sha256``, else None."""
+    if not _finished(target):
+        return None
+    summary = _read_summary(target)
+    return summary if summary is not None and summary.get("scenario_sha256") == sha256 else None
+
+
 def _intact(target: Path, sha256: str) -> bool:
-    """Whether a finished run folder still holds what its run wrote: a ``summary.json`` that
+    """Whether a run folder still holds what its run wrote: finished, a ``summary.json`` that
     reads, of the inputs ``sha256``, and a ``forecast.nc`` that starts as one (a file
     overwritten or truncated by hand, or by a disk that filled, is run again, not kept as
     unchanged)."""
-    summary = _read_summary(target)
-    if summary is None or summary.get("scenario_sha256") != sha256:
+    if _result(target, sha256) is None:
         return False
     try:
         with open(target / "forecast.nc", "rb") as f:
@@ -588,10 +593,9 @@ def _summaries(out: Path, entries: dict) -> dict:
     row)."""
     summaries = {}
     for name, e in entries.items():
-        if e.get("status") == "ok" and _finished(out / name):
-            summary = _read_summary(out / name)
-            if summary is not None and summary.get("scenario_sha256") == e.get("input_sha256"):
-                summaries[name] = summary
+        summary = _result(out / name, e.get("input_sha256")) if e.get("status") == "ok" else None
+        if summary is not None:
+            summaries[name] = summary
     return summaries
 
 
@@ -605,14 +609,14 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
         fail(name, entry, problem)
         return
     try:
-        data, _, _ = read_document(path)
+        data, lines, raw = read_document(path)
         if is_variant(data):
             entries[name] = {**entry, "status": "skipped", "error": "a variant file (changes to a base "
                              "scenario), not a whole scenario; run it with `forecaster compare`",
                              **_dated(entries.get(name, {}), target)}
             done(name, "skipped")
             return
-        sc = load_scenario(path).with_run(trials=trials)
+        sc = scenario_of_document(path, data, lines, raw).with_run(trials=trials)
     except ForecasterError as exc:
         fail(name, entry, str(exc))
         return
@@ -628,7 +632,7 @@ def _run_one(path: Path, name: str, out: Path, folder: Path, entries: dict, fail
                  and previous.get("input_sha256") == sc.sha256 and previous.get("forecaster_version") == __version__
                  and previous.get("trials") == sc.trials
                  and all(previous.get(k, RUN_DEFAULTS[k]) == v for k, v in options.items())
-                 and _finished(target) and _intact(target, sc.sha256))
+                 and _intact(target, sc.sha256))
     if unchanged and not force:
         if progress:
             progress(sc.trials)

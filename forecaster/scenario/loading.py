@@ -81,7 +81,12 @@ def load_scenario(path: str | Path) -> Scenario:
         With every problem found, each naming the file, the key path and what was expected.
     """
     path = Path(path)
-    data, lines, raw = read_document(path)
+    return scenario_of_document(path, *read_document(path))
+
+
+def scenario_of_document(path: Path, data: object, lines: dict, raw: bytes) -> Scenario:
+    """:func:`load_scenario` of a file already read by :func:`read_document` (a caller that
+    first looks at the document, to tell a variant file, need not read it twice)."""
     return build_scenario(data, lines, str(path), base_dir=files_folder(path, data), raw=raw, source=path)
 
 
