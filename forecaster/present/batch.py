@@ -292,8 +292,8 @@ def run_folder_names(files: list[Path], previous: dict[str, dict] | None = None,
 
 def _is_suffix_of(name: str, base: str) -> bool:
     """Whether ``name`` is ``base-n`` as :func:`_suffixed` makes it (``base`` perhaps shortened)."""
-    stem, dash, n = name.rpartition("-")
-    return bool(dash) and n.isdigit() and n[0] != "0" and base.startswith(stem) and _suffixed(base, int(n)) == name
+    _, dash, n = name.rpartition("-")
+    return bool(dash) and n.isascii() and n.isdigit() and _suffixed(base, int(n)) == name
 
 
 def _is_safe_key(name) -> bool:

@@ -573,3 +573,15 @@ def test_a_manifest_with_nan_or_entries_naming_no_file_is_read_as_not_ours(tmp_p
 
     written = json.loads((out / "manifest.json").read_text(), parse_constant=strict)
     assert written["scenarios"]["old"]["seconds"] is None and written["scenarios"]["good"]["status"] == "ok"
+
+
+def test_a_manifest_name_with_a_non_ascii_digit_suffix_is_no_claim(tmp_path):
+    """``a-²`` is a safe folder name whose suffix Python calls a digit but int() refuses: a
+    hand-edited manifest holding it neither stops the batch nor gives the name to a.yaml."""
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "a.yaml")
+    (out / "manifest.json").write_text(json.dumps({"scenarios": {"a-\u00b2": {"file": "a.yaml", "status": "ok"}}}))
+    manifest = run_batch(folder, out, trials=200)
+    assert manifest["scenarios"]["a"]["status"] == "ok" and manifest["last_run"]["a"] == "ran"
