@@ -16,7 +16,10 @@ terminated command leaves the previous files:
 * **Interrupts wait for the library.** Ctrl-C (and SIGTERM under the command line, see
   :func:`handle_interrupts`) raise :class:`KeyboardInterrupt` (:class:`Terminated`) anywhere
   except inside the library's file callbacks, where an exception would corrupt its state;
-  there they are deferred to the next safe point (:func:`checkpoint`).
+  there they are deferred to the next safe point (:func:`checkpoint`). Inside LLVM's callbacks
+  while numba compiles a kernel (llvmlite's object cache), in a destructor or a weakref
+  callback, the exception would be dropped or crash the process: the signal is sent again to
+  the main thread a moment later (:data:`RESEND_AFTER`), until it lands where it can be raised.
 * **A folder holds one result, not a mix.** Each command declares in :data:`OUTPUTS` every
   file it may write into its ``--out`` (its :class:`Outputs`); publishing a command's marker
   file (``summary.json`` for ``run``) removes, in the same publication, the files of that set
@@ -55,38 +58,81 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM; handled as Ctrl-C is, so that temporary files are removed."""
 
 
+RESEND_AFTER = 0.05
+"""An interrupt that could not be raised where it arrived is sent again after this long [s]."""
+
+
 class _Interrupts:
     depth = 0        # > 0 while the main thread must not be interrupted (our own critical sections)
     pending: BaseException | None = None   # the interrupt that arrived meanwhile, raised by checkpoint()
+    resent: BaseException | None = None    # the pending interrupt whose signal _resend_later sent again
+    lock = threading.Lock()  # held while a signal is sent again, and while handle_interrupts puts handlers back
+
+
+_LLVMLITE = f"{os.sep}llvmlite{os.sep}"
 
 
 def _must_wait(frame) -> bool:
     """Whether an exception raised in ``frame`` would corrupt the NetCDF library (our file
-    callbacks) or be printed and dropped by Python (destructors, weakref callbacks)."""
+    callbacks), be printed and dropped by Python (destructors, weakref callbacks), or reach
+    LLVM through a ctypes callback while numba compiles (llvmlite's object cache: the
+    exception is dropped and the compile goes on without its object code, or the process
+    dies of a segmentation fault; seen in CI on a cold cache)."""
     while frame is not None:
         code = frame.f_code
-        if code in _GUARDED_CODE or code.co_name == "__del__" or code.co_filename.endswith("weakref.py"):
+        if code in _GUARDED_CODE or code.co_name == "__del__" or code.co_filename.endswith("weakref.py") \
+                or _LLVMLITE in code.co_filename:
             return True
         frame = frame.f_back
     return False
 
 
+def _resend_later(signum: int, exc: BaseException) -> None:
+    """Send ``signum`` to the main thread again after :data:`RESEND_AFTER`, if ``exc`` is still
+    pending then and a Python handler still takes the signal (never the default action, which
+    would kill the process). Where threads cannot be signalled (Windows), the next
+    :func:`checkpoint` raises it."""
+    if not hasattr(signal, "pthread_kill"):
+        return
+    main = threading.main_thread().ident
+
+    def again():
+        with _Interrupts.lock:
+            if _Interrupts.pending is exc and main is not None and callable(signal.getsignal(signum)):
+                _Interrupts.resent = exc
+                signal.pthread_kill(main, signum)
+
+    timer = threading.Timer(RESEND_AFTER, again)
+    timer.daemon = True
+    timer.start()
+
+
 def on_signal(signum, frame):
     """The signal handler :func:`handle_interrupts` installs: raise :class:`Terminated` for
-    SIGTERM and :class:`KeyboardInterrupt` for any other signal (Ctrl-C), at once, or at the
-    next :func:`checkpoint` where raising now would harm (inside the NetCDF library's file
-    callbacks, a publication or a staged output's clean-up, in a destructor or a weakref
-    callback). The interrupt is kept for :func:`checkpoint` even when raised, in case Python
-    drops the exception.
+    SIGTERM and :class:`KeyboardInterrupt` for any other signal (Ctrl-C): at once; at the
+    next :func:`checkpoint` inside our own critical sections (the NetCDF library's file
+    callbacks, a publication, a staged output's clean-up); and where raising would be dropped
+    or crash (a destructor, a weakref callback, LLVM's callbacks during a compile), when the
+    signal, sent again a moment later, lands elsewhere. The interrupt is kept for
+    :func:`checkpoint` even when raised, in case Python drops the exception.
 
     Call it, with its ``signum`` and ``frame``, at the end of a handler of one's own that
     must also end the process as every command does (``forecaster batch``'s, which first
     marks the batch to stop); within :func:`handle_interrupts` it is installed already."""
-    exc = Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
-    # kept also when raised: an exception raised in a weakref callback or a destructor is
-    # printed and dropped by Python, and the next checkpoint() must still stop the run
-    _Interrupts.pending = _Interrupts.pending or exc
-    if _Interrupts.depth or _must_wait(frame):
+    resent, _Interrupts.resent = _Interrupts.resent, None
+    if resent is not None:  # the signal sent again by _resend_later
+        if _Interrupts.pending is not resent:
+            return  # raised meanwhile (by a checkpoint): nothing more to do
+        exc = resent
+    else:
+        exc = Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
+        # kept also when raised: an exception raised in a weakref callback or a destructor is
+        # printed and dropped by Python, and the next checkpoint() must still stop the run
+        _Interrupts.pending = _Interrupts.pending or exc
+    if _Interrupts.depth:
+        return  # our own critical section: its end is a checkpoint
+    if _must_wait(frame):
+        _resend_later(signum, _Interrupts.pending)
         return
     raise exc
 
@@ -153,10 +199,11 @@ def handle_interrupts(sigterm: bool = False):
         if installed:
             checkpoint()
     finally:
-        for sig, previous in installed.items():
-            signal.signal(sig, previous)
-        if installed:
-            _Interrupts.pending = None
+        with _Interrupts.lock:  # no signal sent again once the handlers it was meant for are gone
+            for sig, previous in installed.items():
+                signal.signal(sig, previous)
+            if installed:
+                _Interrupts.pending = None
 
 
 # --- a file the NetCDF library cannot fail on -------------------------------------------------

@@ -108,6 +108,88 @@ def test_an_interrupt_inside_the_netcdf_librarys_file_io_waits_for_a_safe_point(
 
 
 
+SIGNAL_IN_A_COMPILE = """
+import os, signal, sys, time
+from pathlib import Path
+from numba.core.codegen import CPUCodeLibrary
+from forecaster.results import files
+
+hook = CPUCodeLibrary._object_compiled_hook.__func__
+sent = []
+
+def hook_then_signal(cls, ll_module, buf):
+    # called by llvmlite's object-cache callback, while LLVM hands numba the object code
+    if not sent:
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), int(sys.argv[2]))
+        sys._getframe()  # a line for the signal's handler to run on, inside the callback
+    return hook(cls, ll_module, buf)
+
+CPUCodeLibrary._object_compiled_hook = classmethod(hook_then_signal)
+folder = Path(sys.argv[1])
+(folder / "kernel_for_the_signal.py").write_text(
+    "import numba\\n@numba.njit(cache=True)\\ndef f(n):\\n    s = 0.0\\n"
+    "    for i in range(n):\\n        s += i * 0.5\\n    return s\\n")
+sys.path.insert(0, str(folder))
+try:
+    with files.handle_interrupts(sigterm=True):
+        import kernel_for_the_signal
+        kernel_for_the_signal.f(3)
+        time.sleep(30)  # the signal sent again must end this, long before
+except KeyboardInterrupt as exc:
+    late = time.monotonic() - sent[0]
+    print(type(exc).__name__, f"{late:.3f}")
+    time.sleep(4 * files.RESEND_AFTER)  # no signal sent again now that the handlers are gone
+    print("alive")
+"""
+
+
+@pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_signal_inside_llvms_callback_during_a_compile_is_raised_after_it(tmp_path, sig, name):
+    """A signal whose exception was raised inside llvmlite's object-cache callback (a ctypes
+    callback from LLVM while numba compiles a kernel) was dropped with 'Exception ignored', the
+    compile failed ('no compiled object yet') or the process died (status 139, in CI's fuzz
+    battery on a cold cache). It is sent again a moment later and raised outside LLVM, in
+    numba's Python code: the interrupt ends the run within a second, and no signal is sent once
+    the command's handlers are gone (that would kill the process with the default action)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_COMPILE, str(tmp_path), str(int(sig))],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 0, proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    said = proc.stdout.split()
+    assert len(said) == 3 and (said[0], said[2]) == (name, "alive"), proc.stdout
+    assert float(said[1]) < 1.0
+
+
+SIGNAL_DEFERRED_THEN_DONE = """
+import os, signal, sys, time
+from forecaster.results import files
+
+inside_llvmlite = {}  # a function whose code says it is llvmlite's, as a callback's frames do
+exec(compile("def callback(handler, frame):\\n    handler(signal.SIGTERM, frame())\\n",
+             os.path.join(os.sep, "site-packages", "llvmlite", "binding", "executionengine.py"), "exec"),
+     {"signal": signal}, inside_llvmlite)
+try:
+    with files.handle_interrupts(sigterm=True):
+        inside_llvmlite["callback"](files.on_signal, sys._getframe)
+        print("deferred")
+except files.Terminated:  # raised as the command ends (its last checkpoint), before the signal is sent again
+    print("raised")
+time.sleep(6 * files.RESEND_AFTER)  # SIGTERM's default action again: a signal sent now would kill
+print("alive")
+"""
+
+
+def test_a_deferred_signal_is_not_sent_again_once_it_was_raised_and_the_handlers_are_gone():
+    """The interrupt deferred inside llvmlite was raised at the command's end; the timer that
+    would send it again finds it gone and sends nothing (SIGTERM would now kill the process)."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_DEFERRED_THEN_DONE], capture_output=True, text=True,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout.split()) == (0, ["deferred", "raised", "alive"]), proc.stderr
+
+
 SIGNAL_IN_HDF5_WRITE = """
 import os, signal, sys
 from forecaster.results import files
