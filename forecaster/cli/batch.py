@@ -20,7 +20,7 @@ from forecaster.cli.options import (
 
 @main.command("batch")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
-@out_option("one folder per scenario, manifest.json and summaries.csv")
+@out_option("one folder per scenario, manifest.json, summaries.csv, targets.csv and reps.csv")
 @click.option("--force", is_flag=True, help="Run every scenario, even those whose inputs did not change.")
 @trials_option
 @threads_option
@@ -31,7 +31,9 @@ def batch_command(folder, out, force, trials, threads, precision, compress, quie
     """Run every scenario (*.yaml) in FOLDER into OUT/<name>/, with a report each.
 
     Writes OUT/manifest.json (per scenario: status, input hash, forecaster version, seed,
-    trials, timings, the error of a failure) and OUT/summaries.csv. A bad scenario fails
+    trials, timings, the error of a failure), OUT/summaries.csv (every metric's statistics,
+    by scenario and period; segments' and reps' totals), OUT/targets.csv (each target's
+    probability) and OUT/reps.csv (each rep's chance of quota, by commission period). A bad scenario fails
     alone (and so does, unopened, a *.yaml that is not a regular file: a FIFO, a device,
     a broken link); re-running skips scenarios whose inputs and version did not change; an
     interrupted batch keeps what it finished and the next run completes it. OUT/<name> is
@@ -101,7 +103,7 @@ def batch_command(folder, out, force, trials, threads, precision, compress, quie
     failed = {n: entries[n] for n, a in actions.items() if a == "failed"}
     if not quiet and not lost:
         try:
-            click.echo(f"Wrote {printable(out)}/manifest.json and {printable(out)}/summaries.csv")
+            click.echo(f"Wrote {printable(out)}/manifest.json, summaries.csv, targets.csv and reps.csv")
         except OSError as exc:
             lost.append(exc)
     only_variants = bool(actions) and set(actions.values()) <= {"skipped", "removed"}

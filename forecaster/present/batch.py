@@ -2,7 +2,8 @@
 
 For a folder of scenarios, :func:`run_batch` writes ``OUT/<name>/`` with ``forecast.nc``,
 ``summary.json``, ``report.html`` and ``report.md``, then ``OUT/manifest.json`` (status,
-input hash, version, seed, trials, timings, error per scenario) and ``OUT/summaries.csv``.
+input hash, version, seed, trials, timings, error per scenario) and the tables over every
+scenario, ``OUT/summaries.csv``, ``OUT/targets.csv`` and ``OUT/reps.csv`` (:data:`TABLE_FILES`).
 One bad scenario fails alone, and so does a ``*.yaml`` entry that is not a regular file (a
 FIFO, a device, a link that loops or leads nowhere: refused unopened, never skipped). Every
 file is written under a temporary name and renamed, and the manifest is rewritten after
@@ -14,7 +15,7 @@ file is gone is marked ``removed`` rather than left to look current.
 
 Nothing is written or deleted outside ``OUT``: ``<name>`` is the scenario file's stem made
 safe by :func:`run_folder_names` (never ``.``, ``..``, empty, hidden, with a separator or
-a control character, nor the batch's own ``manifest.json`` or ``summaries.csv``; unique
+a control character, nor the batch's own ``manifest.json`` or tables; unique
 even on a case-insensitive file system), and a symbolic link inside ``OUT`` is never
 followed: a link (or a file) where a run folder, a run file or the manifest goes is
 refused, not written through.
@@ -54,6 +55,10 @@ inside garbage-collection callbacks)."""
 
 MANIFEST = "manifest.json"
 CSV_FILE = "summaries.csv"
+TARGETS_FILE = "targets.csv"
+REPS_FILE = "reps.csv"
+TABLE_FILES = (CSV_FILE, TARGETS_FILE, REPS_FILE)
+"""The batch's tables over every scenario, written together (:func:`batch_tables`)."""
 RUN_FILES = ("forecast.nc", "summary.json", "report.html", "report.md")
 """The files a batch writes into a run folder; a run's publication also removes the older
 files of the run's declared set (:data:`forecaster.results.files.OUTPUTS`, e.g. exports of an
@@ -61,7 +66,7 @@ earlier ``run --export`` into the folder); nothing else in it is written or dele
 STATS = ("mean", "std", "p5", "p10", "p50", "p90", "p95", "mean_ci_low", "mean_ci_high")
 RUN_DEFAULTS = {"precision": "float64", "compress": False}
 """``forecaster run``'s output options a batch passes on, as a manifest entry without them ran."""
-_RESERVED = {MANIFEST.casefold(), CSV_FILE.casefold()}
+_RESERVED = {n.casefold() for n in (MANIFEST, *TABLE_FILES)}
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 _MAX_NAME_BYTES = 200
 
@@ -72,7 +77,7 @@ def _temp_of(names) -> re.Pattern:
 
 
 _RUN_TEMP = _temp_of(RUN_FILES)
-_OUT_TEMP = _temp_of((MANIFEST, CSV_FILE))
+_OUT_TEMP = _temp_of((MANIFEST, *TABLE_FILES))
 
 
 def _now() -> str:
@@ -106,6 +111,84 @@ def _write_atomic(folder: Path, name: str, text: str) -> None:
         raise OutputError(f"{folder / name}: cannot be written: {exc.strerror or exc}") from None
 
 
+def _write_tables(folder: Path, summaries: dict) -> None:
+    """:data:`TABLE_FILES` from ``summaries`` (run folder name -> summary), published together:
+    a reader never sees ``summaries.csv`` of one run beside ``targets.csv`` of another."""
+    texts = batch_tables(summaries)
+    try:
+        with Staged(folder) as staged:
+            for name in TABLE_FILES:
+                staged.path(name).write_text(texts[name], encoding="utf-8")
+            staged.publish()
+    except OSError as exc:
+        if isinstance(exc, ForecasterError):
+            raise
+        raise OutputError(f"{folder}: the batch's tables ({', '.join(TABLE_FILES)}) cannot be written: "
+                          f"{exc.strerror or exc}") from None
+
+
+def batch_tables(summaries: dict) -> dict[str, str]:
+    """The text of each of :data:`TABLE_FILES` (:func:`summaries_csv`, :func:`targets_csv`,
+    :func:`reps_csv`); each has its header even when no scenario fills it."""
+    return {CSV_FILE: summaries_csv(summaries), TARGETS_FILE: targets_csv(summaries), REPS_FILE: reps_csv(summaries)}
+
+
+def _csv(header: list[str], rows_of, summaries: dict) -> str:
+    """A CSV text: ``header``, then ``rows_of(name, summary)`` for each of ``summaries``; a
+    summary without the shape ``forecaster run`` writes (edited by hand, say) contributes no
+    rows rather than stopping the batch."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for name, s in summaries.items():
+        try:
+            rows = rows_of(name, s)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def _text(value) -> str:
+    return safe_cell(printable(value))
+
+
+def _number(value) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def targets_csv(summaries: dict) -> str:
+    """``targets.csv``: one row per scenario and target: ``scenario``, ``metric``,
+    ``threshold``, ``probability`` (the share of trials whose total over the horizon, a
+    stock's level at its end, reaches the threshold, 0 to 1), ``unit`` (the threshold's) and
+    ``kind`` (``flow`` or ``stock``)."""
+    def rows(name, s):
+        units = Units(s["horizon"].get("currency"))
+        return [[_text(name), _text(metric), _number(t["threshold"]), _number(t["probability"]),
+                 _text(units.metric(metric)[0]), "stock" if metric in STOCKS else "flow"]
+                for metric, t in (s.get("targets") or {}).items()]
+    return _csv(["scenario", "metric", "threshold", "probability", "unit", "kind"], rows, summaries)
+
+
+def reps_csv(summaries: dict) -> str:
+    """``reps.csv``: one row per scenario, rep and commission period: ``quota`` (per
+    commission period, in ``unit``, the scenario's currency), ``probability_reach_quota``
+    (the share of trials whose bookings in the period reach the quota) and ``attainment_p50``
+    (the median of bookings / quota), with ``period_end``, the period's last day within the
+    horizon. The reps' totals over the horizon (bookings, commission, ...) are rows of
+    ``summaries.csv`` (``rep.<rep>.<metric>``)."""
+    def rows(name, s):
+        h = s["horizon"]
+        cur = Units(h.get("currency")).currency
+        by = h.get("commission_period") or h["report_by"]
+        return [[_text(name), _text(rep), _text(q["period"]),
+                 _text(report.period_end_name(q["period"], by, h["end"], h.get("fiscal_year_start"))),
+                 _number(r.get("quota")), _number(q.get("probability")), _number(q.get("attainment_p50")), _text(cur)]
+                for rep, r in (s.get("reps") or {}).items() for q in r.get("quota_attainment", [])]
+    return _csv(["scenario", "rep", "period", "period_end", "quota", "probability_reach_quota", "attainment_p50",
+                 "unit"], rows, summaries)
+
+
 def summaries_csv(summaries: dict) -> str:
     """One row per scenario, metric and period (``total`` for the whole horizon).
 
@@ -121,31 +204,37 @@ def summaries_csv(summaries: dict) -> str:
     horizon's end); ``kind``, ``flow`` (the total sums the periods), ``stock`` (the total is
     the level at the end) or ``lifetime`` (``clv.<segment>``).
 
+    Each segment's totals over the horizon are the metrics ``segment.<segment>.<metric>``,
+    each rep's (bookings, commission and, with the plan's extras, spif, clawback,
+    net_commission, payout, draw_balance, clawback_after_end) ``rep.<rep>.<metric>``: their
+    ``total`` rows only, as ``summary.json`` has them (a name may hold a dot: the metric is
+    the text after the last one).
+
     Control characters are shown as escapes (:func:`~forecaster.present.console.printable`).
     A summary that does not have the shape ``forecaster run`` writes (edited by hand, say)
     contributes no rows rather than stopping the batch.
     """
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"])
-    for name, s in summaries.items():
-        try:
-            h = s["horizon"]
-            units = Units(h.get("currency"))
-            rows = [[safe_cell(printable(name)), safe_cell(printable(metric)), safe_cell(printable(period)),
-                     *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
-                     safe_cell(printable(units.metric(metric)[0])), safe_cell(printable(_period_end(h, period))),
-                     "stock" if metric in STOCKS else "flow"]
-                    for metric, m in s["metrics"].items()
-                    for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
-            rows += [[safe_cell(printable(name)), safe_cell(printable(f"clv.{seg}")), "total",
-                      *("" if stats.get(k) is None else repr(float(stats[k])) for k in STATS),
-                      safe_cell(printable(units.currency)), safe_cell(printable(h["end"])), "lifetime"]
-                     for seg, stats in (s.get("clv") or {}).items()]
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue
-        w.writerows(rows)
-    return buf.getvalue()
+    def row(name, metric, period, stats, unit, end, kind):
+        return [_text(name), _text(metric), _text(period), *(_number(stats.get(k)) for k in STATS),
+                _text(unit), _text(end), kind]
+
+    def rows(name, s):
+        h = s["horizon"]
+        units = Units(h.get("currency"))
+        out = [row(name, metric, period, stats, units.metric(metric)[0], _period_end(h, period),
+                   "stock" if metric in STOCKS else "flow")
+               for metric, m in s["metrics"].items()
+               for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
+        out += [row(name, f"clv.{seg}", "total", stats, units.currency, h["end"], "lifetime")
+                for seg, stats in (s.get("clv") or {}).items()]
+        out += [row(name, f"{prefix}.{who}.{metric}", "total", m["total"],
+                    units.currency if metric == "bookings" else units.metric(metric)[0], h["end"],
+                    "stock" if metric in STOCKS or metric == "draw_balance" else "flow")
+                for prefix, key in (("segment", "segments"), ("rep", "reps"))
+                for who, block in (s.get(key) or {}).items()
+                for metric, m in block.items() if isinstance(m, dict) and isinstance(m.get("total"), dict)]
+        return out
+    return _csv(["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"], rows, summaries)
 
 
 def _period_end(horizon: dict, period: str) -> str:
@@ -501,7 +590,7 @@ def run_batch(folder: str | Path, out: str | Path, *, force: bool = False, trial
     folder = Path(folder)
     files = scenario_files(folder)  # a missing, unreadable or empty folder is refused before --out is created
     out = prepare_folder(out)
-    for own in (MANIFEST, CSV_FILE):
+    for own in (MANIFEST, *TABLE_FILES):
         kind = _kind(out / own)
         if kind not in (None, "file"):
             raise OutputError(f"{out / own} is {_WHAT[kind]}; the batch writes its {own} there and never through a "
@@ -548,7 +637,7 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
                if isinstance(file, str) and file in by_file else f"{file}: no longer in {folder}")
         entries[name] = {**entries[name], "status": "removed", "removed": _now(),
                          "error": f"{why}; the last results of this entry stay in {name}/ and are left out of "
-                                  f"{CSV_FILE}", **_dated(entries[name], out / name)}
+                                  f"{', '.join(TABLE_FILES)}", **_dated(entries[name], out / name)}
     STOP.clear()
     save()  # from now on the manifest says this run has not finished
     try:
@@ -568,9 +657,9 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
         # interrupted (Ctrl-C, SIGTERM) or a failure of the batch itself: summaries.csv still
         # follows what finished, as the manifest does (a SIGKILL leaves the previous one)
         with contextlib.suppress(Exception):
-            _write_atomic(out, CSV_FILE, summaries_csv(_summaries(out, entries)))
+            _write_tables(out, _summaries(out, entries))
         raise
-    _write_atomic(out, CSV_FILE, summaries_csv(_summaries(out, entries)))
+    _write_tables(out, _summaries(out, entries))
     manifest["last_run_finished"] = _now()
     save()
     return manifest

@@ -91,14 +91,15 @@ def is_safe_folder_name(name: str) -> bool:
 
 
 def test_run_folder_names_are_safe_unique_and_never_the_batch_files():
-    stems = ["...", "..", ".", ".hidden", "manifest.json", "Summaries.CSV", "MANIFEST.JSON", "a", "A", "a-2",
+    stems = ["...", "..", ".", ".hidden", "manifest.json", "Summaries.CSV", "MANIFEST.JSON", "targets.csv", "Reps.csv",
+             "a", "A", "a-2",
              "x\x1by", "b\\c", "\u202eevil", "tab\there", "new\nline", "con", "é" * 200, ""]
     files = [Path(f"/s/{s}.yaml") for s in stems] + [Path("/s/a.yml")]
     names = run_folder_names(files)
     assert len(names) == len(files)
     folded = [n.casefold() for n in names.values()]
     assert len(set(folded)) == len(folded), names
-    assert not {"manifest.json", "summaries.csv"} & set(folded)
+    assert not {"manifest.json", "summaries.csv", "targets.csv", "reps.csv"} & set(folded)
     assert all(is_safe_folder_name(n) for n in names.values()), names
     assert names[Path("/s/....yaml")] == "_.." and names[Path("/s/..yaml")] == "_"
     assert names[Path("/s/con.yaml")] == "_con"
@@ -108,7 +109,8 @@ def test_run_folder_names_are_safe_unique_and_never_the_batch_files():
 
 
 def test_batch_with_hostile_file_names_writes_only_inside_out(work):
-    stems = ["...", "..", ".hidden", "manifest.json", "summaries.csv", "MANIFEST.JSON", "a", "A", "esc\x1b[31m",
+    stems = ["...", "..", ".hidden", "manifest.json", "summaries.csv", "targets.csv", "REPS.csv", "MANIFEST.JSON", "a",
+             "A", "esc\x1b[31m",
              "bidi\u202eflip", "back\\slash", "tab\tname", "=HYPERLINK(1)"]
     for stem in stems:
         (work / "sc" / f"{stem}.yaml").write_text(tiny())
@@ -123,7 +125,7 @@ def test_batch_with_hostile_file_names_writes_only_inside_out(work):
     assert sorted(e["file"] for e in entries.values()) == sorted([f"{s}.yaml" for s in stems] + ["a.yml"])
     assert all(e["status"] == "ok" for e in entries.values())
     listing = {p.name: p for p in (work / "out").iterdir()}
-    assert listing.pop("manifest.json").is_file() and listing.pop("summaries.csv").is_file()
+    assert all(listing.pop(own).is_file() for own in ("manifest.json", "summaries.csv", "targets.csv", "reps.csv"))
     assert set(listing) == set(entries)
     for name, path in listing.items():
         assert is_safe_folder_name(name) and path.is_dir() and not path.is_symlink()
@@ -163,7 +165,7 @@ def test_batch_never_writes_or_deletes_through_a_link_inside_out(work):
     assert "is a file" in entries["plain"]["error"]
 
 
-@pytest.mark.parametrize("own", ["manifest.json", "summaries.csv"])
+@pytest.mark.parametrize("own", ["manifest.json", "summaries.csv", "targets.csv", "reps.csv"])
 def test_batch_refuses_a_link_where_its_own_files_go(work, own):
     (work / "sc" / "good.yaml").write_text(tiny("good"))
     (work / "out" / own).symlink_to(work / "victim" / "summary.json")

@@ -585,3 +585,85 @@ def test_a_manifest_name_with_a_non_ascii_digit_suffix_is_no_claim(tmp_path):
     (out / "manifest.json").write_text(json.dumps({"scenarios": {"a-\u00b2": {"file": "a.yaml", "status": "ok"}}}))
     manifest = run_batch(folder, out, trials=200)
     assert manifest["scenarios"]["a"]["status"] == "ok" and manifest["last_run"]["a"] == "ran"
+
+
+TEAM = """\
+name: team
+start: 2027-01-01
+end: 2027-05-15
+trials: 400
+stages: [a]
+segments:
+  smb.eu:
+    leads: {per_day: 4}
+    funnel: {a: {convert: 0.5, days: 3}}
+    deal_value: {dist: lognormal, median: 1000, sigma: 0.5}
+  mid:
+    leads: {per_day: 1}
+    funnel: {a: {convert: 0.4, days: 5}}
+    deal_value: 5000
+team:
+  reps:
+    - {name: "=boss", segments: [smb.eu], quota: 60000}
+    - {name: ann, segments: [mid, smb.eu], quota: 80000}
+commission: {period: quarter, tiers: [{rate: 0.1}]}
+targets: {revenue: 570000, won_deals: 320}
+"""
+
+
+def test_batch_tables_carry_targets_quota_chances_segments_and_reps_as_summary_json_has_them(tmp_path):
+    """targets.csv, reps.csv and the segment and rep rows of summaries.csv: every number is the
+    summary's, bit for bit; a quota period cut short by the horizon ends with it; a scenario
+    without targets or reps adds no row, and a batch with none still writes each file's header."""
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    (folder / "team.yaml").write_text(TEAM)
+    shutil.copy(SCENARIOS / "minimal.yaml", folder / "minimal.yaml")
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "team" / "summary.json").read_text())
+
+    targets = list(csv.DictReader((out / "targets.csv").open()))
+    assert [(r["scenario"], r["metric"], r["unit"], r["kind"]) for r in targets] == [
+        ("team", "revenue", "currency", "flow"), ("team", "won_deals", "deals", "flow")]
+    for r in targets:
+        t = summary["targets"][r["metric"]]
+        assert float(r["threshold"]) == t["threshold"] and float(r["probability"]) == t["probability"]
+    assert 0 < summary["targets"]["revenue"]["probability"] < 1  # a target the test can tell apart
+
+    reps = list(csv.DictReader((out / "reps.csv").open()))
+    assert [(r["scenario"], r["rep"], r["period"], r["period_end"]) for r in reps] == [
+        ("team", who, p, end) for who in ("'=boss", "ann")
+        for p, end in (("2027-01-01", "2027-03-31"), ("2027-04-01", "2027-05-15"))]
+    for r in reps:
+        s = summary["reps"][r["rep"].lstrip("'")]
+        q = next(q for q in s["quota_attainment"] if q["period"] == r["period"])
+        assert float(r["quota"]) == s["quota"] and r["unit"] == "currency"
+        assert float(r["probability_reach_quota"]) == q["probability"]
+        assert float(r["attainment_p50"]) == q["attainment_p50"]
+
+    rows = {(r["scenario"], r["metric"]): r for r in csv.DictReader((out / "summaries.csv").open())
+            if r["period"] == "total"}
+    for seg in ("smb.eu", "mid"):
+        for metric in ("revenue", "won_deals"):
+            r = rows[("team", f"segment.{seg}.{metric}")]
+            total = summary["segments"][seg][metric]["total"]
+            assert r["period_end"] == "2027-05-15" and r["kind"] == "flow"
+            assert all(float(r[k]) == total[k] for k in ("mean", "p10", "p50", "p90"))
+            assert r["unit"] == ("currency" if metric == "revenue" else "deals")
+    for rep in ("=boss", "ann"):
+        for metric in ("bookings", "commission"):
+            r = rows[("team", f"rep.{rep}.{metric}")]  # not a formula: the cell starts with "rep."
+            assert float(r["mean"]) == summary["reps"][rep][metric]["total"]["mean"] and r["unit"] == "currency"
+    # the segments' revenue adds up to the whole's, trial by trial, so their means do too
+    whole = float(rows[("team", "revenue")]["mean"])
+    assert abs(sum(float(rows[("team", f"segment.{s}.revenue")]["mean"]) for s in ("smb.eu", "mid")) - whole) \
+        <= 1e-9 * whole
+    assert not {r["scenario"] for r in targets + reps} - {"team"}
+
+    (folder / "team.yaml").unlink()
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (out / "targets.csv").read_text() == "scenario,metric,threshold,probability,unit,kind\n"
+    assert (out / "reps.csv").read_text().splitlines() == [
+        "scenario,rep,period,period_end,quota,probability_reach_quota,attainment_p50,unit"]
