@@ -511,7 +511,11 @@ def _maximise(ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float
     hair above a start that converged (0.05 higher on a test's 4,000 customers), and the
     polish wander along the ridge until its iterations run out (scipy 1.17's L-BFGS-B
     reports that line search as ``ABNORMAL``): the fit is as good as a converged one, and
-    is not reported as a failure; a converged start far below the best is no evidence."""
+    is not reported as a failure; a converged start far below the best is no evidence. On
+    that ridge every start's line search may fail (a fresh install in December 2026, numpy
+    2.4.6 and scipy 1.17.1: the three starts of the test's 4,000 customers alike ended
+    within 0.11 of each other, all ``ABNORMAL``): two starts ending within :data:`SAME_FIT`
+    of the best point agree where the maximum is, which is convergence as well."""
     lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
     def negative(phi):
@@ -525,7 +529,8 @@ def _maximise(ll: Callable[[np.ndarray], float], starts: Sequence[Sequence[float
                       options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 400 * len(bounds)})
     phi = np.clip(polish.x, lo, hi) if polish.fun <= best.fun else best.x
     value = -negative(phi)
-    converged = any(r.success and -r.fun >= value - SAME_FIT for r in runs)
+    near = [r for r in runs if -r.fun >= value - SAME_FIT]
+    converged = any(r.success for r in near) or len(near) >= 2
     return phi, value, bool(converged or polish.success)
 
 

@@ -478,3 +478,28 @@ def test_scenario_keys_leave_out_heterogeneity_at_the_edge():
     block = subscription_block(fit)["subscription"]
     assert "concentration" not in block and block["term_months"] == 1
     assert fit.renew_se is not None and abs(block["renew"]["mean"] - 0.8) < 3.5 * fit.renew_se
+
+
+@pytest.mark.parametrize("ends, polished, converged", [
+    ((-10.0, -10.1, -30.0), False, True),    # two starts agree on the maximum: converged though none said so
+    ((-10.0, -12.0, -30.0), False, False),   # one start alone near the best: no evidence
+    ((-10.0, -12.0, -30.0), True, True),     # the polish converged
+])
+def test_a_fit_is_converged_when_two_starts_agree_on_the_maximum_even_if_every_line_search_failed(
+        monkeypatch, ends, polished, converged):
+    """scipy's L-BFGS-B can end every start on a flat ridge with a failed line search
+    (``ABNORMAL``); starts that end within SAME_FIT of the best point agree where it is."""
+    from types import SimpleNamespace
+
+    import forecaster.history.customers as customers
+
+    values = iter(ends)
+
+    def fake_minimize(fun, x0, method, **_):
+        if method == "Nelder-Mead":
+            return SimpleNamespace(x=np.zeros(1), fun=-ends[0], success=polished)
+        return SimpleNamespace(x=np.zeros(1), fun=-next(values), success=False)
+
+    monkeypatch.setattr(customers, "minimize", fake_minimize)
+    _, value, ok = customers._maximise(lambda phi: ends[0], [[0.0]] * 3, [(-1.0, 1.0)])
+    assert value == ends[0] and ok is converged
