@@ -378,6 +378,15 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
         rows = list(reader)
     summary = json.loads((out / "after-sale" / "summary.json").read_text())
     mine = [r for r in rows if r["scenario"] == "after-sale"]
+    # each segment's totals, as summary.json has them
+    by_segment = [r for r in mine if r["metric"].startswith("segment.")]
+    assert [r["metric"] for r in by_segment] == [f"segment.{seg}.{m}" for seg, block in summary["segments"].items()
+                                                 for m in block]
+    for r in by_segment:
+        _, seg, metric = r["metric"].split(".")
+        assert r["period"] == "total" and float(r["mean"]) == summary["segments"][seg][metric]["total"]["mean"]
+        assert r["kind"] == "flow"
+    mine = [r for r in mine if not r["metric"].startswith("segment.")]
     assert [r["metric"] for r in mine if r["period"] == "total" and not r["metric"].startswith("clv.")] \
         == list(summary["metrics"])
     clv = {r["metric"]: r for r in mine if r["metric"].startswith("clv.")}  # per segment, a total row only
@@ -394,14 +403,15 @@ def test_batch_csv_has_the_after_sale_metrics_with_the_same_columns(after_sale, 
     # a stock's total is its level at the end: the last month's, not a sum
     end = {r["period"]: float(r["mean"]) for r in mine if r["metric"] == "active_customers"}
     assert end["total"] == end["2027-06-01"]
-    assert {r["metric"] for r in rows if r["scenario"] == "minimal"} == {"revenue", "won_deals"}
+    assert {r["metric"] for r in rows if r["scenario"] == "minimal"} \
+        == {"revenue", "won_deals", "segment.direct.revenue", "segment.direct.won_deals"}
     # each row says what it counts: a batch mixes currencies and counts in one column
     unit = {r["metric"]: r["unit"] for r in rows if r["scenario"] == "after-sale"}
     assert {m: unit[m] for m in (*MONEY, "mrr", "revenue")} == dict.fromkeys((*MONEY, "mrr", "revenue"), "EUR")
     assert {m: unit[m] for m in ("active_customers", "new_customers", "churned_customers")} \
         == dict.fromkeys(("active_customers", "new_customers", "churned_customers"), "customers")
     assert unit["won_deals"] == "deals" and {unit[f"clv.{seg}"] for seg in summary["clv"]} == {"EUR"}
-    assert {(r["metric"], r["unit"]) for r in rows if r["scenario"] == "minimal"} \
+    assert {(r["metric"].rpartition(".")[2], r["unit"]) for r in rows if r["scenario"] == "minimal"} \
         == {("revenue", "currency"), ("won_deals", "deals")}  # a scenario without a currency says so
     # a BI tool tells a stock's total (its level at the end) from a flow's (the sum) without summary.json
     kind = {r["metric"]: r["kind"] for r in rows if r["scenario"] == "after-sale"}
