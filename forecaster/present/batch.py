@@ -133,6 +133,11 @@ def batch_tables(summaries: dict) -> dict[str, str]:
     return {CSV_FILE: summaries_csv(summaries), TARGETS_FILE: targets_csv(summaries), REPS_FILE: reps_csv(summaries)}
 
 
+_FOREIGN = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
+"""What reading a summary of another shape than ``forecaster run`` writes raises (a number
+too large for a float: OverflowError)."""
+
+
 def _csv(header: list[str], rows_of, summaries: dict) -> str:
     """A CSV text: ``header``, then ``rows_of(name, summary)`` for each of ``summaries``; a
     summary without the shape ``forecaster run`` writes (edited by hand, say) contributes no
@@ -143,10 +148,19 @@ def _csv(header: list[str], rows_of, summaries: dict) -> str:
     for name, s in summaries.items():
         try:
             rows = rows_of(name, s)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except _FOREIGN:
             continue
         w.writerows(rows)
     return buf.getvalue()
+
+
+def _section(build) -> list:
+    """``build()``'s rows, or none when its part of the summary has another shape: the
+    scenario's other rows are still written."""
+    try:
+        return build()
+    except _FOREIGN:
+        return []
 
 
 def _text(value) -> str:
@@ -225,14 +239,15 @@ def summaries_csv(summaries: dict) -> str:
                    "stock" if metric in STOCKS else "flow")
                for metric, m in s["metrics"].items()
                for period, stats in [("total", m["total"]), *((p["period"], p) for p in m["by_period"])]]
-        out += [row(name, f"clv.{seg}", "total", stats, units.currency, h["end"], "lifetime")
-                for seg, stats in (s.get("clv") or {}).items()]
-        out += [row(name, f"{prefix}.{who}.{metric}", "total", m["total"],
-                    units.currency if metric == "bookings" else units.metric(metric)[0], h["end"],
-                    "stock" if metric in STOCKS or metric == "draw_balance" else "flow")
-                for prefix, key in (("segment", "segments"), ("rep", "reps"))
-                for who, block in (s.get(key) or {}).items()
-                for metric, m in block.items() if isinstance(m, dict) and isinstance(m.get("total"), dict)]
+        out += _section(lambda: [row(name, f"clv.{seg}", "total", stats, units.currency, h["end"], "lifetime")
+                                 for seg, stats in (s.get("clv") or {}).items()])
+        for prefix, key in (("segment", "segments"), ("rep", "reps")):
+            for who, block in _section(lambda key=key: list((s.get(key) or {}).items())):
+                out += _section(lambda prefix=prefix, who=who, block=block: [
+                    row(name, f"{prefix}.{who}.{metric}", "total", m["total"],
+                        units.currency if metric == "bookings" else units.metric(metric)[0], h["end"],
+                        "stock" if metric in STOCKS or metric == "draw_balance" else "flow")
+                    for metric, m in block.items() if isinstance(m, dict) and isinstance(m.get("total"), dict)])
         return out
     return _csv(["scenario", "metric", "period", *STATS, "unit", "period_end", "kind"], rows, summaries)
 

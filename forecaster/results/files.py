@@ -38,6 +38,7 @@ import io
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -66,10 +67,19 @@ class _Interrupts:
     depth = 0        # > 0 while the main thread must not be interrupted (our own critical sections)
     pending: BaseException | None = None   # the interrupt that arrived meanwhile, raised by checkpoint()
     resent: BaseException | None = None    # the pending interrupt whose signal _resend_later sent again
+    raised = False   # an interrupt was raised since ``pending`` was set: nothing is sent again
     lock = threading.Lock()  # held while a signal is sent again, and while handle_interrupts puts handlers back
 
 
-_LLVMLITE = f"{os.sep}llvmlite{os.sep}"
+_LLVM_CALLBACKS = ("_raw_object_cache_notify", "_raw_object_cache_getbuffer")
+"""llvmlite's ctypes callbacks (``ExecutionEngine``'s object cache), called from LLVM's C++
+while numba compiles; the only ones llvmlite has (0.50)."""
+
+
+def _llvm_callback_code() -> frozenset:
+    """The code of :data:`_LLVM_CALLBACKS`, when llvmlite is loaded (empty otherwise)."""
+    engine = getattr(sys.modules.get("llvmlite.binding.executionengine"), "ExecutionEngine", None)
+    return frozenset(getattr(getattr(engine, name, None), "__code__", None) for name in _LLVM_CALLBACKS) - {None}
 
 
 def _must_wait(frame) -> bool:
@@ -77,11 +87,14 @@ def _must_wait(frame) -> bool:
     callbacks), be printed and dropped by Python (destructors, weakref callbacks), or reach
     LLVM through a ctypes callback while numba compiles (llvmlite's object cache: the
     exception is dropped and the compile goes on without its object code, or the process
-    dies of a segmentation fault; seen in CI on a cold cache)."""
+    dies of a segmentation fault; seen in CI on a cold cache). Only the callbacks: llvmlite's
+    Python wrappers around a long LLVM call are safe places (deferring there held a SIGTERM
+    3.5 s, until the compile had finished: review)."""
+    llvm = _llvm_callback_code()
     while frame is not None:
         code = frame.f_code
         if code in _GUARDED_CODE or code.co_name == "__del__" or code.co_filename.endswith("weakref.py") \
-                or _LLVMLITE in code.co_filename:
+                or code in llvm:
             return True
         frame = frame.f_back
     return False
@@ -89,18 +102,22 @@ def _must_wait(frame) -> bool:
 
 def _resend_later(signum: int, exc: BaseException) -> None:
     """Send ``signum`` to the main thread again after :data:`RESEND_AFTER`, if ``exc`` is still
-    pending then and a Python handler still takes the signal (never the default action, which
-    would kill the process). Where threads cannot be signalled (Windows), the next
-    :func:`checkpoint` raises it."""
-    if not hasattr(signal, "pthread_kill"):
-        return
+    pending then, no interrupt was raised meanwhile (a second signal's, or a checkpoint's: the
+    command is already ending, and raising again would break its clean-up) and a Python
+    handler still takes the signal (never the default action, which would kill the process).
+    Where threads cannot be signalled (Windows), the signal is raised in the timer's thread,
+    whose handler Python runs on the main thread all the same."""
     main = threading.main_thread().ident
 
     def again():
         with _Interrupts.lock:
-            if _Interrupts.pending is exc and main is not None and callable(signal.getsignal(signum)):
+            if _Interrupts.pending is exc and not _Interrupts.raised and main is not None \
+                    and callable(signal.getsignal(signum)):
                 _Interrupts.resent = exc
-                signal.pthread_kill(main, signum)
+                if hasattr(signal, "pthread_kill"):
+                    signal.pthread_kill(main, signum)
+                else:
+                    signal.raise_signal(signum)
 
     timer = threading.Timer(RESEND_AFTER, again)
     timer.daemon = True
@@ -128,12 +145,14 @@ def on_signal(signum, frame):
         exc = Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
         # kept also when raised: an exception raised in a weakref callback or a destructor is
         # printed and dropped by Python, and the next checkpoint() must still stop the run
-        _Interrupts.pending = _Interrupts.pending or exc
+        if _Interrupts.pending is None:
+            _Interrupts.pending, _Interrupts.raised = exc, False
     if _Interrupts.depth:
-        return  # our own critical section: its end is a checkpoint
+        return  # our own critical section (a file callback, a publication): raised at the next checkpoint()
     if _must_wait(frame):
         _resend_later(signum, _Interrupts.pending)
         return
+    _Interrupts.raised = True
     raise exc
 
 
@@ -154,7 +173,7 @@ def checkpoint() -> None:
     """Raise an interrupt that arrived while the NetCDF library or a publication was writing."""
     if _Interrupts.pending is not None and _Interrupts.depth == 0 \
             and threading.current_thread() is threading.main_thread():
-        exc, _Interrupts.pending = _Interrupts.pending, None
+        exc, _Interrupts.pending, _Interrupts.raised = _Interrupts.pending, None, True
         raise exc
 
 
@@ -193,17 +212,21 @@ def handle_interrupts(sigterm: bool = False):
                 continue  # ours already, ignored on purpose (nohup), or someone else's Ctrl-C handler
             installed[sig] = signal.signal(sig, on_signal)
     if installed:
-        _Interrupts.pending = None
+        _Interrupts.pending, _Interrupts.raised = None, False
     try:
         yield
         if installed:
             checkpoint()
     finally:
+        if installed:
+            # first: a signal sent again while this waits for the lock finds nothing pending
+            # (its handler runs during the wait and would raise inside this clean-up: review)
+            _Interrupts.pending = None
         with _Interrupts.lock:  # no signal sent again once the handlers it was meant for are gone
             for sig, previous in installed.items():
                 signal.signal(sig, previous)
             if installed:
-                _Interrupts.pending = None
+                _Interrupts.pending, _Interrupts.raised = None, False
 
 
 # --- a file the NetCDF library cannot fail on -------------------------------------------------

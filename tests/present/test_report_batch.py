@@ -667,3 +667,27 @@ def test_batch_tables_carry_targets_quota_chances_segments_and_reps_as_summary_j
     assert (out / "targets.csv").read_text() == "scenario,metric,threshold,probability,unit,kind\n"
     assert (out / "reps.csv").read_text().splitlines() == [
         "scenario,rep,period,period_end,quota,probability_reach_quota,attainment_p50,unit"]
+
+
+def test_a_hand_edited_summary_of_another_shape_loses_only_its_own_rows(tmp_path):
+    """A summary.json edited by hand (a threshold too large for a float, reps as a list, a
+    segment's statistic as text) leaves its scenario's other rows in summaries.csv and stops
+    nothing: before, an OverflowError ended every later batch with an internal error, and a
+    list under reps dropped all of the scenario's rows (review)."""
+    folder, out = tmp_path / "sc", tmp_path / "out"
+    folder.mkdir()
+    (folder / "team.yaml").write_text(TEAM)
+    assert CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--quiet"]).exit_code == 0
+    path = out / "team" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["targets"]["revenue"]["threshold"] = 10 ** 400
+    summary["reps"] = [summary["reps"]]
+    summary["segments"]["mid"]["revenue"]["total"]["mean"] = "lots"
+    path.write_text(json.dumps(summary))
+    res = CliRunner().invoke(main, ["batch", str(folder), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output  # unchanged inputs: the tables are rebuilt from the edited summary
+    metrics = {r["metric"] for r in csv.DictReader((out / "summaries.csv").open())}
+    assert {"revenue", "won_deals", "commission", "segment.smb.eu.revenue"} <= metrics
+    assert not {m for m in metrics if m.startswith(("rep.", "segment.mid."))}
+    assert [r["metric"] for r in csv.DictReader((out / "targets.csv").open())] == []
+    assert list(csv.DictReader((out / "reps.csv").open())) == []
