@@ -592,7 +592,7 @@ class Runner:
             full = ctx.parent / p
             if p.endswith(".json"):
                 problems += check_json_file(full, p)
-            elif p.endswith(".csv") and os.path.basename(p) == "summaries.csv":
+            elif p.endswith(".csv") and os.path.basename(p) in ("summaries.csv", "targets.csv", "reps.csv"):
                 problems += check_csv_file(full, p)
             elif p.endswith((".md", ".html")):
                 problems += check_report_file(full, p)
@@ -2107,8 +2107,8 @@ def family_out() -> list[Case]:
         "symlink-elsewhere": ("link", {"link": Link("../elsewhere")}, ("link", "../elsewhere")),
         "symlink-dangling": ("link", {"link": Link("../nowhere")}, ("link", "../nowhere")),
         "dot": (".", {}, ("forecast.nc", "summary.json", "compare.json", "compare.nc", "sensitivity.json",
-                          "sensitivity.nc", "backtest.json", "manifest.json", "summaries.csv", "s", "report.html",
-                          "report.md")),
+                          "sensitivity.nc", "backtest.json", "manifest.json", "summaries.csv", "targets.csv",
+                          "reps.csv", "s", "report.html", "report.md")),
         "long-name": ("n" * 300, {}, ()),
         "long-path": ("/".join(["d" * 200] * 25), {}, ("d" * 200,)),
         "dev-null": ("/dev/null", {}, ()),
