@@ -105,8 +105,11 @@ def _resend_later(signum: int, exc: BaseException) -> None:
     pending then, no interrupt was raised meanwhile (a second signal's, or a checkpoint's: the
     command is already ending, and raising again would break its clean-up) and a Python
     handler still takes the signal (never the default action, which would kill the process).
-    Where threads cannot be signalled (Windows), the signal is raised in the timer's thread,
-    whose handler Python runs on the main thread all the same."""
+    Where threads cannot be signalled (Windows), nothing is sent: the next :func:`checkpoint`
+    raises it (raising the signal from the timer's thread instead raised it twice under
+    Python 3.13 in CI: not kept)."""
+    if not hasattr(signal, "pthread_kill"):
+        return
     main = threading.main_thread().ident
 
     def again():
@@ -114,10 +117,7 @@ def _resend_later(signum: int, exc: BaseException) -> None:
             if _Interrupts.pending is exc and not _Interrupts.raised and main is not None \
                     and callable(signal.getsignal(signum)):
                 _Interrupts.resent = exc
-                if hasattr(signal, "pthread_kill"):
-                    signal.pthread_kill(main, signum)
-                else:
-                    signal.raise_signal(signum)
+                signal.pthread_kill(main, signum)
 
     timer = threading.Timer(RESEND_AFTER, again)
     timer.daemon = True

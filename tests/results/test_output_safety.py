@@ -174,9 +174,7 @@ def _raw_object_cache_notify(handler, frame):  # stands in for llvmlite's callba
 executionengine.ExecutionEngine._raw_object_cache_notify = _raw_object_cache_notify
 callback = executionengine.ExecutionEngine._raw_object_cache_notify
 case = sys.argv[1]
-if case == "windows":  # threads cannot be signalled: the timer raises the signal in its own thread
-    del signal.pthread_kill
-elif case == "path":  # a user's own code under a folder named llvmlite is not a callback
+if case == "path":  # a user's own code under a folder named llvmlite is not a callback
     here = {}
     exec(compile("def job(handler, frame):\\n    handler(signal.SIGTERM, frame())\\n",
                  os.path.join(os.sep, "home", "llvmlite", "job.py"), "exec"), {"signal": signal}, here)
@@ -208,15 +206,13 @@ print("alive")
 
 @pytest.mark.parametrize("case, said", [
     ("resend", ["deferred", "raised", "clean", "alive"]),    # sent again, raised outside the callback
-    ("windows", ["deferred", "raised", "clean", "alive"]),   # the same without pthread_kill
     ("ends", ["deferred", "not", "interrupted", "raised", "clean", "alive"]),  # raised at the end: not sent again
     ("second", ["deferred", "raised", "clean", "alive"]),    # a second signal raised: not sent again
     ("path", ["raised", "clean", "alive"]),                  # not a callback: raised at once
 ])
 def test_a_signal_deferred_in_llvms_callback_is_raised_once_and_never_after_the_handlers_are_gone(case, said):
     """Deferred inside llvmlite's object-cache callback, the interrupt is raised once, within
-    a fraction of a second: when the signal is sent again (by pthread_kill, or where threads
-    cannot be signalled by the timer thread's own raise_signal), or at the command's end, or
+    a fraction of a second: when the signal is sent again (by pthread_kill), or at the command's end, or
     by a second signal; never a second time during the clean-up after it (review: two
     signals within 50 ms raised twice, and the batch's tables were left unwritten), and
     never once SIGTERM's default action is back (it would kill the process). Only the
