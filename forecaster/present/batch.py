@@ -100,31 +100,26 @@ def _kind(path: Path) -> str | None:
 _WHAT = {"link": "a symbolic link", "folder": "a folder", "file": "a file", "other": "a special file"}
 
 
-def _write_atomic(folder: Path, name: str, text: str) -> None:
+def _write_atomic(folder: Path, texts: dict[str, str], what: str | None = None) -> None:
+    """Write ``texts`` (file name -> text) into ``folder``, published together: a reader
+    never sees one file of this write beside another of an older one. A failure is an
+    :class:`OutputError` that begins with ``what`` (default: the one file's path and a colon)."""
     try:
         with Staged(folder) as staged:
-            staged.path(name).write_text(text, encoding="utf-8")
+            for name, text in texts.items():
+                staged.path(name).write_text(text, encoding="utf-8")
             staged.publish()
     except OSError as exc:
         if isinstance(exc, ForecasterError):
             raise
-        raise OutputError(f"{folder / name}: cannot be written: {exc.strerror or exc}") from None
+        what = what or f"{folder / next(iter(texts))}:"
+        raise OutputError(f"{what} cannot be written: {exc.strerror or exc}") from None
 
 
 def _write_tables(folder: Path, summaries: dict) -> None:
     """:data:`TABLE_FILES` from ``summaries`` (run folder name -> summary), published together:
     a reader never sees ``summaries.csv`` of one run beside ``targets.csv`` of another."""
-    texts = batch_tables(summaries)
-    try:
-        with Staged(folder) as staged:
-            for name in TABLE_FILES:
-                staged.path(name).write_text(texts[name], encoding="utf-8")
-            staged.publish()
-    except OSError as exc:
-        if isinstance(exc, ForecasterError):
-            raise
-        raise OutputError(f"{folder}: the batch's tables ({', '.join(TABLE_FILES)}) cannot be written: "
-                          f"{exc.strerror or exc}") from None
+    _write_atomic(folder, batch_tables(summaries), f"{folder}: the batch's tables ({', '.join(TABLE_FILES)})")
 
 
 def batch_tables(summaries: dict) -> dict[str, str]:
@@ -629,7 +624,7 @@ def _run_locked(folder: Path, files: list[Path], out: Path, *, force, trials, th
     def save():
         manifest.update({"forecaster_version": __version__, "updated": _now(), "folder": str(folder),
                          "scenarios": entries})
-        _write_atomic(out, MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _write_atomic(out, {MANIFEST: json.dumps(manifest, indent=2) + "\n"})
 
     def done(name, action):
         actions[name] = action
