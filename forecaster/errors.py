@@ -27,12 +27,16 @@ class Problem:
         1-based line in the file where the value stands, when known.
     file : str or None
         File the problem is in, when it is not the scenario file itself (a pipeline CSV).
+    more : int
+        When > 0, this entry is not a problem but says that ``more`` further problems were
+        found and not listed ("and 579 more problems like these"): they count in the total.
     """
 
     path: str
     message: str
     line: int | None = None
     file: str | None = None
+    more: int = 0
 
     def render(self, default_file: str) -> str:
         where = self.file or default_file
@@ -57,10 +61,11 @@ class ScenarioError(ForecasterError, ValueError):
 
     def _text(self) -> str:
         lines = [p.render(self.file) for p in self.problems]
+        count = sum(p.more or 1 for p in self.problems)  # an "and N more" line counts its N, not itself
         if len(lines) == 1:
             text = lines[0]
         else:
-            text = f"{self.file}: {len(lines)} problems\n" + "\n".join("  " + line for line in lines)
+            text = f"{self.file}: {count:,} problems\n" + "\n".join("  " + line for line in lines)
         return text + (f"\n  {self.hint}" if self.hint else "")
 
 

@@ -350,6 +350,12 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
         raise ForecasterError(f"{shown_name(history)}: cannot calibrate on {as_of}: {exc}") from None
     if found.get("currency"):  # the history's amounts say their currency: the scenario's label
         cal.scenario = with_currency(cal.scenario, found["currency"])
+    first = min((day for deal in deals for day in deal.entered if day is not None and day <= as_of), default=None)
+    if first is not None and horizon_days > (as_of - first).days + 1:
+        # review: a 10-year horizon from one year of history was taken without a word
+        cal.warnings.append(f"the horizon ({horizon_days:,} days) is longer than the history known on {as_of} "
+                            f"({(as_of - first).days + 1:,} days, from {first}): its later periods carry the fitted "
+                            "drift and trend past anything the history shows; read them as a what-if, not a forecast")
     customers, after_sale = None, ""
     if customer_logs:
         customers, after_sale = _fit_customers(cal, as_of, purchases, terms, customer_segment, customers_file,

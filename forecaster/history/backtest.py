@@ -184,7 +184,7 @@ def backtest(deals: list[Deal], stages: list[str], cutoffs: list[date], *, month
             continue
         with tempfile.TemporaryDirectory() as tmp:
             if cal.pipeline:
-                (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline))
+                (Path(tmp) / "pipeline.csv").write_text(pipeline_csv(cal.pipeline), encoding="utf-8")
             sc = scenario_from_dict(cal.scenario, base_dir=tmp, name=f"calibrated on {cutoff}")
             ds = simulate(sc, trials=trials, seed=0)
         truth = actuals(deals, month_list)

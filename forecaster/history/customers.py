@@ -245,7 +245,8 @@ class _Log:
         if not n_rows:
             raise ScenarioError(self.shown, [Problem("", f"has a header but no rows ({self.what})")])
         if self.n_problems > MAX_REPORTED:
-            self.problems.append(Problem("", f"and {self.n_problems - MAX_REPORTED} more problems like these"))
+            self.problems.append(Problem("", f"and {self.n_problems - MAX_REPORTED} more problems like these",
+                                         more=self.n_problems - MAX_REPORTED))
         if self.problems:
             raise ScenarioError(self.shown, self.problems)
         dropped = _dropped(self.dropped).replace("as a deal", f"as {self.noun}") if self.dropped else ""

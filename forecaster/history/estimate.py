@@ -68,7 +68,13 @@ from forecaster.history.fitting import (
     with_fitted_tail,
 )
 from forecaster.history.parts import Calibration, Mechanism
-from forecaster.history.quarters import poisson_fit, quarter_end_closing, team_capacity, unslipped_factor
+from forecaster.history.quarters import (
+    pinned_close_dates,
+    poisson_fit,
+    quarter_end_closing,
+    team_capacity,
+    unslipped_factor,
+)
 from forecaster.history.readers import Deal, recorded_through
 
 MIN_CONVERTED = 30
@@ -302,6 +308,9 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if like is not None:
         fiscal_year_start = like.fiscal_year_start
     cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
+    pinned = pinned_close_dates(deals, as_of, fiscal_year_start or 1)
+    if pinned:
+        cal.warnings.append(pinned)
     # months from as_of's month to the average lead of the horizon's first quarter: the lead
     # rate written is the level's mean there, and the simulation's drift keeps it (its
     # random walk is mean-preserving). Over a longer horizon the mean of a log random walk
@@ -969,4 +978,7 @@ def _deal_value(deals: list[Deal], as_of: date, cal: Calibration, seg: str, ever
                             "resamples the others")
     if len(values) < 20:
         cal.warnings.append(f"{seg}: only {len(values)} won amounts to resample")
+    if not any(values):  # a revenue of 0 in every trial, silently, unless said
+        cal.warnings.append(f"{seg}: all {len(values)} won amounts are 0, so its revenue is forecast as 0; if the "
+                            "amounts are in another column, name it with --column amount=...")
     return {"dist": "empirical", "values": [round(v, 2) for v in values]}

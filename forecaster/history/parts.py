@@ -97,7 +97,7 @@ def new_lead_share(cal: Calibration, trials: int = 400) -> float:
         return 1.0
     doc = dict(cal.base)  # the base has no optional part: no shocks, no slips
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline))
+        (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(cal.pipeline), encoding="utf-8")
         both = float(simulate(scenario_from_dict(doc, base_dir=tmp), trials=trials)["won_deals"].sum())
     doc.pop("pipeline")
     new = float(simulate(scenario_from_dict(doc), trials=trials)["won_deals"].sum())

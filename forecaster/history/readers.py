@@ -82,8 +82,10 @@ date is a typing error (``0025-03-01``) or a placeholder (``9999-12-31``)."""
 
 
 def _key(value: str) -> str:
-    """How an outcome value is matched: case-insensitive, surrounding whitespace ignored."""
-    return value.strip().casefold()
+    """How an outcome value is matched: case-insensitive, runs of whitespace (a no-break space
+    included) as one space, surrounding whitespace ignored, Unicode's two ways of writing an
+    accented letter as one (NFC)."""
+    return " ".join(unicodedata.normalize("NFC", value).split()).casefold()
 
 
 class Preset(TypedDict):
@@ -1037,7 +1039,8 @@ def read_history(path: Path | str, stages: list[str], columns: dict, outcomes: d
     if unmapped:
         problems.insert(0, Problem("", _unmapped_message(unmapped, str(col["outcome"]), outcome_map, unit)))
     if n_problems > MAX_REPORTED:
-        problems.append(Problem("", f"and {n_problems - MAX_REPORTED} more problems like these"))
+        problems.append(Problem("", f"and {n_problems - MAX_REPORTED} more problems like these",
+                                more=n_problems - MAX_REPORTED))
     hint = None
     if unreadable_dates and not date_format:
         hint = ("dates written another way are read with --date-format, the file's format in Python's strftime "
@@ -1149,9 +1152,10 @@ def _footer_aside(rows, footer: list, width: int = 0):
 
 def segment_key(name: str) -> str:
     """What makes two spellings one segment: ``Inbound``, ``inbound`` and ``In  bound``'s
-    ``in bound`` (case and runs of spaces ignored). Names read elsewhere (``--segment``, a
+    ``in bound`` (case and runs of spaces ignored), and ``Café`` written with its accent
+    apart (as macOS writes file names) or not (NFC). Names read elsewhere (``--segment``, a
     customer log's segments) are matched to the scenario's by it."""
-    return " ".join(name.split()).casefold()
+    return " ".join(unicodedata.normalize("NFC", name).split()).casefold()
 
 
 def same_segment(name: str, segments) -> str:
@@ -1185,7 +1189,9 @@ def _one_spelling(deals: list[Deal]) -> tuple[list[Deal], list[str]]:
         for n in names:
             if n != keep:
                 rename[n] = keep
-                said.append(f"{n!r} ({counts[n]:,} deal{'s' * (counts[n] != 1)}) as {keep!r} ({counts[keep]:,})")
+                alike = unicodedata.normalize("NFC", n) == unicodedata.normalize("NFC", keep)  # they look the same
+                said.append(f"{n!r} ({counts[n]:,} deal{'s' * (counts[n] != 1)}) as {keep!r} ({counts[keep]:,})"
+                            + (" (the same name in another Unicode form)" if alike else ""))
     if not rename:
         return deals, []
     return [replace(d, segment=rename[d.segment]) if d.segment in rename else d for d in deals], said

@@ -334,7 +334,7 @@ def select_mechanisms(deals, stages, as_of: date, cal, *, horizon_days: int, los
             return replace(sc, pipeline_file=read[i].pipeline_file, pipeline=read[i].pipeline)
         with tempfile.TemporaryDirectory() as tmp:
             if icalib.pipeline:
-                (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline))
+                (Path(tmp) / doc["pipeline"]["file"]).write_text(pipeline_csv(icalib.pipeline), encoding="utf-8")
             sc = scenario_from_dict(doc, base_dir=tmp)
         if icalib.pipeline:
             read[i] = sc

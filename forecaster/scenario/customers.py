@@ -189,8 +189,8 @@ def read_customers(path: Path, shown_as: str, *, start: date, segments: Mapping[
     problems: list[Problem] = []
     shown_as = shown_as if len(shown_as) <= 200 else shown_as[:200] + "..."
 
-    def bad(message: str) -> None:
-        problems.append(Problem(KEY, message, line))
+    def bad(message: str, more: int = 0) -> None:
+        problems.append(Problem(KEY, message, line, more=more))
 
     if segments and all(isinstance(s, Segment) and s.customer is None for s in segments.values()):
         bad(f"names {shown_as!r}, an installed base, but no segment has a customer block; give a segment "
@@ -262,7 +262,7 @@ def _read_header(rows, shown_as: str, bad: Callable[[str], None]) -> list[str] |
 
 
 def _read_rows(lines, shown_as: str, *, start: date, segments: Mapping[str, Segment], reps: Collection[str],
-               bad: Callable[[str], None]) -> tuple[InstalledCustomer, ...]:
+               bad: Callable[..., None]) -> tuple[InstalledCustomer, ...]:
     rows = csv.reader(lines)
     header = _read_header(rows, shown_as, bad)
     if header is None:
@@ -369,7 +369,7 @@ def _read_rows(lines, shown_as: str, *, start: date, segments: Mapping[str, Segm
             continue
         customers.append(InstalledCustomer(customer_id, seg_name, owner=owner, **fields))
     if errors > MAX_REPORTED:
-        bad(f"{shown_as}: and {errors - MAX_REPORTED} more problems like these")
+        bad(f"{shown_as}: and {errors - MAX_REPORTED} more problems like these", more=errors - MAX_REPORTED)
     return tuple(customers)
 
 

@@ -135,8 +135,8 @@ def read_pipeline(path: Path, shown_as: str, *, start: date, segments, stages, r
     problems: list[Problem] = []
     shown_as = shown_as if len(shown_as) <= 200 else shown_as[:200] + "..."
 
-    def bad(message: str) -> None:
-        problems.append(Problem("pipeline.file", message, line))
+    def bad(message: str, more: int = 0) -> None:
+        problems.append(Problem("pipeline.file", message, line, more=more))
 
     try:
         f = open_input(path)
@@ -278,5 +278,5 @@ def _read_rows(lines, shown_as: str, *, start: date, segments, stages, reps, bad
         assert entered is not None  # a missing or malformed date is a row problem above
         deals.append(PipelineDeal(deal_id, seg, stage, entered, amount, owner))
     if errors > MAX_REPORTED:
-        bad(f"{shown_as}: and {errors - MAX_REPORTED} more problems like these")
+        bad(f"{shown_as}: and {errors - MAX_REPORTED} more problems like these", more=errors - MAX_REPORTED)
     return tuple(deals)

@@ -123,9 +123,33 @@ for _resolved, _pattern in _RESOLVERS.items():
 def dump_yaml(doc) -> str:
     """``doc`` (mappings, lists, strings, numbers, booleans, None) as YAML text that
     :func:`load_yaml` reads back as the same values: keys in their order, nested lists in
-    flow style, lines wrapped at 120 characters."""
+    flow style, lines wrapped at 120 characters. Names are written as they read (``München``,
+    ``日本``, not ``"M\\xFCnchen"``) unless some string holds a character that would not read
+    back or not show (a control or format character, a line or paragraph separator): then
+    every character outside ASCII is escaped."""
     return yaml.dump(doc, Dumper=_Yaml12Dumper, sort_keys=False, default_flow_style=None, width=120,
-                     allow_unicode=False)
+                     allow_unicode=not any(_unshown(s) for s in _strings(doc)))
+
+
+def _strings(doc):
+    """Every string in ``doc``, keys included."""
+    if isinstance(doc, str):
+        yield doc
+    elif isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(doc, (list, tuple)):
+        for v in doc:
+            yield from _strings(v)
+
+
+def _unshown(text: str) -> bool:
+    """Whether ``text`` holds a character PyYAML would write raw but that does not read back
+    (NEL, U+0085, became a line break) or that an editor does not show (Unicode's control,
+    format, surrogate and private-use characters, line and paragraph separators)."""
+    return any(ord(c) > 126 and unicodedata.category(c)[0] in "CZ" and unicodedata.category(c) != "Zs"
+               for c in text)
 
 
 def format_path(path: Path) -> str:
@@ -374,7 +398,7 @@ def load_yaml(text: str, file: str) -> tuple[object, dict[Path, int]]:
         problems = builder.problems
         if len(problems) > MAX_PROBLEMS:
             problems = problems[:MAX_PROBLEMS] + [Problem("", f"and {len(problems) - MAX_PROBLEMS:,} more "
-                                                              "problems like these")]
+                                                              "problems like these", more=len(problems) - MAX_PROBLEMS)]
         raise ScenarioError(file, problems)
     return data, builder.lines
 
