@@ -416,6 +416,12 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
         if export_end > as_of:
             cal.warnings.append(f"--open-amounts: the open deals' amounts are those of the export, whose last record "
                                 f"is {export_end}, not those known on {as_of}")
+    elif open_amounts and cal.pipeline:  # asked for, and nothing to do it with: said (review)
+        unpriced = sum(1 for d in deals if d.outcome == "open" and d.amount and seg_docs[d.segment]["deal_value"] == 1)
+        cal.warnings.append(f"--open-amounts: none of the {len(cal.pipeline)} open deals is valued at its own amount: "
+                            + (f"{unpriced} carry one, but their segments have no won amount (revenue counts won "
+                               "deals there)" if unpriced else "none carries an amount (blank or 0)")
+                            + "; every open deal is valued as a won deal of its segment is")
     elif priced and open_amounts is None:
         cal.warnings.append(f"{len(priced)} of the {len(cal.pipeline)} open deals carry an amount (mean "
                             f"{np.mean(priced):,.2f}), not used: every open deal is valued as a won deal of its "

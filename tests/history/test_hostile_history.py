@@ -992,3 +992,10 @@ def test_open_deals_keep_their_own_amount_only_when_asked_and_only_if_still_open
     res = calibrate(write(tmp_path / "h2.csv", lines), out, "--open-amounts")
     assert res.exit_code == 0, res.output
     assert "--open-amounts: the open deals' amounts" not in res.output
+    assert "none of the" not in res.output
+    # asked for where no open deal has an amount: said, not ignored (review)
+    blank = [line.rsplit(",", 1)[0] + "," if ",open," in line else line for line in lines]
+    res = calibrate(write(tmp_path / "h3.csv", blank), out, "--open-amounts")
+    assert res.exit_code == 0, res.output
+    assert ("--open-amounts: none of the 17 open deals is valued at its own amount: none carries an amount (blank "
+            "or 0); every open deal is valued as a won deal of its segment is") in res.output
