@@ -22,6 +22,28 @@ MAX_HORIZON_DAYS = 3660
 """The longest ``--horizon``: ten years, in months or days."""
 
 
+SEGMENT_WARNINGS_SHOWN = 10
+"""How many warnings about one segment each calibrate prints before counting the rest (the
+scenario's header and the report list them all)."""
+
+
+def _shown_warnings(warnings: list[str], segments: list[str]) -> list[str]:
+    """``warnings`` as printed: those about one segment each (``seg: ...``, ``seg, stage: ...``)
+    past :data:`SEGMENT_WARNINGS_SHOWN` counted in one line (review: an owner column of 300
+    names read as segments printed 900 lines)."""
+    names = set(segments) if len(segments) > 1 else set()
+    about = [w.split(": ", 1)[0].split(", ")[0] for w in warnings]
+    single = [i for i, name in enumerate(about) if name in names]
+    if len(single) <= SEGMENT_WARNINGS_SHOWN:
+        return list(warnings)
+    hidden = set(single[SEGMENT_WARNINGS_SHOWN:])
+    said = {about[i] for i in single}
+    return [w for i, w in enumerate(warnings) if i not in hidden] + [
+        f"and {len(hidden):,} more warnings about single segments ({len(said):,} of the {len(segments):,} segments have "
+        "one; the scenario's header lists every one)" + ("; so many segments with too few deals of their own: is "
+                                                          "--segment-column the lead source?" if len(said) > 50 else "")]
+
+
 def _horizon(ctx, param, value):
     """``90`` or ``90d`` (days) or ``3m`` (whole calendar months after the as-of date)."""
     m = re.fullmatch(r"(\d{1,9})\s*([dm]?)", str(value).strip().lower(), re.ASCII)
@@ -380,7 +402,7 @@ def calibrate_command(history, as_of, output, query, preset, stages, segment_col
     from forecaster.results.files import write_together
 
     write_together(folder, files, shown)
-    for w in cal.warnings:
+    for w in _shown_warnings(cal.warnings, list(cal.scenario.get("segments", {}))):
         click.echo(f"warning: {w}", err=True)
     ev = cal.evidence
     if ev.get("coverage_p10_p90") is not None:

@@ -308,9 +308,9 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if like is not None:
         fiscal_year_start = like.fiscal_year_start
     cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
-    pinned = pinned_close_dates(deals, as_of, fiscal_year_start or 1)
-    if pinned:
-        cal.warnings.append(pinned)
+    for said in (pinned_close_dates(deals, as_of, fiscal_year_start or 1), arrival_gap(deals, as_of)):
+        if said:
+            cal.warnings.append(said)
     # months from as_of's month to the average lead of the horizon's first quarter: the lead
     # rate written is the level's mean there, and the simulation's drift keeps it (its
     # random walk is mean-preserving). Over a longer horizon the mean of a log random walk
@@ -803,6 +803,40 @@ MIN_MONTH_COUNT = 1.5
 """Arrivals a month must be expected to bring to be read on the log scale (E log(n + 1/2) is
 log mu + 0.026 at 2, + 0.066 at 1.5, + 0.17 at 1, + 0.75 at 1/3): a history of fewer a month
 has no arrival level, and its lead rate is its recent count over its days (:func:`_lead_rate`)."""
+
+
+GAP_MONTHS = 3
+"""Whole months in a row without a new deal, amid months that had some, that
+:func:`arrival_gap` reads as a gap in the export rather than a pause in the leads."""
+
+
+def arrival_gap(deals: list[Deal], as_of: date) -> str | None:
+    """A warning when :data:`GAP_MONTHS` or more whole months in a row before ``as_of`` have
+    no deal entering its first stage where the months before had at least 5 a month (median):
+    more likely a gap in the export (a filter, a migration) than no leads, and the arrivals'
+    level, drift and shocks read those months as real (review: six empty months between two
+    busy ones raised the lead shock to 0.59 without a word)."""
+    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    if not first:
+        return None
+    counts = monthly_counts(first)
+    months = months_until(min(first), as_of)[1:]  # the first month: cut by the history's start
+    if (as_of.year, as_of.month) in months and as_of != period_end(as_of, "month"):
+        months = months[:-1]  # as_of's month, not whole
+    run: list = []
+    for i, m in enumerate(months + [None]):
+        if m is not None and counts.get(m, 0) == 0:
+            run.append(i)
+            continue
+        if len(run) >= GAP_MONTHS:
+            before = [counts.get(x, 0) for x in months[max(0, run[0] - 12):run[0]]]
+            if before and float(np.median(before)) >= 5:
+                (y0, m0), (y1, m1) = months[run[0]], months[run[-1]]
+                return (f"no deal entered from {y0}-{m0:02d} to {y1}-{m1:02d} ({len(run)} whole months), where the "
+                        f"months before brought {float(np.median(before)):,.0f} a month: a gap in the export (a "
+                        "filter, a migration)? The arrivals are read as if no lead came then")
+        run = []
+    return None
 
 
 def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):

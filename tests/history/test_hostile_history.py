@@ -133,6 +133,26 @@ def test_close_dates_set_by_the_period_are_said(pinned, said):
     assert pinned_close_dates(deals[:20], date(2025, 3, 31)) is None  # too few closes to say
 
 
+@pytest.mark.parametrize("per_month, empty, as_of, said", [
+    (20, [5, 6, 7, 8], date(2024, 12, 31), "no deal entered from 2024-05 to 2024-08 (4 whole months), where the "
+                                           "months before brought 20 a month: a gap in the export"),
+    (20, [9, 10, 11], date(2024, 11, 30), "no deal entered from 2024-09 to 2024-11 (3 whole months)"),  # up to as_of
+    (20, [5, 6], date(2024, 12, 31), None),     # two empty months: a pause, not said
+    (2, [5, 6, 7], date(2024, 12, 31), None),   # a few leads a month: empty months happen
+    (20, [9, 10, 11], date(2024, 11, 15), None),  # as_of's month is not whole: two whole months only
+])
+def test_months_without_a_new_deal_amid_busy_ones_are_said(per_month, empty, as_of, said):
+    """Review: six empty months between two busy ones, a gap in the export, were read as no
+    leads (the lead shock rose to 0.59) without a word."""
+    from forecaster.history.estimate import arrival_gap
+    from forecaster.history.readers import Deal
+
+    deals = [Deal(f"d{m}-{i}", "all", [date(2024, m, 1 + i % 28)], "open", None, None)
+             for m in range(1, 13) if m not in empty for i in range(per_month)]
+    warning = arrival_gap(deals, as_of)
+    assert (warning is None) if said is None else (said in warning), warning
+
+
 def test_the_count_of_problems_includes_those_not_listed(tmp_path):
     """Review: 600 bad rows were announced as "21 problems" (the 20 listed and the line
     saying how many more)."""
@@ -920,6 +940,24 @@ def test_a_horizon_longer_than_the_history_is_said(tmp_path, good):
     assert "is longer than the history" in (tmp_path / "long.yaml").read_text()  # and in the scenario's warnings
     res = calibrate(good, tmp_path / "short.yaml", "--horizon", "60d")
     assert res.exit_code == 0 and "is longer than the history" not in res.output, res.output
+
+
+def test_warnings_about_single_segments_past_ten_are_counted_not_printed():
+    """Review: an owner column of 300 names read as segments printed 900 warning lines."""
+    from forecaster.cli.calibrate import SEGMENT_WARNINGS_SHOWN, _shown_warnings
+
+    segments = [f"rep {i}" for i in range(60)]
+    warnings = ["the horizon is long"] + [f"rep {i}: only {i} won amounts to resample" for i in range(60)] + [
+        f"rep {i}, lead: only 3 conversions" for i in range(5)] + ["rep 99: not a segment's"]
+    shown = _shown_warnings(warnings, segments)
+    assert shown[:1 + SEGMENT_WARNINGS_SHOWN] == warnings[:1 + SEGMENT_WARNINGS_SHOWN]
+    assert shown[-2] == "rep 99: not a segment's"
+    assert shown[-1] == ("and 55 more warnings about single segments (60 of the 60 segments have one; the scenario's "
+                         "header lists every one); so many segments with too few deals of their own: is "
+                         "--segment-column the lead source?")
+    assert len(shown) == 1 + SEGMENT_WARNINGS_SHOWN + 2
+    assert _shown_warnings(warnings[:11], segments) == warnings[:11]  # ten or fewer: all printed
+    assert _shown_warnings(warnings, ["rep 1"]) == warnings  # one segment: its warnings are the whole's
 
 
 def test_a_dash_for_the_output_is_refused_not_written_as_a_file(tmp_path, good, monkeypatch):
