@@ -95,14 +95,14 @@ def _count(x: float | None) -> str:
 def _add_columns(table: Table, *columns: tuple[str, JustifyMethod]) -> None:
     """Columns by (header, justification)."""
     for col, just in columns:
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, overflow="fold")
 
 
 def _metric_table(title: str, metric: dict, fmt, horizon: dict | None = None) -> Table:
     table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("period")
     for col in ("mean", "95% CI of mean", "P10", "P50", "P90"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     h = horizon or {}
     rows = [(with_fiscal_quarter(item["period"], h.get("report_by", ""), h.get("fiscal_year_start")), item)
             for item in metric["by_period"]] + [("total", metric["total"])]
@@ -245,7 +245,7 @@ def print_spend(summary: dict, cur: str, console: Console) -> None:
     table.add_column("segment")
     names = [(key, label, fmt or _ratio) for key, label, fmt in _RATIOS if key in ratios]
     for _, label, _ in names:
-        table.add_column(f"{label}\nmean (P10 – P90)", justify="right")
+        table.add_column(f"{label}\nmean (P10 – P90)", justify="right", overflow="fold")
     segments = list(next(iter(ratios.values()))["by_segment"])
     undefined = False
     for name in [None, *segments]:
@@ -296,7 +296,7 @@ def _by_period_table(title: str, m: dict, columns: list, periods: list, stocks: 
     table = Table(title=as_text(title), title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("period")
     for _, header, _, _ in columns:  # headers of known words, the currency already printable: newlines kept
-        table.add_column(Text(header), justify="right")
+        table.add_column(Text(header), justify="right", overflow="fold")
     for i, label in enumerate(periods):
         table.add_row(as_text(label), *(_mean_and_range(m[name]["by_period"][i], fmt, spread)
                                         for name, _, fmt, spread in columns))
@@ -476,8 +476,8 @@ def print_sensitivity(summary: dict, console: Console | None = None) -> None:
         table = Table(title="Share of the variance of total revenue (first-order Sobol index)", title_justify="left",
                       show_edge=False, pad_edge=False)
         table.add_column("per-trial input")
-        table.add_column("share", justify="right")
-        table.add_column("within noise", justify="right")
+        table.add_column("share", justify="right", overflow="fold")
+        table.add_column("within noise", justify="right", overflow="fold")
         for item in summary["variance_shares"]:
             table.add_row(as_text(item["input"]), f"{item['share']:.1%}",
                           f"below {item['share_noise']:.1%}" if within_noise(item) else "")

@@ -73,3 +73,29 @@ def test_compare_refuses_quarters_of_two_fiscal_years(tmp_path):
     with pytest.raises(ScenarioError) as err:
         compare(base, [other], trials=50)
     assert "fiscal_year_start" in str(err.value)
+
+
+def test_huge_amounts_are_never_cut_short_in_the_console(tmp_path):
+    """Review: amounts of 1e15 printed as '3,700,000,000,000,…' in a 120-column console (a
+    number with its last digits hidden). They fold onto a second line instead."""
+    sc = load_scenario(_scenario(tmp_path))
+    summary = summarize(simulate(sc), sc)
+    for item in [summary["metrics"]["revenue"]["total"], *summary["metrics"]["revenue"]["by_period"]]:
+        for key in ("mean", "mean_ci_low", "mean_ci_high", "p10", "p50", "p90"):
+            item[key] = 3_700_000_000_000_123.0  # below 2**53: exact
+    out = io.StringIO()
+    print_summary(summary, sc, Console(file=out, width=120))
+    text = out.getvalue()
+    assert "…" not in text
+    rows: list[list[list[str]]] = []  # each row's cells, as their pieces on the lines it takes
+    for line in text.split("Won deals")[0].split("━\n", 1)[1].splitlines():
+        cells = [c.strip() for c in line.replace("┼", "│").split("│")]
+        if len(cells) < 6 or set("".join(cells)) <= set("─"):
+            continue
+        if cells[0]:  # a period's first line
+            rows.append([[] for _ in cells])
+        for piece, cell in zip(rows[-1], cells):
+            piece.append(cell)
+    assert len(rows) == len(summary["metrics"]["revenue"]["by_period"]) + 1
+    for row in rows:  # every cell holds the whole number, folded onto the lines below if need be
+        assert all("3,700,000,000,000,123" in "".join(pieces) for pieces in row[1:]), row
