@@ -28,12 +28,12 @@ scenario's header and the report list them all)."""
 
 
 def _shown_warnings(warnings: list[str], segments: list[str]) -> list[str]:
-    """``warnings`` as printed: those about one segment each (``seg: ...``, ``seg, stage: ...``)
-    past :data:`SEGMENT_WARNINGS_SHOWN` counted in one line (review: an owner column of 300
-    names read as segments printed 900 lines)."""
-    names = set(segments) if len(segments) > 1 else set()
-    about = [w.split(": ", 1)[0].split(", ")[0] for w in warnings]
-    single = [i for i, name in enumerate(about) if name in names]
+    """``warnings`` as printed: those about one segment each (a
+    :class:`~forecaster.history.parts.SegmentWarning`) past :data:`SEGMENT_WARNINGS_SHOWN`
+    counted in one line (review: an owner column of 300 names read as segments printed 900
+    lines)."""
+    about = [getattr(w, "segment", None) if len(segments) > 1 else None for w in warnings]
+    single = [i for i, name in enumerate(about) if name is not None]
     if len(single) <= SEGMENT_WARNINGS_SHOWN:
         return list(warnings)
     hidden = set(single[SEGMENT_WARNINGS_SHOWN:])

@@ -67,7 +67,7 @@ from forecaster.history.fitting import (
     open_non_converter,
     with_fitted_tail,
 )
-from forecaster.history.parts import Calibration, Mechanism
+from forecaster.history.parts import Calibration, Mechanism, SegmentWarning
 from forecaster.history.quarters import (
     pinned_close_dates,
     poisson_fit,
@@ -308,9 +308,10 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     if like is not None:
         fiscal_year_start = like.fiscal_year_start
     cal = Calibration(scenario={}, pipeline=[], fiscal_year_start=fiscal_year_start)
-    for said in (pinned_close_dates(deals, as_of, fiscal_year_start or 1), arrival_gap(deals, as_of)):
-        if said:
-            cal.warnings.append(said)
+    cal.warnings += pinned_close_dates(deals, as_of, fiscal_year_start or 1)
+    gap = arrival_gap(deals, as_of)
+    if gap:
+        cal.warnings.append(gap)
     # months from as_of's month to the average lead of the horizon's first quarter: the lead
     # rate written is the level's mean there, and the simulation's drift keeps it (its
     # random walk is mean-preserving). Over a longer horizon the mean of a log random walk
@@ -344,6 +345,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
     lead_level = arrival_level(deals, as_of, cal, since)
     seg_docs, shares = {}, {}
     for seg in segments:
+        said_before = len(cal.warnings)
         mine = [d for d in deals if d.segment == seg]
         funnel = {}
         for s, stage in enumerate(stages):
@@ -376,6 +378,7 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
                 entry["days_lost"] = {"dist": "fixed", "value": 1e9}
         leads, shares[seg] = _lead_rate(mine, deals, as_of, cal, seg, lead_level, ahead, arrivals_from)
         seg_docs[seg] = {"leads": leads, "funnel": funnel, "deal_value": _deal_value(mine, as_of, cal, seg, deals)}
+        cal.warnings[said_before:] = [SegmentWarning(w, seg) for w in cal.warnings[said_before:]]
     if lead_level is not None and (total_share := sum(shares.values())) > 1 + 1e-9:
         # a segment with no recent arrival keeps half a deal's share (not none: it may come
         # back), which the others must give up, or the whole would grow by half a deal's
@@ -417,11 +420,21 @@ def fit_candidates(deals: list[Deal], stages: list[str], as_of: date, *, horizon
             cal.warnings.append(f"--open-amounts: the open deals' amounts are those of the export, whose last record "
                                 f"is {export_end}, not those known on {as_of}")
     elif open_amounts and cal.pipeline:  # asked for, and nothing to do it with: said (review)
-        unpriced = sum(1 for d in deals if d.outcome == "open" and d.amount and seg_docs[d.segment]["deal_value"] == 1)
+        ids = {row["deal_id"] for row in cal.pipeline}
+        mine = [d for d in deals if d.deal_id in ids]
+        later = sum(1 for d in mine if d.outcome != "open" and d.amount)
+        counting = sum(1 for d in mine if d.outcome == "open" and d.amount and seg_docs[d.segment]["deal_value"] == 1)
+        blank = len(mine) - later - counting
+
+        def carry(n):
+            return f"{n:,} carr{'ies' if n == 1 else 'y'}"
+        why = [f"{carry(later)} the amount it closed at after {as_of} (not known then)" if later else "",
+               f"{carry(counting)} one, but their segments have no won amount (revenue counts won deals there)"
+               if counting else "",
+               f"{carry(blank)} none (blank or 0)" if blank else ""]
         cal.warnings.append(f"--open-amounts: none of the {len(cal.pipeline)} open deals is valued at its own amount: "
-                            + (f"{unpriced} carry one, but their segments have no won amount (revenue counts won "
-                               "deals there)" if unpriced else "none carries an amount (blank or 0)")
-                            + "; every open deal is valued as a won deal of its segment is")
+                            + "; ".join(w for w in why if w) + "; every open deal is valued as a won deal of its "
+                            "segment is")
     elif priced and open_amounts is None:
         cal.warnings.append(f"{len(priced)} of the {len(cal.pipeline)} open deals carry an amount (mean "
                             f"{np.mean(priced):,.2f}), not used: every open deal is valued as a won deal of its "
@@ -811,11 +824,13 @@ GAP_MONTHS = 3
 
 
 def arrival_gap(deals: list[Deal], as_of: date) -> str | None:
-    """A warning when :data:`GAP_MONTHS` or more whole months in a row before ``as_of`` have
-    no deal entering its first stage where the months before had at least 5 a month (median):
-    more likely a gap in the export (a filter, a migration) than no leads, and the arrivals'
-    level, drift and shocks read those months as real (review: six empty months between two
-    busy ones raised the lead shock to 0.59 without a word)."""
+    """A warning when :data:`GAP_MONTHS` or more whole months in a row, among the last
+    :data:`DRIFT_MONTHS` before ``as_of`` (those the arrivals are read from), have no deal
+    entering its first stage where the months before had at least 5 a month (median): more
+    likely a gap in the export (a filter, a migration) than no leads, and the arrivals' level,
+    drift and shocks read those months as real (review: six empty months between two busy
+    ones raised the lead shock to 0.59 without a word). The latest such run is said; not one
+    whose calendar months were empty a year before too (a business that pauses every summer)."""
     first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
     if not first:
         return None
@@ -823,19 +838,24 @@ def arrival_gap(deals: list[Deal], as_of: date) -> str | None:
     months = months_until(min(first), as_of)[1:]  # the first month: cut by the history's start
     if (as_of.year, as_of.month) in months and as_of != period_end(as_of, "month"):
         months = months[:-1]  # as_of's month, not whole
-    run: list = []
+    runs, run = [], []
     for i, m in enumerate(months + [None]):
         if m is not None and counts.get(m, 0) == 0:
             run.append(i)
             continue
-        if len(run) >= GAP_MONTHS:
-            before = [counts.get(x, 0) for x in months[max(0, run[0] - 12):run[0]]]
-            if before and float(np.median(before)) >= 5:
-                (y0, m0), (y1, m1) = months[run[0]], months[run[-1]]
-                return (f"no deal entered from {y0}-{m0:02d} to {y1}-{m1:02d} ({len(run)} whole months), where the "
-                        f"months before brought {float(np.median(before)):,.0f} a month: a gap in the export (a "
-                        "filter, a migration)? The arrivals are read as if no lead came then")
+        if len(run) >= GAP_MONTHS and run[-1] >= len(months) - DRIFT_MONTHS:
+            runs.append(run)
         run = []
+    for run in reversed(runs):
+        before = [counts.get(x, 0) for x in months[max(0, run[0] - 12):run[0]]]
+        a_year_before = [i - 12 for i in run]
+        if a_year_before[0] >= 0 and all(counts.get(months[i], 0) == 0 for i in a_year_before):
+            continue  # the same months were empty a year before: a season, not a gap
+        if before and float(np.median(before)) >= 5:
+            (y0, m0), (y1, m1) = months[run[0]], months[run[-1]]
+            return (f"no deal entered from {y0}-{m0:02d} to {y1}-{m1:02d} ({len(run)} whole months), where the "
+                    f"months before brought {float(np.median(before)):,.0f} a month: a gap in the export (a "
+                    "filter, a migration)? The arrivals are read as if no lead came then")
     return None
 
 

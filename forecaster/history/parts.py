@@ -32,6 +32,18 @@ class Calibration:
     fiscal_year_start: int | None = None              # month 1-12 the company's quarters count from
 
 
+class SegmentWarning(str):
+    """A warning of :attr:`Calibration.warnings` about one segment (its text names it first):
+    the command line prints the first few and counts the rest."""
+
+    segment: str
+
+    def __new__(cls, text: str, segment: str):
+        self = super().__new__(cls, text)
+        self.segment = segment
+        return self
+
+
 @dataclass
 class Mechanism:
     """An optional part of a calibrated scenario, fitted but kept only on evidence.

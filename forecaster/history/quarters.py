@@ -29,25 +29,37 @@ and 1.1-1.2%, its quarter-end push (wins slipping into the quarter's last month)
 1.4-1.8% (3 seeds each, as of September 2024)."""
 
 
-def pinned_close_dates(deals: list[Deal], as_of: date, fiscal_year_start: int = 1) -> str | None:
-    """A warning when most close dates (won and lost, by ``as_of``; at least 30) fall on the
-    last day of a quarter, or of a month: dates a CRM set by the period (a default close
-    date, a report's bucket), not when each deal closed. Times to close are then read as
-    times to the period's end, and a forecast of the days inside a period cannot be
-    trusted (review: every close on its quarter's last day forecast January and February
-    wins that the history never had)."""
-    closes = [d.closed for d in deals if d.closed is not None and d.closed <= as_of and d.outcome in ("won", "lost")]
-    if len(closes) < 30:
-        return None
-    for unit in ("quarter", "month"):
-        on_end = sum(1 for c in closes if period_end(c, unit, fiscal_year_start) == c)
-        if on_end > PINNED_SHARE * len(closes):
-            return (f"{on_end:,} of the {len(closes):,} close dates by {as_of} ({on_end / len(closes):.0%}) fall on a "
-                    f"{unit}'s last day: they look set by the {unit} (a CRM's default close date?), not by when each "
-                    f"deal closed; the times to close are read as times to the {unit}'s end and a forecast of the "
-                    f"days inside a {unit} is not to be trusted (read the date each deal was closed, "
-                    "--column closed=..., if the export has it)")
-    return None
+def pinned_close_dates(deals: list[Deal], as_of: date, fiscal_year_start: int = 1) -> list[str]:
+    """Warnings when most close dates of the won deals, or of the lost ones (by ``as_of``; at
+    least 30 of them), fall on the last day of a quarter, or of a month: dates a CRM set by
+    the period (a default close date, a clean-up of lost deals), not when each deal closed.
+    The times to win (or to be given up) are then read as times to the period's end (review:
+    every close on its quarter's last day forecast January and February wins that the
+    history never had). Won and lost apart: the wins pinned with the losses on real dates
+    were missed when pooled, and losses closed in bulk at quarter end were said as if the
+    wins were."""
+    said = []
+    for outcome in ("won", "lost"):
+        closes = [d.closed for d in deals if d.outcome == outcome and d.closed is not None and d.closed <= as_of]
+        if len(closes) < 30:
+            continue
+        for unit in ("quarter", "month"):
+            on_end = sum(1 for c in closes if period_end(c, unit, fiscal_year_start) == c)
+            if on_end <= PINNED_SHARE * len(closes):
+                continue
+            share = f"{on_end:,} of the {len(closes):,} {outcome} deals' close dates by {as_of} ({on_end / len(closes):.0%})"
+            if outcome == "won":
+                said.append(f"{share} fall on a {unit}'s last day: they look set by the {unit} (a CRM's default close "
+                            f"date?), not by when each deal was won; the times to win are read as times to the "
+                            f"{unit}'s end and a forecast of the days inside a {unit} is not to be trusted (read the "
+                            "date each deal was won, --column closed=..., if the export has it)")
+            else:
+                said.append(f"{share} fall on a {unit}'s last day: they look set by the {unit} (lost deals closed in "
+                            f"bulk at the {unit}'s end?), not by when each deal was given up; the time until a deal "
+                            f"is lost is read as the time to the {unit}'s end, and so is how likely an old open deal "
+                            "still is to be won")
+            break
+    return said
 
 
 def wins_steady_from(deals: list[Deal], as_of: date) -> date | None:

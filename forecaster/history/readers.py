@@ -1406,12 +1406,15 @@ def read_olist(folder: Path, *, warnings: list | None = None, drop_bad_rows: boo
     (mql_file, mqls), (won_file, closed) = tables
     problems: list[Problem] = []
     dropped: dict[str, list[int]] = {}
+    unlisted = [0]  # bad rows past MAX_REPORTED: counted, not listed
 
     def bad(file: str, line: int, message: str, reason: str) -> None:
         if drop_bad_rows:
             dropped.setdefault(reason, []).append(line)
         elif len(problems) < MAX_REPORTED:
             problems.append(Problem("", message, line=line, file=file))
+        else:
+            unlisted[0] += 1
 
     won: dict[str, tuple[int, date]] = {}
     for line, r in closed:
@@ -1449,6 +1452,8 @@ def read_olist(folder: Path, *, warnings: list | None = None, drop_bad_rows: boo
             early.append(w[0])
         deals.append(Deal(r["mql_id"], (r["origin"] or "unknown").replace(" ", "_"), [entered],
                           "won" if w else "open", w[1] if w else None, None))
+    if unlisted[0]:  # review: 600 bad rows were said as "20 problems"
+        problems.append(Problem("", f"and {unlisted[0]} more problems like these", more=unlisted[0]))
     if problems:
         raise ScenarioError(str(folder), problems)
     if not deals:

@@ -111,12 +111,19 @@ def test_won_amounts_of_zero_count_as_zero(tmp_path):
         zero.warnings  # review: a zero revenue forecast, without a word
 
 
-@pytest.mark.parametrize("pinned, said", [("quarter", "fall on a quarter's last day"),
-                                          ("month", "fall on a month's last day"), (None, None)])
-def test_close_dates_set_by_the_period_are_said(pinned, said):
+@pytest.mark.parametrize("won, lost, said", [
+    ("quarter", "quarter", ["won deals' close dates by 2025-03-31 (90%) fall on a quarter's last day: they look set "
+                            "by the quarter", "lost deals' close dates by 2025-03-31 (90%) fall on a quarter's"]),
+    ("month", None, ["won deals' close dates by 2025-03-31 (90%) fall on a month's last day"]),
+    ("quarter", None, ["won deals' close dates by 2025-03-31 (90%) fall on a quarter's last day"]),  # losses real
+    (None, "quarter", ["lost deals' close dates by 2025-03-31 (90%) fall on a quarter's last day: they look set by "
+                       "the quarter (lost deals closed in bulk"]),  # the wins' dates are real: not said of them
+    (None, None, []),
+])
+def test_close_dates_set_by_the_period_are_said(won, lost, said):
     """Review: every close date on its quarter's last day (a CRM's default close date) was
     calibrated without a word, and the forecast gave January and February the wins the
-    history only ever had on 31 March."""
+    history only ever had on 31 March; pooled, wins pinned beside real loss dates were missed."""
     from forecaster.calendar import period_end
     from forecaster.history.quarters import pinned_close_dates
     from forecaster.history.readers import Deal
@@ -125,12 +132,15 @@ def test_close_dates_set_by_the_period_are_said(pinned, said):
     for i in range(120):
         entered = date(2024, 1, 1) + timedelta(days=2 * i)
         closed = entered + timedelta(days=20 + i % 17)
-        if pinned and i % 10:  # nine in ten on the period's last day
+        outcome = ("won", "lost")[i % 2]
+        pinned = won if outcome == "won" else lost
+        if pinned and i % 20 > 1:  # nine in ten on the period's last day
             closed = period_end(closed, pinned)
-        deals.append(Deal(f"d{i}", "all", [entered], ("won", "lost")[i % 2], closed, 100.0))
-    warning = pinned_close_dates(deals, date(2025, 3, 31))
-    assert (warning is None) if said is None else (said in warning and "108 of the 120 close dates" in warning), warning
-    assert pinned_close_dates(deals[:20], date(2025, 3, 31)) is None  # too few closes to say
+        deals.append(Deal(f"d{i}", "all", [entered], outcome, closed, 100.0))
+    warnings = pinned_close_dates(deals, date(2025, 3, 31))
+    assert len(warnings) == len(said) and all(s in w for s, w in zip(said, warnings)), warnings
+    assert all(w.startswith("54 of the 60 ") for w in warnings), warnings
+    assert pinned_close_dates(deals[:40], date(2025, 3, 31)) == []  # too few closes of each to say
 
 
 @pytest.mark.parametrize("per_month, empty, as_of, said", [
@@ -151,6 +161,26 @@ def test_months_without_a_new_deal_amid_busy_ones_are_said(per_month, empty, as_
              for m in range(1, 13) if m not in empty for i in range(per_month)]
     warning = arrival_gap(deals, as_of)
     assert (warning is None) if said is None else (said in warning), warning
+
+
+def test_a_season_or_an_old_gap_is_not_said_and_the_latest_gap_is():
+    """Review: a school-year business (no leads June to August, every year) was told of a gap
+    in its export, and of the oldest of several gaps, outside the months the arrivals are read
+    from."""
+    from forecaster.history.estimate import arrival_gap
+    from forecaster.history.readers import Deal
+
+    def history(empty):
+        return [Deal(f"d{y}-{m}-{i}", "all", [date(y, m, 1 + i)], "open", None, None)
+                for y in (2022, 2023, 2024) for m in range(1, 13) if (y, m) not in empty for i in range(20)]
+    summers = {(y, m) for y in (2022, 2023, 2024) for m in (6, 7, 8)}
+    assert arrival_gap(history(summers), date(2024, 12, 31)) is None
+    old = {(2022, m) for m in (3, 4, 5, 6)}  # more than 12 months before as_of
+    assert arrival_gap(history(old), date(2024, 12, 31)) is None
+    both = old | {(2024, m) for m in (2, 3, 4)}
+    assert "from 2024-02 to 2024-04 (3 whole months)" in arrival_gap(history(both), date(2024, 12, 31))
+    first_summer = {(2022, m) for m in (6, 7, 8)} | {(2023, m) for m in (6, 7, 8)}  # 2023s: past the 12 months
+    assert arrival_gap(history(first_summer), date(2024, 12, 31)) is None
 
 
 def test_the_count_of_problems_includes_those_not_listed(tmp_path):
@@ -447,6 +477,11 @@ def test_the_olist_preset_checks_its_folder(tmp_path, good):
     res = invoke("calibrate", folder, "--preset", "olist", "--as-of", "2018-03-31", "-o", tmp_path / "o" / "s.yaml")
     assert_refused(res, "olist_marketing_qualified_leads_dataset.csv:3: first_contact_date: expected an ISO date")
     assert not (tmp_path / "o").exists()
+    # past the 20 listed, the rest are counted (review: 600 bad rows said "20 problems")
+    (folder / "olist_marketing_qualified_leads_dataset.csv").write_text(
+        "mql_id,first_contact_date,landing_page_id,origin\n" + "".join(f"m{i},01/06/2018,p,paid\n" for i in range(30)))
+    res = invoke("calibrate", folder, "--preset", "olist", "--as-of", "2018-03-31", "-o", tmp_path / "o" / "s.yaml")
+    assert_refused(res, "olist: 30 problems", "and 10 more problems like these")
 
 
 # --- 5. options --------------------------------------------------------------------------------
@@ -945,19 +980,33 @@ def test_a_horizon_longer_than_the_history_is_said(tmp_path, good):
 def test_warnings_about_single_segments_past_ten_are_counted_not_printed():
     """Review: an owner column of 300 names read as segments printed 900 warning lines."""
     from forecaster.cli.calibrate import SEGMENT_WARNINGS_SHOWN, _shown_warnings
+    from forecaster.history.parts import SegmentWarning
 
-    segments = [f"rep {i}" for i in range(60)]
-    warnings = ["the horizon is long"] + [f"rep {i}: only {i} won amounts to resample" for i in range(60)] + [
-        f"rep {i}, lead: only 3 conversions" for i in range(5)] + ["rep 99: not a segment's"]
+    segments = [f"Doe, Jane {i}" for i in range(59)] + ["seasonality"]  # names with ', ' or a part's name
+    warnings = ["the horizon is long"] + [SegmentWarning(f"{s}: only 3 won amounts to resample", s) for s in segments] \
+        + [SegmentWarning(f"{s}, lead: only 3 conversions", s) for s in segments[:5]] \
+        + ["seasonality: left out, but the in-history check ..."]  # the whole's, not the segment's
     shown = _shown_warnings(warnings, segments)
     assert shown[:1 + SEGMENT_WARNINGS_SHOWN] == warnings[:1 + SEGMENT_WARNINGS_SHOWN]
-    assert shown[-2] == "rep 99: not a segment's"
+    assert shown[-2] == "seasonality: left out, but the in-history check ..."
     assert shown[-1] == ("and 55 more warnings about single segments (60 of the 60 segments have one; the scenario's "
                          "header lists every one); so many segments with too few deals of their own: is "
                          "--segment-column the lead source?")
     assert len(shown) == 1 + SEGMENT_WARNINGS_SHOWN + 2
     assert _shown_warnings(warnings[:11], segments) == warnings[:11]  # ten or fewer: all printed
-    assert _shown_warnings(warnings, ["rep 1"]) == warnings  # one segment: its warnings are the whole's
+    assert _shown_warnings(warnings, ["Doe, Jane 1"]) == warnings  # one segment: its warnings are the whole's
+
+
+def test_calibrate_counts_the_warnings_about_single_segments_past_ten(tmp_path):
+    lines = [f"{line},\"Doe, Jane {i % 15}\"" for i, line in enumerate(rows(90))]
+    history = write(tmp_path / "h.csv", lines, header=HEADER + ",owner")
+    res = calibrate(history, tmp_path / "c.yaml", "--segment-column", "owner")
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.output.splitlines() if line.startswith("warning: Doe, Jane")]
+    assert len(printed) == 10, res.output
+    assert "more warnings about single segments (15 of the 15 segments have one" in res.output, res.output
+    header = (tmp_path / "c.yaml").read_text()
+    assert sum(1 for line in header.splitlines() if line.startswith("#   Doe, Jane")) > 10  # all in the scenario
 
 
 def test_a_dash_for_the_output_is_refused_not_written_as_a_file(tmp_path, good, monkeypatch):
@@ -1035,5 +1084,6 @@ def test_open_deals_keep_their_own_amount_only_when_asked_and_only_if_still_open
     blank = [line.rsplit(",", 1)[0] + "," if ",open," in line else line for line in lines]
     res = calibrate(write(tmp_path / "h3.csv", blank), out, "--open-amounts")
     assert res.exit_code == 0, res.output
-    assert ("--open-amounts: none of the 17 open deals is valued at its own amount: none carries an amount (blank "
-            "or 0); every open deal is valued as a won deal of its segment is") in res.output
+    assert ("--open-amounts: none of the 17 open deals is valued at its own amount: 1 carries the amount it closed "
+            "at after 2025-03-31 (not known then); 16 carry none (blank or 0); every open deal is valued as a won deal "
+            "of its segment is") in res.output
