@@ -43,6 +43,9 @@ class SegmentWarning(str):
         self.segment = segment
         return self
 
+    def __reduce__(self):  # pickle and copy: str's own would call __new__ without the segment
+        return (SegmentWarning, (str(self), self.segment))
+
 
 @dataclass
 class Mechanism:

@@ -997,6 +997,17 @@ def test_warnings_about_single_segments_past_ten_are_counted_not_printed():
     assert _shown_warnings(warnings, ["Doe, Jane 1"]) == warnings  # one segment: its warnings are the whole's
 
 
+def test_a_warning_about_a_segment_survives_pickle_and_copy():
+    import copy
+    import pickle
+
+    from forecaster.history.parts import SegmentWarning
+
+    w = SegmentWarning("Doe, Jane: only 3 won amounts", "Doe, Jane")
+    for back in (pickle.loads(pickle.dumps(w)), copy.deepcopy(w), copy.copy(w)):
+        assert back == w and back.segment == "Doe, Jane" and isinstance(back, SegmentWarning)
+
+
 def test_calibrate_counts_the_warnings_about_single_segments_past_ten(tmp_path):
     lines = [f"{line},\"Doe, Jane {i % 15}\"" for i, line in enumerate(rows(90))]
     history = write(tmp_path / "h.csv", lines, header=HEADER + ",owner")
