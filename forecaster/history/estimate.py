@@ -667,7 +667,7 @@ def steady_start(deals: list[Deal], as_of: date) -> date | None:
     (entries to the first stage) stay below half of the median month's, are the ramp-up of
     the export (a CRM being adopted, a dataset's first weeks), not the business drifting.
     None without arrivals."""
-    counts = monthly_counts(d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of)
+    counts = monthly_counts(_first_entries(deals, as_of))
     if not counts:
         return None
     months = months_until(date(*min(counts), 1), as_of)
@@ -818,6 +818,11 @@ log mu + 0.026 at 2, + 0.066 at 1.5, + 0.17 at 1, + 0.75 at 1/3): a history of f
 has no arrival level, and its lead rate is its recent count over its days (:func:`_lead_rate`)."""
 
 
+def _first_entries(deals: list[Deal], as_of: date) -> list[date]:
+    """The day each deal entered its first stage, for the deals that had by ``as_of``."""
+    return [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+
+
 GAP_MONTHS = 3
 """Whole months in a row without a new deal, amid months that had some, that
 :func:`arrival_gap` reads as a gap in the export rather than a pause in the leads."""
@@ -831,7 +836,7 @@ def arrival_gap(deals: list[Deal], as_of: date) -> str | None:
     drift and shocks read those months as real (review: six empty months between two busy
     ones raised the lead shock to 0.59 without a word). The latest such run is said; not one
     whose calendar months were empty a year before too (a business that pauses every summer)."""
-    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    first = _first_entries(deals, as_of)
     if not first:
         return None
     counts = monthly_counts(first)
@@ -866,7 +871,7 @@ def _arrival_series(deals: list[Deal], as_of: date, since: date | None = None):
     the first month, which the history's start likely cuts: two arrays of shape (months,),
     NaN where a month is not read (mu below :data:`MIN_MONTH_COUNT`, or a calendar month
     the seasonality has no arrivals in); (None, None) without arrivals."""
-    first = [d.entered[0] for d in deals if d.entered[0] is not None and d.entered[0] <= as_of]
+    first = _first_entries(deals, as_of)
     if not first:
         return None, None
     counts = monthly_counts(first)
@@ -930,7 +935,7 @@ def _lead_rate(deals: list[Deal], everyone: list[Deal], as_of: date, cal: Calibr
     of the whole's recent arrivals. ``arrivals_from``: the first day arrivals show in full
     (:func:`thinned_until`); the recent rate counts none before it."""
     def recent(ds):
-        first = [d.entered[0] for d in ds if d.entered[0] is not None and d.entered[0] <= as_of]
+        first = _first_entries(ds, as_of)
         span_start = max(min(first, default=as_of), as_of - timedelta(days=LOOKBACK_DAYS - 1),
                          arrivals_from or date.min)
         return first, span_start, sum(1 for e in first if e >= span_start)
